@@ -1,0 +1,5 @@
+"""``python -m tracos_sync``."""
+
+from tracos_sync.cli import main
+
+main()

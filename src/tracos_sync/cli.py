@@ -1,0 +1,174 @@
+"""Command line: ``tracos-sync run|inbound|outbound|seed``.
+
+Exit codes: 0 the run completed (rejected inputs are reported, not failures); 1 it could not
+complete (what was done is kept); 2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import click
+import structlog
+
+from tracos_sync import logs
+from tracos_sync.app import Command, Runtime, execute, load_runtime, open_repository
+from tracos_sync.domain.errors import ConfigurationError, SyncError
+from tracos_sync.pipeline import RunStats
+from tracos_sync.tracos.retry import describe
+
+log = structlog.get_logger("tracos_sync")
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+embedded_option = click.option(
+    "--embedded",
+    is_flag=True,
+    default=False,
+    help="Start a local SecantusDB server (data in .data/db) instead of using MONGO_URI. "
+    "Same as MONGO_EMBEDDED=1.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--env-file",
+    default=".env",
+    show_default=True,
+    help="Settings file read after the environment (the environment wins).",
+)
+@click.version_option(package_name="tracos-sync", prog_name="tracos-sync")
+@click.pass_context
+def cli(ctx: click.Context, env_file: str) -> None:
+    """Keep work orders in sync between TracOS (MongoDB) and the client ERP.
+
+    Settings come from environment variables or a .env file; see the README.
+    """
+    ctx.obj = env_file
+
+
+def _sync_command(command: Command, summary: str) -> Callable[..., None]:
+    @embedded_option
+    @click.pass_context
+    def handler(ctx: click.Context, embedded: bool) -> None:
+        ctx.exit(asyncio.run(_run_sync(ctx.obj, command, embedded)))
+
+    handler.__doc__ = summary
+    return handler
+
+
+cli.command("run")(
+    _sync_command(
+        "run",
+        "Sync once: inbound (client files -> TracOS), then outbound (TracOS -> client files).",
+    )
+)
+cli.command("inbound")(
+    _sync_command(
+        "inbound",
+        "Client -> TracOS only: validate each inbound file, upsert newer work orders by number, "
+        "archive the file to processed/ or quarantine it in rejected/ with a .error.json reason.",
+    )
+)
+cli.command("outbound")(
+    _sync_command(
+        "outbound",
+        "TracOS -> client only: write each unsynced work order to <outbound>/<number>.json "
+        "atomically, then mark it synced if it did not change meanwhile.",
+    )
+)
+
+
+@cli.command("seed")
+@click.option("--if-empty", is_flag=True, help="Do nothing when TracOS or the inbound folder "
+              "already holds work orders.")
+@embedded_option
+@click.pass_context
+def seed_command(ctx: click.Context, if_empty: bool, embedded: bool) -> None:
+    """Write sample data: 10 TracOS work orders and 10 client files (plus two bad files)."""
+    ctx.exit(asyncio.run(_run_seed(ctx.obj, if_empty, embedded)))
+
+
+def _startup(env_file: str, embedded: bool) -> Runtime | int:
+    logs.configure()
+    try:
+        runtime = load_runtime(env_file, embedded)
+    except ConfigurationError as exc:
+        log.error("config.invalid", error=str(exc))
+        return EXIT_CONFIG
+    settings = runtime.settings
+    logs.configure(settings.log_level, settings.log_format, runtime.secrets)
+    return runtime
+
+
+async def _guarded(work: Coroutine[Any, Any, None]) -> int:
+    """Run ``work``; turn our error family into exit codes and one readable line each."""
+    try:
+        await work
+    except ConfigurationError as exc:
+        log.error("config.invalid", error=str(exc))
+        return EXIT_CONFIG
+    except SyncError as exc:
+        cause = f" ({describe(exc.__cause__)})" if exc.__cause__ is not None else ""
+        log.error("run.failed", error=f"{exc}{cause}", exc_info=True)
+        return EXIT_FAILED
+    except Exception as exc:
+        log.error("run.crashed", error=f"{type(exc).__name__}: {describe(exc)}", exc_info=True)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+async def _run_sync(env_file: str, command: Command, embedded: bool) -> int:
+    runtime = _startup(env_file, embedded)
+    if isinstance(runtime, int):
+        return runtime
+    stats = RunStats()
+    log.info("run.started", command=command, **runtime.connector.describe())
+    code = await _guarded(execute(runtime, command, stats))
+    status = "ok" if code == EXIT_OK else "failed"
+    log.info("run.summary", command=command, status=status, **stats.as_fields())
+    return code
+
+
+async def _run_seed(env_file: str, if_empty: bool, embedded: bool) -> int:
+    from tracos_sync.seed import seed
+
+    runtime = _startup(env_file, embedded)
+    if isinstance(runtime, int):
+        return runtime
+    settings = runtime.settings
+    inbound = getattr(getattr(runtime.connector, "settings", None), "data_inbound_dir", None)
+    if inbound is None:
+        log.error("seed.unsupported", reason="the configured connector has no inbound folder")
+        return EXIT_CONFIG
+
+    async def work() -> None:
+        async with open_repository(runtime) as repository:
+            await repository.prepare()
+            collection = repository.raw_collection
+            result = await seed(collection, inbound, if_empty)
+            if result.skipped:
+                log.info("seed.skipped", reason="data already present")
+            else:
+                log.info(
+                    "seed.done", documents=result.documents, files=result.files,
+                    database=settings.mongo_database, collection=settings.mongo_collection,
+                    inbound=str(inbound),
+                )
+
+    return await _guarded(work())
+
+
+def main(argv: list[str] | None = None) -> None:
+    # A file-size limit must fail the write (EFBIG), not kill the process.
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    cli.main(args=argv, prog_name="tracos-sync")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Configuration from the environment or a ``.env`` file (the environment wins).
+
+Nothing reads the environment at import time: ``load_settings`` is called by the bootstrap, once,
+before anything is touched, and turns every invalid value into one ``ConfigurationError`` that
+names the variable.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tracos_sync.domain.errors import ConfigurationError
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def _zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as UTC)") from exc
+    return name
+
+
+def _upper(value: object) -> object:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+TimeZoneName = Annotated[str, AfterValidator(_zone)]
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)]
+LogFormat = Annotated[Literal["text", "json"], BeforeValidator(_lower)]
+
+
+class EnvSettings(BaseSettings):
+    """Base for every settings class: upper-case variables, ``.env`` support, strict names."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+
+class Settings(EnvSettings):
+    """Core settings: TracOS (MongoDB) and the run itself. Connectors add their own."""
+
+    mongo_uri: str = Field("mongodb://localhost:27017", min_length=1)
+    mongo_database: str = Field("tractian", min_length=1, pattern=r"^[^/\\. \"$]+$")
+    mongo_collection: str = Field("workorders", min_length=1, pattern=r"^[^$\x00]+$")
+    mongo_retry_seconds: float = Field(30.0, ge=0, le=86_400)
+    mongo_embedded: bool = False
+    batch_size: int = Field(1000, ge=1, le=100_000)
+    log_level: LogLevel = "INFO"
+    log_format: LogFormat = "text"
+    client_connector: str = Field("files", min_length=1)
+
+
+def load_settings(cls: type[SettingsT], env_file: str | None = ".env") -> SettingsT:
+    """Build ``cls`` from the environment (and ``env_file``), or raise ``ConfigurationError``."""
+    try:
+        return cls(_env_file=env_file)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            variable = str(err["loc"][0]).upper() if err["loc"] else "?"
+            value = err.get("input")
+            shown = "" if "uri" in variable.lower() or "token" in variable.lower() else f" (got {value!r:.80})"
+            lines.append(f"{variable}: {err['msg']}{shown}")
+        raise ConfigurationError("invalid configuration: " + "; ".join(lines)) from None

@@ -1,0 +1,35 @@
+"""Customer systems. Each is a folder here (or in another package) exposing a
+``ConnectorFactory``, registered under the ``tracos_sync.connectors`` entry-point group.
+
+``files`` is also listed here so that the service runs from a source checkout
+(``python src/main.py``) where no entry points are installed.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from importlib.metadata import entry_points
+
+from tracos_sync.domain.errors import ConfigurationError
+from tracos_sync.domain.ports import ConnectorFactory
+
+ENTRY_POINT_GROUP = "tracos_sync.connectors"
+BUILT_IN = {"files": "tracos_sync.connectors.client_erp.files:create"}
+
+
+def available() -> dict[str, str]:
+    """Connector name -> ``module:factory``."""
+    found = dict(BUILT_IN)
+    found.update({ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)})
+    return found
+
+
+def load(name: str) -> ConnectorFactory:
+    targets = available()
+    if name not in targets:
+        raise ConfigurationError(
+            f"CLIENT_CONNECTOR: unknown connector {name!r} (available: {', '.join(sorted(targets))})"
+        )
+    module_name, _, attribute = targets[name].partition(":")
+    factory: ConnectorFactory = getattr(import_module(module_name), attribute)
+    return factory

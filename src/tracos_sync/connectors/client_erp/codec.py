@@ -1,0 +1,114 @@
+"""Bytes from the client -> domain work orders, with every problem located (record index + JSON
+path). Validation is layered: JSON Schema (the wire contract), the strict model, then the
+translation rules. The compiled schema validator is the fast gate; the slower full validator
+runs only on records that failed, to list every problem rather than the first."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from typing import Any
+
+import fastjsonschema
+import jsonschema
+import orjson
+from pydantic import ValidationError
+
+from tracos_sync.domain.errors import RecordRejected
+from tracos_sync.domain.model import Problem, WorkOrder
+
+from .translate import to_tracos
+from .wire import ClientWorkOrder, json_schema
+
+MAX_REASON = 300
+
+
+@dataclass(slots=True)
+class Decoded:
+    records: list[WorkOrder] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    rejected: int = 0
+    unknown_fields: set[str] = field(default_factory=set)
+
+
+def _path(parts: Any) -> str:
+    out = "$"
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _reason(text: str) -> str:
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
+
+
+class RecordDecoder:
+    """Built once (the schema is compiled here), then used for every input."""
+
+    def __init__(self, client_tz: tzinfo) -> None:
+        schema = json_schema()
+        self._client_tz = client_tz
+        self._fast_check: Callable[[Any], Any] = fastjsonschema.compile(schema)
+        self._full_check = jsonschema.Draft7Validator(schema)
+
+    def decode(self, raw: bytes) -> Decoded:
+        """Decode one input holding a work order object or an array of them."""
+        out = Decoded()
+        try:
+            document = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            out.problems.append(Problem("$", _reason(f"not valid JSON: {exc}")))
+            out.rejected = 1
+            return out
+        if isinstance(document, dict):
+            items: list[Any] = [document]
+        elif isinstance(document, list):
+            items = document
+        else:
+            out.problems.append(
+                Problem("$", f"expected a work order object or an array of them, got {_kind(document)}")
+            )
+            out.rejected = 1
+            return out
+        for index, item in enumerate(items):
+            try:
+                out.records.append(self.decode_record(item, out.unknown_fields))
+            except RecordRejected as exc:
+                out.rejected += 1
+                out.problems.extend(
+                    Problem(p.path, p.reason, record=index) for p in exc.problems
+                )
+        return out
+
+    def decode_record(self, item: Any, unknown_fields: set[str] | None = None) -> WorkOrder:
+        """One record: schema, model, translation. Raises ``RecordRejected``."""
+        try:
+            self._fast_check(item)
+        except fastjsonschema.JsonSchemaValueException:
+            raise RecordRejected(self._schema_problems(item)) from None
+        try:
+            record = ClientWorkOrder.model_validate(item)
+        except ValidationError as exc:
+            raise RecordRejected(
+                [Problem(_path(err["loc"]), _reason(err["msg"])) for err in exc.errors()]
+            ) from None
+        if record.model_extra and unknown_fields is not None:
+            unknown_fields.update(record.model_extra)
+        return to_tracos(record, self._client_tz)
+
+    def _schema_problems(self, item: Any) -> list[Problem]:
+        problems = []
+        for err in self._full_check.iter_errors(item):
+            parts = list(err.absolute_path)
+            if err.validator == "required":
+                # Point at the missing field itself, not at its parent object.
+                parts.append(err.message.split("'")[1])
+            problems.append(Problem(_path(parts), _reason(err.message)))
+        return problems or [Problem("$", "does not match the work-order schema")]
+
+
+def _kind(value: Any) -> str:
+    return {str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(
+        type(value), "null" if value is None else type(value).__name__
+    )

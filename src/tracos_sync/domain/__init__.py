@@ -1,0 +1,1 @@
+"""The TracOS work-order domain: model, dates, errors and ports. Imports nothing else of ours."""

@@ -1,0 +1,145 @@
+"""The ports the pipeline drives. Adapters implement them; the pipeline knows nothing else.
+
+A customer system is a ``Connector``: it turns its own inputs into domain ``WorkOrder`` values
+(``ClientSource``) and delivers domain work orders in its own format (``ClientSink``). TracOS is
+a ``WorkOrderRepository``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from .errors import FatalError
+from .model import Problem, WorkOrder
+
+
+@dataclass(slots=True)
+class InboundUnit:
+    """One unit of client input (a file, an API page) and what decoding it produced.
+
+    ``records`` are the valid work orders in input order; ``problems`` list every refusal.
+    ``rejected_records`` counts refused records (an input that cannot be parsed counts as one).
+    ``handle`` is private to the source that made the unit.
+    """
+
+    name: str
+    records: list[WorkOrder]
+    problems: list[Problem] = field(default_factory=list)
+    rejected_records: int = 0
+    handle: object = None
+
+
+class ClientSource(Protocol):
+    """Where client work orders come from."""
+
+    async def prepare(self) -> None:
+        """Check and set up what the source needs (folders, recovery of abandoned claims)."""
+
+    def batches(self, max_records: int) -> AsyncIterator[list[InboundUnit]]:
+        """Claim and decode inputs, grouped so that each group holds about ``max_records``."""
+
+    async def complete(self, units: Sequence[InboundUnit]) -> None:
+        """The units' valid records are durably applied: archive them (or quarantine those with
+        problems)."""
+
+    async def release(self, units: Sequence[InboundUnit]) -> None:
+        """The units were not applied: give them back so that a later run tries again."""
+
+    async def close(self) -> None: ...
+
+
+@dataclass(slots=True)
+class Delivery:
+    """What a sink did with a batch: the numbers now durable on the client side, the records it
+    refused, and the fatal error that stopped it part-way, if any."""
+
+    delivered: list[int] = field(default_factory=list)
+    refused: list[Problem] = field(default_factory=list)
+    fatal: FatalError | None = None
+
+
+class ClientSink(Protocol):
+    """Where TracOS work orders go."""
+
+    async def prepare(self) -> None: ...
+
+    async def deliver(self, orders: Sequence[WorkOrder]) -> Delivery:
+        """Deliver each order durably. Never raises for a per-record or I/O failure: reports it."""
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    inserted: int = 0
+    updated: int = 0
+    stale: int = 0
+
+    def __add__(self, other: ApplyResult) -> ApplyResult:
+        return ApplyResult(
+            self.inserted + other.inserted,
+            self.updated + other.updated,
+            self.stale + other.stale,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PendingExport:
+    """A TracOS work order waiting to go out; ``version`` is what the conditional mark checks."""
+
+    order: WorkOrder
+    key: object
+    version: object
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadableDocument:
+    """A TracOS document that cannot be understood: skipped, counted, never marked synced."""
+
+    ref: str
+    reason: str
+
+
+class WorkOrderRepository(Protocol):
+    """TracOS storage of work orders."""
+
+    async def prepare(self) -> None:
+        """Ensure indexes (unique ``number``; one serving the unsynced query)."""
+
+    async def apply(self, orders: Sequence[WorkOrder], synced_at: datetime) -> ApplyResult:
+        """Insert new numbers; update existing ones only when ``updated_at`` is strictly newer.
+
+        Orders are applied as if one after the other (a number repeated in ``orders`` is
+        compared with its predecessor). Written documents are marked synced at ``synced_at``.
+        Durable (journaled) when it returns. Idempotent: applying again counts as stale.
+        """
+
+    def pending(
+        self, batch_size: int
+    ) -> AsyncIterator[list[PendingExport | UnreadableDocument]]:
+        """Pages of work orders not synced yet, each page at most ``batch_size``."""
+
+    async def mark_synced(self, exports: Sequence[PendingExport], synced_at: datetime) -> int:
+        """Mark exported orders synced, each only if unchanged since read; returns how many."""
+
+    async def close(self) -> None: ...
+
+
+class ClientConnector(Protocol):
+    """A customer system: one folder under ``tracos_sync.connectors``, registered as an entry
+    point in the ``tracos_sync.connectors`` group whose value is a ``ConnectorFactory``."""
+
+    def source(self) -> ClientSource: ...
+
+    def sink(self) -> ClientSink: ...
+
+    def describe(self) -> dict[str, str]:
+        """Where it reads and writes, for logs (no secrets)."""
+
+
+class ConnectorFactory(Protocol):
+    def __call__(self, env_file: str | None = ".env") -> ClientConnector:
+        """Read the connector's own settings (raising ``ConfigurationError``) and build it."""

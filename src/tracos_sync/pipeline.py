@@ -1,0 +1,135 @@
+"""The sync itself, written against the ports only: no MongoDB, no files, no client format.
+
+Inbound: claim a batch of client inputs -> apply their valid records to TracOS (durably) ->
+archive or quarantine the inputs. Outbound: page through unsynced TracOS work orders -> deliver
+them to the client -> mark the delivered ones synced, each only if unchanged since read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from tracos_sync.domain.ports import (
+    ClientSink,
+    ClientSource,
+    InboundUnit,
+    PendingExport,
+    UnreadableDocument,
+    WorkOrderRepository,
+)
+
+log = structlog.get_logger("tracos_sync.pipeline")
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class RunStats:
+    """The counts of one run; the summary line prints them in this order."""
+
+    files: int = 0
+    inserted: int = 0
+    updated: int = 0
+    stale: int = 0
+    rejected: int = 0
+    exported: int = 0
+    skipped: int = 0
+    requeued: int = 0
+    seconds: float = 0.0
+
+    def as_fields(self) -> dict[str, int | float]:
+        fields = asdict(self)
+        fields["seconds"] = round(self.seconds, 3)
+        return fields
+
+
+async def sync_inbound(
+    source: ClientSource,
+    repository: WorkOrderRepository,
+    stats: RunStats,
+    batch_size: int,
+    clock: Clock = utc_now,
+) -> None:
+    """Client -> TracOS. On any failure the batch in hand is given back to the source."""
+    batches = source.batches(batch_size)
+    async with contextlib.aclosing(batches):
+        async for units in batches:
+            try:
+                await _apply_units(units, repository, stats, batch_size, clock)
+            except BaseException:
+                await source.release(units)
+                raise
+            await source.complete(units)
+            stats.files += len(units)
+
+
+async def _apply_units(
+    units: Sequence[InboundUnit],
+    repository: WorkOrderRepository,
+    stats: RunStats,
+    batch_size: int,
+    clock: Clock,
+) -> None:
+    records = [record for unit in units for record in unit.records]
+    for start in range(0, len(records), batch_size):
+        result = await repository.apply(records[start : start + batch_size], clock())
+        stats.inserted += result.inserted
+        stats.updated += result.updated
+        stats.stale += result.stale
+    stats.rejected += sum(unit.rejected_records for unit in units)
+
+
+async def sync_outbound(
+    repository: WorkOrderRepository,
+    sink: ClientSink,
+    stats: RunStats,
+    batch_size: int,
+    clock: Clock = utc_now,
+) -> None:
+    """TracOS -> client. Marks only what the sink made durable; stops at a fatal delivery error
+    after marking what was delivered before it."""
+    pages = repository.pending(batch_size)
+    async with contextlib.aclosing(pages):
+        async for page in pages:
+            exports: list[PendingExport] = []
+            for item in page:
+                if isinstance(item, UnreadableDocument):
+                    stats.skipped += 1
+                    log.warning("outbound.document_skipped", document=item.ref, reason=item.reason)
+                else:
+                    exports.append(item)
+            if not exports:
+                continue
+            delivery = await sink.deliver([export.order for export in exports])
+            delivered = set(delivery.delivered)
+            for problem in delivery.refused:
+                stats.skipped += 1
+                log.warning("outbound.refused", number=problem.record, reason=problem.reason)
+            marked = await repository.mark_synced(
+                [e for e in exports if e.order.number in delivered], clock()
+            )
+            stats.exported += marked
+            if marked < len(delivered):
+                # Changed in TracOS after we read it: stays unsynced, goes out again next run.
+                stats.requeued += len(delivered) - marked
+                log.info("outbound.changed_during_export", count=len(delivered) - marked)
+            if delivery.fatal is not None:
+                raise delivery.fatal
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._start

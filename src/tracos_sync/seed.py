@@ -1,0 +1,103 @@
+"""Sample data, like the challenge's ``setup.py``: 10 TracOS work orders (written the way TracOS
+writes them: no ``isSynced``) and 10 client files (no ``isActive``/``isSynced``), plus one malformed
+file and one that breaks the schema, so that a first run shows every path."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pymongo.asynchronous.collection import AsyncCollection
+
+from tracos_sync.domain.dates import format_instant, normalise
+
+TRACOS_STATUSES = ["pending", "in_progress", "completed", "on_hold", "cancelled"]
+CLIENT_FLAGS = ["isPending", "isDone", "isOnHold", "isCanceled", None]
+SAMPLES = 10
+CLIENT_FIRST_NUMBER = 101
+
+
+@dataclass(slots=True)
+class SeedResult:
+    documents: int = 0
+    files: int = 0
+    skipped: bool = False
+
+
+def tracos_documents(now: datetime) -> list[dict[str, Any]]:
+    docs = []
+    for i in range(1, SAMPLES + 1):
+        created = normalise(now - timedelta(days=30 - i, hours=i))
+        docs.append(
+            {
+                "number": i,
+                "status": TRACOS_STATUSES[(i - 1) % len(TRACOS_STATUSES)],
+                "title": f"Example work order {i}",
+                "description": f"Example work order {i} created in TracOS",
+                "createdAt": created,
+                "updatedAt": created + timedelta(days=1),
+                "deleted": i == SAMPLES,
+                "deletedAt": created + timedelta(days=1) if i == SAMPLES else None,
+            }
+        )
+    return docs
+
+
+def client_records(now: datetime) -> list[dict[str, Any]]:
+    records = []
+    for i in range(SAMPLES):
+        number = CLIENT_FIRST_NUMBER + i
+        created = normalise(now - timedelta(days=20 - i, hours=i))
+        flag = CLIENT_FLAGS[i % len(CLIENT_FLAGS)]
+        record: dict[str, Any] = {
+            "orderNo": number,
+            "isCanceled": flag == "isCanceled",
+            "isDeleted": False,
+            "isDone": flag == "isDone",
+            "isOnHold": flag == "isOnHold",
+            "isPending": flag == "isPending",
+            "summary": f"Example client order {number}",
+            "creationDate": format_instant(created),
+            "lastUpdateDate": format_instant(created + timedelta(hours=6)),
+            "deletedDate": None,
+        }
+        records.append(record)
+    return records
+
+
+def _write_new(path: Path, data: bytes) -> bool:
+    """Create ``path`` unless it exists (never overwrite what is there)."""
+    try:
+        with open(path, "xb") as handle:
+            handle.write(data)
+    except FileExistsError:
+        return False
+    return True
+
+
+async def seed(
+    collection: AsyncCollection[dict[str, Any]], inbound: Path, if_empty: bool
+) -> SeedResult:
+    inbound.mkdir(parents=True, exist_ok=True)
+    has_files = any(e.name.endswith(".json") and e.is_file() for e in os.scandir(inbound))
+    has_documents = await collection.find_one({}, {"_id": 1}) is not None
+    if if_empty and (has_files or has_documents):
+        return SeedResult(skipped=True)
+    now = datetime.now(UTC)
+    result = SeedResult()
+    for doc in tracos_documents(now):
+        outcome = await collection.update_one(
+            {"number": doc["number"]}, {"$setOnInsert": doc}, upsert=True
+        )
+        result.documents += 1 if outcome.upserted_id is not None else 0
+    for record in client_records(now):
+        data = orjson.dumps(record, option=orjson.OPT_INDENT_2)
+        result.files += _write_new(inbound / f"{record['orderNo']}.json", data)
+    result.files += _write_new(inbound / "malformed.json", b'{"orderNo": 900, "summary": ')
+    invalid = {"orderNo": "901", "isDone": "yes", "summary": "Breaks the schema"}
+    result.files += _write_new(inbound / "invalid-schema.json", orjson.dumps(invalid))
+    return result

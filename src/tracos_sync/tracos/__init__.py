@@ -1,0 +1,1 @@
+"""TracOS: work orders stored in a MongoDB collection, reached through pymongo's async client."""

@@ -1,0 +1,83 @@
+"""Pure mapping between TracOS's MongoDB documents and the domain ``WorkOrder``.
+
+Documents written by others may hold dates as BSON dates or as ISO 8601 strings, and may lack
+``isSynced``; both are read. A document that cannot be understood raises ``UnreadableDocumentError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from tracos_sync.domain.dates import InvalidDate, coerce_instant
+from tracos_sync.domain.model import Status, WorkOrder
+
+# What outbound needs of a document; nothing else is fetched.
+EXPORT_PROJECTION = {
+    "number": 1, "status": 1, "title": 1, "description": 1,
+    "createdAt": 1, "updatedAt": 1, "deleted": 1, "deletedAt": 1,
+}
+
+
+class UnreadableDocumentError(ValueError):
+    """A TracOS document that does not describe a valid work order."""
+
+
+def insert_document(order: WorkOrder, synced_at: datetime) -> dict[str, Any]:
+    """A new TracOS document. ``description`` starts as the title: after that it is TracOS's."""
+    return {
+        "number": order.number,
+        "createdAt": order.created_at,
+        "description": order.description if order.description is not None else order.title,
+        **update_fields(order, synced_at),
+    }
+
+
+def update_fields(order: WorkOrder, synced_at: datetime) -> dict[str, Any]:
+    """What an inbound update sets: never ``createdAt`` or ``description``. Marked synced so that
+    what came from the client does not echo back to it."""
+    return {
+        "status": order.status.value,
+        "title": order.title,
+        "updatedAt": order.updated_at,
+        "deleted": order.deleted,
+        "deletedAt": order.deleted_at if order.deleted else None,
+        "isSynced": True,
+        "syncedAt": synced_at,
+    }
+
+
+def read_document(doc: Mapping[str, Any]) -> WorkOrder:
+    """Domain work order from a TracOS document, or ``UnreadableDocumentError`` saying why."""
+    number = doc.get("number")
+    if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+        raise UnreadableDocumentError(f"number must be a positive integer, got {number!r:.40}")
+    try:
+        status = Status(doc.get("status"))
+    except ValueError:
+        raise UnreadableDocumentError(f"unknown status {doc.get('status')!r:.40}") from None
+    title = doc.get("title")
+    if not isinstance(title, str):
+        raise UnreadableDocumentError("title is missing or not a string")
+    description = doc.get("description")
+    deleted = doc.get("deleted", False)
+    if not isinstance(deleted, bool):
+        raise UnreadableDocumentError(f"deleted must be a boolean, got {deleted!r:.40}")
+    try:
+        created = coerce_instant(doc.get("createdAt"))
+        updated = coerce_instant(doc.get("updatedAt"))
+        raw_deleted_at = doc.get("deletedAt")
+        deleted_at = coerce_instant(raw_deleted_at) if raw_deleted_at is not None else None
+    except InvalidDate as exc:
+        raise UnreadableDocumentError(f"bad date: {exc}") from None
+    return WorkOrder(
+        number=number,
+        status=status,
+        title=title,
+        created_at=created,
+        updated_at=updated,
+        deleted=deleted,
+        deleted_at=deleted_at if deleted else None,
+        description=description if isinstance(description, str) else None,
+    )

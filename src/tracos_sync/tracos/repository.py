@@ -1,0 +1,294 @@
+"""``WorkOrderRepository`` on MongoDB (pymongo's native async client).
+
+Inbound writes are chosen for both mongod and slower wire-compatible servers: one unordered
+``insert_many`` for the batch (new numbers are the common case and the cheapest write), then, only
+for the numbers that already existed (duplicate-key errors), a read of their current ``updatedAt``
+and one unordered bulk of updates, each conditional on the exact value read (optimistic
+concurrency: a concurrent writer makes the condition miss, and that number is compared again).
+The comparison is done here rather than in the filter because other writers may store
+``updatedAt`` as an ISO string, which a BSON ``$lt`` against a date never matches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import structlog
+from bson import ObjectId
+from pymongo import AsyncMongoClient, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError, OperationFailure
+from pymongo.write_concern import WriteConcern
+
+from tracos_sync.domain.dates import InvalidDate, coerce_instant
+from tracos_sync.domain.errors import FatalError
+from tracos_sync.domain.model import WorkOrder
+from tracos_sync.domain.ports import ApplyResult, PendingExport, UnreadableDocument
+
+from .documents import (
+    EXPORT_PROJECTION,
+    UnreadableDocumentError,
+    insert_document,
+    read_document,
+    update_fields,
+)
+from .retry import DUPLICATE_KEY, Retrier
+
+log = structlog.get_logger("tracos_sync.mongo")
+
+# Unsynced means isSynced false or missing (null matches missing). Point intervals, so mongod
+# walks the compound index in _id order without a sort stage.
+UNSYNCED: dict[str, Any] = {"isSynced": {"$in": [False, None]}}
+UNSYNCED_INDEX = [("isSynced", 1), ("_id", 1)]
+NUMBER_INDEX = [("number", 1)]
+# Keys per $in query: bounded so that a server whose $in is not a hash lookup stays linear.
+LOOKUP_CHUNK = 250
+# Rounds of compare-and-set before a number that keeps changing under us is left to next run.
+MAX_CAS_ROUNDS = 10
+
+
+Doc = dict[str, Any]
+
+
+class MongoWorkOrderRepository:
+    def __init__(
+        self, client: AsyncMongoClient[Doc], database: str, collection: str, retrier: Retrier
+    ) -> None:
+        self._client = client
+        base: AsyncCollection[Doc] = client[database][collection]
+        # Journaled: an acknowledged-but-unjournaled write can vanish in a crash, and the client's
+        # file is archived on the strength of this acknowledgement. Keep the URI's w, add j.
+        concern = {**base.write_concern.document, "j": True}
+        self._durable = base.with_options(write_concern=WriteConcern(**concern))
+        self._collection = base
+        self._retrier = retrier
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        await self._retrier.call("ensure indexes", self._ensure_indexes)
+
+    async def _ensure_indexes(self) -> None:
+        existing = [ix async for ix in await self._collection.list_indexes()]
+        number_index = next((ix for ix in existing if list(ix["key"].items()) == [("number", 1)]), None)
+        if number_index is not None and not number_index.get("unique"):
+            raise FatalError(
+                f"index {number_index['name']!r} on number exists but is not unique; "
+                "drop it so that tracos-sync can create a unique one"
+            )
+        try:
+            if number_index is None:
+                await self._collection.create_index(NUMBER_INDEX, unique=True)
+            await self._collection.create_index(UNSYNCED_INDEX)
+        except OperationFailure as exc:
+            if exc.code == DUPLICATE_KEY:
+                raise FatalError(
+                    "the collection holds several documents with the same number; "
+                    "a unique index on number cannot be built until they are merged"
+                ) from exc
+            raise
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    @property
+    def raw_collection(self) -> AsyncCollection[Doc]:
+        """The collection itself, for tools (seeding, checks) that are not part of the sync."""
+        return self._collection
+
+    # -- inbound -------------------------------------------------------------------------------
+
+    async def apply(self, orders: Sequence[WorkOrder], synced_at: datetime) -> ApplyResult:
+        result = ApplyResult()
+        for round_ in _rounds(orders):
+            result += await self._retrier.call(
+                "write work orders", lambda r=round_: self._apply_round(r, synced_at)  # type: ignore[misc]
+            )
+        return result
+
+    async def _apply_round(self, orders: Sequence[WorkOrder], synced_at: datetime) -> ApplyResult:
+        """Orders with distinct numbers: insert what is new, compare-and-set the rest."""
+        if not orders:
+            return ApplyResult()
+        documents = [insert_document(order, synced_at) for order in orders]
+        try:
+            await self._durable.insert_many(documents, ordered=False)
+            return ApplyResult(inserted=len(orders))
+        except BulkWriteError as exc:
+            details = exc.details
+            errors = details.get("writeErrors", [])
+            if any(err.get("code") != DUPLICATE_KEY for err in errors) or details.get(
+                "writeConcernErrors"
+            ):
+                raise
+            inserted = int(details.get("nInserted", 0))
+            existing = [orders[err["index"]] for err in errors]
+        updated, stale = await self._update_if_newer(existing, synced_at)
+        return ApplyResult(inserted=inserted, updated=updated, stale=stale)
+
+    async def _update_if_newer(
+        self, orders: Sequence[WorkOrder], synced_at: datetime
+    ) -> tuple[int, int]:
+        waiting = {order.number: order for order in orders}
+        updated = stale = 0
+        for _ in range(MAX_CAS_ROUNDS):
+            if not waiting:
+                break
+            current = await self._current_versions(list(waiting))
+            operations: list[UpdateOne[Doc]] = []
+            attempted: dict[int, WorkOrder] = {}
+            for number, order in waiting.items():
+                if number not in current:
+                    # Deleted since the insert failed: insert it unless someone else did.
+                    operations.append(
+                        UpdateOne(
+                            {"number": number},
+                            {"$setOnInsert": insert_document(order, synced_at)},
+                            upsert=True,
+                        )
+                    )
+                    attempted[number] = order
+                    continue
+                raw = current[number]
+                if _is_newer(order.updated_at, raw):
+                    version: Any = {"$exists": False} if raw is _MISSING else raw
+                    operations.append(
+                        UpdateOne(
+                            {"number": number, "updatedAt": version},
+                            {"$set": update_fields(order, synced_at)},
+                        )
+                    )
+                    attempted[number] = order
+                else:
+                    stale += 1
+            if not operations:
+                waiting = {}
+                break
+            outcome = await self._durable.bulk_write(operations, ordered=False)
+            if outcome.matched_count + outcome.upserted_count == len(operations):
+                updated += len(operations)
+                waiting = {}
+                break
+            # Some conditions missed: a concurrent writer got there first. Those whose stored
+            # version is now ours were applied; the others are compared again.
+            after = await self._current_versions(list(attempted))
+            waiting = {}
+            for number, order in attempted.items():
+                stored = after.get(number, _MISSING)
+                if stored is not _MISSING and _same_instant(stored, order.updated_at):
+                    updated += 1
+                else:
+                    waiting[number] = order
+        if waiting:
+            log.warning("inbound.contended", numbers=sorted(waiting)[:10], count=len(waiting))
+            raise FatalError(f"{len(waiting)} work orders kept changing while being written")
+        return updated, stale
+
+    async def _current_versions(self, numbers: list[int]) -> dict[int, Any]:
+        versions: dict[int, Any] = {}
+        for start in range(0, len(numbers), LOOKUP_CHUNK):
+            chunk = numbers[start : start + LOOKUP_CHUNK]
+            cursor = self._collection.find(
+                {"number": {"$in": chunk}}, {"_id": 0, "number": 1, "updatedAt": 1}
+            )
+            async for doc in cursor:
+                versions[doc["number"]] = doc.get("updatedAt", _MISSING)
+        return versions
+
+    # -- outbound ------------------------------------------------------------------------------
+
+    async def pending(
+        self, batch_size: int
+    ) -> AsyncIterator[list[PendingExport | UnreadableDocument]]:
+        """Pages in ``_id`` order, each its own query (retried on its own): no long-lived cursor
+        to lose mid-way, and a document marked behind us simply leaves the result."""
+        last: ObjectId | None = None
+        while True:
+            page = await self._retrier.call(
+                "read unsynced work orders",
+                lambda after=last: self._page(after, batch_size),  # type: ignore[misc]
+            )
+            if not page:
+                return
+            last = page[-1]["_id"]
+            yield [_to_export(doc) for doc in page]
+            if len(page) < batch_size:
+                return
+
+    async def _page(self, after: ObjectId | None, batch_size: int) -> list[Doc]:
+        query = dict(UNSYNCED) if after is None else {**UNSYNCED, "_id": {"$gt": after}}
+        cursor = (
+            self._collection.find(query, EXPORT_PROJECTION)
+            .sort("_id", 1)
+            .limit(batch_size)
+            .batch_size(batch_size)
+        )
+        return [doc async for doc in cursor]
+
+    async def mark_synced(self, exports: Sequence[PendingExport], synced_at: datetime) -> int:
+        if not exports:
+            return 0
+        operations = [
+            UpdateOne(
+                {"_id": export.key, "updatedAt": export.version},
+                {"$set": {"isSynced": True, "syncedAt": synced_at}},
+            )
+            for export in exports
+        ]
+
+        async def mark() -> int:
+            outcome = await self._collection.bulk_write(operations, ordered=False)
+            return outcome.matched_count
+
+        return await self._retrier.call("mark work orders synced", mark)
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING: Any = _Missing()
+
+
+def _rounds(orders: Sequence[WorkOrder]) -> list[list[WorkOrder]]:
+    """Split so that no round repeats a number: round k holds each number's k-th occurrence, so
+    applying the rounds in order is the same as applying the orders one by one."""
+    rounds: list[list[WorkOrder]] = []
+    seen: dict[int, int] = {}
+    for order in orders:
+        k = seen.get(order.number, 0)
+        seen[order.number] = k + 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(order)
+    return rounds
+
+
+def _is_newer(incoming: datetime, stored: Any) -> bool:
+    """Strictly newer than what TracOS holds. A stored value that is missing or unreadable is
+    treated as older: the client's well-formed copy repairs it."""
+    if stored is _MISSING or stored is None:
+        return True
+    try:
+        return incoming > coerce_instant(stored)
+    except InvalidDate:
+        return True
+
+
+def _same_instant(stored: Any, value: datetime) -> bool:
+    try:
+        return coerce_instant(stored) == value
+    except InvalidDate:
+        return False
+
+
+def _to_export(doc: Doc) -> PendingExport | UnreadableDocument:
+    try:
+        order = read_document(doc)
+    except UnreadableDocumentError as exc:
+        ref = f"_id={doc.get('_id')} number={doc.get('number')!r:.40}"
+        return UnreadableDocument(ref, str(exc))
+    return PendingExport(order, key=doc["_id"], version=doc.get("updatedAt"))

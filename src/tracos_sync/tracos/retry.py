@@ -1,0 +1,100 @@
+"""Transient vs fatal MongoDB failures, classified once, and retry with backoff inside a budget."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import structlog
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    OperationFailure,
+    PyMongoError,
+)
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from tracos_sync.domain.errors import DatabaseUnavailable, FatalError
+
+T = TypeVar("T")
+log = structlog.get_logger("tracos_sync.mongo")
+
+# Server error codes that mean "try again": the ones the drivers' retryable-reads/writes
+# specifications list, plus WriteConcernFailed.
+TRANSIENT_CODES = frozenset(
+    {6, 7, 64, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436, 63, 150}
+)
+DUPLICATE_KEY = 11000
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, ConnectionFailure):  # network errors, not-primary, server selection
+        return True
+    if isinstance(exc, BulkWriteError):
+        details = exc.details or {}
+        if details.get("writeConcernErrors"):
+            return True
+        codes = {err.get("code") for err in details.get("writeErrors", [])}
+        return bool(codes) and codes <= TRANSIENT_CODES
+    if isinstance(exc, OperationFailure):
+        return (
+            exc.code in TRANSIENT_CODES
+            or exc.has_error_label("RetryableWriteError")
+            or exc.has_error_label("TransientTransactionError")
+        )
+    return False
+
+
+def describe(exc: BaseException) -> str:
+    """One readable line: pymongo's topology dumps are cut off (they hold no secrets, but noise)."""
+    text = str(exc).split(", Timeout:")[0].split(", Topology Description:")[0]
+    return text if len(text) <= 300 else text[:299] + "…"
+
+
+class Retrier:
+    """Runs an operation, retrying transient failures with exponential backoff and full jitter
+    until ``budget_seconds`` have passed; then raises ``DatabaseUnavailable``. Non-transient
+    failures become ``FatalError`` at once. The operation must be idempotent."""
+
+    def __init__(self, budget_seconds: float, max_wait: float = 5.0) -> None:
+        self.budget_seconds = budget_seconds
+        self._max_wait = max_wait
+
+    async def call(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+        retrying = AsyncRetrying(
+            stop=stop_after_delay(self.budget_seconds),
+            wait=wait_random_exponential(multiplier=0.1, max=self._max_wait),
+            retry=retry_if_exception(is_transient),
+            before_sleep=self._before_sleep(what),
+            reraise=True,
+        )
+        async def attempt() -> T:  # a coroutine function, so that tenacity awaits it
+            return await operation()
+
+        try:
+            return await retrying(attempt)
+        except PyMongoError as exc:
+            if is_transient(exc):
+                raise DatabaseUnavailable(
+                    f"{what}: MongoDB still unavailable after retrying for "
+                    f"{self.budget_seconds:g}s: {describe(exc)}"
+                ) from exc
+            raise FatalError(f"{what} failed: {describe(exc)}") from exc
+
+    @staticmethod
+    def _before_sleep(what: str) -> Callable[[RetryCallState], None]:
+        def report(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            log.warning(
+                "mongo.retrying", operation=what, attempt=state.attempt_number,
+                wait=round(wait, 2), error=describe(exc) if exc else "",
+            )
+
+        return report
