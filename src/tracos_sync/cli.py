@@ -84,8 +84,11 @@ cli.command("outbound")(
 
 
 @cli.command("seed")
-@click.option("--if-empty", is_flag=True, help="Do nothing when TracOS or the inbound folder "
-              "already holds work orders.")
+@click.option(
+    "--if-empty",
+    is_flag=True,
+    help="Do nothing when TracOS or the inbound folder already holds work orders.",
+)
 @embedded_option
 @click.pass_context
 def seed_command(ctx: click.Context, if_empty: bool, embedded: bool) -> None:
@@ -155,8 +158,11 @@ async def _run_seed(env_file: str, if_empty: bool, embedded: bool) -> int:
                 log.info("seed.skipped", reason="data already present")
             else:
                 log.info(
-                    "seed.done", documents=result.documents, files=result.files,
-                    database=settings.mongo_database, collection=settings.mongo_collection,
+                    "seed.done",
+                    documents=result.documents,
+                    files=result.files,
+                    database=settings.mongo_database,
+                    collection=settings.mongo_collection,
                     inbound=str(inbound),
                 )
 
@@ -171,4 +177,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main(sys.argv[1:])

@@ -68,12 +68,13 @@ class Settings(EnvSettings):
 def load_settings(cls: type[SettingsT], env_file: str | None = ".env") -> SettingsT:
     """Build ``cls`` from the environment (and ``env_file``), or raise ``ConfigurationError``."""
     try:
-        return cls(_env_file=env_file)  # type: ignore[call-arg]
+        return cls(_env_file=env_file)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
             variable = str(err["loc"][0]).upper() if err["loc"] else "?"
             value = err.get("input")
-            shown = "" if "uri" in variable.lower() or "token" in variable.lower() else f" (got {value!r:.80})"
+            secret = "URI" in variable or "TOKEN" in variable
+            shown = "" if secret else f" (got {value!r:.80})"
             lines.append(f"{variable}: {err['msg']}{shown}")
         raise ConfigurationError("invalid configuration: " + "; ".join(lines)) from None

@@ -55,20 +55,9 @@ def free_port() -> int:
 @contextlib.asynccontextmanager
 async def embedded_server(data_dir: Path) -> AsyncIterator[str]:
     """Start the server on a free loopback port with its data in ``data_dir``; yield its URI."""
-    binary = find_server_binary()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    # An explicit (empty) config: otherwise a stray ./secantusd.toml would be read.
-    config = data_dir.parent / "secantusd.toml"
-    config.touch()
     port = free_port()
     log_path = data_dir.parent / "secantusd.log"
-    with open(log_path, "ab") as server_log:
-        process = subprocess.Popen(
-            [binary, "--host", "127.0.0.1", "--port", str(port), "--storage-path",
-             str(data_dir), "--config", str(config), "--log-level", "WARNING"],
-            stdout=server_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    process = await asyncio.to_thread(_spawn, find_server_binary(), data_dir, port, log_path)
     uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
     try:
         await _wait_until_ready(uri, process, log_path)
@@ -79,6 +68,37 @@ async def embedded_server(data_dir: Path) -> AsyncIterator[str]:
         log.info("embedded.stopped", port=port)
 
 
+def _spawn(binary: str, data_dir: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # An explicit (empty) config: otherwise a stray ./secantusd.toml would be read.
+    config = data_dir.parent / "secantusd.toml"
+    config.touch()
+    with open(log_path, "ab") as server_log:
+        return subprocess.Popen(
+            [
+                binary,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--storage-path",
+                str(data_dir),
+                "--config",
+                str(config),
+                "--log-level",
+                "WARNING",
+            ],
+            stdout=server_log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def _log_tail(log_path: Path, lines: int = 3) -> str:
+    return " | ".join(log_path.read_text(errors="replace").strip().splitlines()[-lines:])
+
+
 async def _wait_until_ready(uri: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
@@ -87,9 +107,9 @@ async def _wait_until_ready(uri: str, process: subprocess.Popen[bytes], log_path
     try:
         while True:
             if process.poll() is not None:
-                tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
                 raise FatalError(
-                    f"local server exited at start (code {process.returncode}): {' | '.join(tail)}"
+                    f"local server exited at start (code {process.returncode}): "
+                    f"{_log_tail(log_path)}"
                 )
             try:
                 await client.admin.command("ping")

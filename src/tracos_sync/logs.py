@@ -80,10 +80,14 @@ def configure(
     if fmt == "json":
         processors.append(structlog.processors.JSONRenderer(serializer=_json_dumps))
     else:
-        processors.append(structlog.dev.ConsoleRenderer(
-                colors=False, pad_event_to=0, sort_keys=False,
+        processors.append(
+            structlog.dev.ConsoleRenderer(
+                colors=False,
+                pad_event_to=0,
+                sort_keys=False,
                 exception_formatter=structlog.dev.plain_traceback,
-            ))
+            )
+        )
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),

@@ -4,6 +4,7 @@ file and one that breaks the schema, so that a first run shows every path."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -69,6 +70,11 @@ def client_records(now: datetime) -> list[dict[str, Any]]:
     return records
 
 
+def _holds_work_order_files(inbound: Path) -> bool:
+    inbound.mkdir(parents=True, exist_ok=True)
+    return any(e.name.endswith(".json") and e.is_file() for e in os.scandir(inbound))
+
+
 def _write_new(path: Path, data: bytes) -> bool:
     """Create ``path`` unless it exists (never overwrite what is there)."""
     try:
@@ -82,8 +88,7 @@ def _write_new(path: Path, data: bytes) -> bool:
 async def seed(
     collection: AsyncCollection[dict[str, Any]], inbound: Path, if_empty: bool
 ) -> SeedResult:
-    inbound.mkdir(parents=True, exist_ok=True)
-    has_files = any(e.name.endswith(".json") and e.is_file() for e in os.scandir(inbound))
+    has_files = await asyncio.to_thread(_holds_work_order_files, inbound)
     has_documents = await collection.find_one({}, {"_id": 1}) is not None
     if if_empty and (has_files or has_documents):
         return SeedResult(skipped=True)
@@ -94,10 +99,16 @@ async def seed(
             {"number": doc["number"]}, {"$setOnInsert": doc}, upsert=True
         )
         result.documents += 1 if outcome.upserted_id is not None else 0
+    result.files = await asyncio.to_thread(_write_client_files, inbound, now)
+    return result
+
+
+def _write_client_files(inbound: Path, now: datetime) -> int:
+    written = 0
     for record in client_records(now):
         data = orjson.dumps(record, option=orjson.OPT_INDENT_2)
-        result.files += _write_new(inbound / f"{record['orderNo']}.json", data)
-    result.files += _write_new(inbound / "malformed.json", b'{"orderNo": 900, "summary": ')
+        written += _write_new(inbound / f"{record['orderNo']}.json", data)
+    written += _write_new(inbound / "malformed.json", b'{"orderNo": 900, "summary": ')
     invalid = {"orderNo": "901", "isDone": "yes", "summary": "Breaks the schema"}
-    result.files += _write_new(inbound / "invalid-schema.json", orjson.dumps(invalid))
-    return result
+    written += _write_new(inbound / "invalid-schema.json", orjson.dumps(invalid))
+    return written

@@ -28,7 +28,8 @@ def load(name: str) -> ConnectorFactory:
     targets = available()
     if name not in targets:
         raise ConfigurationError(
-            f"CLIENT_CONNECTOR: unknown connector {name!r} (available: {', '.join(sorted(targets))})"
+            f"CLIENT_CONNECTOR: unknown connector {name!r}"
+            f" (available: {', '.join(sorted(targets))})"
         )
     module_name, _, attribute = targets[name].partition(":")
     factory: ConnectorFactory = getattr(import_module(module_name), attribute)

@@ -18,7 +18,7 @@ class InvalidDate(ValueError):
 
 
 def normalise(value: datetime, naive_tz: tzinfo = UTC) -> datetime:
-    """Return ``value`` as aware UTC, truncated to milliseconds; naive values are read in ``naive_tz``."""
+    """``value`` as aware UTC truncated to milliseconds; a naive value is read in ``naive_tz``."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=naive_tz)
     try:
@@ -43,7 +43,7 @@ def parse_instant(text: str, naive_tz: tzinfo = UTC) -> datetime:
 
 
 def coerce_instant(value: object, naive_tz: tzinfo = UTC) -> datetime:
-    """Accept a datetime (as BSON gives) or an ISO string (as other writers store) and normalise it."""
+    """A datetime (as BSON gives) or an ISO string (as other writers store), normalised."""
     if isinstance(value, datetime):
         return normalise(value, naive_tz)
     if isinstance(value, str):

@@ -7,7 +7,7 @@ a ``WorkOrderRepository``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -38,7 +38,7 @@ class ClientSource(Protocol):
     async def prepare(self) -> None:
         """Check and set up what the source needs (folders, recovery of abandoned claims)."""
 
-    def batches(self, max_records: int) -> AsyncIterator[list[InboundUnit]]:
+    def batches(self, max_records: int) -> AsyncGenerator[list[InboundUnit], None]:
         """Claim and decode inputs, grouped so that each group holds about ``max_records``."""
 
     async def complete(self, units: Sequence[InboundUnit]) -> None:
@@ -119,7 +119,7 @@ class WorkOrderRepository(Protocol):
 
     def pending(
         self, batch_size: int
-    ) -> AsyncIterator[list[PendingExport | UnreadableDocument]]:
+    ) -> AsyncGenerator[list[PendingExport | UnreadableDocument], None]:
         """Pages of work orders not synced yet, each page at most ``batch_size``."""
 
     async def mark_synced(self, exports: Sequence[PendingExport], synced_at: datetime) -> int:

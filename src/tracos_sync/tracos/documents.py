@@ -1,7 +1,8 @@
 """Pure mapping between TracOS's MongoDB documents and the domain ``WorkOrder``.
 
 Documents written by others may hold dates as BSON dates or as ISO 8601 strings, and may lack
-``isSynced``; both are read. A document that cannot be understood raises ``UnreadableDocumentError``.
+``isSynced``; both are read. A document that cannot be understood raises
+``UnreadableDocumentError``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,14 @@ from tracos_sync.domain.model import Status, WorkOrder
 
 # What outbound needs of a document; nothing else is fetched.
 EXPORT_PROJECTION = {
-    "number": 1, "status": 1, "title": 1, "description": 1,
-    "createdAt": 1, "updatedAt": 1, "deleted": 1, "deletedAt": 1,
+    "number": 1,
+    "status": 1,
+    "title": 1,
+    "description": 1,
+    "createdAt": 1,
+    "updatedAt": 1,
+    "deleted": 1,
+    "deletedAt": 1,
 }
 
 
@@ -54,7 +61,7 @@ def read_document(doc: Mapping[str, Any]) -> WorkOrder:
     if not isinstance(number, int) or isinstance(number, bool) or number < 1:
         raise UnreadableDocumentError(f"number must be a positive integer, got {number!r:.40}")
     try:
-        status = Status(doc.get("status"))
+        status = Status(str(doc.get("status")))
     except ValueError:
         raise UnreadableDocumentError(f"unknown status {doc.get('status')!r:.40}") from None
     title = doc.get("title")

@@ -11,7 +11,7 @@ The comparison is done here rather than in the filter because other writers may 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -72,7 +72,9 @@ class MongoWorkOrderRepository:
 
     async def _ensure_indexes(self) -> None:
         existing = [ix async for ix in await self._collection.list_indexes()]
-        number_index = next((ix for ix in existing if list(ix["key"].items()) == [("number", 1)]), None)
+        number_index = next(
+            (ix for ix in existing if list(ix["key"].items()) == NUMBER_INDEX), None
+        )
         if number_index is not None and not number_index.get("unique"):
             raise FatalError(
                 f"index {number_index['name']!r} on number exists but is not unique; "
@@ -104,7 +106,8 @@ class MongoWorkOrderRepository:
         result = ApplyResult()
         for round_ in _rounds(orders):
             result += await self._retrier.call(
-                "write work orders", lambda r=round_: self._apply_round(r, synced_at)  # type: ignore[misc]
+                "write work orders",
+                lambda r=round_: self._apply_round(r, synced_at),  # type: ignore[misc]
             )
         return result
 
@@ -137,7 +140,7 @@ class MongoWorkOrderRepository:
             if not waiting:
                 break
             current = await self._current_versions(list(waiting))
-            operations: list[UpdateOne[Doc]] = []
+            operations: list[UpdateOne] = []
             attempted: dict[int, WorkOrder] = {}
             for number, order in waiting.items():
                 if number not in current:
@@ -201,7 +204,7 @@ class MongoWorkOrderRepository:
 
     async def pending(
         self, batch_size: int
-    ) -> AsyncIterator[list[PendingExport | UnreadableDocument]]:
+    ) -> AsyncGenerator[list[PendingExport | UnreadableDocument], None]:
         """Pages in ``_id`` order, each its own query (retried on its own): no long-lived cursor
         to lose mid-way, and a document marked behind us simply leaves the result."""
         last: ObjectId | None = None

@@ -74,6 +74,7 @@ class Retrier:
             before_sleep=self._before_sleep(what),
             reraise=True,
         )
+
         async def attempt() -> T:  # a coroutine function, so that tenacity awaits it
             return await operation()
 
@@ -93,8 +94,11 @@ class Retrier:
             exc = state.outcome.exception() if state.outcome else None
             wait = state.next_action.sleep if state.next_action else 0.0
             log.warning(
-                "mongo.retrying", operation=what, attempt=state.attempt_number,
-                wait=round(wait, 2), error=describe(exc) if exc else "",
+                "mongo.retrying",
+                operation=what,
+                attempt=state.attempt_number,
+                wait=round(wait, 2),
+                error=describe(exc) if exc else "",
             )
 
         return report

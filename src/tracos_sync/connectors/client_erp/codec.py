@@ -66,9 +66,8 @@ class RecordDecoder:
         elif isinstance(document, list):
             items = document
         else:
-            out.problems.append(
-                Problem("$", f"expected a work order object or an array of them, got {_kind(document)}")
-            )
+            reason = f"expected a work order object or an array of them, got {_kind(document)}"
+            out.problems.append(Problem("$", reason))
             out.rejected = 1
             return out
         for index, item in enumerate(items):
@@ -76,9 +75,7 @@ class RecordDecoder:
                 out.records.append(self.decode_record(item, out.unknown_fields))
             except RecordRejected as exc:
                 out.rejected += 1
-                out.problems.extend(
-                    Problem(p.path, p.reason, record=index) for p in exc.problems
-                )
+                out.problems.extend(Problem(p.path, p.reason, record=index) for p in exc.problems)
         return out
 
     def decode_record(self, item: Any, unknown_fields: set[str] | None = None) -> WorkOrder:

@@ -18,7 +18,7 @@ import socket
 import stat
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -160,9 +160,7 @@ class FolderSource:
         self._decoder = RecordDecoder(ZoneInfo(settings.client_timezone))
         self._host = socket.gethostname().replace("-", "_")
         self._claims_root = self._inbound / CLAIMS_FOLDER
-        self._claim_dir = (
-            self._claims_root / f"{self._host}-{os.getpid()}-{secrets.token_hex(4)}"
-        )
+        self._claim_dir = self._claims_root / f"{self._host}-{os.getpid()}-{secrets.token_hex(4)}"
 
     async def prepare(self) -> None:
         await asyncio.to_thread(self._prepare)
@@ -219,7 +217,8 @@ class FolderSource:
                         target = Path(entry.path).resolve()
                         if target.parent != inbound_real or not target.is_file():
                             log.warning(
-                                "inbound.entry_skipped", file=name,
+                                "inbound.entry_skipped",
+                                file=name,
                                 reason="symlink that leads outside the folder or nowhere",
                             )
                             continue
@@ -238,7 +237,7 @@ class FolderSource:
         found.sort()
         return [name for _, name in found]
 
-    async def batches(self, max_records: int) -> AsyncIterator[list[InboundUnit]]:
+    async def batches(self, max_records: int) -> AsyncGenerator[list[InboundUnit], None]:
         names = await asyncio.to_thread(self._candidates)
         batch: list[InboundUnit] = []
         count = 0
@@ -280,19 +279,19 @@ class FolderSource:
         except OSError as exc:
             self._put_back(claimed, name)
             log.warning(
-                "inbound.file_left", file=name,
+                "inbound.file_left",
+                file=name,
                 reason=f"cannot be read ({exc.strerror or exc}); retried next run",
             )
             return None
         if raw is None:
-            decoded_unit = InboundUnit(
-                name, [], [Problem("$", f"file is larger than MAX_FILE_BYTES={self._settings.max_file_bytes}")],
-                rejected_records=1, handle=claimed,
-            )
-            return decoded_unit
+            limit = self._settings.max_file_bytes
+            too_big = Problem("$", f"file is larger than MAX_FILE_BYTES={limit}; not read")
+            return InboundUnit(name, [], [too_big], rejected_records=1, handle=claimed)
         decoded = self._decoder.decode(raw)
         if decoded.unknown_fields:
-            log.debug("inbound.unknown_fields_ignored", file=name, fields=sorted(decoded.unknown_fields))
+            fields = sorted(decoded.unknown_fields)
+            log.debug("inbound.unknown_fields_ignored", file=name, fields=fields)
         return InboundUnit(
             name, decoded.records, decoded.problems, decoded.rejected, handle=claimed
         )
@@ -333,8 +332,11 @@ class FolderSource:
                     archived = move_no_clobber(claimed, rejected, unit.name)
                     self._write_sidecar(archived, unit)
                     log.warning(
-                        "inbound.file_rejected", file=unit.name, archived_as=archived.name,
-                        problems=len(unit.problems), first=_first_problem(unit.problems),
+                        "inbound.file_rejected",
+                        file=unit.name,
+                        archived_as=archived.name,
+                        problems=len(unit.problems),
+                        first=_first_problem(unit.problems),
                     )
                 else:
                     archived = move_no_clobber(claimed, processed, unit.name)

@@ -62,21 +62,21 @@ def to_tracos(record: ClientWorkOrder, client_tz: tzinfo) -> WorkOrder:
             }
         )
     except ValueError as exc:
-        problems.append(Problem("status", str(exc)))
+        problems.append(Problem("$", str(exc)))
 
-    created = instant("creationDate", record.creation_date)
-    updated = instant("lastUpdateDate", record.last_update_date)
+    created = instant("$.creationDate", record.creation_date)
+    updated = instant("$.lastUpdateDate", record.last_update_date)
     deleted_at = None
     if record.is_deleted:
         # A deleted record without deletedDate was deleted at its last update at the latest.
         deleted_at = (
-            instant("deletedDate", record.deleted_date)
+            instant("$.deletedDate", record.deleted_date)
             if record.deleted_date is not None
             else updated
         )
     elif record.deleted_date is not None:
         # Validate it anyway: a garbage date is a sign of a garbage record.
-        instant("deletedDate", record.deleted_date)
+        instant("$.deletedDate", record.deleted_date)
 
     if problems or status is None or created is None or updated is None:
         raise RecordRejected(problems)

@@ -1,0 +1,71 @@
+# tracos-sync — everything a new machine needs, from python3 and make alone.
+PYTHON ?= python3
+VENV := .venv
+TOOLS := .tools
+POETRY_VERSION := 2.5.1
+SECANTUSDB_VERSION := 0.7.0b3
+# Poetry through a thin launcher that falls back to the index's simple API when the per-release
+# JSON API is missing (see tools/poetry_simple_api.py).
+POETRY := $(TOOLS)/poetry/bin/python tools/poetry_simple_api.py
+# The local server (GPL-2.0) lives in its own environment and runs as a separate process.
+SECANTUSD := $(TOOLS)/secantusdb/bin/secantusd-py
+export SECANTUSD_BIN ?= $(abspath $(SECANTUSD))
+
+.PHONY: help install tools run seed test faults lint format clean lock
+
+help:
+	@echo "make run     one full sync on an embedded local server with sample data"
+	@echo "make test    the test suite (unit, property, end to end, faults)"
+	@echo "make lint    ruff + mypy --strict"
+	@echo "make seed    write sample data (embedded server unless MONGO_URI is set)"
+	@echo "make clean   remove local data, environments and caches"
+
+$(TOOLS)/poetry/.installed:
+	$(PYTHON) -m venv $(TOOLS)/poetry
+	$(TOOLS)/poetry/bin/pip install --quiet --disable-pip-version-check poetry==$(POETRY_VERSION)
+	touch $@
+
+$(SECANTUSD):
+	$(PYTHON) -m venv $(TOOLS)/secantusdb
+	$(TOOLS)/secantusdb/bin/pip install --quiet --disable-pip-version-check secantusdb==$(SECANTUSDB_VERSION)
+
+$(VENV)/.installed: pyproject.toml poetry.lock | $(TOOLS)/poetry/.installed
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	VIRTUAL_ENV=$(abspath $(VENV)) $(POETRY) install --with dev --no-interaction
+	touch $@
+
+install: $(VENV)/.installed
+
+tools: $(SECANTUSD)
+
+lock: | $(TOOLS)/poetry/.installed
+	$(POETRY) lock
+
+# Embedded server unless MONGO_URI is set; seed only when both sides are empty.
+run: install
+	@if [ -z "$$MONGO_URI" ]; then $(MAKE) --no-print-directory tools; fi
+	@emb=$$( [ -z "$$MONGO_URI" ] && echo --embedded ); \
+	$(VENV)/bin/tracos-sync seed --if-empty $$emb && $(VENV)/bin/tracos-sync run $$emb
+
+seed: install
+	@if [ -z "$$MONGO_URI" ]; then $(MAKE) --no-print-directory tools; fi
+	@emb=$$( [ -z "$$MONGO_URI" ] && echo --embedded ); $(VENV)/bin/tracos-sync seed $$emb
+
+test: install tools
+	$(VENV)/bin/pytest
+
+faults: install tools
+	$(VENV)/bin/pytest tests/faults
+
+lint: install
+	$(VENV)/bin/ruff check src tests tools
+	$(VENV)/bin/ruff format --check src tests tools
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff check --fix src tests tools
+	$(VENV)/bin/ruff format src tests tools
+
+clean:
+	rm -rf .data data $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
