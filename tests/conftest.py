@@ -74,16 +74,23 @@ class Env:
         """Run ``python -m tracos_sync`` as a user would, in its own process."""
         proc = subprocess.run(
             [sys.executable, "-m", "tracos_sync", *args],
-            cwd=self.root, env=self.environ(**overrides), capture_output=True, text=True,
-            timeout=timeout, check=False,
+            cwd=self.root,
+            env=self.environ(**overrides),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     def popen(self, *args: str, **overrides: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, "-m", "tracos_sync", *args],
-            cwd=self.root, env=self.environ(**overrides), stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
+            cwd=self.root,
+            env=self.environ(**overrides),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
 

@@ -53,22 +53,35 @@ class Server:
         config = self.workdir / "secantusd.toml"
         config.touch()
         args = [
-            server_binary(), "--host", "127.0.0.1", "--port", str(self.port),
-            "--storage-path", str(self.storage) if self.storage else ":memory:",
-            "--config", str(config), "--log-level", "ERROR",
+            server_binary(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--storage-path",
+            str(self.storage) if self.storage else ":memory:",
+            "--config",
+            str(config),
+            "--log-level",
+            "ERROR",
         ]
         if self.test_commands:
             args.append("--enable-test-commands")
         log = open(self.workdir / "server.log", "ab")  # noqa: SIM115 - lives as long as the process
         self.process = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         with MongoClient(self.uri, serverSelectionTimeoutMS=300) as client:
             while True:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"server exited: {(self.workdir / 'server.log').read_text()}")
+                    raise RuntimeError(
+                        f"server exited: {(self.workdir / 'server.log').read_text()}"
+                    )
                 try:
                     client.admin.command("ping")
                     return self

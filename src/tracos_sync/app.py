@@ -65,9 +65,9 @@ def check_mongo_uri(uri: str) -> None:
 
 
 def mongo_client(uri: str, settings: Settings) -> AsyncMongoClient[dict[str, Any]]:
-    # Short per-attempt timeouts: the retry budget (MONGO_RETRY_SECONDS), not one long server
-    # selection, decides how long an outage is waited out.
-    attempt_ms = int(max(0.5, min(5.0, settings.mongo_retry_seconds)) * 1000)
+    # Short per-attempt timeouts (a quarter of the budget, 0.5-5 s): the retry budget
+    # (MONGO_RETRY_SECONDS) and its backoff, not one long server selection, wait out an outage.
+    attempt_ms = int(max(0.5, min(5.0, settings.mongo_retry_seconds / 4)) * 1000)
     return AsyncMongoClient(
         uri,
         tz_aware=True,

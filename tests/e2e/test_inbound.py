@@ -11,8 +11,10 @@ from tests.conftest import Env
 
 
 def test_new_file_is_inserted_mapped_and_archived(env: Env) -> None:
-    write_json(env.inbound / "7.json", client_record(7, summary="Replace pump seal", isDone=True,
-                                                    isPending=False))
+    write_json(
+        env.inbound / "7.json",
+        client_record(7, summary="Replace pump seal", isDone=True, isPending=False),
+    )
     result = env.cli("inbound")
     assert result.code == 0, result.output
     counts = result.counts()
@@ -51,18 +53,32 @@ def test_array_file_inserts_every_record(env: Env) -> None:
 
 
 def test_update_only_when_client_copy_is_strictly_newer(env: Env) -> None:
-    env.collection.insert_many([
-        tracos_doc(1, updatedAt=T0, description="TracOS notes"),
-        tracos_doc(2, updatedAt=T0),
-        tracos_doc(3, updatedAt=T0),
-    ])
-    write_json(env.inbound / "1.json", client_record(
-        1, summary="newer", lastUpdateDate="2024-05-01T12:00:00.001Z", isDone=True,
-        isPending=False, creationDate="2020-01-01T00:00:00Z"))
-    write_json(env.inbound / "2.json", client_record(2, summary="equal",
-                                                     lastUpdateDate="2024-05-01T12:00:00Z"))
-    write_json(env.inbound / "3.json", client_record(3, summary="older",
-                                                     lastUpdateDate="2024-05-01T11:59:59Z"))
+    env.collection.insert_many(
+        [
+            tracos_doc(1, updatedAt=T0, description="TracOS notes"),
+            tracos_doc(2, updatedAt=T0),
+            tracos_doc(3, updatedAt=T0),
+        ]
+    )
+    write_json(
+        env.inbound / "1.json",
+        client_record(
+            1,
+            summary="newer",
+            lastUpdateDate="2024-05-01T12:00:00.001Z",
+            isDone=True,
+            isPending=False,
+            creationDate="2020-01-01T00:00:00Z",
+        ),
+    )
+    write_json(
+        env.inbound / "2.json",
+        client_record(2, summary="equal", lastUpdateDate="2024-05-01T12:00:00Z"),
+    )
+    write_json(
+        env.inbound / "3.json",
+        client_record(3, summary="older", lastUpdateDate="2024-05-01T11:59:59Z"),
+    )
     result = env.cli("inbound")
     assert result.code == 0, result.output
     counts = result.counts()
@@ -71,7 +87,9 @@ def test_update_only_when_client_copy_is_strictly_newer(env: Env) -> None:
     assert one is not None
     assert one["title"] == "newer" and one["status"] == "completed"
     assert one["description"] == "TracOS notes", "description belongs to TracOS after insert"
-    assert one["createdAt"] == datetime(2024, 4, 1, 8, 0, tzinfo=UTC), "createdAt set on insert only"
+    assert one["createdAt"] == datetime(2024, 4, 1, 8, 0, tzinfo=UTC), (
+        "createdAt set on insert only"
+    )
     assert one["isSynced"] is True
     for number in (2, 3):
         doc = env.collection.find_one({"number": number})
@@ -81,13 +99,17 @@ def test_update_only_when_client_copy_is_strictly_newer(env: Env) -> None:
 
 
 def test_tracos_dates_stored_as_strings_are_compared_as_instants(env: Env) -> None:
-    env.collection.insert_many([
-        tracos_doc(1, updatedAt="2024-05-01T09:00:00-03:00"),  # = 12:00Z
-        tracos_doc(2, updatedAt="2024-05-01T09:00:00-03:00"),
-    ])
+    env.collection.insert_many(
+        [
+            tracos_doc(1, updatedAt="2024-05-01T09:00:00-03:00"),  # = 12:00Z
+            tracos_doc(2, updatedAt="2024-05-01T09:00:00-03:00"),
+        ]
+    )
     write_json(env.inbound / "1.json", client_record(1, lastUpdateDate="2024-05-01T12:00:00Z"))
-    write_json(env.inbound / "2.json", client_record(2, summary="newer",
-                                                     lastUpdateDate="2024-05-01T12:30:00Z"))
+    write_json(
+        env.inbound / "2.json",
+        client_record(2, summary="newer", lastUpdateDate="2024-05-01T12:30:00Z"),
+    )
     result = env.cli("inbound")
     assert result.code == 0, result.output
     assert (result.counts()["updated"], result.counts()["stale"]) == (1, 1)
@@ -98,12 +120,15 @@ def test_tracos_dates_stored_as_strings_are_compared_as_instants(env: Env) -> No
 
 
 def test_invalid_record_in_array_quarantines_file_but_applies_valid_ones(env: Env) -> None:
-    write_json(env.inbound / "42.json", [
-        client_record(1),
-        client_record(2, orderNo=-4),
-        client_record(3, isDone=True),  # isPending is also true: ambiguous
-        client_record(4, lastUpdateDate="yesterday"),
-    ])
+    write_json(
+        env.inbound / "42.json",
+        [
+            client_record(1),
+            client_record(2, orderNo=-4),
+            client_record(3, isDone=True),  # isPending is also true: ambiguous
+            client_record(4, lastUpdateDate="yesterday"),
+        ],
+    )
     result = env.cli("inbound")
     assert result.code == 0, result.output
     assert result.counts()["inserted"] == 1
@@ -134,22 +159,39 @@ def test_unparsable_file_is_rejected_with_reason(env: Env) -> None:
 
 
 def test_seed_solution_shape_and_unknown_fields(env: Env) -> None:
-    record = client_record(5, isActive=True, isPending=False, isSynced=False,
-                           **{"priority": "high", "$where": "x", "a.b": 1})
+    record = client_record(
+        5,
+        isActive=True,
+        isPending=False,
+        isSynced=False,
+        **{"priority": "high", "$where": "x", "a.b": 1},
+    )
     write_json(env.inbound / "5.json", record)
     result = env.cli("inbound", LOG_LEVEL="DEBUG")
     assert result.code == 0, result.output
     doc = env.collection.find_one({"number": 5}, {"_id": 0})
     assert doc is not None
     assert doc["status"] == "in_progress"
-    assert set(doc) == {"number", "status", "title", "description", "createdAt", "updatedAt",
-                        "deleted", "deletedAt", "isSynced", "syncedAt"}
+    assert set(doc) == {
+        "number",
+        "status",
+        "title",
+        "description",
+        "createdAt",
+        "updatedAt",
+        "deleted",
+        "deletedAt",
+        "isSynced",
+        "syncedAt",
+    }
     assert "unknown_fields_ignored" in result.output
 
 
 def test_no_status_flag_means_in_progress_and_deleted_takes_last_update(env: Env) -> None:
-    write_json(env.inbound / "9.json", client_record(9, isPending=False, isDeleted=True,
-                                                     lastUpdateDate="2024-05-02T00:00:00Z"))
+    write_json(
+        env.inbound / "9.json",
+        client_record(9, isPending=False, isDeleted=True, lastUpdateDate="2024-05-02T00:00:00Z"),
+    )
     assert env.cli("inbound").code == 0
     doc = env.collection.find_one({"number": 9})
     assert doc is not None
@@ -159,8 +201,12 @@ def test_no_status_flag_means_in_progress_and_deleted_takes_last_update(env: Env
 
 
 def test_naive_dates_read_in_client_timezone_and_offsets_converted(env: Env) -> None:
-    write_json(env.inbound / "1.json", client_record(
-        1, creationDate="2024-05-01T09:00:00", lastUpdateDate="2024-05-01T10:30:00.123456+02:00"))
+    write_json(
+        env.inbound / "1.json",
+        client_record(
+            1, creationDate="2024-05-01T09:00:00", lastUpdateDate="2024-05-01T10:30:00.123456+02:00"
+        ),
+    )
     assert env.cli("inbound", CLIENT_TIMEZONE="America/Sao_Paulo").code == 0
     doc = env.collection.find_one({"number": 1})
     assert doc is not None
@@ -171,18 +217,24 @@ def test_naive_dates_read_in_client_timezone_and_offsets_converted(env: Env) -> 
 def test_archived_file_is_never_overwritten(env: Env) -> None:
     write_json(env.inbound / "3.json", client_record(3, summary="first"))
     assert env.cli("inbound").code == 0
-    write_json(env.inbound / "3.json", client_record(3, summary="second",
-                                                     lastUpdateDate="2024-06-01T00:00:00Z"))
+    write_json(
+        env.inbound / "3.json",
+        client_record(3, summary="second", lastUpdateDate="2024-06-01T00:00:00Z"),
+    )
     assert env.cli("inbound").code == 0
     assert read_json(env.processed / "3.json")["summary"] == "first"
     assert read_json(env.processed / "3~1.json")["summary"] == "second"
 
 
 def test_same_number_twice_in_one_batch_applies_in_order(env: Env) -> None:
-    older = write_json(env.inbound / "a.json", client_record(8, summary="older",
-                                                             lastUpdateDate="2024-05-01T00:00:00Z"))
-    newer = write_json(env.inbound / "b.json", client_record(8, summary="newer",
-                                                             lastUpdateDate="2024-05-03T00:00:00Z"))
+    older = write_json(
+        env.inbound / "a.json",
+        client_record(8, summary="older", lastUpdateDate="2024-05-01T00:00:00Z"),
+    )
+    newer = write_json(
+        env.inbound / "b.json",
+        client_record(8, summary="newer", lastUpdateDate="2024-05-03T00:00:00Z"),
+    )
     os.utime(older, (1_000_000, 1_000_000))
     os.utime(newer, (2_000_000, 2_000_000))
     result = env.cli("inbound")
@@ -208,8 +260,14 @@ def test_odd_directory_entries_never_hang_or_crash(env: Env, tmp_path: Path) -> 
     assert result.code == 0, result.output
     assert result.counts()["files"] == 1
     assert [d["number"] for d in env.collection.find()] == [70]
-    for name in ("fifo.json", "dir.json", "dangling.json", "escape.json", ".hidden.json",
-                 "partial.json.tmp"):
+    for name in (
+        "fifo.json",
+        "dir.json",
+        "dangling.json",
+        "escape.json",
+        ".hidden.json",
+        "partial.json.tmp",
+    ):
         assert os.path.lexists(env.inbound / name), name
     assert outside.exists()
     assert "not a regular file" in result.output

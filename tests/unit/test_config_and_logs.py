@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import structlog
+
+from tracos_sync import logs
+from tracos_sync.app import AppSettings, check_mongo_uri
+from tracos_sync.config import load_settings
+from tracos_sync.connectors.client_erp.files import FolderSettings
+from tracos_sync.domain.errors import ConfigurationError
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in (
+        "MONGO_URI",
+        "BATCH_SIZE",
+        "LOG_LEVEL",
+        "DATA_INBOUND_DIR",
+        "DATA_PROCESSED_DIR",
+        "DATA_REJECTED_DIR",
+        "CLIENT_TIMEZONE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults_match_the_spec() -> None:
+    core = load_settings(AppSettings, None)
+    assert (core.mongo_uri, core.mongo_database, core.mongo_collection) == (
+        "mongodb://localhost:27017",
+        "tractian",
+        "workorders",
+    )
+    assert (core.mongo_retry_seconds, core.batch_size, core.log_level, core.log_format) == (
+        30,
+        1000,
+        "INFO",
+        "text",
+    )
+    files = load_settings(FolderSettings, None)
+    assert files.data_inbound_dir == Path("data/inbound")
+    assert files.data_outbound_dir == Path("data/outbound")
+    assert files.processed_dir == Path("data/inbound/processed")
+    assert files.rejected_dir == Path("data/inbound/rejected")
+    assert files.client_timezone == "UTC"
+
+
+def test_archive_folders_follow_the_inbound_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATA_INBOUND_DIR", "/srv/in")
+    files = load_settings(FolderSettings, None)
+    assert files.processed_dir == Path("/srv/in/processed")
+
+
+def test_lowercase_levels_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    assert load_settings(AppSettings, None).log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("BATCH_SIZE", "-1"), ("MONGO_RETRY_SECONDS", "x"), ("LOG_LEVEL", "LOUD")],
+)
+def test_bad_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError, match=variable):
+        load_settings(AppSettings, None)
+
+
+def test_bad_timezone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLIENT_TIMEZONE", "Nowhere/Special")
+    with pytest.raises(ConfigurationError, match=r"CLIENT_TIMEZONE.*unknown time zone"):
+        load_settings(FolderSettings, None)
+
+
+def test_bad_uri_is_a_configuration_error_without_the_password() -> None:
+    with pytest.raises(ConfigurationError, match="MONGO_URI") as caught:
+        check_mongo_uri("mongodb://admin:hunter2@")
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "mongodb://admin:hunter2@db.example:27017/?authSource=admin",
+        "mongodb+srv://admin:hunter2@cluster.example/tractian",
+        "mongodb://admin:hunter%32@db.example",
+    ],
+)
+def test_redaction(uri: str) -> None:
+    secrets = logs.uri_secrets(uri)
+    out = io.StringIO()
+    logs.configure("INFO", "json", secrets, stream=out)
+    structlog.get_logger("t").error(
+        "boom", uri=uri, message=f"failed to reach {uri}", raw="hunter2"
+    )
+    line = out.getvalue()
+    assert "hunter2" not in line and "admin:" not in line
+    assert json.loads(line)["event"] == "boom"

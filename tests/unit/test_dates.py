@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tracos_sync.domain.dates import (
+    InvalidDate,
+    coerce_instant,
+    format_instant,
+    normalise,
+    parse_instant,
+)
+
+SAO_PAULO = ZoneInfo("America/Sao_Paulo")
+
+
+@pytest.mark.parametrize(
+    ("text", "tz", "expected"),
+    [
+        ("2024-05-01T12:00:00Z", UTC, datetime(2024, 5, 1, 12, tzinfo=UTC)),
+        ("2024-05-01T12:00:00+00:00", UTC, datetime(2024, 5, 1, 12, tzinfo=UTC)),
+        ("2024-05-01T09:00:00-03:00", UTC, datetime(2024, 5, 1, 12, tzinfo=UTC)),
+        ("2024-05-01T14:30:00+02:30", UTC, datetime(2024, 5, 1, 12, tzinfo=UTC)),
+        ("2024-05-01T12:00:00", UTC, datetime(2024, 5, 1, 12, tzinfo=UTC)),
+        ("2024-05-01T09:00:00", SAO_PAULO, datetime(2024, 5, 1, 12, tzinfo=UTC)),
+        ("2024-05-01 12:00:00Z", UTC, datetime(2024, 5, 1, 12, tzinfo=UTC)),
+        ("2024-05-01T12:00", UTC, datetime(2024, 5, 1, 12, tzinfo=UTC)),
+        # microseconds are truncated to BSON's milliseconds
+        ("2024-05-01T12:00:00.123999Z", UTC, datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=UTC)),
+        ("2024-05-01T12:00:00.5Z", UTC, datetime(2024, 5, 1, 12, 0, 0, 500000, tzinfo=UTC)),
+        ("9999-12-31T23:59:59Z", UTC, datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
+        ("0001-01-01T00:00:00Z", UTC, datetime(1, 1, 1, tzinfo=UTC)),
+    ],
+)
+def test_parse_instant(text: str, tz: ZoneInfo, expected: datetime) -> None:
+    parsed = parse_instant(text, tz)
+    assert parsed == expected
+    assert parsed.tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("yesterday", "date and time required"),
+        ("2024-05-01", "date and time required"),
+        ("", "date and time required"),
+        ("2024-13-01T00:00:00Z", "not an ISO 8601"),
+        ("2024-05-01T25:00:00Z", "not an ISO 8601"),
+        ("2024-05-01T12:00:00+25:00", "not an ISO 8601"),
+        ("0001-01-01T00:00:00+01:00", "outside the representable range"),
+        ("9999-12-31T23:00:00-03:00", "outside the representable range"),
+    ],
+)
+def test_parse_instant_rejects_with_reason(text: str, reason: str) -> None:
+    with pytest.raises(InvalidDate, match=reason):
+        parse_instant(text)
+
+
+def test_coerce_accepts_bson_dates_and_strings() -> None:
+    naive_utc = datetime(2024, 5, 1, 12, 0, 0, 999999)
+    assert coerce_instant(naive_utc) == datetime(2024, 5, 1, 12, 0, 0, 999000, tzinfo=UTC)
+    aware = datetime(2024, 5, 1, 9, tzinfo=timezone(timedelta(hours=-3)))
+    assert coerce_instant(aware) == datetime(2024, 5, 1, 12, tzinfo=UTC)
+    assert coerce_instant("2024-05-01T12:00:00Z") == datetime(2024, 5, 1, 12, tzinfo=UTC)
+    for bad in (None, 1714564800, 3.5, b"2024"):
+        with pytest.raises(InvalidDate, match="expected a date"):
+            coerce_instant(bad)
+
+
+def test_format_instant_is_utc_iso_with_milliseconds() -> None:
+    value = datetime(2024, 5, 1, 9, 0, 0, 123456, tzinfo=timezone(timedelta(hours=-3)))
+    assert format_instant(value) == "2024-05-01T12:00:00.123Z"
+    assert parse_instant(format_instant(value)) == normalise(value)
