@@ -10,7 +10,7 @@ from typing import Any
 
 from pymongo import MongoClient
 
-from tests.builders import client_record, write_json
+from tests.builders import client_record, tracos_doc, write_json
 from tests.conftest import Env
 from tests.server import ROOT, free_port
 
@@ -166,3 +166,22 @@ def test_entry_points_run_the_same_cli(env: Env) -> None:
         assert command in script.stdout
     usage = env.cli("frobnicate")
     assert usage.code == 2
+
+
+def test_transient_failures_are_retried_and_the_run_succeeds(
+    env: Env, mongo: MongoClient[Any]
+) -> None:
+    write_json(env.inbound / "1.json", client_record(1))
+    env.collection.insert_one(tracos_doc(2))
+    mongo.admin.command({
+        "configureFailPoint": "failCommand", "mode": {"times": 4},
+        "data": {"failCommands": ["insert", "find", "update"], "closeConnection": True},
+    })
+    try:
+        result = env.cli("run", MONGO_RETRY_SECONDS="20")
+    finally:
+        mongo.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+    assert result.code == 0, result.output
+    assert (result.counts()["inserted"], result.counts()["exported"]) == (1, 1)
+    assert env.collection.count_documents({"isSynced": True}) == 2
+    assert "mongo.retrying" in result.output, "more failures than the driver's one retry absorbs"
