@@ -173,10 +173,13 @@ def test_transient_failures_are_retried_and_the_run_succeeds(
 ) -> None:
     write_json(env.inbound / "1.json", client_record(1))
     env.collection.insert_one(tracos_doc(2))
-    mongo.admin.command({
-        "configureFailPoint": "failCommand", "mode": {"times": 4},
-        "data": {"failCommands": ["insert", "find", "update"], "closeConnection": True},
-    })
+    mongo.admin.command(
+        {
+            "configureFailPoint": "failCommand",
+            "mode": {"times": 4},
+            "data": {"failCommands": ["insert", "find", "update"], "closeConnection": True},
+        }
+    )
     try:
         result = env.cli("run", MONGO_RETRY_SECONDS="20")
     finally:
