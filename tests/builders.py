@@ -8,6 +8,21 @@ from typing import Any
 
 import orjson
 
+# Every field a TracOS document written by inbound holds (besides _id): nothing else is stored.
+TRACOS_FIELDS = frozenset(
+    {
+        "number",
+        "status",
+        "title",
+        "description",
+        "createdAt",
+        "updatedAt",
+        "deleted",
+        "deletedAt",
+        "isSynced",
+        "syncedAt",
+    }
+)
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
 

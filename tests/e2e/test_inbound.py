@@ -6,7 +6,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.builders import T0, client_record, read_json, tracos_doc, write_json
+from tests.builders import T0, TRACOS_FIELDS, client_record, read_json, tracos_doc, write_json
 from tests.conftest import Env
 
 
@@ -172,18 +172,7 @@ def test_seed_solution_shape_and_unknown_fields(env: Env) -> None:
     doc = env.collection.find_one({"number": 5}, {"_id": 0})
     assert doc is not None
     assert doc["status"] == "in_progress"
-    assert set(doc) == {
-        "number",
-        "status",
-        "title",
-        "description",
-        "createdAt",
-        "updatedAt",
-        "deleted",
-        "deletedAt",
-        "isSynced",
-        "syncedAt",
-    }
+    assert set(doc) == TRACOS_FIELDS
     assert "unknown_fields_ignored" in result.output
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.builders import tracos_doc
+from tests.builders import TRACOS_FIELDS, tracos_doc
 from tracos_sync.domain.model import Status
 from tracos_sync.tracos.documents import UnreadableDocumentError, insert_document, read_document
 
@@ -56,15 +56,4 @@ def test_insert_document_sets_description_from_title_and_marks_synced() -> None:
     doc = insert_document(fresh, now)
     assert doc["description"] == "Title"
     assert (doc["isSynced"], doc["syncedAt"]) == (True, now)
-    assert set(doc) == {
-        "number",
-        "status",
-        "title",
-        "description",
-        "createdAt",
-        "updatedAt",
-        "deleted",
-        "deletedAt",
-        "isSynced",
-        "syncedAt",
-    }
+    assert set(doc) == TRACOS_FIELDS
