@@ -70,10 +70,13 @@ def test_array_problems_carry_the_record_index() -> None:
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
-        (b"", "not valid JSON"),
+        (b"", "file is empty"),
+        (b" \n\t", "file is empty"),
         (b"{", "not valid JSON"),
         (b'{"orderNo": NaN}', "not valid JSON"),
-        (b"\xff\xfe", "not valid JSON"),
+        (b"\xff\xfe", "not UTF-8 text"),
+        (b'{"orderNo": 1, "orderNo": 2}', "duplicate key 'orderNo'"),
+        (b'{"orderNo": Infinity}', "Infinity is not a JSON number"),
         (b"42", "got a number"),
         (b'"text"', "got a string"),
         (b"null", "got null"),

@@ -299,7 +299,14 @@ class FolderSource:
     def _read(self, path: Path) -> bytes | None:
         """The file's bytes, or ``None`` when it is over the size limit (checked before reading).
         Non-blocking open: a FIFO swapped in after listing must not hang the run."""
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        if path.is_symlink():
+            # Only a link to a file in the inbound folder itself is read (checked again now, not
+            # just when listed); the target is opened without following a further link.
+            path = path.resolve()
+            if path.parent != self._inbound.resolve():
+                raise OSError(errno.EPERM, "symlink leads outside the inbound folder")
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW
+        fd = os.open(path, flags)
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
