@@ -73,7 +73,7 @@ def test_array_problems_carry_the_record_index() -> None:
         (b"", "file is empty"),
         (b" \n\t", "file is empty"),
         (b"{", "not valid JSON"),
-        (b'{"orderNo": NaN}', "not valid JSON"),
+        (b'{"orderNo": NaN}', "NaN is not a JSON number"),
         (b"\xff\xfe", "not UTF-8 text"),
         (b'{"orderNo": 1, "orderNo": 2}', "duplicate key 'orderNo'"),
         (b'{"orderNo": Infinity}', "Infinity is not a JSON number"),
