@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -125,3 +126,17 @@ def env(tmp_path: Path, server: Server, mongo: MongoClient[dict[str, Any]]) -> I
     world = Env(tmp_path, server.uri, database, mongo[database]["workorders"], {})
     yield world
     mongo.drop_database(database)
+
+
+@contextlib.contextmanager
+def failpoint(
+    mongo: MongoClient[dict[str, Any]], times: int, **data: Any
+) -> Iterator[None]:
+    """Arm the server's ``failCommand`` failpoint for the next ``times`` matching commands."""
+    mongo.admin.command(
+        {"configureFailPoint": "failCommand", "mode": {"times": times}, "data": data}
+    )
+    try:
+        yield
+    finally:
+        mongo.admin.command({"configureFailPoint": "failCommand", "mode": "off"})

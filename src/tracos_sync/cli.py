@@ -116,8 +116,10 @@ async def _guarded(work: Coroutine[Any, Any, None]) -> int:
         log.error("config.invalid", error=str(exc))
         return EXIT_CONFIG
     except SyncError as exc:
-        cause = f" ({describe(exc.__cause__)})" if exc.__cause__ is not None else ""
-        log.error("run.failed", error=f"{exc}{cause}", exc_info=True)
+        message = str(exc)
+        if exc.__cause__ is not None and describe(exc.__cause__) not in message:
+            message += f" ({describe(exc.__cause__)})"
+        log.error("run.failed", error=message, exc_info=True)
         return EXIT_FAILED
     except Exception as exc:
         log.error("run.crashed", error=f"{type(exc).__name__}: {describe(exc)}", exc_info=True)

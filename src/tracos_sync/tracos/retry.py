@@ -52,8 +52,18 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def describe(exc: BaseException) -> str:
-    """One readable line: pymongo's topology dumps are cut off (they hold no secrets, but noise)."""
-    text = str(exc).split(", Timeout:")[0].split(", Topology Description:")[0]
+    """One readable line: the server's message and code rather than pymongo's full reply, and
+    topology dumps cut off (they hold no secrets, but noise)."""
+    if isinstance(exc, BulkWriteError):
+        first = (exc.details.get("writeErrors") or [{}])[0]
+        text = f"{first.get('errmsg', 'bulk write failed')} (code {first.get('code')})"
+    elif isinstance(exc, OperationFailure):
+        details = exc.details or {}
+        message = details.get("errmsg") or str(exc).split(", full error:")[0]
+        name = details.get("codeName")
+        text = f"{message} (code {exc.code}{', ' + name if name else ''})"
+    else:
+        text = str(exc).split(", Timeout:")[0].split(", Topology Description:")[0]
     return text if len(text) <= 300 else text[:299] + "…"
 
 
