@@ -239,23 +239,19 @@ class FolderSource:
 
     async def batches(self, max_records: int) -> AsyncGenerator[list[InboundUnit], None]:
         names = await asyncio.to_thread(self._candidates)
-        batch: list[InboundUnit] = []
-        count = 0
+        held: list[InboundUnit] = []  # claimed, not handed over yet
         try:
             for start in range(0, len(names), READ_CHUNK):
-                units = await asyncio.to_thread(self._take, names[start : start + READ_CHUNK])
-                for unit in units:
-                    batch.append(unit)
-                    count += max(len(unit.records), 1)
-                    if count >= max_records:
-                        handed, batch, count = batch, [], 0
-                        yield handed
-            if batch:
-                handed, batch = batch, []
+                held += await asyncio.to_thread(self._take, names[start : start + READ_CHUNK])
+                while (cut := _batch_end(held, max_records)) is not None:
+                    handed, held = held[:cut], held[cut:]
+                    yield handed
+            if held:
+                handed, held = held, []
                 yield handed
         finally:
-            if batch:  # claimed but never handed over (the consumer stopped): give back
-                await self.release(batch)
+            if held:  # the consumer stopped early: give back what it never saw
+                await self.release(held)
 
     def _take(self, names: Sequence[str]) -> list[InboundUnit]:
         units = []
@@ -379,6 +375,17 @@ class FolderSource:
     async def close(self) -> None:
         with contextlib.suppress(OSError):
             self._claim_dir.rmdir()
+
+
+def _batch_end(units: Sequence[InboundUnit], max_records: int) -> int | None:
+    """How many leading units make a batch of at least ``max_records`` (a unit with no valid
+    record still counts as one), or ``None`` if they do not reach it yet."""
+    total = 0
+    for position, unit in enumerate(units, start=1):
+        total += max(len(unit.records), 1)
+        if total >= max_records:
+            return position
+    return None
 
 
 def _first_problem(problems: Sequence[Problem]) -> str:
