@@ -129,9 +129,7 @@ def env(tmp_path: Path, server: Server, mongo: MongoClient[dict[str, Any]]) -> I
 
 
 @contextlib.contextmanager
-def failpoint(
-    mongo: MongoClient[dict[str, Any]], times: int, **data: Any
-) -> Iterator[None]:
+def failpoint(mongo: MongoClient[dict[str, Any]], times: int, **data: Any) -> Iterator[None]:
     """Arm the server's ``failCommand`` failpoint for the next ``times`` matching commands."""
     mongo.admin.command(
         {"configureFailPoint": "failCommand", "mode": {"times": times}, "data": data}

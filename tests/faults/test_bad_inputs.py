@@ -49,7 +49,10 @@ CORPUS: dict[str, tuple[bytes, str | None]] = {
     "date-words": (rec(creationDate="last tuesday"), "date and time required"),
     "date-number": (rec(creationDate=1714564800), "is not of type 'string'"),
     "year-0001": (rec(orderNo=504, creationDate="0001-01-01T00:00:00Z"), None),
-    "year-0001-offset": (rec(creationDate="0001-01-01T00:00:00+01:00"), "outside the representable"),
+    "year-0001-offset": (
+        rec(creationDate="0001-01-01T00:00:00+01:00"),
+        "outside the representable",
+    ),
     "year-9999": (rec(orderNo=505, lastUpdateDate="9999-12-31T23:59:59.999Z"), None),
     "dollar-and-dot-keys": (rec(orderNo=506, **{"$set": {"isSynced": False}, "a.b": 1}), None),
     "ambiguous": (rec(isDone=True), "ambiguous status"),
@@ -97,9 +100,14 @@ def test_bad_input_corpus(env: Env) -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=6),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=6)
+    ),
     max_leaves=30,
 )
 # Mostly-valid records with one field replaced by anything: reaches the deeper layers.

@@ -18,8 +18,10 @@ def test_concurrent_runs_take_each_file_once(env: Env, instances: int) -> None:
     for n in range(1, FILES + 1):
         write_json(env.inbound / f"{n}.json", client_record(n))
     for n in range(1, NEWER + 1):
-        write_json(env.inbound / f"newer-{n}.json", client_record(
-            n, summary=f"newer {n}", lastUpdateDate="2024-06-01T00:00:00Z"))
+        write_json(
+            env.inbound / f"newer-{n}.json",
+            client_record(n, summary=f"newer {n}", lastUpdateDate="2024-06-01T00:00:00Z"),
+        )
     env.collection.insert_many([tracos_doc(10_000 + n) for n in range(DOCUMENTS)])
 
     procs = [env.popen("run", BATCH_SIZE="50") for _ in range(instances)]

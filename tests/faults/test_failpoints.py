@@ -30,8 +30,10 @@ def fault_uri(env: Env) -> str:
 def seed_both_sides(env: Env) -> None:
     for n in range(1, 6):
         write_json(env.inbound / f"{n}.json", client_record(n))
-    write_json(env.inbound / "1-newer.json",
-               client_record(1, summary="newer", lastUpdateDate="2024-07-01T00:00:00Z"))
+    write_json(
+        env.inbound / "1-newer.json",
+        client_record(1, summary="newer", lastUpdateDate="2024-07-01T00:00:00Z"),
+    )
     env.collection.insert_many([tracos_doc(100 + n) for n in range(5)])
 
 
@@ -75,8 +77,7 @@ def test_non_retryable_failures_exit_1_and_lose_nothing(
     # Every input is applied, still waiting in the inbound folder, or archived: none is lost.
     waiting = {p.name for p in env.inbound.glob("*.json")}
     archived = {p.name for p in env.processed.glob("*.json")}
-    assert waiting | archived == {"1.json", "2.json", "3.json", "4.json", "5.json",
-                                  "1-newer.json"}
+    assert waiting | archived == {"1.json", "2.json", "3.json", "4.json", "5.json", "1-newer.json"}
     again = env.cli("run")
     assert again.code == 0, again.output
     assert_fully_synced(env)

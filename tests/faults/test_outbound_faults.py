@@ -44,8 +44,14 @@ def test_file_size_limit_marks_nothing_and_exits_1(env: Env) -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))
 
     proc = subprocess.run(
-        [sys.executable, "-m", "tracos_sync", "outbound"], cwd=env.root, env=env.environ(),
-        capture_output=True, text=True, timeout=120, preexec_fn=limit_file_size, check=False,
+        [sys.executable, "-m", "tracos_sync", "outbound"],
+        cwd=env.root,
+        env=env.environ(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit_file_size,
+        check=False,
     )
     result = Result(proc.returncode, proc.stdout, proc.stderr)
     assert result.code == 1, result.output
@@ -60,8 +66,11 @@ def test_file_size_limit_marks_nothing_and_exits_1(env: Env) -> None:
 @contextlib.contextmanager
 def tiny_disk(path: Path, size: str) -> Iterator[Path]:
     path.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                             capture_output=True, check=False)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        check=False,
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
     try:
@@ -137,4 +146,3 @@ async def test_document_edited_between_export_and_mark_goes_out_next_run(
     finally:
         await client.drop_database(collection.database.name)
         await client.close()
-

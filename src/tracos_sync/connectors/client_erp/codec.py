@@ -9,12 +9,11 @@ name them, and at about 3 µs per record it is far from the bottleneck."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
-
-import json
 
 import fastjsonschema
 import jsonschema
