@@ -1,5 +1,6 @@
 """The bad-input corpus: every case ends quarantined with a specific, readable reason (or, where
-the input is acceptable after all, applied), and nothing crashes. Plus a fuzz test of the decoder."""
+the input is acceptable after all, applied), and nothing crashes. Plus fuzz tests of the
+decoder."""
 
 from __future__ import annotations
 
