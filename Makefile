@@ -11,12 +11,13 @@ POETRY := $(TOOLS)/poetry/bin/python tools/poetry_simple_api.py
 SECANTUSD := $(TOOLS)/secantusdb/bin/secantusd-py
 export SECANTUSD_BIN ?= $(abspath $(SECANTUSD))
 
-.PHONY: help install tools run seed test faults lint format clean lock
+.PHONY: help install tools run seed test faults lint format clean lock bench bench-memory
 
 help:
 	@echo "make run     one full sync on an embedded local server with sample data"
 	@echo "make test    the test suite (unit, property, end to end, faults)"
 	@echo "make lint    ruff + mypy --strict"
+	@echo "make bench   throughput against the raw limit and a naive baseline (N=5000)"
 	@echo "make seed    write sample data (embedded server unless MONGO_URI is set)"
 	@echo "make clean   remove local data, environments and caches"
 
@@ -31,7 +32,8 @@ $(SECANTUSD):
 
 $(VENV)/.installed: pyproject.toml poetry.lock | $(TOOLS)/poetry/.installed
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	VIRTUAL_ENV=$(abspath $(VENV)) $(POETRY) install --with dev --no-interaction
+	VIRTUAL_ENV=$(abspath $(VENV)) $(POETRY) install --with dev --no-interaction --compile
+	$(VENV)/bin/python -m compileall -q src
 	touch $@
 
 install: $(VENV)/.installed
@@ -56,6 +58,13 @@ test: install tools
 
 faults: install tools
 	$(VENV)/bin/pytest tests/faults
+
+# Benchmarks are not tests: they take minutes and print ratios (see README, Performance).
+bench: install tools
+	$(VENV)/bin/python bench/bench.py --n $${N:-5000}
+
+bench-memory: install tools
+	$(VENV)/bin/python bench/memory.py --n $${N:-100000}
 
 lint: install
 	$(VENV)/bin/ruff check src tests tools

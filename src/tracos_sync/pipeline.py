@@ -7,6 +7,7 @@ them to the client -> mark the delivered ones synced, each only if unchanged sin
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
@@ -60,17 +61,30 @@ async def sync_inbound(
     batch_size: int,
     clock: Clock = utc_now,
 ) -> None:
-    """Client -> TracOS. On any failure the batch in hand is given back to the source."""
+    """Client -> TracOS. A batch is archived (in the background, while the next one is being
+    applied) only once its records are durable; on failure the batch in hand is given back."""
     batches = source.batches(batch_size)
-    async with contextlib.aclosing(batches):
-        async for units in batches:
-            try:
-                await _apply_units(units, repository, stats, batch_size, clock)
-            except BaseException:
-                await source.release(units)
-                raise
-            await source.complete(units)
-            stats.files += len(units)
+    archiving: asyncio.Task[None] | None = None
+    try:
+        async with contextlib.aclosing(batches):
+            async for units in batches:
+                try:
+                    await _apply_units(units, repository, stats, batch_size, clock)
+                except BaseException:
+                    await source.release(units)
+                    raise
+                previous, archiving = archiving, None
+                if previous is not None:
+                    try:
+                        await previous
+                    except BaseException:
+                        await source.release(units)  # applied, but archived next run instead
+                        raise
+                archiving = asyncio.create_task(source.complete(units))
+                stats.files += len(units)
+    finally:
+        if archiving is not None:
+            await archiving
 
 
 async def _apply_units(
@@ -96,35 +110,50 @@ async def sync_outbound(
     batch_size: int,
     clock: Clock = utc_now,
 ) -> None:
-    """TracOS -> client. Marks only what the sink made durable; stops at a fatal delivery error
-    after marking what was delivered before it."""
+    """TracOS -> client. Marks only what the sink made durable; a page's marks are written while
+    the next page is read and delivered. Stops at a fatal delivery error after marking what was
+    delivered before it."""
     pages = repository.pending(batch_size)
-    async with contextlib.aclosing(pages):
-        async for page in pages:
-            exports: list[PendingExport] = []
-            for item in page:
-                if isinstance(item, UnreadableDocument):
+    marking: asyncio.Task[None] | None = None
+
+    async def mark(exports: list[PendingExport], delivered: int) -> None:
+        marked = await repository.mark_synced(exports, clock())
+        stats.exported += marked
+        if marked < delivered:
+            # Changed in TracOS after we read it: stays unsynced, goes out again next run.
+            stats.requeued += delivered - marked
+            log.info("outbound.changed_during_export", count=delivered - marked)
+
+    try:
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                exports: list[PendingExport] = []
+                for item in page:
+                    if isinstance(item, UnreadableDocument):
+                        stats.skipped += 1
+                        log.warning(
+                            "outbound.document_skipped", document=item.ref, reason=item.reason
+                        )
+                    else:
+                        exports.append(item)
+                if not exports:
+                    continue
+                delivery = await sink.deliver([export.order for export in exports])
+                for problem in delivery.refused:
                     stats.skipped += 1
-                    log.warning("outbound.document_skipped", document=item.ref, reason=item.reason)
-                else:
-                    exports.append(item)
-            if not exports:
-                continue
-            delivery = await sink.deliver([export.order for export in exports])
-            delivered = set(delivery.delivered)
-            for problem in delivery.refused:
-                stats.skipped += 1
-                log.warning("outbound.refused", number=problem.record, reason=problem.reason)
-            marked = await repository.mark_synced(
-                [e for e in exports if e.order.number in delivered], clock()
-            )
-            stats.exported += marked
-            if marked < len(delivered):
-                # Changed in TracOS after we read it: stays unsynced, goes out again next run.
-                stats.requeued += len(delivered) - marked
-                log.info("outbound.changed_during_export", count=len(delivered) - marked)
-            if delivery.fatal is not None:
-                raise delivery.fatal
+                    log.warning("outbound.refused", number=problem.record, reason=problem.reason)
+                delivered = set(delivery.delivered)
+                previous, marking = marking, None
+                if previous is not None:
+                    await previous
+                marking = asyncio.create_task(
+                    mark([e for e in exports if e.order.number in delivered], len(delivered))
+                )
+                if delivery.fatal is not None:
+                    raise delivery.fatal
+    finally:
+        if marking is not None:
+            await marking
 
 
 class Stopwatch:

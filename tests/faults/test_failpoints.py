@@ -47,7 +47,7 @@ def assert_fully_synced(env: Env) -> None:
     assert one is not None and one["title"] == "newer"
 
 
-@pytest.mark.parametrize("command", ["insert", "update", "find"])
+@pytest.mark.parametrize("command", ["insert", "update", "find", "getMore"])
 @pytest.mark.parametrize("fault", TRANSIENT)
 def test_transient_failures_are_retried(
     env: Env, mongo: MongoClient[Any], command: str, fault: dict[str, Any]

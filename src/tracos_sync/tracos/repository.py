@@ -16,10 +16,10 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from bson import ObjectId
 from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, OperationFailure
+from pymongo.asynchronous.cursor import AsyncCursor
+from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 from pymongo.write_concern import WriteConcern
 
 from tracos_sync.domain.dates import InvalidDate, coerce_instant
@@ -38,11 +38,12 @@ from .retry import DUPLICATE_KEY, Retrier
 
 log = structlog.get_logger("tracos_sync.mongo")
 
-# Unsynced means isSynced false or missing (null matches missing). Point intervals, so mongod
-# walks the compound index in _id order without a sort stage.
+# Unsynced means isSynced false or missing (null matches missing): two point intervals of the
+# index below, so the query reads only unsynced documents however large the collection.
 UNSYNCED: dict[str, Any] = {"isSynced": {"$in": [False, None]}}
 UNSYNCED_INDEX = [("isSynced", 1), ("_id", 1)]
 NUMBER_INDEX = [("number", 1)]
+ID_INDEX = [("_id", 1)]
 # Keys per $in query: bounded so that a server whose $in is not a hash lookup stays linear.
 LOOKUP_CHUNK = 250
 # Rounds of compare-and-set before a number that keeps changing under us is left to next run.
@@ -205,38 +206,46 @@ class MongoWorkOrderRepository:
     async def pending(
         self, batch_size: int
     ) -> AsyncGenerator[list[PendingExport | UnreadableDocument], None]:
-        """Pages in ``_id`` order, each its own query (retried on its own): no long-lived cursor
-        to lose mid-way, and a document marked behind us simply leaves the result."""
-        last: ObjectId | None = None
-        while True:
-            page = await self._retrier.call(
-                "read unsynced work orders",
-                lambda after=last: self._page(after, batch_size),  # type: ignore[misc]
-            )
-            if not page:
-                return
-            last = page[-1]["_id"]
-            yield [_to_export(doc) for doc in page]
-            if len(page) < batch_size:
-                return
+        """Pages of one cursor (one query, then getMore). If the cursor is lost to a transient
+        failure the query is opened again; documents marked meanwhile have left its result, and
+        the ones already handed out this run (``seen``) are not handed out twice."""
+        seen: set[Any] = set()
+        cursor: AsyncCursor[Doc] | None = None
 
-    async def _page(self, after: ObjectId | None, batch_size: int) -> list[Doc]:
-        query = dict(UNSYNCED) if after is None else {**UNSYNCED, "_id": {"$gt": after}}
-        cursor = (
-            self._collection.find(query, EXPORT_PROJECTION)
-            .sort("_id", 1)
-            .limit(batch_size)
-            .batch_size(batch_size)
-        )
-        return [doc async for doc in cursor]
+        async def next_page() -> list[Doc]:
+            nonlocal cursor
+            if cursor is None:
+                cursor = self._collection.find(UNSYNCED, EXPORT_PROJECTION, batch_size=batch_size)
+            page: list[Doc] = []
+            try:
+                while len(page) < batch_size:
+                    docs = await cursor.to_list(batch_size - len(page))
+                    if not docs:
+                        break
+                    page.extend(doc for doc in docs if doc["_id"] not in seen)
+            except PyMongoError:
+                cursor = None  # reopened by the retry
+                raise
+            return page
+
+        try:
+            while page := await self._retrier.call("read unsynced work orders", next_page):
+                seen.update(doc["_id"] for doc in page)
+                yield [_to_export(doc) for doc in page]
+        finally:
+            if cursor is not None:
+                await cursor.close()
 
     async def mark_synced(self, exports: Sequence[PendingExport], synced_at: datetime) -> int:
         if not exports:
             return 0
+        # The hint spares the planner from weighing the unsynced index for an _id lookup
+        # (measured: a third of the cost of each mark on SecantusDB; mongod takes _id anyway).
         operations = [
             UpdateOne(
                 {"_id": export.key, "updatedAt": export.version},
                 {"$set": {"isSynced": True, "syncedAt": synced_at}},
+                hint=ID_INDEX,
             )
             for export in exports
         ]

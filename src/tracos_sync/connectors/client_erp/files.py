@@ -18,7 +18,7 @@ import socket
 import stat
 import tempfile
 import time
-from collections.abc import AsyncGenerator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,7 +42,6 @@ log = structlog.get_logger("tracos_sync.files")
 CLAIMS_FOLDER = ".claims"
 SIDECAR_SUFFIX = ".error.json"
 WRITE_THREADS = 8
-READ_CHUNK = 64
 
 
 class FolderSettings(EnvSettings):
@@ -238,27 +237,40 @@ class FolderSource:
         return [name for _, name in found]
 
     async def batches(self, max_records: int) -> AsyncGenerator[list[InboundUnit], None]:
-        names = await asyncio.to_thread(self._candidates)
-        held: list[InboundUnit] = []  # claimed, not handed over yet
-        try:
-            for start in range(0, len(names), READ_CHUNK):
-                held += await asyncio.to_thread(self._take, names[start : start + READ_CHUNK])
-                while (cut := _batch_end(held, max_records)) is not None:
-                    handed, held = held[:cut], held[cut:]
-                    yield handed
-            if held:
-                handed, held = held, []
-                yield handed
-        finally:
-            if held:  # the consumer stopped early: give back what it never saw
-                await self.release(held)
+        """Batches of claimed, decoded files. The next batch is claimed and decoded in a worker
+        thread while the consumer applies the current one."""
+        names = iter(await asyncio.to_thread(self._candidates))
+        loop = asyncio.get_running_loop()
 
-    def _take(self, names: Sequence[str]) -> list[InboundUnit]:
-        units = []
+        def read_ahead() -> asyncio.Future[list[InboundUnit]]:
+            return loop.run_in_executor(None, self._take, names, max_records)
+
+        pending: asyncio.Future[list[InboundUnit]] | None = read_ahead()
+        try:
+            while pending is not None:
+                units = await pending
+                pending = None
+                if not units:
+                    return
+                pending = read_ahead()
+                yield units
+        finally:
+            if pending is not None:  # the consumer stopped: give back what it never saw
+                await self.release(await pending)
+
+    def _take(self, names: Iterator[str], max_records: int) -> list[InboundUnit]:
+        """Claim and decode files from ``names`` until they hold ``max_records`` records (a file
+        with no valid record counts as one) or the names run out."""
+        units: list[InboundUnit] = []
+        total = 0
         for name in names:
             unit = self._claim_and_read(name)
-            if unit is not None:
-                units.append(unit)
+            if unit is None:
+                continue
+            units.append(unit)
+            total += max(len(unit.records), 1)
+            if total >= max_records:
+                break
         return units
 
     def _claim_and_read(self, name: str) -> InboundUnit | None:
@@ -375,17 +387,6 @@ class FolderSource:
     async def close(self) -> None:
         with contextlib.suppress(OSError):
             self._claim_dir.rmdir()
-
-
-def _batch_end(units: Sequence[InboundUnit], max_records: int) -> int | None:
-    """How many leading units make a batch of at least ``max_records`` (a unit with no valid
-    record still counts as one), or ``None`` if they do not reach it yet."""
-    total = 0
-    for position, unit in enumerate(units, start=1):
-        total += max(len(unit.records), 1)
-        if total >= max_records:
-            return position
-    return None
 
 
 def _first_problem(problems: Sequence[Problem]) -> str:
