@@ -67,13 +67,13 @@ bench-memory: install tools
 	$(VENV)/bin/python bench/memory.py --n $${N:-100000}
 
 lint: install
-	$(VENV)/bin/ruff check src tests tools
-	$(VENV)/bin/ruff format --check src tests tools
+	$(VENV)/bin/ruff check src tests tools bench
+	$(VENV)/bin/ruff format --check src tests tools bench
 	$(VENV)/bin/mypy
 
 format: install
-	$(VENV)/bin/ruff check --fix src tests tools
-	$(VENV)/bin/ruff format src tests tools
+	$(VENV)/bin/ruff check --fix src tests tools bench
+	$(VENV)/bin/ruff format src tests tools bench
 
 clean:
 	rm -rf .data data $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .hypothesis

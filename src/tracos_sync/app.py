@@ -22,7 +22,13 @@ from tracos_sync.domain.errors import ConfigurationError
 from tracos_sync.domain.ports import ClientConnector
 from tracos_sync.embedded import embedded_server
 from tracos_sync.logs import redact_text, uri_secrets
-from tracos_sync.pipeline import RunStats, Stopwatch, sync_inbound, sync_outbound
+from tracos_sync.pipeline import (
+    ProgressHook,
+    RunStats,
+    Stopwatch,
+    sync_inbound,
+    sync_outbound,
+)
 from tracos_sync.tracos.repository import MongoWorkOrderRepository
 from tracos_sync.tracos.retry import Retrier
 
@@ -104,10 +110,13 @@ async def open_repository(runtime: Runtime) -> AsyncIterator[MongoWorkOrderRepos
             await repository.close()
 
 
-async def execute(runtime: Runtime, command: Command, stats: RunStats) -> None:
+async def execute(
+    runtime: Runtime, command: Command, stats: RunStats, progress: ProgressHook | None = None
+) -> None:
     """One sync: inbound then outbound (or one of them). Fills ``stats`` as it goes."""
     clock = Stopwatch()
     batch_size = runtime.settings.batch_size
+    hooks: dict[str, Any] = {"progress": progress} if progress is not None else {}
     try:
         async with open_repository(runtime) as repository:
             await repository.prepare()
@@ -115,14 +124,14 @@ async def execute(runtime: Runtime, command: Command, stats: RunStats) -> None:
                 source = runtime.connector.source()
                 try:
                     await source.prepare()
-                    await sync_inbound(source, repository, stats, batch_size)
+                    await sync_inbound(source, repository, stats, batch_size, **hooks)
                 finally:
                     await source.close()
             if command in ("run", "outbound"):
                 sink = runtime.connector.sink()
                 try:
                     await sink.prepare()
-                    await sync_outbound(repository, sink, stats, batch_size)
+                    await sync_outbound(repository, sink, stats, batch_size, **hooks)
                 finally:
                     await sink.close()
     finally:

@@ -7,18 +7,20 @@ complete (what was done is kept); 2 bad configuration or usage.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import click
 import structlog
+from rich.progress import TaskID
 
 from tracos_sync import logs
 from tracos_sync.app import Command, Runtime, execute, load_runtime, open_repository
 from tracos_sync.domain.errors import ConfigurationError, SyncError
-from tracos_sync.pipeline import RunStats
+from tracos_sync.pipeline import ProgressHook, RunStats
 from tracos_sync.tracos.retry import describe
 
 log = structlog.get_logger("tracos_sync")
@@ -133,7 +135,8 @@ async def _run_sync(env_file: str, command: Command, embedded: bool) -> int:
         return runtime
     stats = RunStats()
     log.info("run.started", command=command, **runtime.connector.describe())
-    code = await _guarded(execute(runtime, command, stats))
+    with progress_display(enabled=sys.stdout.isatty()) as progress:
+        code = await _guarded(execute(runtime, command, stats, progress))
     status = "ok" if code == EXIT_OK else "failed"
     log.info("run.summary", command=command, status=status, **stats.as_fields())
     return code
@@ -169,6 +172,32 @@ async def _run_seed(env_file: str, if_empty: bool, embedded: bool) -> int:
                 )
 
     return await _guarded(work())
+
+
+@contextlib.contextmanager
+def progress_display(enabled: bool) -> Iterator[ProgressHook | None]:
+    """A live count per direction on a terminal; nothing at all otherwise (cron, CI, pipes)."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,.0f}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, transient=True, redirect_stderr=True) as display:
+        tasks: dict[str, TaskID] = {}
+
+        def advance(direction: str, done: int) -> None:
+            if direction not in tasks:
+                label = "files in" if direction == "inbound" else "work orders out"
+                tasks[direction] = display.add_task(label, total=None)
+            display.advance(tasks[direction], done)
+
+        yield advance
 
 
 def main(argv: list[str] | None = None) -> None:

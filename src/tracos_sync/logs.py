@@ -63,6 +63,17 @@ def _json_dumps(event: MutableMapping[str, Any], **_: Any) -> str:
     return orjson.dumps(event, default=str).decode()
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time, so that a progress display that
+    redirects it can print log lines above itself."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(
     level: str = "INFO",
     fmt: str = "text",
@@ -91,6 +102,6 @@ def configure(
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(stream or _CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )

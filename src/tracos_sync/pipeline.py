@@ -28,6 +28,12 @@ from tracos_sync.domain.ports import (
 log = structlog.get_logger("tracos_sync.pipeline")
 
 Clock = Callable[[], datetime]
+# Told how far a run has got: (direction, items just done). For progress displays.
+ProgressHook = Callable[[str, int], None]
+
+
+def _no_progress(direction: str, done: int) -> None:
+    """The default hook: report nothing."""
 
 
 def utc_now() -> datetime:
@@ -59,7 +65,9 @@ async def sync_inbound(
     repository: WorkOrderRepository,
     stats: RunStats,
     batch_size: int,
+    *,
     clock: Clock = utc_now,
+    progress: ProgressHook = _no_progress,
 ) -> None:
     """Client -> TracOS. A batch is archived (in the background, while the next one is being
     applied) only once its records are durable; on failure the batch in hand is given back."""
@@ -82,6 +90,7 @@ async def sync_inbound(
                         raise
                 archiving = asyncio.create_task(source.complete(units))
                 stats.files += len(units)
+                progress("inbound", len(units))
     finally:
         if archiving is not None:
             await archiving
@@ -108,7 +117,9 @@ async def sync_outbound(
     sink: ClientSink,
     stats: RunStats,
     batch_size: int,
+    *,
     clock: Clock = utc_now,
+    progress: ProgressHook = _no_progress,
 ) -> None:
     """TracOS -> client. Marks only what the sink made durable; a page's marks are written while
     the next page is read and delivered. Stops at a fatal delivery error after marking what was
@@ -119,6 +130,7 @@ async def sync_outbound(
     async def mark(exports: list[PendingExport], delivered: int) -> None:
         marked = await repository.mark_synced(exports, clock())
         stats.exported += marked
+        progress("outbound", delivered)
         if marked < delivered:
             # Changed in TracOS after we read it: stays unsynced, goes out again next run.
             stats.requeued += delivered - marked
