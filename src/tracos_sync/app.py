@@ -4,12 +4,14 @@ builds the TracOS repository and the configured client connector, and runs the p
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 from pydantic import Field
 from pymongo import AsyncMongoClient
 from pymongo.errors import ConfigurationError as MongoConfigurationError
@@ -18,8 +20,9 @@ from pymongo.uri_parser import parse_uri
 
 from tracos_sync import connectors
 from tracos_sync.config import Settings, load_settings
+from tracos_sync.domain.dates import format_instant
 from tracos_sync.domain.errors import ConfigurationError
-from tracos_sync.domain.ports import ClientConnector
+from tracos_sync.domain.ports import ClientConnector, ClientSink, ClientSource, HealthCheck
 from tracos_sync.embedded import embedded_server
 from tracos_sync.logs import redact_text, uri_secrets
 from tracos_sync.pipeline import (
@@ -36,9 +39,13 @@ Command = Literal["run", "inbound", "outbound"]
 
 
 class AppSettings(Settings):
-    """Core settings plus where the embedded server keeps its data."""
+    """Core settings plus the service's own: embedded server, watch mode, report, metrics."""
 
     mongo_embedded_dir: Path = Field(Path(".data/db"))
+    watch_interval: float = Field(5.0, gt=0, le=86_400)
+    report_path: Path | None = None
+    metrics_port: int | None = Field(None, ge=1, le=65_535)
+    metrics_address: str = "0.0.0.0"
 
 
 @dataclass(slots=True)
@@ -94,7 +101,9 @@ async def database_uri(settings: AppSettings) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def open_repository(runtime: Runtime) -> AsyncIterator[MongoWorkOrderRepository]:
+async def open_repository(
+    runtime: Runtime, dry_run: bool = False, log_retries: bool = True
+) -> AsyncIterator[MongoWorkOrderRepository]:
     settings = runtime.settings
     async with database_uri(settings) as uri:
         client = mongo_client(uri, settings)
@@ -102,7 +111,8 @@ async def open_repository(runtime: Runtime) -> AsyncIterator[MongoWorkOrderRepos
             client,
             settings.mongo_database,
             settings.mongo_collection,
-            Retrier(settings.mongo_retry_seconds),
+            Retrier(settings.mongo_retry_seconds, log_retries=log_retries),
+            dry_run=dry_run,
         )
         try:
             yield repository
@@ -110,29 +120,123 @@ async def open_repository(runtime: Runtime) -> AsyncIterator[MongoWorkOrderRepos
             await repository.close()
 
 
+@dataclass(slots=True)
+class RunOptions:
+    dry_run: bool = False
+    progress: ProgressHook | None = None
+    stop: Callable[[], bool] | None = None
+
+
+@dataclass(slots=True)
+class Syncer:
+    """The adapters of one process, opened once and used for one run or many (watch)."""
+
+    runtime: Runtime
+    repository: MongoWorkOrderRepository
+    options: RunOptions
+    source: ClientSource | None = None
+    sink: ClientSink | None = None
+    durations: dict[str, float] = field(default_factory=dict)
+
+    async def open(self, command: Command) -> None:
+        await self.repository.prepare()
+        dry_run = self.options.dry_run
+        if command in ("run", "inbound"):
+            self.source = self.runtime.connector.source(dry_run=dry_run)
+            await self.source.prepare()
+        if command in ("run", "outbound"):
+            self.sink = self.runtime.connector.sink(dry_run=dry_run)
+            await self.sink.prepare()
+
+    async def cycle(self, stats: RunStats) -> None:
+        """One pass of each opened direction, inbound first."""
+        hooks: dict[str, Any] = {}
+        if self.options.progress is not None:
+            hooks["progress"] = self.options.progress
+        if self.options.stop is not None:
+            hooks["stop"] = self.options.stop
+        batch_size = self.runtime.settings.batch_size
+        if self.source is not None:
+            watch = Stopwatch()
+            try:
+                await sync_inbound(self.source, self.repository, stats, batch_size, **hooks)
+            finally:
+                self.durations["inbound"] = watch.elapsed()
+        if self.sink is not None:
+            watch = Stopwatch()
+            try:
+                await sync_outbound(self.repository, self.sink, stats, batch_size, **hooks)
+            finally:
+                self.durations["outbound"] = watch.elapsed()
+
+    async def close(self) -> None:
+        for adapter in (self.source, self.sink):
+            if adapter is not None:
+                await adapter.close()
+
+
+@contextlib.asynccontextmanager
+async def open_syncer(
+    runtime: Runtime, command: Command, options: RunOptions, log_retries: bool = True
+) -> AsyncIterator[Syncer]:
+    async with open_repository(runtime, options.dry_run, log_retries) as repository:
+        syncer = Syncer(runtime, repository, options)
+        try:
+            await syncer.open(command)
+            yield syncer
+        finally:
+            await syncer.close()
+
+
 async def execute(
-    runtime: Runtime, command: Command, stats: RunStats, progress: ProgressHook | None = None
-) -> None:
-    """One sync: inbound then outbound (or one of them). Fills ``stats`` as it goes."""
+    runtime: Runtime, command: Command, stats: RunStats, options: RunOptions | None = None
+) -> dict[str, float]:
+    """One sync: inbound then outbound (or one of them). Fills ``stats`` as it goes; returns the
+    seconds each direction took."""
     clock = Stopwatch()
-    batch_size = runtime.settings.batch_size
-    hooks: dict[str, Any] = {"progress": progress} if progress is not None else {}
+    durations: dict[str, float] = {}
     try:
-        async with open_repository(runtime) as repository:
-            await repository.prepare()
-            if command in ("run", "inbound"):
-                source = runtime.connector.source()
-                try:
-                    await source.prepare()
-                    await sync_inbound(source, repository, stats, batch_size, **hooks)
-                finally:
-                    await source.close()
-            if command in ("run", "outbound"):
-                sink = runtime.connector.sink()
-                try:
-                    await sink.prepare()
-                    await sync_outbound(repository, sink, stats, batch_size, **hooks)
-                finally:
-                    await sink.close()
+        async with open_syncer(runtime, command, options or RunOptions()) as syncer:
+            durations = syncer.durations
+            await syncer.cycle(stats)
     finally:
         stats.seconds = clock.elapsed()
+    return durations
+
+
+async def check(runtime: Runtime) -> list[HealthCheck]:
+    """Everything ``tracos-sync check`` reports, each with ok or not."""
+    checks = [HealthCheck("configuration", True, "valid")]
+    async with open_repository(runtime, dry_run=True) as repository:
+        checks += await repository.health()
+    checks += await runtime.connector.health()
+    return checks
+
+
+def write_report(
+    path: Path,
+    *,
+    command: str,
+    status: str,
+    stats: RunStats,
+    durations: dict[str, float],
+    started: datetime,
+    dry_run: bool,
+    error: str | None,
+) -> None:
+    """The run's JSON report, written atomically (temp file, rename)."""
+    report = {
+        "command": command,
+        "status": status,
+        "dryRun": dry_run,
+        "startedAt": format_instant(started),
+        "finishedAt": format_instant(datetime.now(UTC)),
+        "seconds": {"total": round(stats.seconds, 3)}
+        | {k: round(v, 3) for k, v in durations.items()},
+        "counts": {k: v for k, v in stats.as_fields().items() if k != "seconds"},
+        "error": error,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    os.replace(tmp, path)

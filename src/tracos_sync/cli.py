@@ -11,6 +11,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -18,8 +19,18 @@ import structlog
 from rich.progress import TaskID
 
 from tracos_sync import logs
-from tracos_sync.app import Command, Runtime, execute, load_runtime, open_repository
+from tracos_sync.app import (
+    Command,
+    RunOptions,
+    Runtime,
+    check,
+    execute,
+    load_runtime,
+    open_repository,
+    write_report,
+)
 from tracos_sync.domain.errors import ConfigurationError, SyncError
+from tracos_sync.domain.ports import HealthCheck, SupportsReplay
 from tracos_sync.pipeline import ProgressHook, RunStats
 from tracos_sync.tracos.retry import describe
 
@@ -53,11 +64,21 @@ def cli(ctx: click.Context, env_file: str) -> None:
     ctx.obj = env_file
 
 
+dry_run_option = click.option(
+    "--dry-run",
+    is_flag=True,
+    default=False,
+    help="Validate and translate everything and report what would be inserted, updated, "
+    "rejected and exported; change nothing (no writes, no file moves).",
+)
+
+
 def _sync_command(command: Command, summary: str) -> Callable[..., None]:
     @embedded_option
+    @dry_run_option
     @click.pass_context
-    def handler(ctx: click.Context, embedded: bool) -> None:
-        ctx.exit(asyncio.run(_run_sync(ctx.obj, command, embedded)))
+    def handler(ctx: click.Context, embedded: bool, dry_run: bool) -> None:
+        ctx.exit(asyncio.run(_run_sync(ctx.obj, command, embedded, dry_run)))
 
     handler.__doc__ = summary
     return handler
@@ -85,6 +106,34 @@ cli.command("outbound")(
 )
 
 
+@cli.command("watch")
+@embedded_option
+@click.pass_context
+def watch_command(ctx: click.Context, embedded: bool) -> None:
+    """Sync continuously until SIGINT/SIGTERM: new files within WATCH_INTERVAL seconds, TracOS
+    changes at once (change stream) or within WATCH_INTERVAL. Prometheus metrics on
+    METRICS_PORT when set."""
+    ctx.exit(asyncio.run(_run_watch(ctx.obj, embedded)))
+
+
+@cli.command("check")
+@embedded_option
+@click.pass_context
+def check_command(ctx: click.Context, embedded: bool) -> None:
+    """Check configuration, database (reachability, version, indexes), folders and backlogs;
+    one line per check, exit 1 if any fails."""
+    ctx.exit(asyncio.run(_run_check(ctx.obj, embedded)))
+
+
+@cli.command("replay")
+@click.argument("names", nargs=-1)
+@click.pass_context
+def replay_command(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Move rejected files (all, or the NAMES given, as in rejected/) back into the inbound
+    folder for another try, removing their .error.json."""
+    ctx.exit(asyncio.run(_run_replay(ctx.obj, list(names))))
+
+
 @cli.command("seed")
 @click.option(
     "--if-empty",
@@ -110,36 +159,111 @@ def _startup(env_file: str, embedded: bool) -> Runtime | int:
     return runtime
 
 
-async def _guarded(work: Coroutine[Any, Any, None]) -> int:
-    """Run ``work``; turn our error family into exit codes and one readable line each."""
+async def _guarded(work: Coroutine[Any, Any, None], errors: list[str] | None = None) -> int:
+    """Run ``work``; turn our error family into exit codes and one readable line each (also
+    appended to ``errors``)."""
+    errors = [] if errors is None else errors
     try:
         await work
     except ConfigurationError as exc:
         log.error("config.invalid", error=str(exc))
+        errors.append(str(exc))
         return EXIT_CONFIG
     except SyncError as exc:
         message = str(exc)
         if exc.__cause__ is not None and describe(exc.__cause__) not in message:
             message += f" ({describe(exc.__cause__)})"
         log.error("run.failed", error=message, exc_info=True)
+        errors.append(message)
         return EXIT_FAILED
     except Exception as exc:
-        log.error("run.crashed", error=f"{type(exc).__name__}: {describe(exc)}", exc_info=True)
+        message = f"{type(exc).__name__}: {describe(exc)}"
+        log.error("run.crashed", error=message, exc_info=True)
+        errors.append(message)
         return EXIT_FAILED
     return EXIT_OK
 
 
-async def _run_sync(env_file: str, command: Command, embedded: bool) -> int:
+async def _run_sync(env_file: str, command: Command, embedded: bool, dry_run: bool) -> int:
     runtime = _startup(env_file, embedded)
     if isinstance(runtime, int):
         return runtime
     stats = RunStats()
-    log.info("run.started", command=command, **runtime.connector.describe())
+    durations: dict[str, float] = {}
+    started = datetime.now(UTC)
+    errors: list[str] = []
+    log.info("run.started", command=command, dry_run=dry_run, **runtime.connector.describe())
+
+    async def work() -> None:
+        options = RunOptions(dry_run=dry_run, progress=progress)
+        durations.update(await execute(runtime, command, stats, options))
+
     with progress_display(enabled=sys.stdout.isatty()) as progress:
-        code = await _guarded(execute(runtime, command, stats, progress))
+        code = await _guarded(work(), errors)
     status = "ok" if code == EXIT_OK else "failed"
-    log.info("run.summary", command=command, status=status, **stats.as_fields())
+    fields = stats.as_fields()
+    if dry_run:
+        log.info("run.summary", command=command, status=status, dry_run=True, **fields)
+    else:
+        log.info("run.summary", command=command, status=status, **fields)
+    report_path = runtime.settings.report_path
+    if report_path is not None:
+        try:
+            write_report(
+                report_path,
+                command=command,
+                status=status,
+                stats=stats,
+                durations=durations,
+                started=started,
+                dry_run=dry_run,
+                error=errors[0] if errors else None,
+            )
+        except OSError as exc:
+            log.error("report.failed", path=str(report_path), error=exc.strerror or str(exc))
+            code = code or EXIT_FAILED
     return code
+
+
+async def _run_watch(env_file: str, embedded: bool) -> int:
+    from tracos_sync.watch import watch
+
+    runtime = _startup(env_file, embedded)
+    if isinstance(runtime, int):
+        return runtime
+    return await _guarded(watch(runtime, RunOptions()))
+
+
+async def _run_check(env_file: str, embedded: bool) -> int:
+    runtime = _startup(env_file, embedded)
+    if isinstance(runtime, int):
+        return runtime
+    results: list[HealthCheck] = []
+
+    async def work() -> None:
+        results.extend(await check(runtime))
+
+    code = await _guarded(work())
+    for result in results:
+        click.echo(f"{'ok  ' if result.ok else 'FAIL'}  {result.name:<22} {result.detail}")
+    failed = [r for r in results if not r.ok]
+    if code == EXIT_OK and failed:
+        code = EXIT_FAILED
+    return code
+
+
+async def _run_replay(env_file: str, names: list[str]) -> int:
+    runtime = _startup(env_file, embedded=False)
+    if isinstance(runtime, int):
+        return runtime
+    connector = runtime.connector
+    if not hasattr(connector, "replay"):
+        log.error("replay.unsupported", reason="the configured connector quarantines nothing")
+        return EXIT_CONFIG
+    replayable: SupportsReplay = connector  # type: ignore[assignment]
+    moved = await replayable.replay(names)
+    log.info("replay.done", moved=len(moved))
+    return EXIT_OK if not names or len(moved) == len(set(names)) else EXIT_FAILED
 
 
 async def _run_seed(env_file: str, if_empty: bool, embedded: bool) -> int:

@@ -36,6 +36,10 @@ def _no_progress(direction: str, done: int) -> None:
     """The default hook: report nothing."""
 
 
+def _never() -> bool:
+    return False
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -68,6 +72,7 @@ async def sync_inbound(
     *,
     clock: Clock = utc_now,
     progress: ProgressHook = _no_progress,
+    stop: Callable[[], bool] = _never,
 ) -> None:
     """Client -> TracOS. A batch is archived (in the background, while the next one is being
     applied) only once its records are durable; on failure the batch in hand is given back."""
@@ -91,6 +96,8 @@ async def sync_inbound(
                 archiving = asyncio.create_task(source.complete(units))
                 stats.files += len(units)
                 progress("inbound", len(units))
+                if stop():  # shutting down: the batch in hand is done, leave the rest
+                    break
     finally:
         if archiving is not None:
             await archiving
@@ -120,6 +127,7 @@ async def sync_outbound(
     *,
     clock: Clock = utc_now,
     progress: ProgressHook = _no_progress,
+    stop: Callable[[], bool] = _never,
 ) -> None:
     """TracOS -> client. Marks only what the sink made durable; a page's marks are written while
     the next page is read and delivered. Stops at a fatal delivery error after marking what was
@@ -163,6 +171,8 @@ async def sync_outbound(
                 )
                 if delivery.fatal is not None:
                     raise delivery.fatal
+                if stop():
+                    break
     finally:
         if marking is not None:
             await marking

@@ -128,16 +128,38 @@ class WorkOrderRepository(Protocol):
     async def close(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """One line of ``tracos-sync check``."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
 class ClientConnector(Protocol):
     """A customer system: one folder under ``tracos_sync.connectors``, registered as an entry
-    point in the ``tracos_sync.connectors`` group whose value is a ``ConnectorFactory``."""
+    point in the ``tracos_sync.connectors`` group whose value is a ``ConnectorFactory``.
 
-    def source(self) -> ClientSource: ...
+    With ``dry_run`` the source reads without claiming or archiving anything and the sink
+    translates without delivering."""
 
-    def sink(self) -> ClientSink: ...
+    def source(self, dry_run: bool = False) -> ClientSource: ...
+
+    def sink(self, dry_run: bool = False) -> ClientSink: ...
 
     def describe(self) -> dict[str, str]:
         """Where it reads and writes, for logs (no secrets)."""
+
+    async def health(self) -> list[HealthCheck]:
+        """Can it be read and written, and how much input is waiting."""
+
+
+class SupportsReplay(Protocol):
+    """A connector that quarantines inputs and can put them back for another try."""
+
+    async def replay(self, names: Sequence[str]) -> list[str]:
+        """Move quarantined inputs (all when ``names`` is empty) back; return what moved."""
 
 
 class ConnectorFactory(Protocol):

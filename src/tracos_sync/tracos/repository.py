@@ -11,12 +11,14 @@ The comparison is done here rather than in the filter because other writers may 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 from pymongo import AsyncMongoClient, UpdateOne
+from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
@@ -25,7 +27,7 @@ from pymongo.write_concern import WriteConcern
 from tracos_sync.domain.dates import InvalidDate, coerce_instant
 from tracos_sync.domain.errors import FatalError
 from tracos_sync.domain.model import WorkOrder
-from tracos_sync.domain.ports import ApplyResult, PendingExport, UnreadableDocument
+from tracos_sync.domain.ports import ApplyResult, HealthCheck, PendingExport, UnreadableDocument
 
 from .documents import (
     EXPORT_PROJECTION,
@@ -34,7 +36,7 @@ from .documents import (
     read_document,
     update_fields,
 )
-from .retry import DUPLICATE_KEY, Retrier
+from .retry import DUPLICATE_KEY, Retrier, describe
 
 log = structlog.get_logger("tracos_sync.mongo")
 
@@ -55,9 +57,17 @@ Doc = dict[str, Any]
 
 class MongoWorkOrderRepository:
     def __init__(
-        self, client: AsyncMongoClient[Doc], database: str, collection: str, retrier: Retrier
+        self,
+        client: AsyncMongoClient[Doc],
+        database: str,
+        collection: str,
+        retrier: Retrier,
+        dry_run: bool = False,
     ) -> None:
+        """With ``dry_run`` nothing is written: ``apply`` reports what it would do, marks are
+        counted, not made, and no index is created."""
         self._client = client
+        self._dry_run = dry_run
         base: AsyncCollection[Doc] = client[database][collection]
         # Journaled: an acknowledged-but-unjournaled write can vanish in a crash, and the client's
         # file is archived on the strength of this acknowledgement. Keep the URI's w, add j.
@@ -69,7 +79,8 @@ class MongoWorkOrderRepository:
     # -- setup ---------------------------------------------------------------------------------
 
     async def prepare(self) -> None:
-        await self._retrier.call("ensure indexes", self._ensure_indexes)
+        if not self._dry_run:
+            await self._retrier.call("ensure indexes", self._ensure_indexes)
 
     async def _ensure_indexes(self) -> None:
         existing = [ix async for ix in await self._collection.list_indexes()]
@@ -104,6 +115,8 @@ class MongoWorkOrderRepository:
     # -- inbound -------------------------------------------------------------------------------
 
     async def apply(self, orders: Sequence[WorkOrder], synced_at: datetime) -> ApplyResult:
+        if self._dry_run:
+            return await self._retrier.call("plan work orders", lambda: self._plan(orders))
         result = ApplyResult()
         for round_ in _rounds(orders):
             result += await self._retrier.call(
@@ -190,6 +203,23 @@ class MongoWorkOrderRepository:
             raise FatalError(f"{len(waiting)} work orders kept changing while being written")
         return updated, stale
 
+    async def _plan(self, orders: Sequence[WorkOrder]) -> ApplyResult:
+        """What ``apply`` would do, read-only, with the same one-after-the-other semantics."""
+        current: dict[int, Any] = await self._current_versions(
+            list(dict.fromkeys(o.number for o in orders))
+        )
+        inserted = updated = stale = 0
+        for order in orders:
+            if order.number not in current:
+                inserted += 1
+            elif _is_newer(order.updated_at, current[order.number]):
+                updated += 1
+            else:
+                stale += 1
+                continue
+            current[order.number] = order.updated_at
+        return ApplyResult(inserted, updated, stale)
+
     async def _current_versions(self, numbers: list[int]) -> dict[int, Any]:
         versions: dict[int, Any] = {}
         for start in range(0, len(numbers), LOOKUP_CHUNK):
@@ -237,8 +267,8 @@ class MongoWorkOrderRepository:
                 await cursor.close()
 
     async def mark_synced(self, exports: Sequence[PendingExport], synced_at: datetime) -> int:
-        if not exports:
-            return 0
+        if not exports or self._dry_run:
+            return len(exports)
         # The hint spares the planner from weighing the unsynced index for an _id lookup
         # (measured: a third of the cost of each mark on SecantusDB; mongod takes _id anyway).
         operations = [
@@ -255,6 +285,60 @@ class MongoWorkOrderRepository:
             return outcome.matched_count
 
         return await self._retrier.call("mark work orders synced", mark)
+
+    # -- operating ---------------------------------------------------------------------------
+
+    async def health(self) -> list[HealthCheck]:
+        """Reachability and version, indexes, and the unsynced backlog."""
+        try:
+            info = await self._client.server_info()
+            indexes = [ix async for ix in await self._collection.list_indexes()]
+            unsynced = await self._collection.count_documents(UNSYNCED)
+            oldest = await self.oldest_unsynced_age()
+        except PyMongoError as exc:
+            return [HealthCheck("database", False, f"unreachable: {describe(exc)}")]
+        keys = {tuple(ix["key"].items()): ix for ix in indexes}
+        number = keys.get(tuple(NUMBER_INDEX))
+        age = "" if oldest is None else f", oldest waiting {oldest:,.0f} s"
+        return [
+            HealthCheck("database", True, f"reachable, server version {info.get('version')}"),
+            HealthCheck(
+                "index on number",
+                bool(number and number.get("unique")),
+                "unique"
+                if number and number.get("unique")
+                else "missing or not unique (a sync creates it; a non-unique one must be dropped)",
+            ),
+            HealthCheck(
+                "index for unsynced",
+                tuple(UNSYNCED_INDEX) in keys,
+                "present" if tuple(UNSYNCED_INDEX) in keys else "missing (a sync creates it)",
+            ),
+            HealthCheck("unsynced work orders", True, f"{unsynced} waiting{age}"),
+        ]
+
+    async def oldest_unsynced_age(self) -> float | None:
+        """Seconds since the oldest unsynced work order was last updated (None: none waiting)."""
+        oldest: datetime | None = None
+        async for doc in self._collection.find(UNSYNCED, {"updatedAt": 1}):
+            with contextlib.suppress(InvalidDate):
+                instant = coerce_instant(doc.get("updatedAt"))
+                oldest = instant if oldest is None or instant < oldest else oldest
+        return None if oldest is None else (datetime.now(UTC) - oldest).total_seconds()
+
+    async def unsynced_changes(self) -> AsyncChangeStream[Doc]:
+        """A change stream of writes that may leave a work order unsynced (not our own marks
+        nor inbound's writes, which are stored synced). Raises if the server has none."""
+        pipeline = [
+            {
+                "$match": {
+                    "operationType": {"$in": ["insert", "update", "replace"]},
+                    "updateDescription.updatedFields.isSynced": {"$ne": True},
+                    "fullDocument.isSynced": {"$ne": True},
+                }
+            }
+        ]
+        return await self._collection.watch(pipeline)
 
 
 class _Missing:

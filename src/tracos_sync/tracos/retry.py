@@ -72,16 +72,21 @@ class Retrier:
     until ``budget_seconds`` have passed; then raises ``DatabaseUnavailable``. Non-transient
     failures become ``FatalError`` at once. The operation must be idempotent."""
 
-    def __init__(self, budget_seconds: float, max_wait: float = 5.0) -> None:
+    def __init__(
+        self, budget_seconds: float, max_wait: float = 5.0, log_retries: bool = True
+    ) -> None:
+        """``log_retries`` False: attempts are logged at DEBUG only (watch mode logs the
+        database's state changes instead)."""
         self.budget_seconds = budget_seconds
         self._max_wait = max_wait
+        self._log_retries = log_retries
 
     async def call(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
         retrying = AsyncRetrying(
             stop=stop_after_delay(self.budget_seconds),
             wait=wait_random_exponential(multiplier=0.1, max=self._max_wait),
             retry=retry_if_exception(is_transient),
-            before_sleep=self._before_sleep(what),
+            before_sleep=self._before_sleep(what, self._log_retries),
             reraise=True,
         )
 
@@ -99,11 +104,11 @@ class Retrier:
             raise FatalError(f"{what} failed: {describe(exc)}") from exc
 
     @staticmethod
-    def _before_sleep(what: str) -> Callable[[RetryCallState], None]:
+    def _before_sleep(what: str, loud: bool) -> Callable[[RetryCallState], None]:
         def report(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             wait = state.next_action.sleep if state.next_action else 0.0
-            log.warning(
+            (log.warning if loud else log.debug)(
                 "mongo.retrying",
                 operation=what,
                 attempt=state.attempt_number,

@@ -32,7 +32,7 @@ from tracos_sync.config import EnvSettings, TimeZoneName, load_settings
 from tracos_sync.domain.dates import format_instant
 from tracos_sync.domain.errors import DestinationUnwritable, FatalError
 from tracos_sync.domain.model import Problem, WorkOrder
-from tracos_sync.domain.ports import Delivery, InboundUnit
+from tracos_sync.domain.ports import Delivery, HealthCheck, InboundUnit
 
 from .codec import RecordDecoder
 from .translate import to_client
@@ -153,8 +153,9 @@ def _pid_alive(pid: int) -> bool:
 class FolderSource:
     """``ClientSource`` over a folder of JSON files."""
 
-    def __init__(self, settings: FolderSettings) -> None:
+    def __init__(self, settings: FolderSettings, dry_run: bool = False) -> None:
         self._settings = settings
+        self._dry_run = dry_run
         self._inbound = settings.data_inbound_dir
         self._decoder = RecordDecoder(ZoneInfo(settings.client_timezone))
         self._host = socket.gethostname().replace("-", "_")
@@ -165,6 +166,8 @@ class FolderSource:
         await asyncio.to_thread(self._prepare)
 
     def _prepare(self) -> None:
+        if self._dry_run:
+            return  # read in place; create, claim and recover nothing
         try:
             for folder in (
                 self._inbound,
@@ -204,6 +207,8 @@ class FolderSource:
     def _candidates(self) -> list[str]:
         """Names of the files to take, oldest first. Odd entries are skipped with a warning."""
         found: list[tuple[int, str]] = []
+        if self._dry_run and not self._inbound.is_dir():
+            return []
         youngest = time.time_ns() - int(self._settings.inbound_min_age_seconds * 1e9)
         inbound_real = self._inbound.resolve()
         with os.scandir(self._inbound) as entries:
@@ -274,6 +279,8 @@ class FolderSource:
         return units
 
     def _claim_and_read(self, name: str) -> InboundUnit | None:
+        if self._dry_run:
+            return self._read_in_place(name)
         claimed = self._claim_dir / name
         try:
             os.rename(self._inbound / name, claimed)
@@ -292,17 +299,27 @@ class FolderSource:
                 reason=f"cannot be read ({exc.strerror or exc}); retried next run",
             )
             return None
+        return self._unit(name, raw, claimed)
+
+    def _read_in_place(self, name: str) -> InboundUnit | None:
+        path = self._inbound / name
+        try:
+            raw = self._read(path)
+        except OSError as exc:
+            log.warning("inbound.file_left", file=name, reason=exc.strerror or str(exc))
+            return None
+        return self._unit(name, raw, path)
+
+    def _unit(self, name: str, raw: bytes | None, handle: Path) -> InboundUnit:
         if raw is None:
             limit = self._settings.max_file_bytes
             too_big = Problem("$", f"file is larger than MAX_FILE_BYTES={limit}; not read")
-            return InboundUnit(name, [], [too_big], rejected_records=1, handle=claimed)
+            return InboundUnit(name, [], [too_big], rejected_records=1, handle=handle)
         decoded = self._decoder.decode(raw)
         if decoded.unknown_fields:
             fields = sorted(decoded.unknown_fields)
             log.debug("inbound.unknown_fields_ignored", file=name, fields=fields)
-        return InboundUnit(
-            name, decoded.records, decoded.problems, decoded.rejected, handle=claimed
-        )
+        return InboundUnit(name, decoded.records, decoded.problems, decoded.rejected, handle)
 
     def _read(self, path: Path) -> bytes | None:
         """The file's bytes, or ``None`` when it is over the size limit (checked before reading).
@@ -335,6 +352,16 @@ class FolderSource:
             log.error("inbound.release_failed", file=name, reason=exc.strerror or str(exc))
 
     async def complete(self, units: Sequence[InboundUnit]) -> None:
+        if self._dry_run:
+            for unit in units:
+                if unit.problems:
+                    log.warning(
+                        "inbound.would_reject",
+                        file=unit.name,
+                        problems=len(unit.problems),
+                        first=_first_problem(unit.problems),
+                    )
+            return
         await asyncio.to_thread(self._archive, units)
 
     def _archive(self, units: Sequence[InboundUnit]) -> None:
@@ -377,7 +404,8 @@ class FolderSource:
         _write_atomically(sidecar, orjson.dumps(report, option=orjson.OPT_INDENT_2))
 
     async def release(self, units: Sequence[InboundUnit]) -> None:
-        await asyncio.to_thread(self._release, units)
+        if not self._dry_run:
+            await asyncio.to_thread(self._release, units)
 
     def _release(self, units: Sequence[InboundUnit]) -> None:
         for unit in units:
@@ -385,8 +413,9 @@ class FolderSource:
             self._put_back(unit.handle, unit.name)
 
     async def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._claim_dir.rmdir()
+        if not self._dry_run:
+            with contextlib.suppress(OSError):
+                self._claim_dir.rmdir()
 
 
 def _first_problem(problems: Sequence[Problem]) -> str:
@@ -402,11 +431,14 @@ class FolderSink:
     """``ClientSink`` writing ``<outbound>/<number>.json`` atomically, a few files at a time
     (the per-file fsync is what costs), and the folder fsynced once per batch."""
 
-    def __init__(self, settings: FolderSettings) -> None:
+    def __init__(self, settings: FolderSettings, dry_run: bool = False) -> None:
         self._outbound = settings.data_outbound_dir
+        self._dry_run = dry_run
         self._pool: ThreadPoolExecutor | None = None
 
     async def prepare(self) -> None:
+        if self._dry_run:
+            return
         try:
             await asyncio.to_thread(self._outbound.mkdir, parents=True, exist_ok=True)
         except OSError as exc:
@@ -415,6 +447,10 @@ class FolderSink:
             ) from exc
 
     async def deliver(self, orders: Sequence[WorkOrder]) -> Delivery:
+        if self._dry_run:  # translate and encode everything, write nothing
+            for order in orders:
+                orjson.dumps(to_client(order))
+            return Delivery(delivered=[order.number for order in orders])
         if self._pool is None:
             self._pool = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="outbound")
         loop = asyncio.get_running_loop()
@@ -468,11 +504,11 @@ class FolderConnector:
     def __init__(self, settings: FolderSettings) -> None:
         self.settings = settings
 
-    def source(self) -> FolderSource:
-        return FolderSource(self.settings)
+    def source(self, dry_run: bool = False) -> FolderSource:
+        return FolderSource(self.settings, dry_run)
 
-    def sink(self) -> FolderSink:
-        return FolderSink(self.settings)
+    def sink(self, dry_run: bool = False) -> FolderSink:
+        return FolderSink(self.settings, dry_run)
 
     def describe(self) -> dict[str, str]:
         return {
@@ -480,6 +516,76 @@ class FolderConnector:
             "inbound": str(self.settings.data_inbound_dir),
             "outbound": str(self.settings.data_outbound_dir),
         }
+
+    async def health(self) -> list[HealthCheck]:
+        return await asyncio.to_thread(self._health)
+
+    def _health(self) -> list[HealthCheck]:
+        s = self.settings
+        checks = [
+            _folder_check("inbound folder", s.data_inbound_dir),
+            _folder_check("processed folder", s.processed_dir),
+            _folder_check("rejected folder", s.rejected_dir),
+            _folder_check("outbound folder", s.data_outbound_dir),
+        ]
+        if checks[0].ok and s.data_inbound_dir.is_dir():
+            waiting = len(FolderSource(s, dry_run=True)._candidates())
+            claims = s.data_inbound_dir / CLAIMS_FOLDER
+            claimed = sum(1 for p in claims.rglob("*") if p.is_file()) if claims.is_dir() else 0
+            quarantined = (
+                sum(1 for p in s.rejected_dir.glob("*.json") if not p.name.endswith(SIDECAR_SUFFIX))
+                if s.rejected_dir.is_dir()
+                else 0
+            )
+            checks.append(
+                HealthCheck(
+                    "inbound files",
+                    True,
+                    f"{waiting} waiting, {claimed} claimed by running or crashed instances, "
+                    f"{quarantined} quarantined in rejected/",
+                )
+            )
+        return checks
+
+    async def replay(self, names: Sequence[str]) -> list[str]:
+        return await asyncio.to_thread(self._replay, names)
+
+    def _replay(self, names: Sequence[str]) -> list[str]:
+        """Move rejected files back into the inbound folder under their original names (a
+        later file of that name wins the name; this one takes ``name~1.json``), removing their
+        ``.error.json``."""
+        rejected, inbound = self.settings.rejected_dir, self.settings.data_inbound_dir
+        if not rejected.is_dir():
+            return []
+        wanted = set(names)
+        moved = []
+        for path in sorted(rejected.glob("*.json")):
+            if path.name.endswith(SIDECAR_SUFFIX) or (wanted and path.name not in wanted):
+                continue
+            sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
+            original = path.name
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                original = str(orjson.loads(sidecar.read_bytes())["file"])
+            back = move_no_clobber(path, inbound, Path(original).name)
+            with contextlib.suppress(FileNotFoundError):
+                sidecar.unlink()
+            log.info("replay.moved", file=path.name, to=back.name)
+            moved.append(path.name)
+        missing = wanted - set(moved)
+        for name in sorted(missing):
+            log.warning("replay.not_found", file=name, folder=str(rejected))
+        return moved
+
+
+def _folder_check(label: str, folder: Path) -> HealthCheck:
+    if folder.is_dir():
+        if os.access(folder, os.R_OK | os.W_OK | os.X_OK):
+            return HealthCheck(label, True, f"{folder} is readable and writable")
+        return HealthCheck(label, False, f"{folder} is not readable and writable by this user")
+    parent = next((p for p in folder.parents if p.exists()), None)
+    if parent is not None and parent.is_dir() and os.access(parent, os.W_OK | os.X_OK):
+        return HealthCheck(label, True, f"{folder} does not exist yet; it will be created")
+    return HealthCheck(label, False, f"{folder} does not exist and cannot be created")
 
 
 def create(env_file: str | None = ".env") -> FolderConnector:
