@@ -24,8 +24,9 @@ def test_dry_run_reports_everything_and_changes_nothing(env: Env) -> None:
     write_json(env.inbound / "1.json", client_record(1, lastUpdateDate="2024-06-01T00:00:00Z"))
     write_json(env.inbound / "2.json", client_record(2))  # same timestamp: stale
     write_json(env.inbound / "3.json", client_record(3))
-    write_json(env.inbound / "3-again.json",
-               client_record(3, lastUpdateDate="2024-06-01T00:00:00Z"))
+    write_json(
+        env.inbound / "3-again.json", client_record(3, lastUpdateDate="2024-06-01T00:00:00Z")
+    )
     write_json(env.inbound / "bad.json", client_record(4, orderNo="x"))
     before = snapshot(env)
     files_before = sorted(p.name for p in env.inbound.iterdir())
@@ -33,7 +34,11 @@ def test_dry_run_reports_everything_and_changes_nothing(env: Env) -> None:
     assert result.code == 0, result.output
     counts = result.counts()
     assert (counts["inserted"], counts["updated"], counts["stale"], counts["rejected"]) == (
-        1, 2, 1, 1)
+        1,
+        2,
+        1,
+        1,
+    )
     assert counts["exported"] == 3  # 1, 2 and 50 are unsynced in TracOS
     assert result.summary()["dry_run"] == "True"
     assert "inbound.would_reject" in result.output
@@ -60,8 +65,12 @@ def test_check_reports_each_problem_on_its_own_line(env: Env) -> None:
     assert "ok    inbound files" in lines and "0 waiting" in lines
     blocker = env.root / "file"
     blocker.write_text("x")
-    broken = env.cli("check", MONGO_URI=f"mongodb://127.0.0.1:{free_port()}",
-                     MONGO_RETRY_SECONDS="1", DATA_OUTBOUND_DIR=str(blocker / "out"))
+    broken = env.cli(
+        "check",
+        MONGO_URI=f"mongodb://127.0.0.1:{free_port()}",
+        MONGO_RETRY_SECONDS="1",
+        DATA_OUTBOUND_DIR=str(blocker / "out"),
+    )
     assert broken.code == 1
     assert "FAIL  database" in broken.stdout and "unreachable" in broken.stdout
     assert "FAIL  outbound folder" in broken.stdout
@@ -96,8 +105,12 @@ def test_report_file_has_counts_and_durations(env: Env) -> None:
     assert data["command"] == "run" and data["status"] == "ok" and data["error"] is None
     assert data["counts"]["inserted"] == 1 and data["counts"]["exported"] == 1
     assert set(data["seconds"]) == {"total", "inbound", "outbound"}
-    failed = env.cli("run", REPORT_PATH=str(report), MONGO_URI=f"mongodb://127.0.0.1:{free_port()}",
-                     MONGO_RETRY_SECONDS="1")
+    failed = env.cli(
+        "run",
+        REPORT_PATH=str(report),
+        MONGO_URI=f"mongodb://127.0.0.1:{free_port()}",
+        MONGO_RETRY_SECONDS="1",
+    )
     assert failed.code == 1
     data = read_json(report)
     assert data["status"] == "failed" and "unavailable" in data["error"]
@@ -126,13 +139,14 @@ def metrics(port: int) -> str:
 
 def test_watch_syncs_files_and_changes_then_stops_on_sigterm(env: Env) -> None:
     port = free_port()
-    proc = env.popen("watch", WATCH_INTERVAL="30", METRICS_PORT=str(port),
-                     METRICS_ADDRESS="127.0.0.1")
+    proc = env.popen(
+        "watch", WATCH_INTERVAL="30", METRICS_PORT=str(port), METRICS_ADDRESS="127.0.0.1"
+    )
     try:
-        wait_until(lambda: env.processed.exists(), proc, 30)
+        wait_until(env.processed.exists, proc, 30)
         # A TracOS change goes out at once through the change stream (the interval is 30 s).
         env.collection.insert_one(tracos_doc(77))
-        took = wait_until(lambda: (env.outbound / "77.json").exists(), proc, 10)
+        took = wait_until((env.outbound / "77.json").exists, proc, 10)
         assert took < 10
         wait_until(lambda: env.collection.count_documents({"isSynced": True}) == 1, proc, 10)
         page = metrics(port)
@@ -151,9 +165,9 @@ def test_watch_syncs_files_and_changes_then_stops_on_sigterm(env: Env) -> None:
 def test_watch_polls_new_files_within_the_interval(env: Env) -> None:
     proc = env.popen("watch", WATCH_INTERVAL="0.5")
     try:
-        wait_until(lambda: env.processed.exists(), proc, 30)
+        wait_until(env.processed.exists, proc, 30)
         write_json(env.inbound / "5.json", client_record(5))
-        wait_until(lambda: (env.processed / "5.json").exists(), proc, 10)
+        wait_until((env.processed / "5.json").exists, proc, 10)
         assert env.collection.count_documents({"number": 5}) == 1
     finally:
         result, _ = stop(proc, signal.SIGINT)
@@ -166,12 +180,12 @@ def test_watch_survives_a_database_outage(env: Env, tmp_path: Path) -> None:
     env.uri = own.uri
     proc = env.popen("watch", WATCH_INTERVAL="0.5", MONGO_RETRY_SECONDS="1")
     try:
-        wait_until(lambda: env.processed.exists(), proc, 30)
+        wait_until(env.processed.exists, proc, 30)
         own.kill()
         time.sleep(4)  # several cycles fail meanwhile
         write_json(env.inbound / "8.json", client_record(8))
         own.start()
-        wait_until(lambda: (env.processed / "8.json").exists(), proc, 30)
+        wait_until((env.processed / "8.json").exists, proc, 30)
     finally:
         result, _ = stop(proc)
         own.stop()
