@@ -55,7 +55,9 @@ class Runtime:
 
     @property
     def secrets(self) -> list[str]:
-        return uri_secrets(self.settings.mongo_uri)
+        """What no output may show: MongoDB credentials, and any the connector declares."""
+        declared = getattr(self.connector, "secrets", None)
+        return uri_secrets(self.settings.mongo_uri) + (list(declared()) if declared else [])
 
 
 def load_runtime(env_file: str | None, embedded: bool = False) -> Runtime:
