@@ -134,6 +134,37 @@ def replay_command(ctx: click.Context, names: tuple[str, ...]) -> None:
     ctx.exit(asyncio.run(_run_replay(ctx.obj, list(names))))
 
 
+@cli.command("fake-erp")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option(
+    "--token",
+    envvar="CLIENT_API_TOKEN",
+    default=None,
+    help="Require this bearer token (default: CLIENT_API_TOKEN, if set).",
+)
+@click.option(
+    "--sample", default=10, show_default=True, type=int, help="Sample work orders to start with."
+)
+def fake_erp_command(host: str, port: int, token: str | None, sample: int) -> None:
+    """Run a fake client ERP HTTP API (for trying CLIENT_CONNECTOR=http) until Ctrl-C."""
+    import time
+
+    from tracos_sync.connectors.client_erp_http.fake_server import fake_erp
+    from tracos_sync.seed import client_records
+
+    with fake_erp(host, port, token) as (url, state):
+        for record in client_records(datetime.now(UTC))[:sample]:
+            state.put(record)
+        click.echo(f"fake ERP at {url} with {len(state.records)} work orders; try:")
+        click.echo(f"  CLIENT_CONNECTOR=http CLIENT_API_URL={url} tracos-sync run")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            click.echo(f"received {len(state.received)} work orders; bye")
+
+
 @cli.command("seed")
 @click.option(
     "--if-empty",

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -28,7 +28,8 @@ import orjson
 
 @dataclass
 class FakeErpState:
-    records: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # Keyed by orderNo as text: a fake ERP may hold broken records too (they test the connector).
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
     received: list[dict[str, Any]] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
     token: str | None = None
@@ -42,11 +43,15 @@ class FakeErpState:
 
     def put(self, record: dict[str, Any]) -> None:
         with self.lock:
-            self.records[int(record["orderNo"])] = record
+            self.records[str(record.get("orderNo"))] = record
 
 
-def _instant(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+def _instant(text: object) -> datetime:
+    try:
+        value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _handler(state: FakeErpState) -> type[BaseHTTPRequestHandler]:
@@ -97,8 +102,8 @@ def _handler(state: FakeErpState) -> type[BaseHTTPRequestHandler]:
                 items = list(state.records.values())
             if since:
                 floor = _instant(since)
-                items = [r for r in items if _instant(str(r["lastUpdateDate"])) >= floor]
-            items.sort(key=lambda r: (_instant(str(r["lastUpdateDate"])), r["orderNo"]))
+                items = [r for r in items if _instant(r.get("lastUpdateDate")) >= floor]
+            items.sort(key=lambda r: (_instant(r.get("lastUpdateDate")), str(r.get("orderNo"))))
             chunk = items[(page - 1) * size : page * size]
             self._send(200, {"items": chunk, "page": page, "hasMore": page * size < len(items)})
 
@@ -125,7 +130,7 @@ def _handler(state: FakeErpState) -> type[BaseHTTPRequestHandler]:
                 return
             with state.lock:
                 state.received.append(body)
-                state.records[number] = body
+                state.records[str(number)] = body
             self._send(200, {"orderNo": number})
 
     return Handler

@@ -1,0 +1,195 @@
+"""One contract every client connector passes: the JSON folder and the HTTP API alike."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+from pydantic import HttpUrl
+from pymongo import MongoClient
+
+from tests.builders import client_record, read_json, write_json
+from tests.server import Server
+from tracos_sync.connectors.client_erp.files import FolderConnector, FolderSettings
+from tracos_sync.connectors.client_erp_http.connector import HttpConnector, HttpSettings
+from tracos_sync.connectors.client_erp_http.fake_server import FakeErpState, fake_erp
+from tracos_sync.domain.model import Status, WorkOrder
+from tracos_sync.domain.ports import ClientConnector, InboundUnit
+
+
+class Harness(Protocol):
+    """The client side of a connector, as the tests see it."""
+
+    connector: ClientConnector
+
+    def put(self, records: list[dict[str, Any]]) -> None: ...
+
+    def delivered(self) -> dict[int, dict[str, Any]]: ...
+
+    def quarantined(self) -> int: ...
+
+
+class FilesHarness:
+    def __init__(self, root: Path) -> None:
+        self.settings = FolderSettings(data_inbound_dir=root / "in", data_outbound_dir=root / "out")
+        self.connector = FolderConnector(self.settings)
+        self._n = 0
+
+    def put(self, records: list[dict[str, Any]]) -> None:
+        for record in records:
+            self._n += 1
+            write_json(self.settings.data_inbound_dir / f"f{self._n}.json", record)
+
+    def delivered(self) -> dict[int, dict[str, Any]]:
+        out = self.settings.data_outbound_dir
+        return {int(p.stem): read_json(p) for p in out.glob("*.json")} if out.exists() else {}
+
+    def quarantined(self) -> int:
+        rejected = self.settings.rejected_dir
+        return len(list(rejected.glob("*.error.json"))) if rejected.exists() else 0
+
+
+class HttpHarness:
+    def __init__(self, url: str, state: FakeErpState, server: Server, mongo: MongoClient[Any]):
+        self.state = state
+        self.database = f"h_{uuid.uuid4().hex[:10]}"
+        self.settings = HttpSettings(
+            client_api_url=HttpUrl(url),
+            mongo_uri=server.uri,
+            mongo_database=self.database,
+            client_api_page_size=3,
+            client_api_retry_seconds=5,
+        )
+        self.connector = HttpConnector(self.settings)
+        self._mongo = mongo
+
+    def put(self, records: list[dict[str, Any]]) -> None:
+        for record in records:
+            self.state.put(record)
+
+    def delivered(self) -> dict[int, dict[str, Any]]:
+        return {int(r["orderNo"]): r for r in self.state.received}
+
+    def quarantined(self) -> int:
+        return self._mongo[self.database]["client_dead_letters"].count_documents({})
+
+
+@pytest.fixture(params=["files", "http"])
+def harness(
+    request: pytest.FixtureRequest, tmp_path: Path, server: Server, mongo: MongoClient[Any]
+) -> Iterator[Harness]:
+    if request.param == "files":
+        yield FilesHarness(tmp_path)
+        return
+    with ExitStack() as stack:
+        url, state = stack.enter_context(fake_erp())
+        chosen = HttpHarness(url, state, server, mongo)
+        yield chosen
+        mongo.drop_database(chosen.database)
+
+
+async def offered(
+    harness: Harness, dry_run: bool = False, complete: bool = True
+) -> list[InboundUnit]:
+    source = harness.connector.source(dry_run=dry_run)
+    await source.prepare()
+    units: list[InboundUnit] = []
+    try:
+        async for batch in source.batches(100):
+            units += batch
+            if complete:
+                await source.complete(batch)
+            else:
+                await source.release(batch)
+    finally:
+        await source.close()
+    return units
+
+
+def numbers(units: list[InboundUnit]) -> list[int]:
+    return sorted(r.number for u in units for r in u.records)
+
+
+def order(number: int, title: str = "t") -> WorkOrder:
+    stamp = datetime(2024, 5, 1, 12, tzinfo=UTC)
+    return WorkOrder(number, Status.ON_HOLD, title, stamp, stamp)
+
+
+async def test_inputs_are_offered_once_then_not_again(harness: Harness) -> None:
+    harness.put(
+        [client_record(n, lastUpdateDate=f"2024-05-0{n}T00:00:00Z") for n in (1, 2, 3)]
+        + [client_record(4, lastUpdateDate="2024-05-03T00:00:00Z")]
+    )
+    first = await offered(harness)
+    assert numbers(first) == [1, 2, 3, 4]
+    assert all(not u.problems for u in first)
+    assert numbers(await offered(harness)) == []
+
+
+async def test_released_inputs_are_offered_again(harness: Harness) -> None:
+    harness.put([client_record(7)])
+    assert numbers(await offered(harness, complete=False)) == [7]
+    assert numbers(await offered(harness)) == [7]
+
+
+async def test_bad_records_are_located_and_quarantined(harness: Harness) -> None:
+    harness.put([client_record(1), client_record(2, orderNo="two"), client_record(3, isDone=True)])
+    units = await offered(harness)
+    assert numbers(units) == [1]
+    problems = [p for u in units for p in u.problems]
+    assert {p.path for p in problems} >= {"$.orderNo", "$"}
+    assert all(p.record is not None for p in problems)
+    assert sum(u.rejected_records for u in units) == 2
+    assert harness.quarantined() == 2
+    assert numbers(await offered(harness)) == []
+
+
+async def test_dry_run_offers_but_changes_nothing(harness: Harness) -> None:
+    harness.put([client_record(5)])
+    assert numbers(await offered(harness, dry_run=True)) == [5]
+    assert numbers(await offered(harness)) == [5], "still there after the dry run"
+    sink = harness.connector.sink(dry_run=True)
+    await sink.prepare()
+    delivery = await sink.deliver([order(9)])
+    await sink.close()
+    assert delivery.delivered == [9]
+    assert harness.delivered() == {}
+
+
+async def test_delivery_is_durable_complete_and_idempotent(harness: Harness) -> None:
+    sink = harness.connector.sink()
+    await sink.prepare()
+    try:
+        first = await sink.deliver([order(1), order(2)])
+        again = await sink.deliver([order(2, "newer")])
+    finally:
+        await sink.close()
+    assert sorted(first.delivered) == [1, 2] and again.delivered == [2]
+    assert first.fatal is None and not first.refused
+    got = harness.delivered()
+    assert set(got) == {1, 2}
+    assert got[2]["summary"] == "newer"
+    assert got[1] | {"summary": "t"} == {
+        "orderNo": 1,
+        "isCanceled": False,
+        "isDone": False,
+        "isOnHold": True,
+        "isPending": False,
+        "isActive": False,
+        "isDeleted": False,
+        "isSynced": True,
+        "summary": "t",
+        "creationDate": "2024-05-01T12:00:00.000Z",
+        "lastUpdateDate": "2024-05-01T12:00:00.000Z",
+        "deletedDate": None,
+    }
+
+
+async def test_health_reports_checks(harness: Harness) -> None:
+    checks = await harness.connector.health()
+    assert checks and all(c.ok for c in checks), checks
