@@ -98,3 +98,23 @@ def test_token_is_sent_and_never_shown(env: Env, erp: FakeErpState) -> None:
     assert bad.code == 1
     assert "401" in bad.output
     assert "wrong-token-value" not in bad.output and TOKEN not in bad.output
+
+
+def test_record_updated_while_paging_is_not_lost(env: Env, erp: FakeErpState) -> None:
+    for n in range(1, 7):
+        erp.put(client_record(n, lastUpdateDate=f"2024-05-0{n}T00:00:00Z"))
+
+    def update_first_record_once(state: FakeErpState) -> None:
+        state.after_list.clear()
+        state.put(
+            client_record(1, summary="updated mid-run", lastUpdateDate="2024-05-03T12:00:00Z")
+        )
+
+    erp.after_list.append(update_first_record_once)
+    result = env.cli("inbound")
+    assert result.code == 0, result.output
+    assert sorted(d["number"] for d in env.collection.find()) == [1, 2, 3, 4, 5, 6]
+    again = env.cli("inbound")
+    assert again.code == 0
+    one = env.collection.find_one({"number": 1})
+    assert one is not None and one["title"] == "updated mid-run"

@@ -256,15 +256,25 @@ class HttpSource:
         await self._store.watermark()
 
     async def batches(self, max_records: int) -> AsyncGenerator[list[InboundUnit], None]:
+        """Keyset paging: each request asks for what changed since the newest record seen so
+        far (page 1), so a record updated while we page moves forward and is still read. Page
+        numbers advance only past a page that sits entirely at that instant."""
         since, at_since = await self._store.watermark()
-        page, more = 1, True
         self._applied = (since, set(at_since))
+        page, more = 1, True
         while more:
             items, more = await self._api.page(since, page)
             unit = self._decode(since, page, items, at_since)
-            page += 1
             if unit.records or unit.problems:
                 yield [unit]
+            seen = unit.handle
+            assert isinstance(seen, _Page)
+            if seen.newest is not None and seen.newest > since:
+                since, at_since, page = seen.newest, set(seen.newest_numbers), 1
+            else:
+                if seen.newest == since:
+                    at_since |= seen.newest_numbers
+                page += 1
 
     def _decode(self, since: str, page: int, items: list[Any], skip: set[int]) -> InboundUnit:
         unit = InboundUnit(f"page {page} since {since}", [])

@@ -35,6 +35,8 @@ class FakeErpState:
     token: str | None = None
     failures: list[tuple[int, float | None]] = field(default_factory=list)
     refuse: set[int] = field(default_factory=set)
+    # Called after each listing request (tests use it to change data between pages).
+    after_list: list[Any] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fail_next(self, status: int, times: int = 1, retry_after: float | None = None) -> None:
@@ -106,6 +108,8 @@ def _handler(state: FakeErpState) -> type[BaseHTTPRequestHandler]:
             items.sort(key=lambda r: (_instant(r.get("lastUpdateDate")), str(r.get("orderNo"))))
             chunk = items[(page - 1) * size : page * size]
             self._send(200, {"items": chunk, "page": page, "hasMore": page * size < len(items)})
+            for hook in list(state.after_list):
+                hook(state)
 
         def do_PUT(self) -> None:
             if not self._gate():
