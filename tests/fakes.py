@@ -1,0 +1,83 @@
+"""An in-memory TracOS: a fake that implements the real ``WorkOrderRepository`` port, held to
+the same contract suite as the MongoDB repository (tests/contract/test_repository_contract.py)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncGenerator, Sequence
+from datetime import datetime
+from typing import Any
+
+from tracos_sync.domain.dates import InvalidDate, coerce_instant
+from tracos_sync.domain.model import WorkOrder
+from tracos_sync.domain.ports import ApplyResult, PendingExport, UnreadableDocument
+from tracos_sync.tracos.documents import (
+    UnreadableDocumentError,
+    insert_document,
+    read_document,
+    update_fields,
+)
+
+
+class InMemoryWorkOrderRepository:
+    def __init__(self) -> None:
+        self.documents: dict[int, dict[str, Any]] = {}  # by _id, in insertion order
+        self._ids = itertools.count(1)
+
+    def insert_raw(self, doc: dict[str, Any]) -> None:
+        """Put a document as another writer would (any shape)."""
+        self.documents[next(self._ids)] = dict(doc)
+
+    def by_number(self, number: int) -> dict[str, Any] | None:
+        return next((d for d in self.documents.values() if d.get("number") == number), None)
+
+    async def prepare(self) -> None:
+        """Nothing to index."""
+
+    async def apply(self, orders: Sequence[WorkOrder], synced_at: datetime) -> ApplyResult:
+        inserted = updated = stale = 0
+        for order in orders:
+            current = self.by_number(order.number)
+            if current is None:
+                self.insert_raw(insert_document(order, synced_at))
+                inserted += 1
+                continue
+            try:
+                newer = order.updated_at > coerce_instant(current.get("updatedAt"))
+            except InvalidDate:
+                newer = True
+            if newer:
+                current.update(update_fields(order, synced_at))
+                updated += 1
+            else:
+                stale += 1
+        return ApplyResult(inserted, updated, stale)
+
+    async def pending(
+        self, batch_size: int
+    ) -> AsyncGenerator[list[PendingExport | UnreadableDocument], None]:
+        waiting = [
+            (key, doc)
+            for key, doc in self.documents.items()
+            if doc.get("isSynced") in (False, None)
+        ]
+        for start in range(0, len(waiting), batch_size):
+            page: list[PendingExport | UnreadableDocument] = []
+            for key, doc in waiting[start : start + batch_size]:
+                try:
+                    page.append(PendingExport(read_document(doc), key, doc.get("updatedAt")))
+                except UnreadableDocumentError as exc:
+                    page.append(UnreadableDocument(f"_id={key}", str(exc)))
+            yield page
+
+    async def mark_synced(self, exports: Sequence[PendingExport], synced_at: datetime) -> int:
+        marked = 0
+        for export in exports:
+            doc = self.documents.get(export.key)  # type: ignore[call-overload]
+            if doc is not None and doc.get("updatedAt") == export.version:
+                doc.update(isSynced=True, syncedAt=synced_at)
+                marked += 1
+        return marked
+
+    async def close(self) -> None:
+        """Nothing to close."""

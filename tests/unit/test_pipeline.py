@@ -1,0 +1,119 @@
+"""The pipeline against fakes of its ports: no database, no folders."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.builders import T0, tracos_doc
+from tests.fakes import InMemoryWorkOrderRepository
+from tracos_sync.domain.errors import DestinationUnwritable
+from tracos_sync.domain.model import Status, WorkOrder
+from tracos_sync.domain.ports import Delivery, InboundUnit
+from tracos_sync.pipeline import RunStats, sync_inbound, sync_outbound
+
+
+def order(number: int) -> WorkOrder:
+    return WorkOrder(number, Status.PENDING, "t", T0 - timedelta(days=1), T0)
+
+
+class ListSource:
+    """A ``ClientSource`` over units held in memory; records what happened to each."""
+
+    def __init__(self, batches: list[list[InboundUnit]], fail_complete: int | None = None):
+        self._batches = batches
+        self._fail_complete = fail_complete
+        self.completed: list[str] = []
+        self.released: list[str] = []
+        self.handed = 0
+
+    async def prepare(self) -> None: ...
+
+    async def batches(self, max_records: int) -> AsyncGenerator[list[InboundUnit], None]:
+        for batch in self._batches:
+            self.handed += 1
+            yield batch
+
+    async def complete(self, units: Sequence[InboundUnit]) -> None:
+        if self._fail_complete is not None and units[0].name == f"u{self._fail_complete}":
+            raise DestinationUnwritable("archive folder gone")
+        self.completed += [u.name for u in units]
+
+    async def release(self, units: Sequence[InboundUnit]) -> None:
+        self.released += [u.name for u in units]
+
+    async def close(self) -> None: ...
+
+
+class ListSink:
+    """A ``ClientSink`` keeping what it received; fails fatally from the ``fail_at``-th order."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.received: list[int] = []
+        self._fail_at = fail_at
+
+    async def prepare(self) -> None: ...
+
+    async def deliver(self, orders: Sequence[WorkOrder]) -> Delivery:
+        delivery = Delivery()
+        for o in orders:
+            if self._fail_at is not None and len(self.received) >= self._fail_at:
+                delivery.fatal = DestinationUnwritable("disk full")
+                break
+            self.received.append(o.number)
+            delivery.delivered.append(o.number)
+        return delivery
+
+    async def close(self) -> None: ...
+
+
+def units(n: int) -> list[list[InboundUnit]]:
+    return [[InboundUnit(f"u{k}", [order(k)])] for k in range(1, n + 1)]
+
+
+async def test_inbound_applies_then_archives_every_batch() -> None:
+    repo, source, stats = InMemoryWorkOrderRepository(), ListSource(units(3)), RunStats()
+    progress: list[tuple[str, int]] = []
+    await sync_inbound(source, repo, stats, 10, progress=lambda d, n: progress.append((d, n)))
+    assert source.completed == ["u1", "u2", "u3"] and not source.released
+    assert (stats.files, stats.inserted) == (3, 3)
+    assert progress == [("inbound", 1)] * 3
+
+
+async def test_inbound_stop_finishes_the_batch_in_hand() -> None:
+    repo, source, stats = InMemoryWorkOrderRepository(), ListSource(units(5)), RunStats()
+    await sync_inbound(source, repo, stats, 10, stop=lambda: True)
+    assert source.completed == ["u1"] and source.handed == 1
+    assert len(repo.documents) == 1
+
+
+async def test_archive_failure_gives_the_applied_batch_back() -> None:
+    repo, stats = InMemoryWorkOrderRepository(), RunStats()
+    source = ListSource(units(3), fail_complete=1)
+    with pytest.raises(DestinationUnwritable):
+        await sync_inbound(source, repo, stats, 10)
+    assert source.released == ["u2"], "applied, to be archived (as stale) next run"
+    assert len(repo.documents) == 2
+
+
+async def test_outbound_marks_what_was_delivered_before_a_fatal_error() -> None:
+    repo = InMemoryWorkOrderRepository()
+    for n in range(1, 6):
+        repo.insert_raw(tracos_doc(n))
+    sink, stats = ListSink(fail_at=3), RunStats()
+    with pytest.raises(DestinationUnwritable):
+        await sync_outbound(repo, sink, stats, 2)
+    synced = sorted(d["number"] for d in repo.documents.values() if d.get("isSynced"))
+    assert synced == sink.received == [1, 2, 3]
+    assert stats.exported == 3
+
+
+async def test_outbound_stop_after_a_page() -> None:
+    repo = InMemoryWorkOrderRepository()
+    for n in range(1, 6):
+        repo.insert_raw(tracos_doc(n, updatedAt=datetime(2024, 5, 1, tzinfo=UTC)))
+    sink, stats = ListSink(), RunStats()
+    await sync_outbound(repo, sink, stats, 2, stop=lambda: True)
+    assert sink.received == [1, 2] and stats.exported == 2
