@@ -31,6 +31,7 @@ from tracos_sync.app import (
 )
 from tracos_sync.domain.errors import ConfigurationError, SyncError
 from tracos_sync.domain.ports import HealthCheck, SupportsReplay
+from tracos_sync.logs import redact_text
 from tracos_sync.pipeline import ProgressHook, RunStats
 from tracos_sync.tracos.retry import describe
 
@@ -248,7 +249,7 @@ async def _run_sync(env_file: str, command: Command, embedded: bool, dry_run: bo
                 durations=durations,
                 started=started,
                 dry_run=dry_run,
-                error=errors[0] if errors else None,
+                error=redact_text(errors[0], runtime.secrets) if errors else None,
             )
         except OSError as exc:
             log.error("report.failed", path=str(report_path), error=exc.strerror or str(exc))

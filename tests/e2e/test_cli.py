@@ -120,11 +120,16 @@ def test_bad_configuration_exits_2_naming_the_variable(env: Env) -> None:
 def test_credentials_never_appear_in_output(env: Env) -> None:
     write_json(env.inbound / "1.json", client_record(1))
     uri = f"mongodb://svc-user:Sup3rS3cret%21@127.0.0.1:{free_port()}/?directConnection=true"
+    report = env.root / "report.json"
     for level in ("INFO", "DEBUG"):
-        result = env.cli("run", MONGO_URI=uri, MONGO_RETRY_SECONDS="1", LOG_LEVEL=level)
+        result = env.cli(
+            "run", MONGO_URI=uri, MONGO_RETRY_SECONDS="1", LOG_LEVEL=level, REPORT_PATH=str(report)
+        )
         assert result.code == 1
+        assert "unavailable" in report.read_text()
         for secret in ("Sup3rS3cret", "svc-user"):
             assert secret not in result.output, result.output
+            assert secret not in report.read_text()
     bad = env.cli("run", MONGO_URI="mongodb://svc-user:Sup3rS3cret@/bad[host")
     assert bad.code == 2
     assert "Sup3rS3cret" not in bad.output
