@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -159,17 +159,20 @@ class Syncer:
             hooks["stop"] = self.options.stop
         batch_size = self.runtime.settings.batch_size
         if self.source is not None:
-            watch = Stopwatch()
-            try:
+            with self._timed("inbound"):
                 await sync_inbound(self.source, self.repository, stats, batch_size, **hooks)
-            finally:
-                self.durations["inbound"] = watch.elapsed()
         if self.sink is not None:
-            watch = Stopwatch()
-            try:
+            with self._timed("outbound"):
                 await sync_outbound(self.repository, self.sink, stats, batch_size, **hooks)
-            finally:
-                self.durations["outbound"] = watch.elapsed()
+
+    @contextlib.contextmanager
+    def _timed(self, direction: str) -> Iterator[None]:
+        """Record how long ``direction`` took, whether it completed or not."""
+        watch = Stopwatch()
+        try:
+            yield
+        finally:
+            self.durations[direction] = watch.elapsed()
 
     async def close(self) -> None:
         for adapter in (self.source, self.sink):
