@@ -233,11 +233,8 @@ async def _run_sync(env_file: str, command: Command, embedded: bool, dry_run: bo
     with progress_display(enabled=sys.stdout.isatty()) as progress:
         code = await _guarded(work(), errors)
     status = "ok" if code == EXIT_OK else "failed"
-    fields = stats.as_fields()
-    if dry_run:
-        log.info("run.summary", command=command, status=status, dry_run=True, **fields)
-    else:
-        log.info("run.summary", command=command, status=status, **fields)
+    flags: dict[str, Any] = {"dry_run": True} if dry_run else {}
+    log.info("run.summary", command=command, status=status, **flags, **stats.as_fields())
     report_path = runtime.settings.report_path
     if report_path is not None:
         try:
