@@ -205,41 +205,7 @@ class FolderSource:
                 folder.rmdir()
 
     def _candidates(self) -> list[str]:
-        """Names of the files to take, oldest first. Odd entries are skipped with a warning."""
-        found: list[tuple[int, str]] = []
-        if self._dry_run and not self._inbound.is_dir():
-            return []
-        youngest = time.time_ns() - int(self._settings.inbound_min_age_seconds * 1e9)
-        inbound_real = self._inbound.resolve()
-        with os.scandir(self._inbound) as entries:
-            for entry in entries:
-                name = entry.name
-                if name.startswith(".") or not name.endswith(".json"):
-                    continue
-                try:
-                    if entry.is_symlink():
-                        target = Path(entry.path).resolve()
-                        if target.parent != inbound_real or not target.is_file():
-                            log.warning(
-                                "inbound.entry_skipped",
-                                file=name,
-                                reason="symlink that leads outside the folder or nowhere",
-                            )
-                            continue
-                        info = target.stat()
-                    elif entry.is_file(follow_symlinks=False):
-                        info = entry.stat(follow_symlinks=False)
-                    else:
-                        log.warning("inbound.entry_skipped", file=name, reason="not a regular file")
-                        continue
-                except OSError as exc:
-                    log.warning("inbound.entry_skipped", file=name, reason=exc.strerror or str(exc))
-                    continue
-                if info.st_mtime_ns > youngest:
-                    continue  # may still be being written; next run takes it
-                found.append((info.st_mtime_ns, name))
-        found.sort()
-        return [name for _, name in found]
+        return waiting_files(self._settings)
 
     async def batches(self, max_records: int) -> AsyncGenerator[list[InboundUnit], None]:
         """Batches of claimed, decoded files. The next batch is claimed and decoded in a worker
@@ -418,6 +384,46 @@ class FolderSource:
                 self._claim_dir.rmdir()
 
 
+def waiting_files(settings: FolderSettings) -> list[str]:
+    """Names of the inbound files to take, oldest first (none if the folder is missing). Odd
+    entries are skipped with a warning."""
+    inbound = settings.data_inbound_dir
+    found: list[tuple[int, str]] = []
+    if not inbound.is_dir():
+        return []
+    youngest = time.time_ns() - int(settings.inbound_min_age_seconds * 1e9)
+    inbound_real = inbound.resolve()
+    with os.scandir(inbound) as entries:
+        for entry in entries:
+            name = entry.name
+            if name.startswith(".") or not name.endswith(".json"):
+                continue
+            try:
+                if entry.is_symlink():
+                    target = Path(entry.path).resolve()
+                    if target.parent != inbound_real or not target.is_file():
+                        log.warning(
+                            "inbound.entry_skipped",
+                            file=name,
+                            reason="symlink that leads outside the folder or nowhere",
+                        )
+                        continue
+                    info = target.stat()
+                elif entry.is_file(follow_symlinks=False):
+                    info = entry.stat(follow_symlinks=False)
+                else:
+                    log.warning("inbound.entry_skipped", file=name, reason="not a regular file")
+                    continue
+            except OSError as exc:
+                log.warning("inbound.entry_skipped", file=name, reason=exc.strerror or str(exc))
+                continue
+            if info.st_mtime_ns > youngest:
+                continue  # may still be being written; next run takes it
+            found.append((info.st_mtime_ns, name))
+    found.sort()
+    return [name for _, name in found]
+
+
 def _first_problem(problems: Sequence[Problem]) -> str:
     p = problems[0]
     where = f"record {p.record} " if p.record is not None else ""
@@ -529,7 +535,7 @@ class FolderConnector:
             _folder_check("outbound folder", s.data_outbound_dir),
         ]
         if checks[0].ok and s.data_inbound_dir.is_dir():
-            waiting = len(FolderSource(s, dry_run=True)._candidates())
+            waiting = len(waiting_files(s))
             claims = s.data_inbound_dir / CLAIMS_FOLDER
             claimed = sum(1 for p in claims.rglob("*") if p.is_file()) if claims.is_dir() else 0
             quarantined = (
