@@ -1,0 +1,87 @@
+"""Outbound to a folder: ``<outbound>/<number>.json`` written atomically and durably."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import orjson
+
+from tracos_sync.domain.errors import DestinationUnwritable, FatalError
+from tracos_sync.domain.model import WorkOrder
+from tracos_sync.domain.ports import Delivery
+
+from ..translate import to_client
+from .fsops import fsync_dir, write_atomically
+from .settings import FolderSettings
+
+WRITE_THREADS = 8
+
+
+class FolderSink:
+    """``ClientSink`` writing ``<outbound>/<number>.json`` atomically, a few files at a time
+    (the per-file fsync is what costs), and the folder fsynced once per batch."""
+
+    def __init__(self, settings: FolderSettings, dry_run: bool = False) -> None:
+        self._outbound = settings.data_outbound_dir
+        self._dry_run = dry_run
+        self._pool: ThreadPoolExecutor | None = None
+
+    async def prepare(self) -> None:
+        if self._dry_run:
+            return
+        try:
+            await asyncio.to_thread(self._outbound.mkdir, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DestinationUnwritable(
+                f"outbound folder {self._outbound} cannot be created: {exc.strerror or exc}"
+            ) from exc
+
+    async def deliver(self, orders: Sequence[WorkOrder]) -> Delivery:
+        if self._dry_run:  # translate and encode everything, write nothing
+            for order in orders:
+                orjson.dumps(to_client(order))
+            return Delivery(delivered=[order.number for order in orders])
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="outbound")
+        loop = asyncio.get_running_loop()
+        jobs = [
+            loop.run_in_executor(
+                self._pool,
+                write_atomically,
+                self._outbound / f"{order.number}.json",
+                orjson.dumps(to_client(order), option=orjson.OPT_INDENT_2),
+            )
+            for order in orders
+        ]
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        delivery = Delivery()
+        errors: list[BaseException] = []
+        for order, result in zip(orders, results, strict=True):
+            if isinstance(result, BaseException):
+                errors.append(result)
+            else:
+                delivery.delivered.append(order.number)
+        try:
+            if delivery.delivered:
+                await loop.run_in_executor(self._pool, fsync_dir, self._outbound)
+        except OSError as exc:
+            errors.insert(0, exc)
+            delivery.delivered.clear()  # the renames may not be durable: mark nothing
+        if errors:
+            first = errors[0]
+            if not isinstance(first, OSError):
+                raise first
+            fatal: FatalError = DestinationUnwritable(
+                f"cannot write to {self._outbound}: {first.strerror or first}"
+                f" ({len(errors)} of {len(orders)} files failed)"
+            )
+            fatal.__cause__ = first
+            delivery.fatal = fatal
+        return delivery
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None

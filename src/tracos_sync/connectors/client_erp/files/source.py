@@ -1,0 +1,287 @@
+"""Inbound from a folder: list the waiting files, claim and decode them in batches, archive them
+once their records are durable in TracOS (or quarantine them in rejected/ with their reasons)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import stat
+import time
+from collections.abc import AsyncGenerator, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import orjson
+import structlog
+
+from tracos_sync.domain.dates import format_instant
+from tracos_sync.domain.errors import DestinationUnwritable
+from tracos_sync.domain.model import Problem
+from tracos_sync.domain.ports import InboundUnit
+
+from ..codec import RecordDecoder
+from .claims import ClaimFolder
+from .fsops import fsync_dir, move_no_clobber, write_atomically
+from .settings import FolderSettings
+
+log = structlog.get_logger("tracos_sync.files")
+
+SIDECAR_SUFFIX = ".error.json"
+
+
+class FolderSource:
+    """``ClientSource`` over a folder of JSON files."""
+
+    def __init__(self, settings: FolderSettings, dry_run: bool = False) -> None:
+        self._settings = settings
+        self._dry_run = dry_run
+        self._inbound = settings.data_inbound_dir
+        self._decoder = RecordDecoder(ZoneInfo(settings.client_timezone))
+        self._claims = ClaimFolder(self._inbound, settings.claim_stale_seconds)
+        self._claim_dir = self._claims.path
+
+    async def prepare(self) -> None:
+        await asyncio.to_thread(self._prepare)
+
+    def _prepare(self) -> None:
+        if self._dry_run:
+            return  # read in place; create, claim and recover nothing
+        try:
+            for folder in (
+                self._inbound,
+                self._settings.processed_dir,
+                self._settings.rejected_dir,
+            ):
+                folder.mkdir(parents=True, exist_ok=True)
+            self._claims.open()
+        except OSError as exc:
+            raise DestinationUnwritable(
+                f"inbound folder {self._inbound} is not usable: {exc.strerror or exc}"
+            ) from exc
+
+    def _candidates(self) -> list[str]:
+        return waiting_files(self._settings)
+
+    async def batches(self, max_records: int) -> AsyncGenerator[list[InboundUnit], None]:
+        """Batches of claimed, decoded files. The next batch is claimed and decoded in a worker
+        thread while the consumer applies the current one."""
+        names = iter(await asyncio.to_thread(self._candidates))
+        loop = asyncio.get_running_loop()
+
+        def read_ahead() -> asyncio.Future[list[InboundUnit]]:
+            return loop.run_in_executor(None, self._take, names, max_records)
+
+        pending: asyncio.Future[list[InboundUnit]] | None = read_ahead()
+        try:
+            while pending is not None:
+                units = await pending
+                pending = None
+                if not units:
+                    return
+                pending = read_ahead()
+                yield units
+        finally:
+            if pending is not None:  # the consumer stopped: give back what it never saw
+                await self.release(await pending)
+
+    def _take(self, names: Iterator[str], max_records: int) -> list[InboundUnit]:
+        """Claim and decode files from ``names`` until they hold ``max_records`` records (a file
+        with no valid record counts as one) or the names run out."""
+        units: list[InboundUnit] = []
+        total = 0
+        for name in names:
+            unit = self._claim_and_read(name)
+            if unit is None:
+                continue
+            units.append(unit)
+            total += max(len(unit.records), 1)
+            if total >= max_records:
+                break
+        return units
+
+    def _claim_and_read(self, name: str) -> InboundUnit | None:
+        if self._dry_run:
+            return self._read_in_place(name)
+        claimed = self._claim_dir / name
+        try:
+            os.rename(self._inbound / name, claimed)
+        except FileNotFoundError:
+            return None  # another instance took it first
+        except OSError as exc:
+            log.warning("inbound.file_left", file=name, reason=f"cannot claim: {exc.strerror}")
+            return None
+        try:
+            raw = self._read(claimed)
+        except OSError as exc:
+            self._put_back(claimed, name)
+            log.warning(
+                "inbound.file_left",
+                file=name,
+                reason=f"cannot be read ({exc.strerror or exc}); retried next run",
+            )
+            return None
+        return self._unit(name, raw, claimed)
+
+    def _read_in_place(self, name: str) -> InboundUnit | None:
+        path = self._inbound / name
+        try:
+            raw = self._read(path)
+        except OSError as exc:
+            log.warning("inbound.file_left", file=name, reason=exc.strerror or str(exc))
+            return None
+        return self._unit(name, raw, path)
+
+    def _unit(self, name: str, raw: bytes | None, handle: Path) -> InboundUnit:
+        if raw is None:
+            limit = self._settings.max_file_bytes
+            too_big = Problem("$", f"file is larger than MAX_FILE_BYTES={limit}; not read")
+            return InboundUnit(name, [], [too_big], rejected_records=1, handle=handle)
+        decoded = self._decoder.decode(raw)
+        if decoded.unknown_fields:
+            fields = sorted(decoded.unknown_fields)
+            log.debug("inbound.unknown_fields_ignored", file=name, fields=fields)
+        return InboundUnit(name, decoded.records, decoded.problems, decoded.rejected, handle)
+
+    def _read(self, path: Path) -> bytes | None:
+        """The file's bytes, or ``None`` when it is over the size limit (checked before reading).
+        Non-blocking open: a FIFO swapped in after listing must not hang the run."""
+        if path.is_symlink():
+            # Only a link to a file in the inbound folder itself is read (checked again now, not
+            # just when listed); the target is opened without following a further link.
+            path = path.resolve()
+            if path.parent != self._inbound.resolve():
+                raise OSError(errno.EPERM, "symlink leads outside the inbound folder")
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW
+        fd = os.open(path, flags)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise OSError(errno.EINVAL, "not a regular file")
+            if info.st_size > self._settings.max_file_bytes:
+                return None
+            with os.fdopen(fd, "rb", closefd=False) as handle:
+                return handle.read(self._settings.max_file_bytes + 1)
+        finally:
+            os.close(fd)
+
+    def _put_back(self, claimed: Path, name: str) -> None:
+        try:
+            move_no_clobber(claimed, self._inbound, name)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # stays claimed; recovered when this instance is gone
+            log.error("inbound.release_failed", file=name, reason=exc.strerror or str(exc))
+
+    async def complete(self, units: Sequence[InboundUnit]) -> None:
+        if self._dry_run:
+            for unit in units:
+                if unit.problems:
+                    log.warning(
+                        "inbound.would_reject",
+                        file=unit.name,
+                        problems=len(unit.problems),
+                        first=_first_problem(unit.problems),
+                    )
+            return
+        await asyncio.to_thread(self._archive, units)
+
+    def _archive(self, units: Sequence[InboundUnit]) -> None:
+        processed, rejected = self._settings.processed_dir, self._settings.rejected_dir
+        for position, unit in enumerate(units):
+            claimed = unit.handle
+            assert isinstance(claimed, Path)
+            try:
+                if unit.problems:
+                    archived = move_no_clobber(claimed, rejected, unit.name)
+                    self._write_sidecar(archived, unit)
+                    log.warning(
+                        "inbound.file_rejected",
+                        file=unit.name,
+                        archived_as=archived.name,
+                        problems=len(unit.problems),
+                        first=_first_problem(unit.problems),
+                    )
+                else:
+                    archived = move_no_clobber(claimed, processed, unit.name)
+                    log.debug("inbound.file_processed", file=unit.name, archived_as=archived.name)
+            except OSError as exc:
+                # The records are durable; the file goes back and is archived (as stale) next run.
+                self._release(units[position:])
+                raise DestinationUnwritable(
+                    f"cannot archive {unit.name}: {exc.strerror or exc}"
+                ) from exc
+        for folder in (processed, rejected):
+            with contextlib.suppress(OSError):
+                fsync_dir(folder)
+
+    def _write_sidecar(self, archived: Path, unit: InboundUnit) -> None:
+        report = {
+            "file": unit.name,
+            "archivedAs": archived.name,
+            "rejectedAt": format_instant(datetime.now(UTC)),
+            "problems": [p.as_dict() for p in unit.problems],
+        }
+        sidecar = archived.with_name(archived.name + SIDECAR_SUFFIX)
+        write_atomically(sidecar, orjson.dumps(report, option=orjson.OPT_INDENT_2))
+
+    async def release(self, units: Sequence[InboundUnit]) -> None:
+        if not self._dry_run:
+            await asyncio.to_thread(self._release, units)
+
+    def _release(self, units: Sequence[InboundUnit]) -> None:
+        for unit in units:
+            assert isinstance(unit.handle, Path)
+            self._put_back(unit.handle, unit.name)
+
+    async def close(self) -> None:
+        if not self._dry_run:
+            self._claims.close()
+
+
+def waiting_files(settings: FolderSettings) -> list[str]:
+    """Names of the inbound files to take, oldest first (none if the folder is missing). Odd
+    entries are skipped with a warning."""
+    inbound = settings.data_inbound_dir
+    found: list[tuple[int, str]] = []
+    if not inbound.is_dir():
+        return []
+    youngest = time.time_ns() - int(settings.inbound_min_age_seconds * 1e9)
+    inbound_real = inbound.resolve()
+    with os.scandir(inbound) as entries:
+        for entry in entries:
+            name = entry.name
+            if name.startswith(".") or not name.endswith(".json"):
+                continue
+            try:
+                if entry.is_symlink():
+                    target = Path(entry.path).resolve()
+                    if target.parent != inbound_real or not target.is_file():
+                        log.warning(
+                            "inbound.entry_skipped",
+                            file=name,
+                            reason="symlink that leads outside the folder or nowhere",
+                        )
+                        continue
+                    info = target.stat()
+                elif entry.is_file(follow_symlinks=False):
+                    info = entry.stat(follow_symlinks=False)
+                else:
+                    log.warning("inbound.entry_skipped", file=name, reason="not a regular file")
+                    continue
+            except OSError as exc:
+                log.warning("inbound.entry_skipped", file=name, reason=exc.strerror or str(exc))
+                continue
+            if info.st_mtime_ns > youngest:
+                continue  # may still be being written; next run takes it
+            found.append((info.st_mtime_ns, name))
+    found.sort()
+    return [name for _, name in found]
+
+
+def _first_problem(problems: Sequence[Problem]) -> str:
+    p = problems[0]
+    where = f"record {p.record} " if p.record is not None else ""
+    return f"{where}{p.path}: {p.reason}"
