@@ -10,11 +10,12 @@ from typing import Any
 
 from tracos_sync.domain.dates import InvalidDate, coerce_instant
 from tracos_sync.domain.model import WorkOrder
-from tracos_sync.domain.ports import ApplyResult, PendingExport, UnreadableDocument
+from tracos_sync.domain.ports import ApplyResult, PendingExport, RefusedOrder, UnreadableDocument
 from tracos_sync.tracos.documents import (
     UnreadableDocumentError,
     insert_document,
     read_document,
+    storage_problem,
     update_fields,
 )
 
@@ -36,7 +37,12 @@ class InMemoryWorkOrderRepository:
 
     async def apply(self, orders: Sequence[WorkOrder], synced_at: datetime) -> ApplyResult:
         inserted = updated = stale = 0
-        for order in orders:
+        refused: list[RefusedOrder] = []
+        for position, order in enumerate(orders):
+            problem = storage_problem(order)
+            if problem is not None:
+                refused.append(RefusedOrder(position, problem))
+                continue
             current = self.by_number(order.number)
             if current is None:
                 self.insert_raw(insert_document(order, synced_at))
@@ -44,14 +50,15 @@ class InMemoryWorkOrderRepository:
                 continue
             try:
                 newer = order.updated_at > coerce_instant(current.get("updatedAt"))
-            except InvalidDate:
-                newer = True
+            except InvalidDate as exc:
+                refused.append(RefusedOrder(position, f"unreadable updatedAt ({exc})"))
+                continue
             if newer:
                 current.update(update_fields(order, synced_at))
                 updated += 1
             else:
                 stale += 1
-        return ApplyResult(inserted, updated, stale)
+        return ApplyResult(inserted, updated, stale, tuple(refused))
 
     async def pending(
         self, batch_size: int

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
+import structlog
 from pydantic import Field
 from pymongo import AsyncMongoClient
 from pymongo.errors import ConfigurationError as MongoConfigurationError
@@ -21,7 +22,7 @@ from pymongo.uri_parser import parse_uri
 from tracos_sync import connectors
 from tracos_sync.config import Settings, load_settings
 from tracos_sync.domain.dates import format_instant
-from tracos_sync.domain.errors import ConfigurationError
+from tracos_sync.domain.errors import ConfigurationError, SyncError
 from tracos_sync.domain.ports import ClientConnector, ClientSink, ClientSource, HealthCheck
 from tracos_sync.embedded import embedded_server
 from tracos_sync.logs import redact_text, uri_secrets
@@ -33,7 +34,9 @@ from tracos_sync.pipeline import (
     sync_outbound,
 )
 from tracos_sync.tracos.repository import MongoWorkOrderRepository
-from tracos_sync.tracos.retry import Retrier
+from tracos_sync.tracos.retry import Retrier, describe
+
+log = structlog.get_logger("tracos_sync")
 
 Command = Literal["run", "inbound", "outbound"]
 
@@ -141,7 +144,6 @@ class Syncer:
     durations: dict[str, float] = field(default_factory=dict)
 
     async def open(self, command: Command) -> None:
-        await self.repository.prepare()
         dry_run = self.options.dry_run
         if command in ("run", "inbound"):
             self.source = self.runtime.connector.source(dry_run=dry_run)
@@ -151,19 +153,26 @@ class Syncer:
             await self.sink.prepare()
 
     async def cycle(self, stats: RunStats) -> None:
-        """One pass of each opened direction, inbound first."""
+        """One pass of each opened direction, inbound first. A failure of one direction does
+        not keep the other from running; the first failure is raised once both have run."""
         hooks: dict[str, Any] = {}
         if self.options.progress is not None:
             hooks["progress"] = self.options.progress
         if self.options.stop is not None:
             hooks["stop"] = self.options.stop
         batch_size = self.runtime.settings.batch_size
+        # Before every sweep, not only at start-up: an index dropped meanwhile is rebuilt
+        # before anything is written (and a non-guarantee stops the sweep).
+        await self.repository.prepare()
+        failures: list[Exception] = []
         if self.source is not None:
-            with self._timed("inbound"):
+            with self._timed("inbound"), _collect(failures, "inbound"):
                 await sync_inbound(self.source, self.repository, stats, batch_size, **hooks)
         if self.sink is not None:
-            with self._timed("outbound"):
+            with self._timed("outbound"), _collect(failures, "outbound"):
                 await sync_outbound(self.repository, self.sink, stats, batch_size, **hooks)
+        if failures:
+            raise failures[0]
 
     @contextlib.contextmanager
     def _timed(self, direction: str) -> Iterator[None]:
@@ -178,6 +187,28 @@ class Syncer:
         for adapter in (self.source, self.sink):
             if adapter is not None:
                 await adapter.close()
+
+
+def describe_error(exc: BaseException) -> str:
+    """One readable line for any failure: our own errors with their cause, others typed."""
+    if isinstance(exc, SyncError):
+        message = str(exc)
+        if exc.__cause__ is not None and describe(exc.__cause__) not in message:
+            message += f" ({describe(exc.__cause__)})"
+        return message
+    return f"{type(exc).__name__}: {describe(exc)}"
+
+
+@contextlib.contextmanager
+def _collect(failures: list[Exception], direction: str) -> Iterator[None]:
+    """Keep a direction's failure for later; the second of two is logged here, the first is
+    raised (and reported) by the caller."""
+    try:
+        yield
+    except Exception as exc:
+        if failures:
+            log.error("run.failed", direction=direction, error=describe_error(exc))
+        failures.append(exc)
 
 
 @contextlib.asynccontextmanager

@@ -24,6 +24,7 @@ from tracos_sync.app import (
     RunOptions,
     Runtime,
     check,
+    describe_error,
     execute,
     load_runtime,
     open_repository,
@@ -33,7 +34,6 @@ from tracos_sync.domain.errors import ConfigurationError, SyncError
 from tracos_sync.domain.ports import HealthCheck, SupportsReplay
 from tracos_sync.logs import redact_text
 from tracos_sync.pipeline import ProgressHook, RunStats
-from tracos_sync.tracos.retry import describe
 
 log = structlog.get_logger("tracos_sync")
 
@@ -202,14 +202,12 @@ async def _guarded(work: Coroutine[Any, Any, None], errors: list[str] | None = N
         errors.append(str(exc))
         return EXIT_CONFIG
     except SyncError as exc:
-        message = str(exc)
-        if exc.__cause__ is not None and describe(exc.__cause__) not in message:
-            message += f" ({describe(exc.__cause__)})"
+        message = describe_error(exc)
         log.error("run.failed", error=message, exc_info=True)
         errors.append(message)
         return EXIT_FAILED
     except Exception as exc:
-        message = f"{type(exc).__name__}: {describe(exc)}"
+        message = describe_error(exc)
         log.error("run.crashed", error=message, exc_info=True)
         errors.append(message)
         return EXIT_FAILED

@@ -111,11 +111,16 @@ async def _apply_units(
     clock: Clock,
 ) -> None:
     records = [record for unit in units for record in unit.records]
+    # Which unit, and which of its records, each of ``records`` is: a refusal goes back there.
+    owners = [(unit, i) for unit in units for i in range(len(unit.records))]
     for start in range(0, len(records), batch_size):
         result = await repository.apply(records[start : start + batch_size], clock())
         stats.inserted += result.inserted
         stats.updated += result.updated
         stats.stale += result.stale
+        for refusal in result.refused:
+            unit, i = owners[start + refusal.position]
+            unit.refuse(i, refusal.reason)
     stats.rejected += sum(unit.rejected_records for unit in units)
 
 

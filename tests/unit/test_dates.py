@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
+from bson.datetime_ms import DatetimeMS
 
 from tracos_sync.domain.dates import (
     InvalidDate,
@@ -58,15 +59,30 @@ def test_parse_instant_rejects_with_reason(text: str, reason: str) -> None:
         parse_instant(text)
 
 
-def test_coerce_accepts_bson_dates_and_strings() -> None:
+def test_coerce_accepts_bson_dates_strings_and_epoch_milliseconds() -> None:
     naive_utc = datetime(2024, 5, 1, 12, 0, 0, 999999)
     assert coerce_instant(naive_utc) == datetime(2024, 5, 1, 12, 0, 0, 999000, tzinfo=UTC)
     aware = datetime(2024, 5, 1, 9, tzinfo=timezone(timedelta(hours=-3)))
     assert coerce_instant(aware) == datetime(2024, 5, 1, 12, tzinfo=UTC)
     assert coerce_instant("2024-05-01T12:00:00Z") == datetime(2024, 5, 1, 12, tzinfo=UTC)
-    for bad in (None, 1714564800, 3.5, b"2024"):
+    # Epoch milliseconds, as some writers store them: an instant, never "older than anything".
+    assert coerce_instant(1714564800000) == datetime(2024, 5, 1, 12, tzinfo=UTC)
+    assert coerce_instant(1714564800123.9) == datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=UTC)
+    assert coerce_instant(DatetimeMS(-62135596800000)) == datetime(1, 1, 1, tzinfo=UTC)
+    for bad in (None, True, b"2024", [2024], {"$date": 1}):
         with pytest.raises(InvalidDate, match="expected a date"):
             coerce_instant(bad)
+    for out_of_range in (10**20, -(10**20), DatetimeMS(-62135596800001), float("nan")):
+        with pytest.raises(InvalidDate, match="epoch milliseconds"):
+            coerce_instant(out_of_range)
+
+
+def test_outbound_dates_always_have_four_digit_years() -> None:
+    assert format_instant(datetime(1, 1, 1, tzinfo=UTC)) == "0001-01-01T00:00:00.000Z"
+    assert format_instant(datetime(999, 12, 31, 23, 59, tzinfo=UTC)) == "0999-12-31T23:59:00.000Z"
+    assert parse_instant(format_instant(datetime(42, 3, 4, tzinfo=UTC))) == datetime(
+        42, 3, 4, tzinfo=UTC
+    )
 
 
 def test_format_instant_is_utc_iso_with_milliseconds() -> None:

@@ -6,11 +6,22 @@ equal to the value we wrote; comparing "newer" on unequal precisions would misfi
 
 from __future__ import annotations
 
+import math
 import re
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Protocol, runtime_checkable
 
 # fromisoformat accepts a bare date ("2024-05-01"); a work-order timestamp must carry a time.
 _HAS_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@runtime_checkable
+class _EpochMilliseconds(Protocol):
+    """A stored date outside Python's range, as a driver hands it (e.g. bson's ``DatetimeMS``):
+    milliseconds since the epoch behind ``__int__``."""
+
+    def __int__(self) -> int: ...
 
 
 class InvalidDate(ValueError):
@@ -43,15 +54,37 @@ def parse_instant(text: str, naive_tz: tzinfo = UTC) -> datetime:
 
 
 def coerce_instant(value: object, naive_tz: tzinfo = UTC) -> datetime:
-    """A datetime (as BSON gives) or an ISO string (as other writers store), normalised."""
+    """A stored instant, normalised: a datetime (as BSON gives), an ISO 8601 string (as other
+    writers store), or epoch milliseconds (a number). Anything else raises ``InvalidDate``:
+    an unreadable date must never compare as "older" than anything."""
     if isinstance(value, datetime):
         return normalise(value, naive_tz)
     if isinstance(value, str):
         return parse_instant(value, naive_tz)
+    if isinstance(value, bool):
+        raise InvalidDate("expected a date, got a boolean")
+    if isinstance(value, int | float):
+        return from_epoch_ms(value)
+    if isinstance(value, _EpochMilliseconds):
+        return from_epoch_ms(int(value))
     raise InvalidDate(f"expected a date, got {type(value).__name__}")
+
+
+def from_epoch_ms(value: float) -> datetime:
+    """Milliseconds since 1970-01-01T00:00:00Z, normalised; out of range raises ``InvalidDate``."""
+    if not math.isfinite(value):
+        raise InvalidDate(f"epoch milliseconds must be finite, got {value!r}")
+    try:
+        return normalise(_EPOCH + timedelta(milliseconds=value))
+    except (OverflowError, ValueError) as exc:
+        raise InvalidDate(f"epoch milliseconds {value!r:.30} are outside years 1-9999") from exc
 
 
 def format_instant(value: datetime) -> str:
     """ISO 8601 UTC with milliseconds and ``Z``: ``2024-05-01T12:00:00.000Z``."""
-    utc = normalise(value)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    u = normalise(value)
+    # Spelled out rather than strftime: "%Y" gives "1", not "0001", for early years on glibc.
+    return (
+        f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}"
+        f".{u.microsecond // 1000:03d}Z"
+    )

@@ -30,6 +30,16 @@ class InboundUnit:
     problems: list[Problem] = field(default_factory=list)
     rejected_records: int = 0
     handle: object = None
+    # Where each of ``records`` stood in the input (its record index), when the source knows.
+    positions: list[int] | None = None
+
+    def refuse(self, position: int, reason: str) -> None:
+        """Record ``position`` of ``records`` was refused downstream (TracOS would not store it):
+        the unit is quarantined with that reason, its other records stay applied."""
+        record = self.records[position]
+        index = self.positions[position] if self.positions is not None else None
+        self.problems.append(Problem("$", f"orderNo {record.number}: {reason}", record=index))
+        self.rejected_records += 1
 
 
 class ClientSource(Protocol):
@@ -73,16 +83,27 @@ class ClientSink(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class RefusedOrder:
+    """An order TracOS will not store for a reason of its own (text it cannot encode, a
+    document over the size limit, an unreadable stored version): quarantined, never retried."""
+
+    position: int  # index in the ``orders`` given to ``apply``
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class ApplyResult:
     inserted: int = 0
     updated: int = 0
     stale: int = 0
+    refused: tuple[RefusedOrder, ...] = ()
 
     def __add__(self, other: ApplyResult) -> ApplyResult:
         return ApplyResult(
             self.inserted + other.inserted,
             self.updated + other.updated,
             self.stale + other.stale,
+            self.refused + other.refused,
         )
 
 
@@ -107,7 +128,8 @@ class WorkOrderRepository(Protocol):
     """TracOS storage of work orders."""
 
     async def prepare(self) -> None:
-        """Ensure indexes (unique ``number``; one serving the unsynced query)."""
+        """Ensure indexes (unique ``number``; one serving the unsynced query). Called before
+        every sweep: raises ``FatalError`` when uniqueness of ``number`` is not guaranteed."""
 
     async def apply(self, orders: Sequence[WorkOrder], synced_at: datetime) -> ApplyResult:
         """Insert new numbers; update existing ones only when ``updated_at`` is strictly newer.
@@ -115,6 +137,8 @@ class WorkOrderRepository(Protocol):
         Orders are applied as if one after the other (a number repeated in ``orders`` is
         compared with its predecessor). Written documents are marked synced at ``synced_at``.
         Durable (journaled) when it returns. Idempotent: applying again counts as stale.
+        An order refused for a reason of its own is reported in ``refused`` and the others are
+        applied; only infrastructure failures raise.
         """
 
     def pending(

@@ -11,8 +11,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+import bson
+
 from tracos_sync.domain.dates import InvalidDate, coerce_instant
 from tracos_sync.domain.model import Status, WorkOrder
+from tracos_sync.domain.text import text_problem
 
 # What outbound needs of a document; nothing else is fetched.
 EXPORT_PROJECTION = {
@@ -27,8 +30,30 @@ EXPORT_PROJECTION = {
 }
 
 
+# MongoDB's limit on one document (mongod's maxBsonObjectSize).
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+# Below this many characters of text a document cannot come near the limit (4 bytes a character
+# at most, title and description both): the exact size is computed only above it.
+_SIZE_CHECK_CHARS = 1024 * 1024
+
+
 class UnreadableDocumentError(ValueError):
     """A TracOS document that does not describe a valid work order."""
+
+
+def storage_problem(order: WorkOrder) -> str | None:
+    """Why TracOS cannot store ``order`` as a document, or None (the common case, cheaply)."""
+    problem = text_problem(order.title)
+    if problem is not None:
+        return f"title: {problem}"
+    if len(order.title) * 2 > _SIZE_CHECK_CHARS:
+        size = len(bson.encode(insert_document(order, order.updated_at)))
+        if size > MAX_DOCUMENT_BYTES:
+            return (
+                f"the document would be {size:,} bytes, over MongoDB's limit of "
+                f"{MAX_DOCUMENT_BYTES:,} (the summary is stored as title and description)"
+            )
+    return None
 
 
 def insert_document(order: WorkOrder, synced_at: datetime) -> dict[str, Any]:
@@ -67,6 +92,9 @@ def read_document(doc: Mapping[str, Any]) -> WorkOrder:
     title = doc.get("title")
     if not isinstance(title, str):
         raise UnreadableDocumentError("title is missing or not a string")
+    problem = text_problem(title)
+    if problem is not None:
+        raise UnreadableDocumentError(f"title: {problem}")
     description = doc.get("description")
     deleted = doc.get("deleted", False)
     if not isinstance(deleted, bool):

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from bson.errors import InvalidDocument
 from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.collection import AsyncCollection
@@ -27,29 +28,38 @@ from pymongo.write_concern import WriteConcern
 from tracos_sync.domain.dates import InvalidDate, coerce_instant
 from tracos_sync.domain.errors import FatalError
 from tracos_sync.domain.model import WorkOrder
-from tracos_sync.domain.ports import ApplyResult, HealthCheck, PendingExport, UnreadableDocument
+from tracos_sync.domain.ports import (
+    ApplyResult,
+    HealthCheck,
+    PendingExport,
+    RefusedOrder,
+    UnreadableDocument,
+)
 
 from .documents import (
     EXPORT_PROJECTION,
     UnreadableDocumentError,
     insert_document,
     read_document,
+    storage_problem,
     update_fields,
 )
-from .retry import DUPLICATE_KEY, Retrier, describe
+from .indexes import NUMBER_INDEX, UNSYNCED_INDEX, index_state
+from .retry import DUPLICATE_KEY, TRANSIENT_CODES, Retrier, describe
 
 log = structlog.get_logger("tracos_sync.mongo")
 
 # Unsynced means isSynced false or missing (null matches missing): two point intervals of the
 # index below, so the query reads only unsynced documents however large the collection.
 UNSYNCED: dict[str, Any] = {"isSynced": {"$in": [False, None]}}
-UNSYNCED_INDEX = [("isSynced", 1), ("_id", 1)]
-NUMBER_INDEX = [("number", 1)]
 ID_INDEX = [("_id", 1)]
 # Keys per $in query: bounded so that a server whose $in is not a hash lookup stays linear.
 LOOKUP_CHUNK = 250
 # Rounds of compare-and-set before a number that keeps changing under us is left to next run.
 MAX_CAS_ROUNDS = 10
+# Failures the driver raises before sending, for one document it cannot encode: the batch is
+# split until the document responsible is found and refused.
+ENCODING_ERRORS = (InvalidDocument, UnicodeEncodeError, OverflowError)
 
 
 Doc = dict[str, Any]
@@ -83,19 +93,18 @@ class MongoWorkOrderRepository:
             await self._retrier.call("ensure indexes", self._ensure_indexes)
 
     async def _ensure_indexes(self) -> None:
-        existing = [ix async for ix in await self._collection.list_indexes()]
-        number_index = next(
-            (ix for ix in existing if list(ix["key"].items()) == NUMBER_INDEX), None
-        )
-        if number_index is not None and not number_index.get("unique"):
-            raise FatalError(
-                f"index {number_index['name']!r} on number exists but is not unique; "
-                "drop it so that tracos-sync can create a unique one"
-            )
+        """Cheap when all is in place (one listIndexes): run before every sweep, so that an
+        index dropped while ``watch`` runs is rebuilt before the next write, never after a
+        duplicate."""
+        state = index_state([ix async for ix in await self._collection.list_indexes()])
+        if state.number_problem is not None:
+            raise FatalError(state.number_problem)
         try:
-            if number_index is None:
+            if not state.number_unique:
                 await self._collection.create_index(NUMBER_INDEX, unique=True)
-            await self._collection.create_index(UNSYNCED_INDEX)
+                log.info("mongo.index_created", index="number (unique)")
+            if not state.unsynced:
+                await self._collection.create_index(UNSYNCED_INDEX)
         except OperationFailure as exc:
             if exc.code == DUPLICATE_KEY:
                 raise FatalError(
@@ -119,44 +128,63 @@ class MongoWorkOrderRepository:
             return await self._retrier.call("plan work orders", lambda: self._plan(orders))
         result = ApplyResult()
         for round_ in _rounds(orders):
-            result += await self._retrier.call(
-                "write work orders",
-                lambda r=round_: self._apply_round(r, synced_at),  # type: ignore[misc]
-            )
+            result += await self._apply_contained(round_, synced_at)
         return result
 
-    async def _apply_round(self, orders: Sequence[WorkOrder], synced_at: datetime) -> ApplyResult:
+    async def _apply_contained(self, items: list[_Item], synced_at: datetime) -> ApplyResult:
+        """One round, with an order the driver cannot encode found by halving and refused."""
+        try:
+            return await self._retrier.call(
+                "write work orders", lambda: self._apply_round(items, synced_at)
+            )
+        except ENCODING_ERRORS as exc:
+            if len(items) == 1:
+                reason = f"TracOS cannot store it: {type(exc).__name__}: {str(exc)[:200]}"
+                return ApplyResult(refused=(RefusedOrder(items[0][0], reason),))
+            half = len(items) // 2
+            first = await self._apply_contained(items[:half], synced_at)
+            return first + await self._apply_contained(items[half:], synced_at)
+
+    async def _apply_round(self, items: list[_Item], synced_at: datetime) -> ApplyResult:
         """Orders with distinct numbers: insert what is new, compare-and-set the rest."""
-        if not orders:
-            return ApplyResult()
-        documents = [insert_document(order, synced_at) for order in orders]
+        refused: list[RefusedOrder] = []
+        storable: list[_Item] = []
+        for position, order in items:
+            problem = storage_problem(order)
+            if problem is None:
+                storable.append((position, order))
+            else:
+                refused.append(RefusedOrder(position, problem))
+        if not storable:
+            return ApplyResult(refused=tuple(refused))
+        documents = [insert_document(order, synced_at) for _, order in storable]
         try:
             await self._durable.insert_many(documents, ordered=False)
-            return ApplyResult(inserted=len(orders))
+            return ApplyResult(inserted=len(storable), refused=tuple(refused))
         except BulkWriteError as exc:
-            details = exc.details
-            errors = details.get("writeErrors", [])
-            if any(err.get("code") != DUPLICATE_KEY for err in errors) or details.get(
-                "writeConcernErrors"
-            ):
-                raise
-            inserted = int(details.get("nInserted", 0))
-            existing = [orders[err["index"]] for err in errors]
-        updated, stale = await self._update_if_newer(existing, synced_at)
-        return ApplyResult(inserted=inserted, updated=updated, stale=stale)
+            errors = _write_errors(exc)
+            inserted = int(exc.details.get("nInserted", 0))
+            existing: list[_Item] = []
+            for err in errors:
+                item = storable[err["index"]]
+                if err.get("code") == DUPLICATE_KEY:
+                    existing.append(item)
+                else:
+                    refused.append(RefusedOrder(item[0], _server_refusal(err)))
+        result = await self._update_if_newer(existing, synced_at)
+        return result + ApplyResult(inserted=inserted, refused=tuple(refused))
 
-    async def _update_if_newer(
-        self, orders: Sequence[WorkOrder], synced_at: datetime
-    ) -> tuple[int, int]:
-        waiting = {order.number: order for order in orders}
+    async def _update_if_newer(self, items: list[_Item], synced_at: datetime) -> ApplyResult:
+        waiting = {order.number: (position, order) for position, order in items}
         updated = stale = 0
+        refused: list[RefusedOrder] = []
         for _ in range(MAX_CAS_ROUNDS):
             if not waiting:
                 break
             current = await self._current_versions(list(waiting))
             operations: list[UpdateOne] = []
-            attempted: dict[int, WorkOrder] = {}
-            for number, order in waiting.items():
+            attempted: list[_Item] = []
+            for number, (position, order) in waiting.items():
                 if number not in current:
                     # Deleted since the insert failed: insert it unless someone else did.
                     operations.append(
@@ -166,42 +194,58 @@ class MongoWorkOrderRepository:
                             upsert=True,
                         )
                     )
-                    attempted[number] = order
+                    attempted.append((position, order))
                     continue
                 raw = current[number]
-                if _is_newer(order.updated_at, raw):
-                    version: Any = {"$exists": False} if raw is _MISSING else raw
+                try:
+                    newer = order.updated_at > coerce_instant(raw)
+                except InvalidDate as exc:
+                    # Never "older": TracOS's copy cannot be compared, so it is not overwritten.
+                    what = "no updatedAt" if raw is _MISSING else f"an unreadable updatedAt ({exc})"
+                    reason = f"TracOS work order {number} has {what}; not overwritten"
+                    refused.append(RefusedOrder(position, reason))
+                    continue
+                if newer:
                     operations.append(
                         UpdateOne(
-                            {"number": number, "updatedAt": version},
+                            {"number": number, "updatedAt": raw},
                             {"$set": update_fields(order, synced_at)},
                         )
                     )
-                    attempted[number] = order
+                    attempted.append((position, order))
                 else:
                     stale += 1
             if not operations:
                 waiting = {}
                 break
-            outcome = await self._durable.bulk_write(operations, ordered=False)
-            if outcome.matched_count + outcome.upserted_count == len(operations):
-                updated += len(operations)
+            try:
+                outcome = await self._durable.bulk_write(operations, ordered=False)
+                matched = outcome.matched_count + outcome.upserted_count
+            except BulkWriteError as exc:
+                # Refused operations are the orders' own fault; the others were applied.
+                failed = {err["index"]: err for err in _write_errors(exc)}
+                for index, err in failed.items():
+                    refused.append(RefusedOrder(attempted[index][0], _server_refusal(err)))
+                attempted = [item for i, item in enumerate(attempted) if i not in failed]
+                matched = int(exc.details.get("nMatched", 0)) + int(exc.details.get("nUpserted", 0))
+            if matched == len(attempted):
+                updated += matched
                 waiting = {}
                 break
             # Some conditions missed: a concurrent writer got there first. Those whose stored
             # version is now ours were applied; the others are compared again.
-            after = await self._current_versions(list(attempted))
+            after = await self._current_versions([order.number for _, order in attempted])
             waiting = {}
-            for number, order in attempted.items():
-                stored = after.get(number, _MISSING)
+            for position, order in attempted:
+                stored = after.get(order.number, _MISSING)
                 if stored is not _MISSING and _same_instant(stored, order.updated_at):
                     updated += 1
                 else:
-                    waiting[number] = order
+                    waiting[order.number] = (position, order)
         if waiting:
             log.warning("inbound.contended", numbers=sorted(waiting)[:10], count=len(waiting))
             raise FatalError(f"{len(waiting)} work orders kept changing while being written")
-        return updated, stale
+        return ApplyResult(updated=updated, stale=stale, refused=tuple(refused))
 
     async def _plan(self, orders: Sequence[WorkOrder]) -> ApplyResult:
         """What ``apply`` would do, read-only, with the same one-after-the-other semantics."""
@@ -209,16 +253,27 @@ class MongoWorkOrderRepository:
             list(dict.fromkeys(o.number for o in orders))
         )
         inserted = updated = stale = 0
-        for order in orders:
+        refused: list[RefusedOrder] = []
+        for position, order in enumerate(orders):
+            problem = storage_problem(order)
+            if problem is not None:
+                refused.append(RefusedOrder(position, problem))
+                continue
             if order.number not in current:
                 inserted += 1
-            elif _is_newer(order.updated_at, current[order.number]):
-                updated += 1
             else:
-                stale += 1
-                continue
+                try:
+                    newer = order.updated_at > coerce_instant(current[order.number])
+                except InvalidDate as exc:
+                    reason = f"TracOS work order {order.number} has an unreadable updatedAt ({exc})"
+                    refused.append(RefusedOrder(position, reason))
+                    continue
+                if not newer:
+                    stale += 1
+                    continue
+                updated += 1
             current[order.number] = order.updated_at
-        return ApplyResult(inserted, updated, stale)
+        return ApplyResult(inserted, updated, stale, tuple(refused))
 
     async def _current_versions(self, numbers: list[int]) -> dict[int, Any]:
         versions: dict[int, Any] = {}
@@ -297,23 +352,20 @@ class MongoWorkOrderRepository:
             oldest = await self.oldest_unsynced_age()
         except PyMongoError as exc:
             return [HealthCheck("database", False, f"unreachable: {describe(exc)}")]
-        keys = {tuple(ix["key"].items()): ix for ix in indexes}
-        number = keys.get(tuple(NUMBER_INDEX))
+        state = index_state(indexes)
         age = "" if oldest is None else f", oldest waiting {oldest:,.0f} s"
+        later = "not there yet; the first sync creates it"
+        if state.number_problem is not None:
+            number = HealthCheck("index on number", False, state.number_problem)
+        else:
+            number = HealthCheck(
+                "index on number", True, "unique" if state.number_unique else later
+            )
+        unsynced_ix = "present" if state.unsynced else later
         return [
             HealthCheck("database", True, f"reachable, server version {info.get('version')}"),
-            HealthCheck(
-                "index on number",
-                bool(number and number.get("unique")),
-                "unique"
-                if number and number.get("unique")
-                else "missing or not unique (a sync creates it; a non-unique one must be dropped)",
-            ),
-            HealthCheck(
-                "index for unsynced",
-                tuple(UNSYNCED_INDEX) in keys,
-                "present" if tuple(UNSYNCED_INDEX) in keys else "missing (a sync creates it)",
-            ),
+            number,
+            HealthCheck("index for unsynced", True, unsynced_ix),
             HealthCheck("unsynced work orders", True, f"{unsynced} waiting{age}"),
         ]
 
@@ -349,29 +401,37 @@ class _Missing:
 _MISSING: Any = _Missing()
 
 
-def _rounds(orders: Sequence[WorkOrder]) -> list[list[WorkOrder]]:
+# An order and its position in what ``apply`` was given.
+_Item = tuple[int, WorkOrder]
+
+
+def _rounds(orders: Sequence[WorkOrder]) -> list[list[_Item]]:
     """Split so that no round repeats a number: round k holds each number's k-th occurrence, so
     applying the rounds in order is the same as applying the orders one by one."""
-    rounds: list[list[WorkOrder]] = []
+    rounds: list[list[_Item]] = []
     seen: dict[int, int] = {}
-    for order in orders:
+    for position, order in enumerate(orders):
         k = seen.get(order.number, 0)
         seen[order.number] = k + 1
         if k == len(rounds):
             rounds.append([])
-        rounds[k].append(order)
+        rounds[k].append((position, order))
     return rounds
 
 
-def _is_newer(incoming: datetime, stored: Any) -> bool:
-    """Strictly newer than what TracOS holds. A stored value that is missing or unreadable is
-    treated as older: the client's well-formed copy repairs it."""
-    if stored is _MISSING or stored is None:
-        return True
-    try:
-        return incoming > coerce_instant(stored)
-    except InvalidDate:
-        return True
+def _write_errors(exc: BulkWriteError) -> list[dict[str, Any]]:
+    """The per-document errors of a bulk write; re-raised (for the retrier) when the failure is
+    not the documents' own: a write-concern error, or a transient code."""
+    details = exc.details or {}
+    errors: list[dict[str, Any]] = details.get("writeErrors", [])
+    if details.get("writeConcernErrors") or any(e.get("code") in TRANSIENT_CODES for e in errors):
+        raise exc
+    return errors
+
+
+def _server_refusal(err: dict[str, Any]) -> str:
+    message = str(err.get("errmsg", "refused"))[:200]
+    return f"TracOS refused it: {message} (code {err.get('code')})"
 
 
 def _same_instant(stored: Any, value: datetime) -> bool:

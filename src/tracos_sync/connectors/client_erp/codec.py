@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from tracos_sync.domain.errors import RecordRejected
 from tracos_sync.domain.model import Problem, WorkOrder
+from tracos_sync.domain.text import text_problem
 
 from .translate import to_tracos
 from .wire import ClientWorkOrder, json_schema
@@ -75,6 +76,7 @@ def parse_json(raw: bytes) -> Any:
 @dataclass(slots=True)
 class Decoded:
     records: list[WorkOrder] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)  # record index of each of ``records``
     problems: list[Problem] = field(default_factory=list)
     rejected: int = 0
     unknown_fields: set[str] = field(default_factory=set)
@@ -121,6 +123,7 @@ class RecordDecoder:
         for index, item in enumerate(items):
             try:
                 out.records.append(self.decode_record(item, out.unknown_fields))
+                out.positions.append(index)
             except RecordRejected as exc:
                 out.rejected += 1
                 out.problems.extend(Problem(p.path, p.reason, record=index) for p in exc.problems)
@@ -138,6 +141,9 @@ class RecordDecoder:
             raise RecordRejected(
                 [Problem(_path(err["loc"]), _reason(err["msg"])) for err in exc.errors()]
             ) from None
+        problem = text_problem(record.summary)
+        if problem is not None:
+            raise RecordRejected([Problem("$.summary", problem)])
         if record.model_extra and unknown_fields is not None:
             unknown_fields.update(record.model_extra)
         return to_tracos(record, self._client_tz)

@@ -143,7 +143,9 @@ class FolderSource:
         if decoded.unknown_fields:
             fields = sorted(decoded.unknown_fields)
             log.debug("inbound.unknown_fields_ignored", file=name, fields=fields)
-        return InboundUnit(name, decoded.records, decoded.problems, decoded.rejected, handle)
+        return InboundUnit(
+            name, decoded.records, decoded.problems, decoded.rejected, handle, decoded.positions
+        )
 
     def _read(self, path: Path) -> bytes | None:
         """The file's bytes, or ``None`` when it is over the size limit (checked before reading).
