@@ -3,9 +3,10 @@ the same contract suite as the MongoDB repository (tests/contract/test_repositor
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import AsyncGenerator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from tracos_sync.domain.dates import InvalidDate, coerce_instant
@@ -85,6 +86,18 @@ class InMemoryWorkOrderRepository:
                 doc.update(isSynced=True, syncedAt=synced_at)
                 marked += 1
         return marked
+
+    async def oldest_unsynced_age(self) -> float | None:
+        ages = []
+        for doc in self.documents.values():
+            if doc.get("isSynced") in (False, None):
+                with contextlib.suppress(InvalidDate):
+                    ages.append(datetime.now(UTC) - coerce_instant(doc.get("updatedAt")))
+        return max(ages).total_seconds() if ages else None
+
+    async def unsynced_changes(self) -> AsyncGenerator[None, None]:
+        raise NotImplementedError("an in-memory store cannot notify; callers poll")
+        yield None  # pragma: no cover - makes this an async generator
 
     async def close(self) -> None:
         """Nothing to close."""

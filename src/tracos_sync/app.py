@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import orjson
 import structlog
+from bson.codec_options import DatetimeConversion
 from pydantic import Field
 from pymongo import AsyncMongoClient
 from pymongo.errors import ConfigurationError as MongoConfigurationError
@@ -90,8 +91,16 @@ def mongo_client(uri: str, settings: Settings) -> AsyncMongoClient[dict[str, Any
         uri,
         tz_aware=True,
         tzinfo=UTC,
+        # One odd document must not fail the page it is in: a date outside Python's range comes
+        # back as DatetimeMS (then refused as that document's own problem), and bytes that are
+        # not UTF-8 as U+FFFD (the rest of the text is still exported).
+        datetime_conversion=DatetimeConversion.DATETIME_AUTO,
+        unicode_decode_error_handler="replace",
         serverSelectionTimeoutMS=attempt_ms,
         connectTimeoutMS=attempt_ms,
+        # A deadline on every command: one the server holds fails as a (retried) network
+        # timeout instead of stalling the run.
+        socketTimeoutMS=int(settings.mongo_timeout_seconds * 1000),
         appname="tracos-sync",
     )
 
@@ -269,10 +278,15 @@ def write_report(
         "finishedAt": format_instant(datetime.now(UTC)),
         "seconds": {"total": round(stats.seconds, 3)}
         | {k: round(v, 3) for k, v in durations.items()},
-        "counts": {k: v for k, v in stats.as_fields().items() if k != "seconds"},
+        "counts": stats.counts(),
         "error": error,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise

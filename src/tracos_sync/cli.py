@@ -284,11 +284,10 @@ async def _run_replay(env_file: str, names: list[str]) -> int:
     if isinstance(runtime, int):
         return runtime
     connector = runtime.connector
-    if not hasattr(connector, "replay"):
+    if not isinstance(connector, SupportsReplay):
         log.error("replay.unsupported", reason="the configured connector quarantines nothing")
         return EXIT_CONFIG
-    replayable: SupportsReplay = connector  # type: ignore[assignment]
-    moved = await replayable.replay(names)
+    moved = await connector.replay(names)
     log.info("replay.done", moved=len(moved))
     return EXIT_OK if not names or len(moved) == len(set(names)) else EXIT_FAILED
 

@@ -58,6 +58,7 @@ class Settings(EnvSettings):
     mongo_database: str = Field("tractian", min_length=1, pattern=r"^[^/\\. \"$]+$")
     mongo_collection: str = Field("workorders", min_length=1, pattern=r"^[^$\x00]+$")
     mongo_retry_seconds: float = Field(30.0, ge=0, le=86_400)
+    mongo_timeout_seconds: float = Field(10.0, gt=0, le=3_600)
     mongo_embedded: bool = False
     batch_size: int = Field(1000, ge=1, le=100_000)
     log_level: LogLevel = "INFO"
@@ -72,7 +73,10 @@ def load_settings(cls: type[SettingsT], env_file: str | None = ".env") -> Settin
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            variable = str(err["loc"][0]).upper() if err["loc"] else "?"
+            if not err["loc"]:  # a rule across settings: its message names them
+                lines.append(str(err["msg"]).removeprefix("Value error, "))
+                continue
+            variable = str(err["loc"][0]).upper()
             value = err.get("input")
             secret = "URI" in variable or "TOKEN" in variable
             shown = "" if secret else f" (got {value!r:.80})"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, MutableMapping, Sequence
 from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
 
@@ -42,14 +42,48 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     return text
 
 
+def printable(text: str) -> str:
+    """``text`` that any output can carry: a file name that is not valid UTF-8 reaches us with
+    surrogate escapes (PEP 383), which JSON encoders and strict streams refuse; those bytes are
+    shown as ``\\xNN``."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join(_escape(ch) for ch in text)
+    return text
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, kept by surrogateescape
+        return f"\\x{code - 0xDC00:02x}"
+    if 0xD800 <= code <= 0xDFFF:  # a lone surrogate, as JSON's "\\ud800" gives
+        return f"\\u{code:04x}"
+    return ch
+
+
+def _clean(value: Any, secrets: Sequence[str]) -> Any:
+    if isinstance(value, str):
+        return redact_text(printable(value), secrets)
+    if isinstance(value, list | tuple):
+        return [_clean(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {printable(str(k)): _clean(v, secrets) for k, v in value.items()}
+    return value
+
+
 class _Redactor:
+    """Every value made printable and stripped of secrets (lists and mappings included): a log
+    call must never fail, nor leak, whatever text it is given."""
+
     def __init__(self, secrets: Iterable[str]) -> None:
         self.secrets = sorted(set(secrets), key=len, reverse=True)
 
     def __call__(self, _: WrappedLogger, __: str, event: EventDict) -> EventDict:
         for key, value in event.items():
-            if isinstance(value, str):
-                event[key] = redact_text(value, self.secrets)
+            event[key] = _clean(value, self.secrets)
         return event
 
 

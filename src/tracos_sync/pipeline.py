@@ -63,6 +63,13 @@ class RunStats:
         fields["seconds"] = round(self.seconds, 3)
         return fields
 
+    def counts(self) -> dict[str, int]:
+        """Every count, without the duration."""
+        return {k: v for k, v in asdict(self).items() if k != "seconds"}
+
+    def did_something(self) -> bool:
+        return any(self.counts().values())
+
 
 async def sync_inbound(
     source: ClientSource,

@@ -2,9 +2,12 @@
 
 Inbound files are picked up by polling every ``WATCH_INTERVAL`` seconds. Outbound also reacts at
 once to TracOS writes seen on a MongoDB change stream, when the server offers one; the sweep of
-unsynced documents stays the source of truth, so nothing is missed if the stream drops. A
-database outage is waited out, logged once when it starts and once when it ends. On a signal the
-batch in hand is finished and the process exits 0.
+unsynced documents stays the source of truth, so nothing is missed if the stream drops.
+
+Whatever one sweep runs into — the database away, a folder unwritable, a report that cannot be
+written, a bug — is logged once per change of state, counted, and waited out; the loop goes on.
+On a signal the batch in hand gets a few seconds to finish, then is abandoned (its inputs are
+given back for the next run), and the process exits 0.
 """
 
 from __future__ import annotations
@@ -12,90 +15,77 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
-from pymongo.errors import PyMongoError
 
-from tracos_sync.app import RunOptions, Runtime, Syncer, open_syncer, write_report
-from tracos_sync.domain.errors import ConfigurationError, SyncError
+from tracos_sync.app import (
+    RunOptions,
+    Runtime,
+    Syncer,
+    describe_error,
+    open_syncer,
+    write_report,
+)
+from tracos_sync.domain.errors import ConfigurationError, DatabaseUnavailable, DestinationUnwritable
+from tracos_sync.domain.ports import SupportsBacklog
 from tracos_sync.pipeline import RunStats, Stopwatch
-from tracos_sync.tracos.retry import describe
+from tracos_sync.watch_metrics import Metrics
 
 log = structlog.get_logger("tracos_sync.watch")
+T = TypeVar("T")
+
+# How long the batch in hand may take to finish after SIGTERM before it is abandoned.
+STOP_GRACE_SECONDS = 3.0
 
 
-class Metrics:
-    """Prometheus metrics of the watch loop, served on ``METRICS_PORT``."""
-
-    def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-        self.registry = CollectorRegistry()
-        self.outcomes = Counter(
-            "tracos_sync_outcomes",
-            "Files and work orders handled, by outcome",
-            ["outcome"],
-            registry=self.registry,
-        )
-        self.cycle_seconds = Histogram(
-            "tracos_sync_cycle_seconds",
-            "Duration of one sync cycle (inbound then outbound)",
-            registry=self.registry,
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
-        )
-        self.cycle_failures = Counter(
-            "tracos_sync_cycle_failures",
-            "Sync cycles that could not complete",
-            registry=self.registry,
-        )
-        self.oldest_unsynced = Gauge(
-            "tracos_sync_oldest_unsynced_seconds",
-            "Age of the oldest TracOS work order waiting to go out (0 when none)",
-            registry=self.registry,
-        )
-        self.database_up = Gauge(
-            "tracos_sync_database_up",
-            "1 when the last cycle reached MongoDB",
-            registry=self.registry,
-        )
-        self._server: Any = None
-
-    def serve(self, address: str, port: int) -> None:
-        from prometheus_client import start_http_server
-
-        self._server, _ = start_http_server(port, addr=address, registry=self.registry)
-        log.info("watch.metrics", address=address, port=port, path="/metrics")
-
-    def observe(self, stats: RunStats) -> None:
-        for outcome, count in stats.as_fields().items():
-            if outcome != "seconds" and count:
-                self.outcomes.labels(outcome).inc(count)
-        self.cycle_seconds.observe(stats.seconds)
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
+class _Stopping(Exception):
+    """The process was asked to stop while a step was still running."""
 
 
-class _State:
-    """Logs the database's state only when it changes, not at every attempt."""
+class _Health:
+    """What the last sweep found, per part: the database, the client side (folders, API), the
+    sweep as a whole. Logged only when a part changes state, counted in metrics always."""
 
     def __init__(self, metrics: Metrics | None) -> None:
-        self.up: bool | None = None
         self._metrics = metrics
+        self._state: dict[str, str] = {}
 
-    def set(self, up: bool, error: str = "") -> None:
-        if self._metrics is not None:
-            self._metrics.database_up.set(1 if up else 0)
-        if up == self.up:
+    def _set(self, part: str, state: str, error: str = "") -> None:
+        if self._state.get(part) == state:
             return
-        if up:
-            log.info("watch.database", state="available")
+        previous = self._state.get(part)
+        self._state[part] = state
+        if state == "ok":
+            if previous is not None:
+                log.info(f"watch.{part}", state="available")
         else:
-            log.error("watch.database", state="unavailable, retrying", error=error)
-        self.up = up
+            log.error(f"watch.{part}", state=state, error=error)
+
+    def succeeded(self) -> None:
+        for part in ("database", "destination", "sweep"):
+            self._set(part, "ok")
+        if self._metrics is not None:
+            self._metrics.database_up.set(1)
+            self._metrics.destination_up.set(1)
+
+    def failed(self, exc: BaseException) -> None:
+        """Classified by what failed, not by where: a full disk is not a database outage."""
+        error = describe_error(exc)
+        if self._metrics is not None:
+            self._metrics.cycle_failures.inc()
+        if isinstance(exc, DatabaseUnavailable):
+            self._set("database", "unavailable, retrying", error)
+            if self._metrics is not None:
+                self._metrics.database_up.set(0)
+        elif isinstance(exc, DestinationUnwritable):
+            self._set("destination", "unwritable, retrying", error)
+            if self._metrics is not None:
+                self._metrics.destination_up.set(0)
+        else:
+            self._set("sweep", "failing, retrying", error)
 
 
 async def watch(runtime: Runtime, options: RunOptions) -> None:
@@ -108,22 +98,19 @@ async def watch(runtime: Runtime, options: RunOptions) -> None:
     metrics = Metrics() if settings.metrics_port else None
     if metrics is not None and settings.metrics_port is not None:
         metrics.serve(settings.metrics_address, settings.metrics_port)
-    state = _State(metrics)
+    health = _Health(metrics)
     log.info("watch.started", interval=settings.watch_interval, **runtime.connector.describe())
     try:
         while not stop.is_set():
             try:
                 async with open_syncer(runtime, "run", options, log_retries=False) as syncer:
-                    await _serve(
-                        runtime, syncer, options=options, stop=stop, state=state, metrics=metrics
-                    )
-            except ConfigurationError:
+                    await _serve(runtime, syncer, stop=stop, health=health, metrics=metrics)
+            except (ConfigurationError, _Stopping):
+                if stop.is_set():
+                    break
                 raise
-            except SyncError as exc:
-                if metrics is not None:
-                    metrics.cycle_failures.inc()
-                cause = exc.__cause__
-                state.set(False, describe(cause) if cause is not None else str(exc))
+            except Exception as exc:
+                health.failed(exc)
                 await _sleep(stop, settings.watch_interval)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -137,12 +124,12 @@ async def _serve(
     runtime: Runtime,
     syncer: Syncer,
     *,
-    options: RunOptions,
     stop: asyncio.Event,
-    state: _State,
+    health: _Health,
     metrics: Metrics | None,
 ) -> None:
-    """Cycles on one set of open adapters until stopped or until a cycle fails."""
+    """Sweeps on one set of open adapters until stopped or until a sweep fails (the caller
+    then opens them again)."""
     wake = asyncio.Event()
     follower: asyncio.Task[None] | None = None
     try:
@@ -153,28 +140,20 @@ async def _serve(
             stats = RunStats()
             clock = Stopwatch()
             started = datetime.now(UTC)
+            failure: Exception | None = None
             try:
-                await syncer.cycle(stats)
-            finally:
-                stats.seconds = clock.elapsed()
-            state.set(True)
+                await _until_stopped(syncer.cycle(stats), stop)
+            except _Stopping:
+                raise
+            except Exception as exc:
+                failure = exc
+            stats.seconds = clock.elapsed()
+            _report(runtime, syncer, stats, started=started, metrics=metrics, failure=failure)
+            if failure is not None:
+                raise failure
+            health.succeeded()
             if metrics is not None:
-                metrics.observe(stats)
-                age = await syncer.repository.oldest_unsynced_age()
-                metrics.oldest_unsynced.set(age or 0)
-            if any(v for k, v in stats.as_fields().items() if k != "seconds"):
-                log.info("run.summary", command="watch", status="ok", **stats.as_fields())
-                if runtime.settings.report_path is not None:
-                    write_report(
-                        runtime.settings.report_path,
-                        command="watch",
-                        status="ok",
-                        stats=stats,
-                        durations=syncer.durations,
-                        started=started,
-                        dry_run=options.dry_run,
-                        error=None,
-                    )
+                await _observe_backlogs(runtime, syncer, metrics, stop)
             await _sleep(stop, runtime.settings.watch_interval, wake)
     finally:
         if follower is not None:
@@ -183,20 +162,93 @@ async def _serve(
                 await follower
 
 
+def _report(
+    runtime: Runtime,
+    syncer: Syncer,
+    stats: RunStats,
+    *,
+    started: datetime,
+    metrics: Metrics | None,
+    failure: Exception | None,
+) -> None:
+    """Summary line, metrics and report of a sweep that did something or failed. Never raises:
+    a report that cannot be written is logged, the service goes on."""
+    if metrics is not None:
+        metrics.observe(stats)
+    if not stats.did_something() and failure is None:
+        return
+    status = "ok" if failure is None else "failed"
+    log.info("run.summary", command="watch", status=status, **stats.as_fields())
+    path = runtime.settings.report_path
+    if path is None:
+        return
+    try:
+        write_report(
+            path,
+            command="watch",
+            status=status,
+            stats=stats,
+            durations=syncer.durations,
+            started=started,
+            dry_run=False,
+            error=None if failure is None else describe_error(failure),
+        )
+    except OSError as exc:
+        log.error("report.failed", path=str(path), error=exc.strerror or str(exc))
+
+
+async def _observe_backlogs(
+    runtime: Runtime, syncer: Syncer, metrics: Metrics, stop: asyncio.Event
+) -> None:
+    """Backlog gauges: best effort, a failure here is logged and the gauges keep their value."""
+    try:
+        age = await _until_stopped(syncer.repository.oldest_unsynced_age(), stop)
+        metrics.oldest_unsynced.set(age or 0)
+        connector = runtime.connector
+        if isinstance(connector, SupportsBacklog):
+            backlog = await _until_stopped(connector.backlog(), stop)
+            metrics.inbound_waiting.set(backlog.waiting)
+            metrics.inbound_oldest.set(backlog.oldest_seconds or 0)
+    except _Stopping:
+        raise
+    except Exception as exc:
+        log.warning("watch.metrics_failed", error=describe_error(exc))
+
+
+async def _until_stopped(work: Awaitable[T], stop: asyncio.Event) -> T:
+    """Await ``work``; once ``stop`` is set it gets ``STOP_GRACE_SECONDS`` more (the batch in
+    hand finishes), then it is cancelled and ``_Stopping`` raised."""
+    task: asyncio.Future[T] = asyncio.ensure_future(work)
+    stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            done, _ = await asyncio.wait({task}, timeout=STOP_GRACE_SECONDS)
+            if not done:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                log.warning("watch.abandoned", reason="still running after the stop grace")
+                raise _Stopping
+        return task.result()
+    finally:
+        stopped.cancel()
+        if not task.done():  # we were cancelled ourselves: take the work with us
+            task.cancel()
+
+
 async def _follow_changes(syncer: Syncer, wake: asyncio.Event) -> None:
     """Wake the loop when TracOS writes something that may need to go out."""
     try:
-        async with await syncer.repository.unsynced_changes() as stream:
-            log.debug("watch.change_stream", state="following")
-            async for _ in stream:
-                wake.set()
-    except PyMongoError as exc:
-        log.info("watch.change_stream", state="not available, polling", error=describe(exc))
+        async for _ in syncer.repository.unsynced_changes():
+            wake.set()
+    except Exception as exc:
+        log.info("watch.change_stream", state="not available, polling", error=describe_error(exc))
 
 
 async def _sleep(stop: asyncio.Event, seconds: float, wake: asyncio.Event | None = None) -> None:
     """Until ``seconds`` pass, the process is asked to stop, or ``wake`` is set."""
-    waiters = [asyncio.ensure_future(stop.wait())]
+    waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
     if wake is not None:
         waiters.append(asyncio.ensure_future(wake.wait()))
     try:

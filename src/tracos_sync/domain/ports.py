@@ -7,10 +7,10 @@ a ``WorkOrderRepository``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from .errors import FatalError
 from .model import Problem, WorkOrder
@@ -149,6 +149,13 @@ class WorkOrderRepository(Protocol):
     async def mark_synced(self, exports: Sequence[PendingExport], synced_at: datetime) -> int:
         """Mark exported orders synced, each only if unchanged since read; returns how many."""
 
+    async def oldest_unsynced_age(self) -> float | None:
+        """Seconds since the oldest unsynced work order was last updated (None: none waits)."""
+
+    def unsynced_changes(self) -> AsyncIterator[None]:
+        """Yields whenever TracOS writes something that may need to go out; raises when the
+        store cannot notify (the caller then polls)."""
+
     async def close(self) -> None: ...
 
 
@@ -179,6 +186,23 @@ class ClientConnector(Protocol):
         """Can it be read and written, and how much input is waiting."""
 
 
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """Client inputs waiting to be taken."""
+
+    waiting: int
+    oldest_seconds: float | None
+
+
+@runtime_checkable
+class SupportsBacklog(Protocol):
+    """A connector that can tell how much client input is waiting (a folder can; an API
+    that is paged by date cannot)."""
+
+    async def backlog(self) -> Backlog: ...
+
+
+@runtime_checkable
 class SupportsReplay(Protocol):
     """A connector that quarantines inputs and can put them back for another try."""
 

@@ -19,7 +19,6 @@ from typing import Any
 import structlog
 from bson.errors import InvalidDocument
 from pymongo import AsyncMongoClient, UpdateOne
-from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
@@ -349,7 +348,7 @@ class MongoWorkOrderRepository:
             info = await self._client.server_info()
             indexes = [ix async for ix in await self._collection.list_indexes()]
             unsynced = await self._collection.count_documents(UNSYNCED)
-            oldest = await self.oldest_unsynced_age()
+            oldest = await self._oldest_unsynced_age()
         except PyMongoError as exc:
             return [HealthCheck("database", False, f"unreachable: {describe(exc)}")]
         state = index_state(indexes)
@@ -371,6 +370,9 @@ class MongoWorkOrderRepository:
 
     async def oldest_unsynced_age(self) -> float | None:
         """Seconds since the oldest unsynced work order was last updated (None: none waiting)."""
+        return await self._retrier.call("read the unsynced backlog", self._oldest_unsynced_age)
+
+    async def _oldest_unsynced_age(self) -> float | None:
         oldest: datetime | None = None
         async for doc in self._collection.find(UNSYNCED, {"updatedAt": 1}):
             with contextlib.suppress(InvalidDate):
@@ -378,7 +380,7 @@ class MongoWorkOrderRepository:
                 oldest = instant if oldest is None or instant < oldest else oldest
         return None if oldest is None else (datetime.now(UTC) - oldest).total_seconds()
 
-    async def unsynced_changes(self) -> AsyncChangeStream[Doc]:
+    async def unsynced_changes(self) -> AsyncGenerator[None, None]:
         """A change stream of writes that may leave a work order unsynced (not our own marks
         nor inbound's writes, which are stored synced). Raises if the server has none."""
         pipeline = [
@@ -390,7 +392,12 @@ class MongoWorkOrderRepository:
                 }
             }
         ]
-        return await self._collection.watch(pipeline)
+        try:
+            async with await self._collection.watch(pipeline) as stream:
+                async for _ in stream:
+                    yield None
+        except PyMongoError as exc:
+            raise FatalError(f"change stream: {describe(exc)}") from exc
 
 
 class _Missing:

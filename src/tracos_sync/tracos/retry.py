@@ -36,6 +36,8 @@ DUPLICATE_KEY = 11000
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, ConnectionFailure):  # network errors, not-primary, server selection
         return True
+    if isinstance(exc, PyMongoError) and exc.timeout:  # a deadline passed
+        return True
     if isinstance(exc, BulkWriteError):
         details = exc.details or {}
         if details.get("writeConcernErrors"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import orjson
 import structlog
 
 from tracos_sync.config import load_settings
-from tracos_sync.domain.ports import HealthCheck
+from tracos_sync.domain.ports import Backlog, HealthCheck
 
 from .claims import count_claimed
 from .fsops import move_no_clobber
@@ -70,6 +71,18 @@ class FolderConnector:
                 )
             )
         return checks
+
+    async def backlog(self) -> Backlog:
+        return await asyncio.to_thread(self._backlog)
+
+    def _backlog(self) -> Backlog:
+        names = waiting_files(self.settings)  # oldest first
+        oldest = None
+        if names:
+            with contextlib.suppress(OSError):
+                mtime = (self.settings.data_inbound_dir / names[0]).stat().st_mtime
+                oldest = max(0.0, time.time() - mtime)
+        return Backlog(len(names), oldest)
 
     async def replay(self, names: Sequence[str]) -> list[str]:
         return await asyncio.to_thread(self._replay, names)

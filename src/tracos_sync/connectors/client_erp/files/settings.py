@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field, model_validator
@@ -27,6 +28,16 @@ class FolderSettings(EnvSettings):
             self.data_processed_dir = self.data_inbound_dir / "processed"
         if self.data_rejected_dir is None:
             self.data_rejected_dir = self.data_inbound_dir / "rejected"
+        overlap = folder_overlap(
+            {
+                "DATA_INBOUND_DIR": self.data_inbound_dir,
+                "DATA_PROCESSED_DIR": self.data_processed_dir,
+                "DATA_REJECTED_DIR": self.data_rejected_dir,
+                "DATA_OUTBOUND_DIR": self.data_outbound_dir,
+            }
+        )
+        if overlap is not None:
+            raise ValueError(overlap)
         return self
 
     @property
@@ -38,3 +49,31 @@ class FolderSettings(EnvSettings):
     def rejected_dir(self) -> Path:
         assert self.data_rejected_dir is not None
         return self.data_rejected_dir
+
+
+def folder_overlap(folders: dict[str, Path]) -> str | None:
+    """Why these folders cannot be used together, or None. Each must be its own: an export
+    written into the inbound folder would be read back as a client file, an archive that is the
+    outbound folder would be overwritten by the next export. Only processed/ and rejected/
+    directly under inbound (the defaults) may nest, as inbound reads no subfolder."""
+    # Resolved as far as they exist, so that a symlink or ".." cannot hide a match.
+    real = {name: Path(os.path.abspath(path)).resolve() for name, path in folders.items()}
+    names = list(real)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            pa, pb = real[a], real[b]
+            if pa == pb:
+                return f"{a} and {b} are the same folder ({pa}); each must be its own"
+            inner, outer = (a, b) if pa.is_relative_to(pb) else (b, a)
+            if not (pa.is_relative_to(pb) or pb.is_relative_to(pa)):
+                continue
+            nested_archive = outer == "DATA_INBOUND_DIR" and inner in (
+                "DATA_PROCESSED_DIR",
+                "DATA_REJECTED_DIR",
+            )
+            if nested_archive and real[inner].parent == real[outer]:
+                continue
+            return (
+                f"{inner} ({real[inner]}) lies inside {outer} ({real[outer]}); they must not nest"
+            )
+    return None

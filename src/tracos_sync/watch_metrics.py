@@ -1,0 +1,77 @@
+"""Prometheus metrics of watch mode, served on ``METRICS_PORT``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from tracos_sync.pipeline import RunStats
+
+log = structlog.get_logger("tracos_sync.watch")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.outcomes = Counter(
+            "tracos_sync_outcomes",
+            "Files and work orders handled, by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.cycle_seconds = Histogram(
+            "tracos_sync_cycle_seconds",
+            "Duration of one sync cycle (inbound then outbound)",
+            registry=self.registry,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+        )
+        self.cycle_failures = Counter(
+            "tracos_sync_cycle_failures",
+            "Sync cycles that could not complete",
+            registry=self.registry,
+        )
+        self.oldest_unsynced = Gauge(
+            "tracos_sync_oldest_unsynced_seconds",
+            "Age of the oldest TracOS work order waiting to go out (0 when none)",
+            registry=self.registry,
+        )
+        self.inbound_waiting = Gauge(
+            "tracos_sync_inbound_waiting",
+            "Client inputs waiting to be taken (folder connector)",
+            registry=self.registry,
+        )
+        self.inbound_oldest = Gauge(
+            "tracos_sync_inbound_oldest_seconds",
+            "Age of the oldest client input waiting (0 when none)",
+            registry=self.registry,
+        )
+        self.database_up = Gauge(
+            "tracos_sync_database_up",
+            "1 when the last cycle reached MongoDB",
+            registry=self.registry,
+        )
+        self.destination_up = Gauge(
+            "tracos_sync_destination_up",
+            "1 when the last cycle could write the client side (folders, API)",
+            registry=self.registry,
+        )
+        self._server: Any = None
+
+    def serve(self, address: str, port: int) -> None:
+        from prometheus_client import start_http_server
+
+        self._server, _ = start_http_server(port, addr=address, registry=self.registry)
+        log.info("watch.metrics", address=address, port=port, path="/metrics")
+
+    def observe(self, stats: RunStats) -> None:
+        for outcome, count in stats.counts().items():
+            if count:
+                self.outcomes.labels(outcome).inc(count)
+        self.cycle_seconds.observe(stats.seconds)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
