@@ -151,15 +151,22 @@ class Syncer:
     source: ClientSource | None = None
     sink: ClientSink | None = None
     durations: dict[str, float] = field(default_factory=dict)
+    _prepared: set[str] = field(default_factory=set)
 
     async def open(self, command: Command) -> None:
+        """Build the adapters; each is prepared in its own direction's turn, so that one that
+        cannot be (a folder that cannot be created) does not keep the other direction from
+        running."""
         dry_run = self.options.dry_run
         if command in ("run", "inbound"):
             self.source = self.runtime.connector.source(dry_run=dry_run)
-            await self.source.prepare()
         if command in ("run", "outbound"):
             self.sink = self.runtime.connector.sink(dry_run=dry_run)
-            await self.sink.prepare()
+
+    async def _prepare(self, direction: str, adapter: ClientSource | ClientSink) -> None:
+        if direction not in self._prepared:
+            await adapter.prepare()
+            self._prepared.add(direction)
 
     async def cycle(self, stats: RunStats) -> None:
         """One pass of each opened direction, inbound first. A failure of one direction does
@@ -176,9 +183,11 @@ class Syncer:
         failures: list[Exception] = []
         if self.source is not None:
             with self._timed("inbound"), _collect(failures, "inbound"):
+                await self._prepare("inbound", self.source)
                 await sync_inbound(self.source, self.repository, stats, batch_size, **hooks)
         if self.sink is not None:
             with self._timed("outbound"), _collect(failures, "outbound"):
+                await self._prepare("outbound", self.sink)
                 await sync_outbound(self.repository, self.sink, stats, batch_size, **hooks)
         if failures:
             raise failures[0]

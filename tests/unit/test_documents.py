@@ -57,3 +57,24 @@ def test_insert_document_sets_description_from_title_and_marks_synced() -> None:
     assert doc["description"] == "Title"
     assert (doc["isSynced"], doc["syncedAt"]) == (True, now)
     assert set(doc) == TRACOS_FIELDS
+
+
+def test_a_date_outside_pythons_range_makes_the_document_unreadable_not_the_page() -> None:
+    # mongod stores any int64 of milliseconds; the client decodes those outside years 1-9999
+    # as DatetimeMS (DATETIME_AUTO) instead of failing the whole page. (SecantusDB cannot store
+    # such a date, so this is checked here rather than end to end.)
+    from bson.codec_options import DatetimeConversion
+    from bson.datetime_ms import DatetimeMS
+
+    from tracos_sync.app import AppSettings, mongo_client
+
+    client = mongo_client("mongodb://127.0.0.1:1", AppSettings(_env_file=None))
+    assert client.codec_options.datetime_conversion == DatetimeConversion.DATETIME_AUTO
+    doc = tracos_doc(1, updatedAt=DatetimeMS(-(10**15)))
+    with pytest.raises(UnreadableDocumentError, match="outside years 1-9999"):
+        read_document(doc)
+
+
+def test_text_that_is_not_valid_unicode_makes_the_document_unreadable() -> None:
+    with pytest.raises(UnreadableDocumentError, match="not valid Unicode"):
+        read_document(tracos_doc(1, title="bad \ud800"))

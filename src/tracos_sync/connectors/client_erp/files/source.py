@@ -21,6 +21,7 @@ from tracos_sync.domain.dates import format_instant
 from tracos_sync.domain.errors import DestinationUnwritable
 from tracos_sync.domain.model import Problem
 from tracos_sync.domain.ports import InboundUnit
+from tracos_sync.domain.text import printable
 
 from ..codec import RecordDecoder
 from .claims import ClaimFolder
@@ -221,8 +222,8 @@ class FolderSource:
 
     def _write_sidecar(self, archived: Path, unit: InboundUnit) -> None:
         report = {
-            "file": unit.name,
-            "archivedAs": archived.name,
+            "file": printable(unit.name),
+            "archivedAs": printable(archived.name),
             "rejectedAt": format_instant(datetime.now(UTC)),
             "problems": [p.as_dict() for p in unit.problems],
         }
