@@ -30,6 +30,7 @@ from tracos_sync.app import (
     open_repository,
     write_report,
 )
+from tracos_sync.config import early_log_settings
 from tracos_sync.domain.errors import ConfigurationError, SyncError
 from tracos_sync.domain.ports import HealthCheck, SupportsReplay
 from tracos_sync.logs import redact_text
@@ -170,21 +171,31 @@ def fake_erp_command(host: str, port: int, token: str | None, sample: int) -> No
 @click.option(
     "--if-empty",
     is_flag=True,
-    help="Do nothing when TracOS or the inbound folder already holds work orders.",
+    help="Do nothing (exit 0) when TracOS or the inbound folder already holds work orders.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write sample data even where work orders already are (sample client files may "
+    "then overwrite real work orders of the same numbers on the next run).",
 )
 @embedded_option
 @click.pass_context
-def seed_command(ctx: click.Context, if_empty: bool, embedded: bool) -> None:
-    """Write sample data: 10 TracOS work orders and 10 client files (plus two bad files)."""
-    ctx.exit(asyncio.run(_run_seed(ctx.obj, if_empty, embedded)))
+def seed_command(ctx: click.Context, if_empty: bool, force: bool, embedded: bool) -> None:
+    """Write sample data: 10 TracOS work orders and 10 client files (plus two bad files).
+    Refuses (exit 2) when data is already there, unless --if-empty or --force."""
+    ctx.exit(asyncio.run(_run_seed(ctx.obj, if_empty, force, embedded)))
 
 
-def _startup(env_file: str, embedded: bool) -> Runtime | int:
-    logs.configure()
+def _startup(env_file: str, embedded: bool, *, checking: bool = False) -> Runtime | int:
+    # The log format asked for holds from the first line, a configuration error included.
+    logs.configure(*early_log_settings(env_file))
     try:
         runtime = load_runtime(env_file, embedded)
     except ConfigurationError as exc:
         log.error("config.invalid", error=str(exc))
+        if checking:
+            click.echo(f"FAIL  {'configuration':<22} {exc}")
         return EXIT_CONFIG
     settings = runtime.settings
     logs.configure(settings.log_level, settings.log_format, runtime.secrets)
@@ -262,7 +273,7 @@ async def _run_watch(env_file: str, embedded: bool) -> int:
 
 
 async def _run_check(env_file: str, embedded: bool) -> int:
-    runtime = _startup(env_file, embedded)
+    runtime = _startup(env_file, embedded, checking=True)
     if isinstance(runtime, int):
         return runtime
     results: list[HealthCheck] = []
@@ -292,7 +303,7 @@ async def _run_replay(env_file: str, names: list[str]) -> int:
     return EXIT_OK if not names or len(moved) == len(set(names)) else EXIT_FAILED
 
 
-async def _run_seed(env_file: str, if_empty: bool, embedded: bool) -> int:
+async def _run_seed(env_file: str, if_empty: bool, force: bool, embedded: bool) -> int:
     from tracos_sync.seed import seed
 
     runtime = _startup(env_file, embedded)
@@ -304,12 +315,23 @@ async def _run_seed(env_file: str, if_empty: bool, embedded: bool) -> int:
         log.error("seed.unsupported", reason="the configured connector has no inbound folder")
         return EXIT_CONFIG
 
+    refused = False
+
     async def work() -> None:
+        nonlocal refused
         async with open_repository(runtime) as repository:
             await repository.prepare()
             collection = repository.raw_collection
-            result = await seed(collection, inbound, if_empty)
-            if result.skipped:
+            result = await seed(collection, inbound, if_empty, force)
+            if result.refused:
+                refused = True
+                log.error(
+                    "seed.refused",
+                    reason="TracOS or the inbound folder already holds work orders; sample "
+                    "client files could overwrite real ones. Use --if-empty to skip, --force "
+                    "to seed anyway",
+                )
+            elif result.skipped:
                 log.info("seed.skipped", reason="data already present")
             else:
                 log.info(
@@ -321,7 +343,8 @@ async def _run_seed(env_file: str, if_empty: bool, embedded: bool) -> int:
                     inbound=str(inbound),
                 )
 
-    return await _guarded(work())
+    code = await _guarded(work())
+    return EXIT_CONFIG if refused and code == EXIT_OK else code
 
 
 @contextlib.contextmanager

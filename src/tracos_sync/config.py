@@ -82,3 +82,24 @@ def load_settings(cls: type[SettingsT], env_file: str | None = ".env") -> Settin
             shown = "" if secret else f" (got {value!r:.80})"
             lines.append(f"{variable}: {err['msg']}{shown}")
         raise ConfigurationError("invalid configuration: " + "; ".join(lines)) from None
+
+
+class _LogSettings(EnvSettings):
+    log_level: str = "INFO"
+    log_format: str = "text"
+
+
+def early_log_settings(env_file: str | None = ".env") -> tuple[str, str]:
+    """Log level and format as configured, read before (and whatever the fate of) the full
+    configuration, so that its own errors are logged as asked; invalid values fall back to the
+    defaults here and are reported by ``load_settings``."""
+    try:
+        found = load_settings(_LogSettings, env_file)
+    except ConfigurationError:
+        return "INFO", "text"
+    level = found.log_level.strip().upper()
+    fmt = found.log_format.strip().lower()
+    return (
+        level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO",
+        fmt if fmt in ("text", "json") else "text",
+    )

@@ -26,7 +26,8 @@ CLIENT_FIRST_NUMBER = 101
 class SeedResult:
     documents: int = 0
     files: int = 0
-    skipped: bool = False
+    skipped: bool = False  # --if-empty and data was there
+    refused: bool = False  # data was there and neither --if-empty nor --force was given
 
 
 def tracos_documents(now: datetime) -> list[dict[str, Any]]:
@@ -86,12 +87,21 @@ def _write_new(path: Path, data: bytes) -> bool:
 
 
 async def seed(
-    collection: AsyncCollection[dict[str, Any]], inbound: Path, if_empty: bool
+    collection: AsyncCollection[dict[str, Any]],
+    inbound: Path,
+    if_empty: bool,
+    force: bool = False,
 ) -> SeedResult:
+    """Sample data on both sides. Into data that is already there only with ``force``: sample
+    client files carrying numbers TracOS already holds would overwrite real work orders on the
+    next run (they are newer)."""
     has_files = await asyncio.to_thread(_holds_work_order_files, inbound)
     has_documents = await collection.find_one({}, {"_id": 1}) is not None
-    if if_empty and (has_files or has_documents):
-        return SeedResult(skipped=True)
+    if has_files or has_documents:
+        if if_empty:
+            return SeedResult(skipped=True)
+        if not force:
+            return SeedResult(refused=True)
     now = datetime.now(UTC)
     result = SeedResult()
     for doc in tracos_documents(now):

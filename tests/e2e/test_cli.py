@@ -48,6 +48,14 @@ def test_seed_then_run_syncs_both_ways_and_second_run_is_a_no_op(env: Env) -> No
     assert sum(v for k, v in second.counts().items() if k != "seconds") == 0
     assert env.cli("seed", "--if-empty").code == 0
     assert len(list(env.inbound.glob("*.json"))) == 0, "--if-empty does not seed twice"
+    # Plain seed into data that is there is refused: sample files could overwrite real orders.
+    env.collection.update_one({"number": 1}, {"$set": {"title": "real work"}})
+    refused = env.cli("seed")
+    assert refused.code == 2, refused.output
+    assert "seed.refused" in refused.output and "--force" in refused.output
+    assert len(list(env.inbound.glob("*.json"))) == 0
+    assert env.cli("seed", "--force").code == 0
+    assert len(list(env.inbound.glob("*.json"))) == 12
 
 
 def test_summary_line_in_text_and_json(env: Env) -> None:
@@ -193,3 +201,13 @@ def test_transient_failures_are_retried_and_the_run_succeeds(
     assert (result.counts()["inserted"], result.counts()["exported"]) == (1, 1)
     assert env.collection.count_documents({"isSynced": True}) == 2
     assert "mongo.retrying" in result.output, "more failures than the driver's one retry absorbs"
+
+
+def test_configuration_errors_follow_the_log_format_and_check_says_fail(env: Env) -> None:
+    as_json = env.cli("run", LOG_FORMAT="json", BATCH_SIZE="0")
+    assert as_json.code == 2
+    lines = as_json.stderr.splitlines()
+    assert lines and all(json.loads(line)["event"] == "config.invalid" for line in lines)
+    checked = env.cli("check", BATCH_SIZE="0")
+    assert checked.code == 2
+    assert "FAIL  configuration" in checked.stdout and "BATCH_SIZE" in checked.stdout
