@@ -81,8 +81,11 @@ class _Health:
             if self._metrics is not None:
                 self._metrics.database_up.set(0)
         elif isinstance(exc, DestinationUnwritable):
+            # The sweep got as far as the client side: the database answered.
+            self._set("database", "ok")
             self._set("destination", "unwritable, retrying", error)
             if self._metrics is not None:
+                self._metrics.database_up.set(1)
                 self._metrics.destination_up.set(0)
         else:
             self._set("sweep", "failing, retrying", error)
@@ -128,8 +131,8 @@ async def _serve(
     health: _Health,
     metrics: Metrics | None,
 ) -> None:
-    """Sweeps on one set of open adapters until stopped or until a sweep fails (the caller
-    then opens them again)."""
+    """Sweeps on one set of open adapters until stopped. A failed sweep is classified, waited
+    out and tried again on the same adapters (the driver reconnects by itself)."""
     wake = asyncio.Event()
     follower: asyncio.Task[None] | None = None
     try:
@@ -149,12 +152,13 @@ async def _serve(
                 failure = exc
             stats.seconds = clock.elapsed()
             _report(runtime, syncer, stats, started=started, metrics=metrics, failure=failure)
-            if failure is not None:
-                raise failure
-            health.succeeded()
+            if failure is None:
+                health.succeeded()
+            else:
+                health.failed(failure)
             if metrics is not None:
                 await _observe_backlogs(runtime, syncer, metrics, stop)
-            await _sleep(stop, runtime.settings.watch_interval, wake)
+            await _sleep(stop, runtime.settings.watch_interval, wake if failure is None else None)
     finally:
         if follower is not None:
             follower.cancel()
@@ -175,10 +179,11 @@ def _report(
     a report that cannot be written is logged, the service goes on."""
     if metrics is not None:
         metrics.observe(stats)
-    if not stats.did_something() and failure is None:
-        return
     status = "ok" if failure is None else "failed"
-    log.info("run.summary", command="watch", status=status, **stats.as_fields())
+    if stats.did_something():  # a failure alone is logged by _Health, once per change
+        log.info("run.summary", command="watch", status=status, **stats.as_fields())
+    elif failure is None:
+        return
     path = runtime.settings.report_path
     if path is None:
         return

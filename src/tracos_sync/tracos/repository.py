@@ -11,6 +11,7 @@ The comparison is done here rather than in the filter because other writers may 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, datetime
@@ -56,6 +57,7 @@ ID_INDEX = [("_id", 1)]
 LOOKUP_CHUNK = 250
 # Rounds of compare-and-set before a number that keeps changing under us is left to next run.
 MAX_CAS_ROUNDS = 10
+CLOSE_SECONDS = 1.0
 # Failures the driver raises before sending, for one document it cannot encode: the batch is
 # split until the document responsible is found and refused.
 ENCODING_ERRORS = (InvalidDocument, UnicodeEncodeError, OverflowError)
@@ -113,7 +115,12 @@ class MongoWorkOrderRepository:
             raise
 
     async def close(self) -> None:
-        await self._client.close()
+        # Closing ends the server sessions, which waits for server selection when the database
+        # is away: bounded, so that stopping during an outage takes a moment, not a timeout.
+        try:
+            await asyncio.wait_for(self._client.close(), CLOSE_SECONDS)
+        except TimeoutError:
+            log.debug("mongo.close_abandoned", reason="the server did not answer in time")
 
     @property
     def raw_collection(self) -> AsyncCollection[Doc]:

@@ -1,0 +1,137 @@
+"""Watch mode for weeks beside cron runs and other tools: it never silently stops, never lets a
+duplicate in, tells a folder failure from a database outage, and exits within seconds of
+SIGTERM whatever the database is doing."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from pymongo import MongoClient
+
+from tests.builders import client_record, tracos_doc, write_json
+from tests.conftest import Env, failpoint
+from tests.e2e.test_operating import metrics, stop, wait_until
+from tests.server import Server, free_port
+
+
+def test_index_dropped_while_watch_runs_is_rebuilt_before_any_duplicate(env: Env) -> None:
+    write_json(env.inbound / "1.json", client_record(1))
+    proc = env.popen("watch", WATCH_INTERVAL="0.3")
+    try:
+        wait_until((env.processed / "1.json").exists, proc, 30)
+        # Another tool drops the index (or the collection is re-imported without it).
+        env.collection.drop_index("number_1")
+        write_json(env.inbound / "2.json", client_record(1, lastUpdateDate="2030-01-01T00:00:00Z"))
+        wait_until((env.processed / "2.json").exists, proc, 30)
+        write_json(env.inbound / "3.json", client_record(3))
+        wait_until((env.processed / "3.json").exists, proc, 30)
+    finally:
+        result, _ = stop(proc)
+    assert result.code == 0, result.output
+    assert env.collection.count_documents({"number": 1}) == 1
+    assert env.collection.find_one({"number": 1})["updatedAt"].year == 2030
+    unique = [ix for ix in env.collection.list_indexes() if ix["name"] == "number_1"]
+    assert unique and unique[0].get("unique")
+    assert "mongo.index_created" in result.output
+
+
+def test_sigterm_during_a_database_outage_exits_within_seconds(env: Env, tmp_path: Path) -> None:
+    own = Server(storage=tmp_path / "db").start()
+    env.uri = own.uri
+    proc = env.popen("watch", WATCH_INTERVAL="0.3", MONGO_RETRY_SECONDS="60")
+    try:
+        wait_until(env.processed.exists, proc, 30)
+        own.kill()
+        write_json(env.inbound / "1.json", client_record(1))
+        time.sleep(1.5)  # the sweep is now inside the retry budget (60 s)
+        result, took = stop(proc)
+    finally:
+        own.stop()
+    assert result.code == 0, result.output
+    assert took < 8, f"took {took:.1f}s to stop"
+    assert "watch.stopped" in result.output
+    # The claimed file was given back, not stranded.
+    assert (env.inbound / "1.json").exists()
+
+
+def test_folder_failure_is_not_called_a_database_outage(env: Env) -> None:
+    blocker = env.root / "blocker"
+    blocker.write_text("a file where the outbound folder should be")
+    env.collection.insert_one(tracos_doc(1))
+    port = free_port()
+    proc = env.popen(
+        "watch",
+        WATCH_INTERVAL="0.3",
+        METRICS_PORT=str(port),
+        METRICS_ADDRESS="127.0.0.1",
+        DATA_OUTBOUND_DIR=str(blocker / "out"),
+    )
+    try:
+        wait_until(lambda: "tracos_sync_cycle_failures_total 1.0" in safe_metrics(port), proc, 30)
+        page = metrics(port)
+        assert "tracos_sync_destination_up 0.0" in page
+        assert "tracos_sync_database_up 1.0" in page
+        # Inbound still works meanwhile.
+        write_json(env.inbound / "5.json", client_record(5))
+        wait_until((env.processed / "5.json").exists, proc, 30)
+        assert "tracos_sync_inbound_waiting 0.0" in metrics(port)
+    finally:
+        result, _ = stop(proc)
+    assert result.code == 0, result.output
+    assert "watch.destination" in result.output and "unwritable" in result.output
+    assert "watch.database" not in result.output
+
+
+def safe_metrics(port: int) -> str:
+    try:
+        return metrics(port)
+    except OSError:
+        return ""
+
+
+def test_report_that_cannot_be_written_does_not_stop_watch(env: Env) -> None:
+    report = env.root / "report-is-a-folder"
+    report.mkdir()
+    proc = env.popen("watch", WATCH_INTERVAL="0.3", REPORT_PATH=str(report))
+    try:
+        write_json(env.inbound / "1.json", client_record(1))
+        wait_until((env.processed / "1.json").exists, proc, 30)
+        write_json(env.inbound / "2.json", client_record(2))
+        wait_until((env.processed / "2.json").exists, proc, 30)
+    finally:
+        result, _ = stop(proc)
+    assert result.code == 0, result.output
+    assert "report.failed" in result.output and "run.crashed" not in result.output
+    assert not list(env.root.glob(".*.tmp")), "no temp file left behind"
+
+
+def test_dropped_connections_during_metrics_are_survived(
+    env: Env, mongo: MongoClient[dict[str, Any]]
+) -> None:
+    port = free_port()
+    proc = env.popen("watch", WATCH_INTERVAL="0.3", METRICS_PORT=str(port))
+    try:
+        wait_until(env.processed.exists, proc, 30)
+        with failpoint(mongo, 6, failCommands=["find", "aggregate"], closeConnection=True):
+            time.sleep(1.5)
+        write_json(env.inbound / "1.json", client_record(1))
+        wait_until((env.processed / "1.json").exists, proc, 30)
+    finally:
+        result, _ = stop(proc)
+    assert result.code == 0, result.output
+    assert "run.crashed" not in result.output and "Traceback" not in result.output
+
+
+def test_a_command_the_server_holds_does_not_stall_a_run(
+    env: Env, mongo: MongoClient[dict[str, Any]]
+) -> None:
+    env.collection.insert_one(tracos_doc(1))
+    started = time.monotonic()
+    with failpoint(mongo, 1, failCommands=["find"], blockConnection=True, blockTimeMS=60_000):
+        result = env.cli("outbound", MONGO_TIMEOUT_SECONDS="1", MONGO_RETRY_SECONDS="5")
+    took = time.monotonic() - started
+    assert took < 20, f"one held command stalled the run for {took:.0f}s"
+    assert result.code == 0, result.output
+    assert (env.outbound / "1.json").exists()
