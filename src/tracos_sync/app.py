@@ -3,8 +3,10 @@ builds the TracOS repository and the configured client connector, and runs the p
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,7 +25,7 @@ from pymongo.uri_parser import parse_uri
 from tracos_sync import connectors
 from tracos_sync.config import Settings, load_settings
 from tracos_sync.domain.dates import format_instant
-from tracos_sync.domain.errors import ConfigurationError, SyncError
+from tracos_sync.domain.errors import ConfigurationError, DatabaseUnavailable, SyncError
 from tracos_sync.domain.ports import ClientConnector, ClientSink, ClientSource, HealthCheck
 from tracos_sync.embedded import embedded_server
 from tracos_sync.logs import redact_text, uri_secrets
@@ -110,8 +112,26 @@ async def database_uri(settings: AppSettings) -> AsyncIterator[str]:
     if settings.mongo_embedded:
         async with embedded_server(settings.mongo_embedded_dir) as uri:
             yield uri
-    else:
-        yield settings.mongo_uri
+        return
+    if "mongo_uri" not in settings.model_fields_set:
+        await asyncio.to_thread(_refuse_unconfigured_default, settings.mongo_uri)
+    yield settings.mongo_uri
+
+
+def _refuse_unconfigured_default(uri: str) -> None:
+    """Nothing configured and nothing listening on the default address: say so at once, with
+    the ways out, rather than retrying for the whole budget. (A configured database that is
+    down is an outage, and is waited out.)"""
+    try:
+        with socket.create_connection(("localhost", 27017), timeout=1.0):
+            return
+    except ConnectionRefusedError:
+        raise DatabaseUnavailable(
+            f"nothing answers on {uri} and MONGO_URI is not set: set MONGO_URI, start the "
+            "embedded local server with --embedded (or MONGO_EMBEDDED=1), or try `make run`"
+        ) from None
+    except OSError:
+        return  # not a plain refusal: let the driver try, within its budget
 
 
 @contextlib.asynccontextmanager

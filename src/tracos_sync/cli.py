@@ -373,6 +373,23 @@ def progress_display(enabled: bool) -> Iterator[ProgressHook | None]:
         yield advance
 
 
+def with_default_command(argv: list[str], command: str) -> list[str]:
+    """``argv`` with ``command`` inserted when it names none, after the group's own options:
+    ``--embedded`` becomes ``run --embedded``, ``--env-file x`` becomes ``--env-file x run``."""
+    if any(arg in cli.commands for arg in argv):
+        return argv
+    leading: list[str] = []
+    rest = list(argv)
+    while rest and rest[0] in ("--env-file", "--help", "-h", "--version"):
+        option = rest.pop(0)
+        leading.append(option)
+        if option == "--env-file" and rest:
+            leading.append(rest.pop(0))
+        elif option != "--env-file":
+            return argv  # help and version answer for the whole command line
+    return [*leading, command, *rest]
+
+
 def main(argv: list[str] | None = None) -> None:
     # A file-size limit must fail the write (EFBIG), not kill the process.
     if hasattr(signal, "SIGXFSZ"):

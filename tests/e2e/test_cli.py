@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
 from typing import Any
 
+import pytest
 from pymongo import MongoClient
 
 from tests.builders import client_record, tracos_doc, write_json
 from tests.conftest import Env
 from tests.server import ROOT, free_port
+from tracos_sync.cli import with_default_command
 
 SUMMARY_KEYS = {
     "files",
@@ -211,3 +214,39 @@ def test_configuration_errors_follow_the_log_format_and_check_says_fail(env: Env
     checked = env.cli("check", BATCH_SIZE="0")
     assert checked.code == 2
     assert "FAIL  configuration" in checked.stdout and "BATCH_SIZE" in checked.stdout
+
+
+def test_unconfigured_and_nothing_on_the_default_says_so_at_once(env: Env) -> None:
+    with socket.socket() as probe:
+        if probe.connect_ex(("localhost", 27017)) == 0:
+            pytest.skip("something listens on the default MongoDB port here")
+    environ = env.environ()
+    del environ["MONGO_URI"]
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "src" / "main.py")],
+        cwd=env.root,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert time.monotonic() - started < 10
+    assert "MONGO_URI is not set" in proc.stderr and "--embedded" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], ["run"]),
+        (["--embedded"], ["run", "--embedded"]),
+        (["--dry-run", "--embedded"], ["run", "--dry-run", "--embedded"]),
+        (["--env-file", "x.env", "--embedded"], ["--env-file", "x.env", "run", "--embedded"]),
+        (["check", "--embedded"], ["check", "--embedded"]),
+        (["--help"], ["--help"]),
+    ],
+)
+def test_main_py_takes_the_options_of_run(argv: list[str], expected: list[str]) -> None:
+    assert with_default_command(argv, "run") == expected
