@@ -11,15 +11,22 @@ POETRY := $(TOOLS)/poetry/bin/python tools/poetry_simple_api.py
 SECANTUSD := $(TOOLS)/secantusdb/bin/secantusd-py
 export SECANTUSD_BIN ?= $(abspath $(SECANTUSD))
 
-.PHONY: help install tools run seed test faults lint format clean lock bench bench-memory
+.PHONY: help install tools run seed test faults lint format clean clean-data lock bench bench-memory
 
 help:
-	@echo "make run     one full sync on an embedded local server with sample data"
-	@echo "make test    the test suite (unit, property, end to end, faults)"
-	@echo "make lint    ruff + mypy --strict"
-	@echo "make bench   throughput against the raw limit and a naive baseline (N=5000)"
-	@echo "make seed    write sample data (embedded server unless MONGO_URI is set)"
-	@echo "make clean   remove local data, environments and caches"
+	@echo "make run           one full sync on an embedded local server, with sample data on first use"
+	@echo "make seed          write sample data (embedded server unless MONGO_URI is set)"
+	@echo "make test          the test suite (unit, property, end to end, faults)"
+	@echo "make faults        the fault tests only"
+	@echo "make lint          ruff + mypy --strict"
+	@echo "make format        apply ruff's fixes and formatting"
+	@echo "make bench         throughput against the raw limit and a naive baseline (N=5000)"
+	@echo "make bench-memory  peak memory of a large run (N=100000)"
+	@echo "make install       the project's environment (.venv, from poetry.lock)"
+	@echo "make tools         the embedded server's own environment (.tools/secantusdb)"
+	@echo "make lock          update poetry.lock from pyproject.toml"
+	@echo "make clean         remove environments and caches (keeps data/ and .data/)"
+	@echo "make clean-data    remove data/ (client files, archives, exports) and .data/ (embedded database)"
 
 $(TOOLS)/poetry/.installed:
 	$(PYTHON) -m venv $(TOOLS)/poetry
@@ -75,6 +82,11 @@ format: install
 	$(VENV)/bin/ruff check --fix src tests tools bench
 	$(VENV)/bin/ruff format src tests tools bench
 
+# Environments and caches only: the sample data and the embedded database are kept.
 clean:
-	rm -rf .data data $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Client files, archives, exports and the embedded database: everything a run wrote.
+clean-data:
+	rm -rf data .data
