@@ -11,10 +11,17 @@ from typing import Any
 
 from tracos_sync.domain.dates import InvalidDate, coerce_instant
 from tracos_sync.domain.model import WorkOrder
-from tracos_sync.domain.ports import ApplyResult, PendingExport, RefusedOrder, UnreadableDocument
+from tracos_sync.domain.ports import (
+    ApplyResult,
+    HealthCheck,
+    PendingExport,
+    RefusedOrder,
+    UnreadableDocument,
+)
 from tracos_sync.tracos.documents import (
     UnreadableDocumentError,
     insert_document,
+    native_document,
     read_document,
     storage_problem,
     update_fields,
@@ -86,6 +93,20 @@ class InMemoryWorkOrderRepository:
                 doc.update(isSynced=True, syncedAt=synced_at)
                 marked += 1
         return marked
+
+    async def health(self) -> list[HealthCheck]:
+        return [HealthCheck("database", True, f"in memory, {len(self.documents)} documents")]
+
+    async def holds_work_orders(self) -> bool:
+        return bool(self.documents)
+
+    async def seed(self, orders: Sequence[WorkOrder]) -> int:
+        stored = 0
+        for order in orders:
+            if self.by_number(order.number) is None:
+                self.insert_raw(native_document(order))
+                stored += 1
+        return stored
 
     async def oldest_unsynced_age(self) -> float | None:
         ages = []

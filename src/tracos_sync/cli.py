@@ -321,8 +321,7 @@ async def _run_seed(env_file: str, if_empty: bool, force: bool, embedded: bool) 
         nonlocal refused
         async with open_repository(runtime) as repository:
             await repository.prepare()
-            collection = repository.raw_collection
-            result = await seed(collection, inbound, if_empty, force)
+            result = await seed(repository, inbound, if_empty, force)
             if result.refused:
                 refused = True
                 log.error(

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from pymongo.asynchronous.collection import AsyncCollection
 
 from tracos_sync.domain.dates import format_instant, normalise
+from tracos_sync.domain.model import Status, WorkOrder
+from tracos_sync.domain.ports import WorkOrderRepository
 
-TRACOS_STATUSES = ["pending", "in_progress", "completed", "on_hold", "cancelled"]
+TRACOS_STATUSES = list(Status)
 CLIENT_FLAGS = ["isPending", "isDone", "isOnHold", "isCanceled", None]
 SAMPLES = 10
 CLIENT_FIRST_NUMBER = 101
@@ -30,23 +31,23 @@ class SeedResult:
     refused: bool = False  # data was there and neither --if-empty nor --force was given
 
 
-def tracos_documents(now: datetime) -> list[dict[str, Any]]:
-    docs = []
+def tracos_work_orders(now: datetime) -> list[WorkOrder]:
+    orders = []
     for i in range(1, SAMPLES + 1):
         created = normalise(now - timedelta(days=30 - i, hours=i))
-        docs.append(
-            {
-                "number": i,
-                "status": TRACOS_STATUSES[(i - 1) % len(TRACOS_STATUSES)],
-                "title": f"Example work order {i}",
-                "description": f"Example work order {i} created in TracOS",
-                "createdAt": created,
-                "updatedAt": created + timedelta(days=1),
-                "deleted": i == SAMPLES,
-                "deletedAt": created + timedelta(days=1) if i == SAMPLES else None,
-            }
+        orders.append(
+            WorkOrder(
+                number=i,
+                status=TRACOS_STATUSES[(i - 1) % len(TRACOS_STATUSES)],
+                title=f"Example work order {i}",
+                description=f"Example work order {i} created in TracOS",
+                created_at=created,
+                updated_at=created + timedelta(days=1),
+                deleted=i == SAMPLES,
+                deleted_at=created + timedelta(days=1) if i == SAMPLES else None,
+            )
         )
-    return docs
+    return orders
 
 
 def client_records(now: datetime) -> list[dict[str, Any]]:
@@ -87,7 +88,7 @@ def _write_new(path: Path, data: bytes) -> bool:
 
 
 async def seed(
-    collection: AsyncCollection[dict[str, Any]],
+    repository: WorkOrderRepository,
     inbound: Path,
     if_empty: bool,
     force: bool = False,
@@ -96,7 +97,7 @@ async def seed(
     client files carrying numbers TracOS already holds would overwrite real work orders on the
     next run (they are newer)."""
     has_files = await asyncio.to_thread(_holds_work_order_files, inbound)
-    has_documents = await collection.find_one({}, {"_id": 1}) is not None
+    has_documents = await repository.holds_work_orders()
     if has_files or has_documents:
         if if_empty:
             return SeedResult(skipped=True)
@@ -104,11 +105,7 @@ async def seed(
             return SeedResult(refused=True)
     now = datetime.now(UTC)
     result = SeedResult()
-    for doc in tracos_documents(now):
-        outcome = await collection.update_one(
-            {"number": doc["number"]}, {"$setOnInsert": doc}, upsert=True
-        )
-        result.documents += 1 if outcome.upserted_id is not None else 0
+    result.documents = await repository.seed(tracos_work_orders(now))
     result.files = await asyncio.to_thread(_write_client_files, inbound, now)
     return result
 

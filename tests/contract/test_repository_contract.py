@@ -121,3 +121,27 @@ async def test_marks_are_conditional_on_the_exported_version(store: Store) -> No
     assert await store.repo.mark_synced(exports, NOW) == 1
     left = [i.order.number for i in await pending(store.repo)]
     assert left == [2]
+
+
+async def test_seed_stores_absent_numbers_unsynced_and_reports_backlog_age(store: Store) -> None:
+    assert not await store.repo.holds_work_orders()
+    assert await store.repo.oldest_unsynced_age() is None
+    await store.insert_raw(tracos_doc(2, title="kept"))
+    stored = await store.repo.seed([order(1), order(2, title="sample")])
+    assert stored == 1
+    assert await store.repo.holds_work_orders()
+    one, two = await store.find(1), await store.find(2)
+    assert one is not None and "isSynced" not in one, "stored as TracOS writes it: unsynced"
+    assert two is not None and two["title"] == "kept", "an existing number is left alone"
+    age = await store.repo.oldest_unsynced_age()
+    assert age is not None and age >= (datetime.now(UTC) - T0).total_seconds() - 5
+
+
+async def test_refuses_what_it_cannot_store_and_applies_the_rest(store: Store) -> None:
+    await store.insert_raw(tracos_doc(3, updatedAt="garbage", isSynced=True))
+    bad_text = order(1, title="bad \ud800")
+    result = await store.repo.apply([bad_text, order(2), order(3, T0 + timedelta(days=9))], NOW)
+    assert result.inserted == 1
+    assert {r.position for r in result.refused} == {0, 2}
+    assert await store.find(1) is None
+    assert (await store.find(3) or {})["title"] != "t", "an unreadable version is not older"

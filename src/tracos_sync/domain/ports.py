@@ -149,6 +149,15 @@ class WorkOrderRepository(Protocol):
     async def mark_synced(self, exports: Sequence[PendingExport], synced_at: datetime) -> int:
         """Mark exported orders synced, each only if unchanged since read; returns how many."""
 
+    async def health(self) -> list[HealthCheck]:
+        """Reachability, version, indexes and the unsynced backlog, one line each."""
+
+    async def holds_work_orders(self) -> bool: ...
+
+    async def seed(self, orders: Sequence[WorkOrder]) -> int:
+        """Store sample work orders as TracOS itself writes them (not synced), each number only
+        if absent; returns how many were stored."""
+
     async def oldest_unsynced_age(self) -> float | None:
         """Seconds since the oldest unsynced work order was last updated (None: none waits)."""
 

@@ -66,6 +66,13 @@ def insert_document(order: WorkOrder, synced_at: datetime) -> dict[str, Any]:
     }
 
 
+def native_document(order: WorkOrder) -> dict[str, Any]:
+    """A document as TracOS itself writes one: no ``isSynced``, so it is waiting to go out."""
+    doc = insert_document(order, order.updated_at)
+    del doc["isSynced"], doc["syncedAt"]
+    return doc
+
+
 def update_fields(order: WorkOrder, synced_at: datetime) -> dict[str, Any]:
     """What an inbound update sets: never ``createdAt`` or ``description``. Marked synced so that
     what came from the client does not echo back to it."""

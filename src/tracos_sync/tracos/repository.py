@@ -40,6 +40,7 @@ from .documents import (
     EXPORT_PROJECTION,
     UnreadableDocumentError,
     insert_document,
+    native_document,
     read_document,
     storage_problem,
     update_fields,
@@ -124,8 +125,25 @@ class MongoWorkOrderRepository:
 
     @property
     def raw_collection(self) -> AsyncCollection[Doc]:
-        """The collection itself, for tools (seeding, checks) that are not part of the sync."""
+        """The collection itself, for tests that play another writer. Not part of the port."""
         return self._collection
+
+    async def holds_work_orders(self) -> bool:
+        found = await self._retrier.call(
+            "look for work orders", lambda: self._collection.find_one({}, {"_id": 1})
+        )
+        return found is not None
+
+    async def seed(self, orders: Sequence[WorkOrder]) -> int:
+        operations = [
+            UpdateOne({"number": o.number}, {"$setOnInsert": native_document(o)}, upsert=True)
+            for o in orders
+        ]
+
+        async def write() -> int:
+            return (await self._durable.bulk_write(operations, ordered=False)).upserted_count
+
+        return await self._retrier.call("write sample work orders", write)
 
     # -- inbound -------------------------------------------------------------------------------
 
