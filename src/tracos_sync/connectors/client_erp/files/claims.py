@@ -1,78 +1,173 @@
 """Claims: a folder of this instance's own under ``<inbound>/.claims/`` into which inbound files are
 renamed before they are read, so that several instances sharing one inbound folder each take a
-file exactly once. A claim folder left by a dead instance is put back at start-up."""
+file exactly once.
+
+Ownership does not rest on process ids (reused, and every container's first process is pid 1):
+each instance holds an OS lock (``flock``) on its claim folder itself for its lifetime. A
+folder whose lock can be taken has no live owner on this host; the recoverer keeps that lock while
+it puts the files back, so several instances recovering at once each skip what another holds.
+``flock`` does not reach other hosts over a network file system, so a folder named after another
+host is taken back only once it is also stale: its owner touches it every
+``CLAIM_STALE_SECONDS / 4`` (at most every minute) while it lives, idle or not."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import secrets
 import socket
+import threading
 import time
 from pathlib import Path
 
 import structlog
 
-from .fsops import move_no_clobber
+from .fsops import move_no_clobber, same_file
 
 log = structlog.get_logger("tracos_sync.files")
 
 CLAIMS_FOLDER = ".claims"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+HEARTBEAT_MAX_SECONDS = 60.0
 
 
 class ClaimFolder:
-    """This instance's claim folder and the recovery of abandoned ones."""
+    """This instance's claim folder, kept alive and recreated if it vanishes, and the recovery of
+    abandoned ones."""
 
     def __init__(self, inbound: Path, stale_seconds: float) -> None:
         self._inbound = inbound
         self._stale_seconds = stale_seconds
         self._host = socket.gethostname().replace("-", "_")
         self.root = inbound / CLAIMS_FOLDER
-        self.path = self.root / f"{self._host}-{os.getpid()}-{secrets.token_hex(4)}"
+        self.name = f"{self._host}-{os.getpid()}-{secrets.token_hex(4)}"
+        self.path = self.root / self.name
+        self._lock_fd: int | None = None
+        self._guard = threading.Lock()
+        self._stopping = threading.Event()
+        self._heartbeat: threading.Thread | None = None
 
     def open(self) -> None:
         """Create the claims root, put back abandoned claims, create our own folder."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.recover_abandoned()
-        self.path.mkdir()
+        with self._guard:
+            self._create()
+        interval = min(self._stale_seconds / 4, HEARTBEAT_MAX_SECONDS)
+        self._heartbeat = threading.Thread(
+            target=self._beat, args=(interval,), name="claim-heartbeat", daemon=True
+        )
+        self._heartbeat.start()
+
+    def _create(self) -> None:
+        """Build the folder under a hidden name with its lock taken, then rename it into view, so
+        that no recoverer ever sees it unlocked."""
+        staging = self.root / f".{self.name}.new"
+        staging.mkdir()
+        fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # a recoverer may look at it for an instant
+            os.rename(staging, self.path)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._release_lock()
+        self._lock_fd = fd
+
+    def _beat(self, interval: float) -> None:
+        while not self._stopping.wait(interval):
+            try:
+                self.ensure()
+            except OSError as exc:  # a folder problem; the next claim reports it too
+                log.warning("inbound.claim_heartbeat_failed", claim=self.name, reason=str(exc))
+
+    def ensure(self) -> None:
+        """Show we are alive (touch the folder); if another host's run removed
+        our folder as stale meanwhile, say so and recreate it."""
+        with self._guard:
+            if self._stopping.is_set():
+                return
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(self.path)
+                return
+            log.warning(
+                "inbound.claim_folder_vanished",
+                claim=self.name,
+                reason="removed by another instance as stale; recreated",
+            )
+            self.root.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):  # a staging folder left by a failure
+                (self.root / f".{self.name}.new").rmdir()
+            self._create()
 
     def recover_abandoned(self) -> None:
         """Put back files claimed by an instance that died before archiving them."""
         for entry in os.scandir(self.root):
-            if not entry.is_dir(follow_symlinks=False):
-                continue
-            host, _, rest = entry.name.partition("-")
-            pid_text = rest.partition("-")[0]
-            if host == self._host and pid_text.isdigit():
-                abandoned = not _pid_alive(int(pid_text))
-            else:  # another machine's claim: abandoned once untouched for long enough
-                abandoned = time.time() - entry.stat().st_mtime > self._stale_seconds
-            if not abandoned:
-                continue
-            folder = Path(entry.path)
-            for claimed in os.scandir(folder):
-                with contextlib.suppress(FileNotFoundError):
-                    back = move_no_clobber(Path(claimed.path), self._inbound, claimed.name)
-                    log.warning("inbound.claim_recovered", file=back.name, claim=entry.name)
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+            if entry.name != self.name and entry.is_dir(follow_symlinks=False):
+                self._recover(Path(entry.path))
+
+    def _recover(self, folder: Path) -> None:
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return  # removed meanwhile, or not ours to touch
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # its owner lives, or another instance is recovering it now
+            try:
+                if not same_file(os.fstat(fd), os.stat(folder, follow_symlinks=False)):
+                    return
+            except FileNotFoundError:
+                return  # the recoverer that held it before us has removed it
+            if self._abandoned(folder):
+                self._put_back_all(folder)
+        finally:
+            os.close(fd)
+
+    def _abandoned(self, folder: Path) -> bool:
+        """Called with the folder's lock held: free means no owner on this host."""
+        host = folder.name.partition("-")[0]
+        if folder.name.startswith("."):  # a staging folder: only if its creator died long ago
+            return self._stale(folder)
+        if host == self._host:
+            return True
+        return self._stale(folder)  # flock may not reach that host: also wait for staleness
+
+    def _stale(self, folder: Path) -> bool:
+        try:
+            touched = os.stat(folder).st_mtime
+        except OSError:
+            return False
+        return time.time() - touched > self._stale_seconds
+
+    def _put_back_all(self, folder: Path) -> None:
+        for claimed in os.scandir(folder):
+            with contextlib.suppress(FileNotFoundError):
+                back = move_no_clobber(Path(claimed.path), self._inbound, claimed.name)
+                log.warning("inbound.claim_recovered", file=back.name, claim=folder.name)
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.path.rmdir()
+        self._stopping.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
+        with self._guard:
+            with contextlib.suppress(OSError):
+                self.path.rmdir()
+            self._release_lock()
 
 
 def count_claimed(inbound: Path) -> int:
     """Files held in any claim folder (running or crashed instances)."""
     claims = inbound / CLAIMS_FOLDER
-    return sum(1 for p in claims.rglob("*") if p.is_file()) if claims.is_dir() else 0
+    if not claims.is_dir():
+        return 0
+    return sum(1 for p in claims.rglob("*") if p.is_file())

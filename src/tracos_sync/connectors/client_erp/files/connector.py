@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,11 +16,12 @@ import structlog
 from tracos_sync.config import load_settings
 from tracos_sync.domain.ports import Backlog, HealthCheck
 
+from .archive import SIDECAR_SUFFIX, rejected_files
 from .claims import count_claimed
 from .fsops import move_no_clobber
 from .settings import FolderSettings
 from .sink import FolderSink
-from .source import SIDECAR_SUFFIX, FolderSource, waiting_files
+from .source import FolderSource, waiting_files
 
 log = structlog.get_logger("tracos_sync.files")
 
@@ -57,19 +59,19 @@ class FolderConnector:
         if checks[0].ok and s.data_inbound_dir.is_dir():
             waiting = len(waiting_files(s))
             claimed = count_claimed(s.data_inbound_dir)
-            quarantined = (
-                sum(1 for p in s.rejected_dir.glob("*.json") if not p.name.endswith(SIDECAR_SUFFIX))
-                if s.rejected_dir.is_dir()
-                else 0
-            )
+            quarantined, orphans = rejected_files(s.rejected_dir)
+            lost = f" ({len(orphans)} reasons without their file)" if orphans else ""
             checks.append(
                 HealthCheck(
                     "inbound files",
                     True,
                     f"{waiting} waiting, {claimed} claimed by running or crashed instances, "
-                    f"{quarantined} quarantined in rejected/",
+                    f"{len(quarantined)} quarantined in rejected/{lost}",
                 )
             )
+            for label, folder in (("processed", s.processed_dir), ("rejected", s.rejected_dir)):
+                if folder.is_dir():
+                    checks.append(_archive_check(label, s.data_inbound_dir, folder))
         return checks
 
     async def backlog(self) -> Backlog:
@@ -96,9 +98,10 @@ class FolderConnector:
             return []
         wanted = set(names)
         moved = []
-        for path in sorted(rejected.glob("*.json")):
-            if path.name.endswith(SIDECAR_SUFFIX) or (wanted and path.name not in wanted):
+        for name in rejected_files(rejected)[0]:
+            if wanted and name not in wanted:
                 continue
+            path = rejected / name
             sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
             original = path.name
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
@@ -112,6 +115,30 @@ class FolderConnector:
         for name in sorted(missing):
             log.warning("replay.not_found", file=name, folder=str(rejected))
         return moved
+
+
+def _archive_check(label: str, inbound: Path, folder: Path) -> HealthCheck:
+    """Move a probe file from inbound to ``folder`` the way archiving does (also across file
+    systems), then remove it."""
+    what = f"archiving to {label}/"
+    try:
+        fd, probe = tempfile.mkstemp(dir=inbound, prefix=".tracos-check.", suffix=".tmp")
+        os.close(fd)
+    except OSError as exc:
+        return HealthCheck(what, False, f"cannot create a file in {inbound}: {exc.strerror}")
+    moved: Path | None = None
+    try:
+        moved = move_no_clobber(Path(probe), folder, Path(probe).name)
+        across = os.stat(inbound).st_dev != os.stat(folder).st_dev
+    except OSError as exc:
+        return HealthCheck(what, False, f"cannot move a file into {folder}: {exc.strerror}")
+    finally:
+        for leftover in (Path(probe), moved):
+            if leftover is not None:
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+    how = "by copy, another file system" if across else "by rename"
+    return HealthCheck(what, True, f"a file moves from inbound to {folder} ({how})")
 
 
 def _folder_check(label: str, folder: Path) -> HealthCheck:

@@ -1,13 +1,39 @@
-"""File primitives that never lose or overwrite a file: durable writes and no-clobber moves."""
+"""File primitives that never lose, overwrite or duplicate a file: durable writes, exclusive
+creation and no-clobber moves that are atomic where the file system allows it and recoverable
+where it does not."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import fcntl
+import functools
+import hashlib
 import os
+import re
+import stat
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger("tracos_sync.files")
+
+TEMP_SUFFIX = ".tmp"
+# mkstemp's temp names: "." + name + "." + 8 random characters + ".tmp" (see _temp_prefix).
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$", re.DOTALL)
+_TEMP_OVERHEAD = 1 + 1 + 8 + len(TEMP_SUFFIX)
+# A temp file this old whose lock is free has no live writer, on this host or on another one.
+TEMP_STALE_SECONDS = 600.0
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+# renameat2 is missing, or the file system does not implement RENAME_NOREPLACE.
+_NO_RENAMEAT2 = (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP)
+# The file system has no hard links (some network or FAT file systems).
+_NO_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP)
 
 
 def fsync_dir(path: Path) -> None:
@@ -16,6 +42,27 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@functools.lru_cache(maxsize=64)
+def name_max(folder: Path) -> int:
+    """The longest file name, in bytes, that ``folder``'s file system accepts."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def fit_name(name: str, limit: int) -> str:
+    """``name`` if it is at most ``limit`` bytes, else a deterministic shorter one: its start, a
+    hash of the whole name and its extension (``<start>~h<hash>.json``)."""
+    raw = os.fsencode(name)
+    if len(raw) <= limit:
+        return name
+    ext = b".json" if raw.endswith(b".json") else b""
+    digest = b"~h" + hashlib.sha256(raw).hexdigest()[:12].encode()
+    keep = max(limit - len(digest) - len(ext), 1)
+    return os.fsdecode(raw[:keep] + digest + ext)
 
 
 def free_names(name: str) -> Iterable[str]:
@@ -28,42 +75,216 @@ def free_names(name: str) -> Iterable[str]:
         n += 1
 
 
-def move_no_clobber(src: Path, dst_dir: Path, name: str) -> Path:
-    """Move ``src`` into ``dst_dir`` under ``name`` or the first free variant; never overwrites.
-
-    A hard link fails atomically when the target exists, which a plain rename cannot do. Links
-    are not followed, so a symlink is moved as itself.
-    """
+def candidate_names(name: str, folder: Path, reserve: int = 0) -> Iterable[str]:
+    """:func:`free_names`, each shortened so that ``reserve`` more bytes still fit in a name."""
+    limit = name_max(folder) - reserve
     for candidate in free_names(name):
-        target = dst_dir / candidate
-        try:
-            os.link(src, target, follow_symlinks=False)
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
-                raise
-            # No hard links here (some network or FAT file systems): check, then rename.
-            if os.path.lexists(target):
-                continue
-            os.replace(src, target)
-            return target
+        yield fit_name(candidate, limit)
+
+
+def _renameat2_noreplace() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):  # not glibc >= 2.28
+        return None
+    int_, path = ctypes.c_int, ctypes.c_char_p
+    function.argtypes = [int_, path, int_, path, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+_renameat2 = _renameat2_noreplace()
+
+
+def _rename_noreplace(src: Path, target: Path) -> bool:
+    """Rename atomically unless ``target`` exists (FileExistsError); False when unsupported."""
+    if _renameat2 is None:
+        return False
+    if _renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE):
+        code = ctypes.get_errno()
+        if code in _NO_RENAMEAT2:
+            return False
+        raise OSError(code, os.strerror(code), str(src), None, str(target))
+    return True
+
+
+def same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def already_there(src: Path, target: Path) -> bool:
+    """``target`` is ``src`` already: a move half done by a killed process (link made, source not
+    yet unlinked), or a cross-device copy finished but its source not yet removed."""
+    try:
+        a, b = os.stat(src, follow_symlinks=False), os.stat(target, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    if same_file(a, b):
+        return True
+    if a.st_dev == b.st_dev or not (stat.S_ISREG(a.st_mode) and stat.S_ISREG(b.st_mode)):
+        return False
+    if (a.st_size, a.st_mtime_ns) != (b.st_size, b.st_mtime_ns):  # a copy keeps both
+        return False
+    return src.read_bytes() == target.read_bytes()
+
+
+def _unlink_moved(src: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):  # another recoverer finished the same move
         os.unlink(src)
-        return target
+
+
+def place_no_clobber(src: Path, target: Path) -> bool:
+    """Move ``src`` to ``target`` unless ``target`` holds another file (then False). Never
+    overwrites; a kill at any instant leaves ``src`` and/or ``target``, and a retry finishes the
+    move instead of making a second copy."""
+    try:
+        if _rename_noreplace(src, target):
+            return True
+        os.link(src, target, follow_symlinks=False)  # fails atomically when target exists
+    except FileExistsError:
+        if not already_there(src, target):
+            return False
+    except OSError as exc:
+        if exc.errno == errno.EXDEV:
+            return _copy_across(src, target)
+        if exc.errno not in _NO_LINKS:
+            raise
+        # No hard links and no renameat2: check, then rename (the only non-atomic path).
+        if os.path.lexists(target):
+            if not already_there(src, target):
+                return False
+        else:
+            os.rename(src, target)
+            return True
+    _unlink_moved(src)
+    return True
+
+
+def move_no_clobber(src: Path, dst_dir: Path, name: str, reserve: int = 0) -> Path:
+    """Move ``src`` into ``dst_dir`` under ``name`` or the first free variant (shortened to fit
+    with ``reserve`` bytes to spare); never overwrites. Links are not followed: a symlink is
+    moved as itself."""
+    for candidate in candidate_names(name, dst_dir, reserve):
+        target = dst_dir / candidate
+        if place_no_clobber(src, target):
+            return target
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename: the reader sees the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _copy_across(src: Path, target: Path) -> bool:
+    """Another file system: copy to a private temp name beside ``target``, fsync, rename it into
+    place without replacing, then remove the source. A kill leaves the source (and maybe the
+    complete copy, recognised by :func:`already_there` on retry), never a partial target."""
+    info = os.stat(src, follow_symlinks=False)
+    fd, tmp_name = _mkstemp(target)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            if stat.S_ISLNK(info.st_mode):  # a link is moved as itself
+                out.close()
+                os.unlink(tmp)
+                os.symlink(os.readlink(src), tmp)
+            else:
+                with open(src, "rb") as source:
+                    while chunk := source.read(1 << 20):
+                        out.write(chunk)
+                out.flush()
+                os.fchmod(out.fileno(), stat.S_IMODE(info.st_mode))
+                os.utime(out.fileno(), ns=(info.st_atime_ns, info.st_mtime_ns))
+                os.fsync(out.fileno())
+        try:
+            placed = place_no_clobber(tmp, target)
+        except FileExistsError:
+            placed = False
+        if not placed:
+            os.unlink(tmp)
+            if not already_there(src, target):
+                return False
+        fsync_dir(target.parent)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _unlink_moved(src)
+    return True
+
+
+def _mkstemp(path: Path) -> tuple[int, str]:
+    """A private (0600) temp file beside ``path``, locked while its writer lives so that
+    :func:`remove_stale_temps` never takes a live writer's file."""
+    short = fit_name(path.name, name_max(path.parent) - _TEMP_OVERHEAD)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{short}.", suffix=TEMP_SUFFIX)
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd, tmp
+
+
+def _write_temp(path: Path, data: bytes) -> str:
+    fd, tmp = _mkstemp(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
             os.fchmod(handle.fileno(), 0o644)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Temp file in the same folder, fsync, rename: the reader sees the old file or the new one."""
+    tmp = _write_temp(path, data)
+    try:
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def create_exclusively(path: Path, data: bytes) -> None:
+    """Create ``path`` complete (temp, fsync, no-replace rename) or not at all; FileExistsError
+    if it exists. Never replaces anything."""
+    tmp = Path(_write_temp(path, data))
+    try:
+        if not place_no_clobber(tmp, path):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def remove_stale_temps(folder: Path, older_than: float = TEMP_STALE_SECONDS) -> int:
+    """Remove our private temp files (``.<name>.<random>.tmp``) left in ``folder`` by a killed
+    writer: only those untouched for ``older_than`` seconds whose lock is free (a live writer on
+    this host holds it). Returns how many were removed."""
+    removed = 0
+    cutoff = time.time() - older_than
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if not _TEMP_NAME.match(entry.name):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode) or info.st_mtime > cutoff:
+                continue
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if same_file(os.fstat(fd), os.stat(entry.path, follow_symlinks=False)):
+                os.unlink(entry.path)
+                removed += 1
+                log.info("files.stale_temp_removed", file=entry.name, folder=str(folder))
+        except OSError:
+            continue  # a live writer holds it, or it went away meanwhile
+        finally:
+            os.close(fd)
+    return removed

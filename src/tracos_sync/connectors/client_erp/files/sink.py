@@ -13,7 +13,7 @@ from tracos_sync.domain.model import WorkOrder
 from tracos_sync.domain.ports import Delivery
 
 from ..translate import to_client
-from .fsops import fsync_dir, write_atomically
+from .fsops import fsync_dir, remove_stale_temps, write_atomically
 from .settings import FolderSettings
 
 WRITE_THREADS = 8
@@ -33,6 +33,7 @@ class FolderSink:
             return
         try:
             await asyncio.to_thread(self._outbound.mkdir, parents=True, exist_ok=True)
+            await asyncio.to_thread(remove_stale_temps, self._outbound)  # a killed writer's
         except OSError as exc:
             raise DestinationUnwritable(
                 f"outbound folder {self._outbound} cannot be created: {exc.strerror or exc}"

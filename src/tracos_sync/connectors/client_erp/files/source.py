@@ -10,27 +10,24 @@ import os
 import stat
 import time
 from collections.abc import AsyncGenerator, Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import orjson
 import structlog
 
-from tracos_sync.domain.dates import format_instant
 from tracos_sync.domain.errors import DestinationUnwritable
 from tracos_sync.domain.model import Problem
 from tracos_sync.domain.ports import InboundUnit
-from tracos_sync.domain.text import printable
 
 from ..codec import RecordDecoder
+from .archive import SIDECAR_SUFFIX, folder_writable, reject
 from .claims import ClaimFolder
-from .fsops import fsync_dir, move_no_clobber, write_atomically
+from .fsops import fsync_dir, move_no_clobber, remove_stale_temps
 from .settings import FolderSettings
 
 log = structlog.get_logger("tracos_sync.files")
 
-SIDECAR_SUFFIX = ".error.json"
+__all__ = ["SIDECAR_SUFFIX", "FolderSource", "waiting_files"]
 
 
 class FolderSource:
@@ -58,9 +55,19 @@ class FolderSource:
             ):
                 folder.mkdir(parents=True, exist_ok=True)
             self._claims.open()
+            for folder in (self._settings.processed_dir, self._settings.rejected_dir):
+                remove_stale_temps(folder)  # a killed instance's copies across file systems
         except OSError as exc:
             raise DestinationUnwritable(
                 f"inbound folder {self._inbound} is not usable: {exc.strerror or exc}"
+            ) from exc
+
+    def _refresh_claims(self) -> None:
+        try:
+            self._claims.ensure()
+        except OSError as exc:
+            raise DestinationUnwritable(
+                f"claim folder {self._claim_dir} cannot be recreated: {exc.strerror or exc}"
             ) from exc
 
     def _candidates(self) -> list[str]:
@@ -69,6 +76,8 @@ class FolderSource:
     async def batches(self, max_records: int) -> AsyncGenerator[list[InboundUnit], None]:
         """Batches of claimed, decoded files. The next batch is claimed and decoded in a worker
         thread while the consumer applies the current one."""
+        if not self._dry_run:
+            await asyncio.to_thread(self._refresh_claims)
         names = iter(await asyncio.to_thread(self._candidates))
         loop = asyncio.get_running_loop()
 
@@ -103,14 +112,17 @@ class FolderSource:
                 break
         return units
 
-    def _claim_and_read(self, name: str) -> InboundUnit | None:
+    def _claim_and_read(self, name: str, again: bool = True) -> InboundUnit | None:
         if self._dry_run:
             return self._read_in_place(name)
         claimed = self._claim_dir / name
         try:
             os.rename(self._inbound / name, claimed)
         except FileNotFoundError:
-            return None  # another instance took it first
+            if self._claim_dir.is_dir() or not again:
+                return None  # another instance took it first
+            self._refresh_claims()  # removed by another host as stale: recreated, loudly
+            return self._claim_and_read(name, again=False)
         except OSError as exc:
             log.warning("inbound.file_left", file=name, reason=f"cannot claim: {exc.strerror}")
             return None
@@ -192,14 +204,17 @@ class FolderSource:
         await asyncio.to_thread(self._archive, units)
 
     def _archive(self, units: Sequence[InboundUnit]) -> None:
+        """Archive each unit; one that fails for a reason of its own (its name, its permissions)
+        is given back for the next run and costs only itself. Only a folder that refuses every
+        file stops the run."""
         processed, rejected = self._settings.processed_dir, self._settings.rejected_dir
         for position, unit in enumerate(units):
             claimed = unit.handle
             assert isinstance(claimed, Path)
+            folder = rejected if unit.problems else processed
             try:
                 if unit.problems:
-                    archived = move_no_clobber(claimed, rejected, unit.name)
-                    self._write_sidecar(archived, unit)
+                    archived = reject(claimed, rejected, unit.name, unit.problems)
                     log.warning(
                         "inbound.file_rejected",
                         file=unit.name,
@@ -211,24 +226,23 @@ class FolderSource:
                     archived = move_no_clobber(claimed, processed, unit.name)
                     log.debug("inbound.file_processed", file=unit.name, archived_as=archived.name)
             except OSError as exc:
-                # The records are durable; the file goes back and is archived (as stale) next run.
-                self._release(units[position:])
-                raise DestinationUnwritable(
-                    f"cannot archive {unit.name}: {exc.strerror or exc}"
-                ) from exc
+                if not folder_writable(folder):
+                    # The records are durable; the files go back and are archived (as stale)
+                    # next run.
+                    self._release(units[position:])
+                    raise DestinationUnwritable(
+                        f"cannot archive {unit.name} in {folder}: {exc.strerror or exc}"
+                    ) from exc
+                log.error(
+                    "inbound.archive_failed",
+                    file=unit.name,
+                    folder=str(folder),
+                    reason=f"{exc.strerror or exc}; left for the next run",
+                )
+                self._put_back(claimed, unit.name)
         for folder in (processed, rejected):
             with contextlib.suppress(OSError):
                 fsync_dir(folder)
-
-    def _write_sidecar(self, archived: Path, unit: InboundUnit) -> None:
-        report = {
-            "file": printable(unit.name),
-            "archivedAs": printable(archived.name),
-            "rejectedAt": format_instant(datetime.now(UTC)),
-            "problems": [p.as_dict() for p in unit.problems],
-        }
-        sidecar = archived.with_name(archived.name + SIDECAR_SUFFIX)
-        write_atomically(sidecar, orjson.dumps(report, option=orjson.OPT_INDENT_2))
 
     async def release(self, units: Sequence[InboundUnit]) -> None:
         if not self._dry_run:
