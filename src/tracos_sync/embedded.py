@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -27,6 +28,10 @@ from tracos_sync.domain.errors import ConfigurationError, FatalError
 log = structlog.get_logger("tracos_sync.embedded")
 BINARY = "secantusd-py"
 START_TIMEOUT = 60.0
+# How long a second run waits for the one holding the local server (its data folder admits one
+# server at a time) before saying so and giving up.
+LOCK_WAIT_SECONDS = 60.0
+STOP_TIMEOUT = 15.0
 
 
 def find_server_binary() -> str:
@@ -53,22 +58,70 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def embedded_server(data_dir: Path) -> AsyncIterator[str]:
-    """Start the server on a free loopback port with its data in ``data_dir``; yield its URI."""
-    port = free_port()
-    log_path = data_dir.parent / "secantusd.log"
-    process = await asyncio.to_thread(_spawn, find_server_binary(), data_dir, port, log_path)
-    uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+async def embedded_server(
+    data_dir: Path, wait_seconds: float = LOCK_WAIT_SECONDS
+) -> AsyncIterator[str]:
+    """Start the server on a free loopback port with its data in ``data_dir``; yield its URI.
+    Runs that overlap take turns: the server's data folder admits one server at a time."""
+    async with _server_lock(data_dir, wait_seconds) as lock_fd:
+        port = free_port()
+        log_path = data_dir.parent / "secantusd.log"
+        binary = find_server_binary()
+        process = await asyncio.to_thread(_spawn, binary, data_dir, port, log_path, lock_fd)
+        uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+        try:
+            await _wait_until_ready(uri, process, log_path)
+            log.info("embedded.started", port=port, data=str(data_dir), pid=process.pid)
+            yield uri
+        finally:
+            await asyncio.to_thread(_stop, process, port)
+            log.info("embedded.stopped", port=port)
+
+
+@contextlib.asynccontextmanager
+async def _server_lock(data_dir: Path, wait_seconds: float) -> AsyncIterator[int]:
+    """Hold ``<data_dir>/../secantusd.lock`` while the server runs; wait, bounded and said once,
+    for another run's. An ``flock``: the kernel releases it however the holders end, and the
+    server inherits it, so a server left running by a killed run still holds its data."""
+    lock_path = data_dir.parent / "secantusd.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        await _wait_until_ready(uri, process, log_path)
-        log.info("embedded.started", port=port, data=str(data_dir), pid=process.pid)
-        yield uri
+        deadline = time.monotonic() + wait_seconds
+        waiting = False
+        while not _try_lock(fd):
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            if not waiting:
+                waiting = True
+                log.info(
+                    "embedded.waiting",
+                    reason=f"another tracos-sync run (pid {holder}) or its server holds the "
+                    f"local server's data in {data_dir}; waiting up to {wait_seconds:g}s",
+                )
+            if time.monotonic() >= deadline:
+                raise FatalError(
+                    f"another tracos-sync run (pid {holder}) or its server holds the local "
+                    f"server's data in {data_dir} ({lock_path}); try again when it ends"
+                )
+            await asyncio.sleep(0.1)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield fd
     finally:
-        _stop(process)
-        log.info("embedded.stopped", port=port)
+        os.close(fd)
 
 
-def _spawn(binary: str, data_dir: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _spawn(
+    binary: str, data_dir: Path, port: int, log_path: Path, lock_fd: int
+) -> subprocess.Popen[bytes]:
     data_dir.mkdir(parents=True, exist_ok=True)
     # An explicit (empty) config: otherwise a stray ./secantusd.toml would be read.
     config = data_dir.parent / "secantusd.toml"
@@ -92,6 +145,7 @@ def _spawn(binary: str, data_dir: Path, port: int, log_path: Path) -> subprocess
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            pass_fds=(lock_fd,),
         )
 
 
@@ -124,12 +178,21 @@ async def _wait_until_ready(uri: str, process: subprocess.Popen[bytes], log_path
         await client.close()
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def _stop(process: subprocess.Popen[bytes], port: int) -> None:
+    """SIGTERM, then wait for the process to end: no fixed sleep. SecantusDB's accept loop only
+    sees the stop request when a connection arrives (closing a listening socket does not wake a
+    blocked ``accept``; it would otherwise wait out a 2 s join), so knock until it has exited."""
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.05):
+            pass
+        try:
+            process.wait(timeout=0.05)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    process.kill()
+    process.wait()

@@ -174,29 +174,25 @@ def move_no_clobber(src: Path, dst_dir: Path, name: str, reserve: int = 0) -> Pa
 def _copy_across(src: Path, target: Path) -> bool:
     """Another file system: copy to a private temp name beside ``target``, fsync, rename it into
     place without replacing, then remove the source. A kill leaves the source (and maybe the
-    complete copy, recognised by :func:`already_there` on retry), never a partial target."""
+    complete copy, recognised by :func:`already_there` on retry), never a partial target. The
+    temp file stays open (locked) until renamed: it carries the source's old date."""
     info = os.stat(src, follow_symlinks=False)
     fd, tmp_name = _mkstemp(target)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out:
-            if stat.S_ISLNK(info.st_mode):  # a link is moved as itself
-                out.close()
-                os.unlink(tmp)
-                os.symlink(os.readlink(src), tmp)
-            else:
-                with open(src, "rb") as source:
-                    while chunk := source.read(1 << 20):
-                        out.write(chunk)
-                out.flush()
-                os.fchmod(out.fileno(), stat.S_IMODE(info.st_mode))
-                os.utime(out.fileno(), ns=(info.st_atime_ns, info.st_mtime_ns))
-                os.fsync(out.fileno())
-        try:
-            placed = place_no_clobber(tmp, target)
-        except FileExistsError:
-            placed = False
-        if not placed:
+        if stat.S_ISLNK(info.st_mode):  # a link is moved as itself
+            os.unlink(tmp)
+            os.symlink(os.readlink(src), tmp)
+        else:
+            with open(src, "rb") as source:
+                while chunk := source.read(1 << 20):
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view) :]
+            os.fchmod(fd, stat.S_IMODE(info.st_mode))
+            os.utime(fd, ns=(info.st_atime_ns, info.st_mtime_ns))
+            os.fsync(fd)
+        if not place_no_clobber(tmp, target):
             os.unlink(tmp)
             if not already_there(src, target):
                 return False
@@ -205,6 +201,8 @@ def _copy_across(src: Path, target: Path) -> bool:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    finally:
+        os.close(fd)
     _unlink_moved(src)
     return True
 
@@ -219,40 +217,39 @@ def _mkstemp(path: Path) -> tuple[int, str]:
     return fd, tmp
 
 
-def _write_temp(path: Path, data: bytes) -> str:
-    fd, tmp = _mkstemp(path)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-            os.fchmod(handle.fileno(), 0o644)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return tmp
+def _write_fd(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.fsync(fd)
+    os.fchmod(fd, 0o644)
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename: the reader sees the old file or the new one."""
-    tmp = _write_temp(path, data)
+    """Temp file in the same folder, fsync, rename: the reader sees the old file or the new one.
+    The temp file stays open (and locked) until renamed."""
+    fd, tmp = _mkstemp(path)
     try:
+        _write_fd(fd, data)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    finally:
+        os.close(fd)
 
 
 def create_exclusively(path: Path, data: bytes) -> None:
     """Create ``path`` complete (temp, fsync, no-replace rename) or not at all; FileExistsError
     if it exists. Never replaces anything."""
-    tmp = Path(_write_temp(path, data))
+    fd, tmp = _mkstemp(path)
     try:
-        if not place_no_clobber(tmp, path):
+        _write_fd(fd, data)
+        if not place_no_clobber(Path(tmp), path):
             raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
     finally:
+        os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
 

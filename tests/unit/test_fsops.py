@@ -1,0 +1,160 @@
+"""File primitives: moves that never overwrite and never copy twice (also when a kill left one
+half done, when the file system has no renameat2, and across file systems), names shortened to
+fit, temp files of dead writers cleaned and live writers' kept."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tracos_sync.connectors.client_erp.files import fsops
+
+SHM = Path("/dev/shm")
+
+
+@pytest.fixture(params=["renameat2", "link+unlink"])
+def move_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each move test runs with renameat2 and as on a file system without it."""
+    if request.param == "link+unlink":
+        monkeypatch.setattr(fsops, "_renameat2", None)
+    else:
+        assert fsops._renameat2 is not None, "glibc >= 2.28 has renameat2"
+    return str(request.param)
+
+
+@pytest.fixture
+def other_fs(tmp_path: Path) -> Iterator[Path]:
+    """A folder on another file system than ``tmp_path`` (tmpfs), or skip if there is none."""
+    if not SHM.is_dir() or os.stat(SHM).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second file system here")
+    folder = SHM / f"tracos-test-{os.getpid()}-{tmp_path.name}"
+    folder.mkdir()
+    yield folder
+    for path in folder.iterdir():
+        path.unlink()
+    folder.rmdir()
+
+
+def dirs(tmp_path: Path) -> tuple[Path, Path]:
+    src, dst = tmp_path / "claim", tmp_path / "processed"
+    src.mkdir()
+    dst.mkdir()
+    return src, dst
+
+
+def test_move_never_overwrites(tmp_path: Path, move_mode: str) -> None:
+    src, dst = dirs(tmp_path)
+    (dst / "1.json").write_text("old")
+    (src / "1.json").write_text("new")
+    moved = fsops.move_no_clobber(src / "1.json", dst, "1.json")
+    assert moved.name == "1~1.json"
+    assert (dst / "1.json").read_text() == "old" and moved.read_text() == "new"
+    assert not (src / "1.json").exists()
+
+
+def test_move_half_done_by_a_kill_is_finished_not_copied_again(
+    tmp_path: Path, move_mode: str
+) -> None:
+    src, dst = dirs(tmp_path)
+    (src / "1.json").write_text("x")
+    os.link(src / "1.json", dst / "1.json")  # killed between the link and the unlink
+    moved = fsops.move_no_clobber(src / "1.json", dst, "1.json")
+    assert moved == dst / "1.json"
+    assert sorted(p.name for p in dst.iterdir()) == ["1.json"]
+    assert not (src / "1.json").exists()
+
+
+def test_two_recoverers_finishing_the_same_move(tmp_path: Path, move_mode: str) -> None:
+    src, dst = dirs(tmp_path)
+    (src / "1.json").write_text("x")
+    assert fsops.place_no_clobber(src / "1.json", dst / "1.json")
+    assert fsops.move_no_clobber(dst / "1.json", dst, "1.json") == dst / "1.json"
+
+
+def test_move_across_file_systems(tmp_path: Path, other_fs: Path) -> None:
+    src, _ = dirs(tmp_path)
+    (src / "1.json").write_text("one")
+    (other_fs / "2.json").write_text("taken")
+    (src / "2.json").write_text("two")
+    os.utime(src / "1.json", ns=(1_000_000_000, 1_000_000_000))
+    assert fsops.move_no_clobber(src / "1.json", other_fs, "1.json") == other_fs / "1.json"
+    assert fsops.move_no_clobber(src / "2.json", other_fs, "2.json") == other_fs / "2~1.json"
+    assert (other_fs / "1.json").read_text() == "one"
+    assert (other_fs / "1.json").stat().st_mtime_ns == 1_000_000_000, "the copy keeps its date"
+    assert (other_fs / "2.json").read_text() == "taken"
+    assert not list(src.iterdir())
+    assert sorted(p.name for p in other_fs.iterdir()) == ["1.json", "2.json", "2~1.json"]
+
+
+def test_copy_across_file_systems_finished_by_a_retry(tmp_path: Path, other_fs: Path) -> None:
+    src, _ = dirs(tmp_path)
+    (src / "1.json").write_text("one")
+    # A kill after the copy was renamed into place, before the source was removed:
+    (other_fs / "1.json").write_bytes((src / "1.json").read_bytes())
+    stamp = (src / "1.json").stat().st_mtime_ns
+    os.utime(other_fs / "1.json", ns=(stamp, stamp))
+    assert fsops.move_no_clobber(src / "1.json", other_fs, "1.json") == other_fs / "1.json"
+    assert sorted(p.name for p in other_fs.iterdir()) == ["1.json"]
+    assert not (src / "1.json").exists()
+
+
+def test_long_names_are_shortened_deterministically(tmp_path: Path) -> None:
+    src, dst = dirs(tmp_path)
+    name = "n" * 250 + ".json"
+    (dst / name).write_text("first")
+    (src / name).write_text("second")
+    moved = fsops.move_no_clobber(src / name, dst, name)
+    assert len(os.fsencode(moved.name)) <= 255 and moved.name.endswith(".json")
+    assert moved.name == fsops.fit_name("n" * 250 + "~1.json", 255), "deterministic"
+    reserve = len(".error.json")
+    again = fsops.candidate_names(name, dst, reserve)
+    assert all(len(next(again)) + reserve <= 255 for _ in range(3))
+
+
+def test_temp_and_exclusive_files_with_names_at_the_limit(tmp_path: Path) -> None:
+    name = "r" * 239 + ".json.error.json"
+    fsops.write_atomically(tmp_path / ("w" * 250 + ".json"), b"{}")
+    fsops.create_exclusively(tmp_path / name, b"reason")
+    with pytest.raises(FileExistsError):
+        fsops.create_exclusively(tmp_path / name, b"another")
+    assert (tmp_path / name).read_bytes() == b"reason"
+    assert [len(p.name) for p in tmp_path.iterdir()] == [255, 255], "no temp file left"
+
+
+def test_stale_temp_files_are_removed_but_never_a_live_writers(tmp_path: Path) -> None:
+    old = time.time() - 2 * fsops.TEMP_STALE_SECONDS
+    dead = tmp_path / ".7.json.abcd1234.tmp"
+    live = tmp_path / ".8.json.efgh5678.tmp"
+    young = tmp_path / ".9.json.ijkl9012.tmp"
+    client = tmp_path / ".notes.tmp"
+    for path in (dead, live, young, client):
+        path.write_text("partial")
+    for path in (dead, live, client):
+        os.utime(path, (old, old))
+    with live.open("rb") as writer:
+        fcntl.flock(writer, fcntl.LOCK_EX)  # a writer alive on this host holds its temp file
+        assert fsops.remove_stale_temps(tmp_path) == 1
+    assert not dead.exists()
+    assert live.exists() and young.exists() and client.exists()
+
+
+def test_write_atomically_locks_its_temp_file_while_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+    real_replace = os.replace
+
+    def replace_spy(src: str, dst: Path) -> None:
+        os.utime(src, (0, 0))  # as old as can be: only the lock protects it now
+        seen.append(fsops.remove_stale_temps(tmp_path))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(fsops.os, "replace", replace_spy)
+    fsops.write_atomically(tmp_path / "5.json", b"{}")
+    assert seen == [0]
+    assert (tmp_path / "5.json").read_bytes() == b"{}"
