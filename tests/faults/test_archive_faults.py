@@ -20,6 +20,7 @@ from structlog.testing import capture_logs
 
 from tests.builders import client_record, read_json, write_json
 from tests.conftest import Env
+from tests.faults.test_outbound_faults import tiny_disk
 from tracos_sync.connectors.client_erp.files import FolderSettings, FolderSource
 from tracos_sync.connectors.client_erp.files.archive import SIDECAR_SUFFIX, rejected_files
 from tracos_sync.connectors.client_erp.files.fsops import TEMP_STALE_SECONDS
@@ -249,3 +250,21 @@ def test_watch_recreates_a_claim_folder_removed_by_another_host(env: Env) -> Non
         out, err = watch.communicate(timeout=60)
     assert watch.returncode == 0, out + err
     assert "inbound.claim_folder_vanished" in out + err
+
+
+def test_a_full_processed_folder_on_another_disk_stops_the_run_and_loses_nothing(
+    env: Env,
+) -> None:
+    for n in (1, 2, 3):
+        write_json(env.inbound / f"{n}.json", client_record(n))
+    with tiny_disk(env.root / "small", "16k") as processed:
+        with contextlib.suppress(OSError), (processed / "filler").open("wb") as filler:
+            while True:
+                filler.write(b"x" * 4096)
+                filler.flush()
+        result = env.cli("inbound", DATA_PROCESSED_DIR=str(processed))
+        assert result.code == 1, result.output
+        assert "No space left on device" in result.output
+        assert sorted(p.name for p in env.inbound.glob("*.json")) == ["1.json", "2.json", "3.json"]
+        assert [p.name for p in processed.iterdir()] == ["filler"], "no partial copy left"
+        assert not claimed_files(env)

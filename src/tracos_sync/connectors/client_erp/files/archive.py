@@ -12,6 +12,7 @@ client file, so a reason can never overwrite or hide a client file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Sequence
@@ -91,14 +92,25 @@ def rejected_files(rejected: Path) -> tuple[list[str], list[str]]:
     return files, orphans
 
 
-def folder_writable(folder: Path) -> bool:
-    """Whether a file can be created in ``folder`` (asked after a failure, to tell a folder
-    that refuses everything from one file that cannot be archived)."""
+# Errors that say the whole folder (its file system) refuses writes, not one file.
+FOLDER_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+
+
+def folder_refuses(folder: Path, error: OSError) -> bool:
+    """Whether ``error`` from archiving into ``folder`` is the folder's (nothing can be written
+    there) rather than one file's. Asked only after a failure: it writes a probe file."""
+    if error.errno in FOLDER_ERRORS:
+        return True
     try:
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".tracos-probe.", suffix=".tmp")
     except OSError:
-        return False
-    os.close(fd)
-    with contextlib.suppress(OSError):
-        os.unlink(probe)
-    return True
+        return True
+    try:
+        os.write(fd, b"x")
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+    return False

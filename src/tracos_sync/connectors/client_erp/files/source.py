@@ -20,7 +20,7 @@ from tracos_sync.domain.model import Problem
 from tracos_sync.domain.ports import InboundUnit
 
 from ..codec import RecordDecoder
-from .archive import SIDECAR_SUFFIX, folder_writable, reject
+from .archive import SIDECAR_SUFFIX, folder_refuses, reject
 from .claims import ClaimFolder
 from .fsops import fsync_dir, move_no_clobber, remove_stale_temps
 from .settings import FolderSettings
@@ -226,7 +226,7 @@ class FolderSource:
                     archived = move_no_clobber(claimed, processed, unit.name)
                     log.debug("inbound.file_processed", file=unit.name, archived_as=archived.name)
             except OSError as exc:
-                if not folder_writable(folder):
+                if folder_refuses(folder, exc):
                     # The records are durable; the files go back and are archived (as stale)
                     # next run.
                     self._release(units[position:])
