@@ -3,8 +3,10 @@ engine traceback), a bounded wait ends in one plain line, and stopping it is qui
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
-import subprocess
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -52,6 +54,28 @@ def test_two_embedded_runs_at_once_both_complete(env: Env) -> None:
         assert_clean(out + err)
 
 
+def test_a_server_left_by_a_killed_run_is_stopped_by_the_next(env: Env) -> None:
+    extra = embedded_env(env)
+    killed = env.popen("watch", "--embedded", **extra)
+    assert killed.stderr is not None
+    for line in killed.stderr:
+        if "embedded.started" in line:
+            break
+    killed.send_signal(signal.SIGKILL)  # its server, in its own session, lives on
+    killed.communicate(timeout=60)
+    data_dir = env.root / ".data/db"
+    try:
+        assert _server_processes(data_dir), "the server outlived its run"
+        result = env.cli("inbound", "--embedded", timeout=60, **extra)
+        assert result.code == 0, result.output
+        assert "embedded.orphan_stopped" in result.output
+        assert_clean(result.output)
+        assert not _server_processes(data_dir)
+    finally:
+        for pid in _server_processes(data_dir):  # only the server this test started
+            os.kill(pid, signal.SIGKILL)
+
+
 async def test_waiting_is_bounded_and_ends_in_one_plain_line(tmp_path: Path) -> None:
     lock_path = tmp_path / "secantusd.lock"
     with lock_path.open("w") as holder:
@@ -74,6 +98,11 @@ async def test_the_server_stops_quickly(tmp_path: Path, monkeypatch: pytest.Monk
     assert not _server_processes(tmp_path / "db")
 
 
-def _server_processes(data_dir: Path) -> list[str]:
-    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=False)
-    return [line for line in ps.stdout.splitlines() if str(data_dir) in line]
+def _server_processes(data_dir: Path) -> list[int]:
+    """Pids of the local servers serving ``data_dir`` (a folder of this test's own)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            if os.fsencode(data_dir) in cmdline.read_bytes().split(b"\0"):
+                found.append(int(cmdline.parent.name))
+    return found
