@@ -200,6 +200,11 @@ def test_names_that_are_not_utf8_are_logged_escaped(env: Env, fmt: str) -> None:
         assert "Traceback" not in result.output and "TypeError" not in result.output
     assert (env.processed / "good.json").exists()
     assert any(os.fsencode(p.name).startswith(b"bad\xff") for p in env.rejected.iterdir())
+    # Replay gives the file back under its exact (undecodable) name.
+    assert env.cli("replay", LOG_FORMAT=fmt).code == 0
+    assert os.fsencode(env.inbound / "bad\udcff\udcfename.json") in [
+        os.fsencode(env.inbound / n) for n in os.listdir(env.inbound)
+    ]
     if fmt == "json":
         lines = [json.loads(line) for line in run_json(env).stderr.splitlines()]
         assert lines, "every line is JSON"

@@ -48,12 +48,14 @@ def reject(claimed: Path, rejected: Path, name: str, problems: Sequence[Problem]
                 os.unlink(claimed)
             return target
         reason = rejected / (candidate + SIDECAR_SUFFIX)
-        report = {
+        report: dict[str, object] = {
             "file": printable(name),
             "archivedAs": printable(candidate),
             "rejectedAt": format_instant(datetime.now(UTC)),
             "problems": [p.as_dict() for p in problems],
         }
+        if report["file"] != name:  # not valid UTF-8: its exact bytes, for replay
+            report["fileBytesHex"] = os.fsencode(name).hex()
         try:
             create_exclusively(reason, orjson.dumps(report, option=orjson.OPT_INDENT_2))
         except FileExistsError:

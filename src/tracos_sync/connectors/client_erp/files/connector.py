@@ -105,7 +105,12 @@ class FolderConnector:
             sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
             original = path.name
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-                original = str(orjson.loads(sidecar.read_bytes())["file"])
+                reason = orjson.loads(sidecar.read_bytes())
+                original = (
+                    os.fsdecode(bytes.fromhex(reason["fileBytesHex"]))
+                    if "fileBytesHex" in reason
+                    else str(reason["file"])
+                )
             back = move_no_clobber(path, inbound, Path(original).name)
             with contextlib.suppress(FileNotFoundError):
                 sidecar.unlink()
