@@ -1,13 +1,5 @@
-"""``WorkOrderRepository`` on MongoDB (pymongo's native async client).
-
-Inbound writes are chosen for both mongod and slower wire-compatible servers: one unordered
-``insert_many`` for the batch (new numbers are the common case and the cheapest write), then, only
-for the numbers that already existed (duplicate-key errors), a read of their current ``updatedAt``
-and one unordered bulk of updates, each conditional on the exact value read (optimistic
-concurrency: a concurrent writer makes the condition miss, and that number is compared again).
-The comparison is done here rather than in the filter because other writers may store
-``updatedAt`` as an ISO string, which a BSON ``$lt`` against a date never matches.
-"""
+"""``WorkOrderRepository`` on MongoDB (pymongo's native async client): indexes, the unsynced
+pages and their conditional marks, health and backlog. Inbound writes are in ``upserts``."""
 
 from __future__ import annotations
 
@@ -18,11 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from bson.errors import InvalidDocument
 from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.cursor import AsyncCursor
-from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError
 from pymongo.write_concern import WriteConcern
 
 from tracos_sync.domain.dates import InvalidDate, coerce_instant
@@ -32,21 +23,18 @@ from tracos_sync.domain.ports import (
     ApplyResult,
     HealthCheck,
     PendingExport,
-    RefusedOrder,
     UnreadableDocument,
 )
 
 from .documents import (
     EXPORT_PROJECTION,
     UnreadableDocumentError,
-    insert_document,
     native_document,
     read_document,
-    storage_problem,
-    update_fields,
 )
 from .indexes import NUMBER_INDEX, UNSYNCED_INDEX, index_state
-from .retry import DUPLICATE_KEY, TRANSIENT_CODES, Retrier, describe
+from .retry import DUPLICATE_KEY, Retrier, describe
+from .upserts import Upserts
 
 log = structlog.get_logger("tracos_sync.mongo")
 
@@ -54,14 +42,7 @@ log = structlog.get_logger("tracos_sync.mongo")
 # index below, so the query reads only unsynced documents however large the collection.
 UNSYNCED: dict[str, Any] = {"isSynced": {"$in": [False, None]}}
 ID_INDEX = [("_id", 1)]
-# Keys per $in query: bounded so that a server whose $in is not a hash lookup stays linear.
-LOOKUP_CHUNK = 250
-# Rounds of compare-and-set before a number that keeps changing under us is left to next run.
-MAX_CAS_ROUNDS = 10
 CLOSE_SECONDS = 1.0
-# Failures the driver raises before sending, for one document it cannot encode: the batch is
-# split until the document responsible is found and refused.
-ENCODING_ERRORS = (InvalidDocument, UnicodeEncodeError, OverflowError)
 
 
 Doc = dict[str, Any]
@@ -87,6 +68,7 @@ class MongoWorkOrderRepository:
         self._durable = base.with_options(write_concern=WriteConcern(**concern))
         self._collection = base
         self._retrier = retrier
+        self._upserts = Upserts(base, self._durable, retrier)
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -149,168 +131,8 @@ class MongoWorkOrderRepository:
 
     async def apply(self, orders: Sequence[WorkOrder], synced_at: datetime) -> ApplyResult:
         if self._dry_run:
-            return await self._retrier.call("plan work orders", lambda: self._plan(orders))
-        result = ApplyResult()
-        for round_ in _rounds(orders):
-            result += await self._apply_contained(round_, synced_at)
-        return result
-
-    async def _apply_contained(self, items: list[_Item], synced_at: datetime) -> ApplyResult:
-        """One round, with an order the driver cannot encode found by halving and refused."""
-        try:
-            return await self._retrier.call(
-                "write work orders", lambda: self._apply_round(items, synced_at)
-            )
-        except ENCODING_ERRORS as exc:
-            if len(items) == 1:
-                reason = f"TracOS cannot store it: {type(exc).__name__}: {str(exc)[:200]}"
-                return ApplyResult(refused=(RefusedOrder(items[0][0], reason),))
-            half = len(items) // 2
-            first = await self._apply_contained(items[:half], synced_at)
-            return first + await self._apply_contained(items[half:], synced_at)
-
-    async def _apply_round(self, items: list[_Item], synced_at: datetime) -> ApplyResult:
-        """Orders with distinct numbers: insert what is new, compare-and-set the rest."""
-        refused: list[RefusedOrder] = []
-        storable: list[_Item] = []
-        for position, order in items:
-            problem = storage_problem(order)
-            if problem is None:
-                storable.append((position, order))
-            else:
-                refused.append(RefusedOrder(position, problem))
-        if not storable:
-            return ApplyResult(refused=tuple(refused))
-        documents = [insert_document(order, synced_at) for _, order in storable]
-        try:
-            await self._durable.insert_many(documents, ordered=False)
-            return ApplyResult(inserted=len(storable), refused=tuple(refused))
-        except BulkWriteError as exc:
-            errors = _write_errors(exc)
-            inserted = int(exc.details.get("nInserted", 0))
-            existing: list[_Item] = []
-            for err in errors:
-                item = storable[err["index"]]
-                if err.get("code") == DUPLICATE_KEY:
-                    existing.append(item)
-                else:
-                    refused.append(RefusedOrder(item[0], _server_refusal(err)))
-        result = await self._update_if_newer(existing, synced_at)
-        return result + ApplyResult(inserted=inserted, refused=tuple(refused))
-
-    async def _update_if_newer(self, items: list[_Item], synced_at: datetime) -> ApplyResult:
-        waiting = {order.number: (position, order) for position, order in items}
-        updated = stale = 0
-        refused: list[RefusedOrder] = []
-        for _ in range(MAX_CAS_ROUNDS):
-            if not waiting:
-                break
-            current = await self._current_versions(list(waiting))
-            operations: list[UpdateOne] = []
-            attempted: list[_Item] = []
-            for number, (position, order) in waiting.items():
-                if number not in current:
-                    # Deleted since the insert failed: insert it unless someone else did.
-                    operations.append(
-                        UpdateOne(
-                            {"number": number},
-                            {"$setOnInsert": insert_document(order, synced_at)},
-                            upsert=True,
-                        )
-                    )
-                    attempted.append((position, order))
-                    continue
-                raw = current[number]
-                try:
-                    newer = order.updated_at > coerce_instant(raw)
-                except InvalidDate as exc:
-                    # Never "older": TracOS's copy cannot be compared, so it is not overwritten.
-                    what = "no updatedAt" if raw is _MISSING else f"an unreadable updatedAt ({exc})"
-                    reason = f"TracOS work order {number} has {what}; not overwritten"
-                    refused.append(RefusedOrder(position, reason))
-                    continue
-                if newer:
-                    operations.append(
-                        UpdateOne(
-                            {"number": number, "updatedAt": raw},
-                            {"$set": update_fields(order, synced_at)},
-                        )
-                    )
-                    attempted.append((position, order))
-                else:
-                    stale += 1
-            if not operations:
-                waiting = {}
-                break
-            try:
-                outcome = await self._durable.bulk_write(operations, ordered=False)
-                matched = outcome.matched_count + outcome.upserted_count
-            except BulkWriteError as exc:
-                # Refused operations are the orders' own fault; the others were applied.
-                failed = {err["index"]: err for err in _write_errors(exc)}
-                for index, err in failed.items():
-                    refused.append(RefusedOrder(attempted[index][0], _server_refusal(err)))
-                attempted = [item for i, item in enumerate(attempted) if i not in failed]
-                matched = int(exc.details.get("nMatched", 0)) + int(exc.details.get("nUpserted", 0))
-            if matched == len(attempted):
-                updated += matched
-                waiting = {}
-                break
-            # Some conditions missed: a concurrent writer got there first. Those whose stored
-            # version is now ours were applied; the others are compared again.
-            after = await self._current_versions([order.number for _, order in attempted])
-            waiting = {}
-            for position, order in attempted:
-                stored = after.get(order.number, _MISSING)
-                if stored is not _MISSING and _same_instant(stored, order.updated_at):
-                    updated += 1
-                else:
-                    waiting[order.number] = (position, order)
-        if waiting:
-            log.warning("inbound.contended", numbers=sorted(waiting)[:10], count=len(waiting))
-            raise FatalError(f"{len(waiting)} work orders kept changing while being written")
-        return ApplyResult(updated=updated, stale=stale, refused=tuple(refused))
-
-    async def _plan(self, orders: Sequence[WorkOrder]) -> ApplyResult:
-        """What ``apply`` would do, read-only, with the same one-after-the-other semantics."""
-        current: dict[int, Any] = await self._current_versions(
-            list(dict.fromkeys(o.number for o in orders))
-        )
-        inserted = updated = stale = 0
-        refused: list[RefusedOrder] = []
-        for position, order in enumerate(orders):
-            problem = storage_problem(order)
-            if problem is not None:
-                refused.append(RefusedOrder(position, problem))
-                continue
-            if order.number not in current:
-                inserted += 1
-            else:
-                try:
-                    newer = order.updated_at > coerce_instant(current[order.number])
-                except InvalidDate as exc:
-                    reason = f"TracOS work order {order.number} has an unreadable updatedAt ({exc})"
-                    refused.append(RefusedOrder(position, reason))
-                    continue
-                if not newer:
-                    stale += 1
-                    continue
-                updated += 1
-            current[order.number] = order.updated_at
-        return ApplyResult(inserted, updated, stale, tuple(refused))
-
-    async def _current_versions(self, numbers: list[int]) -> dict[int, Any]:
-        versions: dict[int, Any] = {}
-        for start in range(0, len(numbers), LOOKUP_CHUNK):
-            chunk = numbers[start : start + LOOKUP_CHUNK]
-            cursor = self._collection.find(
-                {"number": {"$in": chunk}}, {"_id": 0, "number": 1, "updatedAt": 1}
-            )
-            async for doc in cursor:
-                versions[doc["number"]] = doc.get("updatedAt", _MISSING)
-        return versions
-
-    # -- outbound ------------------------------------------------------------------------------
+            return await self._retrier.call("plan work orders", lambda: self._upserts.plan(orders))
+        return await self._upserts.apply(orders, synced_at)
 
     async def pending(
         self, batch_size: int
@@ -423,54 +245,6 @@ class MongoWorkOrderRepository:
                     yield None
         except PyMongoError as exc:
             raise FatalError(f"change stream: {describe(exc)}") from exc
-
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "<missing>"
-
-
-_MISSING: Any = _Missing()
-
-
-# An order and its position in what ``apply`` was given.
-_Item = tuple[int, WorkOrder]
-
-
-def _rounds(orders: Sequence[WorkOrder]) -> list[list[_Item]]:
-    """Split so that no round repeats a number: round k holds each number's k-th occurrence, so
-    applying the rounds in order is the same as applying the orders one by one."""
-    rounds: list[list[_Item]] = []
-    seen: dict[int, int] = {}
-    for position, order in enumerate(orders):
-        k = seen.get(order.number, 0)
-        seen[order.number] = k + 1
-        if k == len(rounds):
-            rounds.append([])
-        rounds[k].append((position, order))
-    return rounds
-
-
-def _write_errors(exc: BulkWriteError) -> list[dict[str, Any]]:
-    """The per-document errors of a bulk write; re-raised (for the retrier) when the failure is
-    not the documents' own: a write-concern error, or a transient code."""
-    details = exc.details or {}
-    errors: list[dict[str, Any]] = details.get("writeErrors", [])
-    if details.get("writeConcernErrors") or any(e.get("code") in TRANSIENT_CODES for e in errors):
-        raise exc
-    return errors
-
-
-def _server_refusal(err: dict[str, Any]) -> str:
-    message = str(err.get("errmsg", "refused"))[:200]
-    return f"TracOS refused it: {message} (code {err.get('code')})"
-
-
-def _same_instant(stored: Any, value: datetime) -> bool:
-    try:
-        return coerce_instant(stored) == value
-    except InvalidDate:
-        return False
 
 
 def _to_export(doc: Doc) -> PendingExport | UnreadableDocument:
