@@ -56,6 +56,7 @@ class RunStats:
     exported: int = 0
     skipped: int = 0
     requeued: int = 0
+    superseded: int = 0
     seconds: float = 0.0
 
     def as_fields(self) -> dict[str, int | float]:
@@ -152,7 +153,8 @@ async def sync_outbound(
         stats.exported += marked
         progress("outbound", delivered)
         if marked < delivered:
-            # Changed in TracOS after we read it: stays unsynced, goes out again next run.
+            # Changed in TracOS after we read it: the newer version goes out in its place, next
+            # run or already by an overlapping one (the sink never lets a file go back in time).
             stats.requeued += delivered - marked
             log.info("outbound.changed_during_export", count=delivered - marked)
 
@@ -174,6 +176,11 @@ async def sync_outbound(
                 for problem in delivery.refused:
                     stats.skipped += 1
                     log.warning("outbound.refused", number=problem.record, reason=problem.reason)
+                if delivery.superseded:
+                    # The client already holds a newer version (an overlapping run delivered it):
+                    # nothing written, nothing marked; whoever wrote the newer one marks it.
+                    stats.superseded += len(delivery.superseded)
+                    log.info("outbound.superseded", numbers=delivery.superseded[:20])
                 delivered = set(delivery.delivered)
                 previous, marking = marking, None
                 if previous is not None:

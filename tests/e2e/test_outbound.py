@@ -117,6 +117,7 @@ def test_second_run_is_a_no_op(env: Env) -> None:
         "exported": 0,
         "skipped": 0,
         "requeued": 0,
+        "superseded": 0,
     }
 
 

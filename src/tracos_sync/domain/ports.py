@@ -64,10 +64,12 @@ class ClientSource(Protocol):
 @dataclass(slots=True)
 class Delivery:
     """What a sink did with a batch: the numbers now durable on the client side, the records it
-    refused, and the fatal error that stopped it part-way, if any."""
+    refused, those it did not write because the client already holds a newer version of them
+    (delivered by an overlapping run), and the fatal error that stopped it part-way, if any."""
 
     delivered: list[int] = field(default_factory=list)
     refused: list[Problem] = field(default_factory=list)
+    superseded: list[int] = field(default_factory=list)
     fatal: FatalError | None = None
 
 

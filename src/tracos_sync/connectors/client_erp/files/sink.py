@@ -1,19 +1,23 @@
-"""Outbound to a folder: ``<outbound>/<number>.json`` written atomically and durably."""
+"""Outbound to a folder: ``<outbound>/<number>.json`` written atomically and durably, and never
+replaced by an older version of the work order (runs may overlap: a run that read a version and
+was descheduled must not put it back over the newer one another run delivered meanwhile)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
 import orjson
 
+from tracos_sync.domain.dates import InvalidDate, parse_instant
 from tracos_sync.domain.errors import DestinationUnwritable, FatalError
 from tracos_sync.domain.model import WorkOrder
 from tracos_sync.domain.ports import Delivery
 
 from ..translate import to_client
-from .fsops import fsync_dir, remove_stale_temps, write_atomically
+from .fsops import fsync_dir, remove_stale_temps, write_atomically_unless
 from .settings import FolderSettings
 
 WRITE_THREADS = 8
@@ -50,9 +54,10 @@ class FolderSink:
         jobs = [
             loop.run_in_executor(
                 self._pool,
-                write_atomically,
+                write_atomically_unless,
                 self._outbound / f"{order.number}.json",
                 orjson.dumps(to_client(order), option=orjson.OPT_INDENT_2),
+                holds_newer_than(order.updated_at),
             )
             for order in orders
         ]
@@ -62,8 +67,10 @@ class FolderSink:
         for order, result in zip(orders, results, strict=True):
             if isinstance(result, BaseException):
                 errors.append(result)
-            else:
+            elif result:
                 delivery.delivered.append(order.number)
+            else:
+                delivery.superseded.append(order.number)
         try:
             if delivery.delivered:
                 await loop.run_in_executor(self._pool, fsync_dir, self._outbound)
@@ -86,3 +93,17 @@ class FolderSink:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+
+def holds_newer_than(ours: datetime) -> Callable[[bytes], bool]:
+    """Whether an existing outbound file holds a strictly newer version than ``ours`` (the same
+    instant: ours replaces it, so a re-export after a crash rewrites identical content). A file
+    we cannot read as one of ours is no newer copy, and is replaced."""
+
+    def holds_newer(existing: bytes) -> bool:
+        try:
+            return parse_instant(orjson.loads(existing)["lastUpdateDate"]) > ours
+        except (orjson.JSONDecodeError, KeyError, TypeError, InvalidDate):
+            return False
+
+    return holds_newer
