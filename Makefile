@@ -11,13 +11,14 @@ POETRY := $(TOOLS)/poetry/bin/python tools/poetry_simple_api.py
 SECANTUSD := $(TOOLS)/secantusdb/bin/secantusd-py
 export SECANTUSD_BIN ?= $(abspath $(SECANTUSD))
 
-.PHONY: help install tools run seed test faults lint format clean clean-data lock bench bench-memory
+.PHONY: help install tools run seed test faults chaos lint format clean clean-data lock bench bench-memory
 
 help:
 	@echo "make run           one full sync on an embedded local server, with sample data on first use"
 	@echo "make seed          write sample data (embedded server unless MONGO_URI is set)"
 	@echo "make test          the test suite (unit, property, end to end, faults)"
 	@echo "make faults        the fault tests only"
+	@echo "make chaos         the randomized fault campaign, long profile (CHAOS_SECONDS=600)"
 	@echo "make lint          ruff + mypy --strict"
 	@echo "make format        apply ruff's fixes and formatting"
 	@echo "make bench         throughput against the raw limit and a naive baseline (N=5000)"
@@ -65,6 +66,11 @@ test: install tools
 
 faults: install tools
 	$(VENV)/bin/pytest tests/faults
+
+# The long profile of the randomized fault campaign; prints what it did and every violation.
+chaos: install tools
+	CHAOS_SECONDS=$${CHAOS_SECONDS:-600} $(VENV)/bin/pytest tests/faults/test_campaign.py \
+		-k long_campaign -s -p no:cacheprovider
 
 # Benchmarks are not tests: they take minutes and print ratios (see README, Performance).
 bench: install tools
