@@ -29,10 +29,10 @@ from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    get_state_machine_test,
     invariant,
     precondition,
     rule,
-    get_state_machine_test,
     run_state_machine_as_test,
 )
 from pymongo.errors import OperationFailure
