@@ -196,13 +196,23 @@ class World:
         return sorted(inbound.glob("*.json")) if inbound.is_dir() else []
 
 
-def wait_until(condition: Callable[[], bool], limit: float) -> bool:
+def wait_until(condition: Callable[[], bool], limit: float, poll: float = 0.05) -> bool:
     deadline = time.monotonic() + limit
     while not condition():
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.05)
+        time.sleep(poll)
     return True
+
+
+def written_since(world: World, started_ns: int) -> bool:
+    """Whether anything (a temp file included) was written in the outbound folder since."""
+    with contextlib.suppress(FileNotFoundError), os.scandir(world.env.outbound) as entries:
+        for entry in entries:
+            with contextlib.suppress(FileNotFoundError):
+                if entry.stat(follow_symlinks=False).st_mtime_ns >= started_ns:
+                    return True
+    return False
 
 
 @contextlib.contextmanager
