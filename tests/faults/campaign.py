@@ -40,7 +40,7 @@ class Tally:
     kills: int = 0
     restarts: int = 0
     pauses: int = 0
-    skipped_rules: Counter[str] = field(default_factory=Counter)
+    notes: Counter[str] = field(default_factory=Counter)
     violations: list[tuple[str, str, list[str]]] = field(default_factory=list)
 
     def report(self, seconds: float) -> str:
@@ -49,8 +49,8 @@ class Tally:
             f"{self.syncs} syncs, {self.kills} syncs killed, {self.restarts} database restarts, "
             f"{self.pauses} paused runs, {len(self.violations)} violations",
         ]
-        for rule, count in sorted(self.skipped_rules.items()):
-            lines.append(f"  rule skipped {count}x: {rule}")
+        for rule, count in sorted(self.notes.items()):
+            lines.append(f"  {count}x: {rule}")
         for check, detail, steps in self.violations:
             lines.append(f"  VIOLATION {check}: {detail}")
             lines.append("    after: " + " -> ".join(steps))
