@@ -316,7 +316,13 @@ class Campaign(RuleBasedStateMachine):
             # Stopped inside its compare-and-rename, A holds the outbound lock: B waits for it,
             # as it should (a stopped lock holder stalls the others; a descheduled one does not
             # stay descheduled).
-            self.tally.notes["paused run held the outbound lock: resumed it"] += 1
+            holds = any(
+                f" FLOCK  ADVISORY  WRITE {held.pid} " in line
+                for line in Path("/proc/locks").read_text().splitlines()
+            )
+            self.tally.notes[
+                f"other outbound waited 20 s for the paused one (flock held: {holds})"
+            ] += 1
         if paused:
             os.kill(held.pid, signal.SIGCONT)
         other_ok = self.expect_ok("outbound beside a paused one", world.finish(other))
