@@ -329,10 +329,13 @@ class Campaign(RuleBasedStateMachine):
         if self.expect_ok("paused outbound", world.finish(held)) and other_ok:
             self.after_syncs(["outbound"])
 
-    @precondition(lambda self: self.profile.long and self.watch_idle_due())
+    @precondition(lambda self: self.profile.long)
     @rule()
     def watch_idles_past_the_stale_limit(self) -> None:
         """Another host's run takes back watch's idle claim folder; watch must go on claiming."""
+        # Not a precondition: one that depends on the clock makes hypothesis's replays flaky.
+        if not self.watch_idle_due():
+            return
         if not self.begin("watch idle past the stale limit; another host runs; client new"):
             return
         self.profile.watch_idles += 1
