@@ -167,3 +167,50 @@ def test_log_values_are_redacted_inside_structures_and_objects() -> None:
     assert "hunter2" not in out.getvalue()
     assert line["problems"] == [{"reason": "saw ***"}]
     assert line["error"] == "token *** refused" and line["count"] == 3
+
+
+def test_a_url_in_a_configuration_error_is_shown_without_its_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tracos_sync.connectors.client_erp_http.settings import HttpSettings
+
+    password = "s3cr3t/" * 30  # far past the 80 characters shown, and with a slash in it
+    monkeypatch.setenv("CLIENT_API_URL", f"https://erp:{password}@erp.example:99999999/api")
+    with pytest.raises(ConfigurationError, match="CLIENT_API_URL") as caught:
+        load_settings(HttpSettings, None)
+    assert "s3cr3t" not in str(caught.value)
+    assert "https://***@erp.example:99999999/api" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("given", "token"),
+    [
+        ("abc.DEF-123_~+/=", "abc.DEF-123_~+/="),
+        (" tok\n", "tok"),
+        ("\ttok \r\n", "tok"),
+        ("  ", None),
+    ],
+)
+def test_whitespace_around_a_token_is_dropped(
+    monkeypatch: pytest.MonkeyPatch, given: str, token: str | None
+) -> None:
+    from tracos_sync.connectors.client_erp_http.settings import HttpSettings
+
+    monkeypatch.setenv("CLIENT_API_URL", "http://erp.example")
+    monkeypatch.setenv("CLIENT_API_TOKEN", given)
+    settings = load_settings(HttpSettings, None)
+    got = settings.client_api_token
+    assert (got.get_secret_value() if got is not None else None) == token
+
+
+@pytest.mark.parametrize("given", ["to ken", "to\nken", "tök€n", "tok\x7fen"])
+def test_a_token_with_odd_characters_inside_is_refused_unseen(
+    monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    from tracos_sync.connectors.client_erp_http.settings import HttpSettings
+
+    monkeypatch.setenv("CLIENT_API_URL", "http://erp.example")
+    monkeypatch.setenv("CLIENT_API_TOKEN", given)
+    with pytest.raises(ConfigurationError, match="CLIENT_API_TOKEN") as caught:
+        load_settings(HttpSettings, None)
+    assert "ken" not in str(caught.value) and "to" not in str(caught.value).split(":", 1)[1]
