@@ -214,7 +214,7 @@ class ConnectorStateStore(Protocol):
         """How many distinct refusals ``scope`` has recorded."""
 
     def describe(self) -> str:
-        """Where the state lives, for people (no secrets)."""
+        """Where the state and the dead letters live, for people (no secrets)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,10 @@ class MongoConnectorStateStore:
             dead_letter_collection, write_concern=concern
         )
         self._retrier = retrier
-        self._where = f"{database}.{state_collection}, {database}.{dead_letter_collection}"
+        self._where = (
+            f"MongoDB {database}.{state_collection} (state), "
+            f"{database}.{dead_letter_collection} (dead letters)"
+        )
 
     async def get(self, key: str) -> Doc | None:
         doc = await self._retrier.call(

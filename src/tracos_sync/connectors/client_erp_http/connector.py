@@ -54,7 +54,7 @@ class HttpConnector:
             *checks,
             HealthCheck("client watermark", True, f"updatedSince {mark.text}"),
             HealthCheck(
-                "client dead letters", True, f"{refused} records refused (in {state.where})"
+                "client dead letters", True, f"{refused} records refused; see {state.where}"
             ),
         ]
 
