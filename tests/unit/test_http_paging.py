@@ -7,11 +7,20 @@ from typing import Any, cast
 
 import httpx
 import pytest
+from pydantic import HttpUrl
 
 from tests.builders import client_record
 from tracos_sync.connectors.client_erp.codec import RecordDecoder
-from tracos_sync.connectors.client_erp_http.api import ErpApi, Listing, ProtocolError, retry_after
+from tracos_sync.connectors.client_erp_http.api import (
+    EXCERPT_CHARS,
+    EXCERPT_WINDOW,
+    ErpApi,
+    Listing,
+    ProtocolError,
+    retry_after,
+)
 from tracos_sync.connectors.client_erp_http.paging import EPOCH, Pager, Watermark
+from tracos_sync.connectors.client_erp_http.settings import HttpSettings
 from tracos_sync.domain.model import Status, WorkOrder
 from tracos_sync.domain.ports import InboundUnit
 
@@ -154,3 +163,19 @@ async def test_paging_is_bounded_per_run() -> None:
 def test_retry_after_reads_seconds_and_dates(header: str | None, seconds: float | None) -> None:
     headers = httpx.Headers({} if header is None else {"Retry-After": header})
     assert retry_after(headers, NOW) == seconds
+
+
+@pytest.mark.parametrize("shift", range(12))
+def test_an_excerpt_never_shows_what_a_cut_leaves_of_the_token(shift: int) -> None:
+    """Whatever falls at the edge of what is read, or of what is shown, no part of the token."""
+    token = "abcdefghijkl"
+    settings = HttpSettings(client_api_url=HttpUrl("http://erp.example"), client_api_token=token)
+    api = ErpApi(settings)
+    for body in (
+        b" " * (EXCERPT_WINDOW - shift) + token.encode(),
+        b"x" * (EXCERPT_CHARS - shift) + token.encode(),
+        b"bad token " + token.encode() + b" " + b"y" * 500,
+    ):
+        shown = api.excerpt(body)
+        assert len(shown) <= EXCERPT_CHARS
+        assert not any(token[i : i + 2] in shown for i in range(len(token) - 1)), shown

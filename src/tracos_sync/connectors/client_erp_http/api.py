@@ -32,7 +32,7 @@ from tenacity import (
 
 from tracos_sync.domain.errors import FatalError, RecordRejected, TransientError
 from tracos_sync.domain.model import Problem
-from tracos_sync.logs import redact_text
+from tracos_sync.logs import MIN_SHOWN, redact_text
 
 from ..client_erp.codec import ParseError, parse_json
 from .settings import HttpSettings
@@ -40,6 +40,7 @@ from .settings import HttpSettings
 log = structlog.get_logger("tracos_sync.http")
 
 EXCERPT_CHARS = 120
+EXCERPT_WINDOW = 65_536
 ERROR_BODY_BYTES = 4_096  # of an error answer, only what an excerpt needs is read
 
 
@@ -166,9 +167,15 @@ class ErpApi:
         await self._client.aclose()
 
     def excerpt(self, data: bytes | str, limit: int = EXCERPT_CHARS) -> str:
-        """The start of an answer, one line, redacted, then cut."""
-        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-        text = redact_text(" ".join(text[: limit * 8].split()), self._secrets)
+        """The start of an answer on one line: redacted before it is cut. Only the first
+        ``EXCERPT_WINDOW`` characters are read; what a secret cut at that edge may leave, too
+        short to be recognised, is dropped."""
+        window = data[:EXCERPT_WINDOW]
+        text = window.decode("utf-8", "replace") if isinstance(window, bytes) else window
+        text = redact_text(text, self._secrets)
+        if len(data) > EXCERPT_WINDOW:
+            text = text[:-MIN_SHOWN] + "…"
+        text = " ".join(text.split())
         return text if len(text) <= limit else text[: limit - 1] + "…"
 
     # -- one request, retried ------------------------------------------------------------------
