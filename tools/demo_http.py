@@ -4,7 +4,8 @@ A fake ERP API (with sample work orders, one ambiguous and one dated in 2099) an
 local server (with sample TracOS work orders, data in ``.data/demo-http/db``); one
 ``tracos-sync run --embedded`` with ``CLIENT_CONNECTOR=http`` syncs both ways, ``check`` shows the
 watermark and the dead letters; then both sides are written out as JSON files to look at.
-Everything lives under ``.data/demo-http/`` and is started afresh on each run of the demo.
+Everything lives under ``.data/demo-http/`` (or ``DEMO_DIR``) and is started afresh on each run
+of the demo.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from pymongo import AsyncMongoClient
 from tracos_sync import logs
 from tracos_sync.connectors.client_erp_http.fake_server import FakeErpState, fake_erp
 from tracos_sync.embedded import embedded_server
-from tracos_sync.seed import client_records, tracos_documents
+from tracos_sync.seed import client_records, tracos_work_orders
+from tracos_sync.tracos.repository import MongoWorkOrderRepository
+from tracos_sync.tracos.retry import Retrier
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO = Path(".data/demo-http")
+DEMO = Path(os.environ.get("DEMO_DIR", ".data/demo-http"))
 TOKEN = "demo-token"
 LOCKED = 5  # the ERP refuses changes to this TracOS work order (an outbound dead letter)
 
@@ -58,12 +61,11 @@ def erp_records(now: datetime) -> list[dict[str, Any]]:
 async def seed_tracos(database: str, collection: str) -> int:
     async with embedded_server(DEMO / "db") as uri:
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, tz_aware=True)
+        repository = MongoWorkOrderRepository(client, database, collection, Retrier(10))
         try:
-            docs = tracos_documents(datetime.now(UTC))
-            await client[database][collection].insert_many(docs)
-            return len(docs)
+            return await repository.seed(tracos_work_orders(datetime.now(UTC)))
         finally:
-            await client.close()
+            await repository.close()
 
 
 async def write_out(erp: FakeErpState, database: str, collection: str) -> None:

@@ -232,6 +232,8 @@ def test_watch_outlives_an_html_page(env: Env, erp: FakeErpState) -> None:
         result, _ = stop(proc)
     assert result.code == 0, result.output
     assert "not JSON" in result.output
+    assert "watch.destination" in result.output, "a client-side failure, not the database's"
+    assert "watch.database state='unavailable" not in result.output
     assert "run.crashed" not in result.output and "Traceback" not in result.output
 
 

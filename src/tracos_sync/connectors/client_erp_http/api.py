@@ -30,7 +30,12 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from tracos_sync.domain.errors import FatalError, RecordRejected, TransientError
+from tracos_sync.domain.errors import (
+    DestinationUnwritable,
+    FatalError,
+    RecordRejected,
+    TransientError,
+)
 from tracos_sync.domain.model import Problem
 from tracos_sync.logs import MIN_SHOWN, redact_text
 
@@ -52,16 +57,20 @@ class ApiTransient(TransientError):
         self.retry_after = retry_after
 
 
-class ApiUnavailable(FatalError):
+# The three below are failures of the client side (``DestinationUnwritable``): watch mode tells
+# them from a database outage.
+
+
+class ApiUnavailable(DestinationUnwritable):
     """The API kept failing for the whole retry budget (or asked to wait beyond it)."""
 
 
-class ProtocolError(FatalError):
+class ProtocolError(DestinationUnwritable):
     """The API answered something its contract does not allow: not JSON, the wrong shape, an
     empty page that claims more, paging that never ends, a redirect, an answer too large."""
 
 
-class CredentialsRefused(FatalError):
+class CredentialsRefused(DestinationUnwritable):
     """401/403/407: nothing will work until the token (or URL) is fixed."""
 
 
