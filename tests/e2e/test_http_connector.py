@@ -367,16 +367,20 @@ def test_refused_records_are_dead_letters_once_each_and_show_in_check(
 # -- findings: secrets shown --------------------------------------------------------------------
 
 
-def test_token_is_sent_and_never_shown(env: Env, erp: FakeErpState) -> None:
+def test_token_is_sent_and_never_shown(
+    env: Env, erp: FakeErpState, mongo: MongoClient[Any]
+) -> None:
     env.collection.insert_one(tracos_doc(1))
     good = env.cli("run", LOG_LEVEL="DEBUG")
     assert good.code == 0, good.output
     assert_secret_absent(good.output)
+    env.collection.insert_one(tracos_doc(2))
     bad = env.cli("run", CLIENT_API_TOKEN="wrong-token-value", LOG_LEVEL="DEBUG")
     assert bad.code == 1
     assert "401" in bad.output and "CLIENT_API_TOKEN" in bad.output
     assert_secret_absent(bad.output)
     assert_secret_absent(bad.output, "wrong-token-value")
+    assert letters(env, mongo) == [], "refused credentials are not one record's refusal"
 
 
 def test_whitespace_around_a_token_is_dropped(env: Env, erp: FakeErpState) -> None:

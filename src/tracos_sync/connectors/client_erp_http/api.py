@@ -143,7 +143,7 @@ class ErpApi:
         except RecordRejected as exc:
             raise ProtocolError(f"{what}: refused: {exc}") from None
         try:
-            document = parse_json(body)
+            document = parse_json(body) if body.strip() else None
         except ParseError as exc:
             raise ProtocolError(
                 f"{what}: the answer is not JSON ({exc}; Content-Type "
@@ -201,7 +201,7 @@ class ErpApi:
         )
 
         async def attempt() -> tuple[httpx.Response, bytes]:
-            return await self._attempt(method, url, **kwargs)
+            return await self._attempt(what, method, url, **kwargs)
 
         try:
             return await retrying(attempt)
@@ -213,33 +213,37 @@ class ErpApi:
                 f"{self._budget:g}s (CLIENT_API_RETRY_SECONDS){hint}: {exc}"
             ) from exc
 
-    async def _attempt(self, method: str, url: str, **kwargs: Any) -> tuple[httpx.Response, bytes]:
+    async def _attempt(
+        self, what: str, method: str, url: str, **kwargs: Any
+    ) -> tuple[httpx.Response, bytes]:
         """One request, answer read whole, within the deadline; classified."""
         try:
             async with asyncio.timeout(self._timeout):
                 request = self._client.build_request(method, url, **kwargs)
                 response = await self._client.send(request, stream=True)
                 try:
-                    body = await self._read(response)
+                    body = await self._read(what, response)
                 finally:
                     await response.aclose()
         except TimeoutError:
             raise ApiTransient(f"no complete answer within {self._timeout:g}s") from None
         except (httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-            raise FatalError(f"the request cannot be sent: {self._text(exc)}") from None
+            raise FatalError(f"{what}: the request cannot be sent: {self._text(exc)}") from None
         except httpx.DecodingError as exc:
-            raise ProtocolError(f"the answer cannot be decoded: {self._text(exc)}") from None
+            raise ProtocolError(
+                f"{what}: the answer cannot be decoded: {self._text(exc)}"
+            ) from None
         except httpx.TransportError as exc:
             raise ApiTransient(f"{type(exc).__name__}: {self._text(exc)}") from None
-        self._classify(response, body)
+        self._classify(what, response, body)
         return response, body
 
-    async def _read(self, response: httpx.Response) -> bytes:
+    async def _read(self, what: str, response: httpx.Response) -> bytes:
         ok = response.is_success
         limit = self._max_bytes if ok else ERROR_BODY_BYTES
         declared = response.headers.get("Content-Length", "")
         if ok and declared.isdigit() and int(declared) > limit:
-            raise ProtocolError(self._too_large(int(declared)))
+            raise ProtocolError(f"{what}: {self._too_large(int(declared))}")
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.aiter_bytes():
@@ -247,11 +251,11 @@ class ErpApi:
             size += len(chunk)
             if size > limit:
                 if ok:
-                    raise ProtocolError(self._too_large(size))
+                    raise ProtocolError(f"{what}: {self._too_large(size)}")
                 break
         return b"".join(chunks)
 
-    def _classify(self, response: httpx.Response, body: bytes) -> None:
+    def _classify(self, what: str, response: httpx.Response, body: bytes) -> None:
         status = response.status_code
         if 200 <= status < 300:
             return
@@ -260,15 +264,16 @@ class ErpApi:
             raise ApiTransient(said, retry_after(response.headers))
         if status in (401, 403, 407):
             raise CredentialsRefused(
-                f"the client API refuses our credentials (check CLIENT_API_TOKEN): {said}"
+                f"{what}: the client API refuses our credentials (check CLIENT_API_TOKEN): {said}"
             )
         if 400 <= status < 500:
             raise RecordRejected([Problem("$", said)])
         location = self.excerpt(response.headers.get("Location", "none"))
         raise ProtocolError(
-            f"HTTP {status} (redirect to {location}): set CLIENT_API_URL to the final address"
+            f"{what}: HTTP {status} (redirect to {location}): set CLIENT_API_URL to the final "
+            "address"
             if 300 <= status < 400
-            else f"unexpected answer {said}"
+            else f"{what}: unexpected answer {said}"
         )
 
     def _too_large(self, size: int) -> str:
