@@ -11,11 +11,12 @@ POETRY := $(TOOLS)/poetry/bin/python tools/poetry_simple_api.py
 SECANTUSD := $(TOOLS)/secantusdb/bin/secantusd-py
 export SECANTUSD_BIN ?= $(abspath $(SECANTUSD))
 
-.PHONY: help install tools run seed test faults chaos lint format clean clean-data lock bench bench-memory
+.PHONY: help install tools run seed test faults chaos lint format clean clean-data lock bench bench-memory demo-http
 
 help:
 	@echo "make run           one full sync on an embedded local server, with sample data on first use"
 	@echo "make seed          write sample data (embedded server unless MONGO_URI is set)"
+	@echo "make demo-http     the HTTP connector: a fake ERP API, an embedded server, one sync each way"
 	@echo "make test          the test suite (unit, property, end to end, faults)"
 	@echo "make faults        the fault tests only"
 	@echo "make chaos         the randomized fault campaign, long profile (CHAOS_SECONDS=600)"
@@ -56,6 +57,10 @@ run: install
 	@if [ -z "$$MONGO_URI" ]; then $(MAKE) --no-print-directory tools; fi
 	@emb=$$( [ -z "$$MONGO_URI" ] && echo --embedded ); \
 	$(VENV)/bin/tracos-sync seed --if-empty $$emb && $(VENV)/bin/tracos-sync run $$emb
+
+# A fake ERP API and an embedded server with sample data, one sync each way (.data/demo-http).
+demo-http: install tools
+	$(VENV)/bin/python tools/demo_http.py
 
 seed: install
 	@if [ -z "$$MONGO_URI" ]; then $(MAKE) --no-print-directory tools; fi

@@ -1,11 +1,13 @@
-"""An in-memory TracOS: a fake that implements the real ``WorkOrderRepository`` port, held to
-the same contract suite as the MongoDB repository (tests/contract/test_repository_contract.py)."""
+"""In-memory fakes of the TracOS-side ports, each held to the same contract suite as its MongoDB
+implementation: ``WorkOrderRepository`` (tests/contract/test_repository_contract.py) and
+``ConnectorStateStore`` (tests/contract/test_state_store_contract.py)."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +15,7 @@ from tracos_sync.domain.dates import InvalidDate, coerce_instant
 from tracos_sync.domain.model import WorkOrder
 from tracos_sync.domain.ports import (
     ApplyResult,
+    DeadLetter,
     HealthCheck,
     PendingExport,
     RefusedOrder,
@@ -26,6 +29,7 @@ from tracos_sync.tracos.documents import (
     storage_problem,
     update_fields,
 )
+from tracos_sync.tracos.state import payload_text
 
 
 class InMemoryWorkOrderRepository:
@@ -122,3 +126,36 @@ class InMemoryWorkOrderRepository:
 
     async def close(self) -> None:
         """Nothing to close."""
+
+
+class InMemoryConnectorStateStore:
+    def __init__(self) -> None:
+        self.states: dict[str, dict[str, Any]] = {}
+        self.letters: dict[str, dict[str, Any]] = {}  # by "<scope>:<key>"
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        state = self.states.get(key)
+        return copy.deepcopy(state) if state is not None else None
+
+    async def put(self, key: str, state: Mapping[str, Any]) -> None:
+        self.states[key] = copy.deepcopy({k: v for k, v in state.items() if k != "_id"})
+
+    async def dead_letter(self, letter: DeadLetter, at: datetime) -> int:
+        entry = self.letters.setdefault(
+            f"{letter.scope}:{letter.key}", {"scope": letter.scope, "firstAt": at, "count": 0}
+        )
+        entry.update(
+            direction=letter.direction,
+            ref=letter.ref,
+            problems=[p.as_dict() for p in letter.problems],
+            payload=payload_text(letter.payload),
+            lastAt=at,
+            count=entry["count"] + 1,
+        )
+        return int(entry["count"])
+
+    async def count_dead_letters(self, scope: str) -> int:
+        return sum(1 for entry in self.letters.values() if entry["scope"] == scope)
+
+    def describe(self) -> str:
+        return "in memory"

@@ -1,5 +1,6 @@
 """Bootstrap: the only module that knows the concrete adapters. It reads the configuration,
-builds the TracOS repository and the configured client connector, and runs the pipeline."""
+builds the TracOS repository, the connector state store (on the same MongoDB client, retrier and
+write concern) and the configured client connector, and runs the pipeline."""
 
 from __future__ import annotations
 
@@ -26,7 +27,14 @@ from tracos_sync import connectors
 from tracos_sync.config import Settings, load_settings
 from tracos_sync.domain.dates import format_instant
 from tracos_sync.domain.errors import ConfigurationError, DatabaseUnavailable, SyncError
-from tracos_sync.domain.ports import ClientConnector, ClientSink, ClientSource, HealthCheck
+from tracos_sync.domain.ports import (
+    ClientConnector,
+    ClientSink,
+    ClientSource,
+    ConnectorContext,
+    ConnectorStateStore,
+    HealthCheck,
+)
 from tracos_sync.embedded import embedded_server
 from tracos_sync.logs import redact_text, uri_secrets
 from tracos_sync.pipeline import (
@@ -38,6 +46,7 @@ from tracos_sync.pipeline import (
 )
 from tracos_sync.tracos.repository import MongoWorkOrderRepository
 from tracos_sync.tracos.retry import Retrier, describe
+from tracos_sync.tracos.state import MongoConnectorStateStore
 
 log = structlog.get_logger("tracos_sync")
 
@@ -52,6 +61,11 @@ class AppSettings(Settings):
     report_path: Path | None = None
     metrics_port: int | None = Field(None, ge=1, le=65_535)
     metrics_address: str = "0.0.0.0"
+    # Where connectors keep their own state (the HTTP connector: watermark, dead letters).
+    client_state_collection: str = Field("client_sync_state", min_length=1, pattern=r"^[^$\x00]+$")
+    client_dead_letter_collection: str = Field(
+        "client_dead_letters", min_length=1, pattern=r"^[^$\x00]+$"
+    )
 
 
 @dataclass(slots=True)
@@ -61,9 +75,8 @@ class Runtime:
 
     @property
     def secrets(self) -> list[str]:
-        """What no output may show: MongoDB credentials, and any the connector declares."""
-        declared = getattr(self.connector, "secrets", None)
-        return uri_secrets(self.settings.mongo_uri) + (list(declared()) if declared else [])
+        """What no output may show: MongoDB credentials, and the connector's."""
+        return uri_secrets(self.settings.mongo_uri) + self.connector.secrets()
 
 
 def load_runtime(env_file: str | None, embedded: bool = False) -> Runtime:
@@ -134,24 +147,54 @@ def _refuse_unconfigured_default(uri: str) -> None:
         return  # not a plain refusal: let the driver try, within its budget
 
 
+@dataclass(slots=True)
+class Stores:
+    """TracOS's side of a process: the repository and the connector state store, sharing one
+    MongoDB client (closed with the repository), one retrier and the journaled write concern."""
+
+    repository: MongoWorkOrderRepository
+    state: MongoConnectorStateStore
+
+
 @contextlib.asynccontextmanager
-async def open_repository(
-    runtime: Runtime, dry_run: bool = False, log_retries: bool = True
-) -> AsyncIterator[MongoWorkOrderRepository]:
+async def open_stores(
+    runtime: Runtime,
+    dry_run: bool = False,
+    log_retries: bool = True,
+    retry_seconds: float | None = None,
+) -> AsyncIterator[Stores]:
+    """``retry_seconds`` overrides ``MONGO_RETRY_SECONDS`` (``check`` answers at once)."""
     settings = runtime.settings
     async with database_uri(settings) as uri:
         client = mongo_client(uri, settings)
+        budget = settings.mongo_retry_seconds if retry_seconds is None else retry_seconds
+        retrier = Retrier(budget, log_retries=log_retries)
         repository = MongoWorkOrderRepository(
             client,
             settings.mongo_database,
             settings.mongo_collection,
-            Retrier(settings.mongo_retry_seconds, log_retries=log_retries),
+            retrier,
             dry_run=dry_run,
         )
+        state = MongoConnectorStateStore(
+            client,
+            settings.mongo_database,
+            settings.client_state_collection,
+            settings.client_dead_letter_collection,
+            retrier,
+        )
         try:
-            yield repository
+            yield Stores(repository, state)
         finally:
             await repository.close()
+
+
+@contextlib.asynccontextmanager
+async def open_repository(
+    runtime: Runtime, dry_run: bool = False, log_retries: bool = True
+) -> AsyncIterator[MongoWorkOrderRepository]:
+    async with open_stores(runtime, dry_run, log_retries) as stores:
+        yield stores.repository
 
 
 @dataclass(slots=True)
@@ -167,6 +210,7 @@ class Syncer:
 
     runtime: Runtime
     repository: MongoWorkOrderRepository
+    state: ConnectorStateStore
     options: RunOptions
     source: ClientSource | None = None
     sink: ClientSink | None = None
@@ -177,11 +221,11 @@ class Syncer:
         """Build the adapters; each is prepared in its own direction's turn, so that one that
         cannot be (a folder that cannot be created) does not keep the other direction from
         running."""
-        dry_run = self.options.dry_run
+        context = ConnectorContext(self.state, self.options.dry_run)
         if command in ("run", "inbound"):
-            self.source = self.runtime.connector.source(dry_run=dry_run)
+            self.source = self.runtime.connector.source(context)
         if command in ("run", "outbound"):
-            self.sink = self.runtime.connector.sink(dry_run=dry_run)
+            self.sink = self.runtime.connector.sink(context)
 
     async def _prepare(self, direction: str, adapter: ClientSource | ClientSink) -> None:
         if direction not in self._prepared:
@@ -253,8 +297,8 @@ def _collect(failures: list[Exception], direction: str) -> Iterator[None]:
 async def open_syncer(
     runtime: Runtime, command: Command, options: RunOptions, log_retries: bool = True
 ) -> AsyncIterator[Syncer]:
-    async with open_repository(runtime, options.dry_run, log_retries) as repository:
-        syncer = Syncer(runtime, repository, options)
+    async with open_stores(runtime, options.dry_run, log_retries) as stores:
+        syncer = Syncer(runtime, stores.repository, stores.state, options)
         try:
             await syncer.open(command)
             yield syncer
@@ -281,9 +325,9 @@ async def execute(
 async def check(runtime: Runtime) -> list[HealthCheck]:
     """Everything ``tracos-sync check`` reports, each with ok or not."""
     checks = [HealthCheck("configuration", True, "valid")]
-    async with open_repository(runtime, dry_run=True) as repository:
-        checks += await repository.health()
-    checks += await runtime.connector.health()
+    async with open_stores(runtime, dry_run=True, retry_seconds=0) as stores:
+        checks += await stores.repository.health()
+        checks += await runtime.connector.health(ConnectorContext(stores.state, dry_run=True))
     return checks
 
 

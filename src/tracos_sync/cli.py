@@ -283,7 +283,8 @@ async def _run_check(env_file: str, embedded: bool) -> int:
 
     code = await _guarded(work())
     for result in results:
-        click.echo(f"{'ok  ' if result.ok else 'FAIL'}  {result.name:<22} {result.detail}")
+        detail = redact_text(result.detail, runtime.secrets)
+        click.echo(f"{'ok  ' if result.ok else 'FAIL'}  {result.name:<22} {detail}")
     failed = [r for r in results if not r.ok]
     if code == EXIT_OK and failed:
         code = EXIT_FAILED

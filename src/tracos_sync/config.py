@@ -7,6 +7,7 @@ names the variable.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -16,6 +17,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tracos_sync.domain.errors import ConfigurationError
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+# Variables whose value is never shown in an error, and those shown without their user info.
+SECRET_WORDS = ("TOKEN", "PASSWORD", "SECRET")
+ADDRESS_WORDS = ("URI", "URL")
+SHOWN_CHARS = 80
+_USERINFO = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)?.*@", re.IGNORECASE | re.DOTALL)
 
 
 def _zone(name: str) -> str:
@@ -77,10 +83,7 @@ def load_settings(cls: type[SettingsT], env_file: str | None = ".env") -> Settin
                 lines.append(str(err["msg"]).removeprefix("Value error, "))
                 continue
             variable = str(err["loc"][0]).upper()
-            value = err.get("input")
-            secret = "URI" in variable or "TOKEN" in variable
-            shown = "" if secret else f" (got {value!r:.80})"
-            lines.append(f"{variable}: {err['msg']}{shown}")
+            lines.append(f"{variable}: {err['msg']}{shown_value(variable, err.get('input'))}")
         raise ConfigurationError("invalid configuration: " + "; ".join(lines)) from None
 
 
@@ -103,3 +106,17 @@ def early_log_settings(env_file: str | None = ".env") -> tuple[str, str]:
         level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO",
         fmt if fmt in ("text", "json") else "text",
     )
+
+
+def shown_value(variable: str, value: object) -> str:
+    """`` (got …)`` for an error message: nothing for a secret; an address without its user
+    info (everything up to its last ``@``, so a password never shows, however long); removed
+    before the value is cut to ``SHOWN_CHARS``."""
+    if any(word in variable for word in SECRET_WORDS):
+        return ""
+    if isinstance(value, str) and any(word in variable for word in ADDRESS_WORDS):
+        value = _USERINFO.sub(lambda m: f"{m.group('scheme') or ''}***@", value)
+    text = repr(value)
+    if len(text) > SHOWN_CHARS:
+        text = text[: SHOWN_CHARS - 1] + "…"
+    return f" (got {text})"

@@ -1,17 +1,21 @@
 """Logging: one line per event, ``text`` (readable) or ``json`` (one object per line), on stderr.
 
 Tracebacks only at DEBUG. Every value passes a redaction step, so credentials from ``MONGO_URI``
-(or any other secret handed to ``configure``) never reach the output.
+(or any other secret handed to ``configure``) never reach the output: not as they are, not escaped
+(``repr``, JSON, ``\\n``), not URL-encoded, and not cut short (a message truncated in the middle of
+a secret still loses what shows of it).
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import re
 import sys
 from collections.abc import Iterable, MutableMapping, Sequence
 from typing import Any, TextIO
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 import orjson
 import structlog
@@ -37,21 +41,84 @@ def uri_secrets(uri: str) -> list[str]:
     return [s for s in found if len(s) >= 3]
 
 
+# A secret cut short by a truncation is still redacted when at least this much of it shows.
+MIN_SHOWN = 6
+MASK = "***"
+
+
+@functools.lru_cache(maxsize=256)
+def secret_forms(secret: str) -> tuple[str, ...]:
+    """The ways a message can hold ``secret``, longest first: as is; escaped as ``repr`` of the
+    text or of its bytes, JSON and ``unicode_escape`` write it (``\\n``, ``\\xe9``, ``\\u00e9``),
+    also escaped twice; URL-encoded (``quote``, ``quote_plus``; upper- and lower-case hex)."""
+    escaped = {
+        secret,
+        repr(secret)[1:-1],
+        repr(secret.encode("utf-8", "backslashreplace"))[2:-1],
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        secret.encode("unicode_escape").decode("ascii"),
+    }
+    escaped |= {repr(form)[1:-1] for form in escaped}
+    encoded = {quote(secret, safe=""), quote(secret), quote_plus(secret)}
+    encoded |= {re.sub("%[0-9A-F]{2}", lambda m: m.group().lower(), e) for e in encoded}
+    forms = {form for form in escaped | encoded if form}
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def _spans(text: str, form: str) -> list[tuple[int, int]]:
+    """Where ``form`` shows in ``text``, and where a leading part of it at least ``MIN_SHOWN``
+    long does (what is left of it after a cut)."""
+    if len(form) <= MIN_SHOWN:  # short: only whole
+        return [(m.start(), m.end()) for m in re.finditer(re.escape(form), text)]
+    spans = []
+    found = text.find(form[:MIN_SHOWN])
+    while found >= 0:
+        end, matched = found + MIN_SHOWN, MIN_SHOWN
+        while end < len(text) and matched < len(form) and text[end] == form[matched]:
+            end += 1
+            matched += 1
+        spans.append((found, end))
+        found = text.find(form[:MIN_SHOWN], found + 1)
+    return spans
+
+
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
-    text = _URI_CREDENTIALS.sub(r"\g<scheme>***@", text)
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
+    """``text`` with URI credentials and every form of each secret masked. Redact before cutting
+    a message short: a cut secret is caught only while ``MIN_SHOWN`` characters of it show."""
+    text = _URI_CREDENTIALS.sub(rf"\g<scheme>{MASK}@", text)
+    spans = sorted(span for form in _all_forms(tuple(secrets)) for span in _spans(text, form))
+    if not spans:
+        return text
+    parts, shown = [], 0
+    for start, end in spans:  # overlapping forms are masked as one
+        if start >= shown:
+            parts += [text[shown:start], MASK]
+        shown = max(shown, end)
+    parts.append(text[shown:])
+    return "".join(parts)
 
 
-def _clean(value: Any, secrets: Sequence[str]) -> Any:
+@functools.lru_cache(maxsize=64)
+def _all_forms(secrets: tuple[str, ...]) -> tuple[str, ...]:
+    forms = {form for secret in secrets if secret for form in secret_forms(secret)}
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def redact_value(value: Any, secrets: Sequence[str]) -> Any:
+    """A log value made printable and with its text redacted, also inside lists and mappings
+    and in objects that are shown as text (an exception, a path); other values as they are."""
     if isinstance(value, str):
         return redact_text(printable(value), secrets)
-    if isinstance(value, list | tuple):
-        return [_clean(item, secrets) for item in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
     if isinstance(value, dict):
-        return {printable(str(k)): _clean(v, secrets) for k, v in value.items()}
-    return value
+        return {printable(str(k)): redact_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redact_value(v, secrets) for v in value]
+    shown = str(value)
+    redacted = redact_text(printable(shown), secrets)
+    return value if redacted == shown else redacted
 
 
 class _Redactor:
@@ -59,11 +126,11 @@ class _Redactor:
     call must never fail, nor leak, whatever text it is given."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        self.secrets = sorted(set(secrets), key=len, reverse=True)
+        self.secrets = tuple(sorted(set(secrets), key=len, reverse=True))
 
     def __call__(self, _: WrappedLogger, __: str, event: EventDict) -> EventDict:
         for key, value in event.items():
-            event[key] = _clean(value, self.secrets)
+            event[key] = redact_value(value, self.secrets)
         return event
 
 

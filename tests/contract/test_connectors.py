@@ -2,30 +2,32 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 from pydantic import HttpUrl
-from pymongo import MongoClient
 
 from tests.builders import client_record, read_json, write_json
-from tests.server import Server
+from tests.fakes import InMemoryConnectorStateStore
 from tracos_sync.connectors.client_erp.files import FolderConnector, FolderSettings
-from tracos_sync.connectors.client_erp_http.connector import HttpConnector, HttpSettings
+from tracos_sync.connectors.client_erp_http.connector import HttpConnector
 from tracos_sync.connectors.client_erp_http.fake_server import FakeErpState, fake_erp
+from tracos_sync.connectors.client_erp_http.settings import HttpSettings
 from tracos_sync.domain.model import Status, WorkOrder
-from tracos_sync.domain.ports import ClientConnector, InboundUnit
+from tracos_sync.domain.ports import ClientConnector, ConnectorContext, InboundUnit
 
 
 class Harness(Protocol):
-    """The client side of a connector, as the tests see it."""
+    """The client side of a connector, as the tests see it, and the state store the bootstrap
+    would hand it."""
 
     connector: ClientConnector
+    state: InMemoryConnectorStateStore
+
+    def context(self, dry_run: bool = False) -> ConnectorContext: ...
 
     def put(self, records: list[dict[str, Any]]) -> None: ...
 
@@ -34,8 +36,17 @@ class Harness(Protocol):
     def quarantined(self) -> int: ...
 
 
-class FilesHarness:
+class StateHarness:
+    def __init__(self) -> None:
+        self.state = InMemoryConnectorStateStore()
+
+    def context(self, dry_run: bool = False) -> ConnectorContext:
+        return ConnectorContext(self.state, dry_run)
+
+
+class FilesHarness(StateHarness):
     def __init__(self, root: Path) -> None:
+        super().__init__()
         self.settings = FolderSettings(data_inbound_dir=root / "in", data_outbound_dir=root / "out")
         self.connector = FolderConnector(self.settings)
         self._n = 0
@@ -54,49 +65,39 @@ class FilesHarness:
         return len(list(rejected.glob("*.error.json"))) if rejected.exists() else 0
 
 
-class HttpHarness:
-    def __init__(self, url: str, state: FakeErpState, server: Server, mongo: MongoClient[Any]):
-        self.state = state
-        self.database = f"h_{uuid.uuid4().hex[:10]}"
+class HttpHarness(StateHarness):
+    def __init__(self, url: str, erp: FakeErpState):
+        super().__init__()
+        self.erp = erp
         self.settings = HttpSettings(
-            client_api_url=HttpUrl(url),
-            mongo_uri=server.uri,
-            mongo_database=self.database,
-            client_api_page_size=3,
-            client_api_retry_seconds=5,
+            client_api_url=HttpUrl(url), client_api_page_size=3, client_api_retry_seconds=5
         )
         self.connector = HttpConnector(self.settings)
-        self._mongo = mongo
 
     def put(self, records: list[dict[str, Any]]) -> None:
         for record in records:
-            self.state.put(record)
+            self.erp.put(record)
 
     def delivered(self) -> dict[int, dict[str, Any]]:
-        return {int(r["orderNo"]): r for r in self.state.received}
+        return {int(r["orderNo"]): r for r in self.erp.received}
 
     def quarantined(self) -> int:
-        return self._mongo[self.database]["client_dead_letters"].count_documents({})
+        return len(self.state.letters)
 
 
 @pytest.fixture(params=["files", "http"])
-def harness(
-    request: pytest.FixtureRequest, tmp_path: Path, server: Server, mongo: MongoClient[Any]
-) -> Iterator[Harness]:
+def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
     if request.param == "files":
         yield FilesHarness(tmp_path)
         return
-    with ExitStack() as stack:
-        url, state = stack.enter_context(fake_erp())
-        chosen = HttpHarness(url, state, server, mongo)
-        yield chosen
-        mongo.drop_database(chosen.database)
+    with fake_erp() as (url, erp):
+        yield HttpHarness(url, erp)
 
 
 async def offered(
     harness: Harness, dry_run: bool = False, complete: bool = True
 ) -> list[InboundUnit]:
-    source = harness.connector.source(dry_run=dry_run)
+    source = harness.connector.source(harness.context(dry_run))
     await source.prepare()
     units: list[InboundUnit] = []
     try:
@@ -153,7 +154,7 @@ async def test_dry_run_offers_but_changes_nothing(harness: Harness) -> None:
     harness.put([client_record(5)])
     assert numbers(await offered(harness, dry_run=True)) == [5]
     assert numbers(await offered(harness)) == [5], "still there after the dry run"
-    sink = harness.connector.sink(dry_run=True)
+    sink = harness.connector.sink(harness.context(dry_run=True))
     await sink.prepare()
     delivery = await sink.deliver([order(9)])
     await sink.close()
@@ -162,7 +163,7 @@ async def test_dry_run_offers_but_changes_nothing(harness: Harness) -> None:
 
 
 async def test_delivery_is_durable_complete_and_idempotent(harness: Harness) -> None:
-    sink = harness.connector.sink()
+    sink = harness.connector.sink(harness.context())
     await sink.prepare()
     try:
         first = await sink.deliver([order(1), order(2)])
@@ -191,5 +192,19 @@ async def test_delivery_is_durable_complete_and_idempotent(harness: Harness) -> 
 
 
 async def test_health_reports_checks(harness: Harness) -> None:
-    checks = await harness.connector.health()
+    checks = await harness.connector.health(harness.context())
     assert checks and all(c.ok for c in checks), checks
+
+
+async def test_a_dry_run_keeps_no_state(harness: Harness) -> None:
+    harness.put([client_record(1), client_record(2, orderNo="two")])
+    units = await offered(harness, dry_run=True)
+    assert numbers(units) == [1]
+    assert harness.state.states == {} and harness.state.letters == {}
+    assert harness.quarantined() == 0
+
+
+def test_secrets_are_declared(harness: Harness) -> None:
+    """What no output may show; the folder connector has none."""
+    secrets = harness.connector.secrets()
+    assert isinstance(secrets, list) and all(isinstance(s, str) for s in secrets)

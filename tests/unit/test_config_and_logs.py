@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import pytest
 import structlog
@@ -103,3 +104,113 @@ def test_redaction(uri: str) -> None:
     line = out.getvalue()
     assert "hunter2" not in line and "admin:" not in line
     assert json.loads(line)["event"] == "boom"
+
+
+SECRET = "pä$$/w+rd=\n"  # escapes, encodes and cuts differently in every form
+
+
+@pytest.mark.parametrize(
+    "shown",
+    [
+        SECRET,
+        repr(SECRET),
+        repr(SECRET.encode()),
+        json.dumps(SECRET),
+        json.dumps(repr(SECRET)),
+        SECRET.encode("unicode_escape").decode(),
+        quote(SECRET, safe=""),
+        quote(SECRET, safe="").lower(),
+        quote_plus(SECRET),
+        f"Illegal header value b'Bearer {SECRET}'",
+        f"cut short: {repr(SECRET)[:8]}",
+        f"{quote(SECRET, safe='')[:9]}… and more",
+    ],
+    ids=[
+        "raw",
+        "repr",
+        "bytes-repr",
+        "json",
+        "json-of-repr",
+        "unicode-escape",
+        "url",
+        "url-lower-hex",
+        "url-plus",
+        "header",
+        "cut-repr",
+        "cut-url",
+    ],
+)
+def test_secrets_are_redacted_in_every_form(shown: str) -> None:
+    text = logs.redact_text(f"before {shown} after", [SECRET])
+    assert (text.startswith("before ") and text.endswith(" after")) or "…" in text
+    assert "***" in text
+    assert "w+rd" not in text and "w%2Brd" not in text.replace("%2b", "%2B")
+    assert "p\\xc3\\xa4$$" not in text and "pä$$" not in text and "p\\u00e4$$" not in text
+
+
+def test_redaction_leaves_other_text_and_short_fragments_alone() -> None:
+    assert logs.redact_text("nothing to hide here", ["hunter2-long"]) == "nothing to hide here"
+    assert logs.redact_text("hunter", ["hunter2-long"]) == "***", "a cut secret is masked"
+    assert logs.redact_text("hunte", ["hunter2-long"]) == "hunte", "too short to tell"
+
+
+def test_log_values_are_redacted_inside_structures_and_objects() -> None:
+    out = io.StringIO()
+    logs.configure("INFO", "json", ["hunter2-long"], stream=out)
+    structlog.get_logger("t").error(
+        "boom",
+        problems=[{"reason": "saw hunter2-long"}],
+        error=ValueError("token hunter2-long refused"),
+        count=3,
+    )
+    line = json.loads(out.getvalue())
+    assert "hunter2" not in out.getvalue()
+    assert line["problems"] == [{"reason": "saw ***"}]
+    assert line["error"] == "token *** refused" and line["count"] == 3
+
+
+def test_a_url_in_a_configuration_error_is_shown_without_its_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tracos_sync.connectors.client_erp_http.settings import HttpSettings
+
+    password = "s3cr3t/" * 30  # far past the 80 characters shown, and with a slash in it
+    monkeypatch.setenv("CLIENT_API_URL", f"https://erp:{password}@erp.example:99999999/api")
+    with pytest.raises(ConfigurationError, match="CLIENT_API_URL") as caught:
+        load_settings(HttpSettings, None)
+    assert "s3cr3t" not in str(caught.value)
+    assert "https://***@erp.example:99999999/api" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("given", "token"),
+    [
+        ("abc.DEF-123_~+/=", "abc.DEF-123_~+/="),
+        (" tok\n", "tok"),
+        ("\ttok \r\n", "tok"),
+        ("  ", None),
+    ],
+)
+def test_whitespace_around_a_token_is_dropped(
+    monkeypatch: pytest.MonkeyPatch, given: str, token: str | None
+) -> None:
+    from tracos_sync.connectors.client_erp_http.settings import HttpSettings
+
+    monkeypatch.setenv("CLIENT_API_URL", "http://erp.example")
+    monkeypatch.setenv("CLIENT_API_TOKEN", given)
+    settings = load_settings(HttpSettings, None)
+    got = settings.client_api_token
+    assert (got.get_secret_value() if got is not None else None) == token
+
+
+@pytest.mark.parametrize("given", ["to ken", "to\nken", "tök€n", "tok\x7fen"])
+def test_a_token_with_odd_characters_inside_is_refused_unseen(
+    monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    from tracos_sync.connectors.client_erp_http.settings import HttpSettings
+
+    monkeypatch.setenv("CLIENT_API_URL", "http://erp.example")
+    monkeypatch.setenv("CLIENT_API_TOKEN", given)
+    with pytest.raises(ConfigurationError, match="CLIENT_API_TOKEN") as caught:
+        load_settings(HttpSettings, None)
+    assert "ken" not in str(caught.value) and "to" not in str(caught.value).split(":", 1)[1]

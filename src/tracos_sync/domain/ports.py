@@ -2,15 +2,16 @@
 
 A customer system is a ``Connector``: it turns its own inputs into domain ``WorkOrder`` values
 (``ClientSource``) and delivers domain work orders in its own format (``ClientSink``). TracOS is
-a ``WorkOrderRepository``.
+a ``WorkOrderRepository``. A connector that keeps state of its own (a watermark, refused records)
+is handed a ``ConnectorStateStore`` by the bootstrap, in a ``ConnectorContext``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .errors import FatalError
 from .model import Problem, WorkOrder
@@ -179,21 +180,73 @@ class HealthCheck:
     detail: str
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An input a connector refused, kept with its reasons so that people can see and fix it.
+
+    ``key`` names the refusal (for example a digest of the payload): recording the same
+    ``scope``/``key`` again is the same entry, its count raised and its last time moved."""
+
+    scope: str
+    key: str
+    direction: str
+    ref: str
+    problems: Sequence[Problem]
+    payload: object
+
+
+class ConnectorStateStore(Protocol):
+    """Small durable state a connector keeps beside TracOS, by key: a watermark, refused records.
+
+    Durable when a write returns (as the repository's writes); transient failures are retried
+    within the same budget; an outage past it raises ``DatabaseUnavailable``."""
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        """The state document stored under ``key`` (a copy), or ``None``."""
+
+    async def put(self, key: str, state: Mapping[str, Any]) -> None:
+        """Store ``state`` under ``key``, replacing what was there."""
+
+    async def dead_letter(self, letter: DeadLetter, at: datetime) -> int:
+        """Record a refusal; returns how many times this one (``scope``/``key``) was recorded.
+        The entry keeps its first time, the last time (``at``), and the latest ref, problems and
+        payload."""
+
+    async def count_dead_letters(self, scope: str) -> int:
+        """How many distinct refusals ``scope`` has recorded."""
+
+    def describe(self) -> str:
+        """Where the state and the dead letters live, for people (no secrets)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorContext:
+    """What the bootstrap hands a connector with each source, sink or health check: whether this
+    is a dry run, and the durable state store (same database client, retries and write concern
+    as the TracOS repository)."""
+
+    state: ConnectorStateStore
+    dry_run: bool = False
+
+
 class ClientConnector(Protocol):
     """A customer system: one folder under ``tracos_sync.connectors``, registered as an entry
     point in the ``tracos_sync.connectors`` group whose value is a ``ConnectorFactory``.
 
-    With ``dry_run`` the source reads without claiming or archiving anything and the sink
-    translates without delivering."""
+    With ``context.dry_run`` the source reads without claiming or archiving anything and the sink
+    translates without delivering; neither writes state."""
 
-    def source(self, dry_run: bool = False) -> ClientSource: ...
+    def source(self, context: ConnectorContext) -> ClientSource: ...
 
-    def sink(self, dry_run: bool = False) -> ClientSink: ...
+    def sink(self, context: ConnectorContext) -> ClientSink: ...
 
     def describe(self) -> dict[str, str]:
         """Where it reads and writes, for logs (no secrets)."""
 
-    async def health(self) -> list[HealthCheck]:
+    def secrets(self) -> list[str]:
+        """Values no output may show (tokens, passwords); redacted in every form."""
+
+    async def health(self, context: ConnectorContext) -> list[HealthCheck]:
         """Can it be read and written, and how much input is waiting."""
 
 

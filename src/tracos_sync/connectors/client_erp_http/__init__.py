@@ -1,7 +1,16 @@
 """The client ERP reached over its HTTP API (same work-order format as the JSON folder).
 
-Inbound: ``GET /workorders?updatedSince=…&page=…`` from a watermark kept in MongoDB, advanced only
-after a page is applied. Outbound: ``PUT /workorders/{orderNo}``. Records the API refuses (4xx)
-and records that fail validation go to a dead-letter collection, visible in ``tracos-sync check``.
-``fake_server`` is a small real HTTP server with the same API, for tests and for trying it.
+Inbound: ``GET /workorders?updatedSince=…&page=…`` from a watermark, stored only after a page is
+applied and never moved past now plus a small clock-skew allowance by a record's claimed date.
+Outbound: ``PUT /workorders/{orderNo}``. Records refused either way become dead letters (one per
+refusal, counted), visible in ``tracos-sync check``. The watermark and the dead letters live in
+the connector state store the bootstrap hands over (beside TracOS, same MongoDB client).
+
+- ``settings``: ``CLIENT_API_*``;
+- ``api``: requests with a deadline, every answer classified, retries honouring ``Retry-After``;
+- ``paging``: the watermark and its advance rule, keyset paging, what a page may not say;
+- ``state``: the watermark and dead letters through the state store;
+- ``source``, ``sink``, ``connector``: the ports;
+- ``fake_server``: a small real HTTP server with the same API and switches for each way an ERP
+  misbehaves, for tests, the demo and ``tracos-sync fake-erp``.
 """

@@ -1,4 +1,5 @@
-"""A fake client ERP speaking the HTTP API, for tests and ``tracos-sync fake-erp``.
+"""A fake client ERP speaking the HTTP API, for tests, ``make demo-http`` and ``tracos-sync
+fake-erp``.
 
 The standard library's threading HTTP server is enough for a test double on loopback, and keeps
 the connector free of a server dependency (as httpx ships its mock transport).
@@ -8,22 +9,36 @@ API:
   records with ``lastUpdateDate >= updatedSince`` ordered by (lastUpdateDate, orderNo).
 - ``PUT /workorders/{orderNo}`` with a work-order object -> 200, or 422 if it is not one.
 - ``GET /health`` -> 200.
-Every request needs ``Authorization: Bearer <token>`` when a token is set. ``fail_next`` makes
-the next requests answer an error status (with ``Retry-After``), for fault tests.
+Every request needs ``Authorization: Bearer <token>`` when a token is set.
+
+Switches on ``FakeErpState``, one per way an ERP has been seen to misbehave:
+- ``put_future(record)``: a record whose ``lastUpdateDate`` is in 2099 (a clock gone wrong);
+- ``empty_pages_claim_more``: every listing is ``{"items": [], "hasMore": true}``;
+- ``endless``: listings ignore ``page`` and always claim more (paging that never ends);
+- ``drip_seconds``: every answer is sent one byte at a time, this many seconds apart;
+- ``listing_answer`` (``html()``): listings answer this status, content type and body instead;
+- ``echo_credentials``: every ``GET`` answers 400 with our ``Authorization`` header in the
+  body, as is, escaped and URL-encoded (an error page that shows the request);
+- ``fail_next(status, times, retry_after)``: the next requests fail (an error storm);
+- ``refuse``: orderNos whose ``PUT`` is refused with 422.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import orjson
+
+FAR_FUTURE = "2099-01-01T00:00:00.000Z"
+HTML_PAGE = b"<!DOCTYPE html><html><body><h1>Maintenance</h1><p>Back soon.</p></body></html>"
 
 
 @dataclass
@@ -32,12 +47,19 @@ class FakeErpState:
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     received: list[dict[str, Any]] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
+    request_times: list[float] = field(default_factory=list)  # time.monotonic() of each
     token: str | None = None
     failures: list[tuple[int, float | None]] = field(default_factory=list)
     refuse: set[int] = field(default_factory=set)
+    empty_pages_claim_more: bool = False
+    endless: bool = False
+    drip_seconds: float = 0.0
+    listing_answer: tuple[int, str, bytes] | None = None
+    echo_credentials: bool = False
     # Called after each listing request (tests use it to change data between pages).
     after_list: list[Any] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def fail_next(self, status: int, times: int = 1, retry_after: float | None = None) -> None:
         with self.lock:
@@ -46,6 +68,14 @@ class FakeErpState:
     def put(self, record: dict[str, Any]) -> None:
         with self.lock:
             self.records[str(record.get("orderNo"))] = record
+
+    def put_future(self, record: dict[str, Any]) -> None:
+        """``record`` as an ERP with a wrong clock stores it: updated in 2099."""
+        self.put({**record, "lastUpdateDate": FAR_FUTURE})
+
+    def html(self, status: int = 200) -> None:
+        """Listings answer an HTML page (a proxy's or a maintenance page)."""
+        self.listing_answer = (status, "text/html; charset=utf-8", HTML_PAGE)
 
 
 def _instant(text: object) -> datetime:
@@ -61,20 +91,37 @@ def _handler(state: FakeErpState) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet: tests read state, not logs."""
 
-        def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-            data = orjson.dumps(body)
+        def _send(
+            self,
+            status: int,
+            body: Any,
+            headers: dict[str, str] | None = None,
+            content_type: str = "application/json",
+        ) -> None:
+            data = body if isinstance(body, bytes) else orjson.dumps(body)
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             for key, value in (headers or {}).items():
                 self.send_header(key, value)
             self.end_headers()
-            self.wfile.write(data)
+            if state.drip_seconds <= 0:
+                self.wfile.write(data)
+                return
+            for index in range(len(data)):  # a slow drip: one byte at a time
+                if state.stopping.wait(state.drip_seconds):
+                    return
+                try:
+                    self.wfile.write(data[index : index + 1])
+                    self.wfile.flush()
+                except OSError:
+                    return  # the client gave up
 
         def _gate(self) -> bool:
             """Auth and injected failures; True when the request may proceed."""
             with state.lock:
                 state.requests.append(f"{self.command} {self.path}")
+                state.request_times.append(time.monotonic())
                 failure = state.failures.pop(0) if state.failures else None
             if state.token and self.headers.get("Authorization") != f"Bearer {state.token}":
                 self._send(401, {"error": "unauthorized"})
@@ -89,6 +136,11 @@ def _handler(state: FakeErpState) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             if not self._gate():
                 return
+            if state.echo_credentials:
+                header = self.headers.get("Authorization", "")
+                shown = f"Authorization {header} | {header!r} | {quote(header, safe='')}"
+                self._send(400, f"bad request with {shown}".encode(), {}, "text/plain")
+                return
             url = urlsplit(self.path)
             if url.path == "/health":
                 self._send(200, {"status": "ok"})
@@ -96,8 +148,10 @@ def _handler(state: FakeErpState) -> type[BaseHTTPRequestHandler]:
             if url.path != "/workorders":
                 self._send(404, {"error": "not found"})
                 return
+            if self._misbehave():
+                return
             query = parse_qs(url.query)
-            page = int(query.get("page", ["1"])[0])
+            page = 1 if state.endless else int(query.get("page", ["1"])[0])
             size = int(query.get("pageSize", ["100"])[0])
             since = query.get("updatedSince", [None])[0]
             with state.lock:
@@ -107,9 +161,21 @@ def _handler(state: FakeErpState) -> type[BaseHTTPRequestHandler]:
                 items = [r for r in items if _instant(r.get("lastUpdateDate")) >= floor]
             items.sort(key=lambda r: (_instant(r.get("lastUpdateDate")), str(r.get("orderNo"))))
             chunk = items[(page - 1) * size : page * size]
-            self._send(200, {"items": chunk, "page": page, "hasMore": page * size < len(items)})
+            more = state.endless or page * size < len(items)
+            self._send(200, {"items": chunk, "page": page, "hasMore": more})
             for hook in list(state.after_list):
                 hook(state)
+
+        def _misbehave(self) -> bool:
+            """The listing switches that replace the answer; True when one did."""
+            if state.empty_pages_claim_more:
+                self._send(200, {"items": [], "hasMore": True})
+            elif state.listing_answer is not None:
+                status, content_type, body = state.listing_answer
+                self._send(status, body, content_type=content_type)
+            else:
+                return False
+            return True
 
         def do_PUT(self) -> None:
             if not self._gate():
@@ -152,5 +218,6 @@ def fake_erp(
     try:
         yield f"http://{host}:{server.server_address[1]}", state
     finally:
+        state.stopping.set()
         server.shutdown()
         server.server_close()

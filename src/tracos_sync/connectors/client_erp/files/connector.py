@@ -14,7 +14,7 @@ import orjson
 import structlog
 
 from tracos_sync.config import load_settings
-from tracos_sync.domain.ports import Backlog, HealthCheck
+from tracos_sync.domain.ports import Backlog, ConnectorContext, HealthCheck
 
 from .archive import SIDECAR_SUFFIX, rejected_files
 from .claims import count_claimed
@@ -32,11 +32,11 @@ class FolderConnector:
     def __init__(self, settings: FolderSettings) -> None:
         self.settings = settings
 
-    def source(self, dry_run: bool = False) -> FolderSource:
-        return FolderSource(self.settings, dry_run)
+    def source(self, context: ConnectorContext) -> FolderSource:
+        return FolderSource(self.settings, context.dry_run)
 
-    def sink(self, dry_run: bool = False) -> FolderSink:
-        return FolderSink(self.settings, dry_run)
+    def sink(self, context: ConnectorContext) -> FolderSink:
+        return FolderSink(self.settings, context.dry_run)
 
     def describe(self) -> dict[str, str]:
         return {
@@ -45,7 +45,10 @@ class FolderConnector:
             "outbound": str(self.settings.data_outbound_dir),
         }
 
-    async def health(self) -> list[HealthCheck]:
+    def secrets(self) -> list[str]:
+        return []
+
+    async def health(self, context: ConnectorContext) -> list[HealthCheck]:
         return await asyncio.to_thread(self._health)
 
     def _health(self) -> list[HealthCheck]:

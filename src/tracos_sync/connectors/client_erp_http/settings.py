@@ -1,0 +1,57 @@
+"""Settings of the HTTP connector (``CLIENT_API_*``). Its watermark and dead letters are kept by
+the bootstrap's connector state store (``CLIENT_STATE_COLLECTION``, core settings)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field, HttpUrl, SecretStr
+
+from tracos_sync.config import EnvSettings, TimeZoneName
+from tracos_sync.logs import uri_secrets
+
+# RFC 6750's token characters are a subset of these; anything else cannot go in a header.
+_VISIBLE_ASCII = frozenset(chr(c) for c in range(0x21, 0x7F))
+
+
+def _token(value: object) -> object:
+    """Whitespace around a token is dropped (a secret mounted from a file ends with a newline);
+    an empty one means no token; one with spaces, control or non-ASCII characters inside is
+    refused, without showing it."""
+    if not isinstance(value, str):
+        return value
+    token = value.strip()
+    if not token:
+        return None
+    if not set(token) <= _VISIBLE_ASCII:
+        raise ValueError(
+            "must be printable ASCII without spaces or control characters inside "
+            "(the value is not shown)"
+        )
+    return token
+
+
+ApiToken = Annotated[SecretStr | None, BeforeValidator(_token)]
+
+
+class HttpSettings(EnvSettings):
+    client_api_url: HttpUrl
+    client_api_token: ApiToken = None
+    client_api_page_size: int = Field(100, ge=1, le=10_000)
+    # The whole request, from sending it to the last byte of the answer (not per read).
+    client_api_timeout_seconds: float = Field(10.0, gt=0, le=3_600)
+    client_api_retry_seconds: float = Field(30.0, ge=0, le=86_400)
+    client_api_concurrency: int = Field(8, ge=1, le=64)
+    # Pages read per run at most: an API whose paging never ends costs one bounded run.
+    client_api_max_pages: int = Field(1_000, ge=1, le=1_000_000)
+    client_api_max_response_bytes: int = Field(64 * 1024 * 1024, ge=1_024)
+    # How far ahead of our clock a record's lastUpdateDate may be before it is refused.
+    client_clock_skew_seconds: float = Field(300.0, ge=0, le=86_400)
+    client_timezone: TimeZoneName = "UTC"
+
+    def secrets(self) -> list[str]:
+        """The token, and any credentials in the URL."""
+        token = self.client_api_token
+        return ([token.get_secret_value()] if token is not None else []) + uri_secrets(
+            str(self.client_api_url)
+        )

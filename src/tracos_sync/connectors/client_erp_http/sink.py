@@ -1,0 +1,69 @@
+"""Outbound over ``PUT /workorders/{orderNo}``, a few requests at a time. A record the API
+refuses is quarantined (one dead letter per refusal, counted) and stays unsynced in TracOS, so it
+is offered again next run; anything fatal stops the delivery after what was delivered."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import orjson
+
+from tracos_sync.domain.errors import FatalError, RecordRejected
+from tracos_sync.domain.model import Problem, WorkOrder
+from tracos_sync.domain.ports import ConnectorContext, Delivery
+
+from ..client_erp.translate import to_client
+from .api import ErpApi
+from .settings import HttpSettings
+from .state import ConnectorState
+
+# What one PUT came to: delivered (None), refused, or fatal for the run.
+Outcome = RecordRejected | FatalError | None
+
+
+class HttpSink:
+    """``ClientSink`` over the ERP's ``PUT``."""
+
+    def __init__(self, settings: HttpSettings, context: ConnectorContext) -> None:
+        self._dry_run = context.dry_run
+        self._concurrency = settings.client_api_concurrency
+        self._api = ErpApi(settings)
+        self._state = ConnectorState(context.state, str(settings.client_api_url))
+
+    async def prepare(self) -> None:
+        """Nothing to create: the API is there or the first request says so."""
+
+    async def deliver(self, orders: Sequence[WorkOrder]) -> Delivery:
+        bodies = [(order.number, to_client(order)) for order in orders]
+        delivery = Delivery()
+        if self._dry_run:
+            delivery.delivered = [number for number, _ in bodies]
+            return delivery
+        gate = asyncio.Semaphore(self._concurrency)
+
+        async def send(number: int, body: bytes) -> Outcome:
+            async with gate:
+                try:
+                    await self._api.put(number, body)
+                except (RecordRejected, FatalError) as exc:
+                    return exc
+                return None
+
+        outcomes = await asyncio.gather(*(send(n, orjson.dumps(b)) for n, b in bodies))
+        for (number, body), outcome in zip(bodies, outcomes, strict=True):
+            if outcome is None:
+                delivery.delivered.append(number)
+            elif isinstance(outcome, RecordRejected):
+                problems = [Problem(p.path, p.reason, number) for p in outcome.problems]
+                delivery.refused += problems
+                try:
+                    await self._state.refused("outbound", f"orderNo {number}", problems, body)
+                except FatalError as exc:
+                    delivery.fatal = delivery.fatal or exc
+            elif delivery.fatal is None:
+                delivery.fatal = outcome
+        return delivery
+
+    async def close(self) -> None:
+        await self._api.close()

@@ -1,0 +1,75 @@
+"""The HTTP connector's state, kept through the bootstrap's ``ConnectorStateStore``: its
+watermark (one document per API URL) and the records refused either way (dead letters, one entry
+per refusal however often it recurs)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from tracos_sync.domain.dates import InvalidDate, format_instant, parse_instant
+from tracos_sync.domain.model import Problem
+from tracos_sync.domain.ports import ConnectorStateStore, DeadLetter
+
+from .paging import Watermark, fingerprint
+
+log = structlog.get_logger("tracos_sync.http")
+
+SCOPE = "client_erp_http"
+
+
+class ConnectorState:
+    def __init__(self, store: ConnectorStateStore, api_url: str) -> None:
+        self._store = store
+        self._key = f"{SCOPE}:{api_url}"
+
+    @property
+    def where(self) -> str:
+        return self._store.describe()
+
+    async def watermark(self, bound: datetime) -> Watermark:
+        """The stored watermark. One that cannot be read, or that lies beyond ``bound`` (written
+        from a future-dated record before that was refused), is not trusted: reading starts
+        again from the beginning, which TracOS's newer-only rule makes harmless."""
+        doc = await self._store.get(self._key)
+        if not doc:
+            return Watermark()
+        try:
+            since = parse_instant(str(doc["watermark"]))
+            at = frozenset(int(n) for n in doc.get("atWatermark", []))
+        except (KeyError, TypeError, ValueError, InvalidDate):
+            log.warning("http.watermark_reset", reason="stored watermark unreadable")
+            return Watermark()
+        if since > bound:
+            log.warning(
+                "http.watermark_reset",
+                reason=f"stored watermark {format_instant(since)} is in the future",
+                detail="reading every record again; those TracOS holds already count as stale",
+            )
+            return Watermark()
+        return Watermark(since, at)
+
+    async def save(self, mark: Watermark) -> None:
+        await self._store.put(
+            self._key,
+            {
+                "watermark": mark.text,
+                "atWatermark": sorted(mark.at),
+                "updatedAt": datetime.now(UTC),
+            },
+        )
+
+    async def refused(
+        self, direction: str, ref: str, problems: Sequence[Problem], payload: Any
+    ) -> int:
+        """Quarantine a refused record; returns how many times this same refusal was seen."""
+        letter = DeadLetter(
+            SCOPE, f"{direction}:{fingerprint(payload)}", direction, ref, problems, payload
+        )
+        return await self._store.dead_letter(letter, datetime.now(UTC))
+
+    async def count_refused(self) -> int:
+        return await self._store.count_dead_letters(SCOPE)

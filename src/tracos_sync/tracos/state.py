@@ -1,0 +1,121 @@
+"""``ConnectorStateStore`` on MongoDB: the connectors' own state beside TracOS's collection.
+
+It is built by the bootstrap on the repository's client, with the repository's ``Retrier`` and
+its journaled write concern, so a process holds one MongoDB client and a connector's watermark is
+as durable as the work orders it covers. Two collections: state documents by ``_id``, and dead
+letters by ``<scope>:<key>`` (the same refusal is one entry with a count).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+from pymongo.write_concern import WriteConcern
+
+from tracos_sync.domain.ports import DeadLetter
+
+from .retry import Retrier
+
+Doc = dict[str, Any]
+# A refused payload is kept as JSON text, cut to this many characters (a document must stay far
+# below MongoDB's 16 MB, whatever the client sent).
+MAX_PAYLOAD_CHARS = 100_000
+
+
+class MongoConnectorStateStore:
+    def __init__(
+        self,
+        client: AsyncMongoClient[Doc],
+        database: str,
+        state_collection: str,
+        dead_letter_collection: str,
+        retrier: Retrier,
+    ) -> None:
+        db = client[database]
+        # Journaled, as the repository's inbound writes: the watermark must not survive a crash
+        # that loses the work orders it says were applied. Keep the URI's w, add j.
+        concern = WriteConcern(**{**db.write_concern.document, "j": True})
+        self._state: AsyncCollection[Doc] = db.get_collection(
+            state_collection, write_concern=concern
+        )
+        self._letters: AsyncCollection[Doc] = db.get_collection(
+            dead_letter_collection, write_concern=concern
+        )
+        self._retrier = retrier
+        self._where = (
+            f"MongoDB {database}.{state_collection} (state), "
+            f"{database}.{dead_letter_collection} (dead letters)"
+        )
+
+    async def get(self, key: str) -> Doc | None:
+        doc = await self._retrier.call(
+            "read connector state", lambda: self._state.find_one({"_id": key})
+        )
+        if doc is None:
+            return None
+        doc.pop("_id", None)
+        return doc
+
+    async def put(self, key: str, state: Mapping[str, Any]) -> None:
+        document = {k: v for k, v in state.items() if k != "_id"}
+        await self._retrier.call(
+            "write connector state",
+            lambda: self._state.replace_one({"_id": key}, document, upsert=True),
+        )
+
+    async def dead_letter(self, letter: DeadLetter, at: datetime) -> int:
+        entry = f"{letter.scope}:{letter.key}"
+        update = {
+            "$set": {
+                "scope": letter.scope,
+                "direction": letter.direction,
+                "ref": _text(letter.ref),
+                "problems": [
+                    {k: _text(v) if isinstance(v, str) else v for k, v in p.as_dict().items()}
+                    for p in letter.problems
+                ],
+                "payload": payload_text(letter.payload),
+                "lastAt": at,
+            },
+            "$setOnInsert": {"firstAt": at},
+            "$inc": {"count": 1},
+        }
+
+        async def record() -> int:
+            try:
+                doc = await self._letters.find_one_and_update(
+                    {"_id": entry}, update, upsert=True, return_document=ReturnDocument.AFTER
+                )
+            except DuplicateKeyError:  # a concurrent first record of the same key won: count on
+                doc = await self._letters.find_one_and_update(
+                    {"_id": entry}, update, return_document=ReturnDocument.AFTER
+                )
+            return int((doc or {}).get("count", 1))
+
+        return await self._retrier.call("record a dead letter", record)
+
+    async def count_dead_letters(self, scope: str) -> int:
+        return await self._retrier.call(
+            "count dead letters", lambda: self._letters.count_documents({"scope": scope})
+        )
+
+    def describe(self) -> str:
+        return self._where
+
+
+def payload_text(payload: object) -> str:
+    """The payload as JSON text (non-ASCII escaped, so that even text that is not valid Unicode
+    can be stored), cut to ``MAX_PAYLOAD_CHARS``."""
+    text = json.dumps(payload, default=str, ensure_ascii=True, sort_keys=True)
+    return text if len(text) <= MAX_PAYLOAD_CHARS else text[: MAX_PAYLOAD_CHARS - 1] + "…"
+
+
+def _text(value: str) -> str:
+    """Text BSON can hold: a lone surrogate (from a ``\\udXXX`` escape) is written escaped."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
