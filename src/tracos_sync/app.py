@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any, Literal
 
-import orjson
 import structlog
 from bson.codec_options import DatetimeConversion
 from pydantic import Field
@@ -25,27 +23,16 @@ from pymongo.uri_parser import parse_uri
 
 from tracos_sync import connectors
 from tracos_sync.config import Settings, load_settings
-from tracos_sync.domain.dates import format_instant
-from tracos_sync.domain.errors import ConfigurationError, DatabaseUnavailable, SyncError
+from tracos_sync.domain.errors import ConfigurationError, DatabaseUnavailable
 from tracos_sync.domain.ports import (
     ClientConnector,
-    ClientSink,
-    ClientSource,
     ConnectorContext,
-    ConnectorStateStore,
     HealthCheck,
 )
 from tracos_sync.embedded import embedded_server
 from tracos_sync.logs import redact_text, uri_secrets
-from tracos_sync.pipeline import (
-    ProgressHook,
-    RunStats,
-    Stopwatch,
-    sync_inbound,
-    sync_outbound,
-)
 from tracos_sync.tracos.repository import MongoWorkOrderRepository
-from tracos_sync.tracos.retry import Retrier, describe
+from tracos_sync.tracos.retry import Retrier
 from tracos_sync.tracos.state import MongoConnectorStateStore
 
 log = structlog.get_logger("tracos_sync")
@@ -197,131 +184,6 @@ async def open_repository(
         yield stores.repository
 
 
-@dataclass(slots=True)
-class RunOptions:
-    dry_run: bool = False
-    progress: ProgressHook | None = None
-    stop: Callable[[], bool] | None = None
-
-
-@dataclass(slots=True)
-class Syncer:
-    """The adapters of one process, opened once and used for one run or many (watch)."""
-
-    runtime: Runtime
-    repository: MongoWorkOrderRepository
-    state: ConnectorStateStore
-    options: RunOptions
-    source: ClientSource | None = None
-    sink: ClientSink | None = None
-    durations: dict[str, float] = field(default_factory=dict)
-    _prepared: set[str] = field(default_factory=set)
-
-    async def open(self, command: Command) -> None:
-        """Build the adapters; each is prepared in its own direction's turn, so that one that
-        cannot be (a folder that cannot be created) does not keep the other direction from
-        running."""
-        context = ConnectorContext(self.state, self.options.dry_run)
-        if command in ("run", "inbound"):
-            self.source = self.runtime.connector.source(context)
-        if command in ("run", "outbound"):
-            self.sink = self.runtime.connector.sink(context)
-
-    async def _prepare(self, direction: str, adapter: ClientSource | ClientSink) -> None:
-        if direction not in self._prepared:
-            await adapter.prepare()
-            self._prepared.add(direction)
-
-    async def cycle(self, stats: RunStats) -> None:
-        """One pass of each opened direction, inbound first. A failure of one direction does
-        not keep the other from running; the first failure is raised once both have run."""
-        hooks: dict[str, Any] = {}
-        if self.options.progress is not None:
-            hooks["progress"] = self.options.progress
-        if self.options.stop is not None:
-            hooks["stop"] = self.options.stop
-        batch_size = self.runtime.settings.batch_size
-        # Before every sweep, not only at start-up: an index dropped meanwhile is rebuilt
-        # before anything is written (and a non-guarantee stops the sweep).
-        await self.repository.prepare()
-        failures: list[Exception] = []
-        if self.source is not None:
-            with self._timed("inbound"), _collect(failures, "inbound"):
-                await self._prepare("inbound", self.source)
-                await sync_inbound(self.source, self.repository, stats, batch_size, **hooks)
-        if self.sink is not None:
-            with self._timed("outbound"), _collect(failures, "outbound"):
-                await self._prepare("outbound", self.sink)
-                await sync_outbound(self.repository, self.sink, stats, batch_size, **hooks)
-        if failures:
-            raise failures[0]
-
-    @contextlib.contextmanager
-    def _timed(self, direction: str) -> Iterator[None]:
-        """Record how long ``direction`` took, whether it completed or not."""
-        watch = Stopwatch()
-        try:
-            yield
-        finally:
-            self.durations[direction] = watch.elapsed()
-
-    async def close(self) -> None:
-        for adapter in (self.source, self.sink):
-            if adapter is not None:
-                await adapter.close()
-
-
-def describe_error(exc: BaseException) -> str:
-    """One readable line for any failure: our own errors with their cause, others typed."""
-    if isinstance(exc, SyncError):
-        message = str(exc)
-        if exc.__cause__ is not None and describe(exc.__cause__) not in message:
-            message += f" ({describe(exc.__cause__)})"
-        return message
-    return f"{type(exc).__name__}: {describe(exc)}"
-
-
-@contextlib.contextmanager
-def _collect(failures: list[Exception], direction: str) -> Iterator[None]:
-    """Keep a direction's failure for later; the second of two is logged here, the first is
-    raised (and reported) by the caller."""
-    try:
-        yield
-    except Exception as exc:
-        if failures:
-            log.error("run.failed", direction=direction, error=describe_error(exc))
-        failures.append(exc)
-
-
-@contextlib.asynccontextmanager
-async def open_syncer(
-    runtime: Runtime, command: Command, options: RunOptions, log_retries: bool = True
-) -> AsyncIterator[Syncer]:
-    async with open_stores(runtime, options.dry_run, log_retries) as stores:
-        syncer = Syncer(runtime, stores.repository, stores.state, options)
-        try:
-            await syncer.open(command)
-            yield syncer
-        finally:
-            await syncer.close()
-
-
-async def execute(
-    runtime: Runtime, command: Command, stats: RunStats, options: RunOptions | None = None
-) -> dict[str, float]:
-    """One sync: inbound then outbound (or one of them). Fills ``stats`` as it goes; returns the
-    seconds each direction took."""
-    clock = Stopwatch()
-    durations: dict[str, float] = {}
-    try:
-        async with open_syncer(runtime, command, options or RunOptions()) as syncer:
-            durations = syncer.durations
-            await syncer.cycle(stats)
-    finally:
-        stats.seconds = clock.elapsed()
-    return durations
-
-
 async def check(runtime: Runtime) -> list[HealthCheck]:
     """Everything ``tracos-sync check`` reports, each with ok or not."""
     checks = [HealthCheck("configuration", True, "valid")]
@@ -329,37 +191,3 @@ async def check(runtime: Runtime) -> list[HealthCheck]:
         checks += await stores.repository.health()
         checks += await runtime.connector.health(ConnectorContext(stores.state, dry_run=True))
     return checks
-
-
-def write_report(
-    path: Path,
-    *,
-    command: str,
-    status: str,
-    stats: RunStats,
-    durations: dict[str, float],
-    started: datetime,
-    dry_run: bool,
-    error: str | None,
-) -> None:
-    """The run's JSON report, written atomically (temp file, rename)."""
-    report = {
-        "command": command,
-        "status": status,
-        "dryRun": dry_run,
-        "startedAt": format_instant(started),
-        "finishedAt": format_instant(datetime.now(UTC)),
-        "seconds": {"total": round(stats.seconds, 3)}
-        | {k: round(v, 3) for k, v in durations.items()},
-        "counts": stats.counts(),
-        "error": error,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise

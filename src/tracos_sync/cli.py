@@ -7,38 +7,29 @@ complete (what was done is kept); 2 bad configuration or usage.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TypeVar
 
 import click
 import structlog
-from rich.progress import TaskID
 
 from tracos_sync import logs
-from tracos_sync.app import (
-    Command,
-    RunOptions,
-    Runtime,
-    check,
-    describe_error,
-    execute,
-    load_runtime,
-    open_repository,
-    write_report,
-)
+from tracos_sync.app import Runtime, check, load_runtime, open_repository
 from tracos_sync.config import early_log_settings
 from tracos_sync.domain.errors import ConfigurationError, SyncError
-from tracos_sync.domain.ports import HealthCheck, SupportsReplay
+from tracos_sync.domain.ports import SupportsReplay, SupportsSamples
 from tracos_sync.logs import redact_text
-from tracos_sync.pipeline import ProgressHook, RunStats
+from tracos_sync.progress import progress_display
+from tracos_sync.runs import Command, RunOptions, describe_error, publish, run_once
+from tracos_sync.seed import SeedResult
 
 log = structlog.get_logger("tracos_sync")
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+T = TypeVar("T")
 
 embedded_option = click.option(
     "--embedded",
@@ -187,8 +178,9 @@ def seed_command(ctx: click.Context, if_empty: bool, force: bool, embedded: bool
     ctx.exit(asyncio.run(_run_seed(ctx.obj, if_empty, force, embedded)))
 
 
-def _startup(env_file: str, embedded: bool, *, checking: bool = False) -> Runtime | int:
-    # The log format asked for holds from the first line, a configuration error included.
+def _startup(env_file: str, embedded: bool, *, checking: bool = False) -> Runtime:
+    """Logging as configured (from the first line, a configuration error included), then the
+    runtime; a configuration error ends the command with exit 2."""
     logs.configure(*early_log_settings(env_file))
     try:
         runtime = load_runtime(env_file, embedded)
@@ -196,105 +188,61 @@ def _startup(env_file: str, embedded: bool, *, checking: bool = False) -> Runtim
         log.error("config.invalid", error=str(exc))
         if checking:
             click.echo(f"FAIL  {'configuration':<22} {exc}")
-        return EXIT_CONFIG
+        raise click.exceptions.Exit(EXIT_CONFIG) from None
     settings = runtime.settings
     logs.configure(settings.log_level, settings.log_format, runtime.secrets)
     return runtime
 
 
-async def _guarded(work: Coroutine[Any, Any, None], errors: list[str] | None = None) -> int:
-    """Run ``work``; turn our error family into exit codes and one readable line each (also
-    appended to ``errors``)."""
-    errors = [] if errors is None else errors
-    try:
-        await work
-    except ConfigurationError as exc:
-        log.error("config.invalid", error=str(exc))
-        errors.append(str(exc))
+def exit_code(error: BaseException | None) -> int:
+    """The exit-code policy, in one place; logs the failure once."""
+    if error is None:
+        return EXIT_OK
+    if isinstance(error, ConfigurationError):
+        log.error("config.invalid", error=str(error))
         return EXIT_CONFIG
-    except SyncError as exc:
-        message = describe_error(exc)
-        log.error("run.failed", error=message, exc_info=True)
-        errors.append(message)
-        return EXIT_FAILED
+    event = "run.failed" if isinstance(error, SyncError) else "run.crashed"
+    log.error(event, error=describe_error(error), exc_info=error)
+    return EXIT_FAILED
+
+
+async def _caught(work: Awaitable[T]) -> tuple[T | None, Exception | None]:
+    try:
+        return await work, None
     except Exception as exc:
-        message = describe_error(exc)
-        log.error("run.crashed", error=message, exc_info=True)
-        errors.append(message)
-        return EXIT_FAILED
-    return EXIT_OK
+        return None, exc
 
 
 async def _run_sync(env_file: str, command: Command, embedded: bool, dry_run: bool) -> int:
     runtime = _startup(env_file, embedded)
-    if isinstance(runtime, int):
-        return runtime
-    stats = RunStats()
-    durations: dict[str, float] = {}
-    started = datetime.now(UTC)
-    errors: list[str] = []
     log.info("run.started", command=command, dry_run=dry_run, **runtime.connector.describe())
-
-    async def work() -> None:
-        options = RunOptions(dry_run=dry_run, progress=progress)
-        durations.update(await execute(runtime, command, stats, options))
-
     with progress_display(enabled=sys.stdout.isatty()) as progress:
-        code = await _guarded(work(), errors)
-    status = "ok" if code == EXIT_OK else "failed"
-    flags: dict[str, Any] = {"dry_run": True} if dry_run else {}
-    log.info("run.summary", command=command, status=status, **flags, **stats.as_fields())
-    report_path = runtime.settings.report_path
-    if report_path is not None:
-        try:
-            write_report(
-                report_path,
-                command=command,
-                status=status,
-                stats=stats,
-                durations=durations,
-                started=started,
-                dry_run=dry_run,
-                error=redact_text(errors[0], runtime.secrets) if errors else None,
-            )
-        except OSError as exc:
-            log.error("report.failed", path=str(report_path), error=exc.strerror or str(exc))
-            code = code or EXIT_FAILED
-    return code
+        outcome = await run_once(runtime, command, RunOptions(dry_run=dry_run, progress=progress))
+    code = exit_code(outcome.error)
+    reported = publish(runtime, outcome)
+    return code or (EXIT_OK if reported else EXIT_FAILED)
 
 
 async def _run_watch(env_file: str, embedded: bool) -> int:
     from tracos_sync.watch import watch
 
     runtime = _startup(env_file, embedded)
-    if isinstance(runtime, int):
-        return runtime
-    return await _guarded(watch(runtime, RunOptions()))
+    _, error = await _caught(watch(runtime, RunOptions()))
+    return exit_code(error)
 
 
 async def _run_check(env_file: str, embedded: bool) -> int:
     runtime = _startup(env_file, embedded, checking=True)
-    if isinstance(runtime, int):
-        return runtime
-    results: list[HealthCheck] = []
-
-    async def work() -> None:
-        results.extend(await check(runtime))
-
-    code = await _guarded(work())
-    for result in results:
+    results, error = await _caught(check(runtime))
+    for result in results or []:
         detail = redact_text(result.detail, runtime.secrets)
         click.echo(f"{'ok  ' if result.ok else 'FAIL'}  {result.name:<22} {detail}")
-    failed = [r for r in results if not r.ok]
-    if code == EXIT_OK and failed:
-        code = EXIT_FAILED
-    return code
+    code = exit_code(error)
+    return code or (EXIT_FAILED if any(not r.ok for r in results or []) else EXIT_OK)
 
 
 async def _run_replay(env_file: str, names: list[str]) -> int:
     runtime = _startup(env_file, embedded=False)
-    if isinstance(runtime, int):
-        return runtime
     connector = runtime.connector
     if not isinstance(connector, SupportsReplay):
         log.error("replay.unsupported", reason="the configured connector quarantines nothing")
@@ -308,69 +256,39 @@ async def _run_seed(env_file: str, if_empty: bool, force: bool, embedded: bool) 
     from tracos_sync.seed import seed
 
     runtime = _startup(env_file, embedded)
-    if isinstance(runtime, int):
-        return runtime
-    settings = runtime.settings
-    inbound = getattr(getattr(runtime.connector, "settings", None), "data_inbound_dir", None)
-    if inbound is None:
-        log.error("seed.unsupported", reason="the configured connector has no inbound folder")
+    connector = runtime.connector
+    if not isinstance(connector, SupportsSamples):
+        log.error("seed.unsupported", reason="the configured connector takes no sample inputs")
         return EXIT_CONFIG
 
-    refused = False
-
-    async def work() -> None:
-        nonlocal refused
+    async def work() -> SeedResult:
         async with open_repository(runtime) as repository:
             await repository.prepare()
-            result = await seed(repository, inbound, if_empty, force)
-            if result.refused:
-                refused = True
-                log.error(
-                    "seed.refused",
-                    reason="TracOS or the inbound folder already holds work orders; sample "
-                    "client files could overwrite real ones. Use --if-empty to skip, --force "
-                    "to seed anyway",
-                )
-            elif result.skipped:
-                log.info("seed.skipped", reason="data already present")
-            else:
-                log.info(
-                    "seed.done",
-                    documents=result.documents,
-                    files=result.files,
-                    database=settings.mongo_database,
-                    collection=settings.mongo_collection,
-                    inbound=str(inbound),
-                )
+            return await seed(repository, connector, if_empty, force)
 
-    code = await _guarded(work())
-    return EXIT_CONFIG if refused and code == EXIT_OK else code
-
-
-@contextlib.contextmanager
-def progress_display(enabled: bool) -> Iterator[ProgressHook | None]:
-    """A live count per direction on a terminal; nothing at all otherwise (cron, CI, pipes)."""
-    if not enabled:
-        yield None
-        return
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    columns = (
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TextColumn("{task.completed:,.0f}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, transient=True, redirect_stderr=True) as display:
-        tasks: dict[str, TaskID] = {}
-
-        def advance(direction: str, done: int) -> None:
-            if direction not in tasks:
-                label = "files in" if direction == "inbound" else "work orders out"
-                tasks[direction] = display.add_task(label, total=None)
-            display.advance(tasks[direction], done)
-
-        yield advance
+    result, error = await _caught(work())
+    if result is None or error is not None:
+        return exit_code(error)
+    settings = runtime.settings
+    if result.refused:
+        log.error(
+            "seed.refused",
+            reason="TracOS or the client side already holds work orders; sample client "
+            "inputs could overwrite real ones. Use --if-empty to skip, --force to seed anyway",
+        )
+        return EXIT_CONFIG
+    if result.skipped:
+        log.info("seed.skipped", reason="data already present")
+    else:
+        log.info(
+            "seed.done",
+            documents=result.documents,
+            inputs=result.files,
+            database=settings.mongo_database,
+            collection=settings.mongo_collection,
+            **connector.describe(),
+        )
+    return EXIT_OK
 
 
 def with_default_command(argv: list[str], command: str) -> list[str]:

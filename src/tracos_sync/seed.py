@@ -4,18 +4,15 @@ file and one that breaks the schema, so that a first run shows every path."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from tracos_sync.domain.dates import format_instant, normalise
 from tracos_sync.domain.model import Status, WorkOrder
-from tracos_sync.domain.ports import WorkOrderRepository
+from tracos_sync.domain.ports import SupportsSamples, WorkOrderRepository
 
 TRACOS_STATUSES = list(Status)
 CLIENT_FLAGS = ["isPending", "isDone", "isOnHold", "isCanceled", None]
@@ -72,33 +69,28 @@ def client_records(now: datetime) -> list[dict[str, Any]]:
     return records
 
 
-def _holds_work_order_files(inbound: Path) -> bool:
-    inbound.mkdir(parents=True, exist_ok=True)
-    return any(e.name.endswith(".json") and e.is_file() for e in os.scandir(inbound))
-
-
-def _write_new(path: Path, data: bytes) -> bool:
-    """Create ``path`` unless it exists (never overwrite what is there)."""
-    try:
-        with open(path, "xb") as handle:
-            handle.write(data)
-    except FileExistsError:
-        return False
-    return True
+def sample_inputs(now: datetime) -> dict[str, bytes]:
+    """The client's sample inputs by name: ten work orders, one malformed, one off-schema."""
+    inputs = {
+        f"{record['orderNo']}.json": orjson.dumps(record, option=orjson.OPT_INDENT_2)
+        for record in client_records(now)
+    }
+    inputs["malformed.json"] = b'{"orderNo": 900, "summary": '
+    invalid = {"orderNo": "901", "isDone": "yes", "summary": "Breaks the schema"}
+    inputs["invalid-schema.json"] = orjson.dumps(invalid)
+    return inputs
 
 
 async def seed(
     repository: WorkOrderRepository,
-    inbound: Path,
+    client: SupportsSamples,
     if_empty: bool,
     force: bool = False,
 ) -> SeedResult:
     """Sample data on both sides. Into data that is already there only with ``force``: sample
-    client files carrying numbers TracOS already holds would overwrite real work orders on the
+    client inputs carrying numbers TracOS already holds would overwrite real work orders on the
     next run (they are newer)."""
-    has_files = await asyncio.to_thread(_holds_work_order_files, inbound)
-    has_documents = await repository.holds_work_orders()
-    if has_files or has_documents:
+    if await client.holds_inputs() or await repository.holds_work_orders():
         if if_empty:
             return SeedResult(skipped=True)
         if not force:
@@ -106,16 +98,5 @@ async def seed(
     now = datetime.now(UTC)
     result = SeedResult()
     result.documents = await repository.seed(tracos_work_orders(now))
-    result.files = await asyncio.to_thread(_write_client_files, inbound, now)
+    result.files = await client.add_samples(sample_inputs(now))
     return result
-
-
-def _write_client_files(inbound: Path, now: datetime) -> int:
-    written = 0
-    for record in client_records(now):
-        data = orjson.dumps(record, option=orjson.OPT_INDENT_2)
-        written += _write_new(inbound / f"{record['orderNo']}.json", data)
-    written += _write_new(inbound / "malformed.json", b'{"orderNo": 900, "summary": ')
-    invalid = {"orderNo": "901", "isDone": "yes", "summary": "Breaks the schema"}
-    written += _write_new(inbound / "invalid-schema.json", orjson.dumps(invalid))
-    return written

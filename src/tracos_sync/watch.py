@@ -16,22 +16,14 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Awaitable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import structlog
 
-from tracos_sync.app import (
-    RunOptions,
-    Runtime,
-    Syncer,
-    describe_error,
-    open_syncer,
-    write_report,
-)
+from tracos_sync.app import Runtime
 from tracos_sync.domain.errors import ConfigurationError, DatabaseUnavailable, DestinationUnwritable
 from tracos_sync.domain.ports import SupportsBacklog
-from tracos_sync.pipeline import RunStats, Stopwatch
+from tracos_sync.runs import RunOptions, Syncer, describe_error, open_syncer, publish, sweep
 from tracos_sync.watch_metrics import Metrics
 
 log = structlog.get_logger("tracos_sync.watch")
@@ -140,66 +132,24 @@ async def _serve(
             if follower is None or follower.done():
                 follower = asyncio.create_task(_follow_changes(syncer, wake))
             wake.clear()
-            stats = RunStats()
-            clock = Stopwatch()
-            started = datetime.now(UTC)
-            failure: Exception | None = None
-            try:
-                await _until_stopped(syncer.cycle(stats), stop)
-            except _Stopping:
-                raise
-            except Exception as exc:
-                failure = exc
-            stats.seconds = clock.elapsed()
-            _report(runtime, syncer, stats, started=started, metrics=metrics, failure=failure)
-            if failure is None:
+            outcome = await _until_stopped(sweep(syncer, "watch"), stop)
+            # A failure alone is logged by _Health, once per change of state.
+            publish(runtime, outcome, quiet_when_idle=True)
+            if metrics is not None:
+                metrics.observe(outcome.stats)
+            if outcome.error is None:
                 health.succeeded()
             else:
-                health.failed(failure)
+                health.failed(outcome.error)
             if metrics is not None:
                 await _observe_backlogs(runtime, syncer, metrics, stop)
-            await _sleep(stop, runtime.settings.watch_interval, wake if failure is None else None)
+            failed = outcome.error is not None
+            await _sleep(stop, runtime.settings.watch_interval, None if failed else wake)
     finally:
         if follower is not None:
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
-
-
-def _report(
-    runtime: Runtime,
-    syncer: Syncer,
-    stats: RunStats,
-    *,
-    started: datetime,
-    metrics: Metrics | None,
-    failure: Exception | None,
-) -> None:
-    """Summary line, metrics and report of a sweep that did something or failed. Never raises:
-    a report that cannot be written is logged, the service goes on."""
-    if metrics is not None:
-        metrics.observe(stats)
-    status = "ok" if failure is None else "failed"
-    if stats.did_something():  # a failure alone is logged by _Health, once per change
-        log.info("run.summary", command="watch", status=status, **stats.as_fields())
-    elif failure is None:
-        return
-    path = runtime.settings.report_path
-    if path is None:
-        return
-    try:
-        write_report(
-            path,
-            command="watch",
-            status=status,
-            stats=stats,
-            durations=syncer.durations,
-            started=started,
-            dry_run=False,
-            error=None if failure is None else describe_error(failure),
-        )
-    except OSError as exc:
-        log.error("report.failed", path=str(path), error=exc.strerror or str(exc))
 
 
 async def _observe_backlogs(

@@ -267,6 +267,17 @@ class SupportsBacklog(Protocol):
 
 
 @runtime_checkable
+class SupportsSamples(Protocol):
+    """A connector that can be given sample client inputs (``tracos-sync seed``)."""
+
+    async def holds_inputs(self) -> bool:
+        """Is any client input waiting already?"""
+
+    async def add_samples(self, inputs: dict[str, bytes]) -> int:
+        """Add these inputs (by name), none over an existing one; returns how many."""
+
+
+@runtime_checkable
 class SupportsReplay(Protocol):
     """A connector that quarantines inputs and can put them back for another try."""
 

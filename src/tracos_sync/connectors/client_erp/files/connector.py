@@ -18,7 +18,7 @@ from tracos_sync.domain.ports import Backlog, ConnectorContext, HealthCheck
 
 from .archive import SIDECAR_SUFFIX, rejected_files
 from .claims import count_claimed
-from .fsops import move_no_clobber
+from .fsops import create_exclusively, move_no_clobber
 from .settings import FolderSettings
 from .sink import FolderSink
 from .source import FolderSource, waiting_files
@@ -88,6 +88,22 @@ class FolderConnector:
                 mtime = (self.settings.data_inbound_dir / names[0]).stat().st_mtime
                 oldest = max(0.0, time.time() - mtime)
         return Backlog(len(names), oldest)
+
+    async def holds_inputs(self) -> bool:
+        return bool(await asyncio.to_thread(waiting_files, self.settings))
+
+    async def add_samples(self, inputs: dict[str, bytes]) -> int:
+        return await asyncio.to_thread(self._add_samples, inputs)
+
+    def _add_samples(self, inputs: dict[str, bytes]) -> int:
+        inbound = self.settings.data_inbound_dir
+        inbound.mkdir(parents=True, exist_ok=True)
+        written = 0
+        for name, data in inputs.items():
+            with contextlib.suppress(FileExistsError):
+                create_exclusively(inbound / name, data)
+                written += 1
+        return written
 
     async def replay(self, names: Sequence[str]) -> list[str]:
         return await asyncio.to_thread(self._replay, names)
