@@ -53,10 +53,13 @@ lock: | $(TOOLS)/poetry/.installed
 	$(POETRY) lock
 
 # Embedded server unless MONGO_URI is set; seed only when both sides are empty.
+# Sample data on first use: with the embedded server, when data/ does not exist yet (so a later
+# run starts the server once); with MONGO_URI, when both sides are empty.
 run: install
 	@if [ -z "$$MONGO_URI" ]; then $(MAKE) --no-print-directory tools; fi
 	@emb=$$( [ -z "$$MONGO_URI" ] && echo --embedded ); \
-	$(VENV)/bin/tracos-sync seed --if-empty $$emb && $(VENV)/bin/tracos-sync run $$emb
+	if [ -n "$$MONGO_URI" ] || [ ! -d data ]; then $(VENV)/bin/tracos-sync seed --if-empty $$emb; fi \
+	&& $(VENV)/bin/tracos-sync run $$emb
 
 # A fake ERP API and an embedded server with sample data, one sync each way (.data/demo-http).
 demo-http: install tools

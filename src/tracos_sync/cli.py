@@ -150,7 +150,8 @@ def fake_erp_command(host: str, port: int, token: str | None, sample: int) -> No
         for record in client_records(datetime.now(UTC))[:sample]:
             state.put(record)
         click.echo(f"fake ERP at {url} with {len(state.records)} work orders; try:")
-        click.echo(f"  CLIENT_CONNECTOR=http CLIENT_API_URL={url} tracos-sync run")
+        this = sys.argv[0] if sys.argv and sys.argv[0].endswith("tracos-sync") else "tracos-sync"
+        click.echo(f"  CLIENT_CONNECTOR=http CLIENT_API_URL={url} {this} run --embedded")
         try:
             while True:
                 time.sleep(3600)
