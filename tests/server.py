@@ -1,94 +1,72 @@
-"""A real MongoDB wire-protocol server for the tests: SecantusDB run as a separate process."""
+"""A real MongoDB wire-protocol server for the tests: SecantusDB run as a separate process, started
+and stopped by the same code as the embedded mode (``tracos_sync.local_server``)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pymongo import MongoClient
-from pymongo.errors import PyMongoError
+from tracos_sync import local_server
+from tracos_sync.local_server import PortTaken, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
+__all__ = ["ROOT", "Server", "free_port", "server_binary"]
+
 
 def server_binary() -> str:
-    for candidate in (
-        os.environ.get("SECANTUSD_BIN"),
-        str(ROOT / ".tools/secantusdb/bin/secantusd-py"),
-        shutil.which("secantusd-py"),
-    ):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    raise RuntimeError("secantusd-py not found: run `make tools` or set SECANTUSD_BIN")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    os.environ.setdefault("SECANTUSD_BIN", str(ROOT / ".tools/secantusdb/bin/secantusd-py"))
+    try:
+        return local_server.find_server_binary()
+    except Exception as exc:
+        raise RuntimeError("secantusd-py not found: run `make tools` or set SECANTUSD_BIN") from exc
 
 
 @dataclass
 class Server:
-    """One server process. ``storage`` ``None`` means in memory; a path survives restarts."""
+    """One server process. ``storage`` ``None`` means in memory; a path survives restarts (on
+    the same port)."""
 
     storage: Path | None = None
     test_commands: bool = False
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="secantus-")))
+    started_once: bool = False
 
     @property
     def uri(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+        return local_server.uri_of(self.port)
 
     def start(self, timeout: float = 60.0) -> Server:
-        config = self.workdir / "secantusd.toml"
-        config.touch()
-        args = [
-            server_binary(),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--storage-path",
-            str(self.storage) if self.storage else ":memory:",
-            "--config",
-            str(config),
-            "--log-level",
-            "ERROR",
-        ]
-        if self.test_commands:
-            args.append("--enable-test-commands")
-        log = open(self.workdir / "server.log", "ab")  # noqa: SIM115 - lives as long as the process
-        self.process = subprocess.Popen(
-            args,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        with MongoClient(self.uri, serverSelectionTimeoutMS=300) as client:
-            while True:
-                if self.process.poll() is not None:
-                    raise RuntimeError(
-                        f"server exited: {(self.workdir / 'server.log').read_text()}"
+        while True:
+            self.process = local_server.spawn(
+                server_binary(),
+                self.port,
+                str(self.storage) if self.storage else ":memory:",
+                self.workdir / "server.log",
+                test_commands=self.test_commands,
+                log_level="ERROR",
+            )
+            try:
+                asyncio.run(
+                    local_server.wait_until_ready(
+                        self.uri, self.process, self.workdir / "server.log", timeout
                     )
-                try:
-                    client.admin.command("ping")
-                    return self
-                except PyMongoError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
+                )
+            except PortTaken:
+                local_server.stop(self.process, self.port)
+                if self.started_once:  # a restart must keep its port: the clients know it
+                    raise
+                self.port = free_port()
+                continue
+            self.started_once = True
+            return self
 
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, as in a crash."""
@@ -97,9 +75,5 @@ class Server:
             self.process.wait()
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.process is not None:
+            local_server.stop(self.process, self.port)

@@ -106,3 +106,24 @@ def _server_processes(data_dir: Path) -> list[int]:
             if os.fsencode(data_dir) in cmdline.read_bytes().split(b"\0"):
                 found.append(int(cmdline.parent.name))
     return found
+
+
+async def test_a_port_taken_between_choosing_and_binding_is_chosen_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from tracos_sync.local_server import free_port
+
+    os.environ.setdefault("SECANTUSD_BIN", server_binary())
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    ports = iter([taken, free_port()])
+    monkeypatch.setattr(embedded, "free_port", lambda: next(ports))
+    try:
+        async with embedded.embedded_server(tmp_path / "db") as uri:
+            assert str(taken) not in uri
+    finally:
+        squatter.close()
