@@ -224,3 +224,36 @@ def test_stale_client_copy_does_not_win_when_tracos_date_is_a_string(env: Env) -
     result = env.cli("inbound")
     assert result.code == 0, result.output
     assert result.counts()["stale"] == 1
+
+
+def test_the_same_folder_under_a_second_mount_path_is_refused(env: Env) -> None:
+    import subprocess
+
+    alias = env.root / "alias"
+    env.inbound.mkdir(parents=True)
+    alias.mkdir()
+    mounted = subprocess.run(["mount", "--bind", str(env.inbound), str(alias)], check=False)
+    if mounted.returncode != 0:
+        pytest.skip("bind mounts need privileges this machine does not give")
+    try:
+        write_json(env.inbound / "7.json", client_record(7))
+        before = (env.inbound / "7.json").read_bytes()
+        with_unsynced_document(env, 7)
+        for outbound in (alias, alias / "sub"):
+            result = env.cli("run", DATA_OUTBOUND_DIR=str(outbound))
+            assert result.code == 2, result.output
+            assert "DATA_INBOUND_DIR" in result.output and "DATA_OUTBOUND_DIR" in result.output
+        assert (env.inbound / "7.json").read_bytes() == before, "the client's file untouched"
+    finally:
+        subprocess.run(["umount", str(alias)], check=False)
+
+
+def test_an_outbound_name_taken_by_a_folder_costs_that_order_only(env: Env) -> None:
+    env.collection.insert_many([tracos_doc(n, isSynced=False) for n in range(1, 11)])
+    (env.outbound / "7.json").mkdir(parents=True)
+    result = env.cli("run", BATCH_SIZE="2")
+    assert result.code == 0, result.output
+    assert (result.counts()["exported"], result.counts()["skipped"]) == (9, 1), result.output
+    assert "7.json" in result.output and "Is a directory" in result.output
+    assert env.collection.find_one({"number": 7})["isSynced"] is False
+    assert all((env.outbound / f"{n}.json").is_file() for n in range(1, 11) if n != 7)

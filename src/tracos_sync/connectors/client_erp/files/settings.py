@@ -56,24 +56,54 @@ def folder_overlap(folders: dict[str, Path]) -> str | None:
     written into the inbound folder would be read back as a client file, an archive that is the
     outbound folder would be overwritten by the next export. Only processed/ and rejected/
     directly under inbound (the defaults) may nest, as inbound reads no subfolder."""
-    # Resolved as far as they exist, so that a symlink or ".." cannot hide a match.
+    # Resolved as far as they exist, so that a symlink or ".." cannot hide a match; and the
+    # folders that exist compared by identity, so that a bind mount cannot either.
     real = {name: Path(os.path.abspath(path)).resolve() for name, path in folders.items()}
     names = list(real)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
-            pa, pb = real[a], real[b]
-            if pa == pb:
-                return f"{a} and {b} are the same folder ({pa}); each must be its own"
-            inner, outer = (a, b) if pa.is_relative_to(pb) else (b, a)
-            if not (pa.is_relative_to(pb) or pb.is_relative_to(pa)):
-                continue
-            nested_archive = outer == "DATA_INBOUND_DIR" and inner in (
-                "DATA_PROCESSED_DIR",
-                "DATA_REJECTED_DIR",
-            )
-            if nested_archive and real[inner].parent == real[outer]:
-                continue
-            return (
-                f"{inner} ({real[inner]}) lies inside {outer} ({real[outer]}); they must not nest"
-            )
+            if _same(real[a], real[b]):
+                return f"{a} and {b} are the same folder ({real[a]}); each must be its own"
+            for inner, outer in ((a, b), (b, a)):
+                depth = _inside(real[inner], real[outer])
+                if depth is None:
+                    continue
+                nested_archive = outer == "DATA_INBOUND_DIR" and inner in (
+                    "DATA_PROCESSED_DIR",
+                    "DATA_REJECTED_DIR",
+                )
+                if nested_archive and depth == 1:
+                    continue
+                return (
+                    f"{inner} ({real[inner]}) lies inside {outer} ({real[outer]}); "
+                    "they must not nest"
+                )
+    return None
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _same(a: Path, b: Path) -> bool:
+    if a == b:
+        return True
+    ida = _identity(a)
+    return ida is not None and ida == _identity(b)
+
+
+def _inside(inner: Path, outer: Path) -> int | None:
+    """How many levels ``inner`` lies below ``outer`` (by path or by identity), or None."""
+    if inner.is_relative_to(outer) and inner != outer:
+        return len(inner.relative_to(outer).parts)
+    target = _identity(outer)
+    if target is None:
+        return None
+    for depth, parent in enumerate(inner.parents, start=1):
+        if _identity(parent) == target:
+            return depth
     return None

@@ -5,15 +5,17 @@ was descheduled must not put it back over the newer one another run delivered me
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from pathlib import Path
 
 import orjson
 
 from tracos_sync.domain.dates import InvalidDate, parse_instant
 from tracos_sync.domain.errors import DestinationUnwritable, FatalError
-from tracos_sync.domain.model import WorkOrder
+from tracos_sync.domain.model import Problem, WorkOrder
 from tracos_sync.domain.ports import Delivery
 
 from ..translate import to_client
@@ -21,6 +23,8 @@ from .fsops import fsync_dir, remove_stale_temps, write_atomically_unless
 from .settings import FolderSettings
 
 WRITE_THREADS = 8
+# Write failures that belong to one file, not to the folder: that order is refused alone.
+ITS_OWN_FAILURE = frozenset({errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTEMPTY})
 
 
 class FolderSink:
@@ -65,7 +69,12 @@ class FolderSink:
         delivery = Delivery()
         errors: list[BaseException] = []
         for order, result in zip(orders, results, strict=True):
-            if isinstance(result, BaseException):
+            if isinstance(result, OSError) and result.errno in ITS_OWN_FAILURE:
+                # This one file's fault (its name is taken by a folder, say): it alone stays
+                # unsynced, reported; the folder takes the others.
+                reason = f"cannot write {order.number}.json: {result.strerror or result}"
+                delivery.refused.append(Problem("$", reason, order.number))
+            elif isinstance(result, BaseException):
                 errors.append(result)
             elif result:
                 delivery.delivered.append(order.number)
@@ -81,8 +90,9 @@ class FolderSink:
             first = errors[0]
             if not isinstance(first, OSError):
                 raise first
+            where = f" ({Path(first.filename).name})" if first.filename else ""
             fatal: FatalError = DestinationUnwritable(
-                f"cannot write to {self._outbound}: {first.strerror or first}"
+                f"cannot write to {self._outbound}: {first.strerror or first}{where}"
                 f" ({len(errors)} of {len(orders)} files failed)"
             )
             fatal.__cause__ = first
