@@ -32,6 +32,12 @@ def _zone(name: str) -> str:
     return name
 
 
+def _not_system(name: str) -> str:
+    if name.startswith("system."):
+        raise ValueError("system.* collections are MongoDB's own")
+    return name
+
+
 def _upper(value: object) -> object:
     return value.strip().upper() if isinstance(value, str) else value
 
@@ -61,8 +67,15 @@ class Settings(EnvSettings):
     """Core settings: TracOS (MongoDB) and the run itself. Connectors add their own."""
 
     mongo_uri: str = Field("mongodb://localhost:27017", min_length=1)
-    mongo_database: str = Field("tractian", min_length=1, pattern=r"^[^/\\. \"$]+$")
-    mongo_collection: str = Field("workorders", min_length=1, pattern=r"^[^$\x00]+$")
+    # MongoDB's naming rules, checked here so that a bad name is a configuration error (exit 2)
+    # rather than a failure of the first command: database names under 64 characters without
+    # / \\ . space " $; collection names without $ or NUL, no empty dotted part, not system.*.
+    mongo_database: str = Field(
+        "tractian", min_length=1, max_length=63, pattern=r"^[^/\\. \"$\x00]+$"
+    )
+    mongo_collection: Annotated[str, AfterValidator(_not_system)] = Field(
+        "workorders", min_length=1, max_length=200, pattern=r"^[^$\x00.]+(\.[^$\x00.]+)*$"
+    )
     mongo_retry_seconds: float = Field(30.0, ge=0, le=86_400)
     mongo_timeout_seconds: float = Field(10.0, gt=0, le=3_600)
     mongo_embedded: bool = False

@@ -130,7 +130,11 @@ class _Redactor:
 
     def __call__(self, _: WrappedLogger, __: str, event: EventDict) -> EventDict:
         for key, value in event.items():
-            event[key] = redact_value(value, self.secrets)
+            if key == "exception" and isinstance(value, str):  # a traceback (DEBUG): keep lines
+                lines = value.split("\n")
+                event[key] = "\n".join(redact_value(line, self.secrets) for line in lines)
+            else:
+                event[key] = redact_value(value, self.secrets)
         return event
 
 

@@ -92,7 +92,13 @@ async def watch(runtime: Runtime, options: RunOptions) -> None:
     options.stop = stop.is_set
     metrics = Metrics() if settings.metrics_port else None
     if metrics is not None and settings.metrics_port is not None:
-        metrics.serve(settings.metrics_address, settings.metrics_port)
+        try:
+            metrics.serve(settings.metrics_address, settings.metrics_port)
+        except OSError as exc:  # a port in use, an address that is not this host's
+            raise ConfigurationError(
+                f"METRICS_ADDRESS/METRICS_PORT: cannot serve metrics on "
+                f"{settings.metrics_address}:{settings.metrics_port}: {exc.strerror or exc}"
+            ) from exc
     health = _Health(metrics)
     log.info("watch.started", interval=settings.watch_interval, **runtime.connector.describe())
     try:

@@ -257,3 +257,39 @@ def test_an_outbound_name_taken_by_a_folder_costs_that_order_only(env: Env) -> N
     assert "7.json" in result.output and "Is a directory" in result.output
     assert env.collection.find_one({"number": 7})["isSynced"] is False
     assert all((env.outbound / f"{n}.json").is_file() for n in range(1, 11) if n != 7)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MONGO_COLLECTION", "a..b"),
+        ("MONGO_COLLECTION", "system.users"),
+        ("MONGO_DATABASE", "d" * 80),
+        ("INBOUND_MIN_AGE_SECONDS", "inf"),
+        ("INBOUND_MIN_AGE_SECONDS", "1e300"),
+        ("CLAIM_STALE_SECONDS", "1e-9"),
+    ],
+)
+def test_settings_at_their_edges_are_configuration_errors(
+    env: Env, variable: str, value: str
+) -> None:
+    write_json(env.inbound / "1.json", client_record(1))
+    for command in ("run", "check"):
+        result = env.cli(command, **{variable: value})
+        assert result.code == 2, result.output
+        assert variable in result.output and "run.crashed" not in result.output
+    assert (env.inbound / "1.json").exists()
+
+
+def test_metrics_that_cannot_be_served_stop_watch_with_a_configuration_error(env: Env) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = env.cli("watch", METRICS_PORT=str(port), METRICS_ADDRESS="127.0.0.1")
+    assert result.code == 2, result.output
+    assert "METRICS_PORT" in result.output and "run.crashed" not in result.output
+    bad_address = env.cli("watch", METRICS_PORT=str(port), METRICS_ADDRESS="256.1.1.1")
+    assert bad_address.code == 2, bad_address.output

@@ -16,22 +16,19 @@ def text_problem(text: str) -> str | None:
 
 
 def printable(text: str) -> str:
-    """``text`` that any output can carry: a file name that is not valid UTF-8 reaches us with
-    surrogate escapes (PEP 383), which JSON encoders and strict streams refuse; those bytes are
-    shown as ``\\xNN``."""
-    if text.isascii():
+    """``text`` that any output can carry safely: a file name that is not valid UTF-8 reaches us
+    with surrogate escapes (PEP 383), which JSON encoders and strict streams refuse, and control
+    characters (an escape sequence in a name) would drive the reader's terminal. Both are shown
+    escaped: ``\\xff``, ``\\x1b``, ``\\u202e``."""
+    if text.isprintable():
         return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "".join(_escape(ch) for ch in text)
-    return text
+    return "".join(ch if ch.isprintable() or ch == " " else _escape(ch) for ch in text)
 
 
 def _escape(ch: str) -> str:
     code = ord(ch)
     if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, kept by surrogateescape
         return f"\\x{code - 0xDC00:02x}"
-    if 0xD800 <= code <= 0xDFFF:  # a lone surrogate, as JSON's "\\ud800" gives
-        return f"\\u{code:04x}"
-    return ch
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"

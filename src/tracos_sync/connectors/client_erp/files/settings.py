@@ -19,8 +19,9 @@ class FolderSettings(EnvSettings):
     data_rejected_dir: Path | None = None
     client_timezone: TimeZoneName = "UTC"
     max_file_bytes: int = Field(64 * 1024 * 1024, ge=1)
-    inbound_min_age_seconds: float = Field(0.0, ge=0)
-    claim_stale_seconds: float = Field(3600.0, gt=0)
+    inbound_min_age_seconds: float = Field(0.0, ge=0, le=7 * 86_400)
+    # At least a second: a claim's liveness is refreshed every quarter of it.
+    claim_stale_seconds: float = Field(3600.0, ge=1, le=30 * 86_400)
 
     @model_validator(mode="after")
     def _default_archives(self) -> FolderSettings:
