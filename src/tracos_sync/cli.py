@@ -7,11 +7,12 @@ complete (what was done is kept); 2 bad configuration or usage.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 import structlog
@@ -19,11 +20,19 @@ import structlog
 from tracos_sync import logs
 from tracos_sync.app import Runtime, check, load_runtime, open_repository
 from tracos_sync.config import early_log_settings
-from tracos_sync.domain.errors import ConfigurationError, SyncError
+from tracos_sync.domain.errors import ConfigurationError, FatalError, SyncError
 from tracos_sync.domain.ports import SupportsReplay, SupportsSamples
 from tracos_sync.logs import redact_text
 from tracos_sync.progress import progress_display
-from tracos_sync.runs import Command, RunOptions, describe_error, publish, run_once
+from tracos_sync.runs import (
+    STOP_GRACE_SECONDS,
+    Command,
+    RunOptions,
+    RunOutcome,
+    describe_error,
+    publish,
+    run_once,
+)
 from tracos_sync.seed import SeedResult
 
 log = structlog.get_logger("tracos_sync")
@@ -217,11 +226,50 @@ async def _caught(work: Awaitable[T]) -> tuple[T | None, Exception | None]:
 async def _run_sync(env_file: str, command: Command, embedded: bool, dry_run: bool) -> int:
     runtime = _startup(env_file, embedded)
     log.info("run.started", command=command, dry_run=dry_run, **runtime.connector.describe())
-    with progress_display(enabled=sys.stdout.isatty()) as progress:
-        outcome = await run_once(runtime, command, RunOptions(dry_run=dry_run, progress=progress))
+    outcome = RunOutcome(command, dry_run)
+    stop = asyncio.Event()
+    with progress_display(enabled=sys.stdout.isatty()) as progress, _stopped_by_signals(stop):
+        options = RunOptions(dry_run=dry_run, progress=progress, stop=stop.is_set)
+        work = asyncio.ensure_future(run_once(runtime, command, options, outcome))
+        if not await _finished_or_stopped(work, stop):
+            outcome.error = FatalError(
+                "stopped by a signal: the batch in hand was finished (or given back); the rest "
+                "is left for the next run"
+            )
     code = exit_code(outcome.error)
     reported = publish(runtime, outcome)
     return code or (EXIT_OK if reported else EXIT_FAILED)
+
+
+@contextlib.contextmanager
+def _stopped_by_signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGINT and SIGTERM ask the run to stop after the batch in hand, not to die mid-way."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _finished_or_stopped(work: asyncio.Future[RunOutcome], stop: asyncio.Event) -> bool:
+    """Wait for ``work``; once ``stop`` is set it gets a few seconds more to finish the batch in
+    hand, then it is cancelled (its claimed inputs are given back). True if it finished."""
+    stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([work, stopped], return_when=asyncio.FIRST_COMPLETED)
+        if not work.done():
+            await asyncio.wait([work], timeout=STOP_GRACE_SECONDS)
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+            return False
+        return not stop.is_set()
+    finally:
+        stopped.cancel()
 
 
 async def _run_watch(env_file: str, embedded: bool) -> int:

@@ -32,6 +32,8 @@ from tracos_sync.tracos.retry import describe
 log = structlog.get_logger("tracos_sync")
 
 Command = Literal["run", "inbound", "outbound", "watch"]
+# How long the batch in hand may take to finish after SIGTERM/SIGINT before it is abandoned.
+STOP_GRACE_SECONDS = 3.0
 
 
 @dataclass(slots=True)
@@ -159,10 +161,13 @@ class RunOutcome:
         return "ok" if self.error is None else "failed"
 
 
-async def run_once(runtime: Runtime, command: Command, options: RunOptions) -> RunOutcome:
+async def run_once(
+    runtime: Runtime, command: Command, options: RunOptions, outcome: RunOutcome | None = None
+) -> RunOutcome:
     """One sync: inbound then outbound (or one of them), on adapters opened for it. Every
-    failure ends up in the outcome; nothing but cancellation is raised."""
-    outcome = RunOutcome(command, options.dry_run)
+    failure ends up in the outcome; nothing but cancellation is raised (``outcome``, when
+    given, holds what was done by then)."""
+    outcome = outcome or RunOutcome(command, options.dry_run)
     clock = Stopwatch()
     try:
         async with open_syncer(runtime, command, options) as syncer:
@@ -189,31 +194,31 @@ async def sweep(syncer: Syncer, command: Command) -> RunOutcome:
 
 
 def publish(runtime: Runtime, outcome: RunOutcome, *, quiet_when_idle: bool = False) -> bool:
-    """The summary line and, with ``REPORT_PATH``, the report. ``quiet_when_idle``: a sweep
-    that did nothing says nothing (watch). Returns False when the report could not be written
-    (logged; never raised)."""
+    """The report (with ``REPORT_PATH``), then the summary line, which is the run's last word.
+    ``quiet_when_idle``: a sweep that did nothing says nothing (watch). Returns False when the
+    report could not be written (logged, and the summary says failed; never raised)."""
     idle = not outcome.stats.did_something()
+    reported = True
+    path = runtime.settings.report_path
+    if path is not None and not (quiet_when_idle and idle and outcome.error is None):
+        error = None
+        if outcome.error is not None:
+            error = redact_text(describe_error(outcome.error), runtime.secrets)
+        try:
+            write_report(path, outcome, error)
+        except OSError as exc:
+            log.error("report.failed", path=str(path), error=exc.strerror or str(exc))
+            reported = False
     if not (quiet_when_idle and idle):
         flags: dict[str, Any] = {"dry_run": True} if outcome.dry_run else {}
         log.info(
             "run.summary",
             command=outcome.command,
-            status=outcome.status,
+            status=outcome.status if reported else "failed",
             **flags,
             **outcome.stats.as_fields(),
         )
-    path = runtime.settings.report_path
-    if path is None or (quiet_when_idle and idle and outcome.error is None):
-        return True
-    error = None
-    if outcome.error is not None:
-        error = redact_text(describe_error(outcome.error), runtime.secrets)
-    try:
-        write_report(path, outcome, error)
-    except OSError as exc:
-        log.error("report.failed", path=str(path), error=exc.strerror or str(exc))
-        return False
-    return True
+    return reported
 
 
 def write_report(path: Path, outcome: RunOutcome, error: str | None) -> None:

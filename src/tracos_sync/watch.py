@@ -23,14 +23,19 @@ import structlog
 from tracos_sync.app import Runtime
 from tracos_sync.domain.errors import ConfigurationError, DatabaseUnavailable, DestinationUnwritable
 from tracos_sync.domain.ports import SupportsBacklog
-from tracos_sync.runs import RunOptions, Syncer, describe_error, open_syncer, publish, sweep
+from tracos_sync.runs import (
+    STOP_GRACE_SECONDS,
+    RunOptions,
+    Syncer,
+    describe_error,
+    open_syncer,
+    publish,
+    sweep,
+)
 from tracos_sync.watch_metrics import Metrics
 
 log = structlog.get_logger("tracos_sync.watch")
 T = TypeVar("T")
-
-# How long the batch in hand may take to finish after SIGTERM before it is abandoned.
-STOP_GRACE_SECONDS = 3.0
 
 
 class _Stopping(Exception):

@@ -273,3 +273,14 @@ def test_abandoned_claim_of_a_dead_instance_is_recovered(env: Env) -> None:
     assert env.collection.count_documents({"number": 11}) == 1
     assert (env.processed / "11.json").exists()
     assert not claim.exists()
+
+
+def test_a_relative_symlink_to_a_file_in_the_folder_is_taken(env: Env, tmp_path: Path) -> None:
+    write_json(env.inbound / "target.data", client_record(71))
+    (env.inbound / "71.json").symlink_to("target.data")  # relative, as a client would make it
+    outside = write_json(tmp_path / "outside" / "secret.json", client_record(72))
+    (env.inbound / "escape.json").symlink_to(os.path.relpath(outside, env.inbound))
+    result = env.cli("inbound")
+    assert result.code == 0, result.output
+    assert [d["number"] for d in env.collection.find()] == [71]
+    assert os.path.lexists(env.inbound / "escape.json") and outside.exists()

@@ -130,3 +130,24 @@ def test_sync_process_killed_mid_run_then_rerun(env: Env, victim_signal: int) ->
     assert archived == sorted(f"{n}.json" for n in range(1, total + 1))
     assert not list(env.inbound.glob("*.json"))
     assert not [p for p in (env.inbound / ".claims").rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_a_run_finishes_the_batch_in_hand_and_says_so(env: Env, sig: int) -> None:
+    for n in range(1, 3001):
+        write_json(env.inbound / f"{n}.json", client_record(n))
+    proc = env.popen("run", BATCH_SIZE="20")
+    processed = env.processed
+    deadline = time.monotonic() + 60
+    while not (processed.exists() and len(os.listdir(processed)) >= 100):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, err
+    assert "stopped by a signal" in err and err.count("run.summary") == 1, err
+    left = len(list(env.inbound.glob("*.json")))
+    archived = len(os.listdir(processed))
+    assert left + archived == 3000, "every file archived or back in the inbound folder"
+    assert not any(p.is_file() for p in (env.inbound / ".claims").rglob("*"))
+    assert env.collection.count_documents({}) >= archived

@@ -293,3 +293,12 @@ def test_metrics_that_cannot_be_served_stop_watch_with_a_configuration_error(env
     assert "METRICS_PORT" in result.output and "run.crashed" not in result.output
     bad_address = env.cli("watch", METRICS_PORT=str(port), METRICS_ADDRESS="256.1.1.1")
     assert bad_address.code == 2, bad_address.output
+
+
+def test_check_fails_when_duplicate_numbers_keep_the_index_from_being_built(env: Env) -> None:
+    env.collection.insert_many([tracos_doc(5), tracos_doc(5), tracos_doc(6)])
+    run = env.cli("run")
+    assert run.code == 1 and "same number" in run.output
+    check = env.cli("check")
+    assert check.code == 1, check.stdout
+    assert "FAIL  index on number" in check.stdout and "number 5" in check.stdout

@@ -135,3 +135,15 @@ def test_a_command_the_server_holds_does_not_stall_a_run(
     assert took < 20, f"one held command stalled the run for {took:.0f}s"
     assert result.code == 0, result.output
     assert (env.outbound / "1.json").exists()
+
+
+def test_a_report_that_cannot_be_written_fails_the_run_and_its_summary_says_so(env: Env) -> None:
+    report = env.root / "a-folder"
+    report.mkdir()
+    write_json(env.inbound / "1.json", client_record(1))
+    result = env.cli("run", REPORT_PATH=str(report))
+    assert result.code == 1, result.output
+    lines = result.output.splitlines()
+    assert "report.failed" in lines[-2] and "run.summary" in lines[-1], result.output
+    assert result.summary()["status"] == "failed"
+    assert (env.processed / "1.json").exists(), "the sync itself was done"

@@ -214,13 +214,21 @@ class MongoWorkOrderRepository:
             indexes = [ix async for ix in await self._collection.list_indexes()]
             unsynced = await self._collection.count_documents(UNSYNCED)
             oldest = await self._oldest_unsynced_age()
+            state = index_state(indexes)
+            duplicate = None if state.number_unique else await self._a_duplicate_number()
         except PyMongoError as exc:
             return [HealthCheck("database", False, f"unreachable: {describe(exc)}")]
-        state = index_state(indexes)
         age = "" if oldest is None else f", oldest waiting {oldest:,.0f} s"
         later = "not there yet; the first sync creates it"
         if state.number_problem is not None:
             number = HealthCheck("index on number", False, state.number_problem)
+        elif duplicate is not None:
+            number = HealthCheck(
+                "index on number",
+                False,
+                f"missing, and it cannot be built: number {duplicate!r:.40} is held by several "
+                "documents (merge them; no sync runs until then)",
+            )
         else:
             number = HealthCheck(
                 "index on number", True, "unique" if state.number_unique else later
@@ -232,6 +240,18 @@ class MongoWorkOrderRepository:
             HealthCheck("index for unsynced", True, unsynced_ix),
             HealthCheck("unsynced work orders", True, f"{unsynced} waiting{age}"),
         ]
+
+    async def _a_duplicate_number(self) -> Any:
+        """A number held by several documents, or None. Only asked when no unique index makes
+        it impossible (a full scan, as building that index would be)."""
+        pipeline: list[dict[str, Any]] = [
+            {"$group": {"_id": "$number", "n": {"$sum": 1}}},
+            {"$match": {"n": {"$gt": 1}}},
+            {"$limit": 1},
+        ]
+        async for found in await self._collection.aggregate(pipeline):
+            return found["_id"]
+        return None
 
     async def oldest_unsynced_age(self) -> float | None:
         """Seconds since the oldest unsynced work order was last updated (None: none waiting)."""

@@ -165,8 +165,11 @@ class FolderSource:
         Non-blocking open: a FIFO swapped in after listing must not hang the run."""
         if path.is_symlink():
             # Only a link to a file in the inbound folder itself is read (checked again now, not
-            # just when listed); the target is opened without following a further link.
-            path = path.resolve()
+            # just when listed); the target is opened without following a further link. A
+            # relative link is read as it was written: relative to the inbound folder, where
+            # the client put it, not to the claim folder it has been moved into.
+            target = Path(os.readlink(path))
+            path = (target if target.is_absolute() else self._inbound / target).resolve()
             if path.parent != self._inbound.resolve():
                 raise OSError(errno.EPERM, "symlink leads outside the inbound folder")
         flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW
