@@ -10,9 +10,9 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import click
 import structlog
@@ -25,7 +25,6 @@ from tracos_sync.domain.ports import SupportsReplay, SupportsSamples
 from tracos_sync.logs import redact_text
 from tracos_sync.progress import progress_display
 from tracos_sync.runs import (
-    STOP_GRACE_SECONDS,
     Command,
     RunOptions,
     RunOutcome,
@@ -34,6 +33,7 @@ from tracos_sync.runs import (
     run_once,
 )
 from tracos_sync.seed import SeedResult
+from tracos_sync.stopping import Abandoned, stop_on_signals, until_stopped
 
 log = structlog.get_logger("tracos_sync")
 
@@ -228,48 +228,18 @@ async def _run_sync(env_file: str, command: Command, embedded: bool, dry_run: bo
     log.info("run.started", command=command, dry_run=dry_run, **runtime.connector.describe())
     outcome = RunOutcome(command, dry_run)
     stop = asyncio.Event()
-    with progress_display(enabled=sys.stdout.isatty()) as progress, _stopped_by_signals(stop):
+    with progress_display(enabled=sys.stdout.isatty()) as progress, stop_on_signals(stop):
         options = RunOptions(dry_run=dry_run, progress=progress, stop=stop.is_set)
-        work = asyncio.ensure_future(run_once(runtime, command, options, outcome))
-        if not await _finished_or_stopped(work, stop):
-            outcome.error = FatalError(
-                "stopped by a signal: the batch in hand was finished (or given back); the rest "
-                "is left for the next run"
-            )
+        with contextlib.suppress(Abandoned):  # ``outcome`` holds what was done by then
+            await until_stopped(run_once(runtime, command, options, outcome), stop)
+    if stop.is_set() and outcome.error is None:
+        outcome.error = FatalError(
+            "stopped by a signal: the batch in hand was finished (or given back); the rest is "
+            "left for the next run"
+        )
     code = exit_code(outcome.error)
     reported = publish(runtime, outcome)
     return code or (EXIT_OK if reported else EXIT_FAILED)
-
-
-@contextlib.contextmanager
-def _stopped_by_signals(stop: asyncio.Event) -> Iterator[None]:
-    """SIGINT and SIGTERM ask the run to stop after the batch in hand, not to die mid-way."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        yield
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-
-
-async def _finished_or_stopped(work: asyncio.Future[RunOutcome], stop: asyncio.Event) -> bool:
-    """Wait for ``work``; once ``stop`` is set it gets a few seconds more to finish the batch in
-    hand, then it is cancelled (its claimed inputs are given back). True if it finished."""
-    stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait([work, stopped], return_when=asyncio.FIRST_COMPLETED)
-        if not work.done():
-            await asyncio.wait([work], timeout=STOP_GRACE_SECONDS)
-        if not work.done():
-            work.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await work
-            return False
-        return not stop.is_set()
-    finally:
-        stopped.cancel()
 
 
 async def _run_watch(env_file: str, embedded: bool) -> int:

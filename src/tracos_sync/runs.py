@@ -32,8 +32,6 @@ from tracos_sync.tracos.retry import describe
 log = structlog.get_logger("tracos_sync")
 
 Command = Literal["run", "inbound", "outbound", "watch"]
-# How long the batch in hand may take to finish after SIGTERM/SIGINT before it is abandoned.
-STOP_GRACE_SECONDS = 3.0
 
 
 @dataclass(slots=True)

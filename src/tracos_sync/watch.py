@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import structlog
@@ -24,7 +22,6 @@ from tracos_sync.app import Runtime
 from tracos_sync.domain.errors import ConfigurationError, DatabaseUnavailable, DestinationUnwritable
 from tracos_sync.domain.ports import SupportsBacklog
 from tracos_sync.runs import (
-    STOP_GRACE_SECONDS,
     RunOptions,
     Syncer,
     describe_error,
@@ -32,14 +29,11 @@ from tracos_sync.runs import (
     publish,
     sweep,
 )
+from tracos_sync.stopping import Abandoned, stop_on_signals, until_stopped
 from tracos_sync.watch_metrics import Metrics
 
 log = structlog.get_logger("tracos_sync.watch")
 T = TypeVar("T")
-
-
-class _Stopping(Exception):
-    """The process was asked to stop while a step was still running."""
 
 
 class _Health:
@@ -91,9 +85,6 @@ class _Health:
 async def watch(runtime: Runtime, options: RunOptions) -> None:
     settings = runtime.settings
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     options.stop = stop.is_set
     metrics = Metrics() if settings.metrics_port else None
     if metrics is not None and settings.metrics_port is not None:
@@ -107,20 +98,19 @@ async def watch(runtime: Runtime, options: RunOptions) -> None:
     health = _Health(metrics)
     log.info("watch.started", interval=settings.watch_interval, **runtime.connector.describe())
     try:
-        while not stop.is_set():
-            try:
-                async with open_syncer(runtime, "run", options, log_retries=False) as syncer:
-                    await _serve(runtime, syncer, stop=stop, health=health, metrics=metrics)
-            except (ConfigurationError, _Stopping):
-                if stop.is_set():
-                    break
-                raise
-            except Exception as exc:
-                health.failed(exc)
-                await _sleep(stop, settings.watch_interval)
+        with stop_on_signals(stop):
+            while not stop.is_set():
+                try:
+                    async with open_syncer(runtime, "run", options, log_retries=False) as syncer:
+                        await _serve(runtime, syncer, stop=stop, health=health, metrics=metrics)
+                except (ConfigurationError, Abandoned):
+                    if stop.is_set():
+                        break
+                    raise
+                except Exception as exc:
+                    health.failed(exc)
+                    await _sleep(stop, settings.watch_interval)
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
         if metrics is not None:
             metrics.close()
     log.info("watch.stopped", reason="signal")
@@ -143,7 +133,7 @@ async def _serve(
             if follower is None or follower.done():
                 follower = asyncio.create_task(_follow_changes(syncer, wake))
             wake.clear()
-            outcome = await _until_stopped(sweep(syncer, "watch"), stop)
+            outcome = await until_stopped(sweep(syncer, "watch"), stop)
             # A failure alone is logged by _Health, once per change of state.
             publish(runtime, outcome, quiet_when_idle=True)
             if metrics is not None:
@@ -168,39 +158,17 @@ async def _observe_backlogs(
 ) -> None:
     """Backlog gauges: best effort, a failure here is logged and the gauges keep their value."""
     try:
-        age = await _until_stopped(syncer.repository.oldest_unsynced_age(), stop)
+        age = await until_stopped(syncer.repository.oldest_unsynced_age(), stop)
         metrics.oldest_unsynced.set(age or 0)
         connector = runtime.connector
         if isinstance(connector, SupportsBacklog):
-            backlog = await _until_stopped(connector.backlog(), stop)
+            backlog = await until_stopped(connector.backlog(), stop)
             metrics.inbound_waiting.set(backlog.waiting)
             metrics.inbound_oldest.set(backlog.oldest_seconds or 0)
-    except _Stopping:
+    except Abandoned:
         raise
     except Exception as exc:
         log.warning("watch.metrics_failed", error=describe_error(exc))
-
-
-async def _until_stopped(work: Awaitable[T], stop: asyncio.Event) -> T:
-    """Await ``work``; once ``stop`` is set it gets ``STOP_GRACE_SECONDS`` more (the batch in
-    hand finishes), then it is cancelled and ``_Stopping`` raised."""
-    task: asyncio.Future[T] = asyncio.ensure_future(work)
-    stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
-        if not task.done():
-            done, _ = await asyncio.wait({task}, timeout=STOP_GRACE_SECONDS)
-            if not done:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-                log.warning("watch.abandoned", reason="still running after the stop grace")
-                raise _Stopping
-        return task.result()
-    finally:
-        stopped.cancel()
-        if not task.done():  # we were cancelled ourselves: take the work with us
-            task.cancel()
 
 
 async def _follow_changes(syncer: Syncer, wake: asyncio.Event) -> None:

@@ -1,0 +1,57 @@
+"""Stopping on SIGINT/SIGTERM, shared by a one-shot run and watch mode: the signal asks the work
+to stop after the batch in hand; work still running ``STOP_GRACE_SECONDS`` later is cancelled
+(its claimed inputs are given back), so the process always exits within seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Iterator
+from typing import Any, TypeVar
+
+import structlog
+
+log = structlog.get_logger("tracos_sync")
+T = TypeVar("T")
+
+STOP_GRACE_SECONDS = 3.0
+
+
+class Abandoned(Exception):
+    """The work was still running when the grace after a stop request ended; it was cancelled."""
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """While inside, SIGINT and SIGTERM set ``stop`` instead of killing the process."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def until_stopped(work: Awaitable[T], stop: asyncio.Event) -> T:
+    """Await ``work``; once ``stop`` is set it gets ``STOP_GRACE_SECONDS`` more (the batch in
+    hand finishes), then it is cancelled and ``Abandoned`` raised."""
+    task: asyncio.Future[T] = asyncio.ensure_future(work)
+    stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            done, _ = await asyncio.wait({task}, timeout=STOP_GRACE_SECONDS)
+            if not done:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                log.warning("run.abandoned", reason="still running after the stop grace")
+                raise Abandoned
+        return task.result()
+    finally:
+        stopped.cancel()
+        if not task.done():  # we were cancelled ourselves: take the work with us
+            task.cancel()
