@@ -134,3 +134,16 @@ def test_to_client_writes_every_client_field() -> None:
         "lastUpdateDate": "2024-01-02T03:04:05.006Z",
         "deletedDate": "2024-01-02T03:04:05.006Z",
     }
+
+
+def test_the_model_and_the_schema_state_the_same_fields() -> None:
+    """The JSON Schema is the wire contract; the model must name exactly its fields, and
+    require exactly what it requires, so that a record past the schema always fits the model."""
+    from tracos_sync.connectors.client_erp.wire import json_schema
+
+    schema = json_schema()
+    assert {f.alias or name for name, f in ClientWorkOrder.model_fields.items()} == set(
+        schema["properties"]
+    )
+    required = {f.alias or n for n, f in ClientWorkOrder.model_fields.items() if f.is_required()}
+    assert required == set(schema["required"])

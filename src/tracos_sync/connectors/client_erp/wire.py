@@ -9,17 +9,19 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-INT64_MAX = 2**63 - 1
 SCHEMA_FILE = "workorder.schema.json"
 
 
 class ClientWorkOrder(BaseModel):
-    """Strict: no numbers as strings, no booleans as numbers. Unknown fields are kept aside in
-    ``model_extra`` (for a debug log line) and never reach TracOS."""
+    """The typed view of a record that already passed the JSON Schema, which is the one statement
+    of the wire contract's rules (bounds, lengths, which fields are required); this model only
+    names and types the fields (a test keeps the two in step). Strict: no numbers as strings, no
+    booleans as numbers. Unknown fields are kept aside in ``model_extra`` (for a debug log line)
+    and never reach TracOS."""
 
     model_config = ConfigDict(strict=True, extra="allow", frozen=True, populate_by_name=True)
 
-    order_no: int = Field(alias="orderNo", gt=0, le=INT64_MAX)
+    order_no: int = Field(alias="orderNo")
     is_active: bool | None = Field(default=None, alias="isActive")
     is_canceled: bool = Field(alias="isCanceled")
     is_done: bool = Field(alias="isDone")
