@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -165,25 +165,27 @@ async def run_once(
     """One sync: inbound then outbound (or one of them), on adapters opened for it. Every
     failure ends up in the outcome; nothing but cancellation is raised (``outcome``, when
     given, holds what was done by then)."""
-    outcome = outcome or RunOutcome(command, options.dry_run)
-    clock = Stopwatch()
-    try:
+    into = outcome or RunOutcome(command, options.dry_run)
+
+    async def work() -> None:
         async with open_syncer(runtime, command, options) as syncer:
-            outcome.durations = syncer.durations
-            await syncer.cycle(outcome.stats)
-    except Exception as exc:
-        outcome.error = exc
-    finally:
-        outcome.stats.seconds = clock.elapsed()
-    return outcome
+            into.durations = syncer.durations
+            await syncer.cycle(into.stats)
+
+    return await _recorded(into, work())
 
 
 async def sweep(syncer: Syncer, command: Command) -> RunOutcome:
     """One cycle on adapters that stay open (watch mode)."""
     outcome = RunOutcome(command, syncer.options.dry_run, durations=syncer.durations)
+    return await _recorded(outcome, syncer.cycle(outcome.stats))
+
+
+async def _recorded(outcome: RunOutcome, work: Awaitable[None]) -> RunOutcome:
+    """``work`` timed, its failure kept in ``outcome``."""
     clock = Stopwatch()
     try:
-        await syncer.cycle(outcome.stats)
+        await work
     except Exception as exc:
         outcome.error = exc
     finally:
