@@ -45,6 +45,9 @@ class AppSettings(Settings):
 
     mongo_embedded_dir: Path = Field(Path(".data/db"))
     watch_interval: float = Field(5.0, gt=0, le=86_400)
+    # Wake on the client side's own events (files arriving) as well as at each interval; off for
+    # a folder whose events cannot be trusted or do not exist (some network mounts).
+    watch_events: bool = True
     report_path: Path | None = None
     metrics_port: int | None = Field(None, ge=1, le=65_535)
     metrics_address: str = "0.0.0.0"

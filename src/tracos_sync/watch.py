@@ -1,8 +1,10 @@
 """Watch mode: sync continuously until SIGINT/SIGTERM.
 
-Inbound files are picked up by polling every ``WATCH_INTERVAL`` seconds. Outbound also reacts at
-once to TracOS writes seen on a MongoDB change stream, when the server offers one; the sweep of
-unsynced documents stays the source of truth, so nothing is missed if the stream drops.
+A sweep runs every ``WATCH_INTERVAL`` seconds, and at once when something may be waiting: a
+file arriving in the inbound folder (file-system events, ``WATCH_EVENTS``), a TracOS write seen on
+a MongoDB change stream, when the server offers one. Both are hints: the sweep stays the source of
+truth, so nothing is missed if events are lost or the stream drops. Under a steady flow each
+sweep takes what arrived during the one before, so batches grow with the flow.
 
 Whatever one sweep runs into — the database away, a folder unwritable, a report that cannot be
 written, a bug — is logged once per change of state, counted, and waited out; the loop goes on.
@@ -20,7 +22,7 @@ import structlog
 
 from tracos_sync.app import Runtime
 from tracos_sync.domain.errors import ConfigurationError, DatabaseUnavailable, DestinationUnwritable
-from tracos_sync.domain.ports import SupportsBacklog
+from tracos_sync.domain.ports import SupportsBacklog, SupportsInputEvents
 from tracos_sync.runs import (
     RunOptions,
     Syncer,
@@ -30,6 +32,7 @@ from tracos_sync.runs import (
     sweep,
 )
 from tracos_sync.stopping import Abandoned, stop_on_signals, until_stopped
+from tracos_sync.watch_events import InputWaker
 from tracos_sync.watch_metrics import Metrics
 
 log = structlog.get_logger("tracos_sync.watch")
@@ -96,13 +99,24 @@ async def watch(runtime: Runtime, options: RunOptions) -> None:
                 f"{settings.metrics_address}:{settings.metrics_port}: {exc.strerror or exc}"
             ) from exc
     health = _Health(metrics)
-    log.info("watch.started", interval=settings.watch_interval, **runtime.connector.describe())
+    connector = runtime.connector
+    waker = None
+    if settings.watch_events and isinstance(connector, SupportsInputEvents):
+        waker = InputWaker(connector, settings.watch_interval)
+    log.info(
+        "watch.started",
+        interval=settings.watch_interval,
+        events=waker is not None,
+        **connector.describe(),
+    )
     try:
         with stop_on_signals(stop):
             while not stop.is_set():
                 try:
                     async with open_syncer(runtime, "run", options, log_retries=False) as syncer:
-                        await _serve(runtime, syncer, stop=stop, health=health, metrics=metrics)
+                        await _serve(
+                            runtime, syncer, stop=stop, health=health, metrics=metrics, waker=waker
+                        )
                 except (ConfigurationError, Abandoned):
                     if stop.is_set():
                         break
@@ -123,6 +137,7 @@ async def _serve(
     stop: asyncio.Event,
     health: _Health,
     metrics: Metrics | None,
+    waker: InputWaker | None = None,
 ) -> None:
     """Sweeps on one set of open adapters until stopped. A failed sweep is classified, waited
     out and tried again on the same adapters (the driver reconnects by itself)."""
@@ -132,6 +147,7 @@ async def _serve(
         while not stop.is_set():
             if follower is None or follower.done():
                 follower = asyncio.create_task(_follow_changes(syncer, wake))
+            woken = waker is not None and waker.woke()
             wake.clear()
             outcome = await until_stopped(sweep(syncer, "watch"), stop)
             # A failure alone is logged by _Health, once per change of state.
@@ -144,9 +160,16 @@ async def _serve(
                 health.failed(outcome.error)
             if metrics is not None:
                 await _observe_backlogs(runtime, syncer, metrics, stop)
+            if waker is not None:
+                # After the sweep, which creates the folder it watches; it wakes us once when it
+                # watches, for what arrived between the sweep's listing and then.
+                waker.swept(outcome.stats, woken)
+                waker.follow(wake)
             failed = outcome.error is not None
             await _sleep(stop, runtime.settings.watch_interval, None if failed else wake)
     finally:
+        if waker is not None:
+            await waker.close()  # it sets this ``wake``: the next adapters get their own
         if follower is not None:
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):

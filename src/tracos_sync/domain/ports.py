@@ -281,6 +281,17 @@ class SupportsSamples(Protocol):
 
 
 @runtime_checkable
+class SupportsInputEvents(Protocol):
+    """A connector that can tell when new client input may be ready (a folder, through the
+    operating system's file events), so that ``watch`` takes it at once rather than at its next
+    sweep. Events are hints: they can be lost, and the sweep stays the source of truth."""
+
+    def input_events(self) -> AsyncIterator[None]:
+        """Yields once when it starts watching, then whenever input may have become ready to
+        take; raises when it cannot watch (the caller then sweeps at its interval)."""
+
+
+@runtime_checkable
 class SupportsReplay(Protocol):
     """A connector that quarantines inputs and can put them back for another try."""
 

@@ -7,7 +7,7 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import orjson
@@ -18,6 +18,7 @@ from tracos_sync.domain.ports import Backlog, ConnectorContext, HealthCheck
 
 from .archive import SIDECAR_SUFFIX, rejected_files
 from .claims import count_claimed
+from .events import ready_files
 from .fsops import create_exclusively, move_no_clobber
 from .settings import FolderSettings
 from .sink import FolderSink
@@ -104,6 +105,9 @@ class FolderConnector:
                 create_exclusively(inbound / name, data)
                 written += 1
         return written
+
+    def input_events(self) -> AsyncIterator[None]:
+        return ready_files(self.settings.data_inbound_dir, self.settings.inbound_min_age_seconds)
 
     async def replay(self, names: Sequence[str]) -> list[str]:
         return await asyncio.to_thread(self._replay, names)
