@@ -38,9 +38,10 @@ def _may_be_input(change: Change, path: str) -> bool:
 
 
 async def ready_files(folder: Path, min_age_seconds: float) -> AsyncGenerator[None, None]:
-    """Yields once when the folder is watched (what arrived before is the sweep's), then each
-    time a file may have become ready to take: at once when it arrives, or ``min_age_seconds``
-    after its last change. Raises ``OSError`` when the folder cannot be watched."""
+    """Yields once when the folder is watched (what arrived before is the sweep's; and again
+    ``min_age_seconds`` later, for what was too young then), then each time a file may have
+    become ready to take: at once when it arrives, or ``min_age_seconds`` after its last change.
+    Raises ``OSError`` when the folder cannot be watched."""
     stopping = threading.Event()  # checked by watchfiles' thread: cancelling would wait for it
     ready = asyncio.Event()
     due = _Due(min_age_seconds, ready)
@@ -65,6 +66,8 @@ async def ready_files(folder: Path, min_age_seconds: float) -> AsyncGenerator[No
         if follower.done():
             follower.result()
         yield
+        if min_age_seconds > 0:
+            due.changed()  # a file that arrived before the watch began, too young to take yet
         while True:
             waiting = asyncio.ensure_future(ready.wait())
             try:
