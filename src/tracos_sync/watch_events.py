@@ -47,7 +47,7 @@ class InputWaker:
         return woke
 
     def swept(self, stats: RunStats, woken: bool) -> None:
-        """Pace the next wake by what the sweep just done found."""
+        """Pace the next wake by what the sweep just run changed."""
         changed = stats.inserted or stats.updated or stats.rejected or stats.exported
         if changed:
             self._pause = 0.0

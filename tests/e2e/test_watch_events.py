@@ -132,3 +132,9 @@ def test_a_file_given_back_at_each_sweep_does_not_spin_the_loop(env: Env) -> Non
     # Woken at once it would be given back some 50 times a second; paced, a few times.
     assert 1 <= left <= 25, f"{left} sweeps in about 4 s"
     assert (env.inbound / "a.json").is_symlink()
+
+
+def test_a_bad_watch_events_value_is_refused_naming_it(env: Env) -> None:
+    result = env.cli("watch", WATCH_EVENTS="sometimes")
+    assert result.code == 2, result.output
+    assert "WATCH_EVENTS" in result.output

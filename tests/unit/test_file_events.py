@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -74,6 +76,23 @@ async def test_a_folder_that_cannot_be_watched_says_so(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         async with contextlib.aclosing(events):
             await asyncio.wait_for(anext(events), 10)
+
+
+async def drain(events: AsyncIterator[None]) -> None:
+    async for _ in events:
+        pass
+
+
+async def test_a_folder_removed_while_watched_says_so(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    events = ready_files(folder, 0)
+    async with contextlib.aclosing(events):
+        await asyncio.wait_for(anext(events), 10)
+        shutil.rmtree(folder)
+        # Its watch is gone with it: without this, nothing would ever wake again.
+        with pytest.raises(FileNotFoundError, match="was removed"):
+            await asyncio.wait_for(drain(events), 10)
 
 
 async def test_closing_stops_the_watching_thread_at_once(tmp_path: Path) -> None:

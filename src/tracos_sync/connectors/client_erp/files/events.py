@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import threading
 from collections.abc import AsyncGenerator
@@ -37,6 +38,20 @@ def _may_be_input(change: Change, path: str) -> bool:
     return change != Change.deleted and name.endswith(".json") and not name.startswith(".")
 
 
+class _Filter:
+    """What watchfiles hands over: possible input, and the folder itself going away (its watch
+    ends with it: nothing more would ever come)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = os.path.abspath(folder)
+
+    def __call__(self, change: Change, path: str) -> bool:
+        return _may_be_input(change, path) or self.gone(change, path)
+
+    def gone(self, change: Change, path: str) -> bool:
+        return change == Change.deleted and os.path.abspath(path) == self.folder
+
+
 async def ready_files(folder: Path, min_age_seconds: float) -> AsyncGenerator[None, None]:
     """Yields once when the folder is watched (what arrived before is the sweep's; and again
     ``min_age_seconds`` later, for what was too young then), then each time a file may have
@@ -45,17 +60,21 @@ async def ready_files(folder: Path, min_age_seconds: float) -> AsyncGenerator[No
     stopping = threading.Event()  # checked by watchfiles' thread: cancelling would wait for it
     ready = asyncio.Event()
     due = _Due(min_age_seconds, ready)
+    only = _Filter(folder)
 
     async def follow() -> None:
-        async for _ in awatch(
+        async for changes in awatch(
             folder,
-            watch_filter=_may_be_input,
+            watch_filter=only,
             recursive=False,  # processed/, rejected/ and .claims/ are ours
             debounce=DEBOUNCE_MS,
             step=STEP_MS,
             rust_timeout=THREAD_TIMEOUT_MS,
             stop_event=stopping,
         ):
+            if any(only.gone(change, path) for change, path in changes):
+                # Watched again once a sweep has made it anew; swept at the interval meanwhile.
+                raise OSError(errno.ENOENT, f"the folder {folder} was removed")
             due.changed()
 
     follower = asyncio.create_task(follow())
