@@ -70,7 +70,7 @@ class Watch:
             text=True,
         )
         self.port: int | None = None
-        self.sweeps = 0
+        self.summaries: list[Doc] = []  # each sweep that did something: its counts, seconds
         self.errors: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -86,7 +86,7 @@ class Watch:
             if event.get("event") == "embedded.started":
                 self.port = int(event["port"])
             elif event.get("event") == "run.summary":
-                self.sweeps += 1
+                self.summaries.append(event)
             elif event.get("level") in ("error", "warning"):
                 self.errors.append(line.rstrip())
 
@@ -137,7 +137,7 @@ def drop_files(
 def inbound_phase(
     watch: Watch, client: MongoClient[Doc], first: int, rate: float, duration: float
 ) -> dict[str, Any]:
-    sweeps = watch.sweeps
+    sweeps = len(watch.summaries)
     dropped, achieved = drop_files(watch.inbound, first, rate, duration)
     numbers = list(dropped)
     collection = client.tractian.workorders
@@ -155,7 +155,8 @@ def inbound_phase(
     return {
         "what": f"file -> TracOS, {rate:g}/s",
         "achieved": achieved,
-        "sweeps": watch.sweeps - sweeps,
+        "sweeps": watch.summaries[sweeps:],
+        "load": os.getloadavg()[0],
         "latencies": latencies,
     }
 
@@ -163,7 +164,7 @@ def inbound_phase(
 def outbound_phase(
     watch: Watch, client: MongoClient[Doc], numbers: list[int], rate: float, duration: float
 ) -> dict[str, Any]:
-    sweeps = watch.sweeps
+    sweeps = len(watch.summaries)
     collection = client.tractian.workorders
     edited: dict[int, float] = {}
     count = min(len(numbers), int(rate * duration))
@@ -189,7 +190,8 @@ def outbound_phase(
     return {
         "what": f"TracOS edit -> file, {rate:g}/s",
         "achieved": achieved,
-        "sweeps": watch.sweeps - sweeps,
+        "sweeps": watch.summaries[sweeps:],
+        "load": os.getloadavg()[0],
         "latencies": latencies,
     }
 
@@ -233,13 +235,21 @@ def main() -> None:
         finally:
             watch.stop()
     header = ("achieved/s", "n", "sweeps", "p50 ms", "p90 ms", "p99 ms", "max ms")
+    width = 32
     print(
         f"{'':32} {header[0]:>10} {header[1]:>6} {header[2]:>6}", *(f"{h:>7}" for h in header[3:])
     )
     for r in results:
         lat = r["latencies"]
         cells = " ".join(f"{percentile(lat, p) * 1000:7.0f}" for p in (0.5, 0.9, 0.99, 1.0))
-        print(f"{r['what']:32} {r['achieved']:10.1f} {len(lat):6d} {r['sweeps']:6d} {cells}")
+        print(f"{r['what']:32} {r['achieved']:10.1f} {len(lat):6d} {len(r['sweeps']):6d} {cells}")
+    # Where a slow tail comes from: the sweeps themselves (a slow server, a busy machine).
+    print("sweeps that did something, per phase: seconds p50/p99/max, most files in one sweep")
+    for r in results:
+        took = [float(e["seconds"]) for e in r["sweeps"]] or [0.0]
+        most = max((int(e["files"]) for e in r["sweeps"]), default=0)
+        cells = "/".join(f"{percentile(took, p) * 1000:.0f}" for p in (0.5, 0.99, 1.0))
+        print(f"  {r['what']:{width}} {cells} ms, {most} files; load at the end {r['load']:.2f}")
     print(f"load average after: {load()}")
     if watch.errors:
         print(f"{len(watch.errors)} warnings or errors from watch, the last: {watch.errors[-1]}")
