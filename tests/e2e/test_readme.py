@@ -115,3 +115,15 @@ def test_readme_commands_run_as_written(tmp_path: Path) -> None:
             check=False,
         )
         assert proc.returncode == 0, f"block {block} failed:\n{proc.stdout}\n{proc.stderr}"
+
+
+def test_every_setting_is_in_the_configuration_table() -> None:
+    from tracos_sync.app import AppSettings
+    from tracos_sync.connectors.client_erp.files import FolderSettings
+    from tracos_sync.connectors.client_erp_http.settings import HttpSettings
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Configuration") : readme.index("## Data mapping")]
+    for settings in (AppSettings, FolderSettings, HttpSettings):
+        for name in settings.model_fields:
+            assert f"`{name.upper()}`" in table, f"{name.upper()} is not in the README's table"
