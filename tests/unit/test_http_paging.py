@@ -17,9 +17,9 @@ from tracos_sync.connectors.client_erp_http.api import (
     ErpApi,
     Listing,
     ProtocolError,
-    retry_after,
 )
 from tracos_sync.connectors.client_erp_http.paging import EPOCH, Pager, Watermark
+from tracos_sync.connectors.client_erp_http.retrying import retry_after
 from tracos_sync.connectors.client_erp_http.settings import HttpSettings
 from tracos_sync.domain.model import Status, WorkOrder
 from tracos_sync.domain.ports import InboundUnit

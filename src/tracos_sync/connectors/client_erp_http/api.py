@@ -6,6 +6,7 @@
   within ``CLIENT_API_RETRY_SECONDS``; a ``Retry-After`` beyond what is left of that budget gives
   up at once rather than hang.
 - 401, 403, 407: our credentials are refused; fatal for the run.
+- 409, 412 to a ``PUT``: the ERP holds a newer version (``Superseded``): not written, not refused.
 - other 4xx: this one request is refused (``RecordRejected``): a record to quarantine.
 - 3xx, an answer that is not the expected JSON, too large: ``ProtocolError``, fatal for the run.
 
@@ -16,30 +17,22 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 import structlog
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_before_delay,
-    wait_random_exponential,
-)
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_before_delay
 
 from tracos_sync.domain.errors import (
     DestinationUnwritable,
     FatalError,
     RecordRejected,
-    TransientError,
 )
 from tracos_sync.domain.model import Problem
 from tracos_sync.logs import MIN_SHOWN, redact_text
 
 from ..client_erp.codec import ParseError, parse_json
+from .retrying import ApiTransient, WaitHonouringRetryAfter, retry_after
 from .settings import HttpSettings
 
 log = structlog.get_logger("tracos_sync.http")
@@ -47,14 +40,6 @@ log = structlog.get_logger("tracos_sync.http")
 EXCERPT_CHARS = 120
 EXCERPT_WINDOW = 65_536
 ERROR_BODY_BYTES = 4_096  # of an error answer, only what an excerpt needs is read
-
-
-class ApiTransient(TransientError):
-    """Worth retrying (429, 5xx, network, too slow); carries the server's ``Retry-After``."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 # The three below are failures of the client side (``DestinationUnwritable``): watch mode tells
@@ -74,42 +59,14 @@ class CredentialsRefused(DestinationUnwritable):
     """401/403/407: nothing will work until the token (or URL) is fixed."""
 
 
+class Superseded(RecordRejected):
+    """409/412 to a conditional ``PUT``: the ERP holds a newer version of the work order."""
+
+
 @dataclass(frozen=True, slots=True)
 class Listing:
     items: list[Any]
     has_more: bool
-
-
-def retry_after(headers: httpx.Headers, now: datetime | None = None) -> float | None:
-    """``Retry-After`` in seconds (delay or HTTP date), ``None`` when absent or unreadable."""
-    value = headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-class _WaitHonouringRetryAfter:
-    """Exponential backoff with jitter, but never sooner than the server's ``Retry-After``."""
-
-    def __init__(self) -> None:
-        self._backoff = wait_random_exponential(multiplier=0.2, max=10)
-
-    def __call__(self, state: RetryCallState) -> float:
-        wait = float(self._backoff(state))
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, ApiTransient) and exc.retry_after is not None:
-            wait = max(wait, exc.retry_after)
-        return wait
 
 
 class ErpApi:
@@ -194,7 +151,7 @@ class ErpApi:
     ) -> tuple[httpx.Response, bytes]:
         retrying = AsyncRetrying(
             stop=stop_before_delay(self._budget),
-            wait=_WaitHonouringRetryAfter(),
+            wait=WaitHonouringRetryAfter(),
             retry=retry_if_exception_type(ApiTransient),
             before_sleep=self._log_retry(what),
             reraise=True,
@@ -266,6 +223,8 @@ class ErpApi:
             raise CredentialsRefused(
                 f"{what}: the client API refuses our credentials (check CLIENT_API_TOKEN): {said}"
             )
+        if status in (409, 412):
+            raise Superseded([Problem("$", said)])
         if 400 <= status < 500:
             raise RecordRejected([Problem("$", said)])
         location = self.excerpt(response.headers.get("Location", "none"))

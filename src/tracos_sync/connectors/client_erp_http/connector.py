@@ -5,6 +5,7 @@ dead letters are kept in the state store the bootstrap hands over."""
 from __future__ import annotations
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from tracos_sync.config import load_settings
 from tracos_sync.domain.errors import FatalError, RecordRejected
@@ -15,17 +16,20 @@ from .settings import HttpSettings
 from .sink import HttpSink
 from .source import HttpSource, utc_now
 from .state import ConnectorState
+from .versions import ErpVersions
 
 
 class HttpConnector:
     def __init__(self, settings: HttpSettings) -> None:
         self.settings = settings
+        # What the source saw the ERP hold, so that the sink never sends an older version.
+        self._erp = ErpVersions(ZoneInfo(settings.client_timezone))
 
     def source(self, context: ConnectorContext) -> HttpSource:
-        return HttpSource(self.settings, context)
+        return HttpSource(self.settings, context, erp=self._erp)
 
     def sink(self, context: ConnectorContext) -> HttpSink:
-        return HttpSink(self.settings, context)
+        return HttpSink(self.settings, context, erp=self._erp)
 
     def describe(self) -> dict[str, str]:
         return {"connector": "http", "api": str(self.settings.client_api_url)}

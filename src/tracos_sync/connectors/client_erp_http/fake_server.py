@@ -7,7 +7,8 @@ the connector free of a server dependency (as httpx ships its mock transport).
 API:
 - ``GET /workorders?updatedSince=ISO&page=N&pageSize=M`` -> ``{"items": [...], "hasMore": bool}``,
   records with ``lastUpdateDate >= updatedSince`` ordered by (lastUpdateDate, orderNo).
-- ``PUT /workorders/{orderNo}`` with a work-order object -> 200, or 422 if it is not one.
+- ``PUT /workorders/{orderNo}`` with a work-order object -> 200; 409 if the ERP holds a newer
+  ``lastUpdateDate`` for it (the write is conditional; equal is accepted); 422 if it is not one.
 - ``GET /health`` -> 200.
 Every request needs ``Authorization: Bearer <token>`` when a token is set.
 
@@ -20,7 +21,8 @@ Switches on ``FakeErpState``, one per way an ERP has been seen to misbehave:
 - ``echo_credentials``: every ``GET`` answers 400 with our ``Authorization`` header in the
   body, as is, escaped and URL-encoded (an error page that shows the request);
 - ``fail_next(status, times, retry_after)``: the next requests fail (an error storm);
-- ``refuse``: orderNos whose ``PUT`` is refused with 422.
+- ``refuse``: orderNos whose ``PUT`` is refused with 422;
+- ``unconditional_puts``: ``PUT`` overwrites whatever it holds (an ERP ignoring the contract).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class FakeErpState:
     drip_seconds: float = 0.0
     listing_answer: tuple[int, str, bytes] | None = None
     echo_credentials: bool = False
+    unconditional_puts: bool = False
     # Called after each listing request (tests use it to change data between pages).
     after_list: list[Any] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -199,8 +202,17 @@ def _handler(state: FakeErpState) -> type[BaseHTTPRequestHandler]:
                 self._send(422, {"error": f"work order {number} is locked in the ERP"})
                 return
             with state.lock:
-                state.received.append(body)
-                state.records[str(number)] = body
+                held = None if state.unconditional_puts else state.records.get(str(number))
+                stamp = _instant(body.get("lastUpdateDate"))
+                if held is not None and _instant(held.get("lastUpdateDate")) > stamp:
+                    conflict = {"error": "the ERP holds a newer version", "current": held}
+                else:
+                    conflict = None
+                    state.received.append(body)
+                    state.records[str(number)] = body
+            if conflict is not None:
+                self._send(409, conflict)
+                return
             self._send(200, {"orderNo": number})
 
     return Handler

@@ -35,6 +35,7 @@ from tracos_sync.domain.ports import InboundUnit
 
 from ..client_erp.codec import RecordDecoder
 from .api import ErpApi, ProtocolError
+from .versions import ErpVersions
 
 log = structlog.get_logger("tracos_sync.http")
 
@@ -91,7 +92,9 @@ class Pager:
         max_pages: int,
         clock_skew: timedelta,
         clock: Clock,
+        erp: ErpVersions | None = None,
     ) -> None:
+        self._erp = erp or ErpVersions()
         self._api = api
         self._decoder = decoder
         self._max_pages = max_pages
@@ -150,8 +153,10 @@ class Pager:
             try:
                 order = self._decoder.decode_record(item)
             except RecordRejected as exc:
+                self._erp.saw_raw(item)
                 self._refuse(unit, index, item, exc.problems, refused)
                 continue
+            self._erp.saw(order.number, order.updated_at)
             stamp = order.updated_at
             if stamp < cursor.since or (previous is not None and stamp < previous):
                 raise ProtocolError(

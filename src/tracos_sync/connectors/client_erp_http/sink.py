@@ -1,6 +1,11 @@
 """Outbound over ``PUT /workorders/{orderNo}``, a few requests at a time. A record the API
 refuses is quarantined (one dead letter per refusal, counted) and stays unsynced in TracOS, so it
-is offered again next run; anything fatal stops the delivery after what was delivered."""
+is offered again next run; anything fatal stops the delivery after what was delivered.
+
+The ERP's copy never goes back in time: a work order the ERP was seen to hold newer this run
+(``ErpVersions``, filled by the source) is not sent, and one the ERP answers 409/412 to (its
+conditional write: it holds a newer version) is not written; both are ``superseded``, neither
+marked synced nor dead-lettered."""
 
 from __future__ import annotations
 
@@ -14,9 +19,10 @@ from tracos_sync.domain.model import Problem, WorkOrder
 from tracos_sync.domain.ports import ConnectorContext, Delivery
 
 from ..client_erp.translate import to_client
-from .api import ErpApi
+from .api import ErpApi, Superseded
 from .settings import HttpSettings
 from .state import ConnectorState
+from .versions import ErpVersions
 
 # What one PUT came to: delivered (None), refused, or fatal for the run.
 Outcome = RecordRejected | FatalError | None
@@ -25,7 +31,10 @@ Outcome = RecordRejected | FatalError | None
 class HttpSink:
     """``ClientSink`` over the ERP's ``PUT``."""
 
-    def __init__(self, settings: HttpSettings, context: ConnectorContext) -> None:
+    def __init__(
+        self, settings: HttpSettings, context: ConnectorContext, erp: ErpVersions | None = None
+    ) -> None:
+        self._erp = erp or ErpVersions()
         self._dry_run = context.dry_run
         self._concurrency = settings.client_api_concurrency
         self._api = ErpApi(settings)
@@ -35,8 +44,13 @@ class HttpSink:
         """Nothing to create: the API is there or the first request says so."""
 
     async def deliver(self, orders: Sequence[WorkOrder]) -> Delivery:
-        bodies = [(order.number, to_client(order)) for order in orders]
         delivery = Delivery()
+        bodies = []
+        for order in orders:
+            if self._erp.holds_newer(order.number, order.updated_at):
+                delivery.superseded.append(order.number)
+            else:
+                bodies.append((order.number, to_client(order)))
         if self._dry_run:
             delivery.delivered = [number for number, _ in bodies]
             return delivery
@@ -54,6 +68,8 @@ class HttpSink:
         for (number, body), outcome in zip(bodies, outcomes, strict=True):
             if outcome is None:
                 delivery.delivered.append(number)
+            elif isinstance(outcome, Superseded):
+                delivery.superseded.append(number)
             elif isinstance(outcome, RecordRejected):
                 problems = [Problem(p.path, p.reason, number) for p in outcome.problems]
                 delivery.refused += problems

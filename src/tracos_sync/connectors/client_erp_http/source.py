@@ -16,6 +16,7 @@ from .api import ErpApi
 from .paging import Clock, PageHandle, Pager, Watermark
 from .settings import HttpSettings
 from .state import ConnectorState
+from .versions import ErpVersions
 
 log = structlog.get_logger("tracos_sync.http")
 
@@ -28,7 +29,11 @@ class HttpSource:
     """``ClientSource`` over the ERP's listing."""
 
     def __init__(
-        self, settings: HttpSettings, context: ConnectorContext, clock: Clock = utc_now
+        self,
+        settings: HttpSettings,
+        context: ConnectorContext,
+        clock: Clock = utc_now,
+        erp: ErpVersions | None = None,
     ) -> None:
         self._dry_run = context.dry_run
         self._api = ErpApi(settings)
@@ -38,6 +43,7 @@ class HttpSource:
             max_pages=settings.client_api_max_pages,
             clock_skew=timedelta(seconds=settings.client_clock_skew_seconds),
             clock=clock,
+            erp=erp or ErpVersions(),
         )
         self._state = ConnectorState(context.state, str(settings.client_api_url))
         self._applied: Watermark | None = None
