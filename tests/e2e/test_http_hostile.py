@@ -3,7 +3,7 @@ goes through the CLI against the fake ERP, and fails without its fix."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import MongoClient
@@ -64,3 +64,71 @@ def test_run_never_puts_an_older_copy_over_one_inbound_refused(
     assert erp.records["1"]["summary"] == "ERP copy"
     [letter] = letters(env, mongo)
     assert letter["direction"] == "inbound"
+
+
+# -- 2, 3. keyset paging: no offsets, and a group at one instant never stops inbound -----------
+
+
+def test_a_record_moving_forward_mid_group_does_not_hide_its_neighbour(
+    env: Env, erp: FakeErpState
+) -> None:
+    """Five records at one instant, two per page; once the group is being paged, record 1
+    moves forward. With offsets (``page=2`` at that instant) record 3 shifted into the place
+    already read and was never read."""
+    for n in (1, 2, 3, 4, 5):
+        erp.put(client_record(n, lastUpdateDate="2024-05-01T00:00:00Z"))
+    listings: list[int] = []
+
+    def move_record_1_forward(state: FakeErpState) -> None:
+        listings.append(1)
+        if len(listings) == 2:  # the first request at the group's instant
+            state.put(client_record(1, summary="moved", lastUpdateDate="2024-05-02T00:00:00Z"))
+
+    erp.after_list.append(move_record_1_forward)
+    result = env.cli("inbound")
+    assert result.code == 0, result.output
+    assert sorted(d["number"] for d in env.collection.find()) == [1, 2, 3, 4, 5]
+    one = env.collection.find_one({"number": 1})
+    assert one is not None and one["title"] == "moved"
+    assert all("page=" not in r for r in erp.requests), "no offsets"
+    assert any("afterOrderNo=2" in r for r in erp.requests), erp.requests
+
+
+def test_more_records_at_one_instant_than_a_run_reads_go_in_over_runs(
+    env: Env, erp: FakeErpState, mongo: MongoClient[Any]
+) -> None:
+    for n in range(1, 11):
+        erp.put(client_record(n, lastUpdateDate="2024-05-01T00:00:00Z"))
+    inserted = []
+    for _ in range(3):
+        result = env.cli("inbound", CLIENT_API_MAX_PAGES="2")
+        assert result.code == 0, result.output
+        inserted.append(result.counts()["inserted"])
+    assert inserted == [4, 4, 2]
+    assert env.collection.count_documents({}) == 10
+    [state] = mongo[env.database]["client_sync_state"].find()
+    assert (state["watermark"], state["afterOrderNo"]) == ("2024-05-01T00:00:00.000Z", 10)
+    quiet = env.cli("inbound", CLIENT_API_MAX_PAGES="2")
+    assert quiet.code == 0 and quiet.counts()["inserted"] == 0, quiet.output
+
+
+# -- 4. a record dated ahead, within the allowance, does not move the watermark past now -------
+
+
+def test_a_record_dated_ahead_within_the_allowance_hides_no_later_change(
+    env: Env, erp: FakeErpState, mongo: MongoClient[Any]
+) -> None:
+    ahead = datetime.now(UTC) + timedelta(minutes=2)
+    erp.put(client_record(1, lastUpdateDate=ahead.isoformat()))
+    first = env.cli("inbound")
+    assert first.code == 0, first.output
+    assert first.counts()["inserted"] == 1, "within CLIENT_CLOCK_SKEW_SECONDS: applied"
+    [state] = mongo[env.database]["client_sync_state"].find()
+    stored = datetime.fromisoformat(state["watermark"].replace("Z", "+00:00"))
+    assert stored < ahead - timedelta(minutes=1), "not past the moment the page was asked for"
+    # A real change made now, dated before record 1's date, is still read.
+    erp.put(client_record(2, lastUpdateDate=datetime.now(UTC).isoformat()))
+    second = env.cli("inbound")
+    assert second.code == 0, second.output
+    assert (second.counts()["inserted"], second.counts()["stale"]) == (1, 1)
+    assert env.collection.count_documents({"number": 2}) == 1

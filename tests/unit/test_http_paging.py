@@ -18,7 +18,7 @@ from tracos_sync.connectors.client_erp_http.api import (
     Listing,
     ProtocolError,
 )
-from tracos_sync.connectors.client_erp_http.paging import EPOCH, Pager, Watermark
+from tracos_sync.connectors.client_erp_http.paging import EPOCH, PageHandle, Pager, Watermark
 from tracos_sync.connectors.client_erp_http.retrying import retry_after
 from tracos_sync.connectors.client_erp_http.settings import HttpSettings
 from tracos_sync.domain.model import Status, WorkOrder
@@ -36,18 +36,18 @@ def order(number: int, day: int) -> WorkOrder:
     return WorkOrder(number, Status.PENDING, "t", stamp, stamp)
 
 
-def test_the_watermark_moves_to_the_newest_and_keeps_the_numbers_at_it() -> None:
-    mark = Watermark().advance([order(1, 1), order(2, 3), order(3, 2), order(4, 3)])
-    assert (mark.text, mark.at) == (at(3), {2, 4})
-    same = mark.advance([order(5, 3), order(6, 1)])
-    assert (same.text, same.at) == (at(3), {2, 4, 5})
-    assert same.covers(order(5, 3)) and not same.covers(order(5, 4))
-    assert Watermark().advance([]) == Watermark(EPOCH)
+def test_the_watermark_is_a_key_of_instant_and_order_number() -> None:
+    mark = Watermark(datetime(2024, 5, 3, tzinfo=UTC), 4)
+    assert mark.passes(datetime(2024, 5, 3, tzinfo=UTC), 4)
+    assert mark.passes(datetime(2024, 5, 2, tzinfo=UTC), 99)
+    assert not mark.passes(datetime(2024, 5, 3, tzinfo=UTC), 5)
+    assert Watermark(mark.since) < mark < Watermark(datetime(2024, 5, 4, tzinfo=UTC))
+    assert Watermark() == Watermark(EPOCH, 0)
 
 
 class ScriptedApi:
-    """Answers listings from a list of records as the API contract says (inclusive
-    ``updatedSince``, oldest first), or as ``answer`` overrides."""
+    """Answers listings from a list of records as the API contract says (after the key
+    (``updatedSince``, ``afterOrderNo``), ordered by it), or as ``answer`` overrides."""
 
     def __init__(self, records: list[dict[str, Any]], size: int = 2) -> None:
         self.records = records
@@ -55,16 +55,20 @@ class ScriptedApi:
         self.asked: list[tuple[str, int]] = []
         self.answer: Listing | None = None
 
-    async def list_page(self, since: str, page: int) -> Listing:
-        self.asked.append((since, page))
+    async def list_page(self, since: str, after: int) -> Listing:
+        self.asked.append((since, after))
         if self.answer is not None:
             return self.answer
         chosen = sorted(
-            (r for r in self.records if r["lastUpdateDate"] >= since),
+            (
+                r
+                for r in self.records
+                if (r["lastUpdateDate"], r["orderNo"]) > (since, after)
+                and r["lastUpdateDate"] >= since
+            ),
             key=lambda r: (r["lastUpdateDate"], r["orderNo"]),
         )
-        chunk = chosen[(page - 1) * self.size : page * self.size]
-        return Listing(chunk, page * self.size < len(chosen))
+        return Listing(chosen[: self.size], len(chosen) > self.size)
 
 
 def pager(api: ScriptedApi, max_pages: int = 100) -> Pager:
@@ -89,15 +93,15 @@ async def test_keyset_paging_reads_every_record_once() -> None:
     api = ScriptedApi([client_record(n, lastUpdateDate=at(n)) for n in range(1, 6)])
     units = await read(pager(api))
     assert numbers(units) == [1, 2, 3, 4, 5]
-    # Each request starts at the newest record seen (read again, and skipped).
-    assert api.asked == [("1970-01-01T00:00:00.000Z", 1), (at(2), 1), (at(3), 1), (at(4), 1)]
+    # Each request starts after the newest record seen.
+    assert api.asked == [("1970-01-01T00:00:00.000Z", 0), (at(2), 2), (at(4), 4)]
 
 
-async def test_records_at_one_instant_page_forward() -> None:
+async def test_records_at_one_instant_page_forward_by_order_number() -> None:
     api = ScriptedApi([client_record(n, lastUpdateDate=at(1)) for n in range(1, 6)])
-    units = await read(pager(api), Watermark().advance([order(1, 1)]))
+    units = await read(pager(api), Watermark(datetime(2024, 5, 1, tzinfo=UTC), 1))
     assert numbers(units) == [2, 3, 4, 5]
-    assert [page for _, page in api.asked] == [1, 2, 3]
+    assert [after for _, after in api.asked] == [1, 3]
 
 
 async def test_a_future_record_is_refused_once_per_run_and_never_moves_the_watermark() -> None:
@@ -117,10 +121,8 @@ async def test_a_future_record_is_refused_once_per_run_and_never_moves_the_water
     refused = [p for u in units for p in u.problems]
     assert len(refused) == 1 and sum(u.rejected_records for u in units) == 1
     assert refused[0].path == "$.lastUpdateDate" and "in the future" in refused[0].reason
-    mark = Watermark()
-    for unit in units:
-        mark = mark.advance(unit.records)
-    assert mark.since <= NOW + timedelta(minutes=5)
+    marks = [cast(PageHandle, u.handle).mark for u in units]
+    assert max(marks).since <= NOW, "never stored past the moment the page was asked for"
 
 
 async def test_an_empty_page_that_claims_more_is_a_protocol_error() -> None:
@@ -135,7 +137,7 @@ async def test_records_older_than_asked_for_are_a_protocol_error() -> None:
     api = ScriptedApi([])
     api.answer = Listing([client_record(1, lastUpdateDate=at(1))], False)
     with pytest.raises(ProtocolError, match="older than updatedSince"):
-        await read(pager(api), Watermark().advance([order(7, 2)]))
+        await read(pager(api), Watermark(datetime(2024, 5, 2, tzinfo=UTC), 7))
 
 
 async def test_paging_is_bounded_per_run() -> None:
@@ -145,7 +147,7 @@ async def test_paging_is_bounded_per_run() -> None:
     assert numbers(units) == [1], "progress: the run ends, what was read counts"
     assert len(api.asked) == 4
     with pytest.raises(ProtocolError, match="paging does not end"):
-        await read(pager(api, max_pages=4), Watermark().advance([order(1, 1)]))
+        await read(pager(api, max_pages=4), Watermark(datetime(2024, 5, 1, tzinfo=UTC), 1))
 
 
 @pytest.mark.parametrize(

@@ -90,11 +90,12 @@ class ErpApi:
 
     # -- the API -------------------------------------------------------------------------------
 
-    async def list_page(self, since: str, page: int) -> Listing:
-        """One page of work orders changed since ``since`` (inclusive). Refusals and answers
-        that are not ``{"items": [...], "hasMore": bool}`` raise ``FatalError``."""
-        what = f"list work orders (updatedSince={since} page={page})"
-        params = {"updatedSince": since, "page": page, "pageSize": self._page_size}
+    async def list_page(self, since: str, after: int) -> Listing:
+        """One page of work orders after the key (``since``, ``after``): changed after
+        ``since``, or at it with an ``orderNo`` above ``after``. Refusals and answers that are
+        not ``{"items": [...], "hasMore": bool}`` raise ``FatalError``."""
+        what = f"list work orders (updatedSince={since} afterOrderNo={after})"
+        params = {"updatedSince": since, "afterOrderNo": after, "pageSize": self._page_size}
         try:
             response, body = await self._call(what, "GET", "/workorders", params=params)
         except RecordRejected as exc:

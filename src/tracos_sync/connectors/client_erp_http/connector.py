@@ -56,7 +56,9 @@ class HttpConnector:
             return [*checks, HealthCheck("client state", False, str(exc))]
         return [
             *checks,
-            HealthCheck("client watermark", True, f"updatedSince {mark.text}"),
+            HealthCheck(
+                "client watermark", True, f"updatedSince {mark.text} afterOrderNo {mark.after}"
+            ),
             HealthCheck(
                 "client dead letters", True, f"{refused} records refused; see {state.where}"
             ),

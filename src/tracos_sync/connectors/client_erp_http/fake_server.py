@@ -5,8 +5,9 @@ The standard library's threading HTTP server is enough for a test double on loop
 the connector free of a server dependency (as httpx ships its mock transport).
 
 API:
-- ``GET /workorders?updatedSince=ISO&page=N&pageSize=M`` -> ``{"items": [...], "hasMore": bool}``,
-  records with ``lastUpdateDate >= updatedSince`` ordered by (lastUpdateDate, orderNo).
+- ``GET /workorders?updatedSince=ISO&afterOrderNo=N&pageSize=M`` -> ``{"items": [...],
+  "hasMore": bool}``: the records whose (lastUpdateDate, orderNo) is after (updatedSince, N),
+  ordered by that key (keyset paging; ``afterOrderNo`` 0 or absent: at or after updatedSince).
 - ``PUT /workorders/{orderNo}`` with a work-order object -> 200; 409 if the ERP holds a newer
   ``lastUpdateDate`` for it (the write is conditional; equal is accepted); 422 if it is not one.
 - ``GET /health`` -> 200.
@@ -15,7 +16,7 @@ Every request needs ``Authorization: Bearer <token>`` when a token is set.
 Switches on ``FakeErpState``, one per way an ERP has been seen to misbehave:
 - ``put_future(record)``: a record whose ``lastUpdateDate`` is in 2099 (a clock gone wrong);
 - ``empty_pages_claim_more``: every listing is ``{"items": [], "hasMore": true}``;
-- ``endless``: listings ignore ``page`` and always claim more (paging that never ends);
+- ``endless``: listings ignore ``afterOrderNo`` and always claim more (paging that never ends);
 - ``drip_seconds``: every answer is sent one byte at a time, this many seconds apart;
 - ``listing_answer`` (``html()``): listings answer this status, content type and body instead;
 - ``echo_credentials``: every ``GET`` answers 400 with our ``Authorization`` header in the
@@ -59,7 +60,7 @@ class FakeErpState:
     listing_answer: tuple[int, str, bytes] | None = None
     echo_credentials: bool = False
     unconditional_puts: bool = False
-    # Called after each listing request (tests use it to change data between pages).
+    # Called once each listing is chosen, before it is sent (tests change data between pages).
     after_list: list[Any] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -87,6 +88,12 @@ def _instant(text: object) -> datetime:
     except ValueError:
         return datetime.min.replace(tzinfo=UTC)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _key(record: dict[str, Any]) -> tuple[datetime, int]:
+    """Records are ordered by (lastUpdateDate, orderNo); a broken one sorts as it can."""
+    number = record.get("orderNo")
+    return _instant(record.get("lastUpdateDate")), number if isinstance(number, int) else 0
 
 
 def _handler(state: FakeErpState) -> type[BaseHTTPRequestHandler]:
@@ -154,20 +161,16 @@ def _handler(state: FakeErpState) -> type[BaseHTTPRequestHandler]:
             if self._misbehave():
                 return
             query = parse_qs(url.query)
-            page = 1 if state.endless else int(query.get("page", ["1"])[0])
             size = int(query.get("pageSize", ["100"])[0])
-            since = query.get("updatedSince", [None])[0]
+            floor = _instant(query.get("updatedSince", ["0001-01-01T00:00:00Z"])[0])
+            after = 0 if state.endless else int(query.get("afterOrderNo", ["0"])[0])
             with state.lock:
-                items = list(state.records.values())
-            if since:
-                floor = _instant(since)
-                items = [r for r in items if _instant(r.get("lastUpdateDate")) >= floor]
-            items.sort(key=lambda r: (_instant(r.get("lastUpdateDate")), str(r.get("orderNo"))))
-            chunk = items[(page - 1) * size : page * size]
-            more = state.endless or page * size < len(items)
-            self._send(200, {"items": chunk, "page": page, "hasMore": more})
-            for hook in list(state.after_list):
+                items = sorted(state.records.values(), key=_key)
+            chunk = [r for r in items if _key(r) > (floor, after)][:size]
+            more = state.endless or (bool(chunk) and _key(chunk[-1]) < _key(items[-1]))
+            for hook in list(state.after_list):  # before answering: no race with the next page
                 hook(state)
+            self._send(200, {"items": chunk, "hasMore": more})
 
         def _misbehave(self) -> bool:
             """The listing switches that replace the answer; True when one did."""

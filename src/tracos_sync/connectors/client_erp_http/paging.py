@@ -1,36 +1,38 @@
-"""Reading the ERP's changes page by page from a watermark.
+"""Reading the ERP's changes page by page from a watermark, by keyset.
 
-The watermark is the newest ``lastUpdateDate`` applied, with the numbers applied at exactly that
-instant (the API's ``updatedSince`` is inclusive: those come back and are skipped, and a record
-changed in the same millisecond is not lost). ``Watermark.advance`` is the one rule that moves it,
-used both to page (keyset: each request asks for what changed since the newest record seen, so a
-record updated while we page moves forward and is still read) and to store it once pages are
-applied.
+The watermark is a key (``lastUpdateDate``, ``orderNo``): every record at or before it was
+applied. Each request asks for the records after the newest key seen so far
+(``updatedSince=T&afterOrderNo=N``: ``lastUpdateDate`` after T, or at T with a greater
+``orderNo``), ordered by that key; no offsets, so a record that moves forward while we page is
+still read, and a group of records at one instant, however large, is read across pages and runs.
+``afterOrderNo=0`` asks for everything at or after T (the first request of an old watermark).
 
-A record dated after now + ``CLIENT_CLOCK_SKEW_SECONDS`` is refused (quarantined with that
-reason) and never moves the watermark: one record from a wrong clock cannot hide every later
-change. It is read again on each run (its date is still ahead of the watermark) and goes in once
-its date is no longer in the future or the ERP corrects it.
+The stored watermark never passes the moment a page was asked for: a record dated ahead of our
+clock but within ``CLIENT_CLOCK_SKEW_SECONDS`` is applied, and served again (stale) next run, so
+a change dated "now" after it is not skipped. A record dated after now + the allowance is refused
+(quarantined with that reason) and ends the run's paging (the records after it are later still):
+it never moves the watermark, is read again each run and goes in once its date is no longer ahead.
 
 What the API's contract does not allow stops the run's inbound with a ``ProtocolError``: an empty
-page that claims more, records out of order or older than asked for (keyset paging would skip
-records), and more than ``CLIENT_API_MAX_PAGES`` pages that bring nothing new.
+page that claims more, records out of order or older than asked for, and
+``CLIENT_API_MAX_PAGES`` pages that brought nothing new. Records at or before the cursor (an ERP
+that ignores ``afterOrderNo``, a record sent twice) are skipped.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 
-from tracos_sync.domain.dates import format_instant
+from tracos_sync.domain.dates import format_instant, normalise
 from tracos_sync.domain.errors import RecordRejected
-from tracos_sync.domain.model import Problem, WorkOrder
+from tracos_sync.domain.model import Problem
 from tracos_sync.domain.ports import InboundUnit
 
 from ..client_erp.codec import RecordDecoder
@@ -43,28 +45,20 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Clock = Callable[[], datetime]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class Watermark:
+    """Everything up to the key (``since``, ``after``) was read."""
+
     since: datetime = EPOCH
-    at: frozenset[int] = frozenset()
+    after: int = 0  # 0: nothing at ``since`` was read yet
 
     @property
     def text(self) -> str:
         return format_instant(self.since)
 
-    def covers(self, order: WorkOrder) -> bool:
-        """Applied already, at the watermark itself."""
-        return order.updated_at == self.since and order.number in self.at
-
-    def advance(self, orders: Iterable[WorkOrder]) -> Watermark:
-        """The watermark once ``orders`` are applied: the newest instant, and the numbers at it."""
-        since, at = self.since, set(self.at)
-        for order in orders:
-            if order.updated_at > since:
-                since, at = order.updated_at, {order.number}
-            elif order.updated_at == since:
-                at.add(order.number)
-        return Watermark(since, frozenset(at))
+    def passes(self, stamp: datetime, number: int) -> bool:
+        """The record keyed (``stamp``, ``number``) is at or before the watermark."""
+        return (stamp, number) <= (self.since, self.after)
 
 
 def fingerprint(payload: Any) -> str:
@@ -79,6 +73,7 @@ class PageHandle:
 
     raw: list[Any] = field(default_factory=list)
     refused: dict[int, Any] = field(default_factory=dict)
+    mark: Watermark = field(default_factory=Watermark)  # to store once the page is applied
 
 
 class Pager:
@@ -106,33 +101,34 @@ class Pager:
         return self._clock() + self._skew
 
     async def pages(self, start: Watermark) -> AsyncGenerator[InboundUnit, None]:
-        cursor, page, read = start, 1, 0
+        cursor, read = start, 0
         refused: set[str] = set()  # a record refused once this run is not reported again
         while True:
             if read == self._max_pages:
                 self._page_limit(start, cursor, read)
                 return
-            listing = await self._api.list_page(cursor.text, page)
+            asked = Watermark(normalise(self._clock()))  # never stored past this moment
+            listing = await self._api.list_page(cursor.text, cursor.after)
             read += 1
             if not listing.items and listing.has_more:
                 raise ProtocolError(
-                    f"list work orders (updatedSince={cursor.text} page={page}): the API "
-                    "answered an empty page that claims more (hasMore: true)"
+                    f"list work orders (updatedSince={cursor.text} afterOrderNo={cursor.after}): "
+                    "the API answered an empty page that claims more (hasMore: true)"
                 )
-            unit = self._decode(listing.items, cursor, page, refused)
+            unit, moved, beyond = self._decode(listing.items, cursor, read, refused)
+            assert isinstance(unit.handle, PageHandle)
+            unit.handle.mark = max(start, min(moved, asked))
             if unit.records or unit.problems:
                 yield unit
-            if not listing.has_more:
+            if not listing.has_more or beyond:
                 return
-            moved = cursor.advance(unit.records)
-            page = 1 if moved.since > cursor.since else page + 1
             cursor = moved
 
     def _page_limit(self, start: Watermark, cursor: Watermark, read: int) -> None:
         if cursor == start:
             raise ProtocolError(
                 f"list work orders: {read} pages (CLIENT_API_MAX_PAGES) brought nothing new "
-                f"since {start.text}: the API's paging does not end"
+                f"after {start.text} orderNo {start.after}: the API's paging does not end"
             )
         log.warning(
             "inbound.page_limit",
@@ -143,32 +139,36 @@ class Pager:
 
     def _decode(
         self, items: list[Any], cursor: Watermark, page: int, refused: set[str]
-    ) -> InboundUnit:
+    ) -> tuple[InboundUnit, Watermark, bool]:
+        """The page's unit, the key of the newest record in it (the next request starts after
+        it), and whether it reached a record dated beyond now + the allowance."""
         name = f"page {page} since {cursor.text}"
         # positions: a record TracOS refuses later is then dead-lettered under its own index.
         unit = InboundUnit(name, [], handle=PageHandle(raw=items), positions=[])
         bound = self.bound()
-        previous: datetime | None = None
+        moved, previous, beyond = cursor, Watermark(cursor.since), False
         for index, item in enumerate(items):
             try:
                 order = self._decoder.decode_record(item)
             except RecordRejected as exc:
-                self._erp.saw_raw(item)
+                key = self._erp.saw_raw(item)
+                if key is not None and not moved.passes(*key):
+                    moved = Watermark(*key)  # dead-lettered: the cursor passes it
                 self._refuse(unit, index, item, exc.problems, refused)
                 continue
             self._erp.saw(order.number, order.updated_at)
-            stamp = order.updated_at
-            if stamp < cursor.since or (previous is not None and stamp < previous):
+            stamp, number = order.updated_at, order.number
+            if stamp < cursor.since or Watermark(stamp, number) < previous:
                 raise ProtocolError(
                     f"list work orders ({name}): record {index} (lastUpdateDate "
                     f"{format_instant(stamp)}) is "
                     + ("older than updatedSince" if stamp < cursor.since else "out of order")
-                    + ": the API must answer records changed since updatedSince, oldest first"
+                    + ": the API must answer records after (updatedSince, afterOrderNo), "
+                    "ordered by (lastUpdateDate, orderNo)"
                 )
-            previous = stamp
-            if cursor.covers(order):
-                continue
-            if stamp > bound:
+            previous = Watermark(stamp, number)
+            if beyond or stamp > bound:
+                beyond = True
                 reason = (
                     f"{format_instant(stamp)} is in the future (after now + "
                     f"{self._skew.total_seconds():g}s CLIENT_CLOCK_SKEW_SECONDS): refused until "
@@ -176,10 +176,13 @@ class Pager:
                 )
                 self._refuse(unit, index, item, [Problem("$.lastUpdateDate", reason)], refused)
                 continue
+            if moved.passes(stamp, number):
+                continue  # read already (an ERP that ignores afterOrderNo; a record sent twice)
+            moved = previous
             unit.records.append(order)
             assert unit.positions is not None
             unit.positions.append(index)
-        return unit
+        return unit, moved, beyond
 
     @staticmethod
     def _refuse(

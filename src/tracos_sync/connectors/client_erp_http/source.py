@@ -78,7 +78,7 @@ class HttpSource:
                     first=f"{problems[0].path}: {problems[0].reason}",
                     times=times,
                 )
-            self._applied = self._applied.advance(unit.records)
+            self._applied = max(self._applied, handle.mark)
         await self._state.save(self._applied)
 
     async def release(self, units: Sequence[InboundUnit]) -> None:

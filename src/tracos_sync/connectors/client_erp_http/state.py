@@ -39,7 +39,9 @@ class ConnectorState:
             return Watermark()
         try:
             since = parse_instant(str(doc["watermark"]))
-            at = frozenset(int(n) for n in doc.get("atWatermark", []))
+            # A watermark stored before keyset paging has no orderNo: its instant is read
+            # again (what TracOS holds counts as stale).
+            after = int(doc.get("afterOrderNo", 0))
         except (KeyError, TypeError, ValueError, InvalidDate):
             log.warning("http.watermark_reset", reason="stored watermark unreadable")
             return Watermark()
@@ -50,14 +52,14 @@ class ConnectorState:
                 detail="reading every record again; those TracOS holds already count as stale",
             )
             return Watermark()
-        return Watermark(since, at)
+        return Watermark(since, after)
 
     async def save(self, mark: Watermark) -> None:
         await self._store.put(
             self._key,
             {
                 "watermark": mark.text,
-                "atWatermark": sorted(mark.at),
+                "afterOrderNo": mark.after,
                 "updatedAt": datetime.now(UTC),
             },
         )

@@ -22,11 +22,13 @@ class ErpVersions:
         if held is None or stamp > held:
             self._newest[number] = stamp
 
-    def saw_raw(self, item: Any) -> None:
-        """A record that did not decode: remembered when its number and date can be read."""
+    def saw_raw(self, item: Any) -> tuple[datetime, int] | None:
+        """A record that did not decode: remembered when its number and date can be read;
+        returns its key (``lastUpdateDate``, ``orderNo``) then."""
         key = raw_key(item, self._tz)
         if key is not None:
             self.saw(key[1], key[0])
+        return key
 
     def holds_newer(self, number: int, stamp: datetime) -> bool:
         held = self._newest.get(number)
