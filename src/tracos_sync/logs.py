@@ -2,12 +2,14 @@
 
 Tracebacks only at DEBUG. Every value passes a redaction step, so credentials from ``MONGO_URI``
 (or any other secret handed to ``configure``) never reach the output: not as they are, not escaped
-(``repr``, JSON, ``\\n``), not URL-encoded, and not cut short (a message truncated in the middle of
-a secret still loses what shows of it).
+(``repr``, JSON, ``\\n``), not URL-encoded, not Base64-encoded (an echoed ``Authorization: Basic``
+header), and not in part (a message truncated in the middle of a secret still loses what shows of
+it, and any ``WINDOW`` characters of it in a row are masked wherever they show).
 """
 
 from __future__ import annotations
 
+import base64 as b64
 import functools
 import json
 import logging
@@ -23,7 +25,9 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from tracos_sync.domain.text import printable
 
-_URI_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^@/\s]+@", re.IGNORECASE)
+_URI_CREDENTIALS = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]{0,31}://)[^@/\s]{1,512}@", re.IGNORECASE
+)
 
 
 def uri_secrets(uri: str) -> list[str]:
@@ -36,13 +40,15 @@ def uri_secrets(uri: str) -> list[str]:
     if parts.password:
         found += [parts.password, unquote(parts.password)]
     userinfo = parts.netloc.rpartition("@")[0]
-    if userinfo:
-        found.append(userinfo)
+    if userinfo:  # as written, and decoded as an HTTP client sends it (``Basic`` user:password)
+        found += [userinfo, unquote(userinfo)]
     return [s for s in found if len(s) >= 3]
 
 
 # A secret cut short by a truncation is still redacted when at least this much of it shows.
 MIN_SHOWN = 6
+# Any fragment of a secret form this long is masked, wherever it shows (a secret echoed in part).
+WINDOW = 8
 MASK = "***"
 
 
@@ -62,8 +68,15 @@ def secret_forms(secret: str) -> tuple[str, ...]:
     escaped |= {repr(form)[1:-1] for form in escaped}
     encoded = {quote(secret, safe=""), quote(secret), quote_plus(secret)}
     encoded |= {re.sub("%[0-9A-F]{2}", lambda m: m.group().lower(), e) for e in encoded}
+    raw = secret.encode("utf-8", "surrogatepass")
+    base64 = {base64_form(raw), base64_form(raw, urlsafe=True)}
+    encoded |= base64 | {form.rstrip("=") for form in base64}
     forms = {form for form in escaped | encoded if form}
     return tuple(sorted(forms, key=len, reverse=True))
+
+
+def base64_form(data: bytes, urlsafe: bool = False) -> str:
+    return (b64.urlsafe_b64encode if urlsafe else b64.b64encode)(data).decode("ascii")
 
 
 def _spans(text: str, form: str) -> list[tuple[int, int]]:
@@ -87,7 +100,16 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with URI credentials and every form of each secret masked. Redact before cutting
     a message short: a cut secret is caught only while ``MIN_SHOWN`` characters of it show."""
     text = _URI_CREDENTIALS.sub(rf"\g<scheme>{MASK}@", text)
-    spans = sorted(span for form in _all_forms(tuple(secrets)) for span in _spans(text, form))
+    key = tuple(secrets)
+    spans = [span for form in _all_forms(key) for span in _spans(text, form)]
+    windows = _windows(key)
+    if windows:
+        spans += [
+            (i, i + WINDOW)
+            for i in range(len(text) - WINDOW + 1)
+            if text[i : i + WINDOW] in windows
+        ]
+    spans.sort()
     if not spans:
         return text
     parts, shown = [], 0
@@ -103,6 +125,14 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
 def _all_forms(secrets: tuple[str, ...]) -> tuple[str, ...]:
     forms = {form for secret in secrets if secret for form in secret_forms(secret)}
     return tuple(sorted(forms, key=len, reverse=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _windows(secrets: tuple[str, ...]) -> frozenset[str]:
+    """Every ``WINDOW`` characters in a row of every form of every secret."""
+    return frozenset(
+        form[i : i + WINDOW] for form in _all_forms(secrets) for i in range(len(form) - WINDOW + 1)
+    )
 
 
 def redact_value(value: Any, secrets: Sequence[str]) -> Any:

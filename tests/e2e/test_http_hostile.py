@@ -3,6 +3,7 @@ goes through the CLI against the fake ERP, and fails without its fix."""
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,7 +11,7 @@ from pymongo import MongoClient
 
 from tests.builders import client_record, tracos_doc
 from tests.conftest import Env
-from tests.e2e.test_http_connector import erp, letters
+from tests.e2e.test_http_connector import assert_secret_absent, erp, letters
 from tracos_sync.connectors.client_erp_http.fake_server import FAR_FUTURE, FakeErpState
 
 __all__ = ["erp"]  # the fixture
@@ -132,3 +133,61 @@ def test_a_record_dated_ahead_within_the_allowance_hides_no_later_change(
     assert second.code == 0, second.output
     assert (second.counts()["inserted"], second.counts()["stale"]) == (1, 1)
     assert env.collection.count_documents({"number": 2}) == 1
+
+
+# -- 5. secrets: not in the state key, not in part, not Base64, not in the query string --------
+
+
+def url_with(erp_url: str, userinfo: str = "", query: str = "") -> str:
+    scheme, _, rest = erp_url.partition("://")
+    return f"{scheme}://{userinfo}{rest}/{query}"
+
+
+def test_the_state_is_keyed_by_the_url_without_credentials_or_query(
+    env: Env, erp: FakeErpState, mongo: MongoClient[Any]
+) -> None:
+    erp.token = None
+    plain = env.extra["CLIENT_API_URL"]
+    erp.put(client_record(1, lastUpdateDate="2024-05-01T00:00:00Z"))
+    first = env.cli(
+        "inbound",
+        CLIENT_API_TOKEN="",
+        CLIENT_API_URL=url_with(plain, "alice:PaSsWoRd@", "?apikey=k3y-SeCrEt-42"),
+    )
+    assert first.code == 0, first.output
+    [state] = mongo[env.database]["client_sync_state"].find()
+    assert state["_id"] == f"client_erp_http:{plain}/"
+    for secret in ("PaSsWoRd", "alice", "k3y-SeCrEt-42"):
+        assert secret not in first.output and secret not in str(state)
+    assert "apikey=***" in first.output, "the query's keys are shown, not its values"
+    assert all("apikey=k3y-SeCrEt-42" in r for r in erp.requests), "the query goes with each"
+    # Other credentials, same API: the watermark is kept.
+    erp.put(client_record(2, lastUpdateDate="2024-05-02T00:00:00Z"))
+    second = env.cli(
+        "inbound", CLIENT_API_TOKEN="", CLIENT_API_URL=url_with(plain, "alice:n3w-PaSs@")
+    )
+    assert second.code == 0, second.output
+    assert (second.counts()["inserted"], second.counts()["stale"]) == (1, 0)
+
+
+def test_credentials_echoed_in_part_or_base64_are_shown_nowhere(
+    env: Env, erp: FakeErpState, mongo: MongoClient[Any]
+) -> None:
+    """An ERP's error pages echo the token without its first characters, and the Basic
+    header (Base64 of user:password): neither reaches the logs, the report or dead letters."""
+    erp.echo_credentials = True
+    env.collection.insert_one(tracos_doc(1))
+    report = env.root / "report.json"
+    bearer = env.cli("run", REPORT_PATH=str(report))
+    assert bearer.code == 1, bearer.output
+    assert_secret_absent(bearer.output + report.read_text() + str(letters(env, mongo)))
+    erp.token = None
+    password = "PaSsWoRd-0f-alice"
+    basic = base64.b64encode(f"alice:{password}".encode()).decode()
+    url = url_with(env.extra["CLIENT_API_URL"], f"alice:{password}@")
+    userpass = env.cli("run", CLIENT_API_TOKEN="", CLIENT_API_URL=url, REPORT_PATH=str(report))
+    assert userpass.code == 1, userpass.output
+    assert "Authorization Basic ***" in userpass.output
+    shown = userpass.output + report.read_text() + str(letters(env, mongo))
+    for secret in (password, basic):
+        assert_secret_absent(shown, secret)

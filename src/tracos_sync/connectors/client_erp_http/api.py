@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import structlog
@@ -77,8 +78,10 @@ class ErpApi:
         if settings.client_api_token is not None:
             headers["Authorization"] = f"Bearer {settings.client_api_token.get_secret_value()}"
         self._timeout = settings.client_api_timeout_seconds
+        url = urlsplit(str(settings.client_api_url))  # its query goes with every request
         self._client = httpx.AsyncClient(
-            base_url=str(settings.client_api_url).rstrip("/"),
+            base_url=urlunsplit((url.scheme, url.netloc, url.path.rstrip("/"), "", "")),
+            params=httpx.QueryParams(url.query),
             headers=headers,
             timeout=self._timeout,
             follow_redirects=False,

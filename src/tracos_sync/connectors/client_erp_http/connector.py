@@ -32,13 +32,13 @@ class HttpConnector:
         return HttpSink(self.settings, context, erp=self._erp)
 
     def describe(self) -> dict[str, str]:
-        return {"connector": "http", "api": str(self.settings.client_api_url)}
+        return {"connector": "http", "api": self.settings.shown_url()}
 
     def secrets(self) -> list[str]:
         return self.settings.secrets()
 
     async def health(self, context: ConnectorContext) -> list[HealthCheck]:
-        url = str(self.settings.client_api_url)
+        url = self.settings.shown_url()
         api = ErpApi(self.settings)
         try:
             await api.health()
@@ -47,7 +47,7 @@ class HttpConnector:
             checks = [HealthCheck("client API", False, str(exc))]
         finally:
             await api.close()
-        state = ConnectorState(context.state, url)
+        state = ConnectorState(context.state, self.settings.state_url())
         skew = self.settings.client_clock_skew_seconds
         try:
             mark = await state.watermark(utc_now() + timedelta(seconds=skew))

@@ -19,8 +19,9 @@ Switches on ``FakeErpState``, one per way an ERP has been seen to misbehave:
 - ``endless``: listings ignore ``afterOrderNo`` and always claim more (paging that never ends);
 - ``drip_seconds``: every answer is sent one byte at a time, this many seconds apart;
 - ``listing_answer`` (``html()``): listings answer this status, content type and body instead;
-- ``echo_credentials``: every ``GET`` answers 400 with our ``Authorization`` header in the
-  body, as is, escaped and URL-encoded (an error page that shows the request);
+- ``echo_credentials``: every request answers 400 with our ``Authorization`` header in the
+  body, as is, escaped, URL-encoded, and its credential without its first 3 characters (an
+  error page that shows the request);
 - ``fail_next(status, times, retry_after)``: the next requests fail (an error storm);
 - ``refuse``: orderNos whose ``PUT`` is refused with 422;
 - ``unconditional_puts``: ``PUT`` overwrites whatever it holds (an ERP ignoring the contract).
@@ -146,10 +147,7 @@ def _handler(state: FakeErpState) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             if not self._gate():
                 return
-            if state.echo_credentials:
-                header = self.headers.get("Authorization", "")
-                shown = f"Authorization {header} | {header!r} | {quote(header, safe='')}"
-                self._send(400, f"bad request with {shown}".encode(), {}, "text/plain")
+            if self._echo():
                 return
             url = urlsplit(self.path)
             if url.path == "/health":
@@ -172,6 +170,16 @@ def _handler(state: FakeErpState) -> type[BaseHTTPRequestHandler]:
                 hook(state)
             self._send(200, {"items": chunk, "hasMore": more})
 
+        def _echo(self) -> bool:
+            """``echo_credentials``: answer 400 showing our credentials; True when it did."""
+            if not state.echo_credentials:
+                return False
+            header = self.headers.get("Authorization", "")
+            tail = header.partition(" ")[2][3:]
+            shown = f"Authorization {header} | {header!r} | {quote(header, safe='')} | {tail}"
+            self._send(400, f"bad request with {shown}".encode(), {}, "text/plain")
+            return True
+
         def _misbehave(self) -> bool:
             """The listing switches that replace the answer; True when one did."""
             if state.empty_pages_claim_more:
@@ -184,7 +192,7 @@ def _handler(state: FakeErpState) -> type[BaseHTTPRequestHandler]:
             return True
 
         def do_PUT(self) -> None:
-            if not self._gate():
+            if not self._gate() or self._echo():
                 return
             url = urlsplit(self.path)
             parts = url.path.strip("/").split("/")

@@ -4,11 +4,12 @@ the bootstrap's connector state store (``CLIENT_STATE_COLLECTION``, core setting
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from pydantic import BeforeValidator, Field, HttpUrl, SecretStr
 
 from tracos_sync.config import EnvSettings, TimeZoneName
-from tracos_sync.logs import uri_secrets
+from tracos_sync.logs import MASK, uri_secrets
 
 # RFC 6750's token characters are a subset of these; anything else cannot go in a header.
 _VISIBLE_ASCII = frozenset(chr(c) for c in range(0x21, 0x7F))
@@ -50,8 +51,24 @@ class HttpSettings(EnvSettings):
     client_timezone: TimeZoneName = "UTC"
 
     def secrets(self) -> list[str]:
-        """The token, and any credentials in the URL."""
+        """The token, any credentials in the URL, and the values of its query string (an API
+        key passed as ``?apikey=…``)."""
         token = self.client_api_token
-        return ([token.get_secret_value()] if token is not None else []) + uri_secrets(
-            str(self.client_api_url)
-        )
+        url = str(self.client_api_url)
+        query = [v for _, v in parse_qsl(urlsplit(url).query) if len(v) >= 3]
+        query += [quote(v, safe="") for v in query]
+        return ([token.get_secret_value()] if token is not None else []) + uri_secrets(url) + query
+
+    def shown_url(self) -> str:
+        """The URL as it may be printed: user info and query values masked."""
+        parts = urlsplit(str(self.client_api_url))
+        host = parts.netloc.rpartition("@")[2]
+        netloc = f"{MASK}@{host}" if "@" in parts.netloc else host
+        query = "&".join(f"{k}={MASK}" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
+        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+    def state_url(self) -> str:
+        """What the connector's state is keyed by: the URL without user info or query (changing
+        credentials keeps the watermark)."""
+        parts = urlsplit(str(self.client_api_url))
+        return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))

@@ -38,7 +38,7 @@ class HttpSink:
         self._dry_run = context.dry_run
         self._concurrency = settings.client_api_concurrency
         self._api = ErpApi(settings)
-        self._state = ConnectorState(context.state, str(settings.client_api_url))
+        self._state = ConnectorState(context.state, settings.state_url())
 
     async def prepare(self) -> None:
         """Nothing to create: the API is there or the first request says so."""

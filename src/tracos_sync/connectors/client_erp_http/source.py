@@ -45,7 +45,7 @@ class HttpSource:
             clock=clock,
             erp=erp or ErpVersions(),
         )
-        self._state = ConnectorState(context.state, str(settings.client_api_url))
+        self._state = ConnectorState(context.state, settings.state_url())
         self._applied: Watermark | None = None
 
     async def prepare(self) -> None:
