@@ -191,3 +191,34 @@ def test_credentials_echoed_in_part_or_base64_are_shown_nowhere(
     shown = userpass.output + report.read_text() + str(letters(env, mongo))
     for secret in (password, basic):
         assert_secret_absent(shown, secret)
+
+
+# -- 6. a token and URL credentials: refused, not one of them silently dropped ------------------
+
+
+def test_a_token_and_credentials_in_the_url_are_refused_together(
+    env: Env, erp: FakeErpState
+) -> None:
+    url = url_with(env.extra["CLIENT_API_URL"], "alice:PaSsWoRd-0f-alice@")
+    result = env.cli("run", CLIENT_API_URL=url)
+    assert result.code == 2, result.output
+    assert "CLIENT_API_TOKEN" in result.output and "CLIENT_API_URL" in result.output
+    assert_secret_absent(result.output)
+    assert_secret_absent(result.output, "PaSsWoRd-0f-alice")
+    assert erp.requests == [], "refused before anything is sent"
+
+
+# -- 7. Retry-After: nan / inf are unreadable, not "now" or "never" -----------------------------
+
+
+def test_a_retry_after_that_is_not_finite_counts_as_absent(env: Env, erp: FakeErpState) -> None:
+    erp.put(client_record(1))
+    erp.fail_next(503, times=2, retry_after=float("inf"))
+    patient = env.cli("inbound")
+    assert patient.code == 0, "retried with backoff, not given up at once: " + patient.output
+    assert patient.counts()["inserted"] == 1
+    erp.fail_next(503, times=10_000, retry_after=float("nan"))
+    failed = env.cli("inbound", CLIENT_API_RETRY_SECONDS="1")
+    assert failed.code == 1, failed.output
+    assert "retry after" not in failed.output, "nan is no delay the server asked for"
+    erp.failures.clear()

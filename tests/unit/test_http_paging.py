@@ -158,6 +158,8 @@ async def test_paging_is_bounded_per_run() -> None:
         ("0.5", 0.5),
         ("-4", 0.0),
         ("soon", None),
+        ("nan", None),
+        ("inf", None),
         ("Sat, 01 Jun 2024 12:00:30 GMT", 30.0),
         ("Sat, 01 Jun 2024 11:00:00 GMT", 0.0),
     ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -20,14 +21,17 @@ class ApiTransient(TransientError):
 
 
 def retry_after(headers: httpx.Headers, now: datetime | None = None) -> float | None:
-    """``Retry-After`` in seconds (delay or HTTP date), ``None`` when absent or unreadable."""
+    """``Retry-After`` in seconds (delay or HTTP date), ``None`` when absent or unreadable
+    (also ``nan`` and ``inf``)."""
     value = headers.get("Retry-After")
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # "nan", "inf": as unreadable as any other word
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

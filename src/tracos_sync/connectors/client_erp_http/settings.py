@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
-from pydantic import BeforeValidator, Field, HttpUrl, SecretStr
+from pydantic import BeforeValidator, Field, HttpUrl, SecretStr, model_validator
 
 from tracos_sync.config import EnvSettings, TimeZoneName
 from tracos_sync.logs import MASK, uri_secrets
@@ -49,6 +49,18 @@ class HttpSettings(EnvSettings):
     # How far ahead of our clock a record's lastUpdateDate may be before it is refused.
     client_clock_skew_seconds: float = Field(300.0, ge=0, le=86_400)
     client_timezone: TimeZoneName = "UTC"
+
+    @model_validator(mode="after")
+    def _one_kind_of_credentials(self) -> HttpSettings:
+        """A bearer token and ``user:password@`` in the URL cannot both be sent (the HTTP client
+        would send the URL's and drop the token without a word)."""
+        parts = urlsplit(str(self.client_api_url))
+        if self.client_api_token is not None and "@" in parts.netloc:
+            raise ValueError(
+                "CLIENT_API_TOKEN and credentials in CLIENT_API_URL (user:password@) are both "
+                "set: only one can be sent; remove one of them (neither value is shown)"
+            )
+        return self
 
     def secrets(self) -> list[str]:
         """The token, any credentials in the URL, and the values of its query string (an API
