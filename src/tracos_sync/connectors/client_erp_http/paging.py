@@ -102,6 +102,7 @@ class Pager:
 
     async def pages(self, start: Watermark) -> AsyncGenerator[InboundUnit, None]:
         cursor, read = start, 0
+        self._erp.forget()
         refused: set[str] = set()  # a record refused once this run is not reported again
         while True:
             if read == self._max_pages:

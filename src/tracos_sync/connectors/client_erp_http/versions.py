@@ -17,6 +17,10 @@ class ErpVersions:
         self._tz = naive_tz  # a naive lastUpdateDate is read in CLIENT_TIMEZONE
         self._newest: dict[int, datetime] = {}
 
+    def forget(self) -> None:
+        """A new inbound pass: what the ERP holds now is read again (a date it corrected back)."""
+        self._newest.clear()
+
     def saw(self, number: int, stamp: datetime) -> None:
         held = self._newest.get(number)
         if held is None or stamp > held:
