@@ -13,13 +13,11 @@ from pymongo.errors import (
     PyMongoError,
 )
 from tenacity import (
-    AsyncRetrying,
     RetryCallState,
-    retry_if_exception,
-    stop_after_delay,
     wait_random_exponential,
 )
 
+from tracos_sync.budgeted_retry import retry_within
 from tracos_sync.domain.errors import DatabaseUnavailable, FatalError
 
 T = TypeVar("T")
@@ -84,19 +82,14 @@ class Retrier:
         self._log_retries = log_retries
 
     async def call(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
-        retrying = AsyncRetrying(
-            stop=stop_after_delay(self.budget_seconds),
-            wait=wait_random_exponential(multiplier=0.1, max=self._max_wait),
-            retry=retry_if_exception(is_transient),
-            before_sleep=self._before_sleep(what, self._log_retries),
-            reraise=True,
-        )
-
-        async def attempt() -> T:  # a coroutine function, so that tenacity awaits it
-            return await operation()
-
         try:
-            return await retrying(attempt)
+            return await retry_within(
+                operation,
+                budget_seconds=self.budget_seconds,
+                transient=is_transient,
+                wait=wait_random_exponential(multiplier=0.1, max=self._max_wait),
+                before_sleep=self._before_sleep(what, self._log_retries),
+            )
         except PyMongoError as exc:
             if is_transient(exc):
                 raise DatabaseUnavailable(

@@ -22,8 +22,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import structlog
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_before_delay
+from tenacity import RetryCallState
 
+from tracos_sync.budgeted_retry import retry_within
 from tracos_sync.domain.errors import (
     DestinationUnwritable,
     FatalError,
@@ -153,19 +154,18 @@ class ErpApi:
     async def _call(
         self, what: str, method: str, url: str, **kwargs: Any
     ) -> tuple[httpx.Response, bytes]:
-        retrying = AsyncRetrying(
-            stop=stop_before_delay(self._budget),
-            wait=WaitHonouringRetryAfter(),
-            retry=retry_if_exception_type(ApiTransient),
-            before_sleep=self._log_retry(what),
-            reraise=True,
-        )
-
         async def attempt() -> tuple[httpx.Response, bytes]:
             return await self._attempt(what, method, url, **kwargs)
 
         try:
-            return await retrying(attempt)
+            return await retry_within(
+                attempt,
+                budget_seconds=self._budget,
+                transient=lambda exc: isinstance(exc, ApiTransient),
+                wait=WaitHonouringRetryAfter(),
+                before_sleep=self._log_retry(what),
+                sleep_past_budget=False,
+            )
         except ApiTransient as exc:
             asked = exc.retry_after
             hint = "" if asked is None else f"; it asks to retry after {asked:g}s"
