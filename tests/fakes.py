@@ -96,8 +96,6 @@ class InMemoryWorkOrderRepository:
             if doc is not None and doc.get("updatedAt") == export.version:
                 doc.update(isSynced=True, syncedAt=synced_at)
                 marked += 1
-            elif doc is not None and doc.get("isSynced") is True:
-                doc["isSynced"] = False  # delivered in an older version: goes out again
         return marked
 
     async def health(self) -> list[HealthCheck]:

@@ -145,17 +145,3 @@ async def test_refuses_what_it_cannot_store_and_applies_the_rest(store: Store) -
     assert {r.position for r in result.refused} == {0, 2}
     assert await store.find(1) is None
     assert (await store.find(3) or {})["title"] != "t", "an unreadable version is not older"
-
-
-async def test_a_version_overtaken_while_exported_goes_out_again_even_if_marked_meanwhile(
-    store: Store,
-) -> None:
-    # An export read version 1; inbound then stored the client's newer copy (synced, so that it
-    # does not echo). The export delivered version 1 after all: the client's folder holds an
-    # older copy than TracOS, so the current version must go out again.
-    await store.insert_raw(tracos_doc(1))
-    exports = [i for i in await pending(store.repo) if isinstance(i, PendingExport)]
-    await store.edit(1, {"updatedAt": T0 + timedelta(days=30), "isSynced": True})
-    assert await store.repo.mark_synced(exports, NOW) == 0
-    again = [i for i in await pending(store.repo) if isinstance(i, PendingExport)]
-    assert [(e.order.number, e.order.updated_at) for e in again] == [(1, T0 + timedelta(days=30))]

@@ -150,10 +150,7 @@ class WorkOrderRepository(Protocol):
         """Pages of work orders not synced yet, each page at most ``batch_size``."""
 
     async def mark_synced(self, exports: Sequence[PendingExport], synced_at: datetime) -> int:
-        """Mark exported orders synced, each only if unchanged since read; returns how many.
-        One that changed meanwhile is left, or put back, unsynced: its current version goes
-        out next run (even if another writer marked it synced, since an older version was
-        just delivered)."""
+        """Mark exported orders synced, each only if unchanged since read; returns how many."""
 
     async def health(self) -> list[HealthCheck]:
         """Reachability, version, indexes and the unsynced backlog, one line each."""

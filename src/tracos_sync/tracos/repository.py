@@ -185,25 +185,7 @@ class MongoWorkOrderRepository:
             outcome = await self._collection.bulk_write(operations, ordered=False)
             return outcome.matched_count
 
-        marked = await self._retrier.call("mark work orders synced", mark)
-        if marked < len(exports):
-            await self._retrier.call("put changed work orders back", lambda: self._requeue(exports))
-        return marked
-
-    async def _requeue(self, exports: Sequence[PendingExport]) -> None:
-        """Those that changed since they were read were delivered in an older version: put them
-        back unsynced, so that their current version goes out next run. Also when another writer
-        marked them synced meanwhile (inbound storing the client's newer copy): the client's
-        folder now holds our older copy, which the current one must replace."""
-        operations = [
-            UpdateOne(
-                {"_id": export.key, "updatedAt": {"$ne": export.version}, "isSynced": True},
-                {"$set": {"isSynced": False}},
-                hint=ID_INDEX,
-            )
-            for export in exports
-        ]
-        await self._collection.bulk_write(operations, ordered=False)
+        return await self._retrier.call("mark work orders synced", mark)
 
     # -- operating ---------------------------------------------------------------------------
 
