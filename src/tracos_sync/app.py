@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
@@ -26,23 +26,30 @@ from tracos_sync.config import Settings, load_settings
 from tracos_sync.domain.errors import ConfigurationError, DatabaseUnavailable
 from tracos_sync.domain.ports import (
     ClientConnector,
+    ConnectorConfig,
     ConnectorContext,
     HealthCheck,
 )
 from tracos_sync.embedded import embedded_server
+from tracos_sync.folders import folder_overlap
+from tracos_sync.integrations import IntegrationEntry, read_integrations
 from tracos_sync.logs import redact_text, uri_secrets
-from tracos_sync.tracos.repository import MongoWorkOrderRepository
+from tracos_sync.tracos.repository import MongoWorkOrderRepository, close_client
 from tracos_sync.tracos.retry import Retrier
 from tracos_sync.tracos.state import MongoConnectorStateStore
 
 log = structlog.get_logger("tracos_sync")
 
 Command = Literal["run", "inbound", "outbound"]
+# The one integration the environment defines when there is no integrations file.
+DEFAULT_INTEGRATION = "default"
 
 
 class AppSettings(Settings):
-    """Core settings plus the service's own: embedded server, watch mode, report, metrics."""
+    """Core settings plus the service's own: embedded server, watch mode, report, metrics, and
+    the integrations file (without one, the settings above define a single integration)."""
 
+    integrations_file: Path | None = None
     mongo_embedded_dir: Path = Field(Path(".data/db"))
     watch_interval: float = Field(5.0, gt=0, le=86_400)
     # Wake on the client side's own events (files arriving) as well as at each interval; off for
@@ -58,26 +65,136 @@ class AppSettings(Settings):
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Integration:
+    """One customer system: its connector and where in TracOS it syncs. ``name`` is shown in
+    logs, summaries and metrics when the integrations come from a file."""
+
+    name: str
+    connector: ClientConnector
+    database: str
+    collection: str
+    state_collection: str
+    dead_letter_collection: str
+
+
 @dataclass(slots=True)
 class Runtime:
     settings: AppSettings
-    connector: ClientConnector
+    integrations: list[Integration]
+    # From an integrations file: each integration's name goes with its logs and summary line.
+    # Without one (the environment defines a single integration) logs are as they always were.
+    named: bool = False
 
     @property
     def secrets(self) -> list[str]:
-        """What no output may show: MongoDB credentials, and the connector's."""
-        return uri_secrets(self.settings.mongo_uri) + self.connector.secrets()
+        """What no output may show: MongoDB credentials, and every connector's."""
+        found = uri_secrets(self.settings.mongo_uri)
+        for integration in self.integrations:
+            found += integration.connector.secrets()
+        return found
 
 
-def load_runtime(env_file: str | None, embedded: bool = False) -> Runtime:
-    """Everything that can be checked before touching anything; raises ``ConfigurationError``."""
+def load_runtime(
+    env_file: str | None,
+    embedded: bool = False,
+    integrations_file: str | None = None,
+    only: Sequence[str] = (),
+) -> Runtime:
+    """Everything that can be checked before touching anything; raises ``ConfigurationError``.
+    ``integrations_file`` overrides ``INTEGRATIONS_FILE``; ``only`` keeps the integrations of
+    those names (all are loaded and checked all the same)."""
     settings = load_settings(AppSettings, env_file)
     if embedded:
         settings.mongo_embedded = True
+    if integrations_file is not None:
+        settings.integrations_file = Path(integrations_file)
     if not settings.mongo_embedded:
         check_mongo_uri(settings.mongo_uri)
-    connector = connectors.load(settings.client_connector)(env_file)
-    return Runtime(settings, connector)
+    if settings.integrations_file is None:
+        connector = connectors.load(settings.client_connector)(ConnectorConfig(env_file=env_file))
+        integrations = [
+            Integration(
+                DEFAULT_INTEGRATION,
+                connector,
+                settings.mongo_database,
+                settings.mongo_collection,
+                settings.client_state_collection,
+                settings.client_dead_letter_collection,
+            )
+        ]
+    else:
+        integrations = [
+            _integration(entry, settings, env_file)
+            for entry in read_integrations(settings.integrations_file, env_file)
+        ]
+        _refuse_sharing(settings.integrations_file, integrations)
+    chosen = _only(integrations, only)
+    return Runtime(settings, chosen, named=settings.integrations_file is not None)
+
+
+def _integration(
+    entry: IntegrationEntry, settings: AppSettings, env_file: str | None
+) -> Integration:
+    factory = connectors.load(entry.connector, f"{entry.where}: connector")
+    config = ConnectorConfig(entry.settings, entry.mapping, env_file, entry.where)
+    tracos = entry.tracos
+    return Integration(
+        entry.name,
+        factory(config),
+        tracos.database or settings.mongo_database,
+        tracos.collection or settings.mongo_collection,
+        tracos.state_collection or settings.client_state_collection,
+        tracos.dead_letter_collection or settings.client_dead_letter_collection,
+    )
+
+
+def _refuse_sharing(path: Path, integrations: Sequence[Integration]) -> None:
+    """Two integrations may not sync one TracOS collection (one customer's order 7 would
+    overwrite the other's), nor share a folder or an endpoint."""
+    collections: dict[tuple[str, str], str] = {}
+    endpoints: dict[str, str] = {}
+    folders: list[dict[str, Path]] = []
+    for integration in integrations:
+        name = integration.name
+        key = (integration.database, integration.collection)
+        if key in collections:
+            raise ConfigurationError(
+                f"{path}: integrations {collections[key]!r} and {name!r} both sync "
+                f"{key[0]}.{key[1]}; give each its own tracos.collection"
+            )
+        collections[key] = name
+        owned = integration.connector.owned()
+        for setting, endpoint in owned.endpoints.items():
+            if endpoint in endpoints:
+                raise ConfigurationError(
+                    f"{path}: integrations {endpoints[endpoint]!r} and {name!r} both use "
+                    f"{endpoint} ({setting}); each must have its own"
+                )
+            endpoints[endpoint] = name
+        own = {f"{setting} of {name!r}": folder for setting, folder in owned.folders.items()}
+        # Against the others' only: its own folders were checked against each other by the
+        # connector (which knows which of them may nest).
+        for earlier in folders:
+            for mine, folder in own.items():
+                for theirs, other in earlier.items():
+                    overlap = folder_overlap({mine: folder, theirs: other})
+                    if overlap is not None:
+                        raise ConfigurationError(f"{path}: {overlap}")
+        folders.append(own)
+
+
+def _only(integrations: list[Integration], names: Sequence[str]) -> list[Integration]:
+    if not names:
+        return integrations
+    known = {integration.name for integration in integrations}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ConfigurationError(
+            f"--only: no integration named {', '.join(map(repr, unknown))} "
+            f"(defined: {', '.join(sorted(known))})"
+        )
+    return [integration for integration in integrations if integration.name in names]
 
 
 def check_mongo_uri(uri: str) -> None:
@@ -139,58 +256,71 @@ def _refuse_unconfigured_default(uri: str) -> None:
 
 @dataclass(slots=True)
 class Stores:
-    """TracOS's side of a process: the repository and the connector state store, sharing one
-    MongoDB client (closed with the repository), one retrier and the journaled write concern."""
+    """TracOS's side of one integration: the repository and the connector state store."""
 
     repository: MongoWorkOrderRepository
     state: MongoConnectorStateStore
 
 
+@dataclass(slots=True)
+class Database:
+    """TracOS's MongoDB for a process: one client and one retrier (with the journaled write
+    concern), shared by every integration's stores, closed by ``open_database``."""
+
+    client: AsyncMongoClient[dict[str, Any]]
+    retrier: Retrier
+    dry_run: bool = False
+
+    def stores(self, integration: Integration) -> Stores:
+        repository = MongoWorkOrderRepository(
+            self.client,
+            integration.database,
+            integration.collection,
+            self.retrier,
+            dry_run=self.dry_run,
+            owns_client=False,
+        )
+        state = MongoConnectorStateStore(
+            self.client,
+            integration.database,
+            integration.state_collection,
+            integration.dead_letter_collection,
+            self.retrier,
+        )
+        return Stores(repository, state)
+
+
 @contextlib.asynccontextmanager
-async def open_stores(
+async def open_database(
     runtime: Runtime,
     dry_run: bool = False,
     log_retries: bool = True,
     retry_seconds: float | None = None,
-) -> AsyncIterator[Stores]:
+) -> AsyncIterator[Database]:
     """``retry_seconds`` overrides ``MONGO_RETRY_SECONDS`` (``check`` answers at once)."""
     settings = runtime.settings
     async with database_uri(settings) as uri:
         client = mongo_client(uri, settings)
         budget = settings.mongo_retry_seconds if retry_seconds is None else retry_seconds
-        retrier = Retrier(budget, log_retries=log_retries)
-        repository = MongoWorkOrderRepository(
-            client,
-            settings.mongo_database,
-            settings.mongo_collection,
-            retrier,
-            dry_run=dry_run,
-        )
-        state = MongoConnectorStateStore(
-            client,
-            settings.mongo_database,
-            settings.client_state_collection,
-            settings.client_dead_letter_collection,
-            retrier,
-        )
         try:
-            yield Stores(repository, state)
+            yield Database(client, Retrier(budget, log_retries=log_retries), dry_run)
         finally:
-            await repository.close()
-
-
-@contextlib.asynccontextmanager
-async def open_repository(
-    runtime: Runtime, dry_run: bool = False, log_retries: bool = True
-) -> AsyncIterator[MongoWorkOrderRepository]:
-    async with open_stores(runtime, dry_run, log_retries) as stores:
-        yield stores.repository
+            await close_client(client)
 
 
 async def check(runtime: Runtime) -> list[HealthCheck]:
-    """Everything ``tracos-sync check`` reports, each with ok or not."""
+    """Everything ``tracos-sync check`` reports, each with ok or not; with an integrations file
+    each integration's lines start with its name."""
     checks = [HealthCheck("configuration", True, "valid")]
-    async with open_stores(runtime, dry_run=True, retry_seconds=0) as stores:
-        checks += await stores.repository.health()
-        checks += await runtime.connector.health(ConnectorContext(stores.state, dry_run=True))
+    async with open_database(runtime, dry_run=True, retry_seconds=0) as database:
+        for integration in runtime.integrations:
+            stores = database.stores(integration)
+            found = await stores.repository.health()
+            context = ConnectorContext(stores.state, dry_run=True)
+            found += await integration.connector.health(context)
+            if runtime.named:
+                found = [
+                    HealthCheck(f"{integration.name}: {c.name}", c.ok, c.detail) for c in found
+                ]
+            checks += found
     return checks

@@ -11,6 +11,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -18,7 +19,7 @@ import click
 import structlog
 
 from tracos_sync import logs
-from tracos_sync.app import Runtime, check, load_runtime, open_repository
+from tracos_sync.app import Runtime, check, load_runtime, open_database
 from tracos_sync.config import early_log_settings
 from tracos_sync.domain.errors import ConfigurationError, FatalError, SyncError
 from tracos_sync.domain.ports import SupportsReplay, SupportsSamples
@@ -29,6 +30,7 @@ from tracos_sync.runs import (
     RunOptions,
     RunOutcome,
     describe_error,
+    outcomes_for,
     publish,
     run_once,
 )
@@ -56,14 +58,44 @@ embedded_option = click.option(
     show_default=True,
     help="Settings file read after the environment (the environment wins).",
 )
+@click.option(
+    "--integrations",
+    "integrations_file",
+    default=None,
+    metavar="FILE",
+    help="Integrations file (TOML): the customers to serve, each with its connector, "
+    "settings and mapping. Same as INTEGRATIONS_FILE. Without one, the environment defines "
+    "a single integration.",
+)
 @click.version_option(package_name="tracos-sync", prog_name="tracos-sync")
 @click.pass_context
-def cli(ctx: click.Context, env_file: str) -> None:
-    """Keep work orders in sync between TracOS (MongoDB) and the client ERP.
+def cli(ctx: click.Context, env_file: str, integrations_file: str | None) -> None:
+    """Keep work orders in sync between TracOS (MongoDB) and customers' ERPs.
 
     Settings come from environment variables or a .env file; see the README.
     """
-    ctx.obj = env_file
+    ctx.obj = Startup(env_file, integrations_file)
+
+
+@dataclass(frozen=True, slots=True)
+class Startup:
+    """The group's options, and each command's own, for ``_startup``."""
+
+    env_file: str
+    integrations_file: str | None = None
+    embedded: bool = False
+    only: tuple[str, ...] = ()
+
+    def with_(self, embedded: bool = False, only: tuple[str, ...] = ()) -> Startup:
+        return Startup(self.env_file, self.integrations_file, embedded, only)
+
+
+only_option = click.option(
+    "--only",
+    multiple=True,
+    metavar="NAME",
+    help="Only the integration of this name (repeat for several); all are still checked.",
+)
 
 
 dry_run_option = click.option(
@@ -78,9 +110,10 @@ dry_run_option = click.option(
 def _sync_command(command: Command, summary: str) -> Callable[..., None]:
     @embedded_option
     @dry_run_option
+    @only_option
     @click.pass_context
-    def handler(ctx: click.Context, embedded: bool, dry_run: bool) -> None:
-        ctx.exit(asyncio.run(_run_sync(ctx.obj, command, embedded, dry_run)))
+    def handler(ctx: click.Context, embedded: bool, dry_run: bool, only: tuple[str, ...]) -> None:
+        ctx.exit(asyncio.run(_run_sync(ctx.obj.with_(embedded, only), command, dry_run)))
 
     handler.__doc__ = summary
     return handler
@@ -110,30 +143,33 @@ cli.command("outbound")(
 
 @cli.command("watch")
 @embedded_option
+@only_option
 @click.pass_context
-def watch_command(ctx: click.Context, embedded: bool) -> None:
+def watch_command(ctx: click.Context, embedded: bool, only: tuple[str, ...]) -> None:
     """Sync continuously until SIGINT/SIGTERM: new files within WATCH_INTERVAL seconds, TracOS
     changes at once (change stream) or within WATCH_INTERVAL. Prometheus metrics on
     METRICS_PORT when set."""
-    ctx.exit(asyncio.run(_run_watch(ctx.obj, embedded)))
+    ctx.exit(asyncio.run(_run_watch(ctx.obj.with_(embedded, only))))
 
 
 @cli.command("check")
 @embedded_option
+@only_option
 @click.pass_context
-def check_command(ctx: click.Context, embedded: bool) -> None:
+def check_command(ctx: click.Context, embedded: bool, only: tuple[str, ...]) -> None:
     """Check configuration, database (reachability, version, indexes), folders and backlogs;
     one line per check, exit 1 if any fails."""
-    ctx.exit(asyncio.run(_run_check(ctx.obj, embedded)))
+    ctx.exit(asyncio.run(_run_check(ctx.obj.with_(embedded, only))))
 
 
 @cli.command("replay")
 @click.argument("names", nargs=-1)
+@only_option
 @click.pass_context
-def replay_command(ctx: click.Context, names: tuple[str, ...]) -> None:
+def replay_command(ctx: click.Context, names: tuple[str, ...], only: tuple[str, ...]) -> None:
     """Move rejected files (all, or the NAMES given, as in rejected/) back into the inbound
     folder for another try, removing their .error.json."""
-    ctx.exit(asyncio.run(_run_replay(ctx.obj, list(names))))
+    ctx.exit(asyncio.run(_run_replay(ctx.obj.with_(only=only), list(names))))
 
 
 @cli.command("fake-erp")
@@ -181,19 +217,24 @@ def fake_erp_command(host: str, port: int, token: str | None, sample: int) -> No
     "then overwrite real work orders of the same numbers on the next run).",
 )
 @embedded_option
+@only_option
 @click.pass_context
-def seed_command(ctx: click.Context, if_empty: bool, force: bool, embedded: bool) -> None:
+def seed_command(
+    ctx: click.Context, if_empty: bool, force: bool, embedded: bool, only: tuple[str, ...]
+) -> None:
     """Write sample data: 10 TracOS work orders and 10 client files (plus two bad files).
     Refuses (exit 2) when data is already there, unless --if-empty or --force."""
-    ctx.exit(asyncio.run(_run_seed(ctx.obj, if_empty, force, embedded)))
+    ctx.exit(asyncio.run(_run_seed(ctx.obj.with_(embedded, only), if_empty, force)))
 
 
-def _startup(env_file: str, embedded: bool, *, checking: bool = False) -> Runtime:
+def _startup(startup: Startup, *, checking: bool = False) -> Runtime:
     """Logging as configured (from the first line, a configuration error included), then the
     runtime; a configuration error ends the command with exit 2."""
-    logs.configure(*early_log_settings(env_file))
+    logs.configure(*early_log_settings(startup.env_file))
     try:
-        runtime = load_runtime(env_file, embedded)
+        runtime = load_runtime(
+            startup.env_file, startup.embedded, startup.integrations_file, startup.only
+        )
     except ConfigurationError as exc:
         log.error("config.invalid", error=str(exc))
         if checking:
@@ -223,35 +264,51 @@ async def _caught(work: Awaitable[T]) -> tuple[T | None, Exception | None]:
         return None, exc
 
 
-async def _run_sync(env_file: str, command: Command, embedded: bool, dry_run: bool) -> int:
-    runtime = _startup(env_file, embedded)
-    log.info("run.started", command=command, dry_run=dry_run, **runtime.connector.describe())
-    outcome = RunOutcome(command, dry_run)
+async def _run_sync(startup: Startup, command: Command, dry_run: bool) -> int:
+    runtime = _startup(startup)
+    for integration in runtime.integrations:
+        named = {"integration": integration.name} if runtime.named else {}
+        log.info(
+            "run.started",
+            **named,
+            command=command,
+            dry_run=dry_run,
+            **integration.connector.describe(),
+        )
+    outcomes = outcomes_for(runtime, command, dry_run)
     stop = asyncio.Event()
     with progress_display(enabled=sys.stdout.isatty()) as progress, stop_on_signals(stop):
         options = RunOptions(dry_run=dry_run, progress=progress, stop=stop.is_set)
-        with contextlib.suppress(Abandoned):  # ``outcome`` holds what was done by then
-            await until_stopped(run_once(runtime, command, options, outcome), stop)
-    if stop.is_set() and outcome.error is None:
-        outcome.error = FatalError(
-            "stopped by a signal: the batch in hand was finished (or given back); the rest is "
-            "left for the next run"
-        )
-    code = exit_code(outcome.error)
-    reported = publish(runtime, outcome)
+        with contextlib.suppress(Abandoned):  # ``outcomes`` hold what was done by then
+            await until_stopped(run_once(runtime, command, options, outcomes), stop)
+    if stop.is_set():
+        for outcome in outcomes:
+            outcome.error = outcome.error or FatalError(
+                "stopped by a signal: the batch in hand was finished (or given back); the "
+                "rest is left for the next run"
+            )
+    code = max(_logged_exit_code(runtime, outcome) for outcome in outcomes)
+    reported = publish(runtime, outcomes)
     return code or (EXIT_OK if reported else EXIT_FAILED)
 
 
-async def _run_watch(env_file: str, embedded: bool) -> int:
+def _logged_exit_code(runtime: Runtime, outcome: RunOutcome) -> int:
+    if not runtime.named:
+        return exit_code(outcome.error)
+    with structlog.contextvars.bound_contextvars(integration=outcome.integration):
+        return exit_code(outcome.error)
+
+
+async def _run_watch(startup: Startup) -> int:
     from tracos_sync.watch import watch
 
-    runtime = _startup(env_file, embedded)
+    runtime = _startup(startup)
     _, error = await _caught(watch(runtime, RunOptions()))
     return exit_code(error)
 
 
-async def _run_check(env_file: str, embedded: bool) -> int:
-    runtime = _startup(env_file, embedded, checking=True)
+async def _run_check(startup: Startup) -> int:
+    runtime = _startup(startup, checking=True)
     results, error = await _caught(check(runtime))
     for result in results or []:
         detail = redact_text(result.detail, runtime.secrets)
@@ -260,35 +317,48 @@ async def _run_check(env_file: str, embedded: bool) -> int:
     return code or (EXIT_FAILED if any(not r.ok for r in results or []) else EXIT_OK)
 
 
-async def _run_replay(env_file: str, names: list[str]) -> int:
-    runtime = _startup(env_file, embedded=False)
-    connector = runtime.connector
-    if not isinstance(connector, SupportsReplay):
+async def _run_replay(startup: Startup, names: list[str]) -> int:
+    runtime = _startup(startup)
+    replayable = [
+        (i.name, i.connector)
+        for i in runtime.integrations
+        if isinstance(i.connector, SupportsReplay)
+    ]
+    if not replayable:
         log.error("replay.unsupported", reason="the configured connector quarantines nothing")
         return EXIT_CONFIG
-    moved = await connector.replay(names)
+    moved: list[str] = []
+    for name, connector in replayable:
+        with structlog.contextvars.bound_contextvars(
+            **({"integration": name} if runtime.named else {})
+        ):
+            moved += await connector.replay(names)
     log.info("replay.done", moved=len(moved))
-    return EXIT_OK if not names or len(moved) == len(set(names)) else EXIT_FAILED
+    return EXIT_OK if not names or len(set(moved)) >= len(set(names)) else EXIT_FAILED
 
 
-async def _run_seed(env_file: str, if_empty: bool, force: bool, embedded: bool) -> int:
+async def _run_seed(startup: Startup, if_empty: bool, force: bool) -> int:
     from tracos_sync.seed import seed
 
-    runtime = _startup(env_file, embedded)
-    connector = runtime.connector
+    runtime = _startup(startup)
+    if runtime.named and len(runtime.integrations) > 1:
+        log.error("seed.ambiguous", reason="name the integration to seed with --only NAME")
+        return EXIT_CONFIG
+    integration = runtime.integrations[0]
+    connector = integration.connector
     if not isinstance(connector, SupportsSamples):
         log.error("seed.unsupported", reason="the configured connector takes no sample inputs")
         return EXIT_CONFIG
 
     async def work() -> SeedResult:
-        async with open_repository(runtime) as repository:
+        async with open_database(runtime) as database:
+            repository = database.stores(integration).repository
             await repository.prepare()
             return await seed(repository, connector, if_empty, force)
 
     result, error = await _caught(work())
     if result is None or error is not None:
         return exit_code(error)
-    settings = runtime.settings
     if result.refused:
         log.error(
             "seed.refused",
@@ -303,8 +373,8 @@ async def _run_seed(env_file: str, if_empty: bool, force: bool, embedded: bool) 
             "seed.done",
             documents=result.documents,
             inputs=result.files,
-            database=settings.mongo_database,
-            collection=settings.mongo_collection,
+            database=integration.database,
+            collection=integration.collection,
             **connector.describe(),
         )
     return EXIT_OK
@@ -317,12 +387,12 @@ def with_default_command(argv: list[str], command: str) -> list[str]:
         return argv
     leading: list[str] = []
     rest = list(argv)
-    while rest and rest[0] in ("--env-file", "--help", "-h", "--version"):
+    while rest and rest[0] in ("--env-file", "--integrations", "--help", "-h", "--version"):
         option = rest.pop(0)
         leading.append(option)
-        if option == "--env-file" and rest:
+        if option in ("--env-file", "--integrations") and rest:
             leading.append(rest.pop(0))
-        elif option != "--env-file":
+        elif option not in ("--env-file", "--integrations"):
             return argv  # help and version answer for the whole command line
     return [*leading, command, *rest]
 

@@ -8,13 +8,16 @@ names the variable.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, TypeVar
+from collections.abc import Callable
+from functools import cache
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from tracos_sync.domain.errors import ConfigurationError
+from tracos_sync.domain.ports import ConnectorConfig
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 # Variables whose value is never shown in an error, and those shown without their user info.
@@ -47,6 +50,15 @@ def _lower(value: object) -> object:
 
 
 TimeZoneName = Annotated[str, AfterValidator(_zone)]
+# MongoDB's naming rules, checked here so that a bad name is a configuration error (exit 2)
+# rather than a failure of the first command: database names under 64 characters without
+# / \\ . space " $; collection names without $ or NUL, no empty dotted part, not system.*.
+DatabaseName = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[^/\\. \"$\x00]+$")]
+CollectionName = Annotated[
+    str,
+    Field(min_length=1, max_length=200, pattern=r"^[^$\x00.]+(\.[^$\x00.]+)*$"),
+    AfterValidator(_not_system),
+]
 LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)]
 LogFormat = Annotated[Literal["text", "json"], BeforeValidator(_lower)]
 
@@ -67,15 +79,8 @@ class Settings(EnvSettings):
     """Core settings: TracOS (MongoDB) and the run itself. Connectors add their own."""
 
     mongo_uri: str = Field("mongodb://localhost:27017", min_length=1)
-    # MongoDB's naming rules, checked here so that a bad name is a configuration error (exit 2)
-    # rather than a failure of the first command: database names under 64 characters without
-    # / \\ . space " $; collection names without $ or NUL, no empty dotted part, not system.*.
-    mongo_database: str = Field(
-        "tractian", min_length=1, max_length=63, pattern=r"^[^/\\. \"$\x00]+$"
-    )
-    mongo_collection: Annotated[str, AfterValidator(_not_system)] = Field(
-        "workorders", min_length=1, max_length=200, pattern=r"^[^$\x00.]+(\.[^$\x00.]+)*$"
-    )
+    mongo_database: DatabaseName = "tractian"
+    mongo_collection: CollectionName = "workorders"
     mongo_retry_seconds: float = Field(30.0, ge=0, le=86_400)
     mongo_timeout_seconds: float = Field(10.0, gt=0, le=3_600)
     mongo_embedded: bool = False
@@ -98,6 +103,75 @@ def load_settings(cls: type[SettingsT], env_file: str | None = ".env") -> Settin
             variable = str(err["loc"][0]).upper()
             lines.append(f"{variable}: {err['msg']}{shown_value(variable, err.get('input'))}")
         raise ConfigurationError("invalid configuration: " + "; ".join(lines)) from None
+
+
+def connector_settings(cls: type[SettingsT], config: ConnectorConfig) -> SettingsT:
+    """A connector's settings: from the environment when ``config.settings`` is None, otherwise
+    from that table alone (keys are the variable names, in any case; an unknown key is an error,
+    as a typo must not pass unseen). Raises ``ConfigurationError`` naming ``config.where``."""
+    if config.settings is None:
+        return load_settings(cls, config.env_file)
+    values: dict[str, Any] = {}
+    problems = []
+    for key, value in config.settings.items():
+        name = key.lower()
+        if name not in cls.model_fields:
+            known = ", ".join(sorted(cls.model_fields))
+            problems.append(f"settings.{key}: unknown setting (known: {known})")
+        elif name in values:
+            problems.append(f"settings.{key}: given twice (names are not case-sensitive)")
+        values[name] = value
+    if not problems:
+        try:
+            settings: SettingsT = _table_only(cls)(**values)
+            return settings
+        except ValidationError as exc:
+            problems += validation_problems(exc, "settings.")
+    raise ConfigurationError(f"{config.where}: " + "; ".join(problems))
+
+
+@cache
+def _table_only(cls: type[SettingsT]) -> type[SettingsT]:
+    """``cls`` reading nothing but the values it is given: an integration's settings are its
+    table's, never the environment's (which would give every integration the same folders)."""
+
+    class FromTable(cls):  # type: ignore[valid-type,misc]
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings,)
+
+    FromTable.__name__ = FromTable.__qualname__ = cls.__name__
+    return FromTable
+
+
+def validation_problems(
+    exc: ValidationError,
+    prefix: str = "",
+    locate: Callable[[tuple[int | str, ...]], str] | None = None,
+) -> list[str]:
+    """One line per error of a table's validation, each naming its key path: ``prefix`` then
+    the dotted path, or what ``locate`` makes of it."""
+    lines = []
+    for err in exc.errors():
+        if not err["loc"]:  # a rule across keys: its message names them
+            lines.append(str(err["msg"]).removeprefix("Value error, "))
+            continue
+        path = prefix + (
+            locate(err["loc"]) if locate else ".".join(str(part) for part in err["loc"])
+        )
+        shown = shown_value(str(err["loc"][-1]).upper(), err.get("input"))
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{path}: {message}{shown}")
+    return lines
 
 
 class _LogSettings(EnvSettings):

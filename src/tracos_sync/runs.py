@@ -1,12 +1,14 @@
-"""The owner of a run: it opens the adapters, runs a cycle (both directions, or one), times it,
-and returns counts, durations and the error if any; it writes the summary line and the report.
-The command line (one run) and watch mode (a run per sweep) both go through it."""
+"""The owner of a run: it opens the adapters, runs a cycle (both directions, or one) of each
+integration, times it, and returns counts, durations and the error if any, per integration; it
+writes the summary lines and the report. The command line (one run) and watch mode (a run per
+sweep) both go through it."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any, Literal
 import orjson
 import structlog
 
-from tracos_sync.app import Runtime, open_stores
+from tracos_sync.app import DEFAULT_INTEGRATION, Database, Integration, Runtime, open_database
 from tracos_sync.domain.dates import format_instant
 from tracos_sync.domain.errors import SyncError
 from tracos_sync.domain.ports import (
@@ -43,12 +45,13 @@ class RunOptions:
 
 @dataclass(slots=True)
 class Syncer:
-    """The adapters of one process, opened once and used for one run or many (watch)."""
+    """The adapters of one integration, opened once and used for one run or many (watch)."""
 
-    runtime: Runtime
+    integration: Integration
     repository: WorkOrderRepository
     state: ConnectorStateStore
     options: RunOptions
+    batch_size: int
     source: ClientSource | None = None
     sink: ClientSink | None = None
     durations: dict[str, float] = field(default_factory=dict)
@@ -59,10 +62,10 @@ class Syncer:
         cannot be (a folder that cannot be created) does not keep the other direction from
         running."""
         context = ConnectorContext(self.state, self.options.dry_run)
-        if command in ("run", "inbound"):
-            self.source = self.runtime.connector.source(context)
-        if command in ("run", "outbound"):
-            self.sink = self.runtime.connector.sink(context)
+        if command in ("run", "inbound", "watch"):
+            self.source = self.integration.connector.source(context)
+        if command in ("run", "outbound", "watch"):
+            self.sink = self.integration.connector.sink(context)
 
     async def _prepare(self, direction: str, adapter: ClientSource | ClientSink) -> None:
         if direction not in self._prepared:
@@ -77,7 +80,6 @@ class Syncer:
             hooks["progress"] = self.options.progress
         if self.options.stop is not None:
             hooks["stop"] = self.options.stop
-        batch_size = self.runtime.settings.batch_size
         # Before every sweep, not only at start-up: an index dropped meanwhile is rebuilt
         # before anything is written (and a non-guarantee stops the sweep).
         await self.repository.prepare()
@@ -85,11 +87,11 @@ class Syncer:
         if self.source is not None:
             with self._timed("inbound"), _collect(failures, "inbound"):
                 await self._prepare("inbound", self.source)
-                await sync_inbound(self.source, self.repository, stats, batch_size, **hooks)
+                await sync_inbound(self.source, self.repository, stats, self.batch_size, **hooks)
         if self.sink is not None:
             with self._timed("outbound"), _collect(failures, "outbound"):
                 await self._prepare("outbound", self.sink)
-                await sync_outbound(self.repository, self.sink, stats, batch_size, **hooks)
+                await sync_outbound(self.repository, self.sink, stats, self.batch_size, **hooks)
         if failures:
             raise failures[0]
 
@@ -132,23 +134,29 @@ def _collect(failures: list[Exception], direction: str) -> Iterator[None]:
 
 @contextlib.asynccontextmanager
 async def open_syncer(
-    runtime: Runtime, command: Command, options: RunOptions, log_retries: bool = True
+    runtime: Runtime,
+    database: Database,
+    integration: Integration,
+    command: Command,
+    options: RunOptions,
 ) -> AsyncIterator[Syncer]:
-    async with open_stores(runtime, options.dry_run, log_retries) as stores:
-        syncer = Syncer(runtime, stores.repository, stores.state, options)
-        try:
-            await syncer.open(command)
-            yield syncer
-        finally:
-            await syncer.close()
+    stores = database.stores(integration)
+    batch_size = runtime.settings.batch_size
+    syncer = Syncer(integration, stores.repository, stores.state, options, batch_size)
+    try:
+        await syncer.open(command)
+        yield syncer
+    finally:
+        await syncer.close()
 
 
 @dataclass(slots=True)
 class RunOutcome:
-    """What one run (or one sweep of watch) did."""
+    """What one run (or one sweep of watch) of one integration did."""
 
     command: Command
     dry_run: bool
+    integration: str = DEFAULT_INTEGRATION
     stats: RunStats = field(default_factory=RunStats)
     durations: dict[str, float] = field(default_factory=dict)
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -159,25 +167,64 @@ class RunOutcome:
         return "ok" if self.error is None else "failed"
 
 
+def outcomes_for(runtime: Runtime, command: Command, dry_run: bool) -> list[RunOutcome]:
+    """One empty outcome per integration, in order."""
+    return [RunOutcome(command, dry_run, i.name) for i in runtime.integrations]
+
+
 async def run_once(
-    runtime: Runtime, command: Command, options: RunOptions, outcome: RunOutcome | None = None
-) -> RunOutcome:
-    """One sync: inbound then outbound (or one of them), on adapters opened for it. Every
-    failure ends up in the outcome; nothing but cancellation is raised (``outcome``, when
-    given, holds what was done by then)."""
-    into = outcome or RunOutcome(command, options.dry_run)
+    runtime: Runtime,
+    command: Command,
+    options: RunOptions,
+    outcomes: list[RunOutcome] | None = None,
+) -> list[RunOutcome]:
+    """One sync of every integration, all at once, each on adapters opened for it: inbound then
+    outbound (or one of them). One integration's failure is its own: the others run on. Every
+    failure ends up in the outcomes; nothing but cancellation is raised (``outcomes``, when
+    given, one per integration in order, hold what was done by then)."""
+    into = outcomes if outcomes is not None else outcomes_for(runtime, command, options.dry_run)
+
+    async def one(database: Database, integration: Integration, outcome: RunOutcome) -> None:
+        if runtime.named:  # this task's own context: its log lines only
+            structlog.contextvars.bind_contextvars(integration=integration.name)
+        hooks = named_progress(options, integration.name) if runtime.named else options
+        async with open_syncer(runtime, database, integration, command, hooks) as syncer:
+            outcome.durations = syncer.durations
+            await syncer.cycle(outcome.stats)
 
     async def work() -> None:
-        async with open_syncer(runtime, command, options) as syncer:
-            into.durations = syncer.durations
-            await syncer.cycle(into.stats)
+        async with open_database(runtime, options.dry_run) as database:
+            await asyncio.gather(
+                *(
+                    _recorded(outcome, one(database, integration, outcome))
+                    for integration, outcome in zip(runtime.integrations, into, strict=True)
+                )
+            )
 
-    return await _recorded(into, work())
+    opened = await _recorded(RunOutcome(command, options.dry_run), work())
+    for outcome in into:  # the database could not be opened (or closed): it is everyone's
+        if outcome.error is None and opened.error is not None:
+            outcome.error = opened.error
+    return into
+
+
+def named_progress(options: RunOptions, name: str) -> RunOptions:
+    """The same options, progress counted under the integration's name."""
+    progress = options.progress
+    if progress is None:
+        return options
+
+    def named(direction: str, done: int) -> None:
+        progress(f"{name} {direction}", done)
+
+    return RunOptions(options.dry_run, named, options.stop)
 
 
 async def sweep(syncer: Syncer, command: Command) -> RunOutcome:
     """One cycle on adapters that stay open (watch mode)."""
-    outcome = RunOutcome(command, syncer.options.dry_run, durations=syncer.durations)
+    outcome = RunOutcome(
+        command, syncer.options.dry_run, syncer.integration.name, durations=syncer.durations
+    )
     return await _recorded(outcome, syncer.cycle(outcome.stats))
 
 
@@ -193,37 +240,87 @@ async def _recorded(outcome: RunOutcome, work: Awaitable[None]) -> RunOutcome:
     return outcome
 
 
-def publish(runtime: Runtime, outcome: RunOutcome, *, quiet_when_idle: bool = False) -> bool:
-    """The report (with ``REPORT_PATH``), then the summary line, which is the run's last word.
+def publish(
+    runtime: Runtime,
+    outcomes: Sequence[RunOutcome],
+    *,
+    quiet_when_idle: bool = False,
+    report: Sequence[RunOutcome] | None = None,
+) -> bool:
+    """The report (with ``REPORT_PATH``; of ``report``, by default the ``outcomes``), then the
+    summary lines: one per integration, and with several a total, which is the run's last word.
     ``quiet_when_idle``: a sweep that did nothing says nothing (watch). Returns False when the
     report could not be written (logged, and the summary says failed; never raised)."""
-    idle = not outcome.stats.did_something()
+    idle = not any(o.stats.did_something() for o in outcomes)
+    failed = any(o.error is not None for o in outcomes)
     reported = True
     path = runtime.settings.report_path
-    if path is not None and not (quiet_when_idle and idle and outcome.error is None):
-        error = None
-        if outcome.error is not None:
-            error = redact_text(describe_error(outcome.error), runtime.secrets)
+    if path is not None and not (quiet_when_idle and idle and not failed):
         try:
-            write_report(path, outcome, error)
+            write_report(path, runtime, outcomes if report is None else report)
         except OSError as exc:
             log.error("report.failed", path=str(path), error=exc.strerror or str(exc))
             reported = False
-    if not (quiet_when_idle and idle):
-        flags: dict[str, Any] = {"dry_run": True} if outcome.dry_run else {}
-        log.info(
-            "run.summary",
-            command=outcome.command,
-            status=outcome.status if reported else "failed",
-            **flags,
-            **outcome.stats.as_fields(),
-        )
+    for outcome in outcomes:
+        if quiet_when_idle and not outcome.stats.did_something():
+            continue
+        named = {"integration": outcome.integration} if runtime.named else {}
+        _summary("run.summary", outcome, reported, **named)
+    if len(outcomes) > 1 and not (quiet_when_idle and idle):
+        total = total_of(outcomes)
+        _summary("run.total", total, reported, integrations=len(outcomes))
     return reported
 
 
-def write_report(path: Path, outcome: RunOutcome, error: str | None) -> None:
-    """The run's JSON report, written atomically (temp file, rename)."""
-    report = {
+def _summary(event: str, outcome: RunOutcome, reported: bool, **fields: Any) -> None:
+    flags: dict[str, Any] = {"dry_run": True} if outcome.dry_run else {}
+    log.info(
+        event,
+        **fields,
+        command=outcome.command,
+        status=outcome.status if reported else "failed",
+        **flags,
+        **outcome.stats.as_fields(),
+    )
+
+
+def total_of(outcomes: Sequence[RunOutcome]) -> RunOutcome:
+    """Every count summed, the longest duration (they ran at once), failed if any failed."""
+    first = outcomes[0]
+    total = RunOutcome(first.command, first.dry_run, "*", started=first.started)
+    for outcome in outcomes:
+        for name, count in outcome.stats.counts().items():
+            setattr(total.stats, name, getattr(total.stats, name) + count)
+        total.stats.seconds = max(total.stats.seconds, outcome.stats.seconds)
+        total.error = total.error or outcome.error
+    return total
+
+
+def write_report(path: Path, runtime: Runtime, outcomes: Sequence[RunOutcome]) -> None:
+    """The run's JSON report, written atomically (temp file, rename): with several
+    integrations, the total and each integration's own under ``integrations``."""
+    if len(outcomes) == 1:
+        report = _report(runtime, outcomes[0])
+    else:
+        report = _report(runtime, total_of(outcomes)) | {
+            "integrations": {o.integration: _report(runtime, o) for o in outcomes}
+        }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _report(runtime: Runtime, outcome: RunOutcome) -> dict[str, Any]:
+    error = None
+    if outcome.error is not None:
+        error = redact_text(describe_error(outcome.error), runtime.secrets)
+    return {
         "command": outcome.command,
         "status": outcome.status,
         "dryRun": outcome.dry_run,
@@ -234,12 +331,3 @@ def write_report(path: Path, outcome: RunOutcome, error: str | None) -> None:
         "counts": outcome.stats.counts(),
         "error": error,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise

@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import structlog
 
-from tracos_sync.app import Runtime
+from tracos_sync.app import Database, Integration, Runtime, open_database
 from tracos_sync.domain.errors import ConfigurationError, DatabaseUnavailable, DestinationUnwritable
 from tracos_sync.domain.ports import SupportsBacklog, SupportsInputEvents
 from tracos_sync.runs import (
     RunOptions,
+    RunOutcome,
     Syncer,
     describe_error,
     open_syncer,
@@ -33,7 +36,7 @@ from tracos_sync.runs import (
 )
 from tracos_sync.stopping import Abandoned, stop_on_signals, until_stopped
 from tracos_sync.watch_events import InputWaker
-from tracos_sync.watch_metrics import Metrics
+from tracos_sync.watch_metrics import IntegrationMetrics, Metrics
 
 log = structlog.get_logger("tracos_sync.watch")
 T = TypeVar("T")
@@ -43,7 +46,7 @@ class _Health:
     """What the last sweep found, per part: the database, the client side (folders, API), the
     sweep as a whole. Logged only when a part changes state, counted in metrics always."""
 
-    def __init__(self, metrics: Metrics | None) -> None:
+    def __init__(self, metrics: IntegrationMetrics | None) -> None:
         self._metrics = metrics
         self._state: dict[str, str] = {}
 
@@ -86,6 +89,7 @@ class _Health:
 
 
 async def watch(runtime: Runtime, options: RunOptions) -> None:
+    """Every integration at once, each in its own loop: one's failures are its own."""
     settings = runtime.settings
     stop = asyncio.Event()
     options.stop = stop.is_set
@@ -98,24 +102,24 @@ async def watch(runtime: Runtime, options: RunOptions) -> None:
                 f"METRICS_ADDRESS/METRICS_PORT: cannot serve metrics on "
                 f"{settings.metrics_address}:{settings.metrics_port}: {exc.strerror or exc}"
             ) from exc
-    health = _Health(metrics)
-    connector = runtime.connector
-    waker = None
-    if settings.watch_events and isinstance(connector, SupportsInputEvents):
-        waker = InputWaker(connector, settings.watch_interval)
-    log.info(
-        "watch.started",
-        interval=settings.watch_interval,
-        events=waker is not None,
-        **connector.describe(),
-    )
+    reports = Reports(runtime)
+    health = _Health(None)  # the database as a whole (opening it, the embedded server)
     try:
         with stop_on_signals(stop):
             while not stop.is_set():
                 try:
-                    async with open_syncer(runtime, "run", options, log_retries=False) as syncer:
-                        await _serve(
-                            runtime, syncer, stop=stop, health=health, metrics=metrics, waker=waker
+                    async with open_database(runtime, log_retries=False) as database:
+                        await _all(
+                            _watch_integration(
+                                runtime,
+                                database,
+                                integration,
+                                options=options,
+                                stop=stop,
+                                metrics=metrics,
+                                reports=reports,
+                            )
+                            for integration in runtime.integrations
                         )
                 except (ConfigurationError, Abandoned):
                     if stop.is_set():
@@ -130,17 +134,86 @@ async def watch(runtime: Runtime, options: RunOptions) -> None:
     log.info("watch.stopped", reason="signal")
 
 
-async def _serve(
+async def _all(loops: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run the loops together until all end; the first to raise ends the others."""
+    tasks = [asyncio.create_task(loop) for loop in loops]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class Reports:
+    """The report of watch mode: the last sweep that did something of each integration."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._last: dict[str, RunOutcome] = {}
+        self._order = [integration.name for integration in runtime.integrations]
+
+    def add(self, outcome: RunOutcome) -> list[RunOutcome]:
+        if outcome.stats.did_something() or outcome.error is not None:
+            self._last[outcome.integration] = outcome
+        return [self._last[name] for name in self._order if name in self._last]
+
+
+async def _watch_integration(
     runtime: Runtime,
-    syncer: Syncer,
+    database: Database,
+    integration: Integration,
     *,
+    options: RunOptions,
     stop: asyncio.Event,
-    health: _Health,
     metrics: Metrics | None,
-    waker: InputWaker | None = None,
+    reports: Reports,
 ) -> None:
+    if runtime.named:  # this task's own context: its log lines only
+        structlog.contextvars.bind_contextvars(integration=integration.name)
+    settings = runtime.settings
+    own_metrics = metrics.of(integration.name) if metrics is not None else None
+    health = _Health(own_metrics)
+    connector = integration.connector
+    waker = None
+    if settings.watch_events and isinstance(connector, SupportsInputEvents):
+        waker = InputWaker(connector, settings.watch_interval)
+    log.info(
+        "watch.started",
+        interval=settings.watch_interval,
+        events=waker is not None,
+        **connector.describe(),
+    )
+    serving = Serving(runtime, stop, health, own_metrics, reports, waker)
+    while not stop.is_set():
+        try:
+            async with open_syncer(runtime, database, integration, "watch", options) as syncer:
+                await _serve(syncer, serving)
+        except (ConfigurationError, Abandoned):
+            if stop.is_set():
+                return
+            raise
+        except Exception as exc:
+            health.failed(exc)
+            await _sleep(stop, settings.watch_interval)
+
+
+@dataclass(slots=True)
+class Serving:
+    """What one integration's sweeps share besides their adapters."""
+
+    runtime: Runtime
+    stop: asyncio.Event
+    health: _Health
+    metrics: IntegrationMetrics | None
+    reports: Reports
+    waker: InputWaker | None
+
+
+async def _serve(syncer: Syncer, serving: Serving) -> None:
     """Sweeps on one set of open adapters until stopped. A failed sweep is classified, waited
     out and tried again on the same adapters (the driver reconnects by itself)."""
+    stop, health, metrics, waker = serving.stop, serving.health, serving.metrics, serving.waker
+    runtime = serving.runtime
     wake = asyncio.Event()
     follower: asyncio.Task[None] | None = None
     try:
@@ -151,7 +224,7 @@ async def _serve(
             wake.clear()
             outcome = await until_stopped(sweep(syncer, "watch"), stop)
             # A failure alone is logged by _Health, once per change of state.
-            publish(runtime, outcome, quiet_when_idle=True)
+            publish(runtime, [outcome], quiet_when_idle=True, report=serving.reports.add(outcome))
             if metrics is not None:
                 metrics.observe(outcome.stats)
             if outcome.error is None:
@@ -159,7 +232,7 @@ async def _serve(
             else:
                 health.failed(outcome.error)
             if metrics is not None:
-                await _observe_backlogs(runtime, syncer, metrics, stop)
+                await _observe_backlogs(syncer, metrics, stop)
             if waker is not None:
                 # After the sweep, which creates the folder it watches; it wakes us once when it
                 # watches, for what arrived between the sweep's listing and then.
@@ -177,13 +250,13 @@ async def _serve(
 
 
 async def _observe_backlogs(
-    runtime: Runtime, syncer: Syncer, metrics: Metrics, stop: asyncio.Event
+    syncer: Syncer, metrics: IntegrationMetrics, stop: asyncio.Event
 ) -> None:
     """Backlog gauges: best effort, a failure here is logged and the gauges keep their value."""
     try:
         age = await until_stopped(syncer.repository.oldest_unsynced_age(), stop)
         metrics.oldest_unsynced.set(age or 0)
-        connector = runtime.connector
+        connector = syncer.integration.connector
         if isinstance(connector, SupportsBacklog):
             backlog = await until_stopped(connector.backlog(), stop)
             metrics.inbound_waiting.set(backlog.waiting)

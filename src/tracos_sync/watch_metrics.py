@@ -19,43 +19,50 @@ class Metrics:
         self.outcomes = Counter(
             "tracos_sync_outcomes",
             "Files and work orders handled, by outcome",
-            ["outcome"],
+            ["integration", "outcome"],
             registry=self.registry,
         )
         self.cycle_seconds = Histogram(
             "tracos_sync_cycle_seconds",
             "Duration of one sync cycle (inbound then outbound)",
+            ["integration"],
             registry=self.registry,
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
         )
         self.cycle_failures = Counter(
             "tracos_sync_cycle_failures",
             "Sync cycles that could not complete",
+            ["integration"],
             registry=self.registry,
         )
         self.oldest_unsynced = Gauge(
             "tracos_sync_oldest_unsynced_seconds",
             "Age of the oldest TracOS work order waiting to go out (0 when none)",
+            ["integration"],
             registry=self.registry,
         )
         self.inbound_waiting = Gauge(
             "tracos_sync_inbound_waiting",
             "Client inputs waiting to be taken (folder connector)",
+            ["integration"],
             registry=self.registry,
         )
         self.inbound_oldest = Gauge(
             "tracos_sync_inbound_oldest_seconds",
             "Age of the oldest client input waiting (0 when none)",
+            ["integration"],
             registry=self.registry,
         )
         self.database_up = Gauge(
             "tracos_sync_database_up",
             "1 when the last cycle reached MongoDB",
+            ["integration"],
             registry=self.registry,
         )
         self.destination_up = Gauge(
             "tracos_sync_destination_up",
             "1 when the last cycle could write the client side (folders, API)",
+            ["integration"],
             registry=self.registry,
         )
         self._server: Any = None
@@ -66,12 +73,31 @@ class Metrics:
         self._server, _ = start_http_server(port, addr=address, registry=self.registry)
         log.info("watch.metrics", address=address, port=port, path="/metrics")
 
-    def observe(self, stats: RunStats) -> None:
-        for outcome, count in stats.counts().items():
-            if count:
-                self.outcomes.labels(outcome).inc(count)
-        self.cycle_seconds.observe(stats.seconds)
+    def of(self, integration: str) -> IntegrationMetrics:
+        """The metrics of one integration (its ``integration`` label)."""
+        return IntegrationMetrics(self, integration)
 
     def close(self) -> None:
         if self._server is not None:
             self._server.shutdown()
+
+
+class IntegrationMetrics:
+    """One integration's series of every metric, under the names ``Metrics`` gives them."""
+
+    def __init__(self, metrics: Metrics, integration: str) -> None:
+        self._outcomes = metrics.outcomes
+        self._integration = integration
+        self.cycle_seconds = metrics.cycle_seconds.labels(integration)
+        self.cycle_failures = metrics.cycle_failures.labels(integration)
+        self.oldest_unsynced = metrics.oldest_unsynced.labels(integration)
+        self.inbound_waiting = metrics.inbound_waiting.labels(integration)
+        self.inbound_oldest = metrics.inbound_oldest.labels(integration)
+        self.database_up = metrics.database_up.labels(integration)
+        self.destination_up = metrics.destination_up.labels(integration)
+
+    def observe(self, stats: RunStats) -> None:
+        for outcome, count in stats.counts().items():
+            if count:
+                self._outcomes.labels(self._integration, outcome).inc(count)
+        self.cycle_seconds.observe(stats.seconds)

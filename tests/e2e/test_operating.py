@@ -152,10 +152,10 @@ def test_watch_syncs_files_and_changes_then_stops_on_sigterm(env: Env) -> None:
         assert took < 10
         wait_until(lambda: env.collection.count_documents({"isSynced": True}) == 1, proc, 10)
         page = metrics(port)
-        assert 'tracos_sync_outcomes_total{outcome="exported"} 1.0' in page
+        assert 'tracos_sync_outcomes_total{integration="default",outcome="exported"} 1.0' in page
         assert "tracos_sync_cycle_seconds_bucket" in page
-        assert "tracos_sync_database_up 1.0" in page
-        assert "tracos_sync_oldest_unsynced_seconds 0.0" in page
+        assert 'tracos_sync_database_up{integration="default"} 1.0' in page
+        assert 'tracos_sync_oldest_unsynced_seconds{integration="default"} 0.0' in page
     finally:
         result, took = stop(proc)
     assert result.code == 0, result.output

@@ -69,14 +69,15 @@ def test_folder_failure_is_not_called_a_database_outage(env: Env) -> None:
         DATA_OUTBOUND_DIR=str(blocker / "out"),
     )
     try:
-        wait_until(lambda: "tracos_sync_cycle_failures_total 1.0" in safe_metrics(port), proc, 30)
+        failures = 'tracos_sync_cycle_failures_total{integration="default"} 1.0'
+        wait_until(lambda: failures in safe_metrics(port), proc, 30)
         page = metrics(port)
-        assert "tracos_sync_destination_up 0.0" in page
-        assert "tracos_sync_database_up 1.0" in page
+        assert 'tracos_sync_destination_up{integration="default"} 0.0' in page
+        assert 'tracos_sync_database_up{integration="default"} 1.0' in page
         # Inbound still works meanwhile.
         write_json(env.inbound / "5.json", client_record(5))
         wait_until((env.processed / "5.json").exists, proc, 30)
-        assert "tracos_sync_inbound_waiting 0.0" in metrics(port)
+        assert 'tracos_sync_inbound_waiting{integration="default"} 0.0' in metrics(port)
     finally:
         result, _ = stop(proc)
     assert result.code == 0, result.output

@@ -24,12 +24,12 @@ def available() -> dict[str, str]:
     return found
 
 
-def load(name: str) -> ConnectorFactory:
+def load(name: str, where: str = "CLIENT_CONNECTOR") -> ConnectorFactory:
+    """The factory of connector ``name``; ``where`` names the setting that chose it."""
     targets = available()
     if name not in targets:
         raise ConfigurationError(
-            f"CLIENT_CONNECTOR: unknown connector {name!r}"
-            f" (available: {', '.join(sorted(targets))})"
+            f"{where}: unknown connector {name!r} (available: {', '.join(sorted(targets))})"
         )
     module_name, _, attribute = targets[name].partition(":")
     factory: ConnectorFactory = getattr(import_module(module_name), attribute)

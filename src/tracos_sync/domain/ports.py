@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from .errors import FatalError
@@ -249,6 +250,9 @@ class ClientConnector(Protocol):
     async def health(self, context: ConnectorContext) -> list[HealthCheck]:
         """Can it be read and written, and how much input is waiting."""
 
+    def owned(self) -> Owned:
+        """What it must not share with another integration (checked at start-up)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Backlog:
@@ -296,6 +300,31 @@ class SupportsReplay(Protocol):
         """Move quarantined inputs (all when ``names`` is empty) back; return what moved."""
 
 
+@dataclass(frozen=True, slots=True)
+class ConnectorConfig:
+    """What the bootstrap gives a connector factory: the connector's own settings and its record
+    mapping, each from an integrations file (a table) or, without one, from the environment
+    (``settings`` None: read the environment and ``env_file``; ``mapping`` None: the built-in
+    client format). ``where`` starts every configuration error (the file and the integration;
+    empty for the environment)."""
+
+    settings: Mapping[str, Any] | None = None
+    mapping: Mapping[str, Any] | None = None
+    env_file: str | None = ".env"
+    where: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Owned:
+    """What a connector takes for its own, which no other integration of the deployment may
+    share: folders (by setting name; they may not be the same or nest) and endpoints (by
+    setting name; they may not be equal)."""
+
+    folders: Mapping[str, Path] = field(default_factory=dict)
+    endpoints: Mapping[str, str] = field(default_factory=dict)
+
+
 class ConnectorFactory(Protocol):
-    def __call__(self, env_file: str | None = ".env") -> ClientConnector:
-        """Read the connector's own settings (raising ``ConfigurationError``) and build it."""
+    def __call__(self, config: ConnectorConfig) -> ClientConnector:
+        """Read the connector's own settings and mapping (raising ``ConfigurationError`` naming
+        ``config.where`` and the key) and build it."""

@@ -55,11 +55,15 @@ class MongoWorkOrderRepository:
         database: str,
         collection: str,
         retrier: Retrier,
+        *,
         dry_run: bool = False,
+        owns_client: bool = True,
     ) -> None:
         """With ``dry_run`` nothing is written: ``apply`` reports what it would do, marks are
-        counted, not made, and no index is created."""
+        counted, not made, and no index is created. ``owns_client``: ``close`` closes the
+        client (False when several repositories share it and its opener closes it)."""
         self._client = client
+        self._owns_client = owns_client
         self._dry_run = dry_run
         base: AsyncCollection[Doc] = client[database][collection]
         # Journaled: an acknowledged-but-unjournaled write can vanish in a crash, and the client's
@@ -98,12 +102,8 @@ class MongoWorkOrderRepository:
             raise
 
     async def close(self) -> None:
-        # Closing ends the server sessions, which waits for server selection when the database
-        # is away: bounded, so that stopping during an outage takes a moment, not a timeout.
-        try:
-            await asyncio.wait_for(self._client.close(), CLOSE_SECONDS)
-        except TimeoutError:
-            log.debug("mongo.close_abandoned", reason="the server did not answer in time")
+        if self._owns_client:
+            await close_client(self._client)
 
     @property
     def raw_collection(self) -> AsyncCollection[Doc]:
@@ -274,3 +274,12 @@ def _to_export(doc: Doc) -> PendingExport | UnreadableDocument:
         ref = f"_id={doc.get('_id')} number={doc.get('number')!r:.40}"
         return UnreadableDocument(ref, str(exc))
     return PendingExport(order, key=doc["_id"], version=doc.get("updatedAt"))
+
+
+async def close_client(client: AsyncMongoClient[Doc]) -> None:
+    """Closing ends the server sessions, which waits for server selection when the database is
+    away: bounded, so that stopping during an outage takes a moment, not a timeout."""
+    try:
+        await asyncio.wait_for(client.close(), CLOSE_SECONDS)
+    except TimeoutError:
+        log.debug("mongo.close_abandoned", reason="the server did not answer in time")

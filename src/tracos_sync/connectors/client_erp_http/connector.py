@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from tracos_sync.config import load_settings
+from tracos_sync.config import connector_settings
 from tracos_sync.domain.errors import FatalError, RecordRejected
-from tracos_sync.domain.ports import ConnectorContext, HealthCheck
+from tracos_sync.domain.ports import ConnectorConfig, ConnectorContext, HealthCheck, Owned
 
 from .api import ErpApi
 from .settings import HttpSettings
@@ -36,6 +36,11 @@ class HttpConnector:
 
     def secrets(self) -> list[str]:
         return self.settings.secrets()
+
+    def owned(self) -> Owned:
+        # Its watermark and versions are the ERP's: two integrations on one API would each
+        # export into the other's records.
+        return Owned(endpoints={"CLIENT_API_URL": self.settings.state_url()})
 
     async def health(self, context: ConnectorContext) -> list[HealthCheck]:
         url = self.settings.shown_url()
@@ -65,6 +70,6 @@ class HttpConnector:
         ]
 
 
-def create(env_file: str | None = ".env") -> HttpConnector:
+def create(config: ConnectorConfig) -> HttpConnector:
     """The ``http`` connector factory (entry point ``tracos_sync.connectors:http``)."""
-    return HttpConnector(load_settings(HttpSettings, env_file))
+    return HttpConnector(connector_settings(HttpSettings, config))

@@ -13,8 +13,8 @@ from pathlib import Path
 import orjson
 import structlog
 
-from tracos_sync.config import load_settings
-from tracos_sync.domain.ports import Backlog, ConnectorContext, HealthCheck
+from tracos_sync.config import connector_settings
+from tracos_sync.domain.ports import Backlog, ConnectorConfig, ConnectorContext, HealthCheck, Owned
 
 from .archive import SIDECAR_SUFFIX, rejected_files
 from .claims import count_claimed
@@ -48,6 +48,9 @@ class FolderConnector:
 
     def secrets(self) -> list[str]:
         return []
+
+    def owned(self) -> Owned:
+        return Owned(folders=self.settings.folders())
 
     async def health(self, context: ConnectorContext) -> list[HealthCheck]:
         return await asyncio.to_thread(self._health)
@@ -174,12 +177,14 @@ def _folder_check(label: str, folder: Path) -> HealthCheck:
         if os.access(folder, os.R_OK | os.W_OK | os.X_OK):
             return HealthCheck(label, True, f"{folder} is readable and writable")
         return HealthCheck(label, False, f"{folder} is not readable and writable by this user")
+    if folder.exists() or folder.is_symlink():
+        return HealthCheck(label, False, f"{folder} is there but is not a folder")
     parent = next((p for p in folder.parents if p.exists()), None)
     if parent is not None and parent.is_dir() and os.access(parent, os.W_OK | os.X_OK):
         return HealthCheck(label, True, f"{folder} does not exist yet; it will be created")
     return HealthCheck(label, False, f"{folder} does not exist and cannot be created")
 
 
-def create(env_file: str | None = ".env") -> FolderConnector:
+def create(config: ConnectorConfig) -> FolderConnector:
     """The ``files`` connector factory (entry point ``tracos_sync.connectors:files``)."""
-    return FolderConnector(load_settings(FolderSettings, env_file))
+    return FolderConnector(connector_settings(FolderSettings, config))

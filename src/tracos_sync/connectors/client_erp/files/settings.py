@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pydantic import Field, model_validator
 
 from tracos_sync.config import EnvSettings, TimeZoneName
+from tracos_sync.folders import folder_overlap
+
+# processed/ and rejected/ directly under inbound (the defaults) may nest, as inbound reads no
+# subfolder.
+ARCHIVES_IN_INBOUND = (
+    ("DATA_PROCESSED_DIR", "DATA_INBOUND_DIR"),
+    ("DATA_REJECTED_DIR", "DATA_INBOUND_DIR"),
+)
 
 
 class FolderSettings(EnvSettings):
@@ -29,17 +36,19 @@ class FolderSettings(EnvSettings):
             self.data_processed_dir = self.data_inbound_dir / "processed"
         if self.data_rejected_dir is None:
             self.data_rejected_dir = self.data_inbound_dir / "rejected"
-        overlap = folder_overlap(
-            {
-                "DATA_INBOUND_DIR": self.data_inbound_dir,
-                "DATA_PROCESSED_DIR": self.data_processed_dir,
-                "DATA_REJECTED_DIR": self.data_rejected_dir,
-                "DATA_OUTBOUND_DIR": self.data_outbound_dir,
-            }
-        )
+        overlap = folder_overlap(self.folders(), ARCHIVES_IN_INBOUND)
         if overlap is not None:
             raise ValueError(overlap)
         return self
+
+    def folders(self) -> dict[str, Path]:
+        """Every folder, by setting name."""
+        return {
+            "DATA_INBOUND_DIR": self.data_inbound_dir,
+            "DATA_PROCESSED_DIR": self.processed_dir,
+            "DATA_REJECTED_DIR": self.rejected_dir,
+            "DATA_OUTBOUND_DIR": self.data_outbound_dir,
+        }
 
     @property
     def processed_dir(self) -> Path:
@@ -50,61 +59,3 @@ class FolderSettings(EnvSettings):
     def rejected_dir(self) -> Path:
         assert self.data_rejected_dir is not None
         return self.data_rejected_dir
-
-
-def folder_overlap(folders: dict[str, Path]) -> str | None:
-    """Why these folders cannot be used together, or None. Each must be its own: an export
-    written into the inbound folder would be read back as a client file, an archive that is the
-    outbound folder would be overwritten by the next export. Only processed/ and rejected/
-    directly under inbound (the defaults) may nest, as inbound reads no subfolder."""
-    # Resolved as far as they exist, so that a symlink or ".." cannot hide a match; and the
-    # folders that exist compared by identity, so that a bind mount cannot either.
-    real = {name: Path(os.path.abspath(path)).resolve() for name, path in folders.items()}
-    names = list(real)
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            if _same(real[a], real[b]):
-                return f"{a} and {b} are the same folder ({real[a]}); each must be its own"
-            for inner, outer in ((a, b), (b, a)):
-                depth = _inside(real[inner], real[outer])
-                if depth is None:
-                    continue
-                nested_archive = outer == "DATA_INBOUND_DIR" and inner in (
-                    "DATA_PROCESSED_DIR",
-                    "DATA_REJECTED_DIR",
-                )
-                if nested_archive and depth == 1:
-                    continue
-                return (
-                    f"{inner} ({real[inner]}) lies inside {outer} ({real[outer]}); "
-                    "they must not nest"
-                )
-    return None
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return info.st_dev, info.st_ino
-
-
-def _same(a: Path, b: Path) -> bool:
-    if a == b:
-        return True
-    ida = _identity(a)
-    return ida is not None and ida == _identity(b)
-
-
-def _inside(inner: Path, outer: Path) -> int | None:
-    """How many levels ``inner`` lies below ``outer`` (by path or by identity), or None."""
-    if inner.is_relative_to(outer) and inner != outer:
-        return len(inner.relative_to(outer).parts)
-    target = _identity(outer)
-    if target is None:
-        return None
-    for depth, parent in enumerate(inner.parents, start=1):
-        if _identity(parent) == target:
-            return depth
-    return None

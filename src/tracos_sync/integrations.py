@@ -1,0 +1,159 @@
+"""The integrations file (TOML): the customers one deployment serves, each an integration with
+a name, a connector and its settings, the TracOS collection it syncs with, and a record mapping.
+
+    [[integration]]
+    name = "acme"
+    connector = "files"                 # or "http", or any registered connector
+    tracos = { collection = "acme_workorders" }
+    mapping = "mappings/acme.toml"      # or an inline [integration.mapping] table; none: built-in
+    [integration.settings]              # the connector's settings, named as its variables
+    data_inbound_dir = "data/acme/inbound"
+    client_api_token = "${ACME_TOKEN}"  # from the environment (or the .env file)
+
+Deployment-wide settings (MongoDB, logs, watch, metrics, batch size) stay in the environment.
+Relative paths are relative to the directory the service runs in, as in the environment. Only
+``${NAME}`` in the settings tables is replaced, so that a ``$`` elsewhere means itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tracos_sync.config import CollectionName, DatabaseName, validation_problems
+from tracos_sync.domain.errors import ConfigurationError
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class TracosTable(BaseModel):
+    """Where in TracOS an integration syncs; each missing name is the deployment's setting."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database: DatabaseName | None = None
+    collection: CollectionName | None = None
+    state_collection: CollectionName | None = None
+    dead_letter_collection: CollectionName | None = None
+
+
+class IntegrationTable(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN)
+    connector: str = Field("files", min_length=1)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    tracos: TracosTable = Field(default_factory=TracosTable)
+    # A table, or the path of a TOML file holding a [mapping] table; none: the built-in format.
+    mapping: dict[str, Any] | str | None = None
+
+
+class IntegrationsTable(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    integration: list[IntegrationTable] = Field(min_length=1)
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrationEntry:
+    """One integration as the file describes it, variables replaced and mapping file read."""
+
+    name: str
+    connector: str
+    settings: Mapping[str, Any]
+    tracos: TracosTable
+    mapping: Mapping[str, Any] | None
+    where: str  # how its configuration errors begin: the file and the integration
+
+
+def read_integrations(path: Path, env_file: str | None = ".env") -> list[IntegrationEntry]:
+    """The integrations of ``path``, or ``ConfigurationError`` naming the file and the key."""
+    document = _toml(path, path)
+    try:
+        table = IntegrationsTable.model_validate(document)
+    except ValidationError as exc:
+        raise ConfigurationError(
+            f"{path}: " + "; ".join(validation_problems(exc, locate=_locator(document)))
+        ) from None
+    seen: set[str] = set()
+    for item in table.integration:
+        if item.name in seen:
+            raise ConfigurationError(f"{path}: integration {item.name!r} is defined twice")
+        seen.add(item.name)
+    variables = _variables(env_file)
+    return [_entry(path, item, variables) for item in table.integration]
+
+
+def _locator(document: Any) -> Callable[[tuple[int | str, ...]], str]:
+    """``integration[1].tracos.collection`` as ``integration 'acme': tracos.collection``."""
+
+    def locate(loc: tuple[int | str, ...]) -> str:
+        if len(loc) >= 2 and loc[0] == "integration" and isinstance(loc[1], int):
+            items = document.get("integration")
+            item = items[loc[1]] if isinstance(items, list) and loc[1] < len(items) else None
+            name = item.get("name") if isinstance(item, dict) else None
+            head = f"integration {name!r}" if isinstance(name, str) else f"integration[{loc[1]}]"
+            rest = ".".join(str(part) for part in loc[2:])
+            return f"{head}: {rest}" if rest else head
+        return ".".join(str(part) for part in loc)
+
+    return locate
+
+
+def _entry(path: Path, item: IntegrationTable, variables: Mapping[str, str]) -> IntegrationEntry:
+    where = f"{path}: integration {item.name!r}"
+    settings = {
+        key: _substitute(value, f"{where}: settings.{key}", variables)
+        for key, value in item.settings.items()
+    }
+    mapping: Mapping[str, Any] | None
+    if isinstance(item.mapping, str):
+        document = _toml(Path(item.mapping), f"{where}: mapping")
+        if not isinstance(document.get("mapping"), dict):
+            raise ConfigurationError(f"{where}: mapping: {item.mapping} holds no [mapping] table")
+        mapping = document["mapping"]
+        where = f"{where} (mapping file {item.mapping})"
+    else:
+        mapping = item.mapping
+    return IntegrationEntry(item.name, item.connector, settings, item.tracos, mapping, where)
+
+
+def _toml(path: Path, where: object) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except OSError as exc:
+        raise ConfigurationError(f"{where}: cannot read {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"{where}: not valid TOML: {exc}") from None
+
+
+def _variables(env_file: str | None) -> dict[str, str]:
+    """The environment over the ``.env`` file, as for every other setting."""
+    found: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        found.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    found.update(os.environ)
+    return found
+
+
+def _substitute(value: Any, where: str, variables: Mapping[str, str]) -> Any:
+    if not isinstance(value, str):
+        return value
+
+    def variable(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in variables:
+            raise ConfigurationError(f"{where}: ${{{name}}} is not set in the environment")
+        return variables[name]
+
+    return _VARIABLE.sub(variable, value)

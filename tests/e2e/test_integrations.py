@@ -1,0 +1,256 @@
+"""Several integrations in one deployment (an integrations file): each runs isolated, with its
+own summary line, report entry, log field and metrics; configuration errors name the file, the
+integration and the key (exit 2); without the file nothing changes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pymongo import MongoClient
+
+from tests.builders import client_record, read_json, tracos_doc, write_json
+from tests.conftest import Env, Result
+from tests.e2e.test_operating import wait_until
+from tests.server import free_port
+
+
+def folders(root: Path, name: str) -> dict[str, str]:
+    return {
+        "data_inbound_dir": str(root / name / "in"),
+        "data_outbound_dir": str(root / name / "out"),
+    }
+
+
+def write_integrations(path: Path, integrations: list[dict[str, Any]]) -> Path:
+    """A TOML file of ``[[integration]]`` tables (values: strings, numbers, flat tables)."""
+    lines = []
+    for integration in integrations:
+        lines.append("[[integration]]")
+        tables = {k: v for k, v in integration.items() if isinstance(v, dict)}
+        for key, value in integration.items():
+            if not isinstance(value, dict):
+                lines.append(f"{key} = {json.dumps(value)}")
+        for table, values in tables.items():
+            lines.append(f"[integration.{table}]")
+            lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def two_customers(env: Env, **globex: Any) -> Path:
+    return write_integrations(
+        env.root / "integrations.toml",
+        [
+            {"name": "acme", "settings": folders(env.root, "acme")},
+            {
+                "name": "globex",
+                "tracos": {"collection": "globex_workorders"},
+                "settings": folders(env.root, "globex"),
+                **globex,
+            },
+        ],
+    )
+
+
+def summaries(result: Result) -> dict[str, dict[str, str]]:
+    """Each summary line's fields by integration, the total's under ``*``."""
+    found: dict[str, dict[str, str]] = {}
+    for line in result.output.splitlines():
+        if "run.summary" in line or "run.total" in line:
+            fields = dict(t.partition("=")[::2] for t in line.split() if "=" in t)
+            found[fields.get("integration", "*")] = fields
+    return found
+
+
+def test_two_integrations_sync_at_once_each_with_its_own_summary(
+    env: Env, mongo: MongoClient[dict[str, Any]]
+) -> None:
+    path = two_customers(env)
+    write_json(env.root / "acme/in/1.json", client_record(1))
+    write_json(env.root / "globex/in/2.json", client_record(2))
+    write_json(env.root / "globex/in/3.json", client_record(3))
+    globex = mongo[env.database]["globex_workorders"]
+    globex.insert_one(tracos_doc(40, isSynced=False))
+    result = env.cli("--integrations", str(path), "run")
+    assert result.code == 0, result.output
+    lines = summaries(result)
+    assert lines["acme"]["inserted"] == "1" and lines["acme"]["exported"] == "0"
+    assert lines["globex"]["inserted"] == "2" and lines["globex"]["exported"] == "1"
+    assert lines["*"]["inserted"] == "3" and lines["*"]["integrations"] == "2"
+    # The total is the last word.
+    assert "run.total" in result.output.strip().splitlines()[-1]
+    assert env.collection.count_documents({}) == 1
+    assert globex.count_documents({}) == 3
+    assert read_json(env.root / "globex/out/40.json")["orderNo"] == 40
+    assert not (env.root / "acme/out/40.json").exists()
+
+
+def test_one_integration_failing_does_not_stop_another(
+    env: Env, mongo: MongoClient[dict[str, Any]]
+) -> None:
+    # globex's collection holds the same number twice: its unique index cannot be built, so
+    # nothing of globex may be written; acme runs as if globex were not there.
+    globex = mongo[env.database]["globex_workorders"]
+    globex.insert_many([tracos_doc(5), tracos_doc(5)])
+    path = two_customers(env)
+    write_json(env.root / "acme/in/1.json", client_record(1))
+    write_json(env.root / "globex/in/2.json", client_record(2))
+    result = env.cli("--integrations", str(path), "run", REPORT_PATH=str(env.root / "r.json"))
+    assert result.code == 1, result.output
+    lines = summaries(result)
+    assert lines["acme"]["status"] == "ok" and lines["acme"]["inserted"] == "1"
+    assert lines["globex"]["status"] == "failed"
+    assert lines["*"]["status"] == "failed"
+    assert "same number" in result.output
+    assert (env.root / "acme/in/processed/1.json").exists()
+    assert (env.root / "globex/in/2.json").exists()  # left for the next run
+    report = read_json(env.root / "r.json")
+    assert report["status"] == "failed"
+    assert report["integrations"]["acme"]["status"] == "ok"
+    assert report["integrations"]["acme"]["counts"]["inserted"] == 1
+    assert "same number" in report["integrations"]["globex"]["error"]
+
+
+def test_only_runs_the_named_integration(env: Env) -> None:
+    path = two_customers(env)
+    write_json(env.root / "acme/in/1.json", client_record(1))
+    write_json(env.root / "globex/in/2.json", client_record(2))
+    result = env.cli("--integrations", str(path), "run", "--only", "globex")
+    assert result.code == 0, result.output
+    assert set(summaries(result)) == {"globex"}
+    assert (env.root / "acme/in/1.json").exists()
+    assert (env.root / "globex/in/processed/2.json").exists()
+    unknown = env.cli("--integrations", str(path), "run", "--only", "initech")
+    assert unknown.code == 2
+    assert "no integration named 'initech' (defined: acme, globex)" in unknown.output
+
+
+def test_the_file_can_be_named_by_a_setting(env: Env) -> None:
+    path = two_customers(env)
+    write_json(env.root / "globex/in/2.json", client_record(2))
+    result = env.cli("run", INTEGRATIONS_FILE=str(path))
+    assert result.code == 0, result.output
+    assert summaries(result)["globex"]["inserted"] == "1"
+
+
+def test_json_logs_carry_the_integration(env: Env) -> None:
+    path = two_customers(env)
+    write_json(env.root / "acme/in/bad.json", {"orderNo": "x"})
+    write_json(env.root / "globex/in/2.json", client_record(2))
+    result = env.cli("--integrations", str(path), "run", LOG_FORMAT="json")
+    assert result.code == 0, result.output
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    rejected = [e for e in events if e["event"] == "inbound.file_rejected"]
+    assert [e["integration"] for e in rejected] == ["acme"]
+    assert {e["integration"] for e in events if e["event"] == "run.summary"} == {"acme", "globex"}
+
+
+def test_check_checks_every_integration(env: Env) -> None:
+    path = two_customers(env)
+    (env.root / "globex").mkdir()
+    (env.root / "globex" / "out").write_text("a file where a folder should be")
+    result = env.cli("--integrations", str(path), "check")
+    assert result.code == 1, result.output
+    assert "ok    acme: outbound folder" in result.stdout
+    assert "FAIL  globex: outbound folder" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("integrations", "expected"),
+    [
+        (
+            [{"name": "acme", "settings": {"data_inbund_dir": "x"}}],
+            "integration 'acme': settings.data_inbund_dir: unknown setting",
+        ),
+        (
+            [{"name": "acme", "tracos": {"colection": "x"}}],
+            "integration 'acme': tracos.colection: unknown key",
+        ),
+        ([{"name": "Acme Corp"}], "integration 'Acme Corp': name: String should match"),
+        (
+            [{"name": "acme", "settings": {"inbound_min_age_seconds": -1}}],
+            "integration 'acme': settings.inbound_min_age_seconds: Input should be",
+        ),
+        ([{"name": "acme", "connector": "ftp"}], "integration 'acme': connector: unknown"),
+        ([{"name": "acme"}, {"name": "acme"}], "integration 'acme' is defined twice"),
+        (
+            [{"name": "acme"}, {"name": "globex", "settings": {"data_inbound_dir": "g"}}],
+            "integrations 'acme' and 'globex' both sync",
+        ),
+        (
+            [
+                {"name": "acme", "tracos": {"collection": "a"}},
+                {
+                    "name": "globex",
+                    "tracos": {"collection": "g"},
+                    "settings": {"data_inbound_dir": "data/inbound/globex"},
+                },
+            ],
+            "lies inside DATA_INBOUND_DIR of 'acme'",
+        ),
+        (
+            [{"name": "acme", "settings": {"data_outbound_dir": "${TRACOS_TEST_UNSET}/out"}}],
+            "integration 'acme': settings.data_outbound_dir: ${TRACOS_TEST_UNSET} is not set",
+        ),
+        ([], "integration: Field required"),
+    ],
+)
+def test_configuration_errors_name_the_file_integration_and_key(
+    env: Env, integrations: list[dict[str, Any]], expected: str
+) -> None:
+    path = write_integrations(env.root / "bad.toml", integrations)
+    write_json(env.inbound / "1.json", client_record(1))
+    result = env.cli("--integrations", str(path), "run")
+    assert result.code == 2, result.output
+    assert f"{path}: " in result.output
+    assert expected in result.output
+    assert env.collection.count_documents({}) == 0
+    assert (env.inbound / "1.json").exists()
+
+
+def test_settings_take_environment_variables(env: Env) -> None:
+    path = write_integrations(
+        env.root / "integrations.toml",
+        [{"name": "acme", "settings": {"data_inbound_dir": "${ACME_ROOT}/in"}}],
+    )
+    write_json(env.root / "acme-root/in/1.json", client_record(1))
+    result = env.cli("--integrations", str(path), "run", ACME_ROOT=str(env.root / "acme-root"))
+    assert result.code == 0, result.output
+    assert (env.root / "acme-root/in/processed/1.json").exists()
+
+
+def test_watch_serves_every_integration_with_metrics_per_integration(env: Env) -> None:
+    path = two_customers(env)
+    port = free_port()
+    proc = env.popen(
+        "--integrations",
+        str(path),
+        "watch",
+        WATCH_INTERVAL="0.5",
+        METRICS_PORT=str(port),
+        METRICS_ADDRESS="127.0.0.1",
+    )
+    try:
+        wait_until((env.root / "globex/in/processed").exists, proc, 30)
+        wait_until((env.root / "acme/in/processed").exists, proc, 30)
+        write_json(env.root / "acme/in/1.json", client_record(1))
+        write_json(env.root / "globex/in/2.json", client_record(2))
+        wait_until((env.root / "acme/in/processed/1.json").exists, proc, 10)
+        wait_until((env.root / "globex/in/processed/2.json").exists, proc, 10)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            page = answer.read().decode()
+        for name in ("acme", "globex"):
+            assert (
+                f'tracos_sync_outcomes_total{{integration="{name}",outcome="inserted"}} 1.0' in page
+            )
+            assert f'tracos_sync_database_up{{integration="{name}"}} 1.0' in page
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out + err
+    assert err.count("watch.started") == 2
