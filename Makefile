@@ -11,7 +11,7 @@ POETRY := $(TOOLS)/poetry/bin/python tools/poetry_simple_api.py
 SECANTUSD := $(TOOLS)/secantusdb/bin/secantusd-py
 export SECANTUSD_BIN ?= $(abspath $(SECANTUSD))
 
-.PHONY: help install tools run seed test faults chaos lint format clean clean-data lock bench bench-memory bench-latency demo-http
+.PHONY: help install tools run seed test faults chaos lint format clean clean-data lock bench bench-memory bench-latency bench-integrations demo-http
 
 help:
 	@echo "make run           one full sync on an embedded local server, with sample data on first use"
@@ -24,6 +24,7 @@ help:
 	@echo "make format        apply ruff's fixes and formatting"
 	@echo "make bench         throughput against the raw limit and a naive baseline (N=5000)"
 	@echo "make bench-memory  peak memory of a large run (N=100000)"
+	@echo "make bench-integrations  ten small integrations in one run against one holding all their work"
 	@echo "make bench-latency file -> TracOS and TracOS -> file latency while watch runs (RATES=50,400 DURATION=30)"
 	@echo "make install       the project's environment (.venv, from poetry.lock)"
 	@echo "make tools         the embedded server's own environment (.tools/secantusdb)"
@@ -87,6 +88,9 @@ bench: install tools
 
 bench-memory: install tools
 	$(VENV)/bin/python bench/memory.py --n $${N:-100000}
+
+bench-integrations: install tools
+	$(VENV)/bin/python bench/integrations.py --integrations $${INTEGRATIONS:-10} --per $${PER:-200}
 
 bench-latency: install tools
 	$(VENV)/bin/python bench/latency.py --rates $${RATES:-50,400} --duration $${DURATION:-30} --edit-rate $${EDIT_RATE:-50}

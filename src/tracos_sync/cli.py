@@ -310,9 +310,10 @@ async def _run_watch(startup: Startup) -> int:
 async def _run_check(startup: Startup) -> int:
     runtime = _startup(startup, checking=True)
     results, error = await _caught(check(runtime))
+    width = max([22, *(len(result.name) for result in results or [])])
     for result in results or []:
         detail = redact_text(result.detail, runtime.secrets)
-        click.echo(f"{'ok  ' if result.ok else 'FAIL'}  {result.name:<22} {detail}")
+        click.echo(f"{'ok  ' if result.ok else 'FAIL'}  {result.name:<{width}} {detail}")
     code = exit_code(error)
     return code or (EXIT_FAILED if any(not r.ok for r in results or []) else EXIT_OK)
 

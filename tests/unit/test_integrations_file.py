@@ -1,0 +1,122 @@
+"""Reading the integrations file: tables, names, variables, mapping files, located errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tracos_sync.domain.errors import ConfigurationError
+from tracos_sync.integrations import read_integrations
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_each_integration_with_its_settings_target_and_mapping(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "i.toml",
+        """
+[[integration]]
+name = "acme"
+
+[[integration]]
+name = "globex"
+connector = "http"
+tracos = { database = "customers", collection = "globex" }
+[integration.settings]
+client_api_url = "https://erp.example/api"
+[integration.mapping]
+timezone = "America/Sao_Paulo"
+""",
+    )
+    acme, globex = read_integrations(path, env_file=None)
+    assert (acme.name, acme.connector, dict(acme.settings), acme.mapping) == (
+        "acme",
+        "files",
+        {},
+        None,
+    )
+    assert acme.tracos.collection is None  # the deployment's MONGO_COLLECTION
+    assert globex.connector == "http"
+    assert (globex.tracos.database, globex.tracos.collection) == ("customers", "globex")
+    assert globex.settings == {"client_api_url": "https://erp.example/api"}
+    assert globex.mapping == {"timezone": "America/Sao_Paulo"}
+    assert globex.where == f"{path}: integration 'globex'"
+
+
+def test_variables_come_from_the_environment_then_the_env_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env_file = write(tmp_path / ".env", "ACME_TOKEN=from-file\nACME_ROOT=/file\n")
+    monkeypatch.setenv("ACME_ROOT", "/env")
+    path = write(
+        tmp_path / "i.toml",
+        """
+[[integration]]
+name = "acme"
+[integration.settings]
+token = "${ACME_TOKEN}"
+root = "${ACME_ROOT}/in"
+price = "$5 and $HOME stay as they are"
+[integration.mapping]
+constant = "${ACME_TOKEN}"
+""",
+    )
+    (acme,) = read_integrations(path, env_file=str(env_file))
+    assert acme.settings["token"] == "from-file"
+    assert acme.settings["root"] == "/env/in"
+    assert acme.settings["price"] == "$5 and $HOME stay as they are"
+    # Only settings are filled in: a mapping says what the customer's records hold.
+    assert acme.mapping == {"constant": "${ACME_TOKEN}"}
+
+
+def test_a_mapping_file_is_read_from_its_mapping_table(tmp_path: Path) -> None:
+    write(tmp_path / "m.toml", '[mapping]\ntimezone = "UTC"\n')
+    write(tmp_path / "empty.toml", 'timezone = "UTC"\n')
+    path = write(
+        tmp_path / "i.toml",
+        f'[[integration]]\nname = "acme"\nmapping = "{tmp_path / "m.toml"}"\n'
+        f'[[integration]]\nname = "globex"\nmapping = "{tmp_path / "empty.toml"}"\n',
+    )
+    with pytest.raises(ConfigurationError, match=r"integration 'globex': mapping: .* holds no"):
+        read_integrations(path, env_file=None)
+    path.write_text(path.read_text().split('[[integration]]\nname = "globex"')[0])
+    (acme,) = read_integrations(path, env_file=None)
+    assert acme.mapping == {"timezone": "UTC"}
+    assert "mapping file" in acme.where
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "integration: Field required"),
+        ("integration = []", "integration: List should have at least 1 item"),
+        ('[[integration]]\nname = "a"\nconector = "x"', "integration 'a': conector: unknown key"),
+        ("[[integration]]\nconnector = 'files'", "integration[0]: name: Field required"),
+        ('[[integration]]\nname = "-a"', "integration '-a': name: String should match"),
+        ('[[integration]]\nname = "a"\ntracos = { database = "a.b" }', "tracos.database"),
+        ('[[integration]]\nname = "a"\ntracos = { collection = "system.x" }', "system.*"),
+        ('[[integration]]\nname = "a"\n[[integration]]\nname = "a"', "'a' is defined twice"),
+        ("[[integration]\n", "not valid TOML"),
+        ('[[integration]]\nname = "a"\nmapping = "/nonexistent.toml"', "cannot read"),
+        ('[[integration]]\nname = "a"\nsettings = { x = "${UNSET_FOR_TEST}" }', "is not set"),
+    ],
+)
+def test_errors_name_the_file_the_integration_and_the_key(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = write(tmp_path / "i.toml", text)
+    with pytest.raises(ConfigurationError) as caught:
+        read_integrations(path, env_file=None)
+    assert str(caught.value).startswith(f"{path}: ")
+    assert expected in str(caught.value)
+
+
+def test_a_file_that_is_not_text_is_a_configuration_error(tmp_path: Path) -> None:
+    path = tmp_path / "i.toml"
+    path.write_bytes(b"\xff\xfe[[integration]]")
+    with pytest.raises(ConfigurationError, match="not valid TOML"):
+        read_integrations(path, env_file=None)
