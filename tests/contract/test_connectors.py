@@ -208,3 +208,16 @@ def test_secrets_are_declared(harness: Harness) -> None:
     """What no output may show; the folder connector has none."""
     secrets = harness.connector.secrets()
     assert isinstance(secrets, list) and all(isinstance(s, str) for s in secrets)
+
+
+def test_what_it_owns_is_declared(harness: Harness) -> None:
+    """What no other integration may share: every folder it writes, or the API it talks to."""
+    owned = harness.connector.owned()
+    assert owned.folders or owned.endpoints
+    if isinstance(harness, FilesHarness):
+        assert set(owned.folders.values()) >= {
+            harness.settings.data_inbound_dir,
+            harness.settings.data_outbound_dir,
+        }
+    for endpoint in owned.endpoints.values():
+        assert "@" not in endpoint and "?" not in endpoint  # no credentials, no query
