@@ -1,0 +1,103 @@
+"""The examples are true: ``examples/integrations.toml`` serves its two customers — today's
+format and Globex's (another shape, onboarded with a mapping and no code) — at once, against one
+server, both ways; an HTTP integration runs beside a folder one."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pymongo import MongoClient
+
+from tests.builders import client_record, read_json, tracos_doc, write_json
+from tests.conftest import Env
+from tests.e2e.test_integrations import summaries, write_integrations
+from tests.server import ROOT
+from tracos_sync.connectors.client_erp_http.fake_server import fake_erp
+
+
+def examples(env: Env) -> Path:
+    """The examples folder in the test's own directory, where the CLI runs."""
+    shutil.copytree(ROOT / "examples", env.root / "examples")
+    return env.root / "examples" / "integrations.toml"
+
+
+def test_both_example_customers_sync_at_once_both_ways(
+    env: Env, mongo: MongoClient[dict[str, Any]]
+) -> None:
+    path = examples(env)
+    database = mongo[env.database]
+    acme, globex = database["acme_workorders"], database["globex_workorders"]
+    write_json(env.root / "data/acme/inbound/7.json", client_record(7))
+    inbound = env.root / "data/globex/inbound"
+    inbound.mkdir(parents=True)
+    for sample in (env.root / "examples/samples/globex").iterdir():
+        shutil.copy(sample, inbound / sample.name)
+    created = datetime(2024, 6, 1, 8, 0, 0, 123_000, tzinfo=UTC)
+    globex.insert_one(
+        tracos_doc(
+            500,
+            isSynced=False,
+            status="on_hold",
+            title="From TracOS",
+            createdAt=created,
+            updatedAt=created,
+        )
+    )
+
+    result = env.cli("--integrations", str(path), "run")
+
+    assert result.code == 0, result.output
+    lines = summaries(result)
+    assert (lines["acme"]["inserted"], lines["globex"]["inserted"]) == ("1", "3")
+    assert lines["globex"]["rejected"] == "1" and lines["globex"]["exported"] == "1"
+    assert acme.find_one({"number": 7}) is not None
+    # Globex's local times (São Paulo, UTC-3) are instants in TracOS.
+    belt = globex.find_one({"number": 42})
+    assert belt is not None
+    assert (belt["status"], belt["title"]) == ("completed", "Replace conveyor belt")
+    assert belt["updatedAt"].replace(tzinfo=UTC) == datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
+    rails = globex.find_one({"number": 44})
+    assert rails is not None and (rails["status"], rails["deleted"]) == ("cancelled", True)
+    # The record with a status Globex's mapping does not know is quarantined, in its terms.
+    reason = read_json(inbound / "rejected" / "batch.json.error.json")
+    assert any(p["path"] == "$.status" and p["record"] == 2 for p in reason["problems"]), reason
+    assert (inbound / "processed" / "42.json").exists()
+    # Outbound in Globex's own shape, its local time, minutes only, with its constant.
+    written = read_json(env.root / "data/globex/outbound/500.json")
+    assert written["id"] == 500 and written["status"] == "ON_HOLD"
+    assert written["details"] == {"title": "From TracOS"}
+    assert written["dates"]["updated"] == "01/06/2024 05:00"
+    assert written["source"] == "tracos"
+    assert not (env.root / "data/acme/outbound/500.json").exists()
+
+
+def test_an_http_integration_runs_beside_a_folder_one(env: Env) -> None:
+    with fake_erp() as (url, erp):
+        erp.put(client_record(11))
+        path = write_integrations(
+            env.root / "integrations.toml",
+            [
+                {
+                    "name": "acme",
+                    "settings": {
+                        "data_inbound_dir": str(env.root / "acme/in"),
+                        "data_outbound_dir": str(env.root / "acme/out"),
+                    },
+                },
+                {
+                    "name": "initech",
+                    "connector": "http",
+                    "tracos": {"collection": "initech_workorders"},
+                    "settings": {"client_api_url": url, "client_api_retry_seconds": 1},
+                },
+            ],
+        )
+        write_json(env.root / "acme/in/12.json", client_record(12))
+        result = env.cli("--integrations", str(path), "run")
+    assert result.code == 0, result.output
+    lines = summaries(result)
+    assert (lines["acme"]["inserted"], lines["initech"]["inserted"]) == ("1", "1")
+    assert lines["*"]["inserted"] == "2"
