@@ -242,15 +242,20 @@ def test_watch_serves_every_integration_with_metrics_per_integration(env: Env) -
         write_json(env.root / "globex/in/2.json", client_record(2))
         wait_until((env.root / "acme/in/processed/1.json").exists, proc, 10)
         wait_until((env.root / "globex/in/processed/2.json").exists, proc, 10)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
-            page = answer.read().decode()
-        for name in ("acme", "globex"):
-            assert (
-                f'tracos_sync_outcomes_total{{integration="{name}",outcome="inserted"}} 1.0' in page
-            )
-            assert f'tracos_sync_database_up{{integration="{name}"}} 1.0' in page
+        # A sweep's counts are observed after it archived its files: wait for them.
+        expected = [
+            f'tracos_sync_outcomes_total{{integration="{name}",outcome="inserted"}} 1.0'
+            for name in ("acme", "globex")
+        ] + [f'tracos_sync_database_up{{integration="{name}"}} 1.0' for name in ("acme", "globex")]
+        wait_until(lambda: all(line in metrics(port) for line in expected), proc, 10)
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, out + err
     assert err.count("watch.started") == 2
+
+
+def metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        page: str = answer.read().decode()
+    return page
