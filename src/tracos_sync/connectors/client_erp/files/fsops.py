@@ -186,9 +186,7 @@ def _copy_across(src: Path, target: Path) -> bool:
         else:
             with open(src, "rb") as source:
                 while chunk := source.read(1 << 20):
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view) :]
+                    _write_all(fd, chunk)
             os.fchmod(fd, stat.S_IMODE(info.st_mode))
             os.utime(fd, ns=(info.st_atime_ns, info.st_mtime_ns))
             os.fsync(fd)
@@ -217,10 +215,15 @@ def _mkstemp(path: Path) -> tuple[int, str]:
     return fd, tmp
 
 
-def _write_fd(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` may write part of what it is given (a signal, a full pipe): go on."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _write_fd(fd: int, data: bytes) -> None:
+    _write_all(fd, data)
     os.fsync(fd)
     os.fchmod(fd, 0o644)
 
