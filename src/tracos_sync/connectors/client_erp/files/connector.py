@@ -15,6 +15,7 @@ import structlog
 
 from tracos_sync.config import load_settings
 from tracos_sync.domain.ports import Backlog, ConnectorContext, HealthCheck
+from tracos_sync.mapping import RecordMapping, builtin_mapping
 
 from .archive import SIDECAR_SUFFIX, rejected_files
 from .claims import count_claimed
@@ -30,14 +31,15 @@ log = structlog.get_logger("tracos_sync.files")
 class FolderConnector:
     """The client ERP reached through folders of JSON files."""
 
-    def __init__(self, settings: FolderSettings) -> None:
+    def __init__(self, settings: FolderSettings, mapping: RecordMapping) -> None:
         self.settings = settings
+        self.mapping = mapping
 
     def source(self, context: ConnectorContext) -> FolderSource:
-        return FolderSource(self.settings, context.dry_run)
+        return FolderSource(self.settings, self.mapping, context.dry_run)
 
     def sink(self, context: ConnectorContext) -> FolderSink:
-        return FolderSink(self.settings, context.dry_run)
+        return FolderSink(self.settings, self.mapping, context.dry_run)
 
     def describe(self) -> dict[str, str]:
         return {
@@ -182,4 +184,5 @@ def _folder_check(label: str, folder: Path) -> HealthCheck:
 
 def create(env_file: str | None = ".env") -> FolderConnector:
     """The ``files`` connector factory (entry point ``tracos_sync.connectors:files``)."""
-    return FolderConnector(load_settings(FolderSettings, env_file))
+    settings = load_settings(FolderSettings, env_file)
+    return FolderConnector(settings, builtin_mapping(settings.client_timezone))
