@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import fastjsonschema
 import jsonschema
@@ -93,8 +93,10 @@ class RecordMapping:
         "_number",
         "_parts",
         "_schema",
+        "_templates",
         "_title",
         "_updated",
+        "_variable",
     )
 
     def __init__(self, parts: Parts) -> None:
@@ -111,6 +113,7 @@ class RecordMapping:
         self._defaults = [(split(path), value) for path, value in parts.defaults.items()]
         writers = self._writers()
         self._leaves = [(split(path), writers[path]) for path in parts.order]
+        self._templates, self._variable = self._flat_plan(writers)
         self._known = _tree(parts.order)
         self._flat_known = (
             frozenset(self._known) if all(v is None for v in self._known.values()) else None
@@ -256,13 +259,38 @@ class RecordMapping:
 
     def encode(self, order: WorkOrder) -> dict[str, Any]:
         """Work order -> the client record, keys in the mapping's order."""
-        out: dict[str, Any] = {}
+        if self._templates is not None:
+            # Flat records: a copy of the status's template (keys in order, status and
+            # constants filled in), then the order's own values. Twice as fast as key by key.
+            out = self._templates[order.status].copy()
+            for key, value in self._variable:
+                out[key] = value(order)
+            return out
+        out = {}
         for keys, value in self._leaves:
             if len(keys) == 1:
                 out[keys[0]] = value(order)
             else:
                 write(out, keys, value(order))
         return out
+
+    def _flat_plan(
+        self, writers: dict[str, Writer]
+    ) -> tuple[dict[Status, dict[str, Any]] | None, list[tuple[str, Writer]]]:
+        """For a flat record: per status, the record with every value that depends on the
+        status alone; and the paths written from the order itself."""
+        if any(len(keys) > 1 for keys, _ in self._leaves):
+            return None, []
+        fixed = set(self._parts.constants) | {path for path, _ in self._parts.status.leaves()}
+        templates = {
+            status: {
+                path: writers[path](cast(WorkOrder, _Probe(status))) if path in fixed else None
+                for path in self._parts.order
+            }
+            for status in Status
+        }
+        variable = [(path, writers[path]) for path in self._parts.order if path not in fixed]
+        return templates, variable
 
     def _writers(self) -> dict[str, Writer]:
         parts = self._parts
@@ -285,6 +313,13 @@ class RecordMapping:
         for path, value in parts.constants.items():
             writers[path] = _constant(value)
         return writers
+
+
+@dataclass(frozen=True, slots=True)
+class _Probe:
+    """Stands in for a work order where only the status is read."""
+
+    status: Status
 
 
 def _number(order: WorkOrder) -> int:
