@@ -55,7 +55,9 @@ def load_mapping(
     try:
         return RecordMapping(_compile(description, default_timezone))
     except _Invalid as exc:
-        listed = "; ".join(f"mapping.{key}: {message}" for key, message in exc.errors)
+        listed = "; ".join(
+            f"mapping{'.' if key else ''}{key}: {message}" for key, message in exc.errors
+        )
         raise ConfigurationError(f"{where}: {listed}") from None
 
 
