@@ -287,6 +287,8 @@ class _Compiler:
                 self.fail(key, f"{path!r:.60} is not a client path")
             elif not isinstance(value, str | bool | int | float):
                 self.fail(key, f"a constant is a string, number or boolean, not {_kind(value)}")
+            elif isinstance(value, int) and not -(2**63) <= value <= MAX_NUMBER:
+                self.fail(key, "an integer constant must fit in 64 bits (JSON's safe range)")
             else:
                 self._use(path, key)
                 constants[path] = value
