@@ -277,7 +277,7 @@ class _Compiler:
                 write[status] = chosen or values[0]
         if len(self.errors) > before:
             return None
-        return FieldStatus(spec.field, dict(spec.values), write, spec.required)
+        return FieldStatus(spec.field, dict(spec.values), write)
 
     def _constants(self) -> dict[str, Any]:
         constants: dict[str, Any] = {}

@@ -64,7 +64,6 @@ class FieldStatusSpec(BaseModel):
     values: dict[str, TracosStatus] = Field(min_length=1)
     # For a TracOS status that several client values map to: the one written outbound.
     write: dict[TracosStatus, str] = {}
-    required: bool = True
 
 
 class MappingSpec(BaseModel):
