@@ -101,7 +101,7 @@ class EditingSink(FolderSink):
     """Delivers, then lets TracOS edit one of the delivered documents before the mark."""
 
     def __init__(self, settings: FolderSettings, edit: Any) -> None:
-        super().__init__(settings)
+        super().__init__(settings, builtin_mapping())
         self._edit = edit
 
     async def deliver(self, orders: Any) -> Delivery:

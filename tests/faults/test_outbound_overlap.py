@@ -35,7 +35,7 @@ class HeldSink(FolderSink):
     """A sink held between the read of a page and its write until the test lets it go."""
 
     def __init__(self, settings: FolderSettings) -> None:
-        super().__init__(settings)
+        super().__init__(settings, builtin_mapping())
         self.reached = asyncio.Event()
         self.go = asyncio.Event()
 
