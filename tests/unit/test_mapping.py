@@ -421,7 +421,15 @@ def test_order_puts_listed_paths_first() -> None:
             "mapping.status.values.DONE: unknown TracOS status 'done2' (expected one of: "
             "pending, in_progress, completed, on_hold, cancelled)",
         ),
-        ({"fieldz": {}}, "mapping.fieldz: unknown key"),
+        ({"fieldz": {}}, "mapping.fieldz: unknown key (expected one of: fields, status, "),
+        (
+            {"fields": {**described()["fields"], "deleted": {"path": "d", "requird": True}}},
+            "mapping.fields.deleted.requird: unknown key (expected one of: path, required)",
+        ),
+        (
+            {"fields": {**described()["fields"], "number": 5}},
+            'mapping.fields.number: expected a client path ("summary") or a table',
+        ),
         ({"date_fromat": "iso8601"}, "mapping.date_fromat: unknown key"),
         ({"status": {"field": "status", "valus": {}}}, "mapping.status.valus: unknown key"),
         (

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jsonschema
@@ -90,14 +90,17 @@ def _validate(model: type[Model], raw: dict[str, Any], at: str, errors: Errors) 
             loc = [str(part) for part in err["loc"] if part != "[key]"]
             if at == "" and loc == ["status"] and isinstance(raw.get("status"), Mapping):
                 continue  # a table: checked by the model of its form
-            errors.append((".".join([at, *loc] if at else loc), _message(err)))
+            errors.append((".".join([at, *loc] if at else loc), _message(model, loc, err)))
         return None
 
 
-def _message(err: Any) -> str:
+def _message(model: type[BaseModel], loc: list[str], err: Any) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
-        return "unknown key"
+        known = _keys_of(model, loc[:-1])
+        return "unknown key" + (f" (expected one of: {', '.join(known)})" if known else "")
+    if kind == "model_type" and len(loc) == 2 and loc[0] == "fields":
+        return 'expected a client path ("summary") or a table (path = "summary", required = ...)'
     if kind == "missing":
         return "required key is missing"
     if kind == "enum":
@@ -105,6 +108,23 @@ def _message(err: Any) -> str:
     if kind == "string_pattern_mismatch":
         return f"{err['input']!r:.60} is not a client path (names joined by dots, none empty)"
     return str(err["msg"])
+
+
+def _keys_of(model: type[BaseModel], loc: list[str]) -> list[str]:
+    """The keys the table at ``loc`` may hold, to name them after a typo."""
+    for part in loc:
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        inner = [
+            a
+            for a in (get_args(field.annotation) or (field.annotation,))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if not inner:
+            return []
+        model = inner[0]
+    return list(model.model_fields)
 
 
 class _Compiler:
