@@ -182,22 +182,18 @@ class RecordMapping:
 
         created = instant(parts.created_at, self._created(item))
         updated = instant(parts.updated_at, self._updated(item))
-        deleted = self._deleted(item) is True if self._deleted else False
-        deleted_at = None
-        raw_deleted_at = self._deleted_at(item) if self._deleted_at else None
-        if raw_deleted_at is MISSING:
-            raw_deleted_at = None
-        if deleted:
-            # Deleted without a date: deleted at its last update at the latest.
-            assert parts.deleted_at is not None or raw_deleted_at is None
-            deleted_at = (
-                instant(parts.deleted_at, raw_deleted_at)
-                if parts.deleted_at is not None and raw_deleted_at is not None
-                else updated
-            )
-        elif raw_deleted_at is not None and parts.deleted_at is not None:
-            # Validated anyway, then dropped: a garbage date is a sign of a garbage record.
-            instant(parts.deleted_at, raw_deleted_at)
+        deleted = self._deleted is not None and self._deleted(item) is True
+        # Deleted without a date of its own: deleted at its last update at the latest.
+        deleted_at = updated if deleted else None
+        slot = parts.deleted_at
+        if slot is not None and self._deleted_at is not None:
+            raw = self._deleted_at(item)
+            if raw is not MISSING and raw is not None:
+                # Read even when not deleted (then dropped): a garbage date is a sign of a
+                # garbage record.
+                stamp = instant(slot, raw)
+                if deleted:
+                    deleted_at = stamp
         if problems or status is None or created is None or updated is None:
             raise RecordRejected(problems)
         return WorkOrder(
