@@ -131,10 +131,6 @@ class RecordMapping:
         """JSON path of the last-update instant: ``$.lastUpdateDate``."""
         return self._parts.updated_at.json_path
 
-    @property
-    def date_format(self) -> DateFormat:
-        return self._parts.dates
-
     def json_schema(self) -> dict[str, Any]:
         """The client record's JSON Schema (a copy: the mapping stays as built)."""
         schema: dict[str, Any] = _copy(self._schema)
