@@ -15,18 +15,20 @@ import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import fastjsonschema
+import jsonschema
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from tracos_sync.connectors.client_erp.codec import RecordDecoder, parse_json  # noqa: E402
+from tracos_sync.connectors.client_erp.codec import RecordDecoder  # noqa: E402
 from tracos_sync.connectors.client_erp.translate import to_client, to_tracos  # noqa: E402
 from tracos_sync.connectors.client_erp.wire import ClientWorkOrder, json_schema  # noqa: E402
-from tracos_sync.domain.model import Status, WorkOrder  # noqa: E402
+from tracos_sync.domain.errors import RecordRejected  # noqa: E402
+from tracos_sync.domain.model import Problem, Status, WorkOrder  # noqa: E402
 from tracos_sync.domain.text import text_problem  # noqa: E402
 from tracos_sync.mapping import RecordMapping, builtin_mapping, load_mapping  # noqa: E402
 
@@ -49,18 +51,28 @@ def orders(n: int) -> list[WorkOrder]:
     ]
 
 
-def legacy_decoder() -> Callable[[bytes], WorkOrder]:
-    """What ``RecordDecoder`` did before mappings (one record per input)."""
-    check = fastjsonschema.compile(json_schema())
+class LegacyRecords:
+    """What read a record before mappings (the schema file, the strict model, ``translate``),
+    behind the mapping's ``decode`` so that both go through the same ``RecordDecoder``."""
 
-    def decode(raw: bytes) -> WorkOrder:
-        item = parse_json(raw)
-        check(item)
+    def __init__(self) -> None:
+        schema = json_schema()
+        self._check = fastjsonschema.compile(schema)
+        self._full = jsonschema.Draft7Validator(schema)
+
+    def decode(self, item: Any, unknown_fields: set[str] | None = None) -> WorkOrder:
+        try:
+            self._check(item)
+        except fastjsonschema.JsonSchemaValueException:
+            problems = [Problem("$", e.message) for e in self._full.iter_errors(item)]
+            raise RecordRejected(problems) from None
         record = ClientWorkOrder.model_validate(item)
-        assert text_problem(record.summary) is None
+        problem = text_problem(record.summary)
+        if problem is not None:
+            raise RecordRejected([Problem("$.summary", problem)])
+        if record.model_extra and unknown_fields is not None:
+            unknown_fields.update(record.model_extra)
         return to_tracos(record, UTC)
-
-    return decode
 
 
 def best_rates(n: int, repeat: int, works: dict[str, Callable[[], object]]) -> dict[str, float]:
@@ -111,7 +123,10 @@ def main() -> None:
     sample = orders(args.n)
     builtin = builtin_mapping()
     codecs: dict[str, Codec] = {
-        "before (schema + pydantic + translate)": (legacy_decoder(), to_client),
+        "before (schema + pydantic + translate)": (
+            through(cast(RecordMapping, LegacyRecords())),
+            to_client,
+        ),
         "built-in mapping": (through(builtin), builtin.encode),
     }
     if EXAMPLE.exists():
