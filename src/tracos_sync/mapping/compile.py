@@ -157,6 +157,9 @@ class _Compiler:
             raise _Invalid(self.errors)
         assert status is not None
         leaves = self._schema_leaves(slots, status, dates, constants, defaults)
+        self._check_defaults(leaves, slots, dates, defaults)
+        if self.errors:
+            raise _Invalid(self.errors)
         rank = {path: i for i, path in enumerate(order)}
         leaves.sort(key=lambda leaf: rank[leaf[0]])
         schema = record_schema(
@@ -394,6 +397,16 @@ class _Compiler:
             )
             for path, value in constants.items()
         ]
+        return leaves
+
+    def _check_defaults(
+        self,
+        leaves: list[SchemaLeaf],
+        slots: dict[str, Slot],
+        dates: DateFormat,
+        defaults: dict[str, Any],
+    ) -> None:
+        """A default goes through the checks a value the client sent would."""
         by_path = {path: schema for path, schema, _ in leaves}
         definitions = {"dateTime": {"type": "string", "maxLength": 64}}
         date_paths = {_path_of(slots, "created_at"), _path_of(slots, "deleted_at")}
@@ -404,9 +417,6 @@ class _Compiler:
                 problems += _date_problems(dates, value)
             for problem in problems:
                 self.fail(f"defaults.{path}", problem)
-        if self.errors:
-            raise _Invalid(self.errors)
-        return leaves
 
 
 def _path_of(slots: dict[str, Slot], name: str) -> str | None:
