@@ -43,6 +43,7 @@ from tests.builders import client_record, tracos_doc  # noqa: E402
 from tests.server import Server  # noqa: E402
 
 from tracos_sync.connectors.client_erp.codec import RecordDecoder  # noqa: E402
+from tracos_sync.mapping import builtin_mapping  # noqa: E402
 
 Doc = dict[str, Any]
 
@@ -226,7 +227,7 @@ def seed_documents(client: MongoClient[Doc], db: str, n: int) -> None:
 
 
 def pure_path(records: int) -> float:
-    decoder = RecordDecoder(UTC)
+    decoder = RecordDecoder(builtin_mapping())
     payloads = [orjson.dumps(client_record(n)) for n in range(1, records + 1)]
     start = time.perf_counter()
     for raw in payloads:

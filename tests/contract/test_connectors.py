@@ -18,6 +18,7 @@ from tracos_sync.connectors.client_erp_http.fake_server import FakeErpState, fak
 from tracos_sync.connectors.client_erp_http.settings import HttpSettings
 from tracos_sync.domain.model import Status, WorkOrder
 from tracos_sync.domain.ports import ClientConnector, ConnectorContext, InboundUnit
+from tracos_sync.mapping import builtin_mapping
 
 
 class Harness(Protocol):
@@ -48,7 +49,7 @@ class FilesHarness(StateHarness):
     def __init__(self, root: Path) -> None:
         super().__init__()
         self.settings = FolderSettings(data_inbound_dir=root / "in", data_outbound_dir=root / "out")
-        self.connector = FolderConnector(self.settings)
+        self.connector = FolderConnector(self.settings, builtin_mapping())
         self._n = 0
 
     def put(self, records: list[dict[str, Any]]) -> None:
@@ -72,7 +73,7 @@ class HttpHarness(StateHarness):
         self.settings = HttpSettings(
             client_api_url=HttpUrl(url), client_api_page_size=3, client_api_retry_seconds=5
         )
-        self.connector = HttpConnector(self.settings)
+        self.connector = HttpConnector(self.settings, builtin_mapping())
 
     def put(self, records: list[dict[str, Any]]) -> None:
         for record in records:

@@ -24,6 +24,7 @@ from tests.faults.test_outbound_faults import tiny_disk
 from tracos_sync.connectors.client_erp.files import FolderSettings, FolderSource
 from tracos_sync.connectors.client_erp.files.archive import SIDECAR_SUFFIX, rejected_files
 from tracos_sync.connectors.client_erp.files.fsops import TEMP_STALE_SECONDS
+from tracos_sync.mapping import builtin_mapping
 
 SHM = Path("/dev/shm")
 NAMESPACE = ("unshare", "--pid", "--fork", "--mount-proc", "--kill-child")
@@ -150,7 +151,7 @@ async def test_one_file_that_cannot_be_archived_costs_only_itself(tmp_path: Path
     folder = tmp_path / "in"
     for n in (1, 2, 3):
         write_json(folder / f"{n}.json", client_record(n))
-    src = FolderSource(FolderSettings(data_inbound_dir=folder))
+    src = FolderSource(FolderSettings(data_inbound_dir=folder), builtin_mapping())
     await src.prepare()
     units = [unit async for batch in src.batches(10) for unit in batch]
     stuck = next(u.handle for u in units if u.name == "2.json")
@@ -160,7 +161,7 @@ async def test_one_file_that_cannot_be_archived_costs_only_itself(tmp_path: Path
     assert sorted(p.name for p in (folder / "processed").iterdir()) == ["1.json", "3.json"]
     assert [e["file"] for e in logs if e["event"] == "inbound.archive_failed"] == ["2.json"]
     await src.close()
-    rerun = FolderSource(FolderSettings(data_inbound_dir=folder))
+    rerun = FolderSource(FolderSettings(data_inbound_dir=folder), builtin_mapping())
     await rerun.prepare()
     assert (folder / "2.json").exists(), "recovered for the next run once its instance ended"
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from hypothesis import strategies as st
 from tests.builders import client_record, read_json
 from tests.conftest import Env
 from tracos_sync.connectors.client_erp.codec import RecordDecoder
+from tracos_sync.mapping import builtin_mapping
 
 
 def rec(**overrides: Any) -> bytes:
@@ -118,7 +118,7 @@ mutated = st.builds(
     json_values,
     st.builds(client_record, st.integers(min_value=1, max_value=2**63 - 1)),
 )
-decoder = RecordDecoder(UTC)
+decoder = RecordDecoder(builtin_mapping())
 
 
 @given(st.one_of(json_values, mutated, st.lists(mutated, max_size=3)))
@@ -146,5 +146,7 @@ def test_size_limit_is_checked_before_reading(tmp_path: Path, size: int) -> None
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "big.json").write_bytes(b" " * (size + 10))
-    source = FolderSource(FolderSettings(data_inbound_dir=folder, max_file_bytes=size + 9))
+    source = FolderSource(
+        FolderSettings(data_inbound_dir=folder, max_file_bytes=size + 9), builtin_mapping()
+    )
     assert source._read(folder / "big.json") is None

@@ -15,6 +15,7 @@ from tests.builders import client_record, read_json, write_json
 from tests.conftest import Env
 from tracos_sync.connectors.client_erp.files import FolderSettings, FolderSource
 from tracos_sync.domain.ports import InboundUnit
+from tracos_sync.mapping import builtin_mapping
 
 
 def test_young_files_wait_for_the_next_run(env: Env) -> None:
@@ -29,7 +30,7 @@ def test_young_files_wait_for_the_next_run(env: Env) -> None:
 
 
 def source(folder: Path, **settings: Any) -> FolderSource:
-    return FolderSource(FolderSettings(data_inbound_dir=folder, **settings))
+    return FolderSource(FolderSettings(data_inbound_dir=folder, **settings), builtin_mapping())
 
 
 async def take_all(src: FolderSource) -> list[InboundUnit]:

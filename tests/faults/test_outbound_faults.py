@@ -20,6 +20,7 @@ from tests.conftest import Env, Result
 from tests.server import Server
 from tracos_sync.connectors.client_erp.files import FolderSettings, FolderSink
 from tracos_sync.domain.ports import Delivery
+from tracos_sync.mapping import builtin_mapping
 from tracos_sync.pipeline import RunStats, sync_outbound
 from tracos_sync.tracos.repository import MongoWorkOrderRepository
 from tracos_sync.tracos.retry import Retrier
@@ -100,7 +101,7 @@ class EditingSink(FolderSink):
     """Delivers, then lets TracOS edit one of the delivered documents before the mark."""
 
     def __init__(self, settings: FolderSettings, edit: Any) -> None:
-        super().__init__(settings)
+        super().__init__(settings, builtin_mapping())
         self._edit = edit
 
     async def deliver(self, orders: Any) -> Delivery:
@@ -136,7 +137,7 @@ async def test_document_edited_between_export_and_mark_goes_out_next_run(
         assert two is not None and "isSynced" not in two
 
         again = RunStats()
-        plain = FolderSink(settings)
+        plain = FolderSink(settings, builtin_mapping())
         await sync_outbound(repo, plain, again, batch_size=10)
         await plain.close()
         assert (again.exported, again.requeued) == (1, 0)

@@ -25,6 +25,7 @@ from tracos_sync.connectors.client_erp.files.fsops import write_atomically_unles
 from tracos_sync.connectors.client_erp.files.sink import holds_newer_than
 from tracos_sync.domain.model import WorkOrder
 from tracos_sync.domain.ports import Delivery
+from tracos_sync.mapping import builtin_mapping
 from tracos_sync.pipeline import RunStats, sync_outbound
 from tracos_sync.tracos.repository import MongoWorkOrderRepository
 from tracos_sync.tracos.retry import Retrier
@@ -34,7 +35,7 @@ class HeldSink(FolderSink):
     """A sink held between the read of a page and its write until the test lets it go."""
 
     def __init__(self, settings: FolderSettings) -> None:
-        super().__init__(settings)
+        super().__init__(settings, builtin_mapping())
         self.reached = asyncio.Event()
         self.go = asyncio.Event()
 
@@ -78,7 +79,7 @@ async def test_held_run_does_not_put_an_older_version_back(
 
     v2 = T0.replace(hour=13)
     await docs.update_one({"number": 1}, {"$set": {"title": "v2", "updatedAt": v2}})
-    run_b = await outbound(repo, FolderSink(settings))
+    run_b = await outbound(repo, FolderSink(settings, builtin_mapping()))
     assert (run_b.exported, run_b.superseded) == (2, 0)
 
     held.go.set()
@@ -90,7 +91,7 @@ async def test_held_run_does_not_put_an_older_version_back(
     assert (one["summary"], one["lastUpdateDate"]) == ("v2", "2024-05-01T13:00:00.000Z")
     doc = await docs.find_one({"number": 1})
     assert doc is not None and doc["isSynced"] is True and doc["title"] == "v2"
-    again = await outbound(repo, FolderSink(settings))
+    again = await outbound(repo, FolderSink(settings, builtin_mapping()))
     assert (again.exported, again.superseded, again.requeued) == (0, 0, 0)
     assert not list(settings.data_outbound_dir.glob(".*")), "temp or lock files left behind"
 
@@ -105,7 +106,9 @@ async def test_file_newer_than_tracos_is_kept_and_the_document_not_marked(
     out = tmp_path / "out"
     newer = {"orderNo": 7, "summary": "newer", "lastUpdateDate": "2024-05-02T00:00:00.000Z"}
     write_json(out / "7.json", newer)
-    stats = await outbound(repo, FolderSink(FolderSettings(data_outbound_dir=out)))
+    stats = await outbound(
+        repo, FolderSink(FolderSettings(data_outbound_dir=out), builtin_mapping())
+    )
     assert (stats.exported, stats.superseded, stats.requeued) == (0, 1, 0)
     assert read_json(out / "7.json") == newer
     doc = await docs.find_one({"number": 7})
@@ -118,7 +121,7 @@ async def test_file_newer_than_tracos_is_kept_and_the_document_not_marked(
 def test_a_file_that_is_not_a_newer_copy_is_replaced(tmp_path: Path, existing: bytes) -> None:
     path = tmp_path / "7.json"
     path.write_bytes(existing)
-    assert write_atomically_unless(path, b"new", holds_newer_than(T0)) is True
+    assert write_atomically_unless(path, b"new", holds_newer_than(T0, builtin_mapping())) is True
     assert path.read_bytes() == b"new"
 
 

@@ -13,6 +13,7 @@ from tracos_sync.connectors.client_erp.translate import FLAG_STATUS, to_client, 
 from tracos_sync.connectors.client_erp.wire import ClientWorkOrder
 from tracos_sync.domain.dates import format_instant, normalise, parse_instant
 from tracos_sync.domain.model import Status, WorkOrder
+from tracos_sync.mapping import builtin_mapping
 
 offsets = st.integers(min_value=-14 * 60, max_value=14 * 60).map(
     lambda minutes: timezone(timedelta(minutes=minutes))
@@ -51,7 +52,7 @@ def client_records(draw: st.DrawFn) -> dict[str, Any]:
 @given(client_records())
 @settings(max_examples=300)
 def test_client_to_tracos_to_client_preserves_business_fields(record: dict[str, Any]) -> None:
-    order = RecordDecoder(UTC).decode_record(record)
+    order = RecordDecoder(builtin_mapping()).decode_record(record)
     back = to_client(order)
     assert back["orderNo"] == record["orderNo"]
     assert back["summary"] == record["summary"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
 
 import orjson
@@ -10,8 +9,9 @@ import pytest
 
 from tests.builders import client_record
 from tracos_sync.connectors.client_erp.codec import RecordDecoder
+from tracos_sync.mapping import builtin_mapping
 
-decoder = RecordDecoder(UTC)
+decoder = RecordDecoder(builtin_mapping())
 
 
 def problems(value: Any) -> list[tuple[int | None, str, str]]:

@@ -17,6 +17,7 @@ from tracos_sync.connectors.client_erp.files import FolderSettings
 from tracos_sync.connectors.client_erp.files.connector import FolderConnector
 from tracos_sync.connectors.client_erp.files.events import _Due, _may_be_input, ready_files
 from tracos_sync.domain.ports import SupportsInputEvents
+from tracos_sync.mapping import builtin_mapping
 
 
 @pytest.mark.parametrize(
@@ -35,7 +36,7 @@ def test_only_names_the_sweep_would_take_wake_it(change: Change, name: str, wake
 
 
 def test_the_folder_connector_offers_input_events() -> None:
-    connector = FolderConnector(FolderSettings())
+    connector = FolderConnector(FolderSettings(), builtin_mapping())
     assert isinstance(connector, SupportsInputEvents)
 
 

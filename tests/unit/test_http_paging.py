@@ -23,6 +23,7 @@ from tracos_sync.connectors.client_erp_http.retrying import retry_after
 from tracos_sync.connectors.client_erp_http.settings import HttpSettings
 from tracos_sync.domain.model import Status, WorkOrder
 from tracos_sync.domain.ports import InboundUnit
+from tracos_sync.mapping import builtin_mapping
 
 NOW = datetime(2024, 6, 1, 12, tzinfo=UTC)
 
@@ -74,7 +75,7 @@ class ScriptedApi:
 def pager(api: ScriptedApi, max_pages: int = 100) -> Pager:
     return Pager(
         cast(ErpApi, api),
-        RecordDecoder(UTC),
+        RecordDecoder(builtin_mapping()),
         max_pages=max_pages,
         clock_skew=timedelta(minutes=5),
         clock=lambda: NOW,

@@ -1,4 +1,6 @@
-"""The client ERP: its work-order wire format, translation to and from TracOS, and transports.
+"""The client ERP: decoding its inputs (``codec``) through a record mapping
+(``tracos_sync.mapping``; the built-in one is today's format, ``workorder.schema.json``), and
+transports.
 
 ``files`` is the JSON-folder transport that stands in for the ERP's API.
 """

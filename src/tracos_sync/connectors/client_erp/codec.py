@@ -1,7 +1,6 @@
 """Bytes from the client -> domain work orders, with every problem located (record index + JSON
-path). Validation is layered: JSON Schema (the wire contract), the strict model, then the
-translation rules. The compiled schema validator is the fast gate; the slower full validator
-runs only on records that failed, to list every problem rather than the first.
+path). What a record must be is the mapping's (``tracos_sync.mapping``: its generated JSON Schema,
+then its rules); this module parses the bytes, splits an array into records and locates problems.
 
 Parsing uses the standard library's decoder rather than orjson: it is the one that can refuse
 duplicate keys (``{"orderNo": 1, "orderNo": 2}`` would otherwise silently keep the last) and
@@ -10,23 +9,14 @@ name them, and at about 3 µs per record it is far from the bottleneck."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import tzinfo
 from typing import Any
-
-import fastjsonschema
-import jsonschema
-from pydantic import ValidationError
 
 from tracos_sync.domain.errors import RecordRejected
 from tracos_sync.domain.model import Problem, WorkOrder
-from tracos_sync.domain.text import text_problem
+from tracos_sync.mapping import RecordMapping
+from tracos_sync.mapping.record_mapping import reason as _reason
 
-from .translate import to_tracos
-from .wire import ClientWorkOrder, json_schema
-
-MAX_REASON = 300
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
@@ -82,25 +72,11 @@ class Decoded:
     unknown_fields: set[str] = field(default_factory=set)
 
 
-def _path(parts: Any) -> str:
-    out = "$"
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return out
-
-
-def _reason(text: str) -> str:
-    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
-
-
 class RecordDecoder:
-    """Built once (the schema is compiled here), then used for every input."""
+    """Built once per mapping, then used for every input."""
 
-    def __init__(self, client_tz: tzinfo) -> None:
-        schema = json_schema()
-        self._client_tz = client_tz
-        self._fast_check: Callable[[Any], Any] = fastjsonschema.compile(schema)
-        self._full_check = jsonschema.Draft7Validator(schema)
+    def __init__(self, mapping: RecordMapping) -> None:
+        self.mapping = mapping
 
     def decode(self, raw: bytes) -> Decoded:
         """Decode one input holding a work order object or an array of them."""
@@ -130,33 +106,8 @@ class RecordDecoder:
         return out
 
     def decode_record(self, item: Any, unknown_fields: set[str] | None = None) -> WorkOrder:
-        """One record: schema, model, translation. Raises ``RecordRejected``."""
-        try:
-            self._fast_check(item)
-        except fastjsonschema.JsonSchemaValueException:
-            raise RecordRejected(self._schema_problems(item)) from None
-        try:
-            record = ClientWorkOrder.model_validate(item)
-        except ValidationError as exc:
-            raise RecordRejected(
-                [Problem(_path(err["loc"]), _reason(err["msg"])) for err in exc.errors()]
-            ) from None
-        problem = text_problem(record.summary)
-        if problem is not None:
-            raise RecordRejected([Problem("$.summary", problem)])
-        if record.model_extra and unknown_fields is not None:
-            unknown_fields.update(record.model_extra)
-        return to_tracos(record, self._client_tz)
-
-    def _schema_problems(self, item: Any) -> list[Problem]:
-        problems = []
-        for err in self._full_check.iter_errors(item):
-            parts = list(err.absolute_path)
-            if err.validator == "required":
-                # Point at the missing field itself, not at its parent object.
-                parts.append(err.message.split("'")[1])
-            problems.append(Problem(_path(parts), _reason(err.message)))
-        return problems or [Problem("$", "does not match the work-order schema")]
+        """One record, through the mapping. Raises ``RecordRejected``."""
+        return self.mapping.decode(item, unknown_fields)
 
 
 def _kind(value: Any) -> str:

@@ -1,4 +1,7 @@
-"""Pure, two-way translation between the client ERP's work order and TracOS's.
+"""Pure, two-way translation between the client ERP's work order and TracOS's, as it was
+written by hand before declarative mappings (``tracos_sync.mapping``). The connectors no longer
+use it: it is kept as the oracle the built-in mapping is tested against (same bytes out, same
+records accepted and refused) and as the baseline of ``bench/mapping.py``.
 
 Client status is five flags; TracOS status is one enum. Inbound, more than one flag set is
 ambiguous and refused; no flag set means in progress (``isActive`` may be absent).

@@ -1,4 +1,8 @@
-"""The client ERP's work order exactly as it travels, and its JSON Schema."""
+"""The client ERP's work order exactly as it travels (the built-in format), and its JSON Schema.
+
+The connectors read and write records through a mapping (``tracos_sync.mapping``); this strict
+model is what read them before, kept with ``translate.py`` as the built-in mapping's test oracle.
+``workorder.schema.json`` is generated from the built-in mapping (a test keeps them equal)."""
 
 from __future__ import annotations
 

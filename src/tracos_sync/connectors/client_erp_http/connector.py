@@ -5,11 +5,11 @@ dead letters are kept in the state store the bootstrap hands over."""
 from __future__ import annotations
 
 from datetime import timedelta
-from zoneinfo import ZoneInfo
 
 from tracos_sync.config import connector_settings
 from tracos_sync.domain.errors import FatalError, RecordRejected
 from tracos_sync.domain.ports import ConnectorConfig, ConnectorContext, HealthCheck, Owned
+from tracos_sync.mapping import RecordMapping, load_mapping
 
 from .api import ErpApi
 from .settings import HttpSettings
@@ -20,16 +20,17 @@ from .versions import ErpVersions
 
 
 class HttpConnector:
-    def __init__(self, settings: HttpSettings) -> None:
+    def __init__(self, settings: HttpSettings, mapping: RecordMapping) -> None:
         self.settings = settings
+        self.mapping = mapping
         # What the source saw the ERP hold, so that the sink never sends an older version.
-        self._erp = ErpVersions(ZoneInfo(settings.client_timezone))
+        self._erp = ErpVersions(mapping)
 
     def source(self, context: ConnectorContext) -> HttpSource:
-        return HttpSource(self.settings, context, erp=self._erp)
+        return HttpSource(self.settings, self.mapping, context, erp=self._erp)
 
     def sink(self, context: ConnectorContext) -> HttpSink:
-        return HttpSink(self.settings, context, erp=self._erp)
+        return HttpSink(self.settings, self.mapping, context, erp=self._erp)
 
     def describe(self) -> dict[str, str]:
         return {"connector": "http", "api": self.settings.shown_url()}
@@ -72,4 +73,10 @@ class HttpConnector:
 
 def create(config: ConnectorConfig) -> HttpConnector:
     """The ``http`` connector factory (entry point ``tracos_sync.connectors:http``)."""
-    return HttpConnector(connector_settings(HttpSettings, config))
+    settings = connector_settings(HttpSettings, config)
+    mapping = load_mapping(
+        config.mapping,
+        where=config.where or "the built-in mapping",
+        default_timezone=settings.client_timezone,
+    )
+    return HttpConnector(settings, mapping)

@@ -89,7 +89,7 @@ class Pager:
         clock: Clock,
         erp: ErpVersions | None = None,
     ) -> None:
-        self._erp = erp or ErpVersions()
+        self._erp = erp or ErpVersions(decoder.mapping)
         self._api = api
         self._decoder = decoder
         self._max_pages = max_pages
@@ -175,7 +175,8 @@ class Pager:
                     f"{self._skew.total_seconds():g}s CLIENT_CLOCK_SKEW_SECONDS): refused until "
                     "then; it does not move the watermark"
                 )
-                self._refuse(unit, index, item, [Problem("$.lastUpdateDate", reason)], refused)
+                problem = Problem(self._decoder.mapping.updated_path, reason)
+                self._refuse(unit, index, item, [problem], refused)
                 continue
             if moved.passes(stamp, number):
                 continue  # read already (an ERP that ignores afterOrderNo; a record sent twice)

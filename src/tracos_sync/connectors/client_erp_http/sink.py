@@ -17,8 +17,8 @@ import orjson
 from tracos_sync.domain.errors import FatalError, RecordRejected
 from tracos_sync.domain.model import Problem, WorkOrder
 from tracos_sync.domain.ports import ConnectorContext, Delivery
+from tracos_sync.mapping import RecordMapping
 
-from ..client_erp.translate import to_client
 from .api import ErpApi, Superseded
 from .settings import HttpSettings
 from .state import ConnectorState
@@ -32,9 +32,14 @@ class HttpSink:
     """``ClientSink`` over the ERP's ``PUT``."""
 
     def __init__(
-        self, settings: HttpSettings, context: ConnectorContext, erp: ErpVersions | None = None
+        self,
+        settings: HttpSettings,
+        mapping: RecordMapping,
+        context: ConnectorContext,
+        erp: ErpVersions | None = None,
     ) -> None:
-        self._erp = erp or ErpVersions()
+        self._mapping = mapping
+        self._erp = erp or ErpVersions(mapping)
         self._dry_run = context.dry_run
         self._concurrency = settings.client_api_concurrency
         self._api = ErpApi(settings)
@@ -50,7 +55,7 @@ class HttpSink:
             if self._erp.holds_newer(order.number, order.updated_at):
                 delivery.superseded.append(order.number)
             else:
-                bodies.append((order.number, to_client(order)))
+                bodies.append((order.number, self._mapping.encode(order)))
         if self._dry_run:
             delivery.delivered = [number for number, _ in bodies]
             return delivery

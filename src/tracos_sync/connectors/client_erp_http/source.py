@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import structlog
 
 from tracos_sync.domain.ports import ConnectorContext, InboundUnit
+from tracos_sync.mapping import RecordMapping
 
 from ..client_erp.codec import RecordDecoder
 from .api import ErpApi
@@ -31,6 +31,7 @@ class HttpSource:
     def __init__(
         self,
         settings: HttpSettings,
+        mapping: RecordMapping,
         context: ConnectorContext,
         clock: Clock = utc_now,
         erp: ErpVersions | None = None,
@@ -39,11 +40,11 @@ class HttpSource:
         self._api = ErpApi(settings)
         self._pager = Pager(
             self._api,
-            RecordDecoder(ZoneInfo(settings.client_timezone)),
+            RecordDecoder(mapping),
             max_pages=settings.client_api_max_pages,
             clock_skew=timedelta(seconds=settings.client_clock_skew_seconds),
             clock=clock,
-            erp=erp or ErpVersions(),
+            erp=erp or ErpVersions(mapping),
         )
         self._state = ConnectorState(context.state, settings.state_url())
         self._applied: Watermark | None = None

@@ -15,6 +15,7 @@ import structlog
 
 from tracos_sync.config import connector_settings
 from tracos_sync.domain.ports import Backlog, ConnectorConfig, ConnectorContext, HealthCheck, Owned
+from tracos_sync.mapping import RecordMapping, load_mapping
 
 from .archive import SIDECAR_SUFFIX, rejected_files
 from .claims import count_claimed
@@ -30,14 +31,15 @@ log = structlog.get_logger("tracos_sync.files")
 class FolderConnector:
     """The client ERP reached through folders of JSON files."""
 
-    def __init__(self, settings: FolderSettings) -> None:
+    def __init__(self, settings: FolderSettings, mapping: RecordMapping) -> None:
         self.settings = settings
+        self.mapping = mapping
 
     def source(self, context: ConnectorContext) -> FolderSource:
-        return FolderSource(self.settings, context.dry_run)
+        return FolderSource(self.settings, self.mapping, context.dry_run)
 
     def sink(self, context: ConnectorContext) -> FolderSink:
-        return FolderSink(self.settings, context.dry_run)
+        return FolderSink(self.settings, self.mapping, context.dry_run)
 
     def describe(self) -> dict[str, str]:
         return {
@@ -187,4 +189,10 @@ def _folder_check(label: str, folder: Path) -> HealthCheck:
 
 def create(config: ConnectorConfig) -> FolderConnector:
     """The ``files`` connector factory (entry point ``tracos_sync.connectors:files``)."""
-    return FolderConnector(connector_settings(FolderSettings, config))
+    settings = connector_settings(FolderSettings, config)
+    mapping = load_mapping(
+        config.mapping,
+        where=config.where or "the built-in mapping",
+        default_timezone=settings.client_timezone,
+    )
+    return FolderConnector(settings, mapping)

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import orjson
 
-from tracos_sync.domain.dates import InvalidDate, parse_instant
 from tracos_sync.domain.errors import DestinationUnwritable, FatalError
 from tracos_sync.domain.model import Problem, WorkOrder
 from tracos_sync.domain.ports import Delivery
+from tracos_sync.mapping import RecordMapping
 
-from ..translate import to_client
 from .fsops import fsync_dir, remove_stale_temps, write_atomically_unless
 from .settings import FolderSettings
 
@@ -31,8 +30,11 @@ class FolderSink:
     """``ClientSink`` writing ``<outbound>/<number>.json`` atomically, a few files at a time
     (the per-file fsync is what costs), and the folder fsynced once per batch."""
 
-    def __init__(self, settings: FolderSettings, dry_run: bool = False) -> None:
+    def __init__(
+        self, settings: FolderSettings, mapping: RecordMapping, dry_run: bool = False
+    ) -> None:
         self._outbound = settings.data_outbound_dir
+        self._mapping = mapping
         self._dry_run = dry_run
         self._pool: ThreadPoolExecutor | None = None
 
@@ -50,7 +52,7 @@ class FolderSink:
     async def deliver(self, orders: Sequence[WorkOrder]) -> Delivery:
         if self._dry_run:  # translate and encode everything, write nothing
             for order in orders:
-                orjson.dumps(to_client(order))
+                orjson.dumps(self._mapping.encode(order))
             return Delivery(delivered=[order.number for order in orders])
         if self._pool is None:
             self._pool = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="outbound")
@@ -60,8 +62,8 @@ class FolderSink:
                 self._pool,
                 write_atomically_unless,
                 self._outbound / f"{order.number}.json",
-                orjson.dumps(to_client(order), option=orjson.OPT_INDENT_2),
-                holds_newer_than(order.updated_at),
+                orjson.dumps(self._mapping.encode(order), option=orjson.OPT_INDENT_2),
+                holds_newer_than(order.updated_at, self._mapping),
             )
             for order in orders
         ]
@@ -105,15 +107,17 @@ class FolderSink:
             self._pool = None
 
 
-def holds_newer_than(ours: datetime) -> Callable[[bytes], bool]:
+def holds_newer_than(ours: datetime, mapping: RecordMapping) -> Callable[[bytes], bool]:
     """Whether an existing outbound file holds a strictly newer version than ``ours`` (the same
     instant: ours replaces it, so a re-export after a crash rewrites identical content). A file
-    we cannot read as one of ours is no newer copy, and is replaced."""
+    we cannot read as one of ours is no newer copy, and is replaced. The file's last update is
+    read by the mapping it was written with (at that format's precision)."""
 
     def holds_newer(existing: bytes) -> bool:
         try:
-            return parse_instant(orjson.loads(existing)["lastUpdateDate"]) > ours
-        except (orjson.JSONDecodeError, KeyError, TypeError, InvalidDate):
+            theirs = mapping.updated_of(orjson.loads(existing))
+        except orjson.JSONDecodeError:
             return False
+        return theirs is not None and theirs > ours
 
     return holds_newer

@@ -11,13 +11,13 @@ import stat
 import time
 from collections.abc import AsyncGenerator, Iterator, Sequence
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import structlog
 
 from tracos_sync.domain.errors import DestinationUnwritable
 from tracos_sync.domain.model import Problem
 from tracos_sync.domain.ports import InboundUnit
+from tracos_sync.mapping import RecordMapping
 
 from ..codec import RecordDecoder
 from .archive import SIDECAR_SUFFIX, folder_refuses, reject
@@ -33,11 +33,13 @@ __all__ = ["SIDECAR_SUFFIX", "FolderSource", "waiting_files"]
 class FolderSource:
     """``ClientSource`` over a folder of JSON files."""
 
-    def __init__(self, settings: FolderSettings, dry_run: bool = False) -> None:
+    def __init__(
+        self, settings: FolderSettings, mapping: RecordMapping, dry_run: bool = False
+    ) -> None:
         self._settings = settings
         self._dry_run = dry_run
         self._inbound = settings.data_inbound_dir
-        self._decoder = RecordDecoder(ZoneInfo(settings.client_timezone))
+        self._decoder = RecordDecoder(mapping)
         self._claims = ClaimFolder(self._inbound, settings.claim_stale_seconds)
         self._claim_dir = self._claims.path
 

@@ -1,0 +1,209 @@
+"""Date formats: how a client writes an instant, read and written.
+
+Everything read becomes UTC at millisecond precision (``domain.dates.normalise``). A client time
+without an offset is read in the mapping's time zone: one that does not exist there (the hour a
+spring-forward skips) is refused, and one that exists twice (the hour a fall-back repeats) is the
+earlier instant (``fold=0``), which is what every zoneinfo-aware library does by default.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from tracos_sync.domain.dates import (
+    InvalidDate,
+    format_instant,
+    from_epoch_ms,
+    normalise,
+    parse_instant,
+)
+
+ISO8601 = "iso8601"
+EPOCH_MS = "epoch_ms"
+EPOCH_S = "epoch_s"
+MAX_DATE_CHARS = 64  # as the wire contract always said: a date is a short string
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_UTC_ZONES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Zulu"})
+_DIRECTIVE = re.compile(r"%(.)")
+
+
+def _kind(value: Any) -> str:
+    return "a boolean" if isinstance(value, bool) else type(value).__name__
+
+
+def localise(naive: datetime, zone: ZoneInfo) -> datetime:
+    """A wall-clock time in ``zone`` as an aware datetime; refused when the zone skipped it."""
+    aware = naive.replace(tzinfo=zone)  # fold=0: the earlier of two instants a fall-back repeats
+    try:
+        back = aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
+    except (OverflowError, ValueError):
+        return aware  # at the ends of the calendar; normalise says what is wrong
+    if back != naive:
+        raise InvalidDate(
+            f"{naive.isoformat(sep=' ')} does not exist in {zone.key} "
+            "(skipped by a daylight-saving change)"
+        )
+    return aware
+
+
+class DateFormat(ABC):
+    """One way of writing instants, both directions."""
+
+    name: str
+
+    @abstractmethod
+    def parse(self, value: Any) -> datetime:
+        """The instant, normalised; raises ``InvalidDate`` with a readable reason."""
+
+    @abstractmethod
+    def format(self, value: datetime) -> Any:
+        """The client's value for an instant."""
+
+    @abstractmethod
+    def schema(self) -> dict[str, Any]:
+        """The JSON Schema of one value (the type gate before ``parse``)."""
+
+    def lenient(self, value: Any) -> datetime | None:
+        try:
+            return self.parse(value)
+        except (InvalidDate, ValueError, TypeError, OverflowError):
+            return None
+
+
+class IsoDates(DateFormat):
+    """ISO 8601: exact with an offset or ``Z``, read in the zone without; written as UTC with
+    milliseconds and ``Z`` (``format_instant``), whatever the zone."""
+
+    name = ISO8601
+
+    def __init__(self, zone: ZoneInfo) -> None:
+        self._zone = zone
+        self._may_skip = zone.key not in _UTC_ZONES  # no time is skipped in UTC: fast path
+
+    def parse(self, value: Any) -> datetime:
+        instant = parse_instant(value, self._zone)
+        if self._may_skip:
+            wall = datetime.fromisoformat(value.strip())  # valid: parse_instant took it
+            if wall.tzinfo is None:
+                localise(wall, self._zone)
+        return instant
+
+    def format(self, value: datetime) -> str:
+        return format_instant(value)
+
+    def schema(self) -> dict[str, Any]:
+        return {"$ref": "#/definitions/dateTime"}
+
+
+class EpochDates(DateFormat):
+    """A JSON integer of milliseconds (``epoch_ms``) or seconds (``epoch_s``) since
+    1970-01-01T00:00:00Z; seconds are written truncated (floor)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._unit = timedelta(milliseconds=1) if name == EPOCH_MS else timedelta(seconds=1)
+        self._ms = 1 if name == EPOCH_MS else 1000
+        self._words = "milliseconds" if name == EPOCH_MS else "seconds"
+
+    def parse(self, value: Any) -> datetime:
+        if type(value) is not int:
+            raise InvalidDate(
+                f"expected an integer number of {self._words} since 1970-01-01T00:00:00Z, "
+                f"got {_kind(value)}"
+            )
+        return from_epoch_ms(value * self._ms)
+
+    def format(self, value: datetime) -> int:
+        return (value - _EPOCH) // self._unit
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "integer"}
+
+
+class PatternDates(DateFormat):
+    """A ``strftime``/``strptime`` pattern, read and written in the zone (a pattern with ``%z``
+    reads the offset it carries). Written at the pattern's precision: without ``%S`` the seconds
+    are dropped."""
+
+    def __init__(self, pattern: str, zone: ZoneInfo) -> None:
+        self.name = pattern
+        self._zone = zone
+        # %Y spelled out: strftime writes year 1 as "1", not "0001", on glibc.
+        self._parts = _split_years(pattern)
+
+    def parse(self, value: Any) -> datetime:
+        if not isinstance(value, str):
+            raise InvalidDate(f"expected a date string like {self.name!r}, got {_kind(value)}")
+        try:
+            parsed = datetime.strptime(value, self.name)
+        except ValueError:
+            raise InvalidDate(f"not a date in the format {self.name!r}: {value!r:.60}") from None
+        if parsed.tzinfo is None:
+            parsed = localise(parsed, self._zone)
+        return normalise(parsed)
+
+    def format(self, value: datetime) -> str:
+        local = value.astimezone(self._zone)
+        return "".join(
+            f"{local.year:04d}" if part is None else local.strftime(part) for part in self._parts
+        )
+
+    def schema(self) -> dict[str, Any]:
+        return {"$ref": "#/definitions/dateTime"}
+
+
+def _split_years(pattern: str) -> list[str | None]:
+    """The pattern cut at each ``%Y`` (None), ``%%`` left alone."""
+    parts: list[str | None] = []
+    start = 0
+    for match in _DIRECTIVE.finditer(pattern):
+        if match.group(1) == "Y":
+            if match.start() > start:
+                parts.append(pattern[start : match.start()])
+            parts.append(None)
+            start = match.end()
+    if start < len(pattern):
+        parts.append(pattern[start:])
+    return parts
+
+
+_SAMPLE = datetime(2024, 11, 23, 19, 8, 9, 7000, tzinfo=UTC)
+
+
+def date_format(name: str, zone: ZoneInfo) -> DateFormat:
+    """The format ``name`` names; raises ``ValueError`` saying why it cannot be used."""
+    if name == ISO8601:
+        return IsoDates(zone)
+    if name in (EPOCH_MS, EPOCH_S):
+        return EpochDates(name)
+    directives = set(_DIRECTIVE.findall(name))
+    if not directives:
+        raise ValueError(
+            f"unknown date format {name!r} (expected iso8601, epoch_ms, epoch_s "
+            "or a strftime pattern such as '%d/%m/%Y %H:%M')"
+        )
+    lacking = [
+        what
+        for what, needs in (
+            ("a year (%Y)", {"Y"}),
+            ("a month (%m, %b or %B)", {"m", "b", "B"}),
+            ("a day (%d)", {"d"}),
+            ("an hour (%H, or %I with %p)", {"H", "I"}),
+        )
+        if not directives & needs
+    ]
+    if "I" in directives and "p" not in directives:
+        lacking.append("%p with %I")
+    if lacking:
+        raise ValueError(f"date format {name!r} lacks {', '.join(lacking)}")
+    pattern = PatternDates(name, zone)
+    try:
+        written = pattern.format(_SAMPLE)
+        pattern.parse(written)
+    except (ValueError, InvalidDate) as exc:
+        raise ValueError(f"date format {name!r} cannot be read back: {exc}") from None
+    return pattern

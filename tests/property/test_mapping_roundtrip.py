@@ -1,0 +1,307 @@
+"""Every mapping round-trips: TracOS -> client -> TracOS gives the order back (at the date
+format's precision), and client -> TracOS -> client is stable. The built-in mapping is today's
+format: the same bytes out as ``translate.to_client``, the same records accepted and refused (with
+the same paths) as the schema file + strict model + ``translate`` it replaced."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import tomllib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import fastjsonschema
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from tests.builders import client_record
+from tracos_sync.connectors.client_erp.translate import to_client, to_tracos
+from tracos_sync.connectors.client_erp.wire import ClientWorkOrder, json_schema
+from tracos_sync.domain.errors import RecordRejected
+from tracos_sync.domain.model import Problem, Status, WorkOrder
+from tracos_sync.domain.text import text_problem
+from tracos_sync.mapping import RecordMapping, builtin_mapping, load_mapping
+from tracos_sync.mapping.dates import EPOCH_S, ISO8601
+
+ROOT = Path(__file__).parents[2]
+EXAMPLE = ROOT / "examples" / "mappings" / "globex.toml"
+SCHEMA_FILE = ROOT / "src" / "tracos_sync" / "connectors" / "client_erp" / "workorder.schema.json"
+ZONES = ["UTC", "America/Sao_Paulo", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"]
+PATTERNS = ["%d/%m/%Y %H:%M", "%Y-%m-%dT%H:%M:%S.%f", "%Y%m%d %H%M%S %z", "%m/%d/%Y %I:%M:%S %p"]
+
+utc_instants = st.datetimes(
+    min_value=datetime(1971, 1, 2), max_value=datetime(2100, 12, 30), timezones=st.just(UTC)
+).map(lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000))
+# Years 1..9999 for the formats that can carry them all (no zone history before 1970 matters).
+any_instants = st.datetimes(
+    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)
+).map(lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000))
+
+
+@st.composite
+def work_orders(draw: st.DrawFn, instants: st.SearchStrategy[datetime] = utc_instants) -> WorkOrder:
+    deleted = draw(st.booleans())
+    return WorkOrder(
+        number=draw(st.integers(min_value=1, max_value=2**63 - 1)),
+        status=draw(st.sampled_from(Status)),
+        title=draw(st.text(max_size=40)),
+        created_at=draw(instants),
+        updated_at=draw(instants),
+        deleted=deleted,
+        deleted_at=draw(st.none() | instants) if deleted else None,
+    )
+
+
+# -- the built-in mapping is today's format
+
+
+@given(work_orders(any_instants))
+@settings(max_examples=300)
+def test_builtin_writes_todays_bytes(order: WorkOrder) -> None:
+    mapping = builtin_mapping()
+    for option in (0, orjson.OPT_INDENT_2):
+        assert orjson.dumps(mapping.encode(order), option=option) == orjson.dumps(
+            to_client(order), option=option
+        )
+
+
+_OLD_CHECK = fastjsonschema.compile(json_schema())
+
+
+def old_decode(item: Any) -> WorkOrder | list[str]:
+    """What the code before mappings did with one record: the order, or its problems' paths."""
+    try:
+        _OLD_CHECK(item)
+    except fastjsonschema.JsonSchemaValueException:
+        return ["schema"]  # the paths come from the same jsonschema run; compared below
+    try:
+        record = ClientWorkOrder.model_validate(item)
+    except ValidationError as exc:
+        return ["$." + ".".join(str(p) for p in err["loc"]) for err in exc.errors()]
+    if text_problem(record.summary) is not None:
+        return ["$.summary"]
+    try:
+        return to_tracos(record, UTC)
+    except RecordRejected as exc:
+        return [p.path for p in exc.problems]
+
+
+def new_decode(item: Any) -> WorkOrder | list[str]:
+    try:
+        return builtin_mapping().decode(item)
+    except RecordRejected as exc:
+        return [p.path for p in exc.problems]
+
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**64), max_value=2**64)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8)
+    | st.sampled_from(
+        ["2024-05-01T10:00:00Z", "2024-05-01", "2024-05-01T10:00:00", "2024-02-30T00:00:00Z"]
+    )
+)
+fields = st.sampled_from([*client_record(1), "isActive", "isSynced", "extra"])
+
+
+@given(
+    base=st.builds(client_record, st.integers(min_value=1, max_value=2**63 - 1)),
+    changes=st.dictionaries(fields, json_scalars, max_size=4),
+    removed=st.lists(fields, max_size=2),
+)
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+def test_builtin_accepts_and_refuses_what_today_does(
+    base: dict[str, Any], changes: dict[str, Any], removed: list[str]
+) -> None:
+    item = {**base, **changes}
+    for name in removed:
+        item.pop(name, None)
+    old, new = old_decode(item), new_decode(item)
+    if isinstance(old, WorkOrder):
+        assert new == old
+    elif old == ["schema"]:
+        assert isinstance(new, list) and new
+    else:
+        assert new == old
+
+
+def test_builtin_schema_is_the_wire_schema_file() -> None:
+    """The file is generated from the built-in mapping (regenerate it with
+    ``orjson.dumps(builtin_mapping().json_schema(), option=orjson.OPT_INDENT_2)``); it was
+    checked equal, descriptions aside, to the hand-written one it replaced."""
+    assert json.loads(SCHEMA_FILE.read_text()) == builtin_mapping().json_schema()
+    assert json_schema() == builtin_mapping().json_schema()
+
+
+# -- every mapping round-trips
+
+
+def expected_back(order: WorkOrder, fmt: str, zone: str, fields: dict[str, Any]) -> WorkOrder:
+    """What decoding the encoded order gives: dates at the format's precision, and a wall time
+    that the zone repeats read as its earlier instant (a pattern without an offset cannot say
+    which); without a deletion field nothing is deleted, without a deletion date a deleted
+    order was deleted at its last update."""
+
+    def at_precision(value: datetime) -> datetime:
+        if fmt == EPOCH_S or fmt.endswith("%S %p") or "%S %z" in fmt:
+            return value.replace(microsecond=0)
+        if fmt.endswith("%H:%M"):
+            value = value.replace(second=0, microsecond=0)
+        if fmt in PATTERNS and "%z" not in fmt:
+            wall = value.astimezone(ZoneInfo(zone)).replace(tzinfo=None, fold=0)
+            return wall.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
+        return value
+
+    deleted = order.deleted and "deleted" in fields
+    updated = at_precision(order.updated_at)
+    deleted_at = None
+    if deleted:
+        own = order.deleted_at if "deleted_at" in fields else None
+        deleted_at = at_precision(own) if own is not None else updated
+    return WorkOrder(
+        number=order.number,
+        status=order.status,
+        title=order.title,
+        created_at=at_precision(order.created_at),
+        updated_at=updated,
+        deleted=deleted,
+        deleted_at=deleted_at,
+    )
+
+
+ALL_FIELDS = {"deleted": "", "deleted_at": ""}
+
+
+def assert_round_trips(
+    mapping: RecordMapping, order: WorkOrder, fmt: str, zone: str, fields: dict[str, Any]
+) -> None:
+    written = mapping.encode(order)
+    wire = orjson.loads(orjson.dumps(written))  # what really travels: JSON
+    back = mapping.decode(wire)
+    assert back == expected_back(order, fmt, zone, fields)
+    assert mapping.encode(back) == written  # client -> TracOS -> client is stable
+    assert mapping.key_of(wire) == (back.updated_at, order.number)
+
+
+@given(work_orders(any_instants))
+@settings(max_examples=200)
+def test_builtin_round_trips(order: WorkOrder) -> None:
+    assert_round_trips(builtin_mapping(), order, ISO8601, "UTC", ALL_FIELDS)
+
+
+EXAMPLE_DESCRIPTION = tomllib.loads(EXAMPLE.read_text())["mapping"]
+EXAMPLE_MAPPING = load_mapping(EXAMPLE_DESCRIPTION, where=str(EXAMPLE))
+
+
+@given(work_orders())
+@settings(max_examples=200)
+def test_example_round_trips(order: WorkOrder) -> None:
+    fmt, zone = EXAMPLE_DESCRIPTION["date_format"], EXAMPLE_DESCRIPTION["timezone"]
+    assert_round_trips(EXAMPLE_MAPPING, order, fmt, zone, ALL_FIELDS)
+
+
+names = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEF_", min_size=1, max_size=6)
+
+
+@st.composite
+def descriptions(draw: st.DrawFn) -> dict[str, Any]:
+    """Any consistent description: names, nesting, status form, date format, zone, constants,
+    order. Leaf names are distinct and parents are named apart from them, so paths never clash."""
+    leaves = draw(st.lists(names, min_size=20, max_size=20, unique=True))
+    parents = [f"p{i}" for i in range(3)]
+
+    def path() -> str:
+        leaf = leaves.pop()
+        parent = draw(st.sampled_from([None, *parents]))
+        return leaf if parent is None else f"{parent}.{leaf}"
+
+    mapped = {name: path() for name in ("number", "title", "created_at", "updated_at")}
+    if draw(st.booleans()):
+        mapped["deleted"] = path()
+        if draw(st.booleans()):
+            mapped["deleted_at"] = path()
+    status: dict[str, Any]
+    if draw(st.booleans()):
+        none = draw(st.sampled_from(Status))
+        flagged = [s for s in Status if s is not none or draw(st.booleans())]
+        flags = {path(): s.value for s in draw(st.permutations(flagged))}
+        optional = [p for p in flags if draw(st.booleans())]
+        status = {"flags": flags, "none": none.value, "optional": optional}
+    else:
+        values = draw(st.lists(names, min_size=6, max_size=6, unique=True))
+        table = {value: s.value for value, s in zip(values, Status, strict=False)}
+        status = {"field": path(), "values": table}
+        if draw(st.booleans()):  # an alias: the first value is the one written
+            alias = values[5]
+            target = draw(st.sampled_from(Status))
+            table[alias] = target.value
+            first = next(v for v, s in table.items() if s == target.value)
+            status["write"] = {target.value: first}
+    int64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    constants = {
+        path(): draw(st.text(max_size=5) | st.booleans() | int64)
+        for _ in range(draw(st.integers(0, 2)))
+    }
+    fmt = draw(st.sampled_from([ISO8601, "epoch_ms", EPOCH_S, *PATTERNS]))
+    zone = draw(st.sampled_from(ZONES))
+    description: dict[str, Any] = {
+        "fields": mapped,
+        "status": status,
+        "date_format": fmt,
+        "timezone": zone,
+        "constants": constants,
+    }
+    written = [*mapped.values(), *constants]
+    description["order"] = draw(st.permutations(written))[: draw(st.integers(0, len(written)))]
+    return description
+
+
+@given(descriptions(), work_orders())
+# Each example compiles a mapping (its JSON Schema validators): about 0.3 s.
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_any_description_round_trips(description: dict[str, Any], order: WorkOrder) -> None:
+    mapping = load_mapping(description, where="generated")
+    fmt, zone = description["date_format"], description["timezone"]
+    assert_round_trips(mapping, order, fmt, zone, description["fields"])
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_every_half_hour_around_dst_changes_round_trips_with_a_pattern(zone: str) -> None:
+    """Each half hour of the days around 2024's changes of offset, through a minute pattern:
+    every wall time written reads back (none falls in a gap), and a repeated one reads as its
+    first instant."""
+    mapping = load_mapping({**EXAMPLE_DESCRIPTION, "timezone": zone}, where="test")
+    tz = ZoneInfo(zone)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    days = [start + timedelta(days=d) for d in range(367)]
+    changes = [
+        a
+        for a, b in itertools.pairwise(days)
+        if a.astimezone(tz).utcoffset() != b.astimezone(tz).utcoffset()
+    ] or days[:1]
+    for day in changes:
+        for step in range(-48, 96):
+            at = day + timedelta(minutes=30 * step)
+            order = WorkOrder(1, Status.PENDING, "t", at, at)
+            assert_round_trips(mapping, order, EXAMPLE_DESCRIPTION["date_format"], zone, {})
+
+
+def test_problem_paths_are_the_clients() -> None:
+    description = tomllib.loads(EXAMPLE.read_text())["mapping"]
+    mapping = load_mapping(description, where="test")
+    with pytest.raises(RecordRejected) as caught:
+        mapping.decode({"id": 1, "details": {"title": 2}, "dates": {}})
+    assert {p.path for p in caught.value.problems} >= {
+        "$.details.title",
+        "$.dates.created",
+        "$.dates.updated",
+    }
+    assert all(isinstance(p, Problem) for p in caught.value.problems)

@@ -1,0 +1,551 @@
+"""Record mappings: each feature of a description, both ways, and the errors a description that
+cannot work is refused with (each naming its file, its integration and its key)."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.builders import client_record
+from tracos_sync.domain.errors import ConfigurationError, RecordRejected
+from tracos_sync.domain.model import Status, WorkOrder
+from tracos_sync.mapping import BUILTIN, RecordMapping, builtin_mapping, load_mapping
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "mappings" / "globex.toml"
+WHERE = 'integrations.toml: integration "acme"'
+VALUES = {
+    "OPEN": "pending",
+    "IN_PROGRESS": "in_progress",
+    "DONE": "completed",
+    "CANCELLED": "cancelled",
+    "ON_HOLD": "on_hold",
+}
+
+
+def example_description() -> dict[str, Any]:
+    description: dict[str, Any] = tomllib.loads(EXAMPLE.read_text())["mapping"]
+    return description
+
+
+def described(**changes: Any) -> dict[str, Any]:
+    """A small flat description with a status field, changed by ``changes``."""
+    description: dict[str, Any] = {
+        "fields": {
+            "number": "id",
+            "title": "title",
+            "created_at": "created",
+            "updated_at": "updated",
+            "deleted": "deleted",
+            "deleted_at": "deletedAt",
+        },
+        "status": {"field": "status", "values": dict(VALUES)},
+    }
+    description.update(changes)
+    return description
+
+
+def mapping(**changes: Any) -> RecordMapping:
+    return load_mapping(described(**changes), where=WHERE)
+
+
+def order(**changes: Any) -> WorkOrder:
+    values: dict[str, Any] = {
+        "number": 42,
+        "status": Status.COMPLETED,
+        "title": "Replace belt",
+        "created_at": datetime(2024, 5, 1, 10, tzinfo=UTC),
+        "updated_at": datetime(2024, 5, 1, 12, 30, 15, 250_000, tzinfo=UTC),
+    }
+    values.update(changes)
+    return WorkOrder(**values)
+
+
+def rejected(m: RecordMapping, item: Any) -> list[tuple[str, str]]:
+    with pytest.raises(RecordRejected) as caught:
+        m.decode(item)
+    return [(p.path, p.reason) for p in caught.value.problems]
+
+
+def refusal(description: Any, where: str = WHERE) -> str:
+    with pytest.raises(ConfigurationError) as caught:
+        load_mapping(description, where=where)
+    return str(caught.value)
+
+
+# -- the built-in mapping
+
+
+def test_none_is_the_builtin_mapping_in_the_given_zone() -> None:
+    assert load_mapping(None, where=WHERE) is builtin_mapping("UTC")
+    sao_paulo = load_mapping(None, where=WHERE, default_timezone="America/Sao_Paulo")
+    record = client_record(1, lastUpdateDate="2024-05-01T09:00:00")
+    assert sao_paulo.decode(record).updated_at == datetime(2024, 5, 1, 12, tzinfo=UTC)
+
+
+def test_builtin_writes_todays_keys_in_todays_order() -> None:
+    written = builtin_mapping().encode(order(status=Status.ON_HOLD, deleted=True))
+    assert list(written) == list(BUILTIN["order"])
+    assert written["isOnHold"] is True and written["isSynced"] is True
+    assert written["deletedDate"] == "2024-05-01T12:30:15.250Z"
+
+
+def test_builtin_reads_its_key_leniently() -> None:
+    m = builtin_mapping()
+    assert m.key_of(client_record(7, isDone="not a flag")) == (
+        datetime(2024, 5, 1, 12, tzinfo=UTC),
+        7,
+    )
+    for bad in ({"orderNo": "7"}, {"orderNo": True}, {"lastUpdateDate": "soon"}):
+        assert m.key_of({**client_record(7), **bad}) is None
+    assert m.key_of([client_record(7)]) is None
+    assert m.number_path == "$.orderNo" and m.updated_path == "$.lastUpdateDate"
+
+
+# -- fields, nesting, unknown fields
+
+
+def test_example_reads_nested_fields_and_its_status_string() -> None:
+    m = load_mapping(example_description(), where=WHERE)
+    unknown: set[str] = set()
+    item = {
+        "id": 42,
+        "status": "DONE",
+        "details": {"title": "Replace belt", "priority": 1},
+        "dates": {"created": "01/05/2024 07:00", "updated": "01/05/2024 09:30", "deleted": None},
+        "extra": True,
+    }
+    assert m.decode(item, unknown) == order(updated_at=datetime(2024, 5, 1, 12, 30, tzinfo=UTC))
+    assert unknown == {"details.priority", "extra"}
+
+
+def test_example_writes_nested_fields_in_its_order() -> None:
+    m = load_mapping(example_description(), where=WHERE)
+    written = m.encode(order(deleted=True))
+    assert orjson.dumps(written) == orjson.dumps(
+        {
+            "id": 42,
+            "status": "DONE",
+            "details": {"title": "Replace belt"},
+            "deleted": True,
+            "dates": {
+                "created": "01/05/2024 07:00",
+                "updated": "01/05/2024 09:30",
+                "deleted": "01/05/2024 09:30",
+            },
+            "source": "tracos",
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("item", "path", "reason"),
+    [
+        ({"details": {}}, "$.details.title", "'title' is a required property"),
+        ({"details": "x"}, "$.details", "is not of type 'object'"),
+        ({"id": 1.0}, "$.id", "is not of type 'integer'"),
+        ({"id": "1"}, "$.id", "is not of type 'integer'"),
+        ({"id": 0}, "$.id", "less than the minimum of 1"),
+        ({"status": "done"}, "$.status", "is not one of"),
+        ({"status": 1}, "$.status", "is not one of"),
+        ({"deleted": 1}, "$.deleted", "is not of type 'boolean'"),
+        ({"source": 3}, "$.source", "is not of type 'string'"),
+        (
+            {"dates": {"created": "2024-05-01T10:00Z", "updated": "01/05/2024 09:30"}},
+            "$.dates.created",
+            "not a date in the format '%d/%m/%Y %H:%M'",
+        ),
+        ({"details": {"title": "\ud800"}}, "$.details.title", "not valid Unicode"),
+    ],
+)
+def test_example_refuses_with_the_clients_paths(
+    item: dict[str, Any], path: str, reason: str
+) -> None:
+    m = load_mapping(example_description(), where=WHERE)
+    good = m.encode(order())
+    found = rejected(m, {**good, **item})
+    assert any(p == path and reason in r for p, r in found), found
+
+
+def test_required_fields_absent_are_named() -> None:
+    m = load_mapping(example_description(), where=WHERE)
+    good = m.encode(order())
+    del good["id"], good["dates"]["updated"]
+    assert ("$.id", "'id' is a required property") in rejected(m, good)
+    assert ("$.dates.updated", "'updated' is a required property") in rejected(m, good)
+
+
+# -- status
+
+
+def test_status_values_both_ways() -> None:
+    m = mapping()
+    for value, status in VALUES.items():
+        assert m.decode({**m.encode(order()), "status": value}).status is Status(status)
+        assert m.encode(order(status=Status(status)))["status"] == value
+
+
+def test_several_values_for_one_status_write_the_one_named() -> None:
+    m = mapping(
+        status={
+            "field": "status",
+            "values": {**VALUES, "CLOSED": "completed"},
+            "write": {"completed": "CLOSED"},
+        }
+    )
+    assert m.decode({**m.encode(order()), "status": "DONE"}).status is Status.COMPLETED
+    assert m.encode(order())["status"] == "CLOSED"
+
+
+def test_flags_with_another_none_and_optional_flags() -> None:
+    m = mapping(
+        status={
+            "flags": {
+                "open": "pending",
+                "busy": "in_progress",
+                "done": "completed",
+                "void": "cancelled",
+                "held": "on_hold",
+            },
+            "none": "pending",
+            "optional": ["busy", "held"],
+        }
+    )
+    written = m.encode(order(status=Status.ON_HOLD))
+    assert [k for k in ("open", "busy", "done", "void", "held") if written[k]] == ["held"]
+    base = {k: v for k, v in written.items() if k not in ("busy", "held")}
+    assert m.decode({**base, "open": False}).status is Status.PENDING  # none set
+    assert m.decode({**base, "done": True}).status is Status.COMPLETED
+    assert rejected(m, {**base, "done": True, "void": True}) == [
+        ("$", "ambiguous status: done, void are all true")
+    ]
+    assert ("$.open", "'open' is a required property") in rejected(
+        m, {k: v for k, v in base.items() if k != "open"}
+    )
+
+
+def test_a_status_without_a_flag_of_its_own_is_written_as_no_flag() -> None:
+    m = mapping(
+        status={
+            "flags": {
+                "open": "pending",
+                "done": "completed",
+                "void": "cancelled",
+                "held": "on_hold",
+            },
+            "none": "in_progress",
+        }
+    )
+    written = m.encode(order(status=Status.IN_PROGRESS))
+    assert not any(written[k] for k in ("open", "done", "void", "held"))
+    assert m.decode(written).status is Status.IN_PROGRESS
+
+
+# -- dates
+
+
+@pytest.mark.parametrize(
+    ("date_format", "timezone", "written"),
+    [
+        ("iso8601", "America/Sao_Paulo", "2024-05-01T12:30:15.250Z"),
+        ("epoch_ms", "UTC", 1714566615250),
+        ("epoch_s", "UTC", 1714566615),
+        ("%d/%m/%Y %H:%M", "America/Sao_Paulo", "01/05/2024 09:30"),
+        ("%Y-%m-%d %H:%M:%S.%f", "Asia/Kolkata", "2024-05-01 18:00:15.250000"),
+        ("%Y%m%dT%H%M%S%z", "Europe/Paris", "20240501T143015+0200"),
+        ("%m/%d/%Y %I:%M %p", "UTC", "05/01/2024 12:30 PM"),
+    ],
+)
+def test_date_formats_both_ways(date_format: str, timezone: str, written: Any) -> None:
+    m = mapping(date_format=date_format, timezone=timezone)
+    record = m.encode(order())
+    assert record["updated"] == written
+    precise = {"epoch_s": 1, "%d/%m/%Y %H:%M": 60, "%Y%m%dT%H%M%S%z": 1, "%m/%d/%Y %I:%M %p": 60}
+    step = precise.get(date_format)
+    expected = order().updated_at
+    if step is not None:  # written at the format's precision: truncated
+        expected = datetime.fromtimestamp(expected.timestamp() // step * step, UTC)
+    assert m.decode(record).updated_at == expected
+
+
+def test_naive_iso_is_read_in_the_zone_and_offsets_are_exact() -> None:
+    m = mapping(timezone="America/Sao_Paulo")
+    base = m.encode(order())
+    assert m.decode({**base, "updated": "2024-05-01T09:30:00"}).updated_at == datetime(
+        2024, 5, 1, 12, 30, tzinfo=UTC
+    )
+    assert m.decode({**base, "updated": "2024-05-01T09:30:00+01:00"}).updated_at == datetime(
+        2024, 5, 1, 8, 30, tzinfo=UTC
+    )
+
+
+@pytest.mark.parametrize("date_format", ["iso8601", "%Y-%m-%d %H:%M"])
+def test_a_time_the_zone_skips_is_refused(date_format: str) -> None:
+    m = mapping(date_format=date_format, timezone="America/New_York")
+    base = m.encode(order())
+    gap = "2024-03-10T02:30:00" if date_format == "iso8601" else "2024-03-10 02:30"
+    found = rejected(m, {**base, "updated": gap})
+    assert found == [
+        (
+            "$.updated",
+            "2024-03-10 02:30:00 does not exist in America/New_York "
+            "(skipped by a daylight-saving change)",
+        )
+    ]
+
+
+@pytest.mark.parametrize("date_format", ["iso8601", "%Y-%m-%d %H:%M"])
+def test_a_time_the_zone_repeats_is_the_earlier_instant(date_format: str) -> None:
+    m = mapping(date_format=date_format, timezone="America/New_York")
+    base = m.encode(order())
+    twice = "2024-11-03T01:30:00" if date_format == "iso8601" else "2024-11-03 01:30"
+    # 01:30 EDT (UTC-4), not 01:30 EST (UTC-5)
+    assert m.decode({**base, "updated": twice}).updated_at == datetime(
+        2024, 11, 3, 5, 30, tzinfo=UTC
+    )
+    # And outbound, the second 01:30 is written as the wall clock shows it.
+    later = order(updated_at=datetime(2024, 11, 3, 6, 30, tzinfo=UTC))
+    if date_format != "iso8601":
+        assert m.encode(later)["updated"] == "2024-11-03 01:30"
+
+
+@pytest.mark.parametrize(
+    ("date_format", "value", "reason"),
+    [
+        ("epoch_ms", "1714566615250", "is not of type 'integer'"),
+        ("epoch_ms", 1.5, "is not of type 'integer'"),
+        ("epoch_ms", 10**20, "outside years 1-9999"),
+        ("epoch_s", True, "is not of type 'integer'"),
+        ("%d/%m/%Y %H:%M", "31/02/2024 10:00", "not a date in the format"),
+        ("%d/%m/%Y %H:%M", 5, "is not of type 'string'"),
+    ],
+)
+def test_bad_dates(date_format: str, value: Any, reason: str) -> None:
+    m = mapping(date_format=date_format)
+    found = rejected(m, {**m.encode(order()), "created": value})
+    assert any(p == "$.created" and reason in r for p, r in found), found
+
+
+def test_early_years_keep_four_digits_with_a_pattern() -> None:
+    m = mapping(date_format="%d/%m/%Y %H:%M")
+    early = order(created_at=datetime(1, 1, 2, 3, 4, tzinfo=UTC))
+    assert m.encode(early)["created"] == "02/01/0001 03:04"
+    assert m.decode(m.encode(early)).created_at == early.created_at
+
+
+# -- deletion, constants, defaults
+
+
+@pytest.mark.parametrize(
+    ("deleted", "deleted_at", "expected"),
+    [
+        (True, 1714500000000, datetime(2024, 4, 30, 18, 0, tzinfo=UTC)),
+        (True, None, datetime(2024, 5, 1, 12, 30, 15, 250_000, tzinfo=UTC)),
+        (False, 1714500000000, None),
+    ],
+)
+def test_deletion(deleted: bool, deleted_at: Any, expected: datetime | None) -> None:
+    m = mapping(date_format="epoch_ms")
+    record = {**m.encode(order()), "deleted": deleted, "deletedAt": deleted_at}
+    decoded = m.decode(record)
+    assert (decoded.deleted, decoded.deleted_at) == (deleted, expected)
+
+
+def test_without_deletion_fields_nothing_is_deleted_or_written() -> None:
+    description = described()
+    del description["fields"]["deleted"], description["fields"]["deleted_at"]
+    m = load_mapping(description, where=WHERE)
+    written = m.encode(order(deleted=True))
+    assert "deleted" not in written and "deletedAt" not in written
+    assert m.decode(written).deleted is False
+
+
+def test_constants_are_written_and_only_type_checked_inbound() -> None:
+    m = mapping(constants={"source": "tracos", "meta": {"version": 2, "synced": True}})
+    written = m.encode(order())
+    assert written["source"] == "tracos" and written["meta"] == {"version": 2, "synced": True}
+    assert m.decode({**written, "source": "erp"}) == m.decode(written)
+    assert m.decode({k: v for k, v in written.items() if k != "meta"}) == m.decode(written)
+    assert ("$.meta.version", "'2' is not of type 'integer'") in rejected(
+        m, {**written, "meta": {"version": "2"}}
+    )
+
+
+def test_defaults_stand_in_for_absent_fields() -> None:
+    m = mapping(defaults={"status": "ON_HOLD", "title": "(untitled)", "deleted": False})
+    written = m.encode(order())
+    del written["status"], written["title"], written["deleted"]
+    decoded = m.decode(written)
+    assert (decoded.status, decoded.title, decoded.deleted) == (
+        Status.ON_HOLD,
+        "(untitled)",
+        False,
+    )
+    assert "status" not in written  # the caller's record is not changed
+    assert m.decode({**written, "status": "DONE"}).status is Status.COMPLETED
+
+
+def test_optional_deleted_is_false_when_absent() -> None:
+    m = mapping(fields={**described()["fields"], "deleted": {"path": "deleted", "required": False}})
+    written = m.encode(order())
+    del written["deleted"]
+    assert m.decode(written).deleted is False
+
+
+def test_order_puts_listed_paths_first() -> None:
+    m = mapping(order=["updated", "id"], constants={"source": "tracos"})
+    assert list(m.encode(order())) == [
+        "updated",
+        "id",
+        "title",
+        "created",
+        "deleted",
+        "deletedAt",
+        "status",
+        "source",
+    ]
+
+
+# -- load-time validation
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"status": {"field": "status", "values": {**VALUES, "DONE": "done2"}}},
+            "mapping.status.values.DONE: unknown TracOS status 'done2' (expected one of: "
+            "pending, in_progress, completed, on_hold, cancelled)",
+        ),
+        ({"fieldz": {}}, "mapping.fieldz: unknown key (expected one of: fields, status, "),
+        (
+            {"fields": {**described()["fields"], "deleted": {"path": "d", "requird": True}}},
+            "mapping.fields.deleted.requird: unknown key (expected one of: path, required)",
+        ),
+        (
+            {"fields": {**described()["fields"], "number": 5}},
+            'mapping.fields.number: expected a client path ("summary") or a table',
+        ),
+        ({"date_fromat": "iso8601"}, "mapping.date_fromat: unknown key"),
+        ({"status": {"field": "status", "valus": {}}}, "mapping.status.valus: unknown key"),
+        (
+            {"status": {"field": "status", "values": {**VALUES, "OPEN": "in_progress"}}},
+            "mapping.status.values: no client value for TracOS status pending",
+        ),
+        (
+            {"status": {"field": "status", "values": {**VALUES, "CLOSED": "completed"}}},
+            "mapping.status.write.completed: several client values map to completed "
+            "('DONE', 'CLOSED'): say which one is written",
+        ),
+        (
+            {"status": {"field": "status", "values": VALUES, "write": {"completed": "X"}}},
+            "mapping.status.write.completed: 'X' is not one of the values",
+        ),
+        (
+            {"status": {"flags": {"a": "pending", "b": "pending"}}},
+            "mapping.status.flags.b: TracOS status pending already has the flag 'a'",
+        ),
+        (
+            {"status": {"flags": {"a": "pending"}}},
+            "mapping.status.flags: no flag for TracOS status completed, on_hold, cancelled",
+        ),
+        (
+            {"status": {"flags": {"a": "pending"}, "field": "s"}},
+            "mapping.status: give either flags or field, not both",
+        ),
+        ({"status": {"values": VALUES}}, "mapping.status: give either flags"),
+        ({"status": "OPEN"}, "mapping.status: Input should be a valid dictionary"),
+        ({"date_format": "dd/MM/yyyy"}, "mapping.date_format: unknown date format 'dd/MM/yyyy'"),
+        (
+            {"date_format": "%d/%m %H:%M"},
+            "mapping.date_format: date format '%d/%m %H:%M' lacks a year (%Y)",
+        ),
+        ({"timezone": "Mars/Olympus"}, "mapping.timezone: unknown time zone 'Mars/Olympus'"),
+        (
+            {"constants": {"id": 1}},
+            "mapping.constants.id: client path 'id' is already used by mapping.fields.number",
+        ),
+        (
+            {"constants": {"title.x": 1}},
+            "mapping.constants.title.x: client path 'title.x' and "
+            "'title' (mapping.fields.title) overlap",
+        ),
+        (
+            {"constants": {"x": [1]}},
+            "mapping.constants.x: a constant is a string, number or boolean",
+        ),
+        (
+            {"defaults": {"nowhere": 1}},
+            "mapping.defaults.nowhere: 'nowhere' is not a client field this mapping reads",
+        ),
+        ({"defaults": {"id": 1}}, "mapping.defaults.id: number cannot have a default"),
+        ({"defaults": {"status": "SHUT"}}, "mapping.defaults.status: 'SHUT' is not one of"),
+        ({"defaults": {"created": "yesterday"}}, "mapping.defaults.created: not an ISO 8601"),
+        (
+            {"order": ["id", "nope", "id"]},
+            "mapping.order.1: 'nope' is not a client path this "
+            "mapping writes; mapping.order.2: 'id' is listed twice",
+        ),
+        (
+            {"fields": {"number": "id", "title": "", "created_at": "c", "updated_at": "u"}},
+            "mapping.fields.title.path: '' is not a client path",
+        ),
+        (
+            {
+                "fields": {
+                    "number": {"path": "id", "required": False},
+                    "title": "t",
+                    "created_at": "c",
+                    "updated_at": "u",
+                }
+            },
+            "mapping.fields.number.required: number cannot be optional",
+        ),
+        (
+            {
+                "fields": {
+                    "number": "id",
+                    "title": "t",
+                    "created_at": "c",
+                    "updated_at": "u",
+                    "deleted_at": "d",
+                }
+            },
+            "mapping.fields.deleted_at: needs fields.deleted",
+        ),
+        (
+            {"fields": {"number": "id", "title": "t", "created_at": "c"}},
+            "mapping.fields.updated_at: required key is missing",
+        ),
+    ],
+)
+def test_descriptions_that_cannot_work_are_refused(changes: dict[str, Any], message: str) -> None:
+    text = refusal(described(**changes))
+    assert text.startswith(WHERE + ": mapping."), text
+    assert message in text, text
+
+
+def test_every_problem_is_listed() -> None:
+    description = described(date_format="nope", timezone="Nowhere", unknown=1)
+    description["status"]["values"]["DONE"] = "done2"
+    text = refusal(description)
+    for key in ("mapping.unknown", "mapping.status.values.DONE"):
+        assert key in text, text
+    # Once the shape is right, every inconsistency is listed too.
+    text = refusal(described(date_format="nope", timezone="Nowhere", order=["x"]))
+    assert text.count("; ") == 2, text
+    for key in ("mapping.timezone", "mapping.date_format", "mapping.order.0"):
+        assert key in text, text
+
+
+def test_not_a_table_is_refused() -> None:
+    assert refusal(["x"]) == f"{WHERE}: mapping: expected a table, got list"
+
+
+def test_the_example_and_the_builtin_description_load() -> None:
+    load_mapping(example_description(), where=str(EXAMPLE))
+    load_mapping(BUILTIN, where="builtin")

@@ -1,0 +1,61 @@
+"""The connectors read and write a customer's own shape through its mapping: decoding bytes, the
+folder sink's files and its "already newer" check, and what the HTTP connector saw the ERP hold."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from tracos_sync.connectors.client_erp.codec import RecordDecoder
+from tracos_sync.connectors.client_erp.files.settings import FolderSettings
+from tracos_sync.connectors.client_erp.files.sink import FolderSink, holds_newer_than
+from tracos_sync.connectors.client_erp_http.versions import ErpVersions
+from tracos_sync.domain.model import Status, WorkOrder
+from tracos_sync.mapping import load_mapping
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "mappings" / "globex.toml"
+MAPPING = load_mapping(tomllib.loads(EXAMPLE.read_text())["mapping"], where=str(EXAMPLE))
+ORDER = WorkOrder(
+    7,
+    Status.ON_HOLD,
+    "Belt",
+    datetime(2024, 5, 1, 10, tzinfo=UTC),
+    datetime(2024, 5, 1, 12, 30, tzinfo=UTC),
+)
+
+
+def test_decoder_locates_problems_in_the_clients_paths() -> None:
+    good = MAPPING.encode(ORDER)
+    bad = {**good, "dates": {**good["dates"], "updated": "2024-05-01"}}
+    decoded = RecordDecoder(MAPPING).decode(orjson.dumps([good, bad, {**good, "x": 1}]))
+    assert [r.number for r in decoded.records] == [7, 7]
+    assert [(p.record, p.path) for p in decoded.problems] == [(1, "$.dates.updated")]
+    assert decoded.unknown_fields == {"x"}
+
+
+async def test_folder_sink_writes_the_mappings_shape(tmp_path: Path) -> None:
+    sink = FolderSink(FolderSettings(data_outbound_dir=tmp_path), MAPPING)
+    await sink.prepare()
+    try:
+        delivery = await sink.deliver([ORDER])
+    finally:
+        await sink.close()
+    assert delivery.delivered == [7]
+    written = orjson.loads((tmp_path / "7.json").read_bytes())
+    assert written["status"] == "ON_HOLD" and written["dates"]["updated"] == "01/05/2024 09:30"
+    # The file's own last update is read through the mapping.
+    newer = orjson.dumps({**written, "dates": {**written["dates"], "updated": "01/05/2024 10:00"}})
+    assert holds_newer_than(ORDER.updated_at, MAPPING)(newer) is True
+    assert holds_newer_than(ORDER.updated_at, MAPPING)(orjson.dumps(written)) is False
+    assert holds_newer_than(ORDER.updated_at, MAPPING)(b"not json") is False
+
+
+def test_erp_versions_read_a_refused_records_key_through_the_mapping() -> None:
+    erp = ErpVersions(MAPPING)
+    raw = {**MAPPING.encode(ORDER), "status": "BROKEN"}
+    assert erp.saw_raw(raw) == (ORDER.updated_at, 7)
+    assert erp.holds_newer(7, datetime(2024, 5, 1, 12, tzinfo=UTC))
+    assert erp.saw_raw({"orderNo": 7}) is None
