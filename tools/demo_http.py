@@ -26,7 +26,8 @@ from pymongo import AsyncMongoClient
 from tracos_sync import logs
 from tracos_sync.connectors.client_erp_http.fake_server import FakeErpState, fake_erp
 from tracos_sync.embedded import embedded_server
-from tracos_sync.seed import client_records, tracos_work_orders
+from tracos_sync.mapping import builtin_mapping
+from tracos_sync.seed import client_orders, tracos_work_orders
 from tracos_sync.tracos.repository import MongoWorkOrderRepository
 from tracos_sync.tracos.retry import Retrier
 
@@ -50,7 +51,7 @@ def tracos_sync(*args: str, env: dict[str, str]) -> int:
 
 
 def erp_records(now: datetime) -> list[dict[str, Any]]:
-    records = client_records(now)
+    records = [builtin_mapping().encode(order) for order in client_orders(now)]
     ambiguous = {**records[0], "orderNo": 198, "summary": "Two statuses", "isDone": True}
     records.append({**ambiguous, "isPending": True})
     records.append({**records[1], "orderNo": 199, "summary": "Dated by a clock gone wrong"})

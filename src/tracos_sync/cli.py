@@ -189,11 +189,12 @@ def fake_erp_command(host: str, port: int, token: str | None, sample: int) -> No
     import time
 
     from tracos_sync.connectors.client_erp_http.fake_server import fake_erp
-    from tracos_sync.seed import client_records
+    from tracos_sync.mapping import builtin_mapping
+    from tracos_sync.seed import client_orders
 
     with fake_erp(host, port, token) as (url, state):
-        for record in client_records(datetime.now(UTC))[:sample]:
-            state.put(record)
+        for order in client_orders(datetime.now(UTC))[:sample]:
+            state.put(builtin_mapping().encode(order))
         click.echo(f"fake ERP at {url} with {len(state.records)} work orders; try:")
         this = sys.argv[0] if sys.argv and sys.argv[0].endswith("tracos-sync") else "tracos-sync"
         click.echo(f"  CLIENT_CONNECTOR=http CLIENT_API_URL={url} {this} run --embedded")

@@ -1,21 +1,27 @@
 """Sample data, like the challenge's ``setup.py``: 10 TracOS work orders (written the way TracOS
-writes them: no ``isSynced``) and 10 client files (no ``isActive``/``isSynced``), plus one malformed
-file and one that breaks the schema, so that a first run shows every path."""
+writes them: no ``isSynced``) and 10 client work orders, written by the connector in the
+customer's own format (its mapping), plus one malformed input and one that breaks the format, so
+that a first run shows every path."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import orjson
 
-from tracos_sync.domain.dates import format_instant, normalise
+from tracos_sync.domain.dates import normalise
 from tracos_sync.domain.model import Status, WorkOrder
 from tracos_sync.domain.ports import SupportsSamples, WorkOrderRepository
 
 TRACOS_STATUSES = list(Status)
-CLIENT_FLAGS = ["isPending", "isDone", "isOnHold", "isCanceled", None]
+CLIENT_STATUSES = [
+    Status.PENDING,
+    Status.COMPLETED,
+    Status.ON_HOLD,
+    Status.CANCELLED,
+    Status.IN_PROGRESS,
+]
 SAMPLES = 10
 CLIENT_FIRST_NUMBER = 101
 
@@ -47,38 +53,31 @@ def tracos_work_orders(now: datetime) -> list[WorkOrder]:
     return orders
 
 
-def client_records(now: datetime) -> list[dict[str, Any]]:
-    records = []
+def client_orders(now: datetime) -> list[WorkOrder]:
+    """The client's ten sample work orders: every status, none of TracOS's numbers."""
+    orders = []
     for i in range(SAMPLES):
         number = CLIENT_FIRST_NUMBER + i
         created = normalise(now - timedelta(days=20 - i, hours=i))
-        flag = CLIENT_FLAGS[i % len(CLIENT_FLAGS)]
-        record: dict[str, Any] = {
-            "orderNo": number,
-            "isCanceled": flag == "isCanceled",
-            "isDeleted": False,
-            "isDone": flag == "isDone",
-            "isOnHold": flag == "isOnHold",
-            "isPending": flag == "isPending",
-            "summary": f"Example client order {number}",
-            "creationDate": format_instant(created),
-            "lastUpdateDate": format_instant(created + timedelta(hours=6)),
-            "deletedDate": None,
-        }
-        records.append(record)
-    return records
+        orders.append(
+            WorkOrder(
+                number=number,
+                status=CLIENT_STATUSES[i % len(CLIENT_STATUSES)],
+                title=f"Example client order {number}",
+                created_at=created,
+                updated_at=created + timedelta(hours=6),
+            )
+        )
+    return orders
 
 
-def sample_inputs(now: datetime) -> dict[str, bytes]:
-    """The client's sample inputs by name: ten work orders, one malformed, one off-schema."""
-    inputs = {
-        f"{record['orderNo']}.json": orjson.dumps(record, option=orjson.OPT_INDENT_2)
-        for record in client_records(now)
-    }
-    inputs["malformed.json"] = b'{"orderNo": 900, "summary": '
-    invalid = {"orderNo": "901", "isDone": "yes", "summary": "Breaks the schema"}
-    inputs["invalid-schema.json"] = orjson.dumps(invalid)
-    return inputs
+# Inputs that are wrong in any format: one that is not JSON, one whose fields are all wrong.
+BROKEN_INPUTS = {
+    "malformed.json": b'{"orderNo": 900, "summary": ',
+    "invalid-schema.json": orjson.dumps(
+        {"orderNo": "901", "isDone": "yes", "summary": "Breaks the schema"}
+    ),
+}
 
 
 async def seed(
@@ -98,5 +97,5 @@ async def seed(
     now = datetime.now(UTC)
     result = SeedResult()
     result.documents = await repository.seed(tracos_work_orders(now))
-    result.files = await client.add_samples(sample_inputs(now))
+    result.files = await client.add_samples(client_orders(now), BROKEN_INPUTS)
     return result

@@ -101,3 +101,20 @@ def test_an_http_integration_runs_beside_a_folder_one(env: Env) -> None:
     lines = summaries(result)
     assert (lines["acme"]["inserted"], lines["initech"]["inserted"]) == ("1", "1")
     assert lines["*"]["inserted"] == "2"
+
+
+def test_seed_writes_samples_in_the_customers_own_format(
+    env: Env, mongo: MongoClient[dict[str, Any]]
+) -> None:
+    path = examples(env)
+    seeded = env.cli("--integrations", str(path), "seed", "--only", "globex")
+    assert seeded.code == 0, seeded.output
+    sample = read_json(env.root / "data/globex/inbound/101.json")
+    assert sample["id"] == 101 and sample["status"] == "OPEN" and "details" in sample
+    result = env.cli("--integrations", str(path), "run", "--only", "globex")
+    assert result.code == 0, result.output
+    counts = summaries(result)["globex"]
+    assert (counts["inserted"], counts["rejected"], counts["exported"]) == ("10", "2", "10")
+    assert mongo[env.database]["globex_workorders"].count_documents({}) == 20
+    ambiguous = env.cli("--integrations", str(path), "seed")
+    assert ambiguous.code == 2 and "--only" in ambiguous.output

@@ -277,8 +277,10 @@ class SupportsSamples(Protocol):
     async def holds_inputs(self) -> bool:
         """Is any client input waiting already?"""
 
-    async def add_samples(self, inputs: dict[str, bytes]) -> int:
-        """Add these inputs (by name), none over an existing one; returns how many."""
+    async def add_samples(self, orders: Sequence[WorkOrder], broken: Mapping[str, bytes]) -> int:
+        """Add ``orders`` as the client would send them (in its own format, one input each) and
+        the ``broken`` inputs as they are (by name), none over an existing one; returns how
+        many were added."""
 
 
 @runtime_checkable

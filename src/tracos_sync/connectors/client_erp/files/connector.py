@@ -7,13 +7,14 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
 import orjson
 import structlog
 
 from tracos_sync.config import connector_settings
+from tracos_sync.domain.model import WorkOrder
 from tracos_sync.domain.ports import Backlog, ConnectorConfig, ConnectorContext, HealthCheck, Owned
 from tracos_sync.mapping import RecordMapping, load_mapping
 
@@ -98,8 +99,14 @@ class FolderConnector:
     async def holds_inputs(self) -> bool:
         return bool(await asyncio.to_thread(waiting_files, self.settings))
 
-    async def add_samples(self, inputs: dict[str, bytes]) -> int:
-        return await asyncio.to_thread(self._add_samples, inputs)
+    async def add_samples(self, orders: Sequence[WorkOrder], broken: Mapping[str, bytes]) -> int:
+        inputs = {
+            f"{order.number}.json": orjson.dumps(
+                self.mapping.encode(order), option=orjson.OPT_INDENT_2
+            )
+            for order in orders
+        }
+        return await asyncio.to_thread(self._add_samples, inputs | dict(broken))
 
     def _add_samples(self, inputs: dict[str, bytes]) -> int:
         inbound = self.settings.data_inbound_dir
