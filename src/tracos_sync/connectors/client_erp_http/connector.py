@@ -75,8 +75,6 @@ def create(config: ConnectorConfig) -> HttpConnector:
     """The ``http`` connector factory (entry point ``tracos_sync.connectors:http``)."""
     settings = connector_settings(HttpSettings, config)
     mapping = load_mapping(
-        config.mapping,
-        where=config.where or "the built-in mapping",
-        default_timezone=settings.client_timezone,
+        config.mapping, where=config.where, default_timezone=settings.client_timezone
     )
     return HttpConnector(settings, mapping)

@@ -198,8 +198,6 @@ def create(config: ConnectorConfig) -> FolderConnector:
     """The ``files`` connector factory (entry point ``tracos_sync.connectors:files``)."""
     settings = connector_settings(FolderSettings, config)
     mapping = load_mapping(
-        config.mapping,
-        where=config.where or "the built-in mapping",
-        default_timezone=settings.client_timezone,
+        config.mapping, where=config.where, default_timezone=settings.client_timezone
     )
     return FolderConnector(settings, mapping)
