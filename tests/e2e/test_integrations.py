@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import signal
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -259,3 +260,40 @@ def metrics(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
         page: str = answer.read().decode()
     return page
+
+
+def test_a_format_without_deletion_keeps_a_tracos_deletion(env: Env) -> None:
+    """A customer whose records cannot say "deleted" must not undo a deletion made in TracOS
+    when it sends a newer edit of the order (found by a hostile tester)."""
+    mapping = env.root / "nodeleted.toml"
+    mapping.write_text(
+        "[mapping]\n[mapping.fields]\n"
+        'number = "id"\ntitle = "t"\ncreated_at = "c"\nupdated_at = "u"\n'
+        '[mapping.status]\nfield = "s"\n'
+        'values = { P = "pending", I = "in_progress", C = "completed", H = "on_hold", '
+        'X = "cancelled" }\n'
+    )
+    path = write_integrations(
+        env.root / "integrations.toml",
+        [{"name": "nd", "mapping": str(mapping), "settings": folders(env.root, "nd")}],
+    )
+    record = {"id": 9, "t": "first", "s": "P", "c": "2024-01-01T00:00:00Z"}
+    write_json(env.root / "nd/in/9.json", {**record, "u": "2024-01-01T00:00:00Z"})
+    assert env.cli("--integrations", str(path), "run").code == 0
+    inserted = env.collection.find_one({"number": 9})
+    assert inserted is not None and inserted["deleted"] is False and inserted["deletedAt"] is None
+    deleted_at = datetime(2024, 2, 1, tzinfo=UTC)
+    env.collection.update_one(
+        {"number": 9},
+        {"$set": {"deleted": True, "deletedAt": deleted_at, "updatedAt": deleted_at}},
+    )
+    edit = {**record, "t": "client edit", "s": "I", "u": "2024-03-01T00:00:00Z"}
+    write_json(env.root / "nd/in/9-edit.json", edit)
+    result = env.cli("--integrations", str(path), "run")
+    assert result.code == 0, result.output
+    assert summaries(result)["nd"]["updated"] == "1"
+    doc = env.collection.find_one({"number": 9})
+    assert doc is not None
+    assert (doc["title"], doc["status"]) == ("client edit", "in_progress")
+    assert doc["deleted"] is True
+    assert doc["deletedAt"].replace(tzinfo=UTC) == deleted_at

@@ -23,7 +23,9 @@ class WorkOrder:
 
     Every datetime is timezone-aware UTC at millisecond precision (see ``dates.normalise``).
     ``description`` is ``None`` when the source does not own it (client records): TracOS then
-    keeps its own, or takes the title on insert.
+    keeps its own, or takes the title on insert. ``deleted`` is ``None`` likewise (a client
+    format that cannot say whether an order is deleted): TracOS keeps its own, or "not deleted"
+    on insert.
     """
 
     number: int
@@ -31,7 +33,8 @@ class WorkOrder:
     title: str
     created_at: datetime
     updated_at: datetime
-    deleted: bool = False
+    # None: the source does not say (a client format without deletion): TracOS keeps its own.
+    deleted: bool | None = False
     deleted_at: datetime | None = None
     description: str | None = None
 

@@ -178,7 +178,8 @@ class RecordMapping:
 
         created = instant(parts.created_at, self._created(item))
         updated = instant(parts.updated_at, self._updated(item))
-        deleted = self._deleted is not None and self._deleted(item) is True
+        # A format without a deleted field cannot say: TracOS keeps its own (None).
+        deleted = None if self._deleted is None else self._deleted(item) is True
         # Deleted without a date of its own: deleted at its last update at the latest.
         deleted_at = updated if deleted else None
         slot = parts.deleted_at
@@ -323,7 +324,7 @@ def _title(order: WorkOrder) -> str:
 
 
 def _deleted(order: WorkOrder) -> bool:
-    return order.deleted
+    return bool(order.deleted)
 
 
 def _on_status(of_status: Callable[[Status], Any]) -> Writer:

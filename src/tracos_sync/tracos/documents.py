@@ -62,6 +62,8 @@ def insert_document(order: WorkOrder, synced_at: datetime) -> dict[str, Any]:
         "number": order.number,
         "createdAt": order.created_at,
         "description": order.description if order.description is not None else order.title,
+        "deleted": False,
+        "deletedAt": None,
         **update_fields(order, synced_at),
     }
 
@@ -74,17 +76,18 @@ def native_document(order: WorkOrder) -> dict[str, Any]:
 
 
 def update_fields(order: WorkOrder, synced_at: datetime) -> dict[str, Any]:
-    """What an inbound update sets: never ``createdAt`` or ``description``. Marked synced so that
-    what came from the client does not echo back to it."""
-    return {
+    """What an inbound update sets: never ``createdAt`` or ``description``, nor the deletion
+    when the source does not say (``deleted`` None). Marked synced so that what came from the
+    client does not echo back to it."""
+    fields: dict[str, Any] = {
         "status": order.status.value,
         "title": order.title,
         "updatedAt": order.updated_at,
-        "deleted": order.deleted,
-        "deletedAt": order.deleted_at if order.deleted else None,
-        "isSynced": True,
-        "syncedAt": synced_at,
     }
+    if order.deleted is not None:
+        fields["deleted"] = order.deleted
+        fields["deletedAt"] = order.deleted_at if order.deleted else None
+    return fields | {"isSynced": True, "syncedAt": synced_at}
 
 
 def read_document(doc: Mapping[str, Any]) -> WorkOrder:
