@@ -112,6 +112,15 @@ def load_runtime(
     if not settings.mongo_embedded:
         check_mongo_uri(settings.mongo_uri)
     if settings.integrations_file is None:
+        for variable, collection in (
+            ("CLIENT_STATE_COLLECTION", settings.client_state_collection),
+            ("CLIENT_DEAD_LETTER_COLLECTION", settings.client_dead_letter_collection),
+        ):
+            if collection == settings.mongo_collection:
+                raise ConfigurationError(
+                    f"{variable}: {collection!r} is MONGO_COLLECTION, where the work orders "
+                    "are; give it a collection of its own"
+                )
         connector = connectors.load(settings.client_connector)(ConnectorConfig(env_file=env_file))
         integrations = [
             Integration(
@@ -152,18 +161,11 @@ def _integration(
 def _refuse_sharing(path: Path, integrations: Sequence[Integration]) -> None:
     """Two integrations may not sync one TracOS collection (one customer's order 7 would
     overwrite the other's), nor share a folder or an endpoint."""
-    collections: dict[tuple[str, str], str] = {}
+    _refuse_shared_collections(path, integrations)
     endpoints: dict[str, str] = {}
     folders: list[dict[str, Path]] = []
     for integration in integrations:
         name = integration.name
-        key = (integration.database, integration.collection)
-        if key in collections:
-            raise ConfigurationError(
-                f"{path}: integrations {collections[key]!r} and {name!r} both sync "
-                f"{key[0]}.{key[1]}; give each its own tracos.collection"
-            )
-        collections[key] = name
         owned = integration.connector.owned()
         for setting, endpoint in owned.endpoints.items():
             if endpoint in endpoints:
@@ -182,6 +184,41 @@ def _refuse_sharing(path: Path, integrations: Sequence[Integration]) -> None:
                     if overlap is not None:
                         raise ConfigurationError(f"{path}: {overlap}")
         folders.append(own)
+
+
+def _refuse_shared_collections(path: Path, integrations: Sequence[Integration]) -> None:
+    """Each work-order collection is one integration's, and never anybody's state or dead
+    letters (their documents would be exported, their writes break its unique index). State
+    collections may be shared: entries are keyed by endpoint. Database names that differ only
+    in case are one name to MongoDB, which refuses the second: refused here, at start-up."""
+    databases: dict[str, str] = {}
+    work: dict[tuple[str, str], str] = {}
+    for integration in integrations:
+        database = integration.database
+        seen = databases.setdefault(database.lower(), database)
+        if seen != database:
+            raise ConfigurationError(
+                f"{path}: integration {integration.name!r}: database {database!r} differs "
+                f"from {seen!r} only in case; MongoDB takes them for one name"
+            )
+        key = (integration.database, integration.collection)
+        if key in work:
+            raise ConfigurationError(
+                f"{path}: integrations {work[key]!r} and {integration.name!r} both sync "
+                f"{key[0]}.{key[1]}; give each its own tracos.collection"
+            )
+        work[key] = integration.name
+    for integration in integrations:
+        for role, collection in (
+            ("state_collection", integration.state_collection),
+            ("dead_letter_collection", integration.dead_letter_collection),
+        ):
+            key = (integration.database, collection)
+            if key in work:
+                raise ConfigurationError(
+                    f"{path}: integration {integration.name!r}: tracos.{role} {key[0]}.{key[1]} "
+                    f"holds the work orders of {work[key]!r}; give it a collection of its own"
+                )
 
 
 def _only(integrations: list[Integration], names: Sequence[str]) -> list[Integration]:

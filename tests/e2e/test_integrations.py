@@ -199,6 +199,41 @@ def test_check_checks_every_integration(env: Env) -> None:
             "integration 'acme': settings.data_outbound_dir: ${TRACOS_TEST_UNSET} is not set",
         ),
         ([], "integration: Field required"),
+        (
+            [
+                {
+                    "name": "one",
+                    "connector": "http",
+                    "tracos": {"collection": "a"},
+                    "settings": {"client_api_url": "http://127.0.0.1:9/api"},
+                },
+                {
+                    "name": "two",
+                    "connector": "http",
+                    "tracos": {"collection": "b"},
+                    "settings": {"client_api_url": "HTTP://user:pw@127.0.0.1:9/api/?key=x"},
+                },
+            ],
+            "integrations 'one' and 'two' both use http://127.0.0.1:9/api",
+        ),
+        (
+            [
+                {"name": "acme", "tracos": {"collection": "client_sync_state"}},
+                {"name": "globex", "settings": {"data_inbound_dir": "g", "data_outbound_dir": "o"}},
+            ],
+            "integration 'acme': tracos.state_collection",
+        ),
+        (
+            [
+                {"name": "acme", "tracos": {"database": "Tractian"}},
+                {
+                    "name": "globex",
+                    "tracos": {"collection": "g"},
+                    "settings": {"data_inbound_dir": "g"},
+                },
+            ],
+            "differs from 'Tractian' only in case",
+        ),
     ],
 )
 def test_configuration_errors_name_the_file_integration_and_key(
@@ -297,3 +332,9 @@ def test_a_format_without_deletion_keeps_a_tracos_deletion(env: Env) -> None:
     assert (doc["title"], doc["status"]) == ("client edit", "in_progress")
     assert doc["deleted"] is True
     assert doc["deletedAt"].replace(tzinfo=UTC) == deleted_at
+
+
+def test_without_the_file_state_may_not_live_among_the_work_orders(env: Env) -> None:
+    result = env.cli("run", CLIENT_STATE_COLLECTION="workorders")
+    assert result.code == 2, result.output
+    assert "CLIENT_STATE_COLLECTION: 'workorders' is MONGO_COLLECTION" in result.output

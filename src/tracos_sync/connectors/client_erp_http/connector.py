@@ -41,7 +41,7 @@ class HttpConnector:
     def owned(self) -> Owned:
         # Its watermark and versions are the ERP's: two integrations on one API would each
         # export into the other's records.
-        return Owned(endpoints={"CLIENT_API_URL": self.settings.state_url()})
+        return Owned(endpoints={"CLIENT_API_URL": self.settings.endpoint()})
 
     async def health(self, context: ConnectorContext) -> list[HealthCheck]:
         url = self.settings.shown_url()

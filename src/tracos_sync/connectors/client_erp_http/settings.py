@@ -79,6 +79,15 @@ class HttpSettings(EnvSettings):
         query = "&".join(f"{k}={MASK}" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
         return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
+    def endpoint(self) -> str:
+        """Where requests go, as one string for every way of writing it: no credentials or
+        query, host in lower case, no default port, no trailing slash (the API client drops it)."""
+        url = self.client_api_url
+        default = {"http": 80, "https": 443}.get(url.scheme)
+        port = "" if url.port in (None, default) else f":{url.port}"
+        path = (url.path or "").rstrip("/")
+        return f"{url.scheme}://{(url.host or '').lower()}{port}{path}"
+
     def state_url(self) -> str:
         """What the connector's state is keyed by: the URL without user info or query (changing
         credentials keeps the watermark)."""
