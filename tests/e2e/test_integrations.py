@@ -228,8 +228,8 @@ def test_check_checks_every_integration(env: Env) -> None:
                 {"name": "acme", "tracos": {"database": "Tractian"}},
                 {
                     "name": "globex",
-                    "tracos": {"collection": "g"},
-                    "settings": {"data_inbound_dir": "g"},
+                    "tracos": {"database": "tractian"},
+                    "settings": {"data_inbound_dir": "g", "data_outbound_dir": "o"},
                 },
             ],
             "differs from 'Tractian' only in case",
