@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import structlog
 from bson.codec_options import DatetimeConversion
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 from pymongo import AsyncMongoClient
 from pymongo.errors import ConfigurationError as MongoConfigurationError
 from pymongo.errors import InvalidURI
@@ -45,11 +45,16 @@ Command = Literal["run", "inbound", "outbound"]
 DEFAULT_INTEGRATION = "default"
 
 
+def _empty_is_none(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
 class AppSettings(Settings):
     """Core settings plus the service's own: embedded server, watch mode, report, metrics, and
     the integrations file (without one, the settings above define a single integration)."""
 
-    integrations_file: Path | None = None
+    # Empty is unset (``INTEGRATIONS_FILE=`` in a .env file, as for every optional setting).
+    integrations_file: Annotated[Path | None, BeforeValidator(_empty_is_none)] = None
     mongo_embedded_dir: Path = Field(Path(".data/db"))
     watch_interval: float = Field(5.0, gt=0, le=86_400)
     # Wake on the client side's own events (files arriving) as well as at each interval; off for
@@ -107,7 +112,7 @@ def load_runtime(
     settings = load_settings(AppSettings, env_file)
     if embedded:
         settings.mongo_embedded = True
-    if integrations_file is not None:
+    if integrations_file:
         settings.integrations_file = Path(integrations_file)
     if not settings.mongo_embedded:
         check_mongo_uri(settings.mongo_uri)
@@ -146,7 +151,7 @@ def _integration(
     entry: IntegrationEntry, settings: AppSettings, env_file: str | None
 ) -> Integration:
     factory = connectors.load(entry.connector, f"{entry.where}: connector")
-    config = ConnectorConfig(entry.settings, entry.mapping, env_file, entry.where)
+    config = ConnectorConfig(entry.settings, entry.mapping, env_file, entry.where, entry.hidden)
     tracos = entry.tracos
     return Integration(
         entry.name,

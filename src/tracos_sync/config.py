@@ -8,7 +8,7 @@ names the variable.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import cache
 from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -126,7 +126,7 @@ def connector_settings(cls: type[SettingsT], config: ConnectorConfig) -> Setting
             settings: SettingsT = _table_only(cls)(**values)
             return settings
         except ValidationError as exc:
-            problems += validation_problems(exc, "settings.")
+            problems += validation_problems(exc, "settings.", hidden=config.hidden)
     raise ConfigurationError(f"{config.where}: " + "; ".join(problems))
 
 
@@ -155,9 +155,11 @@ def validation_problems(
     exc: ValidationError,
     prefix: str = "",
     locate: Callable[[tuple[int | str, ...]], str] | None = None,
+    hidden: Collection[str] = (),
 ) -> list[str]:
     """One line per error of a table's validation, each naming its key path: ``prefix`` then
-    the dotted path, or what ``locate`` makes of it."""
+    the dotted path, or what ``locate`` makes of it. The values of ``hidden`` keys are never
+    shown."""
     lines = []
     for err in exc.errors():
         if not err["loc"]:  # a rule across keys: its message names them
@@ -166,7 +168,8 @@ def validation_problems(
         path = prefix + (
             locate(err["loc"]) if locate else ".".join(str(part) for part in err["loc"])
         )
-        shown = shown_value(str(err["loc"][-1]).upper(), err.get("input"))
+        key = str(err["loc"][-1])
+        shown = "" if key in hidden else shown_value(key.upper(), err.get("input"))
         message = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown key"
@@ -197,12 +200,14 @@ def early_log_settings(env_file: str | None = ".env") -> tuple[str, str]:
 
 def shown_value(variable: str, value: object) -> str:
     """`` (got …)`` for an error message: nothing for a secret; an address without its user
-    info (everything up to its last ``@``, so a password never shows, however long); removed
-    before the value is cut to ``SHOWN_CHARS``."""
+    info (everything up to its last ``@``, so a password never shows, however long) and without
+    its query; removed before the value is cut to ``SHOWN_CHARS``."""
     if any(word in variable for word in SECRET_WORDS):
         return ""
     if isinstance(value, str) and any(word in variable for word in ADDRESS_WORDS):
         value = _USERINFO.sub(lambda m: f"{m.group('scheme') or ''}***@", value)
+        # A query may carry a key (``?apikey=…``), a fragment anything: neither is shown.
+        value = re.sub(r"[?#].*", "?***", value, flags=re.DOTALL)
     text = repr(value)
     if len(text) > SHOWN_CHARS:
         text = text[: SHOWN_CHARS - 1] + "…"

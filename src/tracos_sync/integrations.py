@@ -17,8 +17,10 @@ Relative paths are relative to the directory the service runs in, as in the envi
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,7 +34,8 @@ from tracos_sync.config import CollectionName, DatabaseName, validation_problems
 from tracos_sync.domain.errors import ConfigurationError
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_REFERENCE = re.compile(r"(?P<escaped>\$\$\{)|\$\{(?P<name>[^}]*)\}")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class TracosTable(BaseModel):
@@ -73,6 +76,7 @@ class IntegrationEntry:
     tracos: TracosTable
     mapping: Mapping[str, Any] | None
     where: str  # how its configuration errors begin: the file and the integration
+    hidden: frozenset[str]  # settings whose values came from the environment: never shown
 
 
 def read_integrations(path: Path, env_file: str | None = ".env") -> list[IntegrationEntry]:
@@ -115,26 +119,64 @@ def _entry(path: Path, item: IntegrationTable, variables: Mapping[str, str]) -> 
         key: _substitute(value, f"{where}: settings.{key}", variables)
         for key, value in item.settings.items()
     }
+    hidden = frozenset(
+        key.lower()
+        for key, value in item.settings.items()
+        if isinstance(value, str) and _REFERENCE.search(value)
+    )
     mapping: Mapping[str, Any] | None
     if isinstance(item.mapping, str):
         document = _toml(Path(item.mapping), f"{where}: mapping")
-        if not isinstance(document.get("mapping"), dict):
-            raise ConfigurationError(f"{where}: mapping: {item.mapping} holds no [mapping] table")
+        extra = sorted(set(document) - {"mapping"})
+        if extra or not isinstance(document.get("mapping"), dict):
+            found = f"; it holds {', '.join(extra)} outside it" if extra else ""
+            raise ConfigurationError(
+                f"{where}: mapping: {item.mapping} must hold one [mapping] table and nothing "
+                f"else (a key above the first header belongs to no table){found}"
+            )
         mapping = document["mapping"]
         where = f"{where} (mapping file {item.mapping})"
     else:
         mapping = item.mapping
-    return IntegrationEntry(item.name, item.connector, settings, item.tracos, mapping, where)
+    return IntegrationEntry(
+        item.name, item.connector, settings, item.tracos, mapping, where, hidden
+    )
+
+
+# A TOML file this large is not a configuration: refuse it rather than read it all.
+MAX_FILE_BYTES = 1 << 20
 
 
 def _toml(path: Path, where: object) -> dict[str, Any]:
+    """A regular file (not a FIFO, a device or a folder: reading one would hang or never end),
+    UTF-8 with or without a byte-order mark, valid TOML."""
     try:
-        with path.open("rb") as file:
-            return tomllib.load(file)
+        with open(path, "rb", opener=_open_regular) as file:
+            data = file.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ConfigurationError(f"{where}: cannot read {path}: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigurationError(f"{where}: {path} is over {MAX_FILE_BYTES:,} bytes")
+    try:
+        return tomllib.loads(data.decode("utf-8").removeprefix("\ufeff"))
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(
+            f"{where}: {path} is not UTF-8 text (invalid byte at offset {exc.start})"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{where}: not valid TOML: {exc}") from None
+
+
+def _open_regular(name: str, flags: int) -> int:
+    # O_NONBLOCK: opening a FIFO with no writer would wait for one.
+    fd = os.open(name, flags | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _variables(env_file: str | None) -> dict[str, str]:
@@ -147,13 +189,23 @@ def _variables(env_file: str | None) -> dict[str, str]:
 
 
 def _substitute(value: Any, where: str, variables: Mapping[str, str]) -> Any:
+    """``${NAME}`` replaced by the variable; ``$${`` is a literal ``${``. Anything else in
+    ``${…}`` is an error rather than text sent as it is (a token ``${acme-token}`` would go out
+    to the API literally)."""
     if not isinstance(value, str):
         return value
 
-    def variable(match: re.Match[str]) -> str:
-        name = match.group(1)
+    def replace(match: re.Match[str]) -> str:
+        if match.group("escaped") is not None:
+            return "${"
+        name = match.group("name")
+        if not _NAME.fullmatch(name):
+            raise ConfigurationError(
+                f"{where}: ${{{name}}} is not a variable name (letters, digits and _, not "
+                "starting with a digit; write $${{ for a literal ${{)"
+            )
         if name not in variables:
             raise ConfigurationError(f"{where}: ${{{name}}} is not set in the environment")
         return variables[name]
 
-    return _VARIABLE.sub(variable, value)
+    return _REFERENCE.sub(replace, value)

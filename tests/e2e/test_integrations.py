@@ -338,3 +338,33 @@ def test_without_the_file_state_may_not_live_among_the_work_orders(env: Env) -> 
     result = env.cli("run", CLIENT_STATE_COLLECTION="workorders")
     assert result.code == 2, result.output
     assert "CLIENT_STATE_COLLECTION: 'workorders' is MONGO_COLLECTION" in result.output
+
+
+def test_values_from_the_environment_and_url_queries_never_show_in_errors(env: Env) -> None:
+    path = write_integrations(
+        env.root / "integrations.toml",
+        [
+            {
+                "name": "initech",
+                "connector": "http",
+                "settings": {
+                    "client_api_url": "http://127.0.0.1:99999/?apikey=TopSecretKey77",
+                    "client_api_timeout_seconds": "${INITECH_TIMEOUT}",
+                },
+            }
+        ],
+    )
+    result = env.cli("--integrations", str(path), "run", INITECH_TIMEOUT="SuperSecretPw42xyz")
+    assert result.code == 2, result.output
+    assert "settings.client_api_timeout_seconds" in result.output
+    assert "settings.client_api_url" in result.output
+    assert "SuperSecretPw42xyz" not in result.output
+    assert "TopSecretKey77" not in result.output
+    # Without the file, the same URL in the environment.
+    plain = env.cli(
+        "run",
+        CLIENT_CONNECTOR="http",
+        CLIENT_API_URL="http://127.0.0.1:99999/?apikey=TopSecretKey77",
+    )
+    assert plain.code == 2 and "CLIENT_API_URL" in plain.output
+    assert "TopSecretKey77" not in plain.output

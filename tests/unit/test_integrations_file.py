@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -81,7 +82,10 @@ def test_a_mapping_file_is_read_from_its_mapping_table(tmp_path: Path) -> None:
         f'[[integration]]\nname = "acme"\nmapping = "{tmp_path / "m.toml"}"\n'
         f'[[integration]]\nname = "globex"\nmapping = "{tmp_path / "empty.toml"}"\n',
     )
-    with pytest.raises(ConfigurationError, match=r"integration 'globex': mapping: .* holds no"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"integration 'globex': mapping: .* must hold one \[mapping\] table",
+    ):
         read_integrations(path, env_file=None)
     path.write_text(path.read_text().split('[[integration]]\nname = "globex"')[0])
     (acme,) = read_integrations(path, env_file=None)
@@ -118,5 +122,49 @@ def test_errors_name_the_file_the_integration_and_the_key(
 def test_a_file_that_is_not_text_is_a_configuration_error(tmp_path: Path) -> None:
     path = tmp_path / "i.toml"
     path.write_bytes(b"\xff\xfe[[integration]]")
-    with pytest.raises(ConfigurationError, match="not valid TOML"):
+    with pytest.raises(ConfigurationError, match="is not UTF-8 text"):
         read_integrations(path, env_file=None)
+
+
+def test_a_mapping_file_holds_its_table_and_nothing_else(tmp_path: Path) -> None:
+    """A key written above the first header belongs to no table: silently ignoring it would
+    read every naive time in the wrong zone (found by a hostile tester)."""
+    write(tmp_path / "m.toml", 'timezone = "America/Sao_Paulo"\n[mapping.fields]\nnumber = "id"\n')
+    path = write(
+        tmp_path / "i.toml", f'[[integration]]\nname = "a"\nmapping = "{tmp_path}/m.toml"\n'
+    )
+    with pytest.raises(ConfigurationError, match="holds timezone outside it"):
+        read_integrations(path, env_file=None)
+
+
+def test_a_fifo_or_a_device_is_refused_not_read(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigurationError, match="not a regular file"):
+        read_integrations(fifo, env_file=None)
+    path = write(tmp_path / "i.toml", '[[integration]]\nname = "a"\nmapping = "/dev/zero"\n')
+    with pytest.raises(ConfigurationError, match="not a regular file"):
+        read_integrations(path, env_file=None)
+
+
+def test_a_byte_order_mark_is_tolerated(tmp_path: Path) -> None:
+    path = tmp_path / "i.toml"
+    path.write_bytes(b'\xef\xbb\xbf[[integration]]\nname = "a"\n')
+    assert [entry.name for entry in read_integrations(path, env_file=None)] == ["a"]
+
+
+def test_references_that_are_not_variable_names_are_errors_and_dollars_escape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("X", "Y")
+    path = write(
+        tmp_path / "i.toml",
+        '[[integration]]\nname = "a"\n[integration.settings]\nliteral = "$${X} and ${X}"\n',
+    )
+    (entry,) = read_integrations(path, env_file=None)
+    assert entry.settings["literal"] == "${X} and Y"
+    assert entry.hidden == {"literal"}
+    for bad in ("${acme-token}", "${ X }", "${}", "${${X}}"):
+        path.write_text(f'[[integration]]\nname = "a"\nsettings = {{ t = "{bad}" }}\n')
+        with pytest.raises(ConfigurationError, match="is not a variable name"):
+            read_integrations(path, env_file=None)

@@ -314,6 +314,8 @@ class ConnectorConfig:
     mapping: Mapping[str, Any] | None = None
     env_file: str | None = ".env"
     where: str = ""
+    # Settings whose values came from the environment (``${NAME}``): never shown in an error.
+    hidden: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
