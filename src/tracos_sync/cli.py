@@ -284,6 +284,8 @@ async def _run_sync(startup: Startup, command: Command, dry_run: bool) -> int:
             await until_stopped(run_once(runtime, command, options, outcomes), stop)
     if stop.is_set():
         for outcome in outcomes:
+            if outcome.completed:  # it had finished when the signal came
+                continue
             outcome.error = outcome.error or FatalError(
                 "stopped by a signal: the batch in hand was finished (or given back); the "
                 "rest is left for the next run"

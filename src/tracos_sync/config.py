@@ -7,12 +7,15 @@ names the variable.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Collection
 from functools import cache
 from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import structlog
+from dotenv import dotenv_values
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -20,6 +23,7 @@ from tracos_sync.domain.errors import ConfigurationError
 from tracos_sync.domain.ports import ConnectorConfig
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+log = structlog.get_logger("tracos_sync")
 # Variables whose value is never shown in an error, and those shown without their user info.
 SECRET_WORDS = ("TOKEN", "PASSWORD", "SECRET")
 ADDRESS_WORDS = ("URI", "URL")
@@ -111,6 +115,7 @@ def connector_settings(cls: type[SettingsT], config: ConnectorConfig) -> Setting
     as a typo must not pass unseen). Raises ``ConfigurationError`` naming ``config.where``."""
     if config.settings is None:
         return load_settings(cls, config.env_file)
+    _warn_ignored(cls, config.env_file)
     values: dict[str, Any] = {}
     problems = []
     for key, value in config.settings.items():
@@ -128,6 +133,29 @@ def connector_settings(cls: type[SettingsT], config: ConnectorConfig) -> Setting
         except ValidationError as exc:
             problems += validation_problems(exc, "settings.", hidden=config.hidden)
     raise ConfigurationError(f"{config.where}: " + "; ".join(problems))
+
+
+def _warn_ignored(cls: type[BaseSettings], env_file: str | None) -> None:
+    """Variables of this connector set in the environment (or ``.env``) while an integrations
+    file is used: they are ignored, which someone moving to the file may not expect (a
+    ``CLIENT_TIMEZONE`` left behind would shift every naive time). Said once per process."""
+    names = {name.upper() for name in cls.model_fields}
+    found = {key.upper() for key in os.environ}
+    if env_file is not None and os.path.isfile(env_file):
+        found |= {key.upper() for key in dotenv_values(env_file)}
+    ignored = tuple(sorted(names & found))
+    if ignored:
+        _warn_once(ignored)
+
+
+@cache
+def _warn_once(ignored: tuple[str, ...]) -> None:
+    log.warning(
+        "config.ignored",
+        variables=", ".join(ignored),
+        reason="an integrations file is in use: each integration's settings come from its "
+        "own table (settings.*), not from the environment",
+    )
 
 
 @cache

@@ -161,6 +161,8 @@ class RunOutcome:
     durations: dict[str, float] = field(default_factory=dict)
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     error: Exception | None = None
+    # Done before any stop was asked for: nothing was left for a signal to cut short.
+    completed: bool = False
 
     @property
     def status(self) -> str:
@@ -191,6 +193,7 @@ async def run_once(
         async with open_syncer(runtime, database, integration, command, hooks) as syncer:
             outcome.durations = syncer.durations
             await syncer.cycle(outcome.stats)
+        outcome.completed = not (options.stop is not None and options.stop())
 
     async def work() -> None:
         async with open_database(runtime, options.dry_run) as database:

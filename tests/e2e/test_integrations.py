@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
+import time
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
@@ -368,3 +370,49 @@ def test_values_from_the_environment_and_url_queries_never_show_in_errors(env: E
     )
     assert plain.code == 2 and "CLIENT_API_URL" in plain.output
     assert "TopSecretKey77" not in plain.output
+
+
+def test_a_signal_fails_only_the_integrations_it_cut_short(env: Env) -> None:
+    """acme has finished when SIGTERM comes; initech still waits on an API that never answers:
+    only initech is failed by the signal (found by a hostile tester)."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # connections complete in the backlog; nothing ever answers
+    try:
+        path = write_integrations(
+            env.root / "integrations.toml",
+            [
+                {"name": "acme", "settings": folders(env.root, "acme")},
+                {
+                    "name": "initech",
+                    "connector": "http",
+                    "tracos": {"collection": "initech_workorders"},
+                    "settings": {
+                        "client_api_url": f"http://127.0.0.1:{silent.getsockname()[1]}",
+                        "client_api_timeout_seconds": 60,
+                    },
+                },
+            ],
+        )
+        write_json(env.root / "acme/in/1.json", client_record(1))
+        proc = env.popen("--integrations", str(path), "run", REPORT_PATH=str(env.root / "r.json"))
+        wait_until((env.root / "acme/in/processed/1.json").exists, proc, 30)
+        time.sleep(0.5)  # acme's run ends (its outbound finds nothing) before the signal
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        silent.close()
+    assert proc.returncode == 1, out + err
+    report = read_json(env.root / "r.json")["integrations"]
+    assert report["acme"]["status"] == "ok", report
+    assert report["initech"]["status"] == "failed"
+    assert "stopped by a signal" in report["initech"]["error"]
+
+
+def test_connector_variables_left_in_the_environment_are_said_to_be_ignored(env: Env) -> None:
+    path = two_customers(env)
+    result = env.cli("--integrations", str(path), "run", CLIENT_TIMEZONE="America/Sao_Paulo")
+    assert result.code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if "config.ignored" in line]
+    assert len(warnings) == 1, result.output  # once, not once per integration
+    assert "CLIENT_TIMEZONE" in warnings[0] and "DATA_INBOUND_DIR" in warnings[0]
