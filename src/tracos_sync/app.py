@@ -168,7 +168,8 @@ def _refuse_sharing(path: Path, integrations: Sequence[Integration]) -> None:
     overwrite the other's), nor share a folder or an endpoint."""
     _refuse_shared_collections(path, integrations)
     endpoints: dict[str, str] = {}
-    folders: list[dict[str, Path]] = []
+    folders: dict[str, Path] = {}
+    groups: dict[str, str] = {}
     for integration in integrations:
         name = integration.name
         owned = integration.connector.owned()
@@ -179,16 +180,15 @@ def _refuse_sharing(path: Path, integrations: Sequence[Integration]) -> None:
                     f"{endpoint} ({setting}); each must have its own"
                 )
             endpoints[endpoint] = name
-        own = {f"{setting} of {name!r}": folder for setting, folder in owned.folders.items()}
-        # Against the others' only: its own folders were checked against each other by the
-        # connector (which knows which of them may nest).
-        for earlier in folders:
-            for mine, folder in own.items():
-                for theirs, other in earlier.items():
-                    overlap = folder_overlap({mine: folder, theirs: other})
-                    if overlap is not None:
-                        raise ConfigurationError(f"{path}: {overlap}")
-        folders.append(own)
+        for setting, folder in owned.folders.items():
+            label = f"{setting} of {name!r}"
+            folders[label] = folder
+            # Against the others' only: its own folders were checked by the connector (which
+            # knows which of them may nest).
+            groups[label] = name
+    overlap = folder_overlap(folders, groups=groups)
+    if overlap is not None:
+        raise ConfigurationError(f"{path}: {overlap}")
 
 
 def _refuse_shared_collections(path: Path, integrations: Sequence[Integration]) -> None:
@@ -247,12 +247,25 @@ def check_mongo_uri(uri: str) -> None:
         raise ConfigurationError(f"MONGO_URI: {reason}") from None
 
 
-def mongo_client(uri: str, settings: Settings) -> AsyncMongoClient[dict[str, Any]]:
+# Connections an integration may hold at once in watch mode: its change stream, a sweep's
+# reads and writes, a batch's marks beside the next page.
+CONNECTIONS_PER_INTEGRATION = 4
+
+
+def mongo_client(
+    uri: str, settings: Settings, integrations: int = 1
+) -> AsyncMongoClient[dict[str, Any]]:
     # Short per-attempt timeouts (a quarter of the budget, 0.5-5 s): the retry budget
     # (MONGO_RETRY_SECONDS) and its backoff, not one long server selection, wait out an outage.
     attempt_ms = int(max(0.5, min(5.0, settings.mongo_retry_seconds / 4)) * 1000)
+    # The driver's default pool (100) starves a deployment of many integrations, each holding
+    # a change stream: more for more, unless the URI says.
+    pool: dict[str, Any] = {}
+    if "maxpoolsize" not in {key.lower() for key in parse_uri(uri)["options"]}:
+        pool["maxPoolSize"] = max(100, CONNECTIONS_PER_INTEGRATION * integrations)
     return AsyncMongoClient(
         uri,
+        **pool,
         tz_aware=True,
         tzinfo=UTC,
         # One odd document must not fail the page it is in: a date outside Python's range comes
@@ -342,7 +355,7 @@ async def open_database(
     """``retry_seconds`` overrides ``MONGO_RETRY_SECONDS`` (``check`` answers at once)."""
     settings = runtime.settings
     async with database_uri(settings) as uri:
-        client = mongo_client(uri, settings)
+        client = mongo_client(uri, settings, len(runtime.integrations))
         budget = settings.mongo_retry_seconds if retry_seconds is None else retry_seconds
         try:
             yield Database(client, Retrier(budget, log_retries=log_retries), dry_run)
@@ -354,15 +367,17 @@ async def check(runtime: Runtime) -> list[HealthCheck]:
     """Everything ``tracos-sync check`` reports, each with ok or not; with an integrations file
     each integration's lines start with its name."""
     checks = [HealthCheck("configuration", True, "valid")]
+
+    async def one(database: Database, integration: Integration) -> list[HealthCheck]:
+        stores = database.stores(integration)
+        found = await stores.repository.health()
+        found += await integration.connector.health(ConnectorContext(stores.state, dry_run=True))
+        if runtime.named:
+            found = [HealthCheck(f"{integration.name}: {c.name}", c.ok, c.detail) for c in found]
+        return found
+
     async with open_database(runtime, dry_run=True, retry_seconds=0) as database:
-        for integration in runtime.integrations:
-            stores = database.stores(integration)
-            found = await stores.repository.health()
-            context = ConnectorContext(stores.state, dry_run=True)
-            found += await integration.connector.health(context)
-            if runtime.named:
-                found = [
-                    HealthCheck(f"{integration.name}: {c.name}", c.ok, c.detail) for c in found
-                ]
+        # All at once: a database that does not answer costs one timeout, not one each.
+        for found in await asyncio.gather(*(one(database, i) for i in runtime.integrations)):
             checks += found
     return checks

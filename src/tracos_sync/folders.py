@@ -9,30 +9,42 @@ from pathlib import Path
 
 
 def folder_overlap(
-    folders: Mapping[str, Path], may_nest: Collection[tuple[str, str]] = ()
+    folders: Mapping[str, Path],
+    may_nest: Collection[tuple[str, str]] = (),
+    groups: Mapping[str, str] | None = None,
 ) -> str | None:
     """Why these folders cannot be used together, or None. Each must be its own: an export
     written into the inbound folder would be read back as a client file, an archive that is the
     outbound folder would be overwritten by the next export. Only the (inner, outer) pairs of
-    ``may_nest`` may nest, and only one level deep."""
+    ``may_nest`` may nest, and only one level deep. Folders of one group (``groups``: name ->
+    group) are not compared with each other (their owner did that).
+
+    Each folder is looked up by path and by identity along its own parents, so the cost grows
+    with the number of folders, not with its square (hundreds of integrations start at once)."""
     # Resolved as far as they exist, so that a symlink or ".." cannot hide a match; and the
     # folders that exist compared by identity, so that a bind mount cannot either.
     real = {name: Path(os.path.abspath(path)).resolve() for name, path in folders.items()}
-    names = list(real)
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            if _same(real[a], real[b]):
-                return f"{a} and {b} are the same folder ({real[a]}); each must be its own"
-            for inner, outer in ((a, b), (b, a)):
-                depth = _inside(real[inner], real[outer])
-                if depth is None:
+
+    def apart(a: str, b: str) -> bool:
+        return groups is None or groups.get(a) != groups.get(b)
+
+    by_key: dict[object, str] = {}
+    for name, path in real.items():
+        for key in (path, _identity(path)):
+            if key is None:
+                continue
+            other = by_key.setdefault(key, name)
+            if other != name and apart(other, name):
+                return f"{other} and {name} are the same folder ({path}); each must be its own"
+    for name, path in real.items():
+        for depth, parent in enumerate(path.parents, start=1):
+            for key in (parent, _identity(parent)):
+                outer = by_key.get(key) if key is not None else None
+                if outer is None or outer == name or not apart(outer, name):
                     continue
-                if (inner, outer) in may_nest and depth == 1:
+                if (name, outer) in may_nest and depth == 1:
                     continue
-                return (
-                    f"{inner} ({real[inner]}) lies inside {outer} ({real[outer]}); "
-                    "they must not nest"
-                )
+                return f"{name} ({path}) lies inside {outer} ({real[outer]}); they must not nest"
     return None
 
 
@@ -42,23 +54,3 @@ def _identity(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return info.st_dev, info.st_ino
-
-
-def _same(a: Path, b: Path) -> bool:
-    if a == b:
-        return True
-    ida = _identity(a)
-    return ida is not None and ida == _identity(b)
-
-
-def _inside(inner: Path, outer: Path) -> int | None:
-    """How many levels ``inner`` lies below ``outer`` (by path or by identity), or None."""
-    if inner.is_relative_to(outer) and inner != outer:
-        return len(inner.relative_to(outer).parts)
-    target = _identity(outer)
-    if target is None:
-        return None
-    for depth, parent in enumerate(inner.parents, start=1):
-        if _identity(parent) == target:
-            return depth
-    return None

@@ -191,7 +191,10 @@ def test_check_checks_every_integration(env: Env) -> None:
                 {
                     "name": "globex",
                     "tracos": {"collection": "g"},
-                    "settings": {"data_inbound_dir": "data/inbound/globex"},
+                    "settings": {
+                        "data_inbound_dir": "data/inbound/globex",
+                        "data_outbound_dir": "data/globex-out",
+                    },
                 },
             ],
             "lies inside DATA_INBOUND_DIR of 'acme'",

@@ -214,3 +214,20 @@ def test_a_token_with_odd_characters_inside_is_refused_unseen(
     with pytest.raises(ConfigurationError, match="CLIENT_API_TOKEN") as caught:
         load_settings(HttpSettings, None)
     assert "ken" not in str(caught.value) and "to" not in str(caught.value).split(":", 1)[1]
+
+
+def test_the_connection_pool_grows_with_the_integrations_unless_the_uri_says() -> None:
+    """Each integration of watch mode holds a change stream: 140 of them starved the driver's
+    default pool of 100 (found by a hostile tester)."""
+    from tracos_sync.app import AppSettings, mongo_client
+
+    settings = AppSettings.model_validate({})
+    sizes = [
+        mongo_client(uri, settings, count).options.pool_options.max_pool_size
+        for uri, count in (
+            ("mongodb://127.0.0.1:1", 1),
+            ("mongodb://127.0.0.1:1", 140),
+            ("mongodb://127.0.0.1:1/?maxPoolSize=7", 140),
+        )
+    ]
+    assert sizes == [100, 560, 7]
