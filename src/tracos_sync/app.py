@@ -369,6 +369,8 @@ async def check(runtime: Runtime) -> list[HealthCheck]:
     checks = [HealthCheck("configuration", True, "valid")]
 
     async def one(database: Database, integration: Integration) -> list[HealthCheck]:
+        if runtime.named:  # this task's own context: its log lines only
+            structlog.contextvars.bind_contextvars(integration=integration.name)
         stores = database.stores(integration)
         found = await stores.repository.health()
         found += await integration.connector.health(ConnectorContext(stores.state, dry_run=True))

@@ -349,6 +349,8 @@ async def _run_seed(startup: Startup, if_empty: bool, force: bool) -> int:
         log.error("seed.ambiguous", reason="name the integration to seed with --only NAME")
         return EXIT_CONFIG
     integration = runtime.integrations[0]
+    if runtime.named:
+        structlog.contextvars.bind_contextvars(integration=integration.name)
     connector = integration.connector
     if not isinstance(connector, SupportsSamples):
         log.error("seed.unsupported", reason="the configured connector takes no sample inputs")

@@ -163,6 +163,7 @@ class RunOutcome:
     error: Exception | None = None
     # Done before any stop was asked for: nothing was left for a signal to cut short.
     completed: bool = False
+    finished: datetime | None = None
 
     @property
     def status(self) -> str:
@@ -240,6 +241,7 @@ async def _recorded(outcome: RunOutcome, work: Awaitable[None]) -> RunOutcome:
         outcome.error = exc
     finally:
         outcome.stats.seconds = clock.elapsed()
+        outcome.finished = datetime.now(UTC)
     return outcome
 
 
@@ -249,9 +251,11 @@ def publish(
     *,
     quiet_when_idle: bool = False,
     report: Sequence[RunOutcome] | None = None,
+    total: bool = True,
 ) -> bool:
     """The report (with ``REPORT_PATH``; of ``report``, by default the ``outcomes``), then the
-    summary lines: one per integration, and with several a total, which is the run's last word.
+    summary lines: one per integration and, with an integrations file (and ``total``), the
+    total, which is the run's last word.
     ``quiet_when_idle``: a sweep that did nothing says nothing (watch). Returns False when the
     report could not be written (logged, and the summary says failed; never raised)."""
     idle = not any(o.stats.did_something() for o in outcomes)
@@ -269,9 +273,8 @@ def publish(
             continue
         named = {"integration": outcome.integration} if runtime.named else {}
         _summary("run.summary", outcome, reported, **named)
-    if len(outcomes) > 1 and not (quiet_when_idle and idle):
-        total = total_of(outcomes)
-        _summary("run.total", total, reported, integrations=len(outcomes))
+    if total and runtime.named and not (quiet_when_idle and idle):
+        _summary("run.total", total_of(outcomes), reported, integrations=len(outcomes))
     return reported
 
 
@@ -296,6 +299,8 @@ def total_of(outcomes: Sequence[RunOutcome]) -> RunOutcome:
             setattr(total.stats, name, getattr(total.stats, name) + count)
         total.stats.seconds = max(total.stats.seconds, outcome.stats.seconds)
         total.error = total.error or outcome.error
+    finished = [o.finished for o in outcomes if o.finished is not None]
+    total.finished = max(finished) if finished else None
     return total
 
 
@@ -328,7 +333,7 @@ def _report(runtime: Runtime, outcome: RunOutcome) -> dict[str, Any]:
         "status": outcome.status,
         "dryRun": outcome.dry_run,
         "startedAt": format_instant(outcome.started),
-        "finishedAt": format_instant(datetime.now(UTC)),
+        "finishedAt": format_instant(outcome.finished or datetime.now(UTC)),
         "seconds": {"total": round(outcome.stats.seconds, 3)}
         | {k: round(v, 3) for k, v in outcome.durations.items()},
         "counts": outcome.stats.counts(),

@@ -224,7 +224,13 @@ async def _serve(syncer: Syncer, serving: Serving) -> None:
             wake.clear()
             outcome = await until_stopped(sweep(syncer, "watch"), stop)
             # A failure alone is logged by _Health, once per change of state.
-            publish(runtime, [outcome], quiet_when_idle=True, report=serving.reports.add(outcome))
+            publish(
+                runtime,
+                [outcome],
+                quiet_when_idle=True,
+                report=serving.reports.add(outcome),
+                total=False,
+            )
             if metrics is not None:
                 metrics.observe(outcome.stats)
             if outcome.error is None:

@@ -125,7 +125,8 @@ def test_only_runs_the_named_integration(env: Env) -> None:
     write_json(env.root / "globex/in/2.json", client_record(2))
     result = env.cli("--integrations", str(path), "run", "--only", "globex")
     assert result.code == 0, result.output
-    assert set(summaries(result)) == {"globex"}
+    assert set(summaries(result)) == {"globex", "*"}  # its summary, then the total
+    assert summaries(result)["*"]["integrations"] == "1"
     assert (env.root / "acme/in/1.json").exists()
     assert (env.root / "globex/in/processed/2.json").exists()
     unknown = env.cli("--integrations", str(path), "run", "--only", "initech")
