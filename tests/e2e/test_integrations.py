@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import signal
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -259,3 +260,50 @@ def metrics(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
         page: str = answer.read().decode()
     return page
+
+
+def test_an_order_its_mapping_cannot_write_is_skipped_and_the_others_go_out(
+    env: Env, mongo: MongoClient[dict[str, Any]]
+) -> None:
+    # 0001-01-01T00:00Z is a local time in year 0 in São Paulo: that order alone is refused, on
+    # every run, with its reason; the orders around it go out and are marked.
+    (env.root / "globex.toml").write_text(
+        "[mapping]\n"
+        'date_format = "%d/%m/%Y %H:%M"\n'
+        'timezone = "America/Sao_Paulo"\n'
+        "[mapping.fields]\n"
+        'number = "id"\ntitle = "t"\ncreated_at = "c"\nupdated_at = "u"\n'
+        "[mapping.status]\n"
+        'field = "s"\n'
+        'values = { P = "pending", I = "in_progress", C = "completed", H = "on_hold", '
+        'X = "cancelled" }\n'
+    )
+    path = two_customers(env, mapping=str(env.root / "globex.toml"))
+    globex = mongo[env.database]["globex_workorders"]
+    globex.insert_many(
+        [
+            tracos_doc(
+                n,
+                isSynced=False,
+                **({"createdAt": datetime(1, 1, 1, tzinfo=UTC)} if n == 2 else {}),
+            )
+            for n in (1, 2, 3)
+        ]
+    )
+    for _ in range(2):
+        result = env.cli("--integrations", str(path), "run", "--only", "globex")
+        assert result.code == 0, result.output
+        assert "Traceback" not in result.output and "run.crashed" not in result.output
+        assert (
+            summaries(result)["globex"]["skipped"],
+            result.output.count("outbound.refused"),
+        ) == (
+            "1",
+            1,
+        )
+        assert (
+            "createdAt 0001-01-01T00:00:00.000Z cannot be written in America/Sao_Paulo as "
+            "%d/%m/%Y %H:%M" in result.output
+        )
+    assert sorted(p.name for p in (env.root / "globex/out").iterdir()) == ["1.json", "3.json"]
+    assert sorted(d["number"] for d in globex.find({"isSynced": True})) == [1, 3]

@@ -4,7 +4,7 @@ cannot work is refused with (each naming its file, its integration and its key).
 from __future__ import annotations
 
 import tomllib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -335,6 +335,79 @@ def test_early_years_keep_four_digits_with_a_pattern() -> None:
     early = order(created_at=datetime(1, 1, 2, 3, 4, tzinfo=UTC))
     assert m.encode(early)["created"] == "02/01/0001 03:04"
     assert m.decode(m.encode(early)).created_at == early.created_at
+
+
+MIN = datetime(1, 1, 1, tzinfo=UTC)
+MAX = datetime(9999, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("date_format", "timezone"),
+    [
+        ("iso8601", "Asia/Tokyo"),
+        ("iso8601", "America/Sao_Paulo"),
+        ("epoch_ms", "UTC"),
+        ("epoch_s", "UTC"),
+        ("%Y-%m-%d %H:%M:%S", "UTC"),
+    ],
+)
+@pytest.mark.parametrize("instant", [MIN, MAX])
+def test_the_ends_of_the_calendar_are_written_when_the_format_can(
+    date_format: str, timezone: str, instant: datetime
+) -> None:
+    m = mapping(date_format=date_format, timezone=timezone)
+    extreme = order(created_at=instant, updated_at=instant)
+    back = m.decode(m.encode(extreme))
+    precision = 1 if date_format in {"epoch_ms", "iso8601"} else 1000
+    expected = instant.replace(microsecond=instant.microsecond // 1000 // precision * 1000)
+    assert (back.created_at, back.updated_at) == (expected, expected)
+
+
+@pytest.mark.parametrize(
+    ("timezone", "instant", "fine"),
+    [
+        # Behind UTC: the first hours of year 1 are local times in year 0.
+        ("America/Sao_Paulo", MIN, MAX),
+        # Ahead of UTC: the last hours of 9999 are local times in year 10000.
+        ("Asia/Tokyo", datetime(9999, 12, 31, 23, tzinfo=UTC), datetime(1, 1, 1, 1, tzinfo=UTC)),
+    ],
+)
+@pytest.mark.parametrize("nested", [False, True])
+def test_an_order_a_pattern_cannot_write_is_rejected_alone(
+    timezone: str, instant: datetime, fine: datetime, nested: bool
+) -> None:
+    fields = {**described()["fields"], "created_at": "dates.created"} if nested else None
+    m = mapping(
+        date_format="%d/%m/%Y %H:%M",
+        timezone=timezone,
+        **({"fields": fields} if fields else {}),
+    )
+    with pytest.raises(RecordRejected) as caught:
+        m.encode(order(created_at=instant))
+    shown = instant.isoformat().replace("+00:00", ".000Z")
+    assert [(p.path, p.reason, p.record) for p in caught.value.problems] == [
+        (
+            "$.dates.created" if nested else "$.created",
+            f"createdAt {shown} cannot be written in {timezone} as %d/%m/%Y %H:%M "
+            "(its local time is outside years 1-9999)",
+            42,
+        )
+    ]
+    # Written at the pattern's precision, an instant that would read back before year 1 (local
+    # mean time in Tokyo was +09:18:59) is not written either.
+    with pytest.raises(RecordRejected):
+        m.encode(order(created_at=MIN))
+    # Every date it cannot write is named; the other end of the calendar is written.
+    deleted = order(created_at=instant, updated_at=instant, deleted=True, deleted_at=instant)
+    with pytest.raises(RecordRejected) as caught:
+        m.encode(deleted)
+    assert [p.reason.split()[0] for p in caught.value.problems] == [
+        "createdAt",
+        "updatedAt",
+        "deletedAt",
+    ]
+    back = m.decode(m.encode(order(created_at=fine))).created_at
+    assert fine - timedelta(minutes=1) < back <= fine  # at the pattern's precision
 
 
 # -- deletion, constants, defaults

@@ -61,7 +61,9 @@ class DateFormat(ABC):
 
     @abstractmethod
     def format(self, value: datetime) -> Any:
-        """The client's value for an instant."""
+        """The client's value for an instant; raises ``InvalidDate`` for one this format cannot
+        write (an instant near the ends of the calendar whose local time falls outside years
+        1-9999)."""
 
     @abstractmethod
     def schema(self) -> dict[str, Any]:
@@ -147,9 +149,26 @@ class PatternDates(DateFormat):
         return normalise(parsed)
 
     def format(self, value: datetime) -> str:
-        local = value.astimezone(self._zone)
-        return "".join(
+        try:
+            local = value.astimezone(self._zone)
+        except (OverflowError, ValueError):
+            raise self._unwritable(value) from None
+        text = "".join(
             f"{local.year:04d}" if part is None else local.strftime(part) for part in self._parts
+        )
+        if local.year in (1, 9999):
+            # At the ends of the calendar what is written at the pattern's precision may read
+            # back as an instant outside it (truncated below year 1 in UTC): refused too.
+            try:
+                self.parse(text)
+            except InvalidDate:
+                raise self._unwritable(value) from None
+        return text
+
+    def _unwritable(self, value: datetime) -> InvalidDate:
+        return InvalidDate(
+            f"{format_instant(value)} cannot be written in {self._zone.key} as {self.name}"
+            " (its local time is outside years 1-9999)"
         )
 
     def schema(self) -> dict[str, Any]:

@@ -54,8 +54,13 @@ class HttpSink:
         for order in orders:
             if self._erp.holds_newer(order.number, order.updated_at):
                 delivery.superseded.append(order.number)
-            else:
+                continue
+            try:
                 bodies.append((order.number, self._mapping.encode(order)))
+            except RecordRejected as exc:
+                # The mapping cannot write this one (a date out of its calendar): nothing to
+                # send; it alone stays unsynced, reported, and the others go out.
+                delivery.refused += exc.problems
         if self._dry_run:
             delivery.delivered = [number for number, _ in bodies]
             return delivery
