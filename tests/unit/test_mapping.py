@@ -410,6 +410,27 @@ def test_an_order_a_pattern_cannot_write_is_rejected_alone(
     assert fine - timedelta(minutes=1) < back <= fine  # at the pattern's precision
 
 
+@pytest.mark.parametrize(
+    "date_format",
+    ["%d %B %Y %H:%M:%S %z", "%d %b %Y %I:%M:%S.%f %p", "%Y-%m-%dT%H:%M:%S%z", "%Y%m%d%H%M"],
+)
+@pytest.mark.parametrize("month", [1, 7])
+def test_a_pattern_reads_back_what_it_writes_in_winter_and_summer(
+    date_format: str, month: int
+) -> None:
+    m = mapping(date_format=date_format, timezone="Europe/London")
+    instant = order().updated_at.replace(month=month)
+    back = m.decode(m.encode(order(updated_at=instant))).updated_at
+    step = timedelta(milliseconds=1) if "%f" in date_format else timedelta(seconds=1)
+    if "%S" not in date_format:
+        step = timedelta(minutes=1)
+    assert (
+        back
+        == datetime.min.replace(tzinfo=UTC)
+        + (instant - datetime.min.replace(tzinfo=UTC)) // step * step
+    )
+
+
 # -- deletion, constants, defaults
 
 
@@ -538,6 +559,29 @@ def test_order_puts_listed_paths_first() -> None:
             "mapping.date_format: date format '%d/%m %H:%M' lacks a year (%Y)",
         ),
         ({"timezone": "Mars/Olympus"}, "mapping.timezone: unknown time zone 'Mars/Olympus'"),
+        (
+            {"date_format": "%Y-%m-%d %H:%M:%S %Z", "timezone": "Europe/London"},
+            "mapping.date_format: date format '%Y-%m-%d %H:%M:%S %Z' cannot use %Z: a zone name "
+            "(BST, CEST) cannot be read back, use %z (+0100) (a pattern may use: %Y %m %d %H %I "
+            "%M %S %f %z %p %b %B %%)",
+        ),
+        ({"date_format": "%d/%m/%y %H:%M"}, "cannot use %y: a two-digit year"),
+        ({"date_format": "%c"}, "cannot use %c: a locale's date and time"),
+        ({"date_format": "%x %X"}, "cannot use %X: a locale's time depends on the locale, spell"),
+        ({"date_format": "%a %d/%m/%Y %H:%M"}, "cannot use %a: a weekday is not checked"),
+        ({"date_format": "%Y %j %H:%M"}, "cannot use %j: a day of the year duplicates"),
+        ({"date_format": "%Y-%m-%d %-H:%M"}, "cannot use %-: not a directive a pattern may use"),
+        ({"date_format": "%F %T"}, "cannot use %F: not a directive a pattern may use and %T:"),
+        (
+            {"date_format": "%Y-%m-%d %H:%S"},
+            "mapping.date_format: date format '%Y-%m-%d %H:%S' cannot be read back: "
+            "2024-01-15T10:04:05.007Z is written '2024-01-15 10:05', read back as "
+            "2024-01-15T10:00:05.000Z (expected 2024-01-15T10:00:00.000Z)",
+        ),
+        (
+            {"date_format": "%Y-%m-%d %H.%f"},
+            "mapping.date_format: date format '%Y-%m-%d %H.%f' cannot be read back",
+        ),
         (
             {"constants": {"id": 1}},
             "mapping.constants.id: client path 'id' is already used by mapping.fields.number",
