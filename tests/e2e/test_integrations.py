@@ -307,3 +307,23 @@ def test_an_order_its_mapping_cannot_write_is_skipped_and_the_others_go_out(
         )
     assert sorted(p.name for p in (env.root / "globex/out").iterdir()) == ["1.json", "3.json"]
     assert sorted(d["number"] for d in globex.find({"isSynced": True})) == [1, 3]
+
+
+def test_a_mapping_path_nested_too_deep_is_a_configuration_error(env: Env) -> None:
+    deep = ".".join(["x"] * 260)
+    (env.root / "deep.toml").write_text(
+        "[mapping]\n"
+        "[mapping.fields]\n"
+        f'number = "id"\ntitle = "{deep}"\ncreated_at = "c"\nupdated_at = "u"\n'
+        "[mapping.status]\n"
+        'field = "s"\n'
+        'values = { P = "pending", I = "in_progress", C = "completed", H = "on_hold", '
+        'X = "cancelled" }\n'
+    )
+    path = two_customers(env, mapping=str(env.root / "deep.toml"))
+    result = env.cli("--integrations", str(path), "run")
+    assert result.code == 2, result.output
+    assert "Traceback" not in result.output
+    # (The log line shortens the long message in its middle; the start names the file.)
+    assert "config.invalid" in result.output
+    assert "is 260 names deep (at most 32)" in result.output

@@ -595,6 +595,25 @@ def test_order_puts_listed_paths_first() -> None:
             {"constants": {"x": [1]}},
             "mapping.constants.x: a constant is a string, number or boolean",
         ),
+        ({"constants": {"z": float("nan")}}, "mapping.constants.z: nan is not a JSON number"),
+        ({"constants": {"z": float("-inf")}}, "mapping.constants.z: -inf is not a JSON number"),
+        ({"defaults": {"title": float("inf")}}, "mapping.defaults.title: inf is not JSON"),
+        (
+            {"date_format": "epoch_ms", "defaults": {"created": float("nan")}},
+            "mapping.defaults.created: nan is not JSON (a number must be finite)",
+        ),
+        (
+            {"fields": {**described()["fields"], "title": ".".join(["x"] * 33)}},
+            "mapping.fields.title: client path 'x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x"
+            ".x.x.x.x.x.'... is 33 names deep (at most 32)",
+        ),
+        (
+            {"status": {"field": "s" * 513, "values": VALUES}},
+            "mapping.status.field: client path 'ssssssssssssssssssssssssssssssssssssssssssssssssss"
+            "ssssssssss'... is 513 characters long (at most 512)",
+        ),
+        ({"constants": {"meta" + ".m" * 40: 1}}, "mapping.constants.meta.m.m.m.m.m.m.m.m.m"),
+        ({"defaults": {"d" + ".d" * 40: 1}}, "names deep (at most 32)"),
         (
             {"defaults": {"nowhere": 1}},
             "mapping.defaults.nowhere: 'nowhere' is not a client field this mapping reads",
@@ -644,6 +663,32 @@ def test_descriptions_that_cannot_work_are_refused(changes: dict[str, Any], mess
     text = refusal(described(**changes))
     assert text.startswith(WHERE + ": mapping."), text
     assert message in text, text
+
+
+def test_a_path_32_names_deep_is_fine_and_deeper_tables_are_refused() -> None:
+    deep = ".".join(f"n{i}" for i in range(32))
+    m = mapping(fields={**described()["fields"], "title": deep})
+    record = m.encode(order())
+    assert m.decode(record).title == "Replace belt"
+    nested: dict[str, Any] = {"leaf": 1}
+    for _ in range(300):  # TOML tables nested far deeper than a path may go
+        nested = {"t": nested}
+    assert "names deep (at most 32)" in refusal(described(constants=nested))
+
+
+def test_a_schema_that_cannot_be_compiled_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import fastjsonschema
+
+    def broken(_schema: Any) -> Any:
+        raise fastjsonschema.JsonSchemaDefinitionException("too deep")
+
+    monkeypatch.setattr(fastjsonschema, "compile", broken)
+    assert refusal(described()) == (
+        f"{WHERE}: mapping: its record schema cannot be compiled "
+        "(JsonSchemaDefinitionException: too deep)"
+    )
 
 
 def test_every_problem_is_listed() -> None:
