@@ -320,6 +320,8 @@ def test_a_time_the_zone_repeats_is_the_earlier_instant(date_format: str) -> Non
         ("epoch_ms", 1.5, "is not of type 'integer'"),
         ("epoch_ms", 10**20, "outside years 1-9999"),
         ("epoch_s", True, "is not of type 'integer'"),
+        ("epoch_s", 10**17, "epoch seconds 100000000000000000 are outside years 1-9999"),
+        ("epoch_ms", -(10**17), "epoch milliseconds -100000000000000000 are outside years"),
         ("%d/%m/%Y %H:%M", "31/02/2024 10:00", "not a date in the format"),
         ("%d/%m/%Y %H:%M", 5, "is not of type 'string'"),
     ],
@@ -559,6 +561,8 @@ def test_order_puts_listed_paths_first() -> None:
             "mapping.date_format: date format '%d/%m %H:%M' lacks a year (%Y)",
         ),
         ({"timezone": "Mars/Olympus"}, "mapping.timezone: unknown time zone 'Mars/Olympus'"),
+        ({"timezone": ""}, "mapping.timezone: empty (leave the key out for the default zone)"),
+        ({"timezone": "  "}, "mapping.timezone: empty (leave the key out for the default zone)"),
         (
             {"date_format": "%Y-%m-%d %H:%M:%S %Z", "timezone": "Europe/London"},
             "mapping.date_format: date format '%Y-%m-%d %H:%M:%S %Z' cannot use %Z: a zone name "

@@ -197,6 +197,8 @@ class _Compiler:
         )
 
     def _dates(self) -> DateFormat:
+        if self.spec.timezone is not None and not self.spec.timezone.strip():
+            self.fail("timezone", "empty (leave the key out for the default zone)")
         name = self.spec.timezone or self.default_timezone
         try:
             zone = ZoneInfo(name)

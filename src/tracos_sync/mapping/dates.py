@@ -117,7 +117,12 @@ class EpochDates(DateFormat):
                 f"expected an integer number of {self._words} since 1970-01-01T00:00:00Z, "
                 f"got {_kind(value)}"
             )
-        return from_epoch_ms(value * self._ms)
+        try:
+            return from_epoch_ms(value * self._ms)
+        except InvalidDate:
+            raise InvalidDate(
+                f"epoch {self._words} {value!r:.30} are outside years 1-9999"
+            ) from None
 
     def format(self, value: datetime) -> int:
         return (value - _EPOCH) // self._unit
