@@ -324,6 +324,10 @@ def test_a_time_the_zone_repeats_is_the_earlier_instant(date_format: str) -> Non
         ("epoch_ms", -(10**17), "epoch milliseconds -100000000000000000 are outside years"),
         ("%d/%m/%Y %H:%M", "31/02/2024 10:00", "not a date in the format"),
         ("%d/%m/%Y %H:%M", 5, "is not of type 'string'"),
+        ("%d/%m/%Y %H:%M", "4/11/2018 1:5", "(each number at its full width, zero-padded)"),
+        ("%d/%m/%Y %H:%M", "04/11/2018  01:05", "(each number at its full width, zero-padded)"),
+        ("%Y%m%d%H%M", "2024111105", "not a date in the format '%Y%m%d%H%M'"),
+        ("%Y-%m-%d %H:%M:%S.%f", "2024-05-01 10:00:00.5", "at its full width"),
     ],
 )
 def test_bad_dates(date_format: str, value: Any, reason: str) -> None:
@@ -431,6 +435,22 @@ def test_a_pattern_reads_back_what_it_writes_in_winter_and_summer(
         == datetime.min.replace(tzinfo=UTC)
         + (instant - datetime.min.replace(tzinfo=UTC)) // step * step
     )
+
+
+@pytest.mark.parametrize(
+    ("date_format", "value", "expected"),
+    [
+        # Names in any case, as strptime reads them; %z with or without a colon, or Z.
+        ("%d %b %Y %I:%M %p", "01 MAY 2024 09:30 am", datetime(2024, 5, 1, 9, 30, tzinfo=UTC)),
+        ("%Y-%m-%dT%H:%M%z", "2024-05-01T09:30+02:00", datetime(2024, 5, 1, 7, 30, tzinfo=UTC)),
+        ("%Y-%m-%dT%H:%M%z", "2024-05-01T09:30Z", datetime(2024, 5, 1, 9, 30, tzinfo=UTC)),
+    ],
+)
+def test_a_pattern_reads_names_and_offsets_as_strptime_does(
+    date_format: str, value: str, expected: datetime
+) -> None:
+    m = mapping(date_format=date_format)
+    assert m.decode({**m.encode(order()), "updated": value}).updated_at == expected
 
 
 # -- deletion, constants, defaults

@@ -141,10 +141,18 @@ class PatternDates(DateFormat):
         self._zone = zone
         # %Y spelled out: strftime writes year 1 as "1", not "0001", on glibc.
         self._parts = _split_years(pattern)
+        self._shape = _shape(pattern)
 
     def parse(self, value: Any) -> datetime:
         if not isinstance(value, str):
             raise InvalidDate(f"expected a date string like {self.name!r}, got {_kind(value)}")
+        if self._shape.fullmatch(value) is None:
+            # strptime alone would take "4/11/2018 1:5" for "%d/%m/%Y %H:%M", and read
+            # "2024111" for "%Y%m%d" one way of two: numbers are read as they are written.
+            raise InvalidDate(
+                f"not a date in the format {self.name!r} (each number at its full width, "
+                f"zero-padded): {value!r:.60}"
+            )
         try:
             parsed = datetime.strptime(value, self.name)
         except ValueError:
@@ -178,6 +186,37 @@ class PatternDates(DateFormat):
 
     def schema(self) -> dict[str, Any]:
         return {"$ref": "#/definitions/dateTime"}
+
+
+# What each directive may match when read: numbers exactly as wide as they are written; names
+# and offsets as strptime reads them (any case; %z also as Z or +02:00).
+_SHAPES = {
+    "Y": r"\d{4}",
+    "m": r"\d{2}",
+    "d": r"\d{2}",
+    "H": r"\d{2}",
+    "I": r"\d{2}",
+    "M": r"\d{2}",
+    "S": r"\d{2}",
+    "f": r"\d{6}",
+    "z": r"(?:[Zz]|[+-]\d{2}:?\d{2}(?::?\d{2}(?:\.\d{6})?)?)",
+    "p": r"[A-Za-z]+",
+    "b": r"[A-Za-z]+",
+    "B": r"[A-Za-z]+",
+    "%": "%",
+}
+
+
+def _shape(pattern: str) -> re.Pattern[str]:
+    """The regular expression of the values ``pattern`` writes (directives already checked)."""
+    out = []
+    start = 0
+    for match in _DIRECTIVE.finditer(pattern):
+        out.append(re.escape(pattern[start : match.start()]))
+        out.append(_SHAPES.get(match.group(1), ".+?"))
+        start = match.end()
+    out.append(re.escape(pattern[start:]))
+    return re.compile("".join(out))
 
 
 def _split_years(pattern: str) -> list[str | None]:
