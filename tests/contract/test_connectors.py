@@ -18,7 +18,7 @@ from tracos_sync.connectors.client_erp_http.fake_server import FakeErpState, fak
 from tracos_sync.connectors.client_erp_http.settings import HttpSettings
 from tracos_sync.domain.model import Status, WorkOrder
 from tracos_sync.domain.ports import ClientConnector, ConnectorContext, InboundUnit
-from tracos_sync.mapping import builtin_mapping
+from tracos_sync.mapping import BUILTIN, builtin_mapping, load_mapping
 
 
 class Harness(Protocol):
@@ -27,6 +27,7 @@ class Harness(Protocol):
 
     connector: ClientConnector
     state: InMemoryConnectorStateStore
+    settings: Any  # what the connector was built with: another mapping builds another
 
     def context(self, dry_run: bool = False) -> ConnectorContext: ...
 
@@ -190,6 +191,33 @@ async def test_delivery_is_durable_complete_and_idempotent(harness: Harness) -> 
         "lastUpdateDate": "2024-05-01T12:00:00.000Z",
         "deletedDate": None,
     }
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+async def test_an_order_the_mapping_cannot_write_is_refused_alone(
+    harness: Harness, dry_run: bool
+) -> None:
+    # São Paulo is behind UTC: 0001-01-01T00:00Z is a local time in year 0.
+    described = {**BUILTIN, "date_format": "%d/%m/%Y %H:%M", "timezone": "America/Sao_Paulo"}
+    mapping = load_mapping(described, where="test")
+    connector = type(harness.connector)(harness.settings, mapping)  # type: ignore[call-arg]
+    poison = WorkOrder(2, Status.PENDING, "t", datetime(1, 1, 1, tzinfo=UTC), order(2).updated_at)
+    sink = connector.sink(harness.context(dry_run))
+    await sink.prepare()
+    try:
+        delivery = await sink.deliver([order(1), poison, order(3)])
+    finally:
+        await sink.close()
+    assert sorted(delivery.delivered) == [1, 3] and delivery.fatal is None
+    assert [(p.record, p.path, p.reason) for p in delivery.refused] == [
+        (
+            2,
+            "$.creationDate",
+            "createdAt 0001-01-01T00:00:00.000Z cannot be written in America/Sao_Paulo as "
+            "%d/%m/%Y %H:%M (its local time is outside years 1-9999)",
+        )
+    ]
+    assert set(harness.delivered()) == (set() if dry_run else {1, 3})
 
 
 async def test_health_reports_checks(harness: Harness) -> None:

@@ -420,3 +420,70 @@ def test_connector_variables_left_in_the_environment_are_said_to_be_ignored(env:
     warnings = [line for line in result.output.splitlines() if "config.ignored" in line]
     assert len(warnings) == 1, result.output  # once, not once per integration
     assert "CLIENT_TIMEZONE" in warnings[0] and "DATA_INBOUND_DIR" in warnings[0]
+
+
+def test_an_order_its_mapping_cannot_write_is_skipped_and_the_others_go_out(
+    env: Env, mongo: MongoClient[dict[str, Any]]
+) -> None:
+    # 0001-01-01T00:00Z is a local time in year 0 in São Paulo: that order alone is refused, on
+    # every run, with its reason; the orders around it go out and are marked.
+    (env.root / "globex.toml").write_text(
+        "[mapping]\n"
+        'date_format = "%d/%m/%Y %H:%M"\n'
+        'timezone = "America/Sao_Paulo"\n'
+        "[mapping.fields]\n"
+        'number = "id"\ntitle = "t"\ncreated_at = "c"\nupdated_at = "u"\n'
+        "[mapping.status]\n"
+        'field = "s"\n'
+        'values = { P = "pending", I = "in_progress", C = "completed", H = "on_hold", '
+        'X = "cancelled" }\n'
+    )
+    path = two_customers(env, mapping=str(env.root / "globex.toml"))
+    globex = mongo[env.database]["globex_workorders"]
+    globex.insert_many(
+        [
+            tracos_doc(
+                n,
+                isSynced=False,
+                **({"createdAt": datetime(1, 1, 1, tzinfo=UTC)} if n == 2 else {}),
+            )
+            for n in (1, 2, 3)
+        ]
+    )
+    for _ in range(2):
+        result = env.cli("--integrations", str(path), "run", "--only", "globex")
+        assert result.code == 0, result.output
+        assert "Traceback" not in result.output and "run.crashed" not in result.output
+        assert (
+            summaries(result)["globex"]["skipped"],
+            result.output.count("outbound.refused"),
+        ) == (
+            "1",
+            1,
+        )
+        assert (
+            "createdAt 0001-01-01T00:00:00.000Z cannot be written in America/Sao_Paulo as "
+            "%d/%m/%Y %H:%M" in result.output
+        )
+    assert sorted(p.name for p in (env.root / "globex/out").iterdir()) == ["1.json", "3.json"]
+    assert sorted(d["number"] for d in globex.find({"isSynced": True})) == [1, 3]
+
+
+def test_a_mapping_path_nested_too_deep_is_a_configuration_error(env: Env) -> None:
+    deep = ".".join(["x"] * 260)
+    (env.root / "deep.toml").write_text(
+        "[mapping]\n"
+        "[mapping.fields]\n"
+        f'number = "id"\ntitle = "{deep}"\ncreated_at = "c"\nupdated_at = "u"\n'
+        "[mapping.status]\n"
+        'field = "s"\n'
+        'values = { P = "pending", I = "in_progress", C = "completed", H = "on_hold", '
+        'X = "cancelled" }\n'
+    )
+    path = two_customers(env, mapping=str(env.root / "deep.toml"))
+    result = env.cli("--integrations", str(path), "run")
+    assert result.code == 2, result.output
+    assert "Traceback" not in result.output
+    # (The log line shortens the long message in its middle; the start names the file.)
+    assert "config.invalid" in result.output
+    assert "is 260 names deep (at most 32)" in result.output

@@ -305,3 +305,41 @@ def test_problem_paths_are_the_clients() -> None:
         "$.dates.updated",
     }
     assert all(isinstance(p, Problem) for p in caught.value.problems)
+
+
+# Whole calendar, its ends included (.NET's DateTime.MinValue is a TracOS date too).
+whole_calendar = st.datetimes(
+    min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59, 999_000)
+).map(lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000, tzinfo=UTC))
+edges = st.sampled_from(
+    [datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC)]
+)
+
+
+@given(
+    st.sampled_from([*PATTERNS, ISO8601, EPOCH_S, "epoch_ms"]),
+    st.sampled_from([*ZONES, "Asia/Tokyo", "Pacific/Kiritimati", "Pacific/Niue"]),
+    whole_calendar | edges,
+)
+@settings(max_examples=400, deadline=None)
+def test_every_instant_is_written_and_read_back_or_refused_at_the_calendars_ends(
+    date_format: str, zone: str, instant: datetime
+) -> None:
+    description = {**tomllib.loads(EXAMPLE.read_text())["mapping"], "timezone": zone}
+    mapping = load_mapping({**description, "date_format": date_format}, where="test")
+    order = WorkOrder(1, Status.PENDING, "t", instant, instant)
+    problems: list[Problem] = []
+    try:
+        record = mapping.encode(order)
+    except RecordRejected as exc:
+        problems = exc.problems
+    if problems:
+        # Only a pattern, only within a day (plus local mean time) of the calendar's ends.
+        assert date_format in PATTERNS
+        assert instant < datetime(1, 1, 2, tzinfo=UTC) or instant > datetime(
+            9999, 12, 30, tzinfo=UTC
+        )
+        assert all("cannot be written in" in p.reason for p in problems)
+        return
+    back = mapping.decode(orjson.loads(orjson.dumps(record))).created_at
+    assert timedelta(0) <= instant - back < timedelta(minutes=1)  # at the format's precision

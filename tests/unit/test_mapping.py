@@ -4,7 +4,7 @@ cannot work is refused with (each naming its file, its integration and its key).
 from __future__ import annotations
 
 import tomllib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -320,8 +320,14 @@ def test_a_time_the_zone_repeats_is_the_earlier_instant(date_format: str) -> Non
         ("epoch_ms", 1.5, "is not of type 'integer'"),
         ("epoch_ms", 10**20, "outside years 1-9999"),
         ("epoch_s", True, "is not of type 'integer'"),
+        ("epoch_s", 10**17, "epoch seconds 100000000000000000 are outside years 1-9999"),
+        ("epoch_ms", -(10**17), "epoch milliseconds -100000000000000000 are outside years"),
         ("%d/%m/%Y %H:%M", "31/02/2024 10:00", "not a date in the format"),
         ("%d/%m/%Y %H:%M", 5, "is not of type 'string'"),
+        ("%d/%m/%Y %H:%M", "4/11/2018 1:5", "(each number at its full width, zero-padded)"),
+        ("%d/%m/%Y %H:%M", "04/11/2018  01:05", "(each number at its full width, zero-padded)"),
+        ("%Y%m%d%H%M", "2024111105", "not a date in the format '%Y%m%d%H%M'"),
+        ("%Y-%m-%d %H:%M:%S.%f", "2024-05-01 10:00:00.5", "at its full width"),
     ],
 )
 def test_bad_dates(date_format: str, value: Any, reason: str) -> None:
@@ -335,6 +341,116 @@ def test_early_years_keep_four_digits_with_a_pattern() -> None:
     early = order(created_at=datetime(1, 1, 2, 3, 4, tzinfo=UTC))
     assert m.encode(early)["created"] == "02/01/0001 03:04"
     assert m.decode(m.encode(early)).created_at == early.created_at
+
+
+MIN = datetime(1, 1, 1, tzinfo=UTC)
+MAX = datetime(9999, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("date_format", "timezone"),
+    [
+        ("iso8601", "Asia/Tokyo"),
+        ("iso8601", "America/Sao_Paulo"),
+        ("epoch_ms", "UTC"),
+        ("epoch_s", "UTC"),
+        ("%Y-%m-%d %H:%M:%S", "UTC"),
+    ],
+)
+@pytest.mark.parametrize("instant", [MIN, MAX])
+def test_the_ends_of_the_calendar_are_written_when_the_format_can(
+    date_format: str, timezone: str, instant: datetime
+) -> None:
+    m = mapping(date_format=date_format, timezone=timezone)
+    extreme = order(created_at=instant, updated_at=instant)
+    back = m.decode(m.encode(extreme))
+    precision = 1 if date_format in {"epoch_ms", "iso8601"} else 1000
+    expected = instant.replace(microsecond=instant.microsecond // 1000 // precision * 1000)
+    assert (back.created_at, back.updated_at) == (expected, expected)
+
+
+@pytest.mark.parametrize(
+    ("timezone", "instant", "fine"),
+    [
+        # Behind UTC: the first hours of year 1 are local times in year 0.
+        ("America/Sao_Paulo", MIN, MAX),
+        # Ahead of UTC: the last hours of 9999 are local times in year 10000.
+        ("Asia/Tokyo", datetime(9999, 12, 31, 23, tzinfo=UTC), datetime(1, 1, 1, 1, tzinfo=UTC)),
+    ],
+)
+@pytest.mark.parametrize("nested", [False, True])
+def test_an_order_a_pattern_cannot_write_is_rejected_alone(
+    timezone: str, instant: datetime, fine: datetime, nested: bool
+) -> None:
+    fields = {**described()["fields"], "created_at": "dates.created"} if nested else None
+    m = mapping(
+        date_format="%d/%m/%Y %H:%M",
+        timezone=timezone,
+        **({"fields": fields} if fields else {}),
+    )
+    with pytest.raises(RecordRejected) as caught:
+        m.encode(order(created_at=instant))
+    shown = instant.isoformat().replace("+00:00", ".000Z")
+    assert [(p.path, p.reason, p.record) for p in caught.value.problems] == [
+        (
+            "$.dates.created" if nested else "$.created",
+            f"createdAt {shown} cannot be written in {timezone} as %d/%m/%Y %H:%M "
+            "(its local time is outside years 1-9999)",
+            42,
+        )
+    ]
+    # Written at the pattern's precision, an instant that would read back before year 1 (local
+    # mean time in Tokyo was +09:18:59) is not written either.
+    with pytest.raises(RecordRejected):
+        m.encode(order(created_at=MIN))
+    # Every date it cannot write is named; the other end of the calendar is written.
+    deleted = order(created_at=instant, updated_at=instant, deleted=True, deleted_at=instant)
+    with pytest.raises(RecordRejected) as caught:
+        m.encode(deleted)
+    assert [p.reason.split()[0] for p in caught.value.problems] == [
+        "createdAt",
+        "updatedAt",
+        "deletedAt",
+    ]
+    back = m.decode(m.encode(order(created_at=fine))).created_at
+    assert fine - timedelta(minutes=1) < back <= fine  # at the pattern's precision
+
+
+@pytest.mark.parametrize(
+    "date_format",
+    ["%d %B %Y %H:%M:%S %z", "%d %b %Y %I:%M:%S.%f %p", "%Y-%m-%dT%H:%M:%S%z", "%Y%m%d%H%M"],
+)
+@pytest.mark.parametrize("month", [1, 7])
+def test_a_pattern_reads_back_what_it_writes_in_winter_and_summer(
+    date_format: str, month: int
+) -> None:
+    m = mapping(date_format=date_format, timezone="Europe/London")
+    instant = order().updated_at.replace(month=month)
+    back = m.decode(m.encode(order(updated_at=instant))).updated_at
+    step = timedelta(milliseconds=1) if "%f" in date_format else timedelta(seconds=1)
+    if "%S" not in date_format:
+        step = timedelta(minutes=1)
+    assert (
+        back
+        == datetime.min.replace(tzinfo=UTC)
+        + (instant - datetime.min.replace(tzinfo=UTC)) // step * step
+    )
+
+
+@pytest.mark.parametrize(
+    ("date_format", "value", "expected"),
+    [
+        # Names in any case, as strptime reads them; %z with or without a colon, or Z.
+        ("%d %b %Y %I:%M %p", "01 MAY 2024 09:30 am", datetime(2024, 5, 1, 9, 30, tzinfo=UTC)),
+        ("%Y-%m-%dT%H:%M%z", "2024-05-01T09:30+02:00", datetime(2024, 5, 1, 7, 30, tzinfo=UTC)),
+        ("%Y-%m-%dT%H:%M%z", "2024-05-01T09:30Z", datetime(2024, 5, 1, 9, 30, tzinfo=UTC)),
+    ],
+)
+def test_a_pattern_reads_names_and_offsets_as_strptime_does(
+    date_format: str, value: str, expected: datetime
+) -> None:
+    m = mapping(date_format=date_format)
+    assert m.decode({**m.encode(order()), "updated": value}).updated_at == expected
 
 
 # -- deletion, constants, defaults
@@ -467,6 +583,31 @@ def test_order_puts_listed_paths_first() -> None:
             "mapping.date_format: date format '%d/%m %H:%M' lacks a year (%Y)",
         ),
         ({"timezone": "Mars/Olympus"}, "mapping.timezone: unknown time zone 'Mars/Olympus'"),
+        ({"timezone": ""}, "mapping.timezone: empty (leave the key out for the default zone)"),
+        ({"timezone": "  "}, "mapping.timezone: empty (leave the key out for the default zone)"),
+        (
+            {"date_format": "%Y-%m-%d %H:%M:%S %Z", "timezone": "Europe/London"},
+            "mapping.date_format: date format '%Y-%m-%d %H:%M:%S %Z' cannot use %Z: a zone name "
+            "(BST, CEST) cannot be read back, use %z (+0100) (a pattern may use: %Y %m %d %H %I "
+            "%M %S %f %z %p %b %B %%)",
+        ),
+        ({"date_format": "%d/%m/%y %H:%M"}, "cannot use %y: a two-digit year"),
+        ({"date_format": "%c"}, "cannot use %c: a locale's date and time"),
+        ({"date_format": "%x %X"}, "cannot use %X: a locale's time depends on the locale, spell"),
+        ({"date_format": "%a %d/%m/%Y %H:%M"}, "cannot use %a: a weekday is not checked"),
+        ({"date_format": "%Y %j %H:%M"}, "cannot use %j: a day of the year duplicates"),
+        ({"date_format": "%Y-%m-%d %-H:%M"}, "cannot use %-: not a directive a pattern may use"),
+        ({"date_format": "%F %T"}, "cannot use %F: not a directive a pattern may use and %T:"),
+        (
+            {"date_format": "%Y-%m-%d %H:%S"},
+            "mapping.date_format: date format '%Y-%m-%d %H:%S' cannot be read back: "
+            "2024-01-15T10:04:05.007Z is written '2024-01-15 10:05', read back as "
+            "2024-01-15T10:00:05.000Z (expected 2024-01-15T10:00:00.000Z)",
+        ),
+        (
+            {"date_format": "%Y-%m-%d %H.%f"},
+            "mapping.date_format: date format '%Y-%m-%d %H.%f' cannot be read back",
+        ),
         (
             {"constants": {"id": 1}},
             "mapping.constants.id: client path 'id' is already used by mapping.fields.number",
@@ -480,6 +621,25 @@ def test_order_puts_listed_paths_first() -> None:
             {"constants": {"x": [1]}},
             "mapping.constants.x: a constant is a string, number or boolean",
         ),
+        ({"constants": {"z": float("nan")}}, "mapping.constants.z: nan is not a JSON number"),
+        ({"constants": {"z": float("-inf")}}, "mapping.constants.z: -inf is not a JSON number"),
+        ({"defaults": {"title": float("inf")}}, "mapping.defaults.title: inf is not JSON"),
+        (
+            {"date_format": "epoch_ms", "defaults": {"created": float("nan")}},
+            "mapping.defaults.created: nan is not JSON (a number must be finite)",
+        ),
+        (
+            {"fields": {**described()["fields"], "title": ".".join(["x"] * 33)}},
+            "mapping.fields.title: client path 'x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x"
+            ".x.x.x.x.x.'... is 33 names deep (at most 32)",
+        ),
+        (
+            {"status": {"field": "s" * 513, "values": VALUES}},
+            "mapping.status.field: client path 'ssssssssssssssssssssssssssssssssssssssssssssssssss"
+            "ssssssssss'... is 513 characters long (at most 512)",
+        ),
+        ({"constants": {"meta" + ".m" * 40: 1}}, "mapping.constants.meta.m.m.m.m.m.m.m.m.m"),
+        ({"defaults": {"d" + ".d" * 40: 1}}, "names deep (at most 32)"),
         (
             {"defaults": {"nowhere": 1}},
             "mapping.defaults.nowhere: 'nowhere' is not a client field this mapping reads",
@@ -529,6 +689,32 @@ def test_descriptions_that_cannot_work_are_refused(changes: dict[str, Any], mess
     text = refusal(described(**changes))
     assert text.startswith(WHERE + ": mapping."), text
     assert message in text, text
+
+
+def test_a_path_32_names_deep_is_fine_and_deeper_tables_are_refused() -> None:
+    deep = ".".join(f"n{i}" for i in range(32))
+    m = mapping(fields={**described()["fields"], "title": deep})
+    record = m.encode(order())
+    assert m.decode(record).title == "Replace belt"
+    nested: dict[str, Any] = {"leaf": 1}
+    for _ in range(300):  # TOML tables nested far deeper than a path may go
+        nested = {"t": nested}
+    assert "names deep (at most 32)" in refusal(described(constants=nested))
+
+
+def test_a_schema_that_cannot_be_compiled_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import fastjsonschema
+
+    def broken(_schema: Any) -> Any:
+        raise fastjsonschema.JsonSchemaDefinitionException("too deep")
+
+    monkeypatch.setattr(fastjsonschema, "compile", broken)
+    assert refusal(described()) == (
+        f"{WHERE}: mapping: its record schema cannot be compiled "
+        "(JsonSchemaDefinitionException: too deep)"
+    )
 
 
 def test_every_problem_is_listed() -> None:

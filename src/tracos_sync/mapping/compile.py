@@ -7,6 +7,7 @@ checked here, where each problem can be put at the key that causes it."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,6 +28,8 @@ from .status import FieldStatus, FlagStatus, StatusCodec
 
 STATUSES = ", ".join(s.value for s in Status)
 MAX_NUMBER = 2**63 - 1  # a BSON long
+MAX_PATH_DEPTH = 32  # names in one client path (details.title: 2)
+MAX_PATH_CHARS = 512
 # TracOS fields a record must carry (a default may stand in for the two that are not its key).
 CORE = ("number", "title", "created_at", "updated_at")
 NO_DEFAULT = ("number", "updated_at")  # a record's key comes from the record
@@ -53,12 +56,19 @@ def load_mapping(
 
         return builtin_mapping(default_timezone)
     try:
-        return RecordMapping(_compile(description, default_timezone))
+        parts = _compile(description, default_timezone)
     except _Invalid as exc:
         listed = "; ".join(
             f"mapping{'.' if key else ''}{key}: {message}" for key, message in exc.errors
         )
         raise ConfigurationError(f"{where}: {listed}") from None
+    try:
+        return RecordMapping(parts)
+    except Exception as exc:  # whatever the schema compilers raise: never a traceback
+        raise ConfigurationError(
+            f"{where}: mapping: its record schema cannot be compiled "
+            f"({type(exc).__name__}: {str(exc)[:200]})"
+        ) from exc
 
 
 def _compile(description: Mapping[str, Any], default_timezone: str) -> Parts:
@@ -187,6 +197,8 @@ class _Compiler:
         )
 
     def _dates(self) -> DateFormat:
+        if self.spec.timezone is not None and not self.spec.timezone.strip():
+            self.fail("timezone", "empty (leave the key out for the default zone)")
         name = self.spec.timezone or self.default_timezone
         try:
             zone = ZoneInfo(name)
@@ -201,6 +213,10 @@ class _Compiler:
 
     def _use(self, path: str, key: str) -> None:
         """Each client path holds one thing, and a value is not also an object of values."""
+        problem = _path_problem(path)
+        if problem is not None:
+            self.fail(key, problem)
+            return
         for other, by in self.used.items():
             if other == path:
                 self.fail(key, f"client path {path!r} is already used by mapping.{by}")
@@ -308,8 +324,12 @@ class _Compiler:
             key = f"constants.{path}"
             if not _is_path(path):
                 self.fail(key, f"{path!r:.60} is not a client path")
+            elif _path_problem(path) is not None:
+                self.fail(key, str(_path_problem(path)))
             elif not isinstance(value, str | bool | int | float):
                 self.fail(key, f"a constant is a string, number or boolean, not {_kind(value)}")
+            elif _not_finite(value):
+                self.fail(key, f"{value!r} is not a JSON number (a number must be finite)")
             elif isinstance(value, int) and not -(2**63) <= value <= MAX_NUMBER:
                 self.fail(key, "an integer constant must fit in 64 bits (JSON's safe range)")
             else:
@@ -328,10 +348,14 @@ class _Compiler:
         for path, value in _flatten(self.spec.defaults):
             key = f"defaults.{path}"
             field = readable.get(path)
-            if field is None:
+            if _path_problem(path) is not None:
+                self.fail(key, str(_path_problem(path)))
+            elif field is None:
                 self.fail(key, f"{path!r:.60} is not a client field this mapping reads")
             elif field in NO_DEFAULT:
                 self.fail(key, f"{field} cannot have a default: a record's key is its own")
+            elif _not_finite(value):
+                self.fail(key, f"{value!r:.60} is not JSON (a number must be finite)")
             else:
                 defaults[path] = value
         return defaults
@@ -445,14 +469,41 @@ def _date_definition(dates: DateFormat) -> dict[str, Any]:
     return {"description": text}
 
 
-def _flatten(table: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """``{"a": {"b": 1}}`` -> ``("a.b", 1)``: TOML's dotted keys make nested tables."""
+def _flatten(
+    table: Mapping[str, Any], prefix: str = "", depth: int = 1
+) -> Iterator[tuple[str, Any]]:
+    """``{"a": {"b": 1}}`` -> ``("a.b", 1)``: TOML's dotted keys make nested tables. Stops
+    deeper than a client path may go (the path is then refused as too deep)."""
     for key, value in table.items():
         path = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            yield from _flatten(value, path + ".")
+        if isinstance(value, Mapping) and depth <= MAX_PATH_DEPTH:
+            yield from _flatten(value, path + ".", depth + 1)
         else:
             yield path, value
+
+
+def _path_problem(path: str) -> str | None:
+    """A client path too deep or too long to be a record's field (and for the schema)."""
+    depth = len(split(path))
+    if depth > MAX_PATH_DEPTH:
+        return f"client path {path[:60]!r}... is {depth} names deep (at most {MAX_PATH_DEPTH})"
+    if len(path) > MAX_PATH_CHARS:
+        return (
+            f"client path {path[:60]!r}... is {len(path)} characters long "
+            f"(at most {MAX_PATH_CHARS})"
+        )
+    return None
+
+
+def _not_finite(value: Any) -> bool:
+    """Whether ``value`` is or holds a float JSON cannot carry (TOML's ``nan``, ``inf``)."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, list):
+        return any(_not_finite(item) for item in value)
+    if isinstance(value, Mapping):
+        return any(_not_finite(item) for item in value.values())
+    return False
 
 
 def _is_path(path: str) -> bool:

@@ -251,21 +251,45 @@ class RecordMapping:
     # -- outbound
 
     def encode(self, order: WorkOrder) -> dict[str, Any]:
-        """Work order -> the client record, keys in the mapping's order."""
-        if self._templates is not None:
-            # Flat records: a copy of the status's template (keys in order, status and
-            # constants filled in), then the order's own values. Twice as fast as key by key.
-            out = self._templates[order.status].copy()
-            for key, value in self._variable:
-                out[key] = value(order)
+        """Work order -> the client record, keys in the mapping's order. Raises
+        ``RecordRejected`` for an order this format cannot write (a date whose local time falls
+        outside years 1-9999 in the mapping's zone): the sinks refuse that order alone."""
+        try:
+            if self._templates is not None:
+                # Flat records: a copy of the status's template (keys in order, status and
+                # constants filled in), then the order's own values. Twice as fast as key by key.
+                out = self._templates[order.status].copy()
+                for key, value in self._variable:
+                    out[key] = value(order)
+                return out
+            out = {}
+            for keys, value in self._leaves:
+                if len(keys) == 1:
+                    out[keys[0]] = value(order)
+                else:
+                    write(out, keys, value(order))
             return out
-        out = {}
-        for keys, value in self._leaves:
-            if len(keys) == 1:
-                out[keys[0]] = value(order)
-            else:
-                write(out, keys, value(order))
-        return out
+        except InvalidDate:
+            raise RecordRejected(self._unwritable(order)) from None
+
+    def _unwritable(self, order: WorkOrder) -> list[Problem]:
+        """Each date of ``order`` this format cannot write, located at its client path."""
+        parts = self._parts
+        dates: list[tuple[str, Slot | None, datetime | None]] = [
+            ("createdAt", parts.created_at, order.created_at),
+            ("updatedAt", parts.updated_at, order.updated_at),
+        ]
+        if order.deleted:
+            dates.append(("deletedAt", parts.deleted_at, order.deleted_at or order.updated_at))
+        problems = []
+        for name, slot, value in dates:
+            if slot is None or value is None:
+                continue
+            try:
+                parts.dates.format(value)
+            except InvalidDate as exc:
+                problems.append(Problem(slot.json_path, reason(f"{name} {exc}"), order.number))
+        return problems or [Problem("$", "cannot be written in this format", order.number)]
 
     def _flat_plan(
         self, writers: dict[str, Writer]

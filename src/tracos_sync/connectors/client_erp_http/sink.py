@@ -1,6 +1,9 @@
 """Outbound over ``PUT /workorders/{orderNo}``, a few requests at a time. A record the API
 refuses is quarantined (one dead letter per refusal, counted) and stays unsynced in TracOS, so it
-is offered again next run; anything fatal stops the delivery after what was delivered.
+is offered again next run; anything fatal stops the delivery after what was delivered. An order
+the mapping cannot write (``RecordRejected`` from ``encode``) is never sent: it is refused alone,
+like the folder sink's, reported in ``Delivery.refused`` (logged and counted as skipped) and not
+dead-lettered (there is no record to keep); it stays unsynced and is offered again next run.
 
 The ERP's copy never goes back in time: a work order the ERP was seen to hold newer this run
 (``ErpVersions``, filled by the source) is not sent, and one the ERP answers 409/412 to (its
@@ -54,8 +57,13 @@ class HttpSink:
         for order in orders:
             if self._erp.holds_newer(order.number, order.updated_at):
                 delivery.superseded.append(order.number)
-            else:
+                continue
+            try:
                 bodies.append((order.number, self._mapping.encode(order)))
+            except RecordRejected as exc:
+                # The mapping cannot write this one (a date out of its calendar): nothing to
+                # send; it alone stays unsynced, reported, and the others go out.
+                delivery.refused += exc.problems
         if self._dry_run:
             delivery.delivered = [number for number, _ in bodies]
             return delivery

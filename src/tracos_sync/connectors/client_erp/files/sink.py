@@ -13,7 +13,7 @@ from pathlib import Path
 
 import orjson
 
-from tracos_sync.domain.errors import DestinationUnwritable, FatalError
+from tracos_sync.domain.errors import DestinationUnwritable, FatalError, RecordRejected
 from tracos_sync.domain.model import Problem, WorkOrder
 from tracos_sync.domain.ports import Delivery
 from tracos_sync.mapping import RecordMapping
@@ -50,10 +50,20 @@ class FolderSink:
             ) from exc
 
     async def deliver(self, orders: Sequence[WorkOrder]) -> Delivery:
+        delivery = Delivery()
+        writable: list[tuple[WorkOrder, bytes]] = []
+        for order in orders:
+            try:
+                record = self._mapping.encode(order)
+            except RecordRejected as exc:
+                # The mapping cannot write this one (a date out of its calendar): it alone stays
+                # unsynced, reported; the others go out.
+                delivery.refused += exc.problems
+                continue
+            writable.append((order, orjson.dumps(record, option=orjson.OPT_INDENT_2)))
         if self._dry_run:  # translate and encode everything, write nothing
-            for order in orders:
-                orjson.dumps(self._mapping.encode(order))
-            return Delivery(delivered=[order.number for order in orders])
+            delivery.delivered = [order.number for order, _ in writable]
+            return delivery
         if self._pool is None:
             self._pool = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="outbound")
         loop = asyncio.get_running_loop()
@@ -62,15 +72,14 @@ class FolderSink:
                 self._pool,
                 write_atomically_unless,
                 self._outbound / f"{order.number}.json",
-                orjson.dumps(self._mapping.encode(order), option=orjson.OPT_INDENT_2),
+                data,
                 holds_newer_than(order.updated_at, self._mapping),
             )
-            for order in orders
+            for order, data in writable
         ]
         results = await asyncio.gather(*jobs, return_exceptions=True)
-        delivery = Delivery()
         errors: list[BaseException] = []
-        for order, result in zip(orders, results, strict=True):
+        for (order, _), result in zip(writable, results, strict=True):
             if isinstance(result, OSError) and result.errno in ITS_OWN_FAILURE:
                 # This one file's fault (its name is taken by a folder, say): it alone stays
                 # unsynced, reported; the folder takes the others.
@@ -95,7 +104,7 @@ class FolderSink:
             where = f" ({Path(first.filename).name})" if first.filename else ""
             fatal: FatalError = DestinationUnwritable(
                 f"cannot write to {self._outbound}: {first.strerror or first}{where}"
-                f" ({len(errors)} of {len(orders)} files failed)"
+                f" ({len(errors)} of {len(writable)} files failed)"
             )
             fatal.__cause__ = first
             delivery.fatal = fatal
