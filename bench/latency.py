@@ -13,7 +13,8 @@ settings otherwise; extra settings come from the environment, e.g. ``WATCH_EVENT
   ``--edit-rate`` per second for ``--duration`` seconds; latency = the moment the document's
   outbound file was renamed into place (its ctime) minus the moment just before the edit.
 
-Prints p50/p90/p99/max per phase, the rate really achieved, and the machine's load.
+Prints p50/p90/p99/max per phase, the rate really achieved, and the machine's load. With
+``LATENCY_LOG=<path>`` watch's whole log (JSON lines) is kept there.
 """
 
 from __future__ import annotations
@@ -77,7 +78,10 @@ class Watch:
 
     def _read(self) -> None:
         assert self.process.stderr is not None
+        raw = open(os.environ["LATENCY_LOG"], "w") if os.environ.get("LATENCY_LOG") else None
         for line in self.process.stderr:
+            if raw is not None:
+                raw.write(line)
             try:
                 event = json.loads(line)
             except ValueError:

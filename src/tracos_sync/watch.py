@@ -38,6 +38,45 @@ from tracos_sync.watch_metrics import Metrics
 log = structlog.get_logger("tracos_sync.watch")
 T = TypeVar("T")
 
+# How long one sweep goes on taking files that arrived while it ran (folder connector), before it
+# lets outbound have its turn: a file arriving under a steady flow is taken right after the batch
+# in hand rather than after this sweep and the start of the next; TracOS's changes wait at most
+# this long (plus a batch) for theirs.
+FOLLOW_SECONDS = 0.25
+
+
+class _TracosChanges:
+    """Whether TracOS may hold a write to send out that no outbound pass has read yet, as the
+    change stream tells. Only an open stream can say "nothing": before it opens, once it drops,
+    and on a server without one, every sweep reads TracOS, as it always did."""
+
+    def __init__(self) -> None:
+        self._listening = False
+        self._changed = True
+
+    def opened(self) -> None:
+        self._listening = True
+        self._changed = True  # what was written before it opened
+
+    def closed(self) -> None:
+        self._listening = False
+        self._changed = True
+
+    def changed(self) -> None:
+        self._changed = True
+
+    def quiet(self) -> bool:
+        """Nothing written since the last outbound pass began (which read all before it)."""
+        return self._listening and not self._changed
+
+    def reading(self) -> None:
+        """An outbound pass begins: it reads everything written before this."""
+        self._changed = False
+
+    def unread(self) -> None:
+        """That pass failed: it may have left something."""
+        self._changed = True
+
 
 class _Health:
     """What the last sweep found, per part: the database, the client side (folders, API), the
@@ -143,13 +182,38 @@ async def _serve(
     out and tried again on the same adapters (the driver reconnects by itself)."""
     wake = asyncio.Event()
     follower: asyncio.Task[None] | None = None
+    changes = _TracosChanges()
+    interval = runtime.settings.watch_interval
+    follow = FOLLOW_SECONDS if isinstance(runtime.connector, SupportsInputEvents) else 0.0
+    loop = asyncio.get_running_loop()
+    full_at: float | None = None  # when the last full sweep that succeeded began
+    failed = False
     try:
         while not stop.is_set():
             if follower is None or follower.done():
-                follower = asyncio.create_task(_follow_changes(syncer, wake))
+                follower = asyncio.create_task(_follow_changes(syncer, wake, changes))
             woken = waker is not None and waker.woke()
             wake.clear()
-            outcome = await until_stopped(sweep(syncer, "watch"), stop)
+            # Woken by arriving files alone, TracOS unchanged by the stream's word, the last full
+            # sweep recent and nothing failed since: inbound only, sparing a sweep the outbound
+            # query and the index check (two round trips) under a flow of files. The rest keeps
+            # its interval, as without events.
+            now = loop.time()
+            light = (
+                woken
+                and not failed
+                and changes.quiet()
+                and full_at is not None
+                and now - full_at < interval
+            )
+            if not light:
+                changes.reading()
+            outcome = await until_stopped(sweep(syncer, "watch", light=light, follow=follow), stop)
+            failed = outcome.error is not None
+            if failed:
+                changes.unread()
+            elif not light:
+                full_at = now
             # A failure alone is logged by _Health, once per change of state.
             publish(runtime, outcome, quiet_when_idle=True)
             if metrics is not None:
@@ -165,8 +229,7 @@ async def _serve(
                 # watches, for what arrived between the sweep's listing and then.
                 waker.swept(outcome.stats, woken)
                 waker.follow(wake)
-            failed = outcome.error is not None
-            await _sleep(stop, runtime.settings.watch_interval, None if failed else wake)
+            await _sleep(stop, interval, None if failed else wake)
     finally:
         if waker is not None:
             await waker.close()  # it sets this ``wake``: the next adapters get their own
@@ -194,13 +257,21 @@ async def _observe_backlogs(
         log.warning("watch.metrics_failed", error=describe_error(exc))
 
 
-async def _follow_changes(syncer: Syncer, wake: asyncio.Event) -> None:
+async def _follow_changes(syncer: Syncer, wake: asyncio.Event, changes: _TracosChanges) -> None:
     """Wake the loop when TracOS writes something that may need to go out."""
+    opened = False
     try:
         async for _ in syncer.repository.unsynced_changes():
+            if not opened:  # the first says it listens
+                opened = True
+                changes.opened()
+                continue
+            changes.changed()
             wake.set()
     except Exception as exc:
         log.info("watch.change_stream", state="not available, polling", error=describe_error(exc))
+    finally:
+        changes.closed()
 
 
 async def _sleep(stop: asyncio.Event, seconds: float, wake: asyncio.Event | None = None) -> None:

@@ -165,8 +165,9 @@ class WorkOrderRepository(Protocol):
         """Seconds since the oldest unsynced work order was last updated (None: none waits)."""
 
     def unsynced_changes(self) -> AsyncIterator[None]:
-        """Yields whenever TracOS writes something that may need to go out; raises when the
-        store cannot notify (the caller then polls)."""
+        """Yields once when it starts listening (no such write goes unannounced from then on),
+        then whenever TracOS writes something that may need to go out; raises when the store
+        cannot notify (the caller then polls)."""
 
     async def close(self) -> None: ...
 
@@ -286,6 +287,18 @@ class SupportsInputEvents(Protocol):
     def input_events(self) -> AsyncIterator[None]:
         """Yields once when it starts watching, then whenever input may have become ready to
         take; raises when it cannot watch (the caller then sweeps at its interval)."""
+
+
+@runtime_checkable
+class SupportsFollowing(Protocol):
+    """A source that can keep taking input as it arrives (watch mode, under a steady flow)."""
+
+    def following(
+        self, max_records: int, seconds: float
+    ) -> AsyncGenerator[list[InboundUnit], None]:
+        """Like ``batches``, but each next batch gathers what arrives while the consumer applies
+        the one before, until the consumer asks for it; for about ``seconds``, then as
+        ``batches`` does. Ends when asked and nothing has arrived."""
 
 
 @runtime_checkable
