@@ -45,37 +45,56 @@ T = TypeVar("T")
 FOLLOW_SECONDS = 0.25
 
 
-class _TracosChanges:
-    """Whether TracOS may hold a write to send out that no outbound pass has read yet, as the
-    change stream tells. Only an open stream can say "nothing": before it opens, once it drops,
-    and on a server without one, every sweep reads TracOS, as it always did."""
+class _SweepPlan:
+    """Which sweeps may be light: inbound only, without the outbound query and the index check
+    (two round trips a sweep, under a flow of files a sweep every few tens of milliseconds).
 
-    def __init__(self) -> None:
+    A sweep is light only when arriving files alone woke it, an open change stream says TracOS
+    has written nothing to send since the last outbound pass began (which read all before it),
+    the last full sweep began less than an interval ago, and nothing failed since. Before the
+    stream opens, once it drops, and on a server without one, every sweep is full, as always;
+    and a full sweep still runs at least every interval, whatever the stream says."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
         self._listening = False
         self._changed = True
+        self._full_at: float | None = None  # when the last full sweep that succeeded began
+        self._failed = False
 
-    def opened(self) -> None:
+    # The change stream's side.
+    def stream_opened(self) -> None:
         self._listening = True
         self._changed = True  # what was written before it opened
 
-    def closed(self) -> None:
+    def stream_closed(self) -> None:
         self._listening = False
         self._changed = True
 
-    def changed(self) -> None:
+    def stream_changed(self) -> None:
         self._changed = True
 
-    def quiet(self) -> bool:
-        """Nothing written since the last outbound pass began (which read all before it)."""
-        return self._listening and not self._changed
+    # The loop's side.
+    def light(self, woken: bool, now: float) -> bool:
+        """Whether the sweep about to begin (at ``now``) may be light."""
+        light = (
+            woken
+            and self._listening
+            and not self._changed
+            and not self._failed
+            and self._full_at is not None
+            and now - self._full_at < self._interval
+        )
+        if not light:
+            self._changed = False  # its outbound pass reads everything written before now
+        return light
 
-    def reading(self) -> None:
-        """An outbound pass begins: it reads everything written before this."""
-        self._changed = False
-
-    def unread(self) -> None:
-        """That pass failed: it may have left something."""
-        self._changed = True
+    def swept(self, light: bool, failed: bool, began: float) -> None:
+        self._failed = failed
+        if failed:
+            self._changed = True  # its outbound pass may have left something
+        elif not light:
+            self._full_at = began
 
 
 class _Health:
@@ -182,38 +201,21 @@ async def _serve(
     out and tried again on the same adapters (the driver reconnects by itself)."""
     wake = asyncio.Event()
     follower: asyncio.Task[None] | None = None
-    changes = _TracosChanges()
-    interval = runtime.settings.watch_interval
+    plan = _SweepPlan(runtime.settings.watch_interval)
     follow = FOLLOW_SECONDS if isinstance(runtime.connector, SupportsInputEvents) else 0.0
     loop = asyncio.get_running_loop()
-    full_at: float | None = None  # when the last full sweep that succeeded began
     failed = False
     try:
         while not stop.is_set():
             if follower is None or follower.done():
-                follower = asyncio.create_task(_follow_changes(syncer, wake, changes))
+                follower = asyncio.create_task(_follow_changes(syncer, wake, plan))
             woken = waker is not None and waker.woke()
             wake.clear()
-            # Woken by arriving files alone, TracOS unchanged by the stream's word, the last full
-            # sweep recent and nothing failed since: inbound only, sparing a sweep the outbound
-            # query and the index check (two round trips) under a flow of files. The rest keeps
-            # its interval, as without events.
-            now = loop.time()
-            light = (
-                woken
-                and not failed
-                and changes.quiet()
-                and full_at is not None
-                and now - full_at < interval
-            )
-            if not light:
-                changes.reading()
+            began = loop.time()
+            light = plan.light(woken, began)
             outcome = await until_stopped(sweep(syncer, "watch", light=light, follow=follow), stop)
             failed = outcome.error is not None
-            if failed:
-                changes.unread()
-            elif not light:
-                full_at = now
+            plan.swept(light, failed, began)
             # A failure alone is logged by _Health, once per change of state.
             publish(runtime, outcome, quiet_when_idle=True)
             if metrics is not None:
@@ -229,7 +231,7 @@ async def _serve(
                 # watches, for what arrived between the sweep's listing and then.
                 waker.swept(outcome.stats, woken)
                 waker.follow(wake)
-            await _sleep(stop, interval, None if failed else wake)
+            await _sleep(stop, runtime.settings.watch_interval, None if failed else wake)
     finally:
         if waker is not None:
             await waker.close()  # it sets this ``wake``: the next adapters get their own
@@ -257,21 +259,21 @@ async def _observe_backlogs(
         log.warning("watch.metrics_failed", error=describe_error(exc))
 
 
-async def _follow_changes(syncer: Syncer, wake: asyncio.Event, changes: _TracosChanges) -> None:
+async def _follow_changes(syncer: Syncer, wake: asyncio.Event, plan: _SweepPlan) -> None:
     """Wake the loop when TracOS writes something that may need to go out."""
     opened = False
     try:
         async for _ in syncer.repository.unsynced_changes():
             if not opened:  # the first says it listens
                 opened = True
-                changes.opened()
+                plan.stream_opened()
                 continue
-            changes.changed()
+            plan.stream_changed()
             wake.set()
     except Exception as exc:
         log.info("watch.change_stream", state="not available, polling", error=describe_error(exc))
     finally:
-        changes.closed()
+        plan.stream_closed()
 
 
 async def _sleep(stop: asyncio.Event, seconds: float, wake: asyncio.Event | None = None) -> None:
