@@ -78,21 +78,25 @@ class Watch:
 
     def _read(self) -> None:
         assert self.process.stderr is not None
-        raw = open(os.environ["LATENCY_LOG"], "w") if os.environ.get("LATENCY_LOG") else None
-        for line in self.process.stderr:
-            if raw is not None:
-                raw.write(line)
-            try:
-                event = json.loads(line)
-            except ValueError:
-                self.errors.append(line.rstrip())
-                continue
-            if event.get("event") == "embedded.started":
-                self.port = int(event["port"])
-            elif event.get("event") == "run.summary":
-                self.summaries.append(event)
-            elif event.get("level") in ("error", "warning"):
-                self.errors.append(line.rstrip())
+        keep = os.environ.get("LATENCY_LOG")
+        with open(keep or os.devnull, "w") as raw:
+            for line in self.process.stderr:
+                if keep:
+                    raw.write(line)
+                self._take(line)
+
+    def _take(self, line: str) -> None:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            self.errors.append(line.rstrip())
+            return
+        if event.get("event") == "embedded.started":
+            self.port = int(event["port"])
+        elif event.get("event") == "run.summary":
+            self.summaries.append(event)
+        elif event.get("level") in ("error", "warning"):
+            self.errors.append(line.rstrip())
 
     def wait(self, condition: Callable[[], bool], limit: float, what: str) -> None:
         deadline = time.monotonic() + limit
