@@ -9,14 +9,16 @@ import asyncio
 import contextlib
 import errno
 import os
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.builders import client_record, write_json
 from tracos_sync.connectors.client_erp.files.settings import FolderSettings
-from tracos_sync.connectors.client_erp.files.source import FolderSource
+from tracos_sync.connectors.client_erp.files.source import FOLLOW_INLINE_BYTES, FolderSource
 from tracos_sync.domain.ports import InboundUnit, SupportsFollowing
 
 
@@ -159,3 +161,30 @@ async def test_in_a_dry_run_it_reads_in_place_once(tmp_path: Path) -> None:
     await source.close()
     assert taken == [[1]]
     assert (inbound / "1.json").exists()
+
+
+async def test_a_large_file_is_read_off_the_event_loops_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbound = tmp_path / "in"
+    async with folder_source(inbound) as source:
+        threads: dict[str, str] = {}
+        real_read = source._read
+
+        def read(path: Path) -> bytes | None:
+            threads[path.name] = threading.current_thread().name
+            return real_read(path)
+
+        monkeypatch.setattr(source, "_read", read)
+        drop(inbound, 1)
+        padded = orjson.dumps(client_record(2)) + b" " * (FOLLOW_INLINE_BYTES + 1)
+        (inbound / "2.json").write_bytes(padded)
+        taken: list[int] = []
+        async with contextlib.aclosing(source.following(1000, 30)) as batches:
+            async for units in batches:
+                taken += numbers(units)
+                await source.complete(units)
+        assert sorted(taken) == [1, 2]
+        main = threading.main_thread().name
+        assert threads["1.json"] == main
+        assert threads["2.json"] != main

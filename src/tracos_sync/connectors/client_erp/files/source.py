@@ -31,6 +31,8 @@ log = structlog.get_logger("tracos_sync.files")
 # arrives in the last such wait is taken after the consumer asks, on its time: a few files.
 FOLLOW_POLL_SECONDS = 0.01
 FOLLOW_STEP_FILES = 20
+# ``following``: files larger than this are read and decoded in a worker thread.
+FOLLOW_INLINE_BYTES = 64 * 1024
 
 __all__ = ["SIDECAR_SUFFIX", "FolderSource", "waiting_files"]
 
@@ -75,8 +77,8 @@ class FolderSource:
                 f"claim folder {self._claim_dir} cannot be recreated: {exc.strerror or exc}"
             ) from exc
 
-    def _candidates(self, warn: bool = True) -> list[str]:
-        return waiting_files(self._settings, warn)
+    def _candidates(self) -> list[str]:
+        return waiting_files(self._settings)
 
     async def batches(self, max_records: int) -> AsyncGenerator[list[InboundUnit], None]:
         """Batches of claimed, decoded files. The next batch is claimed and decoded in a worker
@@ -320,7 +322,7 @@ class _Gathering:
         self._source = source
         self._max = max_records
         self._until = until
-        self._names: list[str] = []
+        self._names: list[tuple[str, int]] = []  # with their sizes, oldest last
         self._left: set[str] = set()
         self._looked = False
 
@@ -332,7 +334,7 @@ class _Gathering:
         while True:
             final = asked is None or asked.is_set()  # read before looking: then a last look
             while self._names:
-                total += self._claim(units, self._max - total)
+                total += await self._claim(units, self._max - total)
                 if total >= self._max:
                     return units
                 await asyncio.sleep(0)  # let the consumer's replies in between steps
@@ -341,7 +343,7 @@ class _Gathering:
             self._look()
             if final:
                 while self._names and total < self._max:
-                    total += self._claim(units, self._max - total)
+                    total += await self._claim(units, self._max - total)
                 return units
             assert asked is not None
             with contextlib.suppress(TimeoutError):
@@ -350,20 +352,24 @@ class _Gathering:
     def _look(self) -> None:
         # Quietly: an odd entry is said once per sweep (by the first look), and a file given
         # back (unreadable) waits for the next sweep rather than being tried at every look.
-        listed = self._source._candidates(warn=not self._looked)
+        listed = _waiting(self._source._settings, warn=not self._looked)
         self._looked = True
-        self._names = [name for name in listed if name not in self._left]
+        self._names = [(name, size) for name, size in listed if name not in self._left]
         self._names.reverse()  # oldest last: popped first
 
-    def _claim(self, units: list[InboundUnit], room: int) -> int:
+    async def _claim(self, units: list[InboundUnit], room: int) -> int:
         """Claim up to ``FOLLOW_STEP_FILES`` listed names into ``units``, stopping once they
-        hold ``room`` records; how many they hold."""
+        hold ``room`` records; how many they hold. A large file is read and decoded in a worker
+        thread: on the loop's thread it would hold up everything else (a signal, for one)."""
         records = 0
         for _ in range(min(FOLLOW_STEP_FILES, len(self._names))):
             if records >= room:
                 break
-            name = self._names.pop()
-            unit = self._source._claim_and_read(name)
+            name, size = self._names.pop()
+            if size > FOLLOW_INLINE_BYTES:
+                unit = await asyncio.to_thread(self._source._claim_and_read, name)
+            else:
+                unit = self._source._claim_and_read(name)
             if unit is None:
                 self._left.add(name)
                 continue
@@ -372,11 +378,16 @@ class _Gathering:
         return records
 
 
-def waiting_files(settings: FolderSettings, warn: bool = True) -> list[str]:
+def waiting_files(settings: FolderSettings) -> list[str]:
     """Names of the inbound files to take, oldest first (none if the folder is missing). Odd
-    entries are skipped, with a warning when ``warn``."""
+    entries are skipped with a warning."""
+    return [name for name, _ in _waiting(settings)]
+
+
+def _waiting(settings: FolderSettings, warn: bool = True) -> list[tuple[str, int]]:
+    """``waiting_files`` with their sizes; odd entries said only when ``warn``."""
     inbound = settings.data_inbound_dir
-    found: list[tuple[int, str]] = []
+    found: list[tuple[int, str, int]] = []
     if not inbound.is_dir():
         return []
     youngest = time.time_ns() - int(settings.inbound_min_age_seconds * 1e9)
@@ -409,9 +420,9 @@ def waiting_files(settings: FolderSettings, warn: bool = True) -> list[str]:
                 continue
             if info.st_mtime_ns > youngest:
                 continue  # may still be being written; next run takes it
-            found.append((info.st_mtime_ns, name))
+            found.append((info.st_mtime_ns, name, info.st_size))
     found.sort()
-    return [name for _, name in found]
+    return [(name, size) for _, name, size in found]
 
 
 def _first_problem(problems: Sequence[Problem]) -> str:
