@@ -3,8 +3,10 @@
 A sweep runs every ``WATCH_INTERVAL`` seconds, and at once when something may be waiting: a
 file arriving in the inbound folder (file-system events, ``WATCH_EVENTS``), a TracOS write seen on
 a MongoDB change stream, when the server offers one. Both are hints: the sweep stays the source of
-truth, so nothing is missed if events are lost or the stream drops. Under a steady flow each
-sweep takes what arrived during the one before, so batches grow with the flow.
+truth, so nothing is missed if events are lost or the stream drops. Under a steady flow a sweep
+goes on taking files as they arrive (for ``FOLLOW_SECONDS``), each batch what arrived while the
+one before was written, so batches grow with the flow; and a sweep woken by files alone skips
+the outbound query while the change stream vouches that TracOS is unchanged (``_SweepPlan``).
 
 Whatever one sweep runs into — the database away, a folder unwritable, a report that cannot be
 written, a bug — is logged once per change of state, counted, and waited out; the loop goes on.
