@@ -48,8 +48,8 @@ FOLLOW_SECONDS = 0.25
 
 
 class _SweepPlan:
-    """Which sweeps may be light: inbound only, without the outbound query and the index check
-    (two round trips a sweep, under a flow of files a sweep every few tens of milliseconds).
+    """Which sweeps may be light: inbound only, without the outbound query (a round trip, and
+    the server's reading of the unsynced index, at every sweep of a flow of files).
 
     A sweep is light only when arriving files alone woke it, an open change stream says TracOS
     has written nothing to send since the last outbound pass began (which read all before it),

@@ -1,4 +1,4 @@
-"""Watch mode's light sweeps (inbound only, no outbound query, no index check): only when files
+"""Watch mode's light sweeps (inbound only, no outbound query): only when files
 alone woke it and an open change stream vouches that TracOS wrote nothing to send; a full sweep
 after any failure, any change, once the interval has passed, and always without a stream."""
 
