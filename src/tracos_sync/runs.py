@@ -69,22 +69,18 @@ class Syncer:
             await adapter.prepare()
             self._prepared.add(direction)
 
-    async def cycle(self, stats: RunStats, *, light: bool = False, follow: float = 0.0) -> None:
+    async def cycle(self, stats: RunStats, *, follow: float = 0.0) -> None:
         """One pass of each opened direction, inbound first. A failure of one direction does
         not keep the other from running; the first failure is raised once both have run.
-
-        Watch mode only: ``light``, inbound alone (a sweep woken by arriving files while TracOS
-        is known to hold nothing new to send; watch still runs a full cycle at its interval and
-        after any failure); ``follow``, see ``sync_inbound``."""
+        ``follow`` (watch mode): see ``sync_inbound``."""
         hooks: dict[str, Any] = {}
         if self.options.progress is not None:
             hooks["progress"] = self.options.progress
         if self.options.stop is not None:
             hooks["stop"] = self.options.stop
         batch_size = self.runtime.settings.batch_size
-        # Before every sweep, not only at start-up, light ones too: an index dropped meanwhile
-        # is rebuilt before anything is written (and a non-guarantee stops the sweep). Checking
-        # only at watch's interval let a duplicate in (measured: the test of it failed 2 in 4).
+        # Before every sweep, not only at start-up: an index dropped meanwhile is rebuilt
+        # before anything is written (and a non-guarantee stops the sweep).
         await self.repository.prepare()
         failures: list[Exception] = []
         if self.source is not None:
@@ -93,7 +89,7 @@ class Syncer:
                 await sync_inbound(
                     self.source, self.repository, stats, batch_size, follow=follow, **hooks
                 )
-        if self.sink is not None and not light:
+        if self.sink is not None:
             with self._timed("outbound"), _collect(failures, "outbound"):
                 await self._prepare("outbound", self.sink)
                 await sync_outbound(self.repository, self.sink, stats, batch_size, **hooks)
@@ -182,12 +178,10 @@ async def run_once(
     return await _recorded(into, work())
 
 
-async def sweep(
-    syncer: Syncer, command: Command, *, light: bool = False, follow: float = 0.0
-) -> RunOutcome:
+async def sweep(syncer: Syncer, command: Command, *, follow: float = 0.0) -> RunOutcome:
     """One cycle on adapters that stay open (watch mode)."""
     outcome = RunOutcome(command, syncer.options.dry_run, durations=syncer.durations)
-    return await _recorded(outcome, syncer.cycle(outcome.stats, light=light, follow=follow))
+    return await _recorded(outcome, syncer.cycle(outcome.stats, follow=follow))
 
 
 async def _recorded(outcome: RunOutcome, work: Awaitable[None]) -> RunOutcome:

@@ -5,8 +5,7 @@ file arriving in the inbound folder (file-system events, ``WATCH_EVENTS``), a Tr
 a MongoDB change stream, when the server offers one. Both are hints: the sweep stays the source of
 truth, so nothing is missed if events are lost or the stream drops. Under a steady flow a sweep
 goes on taking files as they arrive (for ``FOLLOW_SECONDS``), each batch what arrived while the
-one before was written, so batches grow with the flow; and a sweep woken by files alone skips
-the outbound query while the change stream vouches that TracOS is unchanged (``_SweepPlan``).
+one before was written, so batches grow with the flow.
 
 Whatever one sweep runs into — the database away, a folder unwritable, a report that cannot be
 written, a bug — is logged once per change of state, counted, and waited out; the loop goes on.
@@ -45,58 +44,6 @@ T = TypeVar("T")
 # in hand rather than after this sweep and the start of the next; TracOS's changes wait at most
 # this long (plus a batch) for theirs.
 FOLLOW_SECONDS = 0.25
-
-
-class _SweepPlan:
-    """Which sweeps may be light: inbound only, without the outbound query (a round trip, and
-    the server's reading of the unsynced index, at every sweep of a flow of files).
-
-    A sweep is light only when arriving files alone woke it, an open change stream says TracOS
-    has written nothing to send since the last outbound pass began (which read all before it),
-    the last full sweep began less than an interval ago, and nothing failed since. Before the
-    stream opens, once it drops, and on a server without one, every sweep is full, as always;
-    and a full sweep still runs at least every interval, whatever the stream says."""
-
-    def __init__(self, interval: float) -> None:
-        self._interval = interval
-        self._listening = False
-        self._changed = True
-        self._full_at: float | None = None  # when the last full sweep that succeeded began
-        self._failed = False
-
-    # The change stream's side.
-    def stream_opened(self) -> None:
-        self._listening = True
-        self._changed = True  # what was written before it opened
-
-    def stream_closed(self) -> None:
-        self._listening = False
-        self._changed = True
-
-    def stream_changed(self) -> None:
-        self._changed = True
-
-    # The loop's side.
-    def light(self, woken: bool, now: float) -> bool:
-        """Whether the sweep about to begin (at ``now``) may be light."""
-        light = (
-            woken
-            and self._listening
-            and not self._changed
-            and not self._failed
-            and self._full_at is not None
-            and now - self._full_at < self._interval
-        )
-        if not light:
-            self._changed = False  # its outbound pass reads everything written before now
-        return light
-
-    def swept(self, light: bool, failed: bool, began: float) -> None:
-        self._failed = failed
-        if failed:
-            self._changed = True  # its outbound pass may have left something
-        elif not light:
-            self._full_at = began
 
 
 class _Health:
@@ -203,21 +150,14 @@ async def _serve(
     out and tried again on the same adapters (the driver reconnects by itself)."""
     wake = asyncio.Event()
     follower: asyncio.Task[None] | None = None
-    plan = _SweepPlan(runtime.settings.watch_interval)
     follow = FOLLOW_SECONDS if isinstance(runtime.connector, SupportsInputEvents) else 0.0
-    loop = asyncio.get_running_loop()
-    failed = False
     try:
         while not stop.is_set():
             if follower is None or follower.done():
-                follower = asyncio.create_task(_follow_changes(syncer, wake, plan))
+                follower = asyncio.create_task(_follow_changes(syncer, wake))
             woken = waker is not None and waker.woke()
             wake.clear()
-            began = loop.time()
-            light = plan.light(woken, began)
-            outcome = await until_stopped(sweep(syncer, "watch", light=light, follow=follow), stop)
-            failed = outcome.error is not None
-            plan.swept(light, failed, began)
+            outcome = await until_stopped(sweep(syncer, "watch", follow=follow), stop)
             # A failure alone is logged by _Health, once per change of state.
             publish(runtime, outcome, quiet_when_idle=True)
             if metrics is not None:
@@ -233,6 +173,7 @@ async def _serve(
                 # watches, for what arrived between the sweep's listing and then.
                 waker.swept(outcome.stats, woken)
                 waker.follow(wake)
+            failed = outcome.error is not None
             await _sleep(stop, runtime.settings.watch_interval, None if failed else wake)
     finally:
         if waker is not None:
@@ -261,21 +202,13 @@ async def _observe_backlogs(
         log.warning("watch.metrics_failed", error=describe_error(exc))
 
 
-async def _follow_changes(syncer: Syncer, wake: asyncio.Event, plan: _SweepPlan) -> None:
+async def _follow_changes(syncer: Syncer, wake: asyncio.Event) -> None:
     """Wake the loop when TracOS writes something that may need to go out."""
-    opened = False
     try:
         async for _ in syncer.repository.unsynced_changes():
-            if not opened:  # the first says it listens
-                opened = True
-                plan.stream_opened()
-                continue
-            plan.stream_changed()
             wake.set()
     except Exception as exc:
         log.info("watch.change_stream", state="not available, polling", error=describe_error(exc))
-    finally:
-        plan.stream_closed()
 
 
 async def _sleep(stop: asyncio.Event, seconds: float, wake: asyncio.Event | None = None) -> None:

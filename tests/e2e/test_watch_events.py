@@ -133,8 +133,8 @@ def keep_dropping(folder: Path, first: int, until: Callable[[], bool], limit: fl
 
 
 def test_a_tracos_change_goes_out_at_once_while_files_keep_arriving(env: Env) -> None:
-    # Sweeps woken by files alone skip the outbound query while the change stream says TracOS
-    # wrote nothing; a TracOS write is announced, and the next sweep reads it.
+    # A sweep follows the flow of files for a while, then outbound has its turn: a TracOS write
+    # is not kept waiting by files that never stop coming.
     proc = env.popen("watch", WATCH_INTERVAL="3600")
     try:
         started(proc, env)
@@ -150,11 +150,11 @@ def test_a_tracos_change_goes_out_at_once_while_files_keep_arriving(env: Env) ->
     assert "watch.change_stream" not in result.output, "the stream worked throughout"
 
 
-def test_without_a_change_stream_sweeps_woken_by_files_still_read_tracos(
+def test_without_a_change_stream_a_sweep_woken_by_files_still_reads_tracos(
     env: Env, tmp_path: Path
 ) -> None:
-    # The server refuses change streams: nothing vouches that TracOS is unchanged, so every
-    # sweep reads it, and a TracOS write goes out with the next file, not at the interval.
+    # The server refuses change streams: nothing announces the TracOS write, and a sweep woken
+    # by files still reads TracOS, so it goes out with the next file, not at the interval.
     own = Server(storage=tmp_path / "db", test_commands=True).start()
     env.uri = own.uri
     try:

@@ -165,9 +165,8 @@ class WorkOrderRepository(Protocol):
         """Seconds since the oldest unsynced work order was last updated (None: none waits)."""
 
     def unsynced_changes(self) -> AsyncIterator[None]:
-        """Yields once when it starts listening (no such write goes unannounced from then on),
-        then whenever TracOS writes something that may need to go out; raises when the store
-        cannot notify (the caller then polls)."""
+        """Yields whenever TracOS writes something that may need to go out; raises when the
+        store cannot notify (the caller then polls)."""
 
     async def close(self) -> None: ...
 

@@ -249,9 +249,7 @@ class MongoWorkOrderRepository:
 
     async def unsynced_changes(self) -> AsyncGenerator[None, None]:
         """A change stream of writes that may leave a work order unsynced (not our own marks
-        nor inbound's writes, which are stored synced): yields once when the stream is open
-        (from then on no such write goes unannounced), then once per write. Raises if the
-        server has none."""
+        nor inbound's writes, which are stored synced). Raises if the server has none."""
         pipeline = [
             {
                 "$match": {
@@ -263,7 +261,6 @@ class MongoWorkOrderRepository:
         ]
         try:
             async with await self._collection.watch(pipeline) as stream:
-                yield None
                 async for _ in stream:
                     yield None
         except PyMongoError as exc:
