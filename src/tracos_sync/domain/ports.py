@@ -296,8 +296,8 @@ class SupportsFollowing(Protocol):
         self, max_records: int, seconds: float
     ) -> AsyncGenerator[list[InboundUnit], None]:
         """Like ``batches``, but each next batch gathers what arrives while the consumer applies
-        the one before, until the consumer asks for it; for about ``seconds``, then as
-        ``batches`` does. Ends when asked and nothing has arrived."""
+        the one before, until the consumer asks for it; for about ``seconds``, after which it
+        hands over what it has listed and ends. Ends sooner when asked and nothing arrived."""
 
 
 @runtime_checkable
