@@ -83,22 +83,15 @@ class FolderSource:
     async def batches(self, max_records: int) -> AsyncGenerator[list[InboundUnit], None]:
         """Batches of claimed, decoded files. The next batch is claimed and decoded in a worker
         thread while the consumer applies the current one."""
-        names: Iterator[str] = iter(())
+        if not self._dry_run:
+            await asyncio.to_thread(self._refresh_claims)
+        names = iter(await asyncio.to_thread(self._candidates))
         loop = asyncio.get_running_loop()
-
-        def first() -> list[InboundUnit]:
-            # One hand-over to a thread, not three: under load each costs a wait for the GIL
-            # and the scheduler, paid by every sweep (a trickle's whole sweep is one file).
-            nonlocal names
-            if not self._dry_run:
-                self._refresh_claims()
-            names = iter(self._candidates())
-            return self._take(names, max_records)
 
         def read_ahead() -> asyncio.Future[list[InboundUnit]]:
             return loop.run_in_executor(None, self._take, names, max_records)
 
-        pending: asyncio.Future[list[InboundUnit]] | None = loop.run_in_executor(None, first)
+        pending: asyncio.Future[list[InboundUnit]] | None = read_ahead()
         try:
             while pending is not None:
                 units = await pending
