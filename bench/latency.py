@@ -13,7 +13,8 @@ settings otherwise; extra settings come from the environment, e.g. ``WATCH_EVENT
   ``--edit-rate`` per second for ``--duration`` seconds; latency = the moment the document's
   outbound file was renamed into place (its ctime) minus the moment just before the edit.
 
-Prints p50/p90/p99/max per phase, the rate really achieved, and the machine's load.
+Prints p50/p90/p99/max per phase, the rate really achieved, and the machine's load. With
+``LATENCY_LOG=<path>`` watch's whole log (JSON lines) is kept there.
 """
 
 from __future__ import annotations
@@ -77,18 +78,25 @@ class Watch:
 
     def _read(self) -> None:
         assert self.process.stderr is not None
-        for line in self.process.stderr:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                self.errors.append(line.rstrip())
-                continue
-            if event.get("event") == "embedded.started":
-                self.port = int(event["port"])
-            elif event.get("event") == "run.summary":
-                self.summaries.append(event)
-            elif event.get("level") in ("error", "warning"):
-                self.errors.append(line.rstrip())
+        keep = os.environ.get("LATENCY_LOG")
+        with open(keep or os.devnull, "w") as raw:
+            for line in self.process.stderr:
+                if keep:
+                    raw.write(line)
+                self._take(line)
+
+    def _take(self, line: str) -> None:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            self.errors.append(line.rstrip())
+            return
+        if event.get("event") == "embedded.started":
+            self.port = int(event["port"])
+        elif event.get("event") == "run.summary":
+            self.summaries.append(event)
+        elif event.get("level") in ("error", "warning"):
+            self.errors.append(line.rstrip())
 
     def wait(self, condition: Callable[[], bool], limit: float, what: str) -> None:
         deadline = time.monotonic() + limit

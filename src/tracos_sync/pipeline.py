@@ -21,6 +21,7 @@ from tracos_sync.domain.ports import (
     ClientSource,
     InboundUnit,
     PendingExport,
+    SupportsFollowing,
     UnreadableDocument,
     WorkOrderRepository,
 )
@@ -81,10 +82,16 @@ async def sync_inbound(
     clock: Clock = utc_now,
     progress: ProgressHook = _no_progress,
     stop: Callable[[], bool] = _never,
+    follow: float = 0.0,
 ) -> None:
     """Client -> TracOS. A batch is archived (in the background, while the next one is being
-    applied) only once its records are durable; on failure the batch in hand is given back."""
-    batches = source.batches(batch_size)
+    applied) only once its records are durable; on failure the batch in hand is given back.
+    ``follow`` (watch mode, a source that can): go on for about that many seconds with what
+    arrives meanwhile, see ``SupportsFollowing``."""
+    if follow > 0 and isinstance(source, SupportsFollowing):
+        batches = source.following(batch_size, follow)
+    else:
+        batches = source.batches(batch_size)
     archiving: asyncio.Task[None] | None = None
     try:
         async with contextlib.aclosing(batches):

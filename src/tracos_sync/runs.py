@@ -72,9 +72,10 @@ class Syncer:
             await adapter.prepare()
             self._prepared.add(direction)
 
-    async def cycle(self, stats: RunStats) -> None:
+    async def cycle(self, stats: RunStats, *, follow: float = 0.0) -> None:
         """One pass of each opened direction, inbound first. A failure of one direction does
-        not keep the other from running; the first failure is raised once both have run."""
+        not keep the other from running; the first failure is raised once both have run.
+        ``follow`` (watch mode): see ``sync_inbound``."""
         hooks: dict[str, Any] = {}
         if self.options.progress is not None:
             hooks["progress"] = self.options.progress
@@ -87,7 +88,9 @@ class Syncer:
         if self.source is not None:
             with self._timed("inbound"), _collect(failures, "inbound"):
                 await self._prepare("inbound", self.source)
-                await sync_inbound(self.source, self.repository, stats, self.batch_size, **hooks)
+                await sync_inbound(
+                    self.source, self.repository, stats, self.batch_size, follow=follow, **hooks
+                )
         if self.sink is not None:
             with self._timed("outbound"), _collect(failures, "outbound"):
                 await self._prepare("outbound", self.sink)
@@ -224,12 +227,12 @@ def named_progress(options: RunOptions, name: str) -> RunOptions:
     return RunOptions(options.dry_run, named, options.stop)
 
 
-async def sweep(syncer: Syncer, command: Command) -> RunOutcome:
+async def sweep(syncer: Syncer, command: Command, *, follow: float = 0.0) -> RunOutcome:
     """One cycle on adapters that stay open (watch mode)."""
     outcome = RunOutcome(
         command, syncer.options.dry_run, syncer.integration.name, durations=syncer.durations
     )
-    return await _recorded(outcome, syncer.cycle(outcome.stats))
+    return await _recorded(outcome, syncer.cycle(outcome.stats, follow=follow))
 
 
 async def _recorded(outcome: RunOutcome, work: Awaitable[None]) -> RunOutcome:

@@ -3,8 +3,9 @@
 A sweep runs every ``WATCH_INTERVAL`` seconds, and at once when something may be waiting: a
 file arriving in the inbound folder (file-system events, ``WATCH_EVENTS``), a TracOS write seen on
 a MongoDB change stream, when the server offers one. Both are hints: the sweep stays the source of
-truth, so nothing is missed if events are lost or the stream drops. Under a steady flow each
-sweep takes what arrived during the one before, so batches grow with the flow.
+truth, so nothing is missed if events are lost or the stream drops. Under a steady flow a sweep
+goes on taking files as they arrive (for ``FOLLOW_SECONDS``), each batch what arrived while the
+one before was written, so batches grow with the flow.
 
 Whatever one sweep runs into — the database away, a folder unwritable, a report that cannot be
 written, a bug — is logged once per change of state, counted, and waited out; the loop goes on.
@@ -40,6 +41,12 @@ from tracos_sync.watch_metrics import IntegrationMetrics, Metrics
 
 log = structlog.get_logger("tracos_sync.watch")
 T = TypeVar("T")
+
+# How long one sweep goes on taking files that arrived while it ran (folder connector), before it
+# lets outbound have its turn: a file arriving under a steady flow is taken right after the batch
+# in hand rather than after this sweep and the start of the next; TracOS's changes wait at most
+# this long (plus a batch) for theirs.
+FOLLOW_SECONDS = 0.25
 
 
 class _Health:
@@ -216,13 +223,15 @@ async def _serve(syncer: Syncer, serving: Serving) -> None:
     runtime = serving.runtime
     wake = asyncio.Event()
     follower: asyncio.Task[None] | None = None
+    connector = syncer.integration.connector
+    follow = FOLLOW_SECONDS if isinstance(connector, SupportsInputEvents) else 0.0
     try:
         while not stop.is_set():
             if follower is None or follower.done():
                 follower = asyncio.create_task(_follow_changes(syncer, wake))
             woken = waker is not None and waker.woke()
             wake.clear()
-            outcome = await until_stopped(sweep(syncer, "watch"), stop)
+            outcome = await until_stopped(sweep(syncer, "watch", follow=follow), stop)
             # A failure alone is logged by _Health, once per change of state.
             publish(
                 runtime,

@@ -35,6 +35,7 @@ class InputWaker:
         self._woke = False
         self._pause = 0.0
         self._not_before = 0.0
+        self._changed = False  # whether the last sweep changed something
 
     def follow(self, wake: asyncio.Event) -> None:
         """Start following (again, if it stopped)."""
@@ -51,8 +52,12 @@ class InputWaker:
         changed = stats.inserted or stats.updated or stats.rejected or stats.exported
         if changed:
             self._pause = 0.0
-        elif woken:
+        elif woken and not self._changed:
+            # Not the first woken sweep to find nothing after one that changed something: a
+            # sweep takes the files that arrive while it runs, and the events they raised
+            # meanwhile wake one sweep that finds them gone. That one is not paced.
             self._pause = min(self._interval, max(FIRST_PAUSE_SECONDS, self._pause * 2))
+        self._changed = bool(changed)
         self._not_before = asyncio.get_running_loop().time() + self._pause
 
     async def _follow(self, wake: asyncio.Event) -> None:

@@ -8,13 +8,17 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
+from pymongo import MongoClient
 
-from tests.builders import client_record, write_json
+from tests.builders import client_record, tracos_doc, write_json
 from tests.conftest import Env, Result
 from tests.e2e.test_operating import stop, wait_until
+from tests.server import Server
 
 
 def drop(folder: Path, number: int, name: str | None = None) -> float:
@@ -116,3 +120,68 @@ def test_a_bad_watch_events_value_is_refused_naming_it(env: Env) -> None:
     result = env.cli("watch", WATCH_EVENTS="sometimes")
     assert result.code == 2, result.output
     assert "WATCH_EVENTS" in result.output
+
+
+def keep_dropping(folder: Path, first: int, until: Callable[[], bool], limit: float) -> int:
+    """Drop a file every 20 ms until ``until()`` (files keep waking sweeps meanwhile)."""
+    number, deadline = first, time.monotonic() + limit
+    while not until() and time.monotonic() < deadline:
+        drop(folder, number)
+        number += 1
+        time.sleep(0.02)
+    return number - first
+
+
+def test_a_tracos_change_goes_out_at_once_while_files_keep_arriving(env: Env) -> None:
+    # A sweep follows the flow of files for a while, then outbound has its turn: a TracOS write
+    # is not kept waiting by files that never stop coming.
+    proc = env.popen("watch", WATCH_INTERVAL="3600")
+    try:
+        started(proc, env)
+        flowing = keep_dropping(env.inbound, 1, lambda: False, 1.0)
+        env.collection.insert_one(tracos_doc(5000))
+        out = env.outbound / "5000.json"
+        keep_dropping(env.inbound, 1 + flowing, out.exists, 20)
+        assert out.exists(), "the change waited for the interval (an hour)"
+        wait_until(lambda: not list(env.inbound.glob("*.json")), proc, 30)
+    finally:
+        result, _ = stop(proc)
+    assert result.code == 0, result.output
+    assert "watch.change_stream" not in result.output, "the stream worked throughout"
+
+
+def test_without_a_change_stream_a_sweep_woken_by_files_still_reads_tracos(
+    env: Env, tmp_path: Path
+) -> None:
+    # The server refuses change streams: nothing announces the TracOS write, and a sweep woken
+    # by files still reads TracOS, so it goes out with the next file, not at the interval.
+    own = Server(storage=tmp_path / "db", test_commands=True).start()
+    env.uri = own.uri
+    try:
+        with MongoClient[dict[str, Any]](own.uri, tz_aware=True) as client:
+            client.admin.command(
+                {
+                    "configureFailPoint": "failCommand",
+                    "mode": "alwaysOn",
+                    "data": {
+                        "failCommands": ["aggregate"],
+                        "errorCode": 40573,
+                        "errmsg": "injected: no change streams here",
+                    },
+                }
+            )
+            proc = env.popen("watch", WATCH_INTERVAL="3600")
+            try:
+                started(proc, env)
+                drop(env.inbound, 1)
+                wait_until((env.processed / "1.json").exists, proc, 20)
+                client[env.database].workorders.insert_one(tracos_doc(5000))
+                out = env.outbound / "5000.json"
+                keep_dropping(env.inbound, 2, out.exists, 20)
+                assert out.exists(), "the change waited for the interval (an hour)"
+            finally:
+                result, _ = stop(proc)
+    finally:
+        own.stop()
+    assert result.code == 0, result.output
+    assert "watch.change_stream" in result.output and "not available" in result.output

@@ -68,3 +68,21 @@ async def test_sweeps_not_woken_by_input_do_not_slow_it() -> None:
         assert await time_to_wake(waker, arrivals, wake) < 0.5
     finally:
         await waker.close()
+
+
+async def test_one_sweep_finding_nothing_after_one_that_took_files_is_not_paced() -> None:
+    # A sweep takes the files that arrive while it runs: their events then wake a sweep that
+    # finds nothing. That one must not delay the next file; a second one in a row is paced.
+    arrivals = Arrivals()
+    waker = InputWaker(arrivals, interval=1.0)
+    wake = asyncio.Event()
+    waker.follow(wake)
+    try:
+        await time_to_wake(waker, arrivals, wake)
+        waker.swept(RunStats(inserted=3), woken=True)
+        waker.swept(RunStats(), woken=True)
+        assert await time_to_wake(waker, arrivals, wake) < FIRST_PAUSE_SECONDS
+        waker.swept(RunStats(), woken=True)
+        assert await time_to_wake(waker, arrivals, wake) >= FIRST_PAUSE_SECONDS - 0.01
+    finally:
+        await waker.close()

@@ -295,6 +295,18 @@ class SupportsInputEvents(Protocol):
 
 
 @runtime_checkable
+class SupportsFollowing(Protocol):
+    """A source that can keep taking input as it arrives (watch mode, under a steady flow)."""
+
+    def following(
+        self, max_records: int, seconds: float
+    ) -> AsyncGenerator[list[InboundUnit], None]:
+        """Like ``batches``, but each next batch gathers what arrives while the consumer applies
+        the one before, until the consumer asks for it; for about ``seconds``, after which it
+        hands over what it has listed and ends. Ends sooner when asked and nothing arrived."""
+
+
+@runtime_checkable
 class SupportsReplay(Protocol):
     """A connector that quarantines inputs and can put them back for another try."""
 

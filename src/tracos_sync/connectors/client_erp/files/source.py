@@ -27,6 +27,13 @@ from .settings import FolderSettings
 
 log = structlog.get_logger("tracos_sync.files")
 
+# ``following``: how often the folder is looked at while the consumer applies a batch. What
+# arrives in the last such wait is taken after the consumer asks, on its time: a few files.
+FOLLOW_POLL_SECONDS = 0.01
+FOLLOW_STEP_FILES = 20
+# ``following``: files larger than this are read and decoded in a worker thread.
+FOLLOW_INLINE_BYTES = 64 * 1024
+
 __all__ = ["SIDECAR_SUFFIX", "FolderSource", "waiting_files"]
 
 
@@ -95,6 +102,42 @@ class FolderSource:
                     return
                 pending = read_ahead()
                 yield units
+        finally:
+            if pending is not None:  # the consumer stopped: give back what it never saw
+                await self.release(await pending)
+
+    async def following(
+        self, max_records: int, seconds: float
+    ) -> AsyncGenerator[list[InboundUnit], None]:
+        """Watch mode: while the consumer applies a batch, the files that arrive are claimed and
+        decoded (the folder looked at every ``FOLLOW_POLL_SECONDS``), up to the moment the
+        consumer asks for the next batch; then the folder is looked at once more. A file
+        arriving under a steady flow waits for the batch in hand only, not for it and then for
+        its own listing and claiming. For ``seconds``; then what was listed is taken and it ends.
+
+        On the event loop's own thread, in steps of ``FOLLOW_STEP_FILES``: the loop has nothing
+        else to do meanwhile, and a hand-over to a worker thread and back costs, on a loaded
+        machine, a wait for the scheduler each way, on the path of every file."""
+        if self._dry_run:  # nothing is claimed: looking again would find the same files
+            async with contextlib.aclosing(self.batches(max_records)) as batches:
+                async for units in batches:
+                    yield units
+            return
+        gathering = _Gathering(self, max_records, time.monotonic() + seconds)
+        self._refresh_claims()
+        pending: asyncio.Task[list[InboundUnit]] | None = asyncio.create_task(gathering.take(None))
+        try:
+            while pending is not None:
+                units = await pending
+                pending = None
+                if not units:
+                    return
+                asked = asyncio.Event()
+                pending = asyncio.create_task(gathering.take(asked))
+                try:
+                    yield units
+                finally:
+                    asked.set()
         finally:
             if pending is not None:  # the consumer stopped: give back what it never saw
                 await self.release(await pending)
@@ -213,10 +256,12 @@ class FolderSource:
         is given back for the next run and costs only itself. Only a folder that refuses every
         file stops the run."""
         processed, rejected = self._settings.processed_dir, self._settings.rejected_dir
+        touched: set[Path] = set()
         for position, unit in enumerate(units):
             claimed = unit.handle
             assert isinstance(claimed, Path)
             folder = rejected if unit.problems else processed
+            touched.add(folder)
             try:
                 if unit.problems:
                     archived = reject(claimed, rejected, unit.name, unit.problems)
@@ -245,7 +290,9 @@ class FolderSource:
                     reason=f"{exc.strerror or exc}; left for the next run",
                 )
                 self._put_back(claimed, unit.name)
-        for folder in (processed, rejected):
+        # Only the folders that received files: a folder fsync costs a journal commit and a
+        # disk flush, and a sweep under a trickle archives into one folder, not two.
+        for folder in sorted(touched):
             with contextlib.suppress(OSError):
                 fsync_dir(folder)
 
@@ -263,15 +310,88 @@ class FolderSource:
             self._claims.close()
 
 
+class _Gathering:
+    """The taking side of ``FolderSource.following``."""
+
+    def __init__(self, source: FolderSource, max_records: int, until: float) -> None:
+        self._source = source
+        self._max = max_records
+        self._until = until
+        self._names: list[tuple[str, int]] = []  # with their sizes, oldest last
+        self._left: set[str] = set()
+        self._looked = False
+
+    async def take(self, asked: asyncio.Event | None) -> list[InboundUnit]:
+        """Claim what is listed and what arrives until ``asked`` is set (at once when
+        ``None``), then look once more; stop early at ``max_records`` records."""
+        units: list[InboundUnit] = []
+        total = 0
+        while True:
+            final = asked is None or asked.is_set()  # read before looking: then a last look
+            while self._names:
+                total += await self._claim(units, self._max - total)
+                if total >= self._max:
+                    return units
+                await asyncio.sleep(0)  # let the consumer's replies in between steps
+            if time.monotonic() >= self._until:
+                return units  # what was listed is taken: the consumer ends the sweep
+            self._look()
+            if final:
+                while self._names and total < self._max:
+                    total += await self._claim(units, self._max - total)
+                return units
+            assert asked is not None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asked.wait(), FOLLOW_POLL_SECONDS)
+
+    def _look(self) -> None:
+        # Quietly: an odd entry is said once per sweep (by the first look), and a file given
+        # back (unreadable) waits for the next sweep rather than being tried at every look.
+        listed = _waiting(self._source._settings, warn=not self._looked)
+        self._looked = True
+        self._names = [(name, size) for name, size in listed if name not in self._left]
+        self._names.reverse()  # oldest last: popped first
+
+    async def _claim(self, units: list[InboundUnit], room: int) -> int:
+        """Claim up to ``FOLLOW_STEP_FILES`` listed names into ``units``, stopping once they
+        hold ``room`` records; how many they hold. A large file is read and decoded in a worker
+        thread: on the loop's thread it would hold up everything else (a signal, for one)."""
+        records = 0
+        for _ in range(min(FOLLOW_STEP_FILES, len(self._names))):
+            if records >= room:
+                break
+            name, size = self._names.pop()
+            if size > FOLLOW_INLINE_BYTES:
+                unit = await asyncio.to_thread(self._source._claim_and_read, name)
+            else:
+                unit = self._source._claim_and_read(name)
+            if unit is None:
+                self._left.add(name)
+                continue
+            units.append(unit)
+            records += max(len(unit.records), 1)
+        return records
+
+
 def waiting_files(settings: FolderSettings) -> list[str]:
     """Names of the inbound files to take, oldest first (none if the folder is missing). Odd
     entries are skipped with a warning."""
+    return [name for name, _ in _waiting(settings)]
+
+
+def _waiting(settings: FolderSettings, warn: bool = True) -> list[tuple[str, int]]:
+    """``waiting_files`` with their sizes; odd entries said only when ``warn``."""
     inbound = settings.data_inbound_dir
-    found: list[tuple[int, str]] = []
+    found: list[tuple[int, str, int]] = []
     if not inbound.is_dir():
         return []
     youngest = time.time_ns() - int(settings.inbound_min_age_seconds * 1e9)
-    inbound_real = inbound.resolve()
+    inbound_real: Path | None = None  # resolved only for a symlink: watch looks often
+
+    def skipped(name: str, reason: str) -> None:
+        if warn:
+            log.warning("inbound.entry_skipped", file=name, reason=reason)
+
     with os.scandir(inbound) as entries:
         for entry in entries:
             name = entry.name
@@ -279,28 +399,25 @@ def waiting_files(settings: FolderSettings) -> list[str]:
                 continue
             try:
                 if entry.is_symlink():
+                    inbound_real = inbound_real or inbound.resolve()
                     target = Path(entry.path).resolve()
                     if target.parent != inbound_real or not target.is_file():
-                        log.warning(
-                            "inbound.entry_skipped",
-                            file=name,
-                            reason="symlink that leads outside the folder or nowhere",
-                        )
+                        skipped(name, "symlink that leads outside the folder or nowhere")
                         continue
                     info = target.stat()
                 elif entry.is_file(follow_symlinks=False):
                     info = entry.stat(follow_symlinks=False)
                 else:
-                    log.warning("inbound.entry_skipped", file=name, reason="not a regular file")
+                    skipped(name, "not a regular file")
                     continue
             except OSError as exc:
-                log.warning("inbound.entry_skipped", file=name, reason=exc.strerror or str(exc))
+                skipped(name, exc.strerror or str(exc))
                 continue
             if info.st_mtime_ns > youngest:
                 continue  # may still be being written; next run takes it
-            found.append((info.st_mtime_ns, name))
+            found.append((info.st_mtime_ns, name, info.st_size))
     found.sort()
-    return [name for _, name in found]
+    return [(name, size) for _, name, size in found]
 
 
 def _first_problem(problems: Sequence[Problem]) -> str:
