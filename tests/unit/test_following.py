@@ -20,6 +20,7 @@ from tests.builders import client_record, write_json
 from tracos_sync.connectors.client_erp.files.settings import FolderSettings
 from tracos_sync.connectors.client_erp.files.source import FOLLOW_INLINE_BYTES, FolderSource
 from tracos_sync.domain.ports import InboundUnit, SupportsFollowing
+from tracos_sync.mapping import builtin_mapping
 
 
 def drop(folder: Path, number: int) -> None:
@@ -30,7 +31,7 @@ def drop(folder: Path, number: int) -> None:
 
 @contextlib.asynccontextmanager
 async def folder_source(folder: Path) -> AsyncIterator[FolderSource]:
-    source = FolderSource(FolderSettings(data_inbound_dir=folder))
+    source = FolderSource(FolderSettings(data_inbound_dir=folder), builtin_mapping())
     await source.prepare()
     try:
         yield source
@@ -151,7 +152,7 @@ async def test_in_a_dry_run_it_reads_in_place_once(tmp_path: Path) -> None:
     inbound = tmp_path / "in"
     inbound.mkdir()
     drop(inbound, 1)
-    source = FolderSource(FolderSettings(data_inbound_dir=inbound), dry_run=True)
+    source = FolderSource(FolderSettings(data_inbound_dir=inbound), builtin_mapping(), dry_run=True)
     await source.prepare()
     taken = []
     async with contextlib.aclosing(source.following(1000, 30)) as batches:
