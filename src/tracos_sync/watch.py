@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -113,28 +113,23 @@ async def watch(runtime: Runtime, options: RunOptions) -> None:
     health = _Health(None)  # the database as a whole (opening it, the embedded server)
     try:
         with stop_on_signals(stop):
-            while not stop.is_set():
-                try:
-                    async with open_database(runtime, log_retries=False) as database:
-                        await _all(
-                            _watch_integration(
-                                runtime,
-                                database,
-                                integration,
-                                options=options,
-                                stop=stop,
-                                metrics=metrics,
-                                reports=reports,
-                            )
-                            for integration in runtime.integrations
+
+            async def serve_all() -> None:
+                async with open_database(runtime, log_retries=False) as database:
+                    await _all(
+                        _watch_integration(
+                            runtime,
+                            database,
+                            integration,
+                            options=options,
+                            stop=stop,
+                            metrics=metrics,
+                            reports=reports,
                         )
-                except (ConfigurationError, Abandoned):
-                    if stop.is_set():
-                        break
-                    raise
-                except Exception as exc:
-                    health.failed(exc)
-                    await _sleep(stop, settings.watch_interval)
+                        for integration in runtime.integrations
+                    )
+
+            await _until_stopped(serve_all, stop, health, settings.watch_interval)
     finally:
         if metrics is not None:
             metrics.close()
@@ -191,17 +186,29 @@ async def _watch_integration(
         **connector.describe(),
     )
     serving = Serving(runtime, stop, health, own_metrics, reports, waker)
+
+    async def serve() -> None:
+        async with open_syncer(runtime, database, integration, "watch", options) as syncer:
+            await _serve(syncer, serving)
+
+    await _until_stopped(serve, stop, health, settings.watch_interval)
+
+
+async def _until_stopped(
+    work: Callable[[], Awaitable[None]], stop: asyncio.Event, health: _Health, interval: float
+) -> None:
+    """``work`` again and again until stopped: a failure is classified and waited out; bad
+    configuration (and the grace of a stop running out) ends it."""
     while not stop.is_set():
         try:
-            async with open_syncer(runtime, database, integration, "watch", options) as syncer:
-                await _serve(syncer, serving)
+            await work()
         except (ConfigurationError, Abandoned):
             if stop.is_set():
                 return
             raise
         except Exception as exc:
             health.failed(exc)
-            await _sleep(stop, settings.watch_interval)
+            await _sleep(stop, interval)
 
 
 @dataclass(slots=True)
