@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.builders import client_record, write_json
+from tests.builders import client_record, read_json, write_json
 from tracos_sync.connectors.client_erp.files.settings import FolderSettings
 from tracos_sync.connectors.client_erp.files.source import FOLLOW_INLINE_BYTES, FolderSource
 from tracos_sync.domain.ports import InboundUnit, SupportsFollowing
@@ -189,3 +189,34 @@ async def test_a_large_file_is_read_off_the_event_loops_thread(
         main = threading.main_thread().name
         assert threads["1.json"] == main
         assert threads["2.json"] != main
+
+
+async def test_a_reused_name_is_claimed_beside_the_file_in_hand_never_over_it(
+    tmp_path: Path,
+) -> None:
+    """The client writes ``wo.json`` again while the first is claimed and being applied: the
+    second is claimed beside it, and both are applied and archived (a hostile tester lost orders
+    when the claim replaced the file in hand)."""
+    inbound = tmp_path / "in"
+
+    def drop_as(number: int) -> None:
+        write_json(inbound / ".wo.tmp", client_record(number))
+        os.rename(inbound / ".wo.tmp", inbound / "wo.json")
+
+    async with folder_source(inbound) as source:
+        drop_as(1)
+        taken: list[int] = []
+        async with contextlib.aclosing(source.following(1000, 30)) as batches:
+            async for units in batches:
+                taken += numbers(units)
+                if taken == [1]:  # applying the first: the name comes again, twice
+                    drop_as(2)
+                    await asyncio.sleep(0.05)
+                    drop_as(3)
+                    await asyncio.sleep(0.05)
+                await source.complete(units)
+        assert sorted(taken) == [1, 2, 3]
+        archived = sorted((inbound / "processed").iterdir())
+        assert len(archived) == 3
+        assert sorted(read_json(path)["orderNo"] for path in archived) == [1, 2, 3]
+        assert not list(inbound.glob("*.json"))

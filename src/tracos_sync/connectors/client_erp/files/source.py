@@ -22,7 +22,7 @@ from tracos_sync.mapping import RecordMapping
 from ..codec import RecordDecoder
 from .archive import SIDECAR_SUFFIX, folder_refuses, reject
 from .claims import ClaimFolder
-from .fsops import fsync_dir, move_no_clobber, remove_stale_temps
+from .fsops import fsync_dir, move_no_clobber, place_no_clobber, remove_stale_temps
 from .settings import FolderSettings
 
 log = structlog.get_logger("tracos_sync.files")
@@ -160,9 +160,13 @@ class FolderSource:
     def _claim_and_read(self, name: str, again: bool = True) -> InboundUnit | None:
         if self._dry_run:
             return self._read_in_place(name)
+        source = self._inbound / name
         claimed = self._claim_dir / name
         try:
-            os.rename(self._inbound / name, claimed)
+            if not place_no_clobber(source, claimed):
+                # A file of that name is still in hand (claimed, not yet archived): the client
+                # reused the name. Claimed beside it, never over it.
+                claimed = move_no_clobber(source, self._claim_dir, name)
         except FileNotFoundError:
             if self._claim_dir.is_dir() or not again:
                 return None  # another instance took it first
