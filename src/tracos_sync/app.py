@@ -261,8 +261,19 @@ def mongo_client(
     # The driver's default pool (100) starves a deployment of many integrations, each holding
     # a change stream: more for more, unless the URI says.
     pool: dict[str, Any] = {}
-    if "maxpoolsize" not in {key.lower() for key in parse_uri(uri)["options"]}:
-        pool["maxPoolSize"] = max(100, CONNECTIONS_PER_INTEGRATION * integrations)
+    needed = CONNECTIONS_PER_INTEGRATION * integrations
+    given = {key.lower(): value for key, value in parse_uri(uri)["options"].items()}
+    if "maxpoolsize" not in given:
+        pool["maxPoolSize"] = max(100, needed)
+    elif 0 < int(given["maxpoolsize"]) < needed and integrations > 1:
+        log.warning(
+            "mongo.pool_small",
+            max_pool_size=given["maxpoolsize"],
+            needed=needed,
+            reason=f"{integrations} integrations may hold {CONNECTIONS_PER_INTEGRATION} "
+            "connections each in watch mode (a change stream each): some may wait for one; "
+            "raise maxPoolSize in MONGO_URI, or leave it out",
+        )
     return AsyncMongoClient(
         uri,
         **pool,

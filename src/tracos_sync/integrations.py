@@ -202,7 +202,7 @@ def _substitute(value: Any, where: str, variables: Mapping[str, str]) -> Any:
         if not _NAME.fullmatch(name):
             raise ConfigurationError(
                 f"{where}: ${{{name}}} is not a variable name (letters, digits and _, not "
-                "starting with a digit; write $${{ for a literal ${{)"
+                "starting with a digit; write $${ for a literal ${)"
             )
         if name not in variables:
             raise ConfigurationError(f"{where}: ${{{name}}} is not set in the environment")

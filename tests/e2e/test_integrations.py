@@ -224,6 +224,23 @@ def test_check_checks_every_integration(env: Env) -> None:
         ),
         (
             [
+                {
+                    "name": "one",
+                    "connector": "http",
+                    "tracos": {"collection": "a"},
+                    "settings": {"client_api_url": "http://127.0.0.1:9//api"},
+                },
+                {
+                    "name": "two",
+                    "connector": "http",
+                    "tracos": {"collection": "b"},
+                    "settings": {"client_api_url": "http://127.0.0.1:9/v2/../%61pi"},
+                },
+            ],
+            "integrations 'one' and 'two' both use http://127.0.0.1:9/api",
+        ),
+        (
+            [
                 {"name": "acme", "tracos": {"collection": "client_sync_state"}},
                 {"name": "globex", "settings": {"data_inbound_dir": "g", "data_outbound_dir": "o"}},
             ],

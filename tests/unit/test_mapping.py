@@ -683,6 +683,12 @@ def test_order_puts_listed_paths_first() -> None:
             {"fields": {"number": "id", "title": "t", "created_at": "c"}},
             "mapping.fields.updated_at: required key is missing",
         ),
+        # A field said twice could say two things; the reader would keep one without a word
+        # (found by a hostile tester: a traceback for the first, silent misreadings for the rest).
+        ({"date_format": "%Y-%m-%d %H:%M:%S (%Y)"}, "%Y: appears more than once"),
+        ({"date_format": "%Y-%m-%d %H:%M %B"}, "%m and %B: the month said twice"),
+        ({"date_format": "%d/%m/%Y %H:%M %p"}, "%p with %H: AM/PM goes with a 12-hour %I"),
+        ({"date_format": "%d/%m/%Y %H:%I"}, "%H and %I: the hour said twice"),
     ],
 )
 def test_descriptions_that_cannot_work_are_refused(changes: dict[str, Any], message: str) -> None:

@@ -274,6 +274,21 @@ def _directive_problems(name: str, directives: set[str]) -> list[str]:
     ]
     if problems:
         return problems
+    # One field, said once: a value that says it twice can say two things, and the reader
+    # would keep one of them without a word (``2024-05-01 January``, ``14:00 AM``).
+    codes = _DIRECTIVE.findall(name)
+    problems += [
+        f"%{code}: appears more than once"
+        for code in sorted({c for c in codes if c != "%" and codes.count(c) > 1})
+    ]
+    for field, alternatives in (("the month", "mbB"), ("the hour", "HI")):
+        used = [f"%{code}" for code in alternatives if code in directives]
+        if len(used) > 1:
+            problems.append(f"{' and '.join(used)}: {field} said twice")
+    if "p" in directives and "H" in directives:
+        problems.append("%p with %H: AM/PM goes with a 12-hour %I")
+    if problems:
+        return problems
     sample = datetime(2024, 1, 1, 9)
     for code, english in _NAMES.items():
         if code in directives and sample.strftime(f"%{code}") != english:

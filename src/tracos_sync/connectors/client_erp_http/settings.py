@@ -3,8 +3,9 @@ the bootstrap's connector state store (``CLIENT_STATE_COLLECTION``, core setting
 
 from __future__ import annotations
 
+import posixpath
 from typing import Annotated
-from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 from pydantic import BeforeValidator, Field, HttpUrl, SecretStr, model_validator
 
@@ -85,7 +86,10 @@ class HttpSettings(EnvSettings):
         url = self.client_api_url
         default = {"http": 80, "https": 443}.get(url.scheme)
         port = "" if url.port in (None, default) else f":{url.port}"
-        path = (url.path or "").rstrip("/")
+        # As a server reads it: %-escapes decoded, repeated slashes one, dot segments resolved.
+        segments = posixpath.normpath(unquote(url.path or "/")).strip("/")
+        segments = "" if segments == "." else segments
+        path = f"/{segments}" if segments else ""
         return f"{url.scheme}://{(url.host or '').lower()}{port}{path}"
 
     def state_url(self) -> str:
