@@ -220,3 +220,19 @@ async def test_a_reused_name_is_claimed_beside_the_file_in_hand_never_over_it(
         assert len(archived) == 3
         assert sorted(read_json(path)["orderNo"] for path in archived) == [1, 2, 3]
         assert not list(inbound.glob("*.json"))
+
+
+def test_a_file_that_stays_unreadable_is_said_once_a_minute_not_at_every_look(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Watch looks at the folder every few milliseconds under a flow: one unreadable file made
+    hundreds of warnings in seconds (found by a hostile tester)."""
+    from tracos_sync.connectors.client_erp.files.source import _Repeats
+
+    repeats = _Repeats()
+    for _ in range(100):
+        repeats.warn("inbound.file_left", "x.json", "cannot be read (Permission denied)")
+    repeats.warn("inbound.file_left", "x.json", "another reason")
+    repeats.warn("inbound.file_left", "y.json", "cannot be read (Permission denied)")
+    said = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
+    assert len(said) == 3, said

@@ -173,16 +173,16 @@ class FolderSource:
             self._refresh_claims()  # removed by another host as stale: recreated, loudly
             return self._claim_and_read(name, again=False)
         except OSError as exc:
-            log.warning("inbound.file_left", file=name, reason=f"cannot claim: {exc.strerror}")
+            _said.warn("inbound.file_left", name, f"cannot claim: {exc.strerror}")
             return None
         try:
             raw = self._read(claimed)
         except OSError as exc:
             self._put_back(claimed, name)
-            log.warning(
+            _said.warn(
                 "inbound.file_left",
-                file=name,
-                reason=f"cannot be read ({exc.strerror or exc}); retried next run",
+                name,
+                f"cannot be read ({exc.strerror or exc}); retried next run",
             )
             return None
         return self._unit(name, raw, claimed)
@@ -192,7 +192,7 @@ class FolderSource:
         try:
             raw = self._read(path)
         except OSError as exc:
-            log.warning("inbound.file_left", file=name, reason=exc.strerror or str(exc))
+            _said.warn("inbound.file_left", name, exc.strerror or str(exc))
             return None
         return self._unit(name, raw, path)
 
@@ -377,6 +377,32 @@ class _Gathering:
         return records
 
 
+class _Repeats:
+    """Warnings about one file said again at most once a minute, for the same reason: a file
+    that cannot be read, under a flow that watch follows every few milliseconds, would
+    otherwise be said hundreds of times (repeats go to DEBUG)."""
+
+    EVERY_SECONDS = 60.0
+    REMEMBERED = 10_000
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str, str], float] = {}
+
+    def warn(self, event: str, name: str, reason: str) -> None:
+        key, now = (event, name, reason), time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.EVERY_SECONDS:
+            log.debug(event, file=name, reason=reason, repeated=True)
+            return
+        if len(self._last) >= self.REMEMBERED:
+            self._last.clear()
+        self._last[key] = now
+        log.warning(event, file=name, reason=reason)
+
+
+_said = _Repeats()
+
+
 def waiting_files(settings: FolderSettings) -> list[str]:
     """Names of the inbound files to take, oldest first (none if the folder is missing). Odd
     entries are skipped with a warning."""
@@ -394,7 +420,7 @@ def _waiting(settings: FolderSettings, warn: bool = True) -> list[tuple[str, int
 
     def skipped(name: str, reason: str) -> None:
         if warn:
-            log.warning("inbound.entry_skipped", file=name, reason=reason)
+            _said.warn("inbound.entry_skipped", name, reason)
 
     with os.scandir(inbound) as entries:
         for entry in entries:
