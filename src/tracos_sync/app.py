@@ -138,6 +138,13 @@ def load_runtime(
             )
         ]
     else:
+        if "client_connector" in settings.model_fields_set:
+            log.warning(
+                "config.ignored",
+                variables="CLIENT_CONNECTOR",
+                reason="an integrations file is in use: each integration names its own "
+                "connector (connector = ..., files when left out)",
+            )
         integrations = [
             _integration(entry, settings, env_file)
             for entry in read_integrations(settings.integrations_file, env_file)
