@@ -15,6 +15,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import structlog.testing
 
 from tests.builders import client_record, read_json, write_json
 from tracos_sync.connectors.client_erp.files.settings import FolderSettings
@@ -222,17 +223,20 @@ async def test_a_reused_name_is_claimed_beside_the_file_in_hand_never_over_it(
         assert not list(inbound.glob("*.json"))
 
 
-def test_a_file_that_stays_unreadable_is_said_once_a_minute_not_at_every_look(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_file_that_stays_unreadable_is_said_once_a_minute_not_at_every_look() -> None:
     """Watch looks at the folder every few milliseconds under a flow: one unreadable file made
     hundreds of warnings in seconds (found by a hostile tester)."""
     from tracos_sync.connectors.client_erp.files.source import _Repeats
 
     repeats = _Repeats()
-    for _ in range(100):
-        repeats.warn("inbound.file_left", "x.json", "cannot be read (Permission denied)")
-    repeats.warn("inbound.file_left", "x.json", "another reason")
-    repeats.warn("inbound.file_left", "y.json", "cannot be read (Permission denied)")
-    said = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
-    assert len(said) == 3, said
+    with structlog.testing.capture_logs() as logged:
+        for _ in range(100):
+            repeats.warn("inbound.file_left", "x.json", "cannot be read (Permission denied)")
+        repeats.warn("inbound.file_left", "x.json", "another reason")
+        repeats.warn("inbound.file_left", "y.json", "cannot be read (Permission denied)")
+    said = [(e["file"], e["reason"]) for e in logged if e["log_level"] == "warning"]
+    assert said == [
+        ("x.json", "cannot be read (Permission denied)"),
+        ("x.json", "another reason"),
+        ("y.json", "cannot be read (Permission denied)"),
+    ]
