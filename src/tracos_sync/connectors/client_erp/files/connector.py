@@ -24,7 +24,7 @@ from .events import ready_files
 from .fsops import create_exclusively, move_no_clobber
 from .settings import FolderSettings
 from .sink import FolderSink
-from .source import FolderSource, waiting_files
+from .source import FolderSource, waiting_entries, waiting_files
 
 log = structlog.get_logger("tracos_sync.files")
 
@@ -67,7 +67,11 @@ class FolderConnector:
             _folder_check("outbound folder", s.data_outbound_dir),
         ]
         if checks[0].ok and s.data_inbound_dir.is_dir():
-            waiting = len(waiting_files(s))
+            entries = waiting_entries(s)
+            ahead = sum(w.ahead for w in entries)
+            waiting = f"{len(entries)} waiting" + (
+                f" ({ahead} dated ahead of this host's clock)" if ahead else ""
+            )
             claimed = count_claimed(s.data_inbound_dir)
             quarantined, orphans = rejected_files(s.rejected_dir)
             lost = f" ({len(orphans)} reasons without their file)" if orphans else ""
@@ -75,7 +79,7 @@ class FolderConnector:
                 HealthCheck(
                     "inbound files",
                     True,
-                    f"{waiting} waiting, {claimed} claimed by running or crashed instances, "
+                    f"{waiting}, {claimed} claimed by running or crashed instances, "
                     f"{len(quarantined)} quarantined in rejected/{lost}",
                 )
             )
