@@ -91,7 +91,8 @@ def test_a_run_during_an_export_leaves_the_partial_file_and_takes_it_once_comple
     env.inbound.mkdir(parents=True)
     path = env.inbound / "777.json"
     path.write_bytes(data[: len(data) // 2])  # the writer is half-way (cron started meanwhile)
-    first = env.cli("run")
+    # A settle time no loaded test machine outlasts between the write and the look.
+    first = env.cli("run", INBOUND_SETTLE_SECONDS="60")
     assert first.code == 0, first.output
     assert (first.counts()["files"], first.counts()["rejected"]) == (0, 0), first.output
     assert "may still be being written" in first.output
@@ -103,6 +104,21 @@ def test_a_run_during_an_export_leaves_the_partial_file_and_takes_it_once_comple
     assert (second.counts()["files"], second.counts()["inserted"]) == (1, 3), second.output
     assert read_json(env.processed / "777.json") == json.loads(data)
     assert not rejected_names(env)
+
+
+def test_a_large_export_being_written_is_left_before_any_record_is_applied(env: Env) -> None:
+    data = export(range(1, 30_001))
+    env.inbound.mkdir(parents=True)
+    path = env.inbound / "export.json"
+    path.write_bytes(data[: len(data) * 3 // 4])  # over 4 MiB so far: decoded in parts
+    first = env.cli("run", INBOUND_SETTLE_SECONDS="60")
+    assert first.code == 0, first.output
+    assert (first.counts()["files"], first.counts()["inserted"]) == (0, 0), first.output
+    assert path.exists() and not rejected_names(env)
+    with open(path, "ab") as writer:
+        writer.write(data[len(data) * 3 // 4 :])
+    second = env.cli("run")
+    assert (second.counts()["files"], second.counts()["inserted"]) == (1, 30_000), second.output
 
 
 def test_a_file_that_stays_broken_is_rejected_once_the_settle_time_has_passed(env: Env) -> None:
@@ -128,7 +144,7 @@ def test_watch_waits_for_a_writer_writing_the_final_name_in_pieces_without_spinn
     in (watch then looks at the folder every few milliseconds): the partial file is left, not
     looked at again until it changes, and taken once whole."""
     env.inbound.mkdir(parents=True)
-    watch.append(Watch(env, WATCH_INTERVAL="3600"))
+    watch.append(Watch(env, WATCH_INTERVAL="3600", INBOUND_SETTLE_SECONDS="60"))
     w = watch[0]
     wait_until(env.processed.exists, w.proc, 30)
     data = export(range(1, 4))
@@ -245,10 +261,11 @@ def test_a_large_export_is_decoded_in_bounded_memory(env: Env) -> None:
     (env.inbound / "small.json").write_bytes(export(range(1, 2)))
     baseline, _ = peak_rss_mb(env, "inbound", "--dry-run")
     big = env.inbound / "big.json"
-    big.write_bytes(export(range(1, 60_001)))  # about 14 MB: in memory whole, some 150 MB
+    big.write_bytes(export(range(1, 60_001)))  # about 14 MB, in batches of 1000
     peak, output = peak_rss_mb(env, "inbound", "--dry-run")
     assert "files=2" in output, output
-    assert peak - baseline < 60, f"{peak:.0f} MB against {baseline:.0f} MB for a small file"
+    # Measured: 3 MB more than for a small file; read whole, 57 MB more.
+    assert peak - baseline < 25, f"{peak:.0f} MB against {baseline:.0f} MB for a small file"
     result = env.cli("run")
     assert result.code == 0, result.output
     assert (result.counts()["files"], result.counts()["inserted"]) == (2, 60_000)

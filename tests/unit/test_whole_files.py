@@ -171,6 +171,68 @@ async def test_a_large_file_comes_in_parts_and_is_archived_after_the_last(tmp_pa
     assert sizes == [(10_000, False), (10_000, False), (10_000, False), (0, True)]
 
 
+async def test_watch_takes_a_large_file_in_parts_one_per_batch(tmp_path: Path) -> None:
+    inbound = tmp_path / "in"
+    inbound.mkdir()
+    (inbound / "big.json").write_bytes(orjson.dumps([client_record(n) for n in range(1, 25_001)]))
+    write_json(inbound / "small.json", client_record(99_999))
+    os.utime(inbound / "big.json", (1, 1))  # the oldest: taken first
+    async with folder_source(inbound) as source:
+        taken = []
+        async with contextlib.aclosing(source.following(10_000, 30)) as batches:
+            async for batch in batches:
+                taken.append([(u.name, len(u.records), u.ends_input) for u in batch])
+                await source.complete(batch)
+    # The last part leaves room for what follows.
+    assert taken == [
+        [("big.json", 10_000, False)],
+        [("big.json", 10_000, False)],
+        [("big.json", 5_000, True), ("small.json", 1, True)],
+    ]
+    assert sorted(p.name for p in (inbound / "processed").iterdir()) == ["big.json", "small.json"]
+
+
+async def test_a_suspect_is_taken_alone_in_its_own_batch(tmp_path: Path) -> None:
+    """In hand when an instance died: if it kills the next one too, it is the only file in
+    hand then, and no neighbour is suspected with it."""
+    inbound = tmp_path / "in"
+    for age, number in enumerate((1, 2, 3)):
+        write_json(inbound / f"{number}.json", client_record(number))
+        os.utime(inbound / f"{number}.json", (100 + age, 100 + age))
+    async with folder_source(inbound) as source:
+        source._claims.suspects.put("2.json", {"identity": [0, 0]})
+        for following in (False, True):
+            taking = source.following(100, 30) if following else source.batches(100)
+            taken = []
+            async with contextlib.aclosing(taking) as batches:
+                async for batch in batches:
+                    taken.append([u.name for u in batch])
+                    await source.release(batch)
+                    if len(taken) == 3:
+                        break
+            # (Following, what was given back is looked at again: 1.json may come back.)
+            assert taken[:2] == [["1.json"], ["2.json"]], following
+            assert taken[2][0] == "3.json", following
+
+
+async def test_a_large_file_broken_part_way_while_recent_goes_back_not_to_rejected(
+    tmp_path: Path,
+) -> None:
+    """Rewritten in place: it ends like a document, but its middle is not JSON yet."""
+    inbound = tmp_path / "in"
+    inbound.mkdir()
+    raw = orjson.dumps([client_record(n) for n in range(1, 25_001)])
+    middle = len(raw) // 2
+    (inbound / "big.json").write_bytes(raw[:middle] + b"\x00" + raw[middle + 1 :])
+    async with folder_source(inbound, inbound_settle_seconds=60) as source:
+        batches = [batch async for batch in source.batches(10_000)]
+        for batch in batches:
+            await source.complete(batch)
+    assert [u.ends_input for batch in batches for u in batch][-1] is False
+    assert (inbound / "big.json").exists()
+    assert not (inbound / "rejected").exists() or not list((inbound / "rejected").iterdir())
+
+
 def test_warnings_are_kept_per_folder(tmp_path: Path) -> None:
     """Two integrations' ``1.json``: a warning about one does not silence the other."""
     with structlog.testing.capture_logs() as logged:

@@ -36,7 +36,7 @@ from .fsops import (
     remove_stale_temps,
 )
 from .notes import Notes, identity
-from .reading import STREAM_MIN_BYTES, Parts, open_input, unchanged
+from .reading import STREAM_MIN_BYTES, Parts, ends_complete, open_input, unchanged
 from .settings import FolderSettings
 
 log = structlog.get_logger("tracos_sync.files")
@@ -64,8 +64,8 @@ class _Held:
     path: Path
     opened: os.stat_result | None
     problems: list[Problem] = field(default_factory=list)
-    unparsable: bool = False
     parts: Parts | None = None
+    left: bool = False  # put back already (maybe still being written): nothing to archive
 
 
 class FolderSource:
@@ -250,8 +250,10 @@ class FolderSource:
         return self._part_unit(held, decoded)
 
     def _part_unit(self, held: _Held, decoded: Decoded) -> InboundUnit:
-        held.unparsable = held.unparsable or decoded.unparsable
         assert held.parts is not None
+        if decoded.unparsable and self._left_writing(held):
+            # Its records so far are applied (again next time: stale); the file is not done.
+            return InboundUnit(held.name, decoded.records, [], 0, held, decoded.positions, False)
         return InboundUnit(
             held.name,
             decoded.records,
@@ -261,6 +263,17 @@ class FolderSource:
             decoded.positions,
             ends_input=held.parts.done,
         )
+
+    def _left_writing(self, held: _Held) -> bool:
+        """A large file whose bytes stop being JSON part-way and that may still be being
+        written goes back now (not rejected)."""
+        if held.opened is None or not self._may_be_writing(held.name, held.opened):
+            return False
+        held.left = True
+        if not self._dry_run:
+            self._put_back(held.path, held.name)
+            self._rest(held.name, self._still_writing_reason(held.opened))
+        return True
 
     def _claim_and_read(self, name: str, size: int, again: bool = True) -> InboundUnit | None:
         if self._dry_run:
@@ -318,6 +331,10 @@ class FolderSource:
             too_big = Problem("$", f"file is larger than MAX_FILE_BYTES={limit}; not read")
             return InboundUnit(name, [], [too_big], rejected_records=1, handle=held)
         if info.st_size > STREAM_MIN_BYTES:
+            if not ends_complete(handle) and self._may_be_writing(name, info):
+                # An export being written: its records would be applied at every look.
+                handle.close()
+                raise _StillWriting(self._still_writing_reason(info))
             try:
                 held.parts = Parts(handle, self._decoder)
             except NotAnArray:
@@ -331,7 +348,6 @@ class FolderSource:
         decoded = self._decoder.decode(raw)
         if not unchanged(info, after) or (decoded.unparsable and self._may_be_writing(name, info)):
             raise _StillWriting(self._still_writing_reason(info))
-        held.unparsable = decoded.unparsable
         if decoded.unknown_fields:
             fields = sorted(decoded.unknown_fields)
             log.debug("inbound.unknown_fields_ignored", file=name, fields=fields)
@@ -427,7 +443,7 @@ class FolderSource:
             held = unit.handle
             assert isinstance(held, _Held)
             held.problems.extend(unit.problems)
-            if not unit.ends_input:
+            if not unit.ends_input or held.left:
                 continue
             if self._left_in_hand(held):
                 continue
@@ -475,7 +491,7 @@ class FolderSource:
 
     def _left_in_hand(self, held: _Held) -> bool:
         """Whether the file goes back rather than to an archive: it changed since it was opened
-        (a writer still at it), or it does not parse and may still be being written."""
+        (a writer still at it)."""
         if held.opened is None:
             return False
         try:
@@ -484,10 +500,6 @@ class FolderSource:
             return False  # archiving says what happened
         if not unchanged(held.opened, now):
             self._changed_in_hand(held)
-            return True
-        if held.unparsable and self._may_be_writing(held.name, held.opened):
-            self._put_back(held.path, held.name)
-            self._rest(held.name, self._still_writing_reason(held.opened))
             return True
         return False
 
