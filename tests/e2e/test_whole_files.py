@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,12 +170,32 @@ def test_watch_waits_for_a_writer_writing_the_final_name_in_pieces_without_spinn
     assert env.collection.count_documents({"number": {"$in": [1, 2, 3]}}) == 3
 
 
-def test_a_file_written_to_while_in_hand_goes_back_and_is_taken_again_whole(env: Env) -> None:
+@pytest.fixture(params=["same file system", "processed on another file system"])
+def processed_dir(request: pytest.FixtureRequest, env: Env) -> Iterator[Path]:
+    if request.param == "same file system":
+        yield env.processed
+        return
+    other = Path("/dev/shm")
+    if not other.is_dir() or os.stat(other).st_dev == os.stat(env.root).st_dev:
+        pytest.skip("no other file system at /dev/shm")
+    folder = Path(tempfile.mkdtemp(dir=other, prefix="tracos-processed-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_file_written_to_while_in_hand_goes_back_and_is_taken_again_whole(
+    env: Env, processed_dir: Path
+) -> None:
     """A slow writer still holds the file open (an NFS writer, an upload) and writes more after
-    the run took it: the file is not archived with bytes its records never saw."""
+    the run took it: the file is not archived with bytes its records never saw, and across file
+    systems its source is not removed with the writer's last bytes."""
     env.inbound.mkdir(parents=True)
+    env.extra["DATA_PROCESSED_DIR"] = str(processed_dir)
     path = env.inbound / "export.json"
-    path.write_bytes(export(range(1, 25_001)))  # large: decoded in parts, in hand for a while
+    data = export(range(1, 25_001))
+    path.write_bytes(data)  # large: decoded in parts, in hand for a while
     aged(path)
     with open(path, "ab") as writer:
         proc = env.popen("run", BATCH_SIZE="500")
@@ -183,11 +204,11 @@ def test_a_file_written_to_while_in_hand_goes_back_and_is_taken_again_whole(env:
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, out + err
     assert "inbound.file_changed_in_hand" in out + err
-    assert path.exists() and not (env.processed / "export.json").exists()
+    assert path.exists() and not (processed_dir / "export.json").exists()
     again = env.cli("run", BATCH_SIZE="5000")
     assert again.code == 0, again.output
     assert again.counts()["files"] == 1 and again.counts()["rejected"] == 0, again.output
-    assert (env.processed / "export.json").exists()
+    assert (processed_dir / "export.json").read_bytes() == data + b"\n"
     assert env.collection.count_documents({}) == 25_000
 
 
@@ -228,6 +249,7 @@ def test_a_broken_file_dated_ahead_is_left_once_then_rejected_if_unchanged(env: 
     second = env.cli("run", **settle)
     assert second.counts()["rejected"] == 1, second.output
     assert (env.rejected / "ahead.json.error.json").exists()
+    assert not list(env.inbound.glob(".claims/settling-*")), "the note goes with the file"
 
 
 # 3. Bounded memory per file.

@@ -373,6 +373,7 @@ class FolderSource:
         if note is not None and note.get("identity") == seen:
             elapsed = now - int(note.get("seenAtNs", now))
             if elapsed >= settle_ns:
+                self._settling_noted.add(name)  # judged now: its archive forgets the note
                 return False
             if elapsed >= 0:
                 return True
