@@ -233,6 +233,24 @@ async def test_a_large_file_broken_part_way_while_recent_goes_back_not_to_reject
     assert not (inbound / "rejected").exists() or not list((inbound / "rejected").iterdir())
 
 
+async def test_a_large_file_given_back_mid_way_goes_back_whole(tmp_path: Path) -> None:
+    """The consumer fails on a part (TracOS down): the file goes back, while the read-ahead may
+    be decoding its next part."""
+    inbound = tmp_path / "in"
+    inbound.mkdir()
+    raw = orjson.dumps([client_record(n) for n in range(1, 25_001)])
+    (inbound / "big.json").write_bytes(raw)
+    async with folder_source(inbound) as source:
+        batches = source.batches(5_000)
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                await source.release(batch)  # as the pipeline does when applying fails
+                break
+        assert not source.has_open_parts()
+    assert (inbound / "big.json").read_bytes() == raw
+    assert not [p for p in (inbound / ".claims").rglob("*") if p.is_file()]
+
+
 def test_warnings_are_kept_per_folder(tmp_path: Path) -> None:
     """Two integrations' ``1.json``: a warning about one does not silence the other."""
     with structlog.testing.capture_logs() as logged:

@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import structlog
 
@@ -529,13 +530,12 @@ class FolderSource:
             await asyncio.to_thread(self._release, units)
 
     def _release(self, units: Sequence[InboundUnit]) -> None:
+        """Put the units' files back. A large file's parts are left open: the read-ahead may be
+        decoding its next part right now (from the descriptor, which the move does not touch);
+        the batches' end closes it."""
         for unit in units:
             held = unit.handle
             assert isinstance(held, _Held)
-            if held.parts is not None:
-                held.parts.close()
-                if self._open_parts is held:
-                    self._open_parts = None
             self._put_back(held.path, held.name)
 
     async def close(self) -> None:
@@ -683,9 +683,9 @@ def said_in(folder: Path) -> _Repeats:
     return said
 
 
-@dataclass(frozen=True, slots=True)
-class Waiting:
-    """An inbound file waiting to be taken; ``ahead``: dated ahead of this host's clock."""
+class Waiting(NamedTuple):
+    """An inbound file waiting to be taken; ``ahead``: dated ahead of this host's clock. (A
+    tuple: watch lists the folder every few milliseconds under a flow.)"""
 
     name: str
     size: int
