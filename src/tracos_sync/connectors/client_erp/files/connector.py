@@ -113,12 +113,19 @@ class FolderConnector:
         return await asyncio.to_thread(self._add_samples, inputs | dict(broken))
 
     def _add_samples(self, inputs: dict[str, bytes]) -> int:
+        """Each sample complete (written whole, then renamed in) and dated as a client file
+        whose writer is done: a run right after ``seed`` takes them all, the broken ones
+        included (a file that does not parse and changed within ``INBOUND_SETTLE_SECONDS`` or
+        ``INBOUND_MIN_AGE_SECONDS`` would be left for later)."""
         inbound = self.settings.data_inbound_dir
         inbound.mkdir(parents=True, exist_ok=True)
+        s = self.settings
+        done = time.time() - max(s.inbound_settle_seconds, s.inbound_min_age_seconds) - 1
         written = 0
         for name, data in inputs.items():
             with contextlib.suppress(FileExistsError):
                 create_exclusively(inbound / name, data)
+                os.utime(inbound / name, (done, done))
                 written += 1
         return written
 
