@@ -85,13 +85,15 @@ def rejected_names(env: Env) -> list[str]:
 # 1. A file is taken whole.
 
 
+@pytest.mark.parametrize("written", ["half", "truncated to rewrite in place"])
 def test_a_run_during_an_export_leaves_the_partial_file_and_takes_it_once_complete(
-    env: Env,
+    env: Env, written: str
 ) -> None:
     data = export(range(1, 4))
     env.inbound.mkdir(parents=True)
     path = env.inbound / "777.json"
-    path.write_bytes(data[: len(data) // 2])  # the writer is half-way (cron started meanwhile)
+    cut = len(data) // 2 if written == "half" else 0
+    path.write_bytes(data[:cut])  # the writer is at it (cron started meanwhile)
     # A settle time no loaded test machine outlasts between the write and the look.
     first = env.cli("run", INBOUND_SETTLE_SECONDS="60")
     assert first.code == 0, first.output
@@ -99,7 +101,7 @@ def test_a_run_during_an_export_leaves_the_partial_file_and_takes_it_once_comple
     assert "may still be being written" in first.output
     assert path.exists() and not rejected_names(env)
     with open(path, "ab") as writer:
-        writer.write(data[len(data) // 2 :])
+        writer.write(data[cut:])
     second = env.cli("run")
     assert second.code == 0, second.output
     assert (second.counts()["files"], second.counts()["inserted"]) == (1, 3), second.output
