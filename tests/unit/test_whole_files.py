@@ -46,6 +46,13 @@ def streamed(raw: bytes) -> list[Any]:
         (b'[{"a": "\xff"}]', "not"),
         (b'[{"a": 1},', "not valid JSON"),
         (b'[{"a": 1}] [2]', "not valid JSON"),
+        (b'[{"a": "\x01"}]', "not valid JSON"),
+        # The same through the exact (pure-Python) backend, chosen for a run of 19 digits.
+        (b'[{"n": 1234567890123456789, "a": NaN}]', "not valid JSON"),
+        (b'[{"n": 1234567890123456789, "a": "\x01"}]', "not valid JSON"),
+        (b'[{"n": 1234567890123456789, "a": "\xff"}]', "(?i)utf-8"),
+        (b'[{"n": 1234567890123456789, "b": 1, "b": 2}]', "duplicate key 'b'"),
+        (b'[{"n": 1234567890123456789},', "not valid JSON"),
     ],
 )
 def test_the_streaming_parser_refuses_what_the_whole_file_parser_refuses(

@@ -153,11 +153,11 @@ def _items(handle: IO[bytes], exact: bool) -> Iterator[Any]:
             item = next(items)
         except StopIteration:
             return
-        except ijson.JSONError as exc:
-            where = f"after {index} records"
-            raise ParseError(f"not valid JSON: {_first_line(exc)} ({where})") from None
         except UnicodeDecodeError as exc:
             raise ParseError(f"not UTF-8 text ({exc.reason} after {index} records)") from None
+        except (ijson.JSONError, ValueError) as exc:  # ValueError: the pure-Python backend's
+            where = f"after {index} records"  # string decoder (a control byte)
+            raise ParseError(f"not valid JSON: {_first_line(exc)} ({where})") from None
         if repeated:
             raise ParseError(f"duplicate key {repeated[0]!r:.60} in one object (record {index})")
         yield item
