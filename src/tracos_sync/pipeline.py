@@ -109,7 +109,7 @@ async def sync_inbound(
                         await source.release(units)  # applied, but archived next run instead
                         raise
                 archiving = asyncio.create_task(source.complete(units))
-                stats.files += len(units)
+                stats.files += sum(unit.ends_input for unit in units)
                 progress("inbound", len(units))
                 if stop():  # shutting down: the batch in hand is done, leave the rest
                     break

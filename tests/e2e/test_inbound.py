@@ -6,7 +6,15 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.builders import T0, TRACOS_FIELDS, client_record, read_json, tracos_doc, write_json
+from tests.builders import (
+    T0,
+    TRACOS_FIELDS,
+    aged,
+    client_record,
+    read_json,
+    tracos_doc,
+    write_json,
+)
 from tests.conftest import Env
 
 
@@ -146,6 +154,7 @@ def test_invalid_record_in_array_quarantines_file_but_applies_valid_ones(env: En
 def test_unparsable_file_is_rejected_with_reason(env: Env) -> None:
     (env.inbound).mkdir(parents=True)
     (env.inbound / "broken.json").write_text('{"orderNo": 1,')
+    aged(env.inbound / "broken.json")  # its writer long done: judged, not left for later
     (env.inbound / "scalar.json").write_text("42")
     result = env.cli("inbound")
     assert result.code == 0, result.output

@@ -154,7 +154,7 @@ async def test_one_file_that_cannot_be_archived_costs_only_itself(tmp_path: Path
     src = FolderSource(FolderSettings(data_inbound_dir=folder), builtin_mapping())
     await src.prepare()
     units = [unit async for batch in src.batches(10) for unit in batch]
-    stuck = next(u.handle for u in units if u.name == "2.json")
+    stuck = next(u.handle for u in units if u.name == "2.json").path  # type: ignore[attr-defined]
     assert isinstance(stuck, Path)
     with immutable(stuck), capture_logs() as logs:
         await src.complete(units)  # no exception: the run goes on

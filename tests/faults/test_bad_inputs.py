@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.builders import client_record, read_json
+from tests.builders import aged, client_record, read_json
 from tests.conftest import Env
 from tracos_sync.connectors.client_erp.codec import RecordDecoder
 from tracos_sync.mapping import builtin_mapping
@@ -67,6 +67,7 @@ def test_bad_input_corpus(env: Env) -> None:
     env.inbound.mkdir(parents=True)
     for name, (data, _) in CORPUS.items():
         (env.inbound / f"{name}.json").write_bytes(data)
+        aged(env.inbound / f"{name}.json")  # its writer long done: judged, not left for later
     os.mkfifo(env.inbound / "fifo.json")
     (env.inbound / "folder.json").mkdir()
     outside = env.root / "outside.json"
@@ -149,4 +150,7 @@ def test_size_limit_is_checked_before_reading(tmp_path: Path, size: int) -> None
     source = FolderSource(
         FolderSettings(data_inbound_dir=folder, max_file_bytes=size + 9), builtin_mapping()
     )
-    assert source._read(folder / "big.json") is None
+    read = source._read_unit("big.json", folder / "big.json", 100)
+    assert [p.reason for p in read.problems] == [
+        f"file is larger than MAX_FILE_BYTES={size + 9}; not read"
+    ]

@@ -130,15 +130,15 @@ async def test_an_unreadable_file_is_tried_once_per_sweep_not_at_every_look(
     inbound = tmp_path / "in"
     async with folder_source(inbound) as source:
         reads: list[str] = []
-        real_read = source._read
+        real_read = source._read_unit
 
-        def read(path: Path) -> bytes | None:
+        def read(name: str, path: Path, size: int) -> InboundUnit:
             reads.append(path.name)
             if path.name == "9.json":
                 raise OSError(errno.EIO, "Input/output error")
-            return real_read(path)
+            return real_read(name, path, size)
 
-        monkeypatch.setattr(source, "_read", read)
+        monkeypatch.setattr(source, "_read_unit", read)
         drop(inbound, 9)
         drop(inbound, 1)
         async with contextlib.aclosing(source.following(1000, 30)) as batches:
@@ -171,13 +171,13 @@ async def test_a_large_file_is_read_off_the_event_loops_thread(
     inbound = tmp_path / "in"
     async with folder_source(inbound) as source:
         threads: dict[str, str] = {}
-        real_read = source._read
+        real_read = source._read_unit
 
-        def read(path: Path) -> bytes | None:
+        def read(name: str, path: Path, size: int) -> InboundUnit:
             threads[path.name] = threading.current_thread().name
-            return real_read(path)
+            return real_read(name, path, size)
 
-        monkeypatch.setattr(source, "_read", read)
+        monkeypatch.setattr(source, "_read_unit", read)
         drop(inbound, 1)
         padded = orjson.dumps(client_record(2)) + b" " * (FOLLOW_INLINE_BYTES + 1)
         (inbound / "2.json").write_bytes(padded)

@@ -4,13 +4,22 @@ then its rules); this module parses the bytes, splits an array into records and 
 
 Parsing uses the standard library's decoder rather than orjson: it is the one that can refuse
 duplicate keys (``{"orderNo": 1, "orderNo": 2}`` would otherwise silently keep the last) and
-name them, and at about 3 µs per record it is far from the bottleneck."""
+name them, and at about 3 µs per record it is far from the bottleneck.
+
+A large file is not parsed whole: ``array_items`` streams the records of a top-level array one at a
+time (ijson, its C backend), under the same rules: duplicate keys refused, no NaN/Infinity, UTF-8
+with a tolerated byte-order mark."""
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
+
+import ijson
+from ijson.backends import python as ijson_python
 
 from tracos_sync.domain.errors import RecordRejected
 from tracos_sync.domain.model import Problem, WorkOrder
@@ -63,6 +72,107 @@ def parse_json(raw: bytes) -> Any:
         raise ParseError("not valid JSON: nested too deeply") from None
 
 
+# Read this much at a time when scanning or streaming a large file.
+STREAM_BLOCK_BYTES = 1 << 20
+_WHITESPACE = b" \t\r\n"
+# What the C backend does not take as the standard library does: an escaped UTF-16 surrogate (a
+# lone one would be silently turned into "?") and an integer beyond 64 bits (refused). A file
+# holding either (or a long run of digits in a string: a harmless false alarm) is streamed by
+# ijson's pure-Python backend, slower but exact.
+_NEEDS_EXACT = re.compile(rb"\\u[dD][89a-fA-F]|[0-9]{19}")
+_EXACT_OVERLAP = 19
+
+
+class NotAnArray(ValueError):
+    """The input's top-level value is not an array: it is parsed whole instead."""
+
+
+def _unique_keys_type() -> tuple[type[dict[str, Any]], list[str]]:
+    """A dict type for ijson's ``map_type`` that notes a repeated key (raising inside the C
+    backend's call would surface as a ``SystemError``), and the list it notes them in."""
+    repeated: list[str] = []
+
+    class UniqueKeys(dict[str, Any]):
+        __slots__ = ()
+
+        def __setitem__(self, key: str, value: Any) -> None:
+            if key in self:
+                repeated.append(key)
+            super().__setitem__(key, value)
+
+    return UniqueKeys, repeated
+
+
+def _skip_bom_and_space(handle: IO[bytes]) -> bytes:
+    """Position ``handle`` after a leading byte-order mark; the first byte of the document
+    (after whitespace), or b"" when there is none."""
+    start = 0
+    head = handle.read(len(UTF8_BOM))
+    if head == UTF8_BOM:
+        start = len(UTF8_BOM)
+    handle.seek(start)
+    while block := handle.read(4096):
+        stripped = block.lstrip(_WHITESPACE)
+        if stripped:
+            return stripped[:1]
+    return b""
+
+
+def _needs_exact_backend(handle: IO[bytes]) -> bool:
+    tail = b""
+    while block := handle.read(STREAM_BLOCK_BYTES):
+        if _NEEDS_EXACT.search(tail + block):
+            return True
+        tail = block[-_EXACT_OVERLAP:]
+    return False
+
+
+def array_items(handle: IO[bytes]) -> Iterator[Any]:
+    """The items of the JSON array in the seekable binary ``handle``, one at a time, under
+    ``parse_json``'s rules. Raises ``NotAnArray`` at once when the document is not an array; the
+    iterator raises ``ParseError`` where the bytes stop being an acceptable document (the items
+    before it have been yielded)."""
+    first = _skip_bom_and_space(handle)
+    if first != b"[":
+        raise NotAnArray(first)
+    handle.seek(0)
+    start = len(UTF8_BOM) if handle.read(len(UTF8_BOM)) == UTF8_BOM else 0
+    handle.seek(0)
+    exact = _needs_exact_backend(handle)
+    handle.seek(start)
+    return _items(handle, exact)
+
+
+def _items(handle: IO[bytes], exact: bool) -> Iterator[Any]:
+    map_type, repeated = _unique_keys_type()
+    backend = ijson_python if exact else ijson
+    items = backend.items(handle, "item", map_type=map_type, use_float=True, buf_size=1 << 16)
+    index = 0
+    while True:
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as exc:
+            raise ParseError(f"not UTF-8 text ({exc.reason} after {index} records)") from None
+        except (ijson.JSONError, ValueError) as exc:  # ValueError: the pure-Python backend's
+            where = f"after {index} records"  # string decoder (a control byte)
+            raise ParseError(f"not valid JSON: {_first_line(exc)} ({where})") from None
+        if repeated:
+            raise ParseError(f"duplicate key {repeated[0]!r:.60} in one object (record {index})")
+        yield item
+        index += 1
+
+
+def _first_line(exc: Exception) -> str:
+    """The first line of ijson's message (the others draw the place in the text)."""
+    message = exc.args[0] if exc.args else ""
+    if isinstance(message, bytes):  # the C backend's complaint about UTF-8 comes as bytes
+        message = message.decode("utf-8", "replace")
+    lines = str(message).strip().splitlines()
+    return lines[0].rstrip(".") if lines else type(exc).__name__
+
+
 @dataclass(slots=True)
 class Decoded:
     records: list[WorkOrder] = field(default_factory=list)
@@ -70,6 +180,9 @@ class Decoded:
     problems: list[Problem] = field(default_factory=list)
     rejected: int = 0
     unknown_fields: set[str] = field(default_factory=set)
+    # The bytes are not a document we accept (as opposed to records that are refused): the file
+    # may still be being written.
+    unparsable: bool = False
 
 
 class RecordDecoder:
@@ -86,6 +199,7 @@ class RecordDecoder:
         except ParseError as exc:
             out.problems.append(Problem("$", _reason(str(exc))))
             out.rejected = 1
+            out.unparsable = True
             return out
         if isinstance(document, dict):
             items: list[Any] = [document]
@@ -96,7 +210,12 @@ class RecordDecoder:
             out.problems.append(Problem("$", reason))
             out.rejected = 1
             return out
-        for index, item in enumerate(items):
+        return self.decode_items(enumerate(items), out)
+
+    def decode_items(self, items: Iterable[tuple[int, Any]], out: Decoded | None = None) -> Decoded:
+        """Decode parsed records, each with its record index in the input."""
+        out = out if out is not None else Decoded()
+        for index, item in items:
             try:
                 out.records.append(self.decode_record(item, out.unknown_fields))
                 out.positions.append(index)

@@ -8,7 +8,12 @@ folder whose lock can be taken has no live owner on this host; the recoverer kee
 it puts the files back, so several instances recovering at once each skip what another holds.
 ``flock`` does not reach other hosts over a network file system, so a folder named after another
 host is taken back only once it is also stale: its owner touches it every
-``CLAIM_STALE_SECONDS / 4`` (at most every minute) while it lives, idle or not."""
+``CLAIM_STALE_SECONDS / 4`` (at most every minute) while it lives, idle or not.
+
+Crash loops are contained: each file put back from a dead instance's folder is noted (a
+``suspect-…`` note beside the claim folders). A suspect is taken alone in its own batch; if it is
+in hand again when an instance dies, the next recovery quarantines it in rejected/ as suspected
+poison instead of putting it back. Archiving a file forgets its note."""
 
 from __future__ import annotations
 
@@ -23,25 +28,32 @@ from pathlib import Path
 
 import structlog
 
+from tracos_sync.domain.model import Problem
+
+from .archive import reject
 from .fsops import move_no_clobber, same_file
+from .notes import Notes, identity
 
 log = structlog.get_logger("tracos_sync.files")
 
 CLAIMS_FOLDER = ".claims"
 HEARTBEAT_MAX_SECONDS = 60.0
+POISON_REASON = "in hand at 2 consecutive crashes (suspected poison)"
 
 
 class ClaimFolder:
     """This instance's claim folder, kept alive and recreated if it vanishes, and the recovery of
     abandoned ones."""
 
-    def __init__(self, inbound: Path, stale_seconds: float) -> None:
+    def __init__(self, inbound: Path, stale_seconds: float, rejected: Path | None = None) -> None:
         self._inbound = inbound
+        self._rejected = rejected if rejected is not None else inbound / "rejected"
         self._stale_seconds = stale_seconds
         self._host = socket.gethostname().replace("-", "_")
         self.root = inbound / CLAIMS_FOLDER
         self.name = f"{self._host}-{os.getpid()}-{secrets.token_hex(4)}"
         self.path = self.root / self.name
+        self.suspects = Notes(self.root, "suspect")
         self._lock_fd: int | None = None
         self._guard = threading.Lock()
         self._stopping = threading.Event()
@@ -82,23 +94,27 @@ class ClaimFolder:
                 log.warning("inbound.claim_heartbeat_failed", claim=self.name, reason=str(exc))
 
     def ensure(self) -> None:
-        """Show we are alive (touch the folder); if another host's run removed
-        our folder as stale meanwhile, say so and recreate it."""
+        """Show we are alive (touch the folder); if it vanished meanwhile (another host's run
+        removed it as stale, or someone removed the claims or the inbound folder), say which and
+        recreate it."""
         with self._guard:
             if self._stopping.is_set():
                 return
             with contextlib.suppress(FileNotFoundError):
                 os.utime(self.path)
                 return
-            log.warning(
-                "inbound.claim_folder_vanished",
-                claim=self.name,
-                reason="removed by another instance as stale; recreated",
-            )
+            log.warning("inbound.claim_folder_vanished", claim=self.name, reason=self._why_gone())
             self.root.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(FileNotFoundError):  # a staging folder left by a failure
                 (self.root / f".{self.name}.new").rmdir()
             self._create()
+
+    def _why_gone(self) -> str:
+        if not self._inbound.is_dir():
+            return f"the inbound folder {self._inbound} was deleted or moved away; recreated"
+        if not self.root.is_dir():
+            return f"the claims folder {self.root} was deleted; recreated"
+        return "removed by another instance as stale; recreated"
 
     def recover_abandoned(self) -> None:
         """Put back files claimed by an instance that died before archiving them."""
@@ -145,10 +161,41 @@ class ClaimFolder:
     def _put_back_all(self, folder: Path) -> None:
         for claimed in os.scandir(folder):
             with contextlib.suppress(FileNotFoundError):
-                back = move_no_clobber(Path(claimed.path), self._inbound, claimed.name)
-                log.warning("inbound.claim_recovered", file=back.name, claim=folder.name)
+                self._recover_file(Path(claimed.path), folder.name)
         with contextlib.suppress(OSError):
             folder.rmdir()
+
+    def _recover_file(self, path: Path, claim: str) -> None:
+        """Put back one file of a dead instance and note it as a suspect; quarantine it if it
+        was noted already (in hand at the crash before too)."""
+        name = path.name
+        now = identity(os.stat(path, follow_symlinks=False))
+        note = self.suspects.get(name)
+        if note is not None and note.get("identity") == now:
+            try:
+                archived = reject(path, self._rejected, name, [Problem("$", POISON_REASON)])
+            except OSError as exc:  # put back as any other; quarantined at a later crash
+                log.error("inbound.poison_quarantine_failed", file=name, reason=str(exc))
+            else:
+                self.suspects.forget(name)
+                log.error(
+                    "inbound.file_rejected",
+                    file=name,
+                    archived_as=archived.name,
+                    problems=1,
+                    first=f"$: {POISON_REASON}",
+                )
+                return
+        back = move_no_clobber(path, self._inbound, name)
+        with contextlib.suppress(OSError):  # a hint only
+            self.suspects.put(back.name, {"identity": now, "recoveredAt": time.time()})
+        log.warning(
+            "inbound.claim_recovered",
+            file=back.name,
+            claim=claim,
+            note="in hand when its instance died: taken alone next; quarantined if in hand "
+            "at the next crash too",
+        )
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:
@@ -166,8 +213,9 @@ class ClaimFolder:
 
 
 def count_claimed(inbound: Path) -> int:
-    """Files held in any claim folder (running or crashed instances)."""
+    """Files held in any claim folder (running or crashed instances); notes beside the claim
+    folders are not files in hand."""
     claims = inbound / CLAIMS_FOLDER
     if not claims.is_dir():
         return 0
-    return sum(1 for p in claims.rglob("*") if p.is_file())
+    return sum(1 for p in claims.glob("*/*") if p.is_file() or p.is_symlink())

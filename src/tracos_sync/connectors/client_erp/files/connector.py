@@ -24,7 +24,7 @@ from .events import ready_files
 from .fsops import create_exclusively, move_no_clobber
 from .settings import FolderSettings
 from .sink import FolderSink
-from .source import FolderSource, waiting_files
+from .source import FolderSource, waiting_entries, waiting_files
 
 log = structlog.get_logger("tracos_sync.files")
 
@@ -67,7 +67,11 @@ class FolderConnector:
             _folder_check("outbound folder", s.data_outbound_dir),
         ]
         if checks[0].ok and s.data_inbound_dir.is_dir():
-            waiting = len(waiting_files(s))
+            entries = waiting_entries(s)
+            ahead = sum(w.ahead for w in entries)
+            waiting = f"{len(entries)} waiting" + (
+                f" ({ahead} dated ahead of this host's clock)" if ahead else ""
+            )
             claimed = count_claimed(s.data_inbound_dir)
             quarantined, orphans = rejected_files(s.rejected_dir)
             lost = f" ({len(orphans)} reasons without their file)" if orphans else ""
@@ -75,7 +79,7 @@ class FolderConnector:
                 HealthCheck(
                     "inbound files",
                     True,
-                    f"{waiting} waiting, {claimed} claimed by running or crashed instances, "
+                    f"{waiting}, {claimed} claimed by running or crashed instances, "
                     f"{len(quarantined)} quarantined in rejected/{lost}",
                 )
             )
@@ -109,12 +113,19 @@ class FolderConnector:
         return await asyncio.to_thread(self._add_samples, inputs | dict(broken))
 
     def _add_samples(self, inputs: dict[str, bytes]) -> int:
+        """Each sample complete (written whole, then renamed in) and dated as a client file
+        whose writer is done: a run right after ``seed`` takes them all, the broken ones
+        included (a file that does not parse and changed within ``INBOUND_SETTLE_SECONDS`` or
+        ``INBOUND_MIN_AGE_SECONDS`` would be left for later)."""
         inbound = self.settings.data_inbound_dir
         inbound.mkdir(parents=True, exist_ok=True)
+        s = self.settings
+        done = time.time() - max(s.inbound_settle_seconds, s.inbound_min_age_seconds) - 1
         written = 0
         for name, data in inputs.items():
             with contextlib.suppress(FileExistsError):
                 create_exclusively(inbound / name, data)
+                os.utime(inbound / name, (done, done))
                 written += 1
         return written
 

@@ -36,6 +36,11 @@ _NO_RENAMEAT2 = (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP)
 _NO_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP)
 
 
+class SourceChanged(OSError):
+    """A file changed while it was being copied to another file system: the copy was removed,
+    the file left where it was."""
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -175,7 +180,11 @@ def _copy_across(src: Path, target: Path) -> bool:
     """Another file system: copy to a private temp name beside ``target``, fsync, rename it into
     place without replacing, then remove the source. A kill leaves the source (and maybe the
     complete copy, recognised by :func:`already_there` on retry), never a partial target. The
-    temp file stays open (locked) until renamed: it carries the source's old date."""
+    temp file stays open (locked) until renamed: it carries the source's old date.
+
+    The source is removed only if it is unchanged (same file, size and mtime) since it was
+    copied; else the copy is removed and ``SourceChanged`` raised: a writer still writing the
+    file must not lose what it writes after the copy."""
     info = os.stat(src, follow_symlinks=False)
     fd, tmp_name = _mkstemp(target)
     tmp = Path(tmp_name)
@@ -201,8 +210,25 @@ def _copy_across(src: Path, target: Path) -> bool:
         raise
     finally:
         os.close(fd)
+    if not _unchanged(src, info):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(target)
+        raise SourceChanged(errno.EAGAIN, "changed while it was copied; left in place", str(src))
     _unlink_moved(src)
     return True
+
+
+def _unchanged(path: Path, before: os.stat_result) -> bool:
+    """``path`` is still the file ``before`` describes, with the same size and mtime (a link is
+    compared as itself)."""
+    try:
+        now = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return True  # another recoverer finished the same move
+    return same_file(now, before) and (now.st_size, now.st_mtime_ns) == (
+        before.st_size,
+        before.st_mtime_ns,
+    )
 
 
 def _mkstemp(path: Path) -> tuple[int, str]:

@@ -29,6 +29,9 @@ class FolderSettings(EnvSettings):
     inbound_min_age_seconds: float = Field(0.0, ge=0, le=7 * 86_400)
     # At least a second: a claim's liveness is refreshed every quarter of it.
     claim_stale_seconds: float = Field(3600.0, ge=1, le=30 * 86_400)
+    # A file that does not parse and changed this recently (or is dated ahead of this host) may
+    # still be being written: it is left for later rather than rejected.
+    inbound_settle_seconds: float = Field(2.0, ge=0, le=86_400)
 
     @model_validator(mode="after")
     def _default_archives(self) -> FolderSettings:

@@ -1,0 +1,297 @@
+"""Units of the folder connector's "a file is taken whole": the streaming parser keeps the strict
+rules of the whole-file one, a copy across file systems never removes a source that changed, a
+file that changes in hand goes back, warnings are kept per folder, a vanished folder is named."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import structlog.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.builders import client_record, write_json
+from tracos_sync.connectors.client_erp.codec import (
+    NotAnArray,
+    ParseError,
+    array_items,
+    parse_json,
+)
+from tracos_sync.connectors.client_erp.files import fsops
+from tracos_sync.connectors.client_erp.files.claims import ClaimFolder
+from tracos_sync.connectors.client_erp.files.settings import FolderSettings
+from tracos_sync.connectors.client_erp.files.source import FolderSource, _Repeats, said_in
+from tracos_sync.mapping import builtin_mapping
+
+
+def streamed(raw: bytes) -> list[Any]:
+    return list(array_items(io.BytesIO(raw)))
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'[{"a": 1}, {"b": 1, "b": 2}]', "duplicate key 'b'"),
+        (b'[{"a": {"c": 1, "c": 1}}]', "duplicate key 'c'"),
+        (b'[{"a": NaN}]', "not valid JSON"),
+        (b'[{"a": Infinity}]', "not valid JSON"),
+        (b'[{"a": -Infinity}]', "not valid JSON"),
+        (b'[{"a": "\xff"}]', "not"),
+        (b'[{"a": 1},', "not valid JSON"),
+        (b'[{"a": 1}] [2]', "not valid JSON"),
+        (b'[{"a": "\x01"}]', "not valid JSON"),
+        # The same through the exact (pure-Python) backend, chosen for a run of 19 digits.
+        (b'[{"n": 1234567890123456789, "a": NaN}]', "not valid JSON"),
+        (b'[{"n": 1234567890123456789, "a": "\x01"}]', "not valid JSON"),
+        (b'[{"n": 1234567890123456789, "a": "\xff"}]', "(?i)utf-8"),
+        (b'[{"n": 1234567890123456789, "b": 1, "b": 2}]', "duplicate key 'b'"),
+        (b'[{"n": 1234567890123456789},', "not valid JSON"),
+    ],
+)
+def test_the_streaming_parser_refuses_what_the_whole_file_parser_refuses(
+    raw: bytes, reason: str
+) -> None:
+    with pytest.raises(ParseError):
+        parse_json(raw)
+    with pytest.raises(ParseError, match=reason):
+        streamed(raw)
+
+
+def test_the_streaming_parser_keeps_what_the_c_backend_would_change() -> None:
+    # A lone surrogate would come out as "?" and a 20-digit integer be refused by the C backend.
+    raw = b'\xef\xbb\xbf [{"a": "\\ud800", "b": 100000000000000000000, "c": "\\ud83d\\ude00"}]'
+    assert streamed(raw) == [parse_json(raw)[0]]
+    assert streamed(raw)[0]["a"] == "\ud800"
+
+
+def test_a_document_that_is_not_an_array_is_said_at_once() -> None:
+    for raw in (b'{"a": 1}', b"", b"  \n", b"42"):
+        with pytest.raises(NotAnArray):
+            array_items(io.BytesIO(raw))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(items=st.lists(json_values, max_size=5), bom=st.booleans(), indent=st.booleans())
+def test_streamed_items_are_those_the_whole_file_parser_reads(
+    items: list[Any], bom: bool, indent: bool
+) -> None:
+    text = json.dumps(items, indent=2 if indent else None, ensure_ascii=False)
+    raw = (b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8", "surrogatepass")
+    try:
+        expected = parse_json(raw)
+    except ParseError:
+        with pytest.raises(ParseError):
+            streamed(raw)
+        return
+    assert streamed(raw) == expected
+
+
+def test_a_copy_across_file_systems_keeps_a_source_written_to_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer adds to the file while it is copied to another file system: the copy is removed
+    and the source, with every byte written, stays."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    source, target = tmp_path / "a" / "1.json", tmp_path / "b" / "1.json"
+    source.write_bytes(b"[1,")
+    real_fsync_dir = fsops.fsync_dir
+
+    def writer_goes_on(path: Path) -> None:  # after the copy is in place, before the unlink
+        with open(source, "ab") as writer:
+            writer.write(b"2]")
+        real_fsync_dir(path)
+
+    monkeypatch.setattr(fsops, "fsync_dir", writer_goes_on)
+    with pytest.raises(fsops.SourceChanged):
+        fsops._copy_across(source, target)
+    assert source.read_bytes() == b"[1,2]"
+    assert not target.exists()
+
+
+def test_an_unchanged_source_is_copied_then_removed(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    source, target = tmp_path / "a" / "1.json", tmp_path / "b" / "1.json"
+    source.write_bytes(b"[1]")
+    assert fsops._copy_across(source, target)
+    assert target.read_bytes() == b"[1]" and not source.exists()
+
+
+@contextlib.asynccontextmanager
+async def folder_source(folder: Path, **settings: Any) -> Any:
+    source = FolderSource(FolderSettings(data_inbound_dir=folder, **settings), builtin_mapping())
+    await source.prepare()
+    try:
+        yield source
+    finally:
+        await source.close()
+
+
+def append(path: Path, data: bytes) -> None:
+    """A writer that still holds the file writes more."""
+    with open(path, "ab") as writer:
+        writer.write(data)
+
+
+async def test_a_file_written_to_after_it_was_taken_goes_back(tmp_path: Path) -> None:
+    inbound = tmp_path / "in"
+    write_json(inbound / "1.json", client_record(1))
+    async with folder_source(inbound) as source:
+        units = [u async for batch in source.batches(100) for u in batch]
+        assert [u.name for u in units] == ["1.json"]
+        append(units[0].handle.path, b"\n")  # type: ignore[attr-defined]
+        with structlog.testing.capture_logs() as logs:
+            await source.complete(units)
+    assert (inbound / "1.json").exists()
+    assert not (inbound / "processed" / "1.json").exists()
+    assert [e["file"] for e in logs if e["event"] == "inbound.file_changed_in_hand"] == ["1.json"]
+
+
+async def test_a_large_file_comes_in_parts_and_is_archived_after_the_last(tmp_path: Path) -> None:
+    inbound = tmp_path / "in"
+    inbound.mkdir()
+    records = [client_record(n) for n in range(1, 30_001)]
+    (inbound / "big.json").write_bytes(orjson.dumps(records))
+    assert (inbound / "big.json").stat().st_size > 4 * 1024 * 1024
+    async with folder_source(inbound) as source:
+        sizes = []
+        async for batch in source.batches(10_000):
+            assert len(batch) == 1
+            sizes.append((len(batch[0].records), batch[0].ends_input))
+            await source.complete(batch)
+            assert (inbound / "processed" / "big.json").exists() == batch[0].ends_input
+    assert sizes == [(10_000, False), (10_000, False), (10_000, False), (0, True)]
+
+
+async def test_watch_takes_a_large_file_in_parts_one_per_batch(tmp_path: Path) -> None:
+    inbound = tmp_path / "in"
+    inbound.mkdir()
+    (inbound / "big.json").write_bytes(orjson.dumps([client_record(n) for n in range(1, 25_001)]))
+    write_json(inbound / "small.json", client_record(99_999))
+    os.utime(inbound / "big.json", (1, 1))  # the oldest: taken first
+    async with folder_source(inbound) as source:
+        taken = []
+        async with contextlib.aclosing(source.following(10_000, 30)) as batches:
+            async for batch in batches:
+                taken.append([(u.name, len(u.records), u.ends_input) for u in batch])
+                await source.complete(batch)
+    # The last part leaves room for what follows.
+    assert taken == [
+        [("big.json", 10_000, False)],
+        [("big.json", 10_000, False)],
+        [("big.json", 5_000, True), ("small.json", 1, True)],
+    ]
+    assert sorted(p.name for p in (inbound / "processed").iterdir()) == ["big.json", "small.json"]
+
+
+async def test_a_suspect_is_taken_alone_in_its_own_batch(tmp_path: Path) -> None:
+    """In hand when an instance died: if it kills the next one too, it is the only file in
+    hand then, and no neighbour is suspected with it."""
+    inbound = tmp_path / "in"
+    for age, number in enumerate((1, 2, 3)):
+        write_json(inbound / f"{number}.json", client_record(number))
+        os.utime(inbound / f"{number}.json", (100 + age, 100 + age))
+    async with folder_source(inbound) as source:
+        source._claims.suspects.put("2.json", {"identity": [0, 0]})
+        for following in (False, True):
+            taking = source.following(100, 30) if following else source.batches(100)
+            taken = []
+            async with contextlib.aclosing(taking) as batches:
+                async for batch in batches:
+                    taken.append([u.name for u in batch])
+                    await source.release(batch)
+                    if len(taken) == 3:
+                        break
+            # (Following, what was given back is looked at again: 1.json may come back.)
+            assert taken[:2] == [["1.json"], ["2.json"]], following
+            assert taken[2][0] == "3.json", following
+
+
+async def test_a_large_file_broken_part_way_while_recent_goes_back_not_to_rejected(
+    tmp_path: Path,
+) -> None:
+    """Rewritten in place: it ends like a document, but its middle is not JSON yet."""
+    inbound = tmp_path / "in"
+    inbound.mkdir()
+    raw = orjson.dumps([client_record(n) for n in range(1, 25_001)])
+    middle = len(raw) // 2
+    (inbound / "big.json").write_bytes(raw[:middle] + b"\x00" + raw[middle + 1 :])
+    async with folder_source(inbound, inbound_settle_seconds=60) as source:
+        batches = [batch async for batch in source.batches(10_000)]
+        for batch in batches:
+            await source.complete(batch)
+    assert [u.ends_input for batch in batches for u in batch][-1] is False
+    assert (inbound / "big.json").exists()
+    assert not (inbound / "rejected").exists() or not list((inbound / "rejected").iterdir())
+
+
+async def test_a_large_file_given_back_mid_way_goes_back_whole(tmp_path: Path) -> None:
+    """The consumer fails on a part (TracOS down): the file goes back, while the read-ahead may
+    be decoding its next part."""
+    inbound = tmp_path / "in"
+    inbound.mkdir()
+    raw = orjson.dumps([client_record(n) for n in range(1, 25_001)])
+    (inbound / "big.json").write_bytes(raw)
+    async with folder_source(inbound) as source:
+        batches = source.batches(5_000)
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                await source.release(batch)  # as the pipeline does when applying fails
+                break
+        assert not source.has_open_parts()
+    assert (inbound / "big.json").read_bytes() == raw
+    assert not [p for p in (inbound / ".claims").rglob("*") if p.is_file()]
+
+
+def test_warnings_are_kept_per_folder(tmp_path: Path) -> None:
+    """Two integrations' ``1.json``: a warning about one does not silence the other."""
+    with structlog.testing.capture_logs() as logged:
+        said_in(tmp_path / "a").warn("inbound.file_left", "1.json", "cannot be read")
+        said_in(tmp_path / "b").warn("inbound.file_left", "1.json", "cannot be read")
+        said_in(tmp_path / "a").warn("inbound.file_left", "1.json", "cannot be read")
+    assert [e["log_level"] for e in logged] == ["warning", "warning", "debug"]
+    assert isinstance(said_in(tmp_path / "a"), _Repeats)
+
+
+@pytest.mark.parametrize(
+    ("remove", "said"),
+    [
+        ("inbound", "inbound folder"),
+        ("claims", "claims folder"),
+        ("own", "removed by another instance as stale"),
+    ],
+)
+def test_a_vanished_claim_folder_is_said_for_what_happened(
+    tmp_path: Path, remove: str, said: str
+) -> None:
+    inbound = tmp_path / "in"
+    inbound.mkdir()
+    claims = ClaimFolder(inbound, 3600)
+    claims.open()
+    try:
+        gone = {"inbound": inbound, "claims": claims.root, "own": claims.path}[remove]
+        for folder in sorted(gone.rglob("*"), reverse=True):
+            folder.rmdir() if folder.is_dir() else folder.unlink()
+        gone.rmdir()
+        with structlog.testing.capture_logs() as logged:
+            claims.ensure()
+        (line,) = [e for e in logged if e["event"] == "inbound.claim_folder_vanished"]
+        assert said in line["reason"]
+        assert os.path.isdir(claims.path)
+    finally:
+        claims.close()
