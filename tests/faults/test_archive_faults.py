@@ -23,7 +23,7 @@ from tests.conftest import Env
 from tests.faults.test_outbound_faults import tiny_disk
 from tracos_sync.connectors.client_erp.files import FolderSettings, FolderSource
 from tracos_sync.connectors.client_erp.files.archive import SIDECAR_SUFFIX, rejected_files
-from tracos_sync.connectors.client_erp.files.fsops import TEMP_STALE_SECONDS
+from tracos_sync.connectors.client_erp.files.temps import TEMP_STALE_SECONDS
 from tracos_sync.mapping import builtin_mapping
 
 SHM = Path("/dev/shm")

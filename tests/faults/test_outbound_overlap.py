@@ -21,7 +21,7 @@ from pymongo import AsyncMongoClient
 from tests.builders import T0, read_json, tracos_doc, write_json
 from tests.server import Server
 from tracos_sync.connectors.client_erp.files import FolderSettings, FolderSink
-from tracos_sync.connectors.client_erp.files.fsops import write_atomically_unless
+from tracos_sync.connectors.client_erp.files.durable import write_atomically_unless
 from tracos_sync.connectors.client_erp.files.sink import holds_newer_than
 from tracos_sync.domain.model import WorkOrder
 from tracos_sync.domain.ports import Delivery

@@ -11,7 +11,7 @@ import pytest
 
 from tests.builders import tracos_doc
 from tests.conftest import Env
-from tracos_sync.connectors.client_erp.files import fsops
+from tracos_sync.connectors.client_erp.files import durable, moves, temps
 
 
 def test_outbound_replaces_a_planted_symlink_instead_of_following_it(env: Env) -> None:
@@ -32,7 +32,7 @@ def test_temp_files_are_private_until_renamed(
 ) -> None:
     created: list[int] = []
     renamed: list[int] = []
-    real_mkstemp, real_replace = fsops.tempfile.mkstemp, os.replace
+    real_mkstemp, real_replace = temps.tempfile.mkstemp, os.replace
 
     def mkstemp_spy(*args: Any, **kwargs: Any) -> tuple[int, str]:
         fd, path = real_mkstemp(*args, **kwargs)
@@ -43,9 +43,9 @@ def test_temp_files_are_private_until_renamed(
         renamed.append(stat.S_IMODE(os.stat(src).st_mode))
         real_replace(src, dst)
 
-    monkeypatch.setattr(fsops.tempfile, "mkstemp", mkstemp_spy)
-    monkeypatch.setattr(fsops.os, "replace", replace_spy)
-    fsops.write_atomically(tmp_path / "5.json", b"{}")
+    monkeypatch.setattr(temps.tempfile, "mkstemp", mkstemp_spy)
+    monkeypatch.setattr(durable.os, "replace", replace_spy)
+    durable.write_atomically(tmp_path / "5.json", b"{}")
     assert created == [0o600], "readable by its owner only while being written"
     assert renamed == [0o644], "readable, never world-writable, once complete"
 
@@ -58,7 +58,7 @@ def test_archive_never_overwrites_or_follows_links(tmp_path: Path) -> None:
     outside.write_text("outside")
     (dst_dir / "9.json").symlink_to(outside)
     (src_dir / "9.json").write_text("new")
-    moved = fsops.move_no_clobber(src_dir / "9.json", dst_dir, "9.json")
+    moved = moves.move_no_clobber(src_dir / "9.json", dst_dir, "9.json")
     assert moved.name == "9~1.json"
     assert moved.read_text() == "new"
     assert outside.read_text() == "outside"

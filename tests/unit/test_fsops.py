@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tracos_sync.connectors.client_erp.files import fsops
+from tracos_sync.connectors.client_erp.files import durable, fsnames, moves, temps
 
 SHM = Path("/dev/shm")
 
@@ -21,9 +21,9 @@ SHM = Path("/dev/shm")
 def move_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each move test runs with renameat2 and as on a file system without it."""
     if request.param == "link+unlink":
-        monkeypatch.setattr(fsops, "_renameat2", None)
+        monkeypatch.setattr(moves, "_renameat2", None)
     else:
-        assert fsops._renameat2 is not None, "glibc >= 2.28 has renameat2"
+        assert moves._renameat2 is not None, "glibc >= 2.28 has renameat2"
     return str(request.param)
 
 
@@ -51,7 +51,7 @@ def test_move_never_overwrites(tmp_path: Path, move_mode: str) -> None:
     src, dst = dirs(tmp_path)
     (dst / "1.json").write_text("old")
     (src / "1.json").write_text("new")
-    moved = fsops.move_no_clobber(src / "1.json", dst, "1.json")
+    moved = moves.move_no_clobber(src / "1.json", dst, "1.json")
     assert moved.name == "1~1.json"
     assert (dst / "1.json").read_text() == "old" and moved.read_text() == "new"
     assert not (src / "1.json").exists()
@@ -63,7 +63,7 @@ def test_move_half_done_by_a_kill_is_finished_not_copied_again(
     src, dst = dirs(tmp_path)
     (src / "1.json").write_text("x")
     os.link(src / "1.json", dst / "1.json")  # killed between the link and the unlink
-    moved = fsops.move_no_clobber(src / "1.json", dst, "1.json")
+    moved = moves.move_no_clobber(src / "1.json", dst, "1.json")
     assert moved == dst / "1.json"
     assert sorted(p.name for p in dst.iterdir()) == ["1.json"]
     assert not (src / "1.json").exists()
@@ -72,8 +72,8 @@ def test_move_half_done_by_a_kill_is_finished_not_copied_again(
 def test_two_recoverers_finishing_the_same_move(tmp_path: Path, move_mode: str) -> None:
     src, dst = dirs(tmp_path)
     (src / "1.json").write_text("x")
-    assert fsops.place_no_clobber(src / "1.json", dst / "1.json")
-    assert fsops.move_no_clobber(dst / "1.json", dst, "1.json") == dst / "1.json"
+    assert moves.place_no_clobber(src / "1.json", dst / "1.json")
+    assert moves.move_no_clobber(dst / "1.json", dst, "1.json") == dst / "1.json"
 
 
 def test_move_across_file_systems(tmp_path: Path, other_fs: Path) -> None:
@@ -82,8 +82,8 @@ def test_move_across_file_systems(tmp_path: Path, other_fs: Path) -> None:
     (other_fs / "2.json").write_text("taken")
     (src / "2.json").write_text("two")
     os.utime(src / "1.json", ns=(1_000_000_000, 1_000_000_000))
-    assert fsops.move_no_clobber(src / "1.json", other_fs, "1.json") == other_fs / "1.json"
-    assert fsops.move_no_clobber(src / "2.json", other_fs, "2.json") == other_fs / "2~1.json"
+    assert moves.move_no_clobber(src / "1.json", other_fs, "1.json") == other_fs / "1.json"
+    assert moves.move_no_clobber(src / "2.json", other_fs, "2.json") == other_fs / "2~1.json"
     assert (other_fs / "1.json").read_text() == "one"
     assert (other_fs / "1.json").stat().st_mtime_ns == 1_000_000_000, "the copy keeps its date"
     assert (other_fs / "2.json").read_text() == "taken"
@@ -98,7 +98,7 @@ def test_copy_across_file_systems_finished_by_a_retry(tmp_path: Path, other_fs: 
     (other_fs / "1.json").write_bytes((src / "1.json").read_bytes())
     stamp = (src / "1.json").stat().st_mtime_ns
     os.utime(other_fs / "1.json", ns=(stamp, stamp))
-    assert fsops.move_no_clobber(src / "1.json", other_fs, "1.json") == other_fs / "1.json"
+    assert moves.move_no_clobber(src / "1.json", other_fs, "1.json") == other_fs / "1.json"
     assert sorted(p.name for p in other_fs.iterdir()) == ["1.json"]
     assert not (src / "1.json").exists()
 
@@ -108,26 +108,26 @@ def test_long_names_are_shortened_deterministically(tmp_path: Path) -> None:
     name = "n" * 250 + ".json"
     (dst / name).write_text("first")
     (src / name).write_text("second")
-    moved = fsops.move_no_clobber(src / name, dst, name)
+    moved = moves.move_no_clobber(src / name, dst, name)
     assert len(os.fsencode(moved.name)) <= 255 and moved.name.endswith(".json")
-    assert moved.name == fsops.fit_name("n" * 250 + "~1.json", 255), "deterministic"
+    assert moved.name == fsnames.fit_name("n" * 250 + "~1.json", 255), "deterministic"
     reserve = len(".error.json")
-    again = fsops.candidate_names(name, dst, reserve)
+    again = fsnames.candidate_names(name, dst, reserve)
     assert all(len(next(again)) + reserve <= 255 for _ in range(3))
 
 
 def test_temp_and_exclusive_files_with_names_at_the_limit(tmp_path: Path) -> None:
     name = "r" * 239 + ".json.error.json"
-    fsops.write_atomically(tmp_path / ("w" * 250 + ".json"), b"{}")
-    fsops.create_exclusively(tmp_path / name, b"reason")
+    durable.write_atomically(tmp_path / ("w" * 250 + ".json"), b"{}")
+    durable.create_exclusively(tmp_path / name, b"reason")
     with pytest.raises(FileExistsError):
-        fsops.create_exclusively(tmp_path / name, b"another")
+        durable.create_exclusively(tmp_path / name, b"another")
     assert (tmp_path / name).read_bytes() == b"reason"
     assert [len(p.name) for p in tmp_path.iterdir()] == [255, 255], "no temp file left"
 
 
 def test_stale_temp_files_are_removed_but_never_a_live_writers(tmp_path: Path) -> None:
-    old = time.time() - 2 * fsops.TEMP_STALE_SECONDS
+    old = time.time() - 2 * temps.TEMP_STALE_SECONDS
     dead = tmp_path / ".7.json.abcd1234.tmp"
     live = tmp_path / ".8.json.efgh5678.tmp"
     young = tmp_path / ".9.json.ijkl9012.tmp"
@@ -138,7 +138,7 @@ def test_stale_temp_files_are_removed_but_never_a_live_writers(tmp_path: Path) -
         os.utime(path, (old, old))
     with live.open("rb") as writer:
         fcntl.flock(writer, fcntl.LOCK_EX)  # a writer alive on this host holds its temp file
-        assert fsops.remove_stale_temps(tmp_path) == 1
+        assert temps.remove_stale_temps(tmp_path) == 1
     assert not dead.exists()
     assert live.exists() and young.exists() and client.exists()
 
@@ -151,10 +151,10 @@ def test_write_atomically_locks_its_temp_file_while_writing(
 
     def replace_spy(src: str, dst: Path) -> None:
         os.utime(src, (0, 0))  # as old as can be: only the lock protects it now
-        seen.append(fsops.remove_stale_temps(tmp_path))
+        seen.append(temps.remove_stale_temps(tmp_path))
         real_replace(src, dst)
 
-    monkeypatch.setattr(fsops.os, "replace", replace_spy)
-    fsops.write_atomically(tmp_path / "5.json", b"{}")
+    monkeypatch.setattr(durable.os, "replace", replace_spy)
+    durable.write_atomically(tmp_path / "5.json", b"{}")
     assert seen == [0]
     assert (tmp_path / "5.json").read_bytes() == b"{}"

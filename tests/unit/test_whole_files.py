@@ -24,7 +24,7 @@ from tracos_sync.connectors.client_erp.codec import (
     array_items,
     parse_json,
 )
-from tracos_sync.connectors.client_erp.files import fsops
+from tracos_sync.connectors.client_erp.files import moves, temps
 from tracos_sync.connectors.client_erp.files.claims import ClaimFolder
 from tracos_sync.connectors.client_erp.files.settings import FolderSettings
 from tracos_sync.connectors.client_erp.files.source import FolderSource, _Repeats, said_in
@@ -109,16 +109,16 @@ def test_a_copy_across_file_systems_keeps_a_source_written_to_meanwhile(
     (tmp_path / "b").mkdir()
     source, target = tmp_path / "a" / "1.json", tmp_path / "b" / "1.json"
     source.write_bytes(b"[1,")
-    real_fsync_dir = fsops.fsync_dir
+    real_fsync_dir = temps.fsync_dir
 
     def writer_goes_on(path: Path) -> None:  # after the copy is in place, before the unlink
         with open(source, "ab") as writer:
             writer.write(b"2]")
         real_fsync_dir(path)
 
-    monkeypatch.setattr(fsops, "fsync_dir", writer_goes_on)
-    with pytest.raises(fsops.SourceChanged):
-        fsops._copy_across(source, target)
+    monkeypatch.setattr(moves, "fsync_dir", writer_goes_on)
+    with pytest.raises(moves.SourceChanged):
+        moves._copy_across(source, target)
     assert source.read_bytes() == b"[1,2]"
     assert not target.exists()
 
@@ -128,7 +128,7 @@ def test_an_unchanged_source_is_copied_then_removed(tmp_path: Path) -> None:
     (tmp_path / "b").mkdir()
     source, target = tmp_path / "a" / "1.json", tmp_path / "b" / "1.json"
     source.write_bytes(b"[1]")
-    assert fsops._copy_across(source, target)
+    assert moves._copy_across(source, target)
     assert target.read_bytes() == b"[1]" and not source.exists()
 
 

@@ -25,7 +25,10 @@ from tracos_sync.domain.dates import format_instant
 from tracos_sync.domain.model import Problem
 from tracos_sync.domain.text import printable
 
-from .fsops import already_there, candidate_names, create_exclusively, place_no_clobber
+from .durable import create_exclusively
+from .fsnames import candidate_names
+from .moves import already_there, place_no_clobber
+from .temps import write_all
 
 SIDECAR_SUFFIX = ".error.json"
 CLIENT_LOOKALIKE_SUFFIX = ".error-client.json"
@@ -108,7 +111,7 @@ def folder_refuses(folder: Path, error: OSError) -> bool:
     except OSError:
         return True
     try:
-        os.write(fd, b"x")
+        write_all(fd, b"x")
     except OSError:
         return True
     finally:

@@ -31,8 +31,9 @@ import structlog
 from tracos_sync.domain.model import Problem
 
 from .archive import reject
-from .fsops import move_no_clobber, same_file
+from .moves import move_no_clobber
 from .notes import Notes, identity
+from .temps import same_file
 
 log = structlog.get_logger("tracos_sync.files")
 

@@ -20,8 +20,9 @@ from tracos_sync.mapping import RecordMapping, load_mapping
 
 from .archive import SIDECAR_SUFFIX, rejected_files
 from .claims import count_claimed
+from .durable import create_exclusively
 from .events import ready_files
-from .fsops import create_exclusively, move_no_clobber
+from .moves import move_no_clobber
 from .settings import FolderSettings
 from .sink import FolderSink
 from .source import FolderSource, waiting_entries, waiting_files

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from .fsops import write_atomically
+from .durable import write_atomically
 
 
 def identity(info: os.stat_result) -> list[int]:

@@ -18,8 +18,9 @@ from tracos_sync.domain.model import Problem, WorkOrder
 from tracos_sync.domain.ports import Delivery
 from tracos_sync.mapping import RecordMapping
 
-from .fsops import fsync_dir, remove_stale_temps, write_atomically_unless
+from .durable import write_atomically_unless
 from .settings import FolderSettings
+from .temps import fsync_dir, remove_stale_temps
 
 WRITE_THREADS = 8
 # Write failures that belong to one file, not to the folder: that order is refused alone.

@@ -29,16 +29,11 @@ from tracos_sync.mapping import RecordMapping
 from ..codec import Decoded, NotAnArray, RecordDecoder
 from .archive import SIDECAR_SUFFIX, folder_refuses, reject
 from .claims import ClaimFolder
-from .fsops import (
-    SourceChanged,
-    fsync_dir,
-    move_no_clobber,
-    place_no_clobber,
-    remove_stale_temps,
-)
+from .moves import SourceChanged, move_no_clobber, place_no_clobber
 from .notes import Notes, identity
 from .reading import STREAM_MIN_BYTES, Parts, ends_complete, open_input, unchanged
 from .settings import FolderSettings
+from .temps import fsync_dir, remove_stale_temps
 
 log = structlog.get_logger("tracos_sync.files")
 

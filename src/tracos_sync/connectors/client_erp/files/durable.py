@@ -1,0 +1,109 @@
+"""Durable writes that never lose or half-write a file: atomic replace, exclusive creation, and a
+replace that keeps the existing file when it says so (under the folder's lock)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from .moves import place_no_clobber
+from .temps import private_temp, write_all
+
+
+def _write_fd(fd: int, data: bytes) -> None:
+    write_all(fd, data)
+    os.fsync(fd)
+    os.fchmod(fd, 0o644)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Temp file in the same folder, fsync, rename: the reader sees the old file or the new one.
+    The temp file stays open (and locked) until renamed."""
+    fd, tmp = private_temp(path)
+    try:
+        _write_fd(fd, data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    finally:
+        os.close(fd)
+
+
+def create_exclusively(path: Path, data: bytes) -> None:
+    """Create ``path`` complete (temp, fsync, no-replace rename) or not at all; FileExistsError
+    if it exists. Never replaces anything."""
+    fd, tmp = private_temp(path)
+    try:
+        _write_fd(fd, data)
+        if not place_no_clobber(Path(tmp), path):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
+    finally:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` against other threads and processes of this host.
+
+    ``flock`` on the folder itself, so nothing is added to a folder the client reads. A fresh
+    descriptor each time: flock excludes per open file description, so threads of one process
+    exclude each other too. Closing the descriptor releases the lock, also when a process dies.
+    """
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def read_regular(path: Path) -> bytes | None:
+    """The bytes of ``path`` when it is a regular file; ``None`` when it is absent, a symlink
+    (never followed) or anything else."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symlink
+            return None
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return None
+        return handle.read()
+
+
+def write_atomically_unless(path: Path, data: bytes, keep: Callable[[bytes], bool]) -> bool:
+    """``write_atomically``, except that the existing file is kept when ``keep(its bytes)``
+    says so; returns whether ``data`` was written.
+
+    The temp file is written and fsynced first, outside any lock; only the look at the existing
+    file and the rename are done under the folder's lock, so that no other writer can rename in
+    between (a check without the lock could be undone by a rename that lands right after it).
+    """
+    fd, tmp = private_temp(path)
+    try:
+        _write_fd(fd, data)
+        with folder_lock(path.parent):
+            existing = read_regular(path)
+            if existing is not None and keep(existing):
+                os.unlink(tmp)
+                return False
+            os.replace(tmp, path)
+        return True
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    finally:
+        os.close(fd)
