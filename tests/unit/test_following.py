@@ -18,8 +18,9 @@ import pytest
 import structlog.testing
 
 from tests.builders import client_record, read_json, write_json
+from tracos_sync.connectors.client_erp.files.following import FOLLOW_INLINE_BYTES
 from tracos_sync.connectors.client_erp.files.settings import FolderSettings
-from tracos_sync.connectors.client_erp.files.source import FOLLOW_INLINE_BYTES, FolderSource
+from tracos_sync.connectors.client_erp.files.source import FolderSource
 from tracos_sync.domain.ports import InboundUnit, SupportsFollowing
 from tracos_sync.mapping import builtin_mapping
 
@@ -226,9 +227,9 @@ async def test_a_reused_name_is_claimed_beside_the_file_in_hand_never_over_it(
 def test_a_file_that_stays_unreadable_is_said_once_a_minute_not_at_every_look() -> None:
     """Watch looks at the folder every few milliseconds under a flow: one unreadable file made
     hundreds of warnings in seconds (found by a hostile tester)."""
-    from tracos_sync.connectors.client_erp.files.source import _Repeats
+    from tracos_sync.connectors.client_erp.files.repeats import Repeats
 
-    repeats = _Repeats()
+    repeats = Repeats()
     with structlog.testing.capture_logs() as logged:
         for _ in range(100):
             repeats.warn("inbound.file_left", "x.json", "cannot be read (Permission denied)")

@@ -26,8 +26,9 @@ from tracos_sync.connectors.client_erp.codec import (
 )
 from tracos_sync.connectors.client_erp.files import moves, temps
 from tracos_sync.connectors.client_erp.files.claims import ClaimFolder
+from tracos_sync.connectors.client_erp.files.repeats import Repeats, said_in
 from tracos_sync.connectors.client_erp.files.settings import FolderSettings
-from tracos_sync.connectors.client_erp.files.source import FolderSource, _Repeats, said_in
+from tracos_sync.connectors.client_erp.files.source import FolderSource
 from tracos_sync.mapping import builtin_mapping
 
 
@@ -267,7 +268,7 @@ def test_warnings_are_kept_per_folder(tmp_path: Path) -> None:
     # Repeats go to DEBUG, which a logging configuration made earlier in the suite may filter:
     # count the warnings only (one per folder; the repeat is not one).
     assert [e["log_level"] for e in logged if e["log_level"] != "debug"] == ["warning", "warning"]
-    assert isinstance(said_in(tmp_path / "a"), _Repeats)
+    assert isinstance(said_in(tmp_path / "a"), Repeats)
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import contextlib
 import errno
 import os
 import stat
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import IO
@@ -98,3 +99,16 @@ class Parts:
         self.done = True
         with contextlib.suppress(OSError):
             self._handle.close()
+
+
+@dataclass(eq=False)
+class Held:
+    """A file in hand: where it is now (claimed, or in place for a dry run), what it was when
+    opened (``None`` for a link: not compared), and what its parts found so far."""
+
+    name: str
+    path: Path
+    opened: os.stat_result | None
+    problems: list[Problem] = field(default_factory=list)
+    parts: Parts | None = None
+    left: bool = False  # put back already (maybe still being written): nothing to archive
