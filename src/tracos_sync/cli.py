@@ -292,6 +292,8 @@ async def _run_sync(startup: Startup, command: Command, dry_run: bool) -> int:
             )
     code = max(_logged_exit_code(runtime, outcome) for outcome in outcomes)
     reported = publish(runtime, outcomes)
+    if any(outcome.status == "partial" for outcome in outcomes):
+        code = code or EXIT_FAILED  # work was left for the next run (its line said why)
     return code or (EXIT_OK if reported else EXIT_FAILED)
 
 

@@ -58,6 +58,7 @@ class RunStats:
     skipped: int = 0
     requeued: int = 0
     superseded: int = 0
+    deferred: int = 0
     seconds: float = 0.0
 
     def as_fields(self) -> dict[str, int | float]:
@@ -188,6 +189,15 @@ async def sync_outbound(
                     # nothing written, nothing marked; whoever wrote the newer one marks it.
                     stats.superseded += len(delivery.superseded)
                     log.info("outbound.superseded", numbers=delivery.superseded[:20])
+                if delivery.deferred_because:
+                    # Left unsynced for a later run (a lock held too long): the sink says it
+                    # once per change of state, the summary counts every one.
+                    log.warning(
+                        "outbound.deferred",
+                        count=len(delivery.deferred),
+                        reason=delivery.deferred_because,
+                    )
+                stats.deferred += len(delivery.deferred)
                 delivered = set(delivery.delivered)
                 previous, marking = marking, None
                 if previous is not None:

@@ -52,6 +52,7 @@ class Syncer:
     state: ConnectorStateStore
     options: RunOptions
     batch_size: int
+    lock_timeout_seconds: float = 10.0
     source: ClientSource | None = None
     sink: ClientSink | None = None
     durations: dict[str, float] = field(default_factory=dict)
@@ -61,7 +62,7 @@ class Syncer:
         """Build the adapters; each is prepared in its own direction's turn, so that one that
         cannot be (a folder that cannot be created) does not keep the other direction from
         running."""
-        context = ConnectorContext(self.state, self.options.dry_run)
+        context = ConnectorContext(self.state, self.options.dry_run, self.lock_timeout_seconds)
         if command in ("run", "inbound", "watch"):
             self.source = self.integration.connector.source(context)
         if command in ("run", "outbound", "watch"):
@@ -145,7 +146,14 @@ async def open_syncer(
 ) -> AsyncIterator[Syncer]:
     stores = database.stores(integration)
     batch_size = runtime.settings.batch_size
-    syncer = Syncer(integration, stores.repository, stores.state, options, batch_size)
+    syncer = Syncer(
+        integration,
+        stores.repository,
+        stores.state,
+        options,
+        batch_size,
+        runtime.settings.lock_timeout_seconds,
+    )
     try:
         await syncer.open(command)
         yield syncer
@@ -170,7 +178,11 @@ class RunOutcome:
 
     @property
     def status(self) -> str:
-        return "ok" if self.error is None else "failed"
+        """failed: an error stopped it; partial: it completed but left work for a later run
+        (deferred: a lock held too long); ok."""
+        if self.error is not None:
+            return "failed"
+        return "partial" if self.stats.deferred else "ok"
 
 
 def outcomes_for(runtime: Runtime, command: Command, dry_run: bool) -> list[RunOutcome]:

@@ -67,11 +67,16 @@ class ClientSource(Protocol):
 class Delivery:
     """What a sink did with a batch: the numbers now durable on the client side, the records it
     refused, those it did not write because the client already holds a newer version of them
-    (delivered by an overlapping run), and the fatal error that stopped it part-way, if any."""
+    (delivered by an overlapping run), those it left for a later run because something it does
+    not control kept it from them for too long (``deferred``; ``deferred_because`` says what,
+    once per change of state: empty while it goes on), and the fatal error that stopped it
+    part-way, if any."""
 
     delivered: list[int] = field(default_factory=list)
     refused: list[Problem] = field(default_factory=list)
     superseded: list[int] = field(default_factory=list)
+    deferred: list[int] = field(default_factory=list)
+    deferred_because: str = ""
     fatal: FatalError | None = None
 
 
@@ -228,6 +233,8 @@ class ConnectorContext:
 
     state: ConnectorStateStore
     dry_run: bool = False
+    # How long a sink waits for a lock it shares with other writers (LOCK_TIMEOUT_SECONDS).
+    lock_timeout_seconds: float = 10.0
 
 
 class ClientConnector(Protocol):
