@@ -22,6 +22,7 @@ from tracos_sync.domain.ports import (
     UnreadableDocument,
 )
 from tracos_sync.tracos.documents import (
+    EXPORTED_FIELDS,
     UnreadableDocumentError,
     insert_document,
     native_document,
@@ -76,15 +77,13 @@ class InMemoryWorkOrderRepository:
         self, batch_size: int
     ) -> AsyncGenerator[list[PendingExport | UnreadableDocument], None]:
         waiting = [
-            (key, doc)
-            for key, doc in self.documents.items()
-            if doc.get("isSynced") in (False, None)
+            (key, doc) for key, doc in self.documents.items() if doc.get("isSynced") is not True
         ]
         for start in range(0, len(waiting), batch_size):
             page: list[PendingExport | UnreadableDocument] = []
             for key, doc in waiting[start : start + batch_size]:
                 try:
-                    page.append(PendingExport(read_document(doc), key, doc.get("updatedAt")))
+                    page.append(PendingExport(read_document(doc), key, _exported(doc)))
                 except UnreadableDocumentError as exc:
                     page.append(UnreadableDocument(f"_id={key}", str(exc)))
             yield page
@@ -93,7 +92,7 @@ class InMemoryWorkOrderRepository:
         marked = 0
         for export in exports:
             doc = self.documents.get(export.key)  # type: ignore[call-overload]
-            if doc is not None and doc.get("updatedAt") == export.version:
+            if doc is not None and _exported(doc) == export.version:
                 doc.update(isSynced=True, syncedAt=synced_at)
                 marked += 1
         return marked
@@ -115,7 +114,7 @@ class InMemoryWorkOrderRepository:
     async def oldest_unsynced_age(self) -> float | None:
         ages = []
         for doc in self.documents.values():
-            if doc.get("isSynced") in (False, None):
+            if _exported_as_unsynced(doc.get("isSynced")):
                 with contextlib.suppress(InvalidDate):
                     ages.append(datetime.now(UTC) - coerce_instant(doc.get("updatedAt")))
         return max(ages).total_seconds() if ages else None
@@ -159,3 +158,17 @@ class InMemoryConnectorStateStore:
 
     def describe(self) -> str:
         return "in memory"
+
+
+def _exported(doc: dict[str, Any]) -> dict[str, Any]:
+    """What the mark is conditional on: every exported field as read (absent stays absent)."""
+    return {name: doc[name] for name in EXPORTED_FIELDS if name in doc}
+
+
+def _exported_as_unsynced(value: Any) -> bool:
+    """As the repository's queries: false, missing, and odd numbers or strings."""
+    return (
+        value is None
+        or value is False
+        or (isinstance(value, (int, float, str)) and not isinstance(value, bool))
+    )
