@@ -48,15 +48,29 @@ class InMemoryWorkOrderRepository:
     async def prepare(self) -> None:
         """Nothing to index."""
 
-    async def apply(self, orders: Sequence[WorkOrder], synced_at: datetime) -> ApplyResult:
+    async def apply(
+        self, orders: Sequence[WorkOrder], synced_at: datetime, not_after: datetime | None = None
+    ) -> ApplyResult:
         inserted = updated = stale = 0
         refused: list[RefusedOrder] = []
         for position, order in enumerate(orders):
+            current = self.by_number(order.number)
+            if not_after is not None and order.updated_at > not_after:
+                try:
+                    held = current is not None and (
+                        coerce_instant(current.get("updatedAt")) >= order.updated_at
+                    )
+                except InvalidDate:
+                    held = False
+                if held:
+                    stale += 1
+                else:
+                    refused.append(RefusedOrder(position, "dated in the future"))
+                continue
             problem = storage_problem(order)
             if problem is not None:
                 refused.append(RefusedOrder(position, problem))
                 continue
-            current = self.by_number(order.number)
             if current is None:
                 self.insert_raw(insert_document(order, synced_at))
                 inserted += 1

@@ -10,7 +10,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,6 +53,7 @@ class Syncer:
     options: RunOptions
     batch_size: int
     lock_timeout_seconds: float = 10.0
+    clock_skew_seconds: float = 300.0
     source: ClientSource | None = None
     sink: ClientSink | None = None
     durations: dict[str, float] = field(default_factory=dict)
@@ -62,7 +63,9 @@ class Syncer:
         """Build the adapters; each is prepared in its own direction's turn, so that one that
         cannot be (a folder that cannot be created) does not keep the other direction from
         running."""
-        context = ConnectorContext(self.state, self.options.dry_run, self.lock_timeout_seconds)
+        context = ConnectorContext(
+            self.state, self.options.dry_run, self.lock_timeout_seconds, self.clock_skew_seconds
+        )
         if command in ("run", "inbound", "watch"):
             self.source = self.integration.connector.source(context)
         if command in ("run", "outbound", "watch"):
@@ -90,7 +93,13 @@ class Syncer:
             with self._timed("inbound"), _collect(failures, "inbound"):
                 await self._prepare("inbound", self.source)
                 await sync_inbound(
-                    self.source, self.repository, stats, self.batch_size, follow=follow, **hooks
+                    self.source,
+                    self.repository,
+                    stats,
+                    self.batch_size,
+                    follow=follow,
+                    clock_skew=timedelta(seconds=self.clock_skew_seconds),
+                    **hooks,
                 )
         if self.sink is not None:
             with self._timed("outbound"), _collect(failures, "outbound"):
@@ -153,6 +162,7 @@ async def open_syncer(
         options,
         batch_size,
         runtime.settings.lock_timeout_seconds,
+        runtime.settings.client_clock_skew_seconds,
     )
     try:
         await syncer.open(command)

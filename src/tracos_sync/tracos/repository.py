@@ -146,10 +146,14 @@ class MongoWorkOrderRepository:
 
     # -- inbound -------------------------------------------------------------------------------
 
-    async def apply(self, orders: Sequence[WorkOrder], synced_at: datetime) -> ApplyResult:
+    async def apply(
+        self, orders: Sequence[WorkOrder], synced_at: datetime, not_after: datetime | None = None
+    ) -> ApplyResult:
         if self._dry_run:
-            return await self._retrier.call("plan work orders", lambda: self._upserts.plan(orders))
-        return await self._upserts.apply(orders, synced_at)
+            return await self._retrier.call(
+                "plan work orders", lambda: self._upserts.plan(orders, not_after)
+            )
+        return await self._upserts.apply(orders, synced_at, not_after)
 
     async def pending(
         self, batch_size: int
