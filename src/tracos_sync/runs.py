@@ -43,6 +43,10 @@ class RunOptions:
     stop: Callable[[], bool] | None = None
 
 
+def _log_other(direction: str, exc: Exception) -> None:
+    log.error("run.failed", direction=direction, error=describe_error(exc))
+
+
 @dataclass(slots=True)
 class Syncer:
     """The adapters of one integration, opened once and used for one run or many (watch)."""
@@ -57,6 +61,9 @@ class Syncer:
     source: ClientSource | None = None
     sink: ClientSink | None = None
     durations: dict[str, float] = field(default_factory=dict)
+    # Told of a direction's failure when the other direction failed first (that one is raised):
+    # one-shot runs log it; watch logs it once per change of state, like the first.
+    other_failure: Callable[[str, Exception], None] = field(default=_log_other)
     _prepared: set[str] = field(default_factory=set)
 
     async def open(self, command: Command) -> None:
@@ -88,7 +95,7 @@ class Syncer:
         # Before every sweep, not only at start-up: an index dropped meanwhile is rebuilt
         # before anything is written (and a non-guarantee stops the sweep).
         await self.repository.prepare()
-        failures: list[Exception] = []
+        failures: list[tuple[str, Exception]] = []
         if self.source is not None:
             with self._timed("inbound"), _collect(failures, "inbound"):
                 await self._prepare("inbound", self.source)
@@ -106,7 +113,9 @@ class Syncer:
                 await self._prepare("outbound", self.sink)
                 await sync_outbound(self.repository, self.sink, stats, self.batch_size, **hooks)
         if failures:
-            raise failures[0]
+            for direction, exc in failures[1:]:
+                self.other_failure(direction, exc)
+            raise failures[0][1]
 
     @contextlib.contextmanager
     def _timed(self, direction: str) -> Iterator[None]:
@@ -134,15 +143,12 @@ def describe_error(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _collect(failures: list[Exception], direction: str) -> Iterator[None]:
-    """Keep a direction's failure for later; the second of two is logged here, the first is
-    raised (and reported) by the caller."""
+def _collect(failures: list[tuple[str, Exception]], direction: str) -> Iterator[None]:
+    """Keep a direction's failure for later (the first is raised, the others told apart)."""
     try:
         yield
     except Exception as exc:
-        if failures:
-            log.error("run.failed", direction=direction, error=describe_error(exc))
-        failures.append(exc)
+        failures.append((direction, exc))
 
 
 @contextlib.asynccontextmanager
