@@ -53,18 +53,18 @@ def temps_in(folder: Path) -> list[Path]:
 def test_run_leaves_the_locked_folder_for_later_and_names_the_holder(
     env: Env, frozen_holder: subprocess.Popen[str]
 ) -> None:
-    env.collection.insert_many([tracos_doc(n) for n in range(1, 41)])
+    env.collection.insert_many([tracos_doc(n) for n in range(1, 81)])
     write_json(env.inbound / "900.json", client_record(900))
     started = time.monotonic()
     result = env.cli("run", timeout=60, LOCK_TIMEOUT_SECONDS="1", BATCH_SIZE="10")
     took = time.monotonic() - started
-    # One deadline for the run, not one per file or per page (40 files, 4 pages).
-    assert took < 15, f"{took:.1f}s\n{result.output}"
+    # One deadline for the run, not one per file or per page (80 files, 8 pages: 16 s).
+    assert took < 8, f"{took:.1f}s\n{result.output}"
     assert result.code == 1, result.output
     summary = result.summary()
     assert summary["status"] == "partial", result.output
     counts = result.counts()
-    assert counts["deferred"] == 40 and counts["exported"] == 0, result.output
+    assert counts["deferred"] == 80 and counts["exported"] == 0, result.output
     assert counts["inserted"] == 1, result.output  # inbound was not held up
     lines = [line for line in result.output.splitlines() if "outbound.deferred" in line]
     assert len(lines) == 1, result.output
@@ -77,7 +77,7 @@ def test_run_leaves_the_locked_folder_for_later_and_names_the_holder(
     frozen_holder.wait(10)
     again = env.cli("run")
     assert again.code == 0, again.output
-    assert again.counts()["exported"] == 40 and again.counts()["deferred"] == 0
+    assert again.counts()["exported"] == 80 and again.counts()["deferred"] == 0
 
 
 def test_sigterm_stops_a_run_waiting_for_a_frozen_holder(
