@@ -138,3 +138,19 @@ def _metrics_or_empty(port: int) -> str:
         return metrics(port)
     except OSError:
         return ""
+
+
+def test_sigterm_stops_watch_waiting_for_a_frozen_holder(
+    env: Env, frozen_holder: subprocess.Popen[str]
+) -> None:
+    env.collection.insert_one(tracos_doc(1))
+    proc = env.popen("watch", WATCH_INTERVAL="0.3", LOCK_TIMEOUT_SECONDS="600")
+    try:
+        wait_until(lambda: bool(temps_in(env.outbound)), proc, 60)
+        result, took = stop(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert took < 10, f"{took:.1f}s\n{result.output}"
+    assert result.code == 0, result.output
+    assert env.collection.count_documents({"isSynced": True}) == 0
