@@ -310,6 +310,18 @@ class LockHeld(Exception):
         self.waited = waited
 
 
+# This process's threads take turns on a folder through a lock of their own first, which hands
+# over at once; the non-blocking flock below then only ever waits for other processes (polling
+# it among our own threads would leave the lock idle for the length of each backoff).
+_THREAD_LOCKS: dict[Path, threading.Lock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+def _thread_lock(folder: Path) -> threading.Lock:
+    with _THREAD_LOCKS_GUARD:
+        return _THREAD_LOCKS.setdefault(folder, threading.Lock())
+
+
 @contextlib.contextmanager
 def folder_lock(
     folder: Path,
@@ -325,28 +337,41 @@ def folder_lock(
     Never a blocking ``flock``: a holder that is frozen (SIGSTOP, a paused container, a hung
     network file system) would keep this thread, and the process's exit, waiting forever.
     """
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    started = time.monotonic()
+
+    def give_up_now() -> bool:
+        stopping = abandon is not None and abandon.is_set()
+        return stopping or time.monotonic() - started >= timeout
+
+    def held() -> LockHeld:
+        return LockHeld(folder, lock_holder(folder), time.monotonic() - started)
+
+    ours = _thread_lock(folder)
+    while not ours.acquire(timeout=max(0.0, min(_LOCK_MAX_RETRY, timeout))):
+        if give_up_now():
+            raise held()
     try:
-        started = time.monotonic()
-        delay = _LOCK_FIRST_RETRY
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                waited = time.monotonic() - started
-                stopping = abandon is not None and abandon.is_set()
-                if stopping or waited >= timeout:
-                    raise LockHeld(folder, lock_holder(folder), waited) from None
-                pause = min(delay, timeout - waited)
-                if abandon is not None:
-                    abandon.wait(pause)
-                else:
-                    time.sleep(pause)
-                delay = min(delay * 2, _LOCK_MAX_RETRY)
-        yield
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            delay = _LOCK_FIRST_RETRY
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if give_up_now():
+                        raise held() from None
+                    pause = min(delay, max(0.0, timeout - (time.monotonic() - started)))
+                    if abandon is not None:
+                        abandon.wait(pause)
+                    else:
+                        time.sleep(pause)
+                    delay = min(delay * 2, _LOCK_MAX_RETRY)
+            yield
+        finally:
+            os.close(fd)
     finally:
-        os.close(fd)
+        ours.release()
 
 
 def lock_holder(path: Path) -> str:
