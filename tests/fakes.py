@@ -22,6 +22,7 @@ from tracos_sync.domain.ports import (
     UnreadableDocument,
 )
 from tracos_sync.tracos.documents import (
+    EXPORTED_FIELDS,
     UnreadableDocumentError,
     insert_document,
     native_document,
@@ -47,15 +48,29 @@ class InMemoryWorkOrderRepository:
     async def prepare(self) -> None:
         """Nothing to index."""
 
-    async def apply(self, orders: Sequence[WorkOrder], synced_at: datetime) -> ApplyResult:
+    async def apply(
+        self, orders: Sequence[WorkOrder], synced_at: datetime, not_after: datetime | None = None
+    ) -> ApplyResult:
         inserted = updated = stale = 0
         refused: list[RefusedOrder] = []
         for position, order in enumerate(orders):
+            current = self.by_number(order.number)
+            if not_after is not None and order.updated_at > not_after:
+                try:
+                    held = current is not None and (
+                        coerce_instant(current.get("updatedAt")) >= order.updated_at
+                    )
+                except InvalidDate:
+                    held = False
+                if held:
+                    stale += 1
+                else:
+                    refused.append(RefusedOrder(position, "dated in the future"))
+                continue
             problem = storage_problem(order)
             if problem is not None:
                 refused.append(RefusedOrder(position, problem))
                 continue
-            current = self.by_number(order.number)
             if current is None:
                 self.insert_raw(insert_document(order, synced_at))
                 inserted += 1
@@ -76,15 +91,13 @@ class InMemoryWorkOrderRepository:
         self, batch_size: int
     ) -> AsyncGenerator[list[PendingExport | UnreadableDocument], None]:
         waiting = [
-            (key, doc)
-            for key, doc in self.documents.items()
-            if doc.get("isSynced") in (False, None)
+            (key, doc) for key, doc in self.documents.items() if doc.get("isSynced") is not True
         ]
         for start in range(0, len(waiting), batch_size):
             page: list[PendingExport | UnreadableDocument] = []
             for key, doc in waiting[start : start + batch_size]:
                 try:
-                    page.append(PendingExport(read_document(doc), key, doc.get("updatedAt")))
+                    page.append(PendingExport(read_document(doc), key, _exported(doc)))
                 except UnreadableDocumentError as exc:
                     page.append(UnreadableDocument(f"_id={key}", str(exc)))
             yield page
@@ -93,7 +106,7 @@ class InMemoryWorkOrderRepository:
         marked = 0
         for export in exports:
             doc = self.documents.get(export.key)  # type: ignore[call-overload]
-            if doc is not None and doc.get("updatedAt") == export.version:
+            if doc is not None and _exported(doc) == export.version:
                 doc.update(isSynced=True, syncedAt=synced_at)
                 marked += 1
         return marked
@@ -115,7 +128,7 @@ class InMemoryWorkOrderRepository:
     async def oldest_unsynced_age(self) -> float | None:
         ages = []
         for doc in self.documents.values():
-            if doc.get("isSynced") in (False, None):
+            if _exported_as_unsynced(doc.get("isSynced")):
                 with contextlib.suppress(InvalidDate):
                     ages.append(datetime.now(UTC) - coerce_instant(doc.get("updatedAt")))
         return max(ages).total_seconds() if ages else None
@@ -159,3 +172,17 @@ class InMemoryConnectorStateStore:
 
     def describe(self) -> str:
         return "in memory"
+
+
+def _exported(doc: dict[str, Any]) -> dict[str, Any]:
+    """What the mark is conditional on: every exported field as read (absent stays absent)."""
+    return {name: doc[name] for name in EXPORTED_FIELDS if name in doc}
+
+
+def _exported_as_unsynced(value: Any) -> bool:
+    """As the repository's queries: false, missing, and odd numbers or strings."""
+    return (
+        value is None
+        or value is False
+        or (isinstance(value, (int, float, str)) and not isinstance(value, bool))
+    )

@@ -391,7 +391,13 @@ async def check(runtime: Runtime) -> list[HealthCheck]:
             structlog.contextvars.bind_contextvars(integration=integration.name)
         stores = database.stores(integration)
         found = await stores.repository.health()
-        found += await integration.connector.health(ConnectorContext(stores.state, dry_run=True))
+        context = ConnectorContext(
+            stores.state,
+            dry_run=True,
+            lock_timeout_seconds=runtime.settings.lock_timeout_seconds,
+            clock_skew_seconds=runtime.settings.client_clock_skew_seconds,
+        )
+        found += await integration.connector.health(context)
         if runtime.named:
             found = [HealthCheck(f"{integration.name}: {c.name}", c.ok, c.detail) for c in found]
         return found

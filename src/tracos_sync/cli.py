@@ -51,12 +51,17 @@ embedded_option = click.option(
 )
 
 
+DEFAULT_ENV_FILE = ".env"  # read when present
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--env-file",
-    default=".env",
-    show_default=True,
-    help="Settings file read after the environment (the environment wins).",
+    default=None,
+    # Named, it must exist: a typo'd name must not silently run on other settings (exit 2).
+    type=click.Path(exists=True, dir_okay=False),
+    help="Settings file read after the environment (the environment wins). "
+    "[default: .env, when there is one]",
 )
 @click.option(
     "--integrations",
@@ -69,12 +74,12 @@ embedded_option = click.option(
 )
 @click.version_option(package_name="tracos-sync", prog_name="tracos-sync")
 @click.pass_context
-def cli(ctx: click.Context, env_file: str, integrations_file: str | None) -> None:
+def cli(ctx: click.Context, env_file: str | None, integrations_file: str | None) -> None:
     """Keep work orders in sync between TracOS (MongoDB) and customers' ERPs.
 
     Settings come from environment variables or a .env file; see the README.
     """
-    ctx.obj = Startup(env_file, integrations_file)
+    ctx.obj = Startup(env_file or DEFAULT_ENV_FILE, integrations_file)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +297,8 @@ async def _run_sync(startup: Startup, command: Command, dry_run: bool) -> int:
             )
     code = max(_logged_exit_code(runtime, outcome) for outcome in outcomes)
     reported = publish(runtime, outcomes)
+    if any(outcome.status == "partial" for outcome in outcomes):
+        code = code or EXIT_FAILED  # work was left for the next run (its line said why)
     return code or (EXIT_OK if reported else EXIT_FAILED)
 
 

@@ -89,6 +89,10 @@ class Settings(EnvSettings):
     mongo_timeout_seconds: float = Field(10.0, gt=0, le=3_600)
     mongo_embedded: bool = False
     batch_size: int = Field(1000, ge=1, le=100_000)
+    # The longest a writer waits for a lock another process holds (a frozen one may never let go).
+    lock_timeout_seconds: float = Field(10.0, gt=0, le=3_600)
+    # How far ahead of this host's clock a client record's last update may be (every connector).
+    client_clock_skew_seconds: float = Field(300.0, ge=0, le=86_400)
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "text"
     client_connector: str = Field("files", min_length=1)

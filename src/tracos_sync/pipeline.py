@@ -12,7 +12,7 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
@@ -29,6 +29,8 @@ from tracos_sync.domain.ports import (
 log = structlog.get_logger("tracos_sync.pipeline")
 
 Clock = Callable[[], datetime]
+# CLIENT_CLOCK_SKEW_SECONDS's default.
+DEFAULT_CLOCK_SKEW = timedelta(seconds=300)
 # Told how far a run has got: (direction, items just done). For progress displays.
 ProgressHook = Callable[[str, int], None]
 
@@ -58,6 +60,7 @@ class RunStats:
     skipped: int = 0
     requeued: int = 0
     superseded: int = 0
+    deferred: int = 0
     seconds: float = 0.0
 
     def as_fields(self) -> dict[str, int | float]:
@@ -83,11 +86,13 @@ async def sync_inbound(
     progress: ProgressHook = _no_progress,
     stop: Callable[[], bool] = _never,
     follow: float = 0.0,
+    clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
 ) -> None:
     """Client -> TracOS. A batch is archived (in the background, while the next one is being
     applied) only once its records are durable; on failure the batch in hand is given back.
     ``follow`` (watch mode, a source that can): go on for about that many seconds with what
-    arrives meanwhile, see ``SupportsFollowing``."""
+    arrives meanwhile, see ``SupportsFollowing``. A record dated beyond now + ``clock_skew``
+    is never applied (see ``WorkOrderRepository.apply``), whatever the connector."""
     if follow > 0 and isinstance(source, SupportsFollowing):
         batches = source.following(batch_size, follow)
     else:
@@ -97,7 +102,9 @@ async def sync_inbound(
         async with contextlib.aclosing(batches):
             async for units in batches:
                 try:
-                    await _apply_units(units, repository, stats, batch_size, clock)
+                    await _apply_units(
+                        units, repository, stats, batch_size, clock=clock, clock_skew=clock_skew
+                    )
                 except BaseException:
                     await source.release(units)
                     raise
@@ -123,13 +130,17 @@ async def _apply_units(
     repository: WorkOrderRepository,
     stats: RunStats,
     batch_size: int,
+    *,
     clock: Clock,
+    clock_skew: timedelta,
 ) -> None:
     records = [record for unit in units for record in unit.records]
     # Which unit, and which of its records, each of ``records`` is: a refusal goes back there.
     owners = [(unit, i) for unit in units for i in range(len(unit.records))]
     for start in range(0, len(records), batch_size):
-        result = await repository.apply(records[start : start + batch_size], clock())
+        now = clock()
+        chunk = records[start : start + batch_size]
+        result = await repository.apply(chunk, now, not_after=now + clock_skew)
         stats.inserted += result.inserted
         stats.updated += result.updated
         stats.stale += result.stale
@@ -188,6 +199,15 @@ async def sync_outbound(
                     # nothing written, nothing marked; whoever wrote the newer one marks it.
                     stats.superseded += len(delivery.superseded)
                     log.info("outbound.superseded", numbers=delivery.superseded[:20])
+                if delivery.deferred_because:
+                    # Left unsynced for a later run (a lock held too long): the sink says it
+                    # once per change of state, the summary counts every one.
+                    log.warning(
+                        "outbound.deferred",
+                        count=len(delivery.deferred),
+                        reason=delivery.deferred_because,
+                    )
+                stats.deferred += len(delivery.deferred)
                 delivered = set(delivery.delivered)
                 previous, marking = marking, None
                 if previous is not None:

@@ -10,7 +10,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,6 +43,10 @@ class RunOptions:
     stop: Callable[[], bool] | None = None
 
 
+def _log_other(direction: str, exc: Exception) -> None:
+    log.error("run.failed", direction=direction, error=describe_error(exc))
+
+
 @dataclass(slots=True)
 class Syncer:
     """The adapters of one integration, opened once and used for one run or many (watch)."""
@@ -52,16 +56,23 @@ class Syncer:
     state: ConnectorStateStore
     options: RunOptions
     batch_size: int
+    lock_timeout_seconds: float = 10.0
+    clock_skew_seconds: float = 300.0
     source: ClientSource | None = None
     sink: ClientSink | None = None
     durations: dict[str, float] = field(default_factory=dict)
+    # Told of a direction's failure when the other direction failed first (that one is raised):
+    # one-shot runs log it; watch logs it once per change of state, like the first.
+    other_failure: Callable[[str, Exception], None] = field(default=_log_other)
     _prepared: set[str] = field(default_factory=set)
 
     async def open(self, command: Command) -> None:
         """Build the adapters; each is prepared in its own direction's turn, so that one that
         cannot be (a folder that cannot be created) does not keep the other direction from
         running."""
-        context = ConnectorContext(self.state, self.options.dry_run)
+        context = ConnectorContext(
+            self.state, self.options.dry_run, self.lock_timeout_seconds, self.clock_skew_seconds
+        )
         if command in ("run", "inbound", "watch"):
             self.source = self.integration.connector.source(context)
         if command in ("run", "outbound", "watch"):
@@ -84,19 +95,27 @@ class Syncer:
         # Before every sweep, not only at start-up: an index dropped meanwhile is rebuilt
         # before anything is written (and a non-guarantee stops the sweep).
         await self.repository.prepare()
-        failures: list[Exception] = []
+        failures: list[tuple[str, Exception]] = []
         if self.source is not None:
             with self._timed("inbound"), _collect(failures, "inbound"):
                 await self._prepare("inbound", self.source)
                 await sync_inbound(
-                    self.source, self.repository, stats, self.batch_size, follow=follow, **hooks
+                    self.source,
+                    self.repository,
+                    stats,
+                    self.batch_size,
+                    follow=follow,
+                    clock_skew=timedelta(seconds=self.clock_skew_seconds),
+                    **hooks,
                 )
         if self.sink is not None:
             with self._timed("outbound"), _collect(failures, "outbound"):
                 await self._prepare("outbound", self.sink)
                 await sync_outbound(self.repository, self.sink, stats, self.batch_size, **hooks)
         if failures:
-            raise failures[0]
+            for direction, exc in failures[1:]:
+                self.other_failure(direction, exc)
+            raise failures[0][1]
 
     @contextlib.contextmanager
     def _timed(self, direction: str) -> Iterator[None]:
@@ -124,15 +143,12 @@ def describe_error(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _collect(failures: list[Exception], direction: str) -> Iterator[None]:
-    """Keep a direction's failure for later; the second of two is logged here, the first is
-    raised (and reported) by the caller."""
+def _collect(failures: list[tuple[str, Exception]], direction: str) -> Iterator[None]:
+    """Keep a direction's failure for later (the first is raised, the others told apart)."""
     try:
         yield
     except Exception as exc:
-        if failures:
-            log.error("run.failed", direction=direction, error=describe_error(exc))
-        failures.append(exc)
+        failures.append((direction, exc))
 
 
 @contextlib.asynccontextmanager
@@ -145,7 +161,15 @@ async def open_syncer(
 ) -> AsyncIterator[Syncer]:
     stores = database.stores(integration)
     batch_size = runtime.settings.batch_size
-    syncer = Syncer(integration, stores.repository, stores.state, options, batch_size)
+    syncer = Syncer(
+        integration,
+        stores.repository,
+        stores.state,
+        options,
+        batch_size,
+        runtime.settings.lock_timeout_seconds,
+        runtime.settings.client_clock_skew_seconds,
+    )
     try:
         await syncer.open(command)
         yield syncer
@@ -170,7 +194,11 @@ class RunOutcome:
 
     @property
     def status(self) -> str:
-        return "ok" if self.error is None else "failed"
+        """failed: an error stopped it; partial: it completed but left work for a later run
+        (deferred: a lock held too long); ok."""
+        if self.error is not None:
+            return "failed"
+        return "partial" if self.stats.deferred else "ok"
 
 
 def outcomes_for(runtime: Runtime, command: Command, dry_run: bool) -> list[RunOutcome]:

@@ -75,10 +75,11 @@ class _Health:
             self._metrics.database_up.set(1)
             self._metrics.destination_up.set(1)
 
-    def failed(self, exc: BaseException) -> None:
-        """Classified by what failed, not by where: a full disk is not a database outage."""
+    def failed(self, exc: BaseException, *, counted: bool = True) -> None:
+        """Classified by what failed, not by where: a full disk is not a database outage.
+        ``counted`` False: another failure of a sweep already counted (its other direction)."""
         error = describe_error(exc)
-        if self._metrics is not None:
+        if self._metrics is not None and counted:
             self._metrics.cycle_failures.inc()
         if isinstance(exc, DatabaseUnavailable):
             self._set("database", "unavailable, retrying", error)
@@ -189,6 +190,7 @@ async def _watch_integration(
 
     async def serve() -> None:
         async with open_syncer(runtime, database, integration, "watch", options) as syncer:
+            syncer.other_failure = lambda _, exc: health.failed(exc, counted=False)
             await _serve(syncer, serving)
 
     await _until_stopped(serve, stop, health, settings.watch_interval)

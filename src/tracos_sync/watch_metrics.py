@@ -65,6 +65,14 @@ class Metrics:
             ["integration"],
             registry=self.registry,
         )
+        # Not an outage: the database and the destination answer, a neighbour holds a lock.
+        self.destination_locked = Gauge(
+            "tracos_sync_destination_locked",
+            "1 when the last cycle left work for later because a lock on the client side "
+            "(the outbound folder) stayed held past LOCK_TIMEOUT_SECONDS",
+            ["integration"],
+            registry=self.registry,
+        )
         self._server: Any = None
 
     def serve(self, address: str, port: int) -> None:
@@ -95,9 +103,11 @@ class IntegrationMetrics:
         self.inbound_oldest = metrics.inbound_oldest.labels(integration)
         self.database_up = metrics.database_up.labels(integration)
         self.destination_up = metrics.destination_up.labels(integration)
+        self.destination_locked = metrics.destination_locked.labels(integration)
 
     def observe(self, stats: RunStats) -> None:
         for outcome, count in stats.counts().items():
             if count:
                 self._outcomes.labels(self._integration, outcome).inc(count)
         self.cycle_seconds.observe(stats.seconds)
+        self.destination_locked.set(1 if stats.deferred else 0)

@@ -145,3 +145,26 @@ async def test_refuses_what_it_cannot_store_and_applies_the_rest(store: Store) -
     assert {r.position for r in result.refused} == {0, 2}
     assert await store.find(1) is None
     assert (await store.find(3) or {})["title"] != "t", "an unreadable version is not older"
+
+
+async def test_an_order_dated_after_not_after_is_stale_when_held_else_refused(store: Store) -> None:
+    ahead = NOW + timedelta(days=1)
+    await store.insert_raw(tracos_doc(1, updatedAt=ahead, isSynced=True, title="held"))
+    orders = [order(1, ahead, "again"), order(2, ahead), order(3), order(1, NOW, "older")]
+    result = await store.repo.apply(orders, NOW, not_after=NOW)
+    assert (result.inserted, result.stale) == (1, 2)
+    assert [r.position for r in result.refused] == [1]
+    assert "in the future" in result.refused[0].reason
+    assert await store.find(2) is None, "never written"
+    assert (await store.find(1) or {})["title"] == "held"
+
+
+async def test_an_edit_that_keeps_updated_at_misses_the_mark(store: Store) -> None:
+    await store.insert_raw(tracos_doc(1))
+    await store.insert_raw(tracos_doc(2))
+    [page] = [page async for page in store.repo.pending(10)]
+    exports = [item for item in page if isinstance(item, PendingExport)]
+    await store.edit(1, {"title": "edited, same updatedAt"})
+    assert await store.repo.mark_synced(exports, NOW) == 1
+    assert (await store.find(1) or {}).get("isSynced") is not True
+    assert (await store.find(2) or {}).get("isSynced") is True

@@ -250,3 +250,12 @@ def test_unconfigured_and_nothing_on_the_default_says_so_at_once(env: Env) -> No
 )
 def test_main_py_takes_the_options_of_run(argv: list[str], expected: list[str]) -> None:
     assert with_default_command(argv, "run") == expected
+
+
+def test_a_named_env_file_that_does_not_exist_is_a_usage_error(env: Env) -> None:
+    write_json(env.inbound / "1.json", client_record(1))
+    for args in (["--env-file", "prod.env", "run"], ["--env-file", "prod.env"]):
+        result = env.cli(*args)
+        assert result.code == 2, result.output
+        assert "prod.env" in result.output and "does not exist" in result.output
+    assert env.collection.count_documents({}) == 0, "nothing was run on other settings"

@@ -118,6 +118,7 @@ def test_second_run_is_a_no_op(env: Env) -> None:
         "skipped": 0,
         "requeued": 0,
         "superseded": 0,
+        "deferred": 0,
     }
 
 

@@ -54,7 +54,9 @@ CORPUS: dict[str, tuple[bytes, str | None]] = {
         rec(creationDate="0001-01-01T00:00:00+01:00"),
         "outside the representable",
     ),
-    "year-9999": (rec(orderNo=505, lastUpdateDate="9999-12-31T23:59:59.999Z"), None),
+    "year-9999": (rec(orderNo=505, creationDate="9999-12-31T23:59:59.999Z"), None),
+    # A last update that cannot be true yet (a typo'd year): refused alone (SPEC §8).
+    "updated-in-9999": (rec(lastUpdateDate="9999-12-31T23:59:59.999Z"), "is in the future"),
     "dollar-and-dot-keys": (rec(orderNo=506, **{"$set": {"isSynced": False}, "a.b": 1}), None),
     "ambiguous": (rec(isDone=True), "ambiguous status"),
     "scalar": (b"true", "got a boolean"),

@@ -98,3 +98,22 @@ def test_crash_between_write_and_mark_re_exports_the_same_content(
     assert again.counts()["exported"] == 3
     assert {p.name: p.read_bytes() for p in env.outbound.glob("*.json")} == first
     assert read_json(env.outbound / "2.json")["orderNo"] == 2
+
+
+@pytest.mark.parametrize(
+    "code", [pytest.param(43, id="CursorNotFound"), pytest.param(237, id="CursorKilled")]
+)
+def test_a_lost_outbound_cursor_is_reopened(
+    env: Env, mongo: MongoClient[dict[str, Any]], code: int
+) -> None:
+    """A run descheduled (or frozen) longer than the server's cursor timeout finds its cursor
+    gone at the next getMore: the query is opened again, nothing is exported twice."""
+    env.collection.insert_many([tracos_doc(n) for n in range(1, 31)])
+    with failpoint(mongo, 1, failCommands=["getMore"], errorCode=code, errmsg="injected"):
+        result = env.cli("outbound", BATCH_SIZE="5")
+    assert result.code == 0, result.output
+    assert f"(code {code}" in result.output  # retried, said
+    counts = result.counts()
+    assert (counts["exported"], counts["requeued"], counts["superseded"]) == (30, 0, 0)
+    assert len(list(env.outbound.glob("*.json"))) == 30
+    assert env.collection.count_documents({"isSynced": True}) == 30

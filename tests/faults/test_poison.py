@@ -16,7 +16,7 @@ import pytest
 from tests.builders import client_record, read_json, tracos_doc, write_json
 from tests.conftest import Env, Result
 
-LATER = "2030-01-01T00:00:00Z"
+LATER = "2025-06-01T00:00:00Z"  # after the builders' dates, not ahead of the clock
 
 
 def reasons(env: Env, name: str) -> str:
@@ -96,11 +96,11 @@ def test_client_copy_of_a_document_with_an_unreadable_version_is_quarantined(env
 
 
 def test_epoch_millisecond_updated_at_is_an_instant_not_older_than_anything(env: Env) -> None:
-    in_2030 = int(datetime(2030, 1, 1, tzinfo=UTC).timestamp() * 1000)
-    env.collection.insert_one(tracos_doc(1, updatedAt=in_2030, isSynced=True))
-    env.collection.insert_one(tracos_doc(2, updatedAt=float(in_2030), isSynced=True))
+    in_2025 = int(datetime(2025, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    env.collection.insert_one(tracos_doc(1, updatedAt=in_2025, isSynced=True))
+    env.collection.insert_one(tracos_doc(2, updatedAt=float(in_2025), isSynced=True))
     write_json(env.inbound / "old.json", [client_record(1), client_record(2)])  # 2024
-    write_json(env.inbound / "new.json", client_record(2, lastUpdateDate="2031-01-01T00:00:00Z"))
+    write_json(env.inbound / "new.json", client_record(2, lastUpdateDate="2025-06-01T00:00:00Z"))
     result = env.cli("inbound")
     assert result.code == 0, result.output
     assert (result.counts()["stale"], result.counts()["updated"]) == (2, 1), result.output

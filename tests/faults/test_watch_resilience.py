@@ -4,6 +4,7 @@ SIGTERM whatever the database is doing."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ def test_index_dropped_while_watch_runs_is_rebuilt_before_any_duplicate(env: Env
         wait_until((env.processed / "1.json").exists, proc, 30)
         # Another tool drops the index (or the collection is re-imported without it).
         env.collection.drop_index("number_1")
-        write_json(env.inbound / "2.json", client_record(1, lastUpdateDate="2030-01-01T00:00:00Z"))
+        write_json(env.inbound / "2.json", client_record(1, lastUpdateDate="2025-01-01T00:00:00Z"))
         wait_until((env.processed / "2.json").exists, proc, 30)
         write_json(env.inbound / "3.json", client_record(3))
         wait_until((env.processed / "3.json").exists, proc, 30)
@@ -31,7 +32,7 @@ def test_index_dropped_while_watch_runs_is_rebuilt_before_any_duplicate(env: Env
         result, _ = stop(proc)
     assert result.code == 0, result.output
     assert env.collection.count_documents({"number": 1}) == 1
-    assert env.collection.find_one({"number": 1})["updatedAt"].year == 2030
+    assert env.collection.find_one({"number": 1})["updatedAt"].year == 2025
     unique = [ix for ix in env.collection.list_indexes() if ix["name"] == "number_1"]
     assert unique and unique[0].get("unique")
     assert "mongo.index_created" in result.output
@@ -148,3 +149,30 @@ def test_a_report_that_cannot_be_written_fails_the_run_and_its_summary_says_so(e
     assert "report.failed" in lines[-2] and "run.summary" in lines[-1], result.output
     assert result.summary()["status"] == "failed"
     assert (env.processed / "1.json").exists(), "the sync itself was done"
+
+
+def test_both_directions_failing_is_said_once_not_at_every_sweep(env: Env) -> None:
+    blocker = env.root / "blocker"
+    blocker.write_text("a file where the folders should be")
+    port = free_port()
+    proc = env.popen(
+        "watch",
+        WATCH_INTERVAL="0.1",
+        METRICS_PORT=str(port),
+        METRICS_ADDRESS="127.0.0.1",
+        DATA_INBOUND_DIR=str(blocker / "in"),
+        DATA_OUTBOUND_DIR=str(blocker / "out"),
+    )
+    failures = re.compile(r'tracos_sync_cycle_failures_total\{integration="default"\} (\d+)')
+
+    def sweeps_failed() -> int:
+        found = failures.search(safe_metrics(port))
+        return int(found.group(1)) if found else 0
+
+    try:
+        wait_until(lambda: sweeps_failed() >= 5, proc, 30)
+    finally:
+        result, _ = stop(proc)
+    assert result.code == 0, result.output
+    assert result.output.count("watch.destination") == 1, result.output
+    assert "run.failed" not in result.output, result.output

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tracos_sync.connectors.client_erp.files import durable, fsnames, moves, temps
+from tracos_sync.connectors.client_erp.files import durable, folder_lock, fsnames, moves, temps
 
 SHM = Path("/dev/shm")
 
@@ -158,3 +158,60 @@ def test_write_atomically_locks_its_temp_file_while_writing(
     durable.write_atomically(tmp_path / "5.json", b"{}")
     assert seen == [0]
     assert (tmp_path / "5.json").read_bytes() == b"{}"
+
+
+@pytest.fixture
+def held_folder(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    """A folder whose flock a child process holds (until the test ends), and its pid."""
+    import subprocess
+    import sys
+
+    script = (
+        "import fcntl, os, sys, time\n"
+        "fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+    try:
+        yield tmp_path, holder.pid
+    finally:
+        holder.kill()
+        holder.wait(10)
+
+
+def test_a_held_folder_lock_is_given_up_at_its_deadline_naming_the_holder(
+    held_folder: tuple[Path, int],
+) -> None:
+    folder, pid = held_folder
+    started = time.monotonic()
+    with (
+        pytest.raises(folder_lock.LockHeld) as raised,
+        folder_lock.folder_lock(folder, timeout=0.3),
+    ):
+        pytest.fail("the lock was had")
+    took = time.monotonic() - started
+    assert 0.3 <= took < 2
+    assert raised.value.holder.startswith(f"pid {pid} (python")
+
+
+def test_an_abandoned_wait_ends_at_once(held_folder: tuple[Path, int]) -> None:
+    import threading
+
+    folder, _ = held_folder
+    abandon = threading.Event()
+    threading.Timer(0.2, abandon.set).start()
+    started = time.monotonic()
+    with pytest.raises(folder_lock.LockHeld), folder_lock.folder_lock(folder, 60, abandon):
+        pytest.fail("the lock was had")
+    assert time.monotonic() - started < 1
+
+
+def test_nobody_holds_a_free_folder(tmp_path: Path) -> None:
+    assert folder_lock.lock_holder(tmp_path) == "another process"
+    with folder_lock.folder_lock(tmp_path, timeout=0.1):
+        pass  # had at once

@@ -88,3 +88,10 @@ def format_instant(value: datetime) -> str:
         f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}"
         f".{u.microsecond // 1000:03d}Z"
     )
+
+
+def dated_ahead(stamp: datetime, now: datetime, allowance: timedelta) -> bool:
+    """Whether a client's last update ``stamp`` lies beyond this host's ``now`` plus the clock
+    skew ``allowance`` (CLIENT_CLOCK_SKEW_SECONDS): a date that cannot be true yet (a typo'd
+    year, an ERP clock gone wrong), refused in every connector."""
+    return stamp > now + allowance

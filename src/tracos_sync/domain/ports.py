@@ -69,11 +69,16 @@ class ClientSource(Protocol):
 class Delivery:
     """What a sink did with a batch: the numbers now durable on the client side, the records it
     refused, those it did not write because the client already holds a newer version of them
-    (delivered by an overlapping run), and the fatal error that stopped it part-way, if any."""
+    (delivered by an overlapping run), those it left for a later run because something it does
+    not control kept it from them for too long (``deferred``; ``deferred_because`` says what,
+    once per change of state: empty while it goes on), and the fatal error that stopped it
+    part-way, if any."""
 
     delivered: list[int] = field(default_factory=list)
     refused: list[Problem] = field(default_factory=list)
     superseded: list[int] = field(default_factory=list)
+    deferred: list[int] = field(default_factory=list)
+    deferred_because: str = ""
     fatal: FatalError | None = None
 
 
@@ -137,8 +142,14 @@ class WorkOrderRepository(Protocol):
         """Ensure indexes (unique ``number``; one serving the unsynced query). Called before
         every sweep: raises ``FatalError`` when uniqueness of ``number`` is not guaranteed."""
 
-    async def apply(self, orders: Sequence[WorkOrder], synced_at: datetime) -> ApplyResult:
+    async def apply(
+        self, orders: Sequence[WorkOrder], synced_at: datetime, not_after: datetime | None = None
+    ) -> ApplyResult:
         """Insert new numbers; update existing ones only when ``updated_at`` is strictly newer.
+
+        An order dated after ``not_after`` (now plus the clock-skew allowance) is never written:
+        it is stale when TracOS already holds that version or a newer one (a clock stepped back
+        must not quarantine what was applied), otherwise refused as dated in the future.
 
         Orders are applied as if one after the other (a number repeated in ``orders`` is
         compared with its predecessor). Written documents are marked synced at ``synced_at``.
@@ -230,6 +241,10 @@ class ConnectorContext:
 
     state: ConnectorStateStore
     dry_run: bool = False
+    # How long a sink waits for a lock it shares with other writers (LOCK_TIMEOUT_SECONDS).
+    lock_timeout_seconds: float = 10.0
+    # How far ahead of this host's clock a client record may be dated (CLIENT_CLOCK_SKEW_SECONDS).
+    clock_skew_seconds: float = 300.0
 
 
 class ClientConnector(Protocol):

@@ -17,17 +17,35 @@ from tracos_sync.domain.dates import InvalidDate, coerce_instant
 from tracos_sync.domain.model import Status, WorkOrder
 from tracos_sync.domain.text import text_problem
 
-# What outbound needs of a document; nothing else is fetched.
-EXPORT_PROJECTION = {
-    "number": 1,
-    "status": 1,
-    "title": 1,
-    "description": 1,
-    "createdAt": 1,
-    "updatedAt": 1,
-    "deleted": 1,
-    "deletedAt": 1,
-}
+# The fields outbound exports, read raw: the mark is conditional on every one of them still
+# holding what was read (an edit that keeps updatedAt must not be marked as delivered).
+EXPORTED_FIELDS = (
+    "number",
+    "status",
+    "title",
+    "description",
+    "createdAt",
+    "updatedAt",
+    "deleted",
+    "deletedAt",
+)
+# What outbound needs of a document; nothing else is fetched (isSynced: to report odd values).
+EXPORT_PROJECTION = dict.fromkeys((*EXPORTED_FIELDS, "isSynced"), 1)
+
+
+def as_exported(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A filter matching ``doc`` only while every exported field holds the value read (``$eq``:
+    a stored value that looks like an operator is compared, not run; absent stays absent)."""
+    return {
+        name: {"$eq": doc[name]} if name in doc else {"$exists": False} for name in EXPORTED_FIELDS
+    }
+
+
+def odd_is_synced(doc: Mapping[str, Any]) -> bool:
+    """``isSynced`` holds something other than true, false or nothing (0, "false", 1, "yes"):
+    such a document is not synced (only boolean true is), and is reported."""
+    value = doc.get("isSynced")
+    return value is not None and not isinstance(value, bool)
 
 
 # MongoDB's limit on one document (mongod's maxBsonObjectSize).

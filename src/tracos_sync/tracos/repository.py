@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +30,9 @@ from tracos_sync.domain.ports import (
 from .documents import (
     EXPORT_PROJECTION,
     UnreadableDocumentError,
+    as_exported,
     native_document,
+    odd_is_synced,
     read_document,
 )
 from .indexes import NUMBER_INDEX, UNSYNCED_INDEX, index_state
@@ -41,6 +44,20 @@ log = structlog.get_logger("tracos_sync.mongo")
 # Unsynced means isSynced false or missing (null matches missing): two point intervals of the
 # index below, so the query reads only unsynced documents however large the collection.
 UNSYNCED: dict[str, Any] = {"isSynced": {"$in": [False, None]}}
+# Only boolean true is synced: the values other writers may store instead (0, 1, "false",
+# "yes") are exported too, each kind by a closed range of the same index, so that looking for
+# them costs nothing when there are none. (``{"isSynced": {"$ne": true}}`` says the same in one
+# query, but SecantusDB answers it, and any ``$or``, by scanning the whole collection:
+# measured 0.5 s a query at 50,000 documents, at every sweep.) Rarer kinds (objects, arrays,
+# dates) are not exported; ``check`` counts every odd value.
+PENDING_QUERIES: tuple[dict[str, Any], ...] = (
+    UNSYNCED,
+    {"isSynced": {"$gte": -math.inf, "$lte": math.inf}},
+    {"isSynced": {"$in": [math.nan]}},
+    {"isSynced": {"$gte": "", "$lte": "\U0010ffff" * 8}},
+)
+# Documents whose isSynced is neither a boolean nor absent (null counts as absent).
+ODD_IS_SYNCED: dict[str, Any] = {"isSynced": {"$exists": True, "$nin": [True, False, None]}}
 ID_INDEX = [("_id", 1)]
 CLOSE_SECONDS = 1.0
 
@@ -129,52 +146,75 @@ class MongoWorkOrderRepository:
 
     # -- inbound -------------------------------------------------------------------------------
 
-    async def apply(self, orders: Sequence[WorkOrder], synced_at: datetime) -> ApplyResult:
+    async def apply(
+        self, orders: Sequence[WorkOrder], synced_at: datetime, not_after: datetime | None = None
+    ) -> ApplyResult:
         if self._dry_run:
-            return await self._retrier.call("plan work orders", lambda: self._upserts.plan(orders))
-        return await self._upserts.apply(orders, synced_at)
+            return await self._retrier.call(
+                "plan work orders", lambda: self._upserts.plan(orders, not_after)
+            )
+        return await self._upserts.apply(orders, synced_at, not_after)
 
     async def pending(
         self, batch_size: int
     ) -> AsyncGenerator[list[PendingExport | UnreadableDocument], None]:
-        """Pages of one cursor (one query, then getMore). If the cursor is lost to a transient
-        failure the query is opened again; documents marked meanwhile have left its result, and
-        the ones already handed out this run (``seen``) are not handed out twice."""
+        """Pages of a few cursors, one after the other (the unsynced query, then the odd
+        isSynced values, see ``PENDING_QUERIES``). If a cursor is lost to a transient failure
+        (or the server lost it: CursorNotFound) its query is opened again; documents marked
+        meanwhile have left its result, and the ones already handed out this run (``seen``)
+        are not handed out twice."""
         seen: set[Any] = set()
+        queries = iter(PENDING_QUERIES)
+        query: dict[str, Any] | None = next(queries)
         cursor: AsyncCursor[Doc] | None = None
 
         async def next_page() -> list[Doc]:
-            nonlocal cursor
-            if cursor is None:
-                cursor = self._collection.find(UNSYNCED, EXPORT_PROJECTION, batch_size=batch_size)
+            nonlocal cursor, query
             page: list[Doc] = []
             try:
-                while len(page) < batch_size:
+                while query is not None and len(page) < batch_size:
+                    if cursor is None:
+                        cursor = self._collection.find(
+                            query, EXPORT_PROJECTION, batch_size=batch_size
+                        )
                     docs = await cursor.to_list(batch_size - len(page))
-                    if not docs:
-                        break
+                    if not docs:  # this query is done: the next one
+                        await cursor.close()
+                        cursor, query = None, next(queries, None)
+                        continue
                     page.extend(doc for doc in docs if doc["_id"] not in seen)
             except PyMongoError:
                 cursor = None  # reopened by the retry
                 raise
             return page
 
+        odd: list[Any] = []
         try:
             while page := await self._retrier.call("read unsynced work orders", next_page):
                 seen.update(doc["_id"] for doc in page)
+                odd += [doc["isSynced"] for doc in page if odd_is_synced(doc)]
                 yield [_to_export(doc) for doc in page]
         finally:
             if cursor is not None:
                 await cursor.close()
+            if odd:
+                log.warning(
+                    "outbound.odd_is_synced",
+                    count=len(odd),
+                    values=sorted({repr(value)[:20] for value in odd})[:5],
+                    reason="isSynced is not a boolean: taken as not synced, exported",
+                )
 
     async def mark_synced(self, exports: Sequence[PendingExport], synced_at: datetime) -> int:
         if not exports or self._dry_run:
             return len(exports)
         # The hint spares the planner from weighing the unsynced index for an _id lookup
         # (measured: a third of the cost of each mark on SecantusDB; mongod takes _id anyway).
+        # Conditional on every exported field as read (``version``): an edit between the read
+        # and the mark, even one that kept updatedAt, leaves the document unsynced.
         operations = [
             UpdateOne(
-                {"_id": export.key, "updatedAt": export.version},
+                {"_id": export.key, **_exported_as(export)},
                 {"$set": {"isSynced": True, "syncedAt": synced_at}},
                 hint=ID_INDEX,
             )
@@ -195,6 +235,7 @@ class MongoWorkOrderRepository:
             info = await self._client.server_info()
             indexes = [ix async for ix in await self._collection.list_indexes()]
             unsynced = await self._collection.count_documents(UNSYNCED)
+            odd = await self._collection.count_documents(ODD_IS_SYNCED)
             oldest = await self._oldest_unsynced_age()
             state = index_state(indexes)
             duplicate = None if state.number_unique else await self._a_duplicate_number()
@@ -221,6 +262,7 @@ class MongoWorkOrderRepository:
             number,
             HealthCheck("index for unsynced", True, unsynced_ix),
             HealthCheck("unsynced work orders", True, f"{unsynced} waiting{age}"),
+            HealthCheck("isSynced values", True, _odd_detail(odd)),
         ]
 
     async def _a_duplicate_number(self) -> Any:
@@ -267,13 +309,28 @@ class MongoWorkOrderRepository:
             raise FatalError(f"change stream: {describe(exc)}") from exc
 
 
+def _odd_detail(odd: int) -> str:
+    if not odd:
+        return "all true, false or missing"
+    return (
+        f'{odd} documents hold a value other than true, false or missing (0, "false", ...):'
+        " taken as not synced, exported, then marked true"
+    )
+
+
 def _to_export(doc: Doc) -> PendingExport | UnreadableDocument:
     try:
         order = read_document(doc)
     except UnreadableDocumentError as exc:
         ref = f"_id={doc.get('_id')} number={doc.get('number')!r:.40}"
         return UnreadableDocument(ref, str(exc))
-    return PendingExport(order, key=doc["_id"], version=doc.get("updatedAt"))
+    return PendingExport(order, key=doc["_id"], version=as_exported(doc))
+
+
+def _exported_as(export: PendingExport) -> dict[str, Any]:
+    condition = export.version
+    assert isinstance(condition, dict)  # made by _to_export
+    return condition
 
 
 async def close_client(client: AsyncMongoClient[Doc]) -> None:

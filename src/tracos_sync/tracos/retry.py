@@ -29,6 +29,10 @@ TRANSIENT_CODES = frozenset(
     {6, 7, 64, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436, 63, 150}
 )
 DUPLICATE_KEY = 11000
+# The server lost a cursor (CursorNotFound: it timed out while the run was descheduled or frozen;
+# CursorKilled; QueryPlanKilled): transient for a read that opens its query again, as
+# ``pending`` does (the work orders it already handed out are not handed out twice).
+LOST_CURSOR_CODES = frozenset({43, 175, 237})
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -45,6 +49,7 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, OperationFailure):
         return (
             exc.code in TRANSIENT_CODES
+            or exc.code in LOST_CURSOR_CODES
             or exc.has_error_label("RetryableWriteError")
             or exc.has_error_label("TransientTransactionError")
         )

@@ -26,7 +26,7 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
-from tracos_sync.domain.dates import InvalidDate, coerce_instant
+from tracos_sync.domain.dates import InvalidDate, coerce_instant, format_instant
 from tracos_sync.domain.errors import FatalError
 from tracos_sync.domain.model import WorkOrder
 from tracos_sync.domain.ports import ApplyResult, RefusedOrder
@@ -55,11 +55,33 @@ class Upserts:
         self._durable = durable
         self._retrier = retrier
 
-    async def apply(self, orders: Sequence[WorkOrder], synced_at: datetime) -> ApplyResult:
+    async def apply(
+        self, orders: Sequence[WorkOrder], synced_at: datetime, not_after: datetime | None = None
+    ) -> ApplyResult:
+        ahead = _dated_ahead(orders, not_after)
         result = ApplyResult()
-        for round_ in _rounds(orders):
+        if ahead:
+            result += await self._retrier.call(
+                "read work orders", lambda: self._ahead_of_clock(ahead, not_after)
+            )
+        skip = {position for position, _ in ahead}
+        for round_ in _rounds(orders, skip):
             result += await self._apply_contained(round_, synced_at)
         return result
+
+    async def _ahead_of_clock(self, items: list[_Item], not_after: datetime | None) -> ApplyResult:
+        """Orders dated beyond ``not_after``: never written. Stale when TracOS already holds that
+        version or a newer one (the host's clock stepped back after applying it), otherwise
+        refused as dated in the future."""
+        current = await self._current_versions(list({order.number for _, order in items}))
+        stale = 0
+        refused: list[RefusedOrder] = []
+        for position, order in items:
+            if _holds_at_least(current.get(order.number, _MISSING), order.updated_at):
+                stale += 1
+            else:
+                refused.append(RefusedOrder(position, _future_reason(order, not_after)))
+        return ApplyResult(stale=stale, refused=tuple(refused))
 
     async def _apply_contained(self, items: list[_Item], synced_at: datetime) -> ApplyResult:
         """One round, with an order the driver cannot encode found by halving and refused."""
@@ -177,14 +199,23 @@ class Upserts:
             raise FatalError(f"{len(waiting)} work orders kept changing while being written")
         return ApplyResult(updated=updated, stale=stale, refused=tuple(refused))
 
-    async def plan(self, orders: Sequence[WorkOrder]) -> ApplyResult:
+    async def plan(
+        self, orders: Sequence[WorkOrder], not_after: datetime | None = None
+    ) -> ApplyResult:
         """What ``apply`` would do, read-only, with the same one-after-the-other semantics."""
         current: dict[int, Any] = await self._current_versions(
             list(dict.fromkeys(o.number for o in orders))
         )
         inserted = updated = stale = 0
         refused: list[RefusedOrder] = []
+        ahead = {position for position, _ in _dated_ahead(orders, not_after)}
         for position, order in enumerate(orders):
+            if position in ahead:
+                if _holds_at_least(current.get(order.number, _MISSING), order.updated_at):
+                    stale += 1
+                else:
+                    refused.append(RefusedOrder(position, _future_reason(order, not_after)))
+                continue
             problem = storage_problem(order)
             if problem is not None:
                 refused.append(RefusedOrder(position, problem))
@@ -231,12 +262,40 @@ _MISSING: Any = _Missing()
 _Item = tuple[int, WorkOrder]
 
 
-def _rounds(orders: Sequence[WorkOrder]) -> list[list[_Item]]:
+def _dated_ahead(orders: Sequence[WorkOrder], not_after: datetime | None) -> list[_Item]:
+    if not_after is None:
+        return []
+    return [(p, order) for p, order in enumerate(orders) if order.updated_at > not_after]
+
+
+def _holds_at_least(stored: Any, value: datetime) -> bool:
+    """TracOS's stored ``updatedAt`` is ``value`` or later (False when absent or unreadable)."""
+    if stored is _MISSING:
+        return False
+    try:
+        return coerce_instant(stored) >= value
+    except InvalidDate:
+        return False
+
+
+def _future_reason(order: WorkOrder, not_after: datetime | None) -> str:
+    assert not_after is not None
+    return (
+        f"last update {format_instant(order.updated_at)} is in the future (after "
+        f"{format_instant(not_after)}, this host's clock plus CLIENT_CLOCK_SKEW_SECONDS): "
+        "refused until then"
+    )
+
+
+def _rounds(orders: Sequence[WorkOrder], skip: set[int] | None = None) -> list[list[_Item]]:
     """Split so that no round repeats a number: round k holds each number's k-th occurrence, so
-    applying the rounds in order is the same as applying the orders one by one."""
+    applying the rounds in order is the same as applying the orders one by one. ``skip``:
+    positions left out."""
     rounds: list[list[_Item]] = []
     seen: dict[int, int] = {}
     for position, order in enumerate(orders):
+        if skip and position in skip:
+            continue
         k = seen.get(order.number, 0)
         seen[order.number] = k + 1
         if k == len(rounds):

@@ -54,7 +54,7 @@ class HttpConnector:
         finally:
             await api.close()
         state = ConnectorState(context.state, self.settings.state_url())
-        skew = self.settings.client_clock_skew_seconds
+        skew = context.clock_skew_seconds
         try:
             mark = await state.watermark(utc_now() + timedelta(seconds=skew))
             refused = await state.count_refused()

@@ -9,9 +9,11 @@ still read, and a group of records at one instant, however large, is read across
 
 The stored watermark never passes the moment a page was asked for: a record dated ahead of our
 clock but within ``CLIENT_CLOCK_SKEW_SECONDS`` is applied, and served again (stale) next run, so
-a change dated "now" after it is not skipped. A record dated after now + the allowance is refused
-(quarantined with that reason) and ends the run's paging (the records after it are later still):
-it never moves the watermark, is read again each run and goes in once its date is no longer ahead.
+a change dated "now" after it is not skipped. A record dated after now + the allowance (the rule
+of every connector, ``dated_ahead``) is handed on like any other, and the pipeline refuses it, or
+counts it stale when TracOS already holds it (our clock stepped back); it ends the run's paging
+(the records after it are later still) and never moves the watermark: it is read again each run
+and goes in once its date is no longer ahead.
 
 What the API's contract does not allow stops the run's inbound with a ``ProtocolError``: an empty
 page that claims more, records out of order or older than asked for, and
@@ -30,7 +32,7 @@ from typing import Any
 
 import structlog
 
-from tracos_sync.domain.dates import format_instant, normalise
+from tracos_sync.domain.dates import dated_ahead, format_instant, normalise
 from tracos_sync.domain.errors import RecordRejected
 from tracos_sync.domain.model import Problem
 from tracos_sync.domain.ports import InboundUnit
@@ -146,7 +148,7 @@ class Pager:
         name = f"page {page} since {cursor.text}"
         # positions: a record TracOS refuses later is then dead-lettered under its own index.
         unit = InboundUnit(name, [], handle=PageHandle(raw=items), positions=[])
-        bound = self.bound()
+        now = self._clock()
         moved, previous, beyond = cursor, Watermark(cursor.since), False
         for index, item in enumerate(items):
             try:
@@ -168,19 +170,12 @@ class Pager:
                     "ordered by (lastUpdateDate, orderNo)"
                 )
             previous = Watermark(stamp, number)
-            if beyond or stamp > bound:
-                beyond = True
-                reason = (
-                    f"{format_instant(stamp)} is in the future (after now + "
-                    f"{self._skew.total_seconds():g}s CLIENT_CLOCK_SKEW_SECONDS): refused until "
-                    "then; it does not move the watermark"
-                )
-                problem = Problem(self._decoder.mapping.updated_path, reason)
-                self._refuse(unit, index, item, [problem], refused)
-                continue
             if moved.passes(stamp, number):
                 continue  # read already (an ERP that ignores afterOrderNo; a record sent twice)
-            moved = previous
+            if beyond or dated_ahead(stamp, now, self._skew):
+                beyond = True  # handed on for the pipeline to refuse; the cursor stays before it
+            else:
+                moved = previous
             unit.records.append(order)
             assert unit.positions is not None
             unit.positions.append(index)

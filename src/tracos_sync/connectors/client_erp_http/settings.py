@@ -47,8 +47,6 @@ class HttpSettings(EnvSettings):
     # Pages read per run at most: an API whose paging never ends costs one bounded run.
     client_api_max_pages: int = Field(1_000, ge=1, le=1_000_000)
     client_api_max_response_bytes: int = Field(64 * 1024 * 1024, ge=1_024)
-    # How far ahead of our clock a record's lastUpdateDate may be before it is refused.
-    client_clock_skew_seconds: float = Field(300.0, ge=0, le=86_400)
     client_timezone: TimeZoneName = "UTC"
 
     @model_validator(mode="after")

@@ -42,7 +42,7 @@ class HttpSource:
             self._api,
             RecordDecoder(mapping),
             max_pages=settings.client_api_max_pages,
-            clock_skew=timedelta(seconds=settings.client_clock_skew_seconds),
+            clock_skew=timedelta(seconds=context.clock_skew_seconds),
             clock=clock,
             erp=erp or ErpVersions(mapping),
         )

@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 
-from tracos_sync.domain.dates import InvalidDate, format_instant, parse_instant
+from tracos_sync.domain.dates import InvalidDate, coerce_instant, format_instant, parse_instant
 from tracos_sync.domain.model import Problem
 from tracos_sync.domain.ports import ConnectorStateStore, DeadLetter
 
@@ -31,9 +31,12 @@ class ConnectorState:
         return self._store.describe()
 
     async def watermark(self, bound: datetime) -> Watermark:
-        """The stored watermark. One that cannot be read, or that lies beyond ``bound`` (written
-        from a future-dated record before that was refused), is not trusted: reading starts
-        again from the beginning, which TracOS's newer-only rule makes harmless."""
+        """The stored watermark. One that cannot be read, or that lies beyond ``bound`` and
+        beyond the moment it was stored (written from a future-dated record before that was
+        refused), is not trusted: reading starts again from the beginning, which TracOS's
+        newer-only rule makes harmless. One beyond ``bound`` but not beyond the moment it was
+        stored is kept: this host's clock stepped back since (replaying from the beginning would
+        read every record again, each dated "in the future")."""
         doc = await self._store.get(self._key)
         if not doc:
             return Watermark()
@@ -45,7 +48,14 @@ class ConnectorState:
         except (KeyError, TypeError, ValueError, InvalidDate):
             log.warning("http.watermark_reset", reason="stored watermark unreadable")
             return Watermark()
-        if since > bound:
+        if since > bound and _stored_by_then(since, doc.get("updatedAt")):
+            log.warning(
+                "http.clock_behind",
+                watermark=format_instant(since),
+                reason="the stored watermark is ahead of this host's clock, which stepped back "
+                "since it was stored; kept (records dated ahead of the clock wait for it)",
+            )
+        elif since > bound:
             log.warning(
                 "http.watermark_reset",
                 reason=f"stored watermark {format_instant(since)} is in the future",
@@ -60,7 +70,8 @@ class ConnectorState:
             {
                 "watermark": mark.text,
                 "afterOrderNo": mark.after,
-                "updatedAt": datetime.now(UTC),
+                # Never before the watermark: one kept while the clock is behind stays trusted.
+                "updatedAt": max(datetime.now(UTC), mark.since),
             },
         )
 
@@ -75,3 +86,12 @@ class ConnectorState:
 
     async def count_refused(self) -> int:
         return await self._store.count_dead_letters(SCOPE)
+
+
+def _stored_by_then(since: datetime, stored_at: Any) -> bool:
+    """Whether the watermark ``since`` was not after the moment it was stored (as the pager
+    writes them: never past the moment a page was asked for)."""
+    try:
+        return stored_at is not None and since <= coerce_instant(stored_at)
+    except InvalidDate:
+        return False

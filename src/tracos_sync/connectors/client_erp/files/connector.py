@@ -41,7 +41,9 @@ class FolderConnector:
         return FolderSource(self.settings, self.mapping, context.dry_run)
 
     def sink(self, context: ConnectorContext) -> FolderSink:
-        return FolderSink(self.settings, self.mapping, context.dry_run)
+        return FolderSink(
+            self.settings, self.mapping, context.dry_run, context.lock_timeout_seconds
+        )
 
     def describe(self) -> dict[str, str]:
         return {

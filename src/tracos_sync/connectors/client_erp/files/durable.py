@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import stat
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
+from .folder_lock import LOCK_TIMEOUT_SECONDS, folder_lock
 from .moves import place_no_clobber
 from .temps import private_temp, write_all
 
@@ -50,22 +51,6 @@ def create_exclusively(path: Path, data: bytes) -> None:
             os.unlink(tmp)
 
 
-@contextlib.contextmanager
-def folder_lock(folder: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``folder`` against other threads and processes of this host.
-
-    ``flock`` on the folder itself, so nothing is added to a folder the client reads. A fresh
-    descriptor each time: flock excludes per open file description, so threads of one process
-    exclude each other too. Closing the descriptor releases the lock, also when a process dies.
-    """
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def read_regular(path: Path) -> bytes | None:
     """The bytes of ``path`` when it is a regular file; ``None`` when it is absent, a symlink
     (never followed) or anything else."""
@@ -83,9 +68,17 @@ def read_regular(path: Path) -> bytes | None:
         return handle.read()
 
 
-def write_atomically_unless(path: Path, data: bytes, keep: Callable[[bytes], bool]) -> bool:
+def write_atomically_unless(
+    path: Path,
+    data: bytes,
+    keep: Callable[[bytes], bool],
+    *,
+    lock_timeout: float = LOCK_TIMEOUT_SECONDS,
+    abandon: threading.Event | None = None,
+) -> bool:
     """``write_atomically``, except that the existing file is kept when ``keep(its bytes)``
-    says so; returns whether ``data`` was written.
+    says so; returns whether ``data`` was written. ``LockHeld`` (nothing written) when the
+    folder's lock is not had within ``lock_timeout`` or ``abandon`` is set: see ``folder_lock``.
 
     The temp file is written and fsynced first, outside any lock; only the look at the existing
     file and the rename are done under the folder's lock, so that no other writer can rename in
@@ -94,7 +87,7 @@ def write_atomically_unless(path: Path, data: bytes, keep: Callable[[bytes], boo
     fd, tmp = private_temp(path)
     try:
         _write_fd(fd, data)
-        with folder_lock(path.parent):
+        with folder_lock(path.parent, lock_timeout, abandon):
             existing = read_regular(path)
             if existing is not None and keep(existing):
                 os.unlink(tmp)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -19,25 +21,39 @@ from tracos_sync.domain.ports import Delivery
 from tracos_sync.mapping import RecordMapping
 
 from .durable import write_atomically_unless
+from .folder_lock import LOCK_TIMEOUT_SECONDS, LockHeld
 from .settings import FolderSettings
 from .temps import fsync_dir, remove_stale_temps
 
 WRITE_THREADS = 8
+# Once a lock wait has run out, how long each further file waits (until one gets the lock).
+LOCK_RECHECK_SECONDS = 0.1
 # Write failures that belong to one file, not to the folder: that order is refused alone.
 ITS_OWN_FAILURE = frozenset({errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTEMPTY})
 
 
 class FolderSink:
     """``ClientSink`` writing ``<outbound>/<number>.json`` atomically, a few files at a time
-    (the per-file fsync is what costs), and the folder fsynced once per batch."""
+    (the per-file fsync is what costs), and the folder fsynced once per batch.
+
+    The folder's lock is waited for at most ``lock_timeout`` seconds; a file whose lock was not
+    had in time is deferred (left unsynced for a later run). Once a wait has run out, later
+    files wait no more than a moment until the lock is had again, so that a frozen holder costs
+    a run one deadline, not one per file."""
 
     def __init__(
-        self, settings: FolderSettings, mapping: RecordMapping, dry_run: bool = False
+        self,
+        settings: FolderSettings,
+        mapping: RecordMapping,
+        dry_run: bool = False,
+        lock_timeout: float = LOCK_TIMEOUT_SECONDS,
     ) -> None:
         self._outbound = settings.data_outbound_dir
         self._mapping = mapping
         self._dry_run = dry_run
         self._pool: ThreadPoolExecutor | None = None
+        self._lock_timeout = lock_timeout
+        self._lock_stuck = False  # the last wait for the lock ran out
 
     async def prepare(self) -> None:
         if self._dry_run:
@@ -65,23 +81,15 @@ class FolderSink:
         if self._dry_run:  # translate and encode everything, write nothing
             delivery.delivered = [order.number for order, _ in writable]
             return delivery
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="outbound")
-        loop = asyncio.get_running_loop()
-        jobs = [
-            loop.run_in_executor(
-                self._pool,
-                write_atomically_unless,
-                self._outbound / f"{order.number}.json",
-                data,
-                holds_newer_than(order.updated_at, self._mapping),
-            )
-            for order, data in writable
-        ]
-        results = await asyncio.gather(*jobs, return_exceptions=True)
+        results = await self._write_all(writable)
         errors: list[BaseException] = []
+        held: LockHeld | None = None
         for (order, _), result in zip(writable, results, strict=True):
-            if isinstance(result, OSError) and result.errno in ITS_OWN_FAILURE:
+            if isinstance(result, LockHeld):
+                # Not this file's fault nor the folder's: left unsynced for a later run.
+                delivery.deferred.append(order.number)
+                held = held or result
+            elif isinstance(result, OSError) and result.errno in ITS_OWN_FAILURE:
                 # This one file's fault (its name is taken by a folder, say): it alone stays
                 # unsynced, reported; the folder takes the others.
                 reason = f"cannot write {order.number}.json: {result.strerror or result}"
@@ -92,9 +100,18 @@ class FolderSink:
                 delivery.delivered.append(order.number)
             else:
                 delivery.superseded.append(order.number)
+        if held is not None and not self._lock_stuck:  # said once, not at every sweep
+            delivery.deferred_because = (
+                f"the outbound folder {self._outbound} stayed locked by {held.holder} "
+                f"for {held.waited:.1f}s"
+            )
+        # Stuck only while nothing got the lock: one file that did means it moves again.
+        self._lock_stuck = held is not None and not (delivery.delivered or delivery.superseded)
         try:
             if delivery.delivered:
-                await loop.run_in_executor(self._pool, fsync_dir, self._outbound)
+                await asyncio.get_running_loop().run_in_executor(
+                    self._pool, fsync_dir, self._outbound
+                )
         except OSError as exc:
             errors.insert(0, exc)
             delivery.delivered.clear()  # the renames may not be durable: mark nothing
@@ -110,6 +127,36 @@ class FolderSink:
             fatal.__cause__ = first
             delivery.fatal = fatal
         return delivery
+
+    async def _write_all(self, writable: list[tuple[WorkOrder, bytes]]) -> list[object]:
+        """Each file written (or kept, when the client holds a newer one) by the pool: per file
+        ``True``/``False`` (written or not) or the exception that stopped it."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="outbound")
+        loop = asyncio.get_running_loop()
+        # Set when this delivery is cancelled (a stop's grace ran out): the writer threads give
+        # up their lock waits at once, so that the pool, and the process, can end.
+        abandon = threading.Event()
+        wait = min(self._lock_timeout, LOCK_RECHECK_SECONDS) if self._lock_stuck else None
+        jobs = [
+            loop.run_in_executor(
+                self._pool,
+                functools.partial(
+                    write_atomically_unless,
+                    self._outbound / f"{order.number}.json",
+                    data,
+                    holds_newer_than(order.updated_at, self._mapping),
+                    lock_timeout=self._lock_timeout if wait is None else wait,
+                    abandon=abandon,
+                ),
+            )
+            for order, data in writable
+        ]
+        try:
+            return await asyncio.gather(*jobs, return_exceptions=True)
+        except BaseException:
+            abandon.set()
+            raise
 
     async def close(self) -> None:
         if self._pool is not None:

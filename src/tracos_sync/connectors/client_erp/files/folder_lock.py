@@ -1,0 +1,119 @@
+"""The outbound folder's lock: exclusive against other threads and processes of this host, and
+never waited for longer than a deadline (a frozen holder must not stall a run, nor its exit)."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+# How long a writer waits for a folder's lock by default (LOCK_TIMEOUT_SECONDS).
+LOCK_TIMEOUT_SECONDS = 10.0
+# Polling a non-blocking flock: first retry soon (a neighbour's compare-and-rename takes
+# milliseconds), then at most this often.
+_LOCK_FIRST_RETRY = 0.002
+_LOCK_MAX_RETRY = 0.05
+
+
+class LockHeld(Exception):
+    """A folder's lock was not had within its deadline, or the wait was abandoned (the work is
+    being stopped). ``holder`` says who holds it, as far as this host can tell."""
+
+    def __init__(self, folder: Path, holder: str, waited: float) -> None:
+        super().__init__(f"{folder} is locked by {holder} (waited {waited:.1f}s)")
+        self.folder = folder
+        self.holder = holder
+        self.waited = waited
+
+
+# This process's threads take turns on a folder through a lock of their own first, which hands
+# over at once; the non-blocking flock below then only ever waits for other processes (polling
+# it among our own threads would leave the lock idle for the length of each backoff).
+_THREAD_LOCKS: dict[Path, threading.Lock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+def _thread_lock(folder: Path) -> threading.Lock:
+    with _THREAD_LOCKS_GUARD:
+        return _THREAD_LOCKS.setdefault(folder, threading.Lock())
+
+
+@contextlib.contextmanager
+def folder_lock(
+    folder: Path,
+    timeout: float = LOCK_TIMEOUT_SECONDS,
+    abandon: threading.Event | None = None,
+) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` against other threads and processes of this host;
+    raise ``LockHeld`` when it is not had within ``timeout`` seconds or once ``abandon`` is set.
+
+    ``flock`` on the folder itself, so nothing is added to a folder the client reads. A fresh
+    descriptor each time: flock excludes per open file description, so threads of one process
+    exclude each other too. Closing the descriptor releases the lock, also when a process dies.
+    Never a blocking ``flock``: a holder that is frozen (SIGSTOP, a paused container, a hung
+    network file system) would keep this thread, and the process's exit, waiting forever.
+    """
+    started = time.monotonic()
+
+    def give_up_now() -> bool:
+        stopping = abandon is not None and abandon.is_set()
+        return stopping or time.monotonic() - started >= timeout
+
+    def held() -> LockHeld:
+        return LockHeld(folder, lock_holder(folder), time.monotonic() - started)
+
+    ours = _thread_lock(folder)
+    while not ours.acquire(timeout=max(0.0, min(_LOCK_MAX_RETRY, timeout))):
+        if give_up_now():
+            raise held()
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            delay = _LOCK_FIRST_RETRY
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if give_up_now():
+                        raise held() from None
+                    pause = min(delay, max(0.0, timeout - (time.monotonic() - started)))
+                    if abandon is not None:
+                        abandon.wait(pause)
+                    else:
+                        time.sleep(pause)
+                    delay = min(delay * 2, _LOCK_MAX_RETRY)
+            yield
+        finally:
+            os.close(fd)
+    finally:
+        ours.release()
+
+
+def lock_holder(path: Path) -> str:
+    """Who holds a ``flock`` on ``path``: "pid N (command)" from /proc/locks and
+    /proc/N/comm (Linux), "pid N" when its command is not visible, else "another process"."""
+    try:
+        info = os.stat(path)
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return "another process"
+    inode = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    for line in table.splitlines():
+        # "1: FLOCK  ADVISORY  WRITE 4242 00:2a:1234 0 EOF"; a waiter's line has "->".
+        fields = line.split()
+        if "->" in fields or len(fields) < 6 or fields[1] != "FLOCK" or fields[5] != inode:
+            continue
+        pid = fields[4]
+        if not pid.isdigit() or pid == "0":  # in another pid namespace
+            return "another process"
+        try:
+            command = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            return f"pid {pid}"
+        return f"pid {pid} ({command})"
+    return "another process"

@@ -1,0 +1,156 @@
+"""SPEC §8 "No wait is unbounded": a neighbour frozen while it holds the outbound folder's lock
+(SIGSTOP here; ``docker pause`` or a hung network file system alike) delays only the files that
+lock guards, for LOCK_TIMEOUT_SECONDS, with one line naming the holder; SIGTERM still stops the
+run; watch goes on with inbound and its metrics tell a held lock from an outage."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.builders import client_record, tracos_doc, write_json
+from tests.conftest import Env
+from tests.e2e.test_operating import metrics, stop, wait_until
+from tests.server import free_port
+
+# Takes an exclusive flock on the folder, says so, and waits to be frozen (or killed).
+HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(3600)
+"""
+
+
+@pytest.fixture
+def frozen_holder(env: Env) -> Iterator[subprocess.Popen[str]]:
+    """A process holding the outbound folder's lock, then stopped (SIGSTOP) with it held."""
+    env.outbound.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(env.outbound)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        os.kill(holder.pid, signal.SIGSTOP)
+        yield holder
+    finally:
+        holder.kill()  # SIGKILL ends a stopped process too
+        holder.wait(10)
+
+
+def temps_in(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_run_leaves_the_locked_folder_for_later_and_names_the_holder(
+    env: Env, frozen_holder: subprocess.Popen[str]
+) -> None:
+    env.collection.insert_many([tracos_doc(n) for n in range(1, 81)])
+    write_json(env.inbound / "900.json", client_record(900))
+    started = time.monotonic()
+    result = env.cli("run", timeout=60, LOCK_TIMEOUT_SECONDS="1", BATCH_SIZE="10")
+    took = time.monotonic() - started
+    # One deadline for the run, not one per file or per page (80 files, 8 pages: 16 s).
+    assert took < 8, f"{took:.1f}s\n{result.output}"
+    assert result.code == 1, result.output
+    summary = result.summary()
+    assert summary["status"] == "partial", result.output
+    counts = result.counts()
+    assert counts["deferred"] == 80 and counts["exported"] == 0, result.output
+    assert counts["inserted"] == 1, result.output  # inbound was not held up
+    lines = [line for line in result.output.splitlines() if "outbound.deferred" in line]
+    assert len(lines) == 1, result.output
+    assert f"pid {frozen_holder.pid} (python" in lines[0], lines[0]
+    assert env.collection.count_documents({"isSynced": True, "number": {"$lt": 900}}) == 0
+    assert not temps_in(env.outbound)  # nothing left behind
+    assert not list(env.outbound.glob("*.json"))
+
+    frozen_holder.kill()
+    frozen_holder.wait(10)
+    again = env.cli("run")
+    assert again.code == 0, again.output
+    assert again.counts()["exported"] == 80 and again.counts()["deferred"] == 0
+
+
+def test_sigterm_stops_a_run_waiting_for_a_frozen_holder(
+    env: Env, frozen_holder: subprocess.Popen[str]
+) -> None:
+    env.collection.insert_many([tracos_doc(n) for n in range(1, 6)])
+    proc = env.popen("outbound", LOCK_TIMEOUT_SECONDS="600")
+    try:
+        # Its temp files are written before the lock is asked for: it is waiting now.
+        wait_until(lambda: bool(temps_in(env.outbound)), proc, 60)
+        result, took = stop(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert took < 10, f"{took:.1f}s\n{result.output}"
+    assert result.code == 1, result.output
+    assert env.collection.count_documents({"isSynced": True}) == 0
+    assert not temps_in(env.outbound)
+
+
+def test_watch_goes_on_with_inbound_and_tells_a_held_lock_from_an_outage(
+    env: Env, frozen_holder: subprocess.Popen[str]
+) -> None:
+    env.collection.insert_one(tracos_doc(1))
+    port = free_port()
+    proc = env.popen(
+        "watch",
+        WATCH_INTERVAL="0.3",
+        LOCK_TIMEOUT_SECONDS="1",
+        METRICS_PORT=str(port),
+        METRICS_ADDRESS="127.0.0.1",
+    )
+    locked = 'tracos_sync_destination_locked{integration="default"} 1.0'
+    try:
+        wait_until(lambda: locked in _metrics_or_empty(port), proc, 30)
+        write_json(env.inbound / "5.json", client_record(5))
+        wait_until((env.processed / "5.json").exists, proc, 30)
+        page = metrics(port)
+        assert locked in page
+        assert 'tracos_sync_database_up{integration="default"} 1.0' in page
+        assert 'tracos_sync_destination_up{integration="default"} 1.0' in page
+        assert 'tracos_sync_cycle_failures_total{integration="default"} 0.0' in page
+        frozen_holder.kill()
+        frozen_holder.wait(10)
+        wait_until((env.outbound / "1.json").exists, proc, 30)
+        unlocked = 'tracos_sync_destination_locked{integration="default"} 0.0'
+        wait_until(lambda: unlocked in metrics(port), proc, 30)
+    finally:
+        result, _ = stop(proc)
+    assert result.code == 0, result.output
+    # Said once while it lasted, not at every sweep.
+    assert result.output.count("outbound.deferred") == 1, result.output
+    assert "watch.database" not in result.output
+
+
+def _metrics_or_empty(port: int) -> str:
+    try:
+        return metrics(port)
+    except OSError:
+        return ""
+
+
+def test_sigterm_stops_watch_waiting_for_a_frozen_holder(
+    env: Env, frozen_holder: subprocess.Popen[str]
+) -> None:
+    env.collection.insert_one(tracos_doc(1))
+    proc = env.popen("watch", WATCH_INTERVAL="0.3", LOCK_TIMEOUT_SECONDS="600")
+    try:
+        wait_until(lambda: bool(temps_in(env.outbound)), proc, 60)
+        result, took = stop(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert took < 10, f"{took:.1f}s\n{result.output}"
+    assert result.code == 0, result.output
+    assert env.collection.count_documents({"isSynced": True}) == 0
