@@ -45,6 +45,7 @@ from tests.faults.campaign import (
     TRACOS,
     Shared,
     Tally,
+    Version,
     World,
     as_other_host,
     at,
@@ -823,7 +824,50 @@ def test_campaign_checks_catch_what_they_claim(shared: Shared, tmp_path: Path) -
         world.docs.update_one({"number": 2}, {"$set": {"title": "older", "isSynced": False}})
         assert len(newest_not_winning(world)) == 2
         assert left_unsynced(world) == ["2 still unsynced"]
+        assert number_index_missing(world)
+        world.docs.create_index("number", unique=True)
+        assert number_index_missing(world) == []
+        world.docs.drop_indexes()
         world.docs.insert_one({"number": 2, "title": "again"})
         assert duplicate_numbers(world) == ["number 2 stored 2 times"]
+    finally:
+        world.close()
+
+
+def test_campaign_model_and_progress(shared: Shared) -> None:
+    """The model's newest copy, the files a run says it took, the bad files' age, and the
+    progress counters the faults are timed by."""
+    edit_kept = [Version(4, CLIENT, "c1"), Version(4, TRACOS, "t1"), Version(4, CLIENT, "c2")]
+    assert newest(edit_kept).label == "t1"  # TracOS's edit keeping the date, then a tie: stale
+    assert newest([Version(3, TRACOS, "t1"), Version(4, CLIENT, "c1")]).label == "c1"
+    assert newest([Version(4, TRACOS, "t1"), Version(4, TRACOS, "t2")]).label == "t2"
+    two = "x run.summary command=run files=3 a=1\ny run.summary command=run files=4 b=2\n"
+    assert files_reported(Result(0, two, "")) == 7
+    world = World(shared)
+    try:
+        archived = progress.archived(world.env.processed, world.env.rejected)
+        written = progress.written(world.env.outbound)
+        marked = progress.marked(world.docs)
+        name = world.drop("9.json", b"{", bad=True)
+        assert time.time() - (world.env.inbound / name).stat().st_mtime >= 59
+        world.env.processed.mkdir(parents=True)
+        (world.env.inbound / name).rename(world.env.processed / name)
+        (world.env.processed / "9.json.error.json").write_bytes(b"{}")  # a sidecar: not a file
+        assert archived() == 1
+        world.env.outbound.mkdir()
+        (world.env.outbound / "5.json").write_bytes(b"{}")
+        (world.env.outbound / ".5.json.abcdefgh.tmp").write_bytes(b"{}")
+        assert written() == 1
+        world.tracos_write(5, 1, insert=True)
+        world.docs.update_one({"number": 5}, {"$set": {"isSynced": True}})
+        assert marked() == 1
+        sleeper = subprocess.Popen(["sleep", "30"], text=True)
+        try:
+            assert progress.wait_for(sleeper, archived, 1)
+            assert not progress.wait_for(sleeper, archived, 2, limit=0.2)
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+        assert not progress.wait_for(sleeper, archived, 1)  # ended: nothing to act on
     finally:
         world.close()

@@ -63,11 +63,11 @@ def wait_for(proc: subprocess.Popen[str], counter: Counter, n: int, limit: float
     poll = FOLDER_POLL
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False  # it finished first: nothing to act on
         started = time.monotonic()
         if counter() >= n:
             return True
-        if proc.poll() is not None:
-            return False  # it finished first: nothing to act on
         # A counter that costs a round trip is polled less often than a folder listing.
         poll = DATABASE_POLL if time.monotonic() - started > 0.0005 else FOLDER_POLL
         time.sleep(poll)
