@@ -334,6 +334,22 @@ def synced_without_content(world: World, numbers: list[int] | None = None) -> li
     return broken
 
 
+def unsynced_undelivered(world: World) -> list[str]:
+    """Work orders left unsynced whose outbound file does not hold their version."""
+    broken = []
+    for doc in world.docs.find({"isSynced": {"$ne": True}}):
+        path = world.env.outbound / f"{doc['number']}.json"
+        try:
+            held = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            broken.append(f"{doc['number']} unsynced, not delivered")
+            continue
+        have = (held.get("summary"), datetime.fromisoformat(held["lastUpdateDate"]))
+        if have != (doc["title"], doc["updatedAt"]):
+            broken.append(f"{doc['number']} unsynced, its file holds {have}")
+    return broken
+
+
 def newest(versions: list[Version]) -> Version:
     """The version that must win: the latest ``lastUpdateDate``; at a tie TracOS's own (its
     latest write: TracOS may edit keeping ``updatedAt``), else the first client copy (the
