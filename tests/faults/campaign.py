@@ -45,7 +45,7 @@ class Tally:
     # edit between a write and its mark, a second instance while the first holds claims).
     rules: Counter[str] = field(default_factory=Counter)
     landed: Counter[str] = field(default_factory=Counter)
-    # Findings of a fix in progress elsewhere: counted, not failures (see KNOWN).
+    # Findings of a fix in progress elsewhere: counted, not failures (see TOLERATED).
     known: Counter[str] = field(default_factory=Counter)
     notes: Counter[str] = field(default_factory=Counter)
     # (check, what broke, the steps of the example, seconds into the campaign)
