@@ -77,7 +77,8 @@ test: install tools
 faults: install tools
 	$(VENV)/bin/pytest tests/faults
 
-# The long profile of the randomized fault campaign; prints what it did and every violation.
+# The long profile of the randomized fault campaign (docs/campaign.md); prints what it did and
+# every violation.
 chaos: install tools
 	CHAOS_SECONDS=$${CHAOS_SECONDS:-600} $(VENV)/bin/pytest tests/faults/test_campaign.py \
 		-k long_campaign -s -p no:cacheprovider

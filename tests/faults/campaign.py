@@ -28,6 +28,7 @@ from tests.server import Server
 
 SIDECAR = ".error.json"
 TRACOS, CLIENT = "tracos", "client"
+BAD_FILE_AGE_SECONDS = 60.0
 
 
 @dataclass
@@ -40,8 +41,15 @@ class Tally:
     kills: int = 0
     restarts: int = 0
     pauses: int = 0
+    # Rules that ran (begin), and faults that landed where they were aimed (a kill mid-run, an
+    # edit between a write and its mark, a second instance while the first holds claims).
+    rules: Counter[str] = field(default_factory=Counter)
+    landed: Counter[str] = field(default_factory=Counter)
+    # Findings of a fix in progress elsewhere: counted, not failures (see TOLERATED).
+    known: Counter[str] = field(default_factory=Counter)
     notes: Counter[str] = field(default_factory=Counter)
-    violations: list[tuple[str, str, list[str]]] = field(default_factory=list)
+    # (check, what broke, the steps of the example, seconds into the campaign)
+    violations: list[tuple[str, str, list[str], float]] = field(default_factory=list)
 
     def report(self, seconds: float) -> str:
         lines = [
@@ -49,10 +57,16 @@ class Tally:
             f"{self.syncs} syncs, {self.kills} syncs killed, {self.restarts} database restarts, "
             f"{self.pauses} paused runs, {len(self.violations)} violations",
         ]
+        for rule, count in sorted(self.rules.items()):
+            lines.append(f"  rule {rule}: {count}x")
+        for fault, count in sorted(self.landed.items()):
+            lines.append(f"  landed {fault}: {count}x")
+        for check, count in sorted(self.known.items()):
+            lines.append(f"  known (tolerated) {check}: {count}x")
         for rule, count in sorted(self.notes.items()):
             lines.append(f"  {count}x: {rule}")
-        for check, detail, steps in self.violations:
-            lines.append(f"  VIOLATION {check}: {detail}")
+        for check, detail, steps, after in self.violations:
+            lines.append(f"  VIOLATION {check} after {after:.0f} s, step {len(steps)}: {detail}")
             lines.append("    after: " + " -> ".join(steps))
         return "\n".join(lines)
 
@@ -117,10 +131,15 @@ class World:
     # -- the client --------------------------------------------------------------------------
 
     def drop(self, name: str, data: bytes, bad: bool = False) -> str:
-        """Write a client file atomically and without replacing one already waiting."""
+        """Write a client file atomically and without replacing one already waiting. A bad file
+        is dated a minute ago: a file that does not parse may be left for a settle time while it
+        looks freshly changed (still being written); this one is finished, and is rejected."""
         self.env.inbound.mkdir(parents=True, exist_ok=True)
         tmp = self.env.inbound / f".drop-{uuid.uuid4().hex}.tmp"
         tmp.write_bytes(data)
+        if bad:
+            aged = time.time() - BAD_FILE_AGE_SECONDS
+            os.utime(tmp, (aged, aged))
         stem = name.removesuffix(".json")
         for candidate in [name] + [f"{stem}-{n}.json" for n in range(1, 1000)]:
             try:
@@ -133,6 +152,10 @@ class World:
         if bad:
             self.bad.add(data)
         return candidate
+
+    def drop_versions(self, numbers: list[int], minutes: int) -> None:
+        for number in numbers:
+            self.drop_version(number, minutes)
 
     def drop_version(self, number: int, minutes: int) -> str:
         label = self.label(CLIENT)
@@ -155,6 +178,15 @@ class World:
                 {"$set": {"title": label, "updatedAt": at(minutes), "isSynced": False}},
             )
         self.versions.setdefault(number, []).append(Version(minutes, TRACOS, label))
+
+    def tracos_insert_many(self, numbers: list[int], minutes: int) -> None:
+        docs = []
+        for number in numbers:
+            label = self.label(TRACOS)
+            docs.append(tracos_doc(number, title=label, updatedAt=at(minutes)))
+            self.versions.setdefault(number, []).append(Version(minutes, TRACOS, label))
+        if docs:
+            self.docs.insert_many(docs)
 
     def stored_numbers(self) -> list[int]:
         return sorted({d["number"] for d in self.docs.find({}, {"number": 1})})
@@ -278,11 +310,15 @@ def files_accounted(world: World) -> list[str]:
     return broken
 
 
-def synced_without_content(world: World) -> list[str]:
-    """Every TracOS version marked synced is in its outbound file (a version that came from
-    the client is stored synced and needs no file: the client holds it)."""
+def synced_without_content(world: World, numbers: list[int] | None = None) -> list[str]:
+    """Every TracOS version marked synced is in its outbound file, the same content (a version
+    that came from the client is stored synced and needs no file: the client holds it). Of
+    ``numbers`` only, when given."""
     broken = []
-    for doc in world.docs.find({"isSynced": True}):
+    query: dict[str, Any] = {"isSynced": True}
+    if numbers is not None:
+        query["number"] = {"$in": numbers}
+    for doc in world.docs.find(query):
         if str(doc.get("title", "")).startswith(CLIENT):
             continue
         path = world.env.outbound / f"{doc['number']}.json"
@@ -298,21 +334,65 @@ def synced_without_content(world: World) -> list[str]:
     return broken
 
 
+def unsynced_undelivered(world: World) -> list[str]:
+    """Work orders left unsynced whose outbound file does not hold their version."""
+    broken = []
+    for doc in world.docs.find({"isSynced": {"$ne": True}}):
+        path = world.env.outbound / f"{doc['number']}.json"
+        try:
+            held = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            broken.append(f"{doc['number']} unsynced, not delivered")
+            continue
+        have = (held.get("summary"), datetime.fromisoformat(held["lastUpdateDate"]))
+        if have != (doc["title"], doc["updatedAt"]):
+            broken.append(f"{doc['number']} unsynced, its file holds {have}")
+    return broken
+
+
+def newest(versions: list[Version]) -> Version:
+    """The version that must win: the latest ``lastUpdateDate``; at a tie TracOS's own (its
+    latest write: TracOS may edit keeping ``updatedAt``), else the first client copy (the
+    later equal ones are stale)."""
+    top = max(v.minutes for v in versions)
+    at_top = [v for v in versions if v.minutes == top]
+    own = [v for v in at_top if v.origin == TRACOS]
+    return own[-1] if own else at_top[0]
+
+
 def newest_not_winning(world: World) -> list[str]:
     """Once every client file is processed: each number holds its newest version (by
     lastUpdateDate; a tie keeps TracOS's own)."""
     broken = []
     stored = {d["number"]: d for d in world.docs.find({})}
     for number, versions in world.versions.items():
-        top = max(v.minutes for v in versions)
-        at_top = [v for v in versions if v.minutes == top]
-        winner = next((v for v in at_top if v.origin == TRACOS), at_top[0])
+        winner = newest(versions)
         doc = stored.get(number)
         if doc is None:
             broken.append(f"{number} missing, newest is {winner}")
         elif (doc["title"], doc["updatedAt"]) != (winner.label, at(winner.minutes)):
             broken.append(f"{number} holds {doc['title']} @ {doc['updatedAt']}, newest {winner}")
     return broken
+
+
+def number_index_missing(world: World) -> list[str]:
+    """After a sync: the unique index on number is there (a run creates it, every time)."""
+    for index in world.docs.list_indexes():
+        if list(index["key"]) == ["number"] and index.get("unique"):
+            return []
+    return ["no unique index on number after a completed sync"]
+
+
+def files_reported(result: Result) -> int:
+    """Files a run says it took (``files=`` of every summary line)."""
+    total = 0
+    for line in result.output.splitlines():
+        if "run.summary" in line:
+            for token in line.split():
+                key, _, value = token.partition("=")
+                if key == "files" and value.isdigit():
+                    total += int(value)
+    return total
 
 
 def left_unsynced(world: World) -> list[str]:
