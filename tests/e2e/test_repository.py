@@ -11,6 +11,7 @@ import pytest
 from pymongo import AsyncMongoClient, MongoClient
 
 from tests.builders import T0, tracos_doc
+from tests.conftest import failpoint
 from tests.server import Server
 from tracos_sync.domain.errors import FatalError
 from tracos_sync.domain.model import Status, WorkOrder
@@ -119,3 +120,18 @@ def test_duplicate_numbers_or_non_unique_index_stop_with_a_clear_error(
     with pytest.raises(FatalError, match="not unique"):
         asyncio.run(prepare("plain"))
     mongo.drop_database(name)
+
+
+async def test_a_write_tried_again_first_rebuilds_a_lost_number_index(
+    repo: MongoWorkOrderRepository, mongo: MongoClient[dict[str, Any]]
+) -> None:
+    """A server that restarted may have lost an index it had built but not yet flushed (the
+    campaign saw SecantusDB do so when killed): a write tried again after a failure looks for the
+    unique index first, so a number that exists is updated, never inserted a second time."""
+    await repo.apply([order(1)], NOW)
+    await repo.raw_collection.drop_index([("number", 1)])  # as a restart that lost it would
+    # Twice: the driver tries a write once more by itself; ours is the next try.
+    with failpoint(mongo, 2, failCommands=["insert"], closeConnection=True):
+        result = await repo.apply([order(1, T0 + timedelta(hours=1), "newer")], NOW)
+    assert (result.inserted, result.updated) == (0, 1)
+    assert await repo.raw_collection.count_documents({"number": 1}) == 1

@@ -45,8 +45,6 @@ class Tally:
     # edit between a write and its mark, a second instance while the first holds claims).
     rules: Counter[str] = field(default_factory=Counter)
     landed: Counter[str] = field(default_factory=Counter)
-    # Findings of a fix in progress elsewhere: counted, not failures (see TOLERATED).
-    known: Counter[str] = field(default_factory=Counter)
     notes: Counter[str] = field(default_factory=Counter)
     # (check, what broke, the steps of the example, seconds into the campaign)
     violations: list[tuple[str, str, list[str], float]] = field(default_factory=list)
@@ -61,8 +59,6 @@ class Tally:
             lines.append(f"  rule {rule}: {count}x")
         for fault, count in sorted(self.landed.items()):
             lines.append(f"  landed {fault}: {count}x")
-        for check, count in sorted(self.known.items()):
-            lines.append(f"  known (tolerated) {check}: {count}x")
         for rule, count in sorted(self.notes.items()):
             lines.append(f"  {count}x: {rule}")
         for check, detail, steps, after in self.violations:

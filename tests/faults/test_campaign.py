@@ -90,18 +90,6 @@ KILL_POINTS = st.sampled_from(
 )
 WATCH_EVERY = 60.0
 PAUSED_RUN_DOCUMENTS = 40  # pages of 2: the paused run is still writing when it is stopped
-# Violations of a fix in progress on another branch: tolerated (xfail) in the long profile only.
-# (watch_takes_files was one until claim liveness reached main.)
-KNOWN: dict[str, str] = {}
-# Findings of a fix landing on another branch: counted in both profiles (Tally.known, in the
-# report), not failures. Delete the entry when the fix lands: the finding is a violation again.
-TOLERATED: dict[str, str] = {
-    "mark_ignores_content": (
-        "TracOS edits a work order keeping its updatedAt between its write and its mark; the "
-        "mark, conditional on updatedAt alone, marks the new content synced though the client "
-        "holds the old (issue 20: the mark conditional on every exported field)"
-    ),
-}
 
 
 class CampaignOver(Exception):
@@ -169,15 +157,6 @@ class Campaign(RuleBasedStateMachine):
             f"{check}: {detail}\nafter {seconds:.0f} s, step {len(self.steps)} of this "
             f"example: {' -> '.join(self.steps)}"
         )
-
-    def known(self, check: str, problems: list[str]) -> bool:
-        """A finding of a fix landing elsewhere (TOLERATED): counted and reported, not a
-        failure. False when there is none, or the fix has landed (then it is a violation)."""
-        if check not in TOLERATED:
-            return False
-        if problems:
-            self.tally.known[check] += len(problems)
-        return bool(problems)
 
     def expect_ok(self, what: str, result: Result, codes: tuple[int, ...] = (0,)) -> bool:
         self.tally.syncs += 1
@@ -513,11 +492,7 @@ class Campaign(RuleBasedStateMachine):
         if not self.expect_ok("outbound with an edit before its mark", world.finish(proc)):
             return
         stale = synced_without_content(world, edited)
-        if keep_version and self.known("mark_ignores_content", stale):
-            # Undo the false mark, so the rest of the example checks the rest.
-            world.docs.update_many({"number": {"$in": edited}}, {"$set": {"isSynced": False}})
-        else:
-            self.violation("synced_means_delivered", stale)
+        self.violation("synced_means_delivered", stale)
         self.after_syncs(["outbound"], all_out=not edited)
 
     def edit_written_unmarked(self, since_ns: int, keep_version: bool) -> list[int]:
@@ -828,10 +803,7 @@ def test_long_campaign(shared: Shared) -> None:
     tally = profile.tally
     print("\n" + tally.report(time.monotonic() - start), flush=True)
     print(f"hypothesis restarted after a replay that drew differently: {restarts}", flush=True)
-    unknown = [v for v in tally.violations if v[0] not in KNOWN]
-    assert not unknown, f"{len(unknown)} violations (see the report above)"
-    if tally.violations:
-        pytest.xfail("; ".join(sorted({KNOWN[v[0]] for v in tally.violations})))
+    assert not tally.violations, f"{len(tally.violations)} violations (see the report above)"
 
 
 def test_campaign_checks_catch_what_they_claim(shared: Shared, tmp_path: Path) -> None:

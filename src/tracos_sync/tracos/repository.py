@@ -89,7 +89,7 @@ class MongoWorkOrderRepository:
         self._durable = base.with_options(write_concern=WriteConcern(**concern))
         self._collection = base
         self._retrier = retrier
-        self._upserts = Upserts(base, self._durable, retrier)
+        self._upserts = Upserts(base, self._durable, retrier, self._ensure_indexes)
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -106,10 +106,10 @@ class MongoWorkOrderRepository:
             raise FatalError(state.number_problem)
         try:
             if not state.number_unique:
-                await self._collection.create_index(NUMBER_INDEX, unique=True)
+                await self._durable.create_index(NUMBER_INDEX, unique=True)
                 log.info("mongo.index_created", index="number (unique)")
             if not state.unsynced:
-                await self._collection.create_index(UNSYNCED_INDEX)
+                await self._durable.create_index(UNSYNCED_INDEX)
         except OperationFailure as exc:
             if exc.code == DUPLICATE_KEY:
                 raise FatalError(

@@ -16,7 +16,7 @@ found.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -48,12 +48,19 @@ ENCODING_ERRORS = (InvalidDocument, UnicodeEncodeError, OverflowError)
 
 class Upserts:
     def __init__(
-        self, collection: AsyncCollection[Doc], durable: AsyncCollection[Doc], retrier: Retrier
+        self,
+        collection: AsyncCollection[Doc],
+        durable: AsyncCollection[Doc],
+        retrier: Retrier,
+        ensure_unique_number: Callable[[], Awaitable[None]],
     ) -> None:
-        """``durable``: the collection with the journaled write concern inbound needs."""
+        """``durable``: the collection with the journaled write concern inbound needs.
+        ``ensure_unique_number``: checks (and builds if missing) the unique index on number,
+        before a write is tried again after a failure (see ``_apply_contained``)."""
         self._collection = collection
         self._durable = durable
         self._retrier = retrier
+        self._ensure_unique_number = ensure_unique_number
 
     async def apply(
         self, orders: Sequence[WorkOrder], synced_at: datetime, not_after: datetime | None = None
@@ -85,10 +92,20 @@ class Upserts:
 
     async def _apply_contained(self, items: list[_Item], synced_at: datetime) -> ApplyResult:
         """One round, with an order the driver cannot encode found by halving and refused."""
+        attempts = 0
+
+        async def write() -> ApplyResult:
+            # New numbers are inserted, and only the unique index turns an insert of a number
+            # that exists into an update. A server that restarted may have lost an index it had
+            # built but not flushed to its journal yet: look again before trying again.
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                await self._ensure_unique_number()
+            return await self._apply_round(items, synced_at)
+
         try:
-            return await self._retrier.call(
-                "write work orders", lambda: self._apply_round(items, synced_at)
-            )
+            return await self._retrier.call("write work orders", write)
         except ENCODING_ERRORS as exc:
             if len(items) == 1:
                 reason = f"TracOS cannot store it: {type(exc).__name__}: {str(exc)[:200]}"
