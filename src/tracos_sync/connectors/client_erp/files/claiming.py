@@ -87,8 +87,8 @@ class Claimer:
             self.put_back(held.path, held.name)
 
     def forget(self, name: str) -> None:
-        """Archived: no longer a suspect."""
-        if name in self._suspects:
-            self._suspects.discard(name)
-            with contextlib.suppress(OSError):
-                self.claims.suspects.forget(name)
+        """Archived: no longer a suspect. The note is removed even when this instance did not
+        know of it: another one may have noted the file after this one loaded its suspects."""
+        self._suspects.discard(name)
+        with contextlib.suppress(OSError):
+            self.claims.suspects.forget(name)

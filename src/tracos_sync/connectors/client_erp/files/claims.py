@@ -187,9 +187,16 @@ class ClaimFolder:
                     first=f"$: {POISON_REASON}",
                 )
                 return
-        back = move_no_clobber(path, self._inbound, name)
+        # Noted before it is put back: another instance may take it and archive it at once,
+        # and its archive forgets the note; a note written after that would outlive the file.
+        suspect = {"identity": now, "recoveredAt": time.time()}
         with contextlib.suppress(OSError):  # a hint only
-            self.suspects.put(back.name, {"identity": now, "recoveredAt": time.time()})
+            self.suspects.put(name, suspect)
+        back = move_no_clobber(path, self._inbound, name)
+        if back.name != name:  # put back beside a file of its name: the note follows it
+            with contextlib.suppress(OSError):
+                self.suspects.put(back.name, suspect)
+                self.suspects.forget(name)
         log.warning(
             "inbound.claim_recovered",
             file=back.name,
