@@ -13,7 +13,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -241,28 +241,6 @@ def written_since(world: World, started_ns: int) -> bool:
                 if entry.stat(follow_symlinks=False).st_mtime_ns >= started_ns:
                     return True
     return False
-
-
-@contextlib.contextmanager
-def read_only(folder: Path) -> Iterator[None]:
-    """The folder made unwritable, for root too (chmod does not stop root): a read-only bind
-    mount over it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "--bind", str(folder), str(folder)], check=True)
-    try:
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True)
-        yield
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
-
-
-def can_mount(root: Path) -> bool:
-    probe = root / "mount-probe"
-    try:
-        with read_only(probe):
-            return True
-    except (subprocess.CalledProcessError, OSError):
-        return False
 
 
 def as_other_host(args: list[str]) -> list[str]:

@@ -53,7 +53,6 @@ from tests.faults.campaign import (
     World,
     as_other_host,
     at,
-    can_mount,
     duplicate_numbers,
     files_accounted,
     files_reported,
@@ -61,13 +60,13 @@ from tests.faults.campaign import (
     newest,
     newest_not_winning,
     number_index_missing,
-    read_only,
     synced_without_content,
     unsynced_undelivered,
     wait_until,
     written_since,
 )
 from tests.support import progress
+from tests.support.mounts import can_mount, read_only
 
 CHAOS_SECONDS = float(os.environ.get("CHAOS_SECONDS", "0"))
 SHORT_SEED = int(os.environ.get("CHAOS_SHORT_SEED", "3"))

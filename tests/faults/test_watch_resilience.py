@@ -9,12 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pymongo import MongoClient
 
 from tests.builders import client_record, tracos_doc, write_json
 from tests.conftest import Env, failpoint
 from tests.e2e.test_operating import metrics, stop, wait_until
 from tests.server import Server, free_port
+from tests.support.mounts import can_mount, read_only
 
 
 def test_index_dropped_while_watch_runs_is_rebuilt_before_any_duplicate(env: Env) -> None:
@@ -176,3 +178,39 @@ def test_both_directions_failing_is_said_once_not_at_every_sweep(env: Env) -> No
     assert result.code == 0, result.output
     assert result.output.count("watch.destination") == 1, result.output
     assert "run.failed" not in result.output, result.output
+
+
+def test_a_sweep_that_cannot_archive_counts_each_file_once(env: Env) -> None:
+    """processed/ read-only (a bind mount: chmod does not stop root) while watch runs: each
+    failed sweep applies the files once (stale) and gives them back; it does not take them
+    again as new arrivals in the same sweep, which counted them twice (files=19 stale=38)."""
+    if not can_mount(env.root):
+        pytest.skip("needs bind mounts (root)")
+    for n in range(1, 20):
+        write_json(env.inbound / f"{n}.json", client_record(n))
+    assert env.cli("inbound").code == 0
+    for n in range(1, 20):  # the same versions again: each is stale
+        write_json(env.inbound / f"again-{n}.json", client_record(n))
+    port = free_port()
+    with read_only(env.processed):
+        proc = env.popen(
+            "watch", WATCH_INTERVAL="0.2", METRICS_PORT=str(port), METRICS_ADDRESS="127.0.0.1"
+        )
+        failures = re.compile(r'tracos_sync_cycle_failures_total\{integration="default"\} (\d+)')
+
+        def sweeps_failed() -> int:
+            found = failures.search(safe_metrics(port))
+            return int(found.group(1)) if found else 0
+
+        try:
+            wait_until(lambda: sweeps_failed() >= 4, proc, 60)
+        finally:
+            result, _ = stop(proc)
+    summaries = [line for line in result.output.splitlines() if "run.summary" in line]
+    failed = [line for line in summaries if "status=failed" in line]
+    assert len(failed) >= 3, result.output
+    for line in failed:
+        assert "stale=19 " in line and "files=19 " in line, line
+    assert sorted(p.name for p in env.inbound.glob("*.json")) == sorted(
+        f"again-{n}.json" for n in range(1, 20)
+    )

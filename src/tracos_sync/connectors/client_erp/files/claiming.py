@@ -34,6 +34,10 @@ class Claimer:
         self._claim_dir = self.claims.path
         self._said = said
         self._suspects: set[str] = set()
+        # Files put back since the sweep began: watch's following takes them at the next sweep,
+        # not again in this one (a batch given back because archiving failed would otherwise be
+        # applied again, and counted twice, before the failure ends the sweep).
+        self.given_back: set[str] = set()
 
     def refresh(self) -> None:
         """The claim folder exists (recreated, loudly, if another host removed it as stale)."""
@@ -72,6 +76,7 @@ class Claimer:
         return claimed
 
     def put_back(self, claimed: Path, name: str) -> None:
+        self.given_back.add(name)
         try:
             move_no_clobber(claimed, self._inbound, name)
         except FileNotFoundError:

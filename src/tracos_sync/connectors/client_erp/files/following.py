@@ -27,6 +27,10 @@ class Taker(Protocol):
         """The files waiting in the folder, oldest first; odd entries said only when ``warn``."""
         ...
 
+    def given_back(self, name: str) -> bool:
+        """Put back since the sweep began (not archived): taken at the next sweep."""
+        ...
+
     def resting(self, name: str, size: int, mtime_ns: int) -> bool:
         """Left as maybe still being written, and unchanged since."""
         ...
@@ -101,7 +105,9 @@ class Gathering:
         self._names = [
             (w.name, w.size)
             for w in listed
-            if w.name not in self._left and not self._source.resting(w.name, w.size, w.mtime_ns)
+            if w.name not in self._left
+            and not self._source.given_back(w.name)
+            and not self._source.resting(w.name, w.size, w.mtime_ns)
         ]
         self._names.reverse()  # oldest last: popped first
 

@@ -135,6 +135,7 @@ class FolderSource:
                     yield units
             return
         gathering = Gathering(self, max_records, time.monotonic() + seconds)
+        self._claimer.given_back.clear()
         self._claimer.refresh()
         self._claimer.load_suspects()
         pending: asyncio.Task[list[InboundUnit]] | None = asyncio.create_task(gathering.take(None))
@@ -200,6 +201,10 @@ class FolderSource:
     def next_part(self, size: int) -> InboundUnit:
         """The next part of the large file in hand."""
         return self._reader.next_part(size)
+
+    def given_back(self, name: str) -> bool:
+        """Put back since the sweep began: taken at the next sweep."""
+        return name in self._claimer.given_back
 
     def resting(self, name: str, size: int, mtime_ns: int) -> bool:
         """For a listing: ``name`` was left as maybe still being written and has not changed
