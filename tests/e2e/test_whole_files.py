@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,8 +121,16 @@ def test_a_large_export_being_written_is_left_before_any_record_is_applied(env: 
     assert path.exists() and not rejected_names(env)
     with open(path, "ab") as writer:
         writer.write(data[len(data) * 3 // 4 :])
-    second = env.cli("run")
-    assert (second.counts()["files"], second.counts()["inserted"]) == (1, 30_000), second.output
+    # Complete now, but just written: a large file is streamed (its records applied before its
+    # end is read), so it waits until left alone for the settle time (a part-written export may
+    # end on a whole record and look complete).
+    second = env.cli("run", INBOUND_SETTLE_SECONDS="60")
+    assert (second.counts()["files"], second.counts()["inserted"]) == (0, 0), second.output
+    assert "large file" in second.output
+    done = time.time() - 120  # its writer finished two minutes ago
+    os.utime(path, (done, done))
+    third = env.cli("run", INBOUND_SETTLE_SECONDS="60")
+    assert (third.counts()["files"], third.counts()["inserted"]) == (1, 30_000), third.output
 
 
 def test_a_file_that_stays_broken_is_rejected_once_the_settle_time_has_passed(env: Env) -> None:
@@ -170,6 +179,52 @@ def test_watch_waits_for_a_writer_writing_the_final_name_in_pieces_without_spinn
     looks = [line for line in w.lines("inbound.file_left") if line["file"] == "777.json"]
     assert 1 <= len(looks) <= 3, looks
     assert env.collection.count_documents({"number": {"$in": [1, 2, 3]}}) == 3
+
+
+def write_in_pieces_by_name(path: Path, data: bytes, pieces: int, how: str) -> None:
+    """A writer that reopens the file by name for every piece: appending (``>>``, an SFTP upload
+    resumed) or rewriting all it has so far in place (truncate, write)."""
+    step = max(1, len(data) // pieces)
+    path.write_bytes(b"")
+    for end in range(step, len(data) + step, step):
+        if how == "append":
+            with open(path, "ab") as writer:
+                writer.write(data[end - step : end])
+        else:
+            path.write_bytes(data[:end])
+        time.sleep(0.002)
+
+
+@pytest.mark.parametrize("how", ["append", "rewrite"])
+def test_writers_reopening_the_file_by_name_under_watch_are_never_split(
+    env: Env, watch: list[Watch], how: str
+) -> None:
+    """Eight writers write their exports under the final name, reopening it by name for each of
+    200 pieces, while watch looks every few milliseconds: a part-written file is never moved
+    while its writer may still come back to its name, so each is taken once, whole (hostile
+    finding: a file taken while part-written and reopened by name meanwhile ended as two
+    rejected fragments, ``w1.json`` and ``w1~1.json``)."""
+    env.inbound.mkdir(parents=True)
+    watch.append(Watch(env, WATCH_INTERVAL="3600", INBOUND_SETTLE_SECONDS="30"))
+    w = watch[0]
+    wait_until(env.processed.exists, w.proc, 30)
+    writers = [
+        threading.Thread(
+            target=write_in_pieces_by_name,
+            args=(env.inbound / f"w{k}.json", export(range(k * 100, k * 100 + 50)), 200, how),
+        )
+        for k in range(1, 9)
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    names = [f"w{k}.json" for k in range(1, 9)]
+    wait_until(lambda: all((env.processed / n).exists() for n in names), w.proc, 60)
+    assert w.stop() == 0
+    assert sorted(os.listdir(env.processed)) == sorted(names)
+    assert not rejected_names(env)
+    assert env.collection.count_documents({}) == 400
 
 
 @pytest.fixture(params=["same file system", "processed on another file system"])
@@ -286,6 +341,7 @@ def test_a_large_export_is_decoded_in_bounded_memory(env: Env) -> None:
     baseline, _ = peak_rss_mb(env, "inbound", "--dry-run")
     big = env.inbound / "big.json"
     big.write_bytes(export(range(1, 60_001)))  # about 14 MB, in batches of 1000
+    aged(big)  # a large file is taken once its writer has left it alone for the settle time
     peak, output = peak_rss_mb(env, "inbound", "--dry-run")
     assert "files=2" in output, output
     # Measured: 3 MB more than for a small file; read whole, 57 MB more.
@@ -302,6 +358,7 @@ def test_a_large_file_is_rejected_with_the_problems_of_every_part(env: Env) -> N
     records[10]["orderNo"] = 0  # in the first part
     records[29_000]["orderNo"] = -1  # in the last
     (env.inbound / "big.json").write_bytes(orjson.dumps(records))
+    aged(env.inbound / "big.json")
     result = env.cli("run", BATCH_SIZE="1000")
     assert result.code == 0, result.output
     assert (result.counts()["files"], result.counts()["rejected"]) == (1, 2), result.output
@@ -353,6 +410,7 @@ def test_a_file_in_hand_at_one_crash_is_taken_again_and_forgotten(env: Env) -> N
     env.inbound.mkdir(parents=True)
     big = env.inbound / "big.json"
     big.write_bytes(export(range(1, 25_001)))
+    aged(big)
     kill_while_in_hand(env, "big.json")
     result = env.cli("run")
     assert result.code == 0, result.output

@@ -169,6 +169,7 @@ async def test_a_large_file_comes_in_parts_and_is_archived_after_the_last(tmp_pa
     records = [client_record(n) for n in range(1, 30_001)]
     (inbound / "big.json").write_bytes(orjson.dumps(records))
     assert (inbound / "big.json").stat().st_size > 4 * 1024 * 1024
+    os.utime(inbound / "big.json", (1, 1))  # its writer is long done
     async with folder_source(inbound) as source:
         sizes = []
         async for batch in source.batches(10_000):
@@ -223,21 +224,46 @@ async def test_a_suspect_is_taken_alone_in_its_own_batch(tmp_path: Path) -> None
             assert taken[2][0] == "3.json", following
 
 
-async def test_a_large_file_broken_part_way_while_recent_goes_back_not_to_rejected(
+async def test_a_recent_large_file_is_not_read_until_it_settles(tmp_path: Path) -> None:
+    """A large file is streamed (its records applied before its end is read): just written, it
+    is left alone, whole or not, and never rejected meanwhile."""
+    inbound = tmp_path / "in"
+    inbound.mkdir()
+    (inbound / "big.json").write_bytes(orjson.dumps([client_record(n) for n in range(1, 25_001)]))
+    async with folder_source(inbound, inbound_settle_seconds=60) as source:
+        assert [batch async for batch in source.batches(10_000)] == []
+    assert (inbound / "big.json").exists()
+    assert not (inbound / "rejected").exists() or not list((inbound / "rejected").iterdir())
+
+
+def overwrite(path: Path, at: int, data: bytes) -> None:
+    """A writer at it in place (the next part is already read ahead: write past it)."""
+    with open(path, "r+b") as writer:
+        writer.seek(at)
+        writer.write(data)
+
+
+async def test_a_large_file_rewritten_while_streamed_goes_back_not_to_rejected(
     tmp_path: Path,
 ) -> None:
-    """Rewritten in place: it ends like a document, but its middle is not JSON yet."""
+    """Settled when taken, then its writer is at it again (in place) while its parts are read:
+    the part that no longer parses sends it back, not to rejected/."""
     inbound = tmp_path / "in"
     inbound.mkdir()
     raw = orjson.dumps([client_record(n) for n in range(1, 25_001)])
-    middle = len(raw) // 2
-    (inbound / "big.json").write_bytes(raw[:middle] + b"\x00" + raw[middle + 1 :])
+    path = inbound / "big.json"
+    path.write_bytes(raw)
+    os.utime(path, (1, 1))
+    ends = []
     async with folder_source(inbound, inbound_settle_seconds=60) as source:
-        batches = [batch async for batch in source.batches(10_000)]
-        for batch in batches:
+        async for batch in source.batches(10_000):
+            ends += [u.ends_input for u in batch]
+            if len(ends) == 1:  # the writer rewrites the rest, not JSON yet
+                in_hand = next((inbound / ".claims").rglob("big.json"))
+                overwrite(in_hand, len(raw) - 2000, b"\x00")  # in the last part
             await source.complete(batch)
-    assert [u.ends_input for batch in batches for u in batch][-1] is False
-    assert (inbound / "big.json").exists()
+    assert ends[-1] is False
+    assert path.exists()
     assert not (inbound / "rejected").exists() or not list((inbound / "rejected").iterdir())
 
 

@@ -16,7 +16,7 @@ from tracos_sync.domain.ports import InboundUnit
 from tracos_sync.mapping import RecordMapping
 
 from ..codec import Decoded, NotAnArray, RecordDecoder
-from .reading import STREAM_MIN_BYTES, Held, Parts, ends_complete, open_input, unchanged
+from .reading import STREAM_MIN_BYTES, Held, Parts, open_input, unchanged
 from .settings import FolderSettings
 from .settling import Settling, StillWriting
 
@@ -54,10 +54,12 @@ class UnitReader:
             too_big = Problem("$", f"file is larger than MAX_FILE_BYTES={limit}; not read")
             return InboundUnit(name, [], [too_big], rejected_records=1, handle=held)
         if info.st_size > STREAM_MIN_BYTES:
-            if not ends_complete(handle) and self._settling.may_be_writing(name, info):
-                # An export being written: its records would be applied at every look.
+            if self._settling.may_be_writing(name, info):
+                # A large export is streamed, its records applied part by part before its end
+                # is read: it is taken only once its writer has left it alone for the settle
+                # time (a part-written one may end on a whole record and look complete).
                 handle.close()
-                raise StillWriting(self._settling.reason(info))
+                raise StillWriting(self._settling.reason(info, large=True))
             try:
                 held.parts = Parts(handle, self._decoder)
             except NotAnArray:
@@ -121,7 +123,13 @@ class UnitReader:
     def _left_writing(self, held: Held) -> bool:
         """A large file whose bytes stop being JSON part-way and that may still be being
         written goes back now (not rejected)."""
-        if held.opened is None or not self._settling.may_be_writing(held.name, held.opened):
+        if held.opened is None:
+            return False
+        try:  # as it is now: a writer back at it since it was opened has touched it
+            now = os.stat(held.path, follow_symlinks=False)
+        except OSError:
+            now = held.opened
+        if not self._settling.may_be_writing(held.name, now):
             return False
         held.left = True
         if self._leave is not None:

@@ -55,19 +55,6 @@ def unchanged(before: os.stat_result, now: os.stat_result) -> bool:
     )
 
 
-def ends_complete(handle: IO[bytes]) -> bool:
-    """Whether the file's last byte (whitespace aside) can end a JSON array or object: a large
-    export cut short by its writer still being at it fails this before anything is decoded.
-    Leaves ``handle`` at its start."""
-    try:
-        size = handle.seek(0, os.SEEK_END)
-        handle.seek(max(size - 256, 0))
-        tail = handle.read().rstrip(b" \t\r\n")
-    finally:
-        handle.seek(0)
-    return tail.endswith((b"]", b"}"))
-
-
 class Parts:
     """The records of a large array file, decoded a part at a time. ``done`` once the last part
     has been handed out (the file is then closed)."""

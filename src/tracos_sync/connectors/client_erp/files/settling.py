@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -61,14 +62,27 @@ class Settling:
             self._noted.add(name)
         return True
 
-    def reason(self, info: os.stat_result) -> str:
+    def young(self, path: Path) -> bool:
+        """A regular file (not a link) changed within the settle time, or dated ahead of this
+        host: its writer may not be done (one ``lstat``; False when it cannot be looked at)."""
+        settle_ns = int(self._settings.inbound_settle_seconds * 1e9)
+        if settle_ns <= 0:
+            return False
+        try:
+            info = os.lstat(path)
+        except OSError:
+            return False
+        return stat.S_ISREG(info.st_mode) and info.st_mtime_ns > time.time_ns() - settle_ns
+
+    def reason(self, info: os.stat_result, large: bool = False) -> str:
         """Why a file is left as maybe still being written."""
         ago = time.time() - info.st_mtime_ns / 1e9
         when = f"changed {ago:.1f} s ago" if ago >= 0 else f"dated {-ago:.0f} s ahead of this host"
         settle = self._settings.inbound_settle_seconds
+        what = "a large file (streamed in parts)" if large else "does not parse (yet)"
         return (
-            f"does not parse (yet) and {when}: may still be being written; looked at again once "
-            f"it changes or in {settle:g} s (INBOUND_SETTLE_SECONDS)"
+            f"{what} and {when}: may still be being written; looked at again once it changes "
+            f"or in {settle:g} s (INBOUND_SETTLE_SECONDS)"
         )
 
     def rest(self, name: str, reason: str) -> None:

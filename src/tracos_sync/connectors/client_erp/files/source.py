@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
@@ -26,7 +27,7 @@ from .claiming import Claimer
 from .following import Gathering
 from .listing import Waiting, list_waiting, waiting_entries, waiting_files
 from .reader import UnitReader
-from .reading import Held
+from .reading import Held, unchanged
 from .repeats import said_in
 from .settings import FolderSettings
 from .settling import Settling, StillWriting
@@ -214,6 +215,8 @@ class FolderSource:
     def claim_and_read(self, name: str, size: int) -> InboundUnit | None:
         if self._dry_run:
             return self._read_in_place(name, size)
+        if self._settling.young(self._inbound / name):
+            return self._judge_then_claim(name, size)
         claimed = self._claimer.claim(name)
         if claimed is None:
             return None
@@ -232,12 +235,44 @@ class FolderSource:
             )
             return None
 
+    def _judge_then_claim(self, name: str, size: int) -> InboundUnit | None:
+        """A file changed within the settle time is read where it is, and claimed only once it
+        parses: a writer that reopens it by name (an append, a resumed upload) must find it
+        there, not create a second file beside the one in hand. Claimed, it must still be the
+        file that was read (same inode, size and mtime), or it goes back and rests."""
+        unit = self._read_in_place(name, size)
+        if unit is None:
+            return None
+        held = unit.handle
+        assert isinstance(held, Held)
+        claimed = self._claimer.claim(name)
+        try:
+            now = None if claimed is None else os.stat(claimed, follow_symlinks=False)
+        except OSError:
+            now = None
+        if claimed is not None and held.opened is not None and now is not None:
+            if unchanged(held.opened, now):
+                held.path = claimed
+                return unit
+            self._claimer.put_back(claimed, name)
+            self._settling.rest(name, "written to while it was read; taken once it settles")
+        # Not ours after all (another instance took it first, or it changed): nothing was
+        # applied from it; a large file's parts, if it became one, are let go.
+        if self._reader.open_name() == name:
+            left = self._reader.take_open_parts()
+            if left is not None and left.parts is not None:
+                left.parts.close()
+        return None
+
     def _read_in_place(self, name: str, size: int) -> InboundUnit | None:
         path = self._inbound / name
         try:
             return self._read_unit(name, path, size)
         except StillWriting as exc:
-            self._said.warn("inbound.file_left", name, str(exc))
+            if self._dry_run:
+                self._said.warn("inbound.file_left", name, str(exc))
+            else:
+                self._settling.rest(name, str(exc))
             return None
         except OSError as exc:
             self._said.warn("inbound.file_left", name, exc.strerror or str(exc))
