@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
+from tracos_sync.domain.dates import dated_ahead, format_instant
 from tracos_sync.domain.ports import (
     ClientSink,
     ClientSource,
@@ -159,12 +160,16 @@ async def sync_outbound(
     clock: Clock = utc_now,
     progress: ProgressHook = _no_progress,
     stop: Callable[[], bool] = _never,
+    clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
 ) -> None:
     """TracOS -> client. Marks only what the sink made durable; a page's marks are written while
     the next page is read and delivered. Stops at a fatal delivery error after marking what was
-    delivered before it."""
+    delivered before it. A work order dated beyond now + ``clock_skew`` (a typo'd year) is never
+    delivered, whatever the connector: once on the client's side it would outrank the fix."""
     pages = repository.pending(batch_size)
     marking: asyncio.Task[None] | None = None
+    # Superseded by a client copy dated beyond now + clock_skew: said once, at the end of the run.
+    held_ahead: dict[int, datetime] = {}
 
     async def mark(exports: list[PendingExport], delivered: int) -> None:
         marked = await repository.mark_synced(exports, clock())
@@ -186,6 +191,13 @@ async def sync_outbound(
                         log.warning(
                             "outbound.document_skipped", document=item.ref, reason=item.reason
                         )
+                    elif dated_ahead(item.order.updated_at, clock(), clock_skew):
+                        stats.skipped += 1
+                        log.warning(
+                            "outbound.document_skipped",
+                            number=item.order.number,
+                            reason=_ahead_reason(item.order.updated_at),
+                        )
                     else:
                         exports.append(item)
                 if not exports:
@@ -199,6 +211,12 @@ async def sync_outbound(
                     # nothing written, nothing marked; whoever wrote the newer one marks it.
                     stats.superseded += len(delivery.superseded)
                     log.info("outbound.superseded", numbers=delivery.superseded[:20])
+                    now = clock()
+                    held_ahead.update(
+                        (number, theirs)
+                        for number, theirs in delivery.superseded_by.items()
+                        if dated_ahead(theirs, now, clock_skew)
+                    )
                 if delivery.deferred_because:
                     # Left unsynced for a later run (a lock held too long): the sink says it
                     # once per change of state, the summary counts every one.
@@ -222,6 +240,29 @@ async def sync_outbound(
     finally:
         if marking is not None:
             await marking
+        if held_ahead:
+            _warn_client_copies_ahead(held_ahead)
+
+
+def _ahead_reason(updated_at: datetime) -> str:
+    return (
+        f"updatedAt {format_instant(updated_at)} is later than now + CLIENT_CLOCK_SKEW_SECONDS:"
+        " fix the date in TracOS (it goes out once it is no longer ahead)"
+    )
+
+
+def _warn_client_copies_ahead(held: dict[int, datetime]) -> None:
+    """Superseded run after run, and never by a fix made in TracOS: the client's copy is dated
+    in the future (by hand, or written by a version without the outbound clock rule)."""
+    numbers = sorted(held)
+    log.warning(
+        "outbound.client_copy_ahead",
+        count=len(numbers),
+        numbers=numbers[:20],
+        dates=[format_instant(held[n]) for n in numbers[:20]],
+        reason="the client's copy is dated later than now + CLIENT_CLOCK_SKEW_SECONDS, so no "
+        "version from TracOS replaces it: remove or fix the client's copy",
+    )
 
 
 class Stopwatch:

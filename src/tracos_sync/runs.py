@@ -111,7 +111,14 @@ class Syncer:
         if self.sink is not None:
             with self._timed("outbound"), _collect(failures, "outbound"):
                 await self._prepare("outbound", self.sink)
-                await sync_outbound(self.repository, self.sink, stats, self.batch_size, **hooks)
+                await sync_outbound(
+                    self.repository,
+                    self.sink,
+                    stats,
+                    self.batch_size,
+                    clock_skew=timedelta(seconds=self.clock_skew_seconds),
+                    **hooks,
+                )
         if failures:
             for direction, exc in failures[1:]:
                 self.other_failure(direction, exc)

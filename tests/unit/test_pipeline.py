@@ -6,6 +6,7 @@ from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from structlog.testing import capture_logs
 
 from tests.builders import T0, tracos_doc
 from tests.fakes import InMemoryWorkOrderRepository
@@ -117,3 +118,42 @@ async def test_outbound_stop_after_a_page() -> None:
     sink, stats = ListSink(), RunStats()
     await sync_outbound(repo, sink, stats, 2, stop=lambda: True)
     assert sink.received == [1, 2] and stats.exported == 2
+
+
+async def test_outbound_skips_orders_dated_beyond_the_injected_clock_plus_the_allowance() -> None:
+    repo = InMemoryWorkOrderRepository()
+    skew = timedelta(seconds=30)
+    repo.insert_raw(tracos_doc(1, updatedAt=T0 + skew))  # at the edge: goes out
+    repo.insert_raw(tracos_doc(2, updatedAt=T0 + skew + timedelta(milliseconds=1)))
+    sink, stats = ListSink(), RunStats()
+    await sync_outbound(repo, sink, stats, 10, clock=lambda: T0, clock_skew=skew)
+    assert sink.received == [1] and (stats.exported, stats.skipped) == (1, 1)
+    assert not (repo.by_number(2) or {}).get("isSynced")
+
+
+class AheadSink(ListSink):
+    """A client holding every order, dated ``held`` (newer than any TracOS version)."""
+
+    def __init__(self, held: datetime) -> None:
+        super().__init__()
+        self._held = held
+
+    async def deliver(self, orders: Sequence[WorkOrder]) -> Delivery:
+        numbers = [o.number for o in orders]
+        return Delivery(superseded=numbers, superseded_by=dict.fromkeys(numbers, self._held))
+
+
+async def test_client_copies_dated_ahead_are_named_in_one_warning_per_run() -> None:
+    repo = InMemoryWorkOrderRepository()
+    for n in range(1, 6):
+        repo.insert_raw(tracos_doc(n))
+    stats = RunStats()
+    with capture_logs() as logs:
+        await sync_outbound(repo, AheadSink(T0 + timedelta(days=1)), stats, 2, clock=lambda: T0)
+    [warning] = [e for e in logs if e["event"] == "outbound.client_copy_ahead"]
+    assert warning["log_level"] == "warning" and warning["numbers"] == [1, 2, 3, 4, 5]
+    assert stats.superseded == 5
+    # Newer, but not ahead of the clock (an overlapping run's delivery): no warning.
+    with capture_logs() as logs:
+        await sync_outbound(repo, AheadSink(T0), RunStats(), 2, clock=lambda: T0)
+    assert not [e for e in logs if e["event"] == "outbound.client_copy_ahead"]

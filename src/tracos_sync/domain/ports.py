@@ -72,11 +72,13 @@ class Delivery:
     (delivered by an overlapping run), those it left for a later run because something it does
     not control kept it from them for too long (``deferred``; ``deferred_because`` says what,
     once per change of state: empty while it goes on), and the fatal error that stopped it
-    part-way, if any."""
+    part-way, if any. ``superseded_by``: for superseded numbers, the last update of the
+    client's copy, where the sink read it."""
 
     delivered: list[int] = field(default_factory=list)
     refused: list[Problem] = field(default_factory=list)
     superseded: list[int] = field(default_factory=list)
+    superseded_by: dict[int, datetime] = field(default_factory=dict)
     deferred: list[int] = field(default_factory=list)
     deferred_because: str = ""
     fatal: FatalError | None = None

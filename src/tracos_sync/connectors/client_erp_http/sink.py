@@ -55,8 +55,10 @@ class HttpSink:
         delivery = Delivery()
         bodies = []
         for order in orders:
-            if self._erp.holds_newer(order.number, order.updated_at):
+            theirs = self._erp.newer_than(order.number, order.updated_at)
+            if theirs is not None:
                 delivery.superseded.append(order.number)
+                delivery.superseded_by[order.number] = theirs
                 continue
             try:
                 bodies.append((order.number, self._mapping.encode(order)))

@@ -35,5 +35,9 @@ class ErpVersions:
         return key
 
     def holds_newer(self, number: int, stamp: datetime) -> bool:
+        return self.newer_than(number, stamp) is not None
+
+    def newer_than(self, number: int, stamp: datetime) -> datetime | None:
+        """The last update of the ERP's copy of ``number`` when it is later than ``stamp``."""
         held = self._newest.get(number)
-        return held is not None and held > stamp
+        return held if held is not None and held > stamp else None

@@ -81,7 +81,9 @@ class FolderSink:
         if self._dry_run:  # translate and encode everything, write nothing
             delivery.delivered = [order.number for order, _ in writable]
             return delivery
-        results = await self._write_all(writable)
+        # What each kept file held (written from the writer threads, one key per file).
+        theirs: dict[int, datetime] = {}
+        results = await self._write_all(writable, theirs)
         errors: list[BaseException] = []
         held: LockHeld | None = None
         for (order, _), result in zip(writable, results, strict=True):
@@ -100,6 +102,8 @@ class FolderSink:
                 delivery.delivered.append(order.number)
             else:
                 delivery.superseded.append(order.number)
+                if order.number in theirs:
+                    delivery.superseded_by[order.number] = theirs[order.number]
         if held is not None and not self._lock_stuck:  # said once, not at every sweep
             delivery.deferred_because = (
                 f"the outbound folder {self._outbound} stayed locked by {held.holder} "
@@ -128,9 +132,12 @@ class FolderSink:
             delivery.fatal = fatal
         return delivery
 
-    async def _write_all(self, writable: list[tuple[WorkOrder, bytes]]) -> list[object]:
-        """Each file written (or kept, when the client holds a newer one) by the pool: per file
-        ``True``/``False`` (written or not) or the exception that stopped it."""
+    async def _write_all(
+        self, writable: list[tuple[WorkOrder, bytes]], theirs: dict[int, datetime]
+    ) -> list[object]:
+        """Each file written (or kept, when the client holds a newer one, whose last update goes
+        in ``theirs``) by the pool: per file ``True``/``False`` (written or not) or the exception
+        that stopped it."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="outbound")
         loop = asyncio.get_running_loop()
@@ -145,7 +152,11 @@ class FolderSink:
                     write_atomically_unless,
                     self._outbound / f"{order.number}.json",
                     data,
-                    holds_newer_than(order.updated_at, self._mapping),
+                    holds_newer_than(
+                        order.updated_at,
+                        self._mapping,
+                        functools.partial(theirs.__setitem__, order.number),
+                    ),
                     lock_timeout=self._lock_timeout if wait is None else wait,
                     abandon=abandon,
                 ),
@@ -164,17 +175,27 @@ class FolderSink:
             self._pool = None
 
 
-def holds_newer_than(ours: datetime, mapping: RecordMapping) -> Callable[[bytes], bool]:
+def _ignore(theirs: datetime) -> None:
+    """The default for ``holds_newer_than``'s ``newer``: nobody asked."""
+
+
+def holds_newer_than(
+    ours: datetime, mapping: RecordMapping, newer: Callable[[datetime], None] = _ignore
+) -> Callable[[bytes], bool]:
     """Whether an existing outbound file holds a strictly newer version than ``ours`` (the same
     instant: ours replaces it, so a re-export after a crash rewrites identical content). A file
     we cannot read as one of ours is no newer copy, and is replaced. The file's last update is
-    read by the mapping it was written with (at that format's precision)."""
+    read by the mapping it was written with (at that format's precision); when newer, it is
+    told to ``newer``."""
 
     def holds_newer(existing: bytes) -> bool:
         try:
             theirs = mapping.updated_of(orjson.loads(existing))
         except orjson.JSONDecodeError:
             return False
-        return theirs is not None and theirs > ours
+        if theirs is None or theirs <= ours:
+            return False
+        newer(theirs)
+        return True
 
     return holds_newer
