@@ -15,7 +15,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -416,6 +416,83 @@ def test_a_file_in_hand_at_one_crash_is_taken_again_and_forgotten(env: Env) -> N
     assert result.code == 0, result.output
     assert (env.processed / "big.json").exists() and not rejected_names(env)
     assert not list(env.inbound.glob(".claims/suspect-*")), "a normal archive forgets it"
+
+
+def freeze_when(
+    env: Env, proc: subprocess.Popen[str], before: set[Path], holds: Callable[[list[str]], bool]
+) -> list[str]:
+    """SIGSTOP ``proc`` once what it holds (its own claim folder, not one in ``before``) passes
+    ``holds``, checked again while it is stopped (it may have archived meanwhile: then it goes on
+    and is watched again); what it holds."""
+    start = time.monotonic()
+    while True:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() - start < 60, "not within the time allowed"
+        if holds(in_hand(env, before)):
+            proc.send_signal(signal.SIGSTOP)
+            held = in_hand(env, before)
+            if holds(held):
+                return held
+            proc.send_signal(signal.SIGCONT)
+        time.sleep(0.002)
+
+
+def in_hand(env: Env, before: set[Path]) -> list[str]:
+    return sorted(
+        p.name
+        for folder in env.inbound.glob(".claims/*")
+        if folder.is_dir() and folder not in before
+        for p in folder.glob("*.json")
+    )
+
+
+@pytest.mark.parametrize("next_after_it", ["the other suspect", "an innocent file"])
+def test_two_files_in_hand_at_a_crash_then_a_crash_with_the_first_in_hand_quarantines_only_it(
+    env: Env, next_after_it: str
+) -> None:
+    """The hostile tester's crash loop (BATCH_SIZE=1): the batch in hand and the one read ahead
+    are both in hand at a crash, so both are suspects. The next run holds the first suspect
+    alone: nothing is read ahead beside it, neither the other suspect nor an innocent file
+    next in line, so a crash then quarantines it only; the rest is applied and archived, and
+    the summary counts the quarantined file."""
+    env.inbound.mkdir(parents=True)
+    first = env.inbound / "a.json"
+    first.write_bytes(export(range(1000, 1400)))  # 400 records: 400 writes at BATCH_SIZE=1
+    aged(first, 900)  # the oldest: taken first
+    (env.inbound / "b.json").write_bytes(orjson.dumps(client_record(1)))
+    aged(env.inbound / "b.json", 800)  # the next
+    for number in range(2, 22):
+        (env.inbound / f"c{number:02}.json").write_bytes(orjson.dumps(client_record(number)))
+    # Crash 1: a.json being applied, b.json read ahead.
+    before = set(env.inbound.glob(".claims/*"))
+    proc = env.popen("inbound", BATCH_SIZE="1")
+    held = freeze_when(env, proc, before, lambda held: len(held) >= 2)
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert held == ["a.json", "b.json"]
+    if next_after_it == "an innocent file":
+        aged(env.inbound / "c02.json", 850)  # between a.json and b.json
+    applied = env.collection.count_documents({})
+    # Crash 2: a.json well on its way (30 more of its records written since), in hand alone.
+    before = set(env.inbound.glob(".claims/*"))
+    proc = env.popen("inbound", BATCH_SIZE="1")
+    held = freeze_when(
+        env,
+        proc,
+        before,
+        lambda held: "a.json" in held and env.collection.count_documents({}) >= applied + 30,
+    )
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert held == ["a.json"], "nothing in hand beside a suspect"
+    result = env.cli("inbound")
+    assert result.code == 0, result.output
+    assert rejected_names(env) == ["a.json", "a.json.error.json"]
+    assert read_json(env.rejected / "a.json.error.json")["problems"][0]["reason"] == POISON
+    processed = sorted(p.name for p in env.processed.iterdir())
+    assert processed == ["b.json"] + [f"c{n:02}.json" for n in range(2, 22)]
+    counts = result.counts()
+    assert (counts["files"], counts["rejected"], counts["inserted"]) == (22, 1, 21), result.output
 
 
 # 5. What a vanished folder is said to be.

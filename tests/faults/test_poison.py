@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.builders import client_record, read_json, tracos_doc, write_json
+from tests.builders import aged, client_record, read_json, tracos_doc, write_json
 from tests.conftest import Env, Result
 
 LATER = "2025-06-01T00:00:00Z"  # after the builders' dates, not ahead of the clock
@@ -66,6 +66,7 @@ def test_document_over_16_mb_is_quarantined_alone(env: Env) -> None:
     write_json(env.inbound / "huge.json", client_record(1, summary=huge))
     # An array file: its good record is applied, the file quarantined for the other.
     write_json(env.inbound / "mixed.json", [client_record(2), client_record(3, summary=huge)])
+    aged(env.inbound / "mixed.json")  # a large array is streamed once its writer is done
     write_json(env.inbound / "good.json", client_record(4))
     with_unsynced_document(env)
     result = env.cli("run")

@@ -4,10 +4,12 @@ file that changes in hand goes back, warnings are kept per folder, a vanished fo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +243,46 @@ def overwrite(path: Path, at: int, data: bytes) -> None:
     with open(path, "r+b") as writer:
         writer.seek(at)
         writer.write(data)
+
+
+async def taking_settled() -> None:
+    """Whatever the source started taking meanwhile has run: the read-ahead (a worker thread;
+    the test's executor has one, so a no-op queued behind it waits for it) and the gathering (on
+    the loop, claiming small files without suspending)."""
+    await asyncio.get_running_loop().run_in_executor(None, lambda: None)
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("following", [False, True])
+async def test_a_suspect_is_claimed_only_with_nothing_else_in_hand_and_nothing_beside_it(
+    tmp_path: Path, following: bool
+) -> None:
+    """Not claimed while the batch before it is out (applied or archived), and nothing is read
+    ahead while it is out: if it kills this instance too, it alone is blamed."""
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(1))
+    inbound = tmp_path / "in"
+    for age, number in enumerate((1, 2, 3)):
+        write_json(inbound / f"{number}.json", client_record(number))
+        os.utime(inbound / f"{number}.json", (100 + age, 100 + age))
+    async with folder_source(inbound) as source:
+        source._claims.suspects.put("2.json", {"identity": [0, 0]})
+        source._claimer.load_suspects()
+        taking = source.following(100, 30) if following else source.batches(100)
+        in_hand = []
+        async with contextlib.aclosing(taking) as batches:
+            async for batch in batches:
+                await taking_settled()
+                claimed = sorted(p.name for p in source._claims.path.iterdir())
+                in_hand.append(([u.name for u in batch], claimed))
+                await source.complete(batch)
+                if len(in_hand) == 3:
+                    break
+    assert in_hand == [
+        (["1.json"], ["1.json"]),  # the suspect waits for 1.json to be back
+        (["2.json"], ["2.json"]),  # nothing read ahead beside it
+        (["3.json"], ["3.json"]),
+    ]
 
 
 async def test_a_large_file_rewritten_while_streamed_goes_back_not_to_rejected(

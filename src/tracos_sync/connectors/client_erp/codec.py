@@ -103,6 +103,15 @@ def _unique_keys_type() -> tuple[type[dict[str, Any]], list[str]]:
     return UniqueKeys, repeated
 
 
+def starts_array(handle: IO[bytes]) -> bool:
+    """Whether the document in the seekable ``handle`` is an array (its items can be streamed);
+    leaves ``handle`` at its start."""
+    try:
+        return _skip_bom_and_space(handle) == b"["
+    finally:
+        handle.seek(0)
+
+
 def _skip_bom_and_space(handle: IO[bytes]) -> bytes:
     """Position ``handle`` after a leading byte-order mark; the first byte of the document
     (after whitespace), or b"" when there is none."""

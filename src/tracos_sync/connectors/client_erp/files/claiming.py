@@ -1,7 +1,7 @@
 """Claiming inbound files: a waiting file is moved into this instance's claim folder before it is
 read, so that of several instances sharing the folder exactly one takes it; put back under its
 own name when it is not archived. A file in hand when an instance died is a suspect: taken alone
-in its own batch."""
+(nothing else of this instance in hand with it, see ``hand``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import structlog
 from tracos_sync.domain.errors import DestinationUnwritable
 from tracos_sync.domain.ports import InboundUnit
 
-from .claims import ClaimFolder
+from .claims import ClaimFolder, Quarantined
 from .moves import move_no_clobber, place_no_clobber
 from .reading import Held
 from .repeats import Repeats
@@ -52,8 +52,17 @@ class Claimer:
         self._suspects = self.claims.suspects.names()
 
     def suspect(self, name: str) -> bool:
-        """In hand when an instance died: taken alone in its own batch."""
+        """In hand when an instance died: taken alone."""
         return name in self._suspects
+
+    def has_suspects(self) -> bool:
+        return bool(self._suspects)
+
+    def take_quarantined(self) -> list[Quarantined]:
+        """What this instance's recovery quarantined as suspected poison and no run has counted
+        yet."""
+        taken, self.claims.quarantined = self.claims.quarantined, []
+        return taken
 
     def claim(self, name: str, again: bool = True) -> Path | None:
         """Where the waiting file ``name`` is now in hand; ``None`` when it is gone (another
@@ -85,9 +94,11 @@ class Claimer:
             log.error("inbound.release_failed", file=name, reason=exc.strerror or str(exc))
 
     def release(self, units: Sequence[InboundUnit]) -> None:
-        """Put the units' files back."""
+        """Put the units' files back (one quarantined at recovery was never in hand)."""
         for unit in units:
             held = unit.handle
+            if isinstance(held, Quarantined):
+                continue
             assert isinstance(held, Held)
             self.put_back(held.path, held.name)
 

@@ -24,6 +24,7 @@ import secrets
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -40,6 +41,15 @@ log = structlog.get_logger("tracos_sync.files")
 CLAIMS_FOLDER = ".claims"
 HEARTBEAT_MAX_SECONDS = 60.0
 POISON_REASON = "in hand at 2 consecutive crashes (suspected poison)"
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A file this instance's recovery quarantined as suspected poison (``archived_as`` in
+    rejected/): taken by this instance, though never in hand."""
+
+    name: str
+    archived_as: Path
 
 
 class ClaimFolder:
@@ -59,6 +69,8 @@ class ClaimFolder:
         self._guard = threading.Lock()
         self._stopping = threading.Event()
         self._heartbeat: threading.Thread | None = None
+        # Quarantined by this instance's recovery, until the run's first batch counts them.
+        self.quarantined: list[Quarantined] = []
 
     def open(self) -> None:
         """Create the claims root, put back abandoned claims, create our own folder."""
@@ -179,6 +191,7 @@ class ClaimFolder:
                 log.error("inbound.poison_quarantine_failed", file=name, reason=str(exc))
             else:
                 self.suspects.forget(name)
+                self.quarantined.append(Quarantined(name, archived))
                 log.error(
                     "inbound.file_rejected",
                     file=name,

@@ -36,7 +36,11 @@ class Taker(Protocol):
         ...
 
     def suspect(self, name: str) -> bool:
-        """In hand when an instance died: taken alone in its own batch."""
+        """In hand when an instance died: taken alone."""
+        ...
+
+    def hand_empty(self) -> bool:
+        """Every batch handed out is back (completed or released): a suspect may be claimed."""
         ...
 
     def has_open_parts(self) -> bool:
@@ -70,6 +74,15 @@ class Gathering:
 
     def _more(self) -> bool:
         return bool(self._names) or self._source.has_open_parts()
+
+    def suspect_next(self) -> bool:
+        """The next file to claim is a suspect: a take that stopped before it, with nothing
+        taken, waits for the hand to be empty (``FolderSource.following``)."""
+        return (
+            bool(self._names)
+            and not self._source.has_open_parts()
+            and self._source.suspect(self._names[-1][0])
+        )
 
     async def take(self, asked: asyncio.Event | None) -> list[InboundUnit]:
         """Claim what is listed and what arrives until ``asked`` is set (at once when
@@ -115,7 +128,8 @@ class Gathering:
         """Claim up to ``FOLLOW_STEP_FILES`` listed names into ``units``, stopping once they
         hold ``room`` records; how many they hold. A large file is read and decoded in a worker
         thread: on the loop's thread it would hold up everything else (a signal, for one). A
-        large file's part, or a suspect (in hand at a crash), ends the batch."""
+        large file's part, or a suspect (in hand at a crash), ends the batch; a suspect is
+        claimed only into an empty batch with nothing else in hand."""
         source = self._source
         if source.has_open_parts():
             alone = source.parts_of_suspect()
@@ -128,8 +142,8 @@ class Gathering:
             if records >= room:
                 break
             name, size = self._names[-1]
-            if source.suspect(name) and units:
-                self._batch_ends = True  # alone, in the next batch
+            if source.suspect(name) and (units or not source.hand_empty()):
+                self._batch_ends = True  # alone, in a later batch, with nothing else in hand
                 break
             self._names.pop()
             if size > FOLLOW_INLINE_BYTES:

@@ -15,7 +15,7 @@ from tracos_sync.domain.model import Problem
 from tracos_sync.domain.ports import InboundUnit
 from tracos_sync.mapping import RecordMapping
 
-from ..codec import Decoded, NotAnArray, RecordDecoder
+from ..codec import Decoded, RecordDecoder, starts_array
 from .reading import STREAM_MIN_BYTES, Held, Parts, open_input, unchanged
 from .settings import FolderSettings
 from .settling import Settling, StillWriting
@@ -53,20 +53,17 @@ class UnitReader:
             limit = self._settings.max_file_bytes
             too_big = Problem("$", f"file is larger than MAX_FILE_BYTES={limit}; not read")
             return InboundUnit(name, [], [too_big], rejected_records=1, handle=held)
-        if info.st_size > STREAM_MIN_BYTES:
+        # A large array is streamed: its records are applied part by part before its end is
+        # read. One object (or nothing) is read whole, as a small file.
+        if info.st_size > STREAM_MIN_BYTES and starts_array(handle):
             if self._settling.may_be_writing(name, info):
-                # A large export is streamed, its records applied part by part before its end
-                # is read: it is taken only once its writer has left it alone for the settle
-                # time (a part-written one may end on a whole record and look complete).
+                # Taken only once its writer has left it alone for the settle time: a
+                # part-written export may end on a whole record and look complete.
                 handle.close()
                 raise StillWriting(self._settling.reason(info, large=True))
-            try:
-                held.parts = Parts(handle, self._decoder)
-            except NotAnArray:
-                handle.seek(0)  # one object (or nothing): read whole, as a small file
-            else:
-                self._open_parts = held
-                return self.next_part(size)
+            held.parts = Parts(handle, self._decoder)
+            self._open_parts = held
+            return self.next_part(size)
         with handle:
             raw = handle.read(self._settings.max_file_bytes + 1)
             after = os.fstat(handle.fileno())

@@ -6,7 +6,12 @@ is dated ahead of this host and was not yet seen unchanged that long) may still 
 it is put back under its own name, not rejected, and looked at again once it changes or the
 settle time has passed. A file that changes while in hand is put back, not archived. A large
 file comes as several units (parts of at most a batch of records); it is archived, or rejected
-with the problems of every part, after its last part."""
+with the problems of every part, after its last part.
+
+A suspect (in hand when an instance died) is alone in hand: claimed only once every batch handed
+out is back (completed or released), and nothing else is claimed, nor read ahead, until its own
+batch is back. Files this instance's recovery quarantined as suspected poison come first, as a
+batch of their own with nothing in hand: the run counts them taken and rejected."""
 
 from __future__ import annotations
 
@@ -18,13 +23,16 @@ from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 
 from tracos_sync.domain.errors import DestinationUnwritable
+from tracos_sync.domain.model import Problem
 from tracos_sync.domain.ports import InboundUnit
 from tracos_sync.mapping import RecordMapping
 
 from .archive import SIDECAR_SUFFIX
 from .archiver import Archiver
 from .claiming import Claimer
+from .claims import POISON_REASON, Quarantined
 from .following import Gathering
+from .hand import Hand
 from .listing import Waiting, list_waiting, waiting_entries, waiting_files
 from .reader import UnitReader
 from .reading import Held, unchanged
@@ -55,6 +63,7 @@ class FolderSource:
             settings, mapping, self._settling, None if dry_run else self._leave_writing
         )
         self._archiver = Archiver(settings, self._claimer, self._settling)
+        self._hand = Hand()
 
     async def prepare(self) -> None:
         await asyncio.to_thread(self._prepare)
@@ -85,26 +94,40 @@ class FolderSource:
 
     async def batches(self, max_records: int) -> AsyncGenerator[list[InboundUnit], None]:
         """Batches of claimed, decoded files. The next batch is claimed and decoded in a worker
-        thread while the consumer applies the current one."""
+        thread while the consumer applies the current one (not while a suspect is in hand)."""
         if not self._dry_run:
             await asyncio.to_thread(self._claimer.refresh)
             await asyncio.to_thread(self._claimer.load_suspects)
+        quarantined = self._quarantined_at_recovery()
+        if quarantined:
+            yield quarantined
         names = await asyncio.to_thread(self._candidates)
         names.reverse()  # oldest last: popped first
         loop = asyncio.get_running_loop()
 
         def read_ahead() -> asyncio.Future[list[InboundUnit]]:
-            return loop.run_in_executor(None, self._take, names, max_records)
+            clear = self._hand.empty()  # read here, on the loop's thread, where it changes
+            return loop.run_in_executor(None, self._take, names, max_records, clear)
 
         pending: asyncio.Future[list[InboundUnit]] | None = read_ahead()
         try:
             while pending is not None:
                 units = await pending
                 pending = None
+                if not units and self._suspect_next(names):  # stopped before it: hand first
+                    await self._hand.emptied()
+                    pending = read_ahead()
+                    continue
                 if not units:
                     return
-                pending = read_ahead()
+                self._hand.out(units)
+                alone = self._suspect_in_hand(units)
+                if not alone:
+                    pending = read_ahead()
                 yield units
+                if alone:
+                    await self._hand.emptied()
+                    pending = read_ahead()
         finally:
             if pending is not None:  # the consumer stopped: give back what it never saw
                 await self.release(await pending)
@@ -139,28 +162,42 @@ class FolderSource:
         self._claimer.given_back.clear()
         self._claimer.refresh()
         self._claimer.load_suspects()
+        quarantined = self._quarantined_at_recovery()
+        if quarantined:
+            yield quarantined
         pending: asyncio.Task[list[InboundUnit]] | None = asyncio.create_task(gathering.take(None))
         try:
             while pending is not None:
                 units = await pending
                 pending = None
+                if not units and gathering.suspect_next():  # stopped before it: hand first
+                    await self._hand.emptied()
+                    pending = asyncio.create_task(gathering.take(None))
+                    continue
                 if not units:
                     return
+                self._hand.out(units)
+                alone = self._suspect_in_hand(units)
                 asked = asyncio.Event()
-                pending = asyncio.create_task(gathering.take(asked))
+                if not alone:
+                    pending = asyncio.create_task(gathering.take(asked))
                 try:
                     yield units
                 finally:
                     asked.set()
+                if alone:
+                    await self._hand.emptied()
+                    pending = asyncio.create_task(gathering.take(None))
         finally:
             if pending is not None:  # the consumer stopped: give back what it never saw
                 await self.release(await pending)
             await self._give_back_open_parts()
 
-    def _take(self, names: list[str], max_records: int) -> list[InboundUnit]:
+    def _take(self, names: list[str], max_records: int, clear: bool) -> list[InboundUnit]:
         """Claim and decode files from ``names`` (oldest last) until they hold ``max_records``
         records (a file with no valid record counts as one) or the names run out. A large file's
-        parts go one per batch; a suspect (in hand at a crash) goes alone."""
+        parts go one per batch; a suspect (in hand at a crash) goes alone, and only when
+        ``clear`` (nothing of this instance in hand): otherwise the take stops before it."""
         units: list[InboundUnit] = []
         total = 0
         while total < max_records:
@@ -175,8 +212,8 @@ class FolderSource:
             if not names:
                 break
             name = names[-1]
-            if self.suspect(name) and units:
-                break  # alone, in the next batch
+            if self.suspect(name) and (units or not clear):
+                break  # alone, in a later batch
             names.pop()
             unit = self.claim_and_read(name, max_records - total)
             if unit is None:
@@ -188,8 +225,31 @@ class FolderSource:
         return units
 
     def suspect(self, name: str) -> bool:
-        """In hand when an instance died: taken alone in its own batch."""
+        """In hand when an instance died: taken alone."""
         return self._claimer.suspect(name)
+
+    def hand_empty(self) -> bool:
+        """Every batch handed out is back (completed or released)."""
+        return self._hand.empty()
+
+    def _suspect_next(self, names: list[str]) -> bool:
+        """The next file to claim from ``names`` is a suspect."""
+        return bool(names) and not self.has_open_parts() and self.suspect(names[-1])
+
+    def _suspect_in_hand(self, units: Sequence[InboundUnit]) -> bool:
+        """``units`` hold a suspect whose every part is taken: nothing more is claimed until
+        they are back. (While it has parts left, only its next part is taken.)"""
+        if not self._claimer.has_suspects() or self.has_open_parts():
+            return False
+        return any(self.suspect(unit.name) for unit in units)
+
+    def _quarantined_at_recovery(self) -> list[InboundUnit]:
+        """Units for what this instance's recovery quarantined as suspected poison: nothing to
+        apply, counted taken and rejected (each as one, like an unparsable file)."""
+        return [
+            InboundUnit(q.name, [], [Problem("$", POISON_REASON)], rejected_records=1, handle=q)
+            for q in self._claimer.take_quarantined()
+        ]
 
     def has_open_parts(self) -> bool:
         """A large file is in hand whose last part has not been handed out yet."""
@@ -290,17 +350,24 @@ class FolderSource:
         self._settling.rest(held.name, self._settling.reason(held.opened))
 
     async def complete(self, units: Sequence[InboundUnit]) -> None:
-        if self._dry_run:
-            self._archiver.would_reject(units)
-            return
-        await asyncio.to_thread(self._archiver.archive, units)
+        try:
+            if self._dry_run:
+                self._archiver.would_reject(units)
+                return
+            in_hand = [unit for unit in units if not isinstance(unit.handle, Quarantined)]
+            await asyncio.to_thread(self._archiver.archive, in_hand)
+        finally:
+            self._hand.back(units)
 
     async def release(self, units: Sequence[InboundUnit]) -> None:
         """Put the units' files back. A large file's parts are left open: the read-ahead may be
         decoding its next part right now (from the descriptor, which the move does not touch);
         the batches' end closes it."""
-        if not self._dry_run:
-            await asyncio.to_thread(self._claimer.release, units)
+        try:
+            if not self._dry_run:
+                await asyncio.to_thread(self._claimer.release, units)
+        finally:
+            self._hand.back(units)
 
     async def close(self) -> None:
         if not self._dry_run:
