@@ -6,6 +6,7 @@ run; watch goes on with inbound and its metrics tell a held lock from an outage.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.builders import client_record, tracos_doc, write_json
-from tests.conftest import Env
+from tests.conftest import Env, Result
 from tests.e2e.test_operating import metrics, stop, wait_until
 from tests.server import free_port
 
@@ -80,6 +81,82 @@ def test_run_leaves_the_locked_folder_for_later_and_names_the_holder(
     assert again.counts()["exported"] == 80 and again.counts()["deferred"] == 0
 
 
+def test_a_frozen_holder_costs_a_run_one_deadline_not_one_per_wave_of_writers(
+    env: Env, frozen_holder: subprocess.Popen[str]
+) -> None:
+    # One page of 240: 30 waves of 8 writer threads. Each wave paid a whole deadline (30 s here,
+    # 21 minutes with the defaults and 3000 orders) before the first wait's running out made the
+    # others give up.
+    env.collection.insert_many([tracos_doc(n) for n in range(1, 241)])
+    started = time.monotonic()
+    result = env.cli("outbound", timeout=90, LOCK_TIMEOUT_SECONDS="1", BATCH_SIZE="1000")
+    took = time.monotonic() - started
+    assert took < 7, f"{took:.1f}s\n{result.output}"
+    assert result.code == 1, result.output
+    counts = result.counts()
+    assert counts["deferred"] == 240 and counts["exported"] == 0, result.output
+    lines = [line for line in result.output.splitlines() if "outbound.deferred" in line]
+    assert len(lines) == 1, result.output
+    assert f"pid {frozen_holder.pid} (python" in lines[0], lines[0]
+    assert "for 1." in lines[0], lines[0]  # the wait that ran out, not a file that gave up
+    assert env.collection.count_documents({"isSynced": True}) == 0
+    assert not temps_in(env.outbound)
+    assert not list(env.outbound.glob("*.json"))
+
+
+@pytest.fixture
+def fast_outbound(tmp_path: Path) -> Iterator[Path]:
+    """An outbound folder on tmpfs when there is one: fsync costs nothing there, so the writer
+    threads spend their time taking turns on the folder's lock, where a pause has to find them."""
+    shm = Path("/dev/shm")
+    folder = (shm if shm.is_dir() else tmp_path) / f"tracos-out-{os.getpid()}-{tmp_path.name}"
+    folder.mkdir()
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_run_paused_longer_than_the_deadline_defers_nothing_and_blames_nobody(
+    env: Env, fast_outbound: Path
+) -> None:
+    # A lone run frozen (a paused VM or container) while its writer threads wait on each other
+    # for the folder: the pause is no one's holding of the lock. It used to defer its own files,
+    # blaming "another process" or its own pid (exit 1).
+    env.collection.insert_many([tracos_doc(n) for n in range(1, 1501)])
+    proc = env.popen(
+        "outbound",
+        LOCK_TIMEOUT_SECONDS="0.4",
+        BATCH_SIZE="1000",
+        DATA_OUTBOUND_DIR=str(fast_outbound),
+    )
+    pauses = 0
+    try:
+        # Paused at its first file written, then again after each 100 more: the writer threads
+        # wait for one another only now and then, and some pause has to find one waiting.
+        seen = 0
+        while proc.poll() is None:
+            if len(os.listdir(fast_outbound)) > seen:
+                os.kill(proc.pid, signal.SIGSTOP)
+                time.sleep(0.7)  # well past LOCK_TIMEOUT_SECONDS
+                pauses += 1
+                seen = len(os.listdir(fast_outbound)) + 99
+                os.kill(proc.pid, signal.SIGCONT)
+            time.sleep(0.001)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    output = out + err
+    assert "outbound.deferred" not in output, output
+    assert proc.returncode == 0, output
+    counts = Result(proc.returncode, out, err).counts()
+    assert counts["deferred"] == 0 and counts["exported"] == 1500, output
+    assert env.collection.count_documents({"isSynced": True}) == 1500
+    assert pauses >= 10, pauses
+
+
 def test_sigterm_stops_a_run_waiting_for_a_frozen_holder(
     env: Env, frozen_holder: subprocess.Popen[str]
 ) -> None:
@@ -101,20 +178,25 @@ def test_sigterm_stops_a_run_waiting_for_a_frozen_holder(
 def test_watch_goes_on_with_inbound_and_tells_a_held_lock_from_an_outage(
     env: Env, frozen_holder: subprocess.Popen[str]
 ) -> None:
-    env.collection.insert_one(tracos_doc(1))
+    # 240 to go out: 30 waves of writer threads, each of which used to pay a whole deadline
+    # before the sweep let inbound have its turn again.
+    env.collection.insert_many([tracos_doc(n) for n in range(1, 241)])
     port = free_port()
     proc = env.popen(
         "watch",
         WATCH_INTERVAL="0.3",
         LOCK_TIMEOUT_SECONDS="1",
+        BATCH_SIZE="1000",
         METRICS_PORT=str(port),
         METRICS_ADDRESS="127.0.0.1",
     )
     locked = 'tracos_sync_destination_locked{integration="default"} 1.0'
     try:
-        wait_until(lambda: locked in _metrics_or_empty(port), proc, 30)
+        wait_until(lambda: locked in _metrics_or_empty(port), proc, 15)
         write_json(env.inbound / "5.json", client_record(5))
-        wait_until((env.processed / "5.json").exists, proc, 30)
+        # Later sweeps do not wait for the held lock again: the file goes in at once.
+        took = wait_until((env.processed / "5.json").exists, proc, 30)
+        assert took < 5, took
         page = metrics(port)
         assert locked in page
         assert 'tracos_sync_database_up{integration="default"} 1.0' in page

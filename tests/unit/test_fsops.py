@@ -215,3 +215,101 @@ def test_nobody_holds_a_free_folder(tmp_path: Path) -> None:
     assert folder_lock.lock_holder(tmp_path) == "another process"
     with folder_lock.folder_lock(tmp_path, timeout=0.1):
         pass  # had at once
+
+
+def test_once_one_wait_runs_out_every_other_gives_up_at_once(
+    held_folder: tuple[Path, int],
+) -> None:
+    # 16 files, 4 writer threads: one deadline for all of them, not one per wave of 4 (2 s).
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Event
+
+    folder, pid = held_folder
+    given_up = Event()
+
+    def write_one(_: int) -> folder_lock.LockHeld:
+        with (
+            pytest.raises(folder_lock.LockHeld) as raised,
+            folder_lock.folder_lock(folder, 0.5, given_up=given_up),
+        ):
+            pytest.fail("the lock was had")
+        return raised.value
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(4) as pool:
+        refusals = list(pool.map(write_one, range(16)))
+    took = time.monotonic() - started
+    assert 0.5 <= took < 1.5, took
+    assert given_up.is_set()
+    assert max(r.waited for r in refusals) >= 0.5
+    assert all(r.holder.startswith(f"pid {pid} (python") for r in refusals)
+    started = time.monotonic()
+    write_one(0)  # later, while it stays held: one try
+    assert time.monotonic() - started < 0.2
+
+
+def test_a_wait_given_up_on_is_tried_again_once_the_lock_is_had(tmp_path: Path) -> None:
+    from threading import Event
+
+    given_up = Event()
+    given_up.set()  # an earlier wait ran out; the holder has let go since
+    with folder_lock.folder_lock(tmp_path, 0.5, given_up=given_up):
+        pass
+    assert not given_up.is_set()
+
+
+class _PausedOnce:
+    """``time`` as seen by a process frozen for a minute during its first sleep."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+        if not self.offset:
+            self.offset = 60.0
+
+
+def test_a_pause_during_a_wait_counts_as_the_wait_not_as_the_pause(
+    held_folder: tuple[Path, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, _ = held_folder
+    monkeypatch.setattr(folder_lock, "time", _PausedOnce())
+    started = time.monotonic()
+    with (
+        pytest.raises(folder_lock.LockHeld) as raised,
+        folder_lock.folder_lock(folder, timeout=0.3),
+    ):
+        pytest.fail("the lock was had")
+    assert time.monotonic() - started >= 0.25  # its deadline was waited, not skipped
+    assert 0.3 <= raised.value.waited < 0.5
+
+
+def test_a_lock_held_by_a_thread_of_this_process_is_said_to_be_so(tmp_path: Path) -> None:
+    import threading
+
+    had, done = threading.Event(), threading.Event()
+
+    def sibling() -> None:
+        with folder_lock.folder_lock(tmp_path, 5):
+            had.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=sibling)
+    thread.start()
+    try:
+        assert had.wait(10)
+        assert folder_lock.lock_holder(tmp_path) == folder_lock.OWN_WRITER
+        with (
+            pytest.raises(folder_lock.LockHeld) as raised,
+            folder_lock.folder_lock(tmp_path, 0.2),
+        ):
+            pytest.fail("the lock was had")
+        assert raised.value.holder == folder_lock.OWN_WRITER
+        assert f"pid {os.getpid()}" not in str(raised.value)
+    finally:
+        done.set()
+        thread.join(10)

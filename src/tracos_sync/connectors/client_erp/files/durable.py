@@ -75,10 +75,12 @@ def write_atomically_unless(
     *,
     lock_timeout: float = LOCK_TIMEOUT_SECONDS,
     abandon: threading.Event | None = None,
+    given_up: threading.Event | None = None,
 ) -> bool:
     """``write_atomically``, except that the existing file is kept when ``keep(its bytes)``
     says so; returns whether ``data`` was written. ``LockHeld`` (nothing written) when the
-    folder's lock is not had within ``lock_timeout`` or ``abandon`` is set: see ``folder_lock``.
+    folder's lock is not had within ``lock_timeout`` or ``abandon`` is set, or at once while
+    ``given_up`` is set: see ``folder_lock``.
 
     The temp file is written and fsynced first, outside any lock; only the look at the existing
     file and the rename are done under the folder's lock, so that no other writer can rename in
@@ -87,7 +89,7 @@ def write_atomically_unless(
     fd, tmp = private_temp(path)
     try:
         _write_fd(fd, data)
-        with folder_lock(path.parent, lock_timeout, abandon):
+        with folder_lock(path.parent, lock_timeout, abandon, given_up):
             existing = read_regular(path)
             if existing is not None and keep(existing):
                 os.unlink(tmp)

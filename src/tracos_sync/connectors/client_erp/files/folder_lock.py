@@ -17,6 +17,8 @@ LOCK_TIMEOUT_SECONDS = 10.0
 # milliseconds), then at most this often.
 _LOCK_FIRST_RETRY = 0.002
 _LOCK_MAX_RETRY = 0.05
+# The holder when /proc/locks shows this process: one of its own writer threads.
+OWN_WRITER = "a writer thread of this process"
 
 
 class LockHeld(Exception):
@@ -42,14 +44,37 @@ def _thread_lock(folder: Path) -> threading.Lock:
         return _THREAD_LOCKS.setdefault(folder, threading.Lock())
 
 
+class _WaitClock:
+    """How long a lock has been waited for: each wait counted for as long as it took, but never
+    more than it was meant to last (plus scheduling slack). A process paused in the middle of a
+    wait (SIGSTOP, a paused VM or container) counts that wait once, not the pause: a pause is
+    nobody's holding of the lock, and must not make a run defer its own files."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._last = time.monotonic()
+
+    def waited(self, meant: float) -> None:
+        now = time.monotonic()
+        self.total += min(now - self._last, meant + _LOCK_MAX_RETRY)
+        self._last = now
+
+
 @contextlib.contextmanager
 def folder_lock(
     folder: Path,
     timeout: float = LOCK_TIMEOUT_SECONDS,
     abandon: threading.Event | None = None,
+    given_up: threading.Event | None = None,
 ) -> Iterator[None]:
     """Hold an exclusive lock on ``folder`` against other threads and processes of this host;
-    raise ``LockHeld`` when it is not had within ``timeout`` seconds or once ``abandon`` is set.
+    raise ``LockHeld`` when it is not had within ``timeout`` seconds of waiting or once
+    ``abandon`` is set.
+
+    ``given_up`` is shared by the waits of one writer for one folder: set when any of them runs
+    out of time, it makes every other wait, now or later, give up after one try, until one gets
+    the lock again (and clears it). A frozen holder so costs that writer one deadline in all, not
+    one per file or per wave of threads.
 
     ``flock`` on the folder itself, so nothing is added to a folder the client reads. A fresh
     descriptor each time: flock excludes per open file description, so threads of one process
@@ -57,17 +82,28 @@ def folder_lock(
     Never a blocking ``flock``: a holder that is frozen (SIGSTOP, a paused container, a hung
     network file system) would keep this thread, and the process's exit, waiting forever.
     """
-    started = time.monotonic()
+    clock = _WaitClock()
 
     def give_up_now() -> bool:
-        stopping = abandon is not None and abandon.is_set()
-        return stopping or time.monotonic() - started >= timeout
+        if abandon is not None and abandon.is_set():
+            return True
+        if given_up is not None and given_up.is_set():
+            return True
+        if clock.total >= timeout:
+            if given_up is not None:
+                given_up.set()
+            return True
+        return False
 
     def held() -> LockHeld:
-        return LockHeld(folder, lock_holder(folder), time.monotonic() - started)
+        return LockHeld(folder, lock_holder(folder), clock.total)
 
     ours = _thread_lock(folder)
-    while not ours.acquire(timeout=max(0.0, min(_LOCK_MAX_RETRY, timeout))):
+    while True:
+        step = max(0.0, min(_LOCK_MAX_RETRY, timeout - clock.total))
+        if ours.acquire(timeout=step):
+            break
+        clock.waited(step)
         if give_up_now():
             raise held()
     try:
@@ -81,12 +117,15 @@ def folder_lock(
                 except BlockingIOError:
                     if give_up_now():
                         raise held() from None
-                    pause = min(delay, max(0.0, timeout - (time.monotonic() - started)))
+                    pause = min(delay, max(0.0, timeout - clock.total))
                     if abandon is not None:
                         abandon.wait(pause)
                     else:
                         time.sleep(pause)
+                    clock.waited(pause)
                     delay = min(delay * 2, _LOCK_MAX_RETRY)
+            if given_up is not None:
+                given_up.clear()  # the folder moves again: waits get their full deadline
             yield
         finally:
             os.close(fd)
@@ -96,7 +135,8 @@ def folder_lock(
 
 def lock_holder(path: Path) -> str:
     """Who holds a ``flock`` on ``path``: "pid N (command)" from /proc/locks and
-    /proc/N/comm (Linux), "pid N" when its command is not visible, else "another process"."""
+    /proc/N/comm (Linux), "pid N" when its command is not visible, else "another process"; a
+    writer thread of this very process is said to be one (never another process's pid)."""
     try:
         info = os.stat(path)
         table = Path("/proc/locks").read_text()
@@ -111,6 +151,8 @@ def lock_holder(path: Path) -> str:
         pid = fields[4]
         if not pid.isdigit() or pid == "0":  # in another pid namespace
             return "another process"
+        if int(pid) == os.getpid():
+            return OWN_WRITER
         try:
             command = Path(f"/proc/{pid}/comm").read_text().strip()
         except OSError:

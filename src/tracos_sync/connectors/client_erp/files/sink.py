@@ -26,8 +26,6 @@ from .settings import FolderSettings
 from .temps import fsync_dir, remove_stale_temps
 
 WRITE_THREADS = 8
-# Once a lock wait has run out, how long each further file waits (until one gets the lock).
-LOCK_RECHECK_SECONDS = 0.1
 # Write failures that belong to one file, not to the folder: that order is refused alone.
 ITS_OWN_FAILURE = frozenset({errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTEMPTY})
 
@@ -37,9 +35,10 @@ class FolderSink:
     (the per-file fsync is what costs), and the folder fsynced once per batch.
 
     The folder's lock is waited for at most ``lock_timeout`` seconds; a file whose lock was not
-    had in time is deferred (left unsynced for a later run). Once a wait has run out, later
-    files wait no more than a moment until the lock is had again, so that a frozen holder costs
-    a run one deadline, not one per file."""
+    had in time is deferred (left unsynced for a later run). Once one wait has run out, every
+    other file, waiting or still to come, tries once and is deferred at once, until one gets
+    the lock again: a frozen holder costs the sink one deadline, not one per file or per wave
+    of writer threads."""
 
     def __init__(
         self,
@@ -53,7 +52,10 @@ class FolderSink:
         self._dry_run = dry_run
         self._pool: ThreadPoolExecutor | None = None
         self._lock_timeout = lock_timeout
-        self._lock_stuck = False  # the last wait for the lock ran out
+        self._lock_stuck = False  # the last delivery had its files deferred, none written
+        # Set by the first lock wait that runs out, cleared by the next one that gets the lock;
+        # shared by all this sink's writes (they all go to one folder): see ``folder_lock``.
+        self._lock_given_up = threading.Event()
 
     async def prepare(self) -> None:
         if self._dry_run:
@@ -90,7 +92,8 @@ class FolderSink:
             if isinstance(result, LockHeld):
                 # Not this file's fault nor the folder's: left unsynced for a later run.
                 delivery.deferred.append(order.number)
-                held = held or result
+                if held is None or result.waited > held.waited:  # the wait that ran out
+                    held = result
             elif isinstance(result, OSError) and result.errno in ITS_OWN_FAILURE:
                 # This one file's fault (its name is taken by a folder, say): it alone stays
                 # unsynced, reported; the folder takes the others.
@@ -144,7 +147,6 @@ class FolderSink:
         # Set when this delivery is cancelled (a stop's grace ran out): the writer threads give
         # up their lock waits at once, so that the pool, and the process, can end.
         abandon = threading.Event()
-        wait = min(self._lock_timeout, LOCK_RECHECK_SECONDS) if self._lock_stuck else None
         jobs = [
             loop.run_in_executor(
                 self._pool,
@@ -157,8 +159,9 @@ class FolderSink:
                         self._mapping,
                         functools.partial(theirs.__setitem__, order.number),
                     ),
-                    lock_timeout=self._lock_timeout if wait is None else wait,
+                    lock_timeout=self._lock_timeout,
                     abandon=abandon,
+                    given_up=self._lock_given_up,
                 ),
             )
             for order, data in writable
