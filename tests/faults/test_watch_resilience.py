@@ -153,6 +153,15 @@ def test_a_report_that_cannot_be_written_fails_the_run_and_its_summary_says_so(e
     assert (env.processed / "1.json").exists(), "the sync itself was done"
 
 
+FAILED_SWEEPS = re.compile(r'tracos_sync_cycle_failures_total\{integration="default"\} (\d+)')
+
+
+def sweeps_failed(port: int) -> int:
+    """How many of watch's sweeps have failed, from its metrics (0 before it serves them)."""
+    found = FAILED_SWEEPS.search(safe_metrics(port))
+    return int(found.group(1)) if found else 0
+
+
 def test_both_directions_failing_is_said_once_not_at_every_sweep(env: Env) -> None:
     blocker = env.root / "blocker"
     blocker.write_text("a file where the folders should be")
@@ -165,14 +174,8 @@ def test_both_directions_failing_is_said_once_not_at_every_sweep(env: Env) -> No
         DATA_INBOUND_DIR=str(blocker / "in"),
         DATA_OUTBOUND_DIR=str(blocker / "out"),
     )
-    failures = re.compile(r'tracos_sync_cycle_failures_total\{integration="default"\} (\d+)')
-
-    def sweeps_failed() -> int:
-        found = failures.search(safe_metrics(port))
-        return int(found.group(1)) if found else 0
-
     try:
-        wait_until(lambda: sweeps_failed() >= 5, proc, 30)
+        wait_until(lambda: sweeps_failed(port) >= 5, proc, 30)
     finally:
         result, _ = stop(proc)
     assert result.code == 0, result.output
@@ -196,14 +199,8 @@ def test_a_sweep_that_cannot_archive_counts_each_file_once(env: Env) -> None:
         proc = env.popen(
             "watch", WATCH_INTERVAL="0.2", METRICS_PORT=str(port), METRICS_ADDRESS="127.0.0.1"
         )
-        failures = re.compile(r'tracos_sync_cycle_failures_total\{integration="default"\} (\d+)')
-
-        def sweeps_failed() -> int:
-            found = failures.search(safe_metrics(port))
-            return int(found.group(1)) if found else 0
-
         try:
-            wait_until(lambda: sweeps_failed() >= 4, proc, 60)
+            wait_until(lambda: sweeps_failed(port) >= 4, proc, 60)
         finally:
             result, _ = stop(proc)
     summaries = [line for line in result.output.splitlines() if "run.summary" in line]
