@@ -134,10 +134,24 @@ def _write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+# The fields outbound writes to the client: a mark is conditional on each of them as read.
+EXPORTED = (
+    "number",
+    "status",
+    "title",
+    "description",
+    "createdAt",
+    "updatedAt",
+    "deleted",
+    "deletedAt",
+)
+
+
 def raw_outbound(client: MongoClient[Doc], db: str, outbound: Path, conditional: bool) -> float:
     """One find, write each file (temp, fsync, rename; 8 threads), fsync the folder, then mark:
-    one bulk of per-document marks conditional on the exported updatedAt (what a correct
-    exporter must do), or one unconditional update_many (the issue's figure; not correct)."""
+    one bulk of per-document marks conditional on every exported field as read (what a correct
+    exporter must do: an edit that keeps updatedAt must not be marked delivered), or one
+    unconditional update_many (the issue's figure; not correct)."""
     production_indexes(client, db)
     collection = client[db]["w"]
     outbound.mkdir(parents=True)
@@ -152,7 +166,11 @@ def raw_outbound(client: MongoClient[Doc], db: str, outbound: Path, conditional:
     if conditional:
         collection.bulk_write(
             [
-                UpdateOne({"_id": d["_id"], "updatedAt": d["updatedAt"]}, mark, hint=[("_id", 1)])
+                UpdateOne(
+                    {"_id": d["_id"], **{f: {"$eq": d.get(f)} for f in EXPORTED}},
+                    mark,
+                    hint=[("_id", 1)],
+                )
                 for d in docs
             ],
             ordered=False,
