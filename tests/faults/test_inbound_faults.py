@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.builders import client_record, read_json, write_json
+from tests.builders import aged, client_record, read_json, write_json
 from tests.conftest import Env
 from tracos_sync.connectors.client_erp.files import FolderSettings, FolderSource
 from tracos_sync.domain.ports import InboundUnit
@@ -55,6 +55,7 @@ async def test_file_vanishing_after_listing_is_skipped(tmp_path: Path) -> None:
 async def test_file_replaced_after_claim_is_kept_for_the_next_run(tmp_path: Path) -> None:
     folder = tmp_path / "in"
     write_json(folder / "7.json", client_record(7, summary="v1"))
+    aged(folder / "7.json")  # its writer long done: claimed, then read
     src = source(folder)
     await src.prepare()
     original_read = src._read_unit
