@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from tracos_sync.connectors.client_erp.codec import (
 )
 from tracos_sync.connectors.client_erp.files import moves, temps
 from tracos_sync.connectors.client_erp.files.claims import ClaimFolder
+from tracos_sync.connectors.client_erp.files.listing import list_waiting
 from tracos_sync.connectors.client_erp.files.repeats import Repeats, said_in
 from tracos_sync.connectors.client_erp.files.settings import FolderSettings
 from tracos_sync.connectors.client_erp.files.source import FolderSource
@@ -366,3 +368,19 @@ def test_a_vanished_claim_folder_is_said_for_what_happened(
         assert os.path.isdir(claims.path)
     finally:
         claims.close()
+
+
+def test_a_file_written_while_the_folder_is_listed_is_not_dated_ahead(tmp_path: Path) -> None:
+    """Under a steady flow a file lands while the folder is being listed, a hair after the
+    listing's "now": it is not dated ahead of this host (that was said hundreds of times a
+    minute); one dated seconds ahead is."""
+    inbound = tmp_path / "in"
+    now = time.time()
+    for name, ahead in (("landing.json", 0.5), ("copied.json", 30)):
+        write_json(inbound / name, client_record(1))
+        os.utime(inbound / name, (now + ahead, now + ahead))
+    with structlog.testing.capture_logs() as logged:
+        listed = list_waiting(FolderSettings(data_inbound_dir=inbound))
+    assert {w.name: w.ahead for w in listed} == {"landing.json": False, "copied.json": True}
+    said = [e["file"] for e in logged if e["event"] == "inbound.file_dated_ahead"]
+    assert said == ["copied.json"]

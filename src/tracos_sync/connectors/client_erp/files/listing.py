@@ -35,6 +35,12 @@ def waiting_entries(settings: FolderSettings) -> list[Waiting]:
     return list_waiting(settings)
 
 
+# A file written while the folder is being listed is dated after the listing's "now": only a
+# file dated further ahead than this is dated ahead of this host (one was said hundreds of times
+# a minute under a steady flow, "0.0 s ahead").
+AHEAD_TOLERANCE_NS = 1_000_000_000
+
+
 def list_waiting(settings: FolderSettings, warn: bool = True) -> list[Waiting]:
     """``waiting_entries``; odd entries said only when ``warn``. A file dated ahead of this host
     is taken (``INBOUND_MIN_AGE_SECONDS`` cannot be judged from its date) and said once."""
@@ -73,7 +79,7 @@ def list_waiting(settings: FolderSettings, warn: bool = True) -> list[Waiting]:
                 skipped(name, exc.strerror or str(exc))
                 continue
             mtime = info.st_mtime_ns
-            ahead = mtime > now
+            ahead = mtime > now + AHEAD_TOLERANCE_NS
             if ahead:
                 seconds = (mtime - now) / 1e9
                 said.once(
@@ -84,7 +90,7 @@ def list_waiting(settings: FolderSettings, warn: bool = True) -> list[Waiting]:
                     reason=f"its modification time is {seconds:.1f} s ahead of this host's "
                     "clock (the writer's clock, or a copy that kept a date); taken now",
                 )
-            elif mtime > youngest:
+            elif mtime > youngest and settings.inbound_min_age_seconds > 0:
                 continue  # may still be being written; next run takes it
             found.append(Waiting(name, info.st_size, mtime, ahead))
     found.sort(key=lambda w: (w.mtime_ns, w.name))
