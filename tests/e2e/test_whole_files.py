@@ -403,7 +403,7 @@ def test_a_file_in_hand_at_two_consecutive_crashes_is_quarantined_and_the_rest_g
     assert reason["problems"] == [{"record": None, "path": "$", "reason": POISON}]
     assert sorted(p.name for p in env.processed.iterdir()) == ["1.json", "2.json", "3.json"]
     assert not list(env.inbound.glob("*.json"))
-    assert not [p for p in env.inbound.glob(".claims/*") if p.suffix == ".json"], "forgotten"
+    assert not list(env.inbound.glob(".claims/suspect-*")), "forgotten"
 
 
 def test_a_file_in_hand_at_one_crash_is_taken_again_and_forgotten(env: Env) -> None:

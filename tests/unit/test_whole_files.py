@@ -9,6 +9,8 @@ import contextlib
 import io
 import json
 import os
+import secrets
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -384,3 +386,41 @@ def test_a_file_written_while_the_folder_is_listed_is_not_dated_ahead(tmp_path: 
     assert {w.name: w.ahead for w in listed} == {"landing.json": False, "copied.json": True}
     said = [e["file"] for e in logged if e["event"] == "inbound.file_dated_ahead"]
     assert said == ["copied.json"]
+
+
+def dead_instance(inbound: Path, *names: str) -> None:
+    """A claim folder of an instance of this host that died holding ``names``."""
+    host = socket.gethostname().replace("-", "_")
+    folder = inbound / ".claims" / f"{host}-999999-{secrets.token_hex(4)}"
+    folder.mkdir(parents=True)
+    for name in names:
+        os.rename(inbound / name, folder / name)
+
+
+def recover(inbound: Path) -> list[str]:
+    """An instance starts (recovering the dead ones) and stops; what it quarantined."""
+    claims = ClaimFolder(inbound, 3600)
+    claims.open()
+    claims.close()
+    return [q.name for q in claims.quarantined]
+
+
+def test_a_crash_with_nothing_of_a_suspect_in_hand_clears_it(tmp_path: Path) -> None:
+    """Poison is a file in hand at two *consecutive* crashes: one in hand (among many) at a
+    crash, then a crash that held nothing of it, then in hand again is put back and noted
+    again, not quarantined; in hand at the very next crash too, it is (hostile finding: five
+    ordinary files quarantined in twelve random kills)."""
+    inbound = tmp_path / "in"
+    for name in ("s.json", "t.json"):
+        write_json(inbound / name, client_record(1))
+    (inbound / "rejected").mkdir()
+    dead_instance(inbound, "s.json", "t.json")
+    assert recover(inbound) == []  # crash 1: both noted
+    dead_instance(inbound)
+    assert recover(inbound) == []  # crash 2: nothing in hand
+    dead_instance(inbound, "s.json")
+    assert recover(inbound) == []  # crash 3: not consecutive with crash 1
+    assert (inbound / "s.json").exists()
+    dead_instance(inbound, "s.json")
+    assert recover(inbound) == ["s.json"]  # crash 4: in hand at 3 and 4
+    assert (inbound / "rejected" / "s.json").exists()

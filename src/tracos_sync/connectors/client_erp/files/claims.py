@@ -65,6 +65,10 @@ class ClaimFolder:
         self.name = f"{self._host}-{os.getpid()}-{secrets.token_hex(4)}"
         self.path = self.root / self.name
         self.suspects = Notes(self.root, "suspect")
+        # How many dead instances' claim folders have been recovered here: a crash's number. A
+        # suspect is poison only if in hand at the crash right after the one it was noted at:
+        # a crash with nothing of it in hand in between clears it.
+        self._crashes = Notes(self.root, "crashes")
         self._lock_fd: int | None = None
         self._guard = threading.Lock()
         self._stopping = threading.Event()
@@ -172,19 +176,30 @@ class ClaimFolder:
         return time.time() - touched > self._stale_seconds
 
     def _put_back_all(self, folder: Path) -> None:
+        crash = self._count_crash()
         for claimed in os.scandir(folder):
             with contextlib.suppress(FileNotFoundError):
-                self._recover_file(Path(claimed.path), folder.name)
+                self._recover_file(Path(claimed.path), folder.name, crash)
         with contextlib.suppress(OSError):
             folder.rmdir()
 
-    def _recover_file(self, path: Path, claim: str) -> None:
+    def _count_crash(self) -> int:
+        """The number of the crash being recovered (one more than the last; a hint shared by the
+        instances on this folder, like the notes)."""
+        note = self._crashes.get("count")
+        last = note.get("count") if note is not None else 0
+        crash = (last if isinstance(last, int) else 0) + 1
+        with contextlib.suppress(OSError):
+            self._crashes.put("count", {"count": crash})
+        return crash
+
+    def _recover_file(self, path: Path, claim: str, crash: int) -> None:
         """Put back one file of a dead instance and note it as a suspect; quarantine it if it
-        was noted already (in hand at the crash before too)."""
+        was noted at the crash just before this one (in hand at two consecutive crashes)."""
         name = path.name
         now = identity(os.stat(path, follow_symlinks=False))
         note = self.suspects.get(name)
-        if note is not None and note.get("identity") == now:
+        if note is not None and note.get("identity") == now and note.get("crash") == crash - 1:
             try:
                 archived = reject(path, self._rejected, name, [Problem("$", POISON_REASON)])
             except OSError as exc:  # put back as any other; quarantined at a later crash
@@ -202,7 +217,7 @@ class ClaimFolder:
                 return
         # Noted before it is put back: another instance may take it and archive it at once,
         # and its archive forgets the note; a note written after that would outlive the file.
-        suspect = {"identity": now, "recoveredAt": time.time()}
+        suspect = {"identity": now, "crash": crash, "recoveredAt": time.time()}
         with contextlib.suppress(OSError):  # a hint only
             self.suspects.put(name, suspect)
         back = move_no_clobber(path, self._inbound, name)
