@@ -15,6 +15,7 @@ from pymongo import MongoClient
 from tests.builders import client_record, tracos_doc, write_json
 from tests.conftest import Env
 from tests.server import ROOT, free_port
+from tests.support.claims import left_in_claims
 from tracos_sync.cli import with_default_command
 
 SUMMARY_KEYS = {
@@ -107,7 +108,7 @@ def test_failed_write_gives_claimed_files_back(env: Env, mongo: MongoClient[Any]
     assert result.code == 1, result.output
     assert (env.inbound / "1.json").exists()
     assert not list(env.processed.iterdir())
-    assert not [p for p in (env.inbound / ".claims").rglob("*") if p.is_file()]
+    assert not left_in_claims(env.inbound)
     retry = env.cli("inbound")
     assert retry.code == 0 and retry.counts()["inserted"] == 1
 

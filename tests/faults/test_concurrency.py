@@ -7,6 +7,7 @@ import pytest
 
 from tests.builders import client_record, tracos_doc, write_json
 from tests.conftest import Env, Result
+from tests.support.claims import left_in_claims
 
 FILES = 400
 NEWER = 50  # files that re-send numbers 1..NEWER with a newer copy
@@ -41,7 +42,7 @@ def test_concurrent_runs_take_each_file_once(env: Env, instances: int) -> None:
     assert len(archived) == total_files
     assert all("~" not in name for name in archived), "a file was archived twice"
     assert not list(env.inbound.glob("*.json"))
-    assert not [p for p in (env.inbound / ".claims").rglob("*") if p.is_file()]
+    assert not left_in_claims(env.inbound)
 
     numbers = [d["number"] for d in env.collection.find({}, {"number": 1})]
     assert len(numbers) == len(set(numbers)) == FILES + DOCUMENTS

@@ -11,6 +11,7 @@ from pymongo import MongoClient
 
 from tests.builders import client_record, read_json, tracos_doc, write_json
 from tests.conftest import Env, failpoint
+from tests.support.claims import left_in_claims
 
 TRANSIENT = [
     pytest.param({"closeConnection": True}, id="network-error"),
@@ -73,7 +74,7 @@ def test_non_retryable_failures_exit_1_and_lose_nothing(
     assert failed.code == 1, failed.output
     assert "mongo.retrying" not in failed.output, "a non-retryable error was retried"
     assert f"(code {code}" in failed.output
-    assert not [p for p in (env.inbound / ".claims").rglob("*") if p.is_file()]
+    assert not left_in_claims(env.inbound)
     # Every input is applied, still waiting in the inbound folder, or archived: none is lost.
     waiting = {p.name for p in env.inbound.glob("*.json")}
     archived = {p.name for p in env.processed.glob("*.json")}

@@ -13,6 +13,7 @@ import pytest
 
 from tests.builders import aged, client_record, read_json, write_json
 from tests.conftest import Env
+from tests.support.claims import left_in_claims
 from tracos_sync.connectors.client_erp.files import FolderSettings, FolderSource
 from tracos_sync.domain.ports import InboundUnit
 from tracos_sync.mapping import builtin_mapping
@@ -95,7 +96,7 @@ async def test_unreadable_file_is_left_in_place(tmp_path: Path) -> None:
     await src.complete(units)
     await src.close()
     assert (folder / "locked.json").exists(), "left for the next run"
-    assert not [p for p in (folder / ".claims").rglob("*") if p.is_file()]
+    assert not left_in_claims(folder)
 
 
 async def test_consumer_stopping_early_gives_unhanded_claims_back(tmp_path: Path) -> None:
@@ -109,7 +110,7 @@ async def test_consumer_stopping_early_gives_unhanded_claims_back(tmp_path: Path
     await batches.aclose()
     await src.release(first)
     assert len(list(folder.glob("*.json"))) == 10
-    assert not [p for p in (folder / ".claims").rglob("*") if p.is_file()]
+    assert not left_in_claims(folder)
 
 
 @pytest.mark.parametrize("victim_signal", [signal.SIGKILL, signal.SIGTERM])
@@ -131,7 +132,7 @@ def test_sync_process_killed_mid_run_then_rerun(env: Env, victim_signal: int) ->
     archived = sorted(p.name for p in env.processed.glob("*.json"))
     assert archived == sorted(f"{n}.json" for n in range(1, total + 1))
     assert not list(env.inbound.glob("*.json"))
-    assert not [p for p in (env.inbound / ".claims").rglob("*") if p.is_file()]
+    assert not left_in_claims(env.inbound)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -151,5 +152,5 @@ def test_a_signal_to_a_run_finishes_the_batch_in_hand_and_says_so(env: Env, sig:
     left = len(list(env.inbound.glob("*.json")))
     archived = len(os.listdir(processed))
     assert left + archived == 3000, "every file archived or back in the inbound folder"
-    assert not any(p.is_file() for p in (env.inbound / ".claims").rglob("*"))
+    assert not left_in_claims(env.inbound)
     assert env.collection.count_documents({}) >= archived

@@ -16,6 +16,7 @@ from pymongo import MongoClient
 from tests.builders import client_record, read_json, tracos_doc, write_json
 from tests.conftest import Env, Result
 from tests.server import Server
+from tests.support.claims import left_in_claims
 
 N = 2000
 
@@ -77,7 +78,7 @@ def test_killed_during_inbound_then_rerun_applies_everything_once(
     archived = sorted(p.name for p in env.processed.glob("*.json"))
     assert archived == sorted(f"{n}.json" for n in range(1, N + 1))
     assert count(env.inbound) == 0
-    assert not [p for p in (env.inbound / ".claims").rglob("*") if p.is_file()]
+    assert not left_in_claims(env.inbound)
     assert count(env.rejected) == 0
 
 

@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.builders import client_record, write_json
+from tests.support.claims import left_in_claims
 from tracos_sync.connectors.client_erp.codec import (
     NotAnArray,
     ParseError,
@@ -328,7 +329,7 @@ async def test_a_large_file_given_back_mid_way_goes_back_whole(tmp_path: Path) -
                 break
         assert not source.has_open_parts()
     assert (inbound / "big.json").read_bytes() == raw
-    assert not [p for p in (inbound / ".claims").rglob("*") if p.is_file()]
+    assert not left_in_claims(inbound)
 
 
 def test_warnings_are_kept_per_folder(tmp_path: Path) -> None:
