@@ -44,6 +44,7 @@ from tests.server import Server  # noqa: E402
 
 from tracos_sync.connectors.client_erp.codec import RecordDecoder  # noqa: E402
 from tracos_sync.mapping import builtin_mapping  # noqa: E402
+from tracos_sync.tracos.documents import EXPORTED_FIELDS  # noqa: E402
 
 Doc = dict[str, Any]
 
@@ -134,19 +135,6 @@ def _write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-# The fields outbound writes to the client: a mark is conditional on each of them as read.
-EXPORTED = (
-    "number",
-    "status",
-    "title",
-    "description",
-    "createdAt",
-    "updatedAt",
-    "deleted",
-    "deletedAt",
-)
-
-
 def raw_outbound(client: MongoClient[Doc], db: str, outbound: Path, conditional: bool) -> float:
     """One find, write each file (temp, fsync, rename; 8 threads), fsync the folder, then mark:
     one bulk of per-document marks conditional on every exported field as read (what a correct
@@ -167,7 +155,7 @@ def raw_outbound(client: MongoClient[Doc], db: str, outbound: Path, conditional:
         collection.bulk_write(
             [
                 UpdateOne(
-                    {"_id": d["_id"], **{f: {"$eq": d.get(f)} for f in EXPORTED}},
+                    {"_id": d["_id"], **{f: {"$eq": d.get(f)} for f in EXPORTED_FIELDS}},
                     mark,
                     hint=[("_id", 1)],
                 )
