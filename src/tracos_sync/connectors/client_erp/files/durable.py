@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .folder_lock import LOCK_TIMEOUT_SECONDS, folder_lock
 from .moves import place_no_clobber
-from .temps import private_temp, write_all
+from .temps import private_temp, temp_beside, write_all
 
 
 def _write_fd(fd: int, data: bytes) -> None:
@@ -25,16 +25,9 @@ def _write_fd(fd: int, data: bytes) -> None:
 def write_atomically(path: Path, data: bytes) -> None:
     """Temp file in the same folder, fsync, rename: the reader sees the old file or the new one.
     The temp file stays open (and locked) until renamed."""
-    fd, tmp = private_temp(path)
-    try:
+    with temp_beside(path) as (fd, tmp):
         _write_fd(fd, data)
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    finally:
-        os.close(fd)
 
 
 def create_exclusively(path: Path, data: bytes) -> None:
@@ -86,8 +79,7 @@ def write_atomically_unless(
     file and the rename are done under the folder's lock, so that no other writer can rename in
     between (a check without the lock could be undone by a rename that lands right after it).
     """
-    fd, tmp = private_temp(path)
-    try:
+    with temp_beside(path) as (fd, tmp):
         _write_fd(fd, data)
         with folder_lock(path.parent, lock_timeout, abandon, given_up):
             existing = read_regular(path)
@@ -96,9 +88,3 @@ def write_atomically_unless(
                 return False
             os.replace(tmp, path)
         return True
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    finally:
-        os.close(fd)

@@ -12,7 +12,7 @@ import stat
 from pathlib import Path
 
 from .fsnames import candidate_names
-from .temps import fsync_dir, private_temp, same_file, write_all
+from .temps import fsync_dir, same_file, temp_beside, write_all
 
 _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
@@ -122,9 +122,7 @@ def _copy_across(src: Path, target: Path) -> bool:
     copied; else the copy is removed and ``SourceChanged`` raised: a writer still writing the
     file must not lose what it writes after the copy."""
     info = os.stat(src, follow_symlinks=False)
-    fd, tmp_name = private_temp(target)
-    tmp = Path(tmp_name)
-    try:
+    with temp_beside(target) as (fd, tmp):
         if stat.S_ISLNK(info.st_mode):  # a link is moved as itself
             os.unlink(tmp)
             os.symlink(os.readlink(src), tmp)
@@ -140,12 +138,6 @@ def _copy_across(src: Path, target: Path) -> bool:
             if not already_there(src, target):
                 return False
         fsync_dir(target.parent)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    finally:
-        os.close(fd)
     if not _unchanged(src, info):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(target)

@@ -10,6 +10,7 @@ import re
 import stat
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import structlog
@@ -46,6 +47,22 @@ def private_temp(path: Path) -> tuple[int, str]:
     with contextlib.suppress(OSError):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     return fd, tmp
+
+
+@contextlib.contextmanager
+def temp_beside(path: Path) -> Iterator[tuple[int, Path]]:
+    """:func:`private_temp` for a block: the temp file is removed if the block fails (what it
+    did with the file otherwise is its own: renamed into place, or removed), and its
+    descriptor is closed at the end (which releases its lock)."""
+    fd, tmp = private_temp(path)
+    try:
+        yield fd, Path(tmp)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    finally:
+        os.close(fd)
 
 
 def write_all(fd: int, data: bytes) -> None:
