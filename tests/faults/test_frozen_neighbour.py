@@ -126,21 +126,23 @@ def test_a_run_paused_longer_than_the_deadline_defers_nothing_and_blames_nobody(
     env.collection.insert_many([tracos_doc(n) for n in range(1, 1501)])
     proc = env.popen(
         "outbound",
-        LOCK_TIMEOUT_SECONDS="0.4",
+        LOCK_TIMEOUT_SECONDS="0.3",
         BATCH_SIZE="1000",
         DATA_OUTBOUND_DIR=str(fast_outbound),
     )
     pauses = 0
     try:
-        # Paused at its first file written, then again after each 100 more: the writer threads
-        # wait for one another only now and then, and some pause has to find one waiting.
+        # Paused at its first file written, then again after each 60 more: the writer threads
+        # wait for one another only now and then, and some pause has to find one waiting. On a
+        # loaded machine this loop sees the folder less often and misses some steps (8 pauses
+        # of 15 with a step of 100 once): the step leaves room for that.
         seen = 0
         while proc.poll() is None:
             if len(os.listdir(fast_outbound)) > seen:
                 os.kill(proc.pid, signal.SIGSTOP)
-                time.sleep(0.7)  # well past LOCK_TIMEOUT_SECONDS
+                time.sleep(0.5)  # well past LOCK_TIMEOUT_SECONDS
                 pauses += 1
-                seen = len(os.listdir(fast_outbound)) + 99
+                seen = len(os.listdir(fast_outbound)) + 59
                 os.kill(proc.pid, signal.SIGCONT)
             time.sleep(0.001)
         out, err = proc.communicate(timeout=120)

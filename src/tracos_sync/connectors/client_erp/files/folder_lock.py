@@ -84,10 +84,13 @@ def folder_lock(
     """
     clock = _WaitClock()
 
+    def stopped() -> bool:
+        return (abandon is not None and abandon.is_set()) or (
+            given_up is not None and given_up.is_set()
+        )
+
     def give_up_now() -> bool:
-        if abandon is not None and abandon.is_set():
-            return True
-        if given_up is not None and given_up.is_set():
+        if stopped():
             return True
         if clock.total >= timeout:
             if given_up is not None:
@@ -98,14 +101,16 @@ def folder_lock(
     def held() -> LockHeld:
         return LockHeld(folder, lock_holder(folder), clock.total)
 
+    # Waiting for our own writer threads is no neighbour's holding, and is not counted against
+    # the deadline: with many threads queued on a slow folder (or a process paused while one of
+    # them holds it) that wait alone would defer files, blaming "another process". A sibling
+    # waiting for a neighbour's flock gives up within the deadline and sets ``given_up``, which
+    # ends these waits too.
     ours = _thread_lock(folder)
-    while True:
-        step = max(0.0, min(_LOCK_MAX_RETRY, timeout - clock.total))
-        if ours.acquire(timeout=step):
-            break
-        clock.waited(step)
-        if give_up_now():
+    while not ours.acquire(timeout=_LOCK_MAX_RETRY):
+        if stopped():
             raise held()
+    clock = _WaitClock()
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
