@@ -9,6 +9,7 @@ from tracos_sync.app.database import (
     mongo_client,
     open_database,
 )
+from tracos_sync.app.first_contact import first_contact
 from tracos_sync.app.health import check
 from tracos_sync.app.runtime import (
     DEFAULT_INTEGRATION,
@@ -31,6 +32,7 @@ __all__ = [
     "Stores",
     "check",
     "check_mongo_uri",
+    "first_contact",
     "load_runtime",
     "mongo_client",
     "open_database",

@@ -3,12 +3,11 @@ the configured address, and each integration's stores on them."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -16,10 +15,9 @@ from bson.codec_options import DatetimeConversion
 from pymongo import AsyncMongoClient
 from pymongo.uri_parser import parse_uri
 
+from tracos_sync.app.first_contact import first_contact
 from tracos_sync.app.runtime import Integration, Runtime
-from tracos_sync.app.settings import AppSettings
 from tracos_sync.config import Settings
-from tracos_sync.domain.errors import DatabaseUnavailable
 from tracos_sync.embedded import embedded_server
 from tracos_sync.tracos.repository import MongoWorkOrderRepository, close_client
 from tracos_sync.tracos.retry import Retrier
@@ -75,30 +73,42 @@ def mongo_client(
 
 
 @contextlib.asynccontextmanager
-async def database_uri(settings: AppSettings) -> AsyncIterator[str]:
-    if settings.mongo_embedded:
-        async with embedded_server(settings.mongo_embedded_dir) as uri:
-            yield uri
+async def database_uri(runtime: Runtime) -> AsyncIterator[str]:
+    settings = runtime.settings
+    if not settings.mongo_embedded:
+        yield settings.mongo_uri
         return
-    if "mongo_uri" not in settings.model_fields_set:
-        await asyncio.to_thread(_refuse_unconfigured_default, settings.mongo_uri)
-    yield settings.mongo_uri
+    data_dir = settings.mongo_embedded_dir.absolute()
+    if not data_dir.exists():
+        _announce_new_database(runtime, data_dir)
+    async with embedded_server(data_dir, binary=runtime.server_binary) as uri:
+        yield uri
 
 
-def _refuse_unconfigured_default(uri: str) -> None:
-    """Nothing configured and nothing listening on the default address: say so at once, with
-    the ways out, rather than retrying for the whole budget. (A configured database that is
-    down is an outage, and is waited out.)"""
-    try:
-        with socket.create_connection(("localhost", 27017), timeout=1.0):
-            return
-    except ConnectionRefusedError:
-        raise DatabaseUnavailable(
-            f"nothing answers on {uri} and MONGO_URI is not set: set MONGO_URI, start the "
-            "embedded local server with --embedded (or MONGO_EMBEDDED=1), or try `make run`"
-        ) from None
-    except OSError:
-        return  # not a plain refusal: let the driver try, within its budget
+def _announce_new_database(runtime: Runtime, data_dir: Path) -> None:
+    """A new, empty embedded database is not made quietly: run from another directory, a
+    relative MONGO_EMBEDDED_DIR (and relative data folders) name other places than the
+    project's, and the user would see an empty TracOS without a word."""
+    relative = {
+        f"{integration.name}: {setting}" if runtime.named else setting: folder.absolute()
+        for integration in runtime.integrations
+        for setting, folder in integration.connector.owned().folders.items()
+        if not folder.is_absolute()
+    }
+    folders = ", ".join(f"{name}={folder}" for name, folder in relative.items())
+    log.warning(
+        "embedded.new_database",
+        path=str(data_dir),
+        reason="no embedded database there yet: a new, empty one is created. "
+        + (
+            f"MONGO_EMBEDDED_DIR is relative to the directory this runs from ({Path.cwd()}); "
+            "to use an existing one, run from its project's directory or set "
+            "MONGO_EMBEDDED_DIR to its absolute path"
+            if not runtime.settings.mongo_embedded_dir.is_absolute()
+            else "First use, or MONGO_EMBEDDED_DIR names the wrong folder"
+        ),
+        **({"relative_folders": folders} if folders else {}),
+    )
 
 
 @dataclass(slots=True)
@@ -143,10 +153,15 @@ async def open_database(
     dry_run: bool = False,
     log_retries: bool = True,
     retry_seconds: float | None = None,
+    knock: bool = True,
 ) -> AsyncIterator[Database]:
-    """``retry_seconds`` overrides ``MONGO_RETRY_SECONDS`` (``check`` answers at once)."""
+    """``retry_seconds`` overrides ``MONGO_RETRY_SECONDS`` (``check`` answers at once).
+    ``knock``: a refusal at the process's first contact ends it at once (``first_contact``);
+    ``check`` reports the database's state as one of its lines instead."""
     settings = runtime.settings
-    async with database_uri(settings) as uri:
+    if knock:
+        await first_contact(runtime)
+    async with database_uri(runtime) as uri:
         client = mongo_client(uri, settings, len(runtime.integrations))
         budget = settings.mongo_retry_seconds if retry_seconds is None else retry_seconds
         try:

@@ -33,7 +33,7 @@ async def check(runtime: Runtime) -> list[HealthCheck]:
             found = [HealthCheck(f"{integration.name}: {c.name}", c.ok, c.detail) for c in found]
         return found
 
-    async with open_database(runtime, dry_run=True, retry_seconds=0) as database:
+    async with open_database(runtime, dry_run=True, retry_seconds=0, knock=False) as database:
         # All at once: a database that does not answer costs one timeout, not one each.
         for found in await asyncio.gather(*(one(database, i) for i in runtime.integrations)):
             checks += found

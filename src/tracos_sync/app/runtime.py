@@ -20,6 +20,7 @@ from tracos_sync.config import load_settings
 from tracos_sync.domain.errors import ConfigurationError
 from tracos_sync.domain.ports import ClientConnector, ConnectorConfig
 from tracos_sync.integrations import IntegrationEntry, read_integrations
+from tracos_sync.local_server import find_server_binary
 from tracos_sync.logs import redact_text, uri_secrets
 
 log = structlog.get_logger("tracos_sync")
@@ -49,6 +50,11 @@ class Runtime:
     # From an integrations file: each integration's name goes with its logs and summary line.
     # Without one (the environment defines a single integration) logs are as they always were.
     named: bool = False
+    # The local server, found while loading (a missing one is a configuration error, told
+    # before anything is written); None unless MONGO_EMBEDDED.
+    server_binary: str | None = None
+    # Whether this process has reached MongoDB once (``first_contact``).
+    reached: bool = False
 
     @property
     def secrets(self) -> list[str]:
@@ -110,7 +116,8 @@ def load_runtime(
         ]
         refuse_sharing(settings.integrations_file, integrations)
     chosen = _only(integrations, only)
-    return Runtime(settings, chosen, named=settings.integrations_file is not None)
+    binary = find_server_binary() if settings.mongo_embedded else None
+    return Runtime(settings, chosen, settings.integrations_file is not None, binary)
 
 
 def _integration(

@@ -13,6 +13,7 @@ import click
 
 from tracos_sync.cli import runners
 from tracos_sync.cli.runners import Startup
+from tracos_sync.cli.usage import HintingGroup
 from tracos_sync.runs import Command
 
 embedded_option = click.option(
@@ -27,7 +28,7 @@ embedded_option = click.option(
 DEFAULT_ENV_FILE = ".env"  # read when present
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=HintingGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--env-file",
     default=None,
@@ -195,18 +196,19 @@ def seed_command(
 
 def with_default_command(argv: list[str], command: str) -> list[str]:
     """``argv`` with ``command`` inserted when it names none, after the group's own options:
-    ``--embedded`` becomes ``run --embedded``, ``--env-file x`` becomes ``--env-file x run``."""
+    ``--embedded`` becomes ``run --embedded``, ``--env-file x`` becomes ``--env-file x run``,
+    and ``--help`` shows the help of ``command`` (``run --help``), which ``argv`` stands for."""
     if any(arg in cli.commands for arg in argv):
         return argv
     leading: list[str] = []
     rest = list(argv)
-    while rest and rest[0] in ("--env-file", "--integrations", "--help", "-h", "--version"):
+    while rest and rest[0] in ("--env-file", "--integrations", "--version"):
         option = rest.pop(0)
         leading.append(option)
-        if option in ("--env-file", "--integrations") and rest:
+        if option == "--version":
+            return argv  # the version is the whole program's
+        if rest:
             leading.append(rest.pop(0))
-        elif option not in ("--env-file", "--integrations"):
-            return argv  # help and version answer for the whole command line
     return [*leading, command, *rest]
 
 

@@ -12,7 +12,8 @@ import click
 import structlog
 
 from tracos_sync import logs
-from tracos_sync.app import Runtime, check, load_runtime, open_database
+from tracos_sync.app import Runtime, check, first_contact, load_runtime, open_database
+from tracos_sync.app.variables import warn_unknown_variables
 from tracos_sync.cli.exit_codes import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, caught, exit_code
 from tracos_sync.config import early_log_settings
 from tracos_sync.domain.errors import ConfigurationError, FatalError
@@ -43,6 +44,7 @@ def _startup(startup: Startup, *, checking: bool = False) -> Runtime:
     """Logging as configured (from the first line, a configuration error included), then the
     runtime; a configuration error ends the command with exit 2."""
     logs.configure(*early_log_settings(startup.env_file))
+    warn_unknown_variables(startup.env_file, startup.integrations_file)
     try:
         runtime = load_runtime(
             startup.env_file, startup.embedded, startup.integrations_file, startup.only
@@ -100,7 +102,13 @@ async def run_watch(startup: Startup) -> int:
     from tracos_sync.watch import watch
 
     runtime = _startup(startup)
-    _, error = await caught(watch(runtime, RunOptions()))
+
+    async def work() -> None:
+        # Watch waits out an outage for ever: a wrong address must end it at once, as a run.
+        await first_contact(runtime)
+        await watch(runtime, RunOptions())
+
+    _, error = await caught(work())
     return exit_code(error)
 
 
