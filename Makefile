@@ -15,7 +15,8 @@ export SECANTUSD_BIN ?= $(abspath $(SECANTUSD))
 
 help:
 	@echo "make run           one full sync on an embedded local server, with sample data on first use"
-	@echo "make seed          write sample data (embedded server unless MONGO_URI is set)"
+	@echo "make seed          write sample data (embedded server unless MONGO_URI is set);"
+	@echo "                   FORCE=1 writes it even where work orders already are (seed --force)"
 	@echo "make demo-http     the HTTP connector: a fake ERP API, an embedded server, one sync each way"
 	@echo "make test          the test suite (unit, property, end to end, faults)"
 	@echo "make faults        the fault tests only"
@@ -69,7 +70,8 @@ demo-http: install tools
 
 seed: install
 	@if [ -z "$$MONGO_URI" ]; then $(MAKE) --no-print-directory tools; fi
-	@emb=$$( [ -z "$$MONGO_URI" ] && echo --embedded ); $(VENV)/bin/tracos-sync seed $$emb
+	@emb=$$( [ -z "$$MONGO_URI" ] && echo --embedded ); \
+	$(VENV)/bin/tracos-sync seed $$emb $(if $(filter-out 0,$(FORCE)),--force)
 
 test: install tools
 	$(VENV)/bin/pytest

@@ -37,12 +37,13 @@ LOCK_WAIT_SECONDS = 60.0
 
 @contextlib.asynccontextmanager
 async def embedded_server(
-    data_dir: Path, wait_seconds: float = LOCK_WAIT_SECONDS
+    data_dir: Path, wait_seconds: float = LOCK_WAIT_SECONDS, binary: str | None = None
 ) -> AsyncIterator[str]:
-    """Start the server on a free loopback port with its data in ``data_dir``; yield its URI.
-    Runs that overlap take turns: the server's data folder admits one server at a time."""
+    """Start the server (``binary``, or the one found) on a free loopback port with its data in
+    ``data_dir``; yield its URI. Runs that overlap take turns: the server's data folder admits
+    one server at a time."""
+    binary = binary or find_server_binary()  # before the lock: a missing one writes nothing
     async with _server_lock(data_dir, wait_seconds) as lock_fd:
-        binary = find_server_binary()
         await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
         process, port = await _start(binary, data_dir, lock_fd)
         try:

@@ -2,8 +2,8 @@
 the embedded mode and the tests, so both launch it the same way.
 
 SecantusDB (GPL-2.0) is run as a separate process and never imported, so that its licence stays
-apart from ours. It is found as ``SECANTUSD_BIN``, on ``PATH``, or in the tool environment the
-Makefile creates (``.tools/secantusdb``).
+apart from ours. It is found as ``SECANTUSD_BIN``, else in the tool environment the Makefile
+creates (``.tools/secantusdb``: the current directory's or the project's), else on ``PATH``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,19 +47,46 @@ _tgkill = _load_tgkill()
 
 
 def find_server_binary() -> str:
-    candidates = [
-        os.environ.get("SECANTUSD_BIN"),
-        shutil.which(BINARY),
-        str(Path(".tools/secantusdb/bin") / BINARY),
-    ]
-    for candidate in candidates:
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
+    """``SECANTUSD_BIN`` when set (it must then be the server: a wrong one is a configuration
+    error, not a reason to quietly run another); otherwise the first of :func:`server_places`."""
+    named = os.environ.get("SECANTUSD_BIN", "").strip()
+    if named:
+        if _runnable(Path(named)):
+            return named
+        raise ConfigurationError(
+            f"SECANTUSD_BIN: {named} is not an executable file; install the local server with "
+            "`make tools` in the project, or unset SECANTUSD_BIN to look in the usual places"
+        )
+    places = server_places()
+    for place in places:
+        if place is not None and _runnable(place):
+            return str(place)
+    looked = "; ".join(str(place) if place else f"{BINARY} on PATH" for place in places)
     raise ConfigurationError(
-        "MONGO_EMBEDDED: the local server was not found; install it apart from tracos-sync "
-        "(`make tools`, or `pip install secantusdb==0.7.0b3` in another environment) "
-        "or set SECANTUSD_BIN"
+        "MONGO_EMBEDDED: the local server was not found (looked at SECANTUSD_BIN, not set; "
+        f"{looked}); install it with `make tools` in the project's checkout (or `pip install "
+        "secantusdb==0.7.0b3` in another environment), or set SECANTUSD_BIN to its path"
     )
+
+
+def server_places() -> list[Path | None]:
+    """Where the local server may be, in order: the ``.tools`` of the current directory, of
+    the checkout this package runs from, and of the project whose ``.venv`` runs this Python
+    (so a command run elsewhere still finds the project's own); then ``PATH`` (``None`` where
+    it has none)."""
+    tool = Path(".tools/secantusdb/bin") / BINARY
+    checkout = Path(__file__).resolve().parents[2]  # <checkout>/src/tracos_sync/local_server.py
+    places: list[Path] = []
+    for root in (Path.cwd(), checkout, Path(sys.prefix).parent):
+        place = (root / tool).absolute()
+        if place not in places:
+            places.append(place)
+    on_path = shutil.which(BINARY)
+    return [*places, Path(on_path) if on_path else None]
+
+
+def _runnable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
 
 
 def free_port() -> int:

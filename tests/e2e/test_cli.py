@@ -77,11 +77,16 @@ def test_summary_line_in_text_and_json(env: Env) -> None:
 
 
 def test_database_unreachable_exits_1_within_budget_and_leaves_inputs(env: Env) -> None:
+    """Something listens and never answers (not a refusal): an outage, retried for the
+    budget."""
     write_json(env.inbound / "1.json", client_record(1))
-    dead = f"mongodb://127.0.0.1:{free_port()}/?directConnection=true"
-    started = time.monotonic()
-    result = env.cli("run", MONGO_URI=dead, MONGO_RETRY_SECONDS="2")
-    elapsed = time.monotonic() - started
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # connections complete in the backlog, and nothing ever answers
+        dead = f"mongodb://127.0.0.1:{silent.getsockname()[1]}/?directConnection=true"
+        started = time.monotonic()
+        result = env.cli("run", MONGO_URI=dead, MONGO_RETRY_SECONDS="2")
+        elapsed = time.monotonic() - started
     assert result.code == 1, result.output
     assert elapsed < 15, elapsed
     assert (env.inbound / "1.json").exists()
@@ -246,7 +251,10 @@ def test_unconfigured_and_nothing_on_the_default_says_so_at_once(env: Env) -> No
         (["--dry-run", "--embedded"], ["run", "--dry-run", "--embedded"]),
         (["--env-file", "x.env", "--embedded"], ["--env-file", "x.env", "run", "--embedded"]),
         (["check", "--embedded"], ["check", "--embedded"]),
-        (["--help"], ["--help"]),
+        (["--help"], ["run", "--help"]),
+        (["-h"], ["run", "-h"]),
+        (["--env-file", "x.env", "--help"], ["--env-file", "x.env", "run", "--help"]),
+        (["--version"], ["--version"]),
     ],
 )
 def test_main_py_takes_the_options_of_run(argv: list[str], expected: list[str]) -> None:

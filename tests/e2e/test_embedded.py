@@ -37,7 +37,7 @@ def test_a_run_waits_for_the_one_holding_the_local_server(env: Env) -> None:
         seen = ""
         for line in proc.stderr:  # until it says it waits (or, wrongly, starts)
             seen += line
-            if "embedded." in line:
+            if "embedded.waiting" in line or "embedded.started" in line:
                 break
         assert "embedded.waiting" in line and "another tracos-sync run" in line, seen
     out, err = proc.communicate(timeout=120)  # released: it goes on

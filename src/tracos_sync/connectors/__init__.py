@@ -10,11 +10,20 @@ from __future__ import annotations
 from importlib import import_module
 from importlib.metadata import entry_points
 
+from pydantic_settings import BaseSettings
+
 from tracos_sync.domain.errors import ConfigurationError
 from tracos_sync.domain.ports import ConnectorFactory
 
 ENTRY_POINT_GROUP = "tracos_sync.connectors"
 BUILT_IN = {"files": "tracos_sync.connectors.client_erp.files:create"}
+# Each connector's settings class (the variables it reads), for telling a misspelt variable
+# from one of ours; ours listed here too, as ``files`` above, for a source checkout.
+SETTINGS_GROUP = "tracos_sync.connector_settings"
+BUILT_IN_SETTINGS = {
+    "files": "tracos_sync.connectors.client_erp.files.settings:FolderSettings",
+    "http": "tracos_sync.connectors.client_erp_http.settings:HttpSettings",
+}
 
 
 def available() -> dict[str, str]:
@@ -34,3 +43,20 @@ def load(name: str, where: str = "CLIENT_CONNECTOR") -> ConnectorFactory:
     module_name, _, attribute = targets[name].partition(":")
     factory: ConnectorFactory = getattr(import_module(module_name), attribute)
     return factory
+
+
+def settings_classes() -> list[type[BaseSettings]]:
+    """Every installed connector's settings class. One that cannot be loaded is left out: this
+    only names variables, and the connector's own loading reports what is wrong with it."""
+    targets = dict(BUILT_IN_SETTINGS)
+    targets.update({ep.name: ep.value for ep in entry_points(group=SETTINGS_GROUP)})
+    found: list[type[BaseSettings]] = []
+    for target in targets.values():
+        module_name, _, attribute = target.partition(":")
+        try:
+            loaded = getattr(import_module(module_name), attribute)
+        except (ImportError, AttributeError):
+            continue
+        if isinstance(loaded, type) and issubclass(loaded, BaseSettings):
+            found.append(loaded)
+    return found

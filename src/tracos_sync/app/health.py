@@ -1,0 +1,40 @@
+"""What ``tracos-sync check`` reports: the configuration, then each integration's database and
+client side, each with ok or not."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from tracos_sync.app.database import Database, open_database
+from tracos_sync.app.runtime import Integration, Runtime
+from tracos_sync.domain.ports import ConnectorContext, HealthCheck
+
+
+async def check(runtime: Runtime) -> list[HealthCheck]:
+    """Everything ``tracos-sync check`` reports, each with ok or not; with an integrations file
+    each integration's lines start with its name."""
+    checks = [HealthCheck("configuration", True, "valid")]
+
+    async def one(database: Database, integration: Integration) -> list[HealthCheck]:
+        if runtime.named:  # this task's own context: its log lines only
+            structlog.contextvars.bind_contextvars(integration=integration.name)
+        stores = database.stores(integration)
+        found = await stores.repository.health()
+        context = ConnectorContext(
+            stores.state,
+            dry_run=True,
+            lock_timeout_seconds=runtime.settings.lock_timeout_seconds,
+            clock_skew_seconds=runtime.settings.client_clock_skew_seconds,
+        )
+        found += await integration.connector.health(context)
+        if runtime.named:
+            found = [HealthCheck(f"{integration.name}: {c.name}", c.ok, c.detail) for c in found]
+        return found
+
+    async with open_database(runtime, dry_run=True, retry_seconds=0, knock=False) as database:
+        # All at once: a database that does not answer costs one timeout, not one each.
+        for found in await asyncio.gather(*(one(database, i) for i in runtime.integrations)):
+            checks += found
+    return checks

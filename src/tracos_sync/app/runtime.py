@@ -1,0 +1,157 @@
+"""Loading the runtime: the settings, then each integration with its connector, everything that
+can be checked before anything is touched (a ``ConfigurationError`` otherwise)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import structlog
+from pymongo.errors import ConfigurationError as MongoConfigurationError
+from pymongo.errors import InvalidURI
+from pymongo.uri_parser import parse_uri
+
+from tracos_sync import connectors
+from tracos_sync.app.settings import AppSettings
+from tracos_sync.app.sharing import refuse_sharing
+from tracos_sync.config import load_settings
+from tracos_sync.domain.errors import ConfigurationError
+from tracos_sync.domain.ports import ClientConnector, ConnectorConfig
+from tracos_sync.integrations import IntegrationEntry, read_integrations
+from tracos_sync.local_server import find_server_binary
+from tracos_sync.logs import redact_text, uri_secrets
+
+log = structlog.get_logger("tracos_sync")
+
+Command = Literal["run", "inbound", "outbound"]
+# The one integration the environment defines when there is no integrations file.
+DEFAULT_INTEGRATION = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Integration:
+    """One customer system: its connector and where in TracOS it syncs. ``name`` is shown in
+    logs, summaries and metrics when the integrations come from a file."""
+
+    name: str
+    connector: ClientConnector
+    database: str
+    collection: str
+    state_collection: str
+    dead_letter_collection: str
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: AppSettings
+    integrations: list[Integration]
+    # From an integrations file: each integration's name goes with its logs and summary line.
+    # Without one (the environment defines a single integration) logs are as they always were.
+    named: bool = False
+    # The local server, found while loading (a missing one is a configuration error, told
+    # before anything is written); None unless MONGO_EMBEDDED.
+    server_binary: str | None = None
+    # Whether this process has reached MongoDB once (``first_contact``).
+    reached: bool = False
+
+    @property
+    def secrets(self) -> list[str]:
+        """What no output may show: MongoDB credentials, and every connector's."""
+        found = uri_secrets(self.settings.mongo_uri)
+        for integration in self.integrations:
+            found += integration.connector.secrets()
+        return found
+
+
+def load_runtime(
+    env_file: str | None,
+    embedded: bool = False,
+    integrations_file: str | None = None,
+    only: Sequence[str] = (),
+) -> Runtime:
+    """Everything that can be checked before touching anything; raises ``ConfigurationError``.
+    ``integrations_file`` overrides ``INTEGRATIONS_FILE``; ``only`` keeps the integrations of
+    those names (all are loaded and checked all the same)."""
+    settings = load_settings(AppSettings, env_file)
+    if embedded:
+        settings.mongo_embedded = True
+    if integrations_file:
+        settings.integrations_file = Path(integrations_file)
+    if not settings.mongo_embedded:
+        check_mongo_uri(settings.mongo_uri)
+    if settings.integrations_file is None:
+        for variable, collection in (
+            ("CLIENT_STATE_COLLECTION", settings.client_state_collection),
+            ("CLIENT_DEAD_LETTER_COLLECTION", settings.client_dead_letter_collection),
+        ):
+            if collection == settings.mongo_collection:
+                raise ConfigurationError(
+                    f"{variable}: {collection!r} is MONGO_COLLECTION, where the work orders "
+                    "are; give it a collection of its own"
+                )
+        connector = connectors.load(settings.client_connector)(ConnectorConfig(env_file=env_file))
+        integrations = [
+            Integration(
+                DEFAULT_INTEGRATION,
+                connector,
+                settings.mongo_database,
+                settings.mongo_collection,
+                settings.client_state_collection,
+                settings.client_dead_letter_collection,
+            )
+        ]
+    else:
+        if "client_connector" in settings.model_fields_set:
+            log.warning(
+                "config.ignored",
+                variables="CLIENT_CONNECTOR",
+                reason="an integrations file is in use: each integration names its own "
+                "connector (connector = ..., files when left out)",
+            )
+        integrations = [
+            _integration(entry, settings, env_file)
+            for entry in read_integrations(settings.integrations_file, env_file)
+        ]
+        refuse_sharing(settings.integrations_file, integrations)
+    chosen = _only(integrations, only)
+    binary = find_server_binary() if settings.mongo_embedded else None
+    return Runtime(settings, chosen, settings.integrations_file is not None, binary)
+
+
+def _integration(
+    entry: IntegrationEntry, settings: AppSettings, env_file: str | None
+) -> Integration:
+    factory = connectors.load(entry.connector, f"{entry.where}: connector")
+    config = ConnectorConfig(entry.settings, entry.mapping, env_file, entry.where, entry.hidden)
+    tracos = entry.tracos
+    return Integration(
+        entry.name,
+        factory(config),
+        tracos.database or settings.mongo_database,
+        tracos.collection or settings.mongo_collection,
+        tracos.state_collection or settings.client_state_collection,
+        tracos.dead_letter_collection or settings.client_dead_letter_collection,
+    )
+
+
+def _only(integrations: list[Integration], names: Sequence[str]) -> list[Integration]:
+    if not names:
+        return integrations
+    known = {integration.name for integration in integrations}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ConfigurationError(
+            f"--only: no integration named {', '.join(map(repr, unknown))} "
+            f"(defined: {', '.join(sorted(known))})"
+        )
+    return [integration for integration in integrations if integration.name in names]
+
+
+def check_mongo_uri(uri: str) -> None:
+    try:
+        parse_uri(uri)
+    except (InvalidURI, MongoConfigurationError, ValueError) as exc:
+        reason = redact_text(str(exc), uri_secrets(uri))
+        raise ConfigurationError(f"MONGO_URI: {reason}") from None
