@@ -102,7 +102,8 @@ class Settings(EnvSettings):
     """Records per database round trip, and documents per outbound page."""
     lock_timeout_seconds: float = Field(10.0, gt=0, le=3_600)
     """Longest wait for the outbound folder's lock held by another process (a frozen one may never
-    let go), once per run and counted in time waited; past it the run's files are deferred
+    let go), once per run (not per file) and counted in time waited (a pause of this process does
+    not count); past it the run's files are deferred
     (`deferred=`, `status=partial`, exit 1) and left for the next run."""
     client_clock_skew_seconds: float = Field(300.0, ge=0, le=86_400)
     """How far ahead of this host's clock a client record's last update may be (every connector): a

@@ -41,9 +41,10 @@ class HttpSettings(EnvSettings):
     """The ERP API's base URL (required). Credentials in it and the values of its query string (an
     `?apikey=...`) are never printed; the query goes with every request."""
     client_api_token: ApiToken = None
-    """Bearer token (refused together with `user:password@` in CLIENT_API_URL: only one can be
-    sent). Whitespace around it is dropped; spaces, control or non-ASCII characters inside it are
-    refused. Never printed, in any form."""
+    """Bearer token (refused together with `user:password@` in CLIENT_API_URL, exit 2: only one
+    can be sent). Whitespace around it is dropped (the newline of a secret mounted from a file);
+    spaces, control or non-ASCII characters inside it are refused (exit 2). Never printed, in any
+    form."""
     client_api_page_size: int = Field(100, ge=1, le=10_000)
     """Work orders asked for per page, inbound."""
     client_api_timeout_seconds: float = Field(10.0, gt=0, le=3_600)
@@ -51,12 +52,14 @@ class HttpSettings(EnvSettings):
     """
     client_api_retry_seconds: float = Field(30.0, ge=0, le=86_400)
     """Retry budget for 408/425/429/5xx, network errors and answers past the deadline; never sooner
-    than `Retry-After`, and a `Retry-After` beyond the budget gives up at once."""
+    than `Retry-After`, and a `Retry-After` beyond the budget gives up at once (an unreadable one
+    — a word, `nan`, `inf` — counts as absent)."""
     client_api_concurrency: int = Field(8, ge=1, le=64)
     """Parallel `PUT`s, outbound."""
     client_api_max_pages: int = Field(1_000, ge=1, le=1_000_000)
     """Pages read per run at most (an API whose paging never ends costs one bounded run); the rest
-    is read next run, from where this one stopped."""
+    is read next run, from where this one stopped (if none of them brought anything new: exit 1,
+    the API's paging does not end)."""
     client_api_max_response_bytes: int = Field(64 * 1024 * 1024, ge=1_024)
     """A larger answer fails the run's inbound, exit 1 (default 64 MiB)."""
     client_timezone: TimeZoneName = "UTC"
