@@ -11,7 +11,7 @@ POETRY := $(TOOLS)/poetry/bin/python tools/poetry_simple_api.py
 SECANTUSD := $(TOOLS)/secantusdb/bin/secantusd-py
 export SECANTUSD_BIN ?= $(abspath $(SECANTUSD))
 
-.PHONY: help install tools run seed test faults chaos lint format clean clean-data lock bench bench-memory bench-latency bench-integrations demo-http docs docs-serve
+.PHONY: help install tools run seed test faults chaos lint format clean clean-data lock bench bench-memory bench-latency bench-integrations demo-http docs docs-serve docs-tables
 
 help:
 	@echo "make run           one full sync on an embedded local server, with sample data on first use"
@@ -23,6 +23,7 @@ help:
 	@echo "make lint          ruff + mypy --strict"
 	@echo "make docs          the documentation site into site/ (strict: broken links, anchors, orphan pages fail)"
 	@echo "make docs-serve    the documentation site on http://127.0.0.1:8000, rebuilt on change"
+	@echo "make docs-tables   rewrite the reference tables the pages keep (settings, keys, metrics) from the code"
 	@echo "make format        apply ruff's fixes and formatting"
 	@echo "make bench         throughput against the raw limit and a naive baseline (N=5000)"
 	@echo "make bench-memory  peak memory of a large run (N=100000)"
@@ -81,6 +82,11 @@ test: install tools docs
 # The site (mkdocs.yml, docs/): its reference tables are generated from this checkout's code.
 docs: install
 	PYTHONPATH=src NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+# The pages keep a copy of the generated tables, to read on the repository browser; a unit test
+# fails while one differs from the code.
+docs-tables: install
+	PYTHONPATH=src $(VENV)/bin/python tools/docs_reference.py
 
 docs-serve: install
 	PYTHONPATH=src NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8000

@@ -1,22 +1,29 @@
 """Reference tables generated from the code, so the documentation cannot drift from it.
 
-An MkDocs hook (``hooks:`` in mkdocs.yml): a page holding a marker line such as
-``<!-- generated: settings -->`` gets that table in its place when the site is built. The
-tables come from the pydantic models (settings, integrations file, mapping) and the metrics
-registry; every field's meaning is its description (the docstring under it), and a field
-without one fails the build.
+A page holds each table between ``<!-- generated: NAME -->`` and ``<!-- end generated -->``.
+As an MkDocs hook (``hooks:`` in mkdocs.yml) it puts the table as the code has it there when the
+site is built, so the site is always current. The pages keep a copy too, so that they read on
+the repository browser: ``python tools/docs_reference.py`` (``make docs-tables``) rewrites it,
+and a unit test fails while a committed copy differs from the code. The tables come from the
+pydantic models (settings, integrations file, mapping) and the metrics registry; every field's
+meaning is its description (the docstring under it), and a field without one fails the build.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Iterator
 from importlib import import_module
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-MARKER = re.compile(r"^<!-- generated: (?P<name>[a-z-]+) -->$", re.MULTILINE)
+MARKER = re.compile(
+    r"^<!-- generated: (?P<name>[a-z-]+) -->\n.*?^<!-- end generated -->$", re.MULTILINE | re.DOTALL
+)
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 class UndocumentedField(Exception):
@@ -217,18 +224,37 @@ GENERATORS: dict[str, Callable[[], str]] = {
 
 
 def expand(markdown: str) -> str:
-    """``markdown`` with each marker line replaced by its table; an unknown marker is an
-    error."""
+    """``markdown`` with each generated block holding its table as the code has it now; an
+    unknown name is an error."""
 
-    def table(match: re.Match[str]) -> str:
+    def block(match: re.Match[str]) -> str:
         name = match.group("name")
         if name not in GENERATORS:
             raise KeyError(f"unknown generated table {name!r} (known: {', '.join(GENERATORS)})")
-        return GENERATORS[name]()
+        return f"<!-- generated: {name} -->\n\n{GENERATORS[name]()}\n\n<!-- end generated -->"
 
-    return MARKER.sub(table, markdown)
+    return MARKER.sub(block, markdown)
+
+
+def stale_pages(docs: Path = DOCS) -> list[Path]:
+    """The pages whose generated blocks differ from what the code generates now."""
+    return [
+        page for page in sorted(docs.rglob("*.md")) if expand(page.read_text()) != page.read_text()
+    ]
 
 
 def on_page_markdown(markdown: str, **_: Any) -> str:
-    """MkDocs hook: the page with its generated tables."""
+    """MkDocs hook: the page with its generated tables as the code has them now."""
     return expand(markdown)
+
+
+def main() -> int:
+    """Rewrite the generated blocks of every page under docs/; print the pages changed."""
+    for page in stale_pages():
+        page.write_text(expand(page.read_text()))
+        print(f"updated {page.relative_to(DOCS.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
