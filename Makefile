@@ -11,17 +11,20 @@ POETRY := $(TOOLS)/poetry/bin/python tools/poetry_simple_api.py
 SECANTUSD := $(TOOLS)/secantusdb/bin/secantusd-py
 export SECANTUSD_BIN ?= $(abspath $(SECANTUSD))
 
-.PHONY: help install tools run seed test faults chaos lint format clean clean-data lock bench bench-memory bench-latency bench-integrations demo-http
+.PHONY: help install tools run seed test faults chaos lint format clean clean-data lock bench bench-memory bench-latency bench-integrations demo-http docs docs-serve docs-tables
 
 help:
 	@echo "make run           one full sync on an embedded local server, with sample data on first use"
 	@echo "make seed          write sample data (embedded server unless MONGO_URI is set);"
 	@echo "                   FORCE=1 writes it even where work orders already are (seed --force)"
 	@echo "make demo-http     the HTTP connector: a fake ERP API, an embedded server, one sync each way"
-	@echo "make test          the test suite (unit, property, end to end, faults)"
+	@echo "make test          the documentation build, then the test suite (unit, property, end to end, faults, docs)"
 	@echo "make faults        the fault tests only"
 	@echo "make chaos         the randomized fault campaign, long profile (CHAOS_SECONDS=600)"
 	@echo "make lint          ruff + mypy --strict"
+	@echo "make docs          the documentation site into site/ (strict: broken links, anchors, orphan pages fail)"
+	@echo "make docs-serve    the documentation site on http://127.0.0.1:8000, rebuilt on change"
+	@echo "make docs-tables   rewrite the reference tables the pages keep (settings, keys, metrics) from the code"
 	@echo "make format        apply ruff's fixes and formatting"
 	@echo "make bench         throughput against the raw limit and a naive baseline (N=5000)"
 	@echo "make bench-memory  peak memory of a large run (N=100000)"
@@ -73,19 +76,33 @@ seed: install
 	@emb=$$( [ -z "$$MONGO_URI" ] && echo --embedded ); \
 	$(VENV)/bin/tracos-sync seed $$emb $(if $(filter-out 0,$(FORCE)),--force)
 
-test: install tools
+# The documentation is built first (strict): a broken link, a missing anchor, a page left out
+# of the nav or a setting without a description fails the test run in seconds.
+test: install tools docs
 	$(VENV)/bin/pytest
+
+# The site (mkdocs.yml, docs/): its reference tables are generated from this checkout's code.
+docs: install
+	PYTHONPATH=src NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+# The pages keep a copy of the generated tables, to read on the repository browser; a unit test
+# fails while one differs from the code.
+docs-tables: install
+	PYTHONPATH=src $(VENV)/bin/python tools/docs_reference.py
+
+docs-serve: install
+	PYTHONPATH=src NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8000
 
 faults: install tools
 	$(VENV)/bin/pytest tests/faults
 
-# The long profile of the randomized fault campaign (docs/campaign.md); prints what it did and
+# The long profile of the randomized fault campaign (docs/explanation/campaign.md); prints what it did and
 # every violation.
 chaos: install tools
 	CHAOS_SECONDS=$${CHAOS_SECONDS:-600} $(VENV)/bin/pytest tests/faults/test_campaign.py \
 		-k long_campaign -s -p no:cacheprovider
 
-# Benchmarks are not tests: they take minutes and print ratios (see README, Performance).
+# Benchmarks are not tests: they take minutes and print ratios (see docs/explanation/performance.md).
 bench: install tools
 	$(VENV)/bin/python bench/bench.py --n $${N:-5000}
 
@@ -109,7 +126,7 @@ format: install
 
 # Environments and caches only: the sample data and the embedded database are kept.
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(TOOLS) site .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # Client files, archives, exports and the embedded database: everything a run wrote.

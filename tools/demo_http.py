@@ -124,7 +124,7 @@ def main() -> int:
                                      (dated 2099: the watermark did not follow it), and TracOS's
                                      {LOCKED}, locked in the ERP (it stays unsynced, offered again)
   {DEMO}/report.json        the run's counts and durations
-Try it by hand: README, section "The HTTP connector"."""
+Try it by hand: docs/tutorials/api-customer.md."""
     )
     return code
 

@@ -76,6 +76,8 @@ class EnvSettings(BaseSettings):
         extra="ignore",
         case_sensitive=False,
         validate_default=True,
+        # Each field's docstring is its description: the settings reference is generated from it.
+        use_attribute_docstrings=True,
     )
 
 
@@ -83,19 +85,37 @@ class Settings(EnvSettings):
     """Core settings: TracOS (MongoDB) and the run itself. Connectors add their own."""
 
     mongo_uri: str = Field("mongodb://localhost:27017", min_length=1)
+    """TracOS's MongoDB (its credentials are never printed)."""
     mongo_database: DatabaseName = "tractian"
+    """The database that holds the work orders."""
     mongo_collection: CollectionName = "workorders"
+    """The collection of the work orders."""
     mongo_retry_seconds: float = Field(30.0, ge=0, le=86_400)
+    """Time budget for retrying transient MongoDB failures (exponential backoff with jitter) before
+    the run gives up with exit 1."""
     mongo_timeout_seconds: float = Field(10.0, gt=0, le=3_600)
+    """Deadline of one database command: one the server holds fails as a timeout, retried within the
+    budget."""
     mongo_embedded: bool = False
+    """Start the local SecantusDB server instead of using MONGO_URI (the same as `--embedded`)."""
     batch_size: int = Field(1000, ge=1, le=100_000)
-    # The longest a writer waits for a lock another process holds (a frozen one may never let go).
+    """Records per database round trip, and documents per outbound page."""
     lock_timeout_seconds: float = Field(10.0, gt=0, le=3_600)
-    # How far ahead of this host's clock a client record's last update may be (every connector).
+    """Longest wait for the outbound folder's lock held by another process (a frozen one may never
+    let go), once per run (not per file) and counted in time waited (a pause of this process does
+    not count); past it the run's files are deferred
+    (`deferred=`, `status=partial`, exit 1) and left for the next run."""
     client_clock_skew_seconds: float = Field(300.0, ge=0, le=86_400)
+    """How far ahead of this host's clock a client record's last update may be (every connector): a
+    later one is refused (stale when TracOS already holds that version), and a TracOS work order
+    dated later is not exported (`skipped`) until its date is fixed."""
     log_level: LogLevel = "INFO"
+    """`DEBUG` adds tracebacks and per-file details."""
     log_format: LogFormat = "text"
+    """`text`: one readable line per event; `json`: one JSON object per line."""
     client_connector: str = Field("files", min_length=1)
+    """Which customer system to talk to: a connector's entry-point name (`files`: JSON folders;
+    `http`: the ERP's HTTP API)."""
 
 
 def load_settings(cls: type[SettingsT], env_file: str | None = ".env") -> SettingsT:

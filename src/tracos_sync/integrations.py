@@ -41,29 +41,43 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 class TracosTable(BaseModel):
     """Where in TracOS an integration syncs; each missing name is the deployment's setting."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     database: DatabaseName | None = None
+    """The TracOS database; unset: MONGO_DATABASE."""
     collection: CollectionName | None = None
+    """The TracOS collection of this integration's work orders; unset: MONGO_COLLECTION. No two
+    integrations may share one."""
     state_collection: CollectionName | None = None
+    """The connector's own state; unset: CLIENT_STATE_COLLECTION."""
     dead_letter_collection: CollectionName | None = None
+    """Records the connector refused; unset: CLIENT_DEAD_LETTER_COLLECTION."""
 
 
 class IntegrationTable(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     name: str = Field(pattern=NAME_PATTERN)
+    """The integration's name (lower case, digits, `-`, `_`), shown in logs, summaries and metrics
+    and chosen by `--only`."""
     connector: str = Field("files", min_length=1)
+    """The customer system: a connector's entry-point name (`files`, `http`)."""
     settings: dict[str, Any] = Field(default_factory=dict)
+    """The connector's settings, named as its variables (in any case); `${NAME}` is taken from the
+    environment, `$${` is a literal `${`. An unknown key is an error."""
     tracos: TracosTable = Field(default_factory=TracosTable)
-    # A table, or the path of a TOML file holding a [mapping] table; none: the built-in format.
+    """Where in TracOS the integration syncs (`database`, `collection`, `state_collection`,
+    `dead_letter_collection`)."""
     mapping: dict[str, Any] | str | None = None
+    """The customer's record format: a `[mapping]` table, or the path of a TOML file holding one;
+    unset: the built-in mapping."""
 
 
 class IntegrationsTable(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     integration: list[IntegrationTable] = Field(min_length=1)
+    """One `[[integration]]` table per customer, at least one."""
 
 
 @dataclass(frozen=True, slots=True)

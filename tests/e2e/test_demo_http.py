@@ -1,5 +1,5 @@
-"""``make demo-http`` does what the README says: both sides seeded, one sync each way, files to
-look at (run here in a temporary folder)."""
+"""``make demo-http`` does what docs/tutorials/api-customer.md says: both sides seeded, one sync
+each way, files to look at (run here in a temporary folder)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
-"""The README is true as written: every command in its ``bash`` blocks runs, exactly as shown, in
-a fresh copy of the repository (the environments are shared, not rebuilt, to keep this quick),
-block by block as a user would type them. A command that cannot run here is listed in
-``NOT_RUN`` with the reason; every other one is run, so the README cannot drift. Its links stay
-inside the repository, and ``make help`` names every target."""
+"""The README and every page of docs/ are true as written: every command in their ``bash`` blocks
+runs, exactly as shown, in a fresh copy of the repository per page (the environments are shared,
+not rebuilt, to keep this quick), block by block in order as a user would type them. A command
+that cannot run here is listed in ``NOT_RUN`` with the reason; every other one is run, so the
+docs cannot drift. Their links stay inside the repository, and ``make help`` names every target.
+(Broken links and anchors between docs pages, and pages missing from the nav, are caught by
+``make docs``, which ``make test`` runs first.)"""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import pytest
 
 from tests.server import ROOT
 
-# Commands shown in the README that this test does not run, and why.
+# Commands shown in the docs that this test does not run, and why.
 NOT_RUN = {
     "make test": "it is this test suite",
     "MONGO_URI=mongodb://localhost:27017 make run": "needs a real MongoDB on the default port",
@@ -24,10 +26,16 @@ NOT_RUN = {
 BLOCK = re.compile(r"^```bash\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
-def readme_blocks() -> list[list[str]]:
-    """The commands of each ``bash`` block, comments stripped, continuation lines joined."""
+def pages() -> list[Path]:
+    """The README and every page of docs/."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def page_blocks(page: Path) -> list[list[str]]:
+    """The commands of each ``bash`` block of ``page``, comments stripped, continuation lines
+    joined."""
     blocks = []
-    for block in BLOCK.findall((ROOT / "README.md").read_text()):
+    for block in BLOCK.findall(page.read_text()):
         commands = []
         for line in block.replace("\\\n", " ").splitlines():
             command = re.sub(r"\s+#.*$", "", line).strip()
@@ -37,8 +45,12 @@ def readme_blocks() -> list[list[str]]:
     return blocks
 
 
-def readme_commands() -> list[str]:
-    return [command for block in readme_blocks() for command in block]
+def all_commands() -> list[str]:
+    return [command for page in pages() for block in page_blocks(page) for command in block]
+
+
+def pages_with_commands() -> list[Path]:
+    return [page for page in pages() if page_blocks(page)]
 
 
 def fresh_copy(target: Path) -> Path:
@@ -59,15 +71,15 @@ def fresh_copy(target: Path) -> Path:
     return target
 
 
-def test_every_readme_command_is_run_or_says_why_not() -> None:
-    commands = readme_commands()
-    assert commands, "the README shows no bash commands?"
+def test_every_command_is_run_or_says_why_not() -> None:
+    commands = all_commands()
+    assert page_blocks(ROOT / "README.md"), "the README shows no bash commands?"
     unknown = set(NOT_RUN) - set(commands)
-    assert not unknown, f"NOT_RUN lists commands the README no longer shows: {unknown}"
+    assert not unknown, f"NOT_RUN lists commands the docs no longer show: {unknown}"
 
 
 def test_links_stay_inside_the_repository() -> None:
-    for page in (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))):
+    for page in pages():
         for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
             if target.startswith("#"):
                 continue
@@ -92,7 +104,10 @@ def test_make_help_names_every_target() -> None:
 
 
 @pytest.mark.timeout(900)
-def test_readme_commands_run_as_written(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "page", pages_with_commands(), ids=lambda page: str(page.relative_to(ROOT))
+)
+def test_commands_run_as_written(page: Path, tmp_path: Path) -> None:
     copy = fresh_copy(tmp_path / "repo")
     environ = {
         k: v
@@ -102,7 +117,7 @@ def test_readme_commands_run_as_written(tmp_path: Path) -> None:
     environ["HOME"] = str(tmp_path)
     # A block runs as a user would type it: in one shell, in order, stopping at the first
     # failure; anything it left running in the background is stopped at its end.
-    for block in readme_blocks():
+    for block in page_blocks(page):
         script = ["set -e", "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT"]
         script += [command for command in block if command not in NOT_RUN]
         proc = subprocess.run(
@@ -114,16 +129,6 @@ def test_readme_commands_run_as_written(tmp_path: Path) -> None:
             timeout=600,
             check=False,
         )
-        assert proc.returncode == 0, f"block {block} failed:\n{proc.stdout}\n{proc.stderr}"
-
-
-def test_every_setting_is_in_the_configuration_table() -> None:
-    from tracos_sync.app import AppSettings
-    from tracos_sync.connectors.client_erp.files import FolderSettings
-    from tracos_sync.connectors.client_erp_http.settings import HttpSettings
-
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("## Configuration") : readme.index("## Data mapping")]
-    for settings in (AppSettings, FolderSettings, HttpSettings):
-        for name in settings.model_fields:
-            assert f"`{name.upper()}`" in table, f"{name.upper()} is not in the README's table"
+        assert proc.returncode == 0, (
+            f"{page.relative_to(ROOT)}: block {block} failed:\n{proc.stdout}\n{proc.stderr}"
+        )

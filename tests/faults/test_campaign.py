@@ -1,4 +1,5 @@
-"""A model-based randomized fault campaign (hypothesis stateful testing); see docs/campaign.md.
+"""A model-based randomized fault campaign (hypothesis stateful testing); see
+docs/explanation/campaign.md.
 
 Rules: the client drops new / newer / older / tied / duplicate / bad files, one or many at once;
 TracOS inserts (one or many) and edits documents; syncs run (the CLI, as a user runs it) alone,

@@ -51,7 +51,7 @@ DEFAULT_ENV_FILE = ".env"  # read when present
 def cli(ctx: click.Context, env_file: str | None, integrations_file: str | None) -> None:
     """Keep work orders in sync between TracOS (MongoDB) and customers' ERPs.
 
-    Settings come from environment variables or a .env file; see the README.
+    Settings come from environment variables or a .env file (docs/reference/settings.md).
     """
     ctx.obj = Startup(env_file or DEFAULT_ENV_FILE, integrations_file)
 

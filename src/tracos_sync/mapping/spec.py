@@ -16,7 +16,8 @@ ClientPath = Annotated[str, StringConstraints(pattern=r"^[^.]+(\.[^.]+)*$")]
 # Written as its value ("completed"): strict mode would take only the enum's instances.
 TracosStatus = Annotated[Status, Field(strict=False)]
 
-_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
+# Each field's docstring is its description: the mapping reference is generated from it.
+_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True)
 
 
 class FieldSpec(BaseModel):
@@ -26,7 +27,10 @@ class FieldSpec(BaseModel):
     model_config = _STRICT
 
     path: ClientPath
-    required: bool | None = None  # None: the field's own default (see docs/mappings.md)
+    """The client path, dotted for nesting (`details.title`)."""
+    required: bool | None = None
+    """Whether a record must hold it; only `deleted` (default true) and `deleted_at` (default false)
+    may say so, the other four are always required."""
 
     @model_validator(mode="before")
     @classmethod
@@ -38,11 +42,19 @@ class FieldsSpec(BaseModel):
     model_config = _STRICT
 
     number: FieldSpec
+    """The business key: a JSON integer from 1 to 2^63-1 (no default)."""
     title: FieldSpec
+    """The work order's title (a string)."""
     created_at: FieldSpec
+    """Creation date, set in TracOS on insert only."""
     updated_at: FieldSpec
+    """Last update: decides who is newer (no default)."""
     deleted: FieldSpec | None = None
+    """Deleted or not (a boolean); absent from the description: nothing read is deleted, no deletion
+    written."""
     deleted_at: FieldSpec | None = None
+    """Deletion date (needs `deleted`); a deleted record without one was deleted at its last update.
+    """
 
 
 class FlagStatusSpec(BaseModel):
@@ -51,8 +63,12 @@ class FlagStatusSpec(BaseModel):
     model_config = _STRICT
 
     flags: dict[ClientPath, TracosStatus] = Field(min_length=1)
+    """One boolean client field per TracOS status; more than one true refuses the record as
+    ambiguous."""
     none: TracosStatus = Status.IN_PROGRESS
-    optional: list[ClientPath] = []  # flags that may be absent (absent: false)
+    """The status when no flag is true."""
+    optional: list[ClientPath] = []
+    """Flags that may be absent (absent: false); the others are required."""
 
 
 class FieldStatusSpec(BaseModel):
@@ -61,9 +77,11 @@ class FieldStatusSpec(BaseModel):
     model_config = _STRICT
 
     field: ClientPath
+    """The client field that holds the status."""
     values: dict[str, TracosStatus] = Field(min_length=1)
-    # For a TracOS status that several client values map to: the one written outbound.
+    """Client value -> TracOS status; every TracOS status needs a value."""
     write: dict[TracosStatus, str] = {}
+    """For a TracOS status that several client values map to: the one written outbound."""
 
 
 class MappingSpec(BaseModel):
@@ -73,10 +91,18 @@ class MappingSpec(BaseModel):
     model_config = _STRICT
 
     fields: FieldsSpec
+    """Each TracOS field -> its client path (`number`, `title`, `created_at`, `updated_at`,
+    `deleted`, `deleted_at`)."""
     status: dict[str, Any]
+    """The status vocabulary: `flags` (+ `none`, `optional`), or `field` + `values` (+ `write`)."""
     date_format: str = "iso8601"
+    """How every date of the record is written: `iso8601`, `epoch_ms`, `epoch_s` or a `strftime`
+    pattern."""
     timezone: str | None = None
-    # Client path -> value; nested tables (TOML's dotted keys) are paths too.
+    """IANA zone of client times without an offset; unset: CLIENT_TIMEZONE, else UTC."""
     constants: dict[str, Any] = {}
+    """Client path -> value, written on every outbound record (nested tables are paths too)."""
     defaults: dict[str, Any] = {}
+    """Client path -> value read when the client's record lacks it."""
     order: list[ClientPath] = []
+    """Client paths in the order they are written."""

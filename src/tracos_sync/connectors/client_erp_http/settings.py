@@ -38,16 +38,32 @@ ApiToken = Annotated[SecretStr | None, BeforeValidator(_token)]
 
 class HttpSettings(EnvSettings):
     client_api_url: HttpUrl
+    """The ERP API's base URL (required). Credentials in it and the values of its query string (an
+    `?apikey=...`) are never printed; the query goes with every request."""
     client_api_token: ApiToken = None
+    """Bearer token (refused together with `user:password@` in CLIENT_API_URL, exit 2: only one
+    can be sent). Whitespace around it is dropped (the newline of a secret mounted from a file);
+    spaces, control or non-ASCII characters inside it are refused (exit 2). Never printed, in any
+    form."""
     client_api_page_size: int = Field(100, ge=1, le=10_000)
-    # The whole request, from sending it to the last byte of the answer (not per read).
+    """Work orders asked for per page, inbound."""
     client_api_timeout_seconds: float = Field(10.0, gt=0, le=3_600)
+    """Deadline of one whole request, from sending it to the last byte of the answer (not per read).
+    """
     client_api_retry_seconds: float = Field(30.0, ge=0, le=86_400)
+    """Retry budget for 408/425/429/5xx, network errors and answers past the deadline; never sooner
+    than `Retry-After`, and a `Retry-After` beyond the budget gives up at once (an unreadable one
+    — a word, `nan`, `inf` — counts as absent)."""
     client_api_concurrency: int = Field(8, ge=1, le=64)
-    # Pages read per run at most: an API whose paging never ends costs one bounded run.
+    """Parallel `PUT`s, outbound."""
     client_api_max_pages: int = Field(1_000, ge=1, le=1_000_000)
+    """Pages read per run at most (an API whose paging never ends costs one bounded run); the rest
+    is read next run, from where this one stopped (if none of them brought anything new: exit 1,
+    the API's paging does not end)."""
     client_api_max_response_bytes: int = Field(64 * 1024 * 1024, ge=1_024)
+    """A larger answer fails the run's inbound, exit 1 (default 64 MiB)."""
     client_timezone: TimeZoneName = "UTC"
+    """IANA zone in which naive client timestamps are read."""
 
     @model_validator(mode="after")
     def _one_kind_of_credentials(self) -> HttpSettings:

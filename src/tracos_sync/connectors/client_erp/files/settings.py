@@ -21,17 +21,26 @@ class FolderSettings(EnvSettings):
     """Settings of the JSON-folder transport."""
 
     data_inbound_dir: Path = Path("data/inbound")
+    """Client work-order files to read."""
     data_outbound_dir: Path = Path("data/outbound")
+    """Where TracOS work orders are written (created if missing)."""
     data_processed_dir: Path | None = None
+    """Archive of applied files. Unset: `<inbound>/processed`."""
     data_rejected_dir: Path | None = None
+    """Quarantine, each file beside its `<name>.error.json`. Unset: `<inbound>/rejected`."""
     client_timezone: TimeZoneName = "UTC"
+    """IANA zone in which naive client timestamps are read."""
     max_file_bytes: int = Field(64 * 1024 * 1024, ge=1)
+    """Larger inbound files are rejected without being read (default 64 MiB)."""
     inbound_min_age_seconds: float = Field(0.0, ge=0, le=7 * 86_400)
-    # At least a second: a claim's liveness is refreshed every quarter of it.
+    """Files younger than this are left for the next run (a writer may still be writing them)."""
     claim_stale_seconds: float = Field(3600.0, ge=1, le=30 * 86_400)
-    # A file that does not parse and changed this recently (or is dated ahead of this host) may
-    # still be being written: it is left for later rather than rejected.
+    """A claim folder of another host untouched this long is taken back (at least a second: a
+    claim's liveness is refreshed every quarter of it)."""
     inbound_settle_seconds: float = Field(2.0, ge=0, le=86_400)
+    """A file that does not parse and changed this recently (or is dated ahead of this host) may
+    still be being written: it is read in place and left for later, not rejected; a large array is
+    taken only once unchanged this long."""
 
     @model_validator(mode="after")
     def _default_archives(self) -> FolderSettings:
