@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tracos_sync.domain.dates import InvalidDate
 
-from ..dates import DateFormat, IsoDates, date_format
+from ..dates import MAX_DATE_CHARS, DateFormat, IsoDates, date_format
 from .checks import Checks
 
 
@@ -41,7 +41,7 @@ def date_definition(dates: DateFormat) -> dict[str, Any]:
         )
     else:
         text = f"A date-time in the format {dates.name!r}, in the mapping's time zone."
-    return {"description": text, "type": "string", "maxLength": 64}
+    return {"description": text, "type": "string", "maxLength": MAX_DATE_CHARS}
 
 
 def date_problems(dates: DateFormat, value: Any) -> list[str]:

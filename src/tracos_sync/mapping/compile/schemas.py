@@ -10,7 +10,7 @@ from typing import Any
 
 import jsonschema
 
-from ..dates import DateFormat
+from ..dates import MAX_DATE_CHARS, DateFormat
 from ..parts import Slot
 from ..schema import SchemaLeaf, record_schema
 from ..status import StatusCodec
@@ -102,7 +102,7 @@ def check_defaults(
 ) -> None:
     """A default goes through the checks a value the client sent would."""
     by_path = {path: schema for path, schema, _ in leaves}
-    definitions = {"dateTime": {"type": "string", "maxLength": 64}}
+    definitions = {"dateTime": {"type": "string", "maxLength": MAX_DATE_CHARS}}
     date_paths = {_path_of(slots, "created_at"), _path_of(slots, "deleted_at")}
     for path, value in defaults.items():
         checker = jsonschema.Draft7Validator({**by_path[path], "definitions": definitions})
