@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import AsyncGenerator, Sequence
-from pathlib import Path
 
 from tracos_sync.domain.errors import DestinationUnwritable
 from tracos_sync.domain.model import Problem
@@ -34,19 +32,18 @@ from .claims import POISON_REASON, Quarantined
 from .following import Gathering
 from .hand import Hand
 from .listing import Waiting, list_waiting, waiting_entries, waiting_files
-from .reader import UnitReader
-from .reading import Held, unchanged
 from .repeats import said_in
 from .settings import FolderSettings
-from .settling import Settling, StillWriting
+from .settling import Settling
+from .taking import FileTaker
 from .temps import remove_stale_temps
 
 __all__ = ["SIDECAR_SUFFIX", "FolderSource", "Waiting", "waiting_entries", "waiting_files"]
 
 
 class FolderSource:
-    """``ClientSource`` over a folder of JSON files: lists (``listing``), claims
-    (``claiming``), reads and decodes (``reader``), archives (``archiver``) and, in watch mode,
+    """``ClientSource`` over a folder of JSON files: lists (``listing``), takes each file
+    (``taking``: claims, reads and decodes), archives (``archiver``) and, in watch mode,
     follows (``following``)."""
 
     def __init__(
@@ -59,9 +56,10 @@ class FolderSource:
         self._claimer = Claimer(settings, self._said)
         self._claims = self._claimer.claims
         self._settling = Settling(settings, self._claims.root, self._said, dry_run)
-        self._reader = UnitReader(
-            settings, mapping, self._settling, None if dry_run else self._leave_writing
+        self._taker = FileTaker(
+            settings, mapping, self._claimer, self._settling, said=self._said, dry_run=dry_run
         )
+        self._reader = self._taker.reader
         self._archiver = Archiver(settings, self._claimer, self._settling)
         self._hand = Hand()
 
@@ -273,81 +271,8 @@ class FolderSource:
         return self._settling.resting(name, size, mtime_ns)
 
     def claim_and_read(self, name: str, size: int) -> InboundUnit | None:
-        if self._dry_run:
-            return self._read_in_place(name, size)
-        if self._settling.young(self._inbound / name):
-            return self._judge_then_claim(name, size)
-        claimed = self._claimer.claim(name)
-        if claimed is None:
-            return None
-        try:
-            return self._read_unit(name, claimed, size)
-        except StillWriting as exc:
-            self._claimer.put_back(claimed, name)
-            self._settling.rest(name, str(exc))
-            return None
-        except OSError as exc:
-            self._claimer.put_back(claimed, name)
-            self._said.warn(
-                "inbound.file_left",
-                name,
-                f"cannot be read ({exc.strerror or exc}); retried next run",
-            )
-            return None
-
-    def _judge_then_claim(self, name: str, size: int) -> InboundUnit | None:
-        """A file changed within the settle time is read where it is, and claimed only once it
-        parses: a writer that reopens it by name (an append, a resumed upload) must find it
-        there, not create a second file beside the one in hand. Claimed, it must still be the
-        file that was read (same inode, size and mtime), or it goes back and rests."""
-        unit = self._read_in_place(name, size)
-        if unit is None:
-            return None
-        held = unit.handle
-        assert isinstance(held, Held)
-        claimed = self._claimer.claim(name)
-        try:
-            now = None if claimed is None else os.stat(claimed, follow_symlinks=False)
-        except OSError:
-            now = None
-        if claimed is not None and held.opened is not None and now is not None:
-            if unchanged(held.opened, now):
-                held.path = claimed
-                return unit
-            self._claimer.put_back(claimed, name)
-            self._settling.rest(name, "written to while it was read; taken once it settles")
-        # Not ours after all (another instance took it first, or it changed): nothing was
-        # applied from it; a large file's parts, if it became one, are let go.
-        if self._reader.open_name() == name:
-            left = self._reader.take_open_parts()
-            if left is not None and left.parts is not None:
-                left.parts.close()
-        return None
-
-    def _read_in_place(self, name: str, size: int) -> InboundUnit | None:
-        path = self._inbound / name
-        try:
-            return self._read_unit(name, path, size)
-        except StillWriting as exc:
-            if self._dry_run:
-                self._said.warn("inbound.file_left", name, str(exc))
-            else:
-                self._settling.rest(name, str(exc))
-            return None
-        except OSError as exc:
-            self._said.warn("inbound.file_left", name, exc.strerror or str(exc))
-            return None
-
-    def _read_unit(self, name: str, path: Path, size: int) -> InboundUnit:
-        """The file's unit (its first part when it is large). Raises ``OSError`` (cannot be
-        read) or ``StillWriting``."""
-        return self._reader.read(name, path, size)
-
-    def _leave_writing(self, held: Held) -> None:
-        """A large file left part-way as maybe still being written goes back and rests."""
-        assert held.opened is not None
-        self._claimer.put_back(held.path, held.name)
-        self._settling.rest(held.name, self._settling.reason(held.opened))
+        """The unit of the waiting file ``name`` (claimed), or ``None`` when it is left."""
+        return self._taker.claim_and_read(name, size)
 
     async def complete(self, units: Sequence[InboundUnit]) -> None:
         try:
