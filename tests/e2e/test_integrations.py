@@ -18,8 +18,8 @@ from pymongo import MongoClient
 
 from tests.builders import client_record, read_json, tracos_doc, write_json
 from tests.conftest import Env, Result
-from tests.e2e.test_operating import wait_until
 from tests.server import free_port
+from tests.support.watching import wait_until
 
 
 def folders(root: Path, name: str) -> dict[str, str]:
