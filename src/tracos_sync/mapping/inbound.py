@@ -19,7 +19,8 @@ Tree = dict[str, "Tree | None"]
 
 class Inbound:
     """The readers of one mapping's fields. ``number``, ``title`` and ``updated`` read a raw
-    value (``MISSING`` when absent)."""
+    value (``MISSING`` when absent); ``has_defaults``: whether ``with_defaults`` may change a
+    record (plain attributes: read for every record)."""
 
     __slots__ = (
         "_created",
@@ -29,6 +30,7 @@ class Inbound:
         "_flat_known",
         "_known",
         "_parts",
+        "has_defaults",
         "number",
         "title",
         "updated",
@@ -43,14 +45,11 @@ class Inbound:
         self._deleted = reader(parts.deleted.path) if parts.deleted else None
         self._deleted_at = reader(parts.deleted_at.path) if parts.deleted_at else None
         self._defaults = [(split(path), value) for path, value in parts.defaults.items()]
+        self.has_defaults = bool(self._defaults)
         self._known = _tree(parts.order)
         self._flat_known = (
             frozenset(self._known) if all(v is None for v in self._known.values()) else None
         )
-
-    @property
-    def has_defaults(self) -> bool:
-        return bool(self._defaults)
 
     def with_defaults(self, item: dict[str, Any]) -> dict[str, Any]:
         """``item``, or a copy of it with a default at each path it lacks."""
