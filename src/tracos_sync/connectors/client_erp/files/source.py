@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 
 from tracos_sync.domain.errors import DestinationUnwritable
 from tracos_sync.domain.model import Problem
@@ -103,33 +103,15 @@ class FolderSource:
         names.reverse()  # oldest last: popped first
         loop = asyncio.get_running_loop()
 
-        def read_ahead() -> asyncio.Future[list[InboundUnit]]:
+        def read_ahead(_asked: asyncio.Event | None) -> asyncio.Future[list[InboundUnit]]:
             clear = self._hand.empty()  # read here, on the loop's thread, where it changes
             return loop.run_in_executor(None, self._take, names, max_records, clear)
 
-        pending: asyncio.Future[list[InboundUnit]] | None = read_ahead()
-        try:
-            while pending is not None:
-                units = await pending
-                pending = None
-                if not units and self._suspect_next(names):  # stopped before it: hand first
-                    await self._hand.emptied()
-                    pending = read_ahead()
-                    continue
-                if not units:
-                    return
-                self._hand.out(units)
-                alone = self._suspect_in_hand(units)
-                if not alone:
-                    pending = read_ahead()
+        async with contextlib.aclosing(
+            self._hand_out(read_ahead, lambda: self._suspect_next(names))
+        ) as handed:
+            async for units in handed:
                 yield units
-                if alone:
-                    await self._hand.emptied()
-                    pending = read_ahead()
-        finally:
-            if pending is not None:  # the consumer stopped: give back what it never saw
-                await self.release(await pending)
-            await self._give_back_open_parts()
 
     async def _give_back_open_parts(self) -> None:
         """A large file whose last part was never taken (the consumer stopped) goes back."""
@@ -163,14 +145,29 @@ class FolderSource:
         quarantined = self._quarantined_at_recovery()
         if quarantined:
             yield quarantined
-        pending: asyncio.Task[list[InboundUnit]] | None = asyncio.create_task(gathering.take(None))
+        async with contextlib.aclosing(
+            self._hand_out(gathering.take, gathering.suspect_next)
+        ) as handed:
+            async for units in handed:
+                yield units
+
+    async def _hand_out(
+        self,
+        take: Callable[[asyncio.Event | None], Awaitable[list[InboundUnit]]],
+        suspect_next: Callable[[], bool],
+    ) -> AsyncGenerator[list[InboundUnit], None]:
+        """The batches ``take`` gives, the next one taken while the consumer applies the one
+        before (``take`` is handed an event set when the consumer asks for it), except while a
+        suspect is in hand: then the hand is emptied first. What the consumer never saw is
+        given back when it stops."""
+        pending: asyncio.Future[list[InboundUnit]] | None = asyncio.ensure_future(take(None))
         try:
             while pending is not None:
                 units = await pending
                 pending = None
-                if not units and gathering.suspect_next():  # stopped before it: hand first
+                if not units and suspect_next():  # stopped before it: hand first
                     await self._hand.emptied()
-                    pending = asyncio.create_task(gathering.take(None))
+                    pending = asyncio.ensure_future(take(None))
                     continue
                 if not units:
                     return
@@ -178,14 +175,14 @@ class FolderSource:
                 alone = self._suspect_in_hand(units)
                 asked = asyncio.Event()
                 if not alone:
-                    pending = asyncio.create_task(gathering.take(asked))
+                    pending = asyncio.ensure_future(take(asked))
                 try:
                     yield units
                 finally:
                     asked.set()
                 if alone:
                     await self._hand.emptied()
-                    pending = asyncio.create_task(gathering.take(None))
+                    pending = asyncio.ensure_future(take(None))
         finally:
             if pending is not None:  # the consumer stopped: give back what it never saw
                 await self.release(await pending)
