@@ -35,6 +35,31 @@ def test_no_import_cycle_between_modules_of_src() -> None:
     assert found == [], "import cycles: " + "; ".join(" -> ".join(loop) for loop in found)
 
 
+# Layers: a package's modules may import only these packages of ours (the domain nothing else;
+# the mapping only the domain, so that it can be tested and run without any adapter).
+MAY_IMPORT = {
+    "tracos_sync.domain": ("tracos_sync.domain",),
+    "tracos_sync.mapping": ("tracos_sync.domain", "tracos_sync.mapping"),
+}
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def test_the_domain_and_the_mapping_import_only_their_own_layers() -> None:
+    graph = import_graph(PACKAGE)
+    crossing = sorted(
+        f"{module} -> {target}"
+        for package, allowed in MAY_IMPORT.items()
+        for module, targets in graph.items()
+        if _within(module, package)
+        for target in targets
+        if not any(_within(target, layer) for layer in allowed)
+    )
+    assert crossing == [], f"imports across layers: {crossing}"
+
+
 def _package(tmp_path: Path, files: dict[str, str]) -> Path:
     root = tmp_path / "pkg"
     for name, text in files.items():
