@@ -105,7 +105,7 @@ class FolderSource:
 
         def read_ahead(_asked: asyncio.Event | None) -> asyncio.Future[list[InboundUnit]]:
             clear = self._hand.empty()  # read here, on the loop's thread, where it changes
-            return loop.run_in_executor(None, self._take, names, max_records, clear)
+            return loop.run_in_executor(None, self._taker.take, names, max_records, clear)
 
         async with contextlib.aclosing(
             self._hand_out(read_ahead, lambda: self._suspect_next(names))
@@ -188,40 +188,9 @@ class FolderSource:
                 await self.release(await pending)
             await self._give_back_open_parts()
 
-    def _take(self, names: list[str], max_records: int, clear: bool) -> list[InboundUnit]:
-        """Claim and decode files from ``names`` (oldest last) until they hold ``max_records``
-        records (a file with no valid record counts as one) or the names run out. A large file's
-        parts go one per batch; a suspect (in hand at a crash) goes alone, and only when
-        ``clear`` (nothing of this instance in hand): otherwise the take stops before it."""
-        units: list[InboundUnit] = []
-        total = 0
-        while total < max_records:
-            if self.has_open_parts():
-                alone = self.parts_of_suspect()
-                part = self.next_part(max_records - total)
-                units.append(part)
-                total += max(len(part.records), 1)
-                if self.has_open_parts() or alone:
-                    break
-                continue
-            if not names:
-                break
-            name = names[-1]
-            if self.suspect(name) and (units or not clear):
-                break  # alone, in a later batch
-            names.pop()
-            unit = self.claim_and_read(name, max_records - total)
-            if unit is None:
-                continue
-            units.append(unit)
-            total += max(len(unit.records), 1)
-            if self.has_open_parts() or self.suspect(name):
-                break
-        return units
-
     def suspect(self, name: str) -> bool:
         """In hand when an instance died: taken alone."""
-        return self._claimer.suspect(name)
+        return self._taker.suspect(name)
 
     def hand_empty(self) -> bool:
         """Every batch handed out is back (completed or released)."""
@@ -248,15 +217,15 @@ class FolderSource:
 
     def has_open_parts(self) -> bool:
         """A large file is in hand whose last part has not been handed out yet."""
-        return self._reader.has_open_parts()
+        return self._taker.has_open_parts()
 
     def parts_of_suspect(self) -> bool:
-        name = self._reader.open_name()
-        return name is not None and self._claimer.suspect(name)
+        """The large file in hand is a suspect."""
+        return self._taker.parts_of_suspect()
 
     def next_part(self, size: int) -> InboundUnit:
         """The next part of the large file in hand."""
-        return self._reader.next_part(size)
+        return self._taker.next_part(size)
 
     def given_back(self, name: str) -> bool:
         """Put back since the sweep began: taken at the next sweep."""

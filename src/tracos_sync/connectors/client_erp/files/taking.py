@@ -1,6 +1,7 @@
-"""Taking one waiting file: claimed and read (a file whose writer is long done), or read where
-it is and claimed only once it parses (one changed within the settle time), or left where it
-is, resting, when it may still be being written or cannot be read."""
+"""Taking files: a batch of them in order, a suspect alone and a large file part by part
+(``FileTaker.take``); each one claimed and read (a file whose writer is long done), or read
+where it is and claimed only once it parses (one changed within the settle time), or left
+where it is, resting, when it may still be being written or cannot be read."""
 
 from __future__ import annotations
 
@@ -40,6 +41,54 @@ class FileTaker:
         self.reader = UnitReader(
             settings, mapping, settling, None if dry_run else self.leave_writing
         )
+
+    def take(self, names: list[str], max_records: int, clear: bool) -> list[InboundUnit]:
+        """Claim and decode files from ``names`` (oldest last) until they hold ``max_records``
+        records (a file with no valid record counts as one) or the names run out. A large file's
+        parts go one per batch; a suspect (in hand at a crash) goes alone, and only when
+        ``clear`` (nothing of this instance in hand): otherwise the take stops before it."""
+        units: list[InboundUnit] = []
+        total = 0
+        while total < max_records:
+            if self.has_open_parts():
+                alone = self.parts_of_suspect()
+                part = self.next_part(max_records - total)
+                units.append(part)
+                total += max(len(part.records), 1)
+                if self.has_open_parts() or alone:
+                    break
+                continue
+            if not names:
+                break
+            name = names[-1]
+            if self.suspect(name) and (units or not clear):
+                break  # alone, in a later batch
+            names.pop()
+            unit = self.claim_and_read(name, max_records - total)
+            if unit is None:
+                continue
+            units.append(unit)
+            total += max(len(unit.records), 1)
+            if self.has_open_parts() or self.suspect(name):
+                break
+        return units
+
+    def suspect(self, name: str) -> bool:
+        """In hand when an instance died: taken alone."""
+        return self._claimer.suspect(name)
+
+    def has_open_parts(self) -> bool:
+        """A large file is in hand whose last part has not been handed out yet."""
+        return self.reader.has_open_parts()
+
+    def parts_of_suspect(self) -> bool:
+        """The large file in hand is a suspect."""
+        name = self.reader.open_name()
+        return name is not None and self._claimer.suspect(name)
+
+    def next_part(self, size: int) -> InboundUnit:
+        """The next part of the large file in hand."""
+        return self.reader.next_part(size)
 
     def claim_and_read(self, name: str, size: int) -> InboundUnit | None:
         """The unit of the waiting file ``name`` (claimed unless a dry run), or ``None`` when
