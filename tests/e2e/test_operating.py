@@ -10,7 +10,7 @@ from typing import Any
 from tests.builders import T0, client_record, read_json, tracos_doc, write_json
 from tests.conftest import Env
 from tests.server import free_port
-from tests.support.watching import metrics, own_server, stop, wait_until
+from tests.support.watching import metrics, own_server, stop, wait_until, watch_with_metrics
 
 
 def snapshot(env: Env) -> list[dict[str, Any]]:
@@ -117,10 +117,7 @@ def test_report_file_has_counts_and_durations(env: Env) -> None:
 
 
 def test_watch_syncs_files_and_changes_then_stops_on_sigterm(env: Env) -> None:
-    port = free_port()
-    proc = env.popen(
-        "watch", WATCH_INTERVAL="30", METRICS_PORT=str(port), METRICS_ADDRESS="127.0.0.1"
-    )
+    proc, port = watch_with_metrics(env, WATCH_INTERVAL="30")
     try:
         wait_until(env.processed.exists, proc, 30)
         # A TracOS change goes out at once through the change stream (the interval is 30 s).

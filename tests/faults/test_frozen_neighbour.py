@@ -17,9 +17,8 @@ import pytest
 
 from tests.builders import client_record, tracos_doc, write_json
 from tests.conftest import Env, Result
-from tests.server import free_port
 from tests.support.mounts import SHM, folder_in
-from tests.support.watching import metrics, metrics_or_empty, stop, wait_until
+from tests.support.watching import metrics, metrics_or_empty, stop, wait_until, watch_with_metrics
 
 # Takes an exclusive flock on the folder, says so, and waits to be frozen (or killed).
 HOLD_LOCK = """
@@ -182,14 +181,8 @@ def test_watch_goes_on_with_inbound_and_tells_a_held_lock_from_an_outage(
     # 240 to go out: 30 waves of writer threads, each of which used to pay a whole deadline
     # before the sweep let inbound have its turn again.
     env.collection.insert_many([tracos_doc(n) for n in range(1, 241)])
-    port = free_port()
-    proc = env.popen(
-        "watch",
-        WATCH_INTERVAL="0.3",
-        LOCK_TIMEOUT_SECONDS="1",
-        BATCH_SIZE="1000",
-        METRICS_PORT=str(port),
-        METRICS_ADDRESS="127.0.0.1",
+    proc, port = watch_with_metrics(
+        env, WATCH_INTERVAL="0.3", LOCK_TIMEOUT_SECONDS="1", BATCH_SIZE="1000"
     )
     locked = 'tracos_sync_destination_locked{integration="default"} 1.0'
     try:

@@ -16,7 +16,14 @@ from tests.builders import client_record, tracos_doc, write_json
 from tests.conftest import Env, failpoint
 from tests.server import free_port
 from tests.support.mounts import can_mount, read_only
-from tests.support.watching import metrics, metrics_or_empty, own_server, stop, wait_until
+from tests.support.watching import (
+    metrics,
+    metrics_or_empty,
+    own_server,
+    stop,
+    wait_until,
+    watch_with_metrics,
+)
 
 
 def test_index_dropped_while_watch_runs_is_rebuilt_before_any_duplicate(env: Env) -> None:
@@ -59,13 +66,8 @@ def test_folder_failure_is_not_called_a_database_outage(env: Env) -> None:
     blocker = env.root / "blocker"
     blocker.write_text("a file where the outbound folder should be")
     env.collection.insert_one(tracos_doc(1))
-    port = free_port()
-    proc = env.popen(
-        "watch",
-        WATCH_INTERVAL="0.3",
-        METRICS_PORT=str(port),
-        METRICS_ADDRESS="127.0.0.1",
-        DATA_OUTBOUND_DIR=str(blocker / "out"),
+    proc, port = watch_with_metrics(
+        env, WATCH_INTERVAL="0.3", DATA_OUTBOUND_DIR=str(blocker / "out")
     )
     try:
         failures = 'tracos_sync_cycle_failures_total{integration="default"} 1.0'
@@ -154,12 +156,9 @@ def sweeps_failed(port: int) -> int:
 def test_both_directions_failing_is_said_once_not_at_every_sweep(env: Env) -> None:
     blocker = env.root / "blocker"
     blocker.write_text("a file where the folders should be")
-    port = free_port()
-    proc = env.popen(
-        "watch",
+    proc, port = watch_with_metrics(
+        env,
         WATCH_INTERVAL="0.1",
-        METRICS_PORT=str(port),
-        METRICS_ADDRESS="127.0.0.1",
         DATA_INBOUND_DIR=str(blocker / "in"),
         DATA_OUTBOUND_DIR=str(blocker / "out"),
     )
@@ -183,11 +182,8 @@ def test_a_sweep_that_cannot_archive_counts_each_file_once(env: Env) -> None:
     assert env.cli("inbound").code == 0
     for n in range(1, 20):  # the same versions again: each is stale
         write_json(env.inbound / f"again-{n}.json", client_record(n))
-    port = free_port()
     with read_only(env.processed):
-        proc = env.popen(
-            "watch", WATCH_INTERVAL="0.2", METRICS_PORT=str(port), METRICS_ADDRESS="127.0.0.1"
-        )
+        proc, port = watch_with_metrics(env, WATCH_INTERVAL="0.2")
         try:
             wait_until(lambda: sweeps_failed(port) >= 4, proc, 60)
         finally:

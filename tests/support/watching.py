@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tests.conftest import Env, Result
-from tests.server import Server
+from tests.server import Server, free_port
 
 
 def wait_until(condition: Callable[[], bool], proc: subprocess.Popen[str], limit: float) -> float:
@@ -32,6 +32,18 @@ def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[Result
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
     return Result(proc.returncode, out, err), time.monotonic() - start
+
+
+def watch_with_metrics(
+    env: Env, *options: str, **settings: str
+) -> tuple[subprocess.Popen[str], int]:
+    """``tracos-sync [options] watch`` started, its metrics page served on a free local port:
+    the process and the port."""
+    port = free_port()
+    proc = env.popen(
+        *options, "watch", METRICS_PORT=str(port), METRICS_ADDRESS="127.0.0.1", **settings
+    )
+    return proc, port
 
 
 def metrics(port: int) -> str:
