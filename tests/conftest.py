@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 import uuid
@@ -14,7 +13,8 @@ import pytest
 from pymongo import MongoClient
 from pymongo.collection import Collection
 
-from tests.server import ROOT, Server
+from tests.server import Server
+from tests.support.environ import cli_environ
 
 
 @pytest.fixture(scope="session")
@@ -57,19 +57,8 @@ class Env:
         return self.inbound / "rejected"
 
     def environ(self, **overrides: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGO_", "DATA_"))}
-        env.update(
-            MONGO_URI=self.uri,
-            MONGO_DATABASE=self.database,
-            MONGO_COLLECTION="workorders",
-            DATA_INBOUND_DIR=str(self.inbound),
-            DATA_OUTBOUND_DIR=str(self.outbound),
-            MONGO_RETRY_SECONDS="5",
-            PYTHONPATH=str(ROOT / "src"),
-        )
-        env.update(self.extra)
-        env.update(overrides)
-        return env
+        settings = {"MONGO_COLLECTION": "workorders", **self.extra, **overrides}
+        return cli_environ(self.uri, self.database, self.inbound, self.outbound, **settings)
 
     def cli(self, *args: str, timeout: float = 120, **overrides: str) -> Result:
         """Run ``python -m tracos_sync`` as a user would, in its own process."""

@@ -26,16 +26,11 @@ import structlog
 from tracos_sync.app import Database, Integration, Runtime, open_database
 from tracos_sync.domain.errors import ConfigurationError, DatabaseUnavailable, DestinationUnwritable
 from tracos_sync.domain.ports import SupportsBacklog, SupportsInputEvents
-from tracos_sync.runs import (
-    RunOptions,
-    RunOutcome,
-    Syncer,
-    describe_error,
-    open_syncer,
-    publish,
-    sweep,
-)
+from tracos_sync.failures import describe_error
+from tracos_sync.outcomes import RunOutcome, publish
+from tracos_sync.runs import sweep
 from tracos_sync.stopping import Abandoned, stop_on_signals, until_stopped
+from tracos_sync.syncer import RunOptions, Syncer, open_syncer
 from tracos_sync.watch_events import InputWaker
 from tracos_sync.watch_metrics import IntegrationMetrics, Metrics
 

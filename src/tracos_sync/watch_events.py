@@ -13,8 +13,8 @@ import contextlib
 import structlog
 
 from tracos_sync.domain.ports import SupportsInputEvents
+from tracos_sync.failures import describe_error
 from tracos_sync.pipeline import RunStats
-from tracos_sync.runs import describe_error
 
 log = structlog.get_logger("tracos_sync.watch")
 

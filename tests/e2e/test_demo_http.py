@@ -3,7 +3,6 @@ each way, files to look at (run here in a temporary folder)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,12 +10,16 @@ from pathlib import Path
 import orjson
 
 from tests.server import ROOT, server_binary
+from tests.support.environ import SRC, inherited
 
 
 def test_the_http_demo_syncs_both_ways_and_leaves_files_to_look_at(tmp_path: Path) -> None:
     demo = tmp_path / "demo"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGO_", "CLIENT_"))}
-    env.update(DEMO_DIR=str(demo), SECANTUSD_BIN=server_binary(), PYTHONPATH=str(ROOT / "src"))
+    env = inherited("MONGO_", "CLIENT_") | {
+        "DEMO_DIR": str(demo),
+        "SECANTUSD_BIN": server_binary(),
+        "PYTHONPATH": SRC,
+    }
     proc = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "demo_http.py")],
         env=env,

@@ -21,8 +21,8 @@ from pymongo import MongoClient
 import tracos_sync.connectors.client_erp_http as http_package
 from tests.builders import client_record, tracos_doc
 from tests.conftest import Env, Result
-from tests.e2e.test_operating import stop, wait_until
 from tests.server import server_binary
+from tests.support.watching import stop, wait_until
 from tracos_sync.connectors.client_erp_http.fake_server import FAR_FUTURE, FakeErpState, fake_erp
 
 # Characters that escape and URL-encode differently, so that every form of it is looked for.

@@ -18,8 +18,7 @@ from pymongo import MongoClient
 
 from tests.builders import client_record, read_json, tracos_doc, write_json
 from tests.conftest import Env, Result
-from tests.e2e.test_operating import wait_until
-from tests.server import free_port
+from tests.support.watching import wait_until, watch_with_metrics
 
 
 def folders(root: Path, name: str) -> dict[str, str]:
@@ -285,15 +284,7 @@ def test_settings_take_environment_variables(env: Env) -> None:
 
 def test_watch_serves_every_integration_with_metrics_per_integration(env: Env) -> None:
     path = two_customers(env)
-    port = free_port()
-    proc = env.popen(
-        "--integrations",
-        str(path),
-        "watch",
-        WATCH_INTERVAL="0.5",
-        METRICS_PORT=str(port),
-        METRICS_ADDRESS="127.0.0.1",
-    )
+    proc, port = watch_with_metrics(env, "--integrations", str(path), WATCH_INTERVAL="0.5")
     try:
         wait_until((env.root / "globex/in/processed").exists, proc, 30)
         wait_until((env.root / "acme/in/processed").exists, proc, 30)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tests.builders import T0, client_record, read_json, tracos_doc, write_json
-from tests.conftest import Env, Result
-from tests.server import Server, free_port
+from tests.conftest import Env
+from tests.server import free_port
+from tests.support.watching import metrics, own_server, stop, wait_until, watch_with_metrics
 
 
 def snapshot(env: Env) -> list[dict[str, Any]]:
@@ -118,32 +116,8 @@ def test_report_file_has_counts_and_durations(env: Env) -> None:
     assert data["status"] == "failed" and "unavailable" in data["error"]
 
 
-def wait_until(condition: Callable[[], bool], proc: subprocess.Popen[str], limit: float) -> float:
-    start = time.monotonic()
-    while not condition():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() - start < limit, "not within the time allowed"
-        time.sleep(0.05)
-    return time.monotonic() - start
-
-
-def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[Result, float]:
-    start = time.monotonic()
-    proc.send_signal(sig)
-    out, err = proc.communicate(timeout=30)
-    return Result(proc.returncode, out, err), time.monotonic() - start
-
-
-def metrics(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        return str(response.read().decode())
-
-
 def test_watch_syncs_files_and_changes_then_stops_on_sigterm(env: Env) -> None:
-    port = free_port()
-    proc = env.popen(
-        "watch", WATCH_INTERVAL="30", METRICS_PORT=str(port), METRICS_ADDRESS="127.0.0.1"
-    )
+    proc, port = watch_with_metrics(env, WATCH_INTERVAL="30")
     try:
         wait_until(env.processed.exists, proc, 30)
         # A TracOS change goes out at once through the change stream (the interval is 30 s).
@@ -178,19 +152,17 @@ def test_watch_polls_new_files_within_the_interval(env: Env) -> None:
 
 
 def test_watch_survives_a_database_outage(env: Env, tmp_path: Path) -> None:
-    own = Server(storage=tmp_path / "db").start()
-    env.uri = own.uri
-    proc = env.popen("watch", WATCH_INTERVAL="0.5", MONGO_RETRY_SECONDS="1")
-    try:
-        wait_until(env.processed.exists, proc, 30)
-        own.kill()
-        time.sleep(4)  # several cycles fail meanwhile
-        write_json(env.inbound / "8.json", client_record(8))
-        own.start()
-        wait_until((env.processed / "8.json").exists, proc, 30)
-    finally:
-        result, _ = stop(proc)
-        own.stop()
+    with own_server(env, tmp_path / "db") as own:
+        proc = env.popen("watch", WATCH_INTERVAL="0.5", MONGO_RETRY_SECONDS="1")
+        try:
+            wait_until(env.processed.exists, proc, 30)
+            own.kill()
+            time.sleep(4)  # several cycles fail meanwhile
+            write_json(env.inbound / "8.json", client_record(8))
+            own.start()
+            wait_until((env.processed / "8.json").exists, proc, 30)
+        finally:
+            result, _ = stop(proc)
     assert result.code == 0, result.output
     assert result.output.count("state='unavailable, retrying'") == 1, result.output
     assert result.output.count("mongo.retrying") == 0, "attempts are not logged one by one"

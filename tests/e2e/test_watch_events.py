@@ -17,8 +17,7 @@ from pymongo import MongoClient
 
 from tests.builders import client_record, tracos_doc, write_json
 from tests.conftest import Env, Result
-from tests.e2e.test_operating import stop, wait_until
-from tests.server import Server
+from tests.support.watching import own_server, stop, wait_until
 
 
 def drop(folder: Path, number: int, name: str | None = None) -> float:
@@ -155,33 +154,31 @@ def test_without_a_change_stream_a_sweep_woken_by_files_still_reads_tracos(
 ) -> None:
     # The server refuses change streams: nothing announces the TracOS write, and a sweep woken
     # by files still reads TracOS, so it goes out with the next file, not at the interval.
-    own = Server(storage=tmp_path / "db", test_commands=True).start()
-    env.uri = own.uri
-    try:
-        with MongoClient[dict[str, Any]](own.uri, tz_aware=True) as client:
-            client.admin.command(
-                {
-                    "configureFailPoint": "failCommand",
-                    "mode": "alwaysOn",
-                    "data": {
-                        "failCommands": ["aggregate"],
-                        "errorCode": 40573,
-                        "errmsg": "injected: no change streams here",
-                    },
-                }
-            )
-            proc = env.popen("watch", WATCH_INTERVAL="3600")
-            try:
-                started(proc, env)
-                drop(env.inbound, 1)
-                wait_until((env.processed / "1.json").exists, proc, 20)
-                client[env.database].workorders.insert_one(tracos_doc(5000))
-                out = env.outbound / "5000.json"
-                keep_dropping(env.inbound, 2, out.exists, 20)
-                assert out.exists(), "the change waited for the interval (an hour)"
-            finally:
-                result, _ = stop(proc)
-    finally:
-        own.stop()
+    with (
+        own_server(env, tmp_path / "db", test_commands=True) as own,
+        MongoClient[dict[str, Any]](own.uri, tz_aware=True) as client,
+    ):
+        client.admin.command(
+            {
+                "configureFailPoint": "failCommand",
+                "mode": "alwaysOn",
+                "data": {
+                    "failCommands": ["aggregate"],
+                    "errorCode": 40573,
+                    "errmsg": "injected: no change streams here",
+                },
+            }
+        )
+        proc = env.popen("watch", WATCH_INTERVAL="3600")
+        try:
+            started(proc, env)
+            drop(env.inbound, 1)
+            wait_until((env.processed / "1.json").exists, proc, 20)
+            client[env.database].workorders.insert_one(tracos_doc(5000))
+            out = env.outbound / "5000.json"
+            keep_dropping(env.inbound, 2, out.exists, 20)
+            assert out.exists(), "the change waited for the interval (an hour)"
+        finally:
+            result, _ = stop(proc)
     assert result.code == 0, result.output
     assert "watch.change_stream" in result.output and "not available" in result.output

@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +23,8 @@ import pytest
 
 from tests.builders import aged, client_record, read_json
 from tests.conftest import Env
-from tests.e2e.test_operating import wait_until
+from tests.support.mounts import SHM, folder_in
+from tests.support.watching import wait_until
 
 POISON = "in hand at 2 consecutive crashes (suspected poison)"
 
@@ -232,14 +232,10 @@ def processed_dir(request: pytest.FixtureRequest, env: Env) -> Iterator[Path]:
     if request.param == "same file system":
         yield env.processed
         return
-    other = Path("/dev/shm")
-    if not other.is_dir() or os.stat(other).st_dev == os.stat(env.root).st_dev:
+    if not SHM.is_dir() or os.stat(SHM).st_dev == os.stat(env.root).st_dev:
         pytest.skip("no other file system at /dev/shm")
-    folder = Path(tempfile.mkdtemp(dir=other, prefix="tracos-processed-"))
-    try:
+    with folder_in(SHM, "tracos-processed-") as folder:
         yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_a_file_written_to_while_in_hand_goes_back_and_is_taken_again_whole(

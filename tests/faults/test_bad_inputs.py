@@ -152,7 +152,7 @@ def test_size_limit_is_checked_before_reading(tmp_path: Path, size: int) -> None
     source = FolderSource(
         FolderSettings(data_inbound_dir=folder, max_file_bytes=size + 9), builtin_mapping()
     )
-    read = source._read_unit("big.json", folder / "big.json", 100)
+    read = source._taker.read_unit("big.json", folder / "big.json", 100)
     assert [p.reason for p in read.problems] == [
         f"file is larger than MAX_FILE_BYTES={size + 9}; not read"
     ]

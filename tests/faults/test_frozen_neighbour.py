@@ -6,7 +6,6 @@ run; watch goes on with inbound and its metrics tell a held lock from an outage.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,8 +17,8 @@ import pytest
 
 from tests.builders import client_record, tracos_doc, write_json
 from tests.conftest import Env, Result
-from tests.e2e.test_operating import metrics, stop, wait_until
-from tests.server import free_port
+from tests.support.mounts import SHM, folder_in
+from tests.support.watching import metrics, metrics_or_empty, stop, wait_until, watch_with_metrics
 
 # Takes an exclusive flock on the folder, says so, and waits to be frozen (or killed).
 HOLD_LOCK = """
@@ -51,6 +50,39 @@ def temps_in(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if p.name.endswith(".tmp")]
 
 
+def all_deferred(env: Env, result: Result, holder: subprocess.Popen[str], orders: int) -> str:
+    """A run (exit 1) deferred all ``orders`` it had to export, wrote and left nothing, marked
+    none synced, and said so in one line naming the holder of the lock, which is returned."""
+    assert result.code == 1, result.output
+    counts = result.counts()
+    assert counts["deferred"] == orders and counts["exported"] == 0, result.output
+    lines = [line for line in result.output.splitlines() if "outbound.deferred" in line]
+    assert len(lines) == 1, result.output
+    assert f"pid {holder.pid} (python" in lines[0], lines[0]
+    assert env.collection.count_documents({"isSynced": True, "number": {"$lte": orders}}) == 0
+    assert not temps_in(env.outbound)  # nothing left behind
+    assert not list(env.outbound.glob("*.json"))
+    return lines[0]
+
+
+def stopped_while_waiting(env: Env, command: str, **settings: str) -> tuple[Result, float]:
+    """``command`` started with five orders to export and a lock wait longer than any test, then
+    stopped with SIGTERM once it waits for the lock: its result and how long it took to stop.
+    Nothing may be marked synced, nor left behind."""
+    env.collection.insert_many([tracos_doc(n) for n in range(1, 6)])
+    proc = env.popen(command, LOCK_TIMEOUT_SECONDS="600", **settings)
+    try:
+        # Its temp files are written before the lock is asked for: it is waiting now.
+        wait_until(lambda: bool(temps_in(env.outbound)), proc, 60)
+        result, took = stop(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert took < 10, f"{took:.1f}s\n{result.output}"
+    assert env.collection.count_documents({"isSynced": True}) == 0
+    return result, took
+
+
 def test_run_leaves_the_locked_folder_for_later_and_names_the_holder(
     env: Env, frozen_holder: subprocess.Popen[str]
 ) -> None:
@@ -61,18 +93,9 @@ def test_run_leaves_the_locked_folder_for_later_and_names_the_holder(
     took = time.monotonic() - started
     # One deadline for the run, not one per file or per page (80 files, 8 pages: 16 s).
     assert took < 8, f"{took:.1f}s\n{result.output}"
-    assert result.code == 1, result.output
-    summary = result.summary()
-    assert summary["status"] == "partial", result.output
-    counts = result.counts()
-    assert counts["deferred"] == 80 and counts["exported"] == 0, result.output
-    assert counts["inserted"] == 1, result.output  # inbound was not held up
-    lines = [line for line in result.output.splitlines() if "outbound.deferred" in line]
-    assert len(lines) == 1, result.output
-    assert f"pid {frozen_holder.pid} (python" in lines[0], lines[0]
-    assert env.collection.count_documents({"isSynced": True, "number": {"$lt": 900}}) == 0
-    assert not temps_in(env.outbound)  # nothing left behind
-    assert not list(env.outbound.glob("*.json"))
+    all_deferred(env, result, frozen_holder, 80)
+    assert result.summary()["status"] == "partial", result.output
+    assert result.counts()["inserted"] == 1, result.output  # inbound was not held up
 
     frozen_holder.kill()
     frozen_holder.wait(10)
@@ -92,29 +115,16 @@ def test_a_frozen_holder_costs_a_run_one_deadline_not_one_per_wave_of_writers(
     result = env.cli("outbound", timeout=90, LOCK_TIMEOUT_SECONDS="1", BATCH_SIZE="1000")
     took = time.monotonic() - started
     assert took < 7, f"{took:.1f}s\n{result.output}"
-    assert result.code == 1, result.output
-    counts = result.counts()
-    assert counts["deferred"] == 240 and counts["exported"] == 0, result.output
-    lines = [line for line in result.output.splitlines() if "outbound.deferred" in line]
-    assert len(lines) == 1, result.output
-    assert f"pid {frozen_holder.pid} (python" in lines[0], lines[0]
-    assert "for 1." in lines[0], lines[0]  # the wait that ran out, not a file that gave up
-    assert env.collection.count_documents({"isSynced": True}) == 0
-    assert not temps_in(env.outbound)
-    assert not list(env.outbound.glob("*.json"))
+    line = all_deferred(env, result, frozen_holder, 240)
+    assert "for 1." in line, line  # the wait that ran out, not a file that gave up
 
 
 @pytest.fixture
 def fast_outbound(tmp_path: Path) -> Iterator[Path]:
     """An outbound folder on tmpfs when there is one: fsync costs nothing there, so the writer
     threads spend their time taking turns on the folder's lock, where a pause has to find them."""
-    shm = Path("/dev/shm")
-    folder = (shm if shm.is_dir() else tmp_path) / f"tracos-out-{os.getpid()}-{tmp_path.name}"
-    folder.mkdir()
-    try:
+    with folder_in(SHM if SHM.is_dir() else tmp_path, "tracos-out-") as folder:
         yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_a_run_paused_longer_than_the_deadline_defers_nothing_and_blames_nobody(
@@ -162,18 +172,8 @@ def test_a_run_paused_longer_than_the_deadline_defers_nothing_and_blames_nobody(
 def test_sigterm_stops_a_run_waiting_for_a_frozen_holder(
     env: Env, frozen_holder: subprocess.Popen[str]
 ) -> None:
-    env.collection.insert_many([tracos_doc(n) for n in range(1, 6)])
-    proc = env.popen("outbound", LOCK_TIMEOUT_SECONDS="600")
-    try:
-        # Its temp files are written before the lock is asked for: it is waiting now.
-        wait_until(lambda: bool(temps_in(env.outbound)), proc, 60)
-        result, took = stop(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert took < 10, f"{took:.1f}s\n{result.output}"
+    result, _ = stopped_while_waiting(env, "outbound")
     assert result.code == 1, result.output
-    assert env.collection.count_documents({"isSynced": True}) == 0
     assert not temps_in(env.outbound)
 
 
@@ -183,18 +183,12 @@ def test_watch_goes_on_with_inbound_and_tells_a_held_lock_from_an_outage(
     # 240 to go out: 30 waves of writer threads, each of which used to pay a whole deadline
     # before the sweep let inbound have its turn again.
     env.collection.insert_many([tracos_doc(n) for n in range(1, 241)])
-    port = free_port()
-    proc = env.popen(
-        "watch",
-        WATCH_INTERVAL="0.3",
-        LOCK_TIMEOUT_SECONDS="1",
-        BATCH_SIZE="1000",
-        METRICS_PORT=str(port),
-        METRICS_ADDRESS="127.0.0.1",
+    proc, port = watch_with_metrics(
+        env, WATCH_INTERVAL="0.3", LOCK_TIMEOUT_SECONDS="1", BATCH_SIZE="1000"
     )
     locked = 'tracos_sync_destination_locked{integration="default"} 1.0'
     try:
-        wait_until(lambda: locked in _metrics_or_empty(port), proc, 15)
+        wait_until(lambda: locked in metrics_or_empty(port), proc, 15)
         write_json(env.inbound / "5.json", client_record(5))
         # Later sweeps do not wait for the held lock again: the file goes in at once.
         took = wait_until((env.processed / "5.json").exists, proc, 30)
@@ -217,24 +211,8 @@ def test_watch_goes_on_with_inbound_and_tells_a_held_lock_from_an_outage(
     assert "watch.database" not in result.output
 
 
-def _metrics_or_empty(port: int) -> str:
-    try:
-        return metrics(port)
-    except OSError:
-        return ""
-
-
 def test_sigterm_stops_watch_waiting_for_a_frozen_holder(
     env: Env, frozen_holder: subprocess.Popen[str]
 ) -> None:
-    env.collection.insert_one(tracos_doc(1))
-    proc = env.popen("watch", WATCH_INTERVAL="0.3", LOCK_TIMEOUT_SECONDS="600")
-    try:
-        wait_until(lambda: bool(temps_in(env.outbound)), proc, 60)
-        result, took = stop(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert took < 10, f"{took:.1f}s\n{result.output}"
+    result, _ = stopped_while_waiting(env, "watch", WATCH_INTERVAL="0.3")
     assert result.code == 0, result.output
-    assert env.collection.count_documents({"isSynced": True}) == 0

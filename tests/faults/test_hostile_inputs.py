@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from pymongo import MongoClient
 
 from tests.builders import client_record, tracos_doc
-from tests.server import ROOT, Server
+from tests.server import Server
+from tests.support.environ import cli_environ
 
 GOOD = 3  # good files, orderNo 1..3; hostile records use 1000 and up
 EXPORTED = 500  # the unsynced TracOS document
@@ -113,20 +114,10 @@ def client_files_in(folder: Path) -> list[str]:
 
 
 def run_cli(root: Path, uri: str, database: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGO_", "DATA_"))}
-    env.update(
-        MONGO_URI=uri,
-        MONGO_DATABASE=database,
-        DATA_INBOUND_DIR=str(root / "in"),
-        DATA_OUTBOUND_DIR=str(root / "out"),
-        MONGO_RETRY_SECONDS="5",
-        PYTHONPATH=str(ROOT / "src"),
-        **extra,
-    )
     return subprocess.run(
         [sys.executable, "-m", "tracos_sync", "run"],
         cwd=root,
-        env=env,
+        env=cli_environ(uri, database, root / "in", root / "out", **extra),
         capture_output=True,
         text=True,
         timeout=180,

@@ -59,17 +59,17 @@ async def test_file_replaced_after_claim_is_kept_for_the_next_run(tmp_path: Path
     aged(folder / "7.json")  # its writer long done: claimed, then read
     src = source(folder)
     await src.prepare()
-    original_read = src._read_unit
+    original_read = src._taker.read_unit
 
     def read_then_client_rewrites(name: str, path: Path, size: int) -> InboundUnit:
         write_json(folder / "7.json", client_record(7, summary="v2"))
         return original_read(name, path, size)
 
-    src._read_unit = read_then_client_rewrites  # type: ignore[method-assign]
+    src._taker.read_unit = read_then_client_rewrites  # type: ignore[method-assign]
     first = await take_all(src)
     assert [u.records[0].title for u in first] == ["v1"]
     await src.complete(first)
-    src._read_unit = original_read  # type: ignore[method-assign]
+    src._taker.read_unit = original_read  # type: ignore[method-assign]
     second = await take_all(src)
     assert [u.records[0].title for u in second] == ["v2"]
     await src.complete(second)
@@ -83,14 +83,14 @@ async def test_unreadable_file_is_left_in_place(tmp_path: Path) -> None:
     write_json(folder / "ok.json", client_record(2))
     src = source(folder)
     await src.prepare()
-    original_read = src._read_unit
+    original_read = src._taker.read_unit
 
     def deny(name: str, path: Path, size: int) -> InboundUnit:
         if path.name == "locked.json":
             raise PermissionError(13, "Permission denied")
         return original_read(name, path, size)
 
-    src._read_unit = deny  # type: ignore[method-assign]
+    src._taker.read_unit = deny  # type: ignore[method-assign]
     units = await take_all(src)
     assert [u.name for u in units] == ["ok.json"]
     await src.complete(units)

@@ -11,8 +11,8 @@ import pytest
 
 from tests.builders import read_json, tracos_doc
 from tests.conftest import Env
-from tests.e2e.test_operating import wait_until
 from tests.faults.test_frozen_neighbour import HOLD_LOCK, temps_in
+from tests.support.watching import wait_until
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,16 @@ from pymongo import MongoClient
 
 from tests.builders import client_record, tracos_doc, write_json
 from tests.conftest import Env, failpoint
-from tests.e2e.test_operating import metrics, stop, wait_until
-from tests.server import Server, free_port
+from tests.server import free_port
 from tests.support.mounts import can_mount, read_only
+from tests.support.watching import (
+    metrics,
+    metrics_or_empty,
+    own_server,
+    stop,
+    wait_until,
+    watch_with_metrics,
+)
 
 
 def test_index_dropped_while_watch_runs_is_rebuilt_before_any_duplicate(env: Env) -> None:
@@ -41,17 +48,13 @@ def test_index_dropped_while_watch_runs_is_rebuilt_before_any_duplicate(env: Env
 
 
 def test_sigterm_during_a_database_outage_exits_within_seconds(env: Env, tmp_path: Path) -> None:
-    own = Server(storage=tmp_path / "db").start()
-    env.uri = own.uri
-    proc = env.popen("watch", WATCH_INTERVAL="0.3", MONGO_RETRY_SECONDS="60")
-    try:
+    with own_server(env, tmp_path / "db") as own:
+        proc = env.popen("watch", WATCH_INTERVAL="0.3", MONGO_RETRY_SECONDS="60")
         wait_until(env.processed.exists, proc, 30)
         own.kill()
         write_json(env.inbound / "1.json", client_record(1))
         time.sleep(1.5)  # the sweep is now inside the retry budget (60 s)
         result, took = stop(proc)
-    finally:
-        own.stop()
     assert result.code == 0, result.output
     assert took < 8, f"took {took:.1f}s to stop"
     assert "watch.stopped" in result.output
@@ -63,17 +66,12 @@ def test_folder_failure_is_not_called_a_database_outage(env: Env) -> None:
     blocker = env.root / "blocker"
     blocker.write_text("a file where the outbound folder should be")
     env.collection.insert_one(tracos_doc(1))
-    port = free_port()
-    proc = env.popen(
-        "watch",
-        WATCH_INTERVAL="0.3",
-        METRICS_PORT=str(port),
-        METRICS_ADDRESS="127.0.0.1",
-        DATA_OUTBOUND_DIR=str(blocker / "out"),
+    proc, port = watch_with_metrics(
+        env, WATCH_INTERVAL="0.3", DATA_OUTBOUND_DIR=str(blocker / "out")
     )
     try:
         failures = 'tracos_sync_cycle_failures_total{integration="default"} 1.0'
-        wait_until(lambda: failures in safe_metrics(port), proc, 30)
+        wait_until(lambda: failures in metrics_or_empty(port), proc, 30)
         page = metrics(port)
         assert 'tracos_sync_destination_up{integration="default"} 0.0' in page
         assert 'tracos_sync_database_up{integration="default"} 1.0' in page
@@ -86,13 +84,6 @@ def test_folder_failure_is_not_called_a_database_outage(env: Env) -> None:
     assert result.code == 0, result.output
     assert "watch.destination" in result.output and "unwritable" in result.output
     assert "watch.database" not in result.output
-
-
-def safe_metrics(port: int) -> str:
-    try:
-        return metrics(port)
-    except OSError:
-        return ""
 
 
 def test_report_that_cannot_be_written_does_not_stop_watch(env: Env) -> None:
@@ -158,19 +149,16 @@ FAILED_SWEEPS = re.compile(r'tracos_sync_cycle_failures_total\{integration="defa
 
 def sweeps_failed(port: int) -> int:
     """How many of watch's sweeps have failed, from its metrics (0 before it serves them)."""
-    found = FAILED_SWEEPS.search(safe_metrics(port))
+    found = FAILED_SWEEPS.search(metrics_or_empty(port))
     return int(found.group(1)) if found else 0
 
 
 def test_both_directions_failing_is_said_once_not_at_every_sweep(env: Env) -> None:
     blocker = env.root / "blocker"
     blocker.write_text("a file where the folders should be")
-    port = free_port()
-    proc = env.popen(
-        "watch",
+    proc, port = watch_with_metrics(
+        env,
         WATCH_INTERVAL="0.1",
-        METRICS_PORT=str(port),
-        METRICS_ADDRESS="127.0.0.1",
         DATA_INBOUND_DIR=str(blocker / "in"),
         DATA_OUTBOUND_DIR=str(blocker / "out"),
     )
@@ -194,11 +182,8 @@ def test_a_sweep_that_cannot_archive_counts_each_file_once(env: Env) -> None:
     assert env.cli("inbound").code == 0
     for n in range(1, 20):  # the same versions again: each is stale
         write_json(env.inbound / f"again-{n}.json", client_record(n))
-    port = free_port()
     with read_only(env.processed):
-        proc = env.popen(
-            "watch", WATCH_INTERVAL="0.2", METRICS_PORT=str(port), METRICS_ADDRESS="127.0.0.1"
-        )
+        proc, port = watch_with_metrics(env, WATCH_INTERVAL="0.2")
         try:
             wait_until(lambda: sweeps_failed(port) >= 4, proc, 60)
         finally:

@@ -1,11 +1,16 @@
-"""Folders made unwritable for root too (chmod does not stop root): read-only bind mounts."""
+"""Folders made unwritable for root too (chmod does not stop root): read-only bind mounts; and
+folders of a test's own on another file system (tmpfs at /dev/shm)."""
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+SHM = Path("/dev/shm")  # tmpfs on Linux: another file system, and fsync costs nothing there
 
 
 @contextlib.contextmanager
@@ -28,3 +33,13 @@ def can_mount(root: Path) -> bool:
             return True
     except (subprocess.CalledProcessError, OSError):
         return False
+
+
+@contextlib.contextmanager
+def folder_in(parent: Path, prefix: str) -> Iterator[Path]:
+    """A new folder of its own in ``parent``, removed with all it holds at the end."""
+    folder = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -131,7 +131,7 @@ async def test_an_unreadable_file_is_tried_once_per_sweep_not_at_every_look(
     inbound = tmp_path / "in"
     async with folder_source(inbound) as source:
         reads: list[str] = []
-        real_read = source._read_unit
+        real_read = source._taker.read_unit
 
         def read(name: str, path: Path, size: int) -> InboundUnit:
             reads.append(path.name)
@@ -139,7 +139,7 @@ async def test_an_unreadable_file_is_tried_once_per_sweep_not_at_every_look(
                 raise OSError(errno.EIO, "Input/output error")
             return real_read(name, path, size)
 
-        monkeypatch.setattr(source, "_read_unit", read)
+        monkeypatch.setattr(source._taker, "read_unit", read)
         drop(inbound, 9)
         drop(inbound, 1)
         async with contextlib.aclosing(source.following(1000, 30)) as batches:
@@ -172,13 +172,13 @@ async def test_a_large_file_is_read_off_the_event_loops_thread(
     inbound = tmp_path / "in"
     async with folder_source(inbound) as source:
         threads: dict[str, str] = {}
-        real_read = source._read_unit
+        real_read = source._taker.read_unit
 
         def read(name: str, path: Path, size: int) -> InboundUnit:
             threads[path.name] = threading.current_thread().name
             return real_read(name, path, size)
 
-        monkeypatch.setattr(source, "_read_unit", read)
+        monkeypatch.setattr(source._taker, "read_unit", read)
         drop(inbound, 1)
         padded = orjson.dumps(client_record(2)) + b" " * (FOLLOW_INLINE_BYTES + 1)
         (inbound / "2.json").write_bytes(padded)

@@ -6,7 +6,7 @@ description format is documented in docs/reference/mapping.md."""
 from __future__ import annotations
 
 from .builtin import BUILTIN, builtin_mapping
-from .compile import load_mapping
+from .load import load_mapping
 from .record_mapping import RecordMapping
 
 __all__ = ["BUILTIN", "RecordMapping", "builtin_mapping", "load_mapping"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from .compile import load_mapping
+from .compile import compile_mapping
 from .record_mapping import RecordMapping
 
 BUILTIN: dict[str, Any] = {
@@ -52,4 +52,4 @@ BUILTIN: dict[str, Any] = {
 def builtin_mapping(timezone: str = "UTC") -> RecordMapping:
     """The built-in mapping, naive client times read in ``timezone`` (``CLIENT_TIMEZONE``).
     Cached: a mapping is immutable, and building one compiles its schema."""
-    return load_mapping({**BUILTIN, "timezone": timezone}, where="the built-in mapping")
+    return compile_mapping({**BUILTIN, "timezone": timezone}, where="the built-in mapping")

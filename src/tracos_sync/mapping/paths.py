@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 Keys = tuple[str, ...]
@@ -52,3 +52,21 @@ def write(out: dict[str, Any], keys: Keys, value: Any) -> None:
             child = target[key] = {}
         target = child
     target[keys[-1]] = value
+
+
+def copy_json(value: Any) -> Any:
+    """A copy of a JSON value's objects and arrays (scalars are immutable)."""
+    if isinstance(value, dict):
+        return {key: copy_json(child) for key, child in value.items()}
+    if isinstance(value, list):
+        return [copy_json(child) for child in value]
+    return value
+
+
+def reader(path: str) -> Callable[[dict[str, Any]], Any]:
+    """What reads ``path`` from a record (``MISSING`` when absent); a top-level name fast."""
+    keys = split(path)
+    if len(keys) == 1:
+        key = keys[0]
+        return lambda item: item.get(key, MISSING)
+    return lambda item: read(item, keys)

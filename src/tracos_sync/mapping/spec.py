@@ -1,6 +1,6 @@
 """The mapping description as written (a TOML table or a dict): its shape and types only. What
 makes a description consistent (every TracOS status reachable both ways, no client path used
-twice, dates that parse back) is checked when it is compiled (``compile.py``), where every
+twice, dates that parse back) is checked when it is compiled (``compile/``), where every
 problem is collected with its key path."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The status vocabulary, both ways: boolean flags (at most one true) or one field with a table
-of values. Built from a description already checked (``compile.py``)."""
+of values. Built from a description already checked (``compile/``)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from ijson.backends import python as ijson_python
 from tracos_sync.domain.errors import RecordRejected
 from tracos_sync.domain.model import Problem, WorkOrder
 from tracos_sync.mapping import RecordMapping
-from tracos_sync.mapping.record_mapping import reason as _reason
+from tracos_sync.mapping.reasons import reason as _reason
 
 UTF8_BOM = b"\xef\xbb\xbf"
 

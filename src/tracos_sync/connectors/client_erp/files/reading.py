@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO
 
 from tracos_sync.domain.model import Problem
-from tracos_sync.mapping.record_mapping import reason
+from tracos_sync.mapping.reasons import reason
 
 from ..codec import Decoded, ParseError, RecordDecoder, array_items
 

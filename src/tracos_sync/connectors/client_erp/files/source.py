@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
-from collections.abc import AsyncGenerator, Sequence
-from pathlib import Path
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 
 from tracos_sync.domain.errors import DestinationUnwritable
 from tracos_sync.domain.model import Problem
@@ -34,19 +32,18 @@ from .claims import POISON_REASON, Quarantined
 from .following import Gathering
 from .hand import Hand
 from .listing import Waiting, list_waiting, waiting_entries, waiting_files
-from .reader import UnitReader
-from .reading import Held, unchanged
 from .repeats import said_in
 from .settings import FolderSettings
-from .settling import Settling, StillWriting
+from .settling import Settling
+from .taking import FileTaker
 from .temps import remove_stale_temps
 
 __all__ = ["SIDECAR_SUFFIX", "FolderSource", "Waiting", "waiting_entries", "waiting_files"]
 
 
 class FolderSource:
-    """``ClientSource`` over a folder of JSON files: lists (``listing``), claims
-    (``claiming``), reads and decodes (``reader``), archives (``archiver``) and, in watch mode,
+    """``ClientSource`` over a folder of JSON files: lists (``listing``), takes each file
+    (``taking``: claims, reads and decodes), archives (``archiver``) and, in watch mode,
     follows (``following``)."""
 
     def __init__(
@@ -59,9 +56,10 @@ class FolderSource:
         self._claimer = Claimer(settings, self._said)
         self._claims = self._claimer.claims
         self._settling = Settling(settings, self._claims.root, self._said, dry_run)
-        self._reader = UnitReader(
-            settings, mapping, self._settling, None if dry_run else self._leave_writing
+        self._taker = FileTaker(
+            settings, mapping, self._claimer, self._settling, said=self._said, dry_run=dry_run
         )
+        self._reader = self._taker.reader
         self._archiver = Archiver(settings, self._claimer, self._settling)
         self._hand = Hand()
 
@@ -105,33 +103,15 @@ class FolderSource:
         names.reverse()  # oldest last: popped first
         loop = asyncio.get_running_loop()
 
-        def read_ahead() -> asyncio.Future[list[InboundUnit]]:
+        def read_ahead(_asked: asyncio.Event | None) -> asyncio.Future[list[InboundUnit]]:
             clear = self._hand.empty()  # read here, on the loop's thread, where it changes
-            return loop.run_in_executor(None, self._take, names, max_records, clear)
+            return loop.run_in_executor(None, self._taker.take, names, max_records, clear)
 
-        pending: asyncio.Future[list[InboundUnit]] | None = read_ahead()
-        try:
-            while pending is not None:
-                units = await pending
-                pending = None
-                if not units and self._suspect_next(names):  # stopped before it: hand first
-                    await self._hand.emptied()
-                    pending = read_ahead()
-                    continue
-                if not units:
-                    return
-                self._hand.out(units)
-                alone = self._suspect_in_hand(units)
-                if not alone:
-                    pending = read_ahead()
+        async with contextlib.aclosing(
+            self._hand_out(read_ahead, lambda: self._suspect_next(names))
+        ) as handed:
+            async for units in handed:
                 yield units
-                if alone:
-                    await self._hand.emptied()
-                    pending = read_ahead()
-        finally:
-            if pending is not None:  # the consumer stopped: give back what it never saw
-                await self.release(await pending)
-            await self._give_back_open_parts()
 
     async def _give_back_open_parts(self) -> None:
         """A large file whose last part was never taken (the consumer stopped) goes back."""
@@ -165,14 +145,29 @@ class FolderSource:
         quarantined = self._quarantined_at_recovery()
         if quarantined:
             yield quarantined
-        pending: asyncio.Task[list[InboundUnit]] | None = asyncio.create_task(gathering.take(None))
+        async with contextlib.aclosing(
+            self._hand_out(gathering.take, gathering.suspect_next)
+        ) as handed:
+            async for units in handed:
+                yield units
+
+    async def _hand_out(
+        self,
+        take: Callable[[asyncio.Event | None], Awaitable[list[InboundUnit]]],
+        suspect_next: Callable[[], bool],
+    ) -> AsyncGenerator[list[InboundUnit], None]:
+        """The batches ``take`` gives, the next one taken while the consumer applies the one
+        before (``take`` is handed an event set when the consumer asks for it), except while a
+        suspect is in hand: then the hand is emptied first. What the consumer never saw is
+        given back when it stops."""
+        pending: asyncio.Future[list[InboundUnit]] | None = asyncio.ensure_future(take(None))
         try:
             while pending is not None:
                 units = await pending
                 pending = None
-                if not units and gathering.suspect_next():  # stopped before it: hand first
+                if not units and suspect_next():  # stopped before it: hand first
                     await self._hand.emptied()
-                    pending = asyncio.create_task(gathering.take(None))
+                    pending = asyncio.ensure_future(take(None))
                     continue
                 if not units:
                     return
@@ -180,53 +175,22 @@ class FolderSource:
                 alone = self._suspect_in_hand(units)
                 asked = asyncio.Event()
                 if not alone:
-                    pending = asyncio.create_task(gathering.take(asked))
+                    pending = asyncio.ensure_future(take(asked))
                 try:
                     yield units
                 finally:
                     asked.set()
                 if alone:
                     await self._hand.emptied()
-                    pending = asyncio.create_task(gathering.take(None))
+                    pending = asyncio.ensure_future(take(None))
         finally:
             if pending is not None:  # the consumer stopped: give back what it never saw
                 await self.release(await pending)
             await self._give_back_open_parts()
 
-    def _take(self, names: list[str], max_records: int, clear: bool) -> list[InboundUnit]:
-        """Claim and decode files from ``names`` (oldest last) until they hold ``max_records``
-        records (a file with no valid record counts as one) or the names run out. A large file's
-        parts go one per batch; a suspect (in hand at a crash) goes alone, and only when
-        ``clear`` (nothing of this instance in hand): otherwise the take stops before it."""
-        units: list[InboundUnit] = []
-        total = 0
-        while total < max_records:
-            if self.has_open_parts():
-                alone = self.parts_of_suspect()
-                part = self.next_part(max_records - total)
-                units.append(part)
-                total += max(len(part.records), 1)
-                if self.has_open_parts() or alone:
-                    break
-                continue
-            if not names:
-                break
-            name = names[-1]
-            if self.suspect(name) and (units or not clear):
-                break  # alone, in a later batch
-            names.pop()
-            unit = self.claim_and_read(name, max_records - total)
-            if unit is None:
-                continue
-            units.append(unit)
-            total += max(len(unit.records), 1)
-            if self.has_open_parts() or self.suspect(name):
-                break
-        return units
-
     def suspect(self, name: str) -> bool:
         """In hand when an instance died: taken alone."""
-        return self._claimer.suspect(name)
+        return self._taker.suspect(name)
 
     def hand_empty(self) -> bool:
         """Every batch handed out is back (completed or released)."""
@@ -253,15 +217,15 @@ class FolderSource:
 
     def has_open_parts(self) -> bool:
         """A large file is in hand whose last part has not been handed out yet."""
-        return self._reader.has_open_parts()
+        return self._taker.has_open_parts()
 
     def parts_of_suspect(self) -> bool:
-        name = self._reader.open_name()
-        return name is not None and self._claimer.suspect(name)
+        """The large file in hand is a suspect."""
+        return self._taker.parts_of_suspect()
 
     def next_part(self, size: int) -> InboundUnit:
         """The next part of the large file in hand."""
-        return self._reader.next_part(size)
+        return self._taker.next_part(size)
 
     def given_back(self, name: str) -> bool:
         """Put back since the sweep began: taken at the next sweep."""
@@ -273,81 +237,8 @@ class FolderSource:
         return self._settling.resting(name, size, mtime_ns)
 
     def claim_and_read(self, name: str, size: int) -> InboundUnit | None:
-        if self._dry_run:
-            return self._read_in_place(name, size)
-        if self._settling.young(self._inbound / name):
-            return self._judge_then_claim(name, size)
-        claimed = self._claimer.claim(name)
-        if claimed is None:
-            return None
-        try:
-            return self._read_unit(name, claimed, size)
-        except StillWriting as exc:
-            self._claimer.put_back(claimed, name)
-            self._settling.rest(name, str(exc))
-            return None
-        except OSError as exc:
-            self._claimer.put_back(claimed, name)
-            self._said.warn(
-                "inbound.file_left",
-                name,
-                f"cannot be read ({exc.strerror or exc}); retried next run",
-            )
-            return None
-
-    def _judge_then_claim(self, name: str, size: int) -> InboundUnit | None:
-        """A file changed within the settle time is read where it is, and claimed only once it
-        parses: a writer that reopens it by name (an append, a resumed upload) must find it
-        there, not create a second file beside the one in hand. Claimed, it must still be the
-        file that was read (same inode, size and mtime), or it goes back and rests."""
-        unit = self._read_in_place(name, size)
-        if unit is None:
-            return None
-        held = unit.handle
-        assert isinstance(held, Held)
-        claimed = self._claimer.claim(name)
-        try:
-            now = None if claimed is None else os.stat(claimed, follow_symlinks=False)
-        except OSError:
-            now = None
-        if claimed is not None and held.opened is not None and now is not None:
-            if unchanged(held.opened, now):
-                held.path = claimed
-                return unit
-            self._claimer.put_back(claimed, name)
-            self._settling.rest(name, "written to while it was read; taken once it settles")
-        # Not ours after all (another instance took it first, or it changed): nothing was
-        # applied from it; a large file's parts, if it became one, are let go.
-        if self._reader.open_name() == name:
-            left = self._reader.take_open_parts()
-            if left is not None and left.parts is not None:
-                left.parts.close()
-        return None
-
-    def _read_in_place(self, name: str, size: int) -> InboundUnit | None:
-        path = self._inbound / name
-        try:
-            return self._read_unit(name, path, size)
-        except StillWriting as exc:
-            if self._dry_run:
-                self._said.warn("inbound.file_left", name, str(exc))
-            else:
-                self._settling.rest(name, str(exc))
-            return None
-        except OSError as exc:
-            self._said.warn("inbound.file_left", name, exc.strerror or str(exc))
-            return None
-
-    def _read_unit(self, name: str, path: Path, size: int) -> InboundUnit:
-        """The file's unit (its first part when it is large). Raises ``OSError`` (cannot be
-        read) or ``StillWriting``."""
-        return self._reader.read(name, path, size)
-
-    def _leave_writing(self, held: Held) -> None:
-        """A large file left part-way as maybe still being written goes back and rests."""
-        assert held.opened is not None
-        self._claimer.put_back(held.path, held.name)
-        self._settling.rest(held.name, self._settling.reason(held.opened))
+        """The unit of the waiting file ``name`` (claimed), or ``None`` when it is left."""
+        return self._taker.claim_and_read(name, size)
 
     async def complete(self, units: Sequence[InboundUnit]) -> None:
         try:

@@ -1,0 +1,63 @@
+"""The ports the pipeline drives (one module a side: ``client``, ``repository``,
+``connector``, ``capabilities``). Adapters implement them; the pipeline knows nothing else.
+
+A customer system is a ``Connector``: it turns its own inputs into domain ``WorkOrder`` values
+(``ClientSource``) and delivers domain work orders in its own format (``ClientSink``). TracOS is
+a ``WorkOrderRepository``. A connector that keeps state of its own (a watermark, refused records)
+is handed a ``ConnectorStateStore`` by the bootstrap, in a ``ConnectorContext``.
+"""
+
+from __future__ import annotations
+
+from .capabilities import (
+    Backlog,
+    SupportsBacklog,
+    SupportsFollowing,
+    SupportsInputEvents,
+    SupportsReplay,
+    SupportsSamples,
+)
+from .client import ClientSink, ClientSource, Delivery, InboundUnit
+from .connector import (
+    ClientConnector,
+    ConnectorConfig,
+    ConnectorContext,
+    ConnectorFactory,
+    ConnectorStateStore,
+    DeadLetter,
+    Owned,
+)
+from .repository import (
+    ApplyResult,
+    HealthCheck,
+    PendingExport,
+    RefusedOrder,
+    UnreadableDocument,
+    WorkOrderRepository,
+)
+
+__all__ = [
+    "ApplyResult",
+    "Backlog",
+    "ClientConnector",
+    "ClientSink",
+    "ClientSource",
+    "ConnectorConfig",
+    "ConnectorContext",
+    "ConnectorFactory",
+    "ConnectorStateStore",
+    "DeadLetter",
+    "Delivery",
+    "HealthCheck",
+    "InboundUnit",
+    "Owned",
+    "PendingExport",
+    "RefusedOrder",
+    "SupportsBacklog",
+    "SupportsFollowing",
+    "SupportsInputEvents",
+    "SupportsReplay",
+    "SupportsSamples",
+    "UnreadableDocument",
+    "WorkOrderRepository",
+]

@@ -1,0 +1,124 @@
+"""The forms a description may give the status in, each chosen by its key (``flags``,
+``field``): the model that checks its shape, the checks of its consistency, and the codec it
+compiles to. A new form is one more entry in ``FORMS``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from tracos_sync.domain.model import Status
+
+from ..spec import FieldStatusSpec, FlagStatusSpec
+from ..status import FieldStatus, FlagStatus, StatusCodec
+from .checks import Checks, Errors
+from .shape import validate
+
+Spec = TypeVar("Spec", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusForm(Generic[Spec]):
+    model: type[Spec]
+    said_as: str  # how the form is named when none is given
+    compile: Callable[[Spec, Checks], StatusCodec | None]  # None: problems were added
+    read_paths: Callable[[Spec], list[str]]  # the client paths it reads (a default may fill)
+
+
+@dataclass(frozen=True, slots=True)
+class ChosenStatus(Generic[Spec]):
+    """A form and the description's status, checked by the form's model."""
+
+    form: StatusForm[Spec]
+    spec: Spec
+
+    def compile(self, checks: Checks) -> StatusCodec | None:
+        return self.form.compile(self.spec, checks)
+
+    def read_paths(self) -> list[str]:
+        return self.form.read_paths(self.spec)
+
+
+def choose(raw: Any, errors: Errors) -> ChosenStatus[Any] | None:
+    """The form ``raw`` (the description's status table) is in, or None with the problem
+    added (a status that is not a table was already refused by the description's model)."""
+    if not isinstance(raw, Mapping):
+        return None
+    given = [key for key in FORMS if key in raw]
+    if len(given) > 1:
+        errors.append(("status", f"give either {' or '.join(given)}, not both"))
+        return None
+    if not given:
+        forms = " or ".join(f"{key} ({form.said_as})" for key, form in FORMS.items())
+        errors.append(("status", f"give either {forms}"))
+        return None
+    form = FORMS[given[0]]
+    spec = validate(form.model, dict(raw), "status", errors)
+    return None if spec is None else ChosenStatus(form, spec)
+
+
+def _flags(spec: FlagStatusSpec, checks: Checks) -> StatusCodec | None:
+    before = checks.found()
+    owner: dict[Status, str] = {}
+    for path, status in spec.flags.items():
+        checks.use(path, f"status.flags.{path}")
+        if status in owner:
+            checks.fail(
+                f"status.flags.{path}",
+                f"TracOS status {status.value} already has the flag {owner[status]!r} "
+                "(each status has one flag: the one set outbound)",
+            )
+        owner.setdefault(status, path)
+    lacking = [s.value for s in Status if s not in owner and s is not spec.none]
+    if lacking:
+        checks.fail(
+            "status.flags",
+            f"no flag for TracOS status {', '.join(lacking)} (each status needs one, "
+            f"except the one no flag means: status.none = {spec.none.value})",
+        )
+    for path in spec.optional:
+        if path not in spec.flags:
+            checks.fail("status.optional", f"{path!r} is not one of status.flags")
+    if checks.found() > before:
+        return None
+    return FlagStatus(dict(spec.flags), spec.none, set(spec.optional))
+
+
+def _field(spec: FieldStatusSpec, checks: Checks) -> StatusCodec | None:
+    before = checks.found()
+    checks.use(spec.field, "status.field")
+    by_status: dict[Status, list[str]] = {}
+    for value, status in spec.values.items():
+        by_status.setdefault(status, []).append(value)
+    write: dict[Status, str] = {}
+    for status in Status:
+        values = by_status.get(status, [])
+        chosen = spec.write.get(status)
+        if not values:
+            checks.fail("status.values", f"no client value for TracOS status {status.value}")
+        elif chosen is not None and chosen not in values:
+            checks.fail(
+                f"status.write.{status.value}",
+                f"{chosen!r:.60} is not one of the values status.values maps to "
+                f"{status.value} ({', '.join(map(repr, values))})",
+            )
+        elif chosen is None and len(values) > 1:
+            checks.fail(
+                f"status.write.{status.value}",
+                f"several client values map to {status.value} "
+                f"({', '.join(map(repr, values))}): say which one is written",
+            )
+        else:
+            write[status] = chosen or values[0]
+    if checks.found() > before:
+        return None
+    return FieldStatus(spec.field, dict(spec.values), write)
+
+
+FORMS: dict[str, StatusForm[Any]] = {
+    "flags": StatusForm(FlagStatusSpec, "boolean fields", _flags, lambda spec: list(spec.flags)),
+    "field": StatusForm(FieldStatusSpec, "one value", _field, lambda spec: [spec.field]),
+}
