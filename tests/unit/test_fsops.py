@@ -313,3 +313,37 @@ def test_a_lock_held_by_a_thread_of_this_process_is_said_to_be_so(tmp_path: Path
     finally:
         done.set()
         thread.join(10)
+
+
+def test_a_queue_of_our_own_threads_that_moves_is_waited_for_beyond_the_deadline(
+    tmp_path: Path,
+) -> None:
+    # Our writer threads take turns; the lock is not fair, so one thread may wait behind its
+    # siblings for longer than the deadline while the queue keeps moving. That is no one's
+    # holding: it used to defer its file, blaming "another process". Here the siblings' turns
+    # are stood for by the test, which holds the turn lock and counts a turn every 20 ms.
+    import threading
+
+    turns = folder_lock._turns(tmp_path)
+    outcome: list[str] = []
+
+    def waiter() -> None:
+        try:
+            with folder_lock.folder_lock(tmp_path, 0.2):
+                outcome.append("had")
+        except folder_lock.LockHeld:
+            outcome.append("deferred")
+
+    assert turns.lock.acquire(timeout=5)
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 0.8  # four deadlines of a queue that moves
+        while time.monotonic() < deadline and thread.is_alive():
+            time.sleep(0.02)
+            turns.taken += 1
+        assert thread.is_alive(), outcome
+    finally:
+        turns.lock.release()
+        thread.join(10)
+    assert outcome == ["had"]

@@ -12,8 +12,6 @@ from tests.support.imports import cycles, import_graph, module_names
 SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = SRC / "tracos_sync"
 MAX_LINES = 350
-# Being split on another branch (issue 21): remove each name once its file is under the limit.
-NOT_YET_SPLIT = frozenset({"tracos_sync/cli.py", "tracos_sync/app.py"})
 
 
 def _lines(path: Path) -> int:
@@ -24,10 +22,8 @@ def test_no_file_of_src_is_over_the_line_limit() -> None:
     sizes = {
         path.relative_to(SRC).as_posix(): _lines(path) for path in sorted(PACKAGE.rglob("*.py"))
     }
-    over = {name: n for name, n in sizes.items() if n > MAX_LINES and name not in NOT_YET_SPLIT}
+    over = {name: n for name, n in sizes.items() if n > MAX_LINES}
     assert over == {}, f"split these by job (at most {MAX_LINES} lines a file): {over}"
-    done = sorted(name for name in NOT_YET_SPLIT if sizes.get(name, 0) <= MAX_LINES)
-    assert done == [], f"under the limit now: take them out of NOT_YET_SPLIT: {done}"
 
 
 def test_no_import_cycle_between_modules_of_src() -> None:

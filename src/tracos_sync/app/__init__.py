@@ -11,10 +11,10 @@ from tracos_sync.app.database import (
 )
 from tracos_sync.app.first_contact import first_contact
 from tracos_sync.app.health import check
+from tracos_sync.app.integration import Integration
 from tracos_sync.app.runtime import (
     DEFAULT_INTEGRATION,
     Command,
-    Integration,
     Runtime,
     check_mongo_uri,
     load_runtime,

@@ -16,7 +16,8 @@ from pymongo import AsyncMongoClient
 from pymongo.uri_parser import parse_uri
 
 from tracos_sync.app.first_contact import first_contact
-from tracos_sync.app.runtime import Integration, Runtime
+from tracos_sync.app.integration import Integration
+from tracos_sync.app.runtime import Runtime
 from tracos_sync.config import Settings
 from tracos_sync.embedded import embedded_server
 from tracos_sync.tracos.repository import MongoWorkOrderRepository, close_client

@@ -8,7 +8,8 @@ import asyncio
 import structlog
 
 from tracos_sync.app.database import Database, open_database
-from tracos_sync.app.runtime import Integration, Runtime
+from tracos_sync.app.integration import Integration
+from tracos_sync.app.runtime import Runtime
 from tracos_sync.domain.ports import ConnectorContext, HealthCheck
 
 

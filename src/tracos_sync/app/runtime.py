@@ -14,11 +14,12 @@ from pymongo.errors import InvalidURI
 from pymongo.uri_parser import parse_uri
 
 from tracos_sync import connectors
+from tracos_sync.app.integration import Integration
 from tracos_sync.app.settings import AppSettings
 from tracos_sync.app.sharing import refuse_sharing
 from tracos_sync.config import load_settings
 from tracos_sync.domain.errors import ConfigurationError
-from tracos_sync.domain.ports import ClientConnector, ConnectorConfig
+from tracos_sync.domain.ports import ConnectorConfig
 from tracos_sync.integrations import IntegrationEntry, read_integrations
 from tracos_sync.local_server import find_server_binary
 from tracos_sync.logs import redact_text, uri_secrets
@@ -28,19 +29,6 @@ log = structlog.get_logger("tracos_sync")
 Command = Literal["run", "inbound", "outbound"]
 # The one integration the environment defines when there is no integrations file.
 DEFAULT_INTEGRATION = "default"
-
-
-@dataclass(frozen=True, slots=True)
-class Integration:
-    """One customer system: its connector and where in TracOS it syncs. ``name`` is shown in
-    logs, summaries and metrics when the integrations come from a file."""
-
-    name: str
-    connector: ClientConnector
-    database: str
-    collection: str
-    state_collection: str
-    dead_letter_collection: str
 
 
 @dataclass(slots=True)

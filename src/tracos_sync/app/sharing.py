@@ -5,13 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from tracos_sync.app.integration import Integration
 from tracos_sync.domain.errors import ConfigurationError
 from tracos_sync.folders import folder_overlap
-
-if TYPE_CHECKING:  # the runtime imports this module to check what it loads
-    from tracos_sync.app.runtime import Integration
 
 
 def refuse_sharing(path: Path, integrations: Sequence[Integration]) -> None:

@@ -35,13 +35,22 @@ class LockHeld(Exception):
 # This process's threads take turns on a folder through a lock of their own first, which hands
 # over at once; the non-blocking flock below then only ever waits for other processes (polling
 # it among our own threads would leave the lock idle for the length of each backoff).
-_THREAD_LOCKS: dict[Path, threading.Lock] = {}
-_THREAD_LOCKS_GUARD = threading.Lock()
+class _Turns:
+    """Our threads' turns on one folder, and how many have been taken: a count that moves
+    tells a queue that is moving from a sibling that holds the folder and does not let go."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.taken = 0
 
 
-def _thread_lock(folder: Path) -> threading.Lock:
-    with _THREAD_LOCKS_GUARD:
-        return _THREAD_LOCKS.setdefault(folder, threading.Lock())
+_TURNS: dict[Path, _Turns] = {}
+_TURNS_GUARD = threading.Lock()
+
+
+def _turns(folder: Path) -> _Turns:
+    with _TURNS_GUARD:
+        return _TURNS.setdefault(folder, _Turns())
 
 
 class _WaitClock:
@@ -101,15 +110,20 @@ def folder_lock(
     def held() -> LockHeld:
         return LockHeld(folder, lock_holder(folder), clock.total)
 
-    # Waiting for our own writer threads is no neighbour's holding, and is not counted against
-    # the deadline: with many threads queued on a slow folder (or a process paused while one of
-    # them holds it) that wait alone would defer files, blaming "another process". A sibling
-    # waiting for a neighbour's flock gives up within the deadline and sets ``given_up``, which
-    # ends these waits too.
-    ours = _thread_lock(folder)
-    while not ours.acquire(timeout=_LOCK_MAX_RETRY):
-        if stopped():
+    # Our own writer threads: the deadline runs only while none of them takes a turn. A queue
+    # that moves is no one's holding, however long this thread waits in it (the lock is not
+    # fair, and many threads on a slow folder, or a pause while one holds it, made a thread
+    # defer its file, blaming "another process"); a sibling that holds the folder and does not
+    # let go (a write hung on a network mount) is waited for one deadline.
+    turns = _turns(folder)
+    taken = turns.taken
+    while not turns.lock.acquire(timeout=_LOCK_MAX_RETRY):
+        clock.waited(_LOCK_MAX_RETRY)
+        if turns.taken != taken:
+            taken, clock = turns.taken, _WaitClock()
+        if give_up_now():
             raise held()
+    turns.taken += 1
     clock = _WaitClock()
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -135,7 +149,7 @@ def folder_lock(
         finally:
             os.close(fd)
     finally:
-        ours.release()
+        turns.lock.release()
 
 
 def lock_holder(path: Path) -> str:
