@@ -11,6 +11,7 @@ meaning is its description (the docstring under it), and a field without one fai
 
 from __future__ import annotations
 
+import ast
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -215,7 +216,41 @@ def metrics_reference() -> str:
     return "\n".join(rows)
 
 
+SOURCE = DOCS.parent / "src"
+
+
+def _first_sentence(text: str) -> str:
+    """Up to the first ``.`` or ``:`` that ends a sentence outside parentheses."""
+    depth = 0
+    for at, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and char in ".:" and (at + 1 == len(text) or text[at + 1].isspace()):
+            return text[: at + 1].rstrip(":")
+    return text
+
+
+def module_job(module: Path) -> str:
+    """A module's job: the first sentence of its docstring (a module without one fails)."""
+    doc = ast.get_docstring(ast.parse(module.read_text(encoding="utf-8")))
+    if not doc:
+        raise UndocumentedField(f"{module.name} has no docstring: say its job")
+    return _cell(_first_sentence(doc.split("\n\n", 1)[0]).replace("``", "`"))
+
+
+def source_map() -> str:
+    """Every module of the package with its job, in the tree's order."""
+    rows = ["| module | its job |", "|---|---|"]
+    package = SOURCE / "tracos_sync"
+    for module in sorted(package.rglob("*.py"), key=lambda m: m.relative_to(SOURCE).parts):
+        name = module.relative_to(SOURCE).as_posix()
+        if module.name == "__init__.py":
+            name = f"{module.parent.relative_to(SOURCE).as_posix()}/"
+        rows.append(f"| `{name}` | {module_job(module)} |")
+    return "\n".join(rows)
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
+    "source-map": source_map,
     "settings": settings_reference,
     "integrations": integrations_reference,
     "mapping": mapping_reference,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
@@ -137,3 +138,22 @@ def test_generated_tables_are_well_formed_markdown() -> None:
             lines = [line for line in table.splitlines() if line.startswith("| ")]
             widths = {line.count(" | ") for line in lines}
             assert len(widths) <= 1, f"ragged table:\n{table}"
+
+
+def test_the_source_map_holds_every_module_with_its_job() -> None:
+    table = docs_reference.source_map()
+    package = ROOT / "src" / "tracos_sync"
+    for module in package.rglob("*.py"):
+        name = module.relative_to(ROOT / "src").as_posix()
+        if module.name == "__init__.py":
+            name = f"{module.parent.relative_to(ROOT / 'src').as_posix()}/"
+        cells = row(table, name).split(" | ")
+        assert cells[1].strip(" |"), f"{name} has no job in the source map"
+    assert "runs.py` | The owner of a run |" in table  # the first sentence, cut where it ends
+
+
+def test_a_module_without_a_docstring_fails_the_source_map(tmp_path: Path) -> None:
+    module = tmp_path / "nameless.py"
+    module.write_text("x = 1\n")
+    with pytest.raises(docs_reference.UndocumentedField):
+        docs_reference.module_job(module)
