@@ -78,8 +78,11 @@ seed: install
 
 # The documentation is built first (strict): a broken link, a missing anchor, a page left out
 # of the nav or a setting without a description fails the test run in seconds.
+# Two test processes (pytest-xdist): most tests wait on a server or a subprocess, so two keep
+# both cores busy and halve the time on this 2-core machine (TEST_WORKERS=0: one process).
+TEST_WORKERS ?= 2
 test: install tools docs
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --durations=15
 
 # The site (mkdocs.yml, docs/): its reference tables are generated from this checkout's code.
 docs: install
@@ -94,7 +97,7 @@ docs-serve: install
 	PYTHONPATH=src NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8000
 
 faults: install tools
-	$(VENV)/bin/pytest tests/faults
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) tests/faults
 
 # The long profile of the randomized fault campaign (docs/explanation/campaign.md); prints what it did and
 # every violation.
