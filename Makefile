@@ -14,8 +14,9 @@ export SECANTUSD_BIN ?= $(abspath $(SECANTUSD))
 .PHONY: help install tools run seed test faults chaos lint format clean clean-data lock bench bench-memory bench-latency bench-integrations demo-http docs docs-serve docs-tables
 
 help:
-	@echo "make run           one full sync on an embedded local server, with sample data on first use"
-	@echo "make seed          write sample data (embedded server unless MONGO_URI is set);"
+	@echo "make run           one full sync; on the embedded local server (no MONGO_URI in the environment"
+	@echo "                   or .env) with sample data on first use; with MONGO_URI, the sync alone"
+	@echo "make seed          write sample data (embedded server unless MONGO_URI is set, here or in .env);"
 	@echo "                   FORCE=1 writes it even where work orders already are (seed --force)"
 	@echo "make demo-http     the HTTP connector: a fake ERP API, an embedded server, one sync each way"
 	@echo "make test          the documentation build, then the test suite (unit, property, end to end, faults, docs)"
@@ -58,23 +59,37 @@ tools: $(SECANTUSD)
 lock: | $(TOOLS)/poetry/.installed
 	$(POETRY) lock
 
-# Embedded server unless MONGO_URI is set; seed only when both sides are empty.
-# Sample data on first use: with the embedded server, when data/ does not exist yet (so a later
-# run starts the server once); with MONGO_URI, when both sides are empty.
+# The database `run` and `seed` use, decided as the service decides it: MONGO_URI from the
+# environment or from .env (a Makefile that looked at the shell alone would pick the embedded
+# server while .env names the operator's MongoDB), else the embedded local server (`--embedded`).
+# Read when a recipe starts, after `install` built .venv (tools/database_choice.py).
+DATABASE_CHOICE = $(eval EMBEDDED := $(shell $(VENV)/bin/python tools/database_choice.py))
+SAYS_DATABASE = echo "make: $(if $(EMBEDDED),the embedded local server (.data/): no MONGO_URI in the environment or .env,MONGO_URI from the environment or .env)" >&2
+
+# One sync. Sample data only on the embedded server, and only on first use (data/ does not exist
+# yet): with MONGO_URI the folders and the database are real ones, and `make seed` is the one
+# explicit way to write sample data into them.
 run: install
-	@if [ -z "$$MONGO_URI" ]; then $(MAKE) --no-print-directory tools; fi
-	@emb=$$( [ -z "$$MONGO_URI" ] && echo --embedded ); \
-	if [ -n "$$MONGO_URI" ] || [ ! -d data ]; then $(VENV)/bin/tracos-sync seed --if-empty $$emb; fi \
-	&& $(VENV)/bin/tracos-sync run $$emb
+	$(DATABASE_CHOICE)
+	@$(SAYS_DATABASE)
+	@$(if $(EMBEDDED),$(MAKE) --no-print-directory tools)
+	@$(if $(EMBEDDED),[ -d data ] || $(VENV)/bin/tracos-sync seed --if-empty --embedded)
+	@$(VENV)/bin/tracos-sync run $(EMBEDDED)
 
 # A fake ERP API and an embedded server with sample data, one sync each way (.data/demo-http).
 demo-http: install tools
 	$(VENV)/bin/python tools/demo_http.py
 
+# Refused (exit 2) where work orders already are: the CLI says `--force`, a make user needs FORCE=1.
 seed: install
-	@if [ -z "$$MONGO_URI" ]; then $(MAKE) --no-print-directory tools; fi
-	@emb=$$( [ -z "$$MONGO_URI" ] && echo --embedded ); \
-	$(VENV)/bin/tracos-sync seed $$emb $(if $(filter-out 0,$(FORCE)),--force)
+	$(DATABASE_CHOICE)
+	@$(SAYS_DATABASE)
+	@$(if $(EMBEDDED),$(MAKE) --no-print-directory tools)
+	@$(VENV)/bin/tracos-sync seed $(EMBEDDED) $(if $(FORCED),--force,|| { \
+		code=$$?; [ $$code -ne 2 ] || echo "make seed: refused as work orders are already there? \
+	make seed FORCE=1 writes the sample data anyway (their numbers may then overwrite those)" >&2; \
+		exit $$code; })
+FORCED = $(filter-out 0,$(FORCE))
 
 # The documentation is built first (strict): a broken link, a missing anchor, a page left out
 # of the nav or a setting without a description fails the test run in seconds.
