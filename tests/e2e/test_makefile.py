@@ -8,6 +8,7 @@ as in test_readme.py)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from tests.conftest import Env
 from tests.e2e.test_readme import fresh_copy
+from tests.server import ROOT
 
 OLD = 946_684_800  # 2000-01-01: the copy's lock files older than the shared, installed .venv
 
@@ -102,3 +104,11 @@ def test_the_environment_wins_over_dotenv_and_nothing_means_the_embedded_server(
     (copy / ".env").write_text("MONGO_URI=mongodb://db.example:27017\nMONGO_EMBEDDED=true\n")
     assert commands("run")[-1] == ".venv/bin/tracos-sync run --embedded"
     assert commands("run", MONGO_EMBEDDED="0") == [".venv/bin/tracos-sync run "]
+
+
+def test_the_readme_names_every_make_target() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z][a-z-]*):(?!=)", makefile, re.MULTILINE)) - {"help"}
+    section = (ROOT / "README.md").read_text().split("## Make targets", 1)[1]
+    named = set(re.findall(r"`([a-z][a-z-]*)`", section))
+    assert targets <= named, f"README's make targets omit {sorted(targets - named)}"
