@@ -21,6 +21,7 @@ from tests.server import ROOT
 # Commands shown in the docs that this test does not run, and why.
 NOT_RUN = {
     "make test": "it is this test suite",
+    "MONGO_URI=mongodb://localhost:27017 make seed": "needs a real MongoDB on the default port",
     "MONGO_URI=mongodb://localhost:27017 make run": "needs a real MongoDB on the default port",
 }
 BLOCK = re.compile(r"^```bash\n(.*?)^```", re.MULTILINE | re.DOTALL)
