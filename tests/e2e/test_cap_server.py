@@ -180,6 +180,49 @@ def test_the_server_cuts_pages_and_links_the_next_keeping_the_filter(
     ]
 
 
+def test_the_next_link_counts_rows_so_a_change_between_pages_skips_one_and_keys_do_not(
+    cap: CapServer, client: httpx.Client
+) -> None:
+    """CAP's ``$skiptoken`` is an offset: an order changed while a reader is between pages moves
+    to the end, the rest shift down one, and the reader misses the one that slid onto the page it
+    already read. A filter on the last change *and the key* of the last order read does not."""
+    create_many(client, cap, range(250))
+    in_change_order = {"$orderby": "LastChangeDateTime,MaintenanceOrder"}
+    first = client.get(query(cap, in_change_order)).json()
+    assert len(first["value"]) == PAGE
+    moved = first["value"][0]
+    edit = client.patch(
+        cap.order_url(moved["MaintenanceOrder"]),
+        json={"MaintenanceOrderDesc": "edited between pages"},
+        headers={"If-Match": moved["@odata.etag"]},
+    )
+    assert edit.status_code == 200
+
+    seen = [o["MaintenanceOrder"] for o in first["value"]]
+    link = first["@odata.nextLink"]
+    while link:
+        page = client.get(urljoin(f"{cap.url}/", link)).json()
+        seen += [o["MaintenanceOrder"] for o in page["value"]]
+        link = page.get("@odata.nextLink")
+    skipped = {number(n) for n in range(250)} - set(seen)
+    assert len(skipped) == 1, skipped
+
+    last = first["value"][-1]
+    at, key = last["LastChangeDateTime"], last["MaintenanceOrder"]
+    rest = all_pages(
+        client,
+        cap,
+        {
+            "$filter": f"LastChangeDateTime gt {at} or "
+            f"(LastChangeDateTime eq {at} and MaintenanceOrder gt '{key}')",
+            **in_change_order,
+        },
+    )
+    keyed = [o["MaintenanceOrder"] for o in first["value"]]
+    keyed += [o["MaintenanceOrder"] for page in rest for o in page]
+    assert set(keyed) == {number(n) for n in range(250)}
+
+
 def test_every_order_carries_its_etag_the_last_change(cap: CapServer, client: httpx.Client) -> None:
     create_many(client, cap, range(5))
     listed = client.get(cap.orders_url).json()["value"]
@@ -232,6 +275,11 @@ def test_a_write_with_a_stale_etag_gets_412_and_changes_nothing(
     # No unconditional writes: without If-Match the server asks for one (428), as S/4HANA does.
     blind = client.patch(cap.order_url(number(8)), json={"MaintenanceOrderDesc": "blind"})
     assert blind.status_code == 428
+    replaced = client.put(cap.order_url(number(8)), json=order(8, MaintenanceOrderDesc="blind"))
+    assert replaced.status_code == 428
+    assert (
+        client.get(cap.order_url(number(8))).json()["MaintenanceOrderDesc"] == "edited in the ERP"
+    )
     # A conditional write to an order that does not exist is 412 too, not 404: a connector
     # cannot tell "absent" from "stale" by a PATCH, and creates with POST.
     absent = client.patch(

@@ -1,6 +1,6 @@
-// CAP on HANA answers a create whose key exists with 400 ENTITY_ALREADY_EXISTS; on Node's
-// built-in SQLite driver it answers 500 (the driver's error is not translated), which a client
-// would take for a server fault and retry. This restores the answer a real system gives.
+// A create whose key exists is CAP's ENTITY_ALREADY_EXISTS, which its HTTP layer answers with
+// 400. Node's built-in SQLite driver raises an error CAP does not translate, answered with 500,
+// which a client would take for a server fault and retry: this check gives CAP's own answer.
 const cds = require('@sap/cds')
 
 module.exports = class MaintenanceOrderService extends cds.ApplicationService {
