@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urljoin
 
@@ -113,6 +114,23 @@ def test_an_order_is_created_with_its_zero_padded_key_and_the_servers_stamps(
     assert body["LastChangeDateTime"] == created["LastChangeDateTime"]
     # The key is a string: without its zeros it is another order, which does not exist.
     assert client.get(cap.order_url("4000123")).status_code == 404
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses (hex, as the kernel lists them) of the sockets listening on
+    ``port``, from /proc/net/tcp and tcp6: read locally, no traffic sent anywhere."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, port_hex = local.split(":")
+            if state == "0A" and int(port_hex, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+def test_the_server_listens_on_loopback_only(cap: CapServer) -> None:
+    assert listening_addresses(cap.port) == {"0100007F"}  # 127.0.0.1, little-endian
 
 
 def test_a_second_create_of_the_same_key_is_refused_not_a_server_fault(
