@@ -185,3 +185,12 @@ def running_cap_server() -> Iterator[CapServer]:
     finally:
         server.stop()
         shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    # A server to look at by hand: `.venv/bin/python -m tests.support.cap`, Ctrl-C to stop.
+    with running_cap_server() as by_hand:
+        print(f"CAP serving {by_hand.orders_url} (log: {by_hand.log}); Ctrl-C stops it")
+        assert by_hand.process is not None
+        with contextlib.suppress(KeyboardInterrupt):
+            by_hand.process.wait()
