@@ -10,8 +10,12 @@ POETRY := $(TOOLS)/poetry/bin/python tools/poetry_simple_api.py
 # The local server (GPL-2.0) lives in its own environment and runs as a separate process.
 SECANTUSD := $(TOOLS)/secantusdb/bin/secantusd-py
 export SECANTUSD_BIN ?= $(abspath $(SECANTUSD))
+# SAP's CAP server (OData v4) for the HTTP connector's tests: its model lives in tools/cap-erp,
+# its packages and its own Node 22 under .tools/cap (shared by every checkout, like the rest of
+# .tools, and out of the way of the repository's files).
+CAP := $(TOOLS)/cap
 
-.PHONY: help install tools run seed test faults chaos lint format clean clean-data lock bench bench-memory bench-latency bench-integrations demo-http docs docs-serve docs-tables
+.PHONY: help install tools tools-cap run seed test faults chaos lint format clean clean-data lock bench bench-memory bench-latency bench-integrations demo-http docs docs-serve docs-tables
 
 help:
 	@echo "make run           one full sync; on the embedded local server (no MONGO_URI in the environment"
@@ -33,6 +37,7 @@ help:
 	@echo "make bench-latency file -> TracOS and TracOS -> file latency while watch runs (RATES=50,400 DURATION=30)"
 	@echo "make install       the project's environment (.venv, from poetry.lock)"
 	@echo "make tools         the embedded server's own environment (.tools/secantusdb)"
+	@echo "make tools-cap     SAP's CAP OData server and its Node 22, for the tests (.tools/cap)"
 	@echo "make lock          update poetry.lock from pyproject.toml"
 	@echo "make clean         remove environments and caches (keeps data/ and .data/)"
 	@echo "make clean-data    remove data/ (client files, archives, exports) and .data/ (embedded database)"
@@ -55,6 +60,16 @@ $(VENV)/.installed: pyproject.toml poetry.lock | $(TOOLS)/poetry/.installed
 install: $(VENV)/.installed
 
 tools: $(SECANTUSD)
+
+# npm ci from the committed lock (the same bytes on every machine), into a new folder that takes
+# the place of the old one only when complete. Compared by content, not by date: a fresh clone
+# or another worktree with the same lock installs nothing, and a changed lock reinstalls.
+tools-cap:
+	@cmp -s tools/cap-erp/package-lock.json $(CAP)/package-lock.json || { \
+		new=$(CAP).new.$$$$; rm -rf $$new && mkdir -p $$new \
+		&& cp tools/cap-erp/package.json tools/cap-erp/package-lock.json $$new/ \
+		&& (cd $$new && npm ci --no-audit --no-fund --loglevel=error) \
+		&& rm -rf $(CAP) && mv -T $$new $(CAP) || { rm -rf $$new; exit 1; }; }
 
 lock: | $(TOOLS)/poetry/.installed
 	$(POETRY) lock
@@ -96,7 +111,7 @@ FORCED = $(filter-out 0,$(FORCE))
 # Two test processes (pytest-xdist): most tests wait on a server or a subprocess, so two keep
 # both cores busy and halve the time on this 2-core machine (TEST_WORKERS=0: one process).
 TEST_WORKERS ?= 2
-test: install tools docs
+test: install tools tools-cap docs
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --durations=15
 
 # The site (mkdocs.yml, docs/): its reference tables are generated from this checkout's code.

@@ -14,6 +14,7 @@ from pymongo import MongoClient
 from pymongo.collection import Collection
 
 from tests.server import Server
+from tests.support.cap import CapServer, running_cap_server
 from tests.support.environ import cli_environ
 
 
@@ -22,6 +23,20 @@ def server() -> Iterator[Server]:
     srv = Server(test_commands=True).start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def cap_server() -> Iterator[CapServer]:
+    """SAP's CAP OData server (tests/support/cap.py), one per test process, started on first use."""
+    with running_cap_server() as server:
+        yield server
+
+
+@pytest.fixture
+def cap(cap_server: CapServer) -> CapServer:
+    """The session's CAP server, with no orders."""
+    cap_server.clear()
+    return cap_server
 
 
 @pytest.fixture(scope="session")
