@@ -11,7 +11,7 @@ import orjson
 from rich.console import Console
 from rich.text import Text
 
-from tracos_sync.connectors.client_erp.trial import ABSENT, RecordTrial, order_fields
+from tracos_sync.connectors.client_erp.trial import ABSENT, RecordTrial, counted, order_fields
 from tracos_sync.domain.errors import ConfigurationError
 from tracos_sync.domain.model import Problem
 
@@ -46,15 +46,11 @@ def print_trials(trials: Sequence[RecordTrial], samples: int) -> None:
                 console.print(_line(label, difference.describe(), "yellow"))
     refused = sum(trial.refused for trial in trials)
     total = Text(
-        f"{_count(len(trials), 'record')} in {_count(samples, 'sample')}: "
+        f"{counted(len(trials), 'record')} in {counted(samples, 'sample')}: "
         f"{len(trials) - refused} accepted, {refused} refused"
     )
     total.stylize("bold red" if refused else "bold green")
     console.print(total)
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _verdict(trial: RecordTrial) -> Text:

@@ -16,6 +16,7 @@ from typing import Any
 from tracos_sync.domain.dates import format_instant
 from tracos_sync.domain.errors import RecordRejected
 from tracos_sync.domain.model import Problem, WorkOrder
+from tracos_sync.domain.ports import HealthCheck
 from tracos_sync.mapping.reasons import reason
 
 from .codec import NotRecords, ParseError, RecordDecoder, parse_json
@@ -161,3 +162,42 @@ def sample_files(paths: Iterable[Path]) -> list[Path]:
     for path in paths:
         found += sorted(path.glob("*.json")) if path.is_dir() else [path]
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class Samples:
+    """An integration's sample files (``samples`` in the integrations file) and its mapping's
+    decoder: what ``check`` tries."""
+
+    folder: Path
+    decoder: RecordDecoder
+
+
+def sample_checks(samples: Samples) -> list[HealthCheck]:
+    """``check``'s lines for the samples: one failure per refused record, naming the sample and
+    the record with its first problem (and how many more); otherwise ok with the counts."""
+    folder = samples.folder
+    if not folder.is_dir():
+        return [HealthCheck("samples", False, f"{folder} is not a folder")]
+    paths = sample_files([folder])
+    if not paths:
+        return [HealthCheck("samples", False, f"{folder} holds no *.json sample")]
+    trials = try_samples(samples.decoder, paths)
+    refused = [trial for trial in trials if trial.refused]
+    if not refused:
+        detail = f"{counted(len(trials), 'record')} in {counted(len(paths), 'sample')} of {folder}"
+        detail += " read by the mapping"
+        return [HealthCheck("samples", True, detail)]
+    checks = []
+    for trial in refused:
+        first, more = trial.problems[0], len(trial.problems) - 1
+        also = f" (and {more} more: tracos-sync mapping test)" if more else ""
+        checks.append(
+            HealthCheck("samples", False, f"{trial.where}: {first.path}: {first.reason}{also}")
+        )
+    return checks
+
+
+def counted(number: int, noun: str) -> str:
+    """``1 record``, ``3 records``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
