@@ -1,6 +1,7 @@
-"""``tracos-sync mapping test|schema``: a record mapping tried on the customer's sample files, or
-its client record's JSON Schema, before it goes live. No database and no connector: the mapping
-is resolved from its file (or an integration's entry) exactly as a connector resolves it."""
+"""The ``mapping`` commands (``tracos-sync mapping test|schema``): a record mapping tried on the
+customer's sample files, or its client record's JSON Schema printed, before it goes live. No
+database and no connector: the mapping is resolved from its file (or an integration's entry)
+exactly as a connector resolves it."""
 
 from __future__ import annotations
 

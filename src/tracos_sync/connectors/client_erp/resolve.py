@@ -1,4 +1,4 @@
-"""``resolve_mapping``: a connector's record mapping from its configuration alone (an inline
+"""A connector's record mapping from its configuration alone (``resolve_mapping``; an inline
 table or a mapping file's, the time zone from the connector's settings), needing neither a
 connector nor a database. Both connector factories and ``tracos-sync mapping test`` go through
 it, so that what is tested is what runs."""
