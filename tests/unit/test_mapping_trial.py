@@ -59,6 +59,7 @@ def test_a_changed_or_added_field_is_the_one_difference(
         assert found and all(d.path.startswith(f"$.{key}") for d in found)
     dropped = {k: v for k, v in given_.items() if k != key}
     assert list(differences(given_, dropped)) == [Difference(f"$.{key}", old, ABSENT)]
+    assert list(differences(dropped, given_)) == [Difference(f"$.{key}", ABSENT, old)]
 
 
 def test_numbers_and_booleans_differ_by_their_json_text() -> None:
