@@ -71,6 +71,10 @@ class IntegrationTable(BaseModel):
     mapping: dict[str, Any] | str | None = None
     """The customer's record format: a `[mapping]` table, or the path of a TOML file holding one;
     unset: the built-in mapping."""
+    samples: Path | None = None
+    """A folder of the customer's sample files (`*.json`): `check` reads each through the mapping
+    (as `tracos-sync mapping test` does) and fails naming the sample and record it refuses. Unset:
+    no samples are checked."""
 
 
 class IntegrationsTable(BaseModel):
@@ -90,6 +94,7 @@ class IntegrationEntry:
     tracos: TracosTable
     mapping: Mapping[str, Any] | None
     where: str  # how its configuration errors begin: the file and the integration
+    samples: Path | None  # sample client files that ``check`` reads through the mapping
     hidden: frozenset[str]  # settings whose values came from the environment: never shown
 
 
@@ -140,21 +145,28 @@ def _entry(path: Path, item: IntegrationTable, variables: Mapping[str, str]) -> 
     )
     mapping: Mapping[str, Any] | None
     if isinstance(item.mapping, str):
-        document = _toml(Path(item.mapping), f"{where}: mapping")
-        extra = sorted(set(document) - {"mapping"})
-        if extra or not isinstance(document.get("mapping"), dict):
-            found = f"; it holds {', '.join(extra)} outside it" if extra else ""
-            raise ConfigurationError(
-                f"{where}: mapping: {item.mapping} must hold one [mapping] table and nothing "
-                f"else (a key above the first header belongs to no table){found}"
-            )
-        mapping = document["mapping"]
+        mapping = read_mapping_file(Path(item.mapping), f"{where}: mapping")
         where = f"{where} (mapping file {item.mapping})"
     else:
         mapping = item.mapping
     return IntegrationEntry(
-        item.name, item.connector, settings, item.tracos, mapping, where, hidden
+        item.name, item.connector, settings, item.tracos, mapping, where, item.samples, hidden
     )
+
+
+def read_mapping_file(path: Path, where: str) -> dict[str, Any]:
+    """The ``[mapping]`` table of a mapping file (TOML, that table and nothing else), or
+    ``ConfigurationError`` starting with ``where``."""
+    document = _toml(path, where)
+    extra = sorted(set(document) - {"mapping"})
+    if extra or not isinstance(document.get("mapping"), dict):
+        found = f"; it holds {', '.join(extra)} outside it" if extra else ""
+        raise ConfigurationError(
+            f"{where}: {path} must hold one [mapping] table and nothing "
+            f"else (a key above the first header belongs to no table){found}"
+        )
+    table: dict[str, Any] = document["mapping"]
+    return table
 
 
 # A TOML file this large is not a configuration: refuse it rather than read it all.

@@ -42,10 +42,14 @@ class RunOutcome:
     @property
     def status(self) -> str:
         """failed: an error stopped it; partial: it completed but left work for a later run
-        (deferred: a lock held too long); ok."""
+        (deferred: a lock held too long); refused: it completed, but inbound refused every
+        record it read (a mapping that does not fit the client's records refuses them all;
+        still exit 0: refused records are quarantined, a rerun would refuse them again); ok."""
         if self.error is not None:
             return "failed"
-        return "partial" if self.stats.deferred else "ok"
+        if self.stats.deferred:
+            return "partial"
+        return "refused" if self.stats.all_refused() else "ok"
 
 
 def outcomes_for(runtime: Runtime, command: Command, dry_run: bool) -> list[RunOutcome]:

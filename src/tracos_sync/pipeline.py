@@ -26,6 +26,7 @@ from tracos_sync.domain.ports import (
     UnreadableDocument,
     WorkOrderRepository,
 )
+from tracos_sync.refusals import RefusalTally
 
 log = structlog.get_logger("tracos_sync.pipeline")
 
@@ -76,6 +77,15 @@ class RunStats:
     def did_something(self) -> bool:
         return any(self.counts().values())
 
+    def records_read(self) -> int:
+        """Client records read by inbound: applied, stale or refused."""
+        return self.inserted + self.updated + self.stale + self.rejected
+
+    def all_refused(self) -> bool:
+        """Inbound read records (at least one) and refused every one: likely a mapping that does
+        not fit the client's records, not a bad record or two."""
+        return self.rejected > 0 and self.records_read() == self.rejected
+
 
 async def sync_inbound(
     source: ClientSource,
@@ -99,6 +109,7 @@ async def sync_inbound(
     else:
         batches = source.batches(batch_size)
     archiving: asyncio.Task[None] | None = None
+    refusals = RefusalTally()
     try:
         async with contextlib.aclosing(batches):
             async for units in batches:
@@ -117,6 +128,7 @@ async def sync_inbound(
                         await source.release(units)  # applied, but archived next run instead
                         raise
                 archiving = asyncio.create_task(source.complete(units))
+                refusals.add(problem for unit in units for problem in unit.problems)
                 stats.files += sum(unit.ends_input for unit in units)
                 progress("inbound", len(units))
                 if stop():  # shutting down: the batch in hand is done, leave the rest
@@ -124,6 +136,16 @@ async def sync_inbound(
     finally:
         if archiving is not None:
             await archiving
+    if stats.all_refused():
+        reason, times = refusals.most_common()
+        log.warning(
+            "inbound.all_refused",
+            records=stats.rejected,
+            reason=reason,
+            times=times,
+            hint="every record read was refused: does the mapping fit the client's records? "
+            "(tracos-sync mapping test MAPPING SAMPLE...)",
+        )
 
 
 async def _apply_units(

@@ -73,6 +73,14 @@ class Metrics:
             ["integration"],
             registry=self.registry,
         )
+        self.inbound_all_refused = Gauge(
+            "tracos_sync_inbound_all_refused",
+            "1 when the last sweep that read client records refused every one of them (a "
+            "mapping that does not fit the client's records; inbound.all_refused names the most "
+            "common reason), 0 once a sweep accepts one",
+            ["integration"],
+            registry=self.registry,
+        )
         self._server: Any = None
 
     def serve(self, address: str, port: int) -> None:
@@ -104,6 +112,7 @@ class IntegrationMetrics:
         self.database_up = metrics.database_up.labels(integration)
         self.destination_up = metrics.destination_up.labels(integration)
         self.destination_locked = metrics.destination_locked.labels(integration)
+        self.inbound_all_refused = metrics.inbound_all_refused.labels(integration)
 
     def observe(self, stats: RunStats) -> None:
         for outcome, count in stats.counts().items():
@@ -111,3 +120,5 @@ class IntegrationMetrics:
                 self._outcomes.labels(self._integration, outcome).inc(count)
         self.cycle_seconds.observe(stats.seconds)
         self.destination_locked.set(1 if stats.deferred else 0)
+        if stats.records_read():  # a sweep that read nothing leaves it as it was
+            self.inbound_all_refused.set(1 if stats.all_refused() else 0)

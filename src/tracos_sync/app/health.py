@@ -10,6 +10,7 @@ import structlog
 from tracos_sync.app.database import Database, open_database
 from tracos_sync.app.integration import Integration
 from tracos_sync.app.runtime import Runtime
+from tracos_sync.connectors.client_erp.trial import sample_checks
 from tracos_sync.domain.ports import ConnectorContext, HealthCheck
 
 
@@ -30,6 +31,8 @@ async def check(runtime: Runtime) -> list[HealthCheck]:
             clock_skew_seconds=runtime.settings.client_clock_skew_seconds,
         )
         found += await integration.connector.health(context)
+        if integration.samples is not None:
+            found += await asyncio.to_thread(sample_checks, integration.samples)
         if runtime.named:
             found = [HealthCheck(f"{integration.name}: {c.name}", c.ok, c.detail) for c in found]
         return found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tracos_sync.connectors.client_erp.trial import Samples
 from tracos_sync.domain.ports import ClientConnector
 
 
@@ -18,3 +19,5 @@ class Integration:
     collection: str
     state_collection: str
     dead_letter_collection: str
+    # The customer's sample files, which ``check`` reads through the mapping; None: none.
+    samples: Samples | None = None

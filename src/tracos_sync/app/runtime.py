@@ -18,6 +18,9 @@ from tracos_sync.app.integration import Integration
 from tracos_sync.app.settings import AppSettings
 from tracos_sync.app.sharing import refuse_sharing
 from tracos_sync.config import load_settings
+from tracos_sync.connectors.client_erp.codec import RecordDecoder
+from tracos_sync.connectors.client_erp.resolve import resolve_mapping
+from tracos_sync.connectors.client_erp.trial import Samples
 from tracos_sync.domain.errors import ConfigurationError
 from tracos_sync.domain.ports import ConnectorConfig
 from tracos_sync.integrations import IntegrationEntry, read_integrations
@@ -114,6 +117,9 @@ def _integration(
     factory = connectors.load(entry.connector, f"{entry.where}: connector")
     config = ConnectorConfig(entry.settings, entry.mapping, env_file, entry.where, entry.hidden)
     tracos = entry.tracos
+    samples = None
+    if entry.samples is not None:
+        samples = Samples(entry.samples, RecordDecoder(resolve_mapping(config)))
     return Integration(
         entry.name,
         factory(config),
@@ -121,6 +127,7 @@ def _integration(
         tracos.collection or settings.mongo_collection,
         tracos.state_collection or settings.client_state_collection,
         tracos.dead_letter_collection or settings.client_dead_letter_collection,
+        samples,
     )
 
 

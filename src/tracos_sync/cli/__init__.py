@@ -1,4 +1,4 @@
-"""Command line: ``tracos-sync run|inbound|outbound|watch|check|replay|seed|fake-erp``.
+"""Command line: ``tracos-sync run|inbound|outbound|watch|check|replay|seed|fake-erp|mapping``.
 
 Exit codes: 0 the run completed (rejected inputs are reported, not failures); 1 it could not
 complete (what was done is kept); 2 bad configuration or usage.

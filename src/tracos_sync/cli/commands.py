@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import click
 
 from tracos_sync.cli import runners
+from tracos_sync.cli.mapping import mapping_group
 from tracos_sync.cli.runners import Startup
 from tracos_sync.cli.usage import HintingGroup
 from tracos_sync.runs import Command
@@ -192,6 +193,9 @@ def seed_command(
     """Write sample data: 10 TracOS work orders and 10 client files (plus two bad files).
     Refuses (exit 2) when data is already there, unless --if-empty or --force."""
     ctx.exit(asyncio.run(runners.run_seed(ctx.obj.with_(embedded, only), if_empty, force)))
+
+
+cli.add_command(mapping_group)
 
 
 def with_default_command(argv: list[str], command: str) -> list[str]:

@@ -182,6 +182,10 @@ def _first_line(exc: Exception) -> str:
     return lines[0].rstrip(".") if lines else type(exc).__name__
 
 
+class NotRecords(ValueError):
+    """A parsed input that holds no records (a string, a number); the message says what."""
+
+
 @dataclass(slots=True)
 class Decoded:
     records: list[WorkOrder] = field(default_factory=list)
@@ -210,16 +214,23 @@ class RecordDecoder:
             out.rejected = 1
             out.unparsable = True
             return out
-        if isinstance(document, dict):
-            items: list[Any] = [document]
-        elif isinstance(document, list):
-            items = document
-        else:
-            reason = f"expected a work order object or an array of them, got {_kind(document)}"
-            out.problems.append(Problem("$", reason))
+        try:
+            items = self.records_of(document)
+        except NotRecords as exc:
+            out.problems.append(Problem("$", str(exc)))
             out.rejected = 1
             return out
         return self.decode_items(enumerate(items), out)
+
+    def records_of(self, document: Any) -> list[Any]:
+        """The records a parsed input holds: one object, or each item of an array. Raises
+        ``NotRecords`` saying what it holds instead. (Every reader of whole inputs splits them
+        here: ``decode``, and ``tracos-sync mapping test``, which diffs each record.)"""
+        if isinstance(document, dict):
+            return [document]
+        if isinstance(document, list):
+            return document
+        raise NotRecords(f"expected a work order object or an array of them, got {_kind(document)}")
 
     def decode_items(self, items: Iterable[tuple[int, Any]], out: Decoded | None = None) -> Decoded:
         """Decode parsed records, each with its record index in the input."""

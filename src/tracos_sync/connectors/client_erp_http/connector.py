@@ -9,8 +9,9 @@ from datetime import timedelta
 from tracos_sync.config import connector_settings
 from tracos_sync.domain.errors import FatalError, RecordRejected
 from tracos_sync.domain.ports import ConnectorConfig, ConnectorContext, HealthCheck, Owned
-from tracos_sync.mapping import RecordMapping, load_mapping
+from tracos_sync.mapping import RecordMapping
 
+from ..client_erp.resolve import resolve_mapping
 from .api import ErpApi
 from .settings import HttpSettings
 from .sink import HttpSink
@@ -74,7 +75,5 @@ class HttpConnector:
 def create(config: ConnectorConfig) -> HttpConnector:
     """The ``http`` connector factory (entry point ``tracos_sync.connectors:http``)."""
     settings = connector_settings(HttpSettings, config)
-    mapping = load_mapping(
-        config.mapping, where=config.where, default_timezone=settings.client_timezone
-    )
+    mapping = resolve_mapping(config)
     return HttpConnector(settings, mapping)

@@ -12,6 +12,7 @@ from tracos_sync.domain.ports import ConnectorContext, InboundUnit
 from tracos_sync.mapping import RecordMapping
 
 from ..client_erp.codec import RecordDecoder
+from ..client_erp.told import tell_problems
 from .api import ErpApi
 from .paging import Clock, PageHandle, Pager, Watermark
 from .settings import HttpSettings
@@ -60,6 +61,15 @@ class HttpSource:
     async def complete(self, units: Sequence[InboundUnit]) -> None:
         """The pages are applied: quarantine their refused records, then store the watermark."""
         if self._dry_run:
+            for unit in units:  # nothing is quarantined: the log is where they are said
+                if unit.problems:
+                    log.warning(
+                        "inbound.would_reject",
+                        page=unit.name,
+                        records=unit.rejected_records,
+                        problems=len(unit.problems),
+                    )
+                    tell_problems(log, unit.problems, page=unit.name)
             return
         assert self._applied is not None
         for unit in units:
@@ -76,6 +86,7 @@ class HttpSource:
                     "inbound.record_rejected",
                     page=unit.name,
                     record=index,
+                    problems=len(problems),  # every one is in the dead letter
                     first=f"{problems[0].path}: {problems[0].reason}",
                     times=times,
                 )

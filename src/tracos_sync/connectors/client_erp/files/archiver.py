@@ -16,6 +16,7 @@ from tracos_sync.domain.errors import DestinationUnwritable
 from tracos_sync.domain.model import Problem
 from tracos_sync.domain.ports import InboundUnit
 
+from ..told import tell_problems
 from .archive import folder_refuses, reject
 from .claiming import Claimer
 from .moves import SourceChanged, move_no_clobber
@@ -36,7 +37,8 @@ class Archiver:
         self._settling = settling
 
     def would_reject(self, units: Sequence[InboundUnit]) -> None:
-        """A dry run: what would be rejected is said, nothing is moved."""
+        """A dry run: what would be rejected is said, every problem on a line of its own (no
+        reason file is written to hold them), nothing is moved."""
         for unit in units:
             if unit.problems:
                 log.warning(
@@ -45,6 +47,7 @@ class Archiver:
                     problems=len(unit.problems),
                     first=first_problem(unit.problems),
                 )
+                tell_problems(log, unit.problems, file=unit.name)
 
     def archive(self, units: Sequence[InboundUnit]) -> None:
         """Archive each file whose last unit is among ``units`` (a large file's earlier parts

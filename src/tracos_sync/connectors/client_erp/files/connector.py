@@ -16,8 +16,9 @@ import structlog
 from tracos_sync.config import connector_settings
 from tracos_sync.domain.model import WorkOrder
 from tracos_sync.domain.ports import Backlog, ConnectorConfig, ConnectorContext, HealthCheck, Owned
-from tracos_sync.mapping import RecordMapping, load_mapping
+from tracos_sync.mapping import RecordMapping
 
+from ..resolve import resolve_mapping
 from .archive import SIDECAR_SUFFIX, rejected_files
 from .claims import count_claimed
 from .durable import create_exclusively
@@ -211,7 +212,5 @@ def _folder_check(label: str, folder: Path) -> HealthCheck:
 def create(config: ConnectorConfig) -> FolderConnector:
     """The ``files`` connector factory (entry point ``tracos_sync.connectors:files``)."""
     settings = connector_settings(FolderSettings, config)
-    mapping = load_mapping(
-        config.mapping, where=config.where, default_timezone=settings.client_timezone
-    )
+    mapping = resolve_mapping(config)
     return FolderConnector(settings, mapping)
