@@ -59,6 +59,18 @@ class RecordMapping:
         or an array of them."""
         return self._parts.records
 
+    def enclose(self, records: list[dict[str, Any]]) -> Any:
+        """A file's document holding ``records`` as this customer's files hold them: in the
+        envelope at ``records_path`` (``{"d": {"results": [...]}}``), else one record alone or
+        an array of them."""
+        keys = self._parts.records
+        if keys is None:
+            return records[0] if len(records) == 1 else records
+        document: Any = records
+        for key in reversed(keys):
+            document = {key: document}
+        return document
+
     def json_schema(self) -> dict[str, Any]:
         """The client record's JSON Schema (a copy: the mapping stays as built)."""
         schema: dict[str, Any] = copy_json(self._schema)
@@ -107,6 +119,13 @@ class RecordMapping:
         value = updated.read(item)
         return None if value is MISSING else updated.lenient(value)
 
+    def _key_problem(self, raw: Any) -> str | None:
+        try:
+            self._parts.key.decode(raw)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
     def _schema_problems(self, item: Any) -> list[Problem]:
         problems = []
         for err in self._full_check.iter_errors(item):
@@ -115,6 +134,9 @@ class RecordMapping:
             if err.validator == "required":
                 # Point at the missing field itself, not at its parent object.
                 parts.append(err.message.split("'")[1])
+            elif err.validator == "pattern" and json_path(parts) == self.number_path:
+                # The key's own words: '4000130' is not a number written like '000000000123'.
+                message = self._key_problem(err.instance) or message
             elif err.validator == "enum":
                 # In JSON's spelling: 20 is not one of "10", "20" (not ['10', '20']).
                 allowed = ", ".join(json.dumps(v) for v in err.validator_value)

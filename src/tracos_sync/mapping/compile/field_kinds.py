@@ -88,39 +88,45 @@ def _instant(
     name: str, field: FieldSpec, dates: DateFormat, zone: ZoneInfo, checks: Checks
 ) -> Instant:
     key = f"fields.{name}"
-    own = dates
-    if field.format is not None:
-        try:
-            own = date_format(field.format, zone)
-        except ValueError as exc:
-            checks.fail(f"{key}.format", str(exc))
-    if field.time is None:
-        if field.time_format is not None:
-            checks.fail(f"{key}.time_format", "needs time (the client path of the time)")
-        return InstantField(field.path, own, own is not dates)
-    checks.use(field.time, f"{key}.time")
-    if field.time_format is None:
-        checks.fail(f"{key}.time", "needs time_format (the time's strftime pattern)")
-        return InstantField(field.path, own, True)
-    if not isinstance(own, PatternDates):
-        checks.fail(
-            f"{key}.format",
-            f"a date with its time in another field needs a strftime pattern for the date, "
-            f"not {own.name!r}",
-        )
-        return InstantField(field.path, own, True)
-    if JOIN in own.name + field.time_format:
-        checks.fail(f"{key}.time_format", "a pattern cannot hold the character U+001F")
-        return InstantField(field.path, own, True)
+    if field.time is not None:
+        return _pair(key, field, field.time, zone, checks) or InstantField(field.path, dates, True)
+    if field.time_format is not None:
+        checks.fail(f"{key}.time_format", "needs time (the client path of the time)")
+    if field.format is None:
+        return InstantField(field.path, dates, False)
     try:
-        joined = date_format(own.name + JOIN + field.time_format, zone)
+        return InstantField(field.path, date_format(field.format, zone), True)
     except ValueError as exc:
-        message = (
-            str(exc)
-            .replace(repr(own.name + JOIN + field.time_format), "")
-            .replace("date format  ", "the date and time formats ")
+        checks.fail(f"{key}.format", str(exc))
+        return InstantField(field.path, dates, False)
+
+
+def _pair(
+    key: str, field: FieldSpec, time: str, zone: ZoneInfo, checks: Checks
+) -> DateTimePair | None:
+    """A date and its time: two patterns checked as one (together they hold a year, a month,
+    a day and an hour, and read back what they write)."""
+    checks.use(time, f"{key}.time")
+    date, clock = field.format, field.time_format
+    if date is None or clock is None:
+        lacking = " and ".join(
+            what
+            for what, given in (("format (the date's pattern)", date), ("time_format", clock))
+            if given is None
         )
-        checks.fail(key, f"{own.name!r} + {field.time_format!r}: {message}")
-        return InstantField(field.path, own, True)
-    assert isinstance(joined, PatternDates)
-    return DateTimePair(field.path, field.time, joined, own.name, field.time_format)
+        checks.fail(f"{key}.time", f"needs {lacking}: a date and its time are read by patterns")
+        return None
+    if JOIN in date + clock:
+        checks.fail(f"{key}.time_format", "a pattern cannot hold the character U+001F")
+        return None
+    joined = date + JOIN + clock
+    try:
+        pattern = date_format(joined, zone)
+    except ValueError as exc:
+        message = str(exc).replace(f"date format {joined!r} ", "")
+        checks.fail(key, f"date {date!r} with time {clock!r}: {message}".replace(JOIN, " "))
+        return None
+    if not isinstance(pattern, PatternDates):  # a named format cannot be two fields
+        checks.fail(f"{key}.format", f"{date!r} is not a strftime pattern")
+        return None
+    return DateTimePair(field.path, time, pattern, date, clock)
