@@ -61,7 +61,8 @@ class FormattedKey(KeyCodec):
     def __init__(self, prefix: str, width: int | None) -> None:
         self._prefix = prefix
         self._width = width
-        digits = rf"\d{{{width}}}" if width else r"[1-9]\d*"
+        # [0-9], not \d: \d is any Unicode digit, and int() reads "１２３" as 123.
+        digits = f"[0-9]{{{width}}}" if width else "[1-9][0-9]*"
         self._shape = re.compile(re.escape(prefix) + f"({digits})")
         self._said = repr(self.example())
 

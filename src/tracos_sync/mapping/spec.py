@@ -103,7 +103,7 @@ class FieldStatusSpec(BaseModel):
     """The client field that holds the status."""
     values: dict[str, TracosStatus] = Field(min_length=1)
     """Client value -> TracOS status; every TracOS status needs a value."""
-    type: Literal["string", "integer", "boolean"] = "string"
+    type: Literal["string", "integer"] = "string"
     """The JSON type of the client's values (TOML keys are text: `"20"` means the integer `20`
     with `integer`)."""
     write: dict[TracosStatus, str] = {}

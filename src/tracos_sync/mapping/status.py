@@ -97,12 +97,12 @@ def _is(status: Status, encode: Callable[[bool], Any]) -> Callable[[Status], Any
 
 
 class FieldStatus(StatusCodec):
-    """``status: "DONE"`` (or ``20``, ``true``) -> completed, through the table; outbound the
-    status's one value. Values are of one JSON type (``str``, ``int`` or ``bool``), compared
-    with their type: ``"20"`` is not ``20``, ``1`` is not ``true``. Required (a default in the
+    """``status: "DONE"`` (or ``20``) -> completed, through the table; outbound the
+    status's one value. Values are of one JSON type (``str`` or ``int``), compared with their
+    type: ``"20"`` is not ``20``, ``true`` is not ``1``. Required (a default in the
     description stands in for an absent one)."""
 
-    _JSON_TYPES: ClassVar = {str: "string", int: "integer", bool: "boolean"}
+    _JSON_TYPES: ClassVar = {str: "string", int: "integer"}
 
     def __init__(self, path: str, values: dict[Any, Status], write: dict[Status, Any]) -> None:
         self.path = path

@@ -91,16 +91,13 @@ def _flags(spec: FlagStatusSpec, checks: Checks) -> StatusCodec | None:
 
 def typed(text: str, kind: str) -> Any:
     """A TOML key (text) as the client's value of type ``kind``; ``ValueError`` unless the
-    value written back is the same text (``"010"`` is not an integer's one form)."""
+    value written back is the same text (``"010"`` is not an integer's one form). Booleans
+    are not a type of values: two values cannot name five statuses (flags can)."""
     if kind == "integer":
         value: Any = int(text) if text.lstrip("-").isdigit() else None
         if value is None or str(value) != text:
             raise ValueError(f"{text!r:.60} is not an integer as JSON writes it (such as '20')")
         return value
-    if kind == "boolean":
-        if text not in ("true", "false"):
-            raise ValueError(f"{text!r:.60} is not a boolean ('true' or 'false')")
-        return text == "true"
     return text
 
 

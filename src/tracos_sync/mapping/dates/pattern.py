@@ -100,7 +100,8 @@ def _shape(pattern: str) -> re.Pattern[str]:
         out.append(_SHAPES.get(match.group(1), ".+?"))
         start = match.end()
     out.append(re.escape(pattern[start:]))
-    return re.compile("".join(out))
+    # ASCII: \d would take any Unicode digit ("２０２４"), which strptime reads as 2024.
+    return re.compile("".join(out), re.ASCII)
 
 
 def _split_years(pattern: str) -> list[str | None]:
