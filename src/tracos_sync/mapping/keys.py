@@ -61,13 +61,14 @@ class FormattedKey(KeyCodec):
     def __init__(self, prefix: str, width: int | None) -> None:
         self._prefix = prefix
         self._width = width
-        # [0-9], not \d: \d is any Unicode digit, and int() reads "１２３" as 123.
+        # [0-9], not \d: \d is any Unicode digit, and int() reads fullwidth "123" as 123.
         digits = f"[0-9]{{{width}}}" if width else "[1-9][0-9]*"
         self._shape = re.compile(re.escape(prefix) + f"({digits})")
         self._said = repr(self.example())
 
     def example(self) -> str:
-        return self.encode(123)
+        """The number 123 as it is written (as much of it as the width holds)."""
+        return self.encode(123 % 10 ** (self._width or 3) or 1)
 
     def decode(self, raw: Any) -> int:
         if not isinstance(raw, str):

@@ -100,7 +100,7 @@ def _shape(pattern: str) -> re.Pattern[str]:
         out.append(_SHAPES.get(match.group(1), ".+?"))
         start = match.end()
     out.append(re.escape(pattern[start:]))
-    # ASCII: \d would take any Unicode digit ("２０２４"), which strptime reads as 2024.
+    # ASCII: \d would take any Unicode digit (fullwidth ones), read by strptime as ASCII ones.
     return re.compile("".join(out), re.ASCII)
 
 
