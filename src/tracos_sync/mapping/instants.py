@@ -98,6 +98,9 @@ class DateTimePair(Instant):
         self._time = time
         self._read_date = reader(path)
         self._read_time = reader(time_path)
+        # The last instant written and its two parts: the date's writer and the time's each
+        # ask for the same instant in turn. One tuple, swapped whole: safe across threads.
+        self._last: tuple[datetime | None, list[Any]] = (None, [None, None])
 
     def paths(self) -> list[str]:
         return [self.path, self.time_path]
@@ -128,8 +131,13 @@ class DateTimePair(Instant):
     def format(self, value: datetime | None) -> list[Any]:
         if value is None:
             return [None, None]
+        last = self._last
+        if last[0] is value:
+            return last[1]
         try:
-            return self._joined.format(value).split(JOIN)
+            parts = self._joined.format(value).split(JOIN)
+            self._last = (value, parts)
+            return parts
         except InvalidDate as exc:
             raise InvalidDate(
                 str(exc).replace(self._joined.name, f"{self._date} + {self._time}")
