@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from pymongo import MongoClient
 
 from tests.builders import client_record, read_json, tracos_doc, write_json
@@ -118,3 +119,74 @@ def test_seed_writes_samples_in_the_customers_own_format(
     assert mongo[env.database]["globex_workorders"].count_documents({}) == 20
     ambiguous = env.cli("--integrations", str(path), "seed")
     assert ambiguous.code == 2 and "--only" in ambiguous.output
+
+
+def test_the_sap_example_customer_syncs_both_ways(
+    env: Env, mongo: MongoClient[dict[str, Any]]
+) -> None:
+    """Configuration only: OData v2 envelopes in, 12-digit keys, integer status codes, "X"
+    deletion flags, dates in two fields in Berlin time; 13 sample records, 4 refused for the
+    reasons the samples say. Outbound: one record a file, as the customer writes them."""
+    path = examples(env)
+    sap = mongo[env.database]["sap_workorders"]
+    inbound = env.root / "data/sap/inbound"
+    inbound.mkdir(parents=True)
+    for sample in (env.root / "examples/samples/sap").iterdir():
+        shutil.copy(sample, inbound / sample.name)
+    changed = datetime(2025, 3, 20, 9, 15, 30, tzinfo=UTC)
+    sap.insert_one(tracos_doc(4000500, status="completed", title="From TracOS", updatedAt=changed))
+
+    result = env.cli("--integrations", str(path), "run", "--only", "sap")
+
+    assert result.code == 0, result.output
+    counts = summaries(result)["sap"]
+    assert (counts["inserted"], counts["rejected"], counts["exported"]) == ("9", "4", "1")
+    seal = sap.find_one({"number": 4000123})
+    assert seal is not None
+    assert (seal["status"], seal["title"], seal["deleted"]) == (
+        "in_progress",
+        "Replace pump seal",
+        False,
+    )
+    # "20250310" + "142205" in Berlin (UTC+1 in March) is 13:22:05 UTC.
+    assert seal["createdAt"].replace(tzinfo=UTC) == datetime(2025, 3, 10, 13, 22, 5, tzinfo=UTC)
+    assert "WERKS" not in seal and "plant" not in seal  # the client's own field: not stored
+    overhaul = sap.find_one({"number": 4000140})
+    assert overhaul is not None and overhaul["deleted"] is True
+    assert overhaul["deletedAt"].replace(tzinfo=UTC) == datetime(2025, 3, 1, 12, tzinfo=UTC)
+    reasons = {
+        (p["record"], p["path"])
+        for name in ("orders.json", "deletions.json")
+        for p in read_json(inbound / "rejected" / f"{name}.error.json")["problems"]
+    }
+    # The unpadded key, the status as text, the time without its seconds, the flag "Y".
+    assert {(7, "$.AUFNR"), (8, "$.STATUS"), (9, "$.ERDAT"), (2, "$.LOEKZ")} <= reasons, reasons
+    written = (env.root / "data/sap/outbound/4000500.json").read_bytes()
+    assert orjson.loads(written) == {
+        "AUFNR": "000004000500",
+        "KTEXT": "From TracOS",
+        "STATUS": 40,
+        "LOEKZ": "",
+        "ERDAT": "20240401",
+        "ERZET": "100000",
+        "AEDAT": "20250320",
+        "AEZET": "101530",
+        "LOEDAT": None,
+        "WERKS": "1000",
+    }
+    assert list(orjson.loads(written)) == [
+        "AUFNR", "KTEXT", "STATUS", "LOEKZ", "ERDAT", "ERZET", "AEDAT", "AEZET", "LOEDAT",
+        "WERKS",
+    ]  # fmt: skip
+
+
+def test_seed_writes_envelopes_for_a_customer_whose_files_hold_them(env: Env) -> None:
+    path = examples(env)
+    seeded = env.cli("--integrations", str(path), "seed", "--only", "sap")
+    assert seeded.code == 0, seeded.output
+    sample = read_json(env.root / "data/sap/inbound/101.json")
+    assert sample["d"]["results"][0]["AUFNR"] == "000000000101"
+    result = env.cli("--integrations", str(path), "run", "--only", "sap")
+    assert result.code == 0, result.output
+    counts = summaries(result)["sap"]
+    assert (counts["inserted"], counts["rejected"]) == ("10", "2"), counts

@@ -542,7 +542,7 @@ def test_order_puts_listed_paths_first() -> None:
         ({"fieldz": {}}, "mapping.fieldz: unknown key (expected one of: fields, status, "),
         (
             {"fields": {**described()["fields"], "deleted": {"path": "d", "requird": True}}},
-            "mapping.fields.deleted.requird: unknown key (expected one of: path, required)",
+            "mapping.fields.deleted.requird: unknown key (expected one of: path, required, prefix",
         ),
         (
             {"fields": {**described()["fields"], "number": 5}},

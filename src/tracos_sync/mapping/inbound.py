@@ -10,7 +10,8 @@ from tracos_sync.domain.dates import InvalidDate
 from tracos_sync.domain.errors import RecordRejected
 from tracos_sync.domain.model import Problem, Status, WorkOrder
 
-from .parts import Parts, Slot
+from .instants import Instant
+from .parts import Parts
 from .paths import MISSING, copy_json, read, reader, split, write
 from .reasons import reason
 
@@ -27,6 +28,7 @@ class Inbound:
         "_defaults",
         "_deleted",
         "_deleted_at",
+        "_flag",
         "_flat_known",
         "_known",
         "_parts",
@@ -40,10 +42,11 @@ class Inbound:
         self._parts = parts
         self.number = reader(parts.number.path)
         self.title = reader(parts.title.path)
-        self._created = reader(parts.created_at.path)
-        self.updated = reader(parts.updated_at.path)
+        self._created = parts.instants["created_at"]
+        self.updated = parts.instants["updated_at"]
         self._deleted = reader(parts.deleted.path) if parts.deleted else None
-        self._deleted_at = reader(parts.deleted_at.path) if parts.deleted_at else None
+        self._flag = parts.deleted_flag
+        self._deleted_at = parts.instants.get("deleted_at")
         self._defaults = [(split(path), value) for path, value in parts.defaults.items()]
         self.has_defaults = bool(self._defaults)
         self._known = _tree(parts.order)
@@ -80,26 +83,31 @@ class Inbound:
         except ValueError as exc:
             problems.append(Problem("$", reason(str(exc))))
 
-        def instant(slot: Slot, value: Any) -> datetime | None:
+        def instant(field: Instant, value: Any) -> datetime | None:
             try:
-                return parts.dates.parse(value)
+                return field.parse(value)
             except InvalidDate as exc:
-                problems.append(Problem(slot.json_path, reason(str(exc))))
+                problems.append(Problem(field.json_path, reason(str(exc))))
                 return None
 
-        created = instant(parts.created_at, self._created(item))
-        updated = instant(parts.updated_at, self.updated(item))
+        created = instant(self._created, self._created.read(item))
+        updated = instant(self.updated, self.updated.read(item))
         # A format without a deleted field cannot say: TracOS keeps its own (None).
-        deleted = None if self._deleted is None else self._deleted(item) is True
+        deleted: bool | None = None
+        if self._deleted is not None and self._flag is not None:
+            try:
+                deleted = self._flag.decode(self._deleted(item))
+            except ValueError as exc:
+                assert parts.deleted is not None
+                problems.append(Problem(parts.deleted.json_path, reason(str(exc))))
         # Deleted without a date of its own: deleted at its last update at the latest.
         deleted_at = updated if deleted else None
-        slot = parts.deleted_at
-        if slot is not None and self._deleted_at is not None:
-            raw = self._deleted_at(item)
+        if self._deleted_at is not None:
+            raw = self._deleted_at.read(item)
             if raw is not MISSING and raw is not None:
                 # Read even when not deleted (then dropped): a garbage date is a sign of a
                 # garbage record.
-                stamp = instant(slot, raw)
+                stamp = instant(self._deleted_at, raw)
                 if deleted:
                     deleted_at = stamp
         if problems or status is None or created is None or updated is None:

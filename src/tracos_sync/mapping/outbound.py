@@ -13,7 +13,10 @@ from tracos_sync.domain.dates import InvalidDate
 from tracos_sync.domain.errors import RecordRejected
 from tracos_sync.domain.model import Problem, Status, WorkOrder
 
-from .parts import Parts, Slot
+from .flags import FlagCodec
+from .instants import Instant, InstantField
+from .keys import IntegerKey, KeyCodec
+from .parts import Parts
 from .paths import split, write
 from .reasons import reason
 
@@ -50,24 +53,28 @@ class Outbound:
             return out
         except InvalidDate:
             raise RecordRejected(self._unwritable(order)) from None
+        except ValueError as exc:  # a number the key's format cannot hold
+            problem = Problem(self._parts.number.json_path, reason(str(exc)), order.number)
+            raise RecordRejected([problem]) from None
 
     def _unwritable(self, order: WorkOrder) -> list[Problem]:
         """Each date of ``order`` this format cannot write, located at its client path."""
-        parts = self._parts
-        dates: list[tuple[str, Slot | None, datetime | None]] = [
-            ("createdAt", parts.created_at, order.created_at),
-            ("updatedAt", parts.updated_at, order.updated_at),
+        instants = self._parts.instants
+        dates: list[tuple[str, Instant | None, datetime | None]] = [
+            ("createdAt", instants["created_at"], order.created_at),
+            ("updatedAt", instants["updated_at"], order.updated_at),
         ]
         if order.deleted:
-            dates.append(("deletedAt", parts.deleted_at, order.deleted_at or order.updated_at))
+            deleted_at = order.deleted_at or order.updated_at
+            dates.append(("deletedAt", instants.get("deleted_at"), deleted_at))
         problems = []
-        for name, slot, value in dates:
-            if slot is None or value is None:
+        for name, field, value in dates:
+            if field is None or value is None:
                 continue
             try:
-                parts.dates.format(value)
+                field.format(value)
             except InvalidDate as exc:
-                problems.append(Problem(slot.json_path, reason(f"{name} {exc}"), order.number))
+                problems.append(Problem(field.json_path, reason(f"{name} {exc}"), order.number))
         return problems or [Problem("$", "cannot be written in this format", order.number)]
 
     def _flat_plan(
@@ -90,22 +97,22 @@ class Outbound:
 
 
 def _writers(parts: Parts) -> dict[str, Writer]:
-    fmt = parts.dates.format
+    key = parts.key
     writers: dict[str, Writer] = {
-        parts.number.path: _number,
+        parts.number.path: _number if isinstance(key, IntegerKey) else _formatted(key),
         parts.title.path: _title,
-        parts.created_at.path: lambda order: fmt(order.created_at),
-        parts.updated_at.path: lambda order: fmt(order.updated_at),
     }
+    instants = parts.instants
+    writers.update(_instant(instants["created_at"], _created))
+    writers.update(_instant(instants["updated_at"], _updated))
     for path, of_status in parts.status.leaves():
         writers[path] = _on_status(of_status)
     if parts.deleted is not None:
-        writers[parts.deleted.path] = _deleted
-    if parts.deleted_at is not None:
-        # Mirrors inbound: deleted without its own date was deleted at its last update.
-        writers[parts.deleted_at.path] = lambda order: (
-            fmt(order.deleted_at or order.updated_at) if order.deleted else None
-        )
+        flag = parts.deleted_flag
+        plain = flag is None or flag.plain
+        writers[parts.deleted.path] = _deleted if plain else _encoded(flag)
+    if "deleted_at" in instants:
+        writers.update(_instant(instants["deleted_at"], _deleted_at))
     for path, value in parts.constants.items():
         writers[path] = _constant(value)
     return writers
@@ -122,12 +129,54 @@ def _number(order: WorkOrder) -> int:
     return order.number
 
 
+def _formatted(key: KeyCodec) -> Writer:
+    encode = key.encode
+    return lambda order: encode(order.number)
+
+
+def _created(order: WorkOrder) -> datetime:
+    return order.created_at
+
+
+def _updated(order: WorkOrder) -> datetime:
+    return order.updated_at
+
+
+def _deleted_at(order: WorkOrder) -> datetime | None:
+    # Mirrors inbound: deleted without its own date was deleted at its last update.
+    return (order.deleted_at or order.updated_at) if order.deleted else None
+
+
+def _instant(field: Instant, of: Callable[[WorkOrder], datetime | None]) -> dict[str, Writer]:
+    """The writer of each path of a date (a date and its time: each its own part)."""
+    paths = field.paths()
+    if len(paths) == 1 and isinstance(field, InstantField):
+        fmt = field.dates.format
+
+        def one(order: WorkOrder) -> Any:
+            value = of(order)
+            return None if value is None else fmt(value)
+
+        return {paths[0]: one}
+    return {path: _part(field, of, index) for index, path in enumerate(paths)}
+
+
+def _part(field: Instant, of: Callable[[WorkOrder], datetime | None], index: int) -> Writer:
+    return lambda order: field.format(of(order))[index]
+
+
 def _title(order: WorkOrder) -> str:
     return order.title
 
 
 def _deleted(order: WorkOrder) -> bool:
     return bool(order.deleted)
+
+
+def _encoded(flag: FlagCodec | None) -> Writer:
+    assert flag is not None
+    encode = flag.encode
+    return lambda order: encode(bool(order.deleted))
 
 
 def _on_status(of_status: Callable[[Status], Any]) -> Writer:

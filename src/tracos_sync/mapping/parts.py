@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .dates import DateFormat
+from .flags import FlagCodec
+from .instants import Instant
+from .keys import KeyCodec
 from .paths import Keys, json_path, split
 from .status import StatusCodec
 
@@ -37,7 +40,11 @@ class Parts:
     deleted: Slot | None
     deleted_at: Slot | None
     status: StatusCodec
-    dates: DateFormat
+    dates: DateFormat  # the mapping's own (a date field may have its own: ``instants``)
+    key: KeyCodec
+    deleted_flag: FlagCodec | None
+    instants: dict[str, Instant]  # created_at, updated_at, deleted_at (when described)
+    records: Keys | None  # where a file's records are (``d.results``); None: the file
     constants: dict[str, Any]
     defaults: dict[str, Any]
     order: list[str]  # every client path written, in output order

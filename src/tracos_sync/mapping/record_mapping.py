@@ -9,6 +9,7 @@ names. Writing is ``outbound.py``."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -52,6 +53,24 @@ class RecordMapping:
         """JSON path of the last-update instant: ``$.lastUpdateDate``."""
         return self._parts.updated_at.json_path
 
+    @property
+    def records_path(self) -> tuple[str, ...] | None:
+        """Where a file's records are (``("d", "results")``), or None: the file is a record
+        or an array of them."""
+        return self._parts.records
+
+    def enclose(self, records: list[dict[str, Any]]) -> Any:
+        """A file's document holding ``records`` as this customer's files hold them: in the
+        envelope at ``records_path`` (``{"d": {"results": [...]}}``), else one record alone or
+        an array of them."""
+        keys = self._parts.records
+        if keys is None:
+            return records[0] if len(records) == 1 else records
+        document: Any = records
+        for key in reversed(keys):
+            document = {key: document}
+        return document
+
     def json_schema(self) -> dict[str, Any]:
         """The client record's JSON Schema (a copy: the mapping stays as built)."""
         schema: dict[str, Any] = copy_json(self._schema)
@@ -69,11 +88,10 @@ class RecordMapping:
         inbound = self._in
         if inbound.has_defaults:
             item = inbound.with_defaults(item)
-        number = inbound.number(item)
-        if type(number) is not int:  # the schema takes 1.0 for an integer; we do not
-            raise RecordRejected(
-                [Problem(self.number_path, f"{number!r:.60} is not of type 'integer'")]
-            )
+        try:
+            number = self._parts.key.decode(inbound.number(item))
+        except ValueError as exc:
+            raise RecordRejected([Problem(self.number_path, reason(str(exc)))]) from None
         title = inbound.title(item)
         problem = text_problem(title)
         if problem is not None:
@@ -87,8 +105,8 @@ class RecordMapping:
         For records that may not decode (a refused one still says what the client holds)."""
         if not isinstance(item, dict):
             return None
-        number = self._in.number(item)
-        if type(number) is not int:
+        number = self._parts.key.lenient(self._in.number(item))
+        if number is None:
             return None
         stamp = self.updated_of(item)
         return None if stamp is None else (stamp, number)
@@ -97,17 +115,33 @@ class RecordMapping:
         """The last-update instant of a raw record, or None when it cannot be read."""
         if not isinstance(item, dict):
             return None
-        value = self._in.updated(item)
-        return None if value is MISSING else self._parts.dates.lenient(value)
+        updated = self._in.updated
+        value = updated.read(item)
+        return None if value is MISSING else updated.lenient(value)
+
+    def _key_problem(self, raw: Any) -> str | None:
+        try:
+            self._parts.key.decode(raw)
+        except ValueError as exc:
+            return str(exc)
+        return None
 
     def _schema_problems(self, item: Any) -> list[Problem]:
         problems = []
         for err in self._full_check.iter_errors(item):
             parts = list(err.absolute_path)
+            message = err.message
             if err.validator == "required":
                 # Point at the missing field itself, not at its parent object.
                 parts.append(err.message.split("'")[1])
-            problems.append(Problem(json_path(parts), reason(err.message)))
+            elif err.validator == "pattern" and json_path(parts) == self.number_path:
+                # The key's own words: '4000130' is not a number written like '000000000123'.
+                message = self._key_problem(err.instance) or message
+            elif err.validator == "enum":
+                # In JSON's spelling: 20 is not one of "10", "20" (not ['10', '20']).
+                allowed = ", ".join(json.dumps(v) for v in err.validator_value)
+                message = f"{json.dumps(err.instance)[:60]} is not one of {allowed}"
+            problems.append(Problem(json_path(parts), reason(message)))
         return problems or [Problem("$", "does not match the work-order schema")]
 
     # -- outbound

@@ -6,9 +6,10 @@ Parsing uses the standard library's decoder rather than orjson: it is the one th
 duplicate keys (``{"orderNo": 1, "orderNo": 2}`` would otherwise silently keep the last) and
 name them, and at about 3 µs per record it is far from the bottleneck.
 
-A large file is not parsed whole: ``array_items`` streams the records of a top-level array one at a
-time (ijson, its C backend), under the same rules: duplicate keys refused, no NaN/Infinity, UTF-8
-with a tolerated byte-order mark."""
+A large file is not parsed whole: ``array_items`` streams the records of a top-level array (or of
+the array at the mapping's record path, ``d.results``) one at a time (ijson, its C backend), under
+the same rules: duplicate keys refused, no NaN/Infinity, UTF-8 with a tolerated byte-order mark.
+Where a file's records are is the mapping's (``records_path``), for both ways of reading it."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from ijson.backends import python as ijson_python
 from tracos_sync.domain.errors import RecordRejected
 from tracos_sync.domain.model import Problem, WorkOrder
 from tracos_sync.mapping import RecordMapping
+from tracos_sync.mapping.paths import MISSING, json_path, read
 from tracos_sync.mapping.reasons import reason as _reason
 
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -84,7 +86,16 @@ _EXACT_OVERLAP = 19
 
 
 class NotAnArray(ValueError):
-    """The input's top-level value is not an array: it is parsed whole instead."""
+    """The input's top-level value is not an array (or, for records in an envelope, not an
+    object): it is parsed whole instead."""
+
+
+class NoRecords(ValueError):
+    """A document without the array of records where the mapping says they are."""
+
+
+# Keys (a JSON path's names) at which a record is found: None for the document itself.
+RecordPath = tuple[str, ...] | None
 
 
 def _unique_keys_type() -> tuple[type[dict[str, Any]], list[str]]:
@@ -103,11 +114,11 @@ def _unique_keys_type() -> tuple[type[dict[str, Any]], list[str]]:
     return UniqueKeys, repeated
 
 
-def starts_array(handle: IO[bytes]) -> bool:
-    """Whether the document in the seekable ``handle`` is an array (its items can be streamed);
-    leaves ``handle`` at its start."""
+def starts_array(handle: IO[bytes], records: RecordPath = None) -> bool:
+    """Whether the document in the seekable ``handle`` can hold streamable records: an array,
+    or an object when they are at a record path. Leaves ``handle`` at its start."""
     try:
-        return _skip_bom_and_space(handle) == b"["
+        return _skip_bom_and_space(handle) == (b"[" if records is None else b"{")
     finally:
         handle.seek(0)
 
@@ -136,31 +147,37 @@ def _needs_exact_backend(handle: IO[bytes]) -> bool:
     return False
 
 
-def array_items(handle: IO[bytes]) -> Iterator[Any]:
-    """The items of the JSON array in the seekable binary ``handle``, one at a time, under
-    ``parse_json``'s rules. Raises ``NotAnArray`` at once when the document is not an array; the
-    iterator raises ``ParseError`` where the bytes stop being an acceptable document (the items
-    before it have been yielded)."""
+def array_items(handle: IO[bytes], records: RecordPath = None) -> Iterator[Any]:
+    """The items of the JSON array in the seekable binary ``handle`` (the document, or the array
+    at ``records`` in it), one at a time, under ``parse_json``'s rules. Raises ``NotAnArray`` at
+    once when the document is not an array (not an object, with ``records``); the iterator
+    raises ``ParseError`` where the bytes stop being an acceptable document (the items before it
+    have been yielded), ``NoRecords`` at the end of a document without the array at
+    ``records``."""
     first = _skip_bom_and_space(handle)
-    if first != b"[":
+    if first != (b"[" if records is None else b"{"):
         raise NotAnArray(first)
     handle.seek(0)
     start = len(UTF8_BOM) if handle.read(len(UTF8_BOM)) == UTF8_BOM else 0
     handle.seek(0)
     exact = _needs_exact_backend(handle)
     handle.seek(start)
-    return _items(handle, exact)
+    return _items(handle, exact, records, start)
 
 
-def _items(handle: IO[bytes], exact: bool) -> Iterator[Any]:
+def _items(handle: IO[bytes], exact: bool, records: RecordPath, start: int) -> Iterator[Any]:
     map_type, repeated = _unique_keys_type()
     backend = ijson_python if exact else ijson
-    items = backend.items(handle, "item", map_type=map_type, use_float=True, buf_size=1 << 16)
+    # ijson's prefix: names joined by dots (a client path's names hold none), "item" per array.
+    prefix = "item" if records is None else ".".join([*records, "item"])
+    items = backend.items(handle, prefix, map_type=map_type, use_float=True, buf_size=1 << 16)
     index = 0
     while True:
         try:
             item = next(items)
         except StopIteration:
+            if index == 0 and records is not None and not _holds_array(handle, records, start):
+                raise NoRecords(_no_records(records)) from None
             return
         except UnicodeDecodeError as exc:
             raise ParseError(f"not UTF-8 text ({exc.reason} after {index} records)") from None
@@ -171,6 +188,41 @@ def _items(handle: IO[bytes], exact: bool) -> Iterator[Any]:
             raise ParseError(f"duplicate key {repeated[0]!r:.60} in one object (record {index})")
         yield item
         index += 1
+
+
+def _holds_array(handle: IO[bytes], records: tuple[str, ...], start: int) -> bool:
+    """Whether the (parsed, valid) document in ``handle`` has an array at ``records``: read
+    again only when no record was found there, to tell an empty array from none."""
+    handle.seek(start)
+    wanted = ".".join(records)
+    return any(
+        prefix == wanted and event == "start_array" for prefix, event, _ in ijson.parse(handle)
+    )
+
+
+def _no_records(records: tuple[str, ...]) -> str:
+    return f"no array of records at {json_path(records)} (the mapping's records path)"
+
+
+def envelope_hint(document: dict[str, Any]) -> str | None:
+    """The path of an array of objects in ``document`` (``d.results``, ``value``), when the
+    document looks like an envelope of records rather than a record: to say so, instead of
+    listing every field the "record" lacks. An envelope has few keys of its own (OData v4's
+    ``@odata.context``, ``value``, ``@odata.nextLink``)."""
+    if len(document) > 3:
+        return None
+    for key, value in document.items():
+        if isinstance(value, dict):
+            for inner, nested in value.items():
+                if _objects(nested):
+                    return f"{key}.{inner}"
+        elif _objects(value):
+            return key
+    return None
+
+
+def _objects(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, dict) for v in value)
 
 
 def _first_line(exc: Exception) -> str:
@@ -223,14 +275,30 @@ class RecordDecoder:
         return self.decode_items(enumerate(items), out)
 
     def records_of(self, document: Any) -> list[Any]:
-        """The records a parsed input holds: one object, or each item of an array. Raises
-        ``NotRecords`` saying what it holds instead. (Every reader of whole inputs splits them
-        here: ``decode``, and ``tracos-sync mapping test``, which diffs each record.)"""
+        """The records a parsed input holds: the array at the mapping's records path (an
+        envelope such as ``d.results``), else one object or each item of an array. Raises
+        ``NotRecords`` saying what it holds instead, and naming an envelope the mapping does not
+        declare. (Every reader of whole inputs splits them here: ``decode``, and
+        ``tracos-sync mapping test``, which diffs each record.)"""
+        records = self.mapping.records_path
+        if records is not None:
+            items = read(document, records) if isinstance(document, dict) else MISSING
+            if not isinstance(items, list):
+                raise NotRecords(_no_records(records))
+            return items
         if isinstance(document, dict):
+            hint = envelope_hint(document) if self._looks_bare(document) else None
+            if hint is not None:
+                raise NotRecords(f"looks like an envelope: set records = {hint!r} in the mapping")
             return [document]
         if isinstance(document, list):
             return document
         raise NotRecords(f"expected a work order object or an array of them, got {_kind(document)}")
+
+    def _looks_bare(self, document: dict[str, Any]) -> bool:
+        """A document without the record's number (what no record of this mapping lacks)."""
+        number = self.mapping.number_path.removeprefix("$.").split(".")
+        return read(document, tuple(number)) is MISSING
 
     def decode_items(self, items: Iterable[tuple[int, Any]], out: Decoded | None = None) -> Decoded:
         """Decode parsed records, each with its record index in the input."""

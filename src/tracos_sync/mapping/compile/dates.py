@@ -6,15 +6,13 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from tracos_sync.domain.dates import InvalidDate
-
 from ..dates import MAX_DATE_CHARS, DateFormat, IsoDates, date_format
 from .checks import Checks
 
 
 def resolve_dates(
     timezone: str | None, format_name: str, default_timezone: str, checks: Checks
-) -> DateFormat:
+) -> tuple[DateFormat, ZoneInfo]:
     """The format dates are written in, in the zone naive times are read in (the description's
     own zone, else ``default_timezone``). ISO 8601 in UTC stands in for one that fails."""
     if timezone is not None and not timezone.strip():
@@ -26,10 +24,10 @@ def resolve_dates(
         checks.fail("timezone", f"unknown time zone {name!r:.60} (use an IANA name such as UTC)")
         zone = ZoneInfo("UTC")
     try:
-        return date_format(format_name, zone)
+        return date_format(format_name, zone), zone
     except ValueError as exc:
         checks.fail("date_format", str(exc))
-        return IsoDates(zone)
+        return IsoDates(zone), zone
 
 
 def date_definition(dates: DateFormat) -> dict[str, Any]:
@@ -42,14 +40,3 @@ def date_definition(dates: DateFormat) -> dict[str, Any]:
     else:
         text = f"A date-time in the format {dates.name!r}, in the mapping's time zone."
     return {"description": text, "type": "string", "maxLength": MAX_DATE_CHARS}
-
-
-def date_problems(dates: DateFormat, value: Any) -> list[str]:
-    """Why ``value`` (a default for a date) is not a date of this format."""
-    if value is None:
-        return []
-    try:
-        dates.parse(value)
-    except InvalidDate as exc:
-        return [str(exc)]
-    return []

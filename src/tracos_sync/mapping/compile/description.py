@@ -13,11 +13,13 @@ from typing import Any
 from tracos_sync.domain.errors import ConfigurationError
 
 from ..parts import Parts
+from ..paths import split
 from ..record_mapping import RecordMapping
 from ..spec import MappingSpec
 from .checks import Checks, Errors, Invalid
 from .dates import resolve_dates
-from .fields import constants, defaults, field_slots, output_order
+from .field_kinds import field_kinds
+from .fields import constants, defaults, described, field_slots, output_order
 from .schemas import check_defaults, client_record_schema, schema_leaves
 from .shape import validate
 from .status_forms import choose
@@ -55,18 +57,22 @@ def _parts(description: Mapping[str, Any], default_timezone: str) -> Parts:
     if spec is None or chosen is None:
         raise Invalid(errors)
     checks = Checks(errors)
-    dates = resolve_dates(spec.timezone, spec.date_format, default_timezone, checks)
+    dates, zone = resolve_dates(spec.timezone, spec.date_format, default_timezone, checks)
     slots = field_slots(spec.fields, checks)
+    kinds = field_kinds(described(spec.fields), dates, zone, checks)
     status = chosen.compile(checks)
     fixed = constants(spec.constants, checks)
     readable = {slot.path: name for name, slot in slots.items()}
+    for name, instant in (kinds.instants if kinds else {}).items():
+        readable.update(dict.fromkeys(instant.paths(), name))
     readable.update(dict.fromkeys(chosen.read_paths(), "status"))
     filled = defaults(spec.defaults, readable, checks)
     order = output_order(spec.order, checks)
     checks.stop_if_any()
     assert status is not None  # None comes with a problem
-    leaves = schema_leaves(slots, status, dates, fixed, filled)
-    check_defaults(leaves, slots, dates, filled, checks)
+    assert kinds is not None
+    leaves = schema_leaves(slots, kinds, status, dates, fixed, defaults=filled)
+    check_defaults(leaves, kinds, filled, checks)
     checks.stop_if_any()
     return Parts(
         number=slots["number"],
@@ -77,6 +83,10 @@ def _parts(description: Mapping[str, Any], default_timezone: str) -> Parts:
         deleted_at=slots.get("deleted_at"),
         status=status,
         dates=dates,
+        key=kinds.key,
+        deleted_flag=kinds.deleted,
+        instants=kinds.instants,
+        records=None if spec.records is None else split(spec.records),
         constants=fixed,
         defaults=filled,
         order=order,

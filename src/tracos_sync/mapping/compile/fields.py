@@ -16,9 +16,8 @@ CORE = ("number", "title", "created_at", "updated_at")
 NO_DEFAULT = ("number", "updated_at")  # a record's key comes from the record
 
 
-def field_slots(fields: FieldsSpec, checks: Checks) -> dict[str, Slot]:
-    """TracOS field name -> its place in the client record (the fields the format has)."""
-    slots: dict[str, Slot] = {}
+def described(fields: FieldsSpec) -> dict[str, FieldSpec]:
+    """TracOS field name -> its entry, for the fields the description gives."""
     given: dict[str, FieldSpec | None] = {
         "number": fields.number,
         "title": fields.title,
@@ -27,9 +26,13 @@ def field_slots(fields: FieldsSpec, checks: Checks) -> dict[str, Slot]:
         "deleted": fields.deleted,
         "deleted_at": fields.deleted_at,
     }
-    for name, field in given.items():
-        if field is None:
-            continue
+    return {name: field for name, field in given.items() if field is not None}
+
+
+def field_slots(fields: FieldsSpec, checks: Checks) -> dict[str, Slot]:
+    """TracOS field name -> its place in the client record (the fields the format has)."""
+    slots: dict[str, Slot] = {}
+    for name, field in described(fields).items():
         key = f"fields.{name}"
         checks.use(field.path, key)
         if name in CORE and field.required is False:

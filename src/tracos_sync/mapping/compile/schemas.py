@@ -10,23 +10,21 @@ from typing import Any
 
 import jsonschema
 
+from tracos_sync.domain.dates import InvalidDate
+
 from ..dates import MAX_DATE_CHARS, DateFormat
+from ..instants import InstantField
 from ..parts import Slot
 from ..schema import SchemaLeaf, record_schema
 from ..status import StatusCodec
-from .checks import MAX_NUMBER, Checks
-from .dates import date_definition, date_problems
+from .checks import Checks
+from .dates import date_definition
+from .field_kinds import FieldKinds
 
 Schema = dict[str, Any]
 
 # TracOS field -> the schema of its client value, given the schema of one date.
 FIELD_SCHEMAS: dict[str, Callable[[Schema], Schema]] = {
-    "number": lambda _date: {
-        "description": "Business key: the TracOS work-order number (a BSON int64).",
-        "type": "integer",
-        "minimum": 1,
-        "maximum": MAX_NUMBER,
-    },
     "title": lambda _date: {"description": "TracOS title.", "type": "string"},
     # "$ref" takes no siblings in draft 7: a reference stays alone.
     "created_at": lambda date: (
@@ -37,7 +35,6 @@ FIELD_SCHEMAS: dict[str, Callable[[Schema], Schema]] = {
         if "$ref" in date
         else {**date, "description": "TracOS updatedAt: decides who is newer."}
     ),
-    "deleted": lambda _date: {"description": "TracOS deleted.", "type": "boolean"},
     "deleted_at": lambda date: {
         "description": "TracOS deletedAt (deleted without one: the last update).",
         "oneOf": [date, {"type": "null"}],
@@ -47,18 +44,20 @@ FIELD_SCHEMAS: dict[str, Callable[[Schema], Schema]] = {
 
 def schema_leaves(
     slots: dict[str, Slot],
+    kinds: FieldKinds,
     status: StatusCodec,
     dates: DateFormat,
     constants: dict[str, Any],
+    *,
     defaults: dict[str, Any],
 ) -> list[SchemaLeaf]:
     """Each client path the mapping knows, its schema, and whether a record must hold it (a
     path with a default need not)."""
     date = dates.schema()
-    leaves: list[SchemaLeaf] = [
-        (slot.path, FIELD_SCHEMAS[name](date), slot.required and slot.path not in defaults)
-        for name, slot in slots.items()
-    ]
+    leaves: list[SchemaLeaf] = []
+    for name, slot in slots.items():
+        for path, schema in _field_schemas(name, slot, kinds, date):
+            leaves.append((path, schema, slot.required and path not in defaults))
     leaves += [
         (path, schema, required and path not in defaults)
         for path, schema, required in status.schemas()
@@ -78,6 +77,29 @@ def schema_leaves(
     return leaves
 
 
+def _field_schemas(
+    name: str, slot: Slot, kinds: FieldKinds, date: Schema
+) -> list[tuple[str, Schema]]:
+    if name == "number":
+        return [(slot.path, kinds.key.schema())]
+    if name == "deleted":
+        assert kinds.deleted is not None
+        flag = kinds.deleted
+        said = "" if flag.plain else f" ({flag.said().replace(' nor ', ', ')})"
+        return [(slot.path, {"description": f"TracOS deleted{said}.", **flag.schema()})]
+    base = FIELD_SCHEMAS[name](date)
+    instant = kinds.instants.get(name)
+    if instant is None:
+        return [(slot.path, base)]
+    own = instant.schemas(f"TracOS {name}", base)
+    if name != "deleted_at":
+        return own
+    return [
+        (path, schema if schema is base else {"oneOf": [schema, {"type": "null"}]})
+        for path, schema in own
+    ]
+
+
 def client_record_schema(
     leaves: list[SchemaLeaf], dates: DateFormat, order: list[str]
 ) -> dict[str, Any]:
@@ -94,28 +116,28 @@ def client_record_schema(
 
 
 def check_defaults(
-    leaves: list[SchemaLeaf],
-    slots: dict[str, Slot],
-    dates: DateFormat,
-    defaults: dict[str, Any],
-    checks: Checks,
+    leaves: list[SchemaLeaf], kinds: FieldKinds, defaults: dict[str, Any], checks: Checks
 ) -> None:
-    """A default goes through the checks a value the client sent would."""
+    """A default goes through the checks a value the client sent would (a date and time in
+    two fields: each checked by its schema only)."""
     by_path = {path: schema for path, schema, _ in leaves}
     definitions = {"dateTime": {"type": "string", "maxLength": MAX_DATE_CHARS}}
-    date_paths = {_path_of(slots, "created_at"), _path_of(slots, "deleted_at")}
+    dates = {
+        instant.path: instant
+        for instant in kinds.instants.values()
+        if isinstance(instant, InstantField)
+    }
     for path, value in defaults.items():
         checker = jsonschema.Draft7Validator({**by_path[path], "definitions": definitions})
         problems = [e.message for e in checker.iter_errors(value)]
-        if not problems and path in date_paths:
-            problems += date_problems(dates, value)
+        instant = dates.get(path)
+        if not problems and instant is not None and value is not None:
+            try:
+                instant.parse(value)
+            except InvalidDate as exc:
+                problems.append(str(exc))
         for problem in problems:
             checks.fail(f"defaults.{path}", problem)
-
-
-def _path_of(slots: dict[str, Slot], name: str) -> str | None:
-    slot = slots.get(name)
-    return None if slot is None else slot.path
 
 
 def _json_type(value: Any) -> str:

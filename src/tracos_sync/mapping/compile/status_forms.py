@@ -15,6 +15,7 @@ from tracos_sync.domain.model import Status
 from ..spec import FieldStatusSpec, FlagStatusSpec
 from ..status import FieldStatus, FlagStatus, StatusCodec
 from .checks import Checks, Errors
+from .field_kinds import flag_codec
 from .shape import validate
 
 Spec = TypeVar("Spec", bound=BaseModel)
@@ -82,14 +83,33 @@ def _flags(spec: FlagStatusSpec, checks: Checks) -> StatusCodec | None:
     for path in spec.optional:
         if path not in spec.flags:
             checks.fail("status.optional", f"{path!r} is not one of status.flags")
+    encoding = flag_codec(spec.true, spec.false, "status.true", checks)
     if checks.found() > before:
         return None
-    return FlagStatus(dict(spec.flags), spec.none, set(spec.optional))
+    return FlagStatus(dict(spec.flags), spec.none, set(spec.optional), encoding)
+
+
+def typed(text: str, kind: str) -> Any:
+    """A TOML key (text) as the client's value of type ``kind``; ``ValueError`` unless the
+    value written back is the same text (``"010"`` is not an integer's one form). Booleans
+    are not a type of values: two values cannot name five statuses (flags can)."""
+    if kind == "integer":
+        value: Any = int(text) if text.lstrip("-").isdigit() else None
+        if value is None or str(value) != text:
+            raise ValueError(f"{text!r:.60} is not an integer as JSON writes it (such as '20')")
+        return value
+    return text
 
 
 def _field(spec: FieldStatusSpec, checks: Checks) -> StatusCodec | None:
     before = checks.found()
     checks.use(spec.field, "status.field")
+    table: dict[Any, Status] = {}
+    for text, status in spec.values.items():
+        try:
+            table[typed(text, spec.type)] = status
+        except ValueError as exc:
+            checks.fail(f"status.values.{text}", f"{exc} (status.type = {spec.type!r})")
     by_status: dict[Status, list[str]] = {}
     for value, status in spec.values.items():
         by_status.setdefault(status, []).append(value)
@@ -115,7 +135,9 @@ def _field(spec: FieldStatusSpec, checks: Checks) -> StatusCodec | None:
             write[status] = chosen or values[0]
     if checks.found() > before:
         return None
-    return FieldStatus(spec.field, dict(spec.values), write)
+    return FieldStatus(
+        spec.field, table, {status: typed(text, spec.type) for status, text in write.items()}
+    )
 
 
 FORMS: dict[str, StatusForm[Any]] = {

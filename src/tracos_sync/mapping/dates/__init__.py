@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from .base import EPOCH_MS, EPOCH_S, ISO8601, MAX_DATE_CHARS, DateFormat, localise
-from .named import EpochDates, IsoDates
+from .base import EPOCH_MS, EPOCH_S, ISO8601, MAX_DATE_CHARS, ODATA_V2, DateFormat, localise
+from .named import EpochDates, IsoDates, ODataDates
 from .pattern import PatternDates
 from .pattern_rules import ALLOWED, checked_pattern
 
@@ -16,9 +16,11 @@ __all__ = [
     "EPOCH_S",
     "ISO8601",
     "MAX_DATE_CHARS",
+    "ODATA_V2",
     "DateFormat",
     "EpochDates",
     "IsoDates",
+    "ODataDates",
     "PatternDates",
     "date_format",
     "localise",
@@ -31,4 +33,6 @@ def date_format(name: str, zone: ZoneInfo) -> DateFormat:
         return IsoDates(zone)
     if name in (EPOCH_MS, EPOCH_S):
         return EpochDates(name)
+    if name == ODATA_V2:
+        return ODataDates()
     return checked_pattern(name, zone)

@@ -18,6 +18,7 @@ from tracos_sync.domain.dates import InvalidDate
 ISO8601 = "iso8601"
 EPOCH_MS = "epoch_ms"
 EPOCH_S = "epoch_s"
+ODATA_V2 = "odata_v2"
 MAX_DATE_CHARS = 64  # as the wire contract always said: a date is a short string
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from tracos_sync.domain.dates import InvalidDate, format_instant, from_epoch_ms, parse_instant
 
-from .base import EPOCH_MS, ISO8601, DateFormat, kind, localise
+from .base import EPOCH_MS, ISO8601, MAX_DATE_CHARS, ODATA_V2, DateFormat, kind, localise
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UTC_ZONES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Zulu"})
@@ -67,3 +68,29 @@ class EpochDates(DateFormat):
 
     def schema(self) -> dict[str, Any]:
         return {"type": "integer"}
+
+
+_ODATA = re.compile(r"/Date\((-?\d{1,15})([+-]\d{4})?\)/")
+
+
+class ODataDates(DateFormat):
+    """OData v2 (and .NET's JSON): ``"/Date(1741616525000)/"``, milliseconds since
+    1970-01-01T00:00:00Z. An offset (``+0060``, in minutes) is only what the writer's zone was:
+    the milliseconds are already UTC, so it is ignored (and not written back)."""
+
+    name = ODATA_V2
+
+    def parse(self, value: Any) -> datetime:
+        match = _ODATA.fullmatch(value) if isinstance(value, str) else None
+        if match is None:
+            raise InvalidDate(f"not an OData date like '/Date(1741616525000)/': {value!r:.60}")
+        try:
+            return from_epoch_ms(int(match.group(1)))
+        except InvalidDate:
+            raise InvalidDate(f"OData date {value!r:.40} is outside years 1-9999") from None
+
+    def format(self, value: datetime) -> str:
+        return f"/Date({(value - _EPOCH) // timedelta(milliseconds=1)})/"
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string", "maxLength": MAX_DATE_CHARS}

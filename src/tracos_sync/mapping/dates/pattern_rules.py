@@ -96,7 +96,7 @@ def checked_pattern(name: str, zone: ZoneInfo) -> PatternDates:
     directives = set(DIRECTIVE.findall(name))
     if not directives:
         raise ValueError(
-            f"unknown date format {name!r} (expected iso8601, epoch_ms, epoch_s "
+            f"unknown date format {name!r} (expected iso8601, epoch_ms, epoch_s, odata_v2 "
             "or a strftime pattern such as '%d/%m/%Y %H:%M')"
         )
     refused = _directive_problems(name, directives)

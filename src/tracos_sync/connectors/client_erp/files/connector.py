@@ -110,7 +110,7 @@ class FolderConnector:
     async def add_samples(self, orders: Sequence[WorkOrder], broken: Mapping[str, bytes]) -> int:
         inputs = {
             f"{order.number}.json": orjson.dumps(
-                self.mapping.encode(order), option=orjson.OPT_INDENT_2
+                self.mapping.enclose([self.mapping.encode(order)]), option=orjson.OPT_INDENT_2
             )
             for order in orders
         }

@@ -53,9 +53,11 @@ class UnitReader:
             limit = self._settings.max_file_bytes
             too_big = Problem("$", f"file is larger than MAX_FILE_BYTES={limit}; not read")
             return InboundUnit(name, [], [too_big], rejected_records=1, handle=held)
-        # A large array is streamed: its records are applied part by part before its end is
-        # read. One object (or nothing) is read whole, as a small file.
-        if info.st_size > STREAM_MIN_BYTES and starts_array(handle):
+        # A large array (or envelope of records, when the mapping says where they are) is
+        # streamed: its records are applied part by part before its end is read. Anything else
+        # is read whole, as a small file.
+        records = self._decoder.mapping.records_path
+        if info.st_size > STREAM_MIN_BYTES and starts_array(handle, records):
             if self._settling.may_be_writing(name, info):
                 # Taken only once its writer has left it alone for the settle time: a
                 # part-written export may end on a whole record and look complete.

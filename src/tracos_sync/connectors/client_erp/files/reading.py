@@ -16,7 +16,7 @@ from typing import IO
 from tracos_sync.domain.model import Problem
 from tracos_sync.mapping.reasons import reason
 
-from ..codec import Decoded, ParseError, RecordDecoder, array_items
+from ..codec import Decoded, NoRecords, ParseError, RecordDecoder, array_items
 
 # A file larger than this is decoded a part at a time (a part holds at most a batch of
 # records); a smaller one is read and parsed whole, the fast path.
@@ -63,7 +63,7 @@ class Parts:
         """Raises ``NotAnArray`` (the file is then to be read whole)."""
         self._handle = handle
         self._decoder = decoder
-        self._items = enumerate(array_items(handle))
+        self._items = enumerate(array_items(handle, decoder.mapping.records_path))
         self.done = False
 
     def next(self, size: int) -> Decoded:
@@ -76,6 +76,11 @@ class Parts:
             out.problems.append(Problem("$", reason(str(exc))))
             out.rejected += 1
             out.unparsable = True
+            self.close()
+            return out
+        except NoRecords as exc:  # a whole document, only not the envelope the mapping says
+            out.problems.append(Problem("$", reason(str(exc))))
+            out.rejected += 1
             self.close()
             return out
         if len(out.records) + out.rejected < size:
