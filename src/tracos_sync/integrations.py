@@ -164,18 +164,21 @@ MAX_FILE_BYTES = 1 << 20
 def _toml(path: Path, where: object) -> dict[str, Any]:
     """A regular file (not a FIFO, a device or a folder: reading one would hang or never end),
     UTF-8 with or without a byte-order mark, valid TOML."""
+    # Absolute in what is said: a relative path is looked for from the working directory,
+    # which may not be the one the user has in mind.
+    shown = path.absolute()
     try:
         with open(path, "rb", opener=_open_regular) as file:
             data = file.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise ConfigurationError(f"{where}: cannot read {path}: {exc.strerror or exc}") from None
+        raise ConfigurationError(f"{where}: cannot read {shown}: {exc.strerror or exc}") from None
     if len(data) > MAX_FILE_BYTES:
-        raise ConfigurationError(f"{where}: {path} is over {MAX_FILE_BYTES:,} bytes")
+        raise ConfigurationError(f"{where}: {shown} is over {MAX_FILE_BYTES:,} bytes")
     try:
         return tomllib.loads(data.decode("utf-8").removeprefix("\ufeff"))
     except UnicodeDecodeError as exc:
         raise ConfigurationError(
-            f"{where}: {path} is not UTF-8 text (invalid byte at offset {exc.start})"
+            f"{where}: {shown} is not UTF-8 text (invalid byte at offset {exc.start})"
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{where}: not valid TOML: {exc}") from None
