@@ -25,15 +25,25 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from tracos_sync.config import CollectionName, DatabaseName, validation_problems
 from tracos_sync.domain.errors import ConfigurationError
 
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+NAME_RULE = "lower-case letters, digits, - and _, starting with a letter or digit, 1 to 63 of them"
+
+
+def _integration_name(name: str) -> str:
+    """Said in words, not as the pattern: a name is shown in logs, metrics and ``--only``."""
+    if not NAME_PATTERN.fullmatch(name):
+        raise ValueError(f"an integration's name is {NAME_RULE}")
+    return name
+
+
 _REFERENCE = re.compile(r"(?P<escaped>\$\$\{)|\$\{(?P<name>[^}]*)\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -57,7 +67,9 @@ class TracosTable(BaseModel):
 class IntegrationTable(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    name: str = Field(pattern=NAME_PATTERN)
+    name: Annotated[
+        str, Field(json_schema_extra={"x-rule": NAME_RULE}), AfterValidator(_integration_name)
+    ]
     """The integration's name (lower case, digits, `-`, `_`), shown in logs, summaries and metrics
     and chosen by `--only`."""
     connector: str = Field("files", min_length=1)
