@@ -77,6 +77,20 @@ def _cli(env: Env, args: list[str], environ: dict[str, str]) -> Result:
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+def test_first_use_as_make_run_does_it_warns_of_nothing(env: Env) -> None:
+    environ = env.environ(SECANTUSD_BIN=server_binary(), **RELATIVE)
+    del environ["MONGO_URI"]
+    seeded = _cli(env, ["seed", "--if-empty", "--embedded"], environ)
+    assert seeded.code == 0, seeded.output
+    [done] = lines_of(seeded, "seed.done")
+    assert f"outbound={env.root / 'data/outbound'}" in done, done
+    run = _cli(env, ["run", "--embedded"], environ)
+    assert run.code == 0, run.output
+    warned = [line for line in (seeded.output + run.output).splitlines() if "[warning" in line]
+    assert all("inbound.file_rejected" in line for line in warned), warned  # the 2 bad samples
+    assert "embedded.new_database" in seeded.output
+
+
 @pytest.mark.parametrize("source", ["environment", ".env"])
 def test_mongo_uri_ignored_by_the_embedded_mode_is_said_once_without_credentials(
     env: Env, source: str

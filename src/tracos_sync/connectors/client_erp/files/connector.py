@@ -124,6 +124,9 @@ class FolderConnector:
         ``INBOUND_MIN_AGE_SECONDS`` would be left for later)."""
         inbound = self.settings.data_inbound_dir
         inbound.mkdir(parents=True, exist_ok=True)
+        # The sample project whole, both folders (said in seed.done): the first run after it
+        # (``make run``) creates nothing, so that a folder.created warning means a wrong place.
+        self.settings.data_outbound_dir.mkdir(parents=True, exist_ok=True)
         s = self.settings
         done = time.time() - max(s.inbound_settle_seconds, s.inbound_min_age_seconds) - 1
         written = 0
