@@ -84,6 +84,8 @@ def _allowed(prop: Schema, defs: Schema) -> str:
         found.append("not empty")
     if "pattern" in prop:
         found.append(f"matches `{prop['pattern']}`")
+    if "x-rule" in prop:  # a rule its validator checks, said in words
+        found.append(str(prop["x-rule"]))
     if prop.get("type") == "object":
         values = prop.get("patternProperties") or {}
         for value in values.values():

@@ -39,9 +39,37 @@ def _zone(name: str) -> str:
     return name
 
 
-def _not_system(name: str) -> str:
+# MongoDB's naming rules, checked here so that a bad name is a configuration error (exit 2)
+# rather than a failure of the first command, and said in words rather than as a pattern.
+_REFUSED_IN_DATABASE = {
+    "/": "/",
+    "\\": "\\",
+    ".": ".",
+    " ": "space",
+    '"': '"',
+    "$": "$",
+    "\0": "NUL",
+}
+
+
+def _database_name(name: str) -> str:
+    found = [word for char, word in _REFUSED_IN_DATABASE.items() if char in name]
+    if found:
+        refused = " ".join(_REFUSED_IN_DATABASE.values())
+        raise ValueError(f"a database name cannot hold any of {refused} (found {', '.join(found)})")
+    return name
+
+
+def _collection_name(name: str) -> str:
+    found = [word for char, word in (("$", "$"), ("\0", "NUL")) if char in name]
+    if found:
+        raise ValueError(f"a collection name cannot hold $ or NUL (found {', '.join(found)})")
+    if "" in name.split("."):
+        raise ValueError(
+            "a collection name cannot start or end with a dot, nor hold two dots in a row"
+        )
     if name.startswith("system."):
-        raise ValueError("system.* collections are MongoDB's own")
+        raise ValueError("system.* collections are MongoDB's own: choose another name")
     return name
 
 
@@ -54,14 +82,20 @@ def _lower(value: object) -> object:
 
 
 TimeZoneName = Annotated[str, AfterValidator(_zone)]
-# MongoDB's naming rules, checked here so that a bad name is a configuration error (exit 2)
-# rather than a failure of the first command: database names under 64 characters without
-# / \\ . space " $; collection names without $ or NUL, no empty dotted part, not system.*.
-DatabaseName = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[^/\\. \"$\x00]+$")]
+# Database names under 64 characters; collection names without $ or NUL, no empty dotted
+# part, not system.*.
+# ``x-rule``: the rule in words, for the settings reference (the validators say it in errors).
+DATABASE_RULE = 'none of / \\ . space " $ NUL'
+COLLECTION_RULE = "no $ or NUL, no empty part between dots, not system.*"
+DatabaseName = Annotated[
+    str,
+    Field(min_length=1, max_length=63, json_schema_extra={"x-rule": DATABASE_RULE}),
+    AfterValidator(_database_name),
+]
 CollectionName = Annotated[
     str,
-    Field(min_length=1, max_length=200, pattern=r"^[^$\x00.]+(\.[^$\x00.]+)*$"),
-    AfterValidator(_not_system),
+    Field(min_length=1, max_length=200, json_schema_extra={"x-rule": COLLECTION_RULE}),
+    AfterValidator(_collection_name),
 ]
 LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)]
 LogFormat = Annotated[Literal["text", "json"], BeforeValidator(_lower)]
@@ -93,18 +127,19 @@ class Settings(EnvSettings):
     mongo_retry_seconds: float = Field(30.0, ge=0, le=86_400)
     """Time budget for retrying transient MongoDB failures (exponential backoff with jitter) before
     the run gives up with exit 1."""
-    mongo_timeout_seconds: float = Field(10.0, gt=0, le=3_600)
-    """Deadline of one database command: one the server holds fails as a timeout, retried within the
-    budget."""
+    # At least 0.1 s: the driver counts in whole milliseconds, and 0 ms is no deadline at all.
+    mongo_timeout_seconds: float = Field(10.0, ge=0.1, le=3_600)
+    """Deadline of one database command (at least 0.1): one the server holds fails as a timeout,
+    retried within the budget."""
     mongo_embedded: bool = False
     """Start the local SecantusDB server instead of using MONGO_URI (the same as `--embedded`)."""
     batch_size: int = Field(1000, ge=1, le=100_000)
     """Records per database round trip, and documents per outbound page."""
-    lock_timeout_seconds: float = Field(10.0, gt=0, le=3_600)
-    """Longest wait for the outbound folder's lock held by another process (a frozen one may never
-    let go), once per run (not per file) and counted in time waited (a pause of this process does
-    not count); past it the run's files are deferred
-    (`deferred=`, `status=partial`, exit 1) and left for the next run."""
+    lock_timeout_seconds: float = Field(10.0, ge=0.1, le=3_600)
+    """Longest wait (at least 0.1 s) for the outbound folder's lock held by another process (a
+    frozen one may never let go), once per run (not per file) and counted in time waited (a pause
+    of this process does not count); past it the run's files are deferred (`deferred=`,
+    `status=partial`, exit 1) and left for the next run."""
     client_clock_skew_seconds: float = Field(300.0, ge=0, le=86_400)
     """How far ahead of this host's clock a client record's last update may be (every connector): a
     later one is refused (stale when TracOS already holds that version), and a TracOS work order
@@ -129,7 +164,8 @@ def load_settings(cls: type[SettingsT], env_file: str | None = ".env") -> Settin
                 lines.append(str(err["msg"]).removeprefix("Value error, "))
                 continue
             variable = str(err["loc"][0]).upper()
-            lines.append(f"{variable}: {err['msg']}{shown_value(variable, err.get('input'))}")
+            message = str(err["msg"]).removeprefix("Value error, ")
+            lines.append(f"{variable}: {message}{shown_value(variable, err.get('input'))}")
         raise ConfigurationError("invalid configuration: " + "; ".join(lines)) from None
 
 

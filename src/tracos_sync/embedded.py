@@ -9,6 +9,7 @@ import fcntl
 import os
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from tracos_sync.local_server import (
 )
 
 log = structlog.get_logger("tracos_sync.embedded")
+MEMORY = ":memory:"  # the server's storage path for data kept in memory only
 PORT_ATTEMPTS = 3
 # How long a second run waits for the one holding the local server (its data folder admits one
 # server at a time) before saying so and giving up.
@@ -45,25 +47,46 @@ async def embedded_server(
     binary = binary or find_server_binary()  # before the lock: a missing one writes nothing
     async with _server_lock(data_dir, wait_seconds) as lock_fd:
         await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
-        process, port = await _start(binary, data_dir, lock_fd)
-        try:
-            log.info("embedded.started", port=port, data=str(data_dir), pid=process.pid)
-            yield uri_of(port)
-        finally:
-            await asyncio.to_thread(stop, process, port)
-            log.info("embedded.stopped", port=port)
+        async with _running(binary, str(data_dir), data_dir.parent, lock_fd) as uri:
+            yield uri
 
 
-async def _start(binary: str, data_dir: Path, lock_fd: int) -> tuple[subprocess.Popen[bytes], int]:
-    """Start and wait for the server; a port taken between choosing and binding it (another
-    program got there first) is chosen again."""
-    log_path = data_dir.parent / "secantusd.log"
+@contextlib.asynccontextmanager
+async def memory_server(binary: str | None = None) -> AsyncIterator[str]:
+    """The server with its data in memory (and its log in a temporary folder): for a dry run or
+    ``check`` where there is no database yet, which must create nothing, not even an empty one
+    (an empty database made by ``check`` in the wrong directory would look ready)."""
+    binary = binary or find_server_binary()
+    with tempfile.TemporaryDirectory(prefix="tracos-sync-memory-") as scratch:
+        async with _running(binary, MEMORY, Path(scratch), None) as uri:
+            yield uri
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    binary: str, storage: str, beside: Path, lock_fd: int | None
+) -> AsyncIterator[str]:
+    process, port = await _start(binary, storage, beside, lock_fd)
+    try:
+        log.info("embedded.started", port=port, data=storage, pid=process.pid)
+        yield uri_of(port)
+    finally:
+        await asyncio.to_thread(stop, process, port)
+        log.info("embedded.stopped", port=port)
+
+
+async def _start(
+    binary: str, storage: str, beside: Path, lock_fd: int | None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start and wait for the server (its log and configuration in ``beside``); a port taken
+    between choosing and binding it (another program got there first) is chosen again."""
+    log_path = beside / "secantusd.log"
     for attempt in range(PORT_ATTEMPTS):
         port = free_port()
-        process = await asyncio.to_thread(
-            spawn, binary, port, str(data_dir), log_path, pass_fds=(lock_fd,)
-        )
-        os.pwrite(lock_fd, f"{os.getpid()} {process.pid} {port}".encode(), 0)
+        held = () if lock_fd is None else (lock_fd,)
+        process = await asyncio.to_thread(spawn, binary, port, storage, log_path, pass_fds=held)
+        if lock_fd is not None:
+            os.pwrite(lock_fd, f"{os.getpid()} {process.pid} {port}".encode(), 0)
         try:
             await wait_until_ready(uri_of(port), process, log_path)
             return process, port

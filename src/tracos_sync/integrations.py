@@ -25,15 +25,25 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from tracos_sync.config import CollectionName, DatabaseName, validation_problems
 from tracos_sync.domain.errors import ConfigurationError
 
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+NAME_RULE = "lower-case letters, digits, - and _, starting with a letter or digit, 1 to 63 of them"
+
+
+def _integration_name(name: str) -> str:
+    """Said in words, not as the pattern: a name is shown in logs, metrics and ``--only``."""
+    if not NAME_PATTERN.fullmatch(name):
+        raise ValueError(f"an integration's name is {NAME_RULE}")
+    return name
+
+
 _REFERENCE = re.compile(r"(?P<escaped>\$\$\{)|\$\{(?P<name>[^}]*)\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -57,7 +67,9 @@ class TracosTable(BaseModel):
 class IntegrationTable(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    name: str = Field(pattern=NAME_PATTERN)
+    name: Annotated[
+        str, Field(json_schema_extra={"x-rule": NAME_RULE}), AfterValidator(_integration_name)
+    ]
     """The integration's name (lower case, digits, `-`, `_`), shown in logs, summaries and metrics
     and chosen by `--only`."""
     connector: str = Field("files", min_length=1)
@@ -176,18 +188,21 @@ MAX_FILE_BYTES = 1 << 20
 def _toml(path: Path, where: object) -> dict[str, Any]:
     """A regular file (not a FIFO, a device or a folder: reading one would hang or never end),
     UTF-8 with or without a byte-order mark, valid TOML."""
+    # Absolute in what is said: a relative path is looked for from the working directory,
+    # which may not be the one the user has in mind.
+    shown = path.absolute()
     try:
         with open(path, "rb", opener=_open_regular) as file:
             data = file.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise ConfigurationError(f"{where}: cannot read {path}: {exc.strerror or exc}") from None
+        raise ConfigurationError(f"{where}: cannot read {shown}: {exc.strerror or exc}") from None
     if len(data) > MAX_FILE_BYTES:
-        raise ConfigurationError(f"{where}: {path} is over {MAX_FILE_BYTES:,} bytes")
+        raise ConfigurationError(f"{where}: {shown} is over {MAX_FILE_BYTES:,} bytes")
     try:
         return tomllib.loads(data.decode("utf-8").removeprefix("\ufeff"))
     except UnicodeDecodeError as exc:
         raise ConfigurationError(
-            f"{where}: {path} is not UTF-8 text (invalid byte at offset {exc.start})"
+            f"{where}: {shown} is not UTF-8 text (invalid byte at offset {exc.start})"
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{where}: not valid TOML: {exc}") from None

@@ -118,14 +118,14 @@ def total_of(outcomes: Sequence[RunOutcome]) -> RunOutcome:
 
 def write_report(path: Path, runtime: Runtime, outcomes: Sequence[RunOutcome]) -> None:
     """The run's JSON report, written atomically (temp file, rename): with several
-    integrations, the total and each integration's own under ``integrations``."""
+    integrations, the total and each integration's own under ``integrations``. Its folder is
+    not created (checked at start-up: ``check_report_path``)."""
     if len(outcomes) == 1:
         report = _report(runtime, outcomes[0])
     else:
         report = _report(runtime, total_of(outcomes)) | {
             "integrations": {o.integration: _report(runtime, o) for o in outcomes}
         }
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         tmp.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))

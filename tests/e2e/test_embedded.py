@@ -32,7 +32,8 @@ def test_a_run_waits_for_the_one_holding_the_local_server(env: Env) -> None:
     lock_path.parent.mkdir(parents=True)
     with lock_path.open("w") as holder:
         fcntl.flock(holder, fcntl.LOCK_EX)  # another run has the server
-        proc = env.popen("check", "--embedded", **embedded_env(env))
+        # Not check: without a database there yet, it would use one in memory (no lock).
+        proc = env.popen("inbound", "--embedded", **embedded_env(env))
         assert proc.stderr is not None
         seen = ""
         for line in proc.stderr:  # until it says it waits (or, wrongly, starts)

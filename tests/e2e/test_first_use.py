@@ -109,13 +109,14 @@ def test_a_new_embedded_database_is_announced_with_its_absolute_path(env: Env) -
         "DATA_INBOUND_DIR": "data/in",
         "DATA_OUTBOUND_DIR": str(env.outbound),
     }
-    first = env.cli("check", "--embedded", **relative)
+    first = env.cli("inbound", "--embedded", **relative)
     assert first.code == 0, first.output
     line = next(x for x in first.output.splitlines() if "embedded.new_database" in x)
+    assert "[info" in line, "first use (make run) is no warning"
     assert f"path={env.root / 'local/db'}" in line, line
     assert f"DATA_INBOUND_DIR={env.root / 'data/in'}" in line, line
     assert "DATA_OUTBOUND_DIR" not in line, "absolute folders are where they say"
-    second = env.cli("check", "--embedded", **relative)
+    second = env.cli("inbound", "--embedded", **relative)
     assert second.code == 0, second.output
     assert "embedded.new_database" not in second.output, "announced once: when it is new"
 

@@ -174,7 +174,10 @@ def test_check_checks_every_integration(env: Env) -> None:
             [{"name": "acme", "tracos": {"colection": "x"}}],
             "integration 'acme': tracos.colection: unknown key",
         ),
-        ([{"name": "Acme Corp"}], "integration 'Acme Corp': name: String should match"),
+        (
+            [{"name": "Acme Corp"}],
+            "integration 'Acme Corp': name: an integration's name is lower-case letters",
+        ),
         (
             [{"name": "acme", "settings": {"inbound_min_age_seconds": -1}}],
             "integration 'acme': settings.inbound_min_age_seconds: Input should be",

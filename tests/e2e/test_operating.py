@@ -99,6 +99,7 @@ def test_report_file_has_counts_and_durations(env: Env) -> None:
     write_json(env.inbound / "1.json", client_record(1))
     env.collection.insert_one(tracos_doc(5))
     report = env.root / "reports" / "last-run.json"
+    report.parent.mkdir()  # REPORT_PATH's folder must exist (checked at start-up)
     result = env.cli("run", REPORT_PATH=str(report))
     assert result.code == 0, result.output
     data = read_json(report)

@@ -74,6 +74,46 @@ def test_bad_values_name_the_variable(
         load_settings(AppSettings, None)
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        (
+            "MONGO_DATABASE",
+            "a.b",
+            'a database name cannot hold any of / \\ . space " $ NUL (found .)',
+        ),
+        ("MONGO_DATABASE", "a b$", "(found space, $)"),
+        ("MONGO_COLLECTION", "a$b", "a collection name cannot hold $ or NUL (found $)"),
+        ("MONGO_COLLECTION", "a..b", "cannot start or end with a dot, nor hold two dots in a row"),
+        ("MONGO_COLLECTION", "system.x", "system.* collections are MongoDB's own"),
+        ("CLIENT_STATE_COLLECTION", ".state", "cannot start or end with a dot"),
+        ("CLIENT_DEAD_LETTER_COLLECTION", "dead$", "(found $)"),
+    ],
+)
+def test_names_mongodb_refuses_are_said_in_words(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, said: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(AppSettings, None)
+    message = str(caught.value)
+    assert f"{variable}: " in message and said in message, message
+    assert "pattern" not in message and "Value error" not in message, message
+
+
+@pytest.mark.parametrize(
+    "variable", ["WATCH_INTERVAL", "MONGO_TIMEOUT_SECONDS", "LOCK_TIMEOUT_SECONDS"]
+)
+def test_intervals_and_timeouts_have_a_floor(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, "1e-9")  # an idle watch sweeping at this pace burns a core
+    with pytest.raises(ConfigurationError, match=f"{variable}: .*greater than or equal to 0.1"):
+        load_settings(AppSettings, None)
+    monkeypatch.setenv(variable, "0.1")
+    assert getattr(load_settings(AppSettings, None), variable.lower()) == 0.1
+
+
 def test_bad_timezone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLIENT_TIMEZONE", "Nowhere/Special")
     with pytest.raises(ConfigurationError, match=r"CLIENT_TIMEZONE.*unknown time zone"):

@@ -100,7 +100,10 @@ def test_a_mapping_file_is_read_from_its_mapping_table(tmp_path: Path) -> None:
         ("integration = []", "integration: List should have at least 1 item"),
         ('[[integration]]\nname = "a"\nconector = "x"', "integration 'a': conector: unknown key"),
         ("[[integration]]\nconnector = 'files'", "integration[0]: name: Field required"),
-        ('[[integration]]\nname = "-a"', "integration '-a': name: String should match"),
+        (
+            '[[integration]]\nname = "-a"',
+            "integration '-a': name: an integration's name is lower-case letters",
+        ),
         ('[[integration]]\nname = "a"\ntracos = { database = "a.b" }', "tracos.database"),
         ('[[integration]]\nname = "a"\ntracos = { collection = "system.x" }', "system.*"),
         ('[[integration]]\nname = "a"\n[[integration]]\nname = "a"', "'a' is defined twice"),

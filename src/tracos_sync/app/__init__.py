@@ -7,6 +7,7 @@ from tracos_sync.app.database import (
     Database,
     Stores,
     mongo_client,
+    new_embedded_database,
     open_database,
 )
 from tracos_sync.app.first_contact import first_contact
@@ -35,5 +36,6 @@ __all__ = [
     "first_contact",
     "load_runtime",
     "mongo_client",
+    "new_embedded_database",
     "open_database",
 ]

@@ -19,7 +19,7 @@ from tracos_sync.app.first_contact import first_contact
 from tracos_sync.app.integration import Integration
 from tracos_sync.app.runtime import Runtime
 from tracos_sync.config import Settings
-from tracos_sync.embedded import embedded_server
+from tracos_sync.embedded import embedded_server, memory_server
 from tracos_sync.tracos.repository import MongoWorkOrderRepository, close_client
 from tracos_sync.tracos.retry import Retrier
 from tracos_sync.tracos.state import MongoConnectorStateStore
@@ -74,22 +74,47 @@ def mongo_client(
 
 
 @contextlib.asynccontextmanager
-async def database_uri(runtime: Runtime) -> AsyncIterator[str]:
+async def database_uri(runtime: Runtime, create: bool = True) -> AsyncIterator[str]:
+    """MONGO_URI, or the embedded server's. ``create`` False (a dry run, ``check``): where
+    there is no embedded database yet, an empty one in memory stands in, and nothing is
+    created."""
     settings = runtime.settings
     if not settings.mongo_embedded:
         yield settings.mongo_uri
         return
-    data_dir = settings.mongo_embedded_dir.absolute()
-    if not data_dir.exists():
+    data_dir = new_embedded_database(runtime)
+    if data_dir is not None and not create:
+        log.info(
+            "embedded.in_memory",
+            path=str(data_dir),
+            reason="no database there: an empty one in memory stands in, and nothing is "
+            "created (a run would create a new, empty one there)",
+        )
+        async with memory_server(runtime.server_binary) as uri:
+            yield uri
+        return
+    if data_dir is not None:
         _announce_new_database(runtime, data_dir)
-    async with embedded_server(data_dir, binary=runtime.server_binary) as uri:
+    async with embedded_server(
+        settings.mongo_embedded_dir.absolute(), binary=runtime.server_binary
+    ) as uri:
         yield uri
 
 
+def new_embedded_database(runtime: Runtime) -> Path | None:
+    """The embedded database's absolute folder when it does not exist yet (a run would create
+    it), else None (none when MONGO_URI is used)."""
+    if not runtime.settings.mongo_embedded:
+        return None
+    data_dir = runtime.settings.mongo_embedded_dir.absolute()
+    return None if data_dir.exists() else data_dir
+
+
 def _announce_new_database(runtime: Runtime, data_dir: Path) -> None:
-    """A new, empty embedded database is not made quietly: run from another directory, a
-    relative MONGO_EMBEDDED_DIR (and relative data folders) name other places than the
-    project's, and the user would see an empty TracOS without a word."""
+    """A new, empty embedded database is said, with its absolute path and the relative data
+    folders beside it. Information, not a warning: it is what first use looks like (``make
+    run``). Run from the wrong directory, the data folders that are not there either are what
+    warns (``folder.created``, from the connector that creates them)."""
     relative = {
         f"{integration.name}: {setting}" if runtime.named else setting: folder.absolute()
         for integration in runtime.integrations
@@ -97,7 +122,7 @@ def _announce_new_database(runtime: Runtime, data_dir: Path) -> None:
         if not folder.is_absolute()
     }
     folders = ", ".join(f"{name}={folder}" for name, folder in relative.items())
-    log.warning(
+    log.info(
         "embedded.new_database",
         path=str(data_dir),
         reason="no embedded database there yet: a new, empty one is created. "
@@ -162,7 +187,7 @@ async def open_database(
     settings = runtime.settings
     if knock:
         await first_contact(runtime)
-    async with database_uri(runtime) as uri:
+    async with database_uri(runtime, create=not dry_run) as uri:
         client = mongo_client(uri, settings, len(runtime.integrations))
         budget = settings.mongo_retry_seconds if retry_seconds is None else retry_seconds
         try:

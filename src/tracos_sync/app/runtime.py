@@ -3,12 +3,14 @@ can be checked before anything is touched (a ``ConfigurationError`` otherwise)."
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import structlog
+from pymongo import AsyncMongoClient
 from pymongo.errors import ConfigurationError as MongoConfigurationError
 from pymongo.errors import InvalidURI
 from pymongo.uri_parser import parse_uri
@@ -72,6 +74,16 @@ def load_runtime(
         settings.integrations_file = Path(integrations_file)
     if not settings.mongo_embedded:
         check_mongo_uri(settings.mongo_uri)
+    elif "mongo_uri" in settings.model_fields_set:
+        # Never its value: the address may carry credentials.
+        log.warning(
+            "config.ignored",
+            variables="MONGO_URI",
+            reason="the embedded local server is used (--embedded or MONGO_EMBEDDED), not "
+            "MONGO_URI: unset one or the other",
+        )
+    if settings.report_path is not None:
+        check_report_path(settings.report_path)
     if settings.integrations_file is None:
         for variable, collection in (
             ("CLIENT_STATE_COLLECTION", settings.client_state_collection),
@@ -145,8 +157,29 @@ def _only(integrations: list[Integration], names: Sequence[str]) -> list[Integra
 
 
 def check_mongo_uri(uri: str) -> None:
+    """Whatever the driver refuses in the address (its syntax, its options, credentials it
+    cannot use such as a user without a password), found before anything runs or is written;
+    the client is built without connecting, and never used."""
     try:
         parse_uri(uri)
-    except (InvalidURI, MongoConfigurationError, ValueError) as exc:
+        AsyncMongoClient(uri, connect=False)
+    except (InvalidURI, MongoConfigurationError, ValueError, TypeError, OSError) as exc:
         reason = redact_text(str(exc), uri_secrets(uri))
         raise ConfigurationError(f"MONGO_URI: {reason}") from None
+
+
+def check_report_path(path: Path) -> None:
+    """REPORT_PATH names a file in a folder that exists and this user may write in: otherwise a
+    complete sync would fail at its very end. The folder is not created: a relative path taken
+    from the wrong working directory would put reports where nobody looks."""
+    where = path.absolute()
+    if where.is_dir():
+        raise ConfigurationError(f"REPORT_PATH: {where} is a folder; name a file in it")
+    folder = where.parent
+    if not folder.is_dir():
+        raise ConfigurationError(
+            f"REPORT_PATH: the folder {folder} does not exist (or is not a folder); create it, "
+            "or name a file in an existing folder"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigurationError(f"REPORT_PATH: the folder {folder} is not writable by this user")

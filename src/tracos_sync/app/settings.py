@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, Field
 
-from tracos_sync.config import Settings
+from tracos_sync.config import CollectionName, Settings
 
 
 def _empty_is_none(value: object) -> object:
@@ -24,11 +24,12 @@ class AppSettings(Settings):
     deployment, each with its own connector, settings, TracOS collection and mapping. Unset (or
     empty): the environment defines a single integration."""
     mongo_embedded_dir: Path = Field(Path(".data/db"))
-    """The embedded server's data folder (a relative path is taken from the directory the
-    command runs in; a new one is announced as `embedded.new_database`)."""
-    watch_interval: float = Field(5.0, gt=0, le=86_400)
-    """Watch mode: seconds between sweeps, the source of truth (events can be lost): a file no event
-    announced is taken within this."""
+    """The embedded server's data folder (a relative path is relative to the working directory;
+    a new one is announced as `embedded.new_database`; a dry run and `check` create none)."""
+    # At least 0.1 s: an idle watch sweeps at this pace, and a nanosecond kept a core busy.
+    watch_interval: float = Field(5.0, ge=0.1, le=86_400)
+    """Watch mode: seconds between sweeps (at least 0.1), the source of truth (events can be lost):
+    a file no event announced is taken within this."""
     watch_events: bool = True
     """Watch mode: take a file as it arrives, woken by the inbound folder's file-system events
     (inotify); off, sweep at WATCH_INTERVAL only (a network mount without events)."""
@@ -39,10 +40,8 @@ class AppSettings(Settings):
     metrics_address: str = "0.0.0.0"
     """The address the metrics server listens on."""
     # Where connectors keep their own state (the HTTP connector: watermark, dead letters).
-    client_state_collection: str = Field("client_sync_state", min_length=1, pattern=r"^[^$\x00]+$")
+    client_state_collection: CollectionName = "client_sync_state"
     """Connectors' own state (the HTTP connector's watermark), in MONGO_DATABASE, written like the
     work orders."""
-    client_dead_letter_collection: str = Field(
-        "client_dead_letters", min_length=1, pattern=r"^[^$\x00]+$"
-    )
+    client_dead_letter_collection: CollectionName = "client_dead_letters"
     """Records a connector refused (the HTTP connector's dead letters), in MONGO_DATABASE."""

@@ -192,6 +192,8 @@ def seed_command(
 ) -> None:
     """Write sample data: 10 TracOS work orders and 10 client files (plus two bad files).
     Refuses (exit 2) when data is already there, unless --if-empty or --force."""
+    if if_empty and force:  # one skips where data is, the other writes over it
+        raise click.UsageError("--if-empty and --force contradict each other: give one")
     ctx.exit(asyncio.run(runners.run_seed(ctx.obj.with_(embedded, only), if_empty, force)))
 
 

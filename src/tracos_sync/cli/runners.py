@@ -12,7 +12,14 @@ import click
 import structlog
 
 from tracos_sync import logs
-from tracos_sync.app import Runtime, check, first_contact, load_runtime, open_database
+from tracos_sync.app import (
+    Runtime,
+    check,
+    first_contact,
+    load_runtime,
+    new_embedded_database,
+    open_database,
+)
 from tracos_sync.app.variables import warn_unknown_variables
 from tracos_sync.cli.exit_codes import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, caught, exit_code
 from tracos_sync.config import early_log_settings
@@ -114,11 +121,15 @@ async def run_watch(startup: Startup) -> int:
 
 async def run_check(startup: Startup) -> int:
     runtime = _startup(startup, checking=True)
+    new_database = new_embedded_database(runtime)  # checked in memory: it is still not there
     results, error = await caught(check(runtime))
     width = max([22, *(len(result.name) for result in results or [])])
-    for result in results or []:
+    for index, result in enumerate(results or []):
         detail = redact_text(result.detail, runtime.secrets)
         click.echo(f"{'ok  ' if result.ok else 'FAIL'}  {result.name:<{width}} {detail}")
+        if index == 0 and new_database is not None:  # right under the configuration's line
+            said = f"no database at {new_database}: a run would create a new, empty one"
+            click.echo(f"WARN  {'embedded database':<{width}} {said}")
     code = exit_code(error)
     return code or (EXIT_FAILED if any(not r.ok for r in results or []) else EXIT_OK)
 

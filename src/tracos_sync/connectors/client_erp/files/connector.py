@@ -49,8 +49,10 @@ class FolderConnector:
     def describe(self) -> dict[str, str]:
         return {
             "connector": "files",
-            "inbound": str(self.settings.data_inbound_dir),
-            "outbound": str(self.settings.data_outbound_dir),
+            # Absolute: a relative setting names a folder of the working directory, which a
+            # run from the wrong one would otherwise not show.
+            "inbound": str(self.settings.data_inbound_dir.absolute()),
+            "outbound": str(self.settings.data_outbound_dir.absolute()),
         }
 
     def secrets(self) -> list[str]:
@@ -123,6 +125,9 @@ class FolderConnector:
         ``INBOUND_MIN_AGE_SECONDS`` would be left for later)."""
         inbound = self.settings.data_inbound_dir
         inbound.mkdir(parents=True, exist_ok=True)
+        # The sample project whole, both folders (said in seed.done): the first run after it
+        # (``make run``) creates nothing, so that a folder.created warning means a wrong place.
+        self.settings.data_outbound_dir.mkdir(parents=True, exist_ok=True)
         s = self.settings
         done = time.time() - max(s.inbound_settle_seconds, s.inbound_min_age_seconds) - 1
         written = 0
@@ -145,6 +150,13 @@ class FolderConnector:
         ``.error.json``."""
         rejected, inbound = self.settings.rejected_dir, self.settings.data_inbound_dir
         if not rejected.is_dir():
+            log.warning(
+                "replay.no_rejected_folder",
+                folder=str(rejected.absolute()),
+                reason="no rejected folder there: nothing was quarantined in it (a relative "
+                "DATA_INBOUND_DIR or DATA_REJECTED_DIR is taken from the working directory)",
+                **({"not_found": ", ".join(names)} if names else {}),
+            )
             return []
         wanted = set(names)
         moved = []
@@ -168,7 +180,7 @@ class FolderConnector:
             moved.append(path.name)
         missing = wanted - set(moved)
         for name in sorted(missing):
-            log.warning("replay.not_found", file=name, folder=str(rejected))
+            log.warning("replay.not_found", file=name, folder=str(rejected.absolute()))
         return moved
 
 
@@ -197,6 +209,7 @@ def _archive_check(label: str, inbound: Path, folder: Path) -> HealthCheck:
 
 
 def _folder_check(label: str, folder: Path) -> HealthCheck:
+    folder = folder.absolute()  # a relative setting is taken from the working directory
     if folder.is_dir():
         if os.access(folder, os.R_OK | os.W_OK | os.X_OK):
             return HealthCheck(label, True, f"{folder} is readable and writable")

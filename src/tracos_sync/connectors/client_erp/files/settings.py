@@ -21,13 +21,17 @@ class FolderSettings(EnvSettings):
     """Settings of the JSON-folder transport."""
 
     data_inbound_dir: Path = Path("data/inbound")
-    """Client work-order files to read."""
+    """Client work-order files to read (relative to the working directory; created if missing,
+    with a `folder.created` warning)."""
     data_outbound_dir: Path = Path("data/outbound")
-    """Where TracOS work orders are written (created if missing)."""
+    """Where TracOS work orders are written (relative to the working directory; created if
+    missing, with a `folder.created` warning)."""
     data_processed_dir: Path | None = None
-    """Archive of applied files. Unset: `<inbound>/processed`."""
+    """Archive of applied files (relative to the working directory). Unset:
+    `<inbound>/processed`, created quietly."""
     data_rejected_dir: Path | None = None
-    """Quarantine, each file beside its `<name>.error.json`. Unset: `<inbound>/rejected`."""
+    """Quarantine, each file beside its `<name>.error.json` (relative to the working directory).
+    Unset: `<inbound>/rejected`, created quietly."""
     client_timezone: TimeZoneName = "UTC"
     """IANA zone in which naive client timestamps are read."""
     max_file_bytes: int = Field(64 * 1024 * 1024, ge=1)

@@ -20,6 +20,7 @@ from tracos_sync.domain.model import Problem, WorkOrder
 from tracos_sync.domain.ports import Delivery
 from tracos_sync.mapping import RecordMapping
 
+from .creating import create_folder
 from .durable import write_atomically_unless
 from .folder_lock import LOCK_TIMEOUT_SECONDS, LockHeld
 from .settings import FolderSettings
@@ -61,7 +62,7 @@ class FolderSink:
         if self._dry_run:
             return
         try:
-            await asyncio.to_thread(self._outbound.mkdir, parents=True, exist_ok=True)
+            await asyncio.to_thread(create_folder, self._outbound, "DATA_OUTBOUND_DIR")
             await asyncio.to_thread(remove_stale_temps, self._outbound)  # a killed writer's
         except OSError as exc:
             raise DestinationUnwritable(

@@ -29,6 +29,7 @@ from .archive import SIDECAR_SUFFIX
 from .archiver import Archiver
 from .claiming import Claimer
 from .claims import POISON_REASON, Quarantined
+from .creating import create_folder
 from .following import Gathering
 from .hand import Hand
 from .listing import Waiting, list_waiting, waiting_entries, waiting_files
@@ -70,12 +71,13 @@ class FolderSource:
         if self._dry_run:
             return  # read in place; create, claim and recover nothing
         try:
-            for folder in (
-                self._inbound,
-                self._settings.processed_dir,
-                self._settings.rejected_dir,
+            create_folder(self._inbound, "DATA_INBOUND_DIR")
+            for setting, folder in (
+                ("DATA_PROCESSED_DIR", self._settings.processed_dir),
+                ("DATA_REJECTED_DIR", self._settings.rejected_dir),
             ):
-                folder.mkdir(parents=True, exist_ok=True)
+                # Directly under the inbound folder (the default) they are ours: made quietly.
+                create_folder(folder, None if folder.parent == self._inbound else setting)
             self._claims.open()
             for folder in (self._settings.processed_dir, self._settings.rejected_dir):
                 remove_stale_temps(folder)  # a killed instance's copies across file systems
