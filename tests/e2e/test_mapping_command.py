@@ -73,7 +73,7 @@ def test_a_refused_record_exits_1_with_every_problem_listed(tmp_path: Path) -> N
     result = offline(tmp_path, "mapping", "test", str(GLOBEX), str(sample))
     assert result.code == 1, result.output
     assert f"{sample} record 1  REFUSED: 2 problems" in result.stdout
-    assert "$.status: \"SCRAPPED\" is not one of" in result.stdout
+    assert '$.status: "SCRAPPED" is not one of' in result.stdout
     assert "$.details.title: 'title' is a required property" in result.stdout
     assert f"{sample} record 2  REFUSED: 2 problems" in result.stdout
     assert "$.dates.created: not a date in the format" in result.stdout
@@ -191,7 +191,7 @@ def test_check_reads_an_integrations_samples_through_its_mapping(env: Env) -> No
     bad = env.cli("--integrations", str(path), "check")
     assert bad.code == 1, bad.output
     assert "FAIL  globex: samples" in bad.stdout
-    assert f"{samples / 'b.json'} record 1: $.status: \"SCRAPPED\" is not one of" in bad.stdout
+    assert f'{samples / "b.json"} record 1: $.status: "SCRAPPED" is not one of' in bad.stdout
 
 
 def test_a_dry_run_lists_every_problem_of_a_file(env: Env) -> None:
