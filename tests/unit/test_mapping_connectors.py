@@ -8,11 +8,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tracos_sync.connectors.client_erp.codec import RecordDecoder
 from tracos_sync.connectors.client_erp.files.settings import FolderSettings
 from tracos_sync.connectors.client_erp.files.sink import FolderSink, holds_newer_than
 from tracos_sync.connectors.client_erp_http.versions import ErpVersions
+from tracos_sync.domain.errors import ConfigurationError
 from tracos_sync.domain.model import Status, WorkOrder
 from tracos_sync.mapping import load_mapping
 
@@ -59,3 +61,35 @@ def test_erp_versions_read_a_refused_records_key_through_the_mapping() -> None:
     assert erp.saw_raw(raw) == (ORDER.updated_at, 7)
     assert erp.holds_newer(7, datetime(2024, 5, 1, 12, tzinfo=UTC))
     assert erp.saw_raw({"orderNo": 7}) is None
+
+
+async def test_folder_sink_writes_in_the_envelope_when_the_mapping_says(tmp_path: Path) -> None:
+    # A customer whose files hold their records in an envelope may want ours the same way.
+    description = tomllib.loads(EXAMPLE.read_text())["mapping"]
+    enveloped = load_mapping(
+        {**description, "records": "d.results", "envelope_outbound": True}, where="acme"
+    )
+    sink = FolderSink(FolderSettings(data_outbound_dir=tmp_path), enveloped)
+    await sink.prepare()
+    try:
+        delivery = await sink.deliver([ORDER])
+    finally:
+        await sink.close()
+    assert delivery.delivered == [7]
+    raw = (tmp_path / "7.json").read_bytes()
+    written = orjson.loads(raw)
+    assert list(written) == ["d"] and len(written["d"]["results"]) == 1
+    assert written["d"]["results"][0] == MAPPING.encode(ORDER)
+    # Read back as the customer's own files are, and its last update seen through the envelope.
+    assert [r.number for r in RecordDecoder(enveloped).decode(raw).records] == [7]
+    assert holds_newer_than(ORDER.updated_at, enveloped)(raw) is False
+    results = [{**MAPPING.encode(ORDER), "dates": {**written["d"]["results"][0]["dates"]}}]
+    results[0]["dates"]["updated"] = "01/05/2024 10:00"
+    newer = orjson.dumps({"d": {"results": results}})
+    assert holds_newer_than(ORDER.updated_at, enveloped)(newer) is True
+
+
+def test_writing_in_an_envelope_needs_one() -> None:
+    description = tomllib.loads(EXAMPLE.read_text())["mapping"]
+    with pytest.raises(ConfigurationError, match="envelope_outbound: needs records"):
+        load_mapping({**description, "envelope_outbound": True}, where="acme")

@@ -45,6 +45,7 @@ class Parts:
     deleted_flag: FlagCodec | None
     instants: dict[str, Instant]  # created_at, updated_at, deleted_at (when described)
     records: Keys | None  # where a file's records are (``d.results``); None: the file
+    envelope_outbound: bool  # each outbound record written inside the envelope at ``records``
     constants: dict[str, Any]
     defaults: dict[str, Any]
     order: list[str]  # every client path written, in output order

@@ -71,6 +71,21 @@ class RecordMapping:
             document = {key: document}
         return document
 
+    def outbound_document(self, record: dict[str, Any]) -> Any:
+        """An outbound file's document for one encoded record: the record, or the record in the
+        customer's envelope when the description says ``envelope_outbound``."""
+        return self.enclose([record]) if self._parts.envelope_outbound else record
+
+    def outbound_record(self, document: Any) -> Any:
+        """The record an outbound file's document holds (``outbound_document`` undone), or None
+        when it holds no single record where this mapping writes one."""
+        if not self._parts.envelope_outbound:
+            return document
+        assert self._parts.records is not None  # compile refuses envelope_outbound without it
+        for key in self._parts.records:
+            document = document.get(key) if isinstance(document, dict) else None
+        return document[0] if isinstance(document, list) and len(document) == 1 else None
+
     def json_schema(self) -> dict[str, Any]:
         """The client record's JSON Schema (a copy: the mapping stays as built)."""
         schema: dict[str, Any] = copy_json(self._schema)

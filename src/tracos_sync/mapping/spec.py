@@ -135,3 +135,6 @@ class MappingSpec(BaseModel):
     records: ClientPath | None = None
     """Path of the array of records in a file that holds several (`d.results`, `value`); unset:
     a file holds one record or an array of them."""
+    envelope_outbound: bool = False
+    """Write each outbound record inside the `records` envelope (`{"value": [record]}`), as the
+    customer's own files are (needs `records`); off: one record alone per file."""

@@ -68,6 +68,8 @@ def _parts(description: Mapping[str, Any], default_timezone: str) -> Parts:
     readable.update(dict.fromkeys(chosen.read_paths(), "status"))
     filled = defaults(spec.defaults, readable, checks)
     order = output_order(spec.order, checks)
+    if spec.envelope_outbound and spec.records is None:
+        checks.fail("envelope_outbound", "needs records (the path of the envelope's array)")
     checks.stop_if_any()
     assert status is not None  # None comes with a problem
     assert kinds is not None
@@ -87,6 +89,7 @@ def _parts(description: Mapping[str, Any], default_timezone: str) -> Parts:
         deleted_flag=kinds.deleted,
         instants=kinds.instants,
         records=None if spec.records is None else split(spec.records),
+        envelope_outbound=spec.envelope_outbound,
         constants=fixed,
         defaults=filled,
         order=order,

@@ -80,7 +80,8 @@ class FolderSink:
                 # unsynced, reported; the others go out.
                 delivery.refused += exc.problems
                 continue
-            writable.append((order, orjson.dumps(record, option=orjson.OPT_INDENT_2)))
+            document = self._mapping.outbound_document(record)
+            writable.append((order, orjson.dumps(document, option=orjson.OPT_INDENT_2)))
         if self._dry_run:  # translate and encode everything, write nothing
             delivery.delivered = [order.number for order, _ in writable]
             return delivery
@@ -194,7 +195,7 @@ def holds_newer_than(
 
     def holds_newer(existing: bytes) -> bool:
         try:
-            theirs = mapping.updated_of(orjson.loads(existing))
+            theirs = mapping.updated_of(mapping.outbound_record(orjson.loads(existing)))
         except orjson.JSONDecodeError:
             return False
         if theirs is None or theirs <= ours:
