@@ -101,6 +101,9 @@ class TokenServer:
         self.revoked: set[str] = set()
         self.gate: asyncio.Event | None = None  # holds token answers back until set
         self.fetching = asyncio.Event()  # set once a token is asked for
+        self.api_gate: asyncio.Event | None = None  # holds API answers back until set
+        self.api_waiting = asyncio.Event()  # set once ``expected`` API requests arrived
+        self.expected = 0
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         if str(request.url) == TOKEN_URL:
@@ -116,6 +119,10 @@ class TokenServer:
                 body["expires_in"] = self.lifetime
             return httpx.Response(200, json=body)
         self.api_requests.append(request)
+        if len(self.api_requests) == self.expected:
+            self.api_waiting.set()
+        if self.api_gate is not None:
+            await self.api_gate.wait()
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         if token != f"t{self.issued}" or token in self.revoked:
             return httpx.Response(401, json={"error": "invalid_token"})
@@ -209,9 +216,15 @@ async def test_concurrent_401s_share_one_new_token(oauth: Any) -> None:
     server, client, auth, _ = oauth
     await client.get(ODATA)
     server.revoked.add("t1")
-    responses = await asyncio.gather(*(client.get(ODATA) for _ in range(10)))
+    # All ten in flight with the revoked token before any 401 comes back.
+    server.api_gate, server.expected = asyncio.Event(), 1 + 10
+    requests = [asyncio.create_task(client.get(ODATA)) for _ in range(10)]
+    await server.api_waiting.wait()
+    server.api_gate.set()
+    responses = await asyncio.gather(*requests)
     assert [r.status_code for r in responses] == [200] * 10
-    assert auth.fetches == 2
+    assert auth.fetches == 2  # one new token for all ten
+    assert len(server.api_requests) == 1 + 10 + 10
 
 
 @pytest.mark.parametrize(

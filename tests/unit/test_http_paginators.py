@@ -197,6 +197,18 @@ async def test_odata_links_are_relative_to_the_service_root_and_the_query_keeps_
     assert str(following) == "http://erp.test/odata/v4/svc/Orders?$skiptoken=5"
 
 
+def test_an_odata_next_link_is_relative_to_the_service_root_not_to_the_page() -> None:
+    """CAP answers ``MaintenanceOrder?%24orderby=…&%24skiptoken=100``: under the service root,
+    also for a collection reached by navigation."""
+    start = join_path(ROOT, "Plants('1')/Orders")
+    spec: PagingSpec = TypeAdapter(PagingSpec).validate_python({"style": "odata_v4"})
+    pages = paginator(spec, start, ROOT, SIZE, after)
+    link = "Plants('1')/Orders?%24skiptoken=5"
+    response = httpx.Response(200, json={"value": [1], "@odata.nextLink": link})
+    following = pages.next(Page(pages.first(), response, response.json(), [1]))
+    assert str(following) == "http://erp.test/odata/v4/svc/Plants('1')/Orders?%24skiptoken=5"
+
+
 @pytest.mark.parametrize(
     ("document", "path", "expected"),
     [
