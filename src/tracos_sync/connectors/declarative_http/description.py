@@ -79,7 +79,7 @@ class ReadSpec(BaseModel):
 
     path: KeyTemplate
     """The collection, relative to `base_url` (`MaintenanceOrder`, `/workorders`)."""
-    records: BodyPath | Literal[""] = "value"
+    records: Annotated[str, Field(pattern=r"^([^.\s]+(\.[^.\s]+)*)?$")] = "value"
     """Where the answer holds the page's records (`value`, `d.results`, `items`); `""`: the
     answer is the list itself."""
     query: dict[str, Literal_] = Field(default_factory=dict)

@@ -2,9 +2,10 @@
 seven styles by ``style``.
 
 Only ``keyset`` restarts each page from the last (time, key) read, so only it lets the watermark
-be committed after every page; with every other style a record changed while we page can move
-across a page boundary (SAP CAP's ``$skiptoken`` is a row offset), so the watermark is committed
-at the end of a pass, and a pass cut short is read again from its start.
+be committed after every page. With every other style a record read and then changed moves to the
+end and shifts the rows after it (SAP CAP's ``$skiptoken`` is a row offset): one is skipped, and the
+one that moved is read twice. The watermark then moves only after a complete pass that read no key
+twice (docs/explanation/http-connector-design.md).
 """
 
 from __future__ import annotations
