@@ -11,11 +11,11 @@ import httpx
 import pytest
 from pydantic import TypeAdapter
 
-from tracos_sync.connectors.client_erp_http.api import ProtocolError
 from tracos_sync.connectors.declarative_http.pages import Pages
 from tracos_sync.connectors.declarative_http.paginators import Page, paginator
 from tracos_sync.connectors.declarative_http.paging_spec import PagingSpec
 from tracos_sync.connectors.declarative_http.query import join_path, with_query
+from tracos_sync.connectors.declarative_http.requester import ProtocolError
 from tracos_sync.connectors.declarative_http.selector import records_at
 
 ROOT = httpx.URL("http://erp.test/odata/v4/svc")

@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 import httpx
 import structlog
 
-from ..client_erp_http.api import ProtocolError
 from .paginators import Page, Paginator
+from .requester import ProtocolError
 
 log = structlog.get_logger("tracos_sync.http")
 

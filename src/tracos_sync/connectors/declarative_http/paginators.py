@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 import httpx
 
-from ..client_erp_http.api import ProtocolError
 from .paging_spec import (
     CursorPaging,
     KeysetPaging,
@@ -27,6 +26,7 @@ from .paging_spec import (
     PagingSpec,
 )
 from .query import with_query
+from .requester import ProtocolError
 from .selector import MISSING, value_at
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..client_erp_http.api import ProtocolError
+from .requester import ProtocolError
 
 
 class _Missing:
