@@ -79,6 +79,7 @@ def test_an_odata_description_loads_with_its_secret_from_the_environment() -> No
         ("read.after", {"$filter": "T gt {since}"}, "read.after.$filter: must hold {number}"),
         ("read.query", {"$top": "{since}"}, "read.query.$top: unknown placeholder {since}"),
         ("read.path", "Orders({", "read.path: a lone { or }"),
+        ("read.path", "Orders('{number}')", "read.path: unknown placeholder {number}"),
         ("read.after", {}, "read.after is required with paging style keyset"),
         ("read.paging", {"style": "cursor"}, "read.paging.cursor_path: Field required"),
         ("read.paging", {"style": "scroll"}, "read.paging: Input tag 'scroll'"),
@@ -171,3 +172,17 @@ MODELS = [
 def test_every_key_of_the_description_is_documented(model: type[BaseModel]) -> None:
     table = docs_reference.fields_table(model, variables=False)  # raises for a field without one
     assert table.count("\n") == len(model.model_fields) + 1
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        {"type": "bearer", "token": "${BAD}"},
+        {"type": "api_key", "name": "APIKey", "send_in": "query", "key": "${BAD}"},
+    ],
+)
+def test_a_secret_sent_in_a_header_must_fit_in_one_and_is_not_shown(auth: dict[str, Any]) -> None:
+    bad = "abc def\r\nX-Injected: 1"
+    message = problem(changed("auth", auth), env={**ENV, "BAD": bad})
+    assert "must be printable ASCII without spaces" in message
+    assert "X-Injected" not in message and "abc def" not in message

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
-from .environment import EnvSecret
+from .environment import EnvSecret, HeaderSecret
 
 _MODEL = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
@@ -37,8 +37,9 @@ class BearerAuth(BaseModel):
 
     type: Literal["bearer"]
     """`bearer`: a token the ERP issued, sent as `Authorization: Bearer …`."""
-    token: EnvSecret
-    """The token, as `${NAME}` (from the environment; never printed)."""
+    token: HeaderSecret
+    """The token, as `${NAME}` (from the environment; never printed): printable ASCII without
+    spaces."""
 
     def secrets(self) -> list[str]:
         return [self.token.get_secret_value()]
@@ -71,8 +72,9 @@ class ApiKeyAuth(BaseModel):
     """The header or query parameter that carries it (`APIKey`, `x-api-key`, `api_key`)."""
     send_in: Literal["header", "query"] = "header"
     """Where it goes: a header, or a query parameter (percent-encoded, added to every URL)."""
-    key: EnvSecret
-    """The key, as `${NAME}` (from the environment; never printed)."""
+    key: HeaderSecret
+    """The key, as `${NAME}` (from the environment; never printed): printable ASCII without
+    spaces (percent-encoded in a query)."""
 
     def secrets(self) -> list[str]:
         return [self.key.get_secret_value()]

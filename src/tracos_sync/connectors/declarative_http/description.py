@@ -61,12 +61,12 @@ def _template(allowed: frozenset[str], required: frozenset[str]) -> AfterValidat
     return AfterValidator(check)
 
 
-Literal_ = Annotated[str, _template(frozenset(), frozenset())]
+FixedText = Annotated[str, _template(frozenset(), frozenset())]  # no placeholder; {{ is {
 SinceTemplate = Annotated[str, _template(frozenset({"since"}), frozenset())]
 AfterTemplate = Annotated[
     str, _template(frozenset({"since", "number"}), frozenset({"since", "number"}))
 ]
-KeyTemplate = Annotated[str, Field(min_length=1), _template(frozenset({"number"}), frozenset())]
+CollectionPath = Annotated[str, Field(min_length=1), _template(frozenset(), frozenset())]
 PathTemplate = Annotated[
     str, Field(min_length=1), _template(frozenset({"number"}), frozenset({"number"}))
 ]
@@ -77,12 +77,12 @@ class ReadSpec(BaseModel):
 
     model_config = _MODEL
 
-    path: KeyTemplate
+    path: CollectionPath
     """The collection, relative to `base_url` (`MaintenanceOrder`, `/workorders`)."""
     records: Annotated[str, Field(pattern=r"^([^.\s]+(\.[^.\s]+)*)?$")] = "value"
     """Where the answer holds the page's records (`value`, `d.results`, `items`); `""`: the
     answer is the list itself."""
-    query: dict[str, Literal_] = Field(default_factory=dict)
+    query: dict[str, FixedText] = Field(default_factory=dict)
     """Query parameters sent with the first request of a pass (`$orderby`, `$select`), as they
     are; percent-encoded (a space as `%20`, never `+`)."""
     since: dict[str, SinceTemplate] = Field(default_factory=dict)
@@ -153,7 +153,7 @@ class WriteSpec(BaseModel):
     (`MaintenanceOrder('{number}')`, `/workorders/{number}`)."""
     method: Literal["PUT", "PATCH"] = "PUT"
     """The method that updates a record (`PUT` replaces it, `PATCH` changes the fields sent)."""
-    create: KeyTemplate | None = None
+    create: CollectionPath | None = None
     """The collection a new record is `POST`ed to (`MaintenanceOrder`); unset: `method` on the
     record's URL creates it too (a `PUT` that upserts)."""
     version: VersionSpec | None = None

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, SecretStr
+from pydantic import AfterValidator, BeforeValidator, SecretStr
 
 from tracos_sync.integrations import substitute
 
@@ -78,3 +78,19 @@ def _only_from_environment(value: object) -> object:
 
 EnvSecret = Annotated[SecretStr, BeforeValidator(_only_from_environment)]
 """A secret: ``${NAME}`` in the file, the variable's value (stripped, not empty) here."""
+
+# RFC 6750's token characters are a subset of these; anything else cannot go in a header.
+_VISIBLE_ASCII = frozenset(chr(c) for c in range(0x21, 0x7F))
+
+
+def _fit_for_a_header(value: SecretStr) -> SecretStr:
+    if not set(value.get_secret_value()) <= _VISIBLE_ASCII:
+        raise ValueError(
+            "must be printable ASCII without spaces or control characters inside, to go in a "
+            "header (the value is not shown)"
+        )
+    return value
+
+
+HeaderSecret = Annotated[EnvSecret, AfterValidator(_fit_for_a_header)]
+"""A secret sent as it is in a header (a bearer token, an API key): printable ASCII, no spaces."""
