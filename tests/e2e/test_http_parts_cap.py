@@ -113,13 +113,18 @@ async def test_odata_v4_pages_are_followed_from_caps_relative_next_links(
     assert pages.complete and pages.read == 3  # CAP cuts at 100, whatever we prefer
 
 
+@pytest.mark.parametrize(("size", "requests"), [(40, 8), (1_000, 4)])
 async def test_keyset_pages_restart_from_the_last_time_and_key_across_shared_stamps(
-    cap: CapServer, client: httpx.AsyncClient
+    cap: CapServer, client: httpx.AsyncClient, size: int, requests: int
 ) -> None:
+    """Across runs of 100 orders sharing one stamp; and with a ``$top`` above CAP's limit,
+    which answers 100 (a short page is not the last: the pass ends on an empty one)."""
     await create_many(client, cap, 250)
-    keys, pages = await read_pass(client, describe(cap, KEYSET))
+    api = describe(cap, KEYSET)
+    api = api.model_copy(update={"read": api.read.model_copy(update={"page_size": size})})
+    keys, pages = await read_pass(client, api)
     assert keys == [f"{n:012d}" for n in range(1, 251)]
-    assert pages.complete and pages.read == 7  # 40 a page ($top), the last one short
+    assert pages.complete and pages.read == requests
 
 
 async def test_the_since_filter_reads_only_what_changed_after_the_watermark(

@@ -45,6 +45,7 @@ class Erp:
         self.moved: str | None = None
         self.lie: str | None = None  # "empty": no records but more; "stuck": the same next link
         self.lie_link: str | None = None  # an @odata.nextLink to answer instead of the right one
+        self.cap = 1_000  # the most records a page holds, whatever is asked for
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         self.asked.append(request)
@@ -54,8 +55,12 @@ class Erp:
         rows = sorted(self.orders, key=lambda o: (o["t"], o["k"]))
         q = request.url.params
         style = self.style.removesuffix("_short_page")
+        size = int(q.get("$top") or q.get("page_size") or q.get("limit") or q.get("per_page") or 0)
+        if style.startswith("odata"):
+            size = int(request.headers["Prefer"].removeprefix("odata.maxpagesize="))
+        size = min(size, self.cap)  # as SAP CAP does: at most its own limit, whatever is asked
         start = {
-            "page_number": lambda: (int(q["page"]) - 1) * int(q["page_size"]),
+            "page_number": lambda: (int(q["page"]) - 1) * size,
             "offset": lambda: int(q["$skip"]),
             "cursor": lambda: int(q.get("cursor", 0)),
             "link_header": lambda: (int(q.get("page", 1)) - 1) * int(q["per_page"]),
@@ -65,9 +70,6 @@ class Erp:
                 (o["t"], o["k"]) <= (q.get("since", ""), q.get("after", "")) for o in rows
             ),
         }[style]()
-        size = int(q.get("$top") or q.get("page_size") or q.get("limit") or q.get("per_page") or 0)
-        if style.startswith("odata"):
-            size = int(request.headers["Prefer"].removeprefix("odata.maxpagesize="))
         page, after = rows[start : start + size], start + size
         more = after < len(rows)
         if self.lie == "empty" and len(self.asked) == 2:
@@ -116,12 +118,35 @@ async def read(erp: Erp, max_pages: int = 100) -> tuple[list[str], Pages]:
     return keys, pages
 
 
+# Styles that only know the end when a page comes back empty: one request more.
+ENDS_EMPTY = {"page_number", "offset", "keyset_short_page"}
+
+
 @pytest.mark.parametrize("style", STYLES)
 async def test_every_style_reads_every_record_once_in_order(style: str) -> None:
     erp = Erp(style)
     keys, pages = await read(erp)
     assert keys == [o["k"] for o in erp.orders]
-    assert pages.complete and pages.read == len(erp.asked) == 5  # 23 records, 5 a page
+    expected = 5 + (style in ENDS_EMPTY)  # 23 records, 5 a page
+    assert pages.complete and pages.read == len(erp.asked) == expected
+
+
+@pytest.mark.parametrize("style", [s for s in STYLES if s != "page_number"])
+async def test_a_server_that_caps_the_page_size_below_ours_loses_nothing(style: str) -> None:
+    """A short page is not the last: SAP CAP answers at most 100 records whatever ``$top``
+    asks, and a pass that stopped there would have read 100 of 5,000 and called it complete."""
+    erp = Erp(style)
+    erp.cap = 3
+    keys, pages = await read(erp)
+    assert keys == [o["k"] for o in erp.orders] and pages.complete
+
+
+async def test_page_numbers_counted_in_a_capped_size_are_an_error_not_a_gap() -> None:
+    erp = Erp("page_number")
+    erp.cap = 3
+    with pytest.raises(ProtocolError, match=r"page 1 held 3 records where 5 were asked for") as e:
+        await read(erp)
+    assert "set read.page_size to 3" in str(e.value) and len(erp.asked) == 2
 
 
 @pytest.mark.parametrize("style", STYLES)

@@ -50,13 +50,22 @@ class Paginator(Protocol):
     def next(self, page: Page) -> httpx.URL | None: ...
 
 
+# A page shorter than asked for does not end a pass: a server may cap the page size below ours
+# (SAP CAP answers at most 100 whatever $top asks); only an empty page, or the API saying so, does.
+
+
 class PageNumberPaginator:
+    """Page numbers count in the server's page size: one that caps ours answers a short page
+    and then goes on, and the records between are never read. That is a ``ProtocolError``
+    naming the size to ask for, not a silent gap."""
+
     keyset_safe = False
     headers: Mapping[str, str] = {}
 
     def __init__(self, start: httpx.URL, spec: PageNumberPaging, size: int) -> None:
         self._start, self._spec, self._size = start, spec, size
         self._number = spec.first_page
+        self._short: int | None = None  # the size of a short page read, if any
 
     def _url(self) -> httpx.URL:
         spec = self._spec
@@ -65,12 +74,20 @@ class PageNumberPaginator:
         )
 
     def first(self) -> httpx.URL:
-        self._number = self._spec.first_page
+        self._number, self._short = self._spec.first_page, None
         return self._url()
 
     def next(self, page: Page) -> httpx.URL | None:
-        if len(page.records) < self._size:
+        if not page.records:
             return None
+        if self._short is not None:
+            raise ProtocolError(
+                f"page {self._number - 1} held {self._short} records where {self._size} were "
+                f"asked for, and page {self._number} more: the server caps the page size, and "
+                f"the records between were skipped; set read.page_size to {self._short}"
+            )
+        if len(page.records) < self._size:
+            self._short = len(page.records)
         self._number += 1
         return self._url()
 
@@ -95,9 +112,9 @@ class OffsetPaginator:
         return self._url()
 
     def next(self, page: Page) -> httpx.URL | None:
-        if len(page.records) < self._size:
+        if not page.records:
             return None
-        self._offset += len(page.records)
+        self._offset += len(page.records)  # what was read, not what was asked for
         return self._url()
 
 
@@ -191,7 +208,7 @@ class KeysetPaginator:
     def next(self, page: Page) -> httpx.URL | None:
         more_path = self._spec.more_path
         if more_path is None:
-            more = len(page.records) >= self._size
+            more = bool(page.records)
         else:
             more = value_at(page.document, more_path)
             if not isinstance(more, bool):

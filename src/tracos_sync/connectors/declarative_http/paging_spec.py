@@ -22,7 +22,7 @@ BodyPath = Annotated[str, Field(pattern=r"^[^.\s]+(\.[^.\s]+)*$")]
 
 
 class PageNumberPaging(BaseModel):
-    """``?page=1&page_size=100``, then 2, 3…; a page shorter than the page size is the last."""
+    """``?page=1&page_size=100``, then 2, 3…, until an empty page."""
 
     model_config = _MODEL
 
@@ -37,7 +37,7 @@ class PageNumberPaging(BaseModel):
 
 
 class OffsetPaging(BaseModel):
-    """``?offset=0&limit=100``, then 100, 200…; a page shorter than the limit is the last."""
+    """``?offset=0&limit=100``, then the number of records read so far, until an empty page."""
 
     model_config = _MODEL
 
@@ -110,8 +110,8 @@ class KeysetPaging(BaseModel):
     size_param: ParamName
     """The query parameter of the page size (`$top` in OData, `pageSize`)."""
     more_path: BodyPath | None = None
-    """Where the answer says whether more records follow (`hasMore`); unset: a page shorter
-    than the page size is the last."""
+    """Where the answer says whether more records follow (`hasMore`); unset: an empty page is
+    the last (not a short one: a server may cap the page size below ours)."""
 
 
 PagingSpec = Annotated[
