@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Iterator
 from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel
 
@@ -53,6 +53,8 @@ def _type(prop: Schema, defs: Schema) -> str:
     """A JSON Schema type as a reader says it: ``integer``, ``path or unset``, ``table``."""
     if "anyOf" in prop:
         return " or ".join(_type(_resolve(p, defs), defs) for p in prop["anyOf"])
+    if "oneOf" in prop:  # a tagged union of tables (each listed apart)
+        return "table"
     if "$ref" in prop:
         return _type(_resolve(prop, defs), defs)
     kind = prop.get("type")
@@ -208,6 +210,29 @@ def mapping_reference() -> str:
     )
 
 
+def api_description_reference() -> str:
+    """The declarative HTTP connector's API description (``[api]``), key by key."""
+    from tracos_sync.connectors.declarative_http import auth_spec, description, paging_spec
+
+    parts = [
+        "Top level:",
+        fields_table(description.ApiDescription, variables=False),
+        "`[read]`:",
+        fields_table(description.ReadSpec, variables=False, prefix="read."),
+        "`[write]` and `[write.version]`:",
+        fields_table(description.WriteSpec, variables=False, prefix="write."),
+        fields_table(description.VersionSpec, variables=False, prefix="write.version."),
+    ]
+    for title, prefix, models in (
+        ("`[auth]`, by `type`", "auth.", auth_spec.AuthSpec),
+        ("`[read.paging]`, by `style`", "read.paging.", paging_spec.PagingSpec),
+    ):
+        parts.append(f"{title}:")
+        for model in get_args(get_args(models)[0]):
+            parts.append(fields_table(model, variables=False, prefix=prefix))
+    return "\n\n".join(parts)
+
+
 def metrics_reference() -> str:
     from tracos_sync.watch_metrics import Metrics
 
@@ -257,6 +282,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "integrations": integrations_reference,
     "mapping": mapping_reference,
     "metrics": metrics_reference,
+    "api-description": api_description_reference,
 }
 
 

@@ -1,7 +1,7 @@
 """The one retry loop of the service: an operation retried while its failure is transient, with
 the caller's wait between attempts, until a time budget is spent (then its last failure is
-raised). The database (``tracos.retry``) and the ERP's API (``client_erp_http.api``) both use it;
-each classifies its own failures and says how to wait."""
+raised). The database (``tracos.retry``) and the ERP's API (``declarative_http.requester``) both
+use it; each classifies its own failures and says how to wait."""
 
 from __future__ import annotations
 

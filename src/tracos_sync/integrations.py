@@ -147,7 +147,7 @@ def _locator(document: Any) -> Callable[[tuple[int | str, ...]], str]:
 def _entry(path: Path, item: IntegrationTable, variables: Mapping[str, str]) -> IntegrationEntry:
     where = f"{path}: integration {item.name!r}"
     settings = {
-        key: _substitute(value, f"{where}: settings.{key}", variables)
+        key: substitute(value, f"{where}: settings.{key}", variables)
         for key, value in item.settings.items()
     }
     hidden = frozenset(
@@ -229,7 +229,7 @@ def _variables(env_file: str | None) -> dict[str, str]:
     return found
 
 
-def _substitute(value: Any, where: str, variables: Mapping[str, str]) -> Any:
+def substitute(value: Any, where: str, variables: Mapping[str, str]) -> Any:
     """``${NAME}`` replaced by the variable; ``$${`` is a literal ``${``. Anything else in
     ``${…}`` is an error rather than text sent as it is (a token ``${acme-token}`` would go out
     to the API literally)."""

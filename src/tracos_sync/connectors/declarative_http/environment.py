@@ -1,0 +1,96 @@
+"""``${NAME}`` references in an API description, at any depth, and the secrets they fill.
+
+The integrations file replaces ``${NAME}`` in the top level of a connector's settings only; an API
+description is a nested table (auth, read, write), so its references are replaced here, in every
+string at every depth, with the same rules (``integrations.substitute``: ``$${`` is a literal
+``${``, an unset or malformed name is an error naming the key). A value that came from the
+environment is marked (``FromEnvironment``) so that a secret field can refuse any other (a
+secret written in the file itself) and an error never shows it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, SecretStr
+
+from tracos_sync.integrations import substitute
+
+# ``${`` not preceded by another ``$`` (``$${`` is the escape of a literal ``${``).
+_REFERENCE = re.compile(r"(?<!\$)\$\{")
+
+
+class FromEnvironment(str):
+    """Text that came (at least in part) from a ``${NAME}`` reference."""
+
+    __slots__ = ()
+
+
+def resolve(value: Any, where: str, variables: Mapping[str, str], path: str = "") -> Any:
+    """``value`` with every ``${NAME}`` replaced, in tables and lists at any depth; each string
+    that held one becomes a ``FromEnvironment``. Raises ``ConfigurationError`` beginning with
+    ``where`` and naming the key (``path``, dotted)."""
+    if isinstance(value, dict):
+        return {
+            key: resolve(item, where, variables, f"{path}.{key}" if path else str(key))
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [resolve(item, where, variables, f"{path}[{at}]") for at, item in enumerate(value)]
+    if isinstance(value, str):
+        replaced = substitute(value, f"{where}: {path}", variables)
+        return FromEnvironment(replaced) if _REFERENCE.search(value) else replaced
+    return value
+
+
+def hidden_keys(value: Any) -> frozenset[str]:
+    """The names of the keys whose values came from the environment, at any depth: their
+    values are never shown in an error."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, FromEnvironment):
+                found.add(str(key))
+            found |= hidden_keys(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= hidden_keys(item)
+    return frozenset(found)
+
+
+def _only_from_environment(value: object) -> object:
+    """A secret is taken from the environment, never written in the file (which is copied,
+    committed and shown); whitespace around it is dropped (the newline of a mounted file)."""
+    if not isinstance(value, str):
+        return value
+    if not isinstance(value, FromEnvironment):
+        raise ValueError(
+            "a secret must be given as ${NAME}, taken from the environment, never written in "
+            "the file (the value is not shown)"
+        )
+    secret = value.strip()
+    if not secret:
+        raise ValueError("the variable it names is empty")
+    return secret
+
+
+EnvSecret = Annotated[SecretStr, BeforeValidator(_only_from_environment)]
+"""A secret: ``${NAME}`` in the file, the variable's value (stripped, not empty) here."""
+
+# RFC 6750's token characters are a subset of these; anything else cannot go in a header.
+_VISIBLE_ASCII = frozenset(chr(c) for c in range(0x21, 0x7F))
+
+
+def _fit_for_a_header(value: SecretStr) -> SecretStr:
+    if not set(value.get_secret_value()) <= _VISIBLE_ASCII:
+        raise ValueError(
+            "must be printable ASCII without spaces or control characters inside, to go in a "
+            "header (the value is not shown)"
+        )
+    return value
+
+
+HeaderSecret = Annotated[EnvSecret, AfterValidator(_fit_for_a_header)]
+"""A secret sent as it is in a header (a bearer token, an API key): printable ASCII, no spaces."""

@@ -1,0 +1,229 @@
+"""One request to an ERP's HTTP API, retried, bounded and its answer classified once, here.
+
+- 2xx: the answer (read whole, up to ``max_bytes``).
+- 408, 425, 429, 5xx, network failures, no complete answer within ``timeout``: transient,
+  retried with backoff and jitter, never sooner than the server's ``Retry-After``, within the
+  retry budget; a ``Retry-After`` beyond what is left of that budget gives up at once rather
+  than hang.
+- 401, 403, 407: our credentials are refused; fatal for the run.
+- the ``superseded`` statuses (409, 412): the ERP holds a newer version (``Superseded``): not
+  written, not refused.
+- other 4xx: this one request is refused (``RecordRejected``): a record to quarantine.
+- 3xx, an answer too large: ``ProtocolError``, fatal for the run.
+
+Every message is redacted (the secrets as they are now: a token fetched at run time included;
+URL credentials) before it is cut short. The connector's one ``httpx.AsyncClient`` is given, with
+its auth plugin; messages name the settings that change each limit (``SettingNames``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import structlog
+from tenacity import RetryCallState
+
+from tracos_sync.budgeted_retry import retry_within
+from tracos_sync.domain.errors import DestinationUnwritable, FatalError, RecordRejected
+from tracos_sync.domain.model import Problem
+from tracos_sync.logs import MIN_SHOWN, redact_text
+
+from ..client_erp_http.retrying import ApiTransient, WaitHonouringRetryAfter, retry_after
+
+log = structlog.get_logger("tracos_sync.http")
+
+EXCERPT_CHARS = 120
+EXCERPT_WINDOW = 65_536
+ERROR_BODY_BYTES = 4_096  # of an error answer, only what an excerpt needs is read
+
+
+# The three below are failures of the client side (``DestinationUnwritable``): watch mode tells
+# them from a database outage.
+
+
+class ApiUnavailable(DestinationUnwritable):
+    """The API kept failing for the whole retry budget (or asked to wait beyond it)."""
+
+
+class ProtocolError(DestinationUnwritable):
+    """The API answered something its contract does not allow: not JSON, the wrong shape, an
+    empty page that claims more, paging that never ends, a redirect, an answer too large."""
+
+
+class CredentialsRefused(DestinationUnwritable):
+    """401/403/407: nothing will work until the credentials (or URL) are fixed."""
+
+
+class Superseded(RecordRejected):
+    """409/412 to a conditional write: the ERP holds a newer version of the work order."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    timeout: float  # one whole request, from sending it to the last byte of the answer
+    retry_budget: float  # seconds of retrying transient failures
+    max_bytes: int  # of a successful answer
+
+
+@dataclass(frozen=True, slots=True)
+class SettingNames:
+    """How messages name what the operator can change."""
+
+    retry: str = "CLIENT_API_RETRY_SECONDS"
+    max_bytes: str = "CLIENT_API_MAX_RESPONSE_BYTES"
+    credentials: str = "CLIENT_API_TOKEN"
+    url: str = "CLIENT_API_URL"
+
+
+class Requester:
+    """Requests through ``client`` (its auth plugin, no default query parameters: they would
+    re-encode an OData query), each retried and classified."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        limits: Limits,
+        secrets: Callable[[], Sequence[str]],
+        names: SettingNames = SettingNames(),
+        superseded: Collection[int] = (409, 412),
+    ) -> None:
+        self._client = client
+        self._limits = limits
+        self._secrets = secrets
+        self._names = names
+        self._superseded = frozenset(superseded)
+
+    async def call(
+        self, what: str, method: str, url: str | httpx.URL, **kwargs: Any
+    ) -> tuple[httpx.Response, bytes]:
+        """One request, retried within the budget: its answer and body, or the error its answer
+        is classified as. ``what`` begins every message."""
+
+        async def attempt() -> tuple[httpx.Response, bytes]:
+            return await self._attempt(what, method, url, **kwargs)
+
+        budget = self._limits.retry_budget
+        try:
+            return await retry_within(
+                attempt,
+                budget_seconds=budget,
+                transient=lambda exc: isinstance(exc, ApiTransient),
+                wait=WaitHonouringRetryAfter(),
+                before_sleep=self._log_retry(what),
+                sleep_past_budget=False,
+            )
+        except ApiTransient as exc:
+            asked = exc.retry_after
+            hint = "" if asked is None else f"; it asks to retry after {asked:g}s"
+            raise ApiUnavailable(
+                f"{what}: the client API is still failing after retrying for "
+                f"{budget:g}s ({self._names.retry}){hint}: {exc}"
+            ) from exc
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    def excerpt(self, data: bytes | str, limit: int = EXCERPT_CHARS) -> str:
+        """The start of an answer on one line: redacted before it is cut. Only the first
+        ``EXCERPT_WINDOW`` characters are read; what a secret cut at that edge may leave, too
+        short to be recognised, is dropped."""
+        window = data[:EXCERPT_WINDOW]
+        text = window.decode("utf-8", "replace") if isinstance(window, bytes) else window
+        text = redact_text(text, self._secrets())
+        if len(data) > EXCERPT_WINDOW:
+            text = text[:-MIN_SHOWN] + "…"
+        text = " ".join(text.split())
+        return text if len(text) <= limit else text[: limit - 1] + "…"
+
+    async def _attempt(
+        self, what: str, method: str, url: str | httpx.URL, **kwargs: Any
+    ) -> tuple[httpx.Response, bytes]:
+        """One request, answer read whole, within the deadline; classified."""
+        timeout = self._limits.timeout
+        try:
+            async with asyncio.timeout(timeout):
+                request = self._client.build_request(method, url, **kwargs)
+                response = await self._client.send(request, stream=True)
+                try:
+                    body = await self._read(what, response)
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            raise ApiTransient(f"no complete answer within {timeout:g}s") from None
+        except (httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            raise FatalError(f"{what}: the request cannot be sent: {self._text(exc)}") from None
+        except httpx.DecodingError as exc:
+            raise ProtocolError(
+                f"{what}: the answer cannot be decoded: {self._text(exc)}"
+            ) from None
+        except httpx.TransportError as exc:
+            raise ApiTransient(f"{type(exc).__name__}: {self._text(exc)}") from None
+        self._classify(what, response, body)
+        return response, body
+
+    async def _read(self, what: str, response: httpx.Response) -> bytes:
+        ok = response.is_success
+        limit = self._limits.max_bytes if ok else ERROR_BODY_BYTES
+        declared = response.headers.get("Content-Length", "")
+        if ok and declared.isdigit() and int(declared) > limit:
+            raise ProtocolError(f"{what}: {self._too_large(int(declared))}")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                if ok:
+                    raise ProtocolError(f"{what}: {self._too_large(size)}")
+                break
+        return b"".join(chunks)
+
+    def _classify(self, what: str, response: httpx.Response, body: bytes) -> None:
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        said = f"HTTP {status}: {self.excerpt(body)}"
+        if status in (408, 425, 429) or status >= 500:
+            raise ApiTransient(said, retry_after(response.headers))
+        if status in (401, 403, 407):
+            raise CredentialsRefused(
+                f"{what}: the client API refuses our credentials (check "
+                f"{self._names.credentials}): {said}"
+            )
+        if status in self._superseded:
+            raise Superseded([Problem("$", said)])
+        if 400 <= status < 500:
+            raise RecordRejected([Problem("$", said)])
+        location = self.excerpt(response.headers.get("Location", "none"))
+        raise ProtocolError(
+            f"{what}: HTTP {status} (redirect to {location}): set {self._names.url} to the final "
+            "address"
+            if 300 <= status < 400
+            else f"{what}: unexpected answer {said}"
+        )
+
+    def _too_large(self, size: int) -> str:
+        return (
+            f"the answer is larger than {self._names.max_bytes} ({self._limits.max_bytes}): "
+            f"{size} bytes or more"
+        )
+
+    def _text(self, exc: BaseException) -> str:
+        return self.excerpt(str(exc) or type(exc).__name__, 300)
+
+    def _log_retry(self, what: str) -> Callable[[RetryCallState], None]:
+        def report(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning(
+                "http.retrying",
+                operation=what,
+                attempt=state.attempt_number,
+                wait=round(state.upcoming_sleep, 2),
+                error=str(exc) if exc else "",
+            )
+
+        return report

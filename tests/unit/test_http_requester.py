@@ -1,0 +1,101 @@
+"""The requester with an auth plugin on one client (``httpx.MockTransport``): a token endpoint's
+transient failure retried within the budget as the API's are, a token fetched at run time never
+shown in a message, the superseded statuses as the description says them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tracos_sync.connectors.declarative_http.auth_spec import ClientCredentialsAuth
+from tracos_sync.connectors.declarative_http.environment import FromEnvironment
+from tracos_sync.connectors.declarative_http.oauth2 import ClientCredentials
+from tracos_sync.connectors.declarative_http.requester import (
+    ApiUnavailable,
+    Limits,
+    Requester,
+    SettingNames,
+    Superseded,
+)
+from tracos_sync.domain.errors import RecordRejected
+
+TOKEN_URL = "https://login.test/token"
+TOKEN = "tok-" + "q" * 40
+SPEC = ClientCredentialsAuth(
+    type="oauth2_client_credentials",
+    token_url=TOKEN_URL,  # type: ignore[arg-type]
+    client_id="c",
+    client_secret=FromEnvironment("client-secret-value"),  # type: ignore[arg-type]
+)
+LIMITS = Limits(timeout=5, retry_budget=5, max_bytes=1 << 20)
+NAMES = SettingNames(retry="retry_seconds", credentials="auth", url="base_url")
+
+
+def requester(
+    handler: Callable[[httpx.Request], httpx.Response], superseded: tuple[int, ...] = (409, 412)
+) -> tuple[Requester, ClientCredentials]:
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    auth = ClientCredentials(SPEC, client)
+    client.auth = auth
+    return Requester(client, LIMITS, auth.secrets, NAMES, superseded), auth
+
+
+async def test_a_token_endpoint_that_fails_for_a_while_is_retried_within_the_budget() -> None:
+    answers = iter([503, 429, 200])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if str(request.url) == TOKEN_URL:
+            status = next(answers)
+            if status != 200:
+                return httpx.Response(status, headers={"Retry-After": "0"})
+            return httpx.Response(200, json={"access_token": TOKEN, "expires_in": 600})
+        return httpx.Response(200, json={"value": []})
+
+    api, auth = requester(handler)
+    response, body = await api.call("list orders", "GET", "http://erp.test/Orders")
+    assert response.status_code == 200 and body == b'{"value":[]}'
+    assert auth.fetches == 1
+    await api.close()
+
+
+async def test_a_token_endpoint_that_keeps_failing_gives_up_naming_the_budget() -> None:
+    api, _ = requester(lambda _: httpx.Response(503, headers={"Retry-After": "60"}))
+    with pytest.raises(ApiUnavailable, match=r"\(retry_seconds\); it asks to retry after 60s"):
+        await api.call("list orders", "GET", "http://erp.test/Orders")
+    await api.close()
+
+
+async def test_a_token_fetched_at_run_time_is_never_shown_in_a_message() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if str(request.url) == TOKEN_URL:
+            return httpx.Response(200, json={"access_token": TOKEN, "token_type": "Bearer"})
+        echoed = request.headers["Authorization"]
+        return httpx.Response(400, text=f"malformed request; you sent {echoed}")
+
+    api, _ = requester(handler)
+    with pytest.raises(RecordRejected) as caught:
+        await api.call("send order 1", "PATCH", "http://erp.test/Orders('1')", content=b"{}")
+    message = str(caught.value)
+    assert "you sent Bearer ***" in message and TOKEN[:12] not in message
+    await api.close()
+
+
+@pytest.mark.parametrize(
+    ("superseded", "status", "error"),
+    [((409, 412), 412, Superseded), ((412,), 409, RecordRejected), ((412,), 412, Superseded)],
+)
+async def test_the_superseded_statuses_are_the_descriptions(
+    superseded: tuple[int, ...], status: int, error: type[Exception]
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if str(request.url) == TOKEN_URL:
+            return httpx.Response(200, json={"access_token": TOKEN})
+        return httpx.Response(status, json={"error": {"code": str(status)}})
+
+    api, _ = requester(handler, superseded)
+    with pytest.raises(error) as caught:
+        await api.call("send order 1", "PATCH", "http://erp.test/Orders('1')", content=b"{}")
+    assert type(caught.value) is error
+    await api.close()
