@@ -219,7 +219,7 @@ def test_a_run_that_refuses_every_record_says_so_and_still_exits_0(env: Env) -> 
     warnings = [line for line in result.output.splitlines() if "inbound.all_refused" in line]
     assert len(warnings) == 1, result.output
     assert "records=3" in warnings[0]
-    assert "reason=\"$.summary: None is not of type 'string'" in warnings[0]
+    assert "reason=\"$.summary: null is not of type 'string'" in warnings[0]
     assert "times=2" in warnings[0]
     assert result.summary()["status"] == "refused"
 

@@ -64,7 +64,7 @@ def test_missing_fields_point_at_the_field() -> None:
 def test_array_problems_carry_the_record_index() -> None:
     found = problems([client_record(1), client_record(2, orderNo="x"), "oops"])
     assert {record for record, _, _ in found} == {1, 2}
-    assert (2, "$", "'oops' is not of type 'object'") in found
+    assert (2, "$", "\"oops\" is not of type 'object'") in found
 
 
 @pytest.mark.parametrize(

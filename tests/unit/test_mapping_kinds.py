@@ -69,13 +69,13 @@ def test_a_formatted_key_is_written_and_read_back(
     ("key", "value", "reason"),
     [
         # Not the one form it is written in: read back, it would write other bytes.
-        ({"prefix": "WO-", "width": 6}, "WO-00123", "'WO-00123' is not a number written like"),
-        ({"prefix": "WO-", "width": 6}, "WO-0000123", "is not a number written like 'WO-000123'"),
+        ({"prefix": "WO-", "width": 6}, "WO-00123", '"WO-00123" is not a number written like'),
+        ({"prefix": "WO-", "width": 6}, "WO-0000123", 'is not a number written like "WO-000123"'),
         ({"prefix": "WO-", "width": 6}, "wo-000123", "is not a number written like"),
         ({"prefix": "WO-", "width": 6}, 123, "123 is not of type 'string'"),
-        ({"width": 12}, "000000000000", "'000000000000' is not a number written like"),
-        ({"prefix": "WO-"}, "WO-0123", "'WO-0123' is not a number written like 'WO-123'"),
-        ({"width": 3}, "１２３", "is not a number written like '123'"),  # noqa: RUF001
+        ({"width": 12}, "000000000000", '"000000000000" is not a number written like'),
+        ({"prefix": "WO-"}, "WO-0123", '"WO-0123" is not a number written like "WO-123"'),
+        ({"width": 3}, "１２３", 'is not a number written like "123"'),  # noqa: RUF001
     ],
 )
 def test_a_formatted_key_refuses_every_other_form(

@@ -9,11 +9,13 @@ from typing import Any
 from tracos_sync.domain.dates import InvalidDate
 from tracos_sync.domain.errors import RecordRejected
 from tracos_sync.domain.model import Problem, Status, WorkOrder
+from tracos_sync.domain.text import text_problem
 
 from .instants import Instant
 from .parts import Parts
-from .paths import MISSING, copy_json, read, reader, split, write
+from .paths import MISSING, copy_json, json_path, read, reader, split, write
 from .reasons import reason
+from .status import StatusRefused
 
 Tree = dict[str, "Tree | None"]
 
@@ -32,6 +34,7 @@ class Inbound:
         "_flat_known",
         "_known",
         "_parts",
+        "_status_paths",
         "has_defaults",
         "number",
         "title",
@@ -47,6 +50,7 @@ class Inbound:
         self._deleted = reader(parts.deleted.path) if parts.deleted else None
         self._flag = parts.deleted_flag
         self._deleted_at = parts.instants.get("deleted_at")
+        self._status_paths = [json_path(split(p)) for p, _, _ in parts.status.schemas()]
         self._defaults = [(split(path), value) for path, value in parts.defaults.items()]
         self.has_defaults = bool(self._defaults)
         self._known = _tree(parts.order)
@@ -80,8 +84,8 @@ class Inbound:
         status: Status | None = None
         try:
             status = parts.status.decode(item)
-        except ValueError as exc:
-            problems.append(Problem("$", reason(str(exc))))
+        except StatusRefused as exc:
+            problems.append(Problem(exc.path, reason(str(exc))))
 
         def instant(field: Instant, value: Any) -> datetime | None:
             try:
@@ -121,6 +125,54 @@ class Inbound:
             deleted=deleted,
             deleted_at=deleted_at,
         )
+
+    def problems(self, item: dict[str, Any], flagged: set[str]) -> list[Problem]:
+        """Each field's own problems in a record already refused (by the schema, or for its
+        key or title), for the fields at none of the ``flagged`` JSON paths (nor under one):
+        a refused record lists every problem it has. Values may be of any type here."""
+
+        def clear(*paths: str) -> bool:
+            return not any(_at_or_under(path, flag) for path in paths for flag in flagged)
+
+        parts = self._parts
+        found: list[Problem] = []
+        if clear(parts.number.json_path):
+            try:
+                parts.key.decode(self.number(item))
+            except ValueError as exc:
+                found.append(Problem(parts.number.json_path, reason(str(exc))))
+        title = self.title(item)
+        if clear(parts.title.json_path) and isinstance(title, str):
+            problem = text_problem(title)
+            if problem is not None:
+                found.append(Problem(parts.title.json_path, problem))
+        if clear(*self._status_paths):
+            try:
+                parts.status.decode(item)
+            except StatusRefused as exc:
+                found.append(Problem(exc.path, reason(str(exc))))
+        deleted, flag, read_deleted = parts.deleted, self._flag, self._deleted
+        if deleted and flag and read_deleted and clear(deleted.json_path):
+            try:
+                flag.decode(read_deleted(item))
+            except ValueError as exc:
+                found.append(Problem(deleted.json_path, reason(str(exc))))
+        for field in parts.instants.values():
+            if not clear(*(json_path(split(path)) for path in field.paths())):
+                continue
+            raw = field.read(item)
+            if raw is MISSING or raw is None:
+                continue  # absent: the schema's to say, when it is required
+            try:
+                field.parse(raw)
+            except (InvalidDate, ValueError, TypeError) as exc:
+                found.append(Problem(field.json_path, reason(str(exc))))
+        return found
+
+
+def _at_or_under(path: str, flagged: str) -> bool:
+    """Whether the JSON path ``path`` is ``flagged`` or inside it."""
+    return flagged in (path, "$") or path.startswith((flagged + ".", flagged + "["))
 
 
 def _tree(paths: list[str]) -> Tree:

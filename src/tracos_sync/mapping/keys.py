@@ -8,6 +8,8 @@ import re
 from abc import ABC, abstractmethod
 from typing import Any
 
+from .said import json_text
+
 MAX_NUMBER = 2**63 - 1  # a BSON long
 MAX_WIDTH = len(str(MAX_NUMBER))  # 19 digits
 
@@ -39,7 +41,7 @@ class IntegerKey(KeyCodec):
 
     def decode(self, raw: Any) -> int:
         if type(raw) is not int:  # the schema takes 1.0 for an integer; we do not
-            raise ValueError(f"{raw!r:.60} is not of type 'integer'")
+            raise ValueError(f"{json_text(raw)} is not of type 'integer'")
         return raw
 
     def encode(self, number: int) -> int:
@@ -62,9 +64,12 @@ class FormattedKey(KeyCodec):
         self._prefix = prefix
         self._width = width
         # [0-9], not \d: \d is any Unicode digit, and int() reads fullwidth "123" as 123.
-        digits = f"[0-9]{{{width}}}" if width else "[1-9][0-9]*"
+        # Never zero (all zeros at a width; no leading zero without one), at most 19 digits.
+        digits = (
+            f"(?!0{{{width}}})[0-9]{{{width}}}" if width else f"[1-9][0-9]{{0,{MAX_WIDTH - 1}}}"
+        )
         self._shape = re.compile(re.escape(prefix) + f"({digits})")
-        self._said = repr(self.example())
+        self._said = json_text(self.example())
 
     def example(self) -> str:
         """The number 123 as it is written (as much of it as the width holds)."""
@@ -72,11 +77,11 @@ class FormattedKey(KeyCodec):
 
     def decode(self, raw: Any) -> int:
         if not isinstance(raw, str):
-            raise ValueError(f"{raw!r:.60} is not a string like {self._said}")
+            raise ValueError(f"{json_text(raw)} is not a string like {self._said}")
         match = self._shape.fullmatch(raw)
         number = int(match.group(1)) if match else 0
         if not 1 <= number <= MAX_NUMBER:
-            raise ValueError(f"{raw!r:.60} is not a number written like {self._said}")
+            raise ValueError(f"{json_text(raw)} is not a number written like {self._said}")
         return number
 
     def encode(self, number: int) -> str:
@@ -89,5 +94,7 @@ class FormattedKey(KeyCodec):
         return {
             "description": f"Business key: the TracOS work-order number written like {self._said}.",
             "type": "string",
-            "pattern": f"^{self._shape.pattern}$",
+            # ECMA-262 as well as Python: (?!\n) because Python's $ also matches before a
+            # final newline, where JavaScript's (and fastjsonschema's \Z) do not.
+            "pattern": f"^{self._shape.pattern}(?!\\n)$",
         }

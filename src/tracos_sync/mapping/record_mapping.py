@@ -26,6 +26,7 @@ from .outbound import Outbound
 from .parts import Parts
 from .paths import MISSING, copy_json, json_path
 from .reasons import reason
+from .said import json_text
 
 
 class RecordMapping:
@@ -94,26 +95,47 @@ class RecordMapping:
     # -- inbound
 
     def decode(self, item: Any, unknown_fields: set[str] | None = None) -> WorkOrder:
-        """Client record -> work order. Raises ``RecordRejected`` listing its problems; adds the
+        """Client record -> work order. Raises ``RecordRejected`` listing every problem; adds the
         paths of fields this mapping does not know to ``unknown_fields`` (for a debug line)."""
         try:
             self._check(item)
-        except fastjsonschema.JsonSchemaValueException:
-            raise RecordRejected(self._schema_problems(item)) from None
+        except fastjsonschema.JsonSchemaValueException as exc:
+            raise RecordRejected(self._all_problems(item, exc)) from None
         inbound = self._in
         if inbound.has_defaults:
             item = inbound.with_defaults(item)
         try:
             number = self._parts.key.decode(inbound.number(item))
         except ValueError as exc:
-            raise RecordRejected([Problem(self.number_path, reason(str(exc)))]) from None
+            # The other fields' problems too: a refused record lists every one.
+            raise RecordRejected(
+                [
+                    Problem(self.number_path, reason(str(exc))),
+                    *inbound.problems(item, {self.number_path}),
+                ]
+            ) from None
         title = inbound.title(item)
         problem = text_problem(title)
         if problem is not None:
-            raise RecordRejected([Problem(self._parts.title.json_path, problem)])
+            title_path = self._parts.title.json_path
+            raise RecordRejected(
+                [Problem(title_path, problem), *inbound.problems(item, {title_path})]
+            )
         if unknown_fields is not None:
             inbound.collect_unknown(item, unknown_fields)
         return inbound.translate(item, number, title)
+
+    def _all_problems(
+        self, item: Any, failed: fastjsonschema.JsonSchemaValueException
+    ) -> list[Problem]:
+        """Every problem of a record the schema refused: the schema's, then each field's own
+        rules (dates, status, key) for the fields the schema found nothing wrong with."""
+        problems = self._schema_problems(item, failed)
+        if isinstance(item, dict):
+            if self._in.has_defaults:
+                item = self._in.with_defaults(item)
+            problems += self._in.problems(item, {p.path for p in problems})
+        return problems
 
     def key_of(self, item: Any) -> tuple[datetime, int] | None:
         """(last update, number) of a raw record, leniently: None when either is unreadable.
@@ -141,23 +163,35 @@ class RecordMapping:
             return str(exc)
         return None
 
-    def _schema_problems(self, item: Any) -> list[Problem]:
+    def _schema_problems(
+        self, item: Any, failed: fastjsonschema.JsonSchemaValueException
+    ) -> list[Problem]:
+        """The schema's problems, each at its path, values in JSON's spelling, one a cause (a
+        value outside an enum is not also said to be of the wrong type)."""
+        errors = list(self._full_check.iter_errors(item))
+        enums = {tuple(err.absolute_path) for err in errors if err.validator == "enum"}
         problems = []
-        for err in self._full_check.iter_errors(item):
+        for err in errors:
             parts = list(err.absolute_path)
+            if err.validator == "type" and tuple(parts) in enums:
+                continue
             message = err.message
             if err.validator == "required":
                 # Point at the missing field itself, not at its parent object.
                 parts.append(err.message.split("'")[1])
             elif err.validator == "pattern" and json_path(parts) == self.number_path:
-                # The key's own words: '4000130' is not a number written like '000000000123'.
+                # The key's own words: "4000130" is not a number written like "000000000123".
                 message = self._key_problem(err.instance) or message
             elif err.validator == "enum":
                 # In JSON's spelling: 20 is not one of "10", "20" (not ['10', '20']).
                 allowed = ", ".join(json.dumps(v) for v in err.validator_value)
-                message = f"{json.dumps(err.instance)[:60]} is not one of {allowed}"
+                message = f"{json_text(err.instance)} is not one of {allowed}"
+            elif message.startswith(repr(err.instance)):
+                message = json_text(err.instance) + message[len(repr(err.instance)) :]
             problems.append(Problem(json_path(parts), reason(message)))
-        return problems or [Problem("$", "does not match the work-order schema")]
+        if not problems:  # the two validators disagree: a defect, still said at its path
+            problems.append(Problem(json_path(list(failed.path[1:])), reason(failed.message)))
+        return problems
 
     # -- outbound
 

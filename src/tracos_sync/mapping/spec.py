@@ -106,8 +106,9 @@ class FieldStatusSpec(BaseModel):
     type: Literal["string", "integer"] = "string"
     """The JSON type of the client's values (TOML keys are text: `"20"` means the integer `20`
     with `integer`)."""
-    write: dict[TracosStatus, str] = {}
-    """For a TracOS status that several client values map to: the one written outbound."""
+    write: dict[TracosStatus, str | int] = {}
+    """For a TracOS status that several client values map to: the one written outbound (of
+    the values' `type`: `completed = 40` with `integer`)."""
 
 
 class MappingSpec(BaseModel):

@@ -11,16 +11,26 @@ from typing import Any, ClassVar
 from tracos_sync.domain.model import Status
 
 from .flags import FlagCodec
-from .paths import MISSING, Keys, read, split
+from .paths import MISSING, Keys, json_path, read, split
+from .said import json_text
 
 # A client path and what it is written from, in output order.
 Leaf = tuple[str, Callable[[Status], Any]]
 
 
+class StatusRefused(ValueError):
+    """A record's status cannot be read: ``path`` is where (the status field, a flag, or the
+    record for flags that say two statuses)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class StatusCodec(ABC):
     @abstractmethod
     def decode(self, item: dict[str, Any]) -> Status:
-        """The status of a record that passed the schema; ``ValueError`` when it says none."""
+        """The status of a record; ``StatusRefused`` when it says none, or several."""
 
     @abstractmethod
     def leaves(self) -> list[Leaf]:
@@ -65,12 +75,14 @@ class FlagStatus(StatusCodec):
                 if self._encoding.decode(read(item, keys)):
                     raised.append((path, status))
             except ValueError as exc:
-                raise ValueError(f"{path}: {exc}") from None
+                raise StatusRefused(json_path(keys), str(exc)) from None
         return self._one(raised)
 
     def _one(self, raised: list[tuple[str, Status]]) -> Status:
         if len(raised) > 1:
-            raise ValueError(f"ambiguous status: {', '.join(p for p, _ in raised)} are all true")
+            raise StatusRefused(
+                "$", f"ambiguous status: {', '.join(p for p, _ in raised)} are all true"
+            )
         return raised[0][1] if raised else self._none
 
     def leaves(self) -> list[Leaf]:
@@ -114,9 +126,10 @@ class FieldStatus(StatusCodec):
     def decode(self, item: dict[str, Any]) -> Status:
         value = read(item, self._keys)
         status = self._values.get(value) if type(value) is self._type else None
-        if status is None:  # the schema's enum lets nothing else through: a defect if reached
-            shown = "absent" if value is MISSING else repr(value)
-            raise ValueError(f"unknown status {shown:.60}")
+        if status is None:  # 1.0 passes the schema's enum of integers (it equals 1)
+            shown = "absent" if value is MISSING else json_text(value)
+            allowed = ", ".join(json.dumps(v) for v in self._values)
+            raise StatusRefused(json_path(self._keys), f"{shown} is not one of {allowed}")
         return status
 
     def leaves(self) -> list[Leaf]:

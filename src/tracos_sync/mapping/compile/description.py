@@ -54,14 +54,17 @@ def _parts(description: Mapping[str, Any], default_timezone: str) -> Parts:
     errors: Errors = []
     spec = validate(MappingSpec, dict(description), "", errors)
     chosen = choose(description.get("status"), errors)
-    if spec is None or chosen is None:
+    if spec is None:
         raise Invalid(errors)
     checks = Checks(errors)
     dates, zone = resolve_dates(spec.timezone, spec.date_format, default_timezone, checks)
     slots = field_slots(spec.fields, checks)
     kinds = field_kinds(described(spec.fields), dates, zone, checks)
-    status = chosen.compile(checks)
+    # A status that cannot be read hides none of the other parts' problems.
+    status = chosen.compile(checks) if chosen is not None else None
     fixed = constants(spec.constants, checks)
+    if chosen is None:  # defaults and order may name the status's paths: unknown here
+        raise Invalid(errors)
     readable = {slot.path: name for name, slot in slots.items()}
     for name, instant in (kinds.instants if kinds else {}).items():
         readable.update(dict.fromkeys(instant.paths(), name))

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from tracos_sync.domain.model import Status
 
+from ..said import json_text
 from ..spec import FieldStatusSpec, FlagStatusSpec
 from ..status import FieldStatus, FlagStatus, StatusCodec
 from .checks import Checks, Errors
@@ -116,8 +117,13 @@ def _field(spec: FieldStatusSpec, checks: Checks) -> StatusCodec | None:
     write: dict[Status, str] = {}
     for status in Status:
         values = by_status.get(status, [])
-        chosen = spec.write.get(status)
-        if not values:
+        chosen = _written(spec.write.get(status), spec.type)
+        if chosen is _WRONG_TYPE:
+            checks.fail(
+                f"status.write.{status.value}",
+                f"{json_text(spec.write[status])} is not a value of status.type = {spec.type!r}",
+            )
+        elif not values:
             checks.fail("status.values", f"no client value for TracOS status {status.value}")
         elif chosen is not None and chosen not in values:
             checks.fail(
@@ -138,6 +144,17 @@ def _field(spec: FieldStatusSpec, checks: Checks) -> StatusCodec | None:
     return FieldStatus(
         spec.field, table, {status: typed(text, spec.type) for status, text in write.items()}
     )
+
+
+_WRONG_TYPE = "\x00wrong type"  # never a TOML key: a marker
+
+
+def _written(value: str | int | None, kind: str) -> str | None:
+    """A ``write`` value as the text of its ``values`` key (``40`` -> ``"40"`` with
+    ``integer``); ``_WRONG_TYPE`` for a value of another type than the table's."""
+    if value is None or isinstance(value, str):
+        return value
+    return str(value) if kind == "integer" else _WRONG_TYPE
 
 
 FORMS: dict[str, StatusForm[Any]] = {

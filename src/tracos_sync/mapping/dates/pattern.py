@@ -47,7 +47,11 @@ class PatternDates(DateFormat):
             else:
                 parsed = datetime.strptime(value, self.name)
         except ValueError:
-            raise InvalidDate(f"not a date in the format {self.name!r}: {value!r:.60}") from None
+            # Numbers at their full width, but not a day of the calendar (SAP's "00000000").
+            raise InvalidDate(
+                f"not a date in the format {self.name!r}: {value!r:.60} (no such date or time: "
+                "a year from 0001, a month 01-12, a day its month has, a time of day)"
+            ) from None
         if parsed.tzinfo is None:
             return _local_to_utc(parsed, self._zone)
         return normalise(parsed)
