@@ -57,9 +57,10 @@ def test_a_record_the_schema_refuses_still_gets_each_fields_own_problems() -> No
 
 
 def test_a_bad_key_does_not_hide_the_dates_and_status() -> None:
-    # The schema passes (a 12-digit string), the key's own rule refuses it: the rest is read too.
-    mapping = sap_mapping(fields={**SAP["fields"], "number": {"path": "AUFNR", "width": 7}})
-    found = rejected(mapping, sap(AUFNR="0000000", ERDAT="20251340"))
+    # The schema passes (19 digits), the key's own rule refuses it (above 2^63-1): the rest is
+    # read too.
+    mapping = sap_mapping(fields={**SAP["fields"], "number": {"path": "AUFNR", "width": 19}})
+    found = rejected(mapping, sap(AUFNR="9" * 19, ERDAT="20251340"))
     assert [path for path, _ in found] == ["$.AUFNR", "$.ERDAT"]
 
 
