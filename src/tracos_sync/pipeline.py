@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from tracos_sync.domain.dates import dated_ahead, format_instant
+from tracos_sync.domain.model import Problem
 from tracos_sync.domain.ports import (
     ClientSink,
     ClientSource,
@@ -64,15 +65,21 @@ class RunStats:
     superseded: int = 0
     deferred: int = 0
     seconds: float = 0.0
+    # Of ``rejected``, the records the mapping refused (not an input that could not be read,
+    # nor one TracOS would not store): what "all refused" is about. Not a count of the summary.
+    refused_by_mapping: int = 0
 
     def as_fields(self) -> dict[str, int | float]:
         fields = asdict(self)
+        del fields["refused_by_mapping"]
         fields["seconds"] = round(self.seconds, 3)
         return fields
 
     def counts(self) -> dict[str, int]:
         """Every count, without the duration."""
-        return {k: v for k, v in asdict(self).items() if k != "seconds"}
+        fields = asdict(self)
+        del fields["refused_by_mapping"], fields["seconds"]
+        return fields
 
     def did_something(self) -> bool:
         return any(self.counts().values())
@@ -82,9 +89,11 @@ class RunStats:
         return self.inserted + self.updated + self.stale + self.rejected
 
     def all_refused(self) -> bool:
-        """Inbound read records (at least one) and refused every one: likely a mapping that does
-        not fit the client's records, not a bad record or two."""
-        return self.rejected > 0 and self.records_read() == self.rejected
+        """The mapping refused records (at least one) and inbound applied none: likely a mapping
+        that does not fit the client's records, not a bad record or two. An input that could
+        not be read at all (truncated, not JSON, too large) is the transport's problem, not the
+        mapping's: it neither makes nor spoils "all refused"."""
+        return self.refused_by_mapping > 0 and self.inserted + self.updated + self.stale == 0
 
 
 async def sync_inbound(
@@ -113,6 +122,8 @@ async def sync_inbound(
     try:
         async with contextlib.aclosing(batches):
             async for units in batches:
+                # Before they are applied: TracOS's own refusals are then added to the units.
+                refused, refused_records = _refused_by_mapping(units)
                 try:
                     await _apply_units(
                         units, repository, stats, batch_size, clock=clock, clock_skew=clock_skew
@@ -128,7 +139,8 @@ async def sync_inbound(
                         await source.release(units)  # applied, but archived next run instead
                         raise
                 archiving = asyncio.create_task(source.complete(units))
-                refusals.add(problem for unit in units for problem in unit.problems)
+                refusals.add(refused)
+                stats.refused_by_mapping += refused_records
                 stats.files += sum(unit.ends_input for unit in units)
                 progress("inbound", len(units))
                 if stop():  # shutting down: the batch in hand is done, leave the rest
@@ -140,12 +152,25 @@ async def sync_inbound(
         reason, times = refusals.most_common()
         log.warning(
             "inbound.all_refused",
-            records=stats.rejected,
+            records=stats.refused_by_mapping,
             reason=reason,
             times=times,
-            hint="every record read was refused: does the mapping fit the client's records? "
-            "(tracos-sync mapping test MAPPING SAMPLE...)",
+            hint="the mapping refused every record read: does it fit the client's records? "
+            "Test it as this integration reads them: tracos-sync mapping test --integration "
+            "NAME FILE... (the files quarantined in rejected/)",
         )
+
+
+def _refused_by_mapping(units: Sequence[InboundUnit]) -> tuple[list[Problem], int]:
+    """The problems of the records the mapping refused in ``units`` (each located at its
+    record: a whole input that could not be read has none), and how many records they are."""
+    problems = []
+    records = 0
+    for unit in units:
+        mine = [problem for problem in unit.problems if problem.record is not None]
+        problems += mine
+        records += len({problem.record for problem in mine})
+    return problems, records
 
 
 async def _apply_units(

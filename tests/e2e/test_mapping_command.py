@@ -231,6 +231,27 @@ def test_a_run_that_refuses_every_record_says_so_and_still_exits_0(env: Env) -> 
     assert mixed.summary()["status"] == "ok"
 
 
+def test_a_truncated_file_is_not_the_mapping_refusing_everything(env: Env) -> None:
+    truncated = env.inbound / "cut.json"
+    truncated.parent.mkdir(parents=True, exist_ok=True)
+    truncated.write_bytes(orjson.dumps(client_record(1))[:40])
+    aged(truncated)
+    result = env.cli("inbound")
+    assert result.code == 0, result.output
+    assert result.summary()["rejected"] == "1" and result.summary()["status"] == "ok"
+    assert "inbound.all_refused" not in result.output
+
+    # Beside records the mapping refused, it neither hides nor adds to their count.
+    truncated.write_bytes(orjson.dumps(client_record(2))[:40])
+    aged(truncated)
+    write_json(env.inbound / "3.json", client_record(3, summary=None))
+    refused = env.cli("inbound")
+    assert refused.summary()["status"] == "refused", refused.output
+    (warning,) = [line for line in refused.output.splitlines() if "inbound.all_refused" in line]
+    assert "records=1" in warning and "$.summary" in warning
+    assert "mapping test --integration NAME" in warning
+
+
 def test_watch_gauges_a_mapping_that_refuses_everything(env: Env) -> None:
     write_json(env.inbound / "1.json", client_record(1, summary=None))
     proc, port = watch_with_metrics(env, WATCH_INTERVAL="0.2")

@@ -24,7 +24,7 @@ from tracos_sync.domain.errors import ConfigurationError
 from tracos_sync.domain.model import Problem
 from tracos_sync.domain.ports import ConnectorConfig
 from tracos_sync.pipeline import RunStats
-from tracos_sync.refusals import MAX_REASONS, RefusalTally
+from tracos_sync.refusals import MAX_KINDS, RefusalTally
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "mappings" / "globex.toml"
 TABLE = tomllib.loads(EXAMPLE.read_text())["mapping"]
@@ -115,11 +115,20 @@ def test_an_unknown_zone_names_the_key_as_written() -> None:
         resolve_mapping(config)
 
 
-def test_all_refused_needs_a_record_and_no_accepted_one() -> None:
+def test_all_refused_needs_a_record_the_mapping_refused_and_no_accepted_one() -> None:
     assert not RunStats().all_refused()
-    assert RunStats(rejected=2).all_refused()
-    assert not RunStats(rejected=2, stale=1).all_refused()
-    assert not RunStats(rejected=2, inserted=1).all_refused()
+    assert RunStats(rejected=2, refused_by_mapping=2).all_refused()
+    assert not RunStats(rejected=2, refused_by_mapping=2, stale=1).all_refused()
+    assert not RunStats(rejected=2, refused_by_mapping=2, inserted=1).all_refused()
+    # A truncated file (refused whole, not by the mapping) is the transport's problem.
+    assert not RunStats(rejected=1).all_refused()
+    assert RunStats(rejected=3, refused_by_mapping=2).all_refused()
+
+
+def test_the_count_of_refusals_by_the_mapping_is_not_a_summary_count() -> None:
+    stats = RunStats(rejected=2, refused_by_mapping=2)
+    assert "refused_by_mapping" not in stats.as_fields()
+    assert "refused_by_mapping" not in stats.counts()
 
 
 def test_the_tally_names_the_most_common_problem_and_stays_bounded() -> None:
@@ -128,7 +137,17 @@ def test_the_tally_names_the_most_common_problem_and_stays_bounded() -> None:
     tally.add([Problem("$.a", "bad", record=1), Problem("$.b", "worse", record=1)])
     tally.add([Problem("$.a", "bad", record=2)])
     assert tally.most_common() == ("$.a: bad", 2)
-    tally.add(Problem("$", f"reason {n}") for n in range(MAX_REASONS * 2))
+    tally.add(Problem(f"$.x{n}", "reason") for n in range(MAX_KINDS * 2))
     tally.add([Problem("$.a", "bad")])
     assert tally.most_common() == ("$.a: bad", 3)
-    assert len(tally._reasons) == MAX_REASONS
+    assert len(tally._counts) == MAX_KINDS
+
+
+def test_the_tally_counts_a_kind_of_problem_whatever_its_value() -> None:
+    tally = RefusalTally()
+    tally.add([Problem("$.STATUS", '"20" is not one of 10, 20, 30', record=0)])
+    for n in range(3):
+        tally.add([Problem("$.AUFNR", f'"{n}" is not a number written like "000000000123"')])
+        tally.add([Problem("$.ERDAT", f"not a date in the format '%Y%m%d': '2025{n}'")])
+    tally.add([Problem("$.AUFNR", "7 is not of type 'string'")])  # another kind, same path
+    assert tally.most_common() == ('$.AUFNR: "0" is not a number written like "000000000123"', 3)
