@@ -164,8 +164,29 @@ def test_an_integrations_mapping_is_tested_with_its_connectors_time_zone(tmp_pat
     result = offline(tmp_path, *args, str(sample))
     assert result.code == 0, result.output
     assert '"createdAt":"2024-04-30T22:00:00.000Z"' in result.stdout  # 07:00 in Tokyo
+    assert "naive times read in Asia/Tokyo (" in result.stdout
+    assert "settings.client_timezone)" in result.stdout
     unknown = offline(tmp_path, *args[:-1], "osaka", str(sample))
     assert unknown.code == 2 and "no integration named 'osaka'" in unknown.stderr
+
+
+def test_a_mapping_file_is_tested_in_the_zone_run_reads_it_in(tmp_path: Path) -> None:
+    # run, with an integrations file, never reads the environment's CLIENT_TIMEZONE: an
+    # integration without settings.client_timezone reads UTC, and so does mapping test.
+    mapping = tmp_path / "nozone.toml"
+    mapping.write_text(GLOBEX.read_text().replace('timezone = "America/Sao_Paulo"', ""))
+    sample = write_json(tmp_path / "1.json", globex_record(1))
+    result = offline(
+        tmp_path, "mapping", "test", str(mapping), str(sample), CLIENT_TIMEZONE="Asia/Tokyo"
+    )
+    assert result.code == 0, result.output
+    assert '"createdAt":"2024-05-01T07:00:00.000Z"' in result.stdout  # 07:00 read in UTC
+    assert result.stdout.startswith("naive times read in UTC (the default of an integration")
+    as_json = offline(tmp_path, "mapping", "test", "--json", str(GLOBEX), str(sample))
+    assert orjson.loads(as_json.stdout)["timezone"] == {
+        "name": "America/Sao_Paulo",
+        "from": "the mapping's timezone",
+    }
 
 
 def test_check_reads_an_integrations_samples_through_its_mapping(env: Env) -> None:

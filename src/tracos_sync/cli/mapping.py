@@ -20,7 +20,7 @@ from tracos_sync.cli.trial_report import print_config_error, print_trials, trial
 from tracos_sync.cli.usage import HintingGroup
 from tracos_sync.config import EnvSettings, early_log_settings, load_settings
 from tracos_sync.connectors.client_erp.codec import RecordDecoder
-from tracos_sync.connectors.client_erp.resolve import resolve_mapping
+from tracos_sync.connectors.client_erp.resolve import naive_zone, resolve_mapping
 from tracos_sync.connectors.client_erp.trial import sample_files, try_samples
 from tracos_sync.domain.errors import ConfigurationError
 from tracos_sync.domain.ports import ConnectorConfig
@@ -68,13 +68,16 @@ def test_command(
     mapping_file, samples = _split(arguments, integration)
     if not samples:
         raise click.UsageError("name at least one SAMPLE file", ctx)
-    mapping = _mapping(ctx.obj, mapping_file, integration)
+    config = _config_or_exit(ctx.obj, mapping_file, integration)
+    mapping = _mapping(config)
+    zone = naive_zone(config)
     paths = sample_files(Path(sample) for sample in samples)
     trials = try_samples(RecordDecoder(mapping), paths)
     if as_json:
-        click.echo(orjson.dumps(trials_json(trials), option=orjson.OPT_INDENT_2).decode())
+        report = trials_json(trials, zone)
+        click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
     else:
-        print_trials(trials, len(paths))
+        print_trials(trials, len(paths), zone)
     ctx.exit(EXIT_FAILED if any(trial.refused for trial in trials) else EXIT_OK)
 
 
@@ -85,7 +88,7 @@ def test_command(
 def schema_command(ctx: click.Context, mapping_file: str | None, integration: str | None) -> None:
     """Print the JSON Schema of the client record MAPPING describes (what inbound checks a
     record against first). Exit 2 for a bad mapping."""
-    mapping = _mapping(ctx.obj, mapping_file, integration)
+    mapping = _mapping(_config_or_exit(ctx.obj, mapping_file, integration))
     click.echo(orjson.dumps(mapping.json_schema(), option=orjson.OPT_INDENT_2).decode())
 
 
@@ -96,12 +99,23 @@ def _split(arguments: Sequence[str], integration: str | None) -> tuple[str | Non
     return arguments[0], list(arguments[1:])
 
 
-def _mapping(startup: Startup, mapping_file: str | None, integration: str | None) -> RecordMapping:
-    """The mapping of a file or of an integration, resolved as its connector would resolve it;
-    a configuration error ends the command with exit 2, every problem on a line of its own."""
+def _config_or_exit(
+    startup: Startup, mapping_file: str | None, integration: str | None
+) -> ConnectorConfig:
+    """The configuration of a file's or an integration's mapping; a configuration error ends
+    the command with exit 2, every problem on a line of its own."""
     logs.configure(*early_log_settings(startup.env_file))
     try:
-        return resolve_mapping(_config(startup, mapping_file, integration))
+        return _config(startup, mapping_file, integration)
+    except ConfigurationError as exc:
+        print_config_error(exc)
+        raise click.exceptions.Exit(EXIT_CONFIG) from None
+
+
+def _mapping(config: ConnectorConfig) -> RecordMapping:
+    """The mapping, resolved as its connector would resolve it (exit 2 for a bad one)."""
+    try:
+        return resolve_mapping(config)
     except ConfigurationError as exc:
         print_config_error(exc)
         raise click.exceptions.Exit(EXIT_CONFIG) from None
@@ -112,7 +126,9 @@ def _config(startup: Startup, mapping_file: str | None, integration: str | None)
         if mapping_file is None:
             raise click.UsageError("name a MAPPING file, or --integration NAME")
         table = read_mapping_file(Path(mapping_file), mapping_file)
-        return ConnectorConfig(None, table, startup.env_file, mapping_file)
+        # A mapping runs only in an integration of an integrations file, which never reads the
+        # environment's CLIENT_TIMEZONE: tested alone, it is an integration that sets none.
+        return ConnectorConfig({}, table, startup.env_file, mapping_file)
     if mapping_file is not None:
         raise click.UsageError("name a MAPPING file or --integration NAME, not both")
     found = (

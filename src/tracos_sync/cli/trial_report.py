@@ -11,6 +11,7 @@ import orjson
 from rich.console import Console
 from rich.text import Text
 
+from tracos_sync.connectors.client_erp.resolve import NaiveZone
 from tracos_sync.connectors.client_erp.trial import ABSENT, RecordTrial, counted, order_fields
 from tracos_sync.domain.errors import ConfigurationError
 from tracos_sync.domain.model import Problem
@@ -24,9 +25,11 @@ def _console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, soft_wrap=True, highlight=False)
 
 
-def print_trials(trials: Sequence[RecordTrial], samples: int) -> None:
-    """Each record's verdict with what it became, then a count."""
+def print_trials(trials: Sequence[RecordTrial], samples: int, zone: NaiveZone) -> None:
+    """The zone naive client times are read in, each record's verdict with what it became,
+    then a count."""
     console = _console()
+    console.print(Text(f"naive times read in {zone.name} ({zone.origin})", style="dim"))
     for trial in trials:
         console.print(_verdict(trial))
         for problem in trial.problems:
@@ -71,11 +74,12 @@ def _problem(problem: Problem) -> str:
     return f"{problem.path}: {problem.reason}"
 
 
-def trials_json(trials: Sequence[RecordTrial]) -> dict[str, Any]:
-    """The whole test as one JSON document: counts, then each record (a side of a difference
-    that is absent has no key)."""
+def trials_json(trials: Sequence[RecordTrial], zone: NaiveZone) -> dict[str, Any]:
+    """The whole test as one JSON document: the zone naive times are read in, counts, then
+    each record (a side of a difference that is absent has no key)."""
     refused = sum(trial.refused for trial in trials)
     return {
+        "timezone": {"name": zone.name, "from": zone.origin},
         "records": len(trials),
         "accepted": len(trials) - refused,
         "refused": refused,
