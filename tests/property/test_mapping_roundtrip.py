@@ -5,6 +5,7 @@ the same paths) as the schema file + strict model + ``translate`` it replaced.""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import tomllib
@@ -130,7 +131,11 @@ def test_builtin_accepts_and_refuses_what_today_does(
     elif old == ["schema"]:
         assert isinstance(new, list) and new
     else:
-        assert new == old
+        # Every problem the old code found, first; it stopped at a bad key or title, where the
+        # mapping goes on to list the other fields' problems too.
+        assert isinstance(new, list) and new[: len(old)] == old
+        if new != old:
+            assert old in (["$.orderNo"], ["$.summary"]), (old, new)
 
 
 def test_builtin_schema_is_the_wire_schema_file() -> None:
@@ -485,3 +490,44 @@ def test_a_formatted_key_reads_only_what_it_writes(number: int) -> None:
         if other != written["AUFNR"]:
             with pytest.raises(RecordRejected):
                 mapping.decode({**written, "AUFNR": other})
+
+
+SAP_NO_DATE = load_mapping(
+    {
+        **SAP_DESCRIPTION,
+        "fields": {
+            **SAP_DESCRIPTION["fields"],
+            "deleted_at": {
+                "path": "LOEDAT",
+                "format": "%Y%m%d",
+                "time": "LOEZT",
+                "time_format": "%H%M%S",
+                "no_date": "00000000",
+                "no_time": "000000",
+            },
+        },
+    },
+    where="sap with no_date",
+)
+
+
+@given(work_orders(), st.booleans())
+@settings(max_examples=200)
+def test_sap_no_date_round_trips_both_ways(order: WorkOrder, no_deletion_date: bool) -> None:
+    """TracOS -> SAP -> TracOS -> SAP: no date is written "00000000" "000000" and read as none;
+    a deleted order's date survives at the second."""
+    if order.number >= 10**12:
+        return
+    if no_deletion_date and order.deleted:
+        order = dataclasses.replace(order, deleted_at=None)
+    written = SAP_NO_DATE.encode(order)
+    if not order.deleted:
+        assert (written["LOEDAT"], written["LOEZT"]) == ("00000000", "000000")
+    back = SAP_NO_DATE.decode(orjson.loads(orjson.dumps(written)))
+    assert back.deleted == order.deleted
+    if order.deleted:
+        expected = order.deleted_at or order.updated_at
+        assert back.deleted_at == local_wall(expected.replace(microsecond=0), "Europe/Berlin")
+    else:
+        assert back.deleted_at is None
+    assert SAP_NO_DATE.encode(back) == written

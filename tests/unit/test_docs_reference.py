@@ -5,7 +5,6 @@ metric cannot be added without its documentation."""
 from __future__ import annotations
 
 import re
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -112,8 +111,8 @@ def test_a_field_without_a_description_fails_the_table() -> None:
 
 def test_every_summary_key_is_in_the_summary_reference() -> None:
     page = (ROOT / "docs/reference/output.md").read_text()
-    for field in fields(RunStats):
-        assert f"| `{field.name}` |" in page, f"summary key {field.name} is not documented"
+    for name in RunStats().as_fields():
+        assert f"| `{name}` |" in page, f"summary key {name} is not documented"
 
 
 def test_every_generated_table_is_in_a_page() -> None:

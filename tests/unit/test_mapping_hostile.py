@@ -193,3 +193,93 @@ def test_a_write_of_the_wrong_type_is_refused_at_its_key() -> None:
     }
     with pytest.raises(ConfigurationError, match=r"mapping\.status\.write\.completed: 4 is not"):
         sap_mapping(status=status)
+
+
+# -- a value that means no date (SAP's "00000000")
+
+SAP_DELETION_PAIR = {
+    "path": "LOEDAT",
+    "format": "%Y%m%d",
+    "time": "LOEZT",
+    "time_format": "%H%M%S",
+    "no_date": "00000000",
+    "no_time": "000000",
+}
+
+
+def sap_no_date(**deleted_at: Any) -> RecordMapping:
+    fields = {**SAP["fields"], "deleted_at": {**SAP_DELETION_PAIR, **deleted_at}}
+    return sap_mapping(fields=fields)  # its order lists LOEDAT, not LOEZT
+
+
+def test_sap_no_date_is_read_as_none_and_written_back() -> None:
+    mapping = sap_no_date()
+    record = sap(LOEDAT="00000000", LOEZT="000000")
+    order = mapping.decode(record)
+    assert order.deleted is False and order.deleted_at is None
+    written = mapping.encode(order)
+    assert (written["LOEDAT"], written["LOEZT"]) == ("00000000", "000000")
+    assert list(written) == [*SAP["order"][:-1], "LOEZT", "WERKS"]  # its time beside its date
+    deleted = mapping.decode(sap(LOEKZ="X", LOEDAT="00000000", LOEZT="000000"))
+    assert deleted.deleted and deleted.deleted_at == deleted.updated_at
+
+
+def test_no_date_with_a_time_is_refused_at_the_date() -> None:
+    found = rejected(sap_no_date(), sap(LOEDAT="00000000", LOEZT="120000"))
+    assert found == [
+        (
+            "$.LOEDAT",
+            '"00000000" means no date (no_date) only with the time "000000" at $.LOEZT, '
+            'not "120000"',
+        )
+    ]
+
+
+def test_no_date_where_a_date_is_required_says_so() -> None:
+    fields = {
+        **SAP["fields"],
+        "created_at": {**SAP["fields"]["created_at"], "no_date": "00000000", "no_time": "000000"},
+    }
+    mapping = sap_mapping(fields=fields)
+    found = rejected(mapping, sap(ERDAT="00000000", ERZET="000000"))
+    assert found == [("$.ERDAT", '"00000000" means no date (no_date), and this date is required')]
+
+
+@pytest.mark.parametrize(
+    ("deleted_at", "error"),
+    [
+        ({"no_date": "20250101"}, r"no_date: \[\"20250101\", \"000000\"\] reads as the date"),
+        ({"no_time": None}, r"no_date: a date and its time: give no_date and no_time"),
+        ({"no_date": None}, r"no_time: needs time and no_date"),
+        (
+            {
+                "format": "epoch_ms",
+                "time": None,
+                "time_format": None,
+                "no_time": None,
+                "no_date": 0,
+            },
+            r"no_date: 0 reads as the date 1970-01-01T00:00:00.000Z",
+        ),
+    ],
+)
+def test_a_value_for_no_date_that_is_a_date_is_refused_at_start_up(
+    deleted_at: dict[str, Any], error: str
+) -> None:
+    entry = {k: v for k, v in {**SAP_DELETION_PAIR, **deleted_at}.items() if v is not None}
+    fields = {**SAP["fields"], "deleted_at": entry}
+    order = [path for path in SAP["order"] if path != "LOEDAT"]
+    with pytest.raises(ConfigurationError, match=r"mapping\.fields\.deleted_at\." + error):
+        sap_mapping(fields=fields, order=order)
+
+
+def test_no_date_in_one_field_is_in_the_exported_schema() -> None:
+    fields = {
+        **SAP["fields"],
+        "deleted_at": {"path": "LOEDAT", "format": "odata_v2", "no_date": ""},
+    }
+    mapping = sap_mapping(fields=fields)
+    schema = mapping.json_schema()
+    assert jsonschema.Draft7Validator(schema).is_valid(sap(LOEDAT=""))
+    order = mapping.decode(sap(LOEDAT=""))
+    assert order.deleted_at is None and mapping.encode(order)["LOEDAT"] == ""

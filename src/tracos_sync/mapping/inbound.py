@@ -108,7 +108,7 @@ class Inbound:
         deleted_at = updated if deleted else None
         if self._deleted_at is not None:
             raw = self._deleted_at.read(item)
-            if raw is not MISSING and raw is not None:
+            if raw is not MISSING and not self._deleted_at.is_none(raw):
                 # Read even when not deleted (then dropped): a garbage date is a sign of a
                 # garbage record.
                 stamp = instant(self._deleted_at, raw)
@@ -163,6 +163,8 @@ class Inbound:
             raw = field.read(item)
             if raw is MISSING or raw is None:
                 continue  # absent: the schema's to say, when it is required
+            if field is self._deleted_at and field.is_none(raw):
+                continue
             try:
                 field.parse(raw)
             except (InvalidDate, ValueError, TypeError) as exc:

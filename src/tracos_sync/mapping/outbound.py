@@ -152,10 +152,11 @@ def _instant(field: Instant, of: Callable[[WorkOrder], datetime | None]) -> dict
     paths = field.paths()
     if len(paths) == 1 and isinstance(field, InstantField):
         fmt = field.dates.format
+        none = field.no_date  # what no date is written as (None: null)
 
         def one(order: WorkOrder) -> Any:
             value = of(order)
-            return None if value is None else fmt(value)
+            return none if value is None else fmt(value)
 
         return {paths[0]: one}
     return {path: _part(field, of, index) for index, path in enumerate(paths)}

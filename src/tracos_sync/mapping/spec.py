@@ -49,6 +49,11 @@ class FieldSpec(BaseModel):
     `time_format`; `format` is then the date's pattern)."""
     time_format: str | None = None
     """Dates only, with `time`: the time's `strftime` pattern (`%H%M%S`)."""
+    no_date: str | int | None = None
+    """Dates only: the client's value for no date (SAP's `"00000000"`), read as null and
+    written where TracOS has none; refused if it reads as a date."""
+    no_time: str | None = None
+    """Dates only, with `time` and `no_date`: the time's value for no date (SAP's `"000000"`)."""
 
     @model_validator(mode="before")
     @classmethod

@@ -12,6 +12,7 @@ from typing import Any
 
 from tracos_sync.domain.errors import ConfigurationError
 
+from ..instants import DateTimePair
 from ..parts import Parts
 from ..paths import split
 from ..record_mapping import RecordMapping
@@ -70,7 +71,9 @@ def _parts(description: Mapping[str, Any], default_timezone: str) -> Parts:
         readable.update(dict.fromkeys(instant.paths(), name))
     readable.update(dict.fromkeys(chosen.read_paths(), "status"))
     filled = defaults(spec.defaults, readable, checks)
-    order = output_order(spec.order, checks)
+    pairs = kinds.instants.values() if kinds else ()
+    times = {i.time_path: i.path for i in pairs if isinstance(i, DateTimePair)}
+    order = output_order(spec.order, checks, times)
     if spec.envelope_outbound and spec.records is None:
         checks.fail("envelope_outbound", "needs records (the path of the envelope's array)")
     checks.stop_if_any()

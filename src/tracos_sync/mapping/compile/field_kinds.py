@@ -9,10 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from tracos_sync.domain.dates import format_instant
+
 from ..dates import DateFormat, PatternDates, date_format
 from ..flags import FlagCodec
 from ..instants import JOIN, DateTimePair, Instant, InstantField
 from ..keys import MAX_WIDTH, FormattedKey, IntegerKey, KeyCodec
+from ..said import json_text
 from ..spec import FieldSpec
 from .checks import Checks
 
@@ -35,6 +38,8 @@ OPTIONS = {
     "format": ("created_at", "updated_at", "deleted_at"),
     "time": ("created_at", "updated_at", "deleted_at"),
     "time_format": ("created_at", "updated_at", "deleted_at"),
+    "no_date": ("created_at", "updated_at", "deleted_at"),
+    "no_time": ("created_at", "updated_at", "deleted_at"),
 }
 
 
@@ -85,6 +90,36 @@ def _flag(field: FieldSpec, key: str, checks: Checks) -> FlagCodec:
 
 
 def _instant(
+    name: str, field: FieldSpec, dates: DateFormat, zone: ZoneInfo, checks: Checks
+) -> Instant:
+    instant = _instant_kind(name, field, dates, zone, checks)
+    key = f"fields.{name}"
+    if field.no_time is not None and (field.time is None or field.no_date is None):
+        checks.fail(f"{key}.no_time", "needs time and no_date (the date's value for no date)")
+    elif field.no_date is None:
+        return instant
+    elif isinstance(instant, DateTimePair):
+        if not isinstance(field.no_date, str) or field.no_time is None:
+            checks.fail(
+                f"{key}.no_date",
+                "a date and its time: give no_date and no_time, both strings "
+                '("00000000" and "000000")',
+            )
+            return instant
+        instant.no_date, instant.no_time = field.no_date, field.no_time
+    elif isinstance(instant, InstantField):
+        instant.no_date = field.no_date
+    read_as = instant.as_date(instant.none)
+    if read_as is not None:
+        checks.fail(
+            f"{key}.no_date",
+            f"{json_text(instant.none)} reads as the date {format_instant(read_as)}: the value "
+            "for no date must be one no date is written as",
+        )
+    return instant
+
+
+def _instant_kind(
     name: str, field: FieldSpec, dates: DateFormat, zone: ZoneInfo, checks: Checks
 ) -> Instant:
     key = f"fields.{name}"

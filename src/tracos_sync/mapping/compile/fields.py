@@ -93,9 +93,10 @@ def defaults(table: Mapping[str, Any], readable: dict[str, str], checks: Checks)
     return out
 
 
-def output_order(listed: list[str], checks: Checks) -> list[str]:
+def output_order(listed: list[str], checks: Checks, times: dict[str, str]) -> list[str]:
     """Every client path written: those ``listed`` first, then the rest in the description's
-    order (fields, status, constants)."""
+    order (fields, status, constants); a date's time field not listed comes right after its
+    date (``times``: time path -> date path)."""
     written = list(checks.used)
     default_rank = {path: i for i, path in enumerate(written)}
     seen: set[str] = set()
@@ -106,7 +107,11 @@ def output_order(listed: list[str], checks: Checks) -> list[str]:
             checks.fail(f"order.{index}", f"{path!r} is not a client path this mapping writes")
         seen.add(path)
     first = [p for p in listed if p in default_rank]
-    return list(dict.fromkeys([*first, *written]))
+    ordered = [p for p in dict.fromkeys([*first, *written]) if p in seen or p not in times]
+    for time, date in times.items():
+        if time not in seen:
+            ordered.insert(ordered.index(date) + 1, time)
+    return ordered
 
 
 def _kind(value: Any) -> str:
