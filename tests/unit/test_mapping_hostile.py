@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import re
 import tomllib
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import fastjsonschema
 import jsonschema
@@ -17,8 +19,11 @@ from hypothesis import strategies as st
 
 from tests.server import ROOT
 from tests.unit.test_mapping import WHERE, rejected
+from tracos_sync.domain.dates import InvalidDate, normalise
 from tracos_sync.domain.errors import ConfigurationError
 from tracos_sync.mapping import RecordMapping, load_mapping
+from tracos_sync.mapping.dates import localise
+from tracos_sync.mapping.dates.offsets import HourOffsets
 from tracos_sync.mapping.keys import FormattedKey
 
 SAP = tomllib.loads((ROOT / "examples" / "mappings" / "sap.toml").read_text())["mapping"]
@@ -283,3 +288,35 @@ def test_no_date_in_one_field_is_in_the_exported_schema() -> None:
     assert jsonschema.Draft7Validator(schema).is_valid(sap(LOEDAT=""))
     order = mapping.decode(sap(LOEDAT=""))
     assert order.deleted_at is None and mapping.encode(order)["LOEDAT"] == ""
+
+
+# -- the fast way from a wall time to UTC is the exact way
+
+
+# (month, day) of 2024's changes in Berlin, New York and Lord Howe (half an hour), at 02:00.
+CHANGES_2024 = [(3, 31), (10, 27), (3, 10), (11, 3), (4, 7), (10, 6)]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    zone=st.sampled_from(
+        ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "America/Sao_Paulo", "UTC"]
+    ),
+    wall=st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59)),
+    near_a_change=st.booleans(),
+)
+def test_the_hour_offsets_give_the_exact_instant_or_leave_it_to_the_slow_way(
+    zone: str, wall: datetime, near_a_change: bool
+) -> None:
+    if near_a_change:  # the hours around 2024's daylight-saving changes of these zones
+        month, day = CHANGES_2024[wall.day % len(CHANGES_2024)]
+        wall = wall.replace(year=2024, month=month, day=day, hour=wall.hour % 4)
+    offsets = HourOffsets(ZoneInfo(zone))
+    fields = (wall.year, wall.month, wall.day, wall.hour, wall.minute, wall.second)
+    fast = offsets.to_utc((*fields, wall.microsecond))
+    try:
+        exact = normalise(localise(wall, ZoneInfo(zone)))
+    except InvalidDate:
+        assert fast is None  # skipped by a change, or outside years 1-9999 in UTC
+        return
+    assert fast is None or fast == exact, (wall, fast, exact)

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from tracos_sync.domain.dates import InvalidDate, format_instant, normalise
 
 from .base import DateFormat, kind, localise
+from .offsets import HourOffsets, Wall
 
 DIRECTIVE = re.compile(r"%(.)")
 
@@ -29,6 +30,7 @@ class PatternDates(DateFormat):
         # Numbers only (no names, no offset): read from the shape's groups and written with
         # str.format, three times faster than strptime and strftime.
         self._numeric = _numeric(pattern)
+        self._offsets = HourOffsets(zone)
 
     def parse(self, value: Any) -> datetime:
         if not isinstance(value, str):
@@ -43,7 +45,11 @@ class PatternDates(DateFormat):
             )
         try:
             if self._numeric is not None:
-                parsed = _from_groups(self._numeric[0], match.groups())
+                values = _values(self._numeric[0], match.groups())
+                fast = self._offsets.to_utc(values)
+                if fast is not None:
+                    return fast
+                parsed = datetime(*values)
             else:
                 parsed = datetime.strptime(value, self.name)
         except ValueError:
@@ -162,14 +168,14 @@ def _braces(text: str) -> str:
 _SLOTS = ("year", "month", "day", "hour", "minute", "second", "microsecond")
 
 
-def _from_groups(slots: tuple[int, ...], groups: tuple[str | Any, ...]) -> datetime:
-    """The naive datetime of a numeric pattern's groups (``slots``: each group's place among
-    datetime's arguments); ``ValueError`` for a date that does not exist (30 February)."""
+def _values(slots: tuple[int, ...], groups: tuple[str | Any, ...]) -> Wall:
+    """datetime's seven arguments from a numeric pattern's groups (``slots``: each group's place
+    among them)."""
     values = [1, 1, 1, 0, 0, 0, 0]
     for slot, group in zip(slots, groups, strict=True):
         values[slot] = int(group)
     year, month, day, hour, minute, second, micro = values
-    return datetime(year, month, day, hour, minute, second, micro)
+    return year, month, day, hour, minute, second, micro
 
 
 def _shape(pattern: str) -> re.Pattern[str]:
