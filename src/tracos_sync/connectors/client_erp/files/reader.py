@@ -1,7 +1,8 @@
 """Turning a file in hand into units: a small file is read and decoded whole; a large one comes
 as several parts (at most a batch of records each) and is archived, or rejected with the problems
 of every part, after its last part. A file that does not parse and may still be being written is
-left for later, not judged now."""
+left for later, not judged now. A file that says it is one page of a paged export (a next link
+beside its records) is taken, with a warning."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import structlog
 from tracos_sync.domain.model import Problem
 from tracos_sync.domain.ports import InboundUnit
 from tracos_sync.mapping import RecordMapping
+from tracos_sync.mapping.reasons import reason
 
-from ..codec import Decoded, RecordDecoder, starts_array
+from ..codec import Decoded, NoRecords, NotRecords, ParseError, RecordDecoder
+from ..envelopes import shown_link
 from .reading import STREAM_MIN_BYTES, Held, Parts, open_input, unchanged
 from .settings import FolderSettings
 from .settling import Settling, StillWriting
@@ -54,16 +57,21 @@ class UnitReader:
             too_big = Problem("$", f"file is larger than MAX_FILE_BYTES={limit}; not read")
             return InboundUnit(name, [], [too_big], rejected_records=1, handle=held)
         # A large array (or envelope of records, when the mapping says where they are) is
-        # streamed: its records are applied part by part before its end is read. Anything else
-        # is read whole, as a small file.
-        records = self._decoder.mapping.records_path
-        if info.st_size > STREAM_MIN_BYTES and starts_array(handle, records):
+        # streamed: its records are applied part by part before its end is read. A large file
+        # of any other shape is refused from its first bytes: never read whole.
+        if info.st_size > STREAM_MIN_BYTES:
             if self._settling.may_be_writing(name, info):
                 # Taken only once its writer has left it alone for the settle time: a
                 # part-written export may end on a whole record and look complete.
                 handle.close()
                 raise StillWriting(self._settling.reason(info, large=True))
-            held.parts = Parts(handle, self._decoder)
+            try:
+                held.parts = Parts(handle, self._decoder)
+            except (NotRecords, NoRecords, ParseError) as exc:
+                handle.close()
+                text = reason(str(exc)) if isinstance(exc, ParseError) else str(exc)
+                return InboundUnit(name, [], [Problem("$", text)], rejected_records=1, handle=held)
+            self._say_partial(name, held.parts.next_link)
             self._open_parts = held
             return self.next_part(size)
         with handle:
@@ -74,12 +82,26 @@ class UnitReader:
             decoded.unparsable and self._settling.may_be_writing(name, info)
         ):
             raise StillWriting(self._settling.reason(info))
+        self._say_partial(name, decoded.next_link)
         if decoded.unknown_fields:
             fields = sorted(decoded.unknown_fields)
             log.debug("inbound.unknown_fields_ignored", file=name, fields=fields)
         return InboundUnit(
             name, decoded.records, decoded.problems, decoded.rejected, held, decoded.positions
         )
+
+    @staticmethod
+    def _say_partial(name: str, link: str | None) -> None:
+        """Once per file read: its records are taken (they are valid), but the export it is a
+        page of is not complete until the ERP's next pages are sent too."""
+        if link is not None:
+            log.warning(
+                "inbound.partial_export",
+                file=name,
+                next=shown_link(link),
+                detail="the file says more records follow (a paged export): its records are "
+                "taken; the next pages must be exported as files too",
+            )
 
     def has_open_parts(self) -> bool:
         """A large file is in hand whose last part has not been handed out yet."""
