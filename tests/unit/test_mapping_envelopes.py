@@ -30,7 +30,7 @@ from tracos_sync.connectors.client_erp.envelopes import envelope_hint, shown_lin
 from tracos_sync.connectors.client_erp.files.connector import FolderConnector
 from tracos_sync.connectors.client_erp.files.settings import FolderSettings
 from tracos_sync.connectors.client_erp.files.source import FolderSource
-from tracos_sync.connectors.client_erp.streaming import NotAnArray, array_items
+from tracos_sync.connectors.client_erp.streaming import NotAnArray, OneObject, array_items
 from tracos_sync.mapping import BUILTIN, RecordMapping, builtin_mapping, load_mapping
 from tracos_sync.seed import BROKEN_INPUTS
 
@@ -296,3 +296,47 @@ async def test_seed_writes_the_broken_samples_in_the_envelope_too(tmp_path: Path
     malformed = (tmp_path / "in" / "malformed.json").read_bytes()
     assert malformed.startswith(b'{"d":{"results":[{"orderNo": 900')
     assert decoder.decode(malformed).unparsable
+
+
+# A large file in the wrong shape is refused from its first bytes (issue 22 follow-up, 3).
+
+
+def test_a_records_list_of_objects_is_not_taken_for_an_envelope_from_the_first_bytes() -> None:
+    record = orjson.dumps({**client_record(1), "tags": [{"a": 1}], "summary": "x" * 100_000})
+    with pytest.raises(OneObject, match="one object this large"):
+        array_items(io.BytesIO(record))
+    counted = b'{"@odata.context": "c", "@odata.count": 2, "value": [{"orderNo": 1'
+    with pytest.raises(NotAnArray, match="set records = 'value'"):
+        array_items(io.BytesIO(counted))
+
+
+async def test_one_large_record_is_read_whole_up_to_mongodbs_limit(tmp_path: Path) -> None:
+    """A large object that does not start as an envelope is one record: read whole (its own
+    size) while a record that size could be stored; beyond, refused unread."""
+    inbound = tmp_path / "in"
+    inbound.mkdir()
+    (inbound / "one.json").write_bytes(orjson.dumps(client_record(1, summary="x" * 5_000_000)))
+    (inbound / "huge.json").write_bytes(orjson.dumps(client_record(2, summary="x" * 17_000_000)))
+    for name in ("one.json", "huge.json"):
+        os.utime(inbound / name, (1, 1))
+    async with folder_source(inbound, builtin_mapping()) as source:
+        units = [u async for batch in source.batches(1000) for u in batch]
+        await source.complete(units)
+    taken = {u.name: ([r.number for r in u.records], [p.reason for p in u.problems]) for u in units}
+    assert taken["one.json"] == ([1], [])
+    assert taken["huge.json"][0] == []
+    assert taken["huge.json"][1][0].startswith("one object this large is not read")
+
+
+async def test_a_large_file_of_the_wrong_shape_is_refused_at_once(tmp_path: Path) -> None:
+    """Its shape is in its first bytes, written first: no need to wait for its writer."""
+    inbound = tmp_path / "in"
+    inbound.mkdir()
+    (inbound / "bare.json").write_bytes(orjson.dumps([client_record(n) for n in range(1, 25_001)]))
+    async with folder_source(inbound, enveloped("value")) as source:
+        units = [u async for batch in source.batches(10_000) for u in batch]
+        await source.complete(units)
+    assert [p.reason for u in units for p in u.problems] == [
+        "no array of records at $.value (the mapping's records path)"
+    ]
+    assert (inbound / "rejected" / "bare.json").exists()

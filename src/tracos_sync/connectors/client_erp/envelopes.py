@@ -185,12 +185,16 @@ def _leads_on(stack: list[_Open], records: tuple[str, ...], to_end: bool = False
 def hint_from_head(events: Events, errors: Errors) -> str | None:
     """Where the records of a large object seem to be, from the events of its first bytes
     (``HINT_HEAD_BYTES``; they stop with an error there): the first array of objects at most two
-    objects deep (``value``, ``d.results``)."""
+    objects deep (``value``, ``d.results``), in an object that has few keys of its own so far
+    besides its annotations (a record's list of objects is not an envelope)."""
     array_at: str | None = None  # the prefix of the array just opened
+    keys = 0  # the document's own keys so far, annotations aside
     try:
-        for prefix, event, _ in events:
+        for prefix, event, value in events:
             if event == "start_map" and array_at is not None and prefix == f"{array_at}.item":
-                return array_at
+                return array_at if keys <= _ENVELOPE_MAX_KEYS else None
+            if event == "map_key" and not prefix and not is_annotation(value):
+                keys += 1
             names = prefix.split(".")
             array_at = (
                 prefix

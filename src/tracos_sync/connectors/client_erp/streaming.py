@@ -35,6 +35,11 @@ class NotAnArray(NotRecords):
     its first bytes, without reading it whole. The message says what it is."""
 
 
+class OneObject(NotAnArray):
+    """A large object, for a mapping without records, whose start does not look like an
+    envelope: maybe one large record, which only its reader can weigh (it is read whole)."""
+
+
 # What ijson's events raise where the bytes stop being JSON (ValueError: the pure-Python
 # backend's string decoder, UnicodeDecodeError among them).
 _STREAM_ERRORS = (ijson.JSONError, ValueError)
@@ -103,11 +108,7 @@ def array_items(handle: IO[bytes], records: RecordPath = None) -> RecordStream:
     ``NoRecords`` for a document without the array at ``records``. The iterator raises
     ``ParseError`` where the bytes stop being an acceptable document (the items before it have
     been yielded)."""
-    first = _skip_bom_and_space(handle)
-    handle.seek(0)
-    start = len(UTF8_BOM) if handle.read(len(UTF8_BOM)) == UTF8_BOM else 0
-    _refuse_shape(handle, first, records, start)
-    handle.seek(0)
+    start = check_shape(handle, records)
     exact = _needs_exact_backend(handle)
     backend = ijson_python if exact else ijson
     link = None
@@ -122,6 +123,20 @@ def array_items(handle: IO[bytes], records: RecordPath = None) -> RecordStream:
         link = scan.next_link
     handle.seek(start)
     return RecordStream(_items(handle, exact, records), link)
+
+
+def check_shape(handle: IO[bytes], records: RecordPath = None) -> int:
+    """Raise what ``array_items`` raises from the document's first bytes alone (``NotAnArray``,
+    ``OneObject``, ``ParseError``), without reading the rest; else the offset of the document
+    after its byte-order mark. Leaves ``handle`` at its start."""
+    first = _skip_bom_and_space(handle)
+    handle.seek(0)
+    start = len(UTF8_BOM) if handle.read(len(UTF8_BOM)) == UTF8_BOM else 0
+    try:
+        _refuse_shape(handle, first, records, start)
+    finally:
+        handle.seek(0)
+    return start
 
 
 def _refuse_shape(handle: IO[bytes], first: bytes, records: RecordPath, start: int) -> None:
@@ -140,7 +155,7 @@ def _refuse_shape(handle: IO[bytes], first: bytes, records: RecordPath, start: i
         hint = hint_from_head(ijson.parse(head, use_float=True), _STREAM_ERRORS)
         if hint is not None:
             raise NotAnArray(f"looks like an envelope: set records = {hint!r} in the mapping")
-        raise NotAnArray(
+        raise OneObject(
             "one object this large is not read as a work order: a large file must hold an "
             "array of them (or an envelope the mapping names in records)"
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import structlog
 
@@ -19,7 +20,8 @@ from tracos_sync.mapping.reasons import reason
 
 from ..codec import Decoded, NoRecords, NotRecords, ParseError, RecordDecoder
 from ..envelopes import shown_link
-from .reading import STREAM_MIN_BYTES, Held, Parts, open_input, unchanged
+from ..streaming import OneObject, check_shape
+from .reading import ONE_RECORD_MAX_BYTES, STREAM_MIN_BYTES, Held, Parts, open_input, unchanged
 from .settings import FolderSettings
 from .settling import Settling, StillWriting
 
@@ -58,22 +60,25 @@ class UnitReader:
             return InboundUnit(name, [], [too_big], rejected_records=1, handle=held)
         # A large array (or envelope of records, when the mapping says where they are) is
         # streamed: its records are applied part by part before its end is read. A large file
-        # of any other shape is refused from its first bytes: never read whole.
+        # of another shape is refused from its first bytes, never read whole; but one object
+        # that does not start as an envelope is one record (read whole, up to MongoDB's limit).
         if info.st_size > STREAM_MIN_BYTES:
-            if self._settling.may_be_writing(name, info):
-                # Taken only once its writer has left it alone for the settle time: a
-                # part-written export may end on a whole record and look complete.
-                handle.close()
-                raise StillWriting(self._settling.reason(info, large=True))
             try:
-                held.parts = Parts(handle, self._decoder)
-            except (NotRecords, NoRecords, ParseError) as exc:
+                check_shape(handle, self._decoder.mapping.records_path)
+            except OneObject as exc:
+                if info.st_size > ONE_RECORD_MAX_BYTES:
+                    handle.close()
+                    return _refused(held, str(exc))
+            except NotRecords as exc:
                 handle.close()
-                text = reason(str(exc)) if isinstance(exc, ParseError) else str(exc)
-                return InboundUnit(name, [], [Problem("$", text)], rejected_records=1, handle=held)
-            self._say_partial(name, held.parts.next_link)
-            self._open_parts = held
-            return self.next_part(size)
+                return _refused(held, str(exc))
+            except ParseError as exc:
+                handle.close()
+                if self._settling.may_be_writing(name, info):
+                    raise StillWriting(self._settling.reason(info)) from exc
+                return _refused(held, reason(str(exc)))
+            else:
+                return self._first_part(held, handle, info, size)
         with handle:
             raw = handle.read(self._settings.max_file_bytes + 1)
             after = os.fstat(handle.fileno())
@@ -89,6 +94,24 @@ class UnitReader:
         return InboundUnit(
             name, decoded.records, decoded.problems, decoded.rejected, held, decoded.positions
         )
+
+    def _first_part(
+        self, held: Held, handle: IO[bytes], info: os.stat_result, size: int
+    ) -> InboundUnit:
+        """A large file of records: taken only once its writer has left it alone for the settle
+        time (a part-written export may end on a whole record and look complete), its envelope
+        read before its first record."""
+        if self._settling.may_be_writing(held.name, info):
+            handle.close()
+            raise StillWriting(self._settling.reason(info, large=True))
+        try:
+            held.parts = Parts(handle, self._decoder)
+        except (NotRecords, NoRecords, ParseError) as exc:
+            handle.close()
+            return _refused(held, reason(str(exc)) if isinstance(exc, ParseError) else str(exc))
+        self._say_partial(held.name, held.parts.next_link)
+        self._open_parts = held
+        return self.next_part(size)
 
     @staticmethod
     def _say_partial(name: str, link: str | None) -> None:
@@ -156,3 +179,8 @@ class UnitReader:
         if self._leave is not None:
             self._leave(held)
         return True
+
+
+def _refused(held: Held, why: str) -> InboundUnit:
+    """A large file refused as a whole, before any of its records was read."""
+    return InboundUnit(held.name, [], [Problem("$", why)], rejected_records=1, handle=held)

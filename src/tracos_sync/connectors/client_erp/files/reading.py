@@ -24,6 +24,9 @@ from ..streaming import array_items
 # records), or refused unread when its shape cannot hold them; a smaller one is read and parsed
 # whole, the fast path.
 STREAM_MIN_BYTES = 4 * 1024 * 1024
+# A large file that is one object (not an envelope) is one record, read whole, up to MongoDB's
+# limit for one document: a larger record could never be stored.
+ONE_RECORD_MAX_BYTES = 16 * 1024 * 1024
 
 
 def open_input(path: Path, inbound: Path) -> tuple[int, os.stat_result]:
