@@ -302,7 +302,7 @@ async def test_seed_writes_the_broken_samples_in_the_envelope_too(tmp_path: Path
 
 
 def test_a_records_list_of_objects_is_not_taken_for_an_envelope_from_the_first_bytes() -> None:
-    record = orjson.dumps({**client_record(1), "tags": [{"a": 1}], "summary": "x" * 100_000})
+    record = orjson.dumps({**client_record(1), "tags": [{"a": 1}], "notes": "x" * 100_000})
     with pytest.raises(OneObject, match="one object this large"):
         array_items(io.BytesIO(record))
     counted = b'{"@odata.context": "c", "@odata.count": 2, "value": [{"orderNo": 1'
