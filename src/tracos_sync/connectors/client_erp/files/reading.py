@@ -17,7 +17,7 @@ from typing import IO
 from tracos_sync.domain.model import Problem
 from tracos_sync.mapping.reasons import reason
 
-from ..codec import Decoded, NoRecords, ParseError, RecordDecoder
+from ..codec import Decoded, ParseError, RecordDecoder
 from ..streaming import array_items
 
 # A file larger than this is decoded a part at a time (a part holds at most a batch of
@@ -86,11 +86,6 @@ class Parts:
             out.problems.append(Problem("$", reason(str(exc))))
             out.rejected += 1
             out.unparsable = True
-            self.close()
-            return out
-        except NoRecords as exc:  # a whole document, only not the envelope the mapping says
-            out.problems.append(Problem("$", reason(str(exc))))
-            out.rejected += 1
             self.close()
             return out
         if len(out.records) + out.rejected < size:
