@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import secrets
 import socket
 import time
@@ -25,9 +26,7 @@ from hypothesis import strategies as st
 from tests.builders import client_record, write_json
 from tests.support.claims import left_in_claims
 from tracos_sync.connectors.client_erp.codec import (
-    NotAnArray,
     ParseError,
-    array_items,
     parse_json,
 )
 from tracos_sync.connectors.client_erp.files import moves, temps
@@ -36,6 +35,7 @@ from tracos_sync.connectors.client_erp.files.listing import list_waiting
 from tracos_sync.connectors.client_erp.files.repeats import Repeats, said_in
 from tracos_sync.connectors.client_erp.files.settings import FolderSettings
 from tracos_sync.connectors.client_erp.files.source import FolderSource
+from tracos_sync.connectors.client_erp.streaming import NotAnArray, array_items
 from tracos_sync.mapping import builtin_mapping
 
 
@@ -79,10 +79,29 @@ def test_the_streaming_parser_keeps_what_the_c_backend_would_change() -> None:
     assert streamed(raw)[0]["a"] == "\ud800"
 
 
-def test_a_document_that_is_not_an_array_is_said_at_once() -> None:
-    for raw in (b'{"a": 1}', b"", b"  \n", b"42"):
-        with pytest.raises(NotAnArray):
-            array_items(io.BytesIO(raw))
+@pytest.mark.parametrize(
+    ("raw", "said"),
+    [
+        (b'{"a": 1}', "one object this large is not read as a work order"),
+        (b'{"value": [{"a": 1}', "looks like an envelope: set records = 'value'"),
+        (b'\xef\xbb\xbf {"d": {"results": [{', "looks like an envelope: set records = 'd.results'"),
+        (b"42", "got a number"),
+        (b'"' + b"x" * 100, "got a string"),
+        (b"null", "got null"),
+    ],
+)
+def test_a_document_that_is_not_an_array_is_said_at_once(raw: bytes, said: str) -> None:
+    """From its first bytes, without reading the rest (the records' shape is not there)."""
+    with pytest.raises(NotAnArray, match=re.escape(said)):
+        array_items(io.BytesIO(raw))
+
+
+@pytest.mark.parametrize(("raw", "said"), [(b"", "file is empty"), (b"  \n", "file is empty")])
+def test_an_empty_or_broken_start_is_a_parse_error(raw: bytes, said: str) -> None:
+    with pytest.raises(ParseError, match=said):
+        array_items(io.BytesIO(raw))
+    with pytest.raises(ParseError, match="not valid JSON"):
+        array_items(io.BytesIO(b"<xml/>"))
 
 
 json_values = st.recursive(

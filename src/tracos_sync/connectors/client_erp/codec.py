@@ -6,27 +6,25 @@ Parsing uses the standard library's decoder rather than orjson: it is the one th
 duplicate keys (``{"orderNo": 1, "orderNo": 2}`` would otherwise silently keep the last) and
 name them, and at about 3 µs per record it is far from the bottleneck.
 
-A large file is not parsed whole: ``array_items`` streams the records of a top-level array (or of
-the array at the mapping's record path, ``d.results``) one at a time (ijson, its C backend), under
-the same rules: duplicate keys refused, no NaN/Infinity, UTF-8 with a tolerated byte-order mark.
-Where a file's records are is the mapping's (``records_path``), for both ways of reading it."""
+A large file is not parsed whole: ``streaming.array_items`` reads its records one at a time under
+the same rules. Where a file's records are is the mapping's (``records_path``), for both ways of
+reading it; a link to a next page beside them is noted (``next_link``: the file is one page of a
+paged export)."""
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import IO, Any
-
-import ijson
-from ijson.backends import python as ijson_python
+from typing import Any
 
 from tracos_sync.domain.errors import RecordRejected
 from tracos_sync.domain.model import Problem, WorkOrder
 from tracos_sync.mapping import RecordMapping
 from tracos_sync.mapping.paths import MISSING, json_path, read
 from tracos_sync.mapping.reasons import reason as _reason
+
+from .envelopes import envelope_hint, next_link
 
 UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -74,20 +72,8 @@ def parse_json(raw: bytes) -> Any:
         raise ParseError("not valid JSON: nested too deeply") from None
 
 
-# Read this much at a time when scanning or streaming a large file.
-STREAM_BLOCK_BYTES = 1 << 20
-_WHITESPACE = b" \t\r\n"
-# What the C backend does not take as the standard library does: an escaped UTF-16 surrogate (a
-# lone one would be silently turned into "?") and an integer beyond 64 bits (refused). A file
-# holding either (or a long run of digits in a string: a harmless false alarm) is streamed by
-# ijson's pure-Python backend, slower but exact.
-_NEEDS_EXACT = re.compile(rb"\\u[dD][89a-fA-F]|[0-9]{19}")
-_EXACT_OVERLAP = 19
-
-
-class NotAnArray(ValueError):
-    """The input's top-level value is not an array (or, for records in an envelope, not an
-    object): it is parsed whole instead."""
+class NotRecords(ValueError):
+    """A parsed input that holds no records (a string, a number); the message says what."""
 
 
 class NoRecords(ValueError):
@@ -98,144 +84,8 @@ class NoRecords(ValueError):
 RecordPath = tuple[str, ...] | None
 
 
-def _unique_keys_type() -> tuple[type[dict[str, Any]], list[str]]:
-    """A dict type for ijson's ``map_type`` that notes a repeated key (raising inside the C
-    backend's call would surface as a ``SystemError``), and the list it notes them in."""
-    repeated: list[str] = []
-
-    class UniqueKeys(dict[str, Any]):
-        __slots__ = ()
-
-        def __setitem__(self, key: str, value: Any) -> None:
-            if key in self:
-                repeated.append(key)
-            super().__setitem__(key, value)
-
-    return UniqueKeys, repeated
-
-
-def starts_array(handle: IO[bytes], records: RecordPath = None) -> bool:
-    """Whether the document in the seekable ``handle`` can hold streamable records: an array,
-    or an object when they are at a record path. Leaves ``handle`` at its start."""
-    try:
-        return _skip_bom_and_space(handle) == (b"[" if records is None else b"{")
-    finally:
-        handle.seek(0)
-
-
-def _skip_bom_and_space(handle: IO[bytes]) -> bytes:
-    """Position ``handle`` after a leading byte-order mark; the first byte of the document
-    (after whitespace), or b"" when there is none."""
-    start = 0
-    head = handle.read(len(UTF8_BOM))
-    if head == UTF8_BOM:
-        start = len(UTF8_BOM)
-    handle.seek(start)
-    while block := handle.read(4096):
-        stripped = block.lstrip(_WHITESPACE)
-        if stripped:
-            return stripped[:1]
-    return b""
-
-
-def _needs_exact_backend(handle: IO[bytes]) -> bool:
-    tail = b""
-    while block := handle.read(STREAM_BLOCK_BYTES):
-        if _NEEDS_EXACT.search(tail + block):
-            return True
-        tail = block[-_EXACT_OVERLAP:]
-    return False
-
-
-def array_items(handle: IO[bytes], records: RecordPath = None) -> Iterator[Any]:
-    """The items of the JSON array in the seekable binary ``handle`` (the document, or the array
-    at ``records`` in it), one at a time, under ``parse_json``'s rules. Raises ``NotAnArray`` at
-    once when the document is not an array (not an object, with ``records``); the iterator
-    raises ``ParseError`` where the bytes stop being an acceptable document (the items before it
-    have been yielded), ``NoRecords`` at the end of a document without the array at
-    ``records``."""
-    first = _skip_bom_and_space(handle)
-    if first != (b"[" if records is None else b"{"):
-        raise NotAnArray(first)
-    handle.seek(0)
-    start = len(UTF8_BOM) if handle.read(len(UTF8_BOM)) == UTF8_BOM else 0
-    handle.seek(0)
-    exact = _needs_exact_backend(handle)
-    handle.seek(start)
-    return _items(handle, exact, records, start)
-
-
-def _items(handle: IO[bytes], exact: bool, records: RecordPath, start: int) -> Iterator[Any]:
-    map_type, repeated = _unique_keys_type()
-    backend = ijson_python if exact else ijson
-    # ijson's prefix: names joined by dots (a client path's names hold none), "item" per array.
-    prefix = "item" if records is None else ".".join([*records, "item"])
-    items = backend.items(handle, prefix, map_type=map_type, use_float=True, buf_size=1 << 16)
-    index = 0
-    while True:
-        try:
-            item = next(items)
-        except StopIteration:
-            if index == 0 and records is not None and not _holds_array(handle, records, start):
-                raise NoRecords(_no_records(records)) from None
-            return
-        except UnicodeDecodeError as exc:
-            raise ParseError(f"not UTF-8 text ({exc.reason} after {index} records)") from None
-        except (ijson.JSONError, ValueError) as exc:  # ValueError: the pure-Python backend's
-            where = f"after {index} records"  # string decoder (a control byte)
-            raise ParseError(f"not valid JSON: {_first_line(exc)} ({where})") from None
-        if repeated:
-            raise ParseError(f"duplicate key {repeated[0]!r:.60} in one object (record {index})")
-        yield item
-        index += 1
-
-
-def _holds_array(handle: IO[bytes], records: tuple[str, ...], start: int) -> bool:
-    """Whether the (parsed, valid) document in ``handle`` has an array at ``records``: read
-    again only when no record was found there, to tell an empty array from none."""
-    handle.seek(start)
-    wanted = ".".join(records)
-    return any(
-        prefix == wanted and event == "start_array" for prefix, event, _ in ijson.parse(handle)
-    )
-
-
-def _no_records(records: tuple[str, ...]) -> str:
+def no_records(records: tuple[str, ...]) -> str:
     return f"no array of records at {json_path(records)} (the mapping's records path)"
-
-
-def envelope_hint(document: dict[str, Any]) -> str | None:
-    """The path of an array of objects in ``document`` (``d.results``, ``value``), when the
-    document looks like an envelope of records rather than a record: to say so, instead of
-    listing every field the "record" lacks. An envelope has few keys of its own (OData v4's
-    ``@odata.context``, ``value``, ``@odata.nextLink``)."""
-    if len(document) > 3:
-        return None
-    for key, value in document.items():
-        if isinstance(value, dict):
-            for inner, nested in value.items():
-                if _objects(nested):
-                    return f"{key}.{inner}"
-        elif _objects(value):
-            return key
-    return None
-
-
-def _objects(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, dict) for v in value)
-
-
-def _first_line(exc: Exception) -> str:
-    """The first line of ijson's message (the others draw the place in the text)."""
-    message = exc.args[0] if exc.args else ""
-    if isinstance(message, bytes):  # the C backend's complaint about UTF-8 comes as bytes
-        message = message.decode("utf-8", "replace")
-    lines = str(message).strip().splitlines()
-    return lines[0].rstrip(".") if lines else type(exc).__name__
-
-
-class NotRecords(ValueError):
-    """A parsed input that holds no records (a string, a number); the message says what."""
 
 
 @dataclass(slots=True)
@@ -248,6 +98,8 @@ class Decoded:
     # The bytes are not a document we accept (as opposed to records that are refused): the file
     # may still be being written.
     unparsable: bool = False
+    # The input says it is one page of a longer export: the link to the next one.
+    next_link: str | None = None
 
 
 class RecordDecoder:
@@ -272,6 +124,7 @@ class RecordDecoder:
             out.problems.append(Problem("$", str(exc)))
             out.rejected = 1
             return out
+        out.next_link = self.next_link_of(document)
         return self.decode_items(enumerate(items), out)
 
     def records_of(self, document: Any) -> list[Any]:
@@ -284,7 +137,7 @@ class RecordDecoder:
         if records is not None:
             items = read(document, records) if isinstance(document, dict) else MISSING
             if not isinstance(items, list):
-                raise NotRecords(_no_records(records))
+                raise NotRecords(no_records(records))
             return items
         if isinstance(document, dict):
             hint = envelope_hint(document) if self._looks_bare(document) else None
@@ -294,6 +147,12 @@ class RecordDecoder:
         if isinstance(document, list):
             return document
         raise NotRecords(f"expected a work order object or an array of them, got {_kind(document)}")
+
+    def next_link_of(self, document: Any) -> str | None:
+        """The link to the next page beside a parsed input's records (OData's
+        ``@odata.nextLink``, ``__next``): the input is one page of a paged export."""
+        records = self.mapping.records_path
+        return None if records is None else next_link(document, records)
 
     def _looks_bare(self, document: dict[str, Any]) -> bool:
         """A document without the record's number (what no record of this mapping lacks)."""

@@ -116,7 +116,8 @@ class FolderConnector:
             )
             for order in orders
         }
-        return await asyncio.to_thread(self._add_samples, inputs | dict(broken))
+        broken_inputs = {name: _in_envelope(self.mapping, raw) for name, raw in broken.items()}
+        return await asyncio.to_thread(self._add_samples, inputs | broken_inputs)
 
     def _add_samples(self, inputs: dict[str, bytes]) -> int:
         """Each sample complete (written whole, then renamed in) and dated as a client file
@@ -182,6 +183,22 @@ class FolderConnector:
         for name in sorted(missing):
             log.warning("replay.not_found", file=name, folder=str(rejected.absolute()))
         return moved
+
+
+def _in_envelope(mapping: RecordMapping, raw: bytes) -> bytes:
+    """A broken sample as this customer's files would hold it: in the mapping's envelope, so
+    that it shows what is wrong with it (a record that breaks the schema) rather than the
+    envelope it lacks. One that is not JSON is put between the envelope's opening and closing
+    as it is (still not JSON)."""
+    if mapping.records_path is None:
+        return raw
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        opening, closing = orjson.dumps(mapping.enclose([])).split(b"[]")
+        return opening + b"[" + raw + b"]" + closing
+    records = document if isinstance(document, list) else [document]
+    return orjson.dumps(mapping.enclose(records), option=orjson.OPT_INDENT_2)
 
 
 def _archive_check(label: str, inbound: Path, folder: Path) -> HealthCheck:

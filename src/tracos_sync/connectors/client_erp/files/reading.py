@@ -1,6 +1,7 @@
 """Reading one inbound file: opened under the folder's rules (no FIFO, no device, no link that
 leaves the folder), then read whole when it is small or decoded a part at a time when it is large,
-so that memory per file stays bounded whatever its size."""
+so that memory per file stays bounded whatever its size and shape (a large file that cannot hold
+records where the mapping says is refused from its first bytes)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,16 @@ from typing import IO
 from tracos_sync.domain.model import Problem
 from tracos_sync.mapping.reasons import reason
 
-from ..codec import Decoded, NoRecords, ParseError, RecordDecoder, array_items
+from ..codec import Decoded, ParseError, RecordDecoder
+from ..streaming import array_items
 
 # A file larger than this is decoded a part at a time (a part holds at most a batch of
-# records); a smaller one is read and parsed whole, the fast path.
+# records), or refused unread when its shape cannot hold them; a smaller one is read and parsed
+# whole, the fast path.
 STREAM_MIN_BYTES = 4 * 1024 * 1024
+# A large file that is one object (not an envelope) is one record, read whole, up to MongoDB's
+# limit for one document: a larger record could never be stored.
+ONE_RECORD_MAX_BYTES = 16 * 1024 * 1024
 
 
 def open_input(path: Path, inbound: Path) -> tuple[int, os.stat_result]:
@@ -57,13 +63,17 @@ def unchanged(before: os.stat_result, now: os.stat_result) -> bool:
 
 class Parts:
     """The records of a large array file, decoded a part at a time. ``done`` once the last part
-    has been handed out (the file is then closed)."""
+    has been handed out (the file is then closed). ``next_link``: the file says it is one page
+    of a paged export."""
 
     def __init__(self, handle: IO[bytes], decoder: RecordDecoder) -> None:
-        """Raises ``NotAnArray`` (the file is then to be read whole)."""
+        """Raises, before any record is read, ``NotRecords`` or ``NoRecords`` (the file cannot
+        hold records where the mapping says) or ``ParseError`` (the codec's ``array_items``)."""
         self._handle = handle
         self._decoder = decoder
-        self._items = enumerate(array_items(handle, decoder.mapping.records_path))
+        stream = array_items(handle, decoder.mapping.records_path)
+        self._items = enumerate(stream.items)
+        self.next_link = stream.next_link
         self.done = False
 
     def next(self, size: int) -> Decoded:
@@ -76,11 +86,6 @@ class Parts:
             out.problems.append(Problem("$", reason(str(exc))))
             out.rejected += 1
             out.unparsable = True
-            self.close()
-            return out
-        except NoRecords as exc:  # a whole document, only not the envelope the mapping says
-            out.problems.append(Problem("$", reason(str(exc))))
-            out.rejected += 1
             self.close()
             return out
         if len(out.records) + out.rejected < size:
