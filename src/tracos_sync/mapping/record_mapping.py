@@ -12,10 +12,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fastjsonschema
-import jsonschema
 
 from tracos_sync.domain.errors import RecordRejected
 from tracos_sync.domain.model import Problem, WorkOrder
@@ -26,6 +25,9 @@ from .outbound import Outbound
 from .parts import Parts
 from .paths import MISSING, copy_json, json_path
 from .reasons import reason
+
+if TYPE_CHECKING:
+    from jsonschema import Draft7Validator
 from .said import json_text
 
 
@@ -38,7 +40,9 @@ class RecordMapping:
         self._parts = parts
         self._schema = parts.schema
         self._check: Callable[[Any], Any] = fastjsonschema.compile(parts.schema)
-        self._full_check = jsonschema.Draft7Validator(parts.schema)
+        # The validator that lists every problem is built at the first refused record: jsonschema
+        # costs a command's start-up tens of milliseconds, and most runs refuse nothing.
+        self._full_check: Draft7Validator | None = None
         self._in = Inbound(parts)
         self._out = Outbound(parts)
 
@@ -168,6 +172,10 @@ class RecordMapping:
     ) -> list[Problem]:
         """The schema's problems, each at its path, values in JSON's spelling, one a cause (a
         value outside an enum is not also said to be of the wrong type)."""
+        if self._full_check is None:
+            from jsonschema import Draft7Validator
+
+            self._full_check = Draft7Validator(self._schema)
         errors = list(self._full_check.iter_errors(item))
         enums = {tuple(err.absolute_path) for err in errors if err.validator == "enum"}
         problems = []

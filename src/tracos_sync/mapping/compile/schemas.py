@@ -8,8 +8,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import jsonschema
-
 from tracos_sync.domain.dates import InvalidDate
 
 from ..dates import MAX_DATE_CHARS, DateFormat
@@ -127,6 +125,8 @@ def check_defaults(
         for instant in kinds.instants.values()
         if isinstance(instant, InstantField)
     }
+    if defaults:  # jsonschema only when there is a default to check (start-up time)
+        import jsonschema
     for path, value in defaults.items():
         checker = jsonschema.Draft7Validator({**by_path[path], "definitions": definitions})
         problems = [e.message for e in checker.iter_errors(value)]
