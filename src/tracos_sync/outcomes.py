@@ -38,6 +38,8 @@ class RunOutcome:
     # Done before any stop was asked for: nothing was left for a signal to cut short.
     completed: bool = False
     finished: datetime | None = None
+    # A total's integrations: its status is the worst of theirs (``total_of``).
+    parts: Sequence[RunOutcome] = ()
 
     @property
     def status(self) -> str:
@@ -47,9 +49,15 @@ class RunOutcome:
         still exit 0: refused records are quarantined, a rerun would refuse them again); ok."""
         if self.error is not None:
             return "failed"
+        if self.parts:
+            return max((part.status for part in self.parts), key=_STATUS_ORDER.index)
         if self.stats.deferred:
             return "partial"
         return "refused" if self.stats.all_refused() else "ok"
+
+
+# From the least to the most in need of a look: a total says the worst of its integrations.
+_STATUS_ORDER = ("ok", "refused", "partial", "failed")
 
 
 def outcomes_for(runtime: Runtime, command: Command, dry_run: bool) -> list[RunOutcome]:
@@ -103,12 +111,15 @@ def _summary(event: str, outcome: RunOutcome, reported: bool, **fields: Any) -> 
 
 
 def total_of(outcomes: Sequence[RunOutcome]) -> RunOutcome:
-    """Every count summed, the longest duration (they ran at once), failed if any failed."""
+    """Every count summed, the longest duration (they ran at once), the worst status of any
+    (failed, partial, refused: an integration whose mapping refused every record it read is
+    not hidden by another that took its own)."""
     first = outcomes[0]
-    total = RunOutcome(first.command, first.dry_run, "*", started=first.started)
+    total = RunOutcome(first.command, first.dry_run, "*", started=first.started, parts=outcomes)
     for outcome in outcomes:
         for name, count in outcome.stats.counts().items():
             setattr(total.stats, name, getattr(total.stats, name) + count)
+        total.stats.refused_by_mapping += outcome.stats.refused_by_mapping
         total.stats.seconds = max(total.stats.seconds, outcome.stats.seconds)
         total.error = total.error or outcome.error
     finished = [o.finished for o in outcomes if o.finished is not None]

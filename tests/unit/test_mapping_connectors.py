@@ -93,3 +93,20 @@ def test_writing_in_an_envelope_needs_one() -> None:
     description = tomllib.loads(EXAMPLE.read_text())["mapping"]
     with pytest.raises(ConfigurationError, match="envelope_outbound: needs records"):
         load_mapping({**description, "envelope_outbound": True}, where="acme")
+
+
+@pytest.mark.parametrize("envelope_outbound", [True, False])
+def test_a_newer_file_in_the_other_shape_is_still_seen_as_newer(envelope_outbound: bool) -> None:
+    # Switching envelope_outbound leaves files of the other shape in the outbound folder: each
+    # must still be read, or a newer client copy would be overwritten by an older TracOS one.
+    description = tomllib.loads(EXAMPLE.read_text())["mapping"]
+    mapping = load_mapping(
+        {**description, "records": "d.results", "envelope_outbound": envelope_outbound},
+        where="acme",
+    )
+    record = MAPPING.encode(ORDER)
+    newer = {**record, "dates": {**record["dates"], "updated": "01/05/2024 10:00"}}
+    other_shape = newer if envelope_outbound else {"d": {"results": [newer]}}
+    assert holds_newer_than(ORDER.updated_at, mapping)(orjson.dumps(other_shape)) is True
+    same_age = record if envelope_outbound else {"d": {"results": [record]}}
+    assert holds_newer_than(ORDER.updated_at, mapping)(orjson.dumps(same_age)) is False

@@ -82,14 +82,18 @@ class RecordMapping:
         return self.enclose([record]) if self._parts.envelope_outbound else record
 
     def outbound_record(self, document: Any) -> Any:
-        """The record an outbound file's document holds (``outbound_document`` undone), or None
-        when it holds no single record where this mapping writes one."""
-        if not self._parts.envelope_outbound:
-            return document
-        assert self._parts.records is not None  # compile refuses envelope_outbound without it
-        for key in self._parts.records:
-            document = document.get(key) if isinstance(document, dict) else None
-        return document[0] if isinstance(document, list) and len(document) == 1 else None
+        """The record an outbound file's document holds, whether it was written alone or in the
+        envelope (``outbound_document`` undone): a file written before ``envelope_outbound`` was
+        switched is still read, never taken for someone else's and replaced. None when it holds
+        no single record."""
+        keys = self._parts.records
+        if keys is not None and isinstance(document, dict):
+            inner: Any = document
+            for key in keys:
+                inner = inner.get(key) if isinstance(inner, dict) else None
+            if isinstance(inner, list):
+                return inner[0] if len(inner) == 1 else None
+        return document
 
     def json_schema(self) -> dict[str, Any]:
         """The client record's JSON Schema (a copy: the mapping stays as built)."""
