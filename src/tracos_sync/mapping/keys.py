@@ -68,7 +68,7 @@ class FormattedKey(KeyCodec):
         digits = (
             f"(?!0{{{width}}})[0-9]{{{width}}}" if width else f"[1-9][0-9]{{0,{MAX_WIDTH - 1}}}"
         )
-        self._shape = re.compile(re.escape(prefix) + f"({digits})")
+        self._shape = re.compile(_escaped(prefix) + f"({digits})")
         self._said = json_text(self.example())
 
     def example(self) -> str:
@@ -98,3 +98,13 @@ class FormattedKey(KeyCodec):
             # final newline, where JavaScript's (and fastjsonschema's \Z) do not.
             "pattern": f"^{self._shape.pattern}(?!\\n)$",
         }
+
+
+# The characters a regular expression gives a meaning, escaped alike in Python and in ECMA-262
+# with its unicode flag (which JSON Schema validators such as Ajv use): re.escape also escapes
+# "-", "#" and spaces, which JavaScript refuses there ("Invalid escape").
+_SPECIAL = frozenset("\\^$.|?*+()[]{}/")
+
+
+def _escaped(text: str) -> str:
+    return "".join(f"\\{char}" if char in _SPECIAL else char for char in text)
