@@ -15,6 +15,7 @@ from tracos_sync.connectors.declarative_http.oauth2 import ClientCredentials
 from tracos_sync.connectors.declarative_http.requester import (
     ApiUnavailable,
     Limits,
+    Refused,
     Requester,
     SettingNames,
     Superseded,
@@ -84,7 +85,7 @@ async def test_a_token_fetched_at_run_time_is_never_shown_in_a_message() -> None
 
 @pytest.mark.parametrize(
     ("superseded", "status", "error"),
-    [((409, 412), 412, Superseded), ((412,), 409, RecordRejected), ((412,), 412, Superseded)],
+    [((409, 412), 412, Superseded), ((412,), 409, Refused), ((412,), 412, Superseded)],
 )
 async def test_the_superseded_statuses_are_the_descriptions(
     superseded: tuple[int, ...], status: int, error: type[Exception]
@@ -98,4 +99,6 @@ async def test_the_superseded_statuses_are_the_descriptions(
     with pytest.raises(error) as caught:
         await api.call("send order 1", "PATCH", "http://erp.test/Orders('1')", content=b"{}")
     assert type(caught.value) is error
+    if isinstance(caught.value, Refused):
+        assert caught.value.status == status  # what a writer needs to tell a 404 from the rest
     await api.close()

@@ -62,6 +62,15 @@ class Superseded(RecordRejected):
     """409/412 to a conditional write: the ERP holds a newer version of the work order."""
 
 
+class Refused(RecordRejected):
+    """Another 4xx: this one request is refused. ``status`` is the answer's (a 404 to a
+    ``GET`` of one record says the ERP does not hold it)."""
+
+    def __init__(self, problems: list[Problem], status: int) -> None:
+        super().__init__(problems)
+        self.status = status
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     timeout: float  # one whole request, from sending it to the last byte of the answer
@@ -197,7 +206,7 @@ class Requester:
         if status in self._superseded:
             raise Superseded([Problem("$", said)])
         if 400 <= status < 500:
-            raise RecordRejected([Problem("$", said)])
+            raise Refused([Problem("$", said)], status)
         location = self.excerpt(response.headers.get("Location", "none"))
         raise ProtocolError(
             f"{what}: HTTP {status} (redirect to {location}): set {self._names.url} to the final "
