@@ -123,13 +123,13 @@ async def test_a_new_order_is_created_and_its_next_change_is_conditional_on_our_
     assert first.delivered == [4_000_123]
     key = number(4_000_123)
     assert w.erp.orders[key]["MaintenanceOrderDesc"] == "pump"
-    assert w.erp.log == [("GET", key, None), ("POST", key, None)]  # 404, then created
+    assert w.erp.log == [("POST", key, None)]  # nothing known of it: created, one request
     created = w.erp.etag(key)
 
     second = await w.sink.deliver([order(4_000_123, "valve", T0 + timedelta(hours=1))])
     assert second.delivered == [4_000_123]
     # No second look: the version our create got back is sent.
-    assert w.erp.log[2:] == [("PATCH", key, created)]
+    assert w.erp.log[1:] == [("PATCH", key, created)]
     assert w.erp.orders[key]["MaintenanceOrderDesc"] == "valve"
 
 
@@ -157,7 +157,12 @@ async def test_a_record_the_erp_holds_older_than_ours_is_updated_on_the_version_
     shown = erp.etag(number(5))
     delivery = await w.sink.deliver([order(5, "newer in TracOS")])
     assert delivery.delivered == [5]
-    assert erp.log == [("GET", number(5), None), ("PATCH", number(5), shown)]
+    # Created first (nothing known of it), refused as existing, looked up, updated.
+    assert erp.log == [
+        ("POST", number(5), None),
+        ("GET", number(5), None),
+        ("PATCH", number(5), shown),
+    ]
 
 
 async def test_a_refused_record_is_dead_lettered_alone() -> None:
@@ -214,8 +219,8 @@ async def test_writes_are_concurrent_bounded_and_in_order_per_key() -> None:
     assert most == 3
     assert w.erp.orders[number(1)]["MaintenanceOrderDesc"] == "second"
     ones = [(m, v) for m, k, v in w.erp.log if k == number(1)]
-    assert [m for m, _ in ones] == ["GET", "POST", "PATCH"]
-    assert ones[2][1] is not None  # the version the create got back
+    assert [m for m, _ in ones] == ["POST", "PATCH"]
+    assert ones[1][1] is not None  # the version the create got back
 
 
 async def test_a_fatal_answer_stops_the_delivery() -> None:
@@ -228,23 +233,30 @@ async def test_a_fatal_answer_stops_the_delivery() -> None:
     assert delivery.delivered == [] and delivery.refused == [] and delivery.superseded == []
 
 
-async def test_a_create_refused_because_the_key_exists_meanwhile_is_superseded() -> None:
+async def test_a_create_the_erp_refuses_for_a_key_it_holds_newer_is_superseded() -> None:
     erp = FakeErp()
-    looked = []
+    # Created in the ERP since (or by our own create, sent again after its answer was lost).
+    erp.orders[number(9)] = {"MaintenanceOrder": number(9), "LastChangeDateTime": erp.stamp()}
+    w = world(erp)
+    delivery = await w.sink.deliver([order(9, "ours")])
+    assert delivery.superseded == [9] and delivery.superseded_by == {9: erp.clock}
+    assert not delivery.refused and w.store.letters == {}
+    assert [m for m, _, _ in erp.log] == ["POST", "GET"]
+    assert "MaintenanceOrderDesc" not in erp.orders[number(9)]
 
-    async def created_by_someone_else(request: httpx.Request) -> httpx.Response | None:
-        if request.method == "GET" and not looked:
-            looked.append(True)
-            response = httpx.Response(404)
-            erp.orders[number(9)] = {"MaintenanceOrder": number(9), "LastChangeDateTime": "x"}
-            return response
+
+async def test_a_create_refused_for_a_key_the_erp_does_not_hold_is_the_records_refusal() -> None:
+    async def refuse_creates(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "POST":
+            return httpx.Response(400, json={"error": {"message": "plant 9 unknown"}})
         return None
 
-    erp.hook = created_by_someone_else
-    w = world(erp)
+    w = world(FakeErp(hook=refuse_creates))
     delivery = await w.sink.deliver([order(9)])
-    assert delivery.superseded == [9] and not delivery.refused
-    assert w.store.letters == {}
+    assert [p.reason for p in delivery.refused] == [
+        'HTTP 400: {"error":{"message":"plant 9 unknown"}}'
+    ]
+    assert len(w.store.letters) == 1
 
 
 async def test_our_write_read_back_is_our_echo_a_later_edit_is_not() -> None:

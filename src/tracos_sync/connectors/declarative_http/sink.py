@@ -15,20 +15,21 @@ write: ``Echoes``), that version as ``If-Match`` (``write.version``). Then:
   within its budget; what is fatal (credentials refused, the budget spent) stops the delivery
   after the writes under way: the orders not attempted stay unsynced.
 
-**Whether the ERP holds the record** decides between an update and a create (``POST`` to
-``write.create``). It is asked (a ``GET`` of the record's URL: 404 or 410 says no) only when
-nothing is known of the record's version and the answer matters: a conditional write or a
-separate create is described. A failed conditional write cannot tell instead: CAP (like S/4HANA)
-answers 412 to a conditional write to a key it does not hold, the same answer as to a stale
-version, and 404 to an unconditional one would not be allowed (428). A record the ``GET`` finds
-that was changed in the ERP later than TracOS's copy (its last-change time) is superseded, not
-overwritten: it is a change we have not read yet. Otherwise it is written conditionally on the
-version the ``GET`` saw, so that an edit between the two is not overwritten either.
+**Whether the ERP holds the record** decides between a create (``POST`` to ``write.create``)
+and an update, and matters only when nothing is known of the record's version. Then the record
+is most likely TracOS's new order, so it is created first: one request. A create refused (CAP
+answers 400 when the key exists, an OData server 409) is followed by a ``GET`` of the record's
+URL (404 or 410: the ERP does not hold it, and the create's refusal is the record's). Without
+``write.create``, a conditional write needs the version first: the ``GET`` comes first. A failed
+conditional write cannot tell instead: CAP, like S/4HANA, answers 412 to a conditional write to a
+key it does not hold, as to a stale version, and takes no unconditional one (428).
 
-A ``POST`` refused (CAP answers 400 when the key exists, another server 409) is looked up once:
-when the ERP holds the record now (created by someone else since the ``GET``, or by our own
-``POST`` whose answer was lost and that the requester sent again) it is superseded (the next read
-brings it in), not a dead letter.
+A record the ERP holds but we know nothing of, changed there later than TracOS's copy (its
+last-change time, as the mapping reads it), is a change we have not read yet: superseded, not
+overwritten. Otherwise it is written conditionally on the version the ``GET`` saw, so that an
+edit between the two is not overwritten either. (Our own create whose answer was lost, sent again
+by the requester, is refused as existing and found newer: superseded; the next read brings it
+in.)
 
 Writes go concurrently, at most ``concurrency`` at a time, and in order per key (two versions of
 one order in a batch are sent one after the other).
@@ -166,41 +167,60 @@ class DeclarativeSink:
 
     async def _send(self, key: str, order: WorkOrder, record: dict[str, Any]) -> _Outcome:
         url = self._record_url(key)
+        content = orjson.dumps(record)
         version = self._echoes.version(key)
-        exists = True
-        if version is None and (self._write.version is not None or self._write.create is not None):
-            found = await self._look(key, url)
+        if version is None and (self._write.create is not None or self._write.version is not None):
+            found = await (
+                self._create(key, order, content, url)
+                if self._write.create is not None
+                # No create of its own: a conditional write needs the version, a PUT to an
+                # absent key (an upsert) none.
+                else self._look(key, url)
+            )
             if isinstance(found, _Outcome):
                 return found
-            exists = found is not None
             if found is not None:
                 if found.changed is not None and found.changed > order.updated_at:
+                    # Changed in the ERP after TracOS's copy: a change not read yet.
                     return _Outcome(superseded=True, superseded_by=found.changed)
                 version = found.version
-        creating = not exists and self._write.create is not None
         headers = dict(_JSON)
-        if creating:
-            method, target = "POST", join_path(self._root, fill(self._write.create or "", {}))
-        else:
-            method, target = self._write.method, url
-            spec = self._write.version
-            if spec is not None and version is not None:
-                headers[spec.header] = spec.format.format(version=version)
+        spec = self._write.version
+        if spec is not None and version is not None:
+            headers[spec.header] = spec.format.format(version=version)
         try:
             response, body = await self._requester.call(
-                f"write {key}", method, target, content=orjson.dumps(record), headers=headers
+                f"write {key}", self._write.method, url, content=content, headers=headers
             )
         except Superseded:
             self._echoes.superseded(key)
             return _Outcome(superseded=True)
         except RecordRejected as exc:
-            if creating and await self._holds(key, url):
-                return _Outcome(superseded=True)
             return _Outcome(refused=exc.problems)
-        self._echoes.wrote(
-            key, content_hash(self._mapping.encode, order), self._answered(response, body)
-        )
+        self._remember(key, order, response, body)
         return _Outcome(delivered=True)
+
+    async def _create(
+        self, key: str, order: WorkOrder, content: bytes, url: httpx.URL
+    ) -> _Outcome | _Found:
+        """``POST`` to ``write.create`` (nothing known of the record: most likely a new order
+        of TracOS's; one request). Refused (400 in CAP, 409 in OData: the key exists; or a
+        refusal of the record), the record is looked up: what the ERP holds, to update, or the
+        create's refusal when it holds nothing."""
+        target = join_path(self._root, fill(self._write.create or "", {}))
+        try:
+            response, body = await self._requester.call(
+                f"create {key}", "POST", target, content=content, headers=_JSON
+            )
+        except RecordRejected as exc:
+            found = await self._look(key, url)
+            return _Outcome(refused=exc.problems) if found is None else found
+        self._remember(key, order, response, body)
+        return _Outcome(delivered=True)
+
+    def _remember(self, key: str, order: WorkOrder, response: httpx.Response, body: bytes) -> None:
+        version = _version_of(self._write.version, response, _json(body) if body else None)
+        self._echoes.wrote(key, content_hash(self._mapping.encode, order), version)
 
     async def _look(self, key: str, url: httpx.URL) -> _Found | _Outcome | None:
         """The ERP's version and last change of ``key``; None: it does not hold it; an
@@ -218,16 +238,6 @@ class DeclarativeSink:
         document = _json(body)
         changed = self._mapping.updated_of(document)
         return _Found(_version_of(self._write.version, response, document), changed)
-
-    async def _holds(self, key: str, url: httpx.URL) -> bool:
-        """Whether the ERP holds ``key`` (after a refused create)."""
-        try:
-            return await self._look(key, url) is not None
-        except FatalError:
-            return False  # the create's own refusal is reported
-
-    def _answered(self, response: httpx.Response, body: bytes) -> str | None:
-        return _version_of(self._write.version, response, _json(body) if body else None)
 
     # -- reporting
 
