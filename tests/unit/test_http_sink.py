@@ -224,13 +224,17 @@ async def test_writes_are_concurrent_bounded_and_in_order_per_key() -> None:
 
 
 async def test_a_fatal_answer_stops_the_delivery() -> None:
+    asked = []
+
     async def refused_credentials(request: httpx.Request) -> httpx.Response | None:
+        asked.append(request)
         return httpx.Response(401)
 
     w = world(FakeErp(hook=refused_credentials), concurrency=1)
     delivery = await w.sink.deliver([order(n) for n in range(1, 6)])
     assert isinstance(delivery.fatal, FatalError)
     assert delivery.delivered == [] and delivery.refused == [] and delivery.superseded == []
+    assert len(asked) == 1  # the orders after it are not sent: they stay unsynced
 
 
 async def test_a_create_the_erp_refuses_for_a_key_it_holds_newer_is_superseded() -> None:
