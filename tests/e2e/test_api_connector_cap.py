@@ -94,8 +94,8 @@ def own_cap() -> Iterator[CapServer]:
 def test_new_and_changed_orders_are_read_once_each(
     env: Env, cap: CapServer, mongo: MongoClient[Any]
 ) -> None:
-    create_orders(cap, range(1, 151))
-    path = integrations(env)
+    create_orders(cap, range(1, 151))  # 1-100 share one stamp: pages of 40 split it
+    path = integrations(env, page_size=40)
     dry = counts(run(env, cap, path, "run", "--dry-run"))
     assert dry["inserted"] == 150
     assert orders(env, mongo) == {}
