@@ -16,6 +16,7 @@ import httpx
 import pytest
 from pymongo import MongoClient
 
+from tests.builders import tracos_doc
 from tests.conftest import Env, Result
 from tests.server import ROOT
 from tests.support.cap import CapServer, running_cap_server
@@ -113,6 +114,22 @@ def test_new_and_changed_orders_are_read_once_each(
     assert held[6]["deleted"] is True and held[7]["deleted"] is False
     third = counts(run(env, cap, path, "run"))
     assert (third["inserted"], third["updated"], third["stale"]) == (0, 0, 0)
+
+
+def test_a_read_only_api_refuses_outbound_loudly_and_loses_nothing(
+    env: Env, cap: CapServer, mongo: MongoClient[Any]
+) -> None:
+    """Orders read from the ERP are in sync (no outbound); one made in TracOS cannot go out
+    without a [write] table: the run fails saying so, the order stays to send, inbound is done."""
+    create_orders(cap, range(1, 4))
+    path = integrations(env)
+    assert counts(run(env, cap, path, "run"))["inserted"] == 3
+    mongo[env.database][COLLECTION].insert_one(tracos_doc(900))
+    result = run(env, cap, path, "run")
+    assert result.code == 1, result.output
+    assert "1 work orders cannot go out" in result.output and "no [write] table" in result.output
+    assert not orders(env, mongo)[900].get("isSynced")
+    assert counts(run(env, cap, path, "inbound"))["inserted"] == 0  # inbound alone runs
 
 
 def test_cap_killed_and_restarted_in_the_middle_of_a_pass_loses_nothing(
