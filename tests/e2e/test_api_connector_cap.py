@@ -114,6 +114,9 @@ def test_new_and_changed_orders_are_read_once_each(
     assert held[6]["deleted"] is True and held[7]["deleted"] is False
     third = counts(run(env, cap, path, "run"))
     assert (third["inserted"], third["updated"], third["stale"]) == (0, 0, 0)
+    check = run(env, cap, path, "check")
+    assert check.code == 0, check.output
+    assert "MaintenanceOrder answers" in check.output and ", key 151" in check.output
 
 
 def test_a_read_only_api_refuses_outbound_loudly_and_loses_nothing(
