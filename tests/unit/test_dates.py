@@ -89,3 +89,20 @@ def test_format_instant_is_utc_iso_with_milliseconds() -> None:
     value = datetime(2024, 5, 1, 9, 0, 0, 123456, tzinfo=timezone(timedelta(hours=-3)))
     assert format_instant(value) == "2024-05-01T12:00:00.123Z"
     assert parse_instant(format_instant(value)) == normalise(value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2025-03-10T14:22:05\x00",
+        "2025-03-10T14:22:05\x00Z",
+        "2025-03-10T15:00:00Z\n",
+        "\t2025-03-10T15:00:00Z",
+    ],
+)
+def test_a_date_with_a_control_character_is_refused_not_cleaned(text: str) -> None:
+    # fromisoformat read "…:05\x00" as "…:05", and strip() took newlines and tabs off: the
+    # value was changed without a word (a hostile pass). Spaces around it are still tolerated.
+    with pytest.raises(InvalidDate, match="control character"):
+        parse_instant(text)
+    assert parse_instant(" 2025-03-10T15:00:00Z ") == parse_instant("2025-03-10T15:00:00Z")

@@ -204,6 +204,9 @@ def test_a_next_link_is_shown_without_its_query_secrets() -> None:
     for secret in ("pa55word", "S3CR3T", "sig=abc", "100", "#x"):
         assert secret not in shown, shown
     assert shown_link("Orders?$skiptoken=2") == "Orders?$skiptoken=2"
+    # A session in a path parameter (a hostile pass found ;jsessionid shown).
+    shown = shown_link("https://erp.example/sap/Orders;jsessionid=SECRET4;v=2?$skip=100")
+    assert "SECRET4" not in shown and "/sap/Orders;jsessionid=" in shown and "$skip=100" in shown
 
 
 # The streamed path refuses what the whole-file path refuses (issue 22 follow-up, 2).

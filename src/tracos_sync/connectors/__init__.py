@@ -16,13 +16,18 @@ from tracos_sync.domain.errors import ConfigurationError
 from tracos_sync.domain.ports import ConnectorFactory
 
 ENTRY_POINT_GROUP = "tracos_sync.connectors"
-BUILT_IN = {"files": "tracos_sync.connectors.client_erp.files:create"}
+BUILT_IN = {
+    "files": "tracos_sync.connectors.client_erp.files:create",
+    # Also until an environment installed before it was registered is installed again.
+    "api": "tracos_sync.connectors.declarative_http.connector:create",
+}
 # Each connector's settings class (the variables it reads), for telling a misspelt variable
 # from one of ours; ours listed here too, as ``files`` above, for a source checkout.
 SETTINGS_GROUP = "tracos_sync.connector_settings"
 BUILT_IN_SETTINGS = {
     "files": "tracos_sync.connectors.client_erp.files.settings:FolderSettings",
     "http": "tracos_sync.connectors.client_erp_http.settings:HttpSettings",
+    "api": "tracos_sync.connectors.declarative_http.settings:ApiSettings",
 }
 
 

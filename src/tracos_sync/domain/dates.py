@@ -39,11 +39,18 @@ def normalise(value: datetime, naive_tz: tzinfo = UTC) -> datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def parse_instant(text: str, naive_tz: tzinfo = UTC) -> datetime:
     """Parse an ISO 8601 date-time string (offset, ``Z`` or naive) into normalised UTC."""
     if not isinstance(text, str):
         raise InvalidDate(f"expected an ISO 8601 date-time string, got {type(text).__name__}")
-    candidate = text.strip()
+    # datetime.fromisoformat reads "…:05\x00" as "…:05", and strip() took a newline off: a
+    # control character anywhere is refused, spaces around the value tolerated.
+    if _CONTROL.search(text):
+        raise InvalidDate(f"a control character in a date: {text!r:.60}")
+    candidate = text.strip(" ")
     if not _HAS_TIME.match(candidate):
         raise InvalidDate(f"not an ISO 8601 date-time (date and time required): {text!r:.60}")
     try:

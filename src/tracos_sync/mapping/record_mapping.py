@@ -156,6 +156,16 @@ class RecordMapping:
         stamp = self.updated_of(item)
         return None if stamp is None else (stamp, number)
 
+    def client_key(self, number: int) -> Any:
+        """``number`` as the client writes its key (``"000004000123"``, ``4000123``): what an
+        API's query asks for. ``ValueError`` for a number the format cannot write."""
+        return self._parts.key.encode(number)
+
+    def client_updated(self, stamp: datetime) -> list[Any]:
+        """``stamp`` as the client writes its last update: one value per field (two for a date
+        and a time apart). ``InvalidDate`` for an instant the format cannot write."""
+        return self._in.updated.format(stamp)
+
     def updated_of(self, item: Any) -> datetime | None:
         """The last-update instant of a raw record, or None when it cannot be read."""
         if not isinstance(item, dict):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import itertools
 import operator
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -78,7 +79,8 @@ def next_link(document: Any, records: tuple[str, ...]) -> str | None:
 
 
 def shown_link(link: str) -> str:
-    """``link`` fit for a log line: no credentials before the host, no query value but the
+    """``link`` fit for a log line: no credentials before the host, no path parameter's value
+    (``;jsessionid=``), no query value but the
     OData options' (``$skiptoken``, ``$skip``: how far the export got; an ``sap-client``, an
     ``api_key`` or a signature is masked), no fragment, cut short."""
     try:
@@ -87,7 +89,11 @@ def shown_link(link: str) -> str:
             (name, value if name.startswith("$") else MASK)
             for name, value in parse_qsl(parts.query, keep_blank_values=True)
         ]
-        shown = urlunsplit(parts._replace(query=urlencode(query, safe="$*,'()"), fragment=""))
+        # Path parameters (``;jsessionid=…``) carry sessions: their values are masked too.
+        path = re.sub(r"(;[^;/=]*=)[^;/]*", lambda m: m.group(1) + MASK, parts.path)
+        shown = urlunsplit(
+            parts._replace(path=path, query=urlencode(query, safe="$*,'()"), fragment="")
+        )
     except ValueError:  # not a URL we can take apart: only its credentials are known
         shown = link
     shown = redact_text(shown)

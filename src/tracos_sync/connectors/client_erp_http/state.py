@@ -22,9 +22,11 @@ SCOPE = "client_erp_http"
 
 
 class ConnectorState:
-    def __init__(self, store: ConnectorStateStore, api_url: str) -> None:
+    def __init__(self, store: ConnectorStateStore, api_url: str, scope: str = SCOPE) -> None:
+        # ``scope``: whose state it is (the declarative connector keeps its own, alike).
         self._store = store
-        self._key = f"{SCOPE}:{api_url}"
+        self._scope = scope
+        self._key = f"{scope}:{api_url}"
 
     @property
     def where(self) -> str:
@@ -80,12 +82,12 @@ class ConnectorState:
     ) -> int:
         """Quarantine a refused record; returns how many times this same refusal was seen."""
         letter = DeadLetter(
-            SCOPE, f"{direction}:{fingerprint(payload)}", direction, ref, problems, payload
+            self._scope, f"{direction}:{fingerprint(payload)}", direction, ref, problems, payload
         )
         return await self._store.dead_letter(letter, datetime.now(UTC))
 
     async def count_refused(self) -> int:
-        return await self._store.count_dead_letters(SCOPE)
+        return await self._store.count_dead_letters(self._scope)
 
 
 def _stored_by_then(since: datetime, stored_at: Any) -> bool:

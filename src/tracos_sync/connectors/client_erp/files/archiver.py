@@ -35,10 +35,12 @@ class Archiver:
         self._settings = settings
         self._claimer = claimer
         self._settling = settling
+        # A dry run's problems told so far, per file in parts (a large file).
+        self._told: dict[str, int] = {}
 
     def would_reject(self, units: Sequence[InboundUnit]) -> None:
-        """A dry run: what would be rejected is said, every problem on a line of its own (no
-        reason file is written to hold them), nothing is moved."""
+        """A dry run: what would be rejected is said, each problem on a line of its own (no
+        reason file is written to hold them) up to ``TOLD_PER_INPUT`` a file, nothing is moved."""
         for unit in units:
             if unit.problems:
                 log.warning(
@@ -47,7 +49,10 @@ class Archiver:
                     problems=len(unit.problems),
                     first=first_problem(unit.problems),
                 )
-                tell_problems(log, unit.problems, file=unit.name)
+                told = self._told.get(unit.name, 0)
+                self._told[unit.name] = tell_problems(log, unit.problems, told=told, file=unit.name)
+            if unit.ends_input:
+                self._told.pop(unit.name, None)
 
     def archive(self, units: Sequence[InboundUnit]) -> None:
         """Archive each file whose last unit is among ``units`` (a large file's earlier parts

@@ -1,0 +1,212 @@
+"""The ``api`` connector: an ERP's HTTP API read (and, next step, written) as the integration's
+settings table describes it (``description.ApiDescription``), records through the customer's
+mapping. Its watermark and dead letters are kept in the state store the bootstrap hands over,
+under a scope of their own."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from dotenv import dotenv_values
+
+from tracos_sync.config import connector_settings
+from tracos_sync.domain.errors import ConfigurationError, FatalError, RecordRejected
+from tracos_sync.domain.model import WorkOrder
+from tracos_sync.domain.ports import (
+    ConnectorConfig,
+    ConnectorContext,
+    Delivery,
+    HealthCheck,
+    Owned,
+)
+from tracos_sync.mapping import RecordMapping
+
+from ..client_erp.resolve import resolve_mapping
+from ..client_erp_http.paging import EPOCH, Watermark
+from ..client_erp_http.state import ConnectorState
+from .auth import build_auth
+from .description import ApiDescription, load_description
+from .oauth2 import ClientCredentials
+from .reader import ApiReader
+from .requester import Limits, Requester, SettingNames
+from .settings import ApiSettings
+from .source import ApiSource
+
+SCOPE = "declarative_http"
+NAMES = SettingNames(
+    retry="client_api_retry_seconds",
+    max_bytes="client_api_max_response_bytes",
+    credentials="auth",
+    url="base_url",
+)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ReadOnlySink:
+    """The sink of a description without ``[write]``: the API is read only. Refused at the first
+    outbound batch that holds an order, not at start-up: an integration that only reads is
+    legitimate, and until TracOS has something to send nothing is wrong. Then the outbound
+    direction fails loudly (exit code, log) and the orders stay unsent, offered again each run."""
+
+    async def prepare(self) -> None:
+        """Nothing to prepare: nothing is ever sent."""
+
+    async def deliver(self, orders: Sequence[WorkOrder]) -> Delivery:
+        return Delivery(
+            fatal=FatalError(
+                f"{len(orders)} work orders cannot go out: the API description has no [write] "
+                "table (the API is read only); describe how records are written, or run "
+                "`inbound` only"
+            )
+        )
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+
+class ApiConnector:
+    def __init__(self, api: ApiDescription, settings: ApiSettings, mapping: RecordMapping) -> None:
+        self.api = api
+        self.settings = settings
+        self.mapping = mapping
+
+    def source(self, context: ConnectorContext) -> ApiSource:
+        return ApiSource(self._reader(context), self._state(context), dry_run=context.dry_run)
+
+    def sink(self, context: ConnectorContext) -> ReadOnlySink:
+        if self.api.write is not None:
+            raise FatalError(
+                "the API description has a [write] table: writing through a declarative API "
+                "lands in the next step; remove [write] to read only"
+            )
+        return ReadOnlySink()
+
+    def describe(self) -> dict[str, str]:
+        return {"connector": "api", "api": self._endpoint()}
+
+    def secrets(self) -> list[str]:
+        return self.api.secrets()
+
+    def owned(self) -> Owned:
+        # Its watermark is the collection's: two integrations reading it would share it.
+        return Owned(endpoints={"base_url": self._endpoint()})
+
+    async def health(self, context: ConnectorContext) -> list[HealthCheck]:
+        reader = self._reader(context)
+        try:
+            await reader.probe()
+            checks = [HealthCheck("client API", True, f"{self._endpoint()} answers")]
+        except (RecordRejected, FatalError) as exc:
+            checks = [HealthCheck("client API", False, str(exc))]
+        finally:
+            await reader.close()
+        state = self._state(context)
+        try:
+            mark = await state.watermark(reader.bound())
+            refused = await state.count_refused()
+        except FatalError as exc:
+            return [*checks, HealthCheck("client state", False, str(exc))]
+        shown = (
+            "none: the first pass reads every record"
+            if mark == Watermark()
+            else (f"{mark.text}, key {mark.after}")
+        )
+        return [
+            *checks,
+            HealthCheck("client watermark", True, shown),
+            HealthCheck(
+                "client dead letters", True, f"{refused} records refused; see {state.where}"
+            ),
+        ]
+
+    def _reader(self, context: ConnectorContext) -> ApiReader:
+        return ApiReader(
+            self.api,
+            self.mapping,
+            self._requester(),
+            clock_skew=timedelta(seconds=context.clock_skew_seconds),
+            clock=utc_now,
+        )
+
+    def _requester(self) -> Requester:
+        """One client per source (or check), with the description's auth plugin."""
+        settings = self.settings
+        client = httpx.AsyncClient(
+            headers={"Accept": "application/json", "User-Agent": "tracos-sync"},
+            timeout=settings.client_api_timeout_seconds,
+            follow_redirects=False,
+        )
+        auth = build_auth(self.api.auth, client)
+        client.auth = auth
+        fixed = self.api.secrets()
+
+        def secrets() -> list[str]:
+            fetched = auth.secrets() if isinstance(auth, ClientCredentials) else []
+            return [*fixed, *fetched]
+
+        limits = Limits(
+            timeout=settings.client_api_timeout_seconds,
+            retry_budget=settings.client_api_retry_seconds,
+            max_bytes=settings.client_api_max_response_bytes,
+        )
+        superseded = self.api.write.superseded if self.api.write is not None else (409, 412)
+        return Requester(client, limits, secrets, NAMES, superseded)
+
+    def _state(self, context: ConnectorContext) -> ConnectorState:
+        return ConnectorState(context.state, self._endpoint(), scope=SCOPE)
+
+    def _endpoint(self) -> str:
+        """The collection read, as one string: the service root and ``read.path``."""
+        root = str(self.api.base_url).rstrip("/")
+        return f"{root}/{self.api.read.path.lstrip('/')}"
+
+
+def create(config: ConnectorConfig) -> ApiConnector:
+    """The ``api`` connector factory (entry point ``tracos_sync.connectors:api``)."""
+    if config.settings is None:
+        raise ConfigurationError(
+            "the api connector is described in an integrations file: its [integration.settings] "
+            "table holds the API description (base_url, auth, read, write)"
+        )
+    described = {k: v for k, v in config.settings.items() if k in ApiDescription.model_fields}
+    others = {k: v for k, v in config.settings.items() if k not in described}
+    where = f"{config.where}: settings" if config.where else "settings"
+    api = load_description(described, where, _variables(config.env_file))
+    settings = connector_settings(ApiSettings, replace(config, settings=others))
+    mapping = resolve_mapping(config)
+    _check_mapping(api, mapping, config.where)
+    return ApiConnector(api, settings, mapping)
+
+
+def _check_mapping(api: ApiDescription, mapping: RecordMapping, where: str) -> None:
+    """What the description needs of the mapping, refused at start-up naming both."""
+    envelope = mapping.records_path
+    if envelope is not None and ".".join(envelope) != api.read.records:
+        raise ConfigurationError(
+            f"{where}: the mapping's records ({'.'.join(envelope)!r}) and the description's "
+            f"read.records ({api.read.records!r}) differ: with the api connector, read.records "
+            "says where a page's records are; leave the mapping's records unset or equal"
+        )
+    if (api.read.since or api.read.after) and len(mapping.client_updated(EPOCH)) != 1:
+        raise ConfigurationError(
+            f"{where}: read.since and read.after fill {{since}} with the record's last update, "
+            "which the mapping reads from a date and a time apart: describe updated_at as one "
+            "field to filter by it"
+        )
+
+
+def _variables(env_file: str | None) -> Mapping[str, str]:
+    """The environment over the ``.env`` file, as for the integrations file's own variables."""
+    found: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        found.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    found.update(os.environ)
+    return found

@@ -1,0 +1,286 @@
+"""One pass over the described API from a watermark, as ``InboundUnit``s (one per page with
+something in it), and the watermark each unit may store once it is applied.
+
+The watermark is a key (last update, number) as the mapping reads them: every record at or
+before it was applied. A pass starts with ``read.after`` filled from it (or ``read.since`` when
+the description has no ``after``; nothing: the first pass reads every record), the time and key
+written as the mapping writes them (``client_updated``, ``client_key``).
+
+- **keyset** paging restarts each page from the last (time, key) read: each page's unit stores
+  the watermark as far as that page.
+- **every other style** counts rows, and a record changed while we page shifts the rows after
+  it (one record is never read in that pass; the one that moved is read twice). The watermark
+  moves only with the last page of a *complete* pass in which no key was read twice; after a
+  pass with repeats the next one starts from the same watermark (what it reads again is stale).
+- The stored watermark never passes the moment a page was asked for: a record dated ahead of
+  our clock (within ``CLIENT_CLOCK_SKEW_SECONDS``) is applied, and read again next pass, so that
+  a change dated "now" after it is not skipped. A record dated beyond now + that allowance is
+  handed on like any other and the pipeline refuses it alone; the watermark stays before it and
+  the pass ends with its page (what follows is later still).
+- Records at or before the watermark are skipped (an API that ignores the filter); records out
+  of (time, key) order are a ``ProtocolError`` (the watermark rule needs the order: set
+  ``read.query``'s ``$orderby``); a record the mapping refuses is a dead letter, reported once a
+  pass, and its key (when readable) moves the watermark past it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import structlog
+
+from tracos_sync.domain.dates import dated_ahead, format_instant, normalise
+from tracos_sync.domain.errors import RecordRejected
+from tracos_sync.domain.model import Problem
+from tracos_sync.domain.ports import InboundUnit
+from tracos_sync.mapping import RecordMapping
+
+from ..client_erp.codec import ParseError, parse_json
+from ..client_erp_http.paging import PageHandle, Watermark, fingerprint
+from .description import ApiDescription
+from .incremental import changes_after, changes_since
+from .pages import Pages
+from .paginators import Page, paginator
+from .requester import ProtocolError, Requester
+from .selector import records_at
+
+log = structlog.get_logger("tracos_sync.http")
+
+Clock = Callable[[], datetime]
+
+
+def client_text(value: Any) -> str:
+    """A value of the client's record as it goes in a query (``true`` as JSON writes it)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@dataclass(slots=True)
+class _PassState:
+    """What one pass has seen so far."""
+
+    start: Watermark
+    mark: Watermark  # as far as the records read allow storing
+    frozen: bool = False  # a record ahead of the moment asked: the mark moves no further
+    beyond: bool = False  # a record dated beyond now + the allowance: the pass ends
+    previous: tuple[datetime, int] | None = None
+    seen: set[int] = field(default_factory=set)
+    repeats: int = 0
+    refused: set[str] = field(default_factory=set)
+    last_key: tuple[datetime, int] | None = None  # the last readable key of the latest page
+
+
+class ApiReader:
+    """The passes of one source; ``units(start)`` is one pass."""
+
+    def __init__(
+        self,
+        api: ApiDescription,
+        mapping: RecordMapping,
+        requester: Requester,
+        *,
+        clock_skew: timedelta,
+        clock: Clock,
+    ) -> None:
+        self._api = api
+        self._mapping = mapping
+        self._requester = requester
+        self._skew = clock_skew
+        self._clock = clock
+        self._root = httpx.URL(str(api.base_url))
+        self.repeats = 0  # keys read twice in the last pass (shown by tests and logs)
+
+    def bound(self) -> datetime:
+        """The newest last update believed now."""
+        return self._clock() + self._skew
+
+    def query_values(self, key: tuple[datetime, int]) -> tuple[str, str]:
+        """The (time, key) as the API's query writes them: as the mapping writes them."""
+        stamp, number = key
+        written = self._mapping.client_updated(stamp)
+        return client_text(written[0]), client_text(self._mapping.client_key(number))
+
+    def start_url(self, start: Watermark) -> httpx.URL:
+        if start == Watermark():
+            return changes_since(self._api, None)
+        since, number = self.query_values((start.since, start.after))
+        if self._api.read.after:
+            return changes_after(self._api, since, number)
+        return changes_since(self._api, since)
+
+    async def units(self, start: Watermark) -> AsyncIterator[InboundUnit]:
+        state = _PassState(start=start, mark=start)
+        read = self._api.read
+        pass_paginator = paginator(
+            read.paging,
+            self.start_url(start),
+            self._root,
+            read.page_size,
+            lambda _record: self._after(state),
+        )
+        keyset = pass_paginator.keyset_safe
+        asked = normalise(self._clock())
+
+        async def fetch(url: httpx.URL, headers: Mapping[str, str]) -> Page:
+            nonlocal asked
+            asked = normalise(self._clock())  # the mark never passes this moment
+            page = await self._fetch(url, headers)
+            state.last_key = self._last_key(page.records)
+            return page
+
+        pages = Pages(
+            pass_paginator,
+            fetch,
+            root=self._root,
+            max_pages=read.max_pages,
+            shown=self._requester.excerpt,
+        )
+        held: InboundUnit | None = None  # with paging that is not keyset-safe, one page late
+        async for page in pages:
+            unit = self._decode(page, pages.read, state, asked)
+            handle = unit.handle
+            assert isinstance(handle, PageHandle)
+            if keyset:
+                handle.mark = state.mark
+                if unit.records or unit.problems:
+                    yield unit
+            else:
+                handle.mark = start
+                if unit.records or unit.problems:
+                    if held is not None:
+                        yield held
+                    held = unit
+            if state.beyond:
+                break
+        self.repeats = state.repeats
+        if held is not None:
+            handle = held.handle
+            assert isinstance(handle, PageHandle)
+            whole = (pages.complete or state.beyond) and not state.repeats
+            if whole:
+                handle.mark = state.mark
+            elif state.repeats:
+                log.warning(
+                    "inbound.rows_shifted",
+                    repeats=state.repeats,
+                    detail="records changed while the pass paged (keys read twice): the "
+                    "watermark stays, the next pass reads from it again (keyset paging "
+                    "does not have this problem)",
+                )
+            yield held
+
+    async def probe(self) -> None:
+        """The first page of a first pass, asked for and read (``health``)."""
+        read = self._api.read
+        first = paginator(
+            read.paging,
+            changes_since(self._api, None),
+            self._root,
+            read.page_size,
+            lambda _record: self._root,
+        ).first()
+        await self._fetch(first, {})
+
+    async def close(self) -> None:
+        await self._requester.close()
+
+    def _after(self, state: _PassState) -> httpx.URL:
+        """The keyset query after the last readable key of the page just read."""
+        if state.last_key is None:
+            raise ProtocolError(
+                "list records: no record of the page has a readable key and last update: "
+                "keyset paging cannot go on"
+            )
+        since, number = self.query_values(state.last_key)
+        return changes_after(self._api, since, number)
+
+    def _last_key(self, records: list[Any]) -> tuple[datetime, int] | None:
+        for item in reversed(records):
+            key = self._mapping.key_of(item)
+            if key is not None:
+                return key
+        return None
+
+    async def _fetch(self, url: httpx.URL, headers: Mapping[str, str]) -> Page:
+        what = f"list records ({self._requester.excerpt(str(url), 300)})"
+        try:
+            response, body = await self._requester.call(what, "GET", url, headers=headers)
+        except RecordRejected as exc:
+            raise ProtocolError(f"{what}: refused: {exc}") from None
+        try:
+            document = parse_json(body)
+        except ParseError as exc:
+            raise ProtocolError(
+                f"{what}: the answer is not JSON ({exc}; Content-Type "
+                f"{response.headers.get('Content-Type', 'none')!r}, "
+                f"begins {self._requester.excerpt(body)!r})"
+            ) from None
+        try:
+            records = records_at(document, self._api.read.records)
+        except ProtocolError as exc:
+            raise ProtocolError(f"{what}: {exc}") from None
+        return Page(url, response, document, records)
+
+    def _decode(self, page: Page, number: int, state: _PassState, asked: datetime) -> InboundUnit:
+        name = f"page {number} after {format_instant(state.start.since)}"
+        # positions: a record TracOS refuses later is then dead-lettered under its own index.
+        unit = InboundUnit(name, [], handle=PageHandle(raw=page.records), positions=[])
+        now = self._clock()
+        for index, item in enumerate(page.records):
+            try:
+                order = self._mapping.decode(item)
+            except RecordRejected as exc:
+                key = self._mapping.key_of(item)
+                if key is not None and not state.start.passes(*key):
+                    self._advance(state, key, asked, now)
+                self._refuse(unit, index, item, exc.problems, state.refused)
+                continue
+            key = (order.updated_at, order.number)
+            if state.start.passes(*key):
+                continue  # read already (an API that ignores the filter)
+            if state.previous is not None and key < state.previous:
+                raise ProtocolError(
+                    f"list records ({name}): record {index} ({self._mapping.number_path} "
+                    f"{order.number}, {self._mapping.updated_path} "
+                    f"{format_instant(order.updated_at)}) is out of order: the API must answer "
+                    "records ordered by last update, then key (set read.query's $orderby)"
+                )
+            state.previous = key
+            if order.number in state.seen:
+                state.repeats += 1
+            state.seen.add(order.number)
+            self._advance(state, key, asked, now)
+            unit.records.append(order)
+            assert unit.positions is not None
+            unit.positions.append(index)
+        return unit
+
+    def _advance(
+        self, state: _PassState, key: tuple[datetime, int], asked: datetime, now: datetime
+    ) -> None:
+        stamp = key[0]
+        if dated_ahead(stamp, now, self._skew):
+            state.beyond = True  # handed on for the pipeline to refuse; the mark stays before it
+        if state.beyond or stamp > asked:
+            state.frozen = True
+        if not state.frozen:
+            state.mark = max(state.mark, Watermark(*key))
+
+    @staticmethod
+    def _refuse(
+        unit: InboundUnit, index: int, item: Any, problems: list[Problem], refused: set[str]
+    ) -> None:
+        key = fingerprint(item)
+        if key in refused:
+            return
+        refused.add(key)
+        unit.rejected_records += 1
+        unit.problems += [Problem(p.path, p.reason, index) for p in problems]
+        handle = unit.handle
+        assert isinstance(handle, PageHandle)
+        handle.refused[index] = item

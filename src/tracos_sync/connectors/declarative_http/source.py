@@ -1,0 +1,79 @@
+"""Inbound through the described API: one unit per page (``reader.ApiReader``), from the stored
+watermark; once pages are applied their refused records become dead letters and the watermark
+their pages allow is stored. A dry run stores and quarantines nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+
+import structlog
+
+from tracos_sync.domain.ports import InboundUnit
+
+from ..client_erp.told import tell_problems
+from ..client_erp_http.paging import PageHandle, Watermark
+from ..client_erp_http.state import ConnectorState
+from .reader import ApiReader
+
+log = structlog.get_logger("tracos_sync.http")
+
+
+class ApiSource:
+    """``ClientSource`` over the described API's changes."""
+
+    def __init__(self, reader: ApiReader, state: ConnectorState, *, dry_run: bool) -> None:
+        self._reader = reader
+        self._state = state
+        self._dry_run = dry_run
+        self._applied: Watermark | None = None
+
+    async def prepare(self) -> None:
+        self._applied = await self._state.watermark(self._reader.bound())
+
+    async def batches(self, max_records: int) -> AsyncGenerator[list[InboundUnit], None]:
+        assert self._applied is not None, "prepare() first"
+        async for unit in self._reader.units(self._applied):
+            yield [unit]
+
+    async def complete(self, units: Sequence[InboundUnit]) -> None:
+        """The pages are applied: quarantine their refused records, then store the watermark."""
+        if self._dry_run:
+            for unit in units:  # nothing is quarantined: the log is where they are said
+                if unit.problems:
+                    log.warning(
+                        "inbound.would_reject",
+                        page=unit.name,
+                        records=unit.rejected_records,
+                        problems=len(unit.problems),
+                    )
+                    tell_problems(log, unit.problems, page=unit.name)
+            return
+        assert self._applied is not None
+        before = self._applied
+        for unit in units:
+            handle = unit.handle
+            assert isinstance(handle, PageHandle)
+            # Refused while decoding, or by TracOS itself (``InboundUnit.refuse``).
+            for index in sorted({p.record for p in unit.problems if p.record is not None}):
+                payload = handle.refused.get(index, handle.raw[index])
+                problems = [p for p in unit.problems if p.record == index]
+                times = await self._state.refused(
+                    "inbound", f"{unit.name}, record {index}", problems, payload
+                )
+                log.warning(
+                    "inbound.record_rejected",
+                    page=unit.name,
+                    record=index,
+                    problems=len(problems),  # every one is in the dead letter
+                    first=f"{problems[0].path}: {problems[0].reason}",
+                    times=times,
+                )
+            self._applied = max(self._applied, handle.mark)
+        if self._applied != before:
+            await self._state.save(self._applied)
+
+    async def release(self, units: Sequence[InboundUnit]) -> None:
+        """Nothing to give back: the watermark did not move, so the pages come again."""
+
+    async def close(self) -> None:
+        await self._reader.close()

@@ -1,0 +1,110 @@
+"""The ``api`` connector built from an integration's settings table: the description and the
+connector's own settings side by side, errors naming the key, the mapping checked against the
+description, and outbound refused while the API is read only."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fakes import InMemoryConnectorStateStore
+from tracos_sync.connectors import load
+from tracos_sync.connectors.declarative_http.connector import ApiConnector, create
+from tracos_sync.domain.errors import ConfigurationError, FatalError
+from tracos_sync.domain.model import Status, WorkOrder
+from tracos_sync.domain.ports import ConnectorConfig, ConnectorContext
+
+READ = {
+    "path": "MaintenanceOrder",
+    "since": {"$filter": "LastChangeDateTime gt {since}"},
+    "paging": {"style": "odata_v4"},
+}
+
+
+def config(
+    settings: dict[str, Any] | None, mapping: dict[str, Any] | None = None
+) -> ConnectorConfig:
+    return ConnectorConfig(
+        settings=settings, mapping=mapping, env_file=None, where="f: integration 's4'"
+    )
+
+
+def table(**extra: Any) -> dict[str, Any]:
+    return {"base_url": "http://erp.test/odata/v4/maintenance", "read": dict(READ), **extra}
+
+
+def test_the_entry_point_api_builds_the_connector_from_its_settings_table() -> None:
+    connector = load("api")(config(table(client_api_retry_seconds=5)))
+    assert isinstance(connector, ApiConnector)
+    assert connector.settings.client_api_retry_seconds == 5
+    endpoint = "http://erp.test/odata/v4/maintenance/MaintenanceOrder"
+    assert connector.describe() == {"connector": "api", "api": endpoint}
+    assert dict(connector.owned().endpoints) == {"base_url": endpoint}
+
+
+@pytest.mark.parametrize(
+    ("settings", "said"),
+    [
+        (table(read={**READ, "pagesize": 10}), "f: integration 's4': settings: read.pagesize"),
+        (table(client_api_retry_secs=5), "settings.client_api_retry_secs: unknown setting"),
+        ({"read": READ}, "base_url"),
+    ],
+)
+def test_a_wrong_key_is_named(settings: dict[str, Any], said: str) -> None:
+    with pytest.raises(ConfigurationError, match=said.replace(".", r"\.")):
+        create(config(settings))
+
+
+def test_without_an_integrations_file_the_connector_says_where_it_is_described() -> None:
+    with pytest.raises(ConfigurationError, match="integrations file"):
+        create(config(None))
+
+
+def test_a_mapping_whose_records_differ_from_read_records_is_refused() -> None:
+    mapping = {**s4_mapping(), "records": "d.results"}
+    with pytest.raises(ConfigurationError, match=r"read\.records \('value'\) differ"):
+        create(config(table(), mapping))
+
+
+def test_a_date_and_time_pair_cannot_fill_the_since_filter() -> None:
+    mapping = s4_mapping()
+    del mapping["order"]
+    mapping["fields"]["updated_at"] = {
+        "path": "D",
+        "format": "%Y%m%d",
+        "time": "T",
+        "time_format": "%H%M%S",
+    }
+    with pytest.raises(ConfigurationError, match="updated_at as one field"):
+        create(config(table(), mapping))
+
+
+def s4_mapping() -> dict[str, Any]:
+    path = Path(__file__).parents[2] / "examples/mappings/s4-maintenance.toml"
+    mapping: dict[str, Any] = tomllib.loads(path.read_text())["mapping"]
+    return copy.deepcopy(mapping)
+
+
+def context() -> ConnectorContext:
+    return ConnectorContext(InMemoryConnectorStateStore())
+
+
+async def test_a_read_only_api_refuses_outbound_at_the_first_order_to_send() -> None:
+    sink = create(config(table())).sink(context())
+    await sink.prepare()  # nothing wrong until there is something to send
+    stamp = datetime(2024, 5, 1, tzinfo=UTC)
+    delivery = await sink.deliver([WorkOrder(1, Status.PENDING, "t", stamp, stamp)])
+    assert delivery.delivered == []
+    assert isinstance(delivery.fatal, FatalError)
+    assert "no [write] table" in str(delivery.fatal)
+
+
+def test_a_write_table_is_refused_until_writing_lands() -> None:
+    connector = create(config(table(write={"path": "MaintenanceOrder('{number}')"})))
+    with pytest.raises(FatalError, match="lands in the next step"):
+        connector.sink(context())
