@@ -14,5 +14,7 @@ keeps only what a description cannot say.
 - ``query``: query strings as OData servers accept them (``%20``, never ``+``); ``incremental``:
   a pass's first request from the watermark;
 - ``paginators``: ``first()`` / ``next(page)`` per paging style; ``pages``: one pass, with the
-  guarantees of every style; ``selector``: values at a path of an answer.
+  guarantees of every style; ``selector``: values at a path of an answer;
+- ``sink``: work orders written back (create, conditional update, superseded, refused);
+  ``echoes``: our own writes told from the ERP's changes when a read brings them back.
 """
