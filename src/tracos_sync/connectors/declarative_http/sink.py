@@ -38,10 +38,9 @@ one order in a batch are sent one after the other).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -50,9 +49,10 @@ import orjson
 
 from tracos_sync.domain.errors import ConfigurationError, FatalError, RecordRejected
 from tracos_sync.domain.model import Problem, WorkOrder
-from tracos_sync.domain.ports import ConnectorContext, DeadLetter, Delivery
+from tracos_sync.domain.ports import ConnectorContext, Delivery
 from tracos_sync.mapping import RecordMapping
 
+from ..client_erp_http.state import ConnectorState
 from .description import ApiDescription, VersionSpec, WriteSpec
 from .echoes import SCOPE, Echoes, content_hash
 from .query import fill, join_path
@@ -105,7 +105,8 @@ class DeclarativeSink:
         self._number_path = tuple(mapping.number_path.removeprefix("$.").split("."))
         self._requester = requester
         self._echoes = echoes
-        self._store = context.state
+        # Dead letters in the connector's scope, beside the reader's (one count for both ways).
+        self._dead_letters = ConnectorState(context.state, str(api.base_url), scope=SCOPE)
         self._dry_run = context.dry_run
         self._concurrency = concurrency
         self._stopped = False
@@ -259,12 +260,9 @@ class DeclarativeSink:
         elif outcome.refused:
             problems = [Problem(p.path, p.reason, number) for p in outcome.refused]
             delivery.refused += problems
-            digest = hashlib.blake2b(
-                orjson.dumps(record, option=orjson.OPT_SORT_KEYS), digest_size=12
-            ).hexdigest()
-            letter = DeadLetter(SCOPE, f"outbound:{digest}", "outbound", key, problems, record)
             try:
-                await self._store.dead_letter(letter, datetime.now(UTC))
+                # The record as the ERP would have had it, under the key it knows it by.
+                await self._dead_letters.refused("outbound", key, problems, record)
             except FatalError as exc:
                 delivery.fatal = delivery.fatal or exc
         elif outcome.fatal is not None and delivery.fatal is None:
