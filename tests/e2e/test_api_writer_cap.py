@@ -8,6 +8,7 @@ and is kept, ours counted superseded; our writes, stamped by CAP, known for ours
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -31,8 +32,12 @@ MAPPING = maintenance_order_mapping()
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 LIMITS = Limits(timeout=30, retry_budget=30, max_bytes=1 << 20)
 BATCH = 1_000
-MANY = 5_000
-ROUND = 500
+# The figures issue 23 asks for (5,000 orders each way, the writer at most 1.3x a bare loop)
+# are a benchmark: `make bench-http` runs the last test with BENCH_HTTP=1. `make test` writes 500
+# and checks what was written, not how fast (a timing on a shared machine is no test).
+BENCH = os.environ.get("BENCH_HTTP") == "1"
+MANY = 5_000 if BENCH else 500
+ROUND = 500 if BENCH else 100
 RATIO = 1.3  # issue 23: outbound through the writer at most 1.3x a bare httpx loop
 
 
@@ -200,7 +205,7 @@ async def bare_loop(
     await asyncio.gather(*(one(o) for o in orders))
 
 
-async def test_5000_orders_are_written_as_fast_as_a_bare_httpx_loop(
+async def test_many_orders_are_written_and_timed_against_a_bare_httpx_loop(
     cap: CapServer, http: httpx.AsyncClient
 ) -> None:
     """5,000 orders created, then updated, by the loop and by the writer, on two ranges of keys
@@ -236,5 +241,6 @@ async def test_5000_orders_are_written_as_fast_as_a_bare_httpx_loop(
 
     assert written == 2 * MANY
     print(" ".join(f"{name}={seconds:.2f}s" for name, seconds in figures.items()))
-    for step in ("create", "update"):
-        assert figures[f"writer {step}"] <= RATIO * figures[f"bare {step}"], figures
+    if BENCH:
+        for step in ("create", "update"):
+            assert figures[f"writer {step}"] <= RATIO * figures[f"bare {step}"], figures
