@@ -19,7 +19,7 @@ from pymongo import MongoClient
 from tests.builders import tracos_doc
 from tests.conftest import Env, Result
 from tests.server import ROOT
-from tests.support.cap import CapServer, running_cap_server
+from tests.support.cap import CapServer, batch_creates, running_cap_server
 from tests.support.watching import wait_until
 
 EXAMPLE = ROOT / "examples/integrations-api.toml"
@@ -49,22 +49,11 @@ def create_orders(cap: CapServer, numbers: range, **fields: Any) -> None:
     with httpx.Client(timeout=60) as client:
         listed = list(numbers)
         for start in range(0, len(listed), 100):
-            requests = [
-                {
-                    "id": str(n),
-                    "atomicityGroup": "orders",
-                    "method": "POST",
-                    "url": "MaintenanceOrder",
-                    "headers": {"content-type": "application/json"},
-                    "body": {
-                        "MaintenanceOrder": f"{n:012d}",
-                        "MaintenanceOrderDesc": f"order {n}",
-                        **fields,
-                    },
-                }
+            bodies: list[dict[str, object]] = [
+                {"MaintenanceOrder": f"{n:012d}", "MaintenanceOrderDesc": f"order {n}", **fields}
                 for n in listed[start : start + 100]
             ]
-            answer = client.post(f"{cap.url}/$batch", json={"requests": requests})
+            answer = client.post(f"{cap.url}/$batch", json=batch_creates(bodies))
             assert answer.status_code == 200, answer.text
 
 

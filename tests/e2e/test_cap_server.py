@@ -17,7 +17,7 @@ from urllib.parse import quote, urlencode, urljoin
 import httpx
 import pytest
 
-from tests.support.cap import CapServer, running_cap_server
+from tests.support.cap import CapServer, batch_creates, running_cap_server
 
 PAGE = 100  # CAP's page limit in tools/cap-erp/package.json
 
@@ -47,18 +47,8 @@ def create(client: httpx.Client, cap: CapServer, body: dict[str, Any]) -> dict[s
 def create_many(client: httpx.Client, cap: CapServer, numbers: range) -> None:
     """Creates in ``$batch`` requests of 100, each one change set (one transaction)."""
     for start in range(numbers.start, numbers.stop, 100):
-        requests = [
-            {
-                "id": str(n),
-                "atomicityGroup": "orders",
-                "method": "POST",
-                "url": "MaintenanceOrder",
-                "headers": {"content-type": "application/json"},
-                "body": order(n),
-            }
-            for n in range(start, min(start + 100, numbers.stop))
-        ]
-        response = client.post(f"{cap.url}/$batch", json={"requests": requests})
+        bodies = [order(n) for n in range(start, min(start + 100, numbers.stop))]
+        response = client.post(f"{cap.url}/$batch", json=batch_creates(bodies))
         assert response.status_code == 200, response.text
         assert {part["status"] for part in response.json()["responses"]} == {201}
 

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.cap import CapServer
+from tests.support.cap import CapServer, batch_creates
 from tracos_sync.connectors.declarative_http.description import ApiDescription, load_description
 from tracos_sync.connectors.declarative_http.incremental import changes_after, changes_since
 from tracos_sync.connectors.declarative_http.pages import Pages
@@ -57,18 +57,11 @@ async def create_many(client: httpx.AsyncClient, cap: CapServer, count: int) -> 
     """Orders 1..count in ``$batch`` change sets of 100: each set one transaction, so its orders
     share one ``LastChangeDateTime`` (ties only the key breaks)."""
     for start in range(1, count + 1, 100):
-        requests = [
-            {
-                "id": str(n),
-                "atomicityGroup": "orders",
-                "method": "POST",
-                "url": "MaintenanceOrder",
-                "headers": {"content-type": "application/json"},
-                "body": {"MaintenanceOrder": f"{n:012d}", "MaintenanceOrderDesc": f"order {n}"},
-            }
+        bodies: list[dict[str, object]] = [
+            {"MaintenanceOrder": f"{n:012d}", "MaintenanceOrderDesc": f"order {n}"}
             for n in range(start, min(start + 100, count + 1))
         ]
-        response = await client.post(f"{cap.url}/$batch", json={"requests": requests})
+        response = await client.post(f"{cap.url}/$batch", json=batch_creates(bodies))
         assert response.status_code == 200, response.text
 
 

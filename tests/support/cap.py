@@ -194,3 +194,22 @@ if __name__ == "__main__":
         assert by_hand.process is not None
         with contextlib.suppress(KeyboardInterrupt):
             by_hand.process.wait()
+
+
+def batch_creates(bodies: list[dict[str, object]]) -> dict[str, object]:
+    """A ``$batch`` body creating ``bodies`` as one change set (one transaction: CAP stamps its
+    orders with one ``LastChangeDateTime``). Post it to ``{cap.url}/$batch``; at most 100 a
+    batch is what the tests send (500 is over CAP's body limit)."""
+    return {
+        "requests": [
+            {
+                "id": str(at),
+                "atomicityGroup": "orders",
+                "method": "POST",
+                "url": "MaintenanceOrder",
+                "headers": {"content-type": "application/json"},
+                "body": body,
+            }
+            for at, body in enumerate(bodies)
+        ]
+    }
