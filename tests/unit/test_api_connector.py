@@ -1,6 +1,7 @@
 """The ``api`` connector built from an integration's settings table: the description and the
 connector's own settings side by side, errors naming the key, the mapping checked against the
-description, and outbound refused while the API is read only."""
+description, outbound refused while the API is read only, and with a ``[write]`` table the
+declarative writer, sharing one echo guard with the reader."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from tests.fakes import InMemoryConnectorStateStore
 from tracos_sync.connectors import load
 from tracos_sync.connectors.declarative_http.connector import ApiConnector, create
+from tracos_sync.connectors.declarative_http.sink import DeclarativeSink
 from tracos_sync.domain.errors import ConfigurationError, FatalError
 from tracos_sync.domain.model import Status, WorkOrder
 from tracos_sync.domain.ports import ConnectorConfig, ConnectorContext
@@ -104,7 +106,19 @@ async def test_a_read_only_api_refuses_outbound_at_the_first_order_to_send() -> 
     assert "no [write] table" in str(delivery.fatal)
 
 
-def test_a_write_table_is_refused_until_writing_lands() -> None:
+async def test_a_write_table_makes_a_writer_sharing_the_readers_echo_guard() -> None:
+    """One guard per run: what the sink writes is what the reader knows for ours, and the
+    versions the reader sees are what the sink sends. Another run (context) has its own."""
     connector = create(config(table(write={"path": "MaintenanceOrder('{number}')"})))
-    with pytest.raises(FatalError, match="lands in the next step"):
-        connector.sink(context())
+    run = context()
+    source, sink = connector.source(run), connector.sink(run)
+    assert isinstance(sink, DeclarativeSink)
+    # The guard is no port of theirs: looked at here only to prove the wiring.
+    assert sink._echoes is source._echoes is not None
+    assert connector.source(context())._echoes is not source._echoes
+    await source.close()
+    await sink.close()
+
+
+def test_a_read_only_api_reads_without_an_echo_guard() -> None:
+    assert create(config(table())).source(context())._echoes is None

@@ -1,7 +1,7 @@
-"""The ``api`` connector: an ERP's HTTP API read (and, next step, written) as the integration's
-settings table describes it (``description.ApiDescription``), records through the customer's
-mapping. Its watermark and dead letters are kept in the state store the bootstrap hands over,
-under a scope of their own."""
+"""The ``api`` connector: an ERP's HTTP API read and, with a ``[write]`` table, written as the
+integration's settings table describes it (``description.ApiDescription``), records through the
+customer's mapping. Its watermark, dead letters and echo guard are kept in the state store the
+bootstrap hands over, under a scope of their own."""
 
 from __future__ import annotations
 
@@ -31,10 +31,12 @@ from ..client_erp_http.paging import EPOCH, Watermark
 from ..client_erp_http.state import ConnectorState
 from .auth import build_auth
 from .description import ApiDescription, load_description
+from .echoes import Echoes
 from .oauth2 import ClientCredentials
 from .reader import ApiReader
 from .requester import Limits, Requester, SettingNames
 from .settings import ApiSettings
+from .sink import DeclarativeSink
 from .source import ApiSource
 
 SCOPE = "declarative_http"
@@ -77,17 +79,23 @@ class ApiConnector:
         self.api = api
         self.settings = settings
         self.mapping = mapping
+        # The echo guard of the run: the source and the sink built for one context share it
+        # (the sink's writes are what the reader must know for ours; the reader's versions are
+        # what the sink's next write sends).
+        self._echoes: tuple[ConnectorContext, Echoes] | None = None
 
     def source(self, context: ConnectorContext) -> ApiSource:
-        return ApiSource(self._reader(context), self._state(context), dry_run=context.dry_run)
+        echoes = self._echoes_of(context) if self.api.write is not None else None
+        return ApiSource(
+            self._reader(context, echoes), self._state(context), echoes, dry_run=context.dry_run
+        )
 
-    def sink(self, context: ConnectorContext) -> ReadOnlySink:
-        if self.api.write is not None:
-            raise FatalError(
-                "the API description has a [write] table: writing through a declarative API "
-                "lands in the next step; remove [write] to read only"
-            )
-        return ReadOnlySink()
+    def sink(self, context: ConnectorContext) -> DeclarativeSink | ReadOnlySink:
+        if self.api.write is None:
+            return ReadOnlySink()
+        return DeclarativeSink(
+            self.api, self.mapping, self._requester(), self._echoes_of(context), context
+        )
 
     def describe(self) -> dict[str, str]:
         return {"connector": "api", "api": self._endpoint()}
@@ -127,17 +135,24 @@ class ApiConnector:
             ),
         ]
 
-    def _reader(self, context: ConnectorContext) -> ApiReader:
+    def _reader(self, context: ConnectorContext, echoes: Echoes | None = None) -> ApiReader:
         return ApiReader(
             self.api,
             self.mapping,
             self._requester(),
             clock_skew=timedelta(seconds=context.clock_skew_seconds),
             clock=utc_now,
+            echoes=echoes,
         )
 
+    def _echoes_of(self, context: ConnectorContext) -> Echoes:
+        """One ``Echoes`` per context (one run, or one ``watch``), in the context's store."""
+        if self._echoes is None or self._echoes[0] is not context:
+            self._echoes = (context, Echoes(context.state, str(self.api.base_url)))
+        return self._echoes[1]
+
     def _requester(self) -> Requester:
-        """One client per source (or check), with the description's auth plugin."""
+        """One client per source, sink or check, with the description's auth plugin."""
         settings = self.settings
         client = httpx.AsyncClient(
             headers={"Accept": "application/json", "User-Agent": "tracos-sync"},

@@ -21,6 +21,10 @@ written as the mapping writes them (``client_updated``, ``client_key``).
   of (time, key) order are a ``ProtocolError`` (the watermark rule needs the order: set
   ``read.query``'s ``$orderby``); a record the mapping refuses is a dead letter, reported once a
   pass, and its key (when readable) moves the watermark past it.
+- With an echo guard (a description with ``[write]``), a record that is one of our own writes
+  coming back (``Echoes.is_echo``: its version is one our write got back, or it holds what we
+  wrote) is not handed on: it is not applied, and moves only the watermark. Every record read
+  tells the guard its version (what the next write sends as ``If-Match``).
 """
 
 from __future__ import annotations
@@ -35,18 +39,19 @@ import structlog
 
 from tracos_sync.domain.dates import dated_ahead, format_instant, normalise
 from tracos_sync.domain.errors import RecordRejected
-from tracos_sync.domain.model import Problem
+from tracos_sync.domain.model import Problem, WorkOrder
 from tracos_sync.domain.ports import InboundUnit
 from tracos_sync.mapping import RecordMapping
 
 from ..client_erp.codec import ParseError, parse_json
 from ..client_erp_http.paging import PageHandle, Watermark, fingerprint
 from .description import ApiDescription
+from .echoes import Echoes, content_hash
 from .incremental import changes_after, changes_since
 from .pages import Pages
 from .paginators import Page, paginator
 from .requester import ProtocolError, Requester
-from .selector import records_at
+from .selector import field_at, records_at
 
 log = structlog.get_logger("tracos_sync.http")
 
@@ -86,14 +91,20 @@ class ApiReader:
         *,
         clock_skew: timedelta,
         clock: Clock,
+        echoes: Echoes | None = None,
     ) -> None:
         self._api = api
+        self._echoes = echoes
+        version = api.write.version if api.write is not None else None
+        # Where a record read holds its version: a list answer's ETag is no record's.
+        self._version_field = version.field if version is not None else None
         self._mapping = mapping
         self._requester = requester
         self._skew = clock_skew
         self._clock = clock
         self._root = httpx.URL(str(api.base_url))
         self.repeats = 0  # keys read twice in the last pass (shown by tests and logs)
+        self.echoes = 0  # our own writes read back in the last pass, not handed on
 
     def bound(self) -> datetime:
         """The newest last update believed now."""
@@ -141,23 +152,29 @@ class ApiReader:
             shown=self._requester.excerpt,
         )
         held: InboundUnit | None = None  # with paging that is not keyset-safe, one page late
+        self.echoes = 0
         async for page in pages:
-            unit = self._decode(page, pages.read, state, asked)
+            unit, echoed = self._decode(page, pages.read, state, asked)
+            self.echoes += echoed
             handle = unit.handle
             assert isinstance(handle, PageHandle)
+            # A page of our echoes alone is handed on too: its records move the watermark.
+            read_something = bool(unit.records or unit.problems or echoed)
             if keyset:
                 handle.mark = state.mark
-                if unit.records or unit.problems:
+                if read_something:
                     yield unit
             else:
                 handle.mark = start
-                if unit.records or unit.problems:
+                if read_something:
                     if held is not None:
                         yield held
                     held = unit
             if state.beyond:
                 break
         self.repeats = state.repeats
+        if self.echoes:
+            log.info("inbound.echoes_skipped", records=self.echoes)
         if held is not None:
             handle = held.handle
             assert isinstance(handle, PageHandle)
@@ -226,11 +243,15 @@ class ApiReader:
             raise ProtocolError(f"{what}: {exc}") from None
         return Page(url, response, document, records)
 
-    def _decode(self, page: Page, number: int, state: _PassState, asked: datetime) -> InboundUnit:
+    def _decode(
+        self, page: Page, number: int, state: _PassState, asked: datetime
+    ) -> tuple[InboundUnit, int]:
+        """The page's unit, and how many of its records were our echoes (not in the unit)."""
         name = f"page {number} after {format_instant(state.start.since)}"
         # positions: a record TracOS refuses later is then dead-lettered under its own index.
         unit = InboundUnit(name, [], handle=PageHandle(raw=page.records), positions=[])
         now = self._clock()
+        echoed = 0
         for index, item in enumerate(page.records):
             try:
                 order = self._mapping.decode(item)
@@ -255,10 +276,29 @@ class ApiReader:
                 state.repeats += 1
             state.seen.add(order.number)
             self._advance(state, key, asked, now)
+            if self._is_echo(order, item):
+                echoed += 1
+                continue
             unit.records.append(order)
             assert unit.positions is not None
             unit.positions.append(index)
-        return unit
+        return unit, echoed
+
+    def _is_echo(self, order: WorkOrder, item: Any) -> bool:
+        """Whether ``item`` (decoded: ``order``) is our own write coming back; either way the
+        guard learns its version."""
+        if self._echoes is None:
+            return False
+        version = None
+        if self._version_field is not None:
+            found = field_at(item, self._version_field)
+            version = None if found is None else str(found)
+        try:
+            content = content_hash(self._mapping.encode, order)
+        except RecordRejected:
+            content = ""  # the mapping cannot write it: not ours; its version is still learnt
+        key = str(self._mapping.client_key(order.number))
+        return self._echoes.is_echo(key, content, version)
 
     def _advance(
         self, state: _PassState, key: tuple[datetime, int], asked: datetime, now: datetime

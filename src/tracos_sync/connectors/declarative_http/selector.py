@@ -31,6 +31,15 @@ def value_at(document: Any, path: str | tuple[str, ...]) -> Any:
     return value
 
 
+def field_at(document: Any, path: str) -> Any:
+    """A record's field at ``path``: as one key first (``@odata.etag`` holds a dot), else
+    dotted; None when absent (a record's version, read or answered)."""
+    if isinstance(document, dict) and path in document:
+        return document[path]
+    found = value_at(document, path)
+    return None if found is MISSING else found
+
+
 def records_at(document: Any, path: str) -> list[Any]:
     """The page's records: the list at ``path`` (``""``: the document itself). Anything else is
     a ``ProtocolError`` naming the path."""

@@ -57,7 +57,7 @@ from .description import ApiDescription, VersionSpec, WriteSpec
 from .echoes import SCOPE, Echoes, content_hash
 from .query import fill, join_path
 from .requester import Refused, Requester, Superseded
-from .selector import MISSING, value_at
+from .selector import field_at, value_at
 
 DEFAULT_CONCURRENCY = 8
 _ABSENT = (404, 410)  # a GET of one record: the ERP does not hold it
@@ -155,7 +155,8 @@ class DeclarativeSink:
         return delivery
 
     async def close(self) -> None:
-        """The requester's client is the connector's: it closes it."""
+        """The requester's client is this sink's own (the connector makes one per sink)."""
+        await self._requester.close()
 
     # -- one order
 
@@ -291,15 +292,7 @@ def _version_of(spec: VersionSpec | None, response: httpx.Response, document: An
     """The record's version in an answer about it: the field ``write.version.field`` of its
     body, or its ``ETag`` (also without ``write.version``: the echo guard compares it)."""
     if spec is not None and spec.source == "record" and spec.field is not None:
-        found = _field(document, spec.field)
+        found = field_at(document, spec.field)
         return None if found is None else str(found)
     etag: str | None = response.headers.get("ETag")
     return etag
-
-
-def _field(document: Any, path: str) -> Any:
-    """``path`` in ``document``: as one key first (``@odata.etag`` holds a dot), else dotted."""
-    if isinstance(document, dict) and path in document:
-        return document[path]
-    found = value_at(document, path)
-    return None if found is MISSING else found

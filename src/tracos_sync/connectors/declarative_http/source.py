@@ -1,6 +1,7 @@
 """Inbound through the described API: one unit per page (``reader.ApiReader``), from the stored
 watermark; once pages are applied their refused records become dead letters and the watermark
-their pages allow is stored. A dry run stores and quarantines nothing."""
+their pages allow is stored, then what the echo guard learnt (our own writes read back, the
+ERP's changes after them). A dry run stores and quarantines nothing."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from tracos_sync.domain.ports import InboundUnit
 from ..client_erp.told import tell_problems
 from ..client_erp_http.paging import PageHandle, Watermark
 from ..client_erp_http.state import ConnectorState
+from .echoes import Echoes
 from .reader import ApiReader
 
 log = structlog.get_logger("tracos_sync.http")
@@ -21,14 +23,24 @@ log = structlog.get_logger("tracos_sync.http")
 class ApiSource:
     """``ClientSource`` over the described API's changes."""
 
-    def __init__(self, reader: ApiReader, state: ConnectorState, *, dry_run: bool) -> None:
+    def __init__(
+        self,
+        reader: ApiReader,
+        state: ConnectorState,
+        echoes: Echoes | None = None,
+        *,
+        dry_run: bool,
+    ) -> None:
         self._reader = reader
         self._state = state
+        self._echoes = echoes  # the one the reader asks; None: the API is read only
         self._dry_run = dry_run
         self._applied: Watermark | None = None
 
     async def prepare(self) -> None:
         self._applied = await self._state.watermark(self._reader.bound())
+        if self._echoes is not None:
+            await self._echoes.load()  # what earlier runs wrote: read back now, they are ours
 
     async def batches(self, max_records: int) -> AsyncGenerator[list[InboundUnit], None]:
         assert self._applied is not None, "prepare() first"
@@ -71,6 +83,10 @@ class ApiSource:
             self._applied = max(self._applied, handle.mark)
         if self._applied != before:
             await self._state.save(self._applied)
+        if self._echoes is not None:
+            # After the watermark: a crash in between keeps writes the ERP has moved past, and
+            # a later change differs from them all the same.
+            await self._echoes.save()
 
     async def release(self, units: Sequence[InboundUnit]) -> None:
         """Nothing to give back: the watermark did not move, so the pages come again."""
