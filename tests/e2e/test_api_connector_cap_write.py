@@ -1,0 +1,105 @@
+"""The ``api`` connector both ways against SAP's own OData v4 server (CAP), through the CLI and a
+real MongoDB, with the example's description and a ``[write]`` table: TracOS's new orders
+created, a changed one updated with ``If-Match``; our writes read back are not taken for the
+ERP's changes, an ERP edit after our write is; an ERP edit racing our write is kept, ours counted
+superseded."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pymongo import MongoClient
+
+from tests.builders import tracos_doc
+from tests.conftest import Env
+from tests.e2e.test_api_connector_cap import (
+    COLLECTION,
+    change_order,
+    counts,
+    create_orders,
+    integrations,
+    orders,
+    run,
+)
+from tests.support.cap import CapServer
+
+WRITE = """
+[integration.settings.write]
+path = "MaintenanceOrder('{number}')"
+method = "PATCH"
+create = "MaintenanceOrder"
+version = { source = "record", field = "@odata.etag" }
+"""
+
+
+def writable(env: Env) -> Path:
+    path = integrations(env)
+    path.write_text(path.read_text() + WRITE)
+    return path
+
+
+def in_cap(cap: CapServer, number: int) -> dict[str, Any]:
+    answer = httpx.get(cap.order_url(f"{number:012d}"), timeout=30)
+    assert answer.status_code == 200, answer.text
+    record: dict[str, Any] = answer.json()
+    return record
+
+
+def edit_in_tracos(env: Env, mongo: MongoClient[Any], number: int, title: str) -> None:
+    """A TracOS edit, made now: later than what the ERP holds, earlier than its next edit.
+    Unsynced, as TracOS leaves an order it changed: outbound sends it."""
+    mongo[env.database][COLLECTION].update_one(
+        {"number": number},
+        {"$set": {"title": title, "updatedAt": datetime.now(UTC)}, "$unset": {"isSynced": ""}},
+    )
+
+
+def test_tracos_orders_go_to_the_erp_and_our_writes_do_not_come_back_as_changes(
+    env: Env, cap: CapServer, mongo: MongoClient[Any]
+) -> None:
+    path = writable(env)
+    create_orders(cap, range(1, 4))
+    assert counts(run(env, cap, path, "run"))["inserted"] == 3
+    tracos = mongo[env.database][COLLECTION]
+    tracos.insert_many([tracos_doc(900), tracos_doc(901)])
+    edit_in_tracos(env, mongo, 2, "Replace pump seal")
+
+    first = counts(run(env, cap, path, "run"))
+    assert (first["inserted"], first["updated"]) == (0, 0)
+    assert first["exported"] == 3, first
+    assert in_cap(cap, 900)["MaintenanceOrderDesc"] == "TracOS order 900"
+    assert in_cap(cap, 2)["MaintenanceOrderDesc"] == "Replace pump seal"  # PATCH with If-Match
+    assert all(orders(env, mongo)[n].get("isSynced") for n in (2, 900, 901))
+
+    # CAP stamped our three writes: read back, they are ours, not the ERP's changes.
+    again = counts(run(env, cap, path, "run"))
+    assert (again["inserted"], again["updated"], again["stale"], again["exported"]) == (0, 0, 0, 0)
+
+    # An ERP edit after our write is a change.
+    change_order(cap, 900, MaintenanceOrderDesc="Fixed in the ERP")
+    edited = counts(run(env, cap, path, "run"))
+    assert (edited["updated"], edited["exported"]) == (1, 0)
+    assert orders(env, mongo)[900]["title"] == "Fixed in the ERP"
+
+
+def test_an_erp_edit_racing_our_write_is_kept_and_ours_superseded(
+    env: Env, cap: CapServer, mongo: MongoClient[Any]
+) -> None:
+    path = writable(env)
+    mongo[env.database][COLLECTION].insert_one(tracos_doc(902))
+    assert counts(run(env, cap, path, "outbound"))["exported"] == 1
+    # TracOS changes the order, and the ERP changes it too before our write goes: our write is
+    # conditional on the version our last write got back, which the ERP's edit replaced.
+    edit_in_tracos(env, mongo, 902, "TracOS's title")
+    change_order(cap, 902, MaintenanceOrderDesc="The ERP's title")
+    raced = counts(run(env, cap, path, "outbound"))
+    assert (raced["exported"], raced["superseded"]) == (0, 1), raced
+    assert in_cap(cap, 902)["MaintenanceOrderDesc"] == "The ERP's title"
+    assert not orders(env, mongo)[902].get("isSynced")
+    # The ERP's edit, later than TracOS's, comes in as a change.
+    read = counts(run(env, cap, path, "inbound"))
+    assert read["updated"] == 1
+    assert orders(env, mongo)[902]["title"] == "The ERP's title"
