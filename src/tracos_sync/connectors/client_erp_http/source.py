@@ -12,9 +12,9 @@ from tracos_sync.domain.ports import ConnectorContext, InboundUnit
 from tracos_sync.mapping import RecordMapping
 
 from ..client_erp.codec import RecordDecoder
-from ..client_erp.told import tell_problems
 from .api import ErpApi
-from .paging import Clock, PageHandle, Pager, Watermark
+from .applied_pages import dead_letter_refused, tell_would_reject
+from .paging import Clock, Pager, Watermark
 from .settings import HttpSettings
 from .state import ConnectorState
 from .versions import ErpVersions
@@ -61,36 +61,10 @@ class HttpSource:
     async def complete(self, units: Sequence[InboundUnit]) -> None:
         """The pages are applied: quarantine their refused records, then store the watermark."""
         if self._dry_run:
-            for unit in units:  # nothing is quarantined: the log is where they are said
-                if unit.problems:
-                    log.warning(
-                        "inbound.would_reject",
-                        page=unit.name,
-                        records=unit.rejected_records,
-                        problems=len(unit.problems),
-                    )
-                    tell_problems(log, unit.problems, page=unit.name)
+            tell_would_reject(units)
             return
         assert self._applied is not None
-        for unit in units:
-            handle = unit.handle
-            assert isinstance(handle, PageHandle)
-            # Refused while decoding, or by TracOS itself (``InboundUnit.refuse``).
-            for index in sorted({p.record for p in unit.problems if p.record is not None}):
-                payload = handle.refused.get(index, handle.raw[index])
-                problems = [p for p in unit.problems if p.record == index]
-                times = await self._state.refused(
-                    "inbound", f"{unit.name}, record {index}", problems, payload
-                )
-                log.warning(
-                    "inbound.record_rejected",
-                    page=unit.name,
-                    record=index,
-                    problems=len(problems),  # every one is in the dead letter
-                    first=f"{problems[0].path}: {problems[0].reason}",
-                    times=times,
-                )
-            self._applied = max(self._applied, handle.mark)
+        self._applied = await dead_letter_refused(self._state, units, self._applied)
         await self._state.save(self._applied)
 
     async def release(self, units: Sequence[InboundUnit]) -> None:

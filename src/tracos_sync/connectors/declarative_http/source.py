@@ -11,8 +11,8 @@ import structlog
 
 from tracos_sync.domain.ports import InboundUnit
 
-from ..client_erp.told import tell_problems
-from ..client_erp_http.paging import PageHandle, Watermark
+from ..client_erp_http.applied_pages import dead_letter_refused, tell_would_reject
+from ..client_erp_http.paging import Watermark
 from ..client_erp_http.state import ConnectorState
 from .echoes import Echoes
 from .reader import ApiReader
@@ -50,37 +50,11 @@ class ApiSource:
     async def complete(self, units: Sequence[InboundUnit]) -> None:
         """The pages are applied: quarantine their refused records, then store the watermark."""
         if self._dry_run:
-            for unit in units:  # nothing is quarantined: the log is where they are said
-                if unit.problems:
-                    log.warning(
-                        "inbound.would_reject",
-                        page=unit.name,
-                        records=unit.rejected_records,
-                        problems=len(unit.problems),
-                    )
-                    tell_problems(log, unit.problems, page=unit.name)
+            tell_would_reject(units)
             return
         assert self._applied is not None
         before = self._applied
-        for unit in units:
-            handle = unit.handle
-            assert isinstance(handle, PageHandle)
-            # Refused while decoding, or by TracOS itself (``InboundUnit.refuse``).
-            for index in sorted({p.record for p in unit.problems if p.record is not None}):
-                payload = handle.refused.get(index, handle.raw[index])
-                problems = [p for p in unit.problems if p.record == index]
-                times = await self._state.refused(
-                    "inbound", f"{unit.name}, record {index}", problems, payload
-                )
-                log.warning(
-                    "inbound.record_rejected",
-                    page=unit.name,
-                    record=index,
-                    problems=len(problems),  # every one is in the dead letter
-                    first=f"{problems[0].path}: {problems[0].reason}",
-                    times=times,
-                )
-            self._applied = max(self._applied, handle.mark)
+        self._applied = await dead_letter_refused(self._state, units, self._applied)
         if self._applied != before:
             await self._state.save(self._applied)
         if self._echoes is not None:
