@@ -157,7 +157,7 @@ class Pager:
                 key = self._erp.saw_raw(item)
                 if key is not None and not moved.passes(*key):
                     moved = Watermark(*key)  # dead-lettered: the cursor passes it
-                self._refuse(unit, index, item, exc.problems, refused)
+                refuse_record(unit, index, item, exc.problems, refused)
                 continue
             self._erp.saw(order.number, order.updated_at)
             stamp, number = order.updated_at, order.number
@@ -181,16 +181,19 @@ class Pager:
             unit.positions.append(index)
         return unit, moved, beyond
 
-    @staticmethod
-    def _refuse(
-        unit: InboundUnit, index: int, item: Any, problems: list[Problem], refused: set[str]
-    ) -> None:
-        key = fingerprint(item)
-        if key in refused:
-            return
-        refused.add(key)
-        unit.rejected_records += 1
-        unit.problems += [Problem(p.path, p.reason, index) for p in problems]
-        handle = unit.handle
-        assert isinstance(handle, PageHandle)
-        handle.refused[index] = item
+
+def refuse_record(
+    unit: InboundUnit, index: int, item: Any, problems: list[Problem], refused: set[str]
+) -> None:
+    """Record ``item`` (at ``index`` of ``unit``'s page) as refused with ``problems``, once per
+    content in ``refused`` (a record refused once in a run is not reported again); both HTTP
+    readers refuse through it."""
+    key = fingerprint(item)
+    if key in refused:
+        return
+    refused.add(key)
+    unit.rejected_records += 1
+    unit.problems += [Problem(p.path, p.reason, index) for p in problems]
+    handle = unit.handle
+    assert isinstance(handle, PageHandle)
+    handle.refused[index] = item

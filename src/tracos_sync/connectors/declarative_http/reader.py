@@ -39,12 +39,12 @@ import structlog
 
 from tracos_sync.domain.dates import dated_ahead, format_instant, normalise
 from tracos_sync.domain.errors import RecordRejected
-from tracos_sync.domain.model import Problem, WorkOrder
+from tracos_sync.domain.model import WorkOrder
 from tracos_sync.domain.ports import InboundUnit
 from tracos_sync.mapping import RecordMapping
 
 from ..client_erp.codec import ParseError, parse_json
-from ..client_erp_http.paging import PageHandle, Watermark, fingerprint
+from ..client_erp_http.paging import PageHandle, Watermark, refuse_record
 from .description import ApiDescription
 from .echoes import Echoes, content_hash
 from .incremental import changes_after, changes_since
@@ -259,7 +259,7 @@ class ApiReader:
                 key = self._mapping.key_of(item)
                 if key is not None and not state.start.passes(*key):
                     self._advance(state, key, asked, now)
-                self._refuse(unit, index, item, exc.problems, state.refused)
+                refuse_record(unit, index, item, exc.problems, state.refused)
                 continue
             key = (order.updated_at, order.number)
             if state.start.passes(*key):
@@ -310,17 +310,3 @@ class ApiReader:
             state.frozen = True
         if not state.frozen:
             state.mark = max(state.mark, Watermark(*key))
-
-    @staticmethod
-    def _refuse(
-        unit: InboundUnit, index: int, item: Any, problems: list[Problem], refused: set[str]
-    ) -> None:
-        key = fingerprint(item)
-        if key in refused:
-            return
-        refused.add(key)
-        unit.rejected_records += 1
-        unit.problems += [Problem(p.path, p.reason, index) for p in problems]
-        handle = unit.handle
-        assert isinstance(handle, PageHandle)
-        handle.refused[index] = item
