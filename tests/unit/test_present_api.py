@@ -1,0 +1,71 @@
+"""The present HTTP API is one description of the ``api`` connector: the ``http`` connector's
+built-in description is the example's, and is filled from the ``CLIENT_API_*`` settings."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from pydantic import HttpUrl, SecretStr
+
+from tracos_sync.connectors import load
+from tracos_sync.connectors.declarative_http.auth_spec import BasicAuth, BearerAuth, NoAuth
+from tracos_sync.connectors.declarative_http.present_api import (
+    PresentApiConnector,
+    description_of,
+    present_api,
+)
+from tracos_sync.connectors.declarative_http.present_settings import HttpSettings
+from tracos_sync.domain.ports import ConnectorConfig
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "integrations-present-api.toml"
+
+
+def test_the_example_is_the_built_in_description() -> None:
+    [integration] = tomllib.loads(EXAMPLE.read_text())["integration"]
+    assert integration["connector"] == "api"
+    assert integration["settings"] == present_api()
+
+
+def test_the_description_asks_the_present_api_by_keyset_in_two_parameters() -> None:
+    api = description_of(
+        HttpSettings(client_api_url=HttpUrl("http://erp.test/api"), client_api_page_size=7)
+    )
+    read = api.read
+    assert read.after == {"updatedSince": "{since}", "afterOrderNo": "{number}"}
+    assert (read.path, read.records, read.page_size) == ("workorders", "items", 7)
+    assert read.filter_first_pass
+    assert api.write is not None and api.write.path == "workorders/{number}"
+    assert str(api.base_url) == "http://erp.test/api"
+
+
+@pytest.mark.parametrize(
+    ("url", "token", "auth"),
+    [
+        ("http://erp.test", "t0ken", BearerAuth),
+        ("http://alice:pa%3Ass@erp.test/?apikey=k3y", None, BasicAuth),
+        ("http://erp.test", None, NoAuth),
+    ],
+)
+def test_credentials_come_from_the_token_or_the_url(
+    url: str, token: str | None, auth: type
+) -> None:
+    settings = HttpSettings(
+        client_api_url=HttpUrl(url), client_api_token=SecretStr(token) if token else None
+    )
+    api = description_of(settings)
+    assert isinstance(api.auth, auth)
+    assert "@" not in str(api.base_url) and "?" not in str(api.base_url)
+    if isinstance(api.auth, BasicAuth):
+        assert (api.auth.username, api.auth.password.get_secret_value()) == ("alice", "pa:ss")
+
+
+def test_the_http_connector_is_the_api_connector_keyed_as_before() -> None:
+    config = ConnectorConfig(
+        settings={"client_api_url": "http://erp.test/?apikey=k3y-SeCrEt"}, env_file=None
+    )
+    connector = load("http")(config)
+    assert isinstance(connector, PresentApiConnector)
+    assert connector.describe() == {"connector": "http", "api": "http://erp.test/?apikey=***"}
+    assert "k3y-SeCrEt" in connector.secrets()
