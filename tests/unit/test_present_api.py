@@ -17,7 +17,9 @@ from tracos_sync.connectors.declarative_http.present_api import (
     present_api,
 )
 from tracos_sync.connectors.declarative_http.present_settings import HttpSettings
+from tracos_sync.domain.errors import ConfigurationError
 from tracos_sync.domain.ports import ConnectorConfig
+from tracos_sync.mapping import BUILTIN
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "integrations-present-api.toml"
 
@@ -69,3 +71,21 @@ def test_the_http_connector_is_the_api_connector_keyed_as_before() -> None:
     assert isinstance(connector, PresentApiConnector)
     assert connector.describe() == {"connector": "http", "api": "http://erp.test/?apikey=***"}
     assert "k3y-SeCrEt" in connector.secrets()
+
+
+def test_a_mapping_with_a_file_envelope_still_serves_the_http_connector(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The present API's records are in ``items`` whatever the mapping says of a file's
+    envelope (the ``http`` connector always ignored it); the ``api`` connector refuses the
+    mismatch, its ``read.records`` being the user's to write."""
+    enveloped = {**BUILTIN, "records": "d.results"}
+    config = ConnectorConfig(
+        settings={"client_api_url": "http://erp.test/"}, mapping=enveloped, env_file=None
+    )
+    assert isinstance(load("http")(config), PresentApiConnector)
+    monkeypatch.setenv("CLIENT_API_URL", "http://erp.test/")
+    monkeypatch.setenv("CLIENT_API_TOKEN", "t0ken")
+    described = ConnectorConfig(settings=present_api(), mapping=enveloped, env_file=None)
+    with pytest.raises(ConfigurationError, match=r"read\.records"):
+        load("api")(described)

@@ -227,10 +227,14 @@ def create(config: ConnectorConfig) -> ApiConnector:
     return ApiConnector(api, settings, mapping)
 
 
-def check_mapping(api: ApiDescription, mapping: RecordMapping, where: str) -> None:
-    """What the description needs of the mapping, refused at start-up naming both."""
+def check_mapping(
+    api: ApiDescription, mapping: RecordMapping, where: str, *, envelope_read: bool = True
+) -> None:
+    """What the description needs of the mapping, refused at start-up naming both.
+    ``envelope_read``: whether the user wrote ``read.records`` (for ``http`` the present API
+    fixes it, and the mapping's envelope is a file's only, as it always was)."""
     envelope = mapping.records_path
-    if envelope is not None and ".".join(envelope) != api.read.records:
+    if envelope_read and envelope is not None and ".".join(envelope) != api.read.records:
         raise ConfigurationError(
             f"{where}: the mapping's records ({'.'.join(envelope)!r}) and the description's "
             f"read.records ({api.read.records!r}) differ: with the api connector, read.records "

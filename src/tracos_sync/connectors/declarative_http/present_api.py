@@ -143,5 +143,5 @@ def create(config: ConnectorConfig) -> PresentApiConnector:
     settings = connector_settings(HttpSettings, config)
     api = description_of(settings)
     mapping = resolve_mapping(config)
-    check_mapping(api, mapping, config.where or "CLIENT_CONNECTOR=http")
+    check_mapping(api, mapping, config.where or "CLIENT_CONNECTOR=http", envelope_read=False)
     return PresentApiConnector(api, settings, mapping)
