@@ -89,3 +89,15 @@ def test_a_mapping_with_a_file_envelope_still_serves_the_http_connector(
     described = ConnectorConfig(settings=present_api(), mapping=enveloped, env_file=None)
     with pytest.raises(ConfigurationError, match=r"read\.records"):
         load("api")(described)
+
+
+def test_the_http_and_an_api_integration_of_one_api_own_the_same_endpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two integrations over one API would each export into the other's records: refused at
+    start-up whether each is ``http`` or the ``api`` connector's description of it."""
+    monkeypatch.setenv("CLIENT_API_URL", "http://erp.test/api/")
+    monkeypatch.setenv("CLIENT_API_TOKEN", "t0ken")
+    http = load("http")(ConnectorConfig(settings={"client_api_url": "http://ERP.test:80/api"}))
+    api = load("api")(ConnectorConfig(settings=present_api(), env_file=None))
+    assert set(http.owned().endpoints.values()) == set(api.owned().endpoints.values())

@@ -97,8 +97,10 @@ class PresentApiConnector(ApiConnector):
 
     def owned(self) -> Owned:
         # Its watermark and versions are the ERP's: two integrations on one API would each
-        # export into the other's records.
-        return Owned(endpoints={"CLIENT_API_URL": self.present.endpoint()})
+        # export into the other's records; the collection as the ``api`` connector names it,
+        # so that an ``api`` integration of the same API is refused beside it too.
+        path = self.api.read.path.lstrip("/")
+        return Owned(endpoints={"CLIENT_API_URL": f"{self.present.endpoint()}/{path}"})
 
     def _sent_with(self, auth: httpx.Auth) -> httpx.Auth:
         query = urlsplit(str(self.present.client_api_url)).query
