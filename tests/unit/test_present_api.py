@@ -4,8 +4,10 @@ built-in description is the example's, and is filled from the ``CLIENT_API_*`` s
 from __future__ import annotations
 
 import tomllib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import HttpUrl, SecretStr
 
@@ -17,9 +19,12 @@ from tracos_sync.connectors.declarative_http.present_api import (
     present_api,
 )
 from tracos_sync.connectors.declarative_http.present_settings import HttpSettings
+from tracos_sync.connectors.declarative_http.reader import ApiReader
+from tracos_sync.connectors.declarative_http.requester import Limits, Requester
+from tracos_sync.connectors.declarative_http.watermark import Watermark
 from tracos_sync.domain.errors import ConfigurationError
 from tracos_sync.domain.ports import ConnectorConfig
-from tracos_sync.mapping import BUILTIN
+from tracos_sync.mapping import BUILTIN, load_mapping
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "integrations-present-api.toml"
 
@@ -101,3 +106,31 @@ def test_the_http_and_an_api_integration_of_one_api_own_the_same_endpoint(
     http = load("http")(ConnectorConfig(settings={"client_api_url": "http://ERP.test:80/api"}))
     api = load("api")(ConnectorConfig(settings=present_api(), env_file=None))
     assert set(http.owned().endpoints.values()) == set(api.owned().endpoints.values())
+
+
+async def test_the_watermark_is_sent_as_the_contract_writes_it_whatever_the_mapping() -> None:
+    """``updatedSince`` in ISO 8601 and ``afterOrderNo`` an integer, as the ``http`` connector
+    always sent them, for a customer whose records write dates their own way."""
+    mapping = load_mapping({**BUILTIN, "date_format": "%d/%m/%Y %H:%M"}, where="test")
+    asked: list[httpx.URL] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url)
+        return httpx.Response(200, json={"items": [], "hasMore": False})
+
+    settings = HttpSettings(client_api_url=HttpUrl("http://erp.test"))
+    client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    requester = Requester(client, Limits(timeout=5, retry_budget=0, max_bytes=1 << 20), list)
+    reader = ApiReader(
+        description_of(settings),
+        mapping,
+        requester,
+        clock_skew=timedelta(minutes=5),
+        clock=lambda: datetime(2024, 6, 1, tzinfo=UTC),
+    )
+    start = Watermark(datetime(2024, 5, 2, 8, 30, tzinfo=UTC), 7)
+    assert [unit async for unit in reader.units(start)] == []
+    await reader.close()
+    [url] = asked
+    assert url.params["updatedSince"] == "2024-05-02T08:30:00.000Z"
+    assert url.params["afterOrderNo"] == "7"

@@ -240,7 +240,12 @@ def check_mapping(
             f"read.records ({api.read.records!r}) differ: with the api connector, read.records "
             "says where a page's records are; leave the mapping's records unset or equal"
         )
-    if (api.read.since or api.read.after) and len(mapping.client_updated(EPOCH)) != 1:
+    by_mapping = api.read.watermark_format == "mapping"
+    if (
+        by_mapping
+        and (api.read.since or api.read.after)
+        and len(mapping.client_updated(EPOCH)) != 1
+    ):
         raise ConfigurationError(
             f"{where}: read.since and read.after fill {{since}} with the record's last update, "
             "which the mapping reads from a date and a time apart: describe updated_at as one "

@@ -96,6 +96,10 @@ class ReadSpec(BaseModel):
     """`false`: the first pass asks `read.query` alone (every record); `true`: it asks
     `read.after` (or `read.since`) too, from 1970-01-01T00:00:00Z and key 0 as the mapping writes
     them, for an API whose filter parameters are required."""
+    watermark_format: Literal["mapping", "iso"] = "mapping"
+    """How `{since}` and `{number}` are written: `mapping`, as the mapping writes `updated_at`
+    and the key (`updated_at` must then be one field); `iso`, ISO 8601 UTC with milliseconds
+    (`2024-05-01T12:00:00.000Z`) and the key as a plain integer, whatever the records' format."""
     page_size: int = Field(100, ge=1, le=10_000)
     """Records asked for per page (the API may send fewer)."""
     max_pages: int = Field(1_000, ge=1, le=1_000_000)

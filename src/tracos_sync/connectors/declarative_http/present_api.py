@@ -55,6 +55,8 @@ def present_api(
             # requires them on the first request too (from 1970-01-01, orderNo 0).
             "after": {"updatedSince": "{since}", "afterOrderNo": "{number}"},
             "filter_first_pass": True,
+            # The contract's ISO 8601 and integer orderNo, whatever format a mapping gives records.
+            "watermark_format": "iso",
             "page_size": page_size,
             "max_pages": max_pages,
             "paging": {"style": "keyset", "size_param": "pageSize", "more_path": "hasMore"},

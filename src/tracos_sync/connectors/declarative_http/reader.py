@@ -119,8 +119,10 @@ class ApiReader:
         return self._clock() + self._skew
 
     def query_values(self, key: tuple[datetime, int]) -> tuple[str, str]:
-        """The (time, key) as the API's query writes them: as the mapping writes them."""
+        """The (time, key) as the API's query writes them (``read.watermark_format``)."""
         stamp, number = key
+        if self._api.read.watermark_format == "iso":
+            return format_instant(stamp), str(number)
         written = self._mapping.client_updated(stamp)
         return client_text(written[0]), client_text(self._mapping.client_key(number))
 
