@@ -196,6 +196,7 @@ async def _apply_units(
             unit, i = owners[start + refusal.position]
             unit.refuse(i, refusal.reason)
     stats.rejected += sum(unit.rejected_records for unit in units)
+    stats.stale += sum(unit.stale for unit in units)
 
 
 async def sync_outbound(

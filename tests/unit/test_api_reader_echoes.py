@@ -61,7 +61,10 @@ def reader(api: ScriptedApi, echoes: Echoes) -> ApiReader:
 
 def wrote(echoes: Echoes, item: dict[str, Any], version: str) -> None:
     """What the sink remembers of a write of ``item`` (as the mapping reads it back)."""
-    echoes.wrote(str(item["orderNo"]), content_hash(MAPPING.encode, MAPPING.decode(item)), version)
+    order = MAPPING.decode(item)
+    echoes.wrote(
+        str(item["orderNo"]), content_hash(MAPPING.encode, order), version, order.updated_at
+    )
 
 
 async def one_pass(source: ApiReader) -> list[InboundUnit]:

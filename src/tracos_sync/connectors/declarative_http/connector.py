@@ -96,7 +96,8 @@ class ApiConnector:
         self._echoes: tuple[ConnectorContext, Echoes] | None = None
 
     def source(self, context: ConnectorContext) -> ApiSource:
-        echoes = self._echoes_of(context) if self.api.write is not None else None
+        # Also for a read-only API: the guard remembers the versions applied, read again.
+        echoes = self._echoes_of(context)
         return ApiSource(
             self._reader(context, echoes), self._state(context), echoes, dry_run=context.dry_run
         )

@@ -177,6 +177,10 @@ class WriteSpec(BaseModel):
     )
     """The answers that mean the ERP holds a newer version: counted superseded, not written,
     never refused."""
+    error_path: BodyPath | None = None
+    """Where a 2xx answer to a write says it failed (`error`: an ERP that answers
+    `200 {"error": …}`); unset: a 2xx is a success. Such an answer is that record's refusal
+    (a dead letter, sent again next run)."""
 
 
 class ApiDescription(BaseModel):

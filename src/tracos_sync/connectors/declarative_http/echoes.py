@@ -1,26 +1,38 @@
-"""Our own writes, told apart from the ERP's changes when they come back on the next read.
+"""What we know of each record of the ERP between runs: our own writes, told apart from the ERP's
+changes when a read brings them back, and the ERP's version last applied to TracOS.
 
-A real ERP stamps its own last-change time (and ETag) on every write, ours included, so the
-record we wrote comes back on the next read as a change. Taken for a client edit, it would be
-applied to TracOS again (and, a time later than TracOS's, could hide a real TracOS edit made in
-between), and a real client edit made right after our write must not be mistaken for our echo.
+**Our writes.** A real ERP stamps its own last-change time (and ETag) on every write, ours
+included, so the record we wrote comes back on the next read as a change. Taken for a client
+edit, it would be applied to TracOS again (and, a time later than TracOS's, could hide a real
+TracOS edit made in between). Per key (the record's key as the ERP writes it) we keep what we
+wrote: the content's hash (the record as the mapping writes it, its server-stamped last-change
+time left out: ``content_hash``), the version the ERP answered, and TracOS's last update of the
+order written. A record read is **our echo** only if it is what one of our writes made:
 
-Per key (the record's key as the ERP writes it), what we wrote: the content's hash (the record
-as the mapping writes it, its server-stamped last-change time left out: ``content_hash``) and the
-version the ERP answered our write with. A record read is our echo when its version is the one
-our write got back (the ERP says nothing changed since) or its content is what we wrote (a
-client "edit" that leaves it as we wrote it changes nothing TracOS does not hold). Anything else
-is a change, even one made a millisecond after ours: its entry is dropped then (the ERP has moved
-on). The last ``HISTORY`` writes of a key are kept, so that a read that overtook our second
-write (it shows the first) is still known for ours.
+- when the ERP gives versions (the record's version field, or our write's ``ETag``), its version
+  is the one a write of ours got back **and** its content is what that write sent (the latest
+  write, or one of the few before it: a read that began before our latest write shows the one
+  before; a version is never the ERP's for another state);
+- without versions, its content is what our **latest** write sent.
+
+Anything else is a change, even one made a millisecond after ours, even one that puts back a
+value we wrote earlier, even our own write as the ERP normalised it (TracOS then takes the ERP's
+form, once: it is marked synced, nothing goes back). A change drops what we wrote to that key
+(the ERP has moved on), and says when TracOS's copy was last written by us: the ERP changed the
+record **after** that, whatever its clock says (``Reading.after_our_write``).
+
+**Applied versions.** A record dated ahead of our clock is read again every pass (the watermark
+stays before it). Its version (or, without versions, its content's hash) is remembered once its
+page is applied, until the watermark passes it, and a read of the same version again is
+``Reading.read_again``: not applied a second time (it would overwrite a TracOS edit made since).
 
 The version of each key, read or written, is what the writer sends as ``If-Match``; versions
 read are kept for the run only (the reader sees the whole ERP), written ones in the state.
 
 Kept through the ``ConnectorStateStore`` as one document: loaded once, saved once per batch
-written or pass read (``save``), at most ``max_entries`` keys (the oldest write dropped first: a
-write never read back for that long comes back, at worst, as one change that holds what TracOS
-holds). Keys are stored in a list, not as field names (a key may hold ``.`` or ``$``).
+written or pass read (``save``), at most ``max_entries`` keys (the oldest dropped first: a write
+never read back for that long comes back, at worst, as one change that holds what TracOS holds).
+Keys are stored in a list, not as field names (a key may hold ``.`` or ``$``).
 """
 
 from __future__ import annotations
@@ -33,12 +45,13 @@ from typing import Any
 
 import orjson
 
+from tracos_sync.domain.dates import InvalidDate, format_instant, parse_instant
 from tracos_sync.domain.model import WorkOrder
 from tracos_sync.domain.ports import ConnectorStateStore
 
 SCOPE = "declarative_http"
-HISTORY = 4  # writes of one key remembered (a read may show any of the last few)
-DEFAULT_MAX_ENTRIES = 50_000  # keys: about 100 bytes each in the state document
+HISTORY = 4  # writes of one key remembered (a read may show one of the last few, by version)
+DEFAULT_MAX_ENTRIES = 50_000  # keys: about 150 bytes each in the state document
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -51,15 +64,33 @@ def content_hash(encode: Callable[[WorkOrder], dict[str, Any]], order: WorkOrder
     ).hexdigest()
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reading:
+    """What a record read is to us (``Echoes.read``)."""
+
+    echo: bool = False  # one of our writes coming back: not applied
+    read_again: bool = False  # the version last applied from the ERP, read again: not applied
+    # A change to a record we wrote: TracOS's last update of the order we last wrote there. The
+    # ERP changed it after that moment, whatever its own clock stamped.
+    after_our_write: datetime | None = None
+    applied_as: str = ""  # what ``applied`` remembers of it (its version, or content's hash)
+
+
 @dataclasses.dataclass(slots=True)
-class _Written:
+class _Entry:
     writes: list[tuple[str, str | None]]  # (content hash, version answered), oldest first
-    at: str  # when last written (ISO), for dropping the oldest
+    written: datetime | None  # TracOS's last update of the order of our latest write
+    applied: tuple[str, datetime] | None  # (version or hash, the record's stamp) last applied
+    at: str  # when last touched (ISO), for dropping the oldest
+
+
+def _token(content: str, version: str | None) -> str:
+    return version if version is not None else f"#{content}"
 
 
 class Echoes:
-    """``wrote`` after each write, ``is_echo`` for each record read, ``version`` for the next
-    write's ``If-Match``; ``load`` before and ``save`` after."""
+    """``wrote`` after each write, ``read`` for each record read, ``applied`` once its page is
+    applied, ``version`` for the next write's ``If-Match``; ``load`` before and ``save`` after."""
 
     def __init__(
         self, store: ConnectorStateStore, api_url: str, max_entries: int = DEFAULT_MAX_ENTRIES
@@ -67,62 +98,98 @@ class Echoes:
         self._store = store
         self._key = f"{SCOPE}:echoes:{api_url}"
         self._max = max_entries
-        self._written: dict[str, _Written] = {}
+        self._entries: dict[str, _Entry] = {}
         self._read: dict[str, str] = {}  # version last read, this run
         self._dirty = False
         self._loaded = False
 
     async def load(self) -> None:
-        """The writes remembered by earlier runs (once; later calls do nothing)."""
+        """What earlier runs remembered (once; later calls do nothing)."""
         if self._loaded:
             return
         self._loaded = True
         doc = await self._store.get(self._key) or {}
         for entry in doc.get("keys", []):
             try:
-                key, writes, at = entry
-                self._written[str(key)] = _Written(
-                    [(str(h), None if v is None else str(v)) for h, v in writes], str(at)
+                key, writes, at, *rest = entry
+                written = parse_instant(str(rest[0])) if rest and rest[0] else None
+                applied = rest[1] if len(rest) > 1 and rest[1] else None
+                self._entries[str(key)] = _Entry(
+                    [(str(h), None if v is None else str(v)) for h, v in writes],
+                    written,
+                    None if applied is None else (str(applied[0]), parse_instant(applied[1])),
+                    str(at),
                 )
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, IndexError, InvalidDate):
                 continue  # an entry of another shape: that key's echo is read as a change once
 
     async def save(self) -> None:
-        """Store what changed since the last save (nothing to do: no write)."""
+        """Store what changed since the last save (nothing to do: nothing changed)."""
         if not self._dirty:
             return
         keys = [
-            [key, [list(w) for w in entry.writes], entry.at] for key, entry in self._written.items()
+            [
+                key,
+                [list(w) for w in entry.writes],
+                entry.at,
+                None if entry.written is None else format_instant(entry.written),
+                None
+                if entry.applied is None
+                else [entry.applied[0], format_instant(entry.applied[1])],
+            ]
+            for key, entry in self._entries.items()
         ]
         await self._store.put(self._key, {"keys": keys})
         self._dirty = False
 
-    def wrote(self, key: str, content: str, version: str | None) -> None:
-        """We wrote ``content`` (``content_hash``) to ``key``; the ERP answered ``version``."""
-        entry = self._written.pop(key, None) or _Written([], "")
+    def wrote(self, key: str, content: str, version: str | None, updated_at: datetime) -> None:
+        """We wrote ``content`` (``content_hash``) of TracOS's order last updated ``updated_at``
+        to ``key``; the ERP answered ``version``."""
+        entry = self._touch(key)
         entry.writes = [*entry.writes, (content, version)][-HISTORY:]
-        entry.at = datetime.now(UTC).isoformat()
-        self._written[key] = entry  # last in the dict: the newest, dropped last
+        entry.written = updated_at
+        entry.applied = None  # what TracOS holds is ours now, not what was applied before
         self._read.pop(key, None)  # our write's answer is newer than any read
-        while len(self._written) > self._max:
-            del self._written[next(iter(self._written))]
-        self._dirty = True
 
-    def is_echo(self, key: str, content: str, version: str | None) -> bool:
-        """Whether the record read at ``key`` (its ``content_hash`` and version) is one of our
-        writes coming back. Its version becomes the one the next write sends; a change drops
-        what we wrote to that key (the ERP has moved past it)."""
-        entry = self._written.get(key)
-        echo = entry is not None and any(
-            content == written or (version is not None and version == answered)
-            for written, answered in entry.writes
-        )
+    def read(self, key: str, content: str, version: str | None) -> Reading:
+        """What the record read at ``key`` (its ``content_hash`` and version) is: our echo, the
+        version last applied read again, or a change. Its version becomes the one the next write
+        sends; a change drops what we wrote to that key (the ERP has moved past it)."""
         if version is not None:
             self._read[key] = version
-        if entry is not None and not echo:
-            del self._written[key]
+        token = _token(content, version)
+        entry = self._entries.get(key)
+        if entry is None:
+            return Reading(applied_as=token)
+        if entry.writes:
+            if _ours(entry.writes, content, version):
+                return Reading(echo=True, applied_as=token)
+            after = entry.written
+            entry.writes, entry.written = [], None
             self._dirty = True
-        return echo
+            return Reading(after_our_write=after, applied_as=token)
+        if entry.applied is not None and entry.applied[0] == token:
+            return Reading(read_again=True, applied_as=token)
+        return Reading(applied_as=token)
+
+    def is_echo(self, key: str, content: str, version: str | None) -> bool:
+        """Whether the record read at ``key`` is one of our writes coming back (``read``)."""
+        return self.read(key, content, version).echo
+
+    def applied(self, key: str, token: str, stamp: datetime) -> None:
+        """The record read at ``key`` (``Reading.applied_as``, last updated ``stamp``) is
+        applied to TracOS and will be read again (the watermark is before it)."""
+        self._touch(key).applied = (token, stamp)
+
+    def passed(self, since: datetime) -> None:
+        """The watermark is at ``since``: records stamped before it are not read again, what
+        was applied of them need not be remembered."""
+        for key in [k for k, e in self._entries.items() if e.applied and e.applied[1] < since]:
+            entry = self._entries[key]
+            entry.applied = None
+            if not entry.writes:
+                del self._entries[key]
+            self._dirty = True
 
     def version(self, key: str) -> str | None:
         """The ERP's version of ``key`` as we last saw it (read this run, or our last write's
@@ -130,11 +197,29 @@ class Echoes:
         read = self._read.get(key)
         if read is not None:
             return read
-        entry = self._written.get(key)
-        return entry.writes[-1][1] if entry is not None else None
+        entry = self._entries.get(key)
+        return entry.writes[-1][1] if entry is not None and entry.writes else None
 
     def superseded(self, key: str) -> None:
         """The ERP refused a write to ``key`` as superseded: what we knew of it is stale."""
         self._read.pop(key, None)
-        if self._written.pop(key, None) is not None:
+        if self._entries.pop(key, None) is not None:
             self._dirty = True
+
+    def _touch(self, key: str) -> _Entry:
+        entry = self._entries.pop(key, None) or _Entry([], None, None, "")
+        entry.at = datetime.now(UTC).isoformat()
+        self._entries[key] = entry  # last in the dict: the newest, dropped last
+        while len(self._entries) > self._max:
+            del self._entries[next(iter(self._entries))]
+        self._dirty = True
+        return entry
+
+
+def _ours(writes: list[tuple[str, str | None]], content: str, version: str | None) -> bool:
+    """Whether a record read (``content``, ``version``) is what one of ``writes`` made: by
+    version and content when both sides have a version, else by the latest write's content."""
+    latest_content, latest_version = writes[-1]
+    if version is not None and latest_version is not None:
+        return any(v == version and c == content for c, v in writes)
+    return content == latest_content

@@ -22,10 +22,17 @@ written as the mapping writes them (``client_updated``, ``client_key``).
   ``read.query``'s ``$orderby``), and so are ``read.max_pages`` keyset pages that brought nothing
   after the watermark (paging that does not end); a record the mapping refuses is a dead letter,
   reported once a pass, and its key (when readable) moves the watermark past it.
-- With an echo guard (a description with ``[write]``), a record that is one of our own writes
-  coming back (``Echoes.is_echo``: its version is one our write got back, or it holds what we
-  wrote) is not handed on: it is not applied, and moves only the watermark. Every record read
-  tells the guard its version (what the next write sends as ``If-Match``).
+- With an echo guard, a record that is one of our own writes coming back (``Echoes.read``: its
+  version is the one our write got back and it holds what we wrote; without versions, it holds
+  what our latest write sent) is not handed on: it is not applied, and moves only the watermark.
+  Every record read tells the guard its version (what the next write sends as ``If-Match``).
+- A record read again with the version last applied from it (one dated ahead of our clock, read
+  every pass until the watermark passes it) is not applied again, which would overwrite a TracOS
+  edit made since: counted stale (``InboundUnit.stale``), it moves only the watermark.
+- A change to a record we wrote (not our echo) was made in the ERP after our write, whatever its
+  clock says: its last update is handed on as at least just after TracOS's copy we wrote
+  (``_after_our_write``), so that an ERP clock behind ours does not make it stale. A TracOS edit
+  made since our write is later still: then the two stamps decide, as for any record.
 - Every other record read tells ``ErpVersions`` the ERP's last update of it, so that the sink
   never writes an older TracOS copy over it (even one the pipeline then refuses).
 """
@@ -33,7 +40,7 @@ written as the mapping writes them (``client_updated``, ``client_key``).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,7 +55,7 @@ from tracos_sync.mapping import RecordMapping
 
 from ..client_erp.codec import ParseError, parse_json
 from .description import ApiDescription
-from .echoes import Echoes, content_hash
+from .echoes import Echoes, Reading, content_hash
 from .incremental import changes_after, changes_since
 from .pages import Pages
 from .paginators import Page, paginator
@@ -113,6 +120,7 @@ class ApiReader:
         self._root = httpx.URL(str(api.base_url))
         self.repeats = 0  # keys read twice in the last pass (shown by tests and logs)
         self.echoes = 0  # our own writes read back in the last pass, not handed on
+        self.read_again = 0  # versions applied already, read again in the last pass
 
     def bound(self) -> datetime:
         """The newest last update believed now."""
@@ -163,6 +171,7 @@ class ApiReader:
         )
         held: InboundUnit | None = None  # with paging that is not keyset-safe, one page late
         self.echoes = 0
+        self.read_again = 0
         self._seen.forget()  # what the ERP holds is read again (a date it corrected back)
         async for page in pages:
             unit, echoed = self._decode(page, pages.read, state, asked)
@@ -170,7 +179,7 @@ class ApiReader:
             handle = unit.handle
             assert isinstance(handle, PageHandle)
             # A page of our echoes alone is handed on too: its records move the watermark.
-            read_something = bool(unit.records or unit.problems or echoed)
+            read_something = bool(unit.records or unit.problems or unit.stale or echoed)
             if keyset:
                 handle.mark = state.mark
                 if read_something:
@@ -192,6 +201,13 @@ class ApiReader:
             )
         if self.echoes:
             log.info("inbound.echoes_skipped", records=self.echoes)
+        if self.read_again:
+            log.info(
+                "inbound.read_again",
+                records=self.read_again,
+                detail="records dated ahead of our clock, read again with the version applied "
+                "already: counted stale, not applied again",
+            )
         if held is not None:
             handle = held.handle
             assert isinstance(handle, PageHandle)
@@ -302,20 +318,31 @@ class ApiReader:
                 state.repeats += 1
             state.seen.add(order.number)
             self._advance(state, key, asked, now)
-            if self._is_echo(order, item):
+            reading = self._reading(order, item)
+            if reading.echo:
                 echoed += 1
                 continue
+            if reading.read_again:
+                unit.stale += 1
+                self.read_again += 1
+                continue
+            if reading.after_our_write is not None:
+                order = _after_our_write(order, reading.after_our_write)
             self._seen.saw(order.number, order.updated_at)
             unit.records.append(order)
             assert unit.positions is not None
             unit.positions.append(index)
+            if key[0] > asked:  # the watermark stays before it: the next pass reads it again
+                handle = unit.handle
+                assert isinstance(handle, PageHandle)
+                handle.applied[index] = (self._client_key(order), reading.applied_as, key)
         return unit, echoed
 
-    def _is_echo(self, order: WorkOrder, item: Any) -> bool:
-        """Whether ``item`` (decoded: ``order``) is our own write coming back; either way the
-        guard learns its version."""
+    def _reading(self, order: WorkOrder, item: Any) -> Reading:
+        """What ``item`` (decoded: ``order``) is to the guard (our echo, read again, a change);
+        either way the guard learns its version."""
         if self._echoes is None:
-            return False
+            return Reading()
         version = None
         if self._version_field is not None:
             found = field_at(item, self._version_field)
@@ -324,8 +351,10 @@ class ApiReader:
             content = content_hash(self._mapping.encode, order)
         except RecordRejected:
             content = ""  # the mapping cannot write it: not ours; its version is still learnt
-        key = str(self._mapping.client_key(order.number))
-        return self._echoes.is_echo(key, content, version)
+        return self._echoes.read(self._client_key(order), content, version)
+
+    def _client_key(self, order: WorkOrder) -> str:
+        return str(self._mapping.client_key(order.number))
 
     def _advance(
         self, state: _PassState, key: tuple[datetime, int], asked: datetime, now: datetime
@@ -338,3 +367,17 @@ class ApiReader:
             state.frozen = True
         if not state.frozen:
             state.mark = max(state.mark, Watermark(*key))
+
+
+# The least step of a last update (TracOS keeps milliseconds).
+_STEP = timedelta(milliseconds=1)
+
+
+def _after_our_write(order: WorkOrder, written: datetime) -> WorkOrder:
+    """``order``, an ERP change made after we wrote TracOS's copy last updated ``written``: its
+    last update is at least just after that copy's (an ERP clock behind ours stamps it earlier,
+    and TracOS would refuse it as stale). A TracOS edit made since our write is later still, and
+    then the ERP's own stamp decides against it, as for any record."""
+    if order.updated_at > written:
+        return order
+    return replace(order, updated_at=normalise(written + _STEP))

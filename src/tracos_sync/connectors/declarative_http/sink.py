@@ -4,12 +4,19 @@ For each order: the record as the mapping writes it, sent to ``write.path`` with
 and, when the ERP's version of that record is known (read this run, or answered to our last
 write: ``Echoes``), that version as ``If-Match`` (``write.version``). Then:
 
-- 2xx: delivered; the version the ERP answered (the ``ETag``, or the record's version field of
-  the answer) and the hash of what we wrote are remembered, so that the write is known for ours
-  when the next read brings it back, and the next write is conditional on it;
-- a ``write.superseded`` answer (412, 409): the ERP holds a version we have not read. Counted
-  superseded, never sent again as an overwrite; what we knew of that record is dropped, so the
-  next write looks again (below);
+- 2xx: delivered; the version the ERP answered (the record's version field of the answer, or
+  its ``ETag`` header when the body has none: a ``204``) and the hash of what we wrote are
+  remembered, so that the write is known for ours when the next read brings it back, and the
+  next write is conditional on it. Not when the answer says otherwise: with
+  ``write.version.source = "record"``, a 2xx without the version (in the body or the ``ETag``)
+  is no proof the ERP wrote anything (an error in a ``200``'s body), and a 2xx whose body holds
+  ``write.error_path`` is an error: either is that record's refusal (dead-lettered, left
+  unsynced, sent again next run);
+- a ``write.superseded`` answer (412, 409): the ERP holds a version we have not read, or our
+  own write moved it (its answer was lost, and the requester sent it again): the record is
+  looked up, and when it holds what we wrote, it is delivered (its version remembered).
+  Otherwise counted superseded, never sent again as an overwrite; what we knew of that record
+  is dropped, so the next write looks again (below);
 - another 4xx: that record's refusal alone: dead-lettered, left unsynced (offered again next run);
 - transient answers (429, 503 with ``Retry-After``, timeouts) are retried by the requester
   within its budget; what is fatal (credentials refused, the budget spent) stops the delivery
@@ -24,12 +31,11 @@ URL (404 or 410: the ERP does not hold it, and the create's refusal is the recor
 conditional write cannot tell instead: CAP, like S/4HANA, answers 412 to a conditional write to a
 key it does not hold, as to a stale version, and takes no unconditional one (428).
 
-A record the ERP holds but we know nothing of, changed there later than TracOS's copy (its
-last-change time, as the mapping reads it), is a change we have not read yet: superseded, not
-overwritten. Otherwise it is written conditionally on the version the ``GET`` saw, so that an
-edit between the two is not overwritten either. (Our own create whose answer was lost, sent again
-by the requester, is refused as existing and found newer: superseded; the next read brings it
-in.)
+A record the ERP holds but we know nothing of that holds what we would write is delivered (our
+own create whose answer was lost, sent again by the requester and refused as existing). Changed
+there later than TracOS's copy (its last-change time, as the mapping reads it), it is a change
+we have not read yet: superseded, not overwritten. Otherwise it is written conditionally on the
+version the ``GET`` saw, so that an edit between the two is not overwritten either.
 
 An order the reader saw the ERP hold newer this run (``ErpVersions``: applied, stale or refused
 inbound) is not sent at all: superseded, so that an ERP which ignores ``If-Match`` (or a write
@@ -87,6 +93,7 @@ class _Outcome:
 class _Found:
     version: str | None
     changed: datetime | None  # the ERP's last change of the record, when the mapping reads it
+    content: str | None  # its ``content_hash``, when the mapping reads it
 
 
 class DeclarativeSink:
@@ -197,6 +204,8 @@ class DeclarativeSink:
             if isinstance(found, _Outcome):
                 return found
             if found is not None:
+                if found.content == content_hash(self._mapping.encode, order):
+                    return self._delivered(key, order, found.version)
                 if found.changed is not None and found.changed > order.updated_at:
                     # Changed in the ERP after TracOS's copy: a change not read yet.
                     return _Outcome(superseded=True, superseded_by=found.changed)
@@ -210,12 +219,20 @@ class DeclarativeSink:
                 f"write {key}", self._write.method, url, content=content, headers=headers
             )
         except Superseded:
-            self._echoes.superseded(key)
-            return _Outcome(superseded=True)
+            return await self._superseded(key, order, url)
         except RecordRejected as exc:
             return _Outcome(refused=exc.problems)
-        self._remember(key, order, response, body)
-        return _Outcome(delivered=True)
+        return self._answered(key, order, response, body)
+
+    async def _superseded(self, key: str, order: WorkOrder, url: httpx.URL) -> _Outcome:
+        """A write refused as superseded: delivered when the ERP holds what we wrote (our own
+        write moved its version: the answer was lost, the requester sent it again), else
+        superseded, and what we knew of the record is dropped."""
+        self._echoes.superseded(key)
+        found = await self._look(key, url)
+        if isinstance(found, _Found) and found.content == content_hash(self._mapping.encode, order):
+            return self._delivered(key, order, found.version)
+        return _Outcome(superseded=True)
 
     async def _create(
         self, key: str, order: WorkOrder, content: bytes, url: httpx.URL
@@ -232,12 +249,43 @@ class DeclarativeSink:
         except RecordRejected as exc:
             found = await self._look(key, url)
             return _Outcome(refused=exc.problems) if found is None else found
-        self._remember(key, order, response, body)
-        return _Outcome(delivered=True)
+        return self._answered(key, order, response, body)
 
-    def _remember(self, key: str, order: WorkOrder, response: httpx.Response, body: bytes) -> None:
-        version = _version_of(self._write.version, response, _json(body) if body else None)
-        self._echoes.wrote(key, content_hash(self._mapping.encode, order), version)
+    def _answered(
+        self, key: str, order: WorkOrder, response: httpx.Response, body: bytes
+    ) -> _Outcome:
+        """A 2xx to a write: delivered, or that record's refusal when the answer says an error
+        (``write.error_path``) or lacks the version a ``record`` version is read from."""
+        document = _json(body)
+        spec = self._write.version
+        error = field_at(document, self._write.error_path) if self._write.error_path else None
+        if error is not None:
+            reason = f"HTTP {response.status_code} with an error ({self._write.error_path}): "
+            shown = self._requester.excerpt(
+                error if isinstance(error, str) else orjson.dumps(error)
+            )
+            return _Outcome(refused=[Problem("$", reason + shown)])
+        version = _version_of(spec, response, document)
+        if spec is not None and spec.source == "record" and version is None:
+            return _Outcome(
+                refused=[
+                    Problem(
+                        "$",
+                        f"HTTP {response.status_code} without the record's version "
+                        f"({spec.field} in the body, or an ETag header): not taken for written "
+                        f"(answer: {self._requester.excerpt(body)!r}); sent again "
+                        "next run",
+                    )
+                ]
+            )
+        return self._delivered(key, order, version)
+
+    def _delivered(self, key: str, order: WorkOrder, version: str | None) -> _Outcome:
+        """The ERP holds ``order`` at ``version``: remembered, for the echo guard and the next
+        write's ``If-Match``."""
+        content = content_hash(self._mapping.encode, order)
+        self._echoes.wrote(key, content, version, order.updated_at)
+        return _Outcome(delivered=True)
 
     async def _look(self, key: str, url: httpx.URL) -> _Found | _Outcome | None:
         """The ERP's version and last change of ``key``; None: it does not hold it; an
@@ -254,7 +302,11 @@ class DeclarativeSink:
             return _Outcome(refused=exc.problems)
         document = _json(body)
         changed = self._mapping.updated_of(document)
-        return _Found(_version_of(self._write.version, response, document), changed)
+        try:
+            content: str | None = content_hash(self._mapping.encode, self._mapping.decode(document))
+        except RecordRejected:
+            content = None  # not a record the mapping reads: not what we wrote
+        return _Found(_version_of(self._write.version, response, document), changed, content)
 
     # -- reporting
 
@@ -305,9 +357,11 @@ def _json(body: bytes) -> Any:
 
 def _version_of(spec: VersionSpec | None, response: httpx.Response, document: Any) -> str | None:
     """The record's version in an answer about it: the field ``write.version.field`` of its
-    body, or its ``ETag`` (also without ``write.version``: the echo guard compares it)."""
+    body, or, when the body has none (a ``204``), its ``ETag`` (also without ``write.version``:
+    the echo guard compares it)."""
     if spec is not None and spec.source == "record" and spec.field is not None:
         found = field_at(document, spec.field)
-        return None if found is None else str(found)
+        if found is not None:
+            return str(found)
     etag: str | None = response.headers.get("ETag")
     return etag

@@ -1,7 +1,8 @@
 """Inbound through the described API: one unit per page (``reader.ApiReader``), from the stored
 watermark; once pages are applied their refused records become dead letters and the watermark
 their pages allow is stored, then what the echo guard learnt (our own writes read back, the
-ERP's changes after them). A dry run stores and quarantines nothing."""
+ERP's changes after them, the versions applied that the next pass reads again). A dry run stores
+and quarantines nothing."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from .applied_pages import dead_letter_refused, tell_would_reject
 from .echoes import Echoes
 from .reader import ApiReader
 from .state import ConnectorState
-from .watermark import Watermark
+from .watermark import PageHandle, Watermark
 
 log = structlog.get_logger("tracos_sync.http")
 
@@ -58,8 +59,10 @@ class ApiSource:
         if self._applied != before:
             await self._state.save(self._applied)
         if self._echoes is not None:
+            remember_applied(self._echoes, units, self._applied)
             # After the watermark: a crash in between keeps writes the ERP has moved past, and
-            # a later change differs from them all the same.
+            # a later change differs from them all the same (and a record applied but not
+            # remembered is read again once, as before: the newer-only rule decides).
             await self._echoes.save()
 
     async def release(self, units: Sequence[InboundUnit]) -> None:
@@ -67,3 +70,18 @@ class ApiSource:
 
     async def close(self) -> None:
         await self._reader.close()
+
+
+def remember_applied(echoes: Echoes, units: Sequence[InboundUnit], mark: Watermark) -> None:
+    """The records of ``units`` TracOS took (applied, or stale: not refused) that the next pass
+    reads again (after ``mark``, the watermark stored: dated ahead of our clock), remembered by
+    their version, so that a read of the same version is not applied again over a TracOS edit
+    made since; and what the watermark has passed forgotten."""
+    for unit in units:
+        handle = unit.handle
+        assert isinstance(handle, PageHandle)
+        refused = {problem.record for problem in unit.problems}
+        for index, (key, token, (stamp, number)) in handle.applied.items():
+            if index not in refused and not mark.passes(stamp, number):
+                echoes.applied(key, token, stamp)
+    echoes.passed(mark.since)

@@ -50,6 +50,9 @@ class PageHandle:
     raw: list[Any] = field(default_factory=list)
     refused: dict[int, Any] = field(default_factory=dict)
     mark: Watermark = field(default_factory=Watermark)  # to store once the page is applied
+    # Of each record handed on, by its index in the page: its key as the ERP writes it, what the
+    # echo guard remembers of it once applied (``Reading.applied_as``), its (last update, number).
+    applied: dict[int, tuple[str, str, tuple[datetime, int]]] = field(default_factory=dict)
 
 
 def refuse_record(

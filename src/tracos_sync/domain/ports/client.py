@@ -31,6 +31,9 @@ class InboundUnit:
     # Where each of ``records`` stood in the input (its record index), when the source knows.
     positions: list[int] | None = None
     ends_input: bool = True
+    # Records read that the source knows TracOS holds already (the same version read again),
+    # not in ``records``: counted stale, never applied twice.
+    stale: int = 0
 
     def refuse(self, position: int, reason: str) -> None:
         """Record ``position`` of ``records`` was refused downstream (TracOS would not store it):
