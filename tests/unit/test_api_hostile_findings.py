@@ -1,0 +1,255 @@
+"""The ``api`` connector both ways, run after run, against an S/4-like ERP in memory
+(``httpx.MockTransport``) and TracOS in memory: what a hostile tester found (issue 23), each
+case a whole ``run`` (inbound, then outbound) as the CLI makes it, with its own echo guard
+loaded from the state store as a new process would.
+
+- an ERP edit that puts back a value we wrote earlier is a change, not our echo;
+- a write the ERP normalises converges in two runs (TracOS takes the ERP's form, nothing
+  bounces back);
+- an ERP clock ahead of ours: a record applied and read again (the watermark stays before it)
+  is not applied over a later TracOS edit, which goes out;
+- an ERP clock behind ours: an ERP edit made after our write is applied, not counted stale."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from tests.builders import tracos_doc
+from tests.fakes import InMemoryConnectorStateStore, InMemoryWorkOrderRepository
+from tests.support.maintenance_order import WRITE, maintenance_order_mapping, number
+from tests.unit.test_http_sink import FakeErp
+from tracos_sync.connectors.declarative_http.description import load_description
+from tracos_sync.connectors.declarative_http.echoes import Echoes
+from tracos_sync.connectors.declarative_http.reader import ApiReader
+from tracos_sync.connectors.declarative_http.requester import Limits, Requester
+from tracos_sync.connectors.declarative_http.sink import DeclarativeSink
+from tracos_sync.connectors.declarative_http.source import ApiSource
+from tracos_sync.connectors.declarative_http.state import ConnectorState
+from tracos_sync.connectors.declarative_http.versions import ErpVersions
+from tracos_sync.domain.dates import parse_instant
+from tracos_sync.domain.ports import ConnectorContext
+from tracos_sync.pipeline import RunStats, sync_inbound, sync_outbound
+
+BASE = "http://erp.test/odata"
+SKEW = timedelta(minutes=5)
+ERP_START = datetime(2026, 6, 1, tzinfo=UTC)
+# The ERP's clock a second behind the moment a run asks (its stamps step 1 ms a write): what it
+# stamped is not "ahead of our clock" unless the test says so.
+_LAG = timedelta(seconds=1)
+S4 = maintenance_order_mapping()
+READ = {
+    "path": "MaintenanceOrder",
+    "records": "value",
+    "since": {"since": "{since}"},
+    "after": {"after": "{since},{number}"},
+    "page_size": 50,
+    "paging": {"style": "keyset", "size_param": "$top"},
+}
+
+
+@dataclass
+class ListingErp(FakeErp):
+    """``FakeErp`` (CAP's writes) that also lists its records by (last change, key) after
+    ``after=time,key``, and may normalise what is written (as S/4 collapses spaces)."""
+
+    normalise: Callable[[str], str] | None = None
+    lists: int = 0
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path.endswith("/MaintenanceOrder"):
+            return self._list(request)
+        if self.normalise is not None and request.method in ("POST", "PATCH"):
+            body = json.loads(request.content)
+            body["MaintenanceOrderDesc"] = self.normalise(body["MaintenanceOrderDesc"])
+            request = httpx.Request(request.method, request.url, headers=request.headers, json=body)
+        return await super().__call__(request)
+
+    def _list(self, request: httpx.Request) -> httpx.Response:
+        self.lists += 1
+        params = dict(request.url.params)
+
+        def key(r: dict[str, Any]) -> tuple[datetime, str]:
+            return parse_instant(r["LastChangeDateTime"]), r["MaintenanceOrder"]
+
+        chosen = sorted(self.orders.values(), key=key)
+        if "after" in params:
+            since, _, after = params["after"].partition(",")
+            chosen = [r for r in chosen if key(r) > (parse_instant(since), after)]
+        elif "since" in params:
+            chosen = [r for r in chosen if key(r)[0] > parse_instant(params["since"])]
+        page = [{"@odata.etag": self.etag(r["MaintenanceOrder"]), **r} for r in chosen]
+        return httpx.Response(200, json={"value": page[: int(params["$top"])]})
+
+
+@dataclass
+class World:
+    """TracOS, the ERP, the state store, and our clock (the ERP keeps its own)."""
+
+    erp: ListingErp
+    now: datetime
+    erp_ahead: timedelta  # the ERP's clock against ours
+    tracos: InMemoryWorkOrderRepository = field(default_factory=InMemoryWorkOrderRepository)
+    store: InMemoryConnectorStateStore = field(default_factory=InMemoryConnectorStateStore)
+
+    def requester(self) -> Requester:
+        client = httpx.AsyncClient(transport=httpx.MockTransport(self.erp))
+        return Requester(client, Limits(timeout=5, retry_budget=5, max_bytes=1 << 20), list)
+
+    async def run(self) -> RunStats:
+        """``tracos-sync run``: inbound, then outbound, a process of its own."""
+        api = load_description({"base_url": BASE, "read": READ, "write": WRITE}, "test", {})
+        echoes = Echoes(self.store, BASE)
+        seen = ErpVersions(S4)
+        clock = lambda: self.now  # noqa: E731 - the run's clock, as the test moves it
+        reader = ApiReader(
+            api, S4, self.requester(), clock_skew=SKEW, clock=clock, echoes=echoes, seen=seen
+        )
+        state = ConnectorState(self.store, f"{BASE}/MaintenanceOrder", scope="declarative_http")
+        source = ApiSource(reader, state, echoes, dry_run=False)
+        context = ConnectorContext(state=self.store, dry_run=False)
+        sink = DeclarativeSink(api, S4, self.requester(), echoes, context, seen=seen)
+        stats = RunStats()
+        await source.prepare()
+        await sync_inbound(source, self.tracos, stats, 100, clock=clock, clock_skew=SKEW)
+        await source.close()
+        await sink.prepare()
+        await sync_outbound(self.tracos, sink, stats, 100, clock=clock, clock_skew=SKEW)
+        await sink.close()
+        return stats
+
+    def tick(self, elapsed: timedelta) -> None:
+        """Time passes, on both clocks."""
+        self.now += elapsed
+        self.erp.clock = max(self.erp.clock, self.now + self.erp_ahead - _LAG)
+
+    def tracos_edit(self, n: int, **fields: Any) -> None:
+        """A TracOS user's edit, now by our clock: unsynced."""
+        doc = self.tracos.by_number(n)
+        assert doc is not None
+        doc.update(fields, updatedAt=self.now)
+        doc.pop("isSynced", None)
+
+    def tracos_title(self, n: int) -> str:
+        doc = self.tracos.by_number(n)
+        assert doc is not None
+        return str(doc["title"])
+
+
+def counts(stats: RunStats) -> dict[str, int]:
+    return {name: value for name, value in stats.counts().items() if value}
+
+
+def world(erp_ahead: timedelta = timedelta(0), **erp: Any) -> World:
+    """Our clock an hour into the ERP's day, the ERP's ``erp_ahead`` of ours."""
+    now = ERP_START + timedelta(hours=1)
+    return World(ListingErp(clock=now + erp_ahead - _LAG, **erp), now, erp_ahead)
+
+
+async def created(w: World, n: int, title: str) -> str:
+    """A TracOS order, created in the ERP and read back (our echo): its ERP key."""
+    w.tracos.insert_raw(tracos_doc(n, title=title, updatedAt=w.now))
+    assert counts(await w.run()) == {"exported": 1}
+    assert counts(await w.run()) == {"files": 1}  # our create read back: not applied
+    return number(n)
+
+
+async def test_an_erp_edit_that_puts_back_what_we_wrote_earlier_is_applied() -> None:
+    w = world()
+    key = await created(w, 500, "Pump seal")
+    w.tick(timedelta(minutes=1))
+    w.tracos_edit(500, status="completed")
+    assert counts(await w.run()) == {"exported": 1}
+    assert w.erp.orders[key]["MaintenanceProcessingPhase"] == "5"
+    # An ERP user re-opens it: the phase of our first write, a version of its own.
+    w.erp.edit(key, MaintenanceProcessingPhase="0")
+    w.tick(timedelta(minutes=1))
+    assert counts(await w.run()) == {"files": 1, "updated": 1}
+    doc = w.tracos.by_number(500)
+    assert doc is not None and doc["status"] == "pending" and doc["isSynced"] is True
+
+
+async def test_a_write_the_erp_normalises_converges_in_two_runs() -> None:
+    w = world(normalise=lambda text: " ".join(text.split())[:40])
+    w.tracos.insert_raw(tracos_doc(850, title="Replace  seal;   then check the bearing housing"))
+    assert counts(await w.run()) == {"exported": 1}
+    # Our write read back as the ERP keeps it: a change, TracOS takes the ERP's form.
+    assert counts(await w.run()) == {"files": 1, "updated": 1}
+    assert w.tracos_title(850) == w.erp.orders[number(850)]["MaintenanceOrderDesc"]
+    assert w.tracos_title(850) == "Replace seal; then check the bearing hou"
+    # Nothing bounces: no write back, nothing read as new.
+    posts = len(w.erp.log)
+    assert counts(await w.run()) == {}
+    assert len(w.erp.log) == posts
+
+
+async def test_with_the_erp_clock_ahead_a_record_read_again_is_not_applied_over_a_tracos_edit() -> (
+    None
+):
+    w = world(erp_ahead=timedelta(seconds=60))
+    w.erp.orders[number(800)] = {
+        "MaintenanceOrder": number(800),
+        "MaintenanceOrderDesc": "Compressor",
+        "MaintenanceProcessingPhase": "0",
+        "IsMarkedForDeletion": False,
+        "CreationDate": "2026-05-01",
+        "CreationTime": "08:00:00",
+        "LastChangeDateTime": w.erp.stamp(),  # a minute ahead of our clock
+    }
+    assert counts(await w.run()) == {"files": 1, "inserted": 1}
+    w.tick(timedelta(seconds=2))
+    w.tracos_edit(800, status="completed")
+    # Read again (the watermark stays before it): the version applied already, counted stale;
+    # the TracOS edit goes out, conditional on it.
+    shown = w.erp.etag(number(800))
+    assert counts(await w.run()) == {"files": 1, "stale": 1, "exported": 1}
+    assert w.erp.log[-1] == ("PATCH", number(800), shown)
+    assert w.erp.orders[number(800)]["MaintenanceProcessingPhase"] == "5"
+    doc = w.tracos.by_number(800)
+    assert doc is not None and doc["status"] == "completed" and doc["isSynced"] is True
+    # Our write read back, again and again until our clock catches up: ours every time.
+    assert counts(await w.run()) == {"files": 1}
+    w.tick(timedelta(minutes=2))
+    assert counts(await w.run()) == {"files": 1}
+    assert counts(await w.run()) == {}
+
+
+async def test_with_the_erp_clock_behind_an_erp_edit_after_our_write_is_applied() -> None:
+    w = world(erp_ahead=-timedelta(seconds=60))
+    key = await created(w, 820, "Chiller")
+    w.tick(timedelta(minutes=1))
+    w.tracos_edit(820, status="completed")
+    assert counts(await w.run()) == {"exported": 1}
+    # An ERP user retitles it 5 s after our write; the ERP's clock stamps it before our edit.
+    w.tick(timedelta(seconds=5))
+    w.erp.edit(key, MaintenanceOrderDesc="Chiller - replace filter too")
+    assert parse_instant(w.erp.orders[key]["LastChangeDateTime"]) < w.now - timedelta(seconds=5)
+    assert counts(await w.run()) == {"files": 1, "updated": 1}
+    assert w.tracos_title(820) == "Chiller - replace filter too"
+    doc = w.tracos.by_number(820)
+    assert doc is not None and doc["status"] == "completed" and doc["isSynced"] is True
+    assert counts(await w.run()) == {}
+
+
+async def test_with_the_erp_clock_behind_a_tracos_edit_since_our_write_is_decided_by_the_stamps() -> (
+    None
+):
+    """TracOS changed again after our write: the ERP's change is raised to just after the copy
+    we wrote, not past the TracOS edit; the later stamp wins, here TracOS's."""
+    w = world(erp_ahead=-timedelta(seconds=60))
+    key = await created(w, 821, "Chiller")
+    w.tick(timedelta(minutes=1))
+    w.tracos_edit(821, title="Chiller (TracOS)")
+    assert counts(await w.run()) == {"exported": 1}
+    w.tick(timedelta(seconds=5))
+    w.erp.edit(key, MaintenanceOrderDesc="Chiller (ERP)")
+    w.tick(timedelta(seconds=5))
+    w.tracos_edit(821, title="Chiller (TracOS, later)")
+    stats = await w.run()
+    assert counts(stats) == {"files": 1, "stale": 1, "exported": 1}
+    assert w.erp.orders[key]["MaintenanceOrderDesc"] == "Chiller (TracOS, later)"
