@@ -103,10 +103,12 @@ def world(
     *,
     concurrency: int = 8,
     dry_run: bool = False,
+    error_path: str | None = None,
 ) -> World:
     erp = erp or FakeErp()
     store = store or InMemoryConnectorStateStore()
-    api = load_description({"base_url": BASE, "read": READ, "write": WRITE}, "test", {})
+    write = WRITE if error_path is None else {**WRITE, "error_path": error_path}
+    api = load_description({"base_url": BASE, "read": READ, "write": write}, "test", {})
     client = httpx.AsyncClient(transport=httpx.MockTransport(erp))
     requester = Requester(client, Limits(timeout=5, retry_budget=5, max_bytes=1 << 20), list)
     echoes = Echoes(store, BASE)
@@ -279,3 +281,104 @@ async def test_a_dry_run_sends_nothing() -> None:
     w = world(dry_run=True)
     delivery = await w.sink.deliver([order(1)])
     assert delivery.delivered == [1] and w.erp.log == [] and w.store.states == {}
+
+
+async def test_a_2xx_without_the_records_version_is_no_delivery() -> None:
+    """An ERP that answers ``200 {"error": ...}`` and writes nothing: with a version read from
+    the record, an answer without it (in the body or an ETag) is no proof of a write."""
+
+    async def error_in_a_200(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "PATCH":
+            return httpx.Response(200, json={"error": {"message": "order locked by user"}})
+        return None
+
+    w = world(FakeErp(hook=error_in_a_200))
+    await w.sink.deliver([order(6)])
+    delivery = await w.sink.deliver([order(6, "valve", T0 + timedelta(hours=1))])
+    assert delivery.delivered == [] and [p.record for p in delivery.refused] == [6]
+    assert "without the record's version" in delivery.refused[0].reason
+    assert "order locked by user" in delivery.refused[0].reason
+    [letter] = w.store.letters.values()
+    assert letter["direction"] == "outbound"
+    assert w.erp.orders[number(6)]["MaintenanceOrderDesc"] == "pump"
+
+
+async def test_a_2xx_with_write_error_path_in_its_body_is_that_records_refusal() -> None:
+    async def error_beside_the_record(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "POST":
+            return httpx.Response(201, json={"@odata.etag": 'W/"x"', "error": "plant 6 is closed"})
+        return None
+
+    w = world(FakeErp(hook=error_beside_the_record), error_path="error")
+    delivery = await w.sink.deliver([order(6)])
+    assert delivery.delivered == []
+    assert [p.reason for p in delivery.refused] == [
+        "HTTP 201 with an error (error): plant 6 is closed"
+    ]
+    assert w.echoes.version(number(6)) is None
+
+
+async def test_a_204_takes_the_version_from_the_etag_header() -> None:
+    async def no_content(request: httpx.Request) -> httpx.Response | None:
+        if request.method != "PATCH":
+            return None
+        erp.hook = None  # the ERP's own answer, without its body
+        answer = await erp(request)
+        erp.hook = no_content
+        return httpx.Response(204, headers={"ETag": answer.headers["ETag"]})
+
+    erp = FakeErp()
+    w = world(erp)
+    await w.sink.deliver([order(7)])
+    erp.hook = no_content
+    key = number(7)
+    assert (await w.sink.deliver([order(7, "b", T0 + timedelta(hours=1))])).delivered == [7]
+    assert w.echoes.version(key) == erp.etag(key)  # from the 204's ETag
+    assert (await w.sink.deliver([order(7, "c", T0 + timedelta(hours=2))])).delivered == [7]
+    assert [m for m, _, _ in erp.log] == ["POST", "PATCH", "PATCH"]  # no create, no look
+
+
+async def test_a_write_whose_answer_was_lost_refused_412_when_sent_again_is_delivered() -> None:
+    """The ERP applied our PATCH but its answer was lost; the requester sends it again and gets
+    412 (our own write moved the version). The record holds what we wrote: delivered."""
+    lost = [1]
+
+    async def answer_lost_once(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "PATCH" and lost[0]:
+            lost[0] -= 1
+            await FakeErp.__call__(erp, request)  # applied...
+            raise httpx.ReadTimeout("no answer", request=request)  # ...the answer lost
+        return None
+
+    erp = FakeErp()
+    w = world(erp)
+    await w.sink.deliver([order(8)])
+    erp.hook = answer_lost_once
+    delivery = await w.sink.deliver([order(8, "rewound", T0 + timedelta(hours=1))])
+    assert delivery.delivered == [8] and not delivery.superseded
+    key = number(8)
+    assert [m for m, _, _ in erp.log] == ["POST", "PATCH", "PATCH", "GET"]
+    # What the look saw is our write: read back, it is our echo.
+    read = maintenance_order_mapping().decode(dict(erp.orders[key]))
+    assert w.echoes.is_echo(
+        key, content_hash(maintenance_order_mapping().encode, read), erp.etag(key)
+    )
+
+
+async def test_a_lost_create_sent_again_and_refused_as_existing_is_delivered() -> None:
+    lost = [1]
+
+    async def answer_lost_once(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "POST" and lost[0]:
+            lost[0] -= 1
+            await FakeErp.__call__(erp, request)
+            raise httpx.ReadTimeout("no answer", request=request)
+        return None
+
+    erp = FakeErp()
+    erp.hook = answer_lost_once
+    w = world(erp)
+    delivery = await w.sink.deliver([order(9)])
+    assert delivery.delivered == [9] and not delivery.superseded
+    assert [m for m, _, _ in erp.log] == ["POST", "POST", "GET"]
+    assert w.echoes.version(number(9)) == erp.etag(number(9))
