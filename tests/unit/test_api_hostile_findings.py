@@ -236,7 +236,7 @@ async def test_with_the_erp_clock_behind_an_erp_edit_after_our_write_is_applied(
     assert counts(await w.run()) == {}
 
 
-async def test_with_the_erp_clock_behind_a_tracos_edit_since_our_write_is_decided_by_the_stamps() -> (
+async def test_with_the_erp_clock_behind_a_tracos_edit_after_our_write_decides_by_the_stamps() -> (
     None
 ):
     """TracOS changed again after our write: the ERP's change is raised to just after the copy
