@@ -15,7 +15,8 @@ import pytest
 
 from tests.fakes import InMemoryConnectorStateStore
 from tracos_sync.connectors import load
-from tracos_sync.connectors.declarative_http.connector import ApiConnector, create
+from tracos_sync.connectors.declarative_http.connector import ApiConnector, create, writes_check
+from tracos_sync.connectors.declarative_http.description import load_description
 from tracos_sync.connectors.declarative_http.sink import DeclarativeSink
 from tracos_sync.domain.errors import ConfigurationError, FatalError
 from tracos_sync.domain.model import Status, WorkOrder
@@ -124,3 +125,41 @@ def test_a_read_only_api_reads_with_a_guard_of_the_versions_applied() -> None:
     """No writes of ours, but a record dated ahead of our clock is read again every pass: the
     guard remembers the version applied, so that it is not applied twice."""
     assert create(config(table())).source(context())._echoes is not None
+
+
+WRITE_PATH = "MaintenanceOrder('{number}')"
+VERSIONED = {"path": WRITE_PATH, "version": {"source": "record", "field": "@odata.etag"}}
+FIRST_PAGE = [{"MaintenanceOrder": "1", "@odata.etag": 'W/"1"'}]
+
+
+def writes(write: dict[str, Any], records: list[Any]) -> tuple[bool, str]:
+    api = load_description({**table(), "write": write}, "test", {})
+    [check] = writes_check(api, records)
+    return check.ok, check.detail
+
+
+def test_check_fails_a_write_table_without_a_version_unless_it_says_it_is_meant() -> None:
+    ok, said = writes({"path": WRITE_PATH}, FIRST_PAGE)
+    assert not ok and "updates go without If-Match" in said and "write.unconditional" in said
+    assert writes({"path": WRITE_PATH, "unconditional": True}, FIRST_PAGE)[0]
+
+
+def test_check_fails_a_version_field_the_records_do_not_hold() -> None:
+    misnamed = {**VERSIONED, "version": {"source": "record", "field": "etag"}}
+    ok, said = writes(misnamed, FIRST_PAGE)
+    assert not ok and "'etag' is in none of the 1 records" in said
+    assert writes(VERSIONED, FIRST_PAGE) == (True, "conditional (If-Match)")
+    assert writes(misnamed, [])[0]  # nothing read yet: nothing to tell
+
+
+def test_a_read_only_api_has_no_write_check() -> None:
+    assert writes_check(load_description(table(), "test", {}), FIRST_PAGE) == []
+
+
+async def test_a_run_warns_once_of_unconditional_writes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sink = create(config(table(write={"path": WRITE_PATH}))).sink(context())
+    await sink.prepare()
+    await sink.close()
+    assert "outbound.unconditional_writes" in capsys.readouterr().out

@@ -33,8 +33,9 @@ from .echoes import Echoes
 from .oauth2 import ClientCredentials
 from .reader import ApiReader
 from .requester import Limits, Requester, SettingNames
+from .selector import field_at
 from .settings import ApiSettings
-from .sink import DEFAULT_CONCURRENCY, DeclarativeSink
+from .sink import DEFAULT_CONCURRENCY, UNCONDITIONAL, DeclarativeSink
 from .source import ApiSource
 from .state import ConnectorState
 from .versions import ErpVersions
@@ -129,8 +130,11 @@ class ApiConnector:
     async def health(self, context: ConnectorContext) -> list[HealthCheck]:
         reader = self._reader(context)
         try:
-            await reader.probe()
-            checks = [HealthCheck("client API", True, f"{self._endpoint()} answers")]
+            records = await reader.probe()
+            checks = [
+                HealthCheck("client API", True, f"{self._endpoint()} answers"),
+                *writes_check(self.api, records),
+            ]
         except (RecordRejected, FatalError) as exc:
             checks = [HealthCheck("client API", False, str(exc))]
         finally:
@@ -209,6 +213,34 @@ class ApiConnector:
         """The collection read, as one string: the service root and ``read.path``."""
         root = str(self.api.base_url).rstrip("/")
         return f"{root}/{self.api.read.path.lstrip('/')}"
+
+
+def writes_check(api: ApiDescription, records: Sequence[object]) -> list[HealthCheck]:
+    """Whether updates are conditional as the description says (``records``: the first page
+    read): a ``[write]`` without ``version`` overwrites the ERP's changes unless it says that is
+    meant (``write.unconditional``), and a version field the records do not hold is never sent."""
+    write = api.write
+    if write is None:
+        return []
+    spec = write.version
+    if spec is None:
+        if write.unconditional:
+            return [HealthCheck("client writes", True, "unconditional (write.unconditional)")]
+        return [HealthCheck("client writes", False, UNCONDITIONAL)]
+    if spec.source == "record" and spec.field is not None and records:
+        holding = sum(field_at(record, spec.field) is not None for record in records)
+        if not holding:
+            return [
+                HealthCheck(
+                    "client writes",
+                    False,
+                    f"write.version.field {spec.field!r} is in none of the {len(records)} "
+                    "records of the first page: updates would go without If-Match (the "
+                    "ERP's changes overwritten, or every update refused); name the field "
+                    "the records hold their version in",
+                )
+            ]
+    return [HealthCheck("client writes", True, f"conditional ({spec.header})")]
 
 
 def create(config: ConnectorConfig) -> ApiConnector:

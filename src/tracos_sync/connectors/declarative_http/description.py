@@ -171,7 +171,12 @@ class WriteSpec(BaseModel):
     record's URL creates it too (a `PUT` that upserts)."""
     version: VersionSpec | None = None
     """The ERP's version sent with each update (`If-Match`); unset: writes are not conditional
-    (a change made in the ERP since we read it can be overwritten)."""
+    (a change made in the ERP since we read it can be overwritten), which `check` reports as a
+    failure and a run warns of, unless `unconditional` says it is meant."""
+    unconditional: bool = False
+    """Updates go without a version on purpose (the ERP compares the record's last update
+    itself and answers 409/412, as the present API does, or overwriting its changes is
+    accepted): no `check` failure, no warning, for a `[write]` without `version`."""
     superseded: list[Annotated[int, Field(ge=400, le=499)]] = Field(
         default_factory=lambda: [409, 412]
     )

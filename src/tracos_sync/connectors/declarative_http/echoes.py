@@ -56,9 +56,13 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def content_hash(encode: Callable[[WorkOrder], dict[str, Any]], order: WorkOrder) -> str:
-    """The hash of ``order`` as ``encode`` (the mapping's) writes it, its last update left out:
-    the ERP stamps its own, so that field never reads back as we wrote it."""
-    record = encode(dataclasses.replace(order, updated_at=_EPOCH))
+    """The hash of ``order`` as ``encode`` (the mapping's) writes it, with what an inbound
+    update never sets in TracOS left out: its last update (the ERP stamps its own, so it never
+    reads back as we wrote it), its creation time (CAP stamps its own on a create) and its
+    description. A record that differs from ours only there changes nothing TracOS holds."""
+    record = encode(
+        dataclasses.replace(order, updated_at=_EPOCH, created_at=_EPOCH, description=None)
+    )
     return hashlib.blake2b(
         orjson.dumps(record, option=orjson.OPT_SORT_KEYS), digest_size=12
     ).hexdigest()

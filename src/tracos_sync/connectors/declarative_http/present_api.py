@@ -62,7 +62,7 @@ def present_api(
             "paging": {"style": "keyset", "size_param": "pageSize", "more_path": "hasMore"},
         },
         # Conditional by contract: the ERP answers 409 (or 412) when it holds a newer version.
-        "write": {"path": "workorders/{number}", "method": "PUT"},
+        "write": {"path": "workorders/{number}", "method": "PUT", "unconditional": True},
     }
 
 

@@ -31,8 +31,8 @@ written as the mapping writes them (``client_updated``, ``client_key``).
   edit made since: counted stale (``InboundUnit.stale``), it moves only the watermark.
 - A change to a record we wrote (not our echo) was made in the ERP after our write, whatever its
   clock says: its last update is handed on as at least just after TracOS's copy we wrote
-  (``_after_our_write``), so that an ERP clock behind ours does not make it stale. A TracOS edit
-  made since our write is later still: then the two stamps decide, as for any record.
+  (``readings.after_our_write``): an ERP clock behind ours does not make it stale. A TracOS
+  edit made since our write is later still: then the two stamps decide, as for any record.
 - Every other record read tells ``ErpVersions`` the ERP's last update of it, so that the sink
   never writes an older TracOS copy over it (even one the pipeline then refuses).
 """
@@ -40,7 +40,7 @@ written as the mapping writes them (``client_updated``, ``client_key``).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,19 +49,19 @@ import structlog
 
 from tracos_sync.domain.dates import dated_ahead, format_instant, normalise
 from tracos_sync.domain.errors import RecordRejected
-from tracos_sync.domain.model import WorkOrder
 from tracos_sync.domain.ports import InboundUnit
 from tracos_sync.mapping import RecordMapping
 
 from ..client_erp.codec import ParseError, parse_json
 from .description import ApiDescription
-from .echoes import Echoes, Reading, content_hash
+from .echoes import Echoes
 from .incremental import changes_after, changes_since
 from .pages import Pages
 from .paginators import Page, paginator
 from .paging_spec import KeysetPaging
+from .readings import Readings, after_our_write
 from .requester import ProtocolError, Requester
-from .selector import expected_shape, field_at, page_records
+from .selector import expected_shape, page_records
 from .versions import ErpVersions
 from .watermark import PageHandle, Watermark, refuse_record
 
@@ -108,11 +108,10 @@ class ApiReader:
         seen: ErpVersions | None = None,
     ) -> None:
         self._api = api
-        self._echoes = echoes
         self._seen = seen or ErpVersions(mapping)
         version = api.write.version if api.write is not None else None
         # Where a record read holds its version: a list answer's ETag is no record's.
-        self._version_field = version.field if version is not None else None
+        self._readings = Readings(echoes, mapping, version.field if version is not None else None)
         self._mapping = mapping
         self._requester = requester
         self._skew = clock_skew
@@ -224,8 +223,8 @@ class ApiReader:
                 )
             yield held
 
-    async def probe(self) -> None:
-        """The first page of a first pass, asked for and read (``health``)."""
+    async def probe(self) -> list[Any]:
+        """The first page of a first pass, asked for and read (``health``): its records."""
         read = self._api.read
         first = paginator(
             read.paging,
@@ -234,7 +233,7 @@ class ApiReader:
             read.page_size,
             lambda _record: self._root,
         ).first()
-        await self._fetch(first, {})
+        return (await self._fetch(first, {})).records
 
     async def close(self) -> None:
         await self._requester.close()
@@ -318,7 +317,7 @@ class ApiReader:
                 state.repeats += 1
             state.seen.add(order.number)
             self._advance(state, key, asked, now)
-            reading = self._reading(order, item)
+            reading = self._readings.of(order, item)
             if reading.echo:
                 echoed += 1
                 continue
@@ -327,7 +326,7 @@ class ApiReader:
                 self.read_again += 1
                 continue
             if reading.after_our_write is not None:
-                order = _after_our_write(order, reading.after_our_write)
+                order = after_our_write(order, reading.after_our_write)
             self._seen.saw(order.number, order.updated_at)
             unit.records.append(order)
             assert unit.positions is not None
@@ -335,26 +334,8 @@ class ApiReader:
             if key[0] > asked:  # the watermark stays before it: the next pass reads it again
                 handle = unit.handle
                 assert isinstance(handle, PageHandle)
-                handle.applied[index] = (self._client_key(order), reading.applied_as, key)
+                handle.applied[index] = (self._readings.key(order), reading.applied_as, key)
         return unit, echoed
-
-    def _reading(self, order: WorkOrder, item: Any) -> Reading:
-        """What ``item`` (decoded: ``order``) is to the guard (our echo, read again, a change);
-        either way the guard learns its version."""
-        if self._echoes is None:
-            return Reading()
-        version = None
-        if self._version_field is not None:
-            found = field_at(item, self._version_field)
-            version = None if found is None else str(found)
-        try:
-            content = content_hash(self._mapping.encode, order)
-        except RecordRejected:
-            content = ""  # the mapping cannot write it: not ours; its version is still learnt
-        return self._echoes.read(self._client_key(order), content, version)
-
-    def _client_key(self, order: WorkOrder) -> str:
-        return str(self._mapping.client_key(order.number))
 
     def _advance(
         self, state: _PassState, key: tuple[datetime, int], asked: datetime, now: datetime
@@ -367,17 +348,3 @@ class ApiReader:
             state.frozen = True
         if not state.frozen:
             state.mark = max(state.mark, Watermark(*key))
-
-
-# The least step of a last update (TracOS keeps milliseconds).
-_STEP = timedelta(milliseconds=1)
-
-
-def _after_our_write(order: WorkOrder, written: datetime) -> WorkOrder:
-    """``order``, an ERP change made after we wrote TracOS's copy last updated ``written``: its
-    last update is at least just after that copy's (an ERP clock behind ours stamps it earlier,
-    and TracOS would refuse it as stale). A TracOS edit made since our write is later still, and
-    then the ERP's own stamp decides against it, as for any record."""
-    if order.updated_at > written:
-        return order
-    return replace(order, updated_at=normalise(written + _STEP))

@@ -56,22 +56,30 @@ from urllib.parse import quote
 
 import httpx
 import orjson
+import structlog
 
 from tracos_sync.domain.errors import ConfigurationError, FatalError, RecordRejected
 from tracos_sync.domain.model import Problem, WorkOrder
 from tracos_sync.domain.ports import ConnectorContext, Delivery
 from tracos_sync.mapping import RecordMapping
 
-from .description import ApiDescription, VersionSpec, WriteSpec
+from .description import ApiDescription, WriteSpec
 from .echoes import SCOPE, Echoes, content_hash
 from .query import fill, join_path
 from .requester import Refused, Requester, Superseded
-from .selector import field_at, value_at
+from .selector import value_at
 from .state import ConnectorState
 from .versions import ErpVersions
+from .write_answers import json_of, version_of, written
 
 DEFAULT_CONCURRENCY = 8
+UNCONDITIONAL = (
+    "the [write] table has no version: updates go without If-Match, and a change made in the "
+    "ERP since we read it is overwritten; describe write.version, or set write.unconditional = "
+    "true if the ERP compares versions itself or overwriting is meant"
+)
 _ABSENT = (404, 410)  # a GET of one record: the ERP does not hold it
+log = structlog.get_logger("tracos_sync.http")
 _JSON = {"Content-Type": "application/json", "Accept": "application/json"}
 # RFC 3986's characters allowed in a path segment as they are; the rest of a key is escaped.
 _SAFE_IN_SEGMENT = "-._~!$&'()*+,;=:@"
@@ -129,7 +137,10 @@ class DeclarativeSink:
         self._stopped = False
 
     async def prepare(self) -> None:
-        """What earlier runs wrote (the echoes' state)."""
+        """What earlier runs wrote (the echoes' state). Updates without a version, not said to
+        be meant (``write.unconditional``), are warned of once a run."""
+        if self._write.version is None and not self._write.unconditional:
+            log.warning("outbound.unconditional_writes", detail=UNCONDITIONAL)
         if not self._dry_run:
             await self._echoes.load()
 
@@ -254,30 +265,10 @@ class DeclarativeSink:
     def _answered(
         self, key: str, order: WorkOrder, response: httpx.Response, body: bytes
     ) -> _Outcome:
-        """A 2xx to a write: delivered, or that record's refusal when the answer says an error
-        (``write.error_path``) or lacks the version a ``record`` version is read from."""
-        document = _json(body)
-        spec = self._write.version
-        error = field_at(document, self._write.error_path) if self._write.error_path else None
-        if error is not None:
-            reason = f"HTTP {response.status_code} with an error ({self._write.error_path}): "
-            shown = self._requester.excerpt(
-                error if isinstance(error, str) else orjson.dumps(error)
-            )
-            return _Outcome(refused=[Problem("$", reason + shown)])
-        version = _version_of(spec, response, document)
-        if spec is not None and spec.source == "record" and version is None:
-            return _Outcome(
-                refused=[
-                    Problem(
-                        "$",
-                        f"HTTP {response.status_code} without the record's version "
-                        f"({spec.field} in the body, or an ETag header): not taken for written "
-                        f"(answer: {self._requester.excerpt(body)!r}); sent again "
-                        "next run",
-                    )
-                ]
-            )
+        """A 2xx to a write: delivered, or that record's refusal (``write_answers.written``)."""
+        version, problem = written(self._write, response, body, self._requester.excerpt)
+        if problem is not None:
+            return _Outcome(refused=[problem])
         return self._delivered(key, order, version)
 
     def _delivered(self, key: str, order: WorkOrder, version: str | None) -> _Outcome:
@@ -300,13 +291,13 @@ class DeclarativeSink:
             return _Outcome(refused=exc.problems)
         except RecordRejected as exc:
             return _Outcome(refused=exc.problems)
-        document = _json(body)
+        document = json_of(body)
         changed = self._mapping.updated_of(document)
         try:
             content: str | None = content_hash(self._mapping.encode, self._mapping.decode(document))
         except RecordRejected:
             content = None  # not a record the mapping reads: not what we wrote
-        return _Found(_version_of(self._write.version, response, document), changed, content)
+        return _Found(version_of(self._write.version, response, document), changed, content)
 
     # -- reporting
 
@@ -345,23 +336,3 @@ class DeclarativeSink:
     def _record_url(self, key: str) -> httpx.URL:
         number = quote(key, safe=_SAFE_IN_SEGMENT)
         return join_path(self._root, fill(self._write.path, {"number": number}))
-
-
-def _json(body: bytes) -> Any:
-    """The answer's JSON, or None (an answer without a body, or not JSON: no version in it)."""
-    try:
-        return orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        return None
-
-
-def _version_of(spec: VersionSpec | None, response: httpx.Response, document: Any) -> str | None:
-    """The record's version in an answer about it: the field ``write.version.field`` of its
-    body, or, when the body has none (a ``204``), its ``ETag`` (also without ``write.version``:
-    the echo guard compares it)."""
-    if spec is not None and spec.source == "record" and spec.field is not None:
-        found = field_at(document, spec.field)
-        if found is not None:
-            return str(found)
-    etag: str | None = response.headers.get("ETag")
-    return etag

@@ -1,0 +1,58 @@
+"""What a record read is to the echo guard (``Echoes.read``: our echo, a version applied read
+again, or a change), and the last update a change to a record we wrote is handed on with."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from tracos_sync.domain.dates import normalise
+from tracos_sync.domain.errors import RecordRejected
+from tracos_sync.domain.model import WorkOrder
+from tracos_sync.mapping import RecordMapping
+
+from .echoes import Echoes, Reading, content_hash
+from .selector import field_at
+
+# The least step of a last update (TracOS keeps milliseconds).
+_STEP = timedelta(milliseconds=1)
+
+
+class Readings:
+    """Each record read, told to the guard (none: every record is a change)."""
+
+    def __init__(
+        self, echoes: Echoes | None, mapping: RecordMapping, version_field: str | None
+    ) -> None:
+        self._echoes = echoes
+        self._mapping = mapping
+        self._version_field = version_field  # where a record read holds its version
+
+    def of(self, order: WorkOrder, item: Any) -> Reading:
+        """What ``item`` (decoded: ``order``) is; either way the guard learns its version."""
+        if self._echoes is None:
+            return Reading()
+        version = None
+        if self._version_field is not None:
+            found = field_at(item, self._version_field)
+            version = None if found is None else str(found)
+        try:
+            content = content_hash(self._mapping.encode, order)
+        except RecordRejected:
+            content = ""  # the mapping cannot write it: not ours; its version is still learnt
+        return self._echoes.read(self.key(order), content, version)
+
+    def key(self, order: WorkOrder) -> str:
+        """The record's key as the ERP writes it."""
+        return str(self._mapping.client_key(order.number))
+
+
+def after_our_write(order: WorkOrder, written: datetime) -> WorkOrder:
+    """``order``, an ERP change made after we wrote TracOS's copy last updated ``written``: its
+    last update is at least just after that copy's (an ERP clock behind ours stamps it earlier,
+    and TracOS would refuse it as stale). A TracOS edit made since our write is later still, and
+    then the ERP's own stamp decides against it, as for any record."""
+    if order.updated_at > written:
+        return order
+    return replace(order, updated_at=normalise(written + _STEP))
