@@ -8,7 +8,8 @@ loaded from the state store as a new process would.
   bounces back);
 - an ERP clock ahead of ours: a record applied and read again (the watermark stays before it)
   is not applied over a later TracOS edit, which goes out;
-- an ERP clock behind ours: an ERP edit made after our write is applied, not counted stale."""
+- an ERP clock behind ours: an ERP edit made after our write is applied, not counted stale;
+- a record the mapping refused is taken again once the mapping reads it."""
 
 from __future__ import annotations
 
@@ -22,11 +23,12 @@ import httpx
 
 from tests.builders import tracos_doc
 from tests.fakes import InMemoryConnectorStateStore, InMemoryWorkOrderRepository
-from tests.support.maintenance_order import WRITE, maintenance_order_mapping, number
+from tests.support.maintenance_order import MAPPING, WRITE, maintenance_order_mapping, number
 from tests.unit.test_http_sink import FakeErp
 from tracos_sync.connectors.declarative_http.description import load_description
 from tracos_sync.connectors.declarative_http.echoes import Echoes
 from tracos_sync.connectors.declarative_http.reader import ApiReader
+from tracos_sync.connectors.declarative_http.refused_again import RefusedRecords
 from tracos_sync.connectors.declarative_http.requester import Limits, Requester
 from tracos_sync.connectors.declarative_http.sink import DeclarativeSink
 from tracos_sync.connectors.declarative_http.source import ApiSource
@@ -34,6 +36,7 @@ from tracos_sync.connectors.declarative_http.state import ConnectorState
 from tracos_sync.connectors.declarative_http.versions import ErpVersions
 from tracos_sync.domain.dates import parse_instant
 from tracos_sync.domain.ports import ConnectorContext
+from tracos_sync.mapping import RecordMapping, load_mapping
 from tracos_sync.pipeline import RunStats, sync_inbound, sync_outbound
 
 BASE = "http://erp.test/odata"
@@ -42,7 +45,6 @@ ERP_START = datetime(2026, 6, 1, tzinfo=UTC)
 # The ERP's clock a second behind the moment a run asks (its stamps step 1 ms a write): what it
 # stamped is not "ahead of our clock" unless the test says so.
 _LAG = timedelta(seconds=1)
-S4 = maintenance_order_mapping()
 READ = {
     "path": "MaintenanceOrder",
     "records": "value",
@@ -94,6 +96,7 @@ class World:
     erp: ListingErp
     now: datetime
     erp_ahead: timedelta  # the ERP's clock against ours
+    mapping: RecordMapping = field(default_factory=maintenance_order_mapping)
     tracos: InMemoryWorkOrderRepository = field(default_factory=InMemoryWorkOrderRepository)
     store: InMemoryConnectorStateStore = field(default_factory=InMemoryConnectorStateStore)
 
@@ -105,15 +108,17 @@ class World:
         """``tracos-sync run``: inbound, then outbound, a process of its own."""
         api = load_description({"base_url": BASE, "read": READ, "write": WRITE}, "test", {})
         echoes = Echoes(self.store, BASE)
-        seen = ErpVersions(S4)
+        mapping = self.mapping
+        seen = ErpVersions(mapping)
         clock = lambda: self.now  # noqa: E731 - the run's clock, as the test moves it
         reader = ApiReader(
-            api, S4, self.requester(), clock_skew=SKEW, clock=clock, echoes=echoes, seen=seen
+            api, mapping, self.requester(), clock_skew=SKEW, clock=clock, echoes=echoes, seen=seen
         )
         state = ConnectorState(self.store, f"{BASE}/MaintenanceOrder", scope="declarative_http")
-        source = ApiSource(reader, state, echoes, dry_run=False)
+        refused = RefusedRecords(self.store, BASE, mapping)
+        source = ApiSource(reader, state, echoes, dry_run=False, refused=refused)
         context = ConnectorContext(state=self.store, dry_run=False)
-        sink = DeclarativeSink(api, S4, self.requester(), echoes, context, seen=seen)
+        sink = DeclarativeSink(api, mapping, self.requester(), echoes, context, seen=seen)
         stats = RunStats()
         await source.prepare()
         await sync_inbound(source, self.tracos, stats, 100, clock=clock, clock_skew=SKEW)
@@ -149,6 +154,19 @@ def world(erp_ahead: timedelta = timedelta(0), **erp: Any) -> World:
     """Our clock an hour into the ERP's day, the ERP's ``erp_ahead`` of ours."""
     now = ERP_START + timedelta(hours=1)
     return World(ListingErp(clock=now + erp_ahead - _LAG, **erp), now, erp_ahead)
+
+
+def put(w: World, n: int, title: str, phase: str = "0") -> None:
+    """An order created in the ERP, stamped now by its clock."""
+    w.erp.orders[number(n)] = {
+        "MaintenanceOrder": number(n),
+        "MaintenanceOrderDesc": title,
+        "MaintenanceProcessingPhase": phase,
+        "IsMarkedForDeletion": False,
+        "CreationDate": "2026-05-01",
+        "CreationTime": "08:00:00",
+        "LastChangeDateTime": w.erp.stamp(),
+    }
 
 
 async def created(w: World, n: int, title: str) -> str:
@@ -192,15 +210,7 @@ async def test_with_the_erp_clock_ahead_a_record_read_again_is_not_applied_over_
     None
 ):
     w = world(erp_ahead=timedelta(seconds=60))
-    w.erp.orders[number(800)] = {
-        "MaintenanceOrder": number(800),
-        "MaintenanceOrderDesc": "Compressor",
-        "MaintenanceProcessingPhase": "0",
-        "IsMarkedForDeletion": False,
-        "CreationDate": "2026-05-01",
-        "CreationTime": "08:00:00",
-        "LastChangeDateTime": w.erp.stamp(),  # a minute ahead of our clock
-    }
+    put(w, 800, "Compressor")  # dated a minute ahead of our clock
     assert counts(await w.run()) == {"files": 1, "inserted": 1}
     w.tick(timedelta(seconds=2))
     w.tracos_edit(800, status="completed")
@@ -253,3 +263,22 @@ async def test_with_the_erp_clock_behind_a_tracos_edit_after_our_write_decides_b
     stats = await w.run()
     assert counts(stats) == {"files": 1, "stale": 1, "exported": 1}
     assert w.erp.orders[key]["MaintenanceOrderDesc"] == "Chiller (TracOS, later)"
+
+
+async def test_a_record_the_mapping_refused_is_taken_again_once_the_mapping_reads_it() -> None:
+    w = world()
+    put(w, 101, "order 101")
+    put(w, 102, "order 102", phase="7")  # a phase the customer started using
+    put(w, 103, "order 103")
+    assert counts(await w.run()) == {"files": 1, "inserted": 2, "rejected": 1}
+    assert len(w.store.letters) == 1
+    # The watermark is past it; the mapping still refuses it: nothing to say again.
+    assert counts(await w.run()) == {}
+    values = {**MAPPING["status"]["values"], "7": "completed"}
+    status = {**MAPPING["status"], "values": values, "write": {"completed": "5"}}
+    fixed = {**MAPPING, "status": status}
+    w.mapping = load_mapping(fixed, where="the fixed mapping")
+    assert counts(await w.run()) == {"files": 1, "inserted": 1}
+    doc = w.tracos.by_number(102)
+    assert doc is not None and doc["status"] == "completed" and doc["isSynced"] is True
+    assert counts(await w.run()) == {}

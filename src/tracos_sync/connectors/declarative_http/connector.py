@@ -32,6 +32,7 @@ from .description import ApiDescription, load_description
 from .echoes import Echoes
 from .oauth2 import ClientCredentials
 from .reader import ApiReader
+from .refused_again import RefusedRecords
 from .requester import Limits, Requester, SettingNames
 from .selector import field_at
 from .settings import ApiSettings
@@ -99,8 +100,13 @@ class ApiConnector:
     def source(self, context: ConnectorContext) -> ApiSource:
         # Also for a read-only API: the guard remembers the versions applied, read again.
         echoes = self._echoes_of(context)
+        refused = RefusedRecords(context.state, str(self.api.base_url), self.mapping)
         return ApiSource(
-            self._reader(context, echoes), self._state(context), echoes, dry_run=context.dry_run
+            self._reader(context, echoes),
+            self._state(context),
+            echoes,
+            dry_run=context.dry_run,
+            refused=refused,
         )
 
     def sink(self, context: ConnectorContext) -> DeclarativeSink | ReadOnlySink:

@@ -15,6 +15,7 @@ from tracos_sync.domain.ports import InboundUnit
 from .applied_pages import dead_letter_refused, tell_would_reject
 from .echoes import Echoes
 from .reader import ApiReader
+from .refused_again import RefusedRecords, retaken_unit, settle
 from .state import ConnectorState
 from .watermark import PageHandle, Watermark
 
@@ -31,20 +32,27 @@ class ApiSource:
         echoes: Echoes | None = None,
         *,
         dry_run: bool,
+        refused: RefusedRecords | None = None,
     ) -> None:
         self._reader = reader
         self._state = state
         self._echoes = echoes  # the one the reader asks; None: the API is read only
         self._dry_run = dry_run
+        self._refused = refused  # the one the reader takes again
         self._applied: Watermark | None = None
 
     async def prepare(self) -> None:
         self._applied = await self._state.watermark(self._reader.bound())
         if self._echoes is not None:
             await self._echoes.load()  # what earlier runs wrote: read back now, they are ours
+        if self._refused is not None:
+            await self._refused.load()
 
     async def batches(self, max_records: int) -> AsyncGenerator[list[InboundUnit], None]:
         assert self._applied is not None, "prepare() first"
+        retaken = retaken_unit(self._refused, self._applied) if self._refused else None
+        if retaken is not None:
+            yield [retaken]  # before the first page: a page may hold a later copy of one
         async for unit in self._reader.units(self._applied):
             yield [unit]
 
@@ -64,6 +72,9 @@ class ApiSource:
             # a later change differs from them all the same (and a record applied but not
             # remembered is read again once, as before: the newer-only rule decides).
             await self._echoes.save()
+        if self._refused is not None:
+            settle(self._refused, units)
+            await self._refused.save()
 
     async def release(self, units: Sequence[InboundUnit]) -> None:
         """Nothing to give back: the watermark did not move, so the pages come again."""

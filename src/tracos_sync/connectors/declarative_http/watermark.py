@@ -53,6 +53,8 @@ class PageHandle:
     # Of each record handed on, by its index in the page: its key as the ERP writes it, what the
     # echo guard remembers of it once applied (``Reading.applied_as``), its (last update, number).
     applied: dict[int, tuple[str, str, tuple[datetime, int]]] = field(default_factory=dict)
+    # Of a unit of records refused before and read now (``refused_again``): their keys.
+    retaken: dict[int, str] = field(default_factory=dict)
 
 
 def refuse_record(
