@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.builders import tracos_doc
 from tests.fakes import InMemoryConnectorStateStore, InMemoryWorkOrderRepository
@@ -28,6 +29,7 @@ from tests.unit.test_http_sink import FakeErp
 from tracos_sync.connectors.declarative_http.description import load_description
 from tracos_sync.connectors.declarative_http.echoes import Echoes
 from tracos_sync.connectors.declarative_http.reader import ApiReader
+from tracos_sync.connectors.declarative_http.readings import Readings
 from tracos_sync.connectors.declarative_http.refused_again import RefusedRecords
 from tracos_sync.connectors.declarative_http.requester import Limits, Requester
 from tracos_sync.connectors.declarative_http.sink import DeclarativeSink
@@ -282,3 +284,15 @@ async def test_a_record_the_mapping_refused_is_taken_again_once_the_mapping_read
     doc = w.tracos.by_number(102)
     assert doc is not None and doc["status"] == "completed" and doc["isSynced"] is True
     assert counts(await w.run()) == {}
+
+
+def test_records_read_without_the_version_field_are_said_once_a_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    w = world()
+    put(w, 910, "Fan")
+    put(w, 911, "Fan 2")
+    readings = Readings(Echoes(w.store, BASE), w.mapping, "etag")  # the records say @odata.etag
+    for item in w.erp.orders.values():
+        assert readings.of(w.mapping.decode(item), item).applied_as.startswith("#")
+    assert capsys.readouterr().out.count("inbound.version_missing") == 1

@@ -7,6 +7,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
+
 from tracos_sync.domain.dates import normalise
 from tracos_sync.domain.errors import RecordRejected
 from tracos_sync.domain.model import WorkOrder
@@ -14,6 +16,8 @@ from tracos_sync.mapping import RecordMapping
 
 from .echoes import Echoes, Reading, content_hash
 from .selector import field_at
+
+log = structlog.get_logger("tracos_sync.http")
 
 # The least step of a last update (TracOS keeps milliseconds).
 _STEP = timedelta(milliseconds=1)
@@ -28,6 +32,7 @@ class Readings:
         self._echoes = echoes
         self._mapping = mapping
         self._version_field = version_field  # where a record read holds its version
+        self._told = False  # a record without it said once a run
 
     def of(self, order: WorkOrder, item: Any) -> Reading:
         """What ``item`` (decoded: ``order``) is; either way the guard learns its version."""
@@ -37,6 +42,15 @@ class Readings:
         if self._version_field is not None:
             found = field_at(item, self._version_field)
             version = None if found is None else str(found)
+            if version is None and not self._told:
+                self._told = True
+                log.warning(
+                    "inbound.version_missing",
+                    field=self._version_field,
+                    number=order.number,
+                    detail="a record read without write.version.field: the next update of it "
+                    "goes on the version its write answered, or without If-Match",
+                )
         try:
             content = content_hash(self._mapping.encode, order)
         except RecordRejected:
