@@ -104,6 +104,7 @@ class Echoes:
         self._max = max_entries
         self._entries: dict[str, _Entry] = {}
         self._read: dict[str, str] = {}  # version last read, this run
+        self._applied: set[str] = set()  # the keys with a version applied remembered
         self._dirty = False
         self._loaded = False
 
@@ -124,6 +125,8 @@ class Echoes:
                     None if applied is None else (str(applied[0]), parse_instant(applied[1])),
                     str(at),
                 )
+                if applied is not None:
+                    self._applied.add(str(key))
             except (TypeError, ValueError, IndexError, InvalidDate):
                 continue  # an entry of another shape: that key's echo is read as a change once
 
@@ -184,16 +187,21 @@ class Echoes:
         """The record read at ``key`` (``Reading.applied_as``, last updated ``stamp``) is
         applied to TracOS and will be read again (the watermark is before it)."""
         self._touch(key).applied = (token, stamp)
+        self._applied.add(key)
 
     def passed(self, since: datetime) -> None:
         """The watermark is at ``since``: records stamped before it are not read again, what
         was applied of them need not be remembered."""
-        for key in [k for k, e in self._entries.items() if e.applied and e.applied[1] < since]:
-            entry = self._entries[key]
-            entry.applied = None
-            if not entry.writes:
-                del self._entries[key]
-            self._dirty = True
+        for key in list(self._applied):
+            entry = self._entries.get(key)
+            if entry is None or entry.applied is None:
+                self._applied.discard(key)  # dropped, or written since
+            elif entry.applied[1] < since:
+                self._applied.discard(key)
+                entry.applied = None
+                if not entry.writes:
+                    del self._entries[key]
+                self._dirty = True
 
     def version(self, key: str) -> str | None:
         """The ERP's version of ``key`` as we last saw it (read this run, or our last write's
