@@ -103,3 +103,22 @@ def test_an_erp_edit_racing_our_write_is_kept_and_ours_superseded(
     read = counts(run(env, cap, path, "inbound"))
     assert read["updated"] == 1
     assert orders(env, mongo)[902]["title"] == "The ERP's title"
+
+
+def test_an_erp_edit_that_puts_back_what_we_wrote_earlier_is_applied(
+    env: Env, cap: CapServer, mongo: MongoClient[Any]
+) -> None:
+    """The hostile tester's first finding, against CAP's own ETags: our create, then our update,
+    then an ERP user puts the first title back. Its content is our first write's, its version
+    its own: a change, applied."""
+    path = writable(env)
+    mongo[env.database][COLLECTION].insert_one(tracos_doc(903, title="Pump seal"))
+    assert counts(run(env, cap, path, "run"))["exported"] == 1
+    edit_in_tracos(env, mongo, 903, "Pump seal, replaced")
+    assert counts(run(env, cap, path, "run"))["exported"] == 1
+    assert in_cap(cap, 903)["MaintenanceOrderDesc"] == "Pump seal, replaced"
+    change_order(cap, 903, MaintenanceOrderDesc="Pump seal")
+    back = counts(run(env, cap, path, "run"))
+    assert (back["updated"], back["exported"]) == (1, 0), back
+    assert orders(env, mongo)[903]["title"] == "Pump seal"
+    assert orders(env, mongo)[903]["isSynced"] is True
