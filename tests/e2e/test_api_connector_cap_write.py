@@ -6,7 +6,7 @@ superseded."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,10 @@ from tests.e2e.test_api_connector_cap import (
     orders,
     run,
 )
+from tests.e2e.test_clocks import shifted
 from tests.support.cap import CapServer
 
+MINUTE = timedelta(minutes=1)
 WRITE = """
 [integration.settings.write]
 path = "MaintenanceOrder('{number}')"
@@ -122,3 +124,57 @@ def test_an_erp_edit_that_puts_back_what_we_wrote_earlier_is_applied(
     assert (back["updated"], back["exported"]) == (1, 0), back
     assert orders(env, mongo)[903]["title"] == "Pump seal"
     assert orders(env, mongo)[903]["isSynced"] is True
+
+
+def test_with_the_erp_clock_ahead_a_record_read_again_is_not_applied_over_a_tracos_edit(
+    env: Env, cap: CapServer, mongo: MongoClient[Any]
+) -> None:
+    """Our clock a minute behind CAP's (the ERP's ahead, within the allowance): an order CAP
+    stamped is read every pass until our clock passes it. Read again after a TracOS edit (dated
+    by our clock, before CAP's stamp), it is counted stale, not applied over the edit, and the
+    edit goes to CAP."""
+    path = writable(env)
+    create_orders(cap, range(910, 911))
+
+    def behind(*args: str) -> dict[str, int]:
+        return counts(shifted(env, -60, "--integrations", str(path), *args, S4_URL=cap.url))
+
+    assert behind("run")["inserted"] == 1
+    mongo[env.database][COLLECTION].update_one(
+        {"number": 910},
+        {
+            "$set": {"title": "Retitled in TracOS", "updatedAt": datetime.now(UTC) - MINUTE},
+            "$unset": {"isSynced": ""},
+        },
+    )
+    again = behind("run")
+    assert (again["updated"], again["stale"], again["exported"]) == (0, 1, 1), again
+    assert in_cap(cap, 910)["MaintenanceOrderDesc"] == "Retitled in TracOS"
+    assert orders(env, mongo)[910]["title"] == "Retitled in TracOS"
+
+
+def test_with_the_erp_clock_behind_an_erp_edit_after_our_write_is_applied(
+    env: Env, cap: CapServer, mongo: MongoClient[Any]
+) -> None:
+    """Our clock a minute ahead of CAP's (the ERP's behind): a CAP edit made after our write is
+    stamped before the TracOS edit we wrote. It was made after our write all the same: applied,
+    not counted stale."""
+    path = writable(env)
+    tracos = mongo[env.database][COLLECTION]
+    tracos.insert_one(tracos_doc(911, title="Chiller", updatedAt=datetime.now(UTC) + MINUTE))
+
+    def ahead(*args: str) -> dict[str, int]:
+        return counts(shifted(env, 60, "--integrations", str(path), *args, S4_URL=cap.url))
+
+    assert ahead("run")["exported"] == 1
+    tracos.update_one(
+        {"number": 911},
+        {"$set": {"status": "completed", "updatedAt": datetime.now(UTC) + MINUTE}},
+    )
+    tracos.update_one({"number": 911}, {"$unset": {"isSynced": ""}})
+    assert ahead("run")["exported"] == 1
+    change_order(cap, 911, MaintenanceOrderDesc="Chiller - replace filter too")
+    edited = ahead("run")
+    assert (edited["updated"], edited["stale"], edited["exported"]) == (1, 0, 0), edited
+    assert orders(env, mongo)[911]["title"] == "Chiller - replace filter too"
+    assert orders(env, mongo)[911]["status"] == "completed"
