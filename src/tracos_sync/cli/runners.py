@@ -62,7 +62,8 @@ def _startup(startup: Startup, *, checking: bool = False) -> Runtime:
             click.echo(f"FAIL  {'configuration':<22} {exc}")
         raise click.exceptions.Exit(EXIT_CONFIG) from None
     settings = runtime.settings
-    logs.configure(settings.log_level, settings.log_format, runtime.secrets)
+    # Asked at each line: a secret read again from a mounted file is redacted too.
+    logs.configure(settings.log_level, settings.log_format, lambda: runtime.secrets)
     return runtime
 
 
@@ -126,7 +127,8 @@ async def run_check(startup: Startup) -> int:
     width = max([22, *(len(result.name) for result in results or [])])
     for index, result in enumerate(results or []):
         detail = redact_text(result.detail, runtime.secrets)
-        click.echo(f"{'ok  ' if result.ok else 'FAIL'}  {result.name:<{width}} {detail}")
+        level = "FAIL" if not result.ok else "WARN" if result.warning else "ok  "
+        click.echo(f"{level}  {result.name:<{width}} {detail}")
         if index == 0 and new_database is not None:  # right under the configuration's line
             said = f"no database at {new_database}: a run would create a new, empty one"
             click.echo(f"WARN  {'embedded database':<{width}} {said}")

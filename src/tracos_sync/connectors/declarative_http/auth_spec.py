@@ -1,7 +1,8 @@
 """How an API description says who we are: the ``[auth]`` table, one of five kinds by ``type``.
 
 Every secret (token, password, key, client secret) is ``${NAME}`` in the file, taken from the
-environment (``EnvSecret``); ``secrets()`` lists them for redaction.
+environment, or ``file:/path``, a mounted file read again when it changes (``EnvSecret``);
+``secrets()`` lists them for redaction.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from .environment import EnvSecret, HeaderSecret
+from .secret_files import secret_values
 
 _MODEL = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
@@ -38,11 +40,12 @@ class BearerAuth(BaseModel):
     type: Literal["bearer"]
     """`bearer`: a token the ERP issued, sent as `Authorization: Bearer …`."""
     token: HeaderSecret
-    """The token, as `${NAME}` (from the environment; never printed): printable ASCII without
+    """The token, as `${NAME}` (from the environment) or `file:/path` (a mounted file, read
+    again when it changes); never printed: printable ASCII without
     spaces."""
 
     def secrets(self) -> list[str]:
-        return [self.token.get_secret_value()]
+        return secret_values(self.token)
 
 
 class BasicAuth(BaseModel):
@@ -55,10 +58,11 @@ class BasicAuth(BaseModel):
     username: str = Field(pattern=r"^[^:]+$")
     """The user name (may be `${NAME}`); it must not hold `:`."""
     password: EnvSecret
-    """The password, as `${NAME}` (from the environment; never printed)."""
+    """The password, as `${NAME}` (from the environment) or `file:/path` (a mounted file, read
+    again when it changes); never printed."""
 
     def secrets(self) -> list[str]:
-        return [self.password.get_secret_value()]
+        return secret_values(self.password)
 
 
 class ApiKeyAuth(BaseModel):
@@ -73,11 +77,12 @@ class ApiKeyAuth(BaseModel):
     send_in: Literal["header", "query"] = "header"
     """Where it goes: a header, or a query parameter (percent-encoded, added to every URL)."""
     key: HeaderSecret
-    """The key, as `${NAME}` (from the environment; never printed): printable ASCII without
+    """The key, as `${NAME}` (from the environment) or `file:/path` (a mounted file, read again
+    when it changes); never printed: printable ASCII without
     spaces (percent-encoded in a query)."""
 
     def secrets(self) -> list[str]:
-        return [self.key.get_secret_value()]
+        return secret_values(self.key)
 
 
 class ClientCredentialsAuth(BaseModel):
@@ -93,7 +98,8 @@ class ClientCredentialsAuth(BaseModel):
     client_id: str = Field(min_length=1)
     """Our client id there (may be `${NAME}`)."""
     client_secret: EnvSecret
-    """Our client secret, as `${NAME}` (from the environment; never printed)."""
+    """Our client secret, as `${NAME}` (from the environment) or `file:/path` (a mounted file,
+    read again when it changes); never printed."""
     scope: str | None = None
     """The scopes asked for, space-separated; unset: the server's default."""
     client_auth: Literal["basic", "body"] = "basic"
@@ -106,7 +112,7 @@ class ClientCredentialsAuth(BaseModel):
     """A token endpoint answer larger than this is refused (fatal for the run)."""
 
     def secrets(self) -> list[str]:
-        return [self.client_secret.get_secret_value()]
+        return secret_values(self.client_secret)
 
 
 AuthSpec = Annotated[

@@ -18,6 +18,7 @@ from tracos_sync.config import connector_settings
 from tracos_sync.domain.errors import ConfigurationError, FatalError, RecordRejected
 from tracos_sync.domain.model import WorkOrder
 from tracos_sync.domain.ports import (
+    CertificateExpiry,
     ConnectorConfig,
     ConnectorContext,
     Delivery,
@@ -38,6 +39,13 @@ from .requester import Limits, Requester, SettingNames
 from .settings import ApiSettings
 from .sink import DeclarativeSink
 from .source import ApiSource
+from .transport import (
+    ReloadingTransport,
+    TransportUnbuildable,
+    check_transport,
+    environment_proxy_secrets,
+)
+from .transport_checks import certificate_expiry, transport_checks
 
 SCOPE = "declarative_http"
 NAMES = SettingNames(
@@ -75,10 +83,13 @@ class ReadOnlySink:
 
 
 class ApiConnector:
-    def __init__(self, api: ApiDescription, settings: ApiSettings, mapping: RecordMapping) -> None:
+    def __init__(
+        self, api: ApiDescription, settings: ApiSettings, mapping: RecordMapping, where: str = ""
+    ) -> None:
         self.api = api
         self.settings = settings
         self.mapping = mapping
+        self.where = where
         # The echo guard of the run: the source and the sink built for one context share it
         # (the sink's writes are what the reader must know for ours; the reader's versions are
         # what the sink's next write sends).
@@ -101,7 +112,10 @@ class ApiConnector:
         return {"connector": "api", "api": self._endpoint()}
 
     def secrets(self) -> list[str]:
-        return self.api.secrets()
+        return [*self.api.secrets(), *environment_proxy_secrets()]
+
+    def certificate_expiry(self) -> CertificateExpiry | None:
+        return certificate_expiry(self.api.tls, utc_now())
 
     def owned(self) -> Owned:
         # Its watermark is the collection's: two integrations reading it would share it.
@@ -116,6 +130,7 @@ class ApiConnector:
             checks = [HealthCheck("client API", False, str(exc))]
         finally:
             await reader.close()
+        checks += transport_checks(self.api.tls, self._proxy(), utc_now())
         state = self._state(context)
         try:
             mark = await state.watermark(reader.bound())
@@ -154,10 +169,15 @@ class ApiConnector:
     def _requester(self) -> Requester:
         """One client per source, sink or check, with the description's auth plugin."""
         settings = self.settings
+        try:
+            transport = ReloadingTransport(self.api.tls, self._proxy())
+        except TransportUnbuildable as exc:  # a file changed since start-up
+            raise FatalError(f"{self.where}: settings: {exc}") from None
         client = httpx.AsyncClient(
             headers={"Accept": "application/json", "User-Agent": "tracos-sync"},
             timeout=settings.client_api_timeout_seconds,
             follow_redirects=False,
+            transport=transport,
         )
         auth = build_auth(self.api.auth, client)
         client.auth = auth
@@ -174,6 +194,9 @@ class ApiConnector:
         )
         superseded = self.api.write.superseded if self.api.write is not None else (409, 412)
         return Requester(client, limits, secrets, NAMES, superseded)
+
+    def _proxy(self) -> str | None:
+        return None if self.api.proxy is None else str(self.api.proxy)
 
     def _state(self, context: ConnectorContext) -> ConnectorState:
         return ConnectorState(context.state, self._endpoint(), scope=SCOPE)
@@ -198,7 +221,8 @@ def create(config: ConnectorConfig) -> ApiConnector:
     settings = connector_settings(ApiSettings, replace(config, settings=others))
     mapping = resolve_mapping(config)
     _check_mapping(api, mapping, config.where)
-    return ApiConnector(api, settings, mapping)
+    check_transport(api.tls, where)
+    return ApiConnector(api, settings, mapping, config.where)
 
 
 def _check_mapping(api: ApiDescription, mapping: RecordMapping, where: str) -> None:

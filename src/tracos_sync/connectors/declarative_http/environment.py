@@ -18,6 +18,8 @@ from pydantic import AfterValidator, BeforeValidator, SecretStr
 
 from tracos_sync.integrations import substitute
 
+from .secret_files import SecretFile, file_reference
+
 # ``${`` not preceded by another ``$`` (``$${`` is the escape of a literal ``${``).
 _REFERENCE = re.compile(r"(?<!\$)\$\{")
 
@@ -61,14 +63,18 @@ def hidden_keys(value: Any) -> frozenset[str]:
 
 
 def _only_from_environment(value: object) -> object:
-    """A secret is taken from the environment, never written in the file (which is copied,
-    committed and shown); whitespace around it is dropped (the newline of a mounted file)."""
+    """A secret is taken from the environment or a mounted file (``file:/path``, read again
+    when it changes), never written in the file (which is copied, committed and shown);
+    whitespace around it is dropped (the newline of a mounted file)."""
     if not isinstance(value, str):
         return value
+    path = file_reference(value)
+    if path is not None:
+        return SecretFile(path)  # a ValueError naming the file when it cannot be read
     if not isinstance(value, FromEnvironment):
         raise ValueError(
-            "a secret must be given as ${NAME}, taken from the environment, never written in "
-            "the file (the value is not shown)"
+            "a secret must be given as ${NAME}, taken from the environment, or as file:/path, "
+            "a mounted file, never written in the file (the value is not shown)"
         )
     secret = value.strip()
     if not secret:
@@ -77,18 +83,26 @@ def _only_from_environment(value: object) -> object:
 
 
 EnvSecret = Annotated[SecretStr, BeforeValidator(_only_from_environment)]
-"""A secret: ``${NAME}`` in the file, the variable's value (stripped, not empty) here."""
+"""A secret: ``${NAME}`` in the file, the variable's value (stripped, not empty) here; or
+``file:/path``, a ``SecretFile`` (its content, read again when it changes)."""
 
 # RFC 6750's token characters are a subset of these; anything else cannot go in a header.
 _VISIBLE_ASCII = frozenset(chr(c) for c in range(0x21, 0x7F))
 
 
-def _fit_for_a_header(value: SecretStr) -> SecretStr:
-    if not set(value.get_secret_value()) <= _VISIBLE_ASCII:
+def _header_text(value: str) -> str:
+    if not set(value) <= _VISIBLE_ASCII:
         raise ValueError(
             "must be printable ASCII without spaces or control characters inside, to go in a "
             "header (the value is not shown)"
         )
+    return value
+
+
+def _fit_for_a_header(value: SecretStr) -> SecretStr:
+    if isinstance(value, SecretFile):  # every value the file will hold, not only this one
+        return value.with_check(_header_text)
+    _header_text(value.get_secret_value())
     return value
 
 

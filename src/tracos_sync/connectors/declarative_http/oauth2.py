@@ -30,6 +30,7 @@ from ..client_erp.codec import ParseError, parse_json
 from ..client_erp_http.retrying import ApiTransient, retry_after
 from .auth_spec import ClientCredentialsAuth
 from .requester import CredentialsRefused, ProtocolError
+from .secret_files import secret_values
 
 _VISIBLE_ASCII = frozenset(chr(c) for c in range(0x21, 0x7F))
 EXCERPT_CHARS = 200
@@ -56,7 +57,7 @@ class ClientCredentials(httpx.Auth):
 
     def secrets(self) -> list[str]:
         """The client secret and the tokens fetched lately: never to be shown."""
-        return [self._spec.client_secret.get_secret_value(), *self._issued]
+        return [*secret_values(self._spec.client_secret), *self._issued]
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, Any, None]:
         raise RuntimeError("OAuth 2.0 client credentials need an httpx.AsyncClient")

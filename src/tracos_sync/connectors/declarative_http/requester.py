@@ -10,6 +10,8 @@
   written, not refused.
 - other 4xx: this one request is refused (``RecordRejected``): a record to quarantine.
 - 3xx, an answer too large: ``ProtocolError``, fatal for the run.
+- a TLS handshake that fails on a certificate (the API's not verified, ours refused):
+  ``CredentialsRefused``, fatal for the run (``transport.tls_refusal`` names the setting).
 
 Every message is redacted (the secrets as they are now: a token fetched at run time included;
 URL credentials) before it is cut short. The connector's one ``httpx.AsyncClient`` is given, with
@@ -33,6 +35,7 @@ from tracos_sync.domain.model import Problem
 from tracos_sync.logs import MIN_SHOWN, redact_text
 
 from ..client_erp_http.retrying import ApiTransient, WaitHonouringRetryAfter, retry_after
+from .transport import closed_hint, tls_refusal
 
 log = structlog.get_logger("tracos_sync.http")
 
@@ -170,7 +173,11 @@ class Requester:
                 f"{what}: the answer cannot be decoded: {self._text(exc)}"
             ) from None
         except httpx.TransportError as exc:
-            raise ApiTransient(f"{type(exc).__name__}: {self._text(exc)}") from None
+            refusal = tls_refusal(exc)
+            if refusal is not None:  # not worth retrying: a setting must change
+                raise CredentialsRefused(f"{what}: {refusal}") from None
+            said = self._text(exc) if str(exc) else closed_hint(exc) or type(exc).__name__
+            raise ApiTransient(f"{type(exc).__name__}: {said}") from None
         self._classify(what, response, body)
         return response, body
 
