@@ -42,7 +42,7 @@ class SecretFile(SecretStr):
         self.path = path
         self._check = check
         self._seen: tuple[int, int, int] | None = None
-        self._said: tuple[int, int, int] | None = None  # the change last warned about
+        self._said: tuple[object] | None = None  # the state of the file last warned about
         self._read: deque[str] = deque(maxlen=REMEMBERED)
         value = self._load(self._identity())
         super().__init__(value)
@@ -53,14 +53,15 @@ class SecretFile(SecretStr):
 
     def get_secret_value(self) -> str:
         """The file's value now: read again if it changed; the last value read if it cannot
-        be read (said once per change, naming the file)."""
+        be read (said once per state of the file, naming the file)."""
+        identity: tuple[int, int, int] | None = None
         try:
             identity = self._identity()
             if identity != self._seen:
                 self._secret_value = self._load(identity)
         except ValueError as exc:
-            if self._said != self._seen:
-                self._said = self._seen
+            if self._said != (identity,):
+                self._said = (identity,)
                 log.warning(
                     "secret.unreadable",
                     file=str(self.path),

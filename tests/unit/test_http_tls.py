@@ -1,0 +1,208 @@
+"""How the ``api`` connector reaches an ERP (issue 26), below the CLI: secrets in mounted files
+read again when they change (and kept when a rotation is half done), the ``[tls]`` table checked
+at start-up naming its keys and never a passphrase, the transport built again when a certificate
+file changes, the certificate's expiry, and log redaction that knows a rotated secret."""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import structlog
+import trustme
+
+from tests.support.tls_api import PrivateCa
+from tracos_sync import logs
+from tracos_sync.connectors.declarative_http.auth import build_auth
+from tracos_sync.connectors.declarative_http.description import load_description
+from tracos_sync.connectors.declarative_http.secret_files import SecretFile
+from tracos_sync.connectors.declarative_http.transport import (
+    ReloadingTransport,
+    check_transport,
+)
+from tracos_sync.connectors.declarative_http.transport_checks import certificate_expiry
+from tracos_sync.connectors.declarative_http.transport_spec import TlsSpec
+from tracos_sync.domain.errors import ConfigurationError
+
+WHERE = "integrations.toml: integration 'plant': settings"
+TABLE: dict[str, Any] = {
+    "base_url": "https://erp.test/odata",
+    "read": {"path": "MaintenanceOrder", "paging": {"style": "odata_v4"}},
+}
+PASSPHRASE = "correct-horse-battery"
+
+
+def described(root: Path, **keys: Any) -> Any:
+    table = copy.deepcopy(TABLE) | keys
+    return load_description(table, WHERE, {"PASS": PASSPHRASE})
+
+
+def write(path: Path, text: str) -> Path:
+    """Written as a rotation does it: a new file moved in place (a new inode, a new time)."""
+    staged = path.with_suffix(".staged")
+    staged.write_text(text)
+    staged.replace(path)
+    return path
+
+
+def sent_authorization(auth: Any) -> str:
+    request = httpx.Request("GET", "https://erp.test/odata")
+    next(auth.auth_flow(request))
+    return str(request.headers["Authorization"])
+
+
+# -- secrets in files -----------------------------------------------------------------------
+
+
+def test_a_token_in_a_file_is_read_again_when_the_file_changes(tmp_path: Path) -> None:
+    token = write(tmp_path / "token", "first-token\n")
+    api = described(tmp_path, auth={"type": "bearer", "token": f"file:{token}"})
+    auth = build_auth(api.auth, client=None)  # type: ignore[arg-type]
+    assert sent_authorization(auth) == "Bearer first-token"
+    write(token, "second-token")
+    assert sent_authorization(auth) == "Bearer second-token"
+    assert set(api.secrets()) >= {"first-token", "second-token"}  # both redacted
+
+
+def test_a_rotation_half_done_keeps_the_value_read_before_and_says_so(tmp_path: Path) -> None:
+    token = write(tmp_path / "token", "first-token")
+    secret = SecretFile(token)
+    with structlog.testing.capture_logs() as said:
+        token.unlink()
+        assert secret.get_secret_value() == "first-token"
+        assert secret.get_secret_value() == "first-token"
+        write(token, "")  # emptied
+        assert secret.get_secret_value() == "first-token"
+        write(token, "third-token")
+        assert secret.get_secret_value() == "third-token"
+    warnings = [line for line in said if line["event"] == "secret.unreadable"]
+    assert len(warnings) == 2, said  # once per state of the file, not once per request
+    assert all("first-token" not in str(line) for line in said)
+
+
+def test_a_rotated_header_secret_is_checked_as_the_first_was(tmp_path: Path) -> None:
+    token = write(tmp_path / "token", "good-token")
+    api = described(tmp_path, auth={"type": "bearer", "token": f"file:{token}"})
+    write(token, "has a space")  # cannot go in a header: the last good value is kept
+    assert api.auth.token.get_secret_value() == "good-token"
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [(None, "cannot read file:"), ("", "is empty"), ("with space", "printable ASCII")],
+)
+def test_a_secret_file_that_cannot_serve_is_refused_at_start_up_naming_the_key(
+    tmp_path: Path, content: str | None, said: str
+) -> None:
+    token = tmp_path / "token"
+    if content is not None:
+        write(token, content)
+    with pytest.raises(ConfigurationError, match=f"auth.token: .*{said}") as raised:
+        described(tmp_path, auth={"type": "bearer", "token": f"file:{token}"})
+    assert str(raised.value).startswith(WHERE)
+
+
+# -- the [tls] table ----------------------------------------------------------------------
+
+
+def test_tls_files_are_checked_at_start_up_naming_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match=r"tls\.ca: .*does not exist"):
+        described(tmp_path, tls={"ca": str(tmp_path / "missing.pem")})
+    with pytest.raises(ConfigurationError, match="system_ca = false trusts nothing"):
+        described(tmp_path, tls={"system_ca": False})
+
+
+def test_a_wrong_passphrase_is_refused_at_start_up_without_showing_it(tmp_path: Path) -> None:
+    ca = PrivateCa(tmp_path)
+    cert, _ = ca.client_files()
+    leaf = ca.ca.issue_cert("encrypted@integrations.test")
+    key = tmp_path / "encrypted.key"
+    key.write_bytes(_encrypted(leaf, b"another-passphrase"))
+    key.chmod(0o600)
+    cert.write_bytes(leaf.cert_chain_pems[0].bytes())
+    api = described(tmp_path, tls={"cert": str(cert), "key": str(key), "key_passphrase": "${PASS}"})
+    with pytest.raises(ConfigurationError, match=r"tls\.key_passphrase") as raised:
+        check_transport(api.tls, WHERE)
+    assert PASSPHRASE not in str(raised.value)
+    assert PASSPHRASE in api.secrets()
+
+
+def _encrypted(leaf: trustme.LeafCert, passphrase: bytes) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(leaf.private_key_pem.bytes(), password=None)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(passphrase),
+    )
+
+
+async def test_the_transport_is_built_again_when_a_certificate_file_changes(
+    tmp_path: Path,
+) -> None:
+    ca = PrivateCa(tmp_path)
+    cert, key = ca.client_files()
+    transport = ReloadingTransport(TlsSpec(ca=ca.bundle, cert=cert, key=key), None)
+    try:
+        assert await transport._current() is await transport._current()
+        assert transport.builds == 1
+        ca.client_files(name="renewed")
+        await transport._current()
+        assert transport.builds == 2
+        # A certificate whose key does not match (half rotated): the last good one is kept.
+        (tmp_path / "other").mkdir()
+        stranger, _ = PrivateCa(tmp_path / "other").client_files()
+        write(cert, stranger.read_text())
+        with structlog.testing.capture_logs() as said:
+            await transport._current()
+            await transport._current()
+        assert transport.builds == 2
+        assert [line["event"] for line in said] == ["tls.reload_failed"]
+    finally:
+        await transport.aclose()
+
+
+def test_the_certificate_expiry_and_the_warning_period(tmp_path: Path) -> None:
+    ca = PrivateCa(tmp_path)
+    now = datetime.now(UTC)
+    cert, key = ca.client_files(not_after=now + timedelta(days=10))
+    expiry = certificate_expiry(TlsSpec(cert=cert, key=key, cert_warning_days=30), now)
+    assert expiry is not None and expiry.expiring
+    assert 9 * 86_400 < expiry.seconds_left <= 10 * 86_400
+    expiry = certificate_expiry(TlsSpec(cert=cert, key=key, cert_warning_days=7), now)
+    assert expiry is not None and not expiry.expiring
+    assert certificate_expiry(TlsSpec(), now) is None
+
+
+def test_a_key_others_may_read_is_warned_about_at_start_up(tmp_path: Path) -> None:
+    ca = PrivateCa(tmp_path)
+    cert, key = ca.client_files()
+    with structlog.testing.capture_logs() as said:
+        check_transport(TlsSpec(cert=cert, key=key), WHERE)
+        os.chmod(key, 0o640)  # the group may read: Kubernetes' fsGroup
+        check_transport(TlsSpec(cert=cert, key=key), WHERE)
+        os.chmod(key, 0o644)
+        check_transport(TlsSpec(cert=cert, key=key), WHERE)
+    assert [line["event"] for line in said] == ["tls.key_readable"]
+    assert "mode 0644" in said[0]["problem"]
+
+
+# -- redaction of what is read later --------------------------------------------------------
+
+
+def test_log_lines_redact_the_secrets_of_the_moment() -> None:
+    secrets = ["first-secret-value"]
+    out = io.StringIO()
+    logs.configure("INFO", "json", lambda: secrets, stream=out)
+    structlog.get_logger("t").info("one", said="first-secret-value")
+    secrets.append("rotated-secret-value")
+    structlog.get_logger("t").info("two", said="rotated-secret-value")
+    text = out.getvalue()
+    assert "first-secret-value" not in text and "rotated-secret-value" not in text, text
