@@ -33,6 +33,7 @@ from tests.support.watching import metrics_or_empty, stop, wait_until, watch_wit
 
 TOKEN = "tok3n/for+the=ERP"
 PROXY_PASSWORD = "pr0xy-Secret+pass"
+WRONG_PASSWORD = "wr0ng-proxy-pass"
 COLLECTION = "api_workorders"
 
 
@@ -81,7 +82,7 @@ def assert_refused(result: Result, *phrases: str) -> None:
 
 
 def assert_no_secret(text: str) -> None:
-    for secret in (TOKEN, PROXY_PASSWORD):
+    for secret in (TOKEN, PROXY_PASSWORD, WRONG_PASSWORD):
         for start in range(len(secret) - 7):
             assert secret[start : start + 8] not in text, text
 
@@ -134,6 +135,11 @@ def test_accepted_with_the_ca_and_client_certificate_through_the_proxy(
             token=f"file:{token_file(env.root)}",
             proxy_url=f"http://user:${{PROXY_PASSWORD}}@127.0.0.1:{port}",
         )
+        # The proxy is in the way: with a wrong password, nothing reaches the API.
+        wrong = run(env, path, PROXY_PASSWORD=WRONG_PASSWORD)
+        assert_refused(wrong, "proxy refuses our credentials (407)")
+        assert state.requests == 0
+
         result = run(env, path, PROXY_PASSWORD=PROXY_PASSWORD)
         assert result.code == 0, result.output
         assert stored(env, mongo) == {1, 2}
@@ -150,10 +156,15 @@ def test_the_environment_proxy_is_used_and_a_wrong_password_refused(
     url, state = api
     path = integrations_file(env.root, url, full_tls(ca), token=f"file:{token_file(env.root)}")
     with connect_proxy(PROXY_PASSWORD) as port:
-        wrong = run(env, path, HTTPS_PROXY=f"http://user:{TOKEN}@127.0.0.1:{port}")
-        assert wrong.code == 1, wrong.output
+        wrong = run(env, path, HTTPS_PROXY=f"http://user:{WRONG_PASSWORD}@127.0.0.1:{port}")
+        assert_refused(wrong, "HTTPS_PROXY")  # the wrong password shown nowhere either
         assert state.requests == 0  # the proxy refused to tunnel: it was in the way
-        assert_no_secret(wrong.output)  # the wrong password shown nowhere either
+
+        # A password with a "/" not percent-encoded: not an address, said before anything runs.
+        unreadable = run(env, path, HTTPS_PROXY=f"http://user:{TOKEN}@127.0.0.1:{port}")
+        assert unreadable.code == 2, unreadable.output
+        assert "HTTPS_PROXY" in unreadable.output and "integration 'plant'" in unreadable.output
+        assert_no_secret(unreadable.output)
 
         result = run(env, path, HTTPS_PROXY=f"http://user:{PROXY_PASSWORD}@127.0.0.1:{port}")
     assert result.code == 0, result.output

@@ -128,7 +128,7 @@ def test_a_wrong_passphrase_is_refused_at_start_up_without_showing_it(tmp_path: 
     cert.write_bytes(leaf.cert_chain_pems[0].bytes())
     api = described(tmp_path, tls={"cert": str(cert), "key": str(key), "key_passphrase": "${PASS}"})
     with pytest.raises(ConfigurationError, match=r"tls\.key_passphrase") as raised:
-        check_transport(api.tls, WHERE)
+        check_transport(api.tls, None, WHERE)
     assert PASSPHRASE not in str(raised.value)
     assert PASSPHRASE in api.secrets()
 
@@ -185,11 +185,11 @@ def test_a_key_others_may_read_is_warned_about_at_start_up(tmp_path: Path) -> No
     ca = PrivateCa(tmp_path)
     cert, key = ca.client_files()
     with structlog.testing.capture_logs() as said:
-        check_transport(TlsSpec(cert=cert, key=key), WHERE)
+        check_transport(TlsSpec(cert=cert, key=key), None, WHERE)
         os.chmod(key, 0o640)  # the group may read: Kubernetes' fsGroup
-        check_transport(TlsSpec(cert=cert, key=key), WHERE)
+        check_transport(TlsSpec(cert=cert, key=key), None, WHERE)
         os.chmod(key, 0o644)
-        check_transport(TlsSpec(cert=cert, key=key), WHERE)
+        check_transport(TlsSpec(cert=cert, key=key), None, WHERE)
     assert [line["event"] for line in said] == ["tls.key_readable"]
     assert "mode 0644" in said[0]["problem"]
 

@@ -171,7 +171,7 @@ class ApiConnector:
         settings = self.settings
         try:
             transport = ReloadingTransport(self.api.tls, self._proxy())
-        except TransportUnbuildable as exc:  # a file changed since start-up
+        except TransportUnbuildable as exc:  # a file changed since start-up (checked then)
             raise FatalError(f"{self.where}: settings: {exc}") from None
         client = httpx.AsyncClient(
             headers={"Accept": "application/json", "User-Agent": "tracos-sync"},
@@ -221,7 +221,7 @@ def create(config: ConnectorConfig) -> ApiConnector:
     settings = connector_settings(ApiSettings, replace(config, settings=others))
     mapping = resolve_mapping(config)
     _check_mapping(api, mapping, config.where)
-    check_transport(api.tls, where)
+    check_transport(api.tls, None if api.proxy is None else str(api.proxy), where)
     return ApiConnector(api, settings, mapping, config.where)
 
 

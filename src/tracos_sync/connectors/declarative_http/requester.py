@@ -10,8 +10,9 @@
   written, not refused.
 - other 4xx: this one request is refused (``RecordRejected``): a record to quarantine.
 - 3xx, an answer too large: ``ProtocolError``, fatal for the run.
-- a TLS handshake that fails on a certificate (the API's not verified, ours refused):
-  ``CredentialsRefused``, fatal for the run (``transport.tls_refusal`` names the setting).
+- a TLS handshake that fails on a certificate (the API's not verified, ours refused), a proxy
+  that refuses our credentials: ``CredentialsRefused``, fatal for the run (``transport``'s
+  ``tls_refusal`` and ``proxy_refusal`` name the setting).
 
 Every message is redacted (the secrets as they are now: a token fetched at run time included;
 URL credentials) before it is cut short. The connector's one ``httpx.AsyncClient`` is given, with
@@ -35,7 +36,7 @@ from tracos_sync.domain.model import Problem
 from tracos_sync.logs import MIN_SHOWN, redact_text
 
 from ..client_erp_http.retrying import ApiTransient, WaitHonouringRetryAfter, retry_after
-from .transport import closed_hint, tls_refusal
+from .transport import closed_hint, proxy_refusal, tls_refusal
 
 log = structlog.get_logger("tracos_sync.http")
 
@@ -173,7 +174,7 @@ class Requester:
                 f"{what}: the answer cannot be decoded: {self._text(exc)}"
             ) from None
         except httpx.TransportError as exc:
-            refusal = tls_refusal(exc)
+            refusal = tls_refusal(exc) or proxy_refusal(exc)
             if refusal is not None:  # not worth retrying: a setting must change
                 raise CredentialsRefused(f"{what}: {refusal}") from None
             said = self._text(exc) if str(exc) else closed_hint(exc) or type(exc).__name__

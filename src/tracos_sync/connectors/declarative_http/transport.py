@@ -21,17 +21,15 @@ import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import structlog
-from cryptography import x509
 
 from tracos_sync.domain.errors import ConfigurationError
 from tracos_sync.logs import uri_secrets
 
 from .secret_files import SecretFile
+from .transport_checks import key_too_open
 from .transport_spec import TlsSpec
 
 log = structlog.get_logger("tracos_sync.http")
@@ -50,9 +48,6 @@ _CLIENT_CERT_REFUSED = frozenset(
         "TLSV1_ALERT_ACCESS_DENIED",
     }
 )
-# Permission bits of a key file that let others read it or anyone else change it (group read is
-# allowed: Kubernetes' fsGroup shares a mounted secret with the pod's group).
-_KEY_TOO_OPEN = 0o026
 
 
 class TransportUnbuildable(ValueError):
@@ -96,11 +91,12 @@ def ssl_context(tls: TlsSpec) -> ssl.SSLContext:
     return context
 
 
-def check_transport(tls: TlsSpec, where: str) -> None:
-    """At start-up: the files load (``ConfigurationError`` beginning with ``where`` and naming
-    the key otherwise); a private key others may read is warned about, on every run."""
+def check_transport(tls: TlsSpec, proxy: str | None, where: str) -> None:
+    """At start-up: the files load and the proxy's address (the integration's, or the
+    environment's) is one (``ConfigurationError`` beginning with ``where`` and naming the key
+    otherwise); a private key others may read is warned about, on every run."""
     try:
-        ssl_context(tls)
+        ReloadingTransport(tls, proxy)  # a client not opened: nothing to close
     except TransportUnbuildable as exc:
         raise ConfigurationError(f"{where}: {exc}") from None
     too_open = key_too_open(tls)
@@ -149,6 +145,17 @@ def environment_proxy_secrets() -> list[str]:
         for variable in (name, name.lower()):
             found += uri_secrets(os.environ.get(variable, ""))
     return found
+
+
+def proxy_refusal(exc: BaseException) -> str | None:
+    """Why the proxy would not carry a request, when it refuses our credentials (407 to the
+    ``CONNECT``); None otherwise (a proxy that cannot reach the API is worth retrying)."""
+    if isinstance(exc, httpx.ProxyError) and str(exc).startswith("407"):
+        return (
+            "the proxy refuses our credentials (407): check the user and password in proxy, "
+            "or in HTTPS_PROXY, HTTP_PROXY or ALL_PROXY"
+        )
+    return None
 
 
 def closed_hint(exc: BaseException) -> str:
@@ -210,7 +217,17 @@ class ReloadingTransport(httpx.AsyncBaseTransport):
         self._tls = tls
         self._proxy = proxy
         self._seen = self._identity()
-        self._pool = _Pool(self._build())
+        try:
+            self._pool = _Pool(self._build())
+        except (httpx.InvalidURL, ValueError) as exc:
+            if isinstance(exc, TransportUnbuildable):
+                raise
+            # httpx's message quotes the part of the address it could not read: not shown.
+            raise TransportUnbuildable(
+                "the proxy's address (proxy, or HTTPS_PROXY, HTTP_PROXY or ALL_PROXY) is not a "
+                "valid URL: percent-encode the special characters of a password (the value is "
+                "not shown)"
+            ) from None
         self._said: object = None  # the files' state whose reload failure was said
         self.builds = 1  # clients built, for tests and a log line
 
@@ -285,46 +302,3 @@ class ReloadingTransport(httpx.AsyncBaseTransport):
         if isinstance(passphrase, SecretFile):
             found.append(passphrase.get_secret_value())
         return tuple(found)
-
-
-@dataclass(frozen=True, slots=True)
-class Certificate:
-    """Our client certificate, as ``check`` and the metrics tell of it."""
-
-    subject: str
-    not_after: datetime
-
-    def seconds_left(self, now: datetime) -> float:
-        return (self.not_after - now).total_seconds()
-
-
-def client_certificate(tls: TlsSpec) -> Certificate | None:
-    """The first certificate of ``tls.cert`` (ours; its chain follows), or None when unset or
-    unreadable (loading it says why)."""
-    if tls.cert is None:
-        return None
-    try:
-        found = x509.load_pem_x509_certificates(Path(tls.cert).read_bytes())[0]
-    except (OSError, ValueError, IndexError):
-        return None
-    return Certificate(found.subject.rfc4514_string(), found.not_valid_after_utc.astimezone(UTC))
-
-
-def key_too_open(tls: TlsSpec) -> str | None:
-    """A warning when the private key's file may be read by others or changed by anyone but
-    its owner; None when it is private enough (or there is no key)."""
-    path = tls.key or tls.cert
-    if path is None:
-        return None
-    try:
-        mode = os.stat(path).st_mode & 0o777
-    except OSError:
-        return None
-    if not mode & _KEY_TOO_OPEN:
-        return None
-    setting = "tls.key" if tls.key is not None else "tls.cert (which holds the key)"
-    return (
-        f"{setting}: {path} may be read or changed by others (mode {mode:04o}): make it "
-        "readable by its owner (and group) only, such as chmod 600 (Kubernetes: defaultMode "
-        "0400 or 0440)"
-    )

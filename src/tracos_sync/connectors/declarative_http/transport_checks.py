@@ -4,15 +4,65 @@ private key others may read, and the proxy (its address without credentials)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography import x509
 
 from tracos_sync.domain.ports import CertificateExpiry, HealthCheck
 from tracos_sync.logs import redact_text
 
-from .transport import client_certificate, key_too_open
 from .transport_spec import TlsSpec
 
 DAY = 86_400.0
+# Permission bits of a key file that let others read it or anyone else change it (group read is
+# allowed: Kubernetes' fsGroup shares a mounted secret with the pod's group).
+_KEY_TOO_OPEN = 0o026
+
+
+@dataclass(frozen=True, slots=True)
+class Certificate:
+    """Our client certificate, as ``check`` and the metrics tell of it."""
+
+    subject: str
+    not_after: datetime
+
+    def seconds_left(self, now: datetime) -> float:
+        return (self.not_after - now).total_seconds()
+
+
+def client_certificate(tls: TlsSpec) -> Certificate | None:
+    """The first certificate of ``tls.cert`` (ours; its chain follows), or None when unset or
+    unreadable (loading it says why)."""
+    if tls.cert is None:
+        return None
+    try:
+        found = x509.load_pem_x509_certificates(Path(tls.cert).read_bytes())[0]
+    except (OSError, ValueError, IndexError):
+        return None
+    return Certificate(found.subject.rfc4514_string(), found.not_valid_after_utc.astimezone(UTC))
+
+
+def key_too_open(tls: TlsSpec) -> str | None:
+    """A warning when the private key's file may be read by others or changed by anyone but
+    its owner; None when it is private enough (or there is no key)."""
+    path = tls.key or tls.cert
+    if path is None:
+        return None
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except OSError:
+        return None
+    if not mode & _KEY_TOO_OPEN:
+        return None
+    setting = "tls.key" if tls.key is not None else "tls.cert (which holds the key)"
+    return (
+        f"{setting}: {path} may be read or changed by others (mode {mode:04o}): make it "
+        "readable by its owner (and group) only, such as chmod 600 (Kubernetes: defaultMode "
+        "0400 or 0440)"
+    )
 
 
 def certificate_expiry(tls: TlsSpec, now: datetime) -> CertificateExpiry | None:
