@@ -176,8 +176,15 @@ def test_a_rotated_token_and_certificate_are_picked_up_by_a_running_watch(
     env: Env, ca: PrivateCa, api: tuple[str, ApiState], mongo: MongoClient[Any]
 ) -> None:
     url, state = api
-    path = integrations_file(env.root, url, full_tls(ca), token=f"file:{token_file(env.root)}")
-    proc, port = watch_with_metrics(env, "--integrations", str(path), WATCH_INTERVAL="0.2")
+    # The token as a variable of its own, given as a file by the _FILE convention.
+    path = integrations_file(env.root, url, full_tls(ca), token="${ERP_TOKEN}")
+    proc, port = watch_with_metrics(
+        env,
+        "--integrations",
+        str(path),
+        WATCH_INTERVAL="0.2",
+        ERP_TOKEN_FILE=str(token_file(env.root)),
+    )
     try:
         wait_until(lambda: stored(env, mongo) == {1, 2}, proc, 60)
         wait_until(

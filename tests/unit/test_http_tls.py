@@ -70,6 +70,19 @@ def test_a_token_in_a_file_is_read_again_when_the_file_changes(tmp_path: Path) -
     assert set(api.secrets()) >= {"first-token", "second-token"}  # both redacted
 
 
+def test_a_variable_unset_with_its_file_variable_set_is_that_file(tmp_path: Path) -> None:
+    token = write(tmp_path / "token", "first-token")
+    table = copy.deepcopy(TABLE) | {"auth": {"type": "bearer", "token": "${ERP_TOKEN}"}}
+    api = load_description(table, WHERE, {"ERP_TOKEN_FILE": str(token)})
+    assert api.auth.token.get_secret_value() == "first-token"
+    write(token, "second-token")
+    assert api.auth.token.get_secret_value() == "second-token"
+    # Only for a secret's key: elsewhere, an unset variable is an error as it always was.
+    table["base_url"] = "${ERP_URL}"
+    with pytest.raises(ConfigurationError, match=r"\$\{ERP_URL\} is not set"):
+        load_description(table, WHERE, {"ERP_TOKEN_FILE": str(token), "ERP_URL_FILE": "x"})
+
+
 def test_a_rotation_half_done_keeps_the_value_read_before_and_says_so(tmp_path: Path) -> None:
     token = write(tmp_path / "token", "first-token")
     secret = SecretFile(token)

@@ -46,6 +46,10 @@ _MODEL = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 # The secret fields: their values are never shown in an error, whatever their key's name says.
 SECRET_FIELDS = frozenset({"token", "password", "key", "client_secret", "key_passphrase", "proxy"})
+# The keys that take a secret (``${NAME}``, ``file:/path``, or ``NAME_FILE`` for ``${NAME}``).
+SECRET_KEYS = frozenset(
+    {"auth.token", "auth.password", "auth.key", "auth.client_secret", "tls.key_passphrase"}
+)
 
 
 def _template(allowed: frozenset[str], required: frozenset[str]) -> AfterValidator:
@@ -212,7 +216,7 @@ def load_description(
     """The description in ``table`` with ``${NAME}`` replaced from ``variables`` at any depth, or
     ``ConfigurationError`` beginning with ``where`` and naming each wrong key (never showing a
     value that came from the environment)."""
-    resolved = resolve(dict(table), where, variables)
+    resolved = resolve(dict(table), where, variables, secrets=SECRET_KEYS)
     try:
         return ApiDescription.model_validate(resolved)
     except ValidationError as exc:

@@ -18,10 +18,11 @@ from pydantic import AfterValidator, BeforeValidator, SecretStr
 
 from tracos_sync.integrations import substitute
 
-from .secret_files import SecretFile, file_reference
+from .secret_files import PREFIX, SecretFile, file_reference
 
 # ``${`` not preceded by another ``$`` (``$${`` is the escape of a literal ``${``).
 _REFERENCE = re.compile(r"(?<!\$)\$\{")
+_WHOLE_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class FromEnvironment(str):
@@ -30,17 +31,34 @@ class FromEnvironment(str):
     __slots__ = ()
 
 
-def resolve(value: Any, where: str, variables: Mapping[str, str], path: str = "") -> Any:
+def resolve(
+    value: Any,
+    where: str,
+    variables: Mapping[str, str],
+    path: str = "",
+    secrets: frozenset[str] = frozenset(),
+) -> Any:
     """``value`` with every ``${NAME}`` replaced, in tables and lists at any depth; each string
-    that held one becomes a ``FromEnvironment``. Raises ``ConfigurationError`` beginning with
-    ``where`` and naming the key (``path``, dotted)."""
+    that held one becomes a ``FromEnvironment``. A key (dotted) in ``secrets`` that is exactly
+    ``${NAME}``, with ``NAME`` unset and ``NAME_FILE`` set, is ``file:`` that file (the
+    ``_FILE`` convention of container images: a mounted secret, read again when it changes).
+    Raises ``ConfigurationError`` beginning with ``where`` and naming the key (``path``,
+    dotted)."""
     if isinstance(value, dict):
         return {
-            key: resolve(item, where, variables, f"{path}.{key}" if path else str(key))
+            key: resolve(item, where, variables, f"{path}.{key}" if path else str(key), secrets)
             for key, item in value.items()
         }
     if isinstance(value, list):
-        return [resolve(item, where, variables, f"{path}[{at}]") for at, item in enumerate(value)]
+        return [
+            resolve(item, where, variables, f"{path}[{at}]", secrets)
+            for at, item in enumerate(value)
+        ]
+    if isinstance(value, str) and path in secrets:
+        whole = _WHOLE_REFERENCE.fullmatch(value)
+        name = whole.group(1) if whole else ""
+        if whole and name not in variables and f"{name}_FILE" in variables:
+            return FromEnvironment(f"{PREFIX}{variables[name + '_FILE']}")
     if isinstance(value, str):
         replaced = substitute(value, f"{where}: {path}", variables)
         return FromEnvironment(replaced) if _REFERENCE.search(value) else replaced
