@@ -19,6 +19,9 @@ import trustme
 
 from tests.support.tls_api import PrivateCa
 from tracos_sync import logs
+from tracos_sync.app import AppSettings
+from tracos_sync.app.variables import known_variables
+from tracos_sync.config import load_settings
 from tracos_sync.connectors.declarative_http.auth import build_auth
 from tracos_sync.connectors.declarative_http.description import load_description
 from tracos_sync.connectors.declarative_http.secret_files import SecretFile
@@ -219,3 +222,25 @@ def test_log_lines_redact_the_secrets_of_the_moment() -> None:
     structlog.get_logger("t").info("two", said="Zx9Cv8Bn7Ml6Kj5")
     text = out.getvalue()
     assert "Qw3rtyUiop" not in text and "Zx9Cv8Bn7" not in text, text
+
+
+# -- NAME_FILE for a secret setting of the environment ------------------------------------
+
+
+def test_a_secret_setting_is_read_from_the_file_its_file_variable_names(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("MONGO_URI", raising=False)
+    uri = write(tmp_path / "mongo-uri", "mongodb://svc:s3cret-pass@db.acme:27017\n")
+    monkeypatch.setenv("MONGO_URI_FILE", str(uri))
+    assert load_settings(AppSettings, None).mongo_uri == "mongodb://svc:s3cret-pass@db.acme:27017"
+    assert "MONGO_URI_FILE" in known_variables([AppSettings])
+    assert "MONGO_DATABASE_FILE" not in known_variables([AppSettings])  # not a secret
+
+    monkeypatch.setenv("MONGO_URI", "mongodb://other:27017")
+    with pytest.raises(ConfigurationError, match="MONGO_URI and MONGO_URI_FILE are both set"):
+        load_settings(AppSettings, None)
+    monkeypatch.delenv("MONGO_URI")
+    write(uri, "  \n")
+    with pytest.raises(ConfigurationError, match=r"MONGO_URI_FILE: .* is empty"):
+        load_settings(AppSettings, None)
