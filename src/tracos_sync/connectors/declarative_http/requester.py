@@ -180,8 +180,11 @@ class Requester:
             refusal = tls_refusal(exc) or proxy_refusal(exc)
             if refusal is not None:  # not worth retrying: a setting must change
                 raise CredentialsRefused(f"{what}: {refusal}") from None
-            said = self._text(exc) if str(exc) else closed_hint(exc) or type(exc).__name__
-            raise ApiTransient(f"{type(exc).__name__}: {said}") from None
+            said = self._text(exc) if str(exc) else "no answer"
+            hint = closed_hint(exc)
+            raise ApiTransient(
+                f"{type(exc).__name__}: {said}" + (f"; {hint}" if hint else "")
+            ) from None
         self._classify(what, response, body)
         return response, body
 

@@ -158,18 +158,25 @@ def proxy_refusal(exc: BaseException) -> str | None:
     return None
 
 
-def closed_hint(exc: BaseException) -> str:
-    """What to say of a connection the server closed or reset on us: over TLS, that is also how
-    a server refuses a missing or unknown client certificate when its alert is lost (TLS 1.3
-    sends it after the handshake); still worth retrying, as any reset."""
+def closed_hint(exc: httpx.TransportError) -> str:
+    """What to add when an HTTPS server closed or reset the connection before answering: that
+    is also how a server refuses a missing or unknown client certificate when its alert is lost
+    (TLS 1.3 sends it after the handshake); still worth retrying, as any reset. Empty otherwise."""
+    try:
+        if exc.request.url.scheme != "https":
+            return ""
+    except RuntimeError:  # raised without its request: nothing to tell
+        return ""
     found: BaseException | None = exc
     seen: set[int] = set()
     while found is not None and id(found) not in seen:
         seen.add(id(found))
-        if isinstance(found, ConnectionResetError | BrokenPipeError):
+        if isinstance(found, ConnectionResetError | BrokenPipeError) or (
+            isinstance(found, httpx.RemoteProtocolError) and "disconnected" in str(found)
+        ):
             return (
-                "the server closed the connection (an HTTPS API that requires a client "
-                "certificate does so without one it accepts: tls.cert, tls.key)"
+                "the server closed the connection: an HTTPS API that requires a client "
+                "certificate does so without one it accepts (tls.cert, tls.key)"
             )
         found = found.__cause__ or found.__context__
     return ""
