@@ -29,7 +29,10 @@ from tracos_sync.connectors.declarative_http.transport import (
     ReloadingTransport,
     check_transport,
 )
-from tracos_sync.connectors.declarative_http.transport_checks import certificate_expiry
+from tracos_sync.connectors.declarative_http.transport_checks import (
+    certificate_expiry,
+    transport_checks,
+)
 from tracos_sync.connectors.declarative_http.transport_spec import TlsSpec
 from tracos_sync.domain.errors import ConfigurationError
 
@@ -244,3 +247,18 @@ def test_a_secret_setting_is_read_from_the_file_its_file_variable_names(
     write(uri, "  \n")
     with pytest.raises(ConfigurationError, match=r"MONGO_URI_FILE: .* is empty"):
         load_settings(AppSettings, None)
+
+
+def test_check_fails_on_an_expired_client_certificate_and_shows_no_proxy_password(
+    tmp_path: Path,
+) -> None:
+    ca = PrivateCa(tmp_path)
+    now = datetime.now(UTC)
+    cert, key = ca.client_files(not_after=now - timedelta(hours=1))
+    checks = transport_checks(
+        TlsSpec(ca=ca.bundle, cert=cert, key=key), "http://svc:Pr0xyPassw0rd@proxy:3128", now
+    )
+    by_name = {check.name: check for check in checks}
+    expired = by_name["client certificate"]
+    assert not expired.ok and "expired, replace it" in expired.detail
+    assert "Pr0xyPassw0rd" not in str(checks) and "proxy:3128" in by_name["client proxy"].detail
