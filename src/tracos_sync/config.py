@@ -26,8 +26,8 @@ from tracos_sync.domain.ports import ConnectorConfig
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 log = structlog.get_logger("tracos_sync")
 # Variables whose value is never shown in an error, and those shown without their user info.
-SECRET_WORDS = ("TOKEN", "PASSWORD", "SECRET")
-ADDRESS_WORDS = ("URI", "URL")
+SECRET_WORDS = ("TOKEN", "PASSWORD", "PASSPHRASE", "SECRET")
+ADDRESS_WORDS = ("URI", "URL", "PROXY")
 SHOWN_CHARS = 80
 _USERINFO = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)?.*@", re.IGNORECASE | re.DOTALL)
 

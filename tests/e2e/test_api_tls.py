@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
+from tests.builders import client_record
 from tests.conftest import Env, Result
 from tests.support.tls_api import (
     ApiState,
@@ -228,3 +229,37 @@ def test_check_warns_of_a_certificate_about_to_expire_and_a_key_others_read(
     assert len(readable) == 1 and readable[0].startswith("WARN"), result.output
     assert "mode 0644" in readable[0]
     assert "tls.key_readable" in result.stderr  # and said by every run, in its log
+
+
+def test_the_http_connector_reaches_the_present_api_the_same_way(
+    env: Env, ca: PrivateCa, api: tuple[str, ApiState], mongo: MongoClient[Any]
+) -> None:
+    """``CLIENT_CONNECTOR=http`` is a description of the ``api`` connector: its ``CLIENT_API_CA``,
+    ``_CERT``, ``_KEY`` and ``_PROXY`` are the description's ``[tls]`` and ``proxy``, the
+    passphrase and the proxy's password never shown."""
+    url, state = api
+    state.items += [client_record(1), client_record(2)]
+    cert, key = ca.client_files()
+    with connect_proxy(PROXY_PASSWORD) as port:
+        base = {
+            "CLIENT_CONNECTOR": "http",
+            "CLIENT_API_URL": url,
+            "CLIENT_API_TOKEN": TOKEN,
+            "CLIENT_API_PROXY": f"http://user:{PROXY_PASSWORD}@127.0.0.1:{port}",
+        }
+        without_ca = env.cli("run", **base, CLIENT_API_CERT=str(cert), CLIENT_API_KEY=str(key))
+        assert without_ca.code == 1 and "certificate" in without_ca.output, without_ca.output
+        assert state.requests == 0
+        with_both = {
+            **base,
+            "CLIENT_API_CA": str(ca.bundle),
+            "CLIENT_API_CERT": str(cert),
+            "CLIENT_API_KEY": str(key),
+        }
+        result = env.cli("run", **with_both)
+        checked = env.cli("check", **with_both)
+    assert result.code == 0, result.output
+    assert {doc["number"] for doc in mongo[env.database]["workorders"].find()} == {1, 2}
+    assert state.clients and all("tracos-sync" in seen for seen in state.clients)
+    assert "client proxy" in checked.output, checked.output
+    assert_no_secret(without_ca.output + result.output + checked.output)

@@ -32,6 +32,7 @@ HOST = "localhost"  # the name in the API's certificate; it resolves to loopback
 class ApiState:
     token: str
     orders: list[dict[str, Any]] = field(default_factory=list)
+    items: list[dict[str, Any]] = field(default_factory=list)  # the present API's work orders
     requests: int = 0
     clients: list[str] = field(default_factory=list)  # the client certificates' subjects seen
 
@@ -57,6 +58,9 @@ def _handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
             if self.headers.get("Authorization") != f"Bearer {state.token}":
                 body = b'{"error": "unauthorized"}'
                 self.send_response(401)
+            elif self.path.startswith("/workorders"):  # the present API (the http connector)
+                body = json.dumps({"items": state.items, "hasMore": False}).encode()
+                self.send_response(200)
             else:
                 body = json.dumps({"value": state.orders}).encode()
                 self.send_response(200)
@@ -131,7 +135,7 @@ def tls_api(
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"https://{HOST}:{server.server_address[1]}/odata", state
+        yield f"https://{HOST}:{server.server_address[1]}", state
     finally:
         server.shutdown()
         server.server_close()
