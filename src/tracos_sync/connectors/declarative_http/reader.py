@@ -154,12 +154,12 @@ class ApiReader:
         held: InboundUnit | None = None  # with paging that is not keyset-safe, one page late
         self.echoes = 0
         async for page in pages:
-            unit, echoed = self._decode(page, pages.read, state, asked)
-            self.echoes += echoed
+            unit = self._decode(page, pages.read, state, asked)
+            self.echoes += unit.echoes
             handle = unit.handle
             assert isinstance(handle, PageHandle)
             # A page of our echoes alone is handed on too: its records move the watermark.
-            read_something = bool(unit.records or unit.problems or echoed)
+            read_something = bool(unit.records or unit.problems or unit.echoes)
             if keyset:
                 handle.mark = state.mark
                 if read_something:
@@ -173,8 +173,8 @@ class ApiReader:
             if state.beyond:
                 break
         self.repeats = state.repeats
-        if self.echoes:
-            log.info("inbound.echoes_skipped", records=self.echoes)
+        if self.echoes:  # counted in the summary (echoes=), once the pages are applied
+            log.debug("inbound.echoes_skipped", records=self.echoes)
         if held is not None:
             handle = held.handle
             assert isinstance(handle, PageHandle)
@@ -243,15 +243,12 @@ class ApiReader:
             raise ProtocolError(f"{what}: {exc}") from None
         return Page(url, response, document, records)
 
-    def _decode(
-        self, page: Page, number: int, state: _PassState, asked: datetime
-    ) -> tuple[InboundUnit, int]:
-        """The page's unit, and how many of its records were our echoes (not in the unit)."""
+    def _decode(self, page: Page, number: int, state: _PassState, asked: datetime) -> InboundUnit:
+        """The page's unit; its ``echoes`` count the records that were ours (not in it)."""
         name = f"page {number} after {format_instant(state.start.since)}"
         # positions: a record TracOS refuses later is then dead-lettered under its own index.
         unit = InboundUnit(name, [], handle=PageHandle(raw=page.records), positions=[])
         now = self._clock()
-        echoed = 0
         for index, item in enumerate(page.records):
             try:
                 order = self._mapping.decode(item)
@@ -277,12 +274,12 @@ class ApiReader:
             state.seen.add(order.number)
             self._advance(state, key, asked, now)
             if self._is_echo(order, item):
-                echoed += 1
+                unit.echoes += 1
                 continue
             unit.records.append(order)
             assert unit.positions is not None
             unit.positions.append(index)
-        return unit, echoed
+        return unit
 
     def _is_echo(self, order: WorkOrder, item: Any) -> bool:
         """Whether ``item`` (decoded: ``order``) is our own write coming back; either way the
