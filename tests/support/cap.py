@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +31,9 @@ SERVICE_PATH = "/odata/v4/maintenance"
 # What the model's folder holds for the server; package.json carries CAP's settings (database,
 # page size), server.js how it starts.
 PROJECT_FILES = ("package.json", "server.js", "db", "srv")
-# The table behind MaintenanceOrder: CAP names it namespace_entity.
+# The tables behind MaintenanceOrder and its change documents: CAP names them namespace_entity.
 ORDERS_TABLE = "s4_MaintenanceOrder"
+CHANGES_TABLE = "s4_MaintenanceOrderChange"
 
 
 def node_and_cds() -> tuple[Path, Path]:
@@ -140,6 +142,15 @@ class CapServer:
         locking keeps this safe while the server runs."""
         with contextlib.closing(sqlite3.connect(self.database, timeout=10)) as db, db:
             db.execute(f"DELETE FROM {ORDERS_TABLE}")
+            db.execute(f"DELETE FROM {CHANGES_TABLE}")
+
+    def writes(self) -> Counter[tuple[str, str]]:
+        """How many times each order was written, by kind: ``(key, "CREATE" | "UPDATE")``, from
+        the change documents the service writes in each write's transaction (read behind the
+        server's back, as ``clear``)."""
+        with contextlib.closing(sqlite3.connect(self.database, timeout=10)) as db:
+            rows = db.execute(f"SELECT MaintenanceOrder, Kind FROM {CHANGES_TABLE}").fetchall()
+        return Counter((str(order), str(kind)) for order, kind in rows)
 
     def _lay_out_project(self) -> None:
         """A copy of the model (small) and a link to the installed packages; the database file,
