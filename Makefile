@@ -14,8 +14,10 @@ export SECANTUSD_BIN ?= $(abspath $(SECANTUSD))
 # its packages and its own Node 22 under .tools/cap (shared by every checkout, like the rest of
 # .tools, and out of the way of the repository's files).
 CAP := $(TOOLS)/cap
+# Where `make cap-erp` serves (CAP's own default port).
+CAP_PORT ?= 4004
 
-.PHONY: help install tools tools-cap run seed test faults chaos lint format clean clean-data lock bench bench-memory bench-latency bench-integrations bench-http demo-http docs docs-serve docs-tables
+.PHONY: help install tools tools-cap run seed test faults chaos lint format clean clean-data lock bench bench-memory bench-latency bench-integrations bench-http demo-http cap-erp docs docs-serve docs-tables
 
 help:
 	@echo "make run           one full sync; on the embedded local server (no MONGO_URI in the environment"
@@ -23,6 +25,8 @@ help:
 	@echo "make seed          write sample data (embedded server unless MONGO_URI is set, here or in .env);"
 	@echo "                   FORCE=1 writes it even where work orders already are (seed --force)"
 	@echo "make demo-http     the HTTP connector: a fake ERP API, an embedded server, one sync each way"
+	@echo "make cap-erp       SAP's CAP OData server (S/4HANA's maintenance order, sample orders) on"
+	@echo "                   127.0.0.1:$(CAP_PORT) (CAP_PORT=...), in the foreground, fresh each start; Ctrl-C stops it"
 	@echo "make test          the documentation build, then the test suite (unit, property, end to end, faults, docs)"
 	@echo "make faults        the fault tests only"
 	@echo "make chaos         the randomized fault campaign, long profile (CHAOS_SECONDS=600)"
@@ -95,6 +99,12 @@ run: install
 # A fake ERP API and an embedded server with sample data, one sync each way (.data/demo-http).
 demo-http: install tools
 	$(VENV)/bin/python tools/demo_http.py
+
+# SAP's CAP server as an API customer's ERP (docs/tutorials/api-customer.md): S/4HANA's maintenance
+# order with five sample orders, in the foreground, its data in a folder of its own removed when
+# it stops (Ctrl-C, or SIGTERM: make passes its own on).
+cap-erp: install tools-cap
+	$(VENV)/bin/python -m tests.support.cap --port $(CAP_PORT) --samples
 
 # Refused (exit 2) where work orders already are: the CLI says `--force`, a make user needs FORCE=1.
 seed: install
