@@ -38,7 +38,8 @@ help:
 	@echo "make bench         throughput against the raw limit and a naive baseline (N=5000)"
 	@echo "make bench-memory  peak memory of a large run (N=100000)"
 	@echo "make bench-integrations  ten small integrations in one run against one holding all their work"
-	@echo "make bench-http    the declarative HTTP writer against SAP's CAP server: 5,000 orders, against a bare httpx loop"
+	@echo "make bench-http    the api connector against SAP's CAP server, 5,000 orders read and written, against a bare"
+	@echo "                   httpx loop sending the same requests (fails over 1.3x)"
 	@echo "make bench-latency file -> TracOS and TracOS -> file latency while watch runs (RATES=50,400 DURATION=30)"
 	@echo "make install       the project's environment (.venv, from poetry.lock)"
 	@echo "make tools         the embedded server's own environment (.tools/secantusdb)"
@@ -159,7 +160,7 @@ bench-integrations: install tools
 # The declarative HTTP connector's writer against SAP's CAP server: 5,000 orders created then
 # updated, against a bare httpx loop sending the same requests (fails over 1.3x).
 bench-http: install tools-cap
-	BENCH_HTTP=1 $(VENV)/bin/pytest -p no:cacheprovider -q -s -n 0 tests/e2e/test_api_writer_cap.py -k timed_against
+	BENCH_HTTP=1 $(VENV)/bin/pytest -p no:cacheprovider -q -s -n 0 tests/e2e/test_api_reader_cap.py tests/e2e/test_api_writer_cap.py -k timed_against
 
 bench-latency: install tools
 	$(VENV)/bin/python bench/latency.py --rates $${RATES:-50,400} --duration $${DURATION:-30} --edit-rate $${EDIT_RATE:-50}
