@@ -1,8 +1,10 @@
 """The ``api`` connector both ways against SAP's own OData v4 server (CAP), through the CLI and a
-real MongoDB, with the example's description and a ``[write]`` table: TracOS's new orders
+real MongoDB, with the example's description and its ``[write]`` table: TracOS's new orders
 created, a changed one updated with ``If-Match``; our writes read back are not taken for the
-ERP's changes, an ERP edit after our write is; an ERP edit racing our write is kept, ours counted
-superseded."""
+ERP's changes (counted ``echoes``), an ERP edit after our write is; an ERP edit racing our write
+is kept, ours counted superseded; our writes known for ours by a new process after CAP restarts;
+5,000 orders written once each (CAP's change documents), read back across a CAP kill mid-paging.
+``watch`` both ways: test_api_connector_cap_watch.py."""
 
 from __future__ import annotations
 

@@ -46,7 +46,8 @@ from tracos_sync.domain.ports import ConnectorConfig, ConnectorContext
 from tracos_sync.integrations import read_mapping_file
 
 BENCH = os.environ.get("BENCH_HTTP") == "1"
-# BENCH_HTTP_ORDERS: fewer, to check that the benchmark runs (its figures are for 5,000).
+# BENCH_HTTP_ORDERS: fewer, to check that the benchmark runs (its figures are for 5,000; the
+# writer's take 500 or a multiple).
 MANY = int(os.environ.get("BENCH_HTTP_ORDERS", "5000")) if BENCH else 500
 ROUNDS = 5 if BENCH else 1  # each side, taking turns
 RATIO = 1.3  # issue 23: inbound through the connector at most 1.3x a bare httpx loop
