@@ -32,6 +32,7 @@ written as the mapping writes them (``client_updated``, ``client_key``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -317,11 +318,11 @@ class ApiReader:
         if self._version_field is not None:
             found = field_at(item, self._version_field)
             version = None if found is None else str(found)
-        try:
-            content = content_hash(self._mapping.encode, order)
-        except RecordRejected:
-            content = ""  # the mapping cannot write it: not ours; its version is still learnt
         key = str(self._mapping.client_key(order.number))
+        content = ""  # not ours to compare (nothing written there, or nothing the mapping writes)
+        if self._echoes.wrote_to(key):  # the hash only where it is compared: a record of ours
+            with contextlib.suppress(RecordRejected):
+                content = content_hash(self._mapping.encode, order)
         return self._echoes.is_echo(key, content, version)
 
     def _advance(
