@@ -114,3 +114,14 @@ async def test_a_superseded_write_forgets_the_version() -> None:
     echoes.wrote(KEY, digest("pump"), 'W/"v1"')
     echoes.superseded(KEY)
     assert echoes.version(KEY) is None
+
+
+async def test_only_a_key_we_wrote_to_is_worth_comparing() -> None:
+    """The reader hashes a record only where we wrote (``wrote_to``); a change read there
+    forgets the write."""
+    echoes = await guard()
+    assert not echoes.wrote_to(KEY)
+    echoes.wrote(KEY, digest("pump"), "v1")
+    assert echoes.wrote_to(KEY) and not echoes.wrote_to("000004000124")
+    assert not echoes.is_echo(KEY, digest("valve"), "v2")
+    assert not echoes.wrote_to(KEY)

@@ -108,6 +108,11 @@ class Echoes:
             del self._written[next(iter(self._written))]
         self._dirty = True
 
+    def wrote_to(self, key: str) -> bool:
+        """Whether we remember a write to ``key``: only then can a record read there be ours
+        (and is its content worth hashing)."""
+        return key in self._written
+
     def is_echo(self, key: str, content: str, version: str | None) -> bool:
         """Whether the record read at ``key`` (its ``content_hash`` and version) is one of our
         writes coming back. Its version becomes the one the next write sends; a change drops

@@ -32,6 +32,7 @@ written as the mapping writes them (``client_updated``, ``client_key``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -165,12 +166,12 @@ class ApiReader:
         self.echoes = 0
         self._seen.forget()  # what the ERP holds is read again (a date it corrected back)
         async for page in pages:
-            unit, echoed = self._decode(page, pages.read, state, asked)
-            self.echoes += echoed
+            unit = self._decode(page, pages.read, state, asked)
+            self.echoes += unit.echoes
             handle = unit.handle
             assert isinstance(handle, PageHandle)
             # A page of our echoes alone is handed on too: its records move the watermark.
-            read_something = bool(unit.records or unit.problems or echoed)
+            read_something = bool(unit.records or unit.problems or unit.echoes)
             if keyset:
                 handle.mark = state.mark
                 if read_something:
@@ -190,8 +191,8 @@ class ApiReader:
                 f"list records: {pages.read} pages ({names.max_pages}) brought nothing after "
                 f"{start.text}, key {start.after}: the API's paging does not end"
             )
-        if self.echoes:
-            log.info("inbound.echoes_skipped", records=self.echoes)
+        if self.echoes:  # counted in the summary (echoes=), once the pages are applied
+            log.debug("inbound.echoes_skipped", records=self.echoes)
         if held is not None:
             handle = held.handle
             assert isinstance(handle, PageHandle)
@@ -266,15 +267,12 @@ class ApiReader:
             )
         return Page(url, response, document, records)
 
-    def _decode(
-        self, page: Page, number: int, state: _PassState, asked: datetime
-    ) -> tuple[InboundUnit, int]:
-        """The page's unit, and how many of its records were our echoes (not in the unit)."""
+    def _decode(self, page: Page, number: int, state: _PassState, asked: datetime) -> InboundUnit:
+        """The page's unit; its ``echoes`` count the records that were ours (not in it)."""
         name = f"page {number} after {format_instant(state.start.since)}"
         # positions: a record TracOS refuses later is then dead-lettered under its own index.
         unit = InboundUnit(name, [], handle=PageHandle(raw=page.records), positions=[])
         now = self._clock()
-        echoed = 0
         for index, item in enumerate(page.records):
             try:
                 order = self._mapping.decode(item)
@@ -303,13 +301,13 @@ class ApiReader:
             state.seen.add(order.number)
             self._advance(state, key, asked, now)
             if self._is_echo(order, item):
-                echoed += 1
+                unit.echoes += 1
                 continue
             self._seen.saw(order.number, order.updated_at)
             unit.records.append(order)
             assert unit.positions is not None
             unit.positions.append(index)
-        return unit, echoed
+        return unit
 
     def _is_echo(self, order: WorkOrder, item: Any) -> bool:
         """Whether ``item`` (decoded: ``order``) is our own write coming back; either way the
@@ -320,11 +318,11 @@ class ApiReader:
         if self._version_field is not None:
             found = field_at(item, self._version_field)
             version = None if found is None else str(found)
-        try:
-            content = content_hash(self._mapping.encode, order)
-        except RecordRejected:
-            content = ""  # the mapping cannot write it: not ours; its version is still learnt
         key = str(self._mapping.client_key(order.number))
+        content = ""  # not ours to compare (nothing written there, or nothing the mapping writes)
+        if self._echoes.wrote_to(key):  # the hash only where it is compared: a record of ours
+            with contextlib.suppress(RecordRejected):
+                content = content_hash(self._mapping.encode, order)
         return self._echoes.is_echo(key, content, version)
 
     def _advance(
