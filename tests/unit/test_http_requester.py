@@ -4,16 +4,19 @@ shown in a message, the superseded statuses as the description says them."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
+from urllib.parse import quote
 
 import httpx
 import pytest
 
-from tracos_sync.connectors.declarative_http.auth_spec import ClientCredentialsAuth
+from tracos_sync.connectors.declarative_http.auth_spec import BasicAuth, ClientCredentialsAuth
 from tracos_sync.connectors.declarative_http.environment import FromEnvironment
 from tracos_sync.connectors.declarative_http.oauth2 import ClientCredentials
 from tracos_sync.connectors.declarative_http.requester import (
     ApiUnavailable,
+    CredentialsRefused,
     Limits,
     Refused,
     Requester,
@@ -21,6 +24,7 @@ from tracos_sync.connectors.declarative_http.requester import (
     Superseded,
 )
 from tracos_sync.domain.errors import RecordRejected
+from tracos_sync.logs import redact_text
 
 TOKEN_URL = "https://login.test/token"
 TOKEN = "tok-" + "q" * 40
@@ -101,4 +105,59 @@ async def test_the_superseded_statuses_are_the_descriptions(
     assert type(caught.value) is error
     if isinstance(caught.value, Refused):
         assert caught.value.status == status  # what a writer needs to tell a 404 from the rest
+    await api.close()
+
+
+BASIC_PASSWORD = "Tr0ub4dor&3-horse"
+
+
+def echoed_forms(value: str) -> list[str]:
+    """How an ERP may echo the value of an ``Authorization: Basic …`` header: the header, the
+    value alone, percent-encoded (a query or a form), unpadded."""
+    return [f"Authorization: Basic {value}", value, quote(value, safe=""), value.rstrip("=")]
+
+
+@pytest.mark.parametrize("form", range(4))
+async def test_basic_credentials_echoed_by_the_erp_are_never_shown(form: int) -> None:
+    # "svc_tracos:" is 11 bytes: the password's own Base64 does not line up inside the header's.
+    auth = BasicAuth(
+        type="basic",
+        username="svc_tracos",
+        password=FromEnvironment(BASIC_PASSWORD),  # type: ignore[arg-type]
+    )
+    header = base64.b64encode(f"svc_tracos:{BASIC_PASSWORD}".encode()).decode()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        value = request.headers["Authorization"].removeprefix("Basic ")
+        return httpx.Response(400, text=f"bad request; you sent {echoed_forms(value)[form]}")
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    client.auth = httpx.BasicAuth("svc_tracos", BASIC_PASSWORD)
+    api = Requester(client, LIMITS, auth.secrets, NAMES)
+    with pytest.raises(Refused) as caught:
+        await api.call("list orders", "GET", "http://erp.test/Orders")
+    message = str(caught.value)
+    assert "you sent" in message
+    assert header[:8] not in message and quote(header, safe="")[:8] not in message
+    assert header[:8] not in redact_text(
+        f"a log line: {echoed_forms(header)[form]}", auth.secrets()
+    )
+    await api.close()
+
+
+async def test_oauth2_basic_client_credentials_echoed_by_the_token_endpoint_are_never_shown() -> (
+    None
+):
+    # client_id "c": "c:" is 2 bytes, so the secret's own Base64 does not line up in the header's.
+    header = base64.b64encode(b"c:client-secret-value").decode()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        echoed = request.headers["Authorization"]
+        return httpx.Response(401, text=f"refused: {echoed}")
+
+    api, auth = requester(handler)
+    with pytest.raises(CredentialsRefused) as caught:
+        await api.call("list orders", "GET", "http://erp.test/Orders")
+    assert "refused: Basic" in str(caught.value) and header[:8] not in str(caught.value)
+    assert header in auth.secrets()
     await api.close()

@@ -7,8 +7,11 @@ environment (``EnvSecret``); ``secrets()`` lists them for redaction.
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import quote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+
+from tracos_sync.logs import base64_form
 
 from .environment import EnvSecret, HeaderSecret
 
@@ -58,7 +61,10 @@ class BasicAuth(BaseModel):
     """The password, as `${NAME}` (from the environment; never printed)."""
 
     def secrets(self) -> list[str]:
-        return [self.password.get_secret_value()]
+        # The header value too: an ERP that echoes it shows base64(user:password), in which the
+        # password's own Base64 forms do not appear (their alignment differs).
+        password = self.password.get_secret_value()
+        return [password, basic_credentials(self.username, password)]
 
 
 class ApiKeyAuth(BaseModel):
@@ -106,7 +112,21 @@ class ClientCredentialsAuth(BaseModel):
     """A token endpoint answer larger than this is refused (fatal for the run)."""
 
     def secrets(self) -> list[str]:
-        return [self.client_secret.get_secret_value()]
+        secret = self.client_secret.get_secret_value()
+        if self.client_auth == "body":
+            return [secret]
+        return [secret, basic_credentials(*self.basic_pair())]
+
+    def basic_pair(self) -> tuple[str, str]:
+        """The id and secret as HTTP Basic sends them to the token endpoint: each form-encoded
+        first (RFC 6749 §2.3.1)."""
+        return quote_plus(self.client_id), quote_plus(self.client_secret.get_secret_value())
+
+
+def basic_credentials(username: str, password: str) -> str:
+    """The value of ``Authorization: Basic …`` (RFC 7617, UTF-8 as httpx encodes it): a secret
+    of its own, since the password does not show in it as any of its own forms."""
+    return base64_form(f"{username}:{password}".encode())
 
 
 AuthSpec = Annotated[

@@ -20,14 +20,13 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any
-from urllib.parse import quote_plus
 
 import httpx
 
-from tracos_sync.logs import base64_form, redact_text
+from tracos_sync.logs import redact_text
 
 from ..client_erp.codec import ParseError, parse_json
-from .auth_spec import ClientCredentialsAuth
+from .auth_spec import ClientCredentialsAuth, basic_credentials
 from .requester import CredentialsRefused, ProtocolError
 from .retrying import ApiTransient, retry_after
 
@@ -55,8 +54,9 @@ class ClientCredentials(httpx.Auth):
         self.fetches = 0  # tokens fetched, for tests and a log line
 
     def secrets(self) -> list[str]:
-        """The client secret and the tokens fetched lately: never to be shown."""
-        return [self._spec.client_secret.get_secret_value(), *self._issued]
+        """The client secret (and the Basic credentials made of it) and the tokens fetched
+        lately: never to be shown."""
+        return [*self._spec.secrets(), *self._issued]
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, Any, None]:
         raise RuntimeError("OAuth 2.0 client credentials need an httpx.AsyncClient")
@@ -98,8 +98,7 @@ class ClientCredentials(httpx.Auth):
         headers = {"Accept": "application/json"}
         if spec.client_auth == "basic":
             # RFC 6749 §2.3.1: id and secret form-encoded, then HTTP Basic.
-            pair = f"{quote_plus(spec.client_id)}:{quote_plus(secret)}".encode()
-            headers["Authorization"] = f"Basic {base64_form(pair)}"
+            headers["Authorization"] = f"Basic {basic_credentials(*spec.basic_pair())}"
         else:
             form |= {"client_id": spec.client_id, "client_secret": secret}
         request = httpx.Request("POST", str(spec.token_url), data=form, headers=headers)
