@@ -46,6 +46,7 @@ class Erp:
         self.lie: str | None = None  # "empty": no records but more; "stuck": the same next link
         self.lie_link: str | None = None  # an @odata.nextLink to answer instead of the right one
         self.cap = 1_000  # the most records a page holds, whatever is asked for
+        self.next_rel = "next"  # the rel of the Link header's next link
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         self.asked.append(request)
@@ -89,7 +90,9 @@ class Erp:
             link = {"__next": str(ROOT) + "/" + relative} if more else {}
             return httpx.Response(200, json={"d": {"results": page, **link}})
         if style == "link_header" and more:
-            link = f'<Orders?page={after // size + 1}&per_page={size}>; rel="next"'
+            link = f'<Orders?page={after // size + 1}&per_page={size}>; rel="{self.next_rel}"'
+            if self.next_rel != "next":  # another link first, as GitHub answers
+                link = f'<Orders?page=1&per_page={size}>; rel="first", {link}'
             return httpx.Response(200, json={"items": page}, headers={"Link": link})
         meta = {"next": str(after) if more else None}
         return httpx.Response(200, json={"items": page, "meta": meta, "hasMore": more})
@@ -248,3 +251,12 @@ def test_records_that_are_not_a_list_are_a_protocol_error(
     with pytest.raises(ProtocolError, match=r"set read\.records") as caught:
         records_at(document, path)
     assert expected in str(caught.value)
+
+
+@pytest.mark.parametrize("rel", ["next last", "Next", "prev NEXT"])
+async def test_a_next_link_among_other_relations_or_capitalised_is_followed(rel: str) -> None:
+    """RFC 8288 §3.3: ``rel`` is a space-separated list of relation types, case-insensitive."""
+    erp = Erp("link_header")
+    erp.next_rel = rel
+    keys, pages = await read(erp)
+    assert keys == [o["k"] for o in erp.orders] and pages.complete

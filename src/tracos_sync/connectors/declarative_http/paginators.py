@@ -154,8 +154,19 @@ class LinkHeaderPaginator:
         return self._start
 
     def next(self, page: Page) -> httpx.URL | None:
-        link = page.response.links.get("next", {}).get("url")
+        link = next_link(page.response)
         return page.url.join(link) if link else None  # RFC 8288: relative to the page's URL
+
+
+def next_link(response: httpx.Response) -> str | None:
+    """The target of the ``Link`` whose relations include ``next``. A ``rel`` is a
+    space-separated list of relation types, compared case-insensitively (RFC 8288 §3.3):
+    ``rel="next last"`` and ``rel="Next"`` are next links too (httpx keys ``links`` on the
+    whole ``rel`` text)."""
+    for link in response.links.values():
+        if "next" in link.get("rel", "").lower().split():
+            return link.get("url") or None
+    return None
 
 
 class ODataPaginator:
