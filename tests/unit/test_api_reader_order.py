@@ -16,7 +16,9 @@ import httpx
 import pytest
 
 from tests.fakes import InMemoryConnectorStateStore
+from tests.unit.test_http_sink import world
 from tracos_sync.connectors.declarative_http.description import load_description
+from tracos_sync.connectors.declarative_http.query import fill
 from tracos_sync.connectors.declarative_http.reader import ApiReader
 from tracos_sync.connectors.declarative_http.requester import Limits, ProtocolError, Requester
 from tracos_sync.connectors.declarative_http.state import ConnectorState
@@ -26,8 +28,10 @@ from tracos_sync.mapping import RecordMapping, load_mapping
 
 NOW = datetime(2025, 3, 12, tzinfo=UTC)
 EXAMPLE = Path(__file__).parents[2] / "examples/mappings/s4-maintenance.toml"
+# A string literal: ``'`` inside it written twice; an undoubled one ends it (no match: 400).
 AFTER = re.compile(
-    r"LastChangeDateTime gt (\S+) or \(LastChangeDateTime eq \S+ and MaintenanceOrder gt '(.*)'\)"
+    r"LastChangeDateTime gt (\S+) or \(LastChangeDateTime eq \S+ and "
+    r"MaintenanceOrder gt '((?:[^']|'')*)'\)"
 )
 
 
@@ -62,9 +66,11 @@ class S4:
         query = dict(request.url.params)
         rows = sorted(self.records, key=self._sort_key)
         found = AFTER.fullmatch(query.get("$filter", ""))
+        if "MaintenanceOrder gt" in query.get("$filter", "") and not found:
+            return httpx.Response(400, json={"error": "malformed $filter"})
         if found:
             self.filters.append(query["$filter"])
-            since, key = found.groups()
+            since, key = found[1], found[2].replace("''", "'")
             rows = [
                 r
                 for r in rows
@@ -184,3 +190,24 @@ async def test_the_stored_watermark_keeps_the_erps_finer_digits() -> None:
     mark = Watermark(datetime(2025, 3, 11, 8, 30, 0, 123_000, tzinfo=UTC), 1, "2000")
     await state.save(mark)
     assert await state.watermark(NOW) == mark
+
+
+def test_a_quote_in_a_value_between_quotes_is_doubled_as_odata_literals_need() -> None:
+    template = "MaintenanceOrder gt '{number}' and {{x}} eq {number}"
+    assert fill(template, {"number": "WO 'A' 41"}) == (
+        "MaintenanceOrder gt 'WO ''A'' 41' and {x} eq WO 'A' 41"
+    )
+
+
+async def test_a_key_holding_a_quote_pages_on_with_the_quote_doubled_in_the_filter() -> None:
+    api = S4([order(f"WO 'A' {n:04d}", f"2025-03-11T08:30:00.{n:03d}Z") for n in (1, 2, 3)])
+    source = reader(api, s4_mapping({"prefix": "WO 'A' ", "width": 4}))
+    numbers, _ = await one_pass(source, Watermark())
+    assert numbers == [1, 2, 3]
+    assert "MaintenanceOrder gt 'WO ''A'' 0002'" in api.filters[0]
+
+
+def test_a_key_in_a_write_path_is_percent_encoded_with_its_quotes_doubled() -> None:
+    sink = world().sink
+    url = sink._record_url("WO 'A'/1 é")
+    assert url.raw_path.endswith(b"/MaintenanceOrder('WO%20''A''%2F1%20%C3%A9')")
