@@ -15,7 +15,7 @@ from tracos_sync.connectors.declarative_http.auth_spec import BasicAuth, ClientC
 from tracos_sync.connectors.declarative_http.environment import FromEnvironment
 from tracos_sync.connectors.declarative_http.oauth2 import ClientCredentials
 from tracos_sync.connectors.declarative_http.requester import (
-    ApiUnavailable,
+    ApiAsksToWait,
     CredentialsRefused,
     Limits,
     Refused,
@@ -65,9 +65,25 @@ async def test_a_token_endpoint_that_fails_for_a_while_is_retried_within_the_bud
     await api.close()
 
 
-async def test_a_token_endpoint_that_keeps_failing_gives_up_naming_the_budget() -> None:
+async def test_a_token_endpoint_asking_to_wait_beyond_the_budget_says_it_was_not_retried() -> None:
+    """Not "still failing after retrying for 5s" when nothing was retried: what happened, and
+    how long the API asked for (watch mode waits that long, ``ApiAsksToWait.wait``)."""
     api, _ = requester(lambda _: httpx.Response(503, headers={"Retry-After": "60"}))
-    with pytest.raises(ApiUnavailable, match=r"\(retry_seconds\); it asks to retry after 60s"):
+    with pytest.raises(ApiAsksToWait) as caught:
+        await api.call("list orders", "GET", "http://erp.test/Orders")
+    message = str(caught.value)
+    assert "asks to be called again in 60s (Retry-After), beyond the retry budget of 5s" in message
+    assert "not retried in this run" in message and "after retrying" not in message
+    assert caught.value.wait == 60
+    await api.close()
+
+
+async def test_an_api_failing_for_the_whole_budget_says_how_long_and_what_it_asked() -> None:
+    api, _ = requester(lambda _: httpx.Response(503, headers={"Retry-After": "0.2"}))
+    api._limits = Limits(timeout=5, retry_budget=0.5, max_bytes=1 << 20)
+    with pytest.raises(
+        ApiAsksToWait, match=r"after retrying for 0.5s \(retry_seconds, \d attempts"
+    ):
         await api.call("list orders", "GET", "http://erp.test/Orders")
     await api.close()
 

@@ -28,7 +28,13 @@ import structlog
 from tenacity import RetryCallState
 
 from tracos_sync.budgeted_retry import retry_within
-from tracos_sync.domain.errors import DestinationUnwritable, FatalError, RecordRejected
+from tracos_sync.domain.errors import (
+    DestinationBusy,
+    DestinationRefusesCredentials,
+    DestinationUnwritable,
+    FatalError,
+    RecordRejected,
+)
 from tracos_sync.domain.model import Problem
 from tracos_sync.logs import MIN_SHOWN, redact_text
 
@@ -49,12 +55,17 @@ class ApiUnavailable(DestinationUnwritable):
     """The API kept failing for the whole retry budget (or asked to wait beyond it)."""
 
 
+class ApiAsksToWait(ApiUnavailable, DestinationBusy):
+    """The API's last answer asked to be called again after ``wait`` seconds (``Retry-After``),
+    beyond what was left of the retry budget: watch mode waits for it, across sweeps."""
+
+
 class ProtocolError(DestinationUnwritable):
     """The API answered something its contract does not allow: not JSON, the wrong shape, an
     empty page that claims more, paging that never ends, a redirect, an answer too large."""
 
 
-class CredentialsRefused(DestinationUnwritable):
+class CredentialsRefused(DestinationRefusesCredentials):
     """401/403/407: nothing will work until the credentials (or URL) are fixed."""
 
 
@@ -115,7 +126,11 @@ class Requester:
         """One request, retried within the budget: its answer and body, or the error its answer
         is classified as. ``what`` begins every message."""
 
+        attempts = 0
+
         async def attempt() -> tuple[httpx.Response, bytes]:
+            nonlocal attempts
+            attempts += 1
             return await self._attempt(what, method, url, **kwargs)
 
         budget = self._limits.retry_budget
@@ -130,10 +145,23 @@ class Requester:
             )
         except ApiTransient as exc:
             asked = exc.retry_after
-            hint = "" if asked is None else f"; it asks to retry after {asked:g}s"
-            raise ApiUnavailable(
-                f"{what}: the client API is still failing after retrying for "
-                f"{budget:g}s ({self._names.retry}){hint}: {exc}"
+            if asked is None:
+                raise ApiUnavailable(
+                    f"{what}: the client API is still failing after retrying for "
+                    f"{budget:g}s ({self._names.retry}): {exc}"
+                ) from exc
+            if attempts == 1:  # given up at once: say so, not "after retrying"
+                raise ApiAsksToWait(
+                    f"{what}: the client API asks to be called again in {asked:g}s "
+                    f"(Retry-After), beyond the retry budget of {budget:g}s "
+                    f"({self._names.retry}): not retried in this run: {exc}",
+                    asked,
+                ) from exc
+            raise ApiAsksToWait(
+                f"{what}: the client API is still failing after retrying for {budget:g}s "
+                f"({self._names.retry}, {attempts} attempts); it asks to retry after "
+                f"{asked:g}s: {exc}",
+                asked,
             ) from exc
 
     async def close(self) -> None:
