@@ -107,7 +107,8 @@ class ClientCredentialsAuth(BaseModel):
     default every server must accept) or `client_id`/`client_secret` in the form body."""
     refresh_before_seconds: float = Field(60.0, ge=0, le=3_600)
     """A token is fetched again this long before it expires (so that no request goes out with a
-    token that expires on the way)."""
+    token that expires on the way); at most half its lifetime before (a warning says so once),
+    so that a token living shorter than this is not fetched again for every request."""
     max_token_bytes: int = Field(65_536, ge=1_024, le=16 * 1024 * 1024)
     """A token endpoint answer larger than this is refused (fatal for the run)."""
 
