@@ -105,11 +105,11 @@ class ClientCredentialsAuth(BaseModel):
     client_auth: Literal["basic", "body"] = "basic"
     """How the client authenticates to the token endpoint: HTTP Basic (RFC 6749 §2.3.1, the
     default every server must accept) or `client_id`/`client_secret` in the form body."""
-    refresh_before_seconds: float = Field(60.0, ge=0, le=3_600)
+    refresh_before_seconds: float = Field(60.0, ge=0, le=3_600, strict=True)
     """A token is fetched again this long before it expires (so that no request goes out with a
     token that expires on the way); at most half its lifetime before (a warning says so once),
     so that a token living shorter than this is not fetched again for every request."""
-    max_token_bytes: int = Field(65_536, ge=1_024, le=16 * 1024 * 1024)
+    max_token_bytes: int = Field(65_536, ge=1_024, le=16 * 1024 * 1024, strict=True)
     """A token endpoint answer larger than this is refused (fatal for the run)."""
 
     def secrets(self) -> list[str]:
