@@ -5,6 +5,9 @@ shown in a message, the superseded statuses as the description says them."""
 from __future__ import annotations
 
 import base64
+import gzip
+import tracemalloc
+import zlib
 from collections.abc import Callable
 from urllib.parse import quote
 
@@ -18,6 +21,7 @@ from tracos_sync.connectors.declarative_http.requester import (
     ApiAsksToWait,
     CredentialsRefused,
     Limits,
+    ProtocolError,
     Refused,
     Requester,
     SettingNames,
@@ -176,4 +180,59 @@ async def test_oauth2_basic_client_credentials_echoed_by_the_token_endpoint_are_
         await api.call("list orders", "GET", "http://erp.test/Orders")
     assert "refused: Basic" in str(caught.value) and header[:8] not in str(caught.value)
     assert header in auth.secrets()
+    await api.close()
+
+
+def gzip_bomb(inflated: int) -> bytes:
+    """``inflated`` zero bytes, gzip-compressed (about a thousandth of that), made a megabyte at
+    a time."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(1 << 20)
+    parts = [packer.compress(zeros) for _ in range(inflated >> 20)]
+    return b"".join([*parts, packer.flush()])
+
+
+async def test_a_gzip_answer_is_refused_at_the_cap_without_being_inflated_past_it() -> None:
+    """64 MiB of zeros in 64 KiB of gzip, a 1 MiB cap: refused, and never more than about the
+    cap in memory (httpx alone inflates a received chunk whole: 64 MiB at once)."""
+    bomb = gzip_bomb(64 << 20)
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["Accept-Encoding"])
+        # As received from a server: streamed, not decoded in memory beforehand.
+        stream = httpx.ByteStream(bomb)
+        return httpx.Response(200, stream=stream, headers={"Content-Encoding": "gzip"})
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    api = Requester(client, Limits(timeout=30, retry_budget=0, max_bytes=1 << 20), list, NAMES)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ProtocolError, match=r"larger than CLIENT_API_MAX_RESPONSE_BYTES"):
+            await api.call("list orders", "GET", "http://erp.test/Orders")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, peak
+    assert seen == ["gzip, deflate"]  # only what is read bounded is asked for
+    await api.close()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "identity"])
+async def test_a_compressed_answer_within_the_cap_is_read_whole(encoding: str) -> None:
+    body = b'{"value": [' + b",".join(b'{"n": %d}' % n for n in range(5_000)) + b"]}"
+    packed = {
+        "gzip": gzip.compress(body),
+        "deflate": zlib.compress(body),
+        "identity": body,
+    }[encoding]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        stream = httpx.ByteStream(packed)
+        return httpx.Response(200, stream=stream, headers={"Content-Encoding": encoding})
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    api = Requester(client, LIMITS, list, NAMES)
+    _, read = await api.call("list orders", "GET", "http://erp.test/Orders")
+    assert read == body
     await api.close()

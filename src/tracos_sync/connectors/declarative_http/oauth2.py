@@ -29,6 +29,7 @@ from tracos_sync.logs import redact_text
 
 from ..client_erp.codec import ParseError, parse_json
 from .auth_spec import ClientCredentialsAuth, basic_credentials
+from .bounded_body import ACCEPT_ENCODING, UnreadableBody, read_bounded
 from .requester import CredentialsRefused, ProtocolError
 from .retrying import ApiTransient, retry_after
 
@@ -113,7 +114,7 @@ class ClientCredentials(httpx.Auth):
         if spec.scope:
             form["scope"] = spec.scope
         secret = spec.client_secret.get_secret_value()
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING}
         if spec.client_auth == "basic":
             # RFC 6749 §2.3.1: id and secret form-encoded, then HTTP Basic.
             headers["Authorization"] = f"Basic {basic_credentials(*spec.basic_pair())}"
@@ -129,17 +130,15 @@ class ClientCredentials(httpx.Auth):
 
     async def _read(self, response: httpx.Response) -> bytes:
         limit = self._spec.max_token_bytes
-        chunks, size = [], 0
-        async for chunk in response.aiter_bytes():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:
-                if response.is_success:
-                    raise ProtocolError(
-                        f"token endpoint: the answer is larger than max_token_bytes ({limit})"
-                    )
-                break  # an error answer: its start is enough for a message
-        return b"".join(chunks)
+        try:
+            body, cut = await read_bounded(response, limit)  # never inflated past the limit
+        except UnreadableBody as exc:
+            raise ProtocolError(f"token endpoint: the answer cannot be decoded: {exc}") from None
+        if cut and response.is_success:
+            raise ProtocolError(
+                f"token endpoint: the answer is larger than max_token_bytes ({limit})"
+            )
+        return body  # an error answer: its start is enough for a message
 
     def _token_in(self, response: httpx.Response, body: bytes) -> tuple[str, float]:
         status = response.status_code

@@ -38,6 +38,7 @@ from tracos_sync.domain.errors import (
 from tracos_sync.domain.model import Problem
 from tracos_sync.logs import MIN_SHOWN, redact_text
 
+from .bounded_body import ACCEPT_ENCODING, UnreadableBody, read_bounded
 from .retrying import ApiTransient, WaitHonouringRetryAfter, retry_after
 
 log = structlog.get_logger("tracos_sync.http")
@@ -187,6 +188,7 @@ class Requester:
         try:
             async with asyncio.timeout(timeout):
                 request = self._client.build_request(method, url, **kwargs)
+                request.headers["Accept-Encoding"] = ACCEPT_ENCODING  # what read_bounded reads
                 response = await self._client.send(request, stream=True)
                 try:
                     body = await self._read(what, response)
@@ -196,7 +198,7 @@ class Requester:
             raise ApiTransient(f"no complete answer within {timeout:g}s") from None
         except (httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise FatalError(f"{what}: the request cannot be sent: {self._text(exc)}") from None
-        except httpx.DecodingError as exc:
+        except (httpx.DecodingError, UnreadableBody) as exc:
             raise ProtocolError(
                 f"{what}: the answer cannot be decoded: {self._text(exc)}"
             ) from None
@@ -211,16 +213,11 @@ class Requester:
         declared = response.headers.get("Content-Length", "")
         if ok and declared.isdigit() and int(declared) > limit:
             raise ProtocolError(f"{what}: {self._too_large(int(declared))}")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:
-                if ok:
-                    raise ProtocolError(f"{what}: {self._too_large(size)}")
-                break
-        return b"".join(chunks)
+        # Counted decoded, as it streams: a compressed answer is never inflated past the cap.
+        body, cut = await read_bounded(response, limit)
+        if cut and ok:
+            raise ProtocolError(f"{what}: {self._too_large(limit + 1)}")
+        return body  # an error answer: its start is enough for a message
 
     def _classify(self, what: str, response: httpx.Response, body: bytes) -> None:
         status = response.status_code
