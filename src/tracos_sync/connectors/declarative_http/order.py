@@ -45,6 +45,8 @@ class ErpOrder:
         self._text_keys = isinstance(self._written_key(1), str)
 
     def rank(self, stamp: datetime, number: int, finer: str) -> Rank:
+        if not finer:  # the common case: milliseconds at most
+            return stamp, 0, "", self.key(number)
         digits = finer.rstrip("0")
         head = int(digits[:_NANOSECOND_DIGITS].ljust(_NANOSECOND_DIGITS, "0") or 0)
         return stamp, head, digits[_NANOSECOND_DIGITS:], self.key(number)

@@ -79,6 +79,8 @@ class _PassState:
 
     start: Watermark
     mark: Watermark  # as far as the records read allow storing
+    start_rank: Rank  # ``start`` and ``mark`` as the ERP orders them
+    mark_rank: Rank
     frozen: bool = False  # a record ahead of the moment asked: the mark moves no further
     beyond: bool = False  # a record dated beyond now + the allowance: the pass ends
     previous: Rank | None = None
@@ -142,7 +144,8 @@ class ApiReader:
         return changes_since(self._api, since)
 
     async def units(self, start: Watermark) -> AsyncIterator[InboundUnit]:
-        state = _PassState(start=start, mark=start)
+        begun = self._order.of(start)
+        state = _PassState(start=start, mark=start, start_rank=begun, mark_rank=begun)
         read = self._api.read
         pass_paginator = paginator(
             read.paging,
@@ -294,14 +297,15 @@ class ApiReader:
                 if key is not None:
                     self._seen.saw(key[1], key[0])
                     finer = self._finer(item)
-                    if self._order.rank(*key, finer) > self._order.of(state.start):
-                        self._advance(state, key, finer, asked, now)
+                    rank = self._order.rank(*key, finer)
+                    if rank > state.start_rank:
+                        self._advance(state, Watermark(*key, finer), rank, asked=asked, now=now)
                 refuse_record(unit, index, item, exc.problems, state.refused)
                 continue
             key = (order.updated_at, order.number)
             finer = self._finer(item)
             rank = self._order.rank(*key, finer)
-            if rank <= self._order.of(state.start):
+            if rank <= state.start_rank:
                 self._seen.saw(order.number, order.updated_at)
                 continue  # read already (an API that ignores the filter)
             if state.previous is not None and rank < state.previous:
@@ -310,7 +314,7 @@ class ApiReader:
             if order.number in state.seen:
                 state.repeats += 1
             state.seen.add(order.number)
-            self._advance(state, key, finer, asked, now)
+            self._advance(state, Watermark(*key, finer), rank, asked=asked, now=now)
             if self._is_echo(order, item):
                 echoed += 1
                 continue
@@ -357,20 +361,14 @@ class ApiReader:
         return self._echoes.is_echo(key, content, version)
 
     def _advance(
-        self,
-        state: _PassState,
-        key: tuple[datetime, int],
-        finer: str,
-        asked: datetime,
-        now: datetime,
+        self, state: _PassState, mark: Watermark, rank: Rank, *, asked: datetime, now: datetime
     ) -> None:
+        """A record read after the start, ``mark`` its key: the mark moves to it unless frozen."""
         state.fresh += 1
-        stamp = key[0]
+        stamp = mark.since
         if dated_ahead(stamp, now, self._skew):
             state.beyond = True  # handed on for the pipeline to refuse; the mark stays before it
         if state.beyond or stamp > asked:
             state.frozen = True
-        if not state.frozen:
-            mark = Watermark(*key, finer)
-            if self._order.of(mark) > self._order.of(state.mark):
-                state.mark = mark
+        if not state.frozen and rank > state.mark_rank:
+            state.mark, state.mark_rank = mark, rank
