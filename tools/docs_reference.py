@@ -218,7 +218,12 @@ def mapping_reference() -> str:
 
 def api_description_reference() -> str:
     """The declarative HTTP connector's API description (``[api]``), key by key."""
-    from tracos_sync.connectors.declarative_http import auth_spec, description, paging_spec
+    from tracos_sync.connectors.declarative_http import (
+        auth_spec,
+        description,
+        paging_spec,
+        transport_spec,
+    )
 
     parts = [
         "Top level:",
@@ -228,6 +233,8 @@ def api_description_reference() -> str:
         "`[write]` and `[write.version]`:",
         fields_table(description.WriteSpec, variables=False, prefix="write."),
         fields_table(description.VersionSpec, variables=False, prefix="write.version."),
+        "`[tls]`:",
+        fields_table(transport_spec.TlsSpec, variables=False, prefix="tls."),
     ]
     for title, prefix, models in (
         ("`[auth]`, by `type`", "auth.", auth_spec.AuthSpec),

@@ -27,7 +27,7 @@ import structlog
 
 from tracos_sync.app import Database, Integration, Runtime, open_database
 from tracos_sync.domain.errors import ConfigurationError, DatabaseUnavailable, DestinationUnwritable
-from tracos_sync.domain.ports import SupportsBacklog, SupportsInputEvents
+from tracos_sync.domain.ports import SupportsBacklog, SupportsCertificates, SupportsInputEvents
 from tracos_sync.failures import describe_error
 from tracos_sync.outcomes import RunOutcome, publish
 from tracos_sync.runs import sweep
@@ -285,6 +285,10 @@ async def _observe_backlogs(
             backlog = await until_stopped(connector.backlog(), stop)
             metrics.inbound_waiting.set(backlog.waiting)
             metrics.inbound_oldest.set(backlog.oldest_seconds or 0)
+        if isinstance(connector, SupportsCertificates):
+            expiry = await asyncio.to_thread(connector.certificate_expiry)
+            if expiry is not None:
+                metrics.certificate(expiry)
     except Abandoned:
         raise
     except Exception as exc:

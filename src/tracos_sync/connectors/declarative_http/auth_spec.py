@@ -1,7 +1,8 @@
 """How an API description says who we are: the ``[auth]`` table, one of five kinds by ``type``.
 
 Every secret (token, password, key, client secret) is ``${NAME}`` in the file, taken from the
-environment (``EnvSecret``); ``secrets()`` lists them for redaction.
+environment, or ``file:/path``, a mounted file read again when it changes (``EnvSecret``);
+``secrets()`` lists them for redaction.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 from tracos_sync.logs import base64_form
 
 from .environment import EnvSecret, HeaderSecret
+from .secret_files import secret_values
 
 _MODEL = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
@@ -41,11 +43,12 @@ class BearerAuth(BaseModel):
     type: Literal["bearer"]
     """`bearer`: a token the ERP issued, sent as `Authorization: Bearer …`."""
     token: HeaderSecret
-    """The token, as `${NAME}` (from the environment; never printed): printable ASCII without
+    """The token, as `${NAME}` (from the environment) or `file:/path` (a mounted file, read
+    again when it changes); never printed: printable ASCII without
     spaces."""
 
     def secrets(self) -> list[str]:
-        return [self.token.get_secret_value()]
+        return secret_values(self.token)
 
 
 class BasicAuth(BaseModel):
@@ -58,13 +61,14 @@ class BasicAuth(BaseModel):
     username: str = Field(pattern=r"^[^:]+$")
     """The user name (may be `${NAME}`); it must not hold `:`."""
     password: EnvSecret
-    """The password, as `${NAME}` (from the environment; never printed)."""
+    """The password, as `${NAME}` (from the environment) or `file:/path` (a mounted file, read
+    again when it changes); never printed."""
 
     def secrets(self) -> list[str]:
         # The header value too: an ERP that echoes it shows base64(user:password), in which the
         # password's own Base64 forms do not appear (their alignment differs).
-        password = self.password.get_secret_value()
-        return [password, basic_credentials(self.username, password)]
+        passwords = secret_values(self.password)
+        return [*passwords, *(basic_credentials(self.username, p) for p in passwords)]
 
 
 class ApiKeyAuth(BaseModel):
@@ -79,11 +83,12 @@ class ApiKeyAuth(BaseModel):
     send_in: Literal["header", "query"] = "header"
     """Where it goes: a header, or a query parameter (percent-encoded, added to every URL)."""
     key: HeaderSecret
-    """The key, as `${NAME}` (from the environment; never printed): printable ASCII without
+    """The key, as `${NAME}` (from the environment) or `file:/path` (a mounted file, read again
+    when it changes); never printed: printable ASCII without
     spaces (percent-encoded in a query)."""
 
     def secrets(self) -> list[str]:
-        return [self.key.get_secret_value()]
+        return secret_values(self.key)
 
 
 class ClientCredentialsAuth(BaseModel):
@@ -99,7 +104,8 @@ class ClientCredentialsAuth(BaseModel):
     client_id: str = Field(min_length=1)
     """Our client id there (may be `${NAME}`)."""
     client_secret: EnvSecret
-    """Our client secret, as `${NAME}` (from the environment; never printed)."""
+    """Our client secret, as `${NAME}` (from the environment) or `file:/path` (a mounted file,
+    read again when it changes); never printed."""
     scope: str | None = None
     """The scopes asked for, space-separated; unset: the server's default."""
     client_auth: Literal["basic", "body"] = "basic"
@@ -113,10 +119,11 @@ class ClientCredentialsAuth(BaseModel):
     """A token endpoint answer larger than this is refused (fatal for the run)."""
 
     def secrets(self) -> list[str]:
-        secret = self.client_secret.get_secret_value()
+        secrets = secret_values(self.client_secret)  # a file's values read lately too
         if self.client_auth == "body":
-            return [secret]
-        return [secret, basic_credentials(*self.basic_pair())]
+            return secrets
+        pairs = (basic_credentials(quote_plus(self.client_id), quote_plus(s)) for s in secrets)
+        return [*secrets, *pairs]
 
     def basic_pair(self) -> tuple[str, str]:
         """The id and secret as HTTP Basic sends them to the token endpoint: each form-encoded

@@ -34,16 +34,22 @@ from pydantic import (
 
 from tracos_sync.config import validation_problems
 from tracos_sync.domain.errors import ConfigurationError
+from tracos_sync.logs import uri_secrets
 
 from .auth_spec import AuthSpec, HeaderName, NoAuth
 from .environment import hidden_keys, resolve
 from .paging_spec import BodyPath, KeysetPaging, PagingSpec
 from .query import placeholders
+from .transport_spec import TlsSpec
 
 _MODEL = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 # The secret fields: their values are never shown in an error, whatever their key's name says.
-SECRET_FIELDS = frozenset({"token", "password", "key", "client_secret"})
+SECRET_FIELDS = frozenset({"token", "password", "key", "client_secret", "key_passphrase", "proxy"})
+# The keys that take a secret (``${NAME}``, ``file:/path``, or ``NAME_FILE`` for ``${NAME}``).
+SECRET_KEYS = frozenset(
+    {"auth.token", "auth.password", "auth.key", "auth.client_secret", "tls.key_passphrase"}
+)
 
 
 def _template(allowed: frozenset[str], required: frozenset[str]) -> AfterValidator:
@@ -194,6 +200,12 @@ class ApiDescription(BaseModel):
     """How the ERP's changes are read."""
     write: WriteSpec | None = None
     """How work orders are written back; unset: the API is read only."""
+    tls: TlsSpec = Field(default_factory=TlsSpec)
+    """Whom we trust and who we are over HTTPS (`ca`, `cert`, `key`): see `[tls]`."""
+    proxy: HttpUrl | None = None
+    """The proxy every request goes through (`http://proxy:3128`; credentials as
+    `http://user:${PROXY_PASSWORD}@proxy:3128`, never printed); unset: `HTTPS_PROXY`,
+    `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` from the environment."""
 
     @model_validator(mode="after")
     def _plain_base_url(self) -> ApiDescription:
@@ -208,7 +220,8 @@ class ApiDescription(BaseModel):
     def secrets(self) -> list[str]:
         """Every secret of the description, for redaction (tokens fetched later are the auth
         plugin's own: ``ClientCredentials.secrets()``)."""
-        return self.auth.secrets()
+        found = [*self.auth.secrets(), *self.tls.secrets()]
+        return found if self.proxy is None else [*found, *uri_secrets(str(self.proxy))]
 
 
 def load_description(
@@ -217,7 +230,7 @@ def load_description(
     """The description in ``table`` with ``${NAME}`` replaced from ``variables`` at any depth, or
     ``ConfigurationError`` beginning with ``where`` and naming each wrong key (never showing a
     value that came from the environment)."""
-    resolved = resolve(dict(table), where, variables)
+    resolved = resolve(dict(table), where, variables, secrets=SECRET_KEYS)
     try:
         return ApiDescription.model_validate(resolved)
     except ValidationError as exc:
@@ -227,7 +240,7 @@ def load_description(
         raise ConfigurationError(f"{where}: " + "; ".join(problems)) from None
 
 
-TABLES = frozenset({"auth", "read", "write", "paging", "version", "query", "since", "after"})
+TABLES = frozenset({"auth", "read", "write", "paging", "version", "query", "since", "after", "tls"})
 _UNIONS = frozenset({"auth", "paging"})
 
 

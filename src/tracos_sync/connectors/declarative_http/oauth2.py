@@ -60,8 +60,8 @@ class ClientCredentials(httpx.Auth):
         self.fetches = 0  # tokens fetched, for tests and a log line
 
     def secrets(self) -> list[str]:
-        """The client secret (and the Basic credentials made of it) and the tokens fetched
-        lately: never to be shown."""
+        """The client secret (a file's values read lately too, and the Basic credentials made
+        of each) and the tokens fetched lately: never to be shown."""
         return [*self._spec.secrets(), *self._issued]
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, Any, None]:

@@ -10,6 +10,9 @@
   written, not refused.
 - other 4xx: this one request is refused (``RecordRejected``): a record to quarantine.
 - 3xx, an answer too large: ``ProtocolError``, fatal for the run.
+- a TLS handshake that fails on a certificate (the API's not verified, ours refused), a proxy
+  that refuses our credentials: ``CredentialsRefused``, fatal for the run (``transport``'s
+  ``tls_refusal`` and ``proxy_refusal`` name the setting).
 
 Every message is redacted (the secrets as they are now: a token fetched at run time included;
 URL credentials) before it is cut short. The connector's one ``httpx.AsyncClient`` is given, with
@@ -40,6 +43,7 @@ from tracos_sync.logs import MIN_SHOWN, redact_text
 
 from .bounded_body import ACCEPT_ENCODING, UnreadableBody, read_bounded
 from .retrying import ApiTransient, WaitHonouringRetryAfter, retry_after
+from .transport import closed_hint, proxy_refusal, tls_refusal
 
 log = structlog.get_logger("tracos_sync.http")
 
@@ -203,7 +207,14 @@ class Requester:
                 f"{what}: the answer cannot be decoded: {self._text(exc)}"
             ) from None
         except httpx.TransportError as exc:
-            raise ApiTransient(f"{type(exc).__name__}: {self._text(exc)}") from None
+            refusal = tls_refusal(exc) or proxy_refusal(exc)
+            if refusal is not None:  # not worth retrying: a setting must change
+                raise CredentialsRefused(f"{what}: {refusal}") from None
+            said = self._text(exc) if str(exc) else "no answer"
+            hint = closed_hint(exc)
+            raise ApiTransient(
+                f"{type(exc).__name__}: {said}" + (f"; {hint}" if hint else "")
+            ) from None
         self._classify(what, response, body)
         return response, body
 
