@@ -8,8 +8,11 @@ environment, or ``file:/path``, a mounted file read again when it changes (``Env
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import quote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+
+from tracos_sync.logs import base64_form
 
 from .environment import EnvSecret, HeaderSecret
 from .secret_files import secret_values
@@ -62,7 +65,10 @@ class BasicAuth(BaseModel):
     again when it changes); never printed."""
 
     def secrets(self) -> list[str]:
-        return secret_values(self.password)
+        # The header value too: an ERP that echoes it shows base64(user:password), in which the
+        # password's own Base64 forms do not appear (their alignment differs).
+        passwords = secret_values(self.password)
+        return [*passwords, *(basic_credentials(self.username, p) for p in passwords)]
 
 
 class ApiKeyAuth(BaseModel):
@@ -105,14 +111,30 @@ class ClientCredentialsAuth(BaseModel):
     client_auth: Literal["basic", "body"] = "basic"
     """How the client authenticates to the token endpoint: HTTP Basic (RFC 6749 §2.3.1, the
     default every server must accept) or `client_id`/`client_secret` in the form body."""
-    refresh_before_seconds: float = Field(60.0, ge=0, le=3_600)
+    refresh_before_seconds: float = Field(60.0, ge=0, le=3_600, strict=True)
     """A token is fetched again this long before it expires (so that no request goes out with a
-    token that expires on the way)."""
-    max_token_bytes: int = Field(65_536, ge=1_024, le=16 * 1024 * 1024)
+    token that expires on the way); at most half its lifetime before (a warning says so once),
+    so that a token living shorter than this is not fetched again for every request."""
+    max_token_bytes: int = Field(65_536, ge=1_024, le=16 * 1024 * 1024, strict=True)
     """A token endpoint answer larger than this is refused (fatal for the run)."""
 
     def secrets(self) -> list[str]:
-        return secret_values(self.client_secret)
+        secrets = secret_values(self.client_secret)  # a file's values read lately too
+        if self.client_auth == "body":
+            return secrets
+        pairs = (basic_credentials(quote_plus(self.client_id), quote_plus(s)) for s in secrets)
+        return [*secrets, *pairs]
+
+    def basic_pair(self) -> tuple[str, str]:
+        """The id and secret as HTTP Basic sends them to the token endpoint: each form-encoded
+        first (RFC 6749 §2.3.1)."""
+        return quote_plus(self.client_id), quote_plus(self.client_secret.get_secret_value())
+
+
+def basic_credentials(username: str, password: str) -> str:
+    """The value of ``Authorization: Basic …`` (RFC 7617, UTF-8 as httpx encodes it): a secret
+    of its own, since the password does not show in it as any of its own forms."""
+    return base64_form(f"{username}:{password}".encode())
 
 
 AuthSpec = Annotated[

@@ -98,7 +98,7 @@ class ReadSpec(BaseModel):
     `{number}`, in one parameter (`LastChangeDateTime gt {since} or (LastChangeDateTime eq
     {since} and MaintenanceOrder gt '{number}')`) or two (`updatedSince = "{since}"`,
     `afterOrderNo = "{number}"`): each page of the `keyset` style, and a pass resumed."""
-    filter_first_pass: bool = False
+    filter_first_pass: bool = Field(False, strict=True)
     """`false`: the first pass asks `read.query` alone (every record); `true`: it asks
     `read.after` (or `read.since`) too, from 1970-01-01T00:00:00Z and key 0 as the mapping writes
     them, for an API whose filter parameters are required."""
@@ -106,9 +106,9 @@ class ReadSpec(BaseModel):
     """How `{since}` and `{number}` are written: `mapping`, as the mapping writes `updated_at`
     and the key (`updated_at` must then be one field); `iso`, ISO 8601 UTC with milliseconds
     (`2024-05-01T12:00:00.000Z`) and the key as a plain integer, whatever the records' format."""
-    page_size: int = Field(100, ge=1, le=10_000)
+    page_size: int = Field(100, ge=1, le=10_000, strict=True)
     """Records asked for per page (the API may send fewer)."""
-    max_pages: int = Field(1_000, ge=1, le=1_000_000)
+    max_pages: int = Field(1_000, ge=1, le=1_000_000, strict=True)
     """Pages read per pass at most: an API whose paging never ends costs one bounded pass."""
     paging: PagingSpec
     """How the API pages (`style`: `page_number`, `offset`, `cursor`, `link_header`,
@@ -178,8 +178,9 @@ class WriteSpec(BaseModel):
     version: VersionSpec | None = None
     """The ERP's version sent with each update (`If-Match`); unset: writes are not conditional
     (a change made in the ERP since we read it can be overwritten)."""
-    superseded: list[Annotated[int, Field(ge=400, le=499)]] = Field(
-        default_factory=lambda: [409, 412]
+    # A default, not a factory: the generated reference shows it (the model is frozen).
+    superseded: list[Annotated[int, Field(ge=400, le=499, strict=True)]] = Field(
+        default=[409, 412], strict=True
     )
     """The answers that mean the ERP holds a newer version: counted superseded, not written,
     never refused."""

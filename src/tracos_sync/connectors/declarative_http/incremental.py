@@ -2,8 +2,9 @@
 (or, from a (time, key) watermark and for every ``keyset`` page, ``read.after``).
 
 The time and the key arrive formatted as the API writes them (the mapping's job: an OData
-timestamp, a key with its leading zeros and ``'`` doubled inside a string literal); here they
-are only put in their places and the query encoded (``%20``, never ``+``).
+timestamp, a key with its leading zeros); here they are put in their places (``query.fill``: a
+``'`` of a value written between single quotes, an OData string literal, is doubled) and the
+query encoded (``%20``, never ``+``).
 """
 
 from __future__ import annotations

@@ -19,9 +19,11 @@ written as the mapping writes them (``client_updated``, ``client_key``).
   the pass ends with its page (what follows is later still).
 - Records at or before the watermark are skipped (an API that ignores the filter); records out
   of (time, key) order are a ``ProtocolError`` (the watermark rule needs the order: set
-  ``read.query``'s ``$orderby``), and so are ``read.max_pages`` keyset pages that brought nothing
-  after the watermark (paging that does not end); a record the mapping refuses is a dead letter,
-  reported once a pass, and its key (when readable) moves the watermark past it.
+  ``read.query``'s ``$orderby``; both compare as the ERP orders, ``order.ErpOrder``: the last
+  update at the precision the ERP wrote it, the key as it writes it), and so are
+  ``read.max_pages`` keyset pages that brought nothing after the watermark (paging that does
+  not end); a record the mapping refuses is a dead letter, reported once a pass, and its key
+  (when readable) moves the watermark past it.
 - With an echo guard (a description with ``[write]``), a record that is one of our own writes
   coming back (``Echoes.is_echo``: its version is one our write got back, or it holds what we
   wrote) is not handed on: it is not applied, and moves only the watermark. Every record read
@@ -51,13 +53,14 @@ from ..client_erp.codec import ParseError, parse_json
 from .description import ApiDescription
 from .echoes import Echoes, content_hash
 from .incremental import changes_after, changes_since
+from .order import ErpOrder, Rank, finer_digits
 from .pages import Pages
 from .paginators import Page, paginator
 from .paging_spec import KeysetPaging
 from .requester import ProtocolError, Requester
 from .selector import expected_shape, field_at, page_records
 from .versions import ErpVersions
-from .watermark import PageHandle, Watermark, refuse_record
+from .watermark import PageHandle, Watermark, refuse_record, with_finer
 
 log = structlog.get_logger("tracos_sync.http")
 
@@ -77,14 +80,17 @@ class _PassState:
 
     start: Watermark
     mark: Watermark  # as far as the records read allow storing
+    start_rank: Rank  # ``start`` and ``mark`` as the ERP orders them
+    mark_rank: Rank
     frozen: bool = False  # a record ahead of the moment asked: the mark moves no further
     beyond: bool = False  # a record dated beyond now + the allowance: the pass ends
-    previous: tuple[datetime, int] | None = None
+    previous: Rank | None = None
     seen: set[int] = field(default_factory=set)
     repeats: int = 0
     refused: set[str] = field(default_factory=set)
     fresh: int = 0  # records read after the watermark
-    last_key: tuple[datetime, int] | None = None  # the last readable key of the latest page
+    # The last readable key of the latest page, with its finer digits.
+    last_key: tuple[datetime, int, str] | None = None
 
 
 class ApiReader:
@@ -108,6 +114,7 @@ class ApiReader:
         # Where a record read holds its version: a list answer's ETag is no record's.
         self._version_field = version.field if version is not None else None
         self._mapping = mapping
+        self._order = ErpOrder(mapping)
         self._requester = requester
         self._skew = clock_skew
         self._clock = clock
@@ -119,24 +126,27 @@ class ApiReader:
         """The newest last update believed now."""
         return self._clock() + self._skew
 
-    def query_values(self, key: tuple[datetime, int]) -> tuple[str, str]:
-        """The (time, key) as the API's query writes them (``read.watermark_format``)."""
+    def query_values(self, key: tuple[datetime, int], finer: str = "") -> tuple[str, str]:
+        """The (time, key) as the API's query writes them (``read.watermark_format``), the time
+        with the ERP's digits finer than a millisecond (``finer``) kept."""
         stamp, number = key
         if self._api.read.watermark_format == "iso":
-            return format_instant(stamp), str(number)
-        written = self._mapping.client_updated(stamp)
-        return client_text(written[0]), client_text(self._mapping.client_key(number))
+            return with_finer(format_instant(stamp), finer), str(number)
+        written = self._mapping.client_updated(stamp)[0]
+        since = with_finer(written, finer) if isinstance(written, str) else client_text(written)
+        return since, client_text(self._mapping.client_key(number))
 
     def start_url(self, start: Watermark) -> httpx.URL:
         if start == Watermark() and not self._api.read.filter_first_pass:
             return changes_since(self._api, None)
-        since, number = self.query_values((start.since, start.after))
+        since, number = self.query_values((start.since, start.after), start.finer)
         if self._api.read.after:
             return changes_after(self._api, since, number)
         return changes_since(self._api, since)
 
     async def units(self, start: Watermark) -> AsyncIterator[InboundUnit]:
-        state = _PassState(start=start, mark=start)
+        begun = self._order.of(start)
+        state = _PassState(start=start, mark=start, start_rank=begun, mark_rank=begun)
         read = self._api.read
         pass_paginator = paginator(
             read.paging,
@@ -231,15 +241,19 @@ class ApiReader:
                 "list records: no record of the page has a readable key and last update: "
                 "keyset paging cannot go on"
             )
-        since, number = self.query_values(state.last_key)
-        return changes_after(self._api, since, number)
+        stamp, number, finer = state.last_key
+        since, written = self.query_values((stamp, number), finer)
+        return changes_after(self._api, since, written)
 
-    def _last_key(self, records: list[Any]) -> tuple[datetime, int] | None:
+    def _last_key(self, records: list[Any]) -> tuple[datetime, int, str] | None:
         for item in reversed(records):
             key = self._mapping.key_of(item)
             if key is not None:
-                return key
+                return (*key, self._finer(item))
         return None
+
+    def _finer(self, item: Any) -> str:
+        return finer_digits(self._mapping.updated_raw(item))
 
     async def _fetch(self, url: httpx.URL, headers: Mapping[str, str]) -> Page:
         what = f"list records ({self._requester.excerpt(str(url), 300)})"
@@ -280,26 +294,25 @@ class ApiReader:
                 key = self._mapping.key_of(item)
                 if key is not None:
                     self._seen.saw(key[1], key[0])
-                if key is not None and not state.start.passes(*key):
-                    self._advance(state, key, asked, now)
+                    finer = self._finer(item)
+                    rank = self._order.rank(*key, finer)
+                    if rank > state.start_rank:
+                        self._advance(state, Watermark(*key, finer), rank, asked=asked, now=now)
                 refuse_record(unit, index, item, exc.problems, state.refused)
                 continue
             key = (order.updated_at, order.number)
-            if state.start.passes(*key):
+            finer = self._finer(item)
+            rank = self._order.rank(*key, finer)
+            if rank <= state.start_rank:
                 self._seen.saw(order.number, order.updated_at)
                 continue  # read already (an API that ignores the filter)
-            if state.previous is not None and key < state.previous:
-                raise ProtocolError(
-                    f"list records ({name}): record {index} ({self._mapping.number_path} "
-                    f"{order.number}, {self._mapping.updated_path} "
-                    f"{format_instant(order.updated_at)}) is out of order: the API must answer "
-                    "records ordered by last update, then key (set read.query's $orderby)"
-                )
-            state.previous = key
+            if state.previous is not None and rank < state.previous:
+                raise ProtocolError(self._out_of_order(name, index, item, order.number))
+            state.previous = rank
             if order.number in state.seen:
                 state.repeats += 1
             state.seen.add(order.number)
-            self._advance(state, key, asked, now)
+            self._advance(state, Watermark(*key, finer), rank, asked=asked, now=now)
             if self._is_echo(order, item):
                 unit.echoes += 1
                 continue
@@ -308,6 +321,26 @@ class ApiReader:
             assert unit.positions is not None
             unit.positions.append(index)
         return unit
+
+    def _out_of_order(self, name: str, index: int, item: Any, number: int) -> str:
+        """The message for a record before the one read last, in the ERP's order; the advice
+        depends on whether ``read.query`` asks for an order already."""
+        mapping = self._mapping
+        said = (
+            f"list records ({name}): record {index} ({mapping.number_path} "
+            f"{self._order.key(number)!r}, "
+            f"{mapping.updated_path} {mapping.updated_raw(item)!r}) is out of order: the API must "
+            "answer records ordered by last update, then key"
+        )
+        asked = {n: v for n, v in self._api.read.query.items() if n.lower() == "$orderby"}
+        if not asked:
+            return f"{said} (set read.query's $orderby)"
+        (name_, value), *_ = asked.items()
+        return (
+            f"{said}, and read.query's {name_} = {value!r} asks for an order that the API does "
+            "not keep on these records: check that it names the mapping's last-update field "
+            "then its key, and that the API sorts them as written (text keys as text)"
+        )
 
     def _is_echo(self, order: WorkOrder, item: Any) -> bool:
         """Whether ``item`` (decoded: ``order``) is our own write coming back; either way the
@@ -326,13 +359,14 @@ class ApiReader:
         return self._echoes.is_echo(key, content, version)
 
     def _advance(
-        self, state: _PassState, key: tuple[datetime, int], asked: datetime, now: datetime
+        self, state: _PassState, mark: Watermark, rank: Rank, *, asked: datetime, now: datetime
     ) -> None:
+        """A record read after the start, ``mark`` its key: the mark moves to it unless frozen."""
         state.fresh += 1
-        stamp = key[0]
+        stamp = mark.since
         if dated_ahead(stamp, now, self._skew):
             state.beyond = True  # handed on for the pipeline to refuse; the mark stays before it
         if state.beyond or stamp > asked:
             state.frozen = True
-        if not state.frozen:
-            state.mark = max(state.mark, Watermark(*key))
+        if not state.frozen and rank > state.mark_rank:
+            state.mark, state.mark_rank = mark, rank
