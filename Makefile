@@ -14,8 +14,10 @@ export SECANTUSD_BIN ?= $(abspath $(SECANTUSD))
 # its packages and its own Node 22 under .tools/cap (shared by every checkout, like the rest of
 # .tools, and out of the way of the repository's files).
 CAP := $(TOOLS)/cap
+# Where `make cap-erp` serves (CAP's own default port).
+CAP_PORT ?= 4004
 
-.PHONY: help install tools tools-cap run seed test faults chaos lint format clean clean-data lock bench bench-memory bench-latency bench-integrations bench-http demo-http docs docs-serve docs-tables
+.PHONY: help install tools tools-cap run seed test faults chaos lint format clean clean-data lock bench bench-memory bench-latency bench-integrations bench-http demo-http cap-erp docs docs-serve docs-tables
 
 help:
 	@echo "make run           one full sync; on the embedded local server (no MONGO_URI in the environment"
@@ -23,6 +25,8 @@ help:
 	@echo "make seed          write sample data (embedded server unless MONGO_URI is set, here or in .env);"
 	@echo "                   FORCE=1 writes it even where work orders already are (seed --force)"
 	@echo "make demo-http     the HTTP connector: a fake ERP API, an embedded server, one sync each way"
+	@echo "make cap-erp       SAP's CAP OData server (S/4HANA's maintenance order, sample orders) on"
+	@echo "                   127.0.0.1:$(CAP_PORT) (CAP_PORT=...), in the foreground, fresh each start; Ctrl-C stops it"
 	@echo "make test          the documentation build, then the test suite (unit, property, end to end, faults, docs)"
 	@echo "make faults        the fault tests only"
 	@echo "make chaos         the randomized fault campaign, long profile (CHAOS_SECONDS=600)"
@@ -34,7 +38,8 @@ help:
 	@echo "make bench         throughput against the raw limit and a naive baseline (N=5000)"
 	@echo "make bench-memory  peak memory of a large run (N=100000)"
 	@echo "make bench-integrations  ten small integrations in one run against one holding all their work"
-	@echo "make bench-http    the declarative HTTP writer against SAP's CAP server: 5,000 orders, against a bare httpx loop"
+	@echo "make bench-http    the api connector against SAP's CAP server, 5,000 orders read and written, against a bare"
+	@echo "                   httpx loop sending the same requests (fails over 1.3x)"
 	@echo "make bench-latency file -> TracOS and TracOS -> file latency while watch runs (RATES=50,400 DURATION=30)"
 	@echo "make install       the project's environment (.venv, from poetry.lock)"
 	@echo "make tools         the embedded server's own environment (.tools/secantusdb)"
@@ -96,6 +101,12 @@ run: install
 demo-http: install tools
 	$(VENV)/bin/python tools/demo_http.py
 
+# SAP's CAP server as an API customer's ERP (docs/tutorials/api-customer.md): S/4HANA's maintenance
+# order with five sample orders, in the foreground, its data in a folder of its own removed when
+# it stops (Ctrl-C, or SIGTERM: make passes its own on).
+cap-erp: install tools-cap
+	$(VENV)/bin/python -m tests.support.cap --port $(CAP_PORT) --samples
+
 # Refused (exit 2) where work orders already are: the CLI says `--force`, a make user needs FORCE=1.
 seed: install
 	$(DATABASE_CHOICE)
@@ -146,10 +157,11 @@ bench-memory: install tools
 bench-integrations: install tools
 	$(VENV)/bin/python bench/integrations.py --integrations $${INTEGRATIONS:-10} --per $${PER:-200}
 
-# The declarative HTTP connector's writer against SAP's CAP server: 5,000 orders created then
-# updated, against a bare httpx loop sending the same requests (fails over 1.3x).
+# The api connector against SAP's CAP server, each way against a bare httpx loop sending the same
+# requests (fails over 1.3x): 5,000 orders read, and 5,000 created then updated.
+# BENCH_HTTP_ORDERS=500 checks that it runs, in a fraction of the time.
 bench-http: install tools-cap
-	BENCH_HTTP=1 $(VENV)/bin/pytest -p no:cacheprovider -q -s -n 0 tests/e2e/test_api_writer_cap.py -k timed_against
+	BENCH_HTTP=1 $(VENV)/bin/pytest -p no:cacheprovider -q -s -n 0 tests/e2e/test_api_reader_cap.py tests/e2e/test_api_writer_cap.py -k timed_against
 
 bench-latency: install tools
 	$(VENV)/bin/python bench/latency.py --rates $${RATES:-50,400} --duration $${DURATION:-30} --edit-rate $${EDIT_RATE:-50}

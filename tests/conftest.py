@@ -39,6 +39,13 @@ def cap(cap_server: CapServer) -> CapServer:
     return cap_server
 
 
+@pytest.fixture
+def own_cap() -> Iterator[CapServer]:
+    """A CAP server of the test's own, to kill and restart (slower to start than ``cap``)."""
+    with running_cap_server() as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def mongo(server: Server) -> Iterator[MongoClient[dict[str, Any]]]:
     with MongoClient(server.uri, tz_aware=True) as client:

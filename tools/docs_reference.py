@@ -12,6 +12,7 @@ meaning is its description (the docstring under it), and a field without one fai
 from __future__ import annotations
 
 import ast
+import json
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -95,11 +96,16 @@ def _allowed(prop: Schema, defs: Schema) -> str:
     return ", ".join(found)
 
 
-def _default(name: str, prop: Schema, required: list[str]) -> str:
+def _default(name: str, prop: Schema, required: list[str], model: type[BaseModel]) -> str:
     if name in required:
         return "required"
-    if "default" not in prop:
-        return "empty"
+    if "default" not in prop:  # a default factory: its value, which the schema does not show
+        made = model.model_fields[name].get_default(call_default_factory=True)
+        if isinstance(made, BaseModel):
+            shown = made.model_dump(exclude_none=True)
+            fields = ", ".join(f"{k} = {json.dumps(v)}" for k, v in shown.items())
+            return f"`{{{fields}}}`" if fields else "empty"
+        return f"`{made}`" if made else "empty"
     value = prop["default"]
     if value is None:
         return "unset"
@@ -128,7 +134,7 @@ def fields_table(model: type[BaseModel], *, variables: bool, prefix: str = "") -
             )
         shown = name.upper() if variables else prefix + name
         rows.append(
-            f"| `{shown}` | {_cell(_type(prop, defs))} | {_default(name, prop, required)} | "
+            f"| `{shown}` | {_cell(_type(prop, defs))} | {_default(name, prop, required, model)} | "
             f"{_cell(_allowed(prop, defs))} | {_cell(description)} |"
         )
     return "\n".join(rows)
@@ -212,7 +218,12 @@ def mapping_reference() -> str:
 
 def api_description_reference() -> str:
     """The declarative HTTP connector's API description (``[api]``), key by key."""
-    from tracos_sync.connectors.declarative_http import auth_spec, description, paging_spec
+    from tracos_sync.connectors.declarative_http import (
+        auth_spec,
+        description,
+        paging_spec,
+        transport_spec,
+    )
 
     parts = [
         "Top level:",
@@ -222,6 +233,8 @@ def api_description_reference() -> str:
         "`[write]` and `[write.version]`:",
         fields_table(description.WriteSpec, variables=False, prefix="write."),
         fields_table(description.VersionSpec, variables=False, prefix="write.version."),
+        "`[tls]`:",
+        fields_table(transport_spec.TlsSpec, variables=False, prefix="tls."),
     ]
     for title, prefix, models in (
         ("`[auth]`, by `type`", "auth.", auth_spec.AuthSpec),

@@ -11,7 +11,8 @@ import os
 import re
 from collections.abc import Callable, Collection
 from functools import cache
-from typing import Annotated, Any, Literal, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
@@ -25,8 +26,8 @@ from tracos_sync.domain.ports import ConnectorConfig
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 log = structlog.get_logger("tracos_sync")
 # Variables whose value is never shown in an error, and those shown without their user info.
-SECRET_WORDS = ("TOKEN", "PASSWORD", "SECRET")
-ADDRESS_WORDS = ("URI", "URL")
+SECRET_WORDS = ("TOKEN", "PASSWORD", "PASSPHRASE", "SECRET")
+ADDRESS_WORDS = ("URI", "URL", "PROXY")
 SHOWN_CHARS = 80
 _USERINFO = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)?.*@", re.IGNORECASE | re.DOTALL)
 
@@ -153,10 +154,48 @@ class Settings(EnvSettings):
     `http`: the ERP's HTTP API)."""
 
 
+def file_variable(variable: str) -> str | None:
+    """``NAME_FILE`` when the setting ``NAME`` may be given as a mounted file (a secret, or an
+    address that may hold credentials); None otherwise."""
+    words = (*SECRET_WORDS, *ADDRESS_WORDS)
+    return f"{variable}_FILE" if any(word in variable for word in words) else None
+
+
+def _from_files(cls: type[BaseSettings], env_file: str | None) -> dict[str, str]:
+    """The secret settings given as ``NAME_FILE`` (the convention of container images: a file
+    Kubernetes or systemd mounts), each the file's content less the whitespace around it; read
+    once, at start-up. ``NAME`` and ``NAME_FILE`` both set is an error (which one wins would be
+    a guess)."""
+    dotenv = dotenv_values(env_file) if env_file is not None and os.path.isfile(env_file) else {}
+    given = {key.upper(): value for key, value in {**dotenv, **os.environ}.items()}
+    found: dict[str, str] = {}
+    for name in cls.model_fields:
+        variable = name.upper()
+        file_name = file_variable(variable)
+        path = given.get(file_name) if file_name else None
+        if not path:
+            continue
+        if given.get(variable) is not None:
+            raise ConfigurationError(f"{variable} and {file_name} are both set: give one")
+        try:
+            text = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigurationError(f"{file_name}: cannot read {path}: {reason}") from None
+        if not text:
+            raise ConfigurationError(f"{file_name}: {path} is empty")
+        found[name] = text
+    return found
+
+
 def load_settings(cls: type[SettingsT], env_file: str | None = ".env") -> SettingsT:
-    """Build ``cls`` from the environment (and ``env_file``), or raise ``ConfigurationError``."""
+    """Build ``cls`` from the environment (and ``env_file``; a secret ``NAME`` also from the
+    file ``NAME_FILE`` names), or raise ``ConfigurationError``."""
     try:
-        return cls(_env_file=env_file)
+        files: dict[str, Any] = _from_files(cls, env_file)
+        # Given as init values (they win over the environment, where NAME is then unset).
+        settings: SettingsT = cast(Any, cls)(_env_file=env_file, **files)
+        return settings
     except ValidationError as exc:
         lines = []
         for err in exc.errors():

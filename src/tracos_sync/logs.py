@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from typing import Any, TextIO
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
@@ -153,19 +153,34 @@ def redact_value(value: Any, secrets: Sequence[str]) -> Any:
 
 class _Redactor:
     """Every value made printable and stripped of secrets (lists and mappings included): a log
-    call must never fail, nor leak, whatever text it is given."""
+    call must never fail, nor leak, whatever text it is given. Secrets given as a function are
+    asked for at each line: a secret read again from a mounted file (rotated) is known too."""
 
-    def __init__(self, secrets: Iterable[str]) -> None:
-        self.secrets = tuple(sorted(set(secrets), key=len, reverse=True))
+    def __init__(self, secrets: Iterable[str] | Callable[[], Iterable[str]]) -> None:
+        self._current = secrets if callable(secrets) else _fixed(tuple(secrets))
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return _longest_first(tuple(self._current()))
 
     def __call__(self, _: WrappedLogger, __: str, event: EventDict) -> EventDict:
+        secrets = self.secrets
         for key, value in event.items():
             if key == "exception" and isinstance(value, str):  # a traceback (DEBUG): keep lines
                 lines = value.split("\n")
-                event[key] = "\n".join(redact_value(line, self.secrets) for line in lines)
+                event[key] = "\n".join(redact_value(line, secrets) for line in lines)
             else:
-                event[key] = redact_value(value, self.secrets)
+                event[key] = redact_value(value, secrets)
         return event
+
+
+def _fixed(secrets: tuple[str, ...]) -> Callable[[], tuple[str, ...]]:
+    return lambda: secrets
+
+
+@functools.lru_cache(maxsize=64)
+def _longest_first(secrets: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sorted(set(secrets), key=len, reverse=True))
 
 
 def _drop_traceback(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
@@ -192,7 +207,7 @@ class _CurrentStderr:
 def configure(
     level: str = "INFO",
     fmt: str = "text",
-    secrets: Iterable[str] = (),
+    secrets: Iterable[str] | Callable[[], Iterable[str]] = (),
     stream: TextIO | None = None,
 ) -> None:
     debug = level == "DEBUG"

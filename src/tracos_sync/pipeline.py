@@ -58,6 +58,9 @@ class RunStats:
     inserted: int = 0
     updated: int = 0
     stale: int = 0
+    # Client records read that were our own writes coming back (an ERP that stamps them): not
+    # applied, nothing changed.
+    echoes: int = 0
     rejected: int = 0
     exported: int = 0
     skipped: int = 0
@@ -85,15 +88,17 @@ class RunStats:
         return any(self.counts().values())
 
     def records_read(self) -> int:
-        """Client records read by inbound: applied, stale or refused."""
-        return self.inserted + self.updated + self.stale + self.rejected
+        """Client records read by inbound: applied, stale, our echoes or refused."""
+        return self.inserted + self.updated + self.stale + self.echoes + self.rejected
 
     def all_refused(self) -> bool:
         """The mapping refused records (at least one) and inbound applied none: likely a mapping
         that does not fit the client's records, not a bad record or two. An input that could
         not be read at all (truncated, not JSON, too large) is the transport's problem, not the
         mapping's: it neither makes nor spoils "all refused"."""
-        return self.refused_by_mapping > 0 and self.inserted + self.updated + self.stale == 0
+        # Our echoes read back are records the mapping read: they spoil "all refused" too.
+        accepted = self.inserted + self.updated + self.stale + self.echoes
+        return self.refused_by_mapping > 0 and accepted == 0
 
 
 async def sync_inbound(
@@ -197,6 +202,7 @@ async def _apply_units(
             unit.refuse(i, refusal.reason)
     stats.rejected += sum(unit.rejected_records for unit in units)
     stats.stale += sum(unit.stale for unit in units)
+    stats.echoes += sum(unit.echoes for unit in units)
 
 
 async def sync_outbound(

@@ -9,6 +9,8 @@ one before was written, so batches grow with the flow.
 
 Whatever one sweep runs into — the database away, a folder unwritable, a report that cannot be
 written, a bug — is logged once per change of state, counted, and waited out; the loop goes on.
+An ERP that asks to wait (``Retry-After``) or refuses our credentials is waited out longer
+(``watch_backoff``).
 On a signal the batch in hand gets a few seconds to finish, then is abandoned (its inputs are
 given back for the next run), and the process exits 0.
 """
@@ -25,12 +27,13 @@ import structlog
 
 from tracos_sync.app import Database, Integration, Runtime, open_database
 from tracos_sync.domain.errors import ConfigurationError, DatabaseUnavailable, DestinationUnwritable
-from tracos_sync.domain.ports import SupportsBacklog, SupportsInputEvents
+from tracos_sync.domain.ports import SupportsBacklog, SupportsCertificates, SupportsInputEvents
 from tracos_sync.failures import describe_error
 from tracos_sync.outcomes import RunOutcome, publish
 from tracos_sync.runs import sweep
 from tracos_sync.stopping import Abandoned, stop_on_signals, until_stopped
 from tracos_sync.syncer import RunOptions, Syncer, open_syncer
+from tracos_sync.watch_backoff import ClientBackoff
 from tracos_sync.watch_events import InputWaker
 from tracos_sync.watch_metrics import IntegrationMetrics, Metrics
 
@@ -181,7 +184,8 @@ async def _watch_integration(
         events=waker is not None,
         **connector.describe(),
     )
-    serving = Serving(runtime, stop, health, own_metrics, reports, waker)
+    backoff = ClientBackoff(settings.watch_interval)
+    serving = Serving(runtime, stop, health, own_metrics, reports, waker, backoff)
 
     async def serve() -> None:
         async with open_syncer(runtime, database, integration, "watch", options) as syncer:
@@ -218,6 +222,7 @@ class Serving:
     metrics: IntegrationMetrics | None
     reports: Reports
     waker: InputWaker | None
+    backoff: ClientBackoff  # the next sweep's wait, for what the client side said
 
 
 async def _serve(syncer: Syncer, serving: Serving) -> None:
@@ -258,7 +263,7 @@ async def _serve(syncer: Syncer, serving: Serving) -> None:
                 waker.swept(outcome.stats, woken)
                 waker.follow(wake)
             failed = outcome.error is not None
-            await _sleep(stop, runtime.settings.watch_interval, None if failed else wake)
+            await _sleep(stop, serving.backoff.after(outcome.error), None if failed else wake)
     finally:
         if waker is not None:
             await waker.close()  # it sets this ``wake``: the next adapters get their own
@@ -280,6 +285,10 @@ async def _observe_backlogs(
             backlog = await until_stopped(connector.backlog(), stop)
             metrics.inbound_waiting.set(backlog.waiting)
             metrics.inbound_oldest.set(backlog.oldest_seconds or 0)
+        if isinstance(connector, SupportsCertificates):
+            expiry = await asyncio.to_thread(connector.certificate_expiry)
+            if expiry is not None:
+                metrics.certificate(expiry)
     except Abandoned:
         raise
     except Exception as exc:

@@ -6,6 +6,7 @@ from typing import Any
 
 import structlog
 
+from tracos_sync.domain.ports import CertificateExpiry
 from tracos_sync.pipeline import RunStats
 
 log = structlog.get_logger("tracos_sync.watch")
@@ -81,6 +82,20 @@ class Metrics:
             ["integration"],
             registry=self.registry,
         )
+        self.certificate_seconds = Gauge(
+            "tracos_sync_client_certificate_seconds_left",
+            "Seconds until the client certificate presented to the client API expires "
+            "(negative once expired); only for an integration that presents one",
+            ["integration"],
+            registry=self.registry,
+        )
+        self.certificate_expiring = Gauge(
+            "tracos_sync_client_certificate_expiring",
+            "1 when the client certificate presented to the client API expires within its "
+            "tls.cert_warning_days (or has expired), else 0",
+            ["integration"],
+            registry=self.registry,
+        )
         self._server: Any = None
 
     def serve(self, address: str, port: int) -> None:
@@ -113,6 +128,13 @@ class IntegrationMetrics:
         self.destination_up = metrics.destination_up.labels(integration)
         self.destination_locked = metrics.destination_locked.labels(integration)
         self.inbound_all_refused = metrics.inbound_all_refused.labels(integration)
+        self._certificate_seconds = metrics.certificate_seconds
+        self._certificate_expiring = metrics.certificate_expiring
+
+    def certificate(self, expiry: CertificateExpiry) -> None:
+        """The client certificate's expiry (a series only for an integration that has one)."""
+        self._certificate_seconds.labels(self._integration).set(expiry.seconds_left)
+        self._certificate_expiring.labels(self._integration).set(1 if expiry.expiring else 0)
 
     def observe(self, stats: RunStats) -> None:
         for outcome, count in stats.counts().items():

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from pymongo import MongoClient
 
 from tests.builders import tracos_doc
 from tests.conftest import Env, Result
 from tests.server import ROOT
-from tests.support.cap import CapServer, batch_creates, running_cap_server
+from tests.support.cap import CapServer, batch_creates
 from tests.support.watching import wait_until
 
 EXAMPLE = ROOT / "examples/integrations-api.toml"
@@ -27,11 +25,14 @@ MAPPING = ROOT / "examples/mappings/s4-maintenance.toml"
 COLLECTION = "s4_workorders"
 
 
-def integrations(env: Env, **read: Any) -> Path:
-    """The example's integration, its mapping found from anywhere and ``read`` keys changed."""
+def integrations(env: Env, *, read_only: bool = False, **read: Any) -> Path:
+    """The example's integration (both ways; ``read_only``: without its ``[write]`` table), its
+    mapping found from anywhere and ``read`` keys changed."""
     text = EXAMPLE.read_text().replace(
         'mapping = "examples/mappings/s4-maintenance.toml"', f'mapping = "{MAPPING}"'
     )
+    if read_only:
+        text = text.split("\n[integration.settings.write]")[0]
     for key, value in read.items():
         text, found = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
         assert found == 1, key
@@ -40,8 +41,8 @@ def integrations(env: Env, **read: Any) -> Path:
     return path
 
 
-def run(env: Env, cap: CapServer, path: Path, *args: str) -> Result:
-    return env.cli("--integrations", str(path), *args, S4_URL=cap.url)
+def run(env: Env, cap: CapServer, path: Path, *args: str, timeout: float = 120) -> Result:
+    return env.cli("--integrations", str(path), *args, timeout=timeout, S4_URL=cap.url)
 
 
 def create_orders(cap: CapServer, numbers: range, **fields: Any) -> None:
@@ -72,13 +73,6 @@ def orders(env: Env, mongo: MongoClient[Any]) -> dict[int, dict[str, Any]]:
 def counts(result: Result) -> dict[str, int]:
     assert result.code == 0, result.output
     return result.counts()
-
-
-@pytest.fixture
-def own_cap() -> Iterator[CapServer]:
-    """A server of the test's own, to kill and restart."""
-    with running_cap_server() as server:
-        yield server
 
 
 def test_new_and_changed_orders_are_read_once_each(
@@ -114,7 +108,7 @@ def test_a_read_only_api_refuses_outbound_loudly_and_loses_nothing(
     """Orders read from the ERP are in sync (no outbound); one made in TracOS cannot go out
     without a [write] table: the run fails saying so, the order stays to send, inbound is done."""
     create_orders(cap, range(1, 4))
-    path = integrations(env)
+    path = integrations(env, read_only=True)
     assert counts(run(env, cap, path, "run"))["inserted"] == 3
     mongo[env.database][COLLECTION].insert_one(tracos_doc(900))
     result = run(env, cap, path, "run")

@@ -1,11 +1,17 @@
 """The ``api`` connector both ways against SAP's own OData v4 server (CAP), through the CLI and a
-real MongoDB, with the example's description and a ``[write]`` table: TracOS's new orders
+real MongoDB, with the example's description and its ``[write]`` table: TracOS's new orders
 created, a changed one updated with ``If-Match``; our writes read back are not taken for the
-ERP's changes, an ERP edit after our write is; an ERP edit racing our write is kept, ours counted
-superseded."""
+ERP's changes (counted ``echoes``), an ERP edit after our write is; an ERP edit racing our write
+is kept, ours counted superseded; an ERP edit that puts back the title of our first write is
+applied; with the ERP's clock a minute ahead, a record read again is not applied over a TracOS
+edit, and a minute behind, an ERP edit after our write is applied; our writes known for ours by a
+new process after CAP restarts; 5,000 orders written once each (CAP's change documents), read
+back across a CAP kill mid-paging. ``watch`` both ways: test_api_connector_cap_watch.py."""
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +20,7 @@ import httpx
 from pymongo import MongoClient
 
 from tests.builders import tracos_doc
-from tests.conftest import Env
+from tests.conftest import Env, Result
 from tests.e2e.test_api_connector_cap import (
     COLLECTION,
     change_order,
@@ -26,21 +32,14 @@ from tests.e2e.test_api_connector_cap import (
 )
 from tests.e2e.test_clocks import shifted
 from tests.support.cap import CapServer
+from tests.support.watching import wait_until
 
 MINUTE = timedelta(minutes=1)
-WRITE = """
-[integration.settings.write]
-path = "MaintenanceOrder('{number}')"
-method = "PATCH"
-create = "MaintenanceOrder"
-version = { source = "record", field = "@odata.etag" }
-"""
 
 
 def writable(env: Env) -> Path:
-    path = integrations(env)
-    path.write_text(path.read_text() + WRITE)
-    return path
+    """The example's integration, which writes (its ``[write]`` table)."""
+    return integrations(env)
 
 
 def in_cap(cap: CapServer, number: int) -> dict[str, Any]:
@@ -79,6 +78,7 @@ def test_tracos_orders_go_to_the_erp_and_our_writes_do_not_come_back_as_changes(
     # CAP stamped our three writes: read back, they are ours, not the ERP's changes.
     again = counts(run(env, cap, path, "run"))
     assert (again["inserted"], again["updated"], again["stale"], again["exported"]) == (0, 0, 0, 0)
+    assert again["echoes"] == 3  # shown: the operator sees what was read and why nothing moved
 
     # An ERP edit after our write is a change.
     change_order(cap, 900, MaintenanceOrderDesc="Fixed in the ERP")
@@ -178,3 +178,54 @@ def test_with_the_erp_clock_behind_an_erp_edit_after_our_write_is_applied(
     assert (edited["updated"], edited["stale"], edited["exported"]) == (1, 0, 0), edited
     assert orders(env, mongo)[911]["title"] == "Chiller - replace filter too"
     assert orders(env, mongo)[911]["status"] == "completed"
+
+
+def test_our_writes_are_known_for_ours_when_cap_restarts_before_the_next_read(
+    env: Env, own_cap: CapServer, mongo: MongoClient[Any]
+) -> None:
+    """The guard is in the connector state: a new process, after a restart of the ERP, knows
+    the orders it reads back for the ones the last process wrote."""
+    path = writable(env)
+    mongo[env.database][COLLECTION].insert_many([tracos_doc(n) for n in range(900, 905)])
+    assert counts(run(env, own_cap, path, "outbound"))["exported"] == 5
+    own_cap.restart()
+    again = counts(run(env, own_cap, path, "run"))
+    assert (again["inserted"], again["updated"], again["stale"]) == (0, 0, 0), again
+    assert (again["echoes"], again["exported"]) == (5, 0), again
+    assert own_cap.writes() == Counter({(f"{n:012d}", "CREATE"): 1 for n in range(900, 905)})
+
+
+def test_5000_orders_go_out_once_each_and_come_back_as_echoes_across_a_restart(
+    env: Env, own_cap: CapServer, mongo: MongoClient[Any]
+) -> None:
+    """5,000 TracOS orders created in the ERP by one ``run``, each written once (the server's
+    change documents say so); read back by the next ``run`` in pages of 10 with CAP killed and
+    started again in the middle of the pass: all 5,000 are our echoes, none applied, none
+    written again."""
+    total = 5_000
+    tracos = mongo[env.database][COLLECTION]
+    tracos.insert_many([tracos_doc(n) for n in range(1, total + 1)])
+    started = time.perf_counter()
+    out = counts(run(env, own_cap, integrations(env), "run", timeout=600))
+    seconds = time.perf_counter() - started
+    assert (out["exported"], out["superseded"], out["rejected"]) == (total, 0, 0), out
+    created = Counter({(f"{n:012d}", "CREATE"): 1 for n in range(1, total + 1)})
+    assert own_cap.writes() == created
+    assert tracos.count_documents({"isSynced": True}) == total
+    print(f"5,000 orders written to CAP in {seconds:.1f} s (the whole CLI run)")
+
+    path = integrations(env, page_size=10)
+    process = env.popen("--integrations", str(path), "run", S4_URL=own_cap.url)
+    state = mongo[env.database]["client_sync_state"]
+    mark = {"_id": f"declarative_http:{own_cap.orders_url}"}
+    wait_until(lambda: (state.find_one(mark) or {}).get("afterOrderNo", 0) >= 500, process, 120)
+    own_cap.kill()
+    assert process.poll() is None and state.find_one(mark)["afterOrderNo"] < total
+    own_cap.start()
+    stdout, stderr = process.communicate(timeout=300)
+    back = Result(process.returncode, stdout, stderr)
+    assert "http.retrying" in back.output
+    read = counts(back)
+    assert (read["inserted"], read["updated"], read["stale"], read["exported"]) == (0, 0, 0, 0)
+    assert read["echoes"] == total, read
+    assert own_cap.writes() == created

@@ -276,6 +276,38 @@ def test_watch_outlives_an_html_page(env: Env, erp: FakeErpState) -> None:
     assert "run.crashed" not in result.output and "Traceback" not in result.output
 
 
+def test_watch_does_not_call_an_erp_before_the_retry_after_it_asked(
+    env: Env, erp: FakeErpState
+) -> None:
+    """``Retry-After: 3600`` beyond a run's budget: one request, then none while the ERP asked
+    for quiet, however many sweeps ``WATCH_INTERVAL`` would have run (it used to be one request
+    a sweep)."""
+    erp.fail_next(429, times=1_000, retry_after=3_600)
+    proc = env.popen("watch", WATCH_INTERVAL="0.2", CLIENT_API_RETRY_SECONDS="1")
+    try:
+        wait_until(lambda: len(erp.requests) >= 1, proc, 30)
+        time.sleep(2)  # ten sweeps' worth of quiet: what is asserted is that nothing comes
+    finally:
+        result, _ = stop(proc)
+    assert result.code == 0, result.output
+    assert len(erp.requests) == 1, erp.requests
+    assert "watch.client_wait" in result.output and "seconds=3600" in result.output
+
+
+def test_watch_asks_again_less_and_less_often_when_our_credentials_are_refused(
+    env: Env, erp: FakeErpState
+) -> None:
+    proc = env.popen("watch", WATCH_INTERVAL="0.2", CLIENT_API_TOKEN="wrong-token-123")
+    try:
+        wait_until(lambda: len(erp.requests) >= 1, proc, 30)
+        time.sleep(3)  # fifteen sweeps' worth: 0.4 + 0.8 + 1.6 s of backoff hold three
+    finally:
+        result, _ = stop(proc)
+    assert result.code == 0, result.output
+    assert 1 <= len(erp.requests) <= 5, erp.requests
+    assert result.output.count("watch.credentials_backoff") == 1, result.output
+
+
 @pytest.mark.parametrize(
     ("body", "phrase"),
     [
@@ -372,7 +404,7 @@ def test_a_retry_after_beyond_the_budget_gives_up_at_once(env: Env, erp: FakeErp
     erp.fail_next(503, times=5, retry_after=3_600)
     started = time.monotonic()
     result = env.cli("inbound", CLIENT_API_RETRY_SECONDS="5")
-    assert_one_clear_failure(result, "asks to retry after 3600s", "HTTP 503")
+    assert_one_clear_failure(result, "asks to be called again in 3600s", "not retried in this run")
     assert len(erp.requests) == 1
     assert time.monotonic() - started < 15
 

@@ -113,6 +113,7 @@ def test_second_run_is_a_no_op(env: Env) -> None:
         "inserted": 0,
         "updated": 0,
         "stale": 0,
+        "echoes": 0,
         "rejected": 0,
         "exported": 0,
         "skipped": 0,

@@ -6,6 +6,7 @@ keeps every order, as a real ERP does across a restart."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import shutil
@@ -14,6 +15,7 @@ import sqlite3
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +32,9 @@ SERVICE_PATH = "/odata/v4/maintenance"
 # What the model's folder holds for the server; package.json carries CAP's settings (database,
 # page size), server.js how it starts.
 PROJECT_FILES = ("package.json", "server.js", "db", "srv")
-# The table behind MaintenanceOrder: CAP names it namespace_entity.
+# The tables behind MaintenanceOrder and its change documents: CAP names them namespace_entity.
 ORDERS_TABLE = "s4_MaintenanceOrder"
+CHANGES_TABLE = "s4_MaintenanceOrderChange"
 
 
 def node_and_cds() -> tuple[Path, Path]:
@@ -67,6 +70,8 @@ class CapServer:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="cap-erp-")))
     process: subprocess.Popen[bytes] | None = None
     started_once: bool = False
+    # A port asked for by name (a documented one): taken, it is an error, not traded.
+    port_fixed: bool = False
 
     @property
     def url(self) -> str:
@@ -108,7 +113,7 @@ class CapServer:
             try:
                 self._wait_until_ready(timeout)
             except PortTaken:
-                if self.started_once:
+                if self.started_once or self.port_fixed:
                     raise
                 self.port = free_port()
                 continue
@@ -140,6 +145,15 @@ class CapServer:
         locking keeps this safe while the server runs."""
         with contextlib.closing(sqlite3.connect(self.database, timeout=10)) as db, db:
             db.execute(f"DELETE FROM {ORDERS_TABLE}")
+            db.execute(f"DELETE FROM {CHANGES_TABLE}")
+
+    def writes(self) -> Counter[tuple[str, str]]:
+        """How many times each order was written, by kind: ``(key, "CREATE" | "UPDATE")``, from
+        the change documents the service writes in each write's transaction (read behind the
+        server's back, as ``clear``)."""
+        with contextlib.closing(sqlite3.connect(self.database, timeout=10)) as db:
+            rows = db.execute(f"SELECT MaintenanceOrder, Kind FROM {CHANGES_TABLE}").fetchall()
+        return Counter((str(order), str(kind)) for order, kind in rows)
 
     def _lay_out_project(self) -> None:
         """A copy of the model (small) and a link to the installed packages; the database file,
@@ -176,24 +190,15 @@ class CapServer:
 
 
 @contextlib.contextmanager
-def running_cap_server() -> Iterator[CapServer]:
+def running_cap_server(server: CapServer | None = None) -> Iterator[CapServer]:
     """A server of one's own (to restart or kill without disturbing the session's), stopped and
     its folder removed at the end."""
-    server = CapServer().start()
+    server = (server or CapServer()).start()
     try:
         yield server
     finally:
         server.stop()
         shutil.rmtree(server.workdir, ignore_errors=True)
-
-
-if __name__ == "__main__":
-    # A server to look at by hand: `.venv/bin/python -m tests.support.cap`, Ctrl-C to stop.
-    with running_cap_server() as by_hand:
-        print(f"CAP serving {by_hand.orders_url} (log: {by_hand.log}); Ctrl-C stops it")
-        assert by_hand.process is not None
-        with contextlib.suppress(KeyboardInterrupt):
-            by_hand.process.wait()
 
 
 def batch_creates(bodies: list[dict[str, object]]) -> dict[str, object]:
@@ -213,3 +218,51 @@ def batch_creates(bodies: list[dict[str, object]]) -> dict[str, object]:
             for at, body in enumerate(bodies)
         ]
     }
+
+
+# The orders `--samples` starts the server with (the API-customer tutorial): S/4HANA's
+# maintenance orders in several processing phases, one marked for deletion.
+SAMPLE_ORDERS: list[dict[str, object]] = [
+    {"MaintenanceOrder": "000004000101", "MaintenanceOrderDesc": "Replace pump seal",
+     "MaintenanceOrderType": "PM01", "MaintPriority": "1", "MaintenanceProcessingPhase": "3"},
+    {"MaintenanceOrder": "000004000102", "MaintenanceOrderDesc": "Inspect conveyor belt",
+     "MaintenanceOrderType": "PM02", "MaintPriority": "3", "MaintenanceProcessingPhase": "0"},
+    {"MaintenanceOrder": "000004000103", "MaintenanceOrderDesc": "Lubricate gearbox",
+     "MaintenanceOrderType": "PM02", "MaintPriority": "3", "MaintenanceProcessingPhase": "5"},
+    {"MaintenanceOrder": "000004000104", "MaintenanceOrderDesc": "Calibrate pressure sensor",
+     "MaintenanceOrderType": "PM01", "MaintPriority": "2", "MaintenanceProcessingPhase": "1"},
+    {"MaintenanceOrder": "000004000105", "MaintenanceOrderDesc": "Check the old boiler",
+     "MaintenanceOrderType": "PM01", "MaintPriority": "4", "MaintenanceProcessingPhase": "0",
+     "IsMarkedForDeletion": True},
+]  # fmt: skip
+
+
+def serve_by_hand(port: int | None, samples: bool) -> None:
+    """A server in the foreground until Ctrl-C or SIGTERM (``make cap-erp``, or by hand:
+    ``.venv/bin/python -m tests.support.cap``), stopped cleanly either way; ``port`` taken is
+    an error."""
+
+    def interrupted(_signal: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)  # `kill %1`, or make passing on its own SIGTERM
+    with contextlib.suppress(KeyboardInterrupt):
+        server = CapServer(port, port_fixed=True) if port else CapServer()
+        with running_cap_server(server) as by_hand:
+            if samples:
+                answer = httpx.post(
+                    f"{by_hand.url}/$batch", json=batch_creates(SAMPLE_ORDERS), timeout=30
+                )
+                answer.raise_for_status()
+            held = f" with {len(SAMPLE_ORDERS)} sample orders" if samples else ""
+            print(f"CAP serving {by_hand.orders_url}{held}; Ctrl-C stops it", flush=True)
+            assert by_hand.process is not None
+            by_hand.process.wait()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=serve_by_hand.__doc__)
+    parser.add_argument("--port", type=int, default=None, help="a free one when not given")
+    parser.add_argument("--samples", action="store_true", help="start with sample orders")
+    arguments = parser.parse_args()
+    serve_by_hand(arguments.port, arguments.samples)

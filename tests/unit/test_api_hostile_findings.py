@@ -25,7 +25,7 @@ import pytest
 from tests.builders import tracos_doc
 from tests.fakes import InMemoryConnectorStateStore, InMemoryWorkOrderRepository
 from tests.support.maintenance_order import MAPPING, WRITE, maintenance_order_mapping, number
-from tests.unit.test_http_sink import FakeErp
+from tests.unit.test_http_sink import RECORD_URL, FakeErp
 from tracos_sync.connectors.declarative_http.description import load_description
 from tracos_sync.connectors.declarative_http.echoes import Echoes
 from tracos_sync.connectors.declarative_http.reader import ApiReader
@@ -63,11 +63,17 @@ class ListingErp(FakeErp):
     ``after=time,key``, and may normalise what is written (as S/4 collapses spaces)."""
 
     normalise: Callable[[str], str] | None = None
+    unconditional: bool = False  # takes an update without If-Match (compares nothing)
     lists: int = 0
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         if request.method == "GET" and request.url.path.endswith("/MaintenanceOrder"):
             return self._list(request)
+        if self.unconditional and request.method == "PATCH" and "If-Match" not in request.headers:
+            found = RECORD_URL.search(request.url.path)
+            assert found is not None
+            headers = {**request.headers, "If-Match": self.etag(found.group(1))}
+            request = httpx.Request("PATCH", request.url, headers=headers, content=request.content)
         if self.normalise is not None and request.method in ("POST", "PATCH"):
             body = json.loads(request.content)
             body["MaintenanceOrderDesc"] = self.normalise(body["MaintenanceOrderDesc"])
@@ -98,6 +104,8 @@ class World:
     erp: ListingErp
     now: datetime
     erp_ahead: timedelta  # the ERP's clock against ours
+    # The description's write.version; False: unconditional PATCHes, no versions, no create.
+    versions: bool = True
     mapping: RecordMapping = field(default_factory=maintenance_order_mapping)
     tracos: InMemoryWorkOrderRepository = field(default_factory=InMemoryWorkOrderRepository)
     store: InMemoryConnectorStateStore = field(default_factory=InMemoryConnectorStateStore)
@@ -108,7 +116,11 @@ class World:
 
     async def run(self) -> RunStats:
         """``tracos-sync run``: inbound, then outbound, a process of its own."""
-        api = load_description({"base_url": BASE, "read": READ, "write": WRITE}, "test", {})
+        write = WRITE
+        if not self.versions:  # no create either: a key we hold no version of is PATCHed
+            kept = {k: v for k, v in WRITE.items() if k not in ("version", "create")}
+            write = {**kept, "unconditional": True}
+        api = load_description({"base_url": BASE, "read": READ, "write": write}, "test", {})
         echoes = Echoes(self.store, BASE)
         mapping = self.mapping
         seen = ErpVersions(mapping)
@@ -152,10 +164,12 @@ def counts(stats: RunStats) -> dict[str, int]:
     return {name: value for name, value in stats.counts().items() if value}
 
 
-def world(erp_ahead: timedelta = timedelta(0), **erp: Any) -> World:
-    """Our clock an hour into the ERP's day, the ERP's ``erp_ahead`` of ours."""
+def world(erp_ahead: timedelta = timedelta(0), *, versions: bool = True, **erp: Any) -> World:
+    """Our clock an hour into the ERP's day, the ERP's ``erp_ahead`` of ours; ``versions``:
+    the description sends and compares the ERP's versions (else unconditional writes)."""
     now = ERP_START + timedelta(hours=1)
-    return World(ListingErp(clock=now + erp_ahead - _LAG, **erp), now, erp_ahead)
+    listing = ListingErp(clock=now + erp_ahead - _LAG, unconditional=not versions, **erp)
+    return World(listing, now, erp_ahead, versions=versions)
 
 
 def put(w: World, n: int, title: str, phase: str = "0") -> None:
@@ -175,7 +189,8 @@ async def created(w: World, n: int, title: str) -> str:
     """A TracOS order, created in the ERP and read back (our echo): its ERP key."""
     w.tracos.insert_raw(tracos_doc(n, title=title, updatedAt=w.now))
     assert counts(await w.run()) == {"exported": 1}
-    assert counts(await w.run()) == {"files": 1}  # our create read back: not applied
+    # Our create read back: not applied, counted as our echo.
+    assert counts(await w.run()) == {"files": 1, "echoes": 1}
     return number(n)
 
 
@@ -225,10 +240,31 @@ async def test_with_the_erp_clock_ahead_a_record_read_again_is_not_applied_over_
     doc = w.tracos.by_number(800)
     assert doc is not None and doc["status"] == "completed" and doc["isSynced"] is True
     # Our write read back, again and again until our clock catches up: ours every time.
-    assert counts(await w.run()) == {"files": 1}
+    assert counts(await w.run()) == {"files": 1, "echoes": 1}
     w.tick(timedelta(minutes=2))
-    assert counts(await w.run()) == {"files": 1}
+    assert counts(await w.run()) == {"files": 1, "echoes": 1}
     assert counts(await w.run()) == {}
+
+
+@pytest.mark.parametrize("versions", [True, False], ids=["versions", "no versions"])
+async def test_a_record_read_again_once_our_clock_passed_it_is_not_applied_over_a_tracos_edit(
+    versions: bool,
+) -> None:
+    """The ERP's clock a minute ahead; a TracOS edit made while the record applied was still
+    ahead of our clock, and no run until our clock passed it: read again (the watermark is still
+    before it), it is what was applied, counted stale, and the TracOS edit goes out. Without
+    versions the guard compares its content: hashed when applied (a record to remember) and
+    when read again (a key remembered, though no write of ours is)."""
+    w = world(erp_ahead=timedelta(seconds=60), versions=versions)
+    put(w, 830, "Boiler")  # dated a minute ahead of our clock
+    assert counts(await w.run()) == {"files": 1, "inserted": 1}
+    w.tick(timedelta(seconds=2))
+    w.tracos_edit(830, status="completed")
+    w.tick(timedelta(minutes=2))  # our clock is past the ERP's stamp now
+    assert counts(await w.run()) == {"files": 1, "stale": 1, "exported": 1}
+    doc = w.tracos.by_number(830)
+    assert doc is not None and doc["status"] == "completed" and doc["isSynced"] is True
+    assert w.erp.orders[number(830)]["MaintenanceProcessingPhase"] == "5"
 
 
 async def test_with_the_erp_clock_behind_an_erp_edit_after_our_write_is_applied() -> None:

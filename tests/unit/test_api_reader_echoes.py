@@ -87,6 +87,8 @@ async def test_our_echoes_are_not_applied_and_move_only_the_watermark() -> None:
     # The page of echoes alone is handed on, empty, for its watermark.
     assert [mark(u) for u in units] == [key(2, 2), key(4, 4), key(5, 5)]
     assert units[1].records == []
+    # Each unit counts its echoes: the run's summary adds them up (echoes=).
+    assert [u.echoes for u in units] == [0, 2, 0]
     # The change forgot our write to 5: its version is no longer ours to send.
     assert echoes.version("5") is None and echoes.version("3") == "v3"
 

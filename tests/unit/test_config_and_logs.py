@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -13,6 +14,15 @@ from tracos_sync.app import AppSettings, check_mongo_uri
 from tracos_sync.config import load_settings
 from tracos_sync.connectors.client_erp.files import FolderSettings
 from tracos_sync.domain.errors import ConfigurationError
+
+
+@pytest.fixture(autouse=True)
+def structlog_as_it_was() -> Iterator[None]:
+    """Tests here point the logs at their own stream: the configuration before is put back, so
+    that a later test reads the logs where they were written (``capsys``)."""
+    before = structlog.get_config()
+    yield
+    structlog.configure(**before)
 
 
 @pytest.fixture(autouse=True)

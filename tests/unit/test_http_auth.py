@@ -184,6 +184,27 @@ async def test_the_token_is_fetched_again_before_it_expires(oauth: Any) -> None:
     ]
 
 
+async def test_a_token_living_less_than_the_margin_is_replaced_at_half_its_lifetime_not_always(
+    oauth: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 30 s token and ``refresh_before_seconds = 60``: not a token request before every
+    request (it was), one every 15 s, and a warning once."""
+    server, client, auth, clock = oauth
+    server.lifetime = 30
+    for _ in range(5):  # five requests in the same second: one token
+        await client.get(ODATA)
+    assert auth.fetches == 1
+    clock.now += 14
+    await client.get(ODATA)
+    assert auth.fetches == 1
+    clock.now += 1  # half its lifetime
+    await client.get(ODATA)
+    clock.now += 15
+    await client.get(ODATA)
+    assert auth.fetches == 3
+    assert capsys.readouterr().out.count("http.token_short_lived") == 1
+
+
 async def test_a_401_fetches_a_new_token_once_and_sends_the_request_again(oauth: Any) -> None:
     server, client, auth, _ = oauth
     await client.get(ODATA)

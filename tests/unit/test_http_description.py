@@ -11,7 +11,11 @@ from pydantic import BaseModel
 from tools import docs_reference
 
 from tracos_sync.connectors.declarative_http import auth_spec, description, paging_spec
-from tracos_sync.connectors.declarative_http.description import ApiDescription, load_description
+from tracos_sync.connectors.declarative_http.description import (
+    ApiDescription,
+    WriteSpec,
+    load_description,
+)
 from tracos_sync.domain.errors import ConfigurationError
 
 WHERE = "integrations.toml: integration 'acme': api"
@@ -84,6 +88,12 @@ def test_an_odata_description_loads_with_its_secret_from_the_environment() -> No
         ("read.paging", {"style": "cursor"}, "read.paging.cursor_path: Field required"),
         ("read.paging", {"style": "scroll"}, "read.paging: Input tag 'scroll'"),
         ("read.page_size", 0, "read.page_size: Input should be greater than or equal to 1"),
+        # Numbers and flags are what TOML writes, never text that looks like one.
+        ("read.page_size", "100", "read.page_size: Input should be a valid integer"),
+        ("read.max_pages", "5", "read.max_pages: Input should be a valid integer"),
+        ("read.filter_first_pass", "true", "read.filter_first_pass: Input should be a valid bool"),
+        ("write.superseded", ["412"], "write.superseded.0: Input should be a valid integer"),
+        ("write.unconditional", "true", "write.unconditional: Input should be a valid bool"),
         ("read.records", "d..results", "read.records"),
         ("read.query", {"$filter": "x"}, "read.since and read.query both set $filter"),
         ("write.path", "MaintenanceOrder", "write.path: must hold {number}"),
@@ -172,6 +182,14 @@ MODELS = [
 def test_every_key_of_the_description_is_documented(model: type[BaseModel]) -> None:
     table = docs_reference.fields_table(model, variables=False)  # raises for a field without one
     assert table.count("\n") == len(model.model_fields) + 1
+
+
+def test_the_reference_shows_the_defaults_the_code_has() -> None:
+    """Not "empty" for a list or a table the code fills by default."""
+    write = docs_reference.fields_table(WriteSpec, variables=False)
+    assert "| `superseded` | list of integer | `[409, 412]` |" in write
+    api = docs_reference.fields_table(ApiDescription, variables=False)
+    assert '| `auth` | table | `{type = "none"}` |' in api
 
 
 @pytest.mark.parametrize(

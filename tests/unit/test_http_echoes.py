@@ -166,3 +166,25 @@ async def test_our_write_forgets_the_version_applied_before() -> None:
     # The ERP user puts back what was applied before our write: a change.
     reading = echoes.read(KEY, digest("erp"), None)
     assert not reading.read_again and not reading.echo
+
+
+async def test_only_a_key_we_wrote_to_is_worth_comparing() -> None:
+    """The reader hashes a record only where we wrote (``wrote_to``); a change read there
+    forgets the write."""
+    echoes = await guard()
+    assert not echoes.wrote_to(KEY)
+    echoes.wrote(KEY, digest("pump"), "v1", T0)
+    assert echoes.wrote_to(KEY) and not echoes.wrote_to("000004000124")
+    assert not echoes.is_echo(KEY, digest("valve"), "v2")
+    assert not echoes.wrote_to(KEY)
+
+
+async def test_a_key_with_a_version_applied_is_known_without_a_write() -> None:
+    """Without versions, a record read where a version applied is remembered is compared by
+    its content (``knows``), though nothing was written there."""
+    echoes = await guard()
+    assert not echoes.knows(KEY)
+    echoes.applied(KEY, echoes.read(KEY, digest("erp"), None).applied_as, T0)
+    assert echoes.knows(KEY) and not echoes.wrote_to(KEY)
+    echoes.passed(T0 + timedelta(seconds=1))
+    assert not echoes.knows(KEY)

@@ -43,9 +43,13 @@ class Erp:
         self.orders = [{"k": f"{i:04d}", "t": f"2024-05-01T00:00:{i:02d}Z"} for i in range(count)]
         self.asked: list[httpx.Request] = []
         self.moved: str | None = None
-        self.lie: str | None = None  # "empty": no records but more; "stuck": the same next link
+        # "empty": no records but more; "stuck": the same next link; "past_end": a page past
+        # the end answered with the last page again; "round": page 1 again, its link changed
+        self.lie: str | None = None
         self.lie_link: str | None = None  # an @odata.nextLink to answer instead of the right one
         self.cap = 1_000  # the most records a page holds, whatever is asked for
+        self.cap_at: dict[int, int] = {}  # the cap of the n-th answer (1-based), if another
+        self.next_rel = "next"  # the rel of the Link header's next link
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         self.asked.append(request)
@@ -58,7 +62,8 @@ class Erp:
         size = int(q.get("$top") or q.get("page_size") or q.get("limit") or q.get("per_page") or 0)
         if style.startswith("odata"):
             size = int(request.headers["Prefer"].removeprefix("odata.maxpagesize="))
-        size = min(size, self.cap)  # as SAP CAP does: at most its own limit, whatever is asked
+        # As SAP CAP does: at most its own limit, whatever is asked.
+        size = min(size, self.cap_at.get(len(self.asked), self.cap))
         start = {
             "page_number": lambda: (int(q["page"]) - 1) * size,
             "offset": lambda: int(q["$skip"]),
@@ -70,10 +75,14 @@ class Erp:
                 (o["t"], o["k"]) <= (q.get("since", ""), q.get("after", "")) for o in rows
             ),
         }[style]()
+        if self.lie == "past_end" and start >= len(rows):
+            start = (len(rows) - 1) // size * size  # the last page, as some servers answer
         page, after = rows[start : start + size], start + size
         more = after < len(rows)
         if self.lie == "empty" and len(self.asked) == 2:
             page, more = [], True
+        if self.lie == "round" and len(self.asked) >= 2:  # back to page 1, by a new link
+            page, after, more = rows[:size], len(self.asked), True
         if self.lie == "stuck":
             after, more = size, True
         return self._answer(style, page, after, more, size)
@@ -89,7 +98,9 @@ class Erp:
             link = {"__next": str(ROOT) + "/" + relative} if more else {}
             return httpx.Response(200, json={"d": {"results": page, **link}})
         if style == "link_header" and more:
-            link = f'<Orders?page={after // size + 1}&per_page={size}>; rel="next"'
+            link = f'<Orders?page={after // size + 1}&per_page={size}>; rel="{self.next_rel}"'
+            if self.next_rel != "next":  # another link first, as GitHub answers
+                link = f'<Orders?page=1&per_page={size}>; rel="first", {link}'
             return httpx.Response(200, json={"items": page}, headers={"Link": link})
         meta = {"next": str(after) if more else None}
         return httpx.Response(200, json={"items": page, "meta": meta, "hasMore": more})
@@ -167,13 +178,59 @@ async def test_an_order_changed_while_paging_is_missed_by_offsets_not_by_keyset(
     assert missed == (set() if style == "keyset" else {"0005"})
 
 
-@pytest.mark.parametrize("style", ["cursor", "link_header", "odata_v4", "odata_v2", "keyset"])
-async def test_an_empty_page_that_claims_more_is_a_protocol_error(style: str) -> None:
-    erp = Erp(style)
+async def test_an_empty_keyset_page_that_claims_more_is_a_protocol_error() -> None:
+    erp = Erp("keyset")
     erp.lie = "empty"
-    with pytest.raises(ProtocolError, match=r"page 2 \(.*\) is an empty page that claims more"):
+    with pytest.raises(ProtocolError, match=r"an empty page that claims more \(hasMore is true\)"):
         await read(erp)
     assert len(erp.asked) == 2
+
+
+@pytest.mark.parametrize("style", ["cursor", "link_header", "odata_v4", "odata_v2"])
+async def test_an_empty_page_whose_link_moves_on_is_followed(style: str) -> None:
+    """OData and cursor APIs may answer an empty page before the next one (here page 2 of 5):
+    the pass goes on, where it used to fail every time."""
+    erp = Erp(style)
+    erp.lie = "empty"
+    keys, pages = await read(erp)
+    assert keys == [o["k"] for o in erp.orders[:5] + erp.orders[10:]] and pages.complete
+
+
+@pytest.mark.parametrize("style", ["page_number", "offset"])
+async def test_a_page_past_the_end_answered_with_the_last_page_again_ends_the_pass(
+    style: str,
+) -> None:
+    """23 orders, 5 a page: page 6 is answered with page 5 again. The pass ends there, every
+    order read once, and nothing advises a smaller page size (which would cost a request per
+    record)."""
+    erp = Erp(style)
+    erp.lie = "past_end"
+    keys, pages = await read(erp)
+    assert keys == [o["k"] for o in erp.orders]
+    assert pages.complete and len(erp.asked) == 6
+
+
+@pytest.mark.parametrize("style", ["cursor", "link_header", "odata_v4", "odata_v2"])
+async def test_paging_that_goes_round_with_a_changing_link_is_an_error_naming_the_style(
+    style: str,
+) -> None:
+    erp = Erp(style)
+    erp.lie = "round"
+    with pytest.raises(ProtocolError) as caught:
+        await read(erp)
+    assert len(erp.asked) == 2  # page 2 is page 1 again, under a new link
+    assert f"holds the same records as page 1: the API's {style} paging goes round" in str(
+        caught.value
+    )
+
+
+async def test_a_short_page_after_full_ones_then_more_advises_no_page_size() -> None:
+    """Not a cap (the first page was full): a smaller page size would not help."""
+    erp = Erp("page_number")
+    erp.cap_at = {2: 3}  # page 2 alone is short
+    with pytest.raises(ProtocolError, match="not of one size") as caught:
+        await read(erp)
+    assert "read.page_size" not in str(caught.value)
 
 
 @pytest.mark.parametrize("style", ["cursor", "odata_v4", "odata_v2"])
@@ -248,3 +305,12 @@ def test_records_that_are_not_a_list_are_a_protocol_error(
     with pytest.raises(ProtocolError, match=r"set read\.records") as caught:
         records_at(document, path)
     assert expected in str(caught.value)
+
+
+@pytest.mark.parametrize("rel", ["next last", "Next", "prev NEXT"])
+async def test_a_next_link_among_other_relations_or_capitalised_is_followed(rel: str) -> None:
+    """RFC 8288 §3.3: ``rel`` is a space-separated list of relation types, case-insensitive."""
+    erp = Erp("link_header")
+    erp.next_rel = rel
+    keys, pages = await read(erp)
+    assert keys == [o["k"] for o in erp.orders] and pages.complete

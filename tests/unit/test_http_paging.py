@@ -12,6 +12,7 @@ import pytest
 from pydantic import HttpUrl
 
 from tests.builders import client_record
+from tracos_sync.connectors.declarative_http.order import ErpOrder
 from tracos_sync.connectors.declarative_http.present_api import description_of
 from tracos_sync.connectors.declarative_http.present_settings import HttpSettings
 from tracos_sync.connectors.declarative_http.reader import ApiReader
@@ -36,11 +37,13 @@ def at(day: int) -> str:
 
 
 def test_the_watermark_is_a_key_of_instant_and_order_number() -> None:
-    mark = Watermark(datetime(2024, 5, 3, tzinfo=UTC), 4)
-    assert mark.passes(datetime(2024, 5, 3, tzinfo=UTC), 4)
-    assert mark.passes(datetime(2024, 5, 2, tzinfo=UTC), 99)
-    assert not mark.passes(datetime(2024, 5, 3, tzinfo=UTC), 5)
-    assert Watermark(mark.since) < mark < Watermark(datetime(2024, 5, 4, tzinfo=UTC))
+    order = ErpOrder(builtin_mapping())  # integer keys: ordered as numbers
+    mark = order.of(Watermark(datetime(2024, 5, 3, tzinfo=UTC), 4))
+    assert order.rank(datetime(2024, 5, 3, tzinfo=UTC), 4, "") <= mark
+    assert order.rank(datetime(2024, 5, 2, tzinfo=UTC), 99, "") <= mark
+    assert not order.rank(datetime(2024, 5, 3, tzinfo=UTC), 5, "") <= mark
+    assert order.of(Watermark(datetime(2024, 5, 3, tzinfo=UTC))) < mark
+    assert mark < order.of(Watermark(datetime(2024, 5, 4, tzinfo=UTC)))
     assert Watermark() == Watermark(EPOCH, 0)
 
 
@@ -130,7 +133,7 @@ async def test_a_future_record_is_handed_on_and_never_moves_the_watermark() -> N
     assert numbers(units) == [1, 2, 3, 9]
     assert not [p for u in units for p in u.problems]
     marks = [u.handle.mark for u in units if isinstance(u.handle, PageHandle)]
-    assert max(marks).since <= NOW, "never stored past the moment the page was asked for"
+    assert max(m.since for m in marks) <= NOW, "never stored past the moment the page was asked for"
 
 
 async def test_an_empty_page_that_claims_more_is_a_protocol_error() -> None:

@@ -83,6 +83,19 @@ async def test_inbound_applies_then_archives_every_batch() -> None:
     assert progress == [("inbound", 1)] * 3
 
 
+async def test_our_echoes_read_are_counted_and_a_sweep_of_them_did_something() -> None:
+    """A unit's echoes (our own writes read back, left out by the source) are summed into the
+    run's ``echoes``; they are records the mapping read, so they are not "all refused"."""
+    echoed = InboundUnit("u1", [order(1)], echoes=2)
+    refused = InboundUnit("u2", [], rejected_records=1, echoes=3)
+    source, stats = ListSource([[echoed], [refused]]), RunStats()
+    stats.refused_by_mapping = 1
+    await sync_inbound(source, InMemoryWorkOrderRepository(), stats, 10)
+    assert (stats.inserted, stats.echoes, stats.rejected) == (1, 5, 1)
+    alone = RunStats(echoes=4, refused_by_mapping=1, rejected=1)
+    assert alone.did_something() and alone.records_read() == 5 and not alone.all_refused()
+
+
 async def test_inbound_stop_finishes_the_batch_in_hand() -> None:
     repo, source, stats = InMemoryWorkOrderRepository(), ListSource(units(5)), RunStats()
     await sync_inbound(source, repo, stats, 10, stop=lambda: True)

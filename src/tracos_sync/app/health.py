@@ -4,6 +4,7 @@ client side, each with ok or not."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import structlog
 
@@ -34,7 +35,7 @@ async def check(runtime: Runtime) -> list[HealthCheck]:
         if integration.samples is not None:
             found += await asyncio.to_thread(sample_checks, integration.samples)
         if runtime.named:
-            found = [HealthCheck(f"{integration.name}: {c.name}", c.ok, c.detail) for c in found]
+            found = [replace(c, name=f"{integration.name}: {c.name}") for c in found]
         return found
 
     async with open_database(runtime, dry_run=True, retry_seconds=0, knock=False) as database:

@@ -36,7 +36,7 @@ Command = Literal["run", "inbound", "outbound"]
 DEFAULT_INTEGRATION = "default"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)  # logging's redaction refers to it weakly
 class Runtime:
     settings: AppSettings
     integrations: list[Integration]

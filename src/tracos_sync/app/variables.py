@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings
 
 from tracos_sync import connectors
 from tracos_sync.app.settings import AppSettings
+from tracos_sync.config import file_variable
 
 log = structlog.get_logger("tracos_sync")
 
@@ -46,7 +47,8 @@ class Unknown:
 def known_variables(classes: Collection[type[BaseSettings]]) -> frozenset[str]:
     """The variables the settings ``classes`` read, and the others we read."""
     names = {field.upper() for cls in classes for field in cls.model_fields}
-    return frozenset(names | OTHER_VARIABLES)
+    files = {file_variable(name) for name in names} - {None}
+    return frozenset(names | {str(name) for name in files} | OTHER_VARIABLES)
 
 
 def unknown_variables(
@@ -105,4 +107,5 @@ def _referenced(path: Path) -> set[str]:
         text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
     except OSError:
         return set()
-    return {name.upper() for name in _REFERENCE.findall(text)}
+    names = {name.upper() for name in _REFERENCE.findall(text)}
+    return names | {f"{name}_FILE" for name in names}  # a secret's file (the _FILE convention)

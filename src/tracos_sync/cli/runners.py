@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import click
@@ -62,8 +64,26 @@ def _startup(startup: Startup, *, checking: bool = False) -> Runtime:
             click.echo(f"FAIL  {'configuration':<22} {exc}")
         raise click.exceptions.Exit(EXIT_CONFIG) from None
     settings = runtime.settings
-    logs.configure(settings.log_level, settings.log_format, runtime.secrets)
+    logs.configure(settings.log_level, settings.log_format, _current_secrets(runtime))
     return runtime
+
+
+def _current_secrets(runtime: Runtime) -> Callable[[], list[str]]:
+    """The secrets as they are at each log line (a secret read again from a mounted file is
+    redacted too), through a weak reference: the logging configuration outlives the command,
+    and holding the runtime (its connectors hold database clients) would keep those clients
+    until the interpreter's shutdown, where closing them fails."""
+    alive = weakref.ref(runtime)
+    last = runtime.secrets
+
+    def current() -> list[str]:
+        nonlocal last
+        found = alive()
+        if found is not None:
+            last = found.secrets
+        return last
+
+    return current
 
 
 async def run_sync(startup: Startup, command: Command, dry_run: bool) -> int:
@@ -126,7 +146,8 @@ async def run_check(startup: Startup) -> int:
     width = max([22, *(len(result.name) for result in results or [])])
     for index, result in enumerate(results or []):
         detail = redact_text(result.detail, runtime.secrets)
-        click.echo(f"{'ok  ' if result.ok else 'FAIL'}  {result.name:<{width}} {detail}")
+        level = "FAIL" if not result.ok else "WARN" if result.warning else "ok  "
+        click.echo(f"{level}  {result.name:<{width}} {detail}")
         if index == 0 and new_database is not None:  # right under the configuration's line
             said = f"no database at {new_database}: a run would create a new, empty one"
             click.echo(f"WARN  {'embedded database':<{width}} {said}")

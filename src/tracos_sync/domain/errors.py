@@ -30,6 +30,20 @@ class DestinationUnwritable(FatalError):
     """The client side refused our writes (folder missing permissions, disk full)."""
 
 
+class DestinationBusy(DestinationUnwritable):
+    """The client side asked not to be called again for ``wait`` seconds (an HTTP
+    ``Retry-After``), longer than a run retries: watch mode does not call it before then."""
+
+    def __init__(self, message: str, wait: float) -> None:
+        super().__init__(message)
+        self.wait = wait
+
+
+class DestinationRefusesCredentials(DestinationUnwritable):
+    """The client side refuses our credentials: nothing works until they are fixed, so watch
+    mode asks again less and less often rather than every sweep."""
+
+
 class RecordRejected(SyncError):
     """A record that cannot be accepted; carries every problem found in it."""
 

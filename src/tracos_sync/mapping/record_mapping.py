@@ -174,6 +174,14 @@ class RecordMapping:
         value = updated.read(item)
         return None if value is MISSING else updated.lenient(value)
 
+    def updated_raw(self, item: Any) -> Any:
+        """The last-update value of a raw record as the client wrote it (None when absent): at
+        the client's own precision, which may be finer than the instant read from it."""
+        if not isinstance(item, dict):
+            return None
+        value = self._in.updated.read(item)
+        return None if value is MISSING else value
+
     def _key_problem(self, raw: Any) -> str | None:
         try:
             self._parts.key.decode(raw)

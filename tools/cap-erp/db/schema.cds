@@ -21,3 +21,13 @@ entity MaintenanceOrder {
       // write with a stale If-Match gets 412.
       LastChangeDateTime         : Timestamp @cds.on.insert: $now  @cds.on.update: $now  @odata.etag;
 }
+
+// SAP's change documents (CDHDR) in brief: one row per create or update of an order, written by
+// the service (srv/service.js) in the write's own transaction. Not served: the tests read it
+// from the database to count how many times each order was written.
+entity MaintenanceOrderChange {
+  key ID               : UUID;
+      MaintenanceOrder : String(12);
+      // CREATE or UPDATE
+      Kind             : String(6);
+}

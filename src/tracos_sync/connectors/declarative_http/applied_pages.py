@@ -36,7 +36,9 @@ async def dead_letter_refused(
 ) -> Watermark:
     """Each record of ``units`` refused (while decoding, or by TracOS itself:
     ``InboundUnit.refuse``) kept as a dead letter with all its problems; returns the watermark
-    the pages allow, never behind ``applied``."""
+    the pages allow: the last page's (the reader hands a pass's marks on in the ERP's order,
+    none behind the pass's start, which is ``applied``; keys need the ERP's order to compare,
+    so they are not compared here)."""
     for unit in units:
         handle = unit.handle
         assert isinstance(handle, PageHandle)
@@ -54,5 +56,5 @@ async def dead_letter_refused(
                 first=f"{problems[0].path}: {problems[0].reason}",
                 times=times,
             )
-        applied = max(applied, handle.mark)
+        applied = handle.mark
     return applied

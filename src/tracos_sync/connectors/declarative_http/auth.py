@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Generator
 
 import httpx
+from pydantic import SecretStr
 
 from .auth_spec import (
     ApiKeyAuth,
@@ -26,23 +27,35 @@ from .query import with_query
 class BearerToken(httpx.Auth):
     """``Authorization: Bearer <token>`` on every request."""
 
-    def __init__(self, token: str) -> None:
-        self._header = f"Bearer {token}"
+    def __init__(self, token: SecretStr) -> None:
+        self._token = token
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = self._header
+        request.headers["Authorization"] = f"Bearer {self._token.get_secret_value()}"
         yield request
+
+
+class BasicCredentials(httpx.Auth):
+    """HTTP Basic (httpx's ``BasicAuth``) with the password of the moment."""
+
+    def __init__(self, username: str, password: SecretStr) -> None:
+        self._username = username
+        self._password = password
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        basic = httpx.BasicAuth(self._username, self._password.get_secret_value())
+        yield from basic.auth_flow(request)
 
 
 class ApiKeyHeader(httpx.Auth):
     """The key in a header of its own on every request."""
 
-    def __init__(self, name: str, key: str) -> None:
+    def __init__(self, name: str, key: SecretStr) -> None:
         self._name = name
         self._key = key
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers[self._name] = self._key
+        request.headers[self._name] = self._key.get_secret_value()
         yield request
 
 
@@ -51,11 +64,12 @@ class ApiKeyQuery(httpx.Auth):
     which is kept byte for byte (merging parameters the httpx way would encode an OData
     ``$filter`` again, its spaces as ``+``)."""
 
-    def __init__(self, name: str, key: str) -> None:
-        self._pair = (name, key)
+    def __init__(self, name: str, key: SecretStr) -> None:
+        self._name = name
+        self._key = key
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.url = with_query(request.url, [self._pair])
+        request.url = with_query(request.url, [(self._name, self._key.get_secret_value())])
         yield request
 
 
@@ -66,13 +80,13 @@ def build_auth(spec: AuthSpec, client: httpx.AsyncClient) -> httpx.Auth:
         case NoAuth():
             return httpx.Auth()  # sends the request as it is
         case BearerAuth(token=token):
-            return BearerToken(token.get_secret_value())
+            return BearerToken(token)
         case BasicAuth(username=username, password=password):
-            return httpx.BasicAuth(username, password.get_secret_value())
+            return BasicCredentials(username, password)
         case ApiKeyAuth(name=name, send_in="header", key=key):
-            return ApiKeyHeader(name, key.get_secret_value())
+            return ApiKeyHeader(name, key)
         case ApiKeyAuth(name=name, key=key):
-            return ApiKeyQuery(name, key.get_secret_value())
+            return ApiKeyQuery(name, key)
         case ClientCredentialsAuth():
             return ClientCredentials(spec, client)
     raise AssertionError(f"unknown auth {spec!r}")  # pragma: no cover - the union is closed

@@ -1,16 +1,21 @@
 """How an API description says who we are: the ``[auth]`` table, one of five kinds by ``type``.
 
 Every secret (token, password, key, client secret) is ``${NAME}`` in the file, taken from the
-environment (``EnvSecret``); ``secrets()`` lists them for redaction.
+environment, or ``file:/path``, a mounted file read again when it changes (``EnvSecret``);
+``secrets()`` lists them for redaction.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import quote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
+from tracos_sync.logs import base64_form
+
 from .environment import EnvSecret, HeaderSecret
+from .secret_files import secret_values
 
 _MODEL = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
@@ -38,11 +43,12 @@ class BearerAuth(BaseModel):
     type: Literal["bearer"]
     """`bearer`: a token the ERP issued, sent as `Authorization: Bearer …`."""
     token: HeaderSecret
-    """The token, as `${NAME}` (from the environment; never printed): printable ASCII without
+    """The token, as `${NAME}` (from the environment) or `file:/path` (a mounted file, read
+    again when it changes); never printed: printable ASCII without
     spaces."""
 
     def secrets(self) -> list[str]:
-        return [self.token.get_secret_value()]
+        return secret_values(self.token)
 
 
 class BasicAuth(BaseModel):
@@ -55,10 +61,14 @@ class BasicAuth(BaseModel):
     username: str = Field(pattern=r"^[^:]+$")
     """The user name (may be `${NAME}`); it must not hold `:`."""
     password: EnvSecret
-    """The password, as `${NAME}` (from the environment; never printed)."""
+    """The password, as `${NAME}` (from the environment) or `file:/path` (a mounted file, read
+    again when it changes); never printed."""
 
     def secrets(self) -> list[str]:
-        return [self.password.get_secret_value()]
+        # The header value too: an ERP that echoes it shows base64(user:password), in which the
+        # password's own Base64 forms do not appear (their alignment differs).
+        passwords = secret_values(self.password)
+        return [*passwords, *(basic_credentials(self.username, p) for p in passwords)]
 
 
 class ApiKeyAuth(BaseModel):
@@ -73,11 +83,12 @@ class ApiKeyAuth(BaseModel):
     send_in: Literal["header", "query"] = "header"
     """Where it goes: a header, or a query parameter (percent-encoded, added to every URL)."""
     key: HeaderSecret
-    """The key, as `${NAME}` (from the environment; never printed): printable ASCII without
+    """The key, as `${NAME}` (from the environment) or `file:/path` (a mounted file, read again
+    when it changes); never printed: printable ASCII without
     spaces (percent-encoded in a query)."""
 
     def secrets(self) -> list[str]:
-        return [self.key.get_secret_value()]
+        return secret_values(self.key)
 
 
 class ClientCredentialsAuth(BaseModel):
@@ -93,20 +104,37 @@ class ClientCredentialsAuth(BaseModel):
     client_id: str = Field(min_length=1)
     """Our client id there (may be `${NAME}`)."""
     client_secret: EnvSecret
-    """Our client secret, as `${NAME}` (from the environment; never printed)."""
+    """Our client secret, as `${NAME}` (from the environment) or `file:/path` (a mounted file,
+    read again when it changes); never printed."""
     scope: str | None = None
     """The scopes asked for, space-separated; unset: the server's default."""
     client_auth: Literal["basic", "body"] = "basic"
     """How the client authenticates to the token endpoint: HTTP Basic (RFC 6749 §2.3.1, the
     default every server must accept) or `client_id`/`client_secret` in the form body."""
-    refresh_before_seconds: float = Field(60.0, ge=0, le=3_600)
+    refresh_before_seconds: float = Field(60.0, ge=0, le=3_600, strict=True)
     """A token is fetched again this long before it expires (so that no request goes out with a
-    token that expires on the way)."""
-    max_token_bytes: int = Field(65_536, ge=1_024, le=16 * 1024 * 1024)
+    token that expires on the way); at most half its lifetime before (a warning says so once),
+    so that a token living shorter than this is not fetched again for every request."""
+    max_token_bytes: int = Field(65_536, ge=1_024, le=16 * 1024 * 1024, strict=True)
     """A token endpoint answer larger than this is refused (fatal for the run)."""
 
     def secrets(self) -> list[str]:
-        return [self.client_secret.get_secret_value()]
+        secrets = secret_values(self.client_secret)  # a file's values read lately too
+        if self.client_auth == "body":
+            return secrets
+        pairs = (basic_credentials(quote_plus(self.client_id), quote_plus(s)) for s in secrets)
+        return [*secrets, *pairs]
+
+    def basic_pair(self) -> tuple[str, str]:
+        """The id and secret as HTTP Basic sends them to the token endpoint: each form-encoded
+        first (RFC 6749 §2.3.1)."""
+        return quote_plus(self.client_id), quote_plus(self.client_secret.get_secret_value())
+
+
+def basic_credentials(username: str, password: str) -> str:
+    """The value of ``Authorization: Basic …`` (RFC 7617, UTF-8 as httpx encodes it): a secret
+    of its own, since the password does not show in it as any of its own forms."""
+    return base64_form(f"{username}:{password}".encode())
 
 
 AuthSpec = Annotated[

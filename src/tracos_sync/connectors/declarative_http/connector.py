@@ -18,6 +18,7 @@ from tracos_sync.config import connector_settings
 from tracos_sync.domain.errors import ConfigurationError, FatalError, RecordRejected
 from tracos_sync.domain.model import WorkOrder
 from tracos_sync.domain.ports import (
+    CertificateExpiry,
     ConnectorConfig,
     ConnectorContext,
     Delivery,
@@ -39,6 +40,13 @@ from .settings import ApiSettings
 from .sink import DEFAULT_CONCURRENCY, UNCONDITIONAL, DeclarativeSink
 from .source import ApiSource
 from .state import ConnectorState
+from .transport import (
+    ReloadingTransport,
+    TransportUnbuildable,
+    check_transport,
+    environment_proxy_secrets,
+)
+from .transport_checks import certificate_expiry, transport_checks
 from .versions import ErpVersions
 from .watermark import EPOCH, Watermark
 
@@ -85,10 +93,13 @@ class ApiConnector:
     scope = SCOPE
     names = NAMES
 
-    def __init__(self, api: ApiDescription, settings: ApiSettings, mapping: RecordMapping) -> None:
+    def __init__(
+        self, api: ApiDescription, settings: ApiSettings, mapping: RecordMapping, where: str = ""
+    ) -> None:
         self.api = api
         self.settings = settings
         self.mapping = mapping
+        self.where = where  # begins a message about its settings (a TLS file that changed)
         self.concurrency = DEFAULT_CONCURRENCY
         # What the reader saw the ERP hold, so that the sink never sends an older version.
         self._seen = ErpVersions(mapping)
@@ -127,7 +138,10 @@ class ApiConnector:
         return {"connector": "api", "api": self._endpoint()}
 
     def secrets(self) -> list[str]:
-        return self.api.secrets()
+        return [*self.api.secrets(), *environment_proxy_secrets()]
+
+    def certificate_expiry(self) -> CertificateExpiry | None:
+        return certificate_expiry(self.api.tls, utc_now())
 
     def owned(self) -> Owned:
         # Its watermark is the collection's: two integrations reading it would share it.
@@ -145,6 +159,7 @@ class ApiConnector:
             checks = [HealthCheck("client API", False, str(exc))]
         finally:
             await reader.close()
+        checks += transport_checks(self.api.tls, self._proxy(), utc_now())
         state = self._state(context)
         try:
             mark = await state.watermark(reader.bound())
@@ -184,10 +199,15 @@ class ApiConnector:
     def _requester(self) -> Requester:
         """One client per source, sink or check, with the description's auth plugin."""
         settings = self.settings
+        try:
+            transport = ReloadingTransport(self.api.tls, self._proxy())
+        except TransportUnbuildable as exc:  # a file changed since start-up (checked then)
+            raise FatalError(f"{self.where}: settings: {exc}") from None
         client = httpx.AsyncClient(
             headers={"Accept": "application/json", "User-Agent": "tracos-sync"},
             timeout=settings.client_api_timeout_seconds,
             follow_redirects=False,
+            transport=transport,
         )
         auth = build_auth(self.api.auth, client)
         client.auth = self._sent_with(auth)
@@ -208,6 +228,9 @@ class ApiConnector:
     def _sent_with(self, auth: httpx.Auth) -> httpx.Auth:
         """What every request carries: the description's credentials."""
         return auth
+
+    def _proxy(self) -> str | None:
+        return None if self.api.proxy is None else str(self.api.proxy)
 
     def _state(self, context: ConnectorContext) -> ConnectorState:
         return ConnectorState(context.state, self._state_key(), scope=self.scope)
@@ -263,7 +286,8 @@ def create(config: ConnectorConfig) -> ApiConnector:
     settings = connector_settings(ApiSettings, replace(config, settings=others))
     mapping = resolve_mapping(config)
     check_mapping(api, mapping, config.where)
-    return ApiConnector(api, settings, mapping)
+    check_transport(api.tls, None if api.proxy is None else str(api.proxy), where)
+    return ApiConnector(api, settings, mapping, config.where)
 
 
 def check_mapping(

@@ -34,16 +34,22 @@ from pydantic import (
 
 from tracos_sync.config import validation_problems
 from tracos_sync.domain.errors import ConfigurationError
+from tracos_sync.logs import uri_secrets
 
 from .auth_spec import AuthSpec, HeaderName, NoAuth
 from .environment import hidden_keys, resolve
 from .paging_spec import BodyPath, KeysetPaging, PagingSpec
 from .query import placeholders
+from .transport_spec import TlsSpec
 
 _MODEL = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 # The secret fields: their values are never shown in an error, whatever their key's name says.
-SECRET_FIELDS = frozenset({"token", "password", "key", "client_secret"})
+SECRET_FIELDS = frozenset({"token", "password", "key", "client_secret", "key_passphrase", "proxy"})
+# The keys that take a secret (``${NAME}``, ``file:/path``, or ``NAME_FILE`` for ``${NAME}``).
+SECRET_KEYS = frozenset(
+    {"auth.token", "auth.password", "auth.key", "auth.client_secret", "tls.key_passphrase"}
+)
 
 
 def _template(allowed: frozenset[str], required: frozenset[str]) -> AfterValidator:
@@ -92,7 +98,7 @@ class ReadSpec(BaseModel):
     `{number}`, in one parameter (`LastChangeDateTime gt {since} or (LastChangeDateTime eq
     {since} and MaintenanceOrder gt '{number}')`) or two (`updatedSince = "{since}"`,
     `afterOrderNo = "{number}"`): each page of the `keyset` style, and a pass resumed."""
-    filter_first_pass: bool = False
+    filter_first_pass: bool = Field(False, strict=True)
     """`false`: the first pass asks `read.query` alone (every record); `true`: it asks
     `read.after` (or `read.since`) too, from 1970-01-01T00:00:00Z and key 0 as the mapping writes
     them, for an API whose filter parameters are required."""
@@ -100,9 +106,9 @@ class ReadSpec(BaseModel):
     """How `{since}` and `{number}` are written: `mapping`, as the mapping writes `updated_at`
     and the key (`updated_at` must then be one field); `iso`, ISO 8601 UTC with milliseconds
     (`2024-05-01T12:00:00.000Z`) and the key as a plain integer, whatever the records' format."""
-    page_size: int = Field(100, ge=1, le=10_000)
+    page_size: int = Field(100, ge=1, le=10_000, strict=True)
     """Records asked for per page (the API may send fewer)."""
-    max_pages: int = Field(1_000, ge=1, le=1_000_000)
+    max_pages: int = Field(1_000, ge=1, le=1_000_000, strict=True)
     """Pages read per pass at most: an API whose paging never ends costs one bounded pass."""
     paging: PagingSpec
     """How the API pages (`style`: `page_number`, `offset`, `cursor`, `link_header`,
@@ -173,12 +179,13 @@ class WriteSpec(BaseModel):
     """The ERP's version sent with each update (`If-Match`); unset: writes are not conditional
     (a change made in the ERP since we read it can be overwritten), which `check` reports as a
     failure and a run warns of, unless `unconditional` says it is meant."""
-    unconditional: bool = False
+    unconditional: bool = Field(False, strict=True)
     """Updates go without a version on purpose (the ERP compares the record's last update
     itself and answers 409/412, as the present API does, or overwriting its changes is
     accepted): no `check` failure, no warning, for a `[write]` without `version`."""
-    superseded: list[Annotated[int, Field(ge=400, le=499)]] = Field(
-        default_factory=lambda: [409, 412]
+    # A default, not a factory: the generated reference shows it (the model is frozen).
+    superseded: list[Annotated[int, Field(ge=400, le=499, strict=True)]] = Field(
+        default=[409, 412], strict=True
     )
     """The answers that mean the ERP holds a newer version: counted superseded, not written,
     never refused."""
@@ -202,6 +209,12 @@ class ApiDescription(BaseModel):
     """How the ERP's changes are read."""
     write: WriteSpec | None = None
     """How work orders are written back; unset: the API is read only."""
+    tls: TlsSpec = Field(default_factory=TlsSpec)
+    """Whom we trust and who we are over HTTPS (`ca`, `cert`, `key`): see `[tls]`."""
+    proxy: HttpUrl | None = None
+    """The proxy every request goes through (`http://proxy:3128`; credentials as
+    `http://user:${PROXY_PASSWORD}@proxy:3128`, never printed); unset: `HTTPS_PROXY`,
+    `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` from the environment."""
 
     @model_validator(mode="after")
     def _plain_base_url(self) -> ApiDescription:
@@ -216,7 +229,8 @@ class ApiDescription(BaseModel):
     def secrets(self) -> list[str]:
         """Every secret of the description, for redaction (tokens fetched later are the auth
         plugin's own: ``ClientCredentials.secrets()``)."""
-        return self.auth.secrets()
+        found = [*self.auth.secrets(), *self.tls.secrets()]
+        return found if self.proxy is None else [*found, *uri_secrets(str(self.proxy))]
 
 
 def load_description(
@@ -225,7 +239,7 @@ def load_description(
     """The description in ``table`` with ``${NAME}`` replaced from ``variables`` at any depth, or
     ``ConfigurationError`` beginning with ``where`` and naming each wrong key (never showing a
     value that came from the environment)."""
-    resolved = resolve(dict(table), where, variables)
+    resolved = resolve(dict(table), where, variables, secrets=SECRET_KEYS)
     try:
         return ApiDescription.model_validate(resolved)
     except ValidationError as exc:
@@ -235,7 +249,7 @@ def load_description(
         raise ConfigurationError(f"{where}: " + "; ".join(problems)) from None
 
 
-TABLES = frozenset({"auth", "read", "write", "paging", "version", "query", "since", "after"})
+TABLES = frozenset({"auth", "read", "write", "paging", "version", "query", "since", "after", "tls"})
 _UNIONS = frozenset({"auth", "paging"})
 
 

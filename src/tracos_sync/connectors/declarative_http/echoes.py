@@ -26,6 +26,10 @@ stays before it). Its version (or, without versions, its content's hash) is reme
 page is applied, until the watermark passes it, and a read of the same version again is
 ``Reading.read_again``: not applied a second time (it would overwrite a TracOS edit made since).
 
+A record's content is hashed only where it is compared (``wrote_to``: a key we wrote to;
+without versions, ``knows``: a key with a version applied remembered, or a record to remember):
+the ERP's own records, most of what a pass reads, cost the guard nothing but their version.
+
 The version of each key, read or written, is what the writer sends as ``If-Match``; versions
 read are kept for the run only (the reader sees the whole ERP), written ones in the state.
 
@@ -157,6 +161,17 @@ class Echoes:
         entry.written = updated_at
         entry.applied = None  # what TracOS holds is ours now, not what was applied before
         self._read.pop(key, None)  # our write's answer is newer than any read
+
+    def wrote_to(self, key: str) -> bool:
+        """Whether we remember a write to ``key``: only then can a record read there be ours
+        (and is its content worth hashing)."""
+        entry = self._entries.get(key)
+        return entry is not None and bool(entry.writes)
+
+    def knows(self, key: str) -> bool:
+        """Whether anything of ``key`` is remembered (a write, or a version applied): without
+        versions, a record read there is then told apart by its content."""
+        return key in self._entries
 
     def read(self, key: str, content: str, version: str | None) -> Reading:
         """What the record read at ``key`` (its ``content_hash`` and version) is: our echo, the

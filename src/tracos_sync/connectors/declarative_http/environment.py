@@ -18,8 +18,11 @@ from pydantic import AfterValidator, BeforeValidator, SecretStr
 
 from tracos_sync.integrations import substitute
 
+from .secret_files import PREFIX, SecretFile, file_reference
+
 # ``${`` not preceded by another ``$`` (``$${`` is the escape of a literal ``${``).
 _REFERENCE = re.compile(r"(?<!\$)\$\{")
+_WHOLE_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class FromEnvironment(str):
@@ -28,17 +31,34 @@ class FromEnvironment(str):
     __slots__ = ()
 
 
-def resolve(value: Any, where: str, variables: Mapping[str, str], path: str = "") -> Any:
+def resolve(
+    value: Any,
+    where: str,
+    variables: Mapping[str, str],
+    path: str = "",
+    secrets: frozenset[str] = frozenset(),
+) -> Any:
     """``value`` with every ``${NAME}`` replaced, in tables and lists at any depth; each string
-    that held one becomes a ``FromEnvironment``. Raises ``ConfigurationError`` beginning with
-    ``where`` and naming the key (``path``, dotted)."""
+    that held one becomes a ``FromEnvironment``. A key (dotted) in ``secrets`` that is exactly
+    ``${NAME}``, with ``NAME`` unset and ``NAME_FILE`` set, is ``file:`` that file (the
+    ``_FILE`` convention of container images: a mounted secret, read again when it changes).
+    Raises ``ConfigurationError`` beginning with ``where`` and naming the key (``path``,
+    dotted)."""
     if isinstance(value, dict):
         return {
-            key: resolve(item, where, variables, f"{path}.{key}" if path else str(key))
+            key: resolve(item, where, variables, f"{path}.{key}" if path else str(key), secrets)
             for key, item in value.items()
         }
     if isinstance(value, list):
-        return [resolve(item, where, variables, f"{path}[{at}]") for at, item in enumerate(value)]
+        return [
+            resolve(item, where, variables, f"{path}[{at}]", secrets)
+            for at, item in enumerate(value)
+        ]
+    if isinstance(value, str) and path in secrets:
+        whole = _WHOLE_REFERENCE.fullmatch(value)
+        name = whole.group(1) if whole else ""
+        if whole and name not in variables and f"{name}_FILE" in variables:
+            return FromEnvironment(f"{PREFIX}{variables[name + '_FILE']}")
     if isinstance(value, str):
         replaced = substitute(value, f"{where}: {path}", variables)
         return FromEnvironment(replaced) if _REFERENCE.search(value) else replaced
@@ -61,14 +81,18 @@ def hidden_keys(value: Any) -> frozenset[str]:
 
 
 def _only_from_environment(value: object) -> object:
-    """A secret is taken from the environment, never written in the file (which is copied,
-    committed and shown); whitespace around it is dropped (the newline of a mounted file)."""
+    """A secret is taken from the environment or a mounted file (``file:/path``, read again
+    when it changes), never written in the file (which is copied, committed and shown);
+    whitespace around it is dropped (the newline of a mounted file)."""
     if not isinstance(value, str):
         return value
+    path = file_reference(value)
+    if path is not None:
+        return SecretFile(path)  # a ValueError naming the file when it cannot be read
     if not isinstance(value, FromEnvironment):
         raise ValueError(
-            "a secret must be given as ${NAME}, taken from the environment, never written in "
-            "the file (the value is not shown)"
+            "a secret must be given as ${NAME}, taken from the environment, or as file:/path, "
+            "a mounted file, never written in the file (the value is not shown)"
         )
     secret = value.strip()
     if not secret:
@@ -77,18 +101,26 @@ def _only_from_environment(value: object) -> object:
 
 
 EnvSecret = Annotated[SecretStr, BeforeValidator(_only_from_environment)]
-"""A secret: ``${NAME}`` in the file, the variable's value (stripped, not empty) here."""
+"""A secret: ``${NAME}`` in the file, the variable's value (stripped, not empty) here; or
+``file:/path``, a ``SecretFile`` (its content, read again when it changes)."""
 
 # RFC 6750's token characters are a subset of these; anything else cannot go in a header.
 _VISIBLE_ASCII = frozenset(chr(c) for c in range(0x21, 0x7F))
 
 
-def _fit_for_a_header(value: SecretStr) -> SecretStr:
-    if not set(value.get_secret_value()) <= _VISIBLE_ASCII:
+def _header_text(value: str) -> str:
+    if not set(value) <= _VISIBLE_ASCII:
         raise ValueError(
             "must be printable ASCII without spaces or control characters inside, to go in a "
             "header (the value is not shown)"
         )
+    return value
+
+
+def _fit_for_a_header(value: SecretStr) -> SecretStr:
+    if isinstance(value, SecretFile):  # every value the file will hold, not only this one
+        return value.with_check(_header_text)
+    _header_text(value.get_secret_value())
     return value
 
 

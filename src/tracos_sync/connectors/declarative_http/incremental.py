@@ -2,16 +2,62 @@
 (or, from a (time, key) watermark and for every ``keyset`` page, ``read.after``).
 
 The time and the key arrive formatted as the API writes them (the mapping's job: an OData
-timestamp, a key with its leading zeros and ``'`` doubled inside a string literal); here they
-are only put in their places and the query encoded (``%20``, never ``+``).
+timestamp, a key with its leading zeros); here they are put in their places (``query.fill``: a
+``'`` of a value written between single quotes, an OData string literal, is doubled) and the
+query encoded (``%20``, never ``+``). ``PassQueries`` writes a pass's keys as the API's query
+writes them (``read.watermark_format``) and asks for its first page and each keyset page.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 import httpx
+
+from tracos_sync.domain.dates import format_instant
+from tracos_sync.mapping import RecordMapping
 
 from .description import ApiDescription
 from .query import fill, join_path, with_query
+from .watermark import Watermark, with_finer
+
+
+def client_text(value: Any) -> str:
+    """A value of the client's record as it goes in a query (``true`` as JSON writes it)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class PassQueries:
+    """The requests of a pass, from keys (last update, number) as the mapping reads them."""
+
+    def __init__(self, api: ApiDescription, mapping: RecordMapping) -> None:
+        self._api = api
+        self._mapping = mapping
+
+    def values(self, stamp: datetime, number: int, finer: str = "") -> tuple[str, str]:
+        """The (time, key) as the API's query writes them (``read.watermark_format``), the time
+        with the ERP's digits finer than a millisecond (``finer``) kept."""
+        if self._api.read.watermark_format == "iso":
+            return with_finer(format_instant(stamp), finer), str(number)
+        written = self._mapping.client_updated(stamp)[0]
+        since = with_finer(written, finer) if isinstance(written, str) else client_text(written)
+        return since, client_text(self._mapping.client_key(number))
+
+    def start(self, start: Watermark) -> httpx.URL:
+        """A pass's first page, from the watermark ``start``."""
+        if start == Watermark() and not self._api.read.filter_first_pass:
+            return changes_since(self._api, None)
+        since, number = self.values(start.since, start.after, start.finer)
+        if self._api.read.after:
+            return changes_after(self._api, since, number)
+        return changes_since(self._api, since)
+
+    def after(self, stamp: datetime, number: int, finer: str) -> httpx.URL:
+        """The keyset page after the key (``stamp``, ``number``, ``finer``)."""
+        return changes_after(self._api, *self.values(stamp, number, finer))
 
 
 def changes_since(api: ApiDescription, since: str | None) -> httpx.URL:

@@ -1,8 +1,9 @@
 """OAuth 2.0 client credentials (RFC 6749 §4.4) as an ``httpx.Auth`` plugin: a token fetched from
-the token endpoint, cached, fetched again ``refresh_before_seconds`` before it expires, and once
-more when the API answers 401 (revoked early). Requests that find the token stale at the same time
-share one fetch: a lock, and a request refused with a token that another has replaced already
-just uses the new one.
+the token endpoint, cached, fetched again ``refresh_before_seconds`` before it expires (at most
+half its lifetime before: a token shorter-lived than the margin is not fetched for every
+request), and once more when the API answers 401 (revoked early). Requests that find the token
+stale at the same time share one fetch: a lock, and a request refused with a token that another
+has replaced already just uses the new one.
 
 The token endpoint's answer is classified here, as the requester classifies the API's: 400, 401,
 403 (our client credentials are refused: RFC 6749 §5.2 answers 400 ``invalid_client``) are
@@ -20,16 +21,19 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any
-from urllib.parse import quote_plus
 
 import httpx
+import structlog
 
-from tracos_sync.logs import base64_form, redact_text
+from tracos_sync.logs import redact_text
 
 from ..client_erp.codec import ParseError, parse_json
-from .auth_spec import ClientCredentialsAuth
+from .auth_spec import ClientCredentialsAuth, basic_credentials
+from .bounded_body import ACCEPT_ENCODING, UnreadableBody, read_bounded
 from .requester import CredentialsRefused, ProtocolError
 from .retrying import ApiTransient, retry_after
+
+log = structlog.get_logger("tracos_sync.http")
 
 _VISIBLE_ASCII = frozenset(chr(c) for c in range(0x21, 0x7F))
 EXCERPT_CHARS = 200
@@ -50,13 +54,15 @@ class ClientCredentials(httpx.Auth):
         self._clock = clock
         self._lock = asyncio.Lock()
         self._token: str | None = None
-        self._expires = -math.inf
+        self._refresh_at = -math.inf  # when the cached token is to be replaced
+        self._margin_cut = False  # told once: tokens live shorter than the margin
         self._issued: deque[str] = deque(maxlen=REMEMBERED_TOKENS)
         self.fetches = 0  # tokens fetched, for tests and a log line
 
     def secrets(self) -> list[str]:
-        """The client secret and the tokens fetched lately: never to be shown."""
-        return [self._spec.client_secret.get_secret_value(), *self._issued]
+        """The client secret (a file's values read lately too, and the Basic credentials made
+        of each) and the tokens fetched lately: never to be shown."""
+        return [*self._spec.secrets(), *self._issued]
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, Any, None]:
         raise RuntimeError("OAuth 2.0 client credentials need an httpx.AsyncClient")
@@ -76,17 +82,30 @@ class ClientCredentials(httpx.Auth):
         """The cached token unless it expires within the margin or the API refused it; then a
         new one, fetched by whichever request gets here first."""
         async with self._lock:
-            margin = self._spec.refresh_before_seconds
-            if (
-                self._token is None
-                or self._token == refused
-                or self._clock() >= self._expires - margin
-            ):
+            if self._token is None or self._token == refused or self._clock() >= self._refresh_at:
                 self._token, lifetime = await self._fetch()
-                self._expires = self._clock() + lifetime
+                self._refresh_at = self._clock() + lifetime - self._margin(lifetime)
                 self._issued.append(self._token)
                 self.fetches += 1
             return self._token
+
+    def _margin(self, lifetime: float) -> float:
+        """How long before it expires a token is replaced: ``refresh_before_seconds``, but at
+        most half its lifetime (a token living 30 s with a margin of 60 would be fetched again
+        before every request); told once."""
+        margin = self._spec.refresh_before_seconds
+        if margin <= lifetime / 2:
+            return margin
+        if not self._margin_cut:
+            self._margin_cut = True
+            log.warning(
+                "http.token_short_lived",
+                lifetime=lifetime,
+                refresh_before_seconds=margin,
+                detail=f"tokens live {lifetime:g}s, less than twice refresh_before_seconds: "
+                f"each is replaced after half its lifetime ({lifetime / 2:g}s) instead",
+            )
+        return lifetime / 2
 
     async def _fetch(self) -> tuple[str, float]:
         """A new token and its lifetime in seconds (infinite when the server does not say)."""
@@ -95,11 +114,10 @@ class ClientCredentials(httpx.Auth):
         if spec.scope:
             form["scope"] = spec.scope
         secret = spec.client_secret.get_secret_value()
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING}
         if spec.client_auth == "basic":
             # RFC 6749 §2.3.1: id and secret form-encoded, then HTTP Basic.
-            pair = f"{quote_plus(spec.client_id)}:{quote_plus(secret)}".encode()
-            headers["Authorization"] = f"Basic {base64_form(pair)}"
+            headers["Authorization"] = f"Basic {basic_credentials(*spec.basic_pair())}"
         else:
             form |= {"client_id": spec.client_id, "client_secret": secret}
         request = httpx.Request("POST", str(spec.token_url), data=form, headers=headers)
@@ -112,17 +130,15 @@ class ClientCredentials(httpx.Auth):
 
     async def _read(self, response: httpx.Response) -> bytes:
         limit = self._spec.max_token_bytes
-        chunks, size = [], 0
-        async for chunk in response.aiter_bytes():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:
-                if response.is_success:
-                    raise ProtocolError(
-                        f"token endpoint: the answer is larger than max_token_bytes ({limit})"
-                    )
-                break  # an error answer: its start is enough for a message
-        return b"".join(chunks)
+        try:
+            body, cut = await read_bounded(response, limit)  # never inflated past the limit
+        except UnreadableBody as exc:
+            raise ProtocolError(f"token endpoint: the answer cannot be decoded: {exc}") from None
+        if cut and response.is_success:
+            raise ProtocolError(
+                f"token endpoint: the answer is larger than max_token_bytes ({limit})"
+            )
+        return body  # an error answer: its start is enough for a message
 
     def _token_in(self, response: httpx.Response, body: bytes) -> tuple[str, float]:
         status = response.status_code

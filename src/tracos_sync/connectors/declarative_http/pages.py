@@ -2,7 +2,13 @@
 
 - At most ``read.max_pages`` pages a pass: an API whose paging never ends costs one bounded pass
   (``complete`` stays false: the rest is read on the next one).
-- A page without records that says more follow is a ``ProtocolError``: nothing would ever move.
+- A page without records that says more follow is followed when the API's link moves (OData
+  and cursor APIs may answer an empty page before the next one); keyset paging cannot go on from
+  it (``ProtocolError``), and counted pages end on it.
+- A page that holds the very records of the page before: with counted pages (``page_number``,
+  ``offset``) the server answering past the end with its last page again, so the end of the
+  pass (not handed on twice); with a link or cursor, paging that goes round (a ``ProtocolError``
+  naming the style), even when the link changes a parameter each time.
 - A next page whose URL was asked for already in this pass (a link that does not move, or goes
   round) is a ``ProtocolError``, not a loop.
 - A next link to another origin (scheme, host, port) than the service root is a
@@ -57,17 +63,24 @@ class Pages:
         paginator = self._paginator
         url = paginator.first()
         asked: set[str] = set()
+        previous: list[object] | None = None  # the records of the page before
         while True:
             self._same_origin(url)
             asked.add(str(url))
             page = await self._fetch(url, paginator.headers)
             self.read += 1
-            following = paginator.next(page)
-            if following is not None and not page.records:
+            if page.records and page.records == previous:
+                if paginator.repeat_ends:
+                    log.debug("inbound.last_page_repeated", page=self.read, style=paginator.style)
+                    self.complete = True
+                    return
                 raise ProtocolError(
-                    f"list records: page {self.read} ({self._shown(str(url))}) is an empty page "
-                    "that claims more: the API's paging does not move"
+                    f"list records: page {self.read} ({self._shown(str(url))}) holds the same "
+                    f"records as page {self.read - 1}: the API's {paginator.style} paging goes "
+                    "round"
                 )
+            previous = page.records
+            following = paginator.next(page)
             yield page
             if following is None:
                 self.complete = True

@@ -1,9 +1,9 @@
 """One paginator per paging style: ``first()`` is the first page's URL, ``next(page)`` the next
 one's, or ``None`` when the page was the last. A paginator serves one pass and keeps its place.
 
-They only say where the next page is; what every style must obey (a bounded number of pages, an
-empty page that claims more, a next link that does not move or leaves the API) is checked once,
-for all, by ``pages.Pages``. ``keyset_safe`` says whether the watermark may be committed after
+They only say where the next page is; what every style must obey (a bounded number of pages, a
+page answered twice, a next link that does not move or leaves the API) is checked once, for all,
+by ``pages.Pages``. ``keyset_safe`` says whether the watermark may be committed after
 every page (only when each page restarts from the last (time, key) read: ``keyset``).
 """
 
@@ -44,6 +44,10 @@ class Page:
 class Paginator(Protocol):
     keyset_safe: bool
     headers: Mapping[str, str]  # sent with every page's request
+    style: str  # as ``read.paging.style`` says it, for messages
+    # Whether a page that holds what the previous one held is the server answering past the end
+    # with its last page again (pages counted by us), rather than paging that goes round.
+    repeat_ends: bool
 
     def first(self) -> httpx.URL: ...
 
@@ -55,12 +59,15 @@ class Paginator(Protocol):
 
 
 class PageNumberPaginator:
-    """Page numbers count in the server's page size: one that caps ours answers a short page
-    and then goes on, and the records between are never read. That is a ``ProtocolError``
-    naming the size to ask for, not a silent gap."""
+    """Page numbers count in the server's page size: one that caps ours answers a short first
+    page and then goes on, and the records between are never read. That is a ``ProtocolError``
+    naming the size to ask for, not a silent gap. A short page after full ones is not a cap
+    (the last page, answered again past the end, is ``Pages``' to tell): no size is advised."""
 
     keyset_safe = False
     headers: Mapping[str, str] = {}
+    style = "page_number"
+    repeat_ends = True
 
     def __init__(self, start: httpx.URL, spec: PageNumberPaging, size: int) -> None:
         self._start, self._spec, self._size = start, spec, size
@@ -81,10 +88,19 @@ class PageNumberPaginator:
         if not page.records:
             return None
         if self._short is not None:
-            raise ProtocolError(
+            said = (
                 f"page {self._number - 1} held {self._short} records where {self._size} were "
-                f"asked for, and page {self._number} more: the server caps the page size, and "
-                f"the records between were skipped; set read.page_size to {self._short}"
+                f"asked for, and page {self._number} more"
+            )
+            if self._number - 1 == self._spec.first_page:
+                raise ProtocolError(
+                    f"{said}: the server caps the page size, and the records between were "
+                    f"skipped; set read.page_size to {self._short}"
+                )
+            raise ProtocolError(
+                f"{said}: the server's pages are not of one size, so page numbers do not say "
+                "where records are (records may have been skipped); page_number paging cannot "
+                "read this API exactly (keyset paging can, if it filters by read.after)"
             )
         if len(page.records) < self._size:
             self._short = len(page.records)
@@ -95,6 +111,8 @@ class PageNumberPaginator:
 class OffsetPaginator:
     keyset_safe = False
     headers: Mapping[str, str] = {}
+    style = "offset"
+    repeat_ends = True
 
     def __init__(self, start: httpx.URL, spec: OffsetPaging, size: int) -> None:
         self._start, self._spec, self._size = start, spec, size
@@ -121,6 +139,8 @@ class OffsetPaginator:
 class CursorPaginator:
     keyset_safe = False
     headers: Mapping[str, str] = {}
+    style = "cursor"
+    repeat_ends = False
 
     def __init__(self, start: httpx.URL, spec: CursorPaging, size: int) -> None:
         self._spec = spec
@@ -145,6 +165,8 @@ class CursorPaginator:
 class LinkHeaderPaginator:
     keyset_safe = False
     headers: Mapping[str, str] = {}
+    style = "link_header"
+    repeat_ends = False
 
     def __init__(self, start: httpx.URL, spec: LinkHeaderPaging, size: int) -> None:
         sized = [(spec.size_param, str(size))] if spec.size_param else []
@@ -154,8 +176,19 @@ class LinkHeaderPaginator:
         return self._start
 
     def next(self, page: Page) -> httpx.URL | None:
-        link = page.response.links.get("next", {}).get("url")
+        link = next_link(page.response)
         return page.url.join(link) if link else None  # RFC 8288: relative to the page's URL
+
+
+def next_link(response: httpx.Response) -> str | None:
+    """The target of the ``Link`` whose relations include ``next``. A ``rel`` is a
+    space-separated list of relation types, compared case-insensitively (RFC 8288 §3.3):
+    ``rel="next last"`` and ``rel="Next"`` are next links too (httpx keys ``links`` on the
+    whole ``rel`` text)."""
+    for link in response.links.values():
+        if "next" in link.get("rel", "").lower().split():
+            return link.get("url") or None
+    return None
 
 
 class ODataPaginator:
@@ -163,10 +196,17 @@ class ODataPaginator:
     relative URLs are relative to it (SAP CAP answers ``MaintenanceOrder?$skiptoken=…``)."""
 
     keyset_safe = False
+    repeat_ends = False
 
     def __init__(
-        self, start: httpx.URL, root: httpx.URL, link_path: tuple[str, ...], size: int
+        self,
+        start: httpx.URL,
+        root: httpx.URL,
+        link_path: tuple[str, ...],
+        size: int,
+        style: str,
     ) -> None:
+        self.style = style
         self._start, self._link_path = start, link_path
         self._root = root.copy_with(path=root.path.rstrip("/") + "/", query=None, fragment=None)
         self.headers: Mapping[str, str] = {"Prefer": f"odata.maxpagesize={size}"}
@@ -190,6 +230,8 @@ class KeysetPaginator:
 
     keyset_safe = True
     headers: Mapping[str, str] = {}
+    style = "keyset"
+    repeat_ends = False
 
     def __init__(
         self,
@@ -215,8 +257,11 @@ class KeysetPaginator:
                 raise ProtocolError(f"{more_path} is not true or false: {str(more)[:80]!r}")
         if not more:
             return None
-        if not page.records:
-            return self._start  # an empty page that claims more: ``Pages`` refuses it
+        if not page.records:  # nothing to go on from
+            raise ProtocolError(
+                f"list records: an empty page that claims more ({more_path} is true): keyset "
+                "paging cannot go on from it"
+            )
         return with_query(self._after(page.records[-1]), self._sized)
 
 
@@ -239,9 +284,9 @@ def paginator(
         case LinkHeaderPaging():
             return LinkHeaderPaginator(start, spec, size)
         case ODataV4Paging():
-            return ODataPaginator(start, root, ("@odata.nextLink",), size)
+            return ODataPaginator(start, root, ("@odata.nextLink",), size, "odata_v4")
         case ODataV2Paging():
-            return ODataPaginator(start, root, ("d", "__next"), size)
+            return ODataPaginator(start, root, ("d", "__next"), size, "odata_v2")
         case KeysetPaging():
             return KeysetPaginator(start, spec, size, after)
     raise AssertionError(f"unknown paging {spec!r}")  # pragma: no cover - the union is closed

@@ -32,7 +32,7 @@ class PageNumberPaging(BaseModel):
     """The query parameter of the page number."""
     size_param: ParamName = "page_size"
     """The query parameter of the page size."""
-    first_page: int = Field(1, ge=0)
+    first_page: int = Field(1, ge=0, strict=True)
     """The number of the first page (0 or 1, as the API counts)."""
 
 

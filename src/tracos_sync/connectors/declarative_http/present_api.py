@@ -139,7 +139,33 @@ def description_of(settings: HttpSettings) -> ApiDescription:
         page_size=settings.client_api_page_size,
         max_pages=settings.client_api_max_pages,
     )
+    table["tls"] = _tls_of(settings, variables)
+    if settings.client_api_proxy is not None:
+        variables["CLIENT_API_PROXY"] = str(settings.client_api_proxy)
+        table["proxy"] = "${CLIENT_API_PROXY}"
     return load_description(table, "CLIENT_CONNECTOR=http", variables)
+
+
+def _tls_of(settings: HttpSettings, variables: dict[str, str]) -> dict[str, Any]:
+    """The description's ``[tls]`` from ``CLIENT_API_CA``, ``_CERT``, ``_KEY`` and
+    ``_KEY_PASSPHRASE``."""
+    tls: dict[str, Any] = {
+        "system_ca": settings.client_api_system_ca,
+        "cert_warning_days": settings.client_api_cert_warning_days,
+    }
+    for key, path in (
+        ("ca", settings.client_api_ca),
+        ("cert", settings.client_api_cert),
+        ("key", settings.client_api_key),
+    ):
+        if path is not None:
+            tls[key] = str(path)
+    if settings.client_api_key_passphrase is not None:
+        variables["CLIENT_API_KEY_PASSPHRASE"] = (
+            settings.client_api_key_passphrase.get_secret_value()
+        )
+        tls["key_passphrase"] = "${CLIENT_API_KEY_PASSPHRASE}"
+    return tls
 
 
 def create(config: ConnectorConfig) -> PresentApiConnector:

@@ -6,6 +6,7 @@ are kept by the bootstrap's connector state store (``CLIENT_STATE_COLLECTION``, 
 from __future__ import annotations
 
 import posixpath
+from pathlib import Path
 from typing import Annotated
 from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
@@ -56,6 +57,25 @@ class HttpSettings(ApiSettings):
     """Pages read per run at most (an API whose paging never ends costs one bounded run); the rest
     is read next run, from where this one stopped (if none of them brought anything new: exit 1,
     the API's paging does not end)."""
+    client_api_ca: Path | None = None
+    """A CA bundle (PEM file) or folder of CA certificates that signs the API's certificate (a
+    company's private CA), trusted beside the system's; the description's `tls.ca`. Read again
+    when it changes. Verification cannot be turned off."""
+    client_api_system_ca: bool = True
+    """Whether the system's CAs are trusted too (`false`: only CLIENT_API_CA); `tls.system_ca`."""
+    client_api_cert: Path | None = None
+    """Our client certificate (PEM), for an API that authenticates integrations by X.509;
+    `tls.cert`. Read again when it changes."""
+    client_api_key: Path | None = None
+    """The client certificate's private key (PEM); unset: it is in the CLIENT_API_CERT file;
+    `tls.key`."""
+    client_api_key_passphrase: SecretStr | None = None
+    """The key's passphrase (or CLIENT_API_KEY_PASSPHRASE_FILE); never printed."""
+    client_api_cert_warning_days: int = Field(30, ge=0, le=3_650)
+    """`check` warns when the client certificate expires within this many days."""
+    client_api_proxy: HttpUrl | None = None
+    """The proxy every request goes through (`http://user:password@proxy:3128`; its credentials
+    never printed); unset: HTTPS_PROXY/NO_PROXY from the environment."""
 
     @model_validator(mode="after")
     def _one_kind_of_credentials(self) -> HttpSettings:
@@ -76,7 +96,12 @@ class HttpSettings(ApiSettings):
         url = str(self.client_api_url)
         query = [v for _, v in parse_qsl(urlsplit(url).query) if len(v) >= 3]
         query += [quote(v, safe="") for v in query]
-        return ([token.get_secret_value()] if token is not None else []) + uri_secrets(url) + query
+        found = [token.get_secret_value()] if token is not None else []
+        if self.client_api_key_passphrase is not None:
+            found.append(self.client_api_key_passphrase.get_secret_value())
+        if self.client_api_proxy is not None:
+            found += uri_secrets(str(self.client_api_proxy))
+        return found + uri_secrets(url) + query
 
     def shown_url(self) -> str:
         """The URL as it may be printed: user info and query values masked."""

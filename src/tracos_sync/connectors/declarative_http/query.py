@@ -40,8 +40,22 @@ def placeholders(template: str) -> set[str]:
 
 
 def fill(template: str, values: Mapping[str, str]) -> str:
-    """``template`` with its placeholders replaced by ``values`` (checked at start-up)."""
-    return template.format_map(values)
+    """``template`` with its placeholders replaced by ``values`` (checked at start-up). A
+    placeholder written between single quotes (``'{number}'``) is inside an OData string
+    literal, where a ``'`` of the value is written twice (``'WO ''A'' 41'``): otherwise it would
+    end the literal early, and the filter or the path would name another key, or none."""
+    parts = []
+    fields = list(string.Formatter().parse(template))  # ``{{`` comes back as ``{``
+    for index, (literal, name, _, _) in enumerate(fields):
+        parts.append(literal)
+        if name is None:
+            continue
+        value = values[name]
+        following = fields[index + 1][0] if index + 1 < len(fields) else ""
+        if literal.endswith("'") and following.startswith("'"):
+            value = value.replace("'", "''")
+        parts.append(value)
+    return "".join(parts)
 
 
 def encode_query(pairs: Iterable[tuple[str, str]]) -> bytes:

@@ -19,9 +19,11 @@ written as the mapping writes them (``client_updated``, ``client_key``).
   the pass ends with its page (what follows is later still).
 - Records at or before the watermark are skipped (an API that ignores the filter); records out
   of (time, key) order are a ``ProtocolError`` (the watermark rule needs the order: set
-  ``read.query``'s ``$orderby``), and so are ``read.max_pages`` keyset pages that brought nothing
-  after the watermark (paging that does not end); a record the mapping refuses is a dead letter,
-  reported once a pass, and its key (when readable) moves the watermark past it.
+  ``read.query``'s ``$orderby``; both compare as the ERP orders, ``order.ErpOrder``: the last
+  update at the precision the ERP wrote it, the key as it writes it), and so are
+  ``read.max_pages`` keyset pages that brought nothing after the watermark (paging that does
+  not end); a record the mapping refuses is a dead letter, reported once a pass, and its key
+  (when readable) moves the watermark past it.
 - With an echo guard, a record that is one of our own writes coming back (``Echoes.read``: its
   version is the one our write got back and it holds what we wrote; without versions, it holds
   what our latest write sent) is not handed on: it is not applied, and moves only the watermark.
@@ -55,7 +57,8 @@ from tracos_sync.mapping import RecordMapping
 from ..client_erp.codec import ParseError, parse_json
 from .description import ApiDescription
 from .echoes import Echoes
-from .incremental import changes_after, changes_since
+from .incremental import PassQueries
+from .order import ErpOrder, Rank, finer_digits
 from .pages import Pages
 from .paginators import Page, paginator
 from .paging_spec import KeysetPaging
@@ -70,27 +73,23 @@ log = structlog.get_logger("tracos_sync.http")
 Clock = Callable[[], datetime]
 
 
-def client_text(value: Any) -> str:
-    """A value of the client's record as it goes in a query (``true`` as JSON writes it)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 @dataclass(slots=True)
 class _PassState:
     """What one pass has seen so far."""
 
     start: Watermark
     mark: Watermark  # as far as the records read allow storing
+    start_rank: Rank  # ``start`` and ``mark`` as the ERP orders them
+    mark_rank: Rank
     frozen: bool = False  # a record ahead of the moment asked: the mark moves no further
     beyond: bool = False  # a record dated beyond now + the allowance: the pass ends
-    previous: tuple[datetime, int] | None = None
+    previous: Rank | None = None
     seen: set[int] = field(default_factory=set)
     repeats: int = 0
     refused: set[str] = field(default_factory=set)
     fresh: int = 0  # records read after the watermark
-    last_key: tuple[datetime, int] | None = None  # the last readable key of the latest page
+    # The last readable key of the latest page, with its finer digits.
+    last_key: tuple[datetime, int, str] | None = None
 
 
 class ApiReader:
@@ -113,6 +112,8 @@ class ApiReader:
         # Where a record read holds its version: a list answer's ETag is no record's.
         self._readings = Readings(echoes, mapping, version.field if version is not None else None)
         self._mapping = mapping
+        self._order = ErpOrder(mapping)
+        self._queries = PassQueries(api, mapping)
         self._requester = requester
         self._skew = clock_skew
         self._clock = clock
@@ -125,28 +126,13 @@ class ApiReader:
         """The newest last update believed now."""
         return self._clock() + self._skew
 
-    def query_values(self, key: tuple[datetime, int]) -> tuple[str, str]:
-        """The (time, key) as the API's query writes them (``read.watermark_format``)."""
-        stamp, number = key
-        if self._api.read.watermark_format == "iso":
-            return format_instant(stamp), str(number)
-        written = self._mapping.client_updated(stamp)
-        return client_text(written[0]), client_text(self._mapping.client_key(number))
-
-    def start_url(self, start: Watermark) -> httpx.URL:
-        if start == Watermark() and not self._api.read.filter_first_pass:
-            return changes_since(self._api, None)
-        since, number = self.query_values((start.since, start.after))
-        if self._api.read.after:
-            return changes_after(self._api, since, number)
-        return changes_since(self._api, since)
-
     async def units(self, start: Watermark) -> AsyncIterator[InboundUnit]:
-        state = _PassState(start=start, mark=start)
+        begun = self._order.of(start)
+        state = _PassState(start=start, mark=start, start_rank=begun, mark_rank=begun)
         read = self._api.read
         pass_paginator = paginator(
             read.paging,
-            self.start_url(start),
+            self._queries.start(start),
             self._root,
             read.page_size,
             lambda _record: self._after(state),
@@ -173,12 +159,12 @@ class ApiReader:
         self.read_again = 0
         self._seen.forget()  # what the ERP holds is read again (a date it corrected back)
         async for page in pages:
-            unit, echoed = self._decode(page, pages.read, state, asked)
-            self.echoes += echoed
+            unit = self._decode(page, pages.read, state, asked)
+            self.echoes += unit.echoes
             handle = unit.handle
             assert isinstance(handle, PageHandle)
             # A page of our echoes alone is handed on too: its records move the watermark.
-            read_something = bool(unit.records or unit.problems or unit.stale or echoed)
+            read_something = bool(unit.records or unit.problems or unit.stale or unit.echoes)
             if keyset:
                 handle.mark = state.mark
                 if read_something:
@@ -198,8 +184,8 @@ class ApiReader:
                 f"list records: {pages.read} pages ({names.max_pages}) brought nothing after "
                 f"{start.text}, key {start.after}: the API's paging does not end"
             )
-        if self.echoes:
-            log.info("inbound.echoes_skipped", records=self.echoes)
+        if self.echoes:  # counted in the summary (echoes=), once the pages are applied
+            log.debug("inbound.echoes_skipped", records=self.echoes)
         if self.read_again:
             log.info(
                 "inbound.read_again",
@@ -228,7 +214,7 @@ class ApiReader:
         read = self._api.read
         first = paginator(
             read.paging,
-            self.start_url(Watermark()),
+            self._queries.start(Watermark()),
             self._root,
             read.page_size,
             lambda _record: self._root,
@@ -245,15 +231,17 @@ class ApiReader:
                 "list records: no record of the page has a readable key and last update: "
                 "keyset paging cannot go on"
             )
-        since, number = self.query_values(state.last_key)
-        return changes_after(self._api, since, number)
+        return self._queries.after(*state.last_key)
 
-    def _last_key(self, records: list[Any]) -> tuple[datetime, int] | None:
+    def _last_key(self, records: list[Any]) -> tuple[datetime, int, str] | None:
         for item in reversed(records):
             key = self._mapping.key_of(item)
             if key is not None:
-                return key
+                return (*key, self._finer(item))
         return None
+
+    def _finer(self, item: Any) -> str:
+        return finer_digits(self._mapping.updated_raw(item))
 
     async def _fetch(self, url: httpx.URL, headers: Mapping[str, str]) -> Page:
         what = f"list records ({self._requester.excerpt(str(url), 300)})"
@@ -281,15 +269,12 @@ class ApiReader:
             )
         return Page(url, response, document, records)
 
-    def _decode(
-        self, page: Page, number: int, state: _PassState, asked: datetime
-    ) -> tuple[InboundUnit, int]:
-        """The page's unit, and how many of its records were our echoes (not in the unit)."""
+    def _decode(self, page: Page, number: int, state: _PassState, asked: datetime) -> InboundUnit:
+        """The page's unit; its ``echoes`` count the records that were ours (not in it)."""
         name = f"page {number} after {format_instant(state.start.since)}"
         # positions: a record TracOS refuses later is then dead-lettered under its own index.
         unit = InboundUnit(name, [], handle=PageHandle(raw=page.records), positions=[])
         now = self._clock()
-        echoed = 0
         for index, item in enumerate(page.records):
             try:
                 order = self._mapping.decode(item)
@@ -297,29 +282,31 @@ class ApiReader:
                 key = self._mapping.key_of(item)
                 if key is not None:
                     self._seen.saw(key[1], key[0])
-                if key is not None and not state.start.passes(*key):
-                    self._advance(state, key, asked, now)
+                    finer = self._finer(item)
+                    rank = self._order.rank(*key, finer)
+                    if rank > state.start_rank:
+                        self._advance(state, Watermark(*key, finer), rank, asked=asked, now=now)
                 refuse_record(unit, index, item, exc.problems, state.refused)
                 continue
             key = (order.updated_at, order.number)
-            if state.start.passes(*key):
+            finer = self._finer(item)
+            rank = self._order.rank(*key, finer)
+            if rank <= state.start_rank:
                 self._seen.saw(order.number, order.updated_at)
                 continue  # read already (an API that ignores the filter)
-            if state.previous is not None and key < state.previous:
-                raise ProtocolError(
-                    f"list records ({name}): record {index} ({self._mapping.number_path} "
-                    f"{order.number}, {self._mapping.updated_path} "
-                    f"{format_instant(order.updated_at)}) is out of order: the API must answer "
-                    "records ordered by last update, then key (set read.query's $orderby)"
-                )
-            state.previous = key
+            if state.previous is not None and rank < state.previous:
+                where = f"list records ({name}): record {index}"
+                said = self._order.out_of_order(where, item, order.number, self._api.read.query)
+                raise ProtocolError(said)
+            state.previous = rank
             if order.number in state.seen:
                 state.repeats += 1
             state.seen.add(order.number)
-            self._advance(state, key, asked, now)
-            reading = self._readings.of(order, item)
+            self._advance(state, Watermark(*key, finer), rank, asked=asked, now=now)
+            ahead = key[0] > asked  # the watermark stays before it: the next pass reads it again
+            reading = self._readings.of(order, item, ahead=ahead)
             if reading.echo:
-                echoed += 1
+                unit.echoes += 1
                 continue
             if reading.read_again:
                 unit.stale += 1
@@ -331,20 +318,21 @@ class ApiReader:
             unit.records.append(order)
             assert unit.positions is not None
             unit.positions.append(index)
-            if key[0] > asked:  # the watermark stays before it: the next pass reads it again
+            if ahead:
                 handle = unit.handle
                 assert isinstance(handle, PageHandle)
-                handle.applied[index] = (self._readings.key(order), reading.applied_as, key)
-        return unit, echoed
+                handle.applied[index] = (self._readings.key(order), reading.applied_as, key[0])
+        return unit
 
     def _advance(
-        self, state: _PassState, key: tuple[datetime, int], asked: datetime, now: datetime
+        self, state: _PassState, mark: Watermark, rank: Rank, *, asked: datetime, now: datetime
     ) -> None:
+        """A record read after the start, ``mark`` its key: the mark moves to it unless frozen."""
         state.fresh += 1
-        stamp = key[0]
+        stamp = mark.since
         if dated_ahead(stamp, now, self._skew):
             state.beyond = True  # handed on for the pipeline to refuse; the mark stays before it
         if state.beyond or stamp > asked:
             state.frozen = True
-        if not state.frozen:
-            state.mark = max(state.mark, Watermark(*key))
+        if not state.frozen and rank > state.mark_rank:
+            state.mark, state.mark_rank = mark, rank

@@ -3,6 +3,7 @@ again, or a change), and the last update a change to a record we wrote is handed
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,8 +35,10 @@ class Readings:
         self._version_field = version_field  # where a record read holds its version
         self._told = False  # a record without it said once a run
 
-    def of(self, order: WorkOrder, item: Any) -> Reading:
-        """What ``item`` (decoded: ``order``) is; either way the guard learns its version."""
+    def of(self, order: WorkOrder, item: Any, *, ahead: bool = False) -> Reading:
+        """What ``item`` (decoded: ``order``) is; either way the guard learns its version.
+        ``ahead``: it is dated after the moment its page was asked for (read again next pass:
+        without versions, its content is what ``Echoes.applied`` remembers)."""
         if self._echoes is None:
             return Reading()
         version = None
@@ -51,11 +54,15 @@ class Readings:
                     detail="a record read without write.version.field: the next update of it "
                     "goes on the version its write answered, or without If-Match",
                 )
-        try:
-            content = content_hash(self._mapping.encode, order)
-        except RecordRejected:
-            content = ""  # the mapping cannot write it: not ours; its version is still learnt
-        return self._echoes.read(self.key(order), content, version)
+        key = self.key(order)
+        # The hash only where it is compared (the ERP's own records, the common case, cost the
+        # guard nothing but its version): a key we wrote to; without versions, a key with a
+        # version applied remembered, or a record to remember.
+        content = ""  # not compared, or the mapping cannot write it: not ours
+        if self._echoes.wrote_to(key) or (version is None and (ahead or self._echoes.knows(key))):
+            with contextlib.suppress(RecordRejected):
+                content = content_hash(self._mapping.encode, order)
+        return self._echoes.read(key, content, version)
 
     def key(self, order: WorkOrder) -> str:
         """The record's key as the ERP writes it."""

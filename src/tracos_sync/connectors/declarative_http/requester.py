@@ -10,6 +10,9 @@
   written, not refused.
 - other 4xx: this one request is refused (``RecordRejected``): a record to quarantine.
 - 3xx, an answer too large: ``ProtocolError``, fatal for the run.
+- a TLS handshake that fails on a certificate (the API's not verified, ours refused), a proxy
+  that refuses our credentials: ``CredentialsRefused``, fatal for the run (``transport``'s
+  ``tls_refusal`` and ``proxy_refusal`` name the setting).
 
 Every message is redacted (the secrets as they are now: a token fetched at run time included;
 URL credentials) before it is cut short. The connector's one ``httpx.AsyncClient`` is given, with
@@ -28,11 +31,19 @@ import structlog
 from tenacity import RetryCallState
 
 from tracos_sync.budgeted_retry import retry_within
-from tracos_sync.domain.errors import DestinationUnwritable, FatalError, RecordRejected
+from tracos_sync.domain.errors import (
+    DestinationBusy,
+    DestinationRefusesCredentials,
+    DestinationUnwritable,
+    FatalError,
+    RecordRejected,
+)
 from tracos_sync.domain.model import Problem
 from tracos_sync.logs import MIN_SHOWN, redact_text
 
+from .bounded_body import ACCEPT_ENCODING, UnreadableBody, read_bounded
 from .retrying import ApiTransient, WaitHonouringRetryAfter, retry_after
+from .transport import closed_hint, proxy_refusal, tls_refusal
 
 log = structlog.get_logger("tracos_sync.http")
 
@@ -49,12 +60,17 @@ class ApiUnavailable(DestinationUnwritable):
     """The API kept failing for the whole retry budget (or asked to wait beyond it)."""
 
 
+class ApiAsksToWait(ApiUnavailable, DestinationBusy):
+    """The API's last answer asked to be called again after ``wait`` seconds (``Retry-After``),
+    beyond what was left of the retry budget: watch mode waits for it, across sweeps."""
+
+
 class ProtocolError(DestinationUnwritable):
     """The API answered something its contract does not allow: not JSON, the wrong shape, an
     empty page that claims more, paging that never ends, a redirect, an answer too large."""
 
 
-class CredentialsRefused(DestinationUnwritable):
+class CredentialsRefused(DestinationRefusesCredentials):
     """401/403/407: nothing will work until the credentials (or URL) are fixed."""
 
 
@@ -115,7 +131,11 @@ class Requester:
         """One request, retried within the budget: its answer and body, or the error its answer
         is classified as. ``what`` begins every message."""
 
+        attempts = 0
+
         async def attempt() -> tuple[httpx.Response, bytes]:
+            nonlocal attempts
+            attempts += 1
             return await self._attempt(what, method, url, **kwargs)
 
         budget = self._limits.retry_budget
@@ -130,10 +150,23 @@ class Requester:
             )
         except ApiTransient as exc:
             asked = exc.retry_after
-            hint = "" if asked is None else f"; it asks to retry after {asked:g}s"
-            raise ApiUnavailable(
-                f"{what}: the client API is still failing after retrying for "
-                f"{budget:g}s ({self._names.retry}){hint}: {exc}"
+            if asked is None:
+                raise ApiUnavailable(
+                    f"{what}: the client API is still failing after retrying for "
+                    f"{budget:g}s ({self._names.retry}): {exc}"
+                ) from exc
+            if attempts == 1:  # given up at once: say so, not "after retrying"
+                raise ApiAsksToWait(
+                    f"{what}: the client API asks to be called again in {asked:g}s "
+                    f"(Retry-After), beyond the retry budget of {budget:g}s "
+                    f"({self._names.retry}): not retried in this run: {exc}",
+                    asked,
+                ) from exc
+            raise ApiAsksToWait(
+                f"{what}: the client API is still failing after retrying for {budget:g}s "
+                f"({self._names.retry}, {attempts} attempts); it asks to retry after "
+                f"{asked:g}s: {exc}",
+                asked,
             ) from exc
 
     async def close(self) -> None:
@@ -159,6 +192,7 @@ class Requester:
         try:
             async with asyncio.timeout(timeout):
                 request = self._client.build_request(method, url, **kwargs)
+                request.headers["Accept-Encoding"] = ACCEPT_ENCODING  # what read_bounded reads
                 response = await self._client.send(request, stream=True)
                 try:
                     body = await self._read(what, response)
@@ -168,12 +202,19 @@ class Requester:
             raise ApiTransient(f"no complete answer within {timeout:g}s") from None
         except (httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise FatalError(f"{what}: the request cannot be sent: {self._text(exc)}") from None
-        except httpx.DecodingError as exc:
+        except (httpx.DecodingError, UnreadableBody) as exc:
             raise ProtocolError(
                 f"{what}: the answer cannot be decoded: {self._text(exc)}"
             ) from None
         except httpx.TransportError as exc:
-            raise ApiTransient(f"{type(exc).__name__}: {self._text(exc)}") from None
+            refusal = tls_refusal(exc) or proxy_refusal(exc)
+            if refusal is not None:  # not worth retrying: a setting must change
+                raise CredentialsRefused(f"{what}: {refusal}") from None
+            said = self._text(exc) if str(exc) else "no answer"
+            hint = closed_hint(exc)
+            raise ApiTransient(
+                f"{type(exc).__name__}: {said}" + (f"; {hint}" if hint else "")
+            ) from None
         self._classify(what, response, body)
         return response, body
 
@@ -183,16 +224,11 @@ class Requester:
         declared = response.headers.get("Content-Length", "")
         if ok and declared.isdigit() and int(declared) > limit:
             raise ProtocolError(f"{what}: {self._too_large(int(declared))}")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:
-                if ok:
-                    raise ProtocolError(f"{what}: {self._too_large(size)}")
-                break
-        return b"".join(chunks)
+        # Counted decoded, as it streams: a compressed answer is never inflated past the cap.
+        body, cut = await read_bounded(response, limit)
+        if cut and ok:
+            raise ProtocolError(f"{what}: {self._too_large(limit + 1)}")
+        return body  # an error answer: its start is enough for a message
 
     def _classify(self, what: str, response: httpx.Response, body: bytes) -> None:
         status = response.status_code

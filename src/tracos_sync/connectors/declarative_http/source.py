@@ -85,14 +85,15 @@ class ApiSource:
 
 def remember_applied(echoes: Echoes, units: Sequence[InboundUnit], mark: Watermark) -> None:
     """The records of ``units`` TracOS took (applied, or stale: not refused) that the next pass
-    reads again (after ``mark``, the watermark stored: dated ahead of our clock), remembered by
-    their version, so that a read of the same version is not applied again over a TracOS edit
-    made since; and what the watermark has passed forgotten."""
+    reads again (dated after the moment their page was asked for, which ``mark``, the watermark
+    stored, never passes: ahead of our clock), remembered by their version, so that a read of
+    the same version is not applied again over a TracOS edit made since; and what the watermark
+    has passed forgotten."""
     for unit in units:
         handle = unit.handle
         assert isinstance(handle, PageHandle)
         refused = {problem.record for problem in unit.problems}
-        for index, (key, token, (stamp, number)) in handle.applied.items():
-            if index not in refused and not mark.passes(stamp, number):
+        for index, (key, token, stamp) in handle.applied.items():
+            if index not in refused:
                 echoes.applied(key, token, stamp)
     echoes.passed(mark.since)

@@ -45,6 +45,9 @@ class ConnectorState:
             # A watermark stored before keyset paging has no orderNo: its instant is read
             # again (what TracOS holds counts as stale).
             after = int(doc.get("afterOrderNo", 0))
+            finer = str(doc.get("watermarkFiner", ""))
+            if not (finer == "" or finer.isdigit()):
+                raise ValueError(finer)
         except (KeyError, TypeError, ValueError, InvalidDate):
             log.warning("http.watermark_reset", reason="stored watermark unreadable")
             return Watermark()
@@ -62,14 +65,17 @@ class ConnectorState:
                 detail="reading every record again; those TracOS holds already count as stale",
             )
             return Watermark()
-        return Watermark(since, after)
+        return Watermark(since, after, finer)
 
     async def save(self, mark: Watermark) -> None:
         await self._store.put(
             self._key,
             {
-                "watermark": mark.text,
+                "watermark": format_instant(mark.since),
                 "afterOrderNo": mark.after,
+                # The ERP's digits after the millisecond (S/4HANA writes 7): the keyset filter
+                # compares at its precision. "watermark" stays to the millisecond.
+                "watermarkFiner": mark.finer,
                 # Never before the watermark: one kept while the clock is behind stays trusted.
                 "updatedAt": max(datetime.now(UTC), mark.since),
             },

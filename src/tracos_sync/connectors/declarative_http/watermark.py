@@ -1,7 +1,10 @@
 """The watermark of an HTTP reader, and what a page hands on to be completed.
 
-The watermark is a key (last update, number) as the mapping reads them: every record at or before
-it was applied. ``PageHandle`` is what ``complete`` needs of a page (its raw records, those
+The watermark is a key (last update, number) as the mapping reads them, with the digits of the
+last update finer than a millisecond as the ERP wrote them (S/4HANA writes 7): every record at or
+before it was applied. How keys compare is the ERP's order, not the numbers' (``order.ErpOrder``).
+
+``PageHandle`` is what ``complete`` needs of a page (its raw records, those
 refused while decoding, the watermark to store once it is applied); ``refuse_record`` records a
 refusal once per content in a pass.
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,20 +25,30 @@ from tracos_sync.domain.ports import InboundUnit
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class Watermark:
-    """Everything up to the key (``since``, ``after``) was read."""
+    """Everything up to the key (``since``, ``after``) was read. Not ordered here: the ERP's
+    order of keys is the reader's to apply (``order.ErpOrder``)."""
 
-    since: datetime = EPOCH
+    since: datetime = EPOCH  # to the millisecond, as TracOS stores instants
     after: int = 0  # 0: nothing at ``since`` was read yet
+    finer: str = ""  # the digits of ``since`` after its milliseconds, as the ERP wrote them
 
     @property
     def text(self) -> str:
-        return format_instant(self.since)
+        return with_finer(format_instant(self.since), self.finer)
 
-    def passes(self, stamp: datetime, number: int) -> bool:
-        """The record keyed (``stamp``, ``number``) is at or before the watermark."""
-        return (stamp, number) <= (self.since, self.after)
+
+_MILLISECONDS = re.compile(r"(\d{2}:\d{2}:\d{2}[.,]\d{3})(?!\d)")
+
+
+def with_finer(written: str, finer: str) -> str:
+    """``written`` (an instant written to the millisecond) with the ERP's finer digits after
+    its milliseconds (``….123Z`` and ``2000``: ``….1232000Z``), so that a filter compares at the
+    ERP's precision; as it was when it shows no milliseconds to extend."""
+    if not finer:
+        return written
+    return _MILLISECONDS.sub(lambda m: m.group(1) + finer, written, count=1)
 
 
 def fingerprint(payload: Any) -> str:
@@ -51,8 +65,9 @@ class PageHandle:
     refused: dict[int, Any] = field(default_factory=dict)
     mark: Watermark = field(default_factory=Watermark)  # to store once the page is applied
     # Of each record handed on, by its index in the page: its key as the ERP writes it, what the
-    # echo guard remembers of it once applied (``Reading.applied_as``), its (last update, number).
-    applied: dict[int, tuple[str, str, tuple[datetime, int]]] = field(default_factory=dict)
+    # echo guard remembers of it once applied (``Reading.applied_as``), its last update. Only
+    # records dated after the moment their page was asked for: the watermark stays before them.
+    applied: dict[int, tuple[str, str, datetime]] = field(default_factory=dict)
     # Of a unit of records refused before and read now (``refused_again``): their keys.
     retaken: dict[int, str] = field(default_factory=dict)
 

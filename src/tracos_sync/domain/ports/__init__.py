@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from .capabilities import (
     Backlog,
+    CertificateExpiry,
     SupportsBacklog,
+    SupportsCertificates,
     SupportsFollowing,
     SupportsInputEvents,
     SupportsReplay,
@@ -39,6 +41,7 @@ from .repository import (
 __all__ = [
     "ApplyResult",
     "Backlog",
+    "CertificateExpiry",
     "ClientConnector",
     "ClientSink",
     "ClientSource",
@@ -54,6 +57,7 @@ __all__ = [
     "PendingExport",
     "RefusedOrder",
     "SupportsBacklog",
+    "SupportsCertificates",
     "SupportsFollowing",
     "SupportsInputEvents",
     "SupportsReplay",

@@ -27,6 +27,23 @@ class SupportsBacklog(Protocol):
     async def backlog(self) -> Backlog: ...
 
 
+@dataclass(frozen=True, slots=True)
+class CertificateExpiry:
+    """When the client certificate a connector presents expires."""
+
+    seconds_left: float  # negative once expired
+    expiring: bool  # within the connector's warning period (or expired)
+
+
+@runtime_checkable
+class SupportsCertificates(Protocol):
+    """A connector that presents a client certificate (an HTTPS API that authenticates us by
+    X.509), so that its expiry can be watched."""
+
+    def certificate_expiry(self) -> CertificateExpiry | None:
+        """Its certificate's expiry now (the file as it is now); None when it has none."""
+
+
 @runtime_checkable
 class SupportsSamples(Protocol):
     """A connector that can be given sample client inputs (``tracos-sync seed``)."""

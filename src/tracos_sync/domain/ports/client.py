@@ -20,7 +20,8 @@ class InboundUnit:
     ``records`` are the valid work orders in input order; ``problems`` list every refusal.
     ``rejected_records`` counts refused records (an input that cannot be parsed counts as one).
     ``handle`` is private to the source that made the unit. A large input may come as several
-    units (parts, in order); only its last one ``ends_input``.
+    units (parts, in order); only its last one ``ends_input``. ``echoes`` counts the records the
+    source read and left out because they are our own writes coming back (not in ``records``).
     """
 
     name: str
@@ -34,6 +35,7 @@ class InboundUnit:
     # Records read that the source knows TracOS holds already (the same version read again),
     # not in ``records``: counted stale, never applied twice.
     stale: int = 0
+    echoes: int = 0
 
     def refuse(self, position: int, reason: str) -> None:
         """Record ``position`` of ``records`` was refused downstream (TracOS would not store it):

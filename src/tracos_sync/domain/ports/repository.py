@@ -104,8 +104,10 @@ class WorkOrderRepository(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class HealthCheck:
-    """One line of ``tracos-sync check``."""
+    """One line of ``tracos-sync check``. ``warning``: ok, but something to act on soon (a
+    certificate about to expire); shown ``WARN``, the exit code unchanged."""
 
     name: str
     ok: bool
     detail: str
+    warning: bool = False
