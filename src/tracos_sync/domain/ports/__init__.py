@@ -27,6 +27,7 @@ from .connector import (
     DeadLetter,
     Owned,
 )
+from .leases import Lease, LeaseRecord, LeaseStore
 from .repository import (
     ApplyResult,
     HealthCheck,
@@ -50,6 +51,9 @@ __all__ = [
     "Delivery",
     "HealthCheck",
     "InboundUnit",
+    "Lease",
+    "LeaseRecord",
+    "LeaseStore",
     "Owned",
     "PendingExport",
     "RefusedOrder",
