@@ -19,6 +19,7 @@ from tracos_sync.app.first_contact import first_contact
 from tracos_sync.app.integration import Integration
 from tracos_sync.app.runtime import Runtime
 from tracos_sync.config import Settings
+from tracos_sync.domain.fence import Fence
 from tracos_sync.embedded import embedded_server, memory_server
 from tracos_sync.tracos.repository import MongoWorkOrderRepository, close_client
 from tracos_sync.tracos.retry import Retrier
@@ -154,7 +155,9 @@ class Database:
     retrier: Retrier
     dry_run: bool = False
 
-    def stores(self, integration: Integration) -> Stores:
+    def stores(self, integration: Integration, fence: Fence | None = None) -> Stores:
+        """``fence``: the lease this replica holds on ``integration``; every write of its
+        stores is conditional on it. None: no leases in use."""
         repository = MongoWorkOrderRepository(
             self.client,
             integration.database,
@@ -162,6 +165,7 @@ class Database:
             self.retrier,
             dry_run=self.dry_run,
             owns_client=False,
+            fence=fence,
         )
         state = MongoConnectorStateStore(
             self.client,
@@ -169,6 +173,7 @@ class Database:
             integration.state_collection,
             integration.dead_letter_collection,
             self.retrier,
+            fence=fence,
         )
         return Stores(repository, state)
 

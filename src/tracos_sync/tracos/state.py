@@ -18,8 +18,10 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 from pymongo.write_concern import WriteConcern
 
+from tracos_sync.domain.fence import Fence, LeaseLost
 from tracos_sync.domain.ports import DeadLetter
 
+from .fencing import check, fenced, stamp
 from .retry import Retrier
 
 Doc = dict[str, Any]
@@ -36,7 +38,11 @@ class MongoConnectorStateStore:
         state_collection: str,
         dead_letter_collection: str,
         retrier: Retrier,
+        *,
+        fence: Fence | None = None,
     ) -> None:
+        """``fence``: the lease this replica holds on the integration; every write is
+        conditional on it (``tracos.fencing``). None: no leases in use."""
         db = client[database]
         # Journaled, as the repository's inbound writes: the watermark must not survive a crash
         # that loses the work orders it says were applied. Keep the URI's w, add j.
@@ -48,6 +54,7 @@ class MongoConnectorStateStore:
             dead_letter_collection, write_concern=concern
         )
         self._retrier = retrier
+        self._fence = fence
         self._where = (
             f"MongoDB {database}.{state_collection} (state), "
             f"{database}.{dead_letter_collection} (dead letters)"
@@ -64,9 +71,29 @@ class MongoConnectorStateStore:
 
     async def put(self, key: str, state: Mapping[str, Any]) -> None:
         document = {k: v for k, v in state.items() if k != "_id"}
-        await self._retrier.call(
-            "write connector state",
-            lambda: self._state.replace_one({"_id": key}, document, upsert=True),
+
+        async def write() -> None:
+            check(self._fence)  # in each attempt: a retry may outlast the lease
+            try:
+                await self._state.replace_one(
+                    fenced({"_id": key}, self._fence),
+                    {**document, **stamp(self._fence)},
+                    upsert=True,
+                )
+            except DuplicateKeyError as exc:
+                # The fence failed on the document there, and the upsert's insert met it.
+                raise self._lost(f"state {key!r}") from exc
+
+        await self._retrier.call("write connector state", write)
+
+    def _lost(self, what: str) -> LeaseLost:
+        """The fence refused a write: the lease was taken over (a later epoch wrote there, or
+        it expired by the server's clock)."""
+        assert self._fence is not None
+        self._fence.lose()
+        return LeaseLost(
+            f"{what} not written: the lease of {self._fence.lease.name!r} (epoch "
+            f"{self._fence.epoch}) is no longer this replica's"
         )
 
     async def dead_letter(self, letter: DeadLetter, at: datetime) -> int:
@@ -82,20 +109,25 @@ class MongoConnectorStateStore:
                 ],
                 "payload": payload_text(letter.payload),
                 "lastAt": at,
+                **stamp(self._fence),
             },
             "$setOnInsert": {"firstAt": at},
             "$inc": {"count": 1},
         }
 
         async def record() -> int:
+            check(self._fence)
+            where = fenced({"_id": entry}, self._fence)
             try:
                 doc = await self._letters.find_one_and_update(
-                    {"_id": entry}, update, upsert=True, return_document=ReturnDocument.AFTER
+                    where, update, upsert=True, return_document=ReturnDocument.AFTER
                 )
             except DuplicateKeyError:  # a concurrent first record of the same key won: count on
                 doc = await self._letters.find_one_and_update(
-                    {"_id": entry}, update, return_document=ReturnDocument.AFTER
+                    where, update, return_document=ReturnDocument.AFTER
                 )
+                if doc is None and self._fence is not None:
+                    raise self._lost(f"dead letter {entry!r}") from None
             return int((doc or {}).get("count", 1))
 
         return await self._retrier.call("record a dead letter", record)

@@ -28,10 +28,12 @@ from pymongo.errors import BulkWriteError
 
 from tracos_sync.domain.dates import InvalidDate, coerce_instant, format_instant
 from tracos_sync.domain.errors import FatalError
+from tracos_sync.domain.fence import Fence
 from tracos_sync.domain.model import WorkOrder
 from tracos_sync.domain.ports import ApplyResult, RefusedOrder
 
 from .documents import insert_document, storage_problem, update_fields
+from .fencing import check, fenced, stamp
 from .retry import DUPLICATE_KEY, TRANSIENT_CODES, Retrier
 
 log = structlog.get_logger("tracos_sync.mongo")
@@ -53,14 +55,17 @@ class Upserts:
         durable: AsyncCollection[Doc],
         retrier: Retrier,
         ensure_unique_number: Callable[[], Awaitable[None]],
+        fence: Fence | None = None,
     ) -> None:
         """``durable``: the collection with the journaled write concern inbound needs.
         ``ensure_unique_number``: checks (and builds if missing) the unique index on number,
-        before a write is tried again after a failure (see ``_apply_contained``)."""
+        before a write is tried again after a failure (see ``_apply_contained``).
+        ``fence``: the lease every write is conditional on (``tracos.fencing``)."""
         self._collection = collection
         self._durable = durable
         self._retrier = retrier
         self._ensure_unique_number = ensure_unique_number
+        self._fence = fence
 
     async def apply(
         self, orders: Sequence[WorkOrder], synced_at: datetime, not_after: datetime | None = None
@@ -126,7 +131,10 @@ class Upserts:
                 refused.append(RefusedOrder(position, problem))
         if not storable:
             return ApplyResult(refused=tuple(refused))
-        documents = [insert_document(order, synced_at) for _, order in storable]
+        check(self._fence)  # an insert has no filter to fence it (see ``tracos.fencing``)
+        documents = [
+            {**insert_document(order, synced_at), **stamp(self._fence)} for _, order in storable
+        ]
         try:
             await self._durable.insert_many(documents, ordered=False)
             return ApplyResult(inserted=len(storable), refused=tuple(refused))
@@ -156,13 +164,7 @@ class Upserts:
             for number, (position, order) in waiting.items():
                 if number not in current:
                     # Deleted since the insert failed: insert it unless someone else did.
-                    operations.append(
-                        UpdateOne(
-                            {"number": number},
-                            {"$setOnInsert": insert_document(order, synced_at)},
-                            upsert=True,
-                        )
-                    )
+                    operations.append(self._insert_unless_there(order, synced_at))
                     attempted.append((position, order))
                     continue
                 raw = current[number]
@@ -175,12 +177,7 @@ class Upserts:
                     refused.append(RefusedOrder(position, reason))
                     continue
                 if newer:
-                    operations.append(
-                        UpdateOne(
-                            {"number": number, "updatedAt": raw},
-                            {"$set": update_fields(order, synced_at)},
-                        )
-                    )
+                    operations.append(self._update_unless_changed(order, raw, synced_at))
                     attempted.append((position, order))
                 else:
                     stale += 1
@@ -203,18 +200,46 @@ class Upserts:
                 break
             # Some conditions missed: a concurrent writer got there first. Those whose stored
             # version is now ours were applied; the others are compared again.
-            after = await self._current_versions([order.number for _, order in attempted])
-            waiting = {}
-            for position, order in attempted:
-                stored = after.get(order.number, _MISSING)
-                if stored is not _MISSING and _same_instant(stored, order.updated_at):
-                    updated += 1
-                else:
-                    waiting[order.number] = (position, order)
+            applied, waiting = await self._after_misses(attempted, current)
+            updated += applied
         if waiting:
             log.warning("inbound.contended", numbers=sorted(waiting)[:10], count=len(waiting))
             raise FatalError(f"{len(waiting)} work orders kept changing while being written")
         return ApplyResult(updated=updated, stale=stale, refused=tuple(refused))
+
+    async def _after_misses(
+        self, attempted: list[_Item], compared: dict[int, Any]
+    ) -> tuple[int, dict[int, _Item]]:
+        """After a round whose conditions missed: how many of ``attempted`` hold our version
+        now (applied), and the others, to compare again. A version that is still the one the
+        condition was on (``compared``) missed on the fence alone: the lease is lost."""
+        after = await self._current_versions([order.number for _, order in attempted])
+        applied = 0
+        waiting: dict[int, _Item] = {}
+        for position, order in attempted:
+            stored = after.get(order.number, _MISSING)
+            if stored is not _MISSING and _same_instant(stored, order.updated_at):
+                applied += 1
+                continue
+            unchanged = stored is not _MISSING and stored == compared.get(order.number, _MISSING)
+            if self._fence is not None and unchanged:
+                self._fence.lose()
+                self._fence.check()
+            waiting[order.number] = (position, order)
+        return applied, waiting
+
+    def _insert_unless_there(self, order: WorkOrder, synced_at: datetime) -> UpdateOne:
+        check(self._fence)  # an upsert's insert is not fenced by its filter
+        inserted = {**insert_document(order, synced_at), **stamp(self._fence)}
+        return UpdateOne({"number": order.number}, {"$setOnInsert": inserted}, upsert=True)
+
+    def _update_unless_changed(self, order: WorkOrder, raw: Any, synced_at: datetime) -> UpdateOne:
+        """Compare-and-set on the ``updatedAt`` read (``raw``), and on the lease."""
+        check(self._fence)  # a lease lost is said at once, not after rounds of misses
+        return UpdateOne(
+            fenced({"number": order.number, "updatedAt": raw}, self._fence),
+            {"$set": {**update_fields(order, synced_at), **stamp(self._fence)}},
+        )
 
     async def plan(
         self, orders: Sequence[WorkOrder], not_after: datetime | None = None
