@@ -21,6 +21,7 @@ from tracos_sync.app.runtime import Runtime
 from tracos_sync.config import Settings
 from tracos_sync.domain.fence import Fence
 from tracos_sync.embedded import embedded_server, memory_server
+from tracos_sync.tracos.leases import MongoLeaseStore
 from tracos_sync.tracos.repository import MongoWorkOrderRepository, close_client
 from tracos_sync.tracos.retry import Retrier
 from tracos_sync.tracos.state import MongoConnectorStateStore
@@ -176,6 +177,13 @@ class Database:
             fence=fence,
         )
         return Stores(repository, state)
+
+    def lease_store(self, database: str, collection: str, ttl: float) -> MongoLeaseStore:
+        """The leases of ``collection``. An operation waits an outage out for a sixth of the
+        TTL only: the keeper tries again a third of the TTL later, and a lease is lost at its
+        deadline whatever happens."""
+        retrier = Retrier(ttl / 6, log_retries=False)
+        return MongoLeaseStore(self.client, database, collection, retrier)
 
 
 @contextlib.asynccontextmanager

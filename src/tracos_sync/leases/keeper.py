@@ -133,7 +133,12 @@ class LeaseKeeper:
     async def _drop_expired(self) -> None:
         for name, fence in list(self.fences.items()):
             if not fence.writable():
-                await self._lost(name, "not renewed in time")
+                reason = (
+                    "a write found it taken over or expired"
+                    if fence.lost
+                    else "not renewed in time"
+                )
+                await self._lost(name, reason)
 
     async def _lost(self, name: str, reason: str) -> None:
         fence = self.fences.pop(name, None)

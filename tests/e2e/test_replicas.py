@@ -1,0 +1,234 @@
+"""Replicas sharing integrations through leases, as real processes on one server, under a steady
+load of client files and TracOS edits: one replica killed, one frozen past its lease and woken,
+one started. Checked from what was written (the fenced writes' stamps, the leases, the work
+orders and files), not from logs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pymongo import MongoClient
+from pymongo.database import Database
+
+from tests.builders import client_record, iso, tracos_doc, write_json
+from tests.conftest import Env
+from tests.e2e.test_integrations import folders, write_integrations
+
+INTEGRATIONS = 6
+TTL = 2.0
+Doc = dict[str, Any]
+
+
+def names() -> list[str]:
+    return [f"c{i}" for i in range(INTEGRATIONS)]
+
+
+@dataclass
+class Load:
+    """Client files into every integration's inbound folder and TracOS edits into its
+    collection, a few a second each, until stopped."""
+
+    env: Env
+    db: Database[Doc]
+    files: Counter[str] = field(default_factory=Counter)
+    edits: Counter[str] = field(default_factory=Counter)
+    stopped: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        k = 0
+        while not self.stopped.is_set():
+            k += 1
+            for i, name in enumerate(names()):
+                number = 1_000_000 * (i + 1) + k
+                inbound = self.env.root / name / "in"
+                updated = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
+                record = client_record(number, lastUpdateDate=iso(updated))
+                tmp = write_json(inbound / f".{k}.tmp", [record])
+                os.rename(tmp, inbound / f"{k}.json")
+                self.files[name] += 1
+                self.db[name].insert_one(tracos_doc(500_000 + k, isSynced=False))
+                self.edits[name] += 1
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def world(env: Env, mongo: MongoClient[Doc]) -> Iterator[tuple[Env, Path, Load]]:
+    path = write_integrations(
+        env.root / "integrations.toml",
+        [
+            {"name": name, "tracos": {"collection": name}, "settings": folders(env.root, name)}
+            for name in names()
+        ],
+    )
+    for name in names():
+        (env.root / name / "in").mkdir(parents=True)
+    load = Load(env, mongo[env.database])
+    yield env, path, load
+    load.stopped.set()
+
+
+def replica(env: Env, path: Path) -> subprocess.Popen[str]:
+    return env.popen(
+        "--integrations",
+        str(path),
+        "watch",
+        LEASES="true",
+        LEASE_SECONDS=str(TTL),
+        WATCH_INTERVAL="0.2",
+        LOG_FORMAT="json",
+    )
+
+
+def leases(db: Database[Doc]) -> dict[str, Doc]:
+    return {doc["name"]: doc for doc in db["sync_leases"].find({"kind": "integration"})}
+
+
+def holders(db: Database[Doc]) -> dict[str, str]:
+    """Integration -> holder, of the leases held now (by the server's clock)."""
+    now = db.command("hello")["localTime"].replace(tzinfo=UTC)
+    return {
+        name: doc["holder"]
+        for name, doc in leases(db).items()
+        if doc.get("holder") and doc["expiresAt"] > now
+    }
+
+
+def replica_of(db: Database[Doc], proc: subprocess.Popen[str]) -> str:
+    pid = f":{proc.pid}:"
+    found = {h for h in holders(db).values() if pid in h}
+    found |= {d["name"] for d in db["sync_leases"].find({"kind": "replica"}) if pid in d["name"]}
+    assert len(found) == 1, found
+    return found.pop()
+
+
+def until(condition: Any, limit: float, what: str) -> float:
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < limit, f"not within {limit} s: {what}"
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def stamped(db: Database[Doc]) -> list[tuple[str, Any, Doc]]:
+    """Every document a replica wrote on an integration's behalf, with its stamp."""
+    found = []
+    for collection in [*names(), "client_sync_state", "client_dead_letters"]:
+        for doc in db[collection].find({"syncLease": {"$exists": True}}):
+            found.append((collection, doc["_id"], doc))
+    return found
+
+
+def test_replicas_share_take_over_and_fence_out_a_frozen_one(
+    world: tuple[Env, Path, Load], mongo: MongoClient[Doc]
+) -> None:
+    env, path, load = world
+    db = mongo[env.database]
+    procs = [replica(env, path) for _ in range(3)]
+    loader = threading.Thread(target=load.run, daemon=True)
+    try:
+        # Shared: every integration held, by all three.
+        until(
+            lambda: len(set(holders(db).values())) == 3 and len(holders(db)) == INTEGRATIONS,
+            30,
+            "three replicas holding every integration",
+        )
+        loader.start()
+        killed, frozen = procs[0], procs[1]
+        killed_name, frozen_name = replica_of(db, killed), replica_of(db, frozen)
+        # SIGKILL: its integrations are taken over within 2 x TTL.
+        of_killed = {n for n, h in holders(db).items() if h == killed_name}
+        killed.kill()
+        taken = until(
+            lambda: (
+                not of_killed & {n for n, h in holders(db).items() if h == killed_name}
+                and of_killed <= set(holders(db))
+            ),
+            10,
+            "take-over after a kill",
+        )
+        assert taken <= 2 * TTL, taken
+        # SIGSTOP past its lease: its integrations are taken over; woken, it writes nothing stale.
+        of_frozen = {n for n, h in holders(db).items() if h == frozen_name}
+        frozen_epochs = {n: leases(db)[n]["epoch"] for n in of_frozen}
+        os.kill(frozen.pid, signal.SIGSTOP)
+        until(
+            lambda: (
+                of_frozen <= set(holders(db))
+                and not of_frozen & {n for n, h in holders(db).items() if h == frozen_name}
+            ),
+            10,
+            "take-over of a frozen one",
+        )
+        before = {(c, i): d for c, i, d in stamped(db)}
+        os.kill(frozen.pid, signal.SIGCONT)
+        # A new replica: it gets its share.
+        procs.append(newcomer := replica(env, path))
+        until(
+            lambda: (
+                len(set(holders(db).values())) == 3
+                and len(holders(db)) == INTEGRATIONS
+                and replica_of(db, newcomer) in holders(db).values()
+            ),
+            20,
+            "the newcomer's share",
+        )
+        time.sleep(TTL)  # the load goes on under the new sharing
+    finally:
+        load.stopped.set()
+        if loader.is_alive():
+            loader.join()
+    # Everything settles: every file taken, every edit exported.
+    until(
+        lambda: all(not list((env.root / n / "in").glob("*.json")) for n in names()),
+        30,
+        "every client file taken",
+    )
+    until(
+        lambda: all(db[n].count_documents({"isSynced": {"$ne": True}}) == 0 for n in names()),
+        30,
+        "every TracOS edit exported",
+    )
+    for proc in procs[1:]:  # SIGTERM: each gives its leases back and exits 0
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs[1:]:
+        proc.communicate(timeout=30)
+        assert proc.returncode == 0
+    assert not holders(db)
+    # Nothing stale from the woken replica: none of its old-epoch documents changed or appeared.
+    for collection, key, doc in stamped(db):
+        lease = doc["syncLease"]
+        if lease["holder"] == frozen_name and lease["epoch"] <= frozen_epochs.get(collection, 0):
+            assert before.get((collection, key)) == doc, (
+                collection,
+                key,
+                doc,
+                before.get((collection, key)),
+            )
+    # One holder per epoch of each integration.
+    per_epoch: dict[tuple[str, int], set[str]] = {}
+    for collection, _, doc in stamped(db):
+        per_epoch.setdefault((collection, doc["syncLease"]["epoch"]), set()).add(
+            doc["syncLease"]["holder"]
+        )
+    assert all(len(h) == 1 for h in per_epoch.values()), per_epoch
+    # Nothing lost, nothing applied twice.
+    for i, name in enumerate(names()):
+        inbound = db[name].count_documents(
+            {"number": {"$gte": 1_000_000 * (i + 1), "$lt": 1_000_000 * (i + 2)}}
+        )
+        assert inbound == load.files[name]
+        processed = [p.name for p in (env.root / name / "in" / "processed").iterdir()]
+        assert len(processed) == load.files[name] and not [p for p in processed if "~" in p]
+        exported = list((env.root / name / "out").glob("*.json"))
+        assert len(exported) == load.edits[name]
