@@ -133,7 +133,7 @@ async def watch(runtime: Runtime, options: RunOptions) -> None:
                                 fence=fence,
                             )
 
-                        await serve_leased(runtime, database, serve, stop)
+                        await serve_leased(runtime, database, serve, stop, metrics)
                         return
                     await _all(
                         _watch_integration(

@@ -18,6 +18,7 @@ from tracos_sync.app import Database, Integration, Runtime
 from tracos_sync.domain.fence import Fence
 from tracos_sync.leases.keeper import LeaseKeeper
 from tracos_sync.stopping import STOP_GRACE_SECONDS
+from tracos_sync.watch_metrics import Metrics
 
 log = structlog.get_logger("tracos_sync.leases")
 
@@ -34,48 +35,72 @@ def replica_name() -> str:
 class LeasedWork:
     """The keeper's ``Work``: a task per integration whose lease this replica holds."""
 
-    def __init__(self, integrations: Sequence[Integration], serve: Serve) -> None:
+    def __init__(
+        self,
+        integrations: Sequence[Integration],
+        serve: Serve,
+        grace: float = STOP_GRACE_SECONDS,
+        metrics: Metrics | None = None,
+    ) -> None:
+        """``grace``: how long the batch in hand may go on once its work is told to stop."""
+        self._grace = grace
         self._by_name = {integration.name: integration for integration in integrations}
         self._serve = serve
+        self._metrics = metrics
         self._running: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
+        self.replica = ""  # named by the keeper
 
     async def start(self, name: str, fence: Fence) -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(self._serve(self._by_name[name], stop, fence))
         self._running[name] = (task, stop)
+        if self._metrics is not None:
+            self._metrics.lease_held.labels(name, fence.lease.holder).set(1)
+            self._metrics.lease_since.labels(name, fence.lease.holder).set(
+                fence.lease.since.timestamp()
+            )
 
     async def stop(self, name: str) -> None:
-        """The batch in hand may finish (its writes still fenced); then the loop is cancelled."""
+        """The batch in hand may finish within the grace (its writes still fenced); then the
+        loop is cancelled (its claimed inputs are given back)."""
         running = self._running.pop(name, None)
         if running is None:
             return
         task, stop = running
         stop.set()
-        done, _ = await asyncio.wait({task}, timeout=STOP_GRACE_SECONDS + 1)
+        if self._metrics is not None:
+            self._metrics.lease_held.labels(name, self.replica).set(0)
+        done, _ = await asyncio.wait({task}, timeout=self._grace)
         if not done:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
 
     async def stop_all(self) -> None:
-        for name in list(self._running):
-            await self.stop(name)
+        await asyncio.gather(*(self.stop(name) for name in list(self._running)))
 
     def serving(self) -> list[str]:
         return sorted(self._running)
 
 
 async def serve_leased(
-    runtime: Runtime, database: Database, serve: Serve, stop: asyncio.Event
+    runtime: Runtime,
+    database: Database,
+    serve: Serve,
+    stop: asyncio.Event,
+    metrics: Metrics | None = None,
 ) -> None:
     """Keep leases until ``stop``, serving the integrations held; every lease is given back and
     this replica's heartbeat removed on the way out."""
     settings = runtime.settings
     ttl = settings.lease_seconds
     store = database.lease_store(settings.mongo_database, settings.lease_collection, ttl)
-    work = LeasedWork(runtime.integrations, serve)
+    # Within the lease's own margin: the keeper goes round again a third of the TTL later.
+    grace = min(STOP_GRACE_SECONDS, ttl / 4)
+    work = LeasedWork(runtime.integrations, serve, grace, metrics)
     names = [integration.name for integration in runtime.integrations]
-    keeper = LeaseKeeper(store, names, replica_name(), ttl, work=work)
+    work.replica = replica_name()
+    keeper = LeaseKeeper(store, names, work.replica, ttl, work=work)
     log.info("lease.replica", replica=keeper.replica, integrations=len(names), ttl=ttl)
     try:
         await keeper.run(stop)

@@ -59,7 +59,13 @@ class World:
 
     def repository(self, fence: Fence) -> MongoWorkOrderRepository:
         return MongoWorkOrderRepository(
-            self.client, self.database, "w", Retrier(5), owns_client=False, fence=fence
+            self.client,
+            self.database,
+            "w",
+            Retrier(5),
+            owns_client=False,
+            fence=fence,
+            leases=self.client[self.database]["leases"],
         )
 
     async def doc(self, collection: str, query: Doc) -> Doc:
@@ -100,14 +106,15 @@ async def test_writes_under_a_held_lease_are_stamped_with_its_epoch_and_holder(
     await state.put("watermark", {"at": 1})
     assert await state.dead_letter(letter("7"), NOW) == 1
     assert (await repository.apply([order(1), order(2)], NOW)).inserted == 2
-    assert (await repository.apply([order(1, T0 + timedelta(seconds=1))], NOW)).updated == 1
+    mixed = await repository.apply([order(1, T0 + timedelta(seconds=1)), order(3), order(2)], NOW)
+    assert (mixed.inserted, mixed.updated, mixed.stale) == (1, 1, 1)
     await world.client[world.database]["w"].update_one({"number": 2}, {"$set": {"isSynced": False}})
     assert await repository.mark_synced(await exports(repository), NOW) == 1
     stamp = {"epoch": 1, "holder": "r1"}
     assert (await world.doc("state", {"_id": "watermark"}))["syncLease"] == stamp
     assert (await world.doc("letters", {}))["syncLease"] == stamp
-    for number in (1, 2):
-        assert (await world.doc("w", {"number": number}))["syncLease"] == stamp
+    for number in (1, 2, 3):
+        assert (await world.doc("w", {"number": number}))["syncLease"]["epoch"] == 1
 
 
 async def test_a_replica_past_its_lease_changes_nothing_even_where_no_one_wrote_since(
@@ -130,6 +137,9 @@ async def test_a_replica_past_its_lease_changes_nothing_even_where_no_one_wrote_
     assert await world.repository(unchecked(old)).mark_synced(pending, NOW) == 0
     with pytest.raises(LeaseLost):
         await world.repository(unchecked(old)).apply([order(1, T0 + timedelta(seconds=1))], NOW)
+    with pytest.raises(LeaseLost):  # a new work order: inserted by the server from the lease
+        await world.repository(unchecked(old)).apply([order(3)], NOW)
+    assert await world.client[world.database]["w"].find_one({"number": 3}) is None
     assert (await world.doc("state", {"_id": "watermark"}))["at"] == 1
     assert (await world.doc("letters", {}))["count"] == 1
     assert (await world.doc("w", {"number": 1}))["updatedAt"] == T0
@@ -160,6 +170,9 @@ async def test_a_document_the_next_holder_wrote_is_never_overwritten_by_the_last
     later = order(1, T0 + timedelta(seconds=1), "old")
     with pytest.raises(LeaseLost):
         await world.repository(unchecked(old, expires_at=behind)).apply([later], NOW)
+    with pytest.raises(LeaseLost):
+        await world.repository(unchecked(old, expires_at=behind)).apply([order(3)], NOW)
+    assert await world.client[world.database]["w"].find_one({"number": 3}) is None
     assert (await world.doc("state", {"_id": "watermark"}))["at"] == 5
     assert (await world.doc("w", {"number": 1}))["title"] == "new"
 

@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 from bson.codec_options import DatetimeConversion
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.uri_parser import parse_uri
 
 from tracos_sync.app.first_contact import first_contact
@@ -155,6 +156,8 @@ class Database:
     client: AsyncMongoClient[dict[str, Any]]
     retrier: Retrier
     dry_run: bool = False
+    # Where the leases are (database, collection): LEASES.
+    leases_at: tuple[str, str] | None = None
 
     def stores(self, integration: Integration, fence: Fence | None = None) -> Stores:
         """``fence``: the lease this replica holds on ``integration``; every write of its
@@ -167,6 +170,7 @@ class Database:
             dry_run=self.dry_run,
             owns_client=False,
             fence=fence,
+            leases=self._leases() if fence is not None else None,
         )
         state = MongoConnectorStateStore(
             self.client,
@@ -177,6 +181,11 @@ class Database:
             fence=fence,
         )
         return Stores(repository, state)
+
+    def _leases(self) -> AsyncCollection[dict[str, Any]]:
+        assert self.leases_at is not None, "a fence needs the leases"
+        database, collection = self.leases_at
+        return self.client[database][collection]
 
     def lease_store(self, database: str, collection: str, ttl: float) -> MongoLeaseStore:
         """The leases of ``collection``. An operation waits an outage out for a sixth of the
@@ -204,6 +213,7 @@ async def open_database(
         client = mongo_client(uri, settings, len(runtime.integrations))
         budget = settings.mongo_retry_seconds if retry_seconds is None else retry_seconds
         try:
-            yield Database(client, Retrier(budget, log_retries=log_retries), dry_run)
+            leases_at = (settings.mongo_database, settings.lease_collection)
+            yield Database(client, Retrier(budget, log_retries=log_retries), dry_run, leases_at)
         finally:
             await close_client(client)

@@ -123,22 +123,26 @@ class LeaseKeeper:
     async def leave(self) -> None:
         """Stop every integration's work, give its lease back, remove the heartbeat (best
         effort: a lease not given back expires)."""
-        for name in sorted(self.fences):
-            await self._give_back(name, reason="stopping")
+        await asyncio.gather(*(self._give_back(name, "stopping") for name in sorted(self.fences)))
         with contextlib.suppress(SyncError):
             await self._store.leave(self.replica)
 
     # -- one round's steps -----------------------------------------------------------------
 
     async def _drop_expired(self) -> None:
-        for name, fence in list(self.fences.items()):
-            if not fence.writable():
-                reason = (
+        """Each at once: stopping one integration's work must not hold up the others'."""
+        await asyncio.gather(
+            *(
+                self._lost(
+                    name,
                     "a write found it taken over or expired"
                     if fence.lost
-                    else "not renewed in time"
+                    else "not renewed in time",
                 )
-                await self._lost(name, reason)
+                for name, fence in list(self.fences.items())
+                if not fence.writable()
+            )
+        )
 
     async def _lost(self, name: str, reason: str) -> None:
         fence = self.fences.pop(name, None)
@@ -183,8 +187,9 @@ class LeaseKeeper:
         extra = len(self.fences) - share
         if extra <= 0:
             return
-        for name in sorted(self.fences, reverse=True)[:extra]:
-            await self._give_back(name, reason=f"fair share: {share} each for {live} replicas")
+        reason = f"fair share: {share} each for {live} replicas"
+        names = sorted(self.fences, reverse=True)[:extra]
+        await asyncio.gather(*(self._give_back(name, reason=reason) for name in names))
 
     async def _give_back(self, name: str, reason: str) -> None:
         fence = self.fences.pop(name, None)

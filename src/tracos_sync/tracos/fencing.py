@@ -15,14 +15,22 @@ write (on mongod, a replica set's primary, or SecantusDB alike; no transaction):
 Every fenced write stamps the document with the epoch and holder (``syncLease``), from which the
 replica tests check that one replica at a time served each integration.
 
-An insert has no filter: it is made only while ``Fence.writable`` (this process's monotonic
-deadline, before the store's expiry), and cannot overwrite anything (the unique index on number,
-the ``_id`` of state documents: the next holder's copy is there first, and the insert fails).
+An insert has no filter on the document it creates. Inbound's inserts of new work orders are
+made by the server from the lease document instead (``insert_from_lease``): an aggregation that
+matches the lease (this holder, this epoch, not expired by ``$$NOW``) and merges the documents
+into the collection, so a replica frozen between its own check and the insert inserts nothing
+once its lease has expired (the check and the insert are one command on the server, though not
+one atomic write: a take-over between the two, within that one command, is not excluded on
+mongod). Other first writes (a state document, a dead letter, a work order deleted while being
+updated) are made only while ``Fence.writable`` (this process's monotonic deadline, before the
+store's expiry) and cannot overwrite anything (the unique index on number, the ``_id``).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import bson
 
 from tracos_sync.domain.fence import Fence
 
@@ -57,3 +65,53 @@ def check(fence: Fence | None) -> None:
     """Before a write: raises ``LeaseLost`` when this replica may no longer write on it."""
     if fence is not None:
         fence.check()
+
+
+# A merge command's documents, at most: far below the 16 MB a command may be.
+MERGE_BYTES = 8 * 1024 * 1024
+
+
+def insert_from_lease(
+    fence: Fence, lease_id: str, documents: list[Doc], into: Doc, on: str
+) -> list[list[Doc]]:
+    """Pipelines (on the lease collection) that insert ``documents`` into ``into`` (``{"db",
+    "coll"}``) if the lease is still this holder's, not expired by the server's clock; a
+    document whose ``on`` value is there already is left as it is."""
+    held: Doc = {
+        "_id": lease_id,
+        "holder": fence.lease.holder,
+        "epoch": fence.epoch,
+        "$expr": {"$lt": [NOW_MS, {"$toLong": "$expiresAt"}]},
+    }
+    pipelines: list[list[Doc]] = []
+    for chunk in _chunks(documents):
+        pipelines.append(
+            [
+                {"$match": held},
+                {"$project": {"_id": 0, "document": {"$literal": chunk}}},
+                {"$unwind": "$document"},
+                {"$replaceWith": "$document"},
+                {
+                    "$merge": {
+                        "into": into,
+                        "on": on,
+                        "whenMatched": "keepExisting",
+                        "whenNotMatched": "insert",
+                    }
+                },
+            ]
+        )
+    return pipelines
+
+
+def _chunks(documents: list[Doc]) -> list[list[Doc]]:
+    chunks: list[list[Doc]] = [[]]
+    size = 0
+    for document in documents:
+        length = len(bson.encode(document))
+        if chunks[-1] and size + length > MERGE_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(document)
+        size += length
+    return chunks

@@ -71,7 +71,7 @@ class MongoLeaseStore:
         async def take() -> Doc | None:
             try:
                 return await self._leases.find_one_and_update(
-                    {"_id": _lease_id(name), **free},
+                    {"_id": lease_id(name), **free},
                     update,
                     upsert=True,
                     return_document=ReturnDocument.AFTER,
@@ -83,7 +83,7 @@ class MongoLeaseStore:
         return None if doc is None else _lease(doc)
 
     async def renew(self, lease: Lease, ttl: float) -> Lease | None:
-        held = {"_id": _lease_id(lease.name), "holder": lease.holder, "epoch": lease.epoch}
+        held = {"_id": lease_id(lease.name), "holder": lease.holder, "epoch": lease.epoch}
         update = [{"$set": {"renewedAt": "$$NOW", "expiresAt": _expiry(ttl)}}]
         doc = await self._retrier.call(
             "renew a lease",
@@ -94,7 +94,7 @@ class MongoLeaseStore:
         return None if doc is None else _lease(doc)
 
     async def give_back(self, lease: Lease) -> bool:
-        held = {"_id": _lease_id(lease.name), "holder": lease.holder, "epoch": lease.epoch}
+        held = {"_id": lease_id(lease.name), "holder": lease.holder, "epoch": lease.epoch}
         update = [{"$set": {"holder": None, "expiresAt": "$$NOW", "renewedAt": "$$NOW"}}]
         outcome = await self._retrier.call(
             "give a lease back", lambda: self._leases.update_one(held, update)
@@ -153,7 +153,8 @@ class MongoLeaseStore:
         ]
 
 
-def _lease_id(name: str) -> str:
+def lease_id(name: str) -> str:
+    """The ``_id`` of the lease document of integration ``name``."""
     return f"{LEASE}:{name}"
 
 

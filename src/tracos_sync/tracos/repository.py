@@ -78,12 +78,14 @@ class MongoWorkOrderRepository:
         dry_run: bool = False,
         owns_client: bool = True,
         fence: Fence | None = None,
+        leases: AsyncCollection[Doc] | None = None,
     ) -> None:
         """With ``dry_run`` nothing is written: ``apply`` reports what it would do, marks are
         counted, not made, and no index is created. ``owns_client``: ``close`` closes the
         client (False when several repositories share it and its opener closes it).
         ``fence``: the lease this replica holds on the integration; every write on its behalf
-        is conditional on it (``tracos.fencing``). None: no leases in use."""
+        is conditional on it (``tracos.fencing``). None: no leases in use. ``leases``: the
+        collection of the lease documents, from which new work orders are inserted."""
         self._client = client
         self._owns_client = owns_client
         self._dry_run = dry_run
@@ -95,7 +97,11 @@ class MongoWorkOrderRepository:
         self._collection = base
         self._retrier = retrier
         self._fence = fence
-        self._upserts = Upserts(base, self._durable, retrier, self._ensure_indexes, fence)
+        if leases is not None:
+            leases = leases.with_options(write_concern=WriteConcern(**concern))
+        self._upserts = Upserts(
+            base, self._durable, retrier, self._ensure_indexes, fence=fence, leases=leases
+        )
 
     # -- setup ---------------------------------------------------------------------------------
 

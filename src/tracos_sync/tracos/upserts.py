@@ -21,10 +21,11 @@ from datetime import datetime
 from typing import Any
 
 import structlog
+from bson import ObjectId
 from bson.errors import InvalidDocument
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, OperationFailure
 
 from tracos_sync.domain.dates import InvalidDate, coerce_instant, format_instant
 from tracos_sync.domain.errors import FatalError
@@ -33,8 +34,9 @@ from tracos_sync.domain.model import WorkOrder
 from tracos_sync.domain.ports import ApplyResult, RefusedOrder
 
 from .documents import insert_document, storage_problem, update_fields
-from .fencing import check, fenced, stamp
-from .retry import DUPLICATE_KEY, TRANSIENT_CODES, Retrier
+from .fencing import STAMP, check, fenced, insert_from_lease, stamp
+from .leases import lease_id
+from .retry import DUPLICATE_KEY, TRANSIENT_CODES, Retrier, describe, is_transient
 
 log = structlog.get_logger("tracos_sync.mongo")
 
@@ -48,6 +50,14 @@ MAX_CAS_ROUNDS = 10
 ENCODING_ERRORS = (InvalidDocument, UnicodeEncodeError, OverflowError)
 
 
+class MergeRefused(ValueError):
+    """The server refused a document of an insert from the lease (``fencing``)."""
+
+
+# Failures of one document in a batch: the batch is halved until that document is found.
+ONE_DOCUMENT_ERRORS = (*ENCODING_ERRORS, MergeRefused)
+
+
 class Upserts:
     def __init__(
         self,
@@ -55,17 +65,21 @@ class Upserts:
         durable: AsyncCollection[Doc],
         retrier: Retrier,
         ensure_unique_number: Callable[[], Awaitable[None]],
+        *,
         fence: Fence | None = None,
+        leases: AsyncCollection[Doc] | None = None,
     ) -> None:
         """``durable``: the collection with the journaled write concern inbound needs.
         ``ensure_unique_number``: checks (and builds if missing) the unique index on number,
         before a write is tried again after a failure (see ``_apply_contained``).
-        ``fence``: the lease every write is conditional on (``tracos.fencing``)."""
+        ``fence``: the lease every write is conditional on (``tracos.fencing``); ``leases``:
+        the collection of its document (journaled), from which new work orders are inserted."""
         self._collection = collection
         self._durable = durable
         self._retrier = retrier
         self._ensure_unique_number = ensure_unique_number
         self._fence = fence
+        self._leases = leases
 
     async def apply(
         self, orders: Sequence[WorkOrder], synced_at: datetime, not_after: datetime | None = None
@@ -111,7 +125,7 @@ class Upserts:
 
         try:
             return await self._retrier.call("write work orders", write)
-        except ENCODING_ERRORS as exc:
+        except ONE_DOCUMENT_ERRORS as exc:
             if len(items) == 1:
                 reason = f"TracOS cannot store it: {type(exc).__name__}: {str(exc)[:200]}"
                 return ApplyResult(refused=(RefusedOrder(items[0][0], reason),))
@@ -131,10 +145,15 @@ class Upserts:
                 refused.append(RefusedOrder(position, problem))
         if not storable:
             return ApplyResult(refused=tuple(refused))
-        check(self._fence)  # an insert has no filter to fence it (see ``tracos.fencing``)
+        check(self._fence)
         documents = [
             {**insert_document(order, synced_at), **stamp(self._fence)} for _, order in storable
         ]
+        if self._fence is not None and self._leases is not None:
+            new = await self._insert_from_lease(self._fence, self._leases, documents)
+            there = [item for item in storable if item[1].number not in new]
+            result = await self._update_if_newer(there, synced_at)
+            return result + ApplyResult(inserted=len(new), refused=tuple(refused))
         try:
             await self._durable.insert_many(documents, ordered=False)
             return ApplyResult(inserted=len(storable), refused=tuple(refused))
@@ -227,6 +246,36 @@ class Upserts:
                 self._fence.check()
             waiting[order.number] = (position, order)
         return applied, waiting
+
+    async def _insert_from_lease(
+        self, fence: Fence, leases: AsyncCollection[Doc], documents: list[Doc]
+    ) -> set[int]:
+        """Insert the documents whose number is not there yet, by the server, from the lease
+        document (``fencing.insert_from_lease``): the numbers inserted. One still missing
+        afterwards was refused by the fence: the lease is lost."""
+        token = ObjectId()  # tells this call's inserts from documents already there
+        marked = [{**doc, STAMP: {**doc[STAMP], "write": token}} for doc in documents]
+        target = {"db": self._durable.database.name, "coll": self._durable.name}
+        pipelines = insert_from_lease(fence, lease_id(fence.lease.name), marked, target, "number")
+        for pipeline in pipelines:
+            try:
+                await (await leases.aggregate(pipeline)).to_list()
+            except OperationFailure as exc:
+                if is_transient(exc):
+                    raise
+                # A merge stops at the first document the server refuses: found by halving,
+                # as a document the driver cannot encode is.
+                raise MergeRefused(describe(exc)) from exc
+        numbers = [doc["number"] for doc in documents]
+        present: dict[int, Any] = {}
+        for start in range(0, len(numbers), LOOKUP_CHUNK):
+            query = {"number": {"$in": numbers[start : start + LOOKUP_CHUNK]}}
+            async for doc in self._collection.find(query, {"number": 1, f"{STAMP}.write": 1}):
+                present[doc["number"]] = (doc.get(STAMP) or {}).get("write")
+        if len(present) < len(set(numbers)):
+            fence.lose()
+            fence.check()
+        return {number for number, write in present.items() if write == token}
 
     def _insert_unless_there(self, order: WorkOrder, synced_at: datetime) -> UpdateOne:
         check(self._fence)  # an upsert's insert is not fenced by its filter
