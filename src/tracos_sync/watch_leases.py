@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import secrets
-import socket
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -16,7 +13,7 @@ import structlog
 
 from tracos_sync.app import Database, Integration, Runtime
 from tracos_sync.domain.fence import Fence
-from tracos_sync.leases.keeper import LeaseKeeper
+from tracos_sync.leases.keeper import LeaseKeeper, replica_name
 from tracos_sync.stopping import STOP_GRACE_SECONDS
 from tracos_sync.watch_metrics import Metrics
 
@@ -24,12 +21,6 @@ log = structlog.get_logger("tracos_sync.leases")
 
 # One integration's watch loop: the integration, the event that stops it, the fence of its writes.
 Serve = Callable[[Integration, asyncio.Event, Fence], Coroutine[Any, Any, None]]
-
-
-def replica_name() -> str:
-    """This process among the replicas: its host and pid (what an operator looks for), and a
-    random tail, since in containers every replica may be pid 1 on a host of the same name."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class LeasedWork:

@@ -19,6 +19,9 @@ import asyncio
 import contextlib
 import hashlib
 import math
+import os
+import secrets
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,6 +40,12 @@ RENEWALS = 3
 # The share of the TTL a holder may write for after sending a renewal: a margin for the rate of
 # its clock against the store's, and for an insert on its way.
 DEADLINE_SHARE = 0.9
+
+
+def replica_name() -> str:
+    """This process among the replicas: its host and pid (what an operator looks for), and a
+    random tail, since in containers every replica may be pid 1 on a host of the same name."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class Work(Protocol):
