@@ -86,6 +86,7 @@ def replica(env: Env, path: Path) -> subprocess.Popen[str]:
         LEASES="true",
         LEASE_SECONDS=str(TTL),
         WATCH_INTERVAL="0.2",
+        BATCH_SIZE="20",
         LOG_FORMAT="json",
     )
 
@@ -161,6 +162,12 @@ def test_replicas_share_take_over_and_fence_out_a_frozen_one(
         # SIGSTOP past its lease: its integrations are taken over; woken, it writes nothing stale.
         of_frozen = {n for n, h in holders(db).items() if h == frozen_name}
         frozen_epochs = {n: leases(db)[n]["epoch"] for n in of_frozen}
+        # Frozen with work in hand: a burst of TracOS edits, going out 20 at a time.
+        target = sorted(of_frozen)[0]
+        db[target].insert_many([tracos_doc(900_000 + j, isSynced=False) for j in range(300)])
+        load.edits[target] += 300
+        out = env.root / target / "out"
+        until(lambda: any(out.glob("9*.json")), 10, "the burst going out")
         os.kill(frozen.pid, signal.SIGSTOP)
         until(
             lambda: (
