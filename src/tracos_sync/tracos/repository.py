@@ -8,7 +8,7 @@ import contextlib
 import math
 from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from pymongo import AsyncMongoClient, UpdateOne
@@ -82,10 +82,8 @@ class MongoWorkOrderRepository:
     ) -> None:
         """With ``dry_run`` nothing is written: ``apply`` reports what it would do, marks are
         counted, not made, and no index is created. ``owns_client``: ``close`` closes the
-        client (False when several repositories share it and its opener closes it).
-        ``fence``: the lease this replica holds on the integration; every write on its behalf
-        is conditional on it (``tracos.fencing``). None: no leases in use. ``leases``: the
-        collection of the lease documents, from which new work orders are inserted."""
+        client (False when several repositories share it and its opener closes it). ``fence``,
+        ``leases``: the lease every write is conditional on, and its collection (``fencing``)."""
         self._client = client
         self._owns_client = owns_client
         self._dry_run = dry_run
@@ -97,8 +95,6 @@ class MongoWorkOrderRepository:
         self._collection = base
         self._retrier = retrier
         self._fence = fence
-        if leases is not None:
-            leases = leases.with_options(write_concern=WriteConcern(**concern))
         self._upserts = Upserts(
             base, self._durable, retrier, self._ensure_indexes, fence=fence, leases=leases
         )
@@ -225,14 +221,13 @@ class MongoWorkOrderRepository:
         # (measured: a third of the cost of each mark on SecantusDB; mongod takes _id anyway).
         # Conditional on every exported field as read (``version``): an edit between the read
         # and the mark, even one that kept updatedAt, leaves the document unsynced. And on the
-        # lease (built at each attempt: a retry may outlast it); a mark the fence refuses leaves
-        # the document unsynced, for the next holder to export.
+        # lease, at each attempt (a mark it refuses leaves the document for the next holder).
         async def mark() -> int:
             check(self._fence)
             marks = {"isSynced": True, "syncedAt": synced_at, **stamp(self._fence)}
             operations = [
                 UpdateOne(
-                    fenced({"_id": export.key, **_exported_as(export)}, self._fence),
+                    fenced({"_id": export.key, **cast(Doc, export.version)}, self._fence),
                     {"$set": marks},
                     hint=ID_INDEX,
                 )
@@ -341,12 +336,6 @@ def _to_export(doc: Doc) -> PendingExport | UnreadableDocument:
         ref = f"_id={doc.get('_id')} number={doc.get('number')!r:.40}"
         return UnreadableDocument(ref, str(exc))
     return PendingExport(order, key=doc["_id"], version=as_exported(doc))
-
-
-def _exported_as(export: PendingExport) -> dict[str, Any]:
-    condition = export.version
-    assert isinstance(condition, dict)  # made by _to_export
-    return condition
 
 
 async def close_client(client: AsyncMongoClient[Doc]) -> None:

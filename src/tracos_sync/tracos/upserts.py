@@ -21,37 +21,42 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from bson import ObjectId
 from bson.errors import InvalidDocument
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, OperationFailure
+from pymongo.errors import BulkWriteError
 
-from tracos_sync.domain.dates import InvalidDate, coerce_instant, format_instant
+from tracos_sync.domain.dates import InvalidDate, coerce_instant
 from tracos_sync.domain.errors import FatalError
 from tracos_sync.domain.fence import Fence
 from tracos_sync.domain.model import WorkOrder
 from tracos_sync.domain.ports import ApplyResult, RefusedOrder
 
 from .documents import insert_document, storage_problem, update_fields
-from .fencing import STAMP, check, fenced, insert_from_lease, stamp
-from .leases import lease_id
-from .retry import DUPLICATE_KEY, TRANSIENT_CODES, Retrier, describe, is_transient
+from .fencing import check, fenced, stamp
+from .lease_inserts import MergeRefused, insert_new
+from .retry import DUPLICATE_KEY, Retrier
+from .upsert_rules import (
+    LOOKUP_CHUNK,
+    MISSING,
+    Item,
+    dated_ahead,
+    future_reason,
+    holds_at_least,
+    rounds,
+    same_instant,
+    server_refusal,
+    write_errors,
+)
 
 log = structlog.get_logger("tracos_sync.mongo")
 
 Doc = dict[str, Any]
-# Keys per $in query: bounded so that a server whose $in is not a hash lookup stays linear.
-LOOKUP_CHUNK = 250
 # Rounds of compare-and-set before a number that keeps changing under us is left to next run.
 MAX_CAS_ROUNDS = 10
 # Failures the driver raises before sending, for one document it cannot encode: the batch is
 # split until the document responsible is found and refused.
 ENCODING_ERRORS = (InvalidDocument, UnicodeEncodeError, OverflowError)
-
-
-class MergeRefused(ValueError):
-    """The server refused a document of an insert from the lease (``fencing``)."""
 
 
 # Failures of one document in a batch: the batch is halved until that document is found.
@@ -84,18 +89,18 @@ class Upserts:
     async def apply(
         self, orders: Sequence[WorkOrder], synced_at: datetime, not_after: datetime | None = None
     ) -> ApplyResult:
-        ahead = _dated_ahead(orders, not_after)
+        ahead = dated_ahead(orders, not_after)
         result = ApplyResult()
         if ahead:
             result += await self._retrier.call(
                 "read work orders", lambda: self._ahead_of_clock(ahead, not_after)
             )
         skip = {position for position, _ in ahead}
-        for round_ in _rounds(orders, skip):
+        for round_ in rounds(orders, skip):
             result += await self._apply_contained(round_, synced_at)
         return result
 
-    async def _ahead_of_clock(self, items: list[_Item], not_after: datetime | None) -> ApplyResult:
+    async def _ahead_of_clock(self, items: list[Item], not_after: datetime | None) -> ApplyResult:
         """Orders dated beyond ``not_after``: never written. Stale when TracOS already holds that
         version or a newer one (the host's clock stepped back after applying it), otherwise
         refused as dated in the future."""
@@ -103,13 +108,13 @@ class Upserts:
         stale = 0
         refused: list[RefusedOrder] = []
         for position, order in items:
-            if _holds_at_least(current.get(order.number, _MISSING), order.updated_at):
+            if holds_at_least(current.get(order.number, MISSING), order.updated_at):
                 stale += 1
             else:
-                refused.append(RefusedOrder(position, _future_reason(order, not_after)))
+                refused.append(RefusedOrder(position, future_reason(order, not_after)))
         return ApplyResult(stale=stale, refused=tuple(refused))
 
-    async def _apply_contained(self, items: list[_Item], synced_at: datetime) -> ApplyResult:
+    async def _apply_contained(self, items: list[Item], synced_at: datetime) -> ApplyResult:
         """One round, with an order the driver cannot encode found by halving and refused."""
         attempts = 0
 
@@ -133,10 +138,10 @@ class Upserts:
             first = await self._apply_contained(items[:half], synced_at)
             return first + await self._apply_contained(items[half:], synced_at)
 
-    async def _apply_round(self, items: list[_Item], synced_at: datetime) -> ApplyResult:
+    async def _apply_round(self, items: list[Item], synced_at: datetime) -> ApplyResult:
         """Orders with distinct numbers: insert what is new, compare-and-set the rest."""
         refused: list[RefusedOrder] = []
-        storable: list[_Item] = []
+        storable: list[Item] = []
         for position, order in items:
             problem = storage_problem(order)
             if problem is None:
@@ -150,7 +155,9 @@ class Upserts:
             {**insert_document(order, synced_at), **stamp(self._fence)} for _, order in storable
         ]
         if self._fence is not None and self._leases is not None:
-            new = await self._insert_from_lease(self._fence, self._leases, documents)
+            new = await insert_new(
+                self._collection, self._durable, self._leases, self._fence, documents
+            )
             there = [item for item in storable if item[1].number not in new]
             result = await self._update_if_newer(there, synced_at)
             return result + ApplyResult(inserted=len(new), refused=tuple(refused))
@@ -158,19 +165,19 @@ class Upserts:
             await self._durable.insert_many(documents, ordered=False)
             return ApplyResult(inserted=len(storable), refused=tuple(refused))
         except BulkWriteError as exc:
-            errors = _write_errors(exc)
+            errors = write_errors(exc)
             inserted = int(exc.details.get("nInserted", 0))
-            existing: list[_Item] = []
+            existing: list[Item] = []
             for err in errors:
                 item = storable[err["index"]]
                 if err.get("code") == DUPLICATE_KEY:
                     existing.append(item)
                 else:
-                    refused.append(RefusedOrder(item[0], _server_refusal(err)))
+                    refused.append(RefusedOrder(item[0], server_refusal(err)))
         result = await self._update_if_newer(existing, synced_at)
         return result + ApplyResult(inserted=inserted, refused=tuple(refused))
 
-    async def _update_if_newer(self, items: list[_Item], synced_at: datetime) -> ApplyResult:
+    async def _update_if_newer(self, items: list[Item], synced_at: datetime) -> ApplyResult:
         waiting = {order.number: (position, order) for position, order in items}
         updated = stale = 0
         refused: list[RefusedOrder] = []
@@ -179,7 +186,7 @@ class Upserts:
                 break
             current = await self._current_versions(list(waiting))
             operations: list[UpdateOne] = []
-            attempted: list[_Item] = []
+            attempted: list[Item] = []
             for number, (position, order) in waiting.items():
                 if number not in current:
                     # Deleted since the insert failed: insert it unless someone else did.
@@ -191,7 +198,7 @@ class Upserts:
                     newer = order.updated_at > coerce_instant(raw)
                 except InvalidDate as exc:
                     # Never "older": TracOS's copy cannot be compared, so it is not overwritten.
-                    what = "no updatedAt" if raw is _MISSING else f"an unreadable updatedAt ({exc})"
+                    what = "no updatedAt" if raw is MISSING else f"an unreadable updatedAt ({exc})"
                     reason = f"TracOS work order {number} has {what}; not overwritten"
                     refused.append(RefusedOrder(position, reason))
                     continue
@@ -208,9 +215,9 @@ class Upserts:
                 matched = outcome.matched_count + outcome.upserted_count
             except BulkWriteError as exc:
                 # Refused operations are the orders' own fault; the others were applied.
-                failed = {err["index"]: err for err in _write_errors(exc)}
+                failed = {err["index"]: err for err in write_errors(exc)}
                 for index, err in failed.items():
-                    refused.append(RefusedOrder(attempted[index][0], _server_refusal(err)))
+                    refused.append(RefusedOrder(attempted[index][0], server_refusal(err)))
                 attempted = [item for i, item in enumerate(attempted) if i not in failed]
                 matched = int(exc.details.get("nMatched", 0)) + int(exc.details.get("nUpserted", 0))
             if matched == len(attempted):
@@ -227,55 +234,25 @@ class Upserts:
         return ApplyResult(updated=updated, stale=stale, refused=tuple(refused))
 
     async def _after_misses(
-        self, attempted: list[_Item], compared: dict[int, Any]
-    ) -> tuple[int, dict[int, _Item]]:
+        self, attempted: list[Item], compared: dict[int, Any]
+    ) -> tuple[int, dict[int, Item]]:
         """After a round whose conditions missed: how many of ``attempted`` hold our version
         now (applied), and the others, to compare again. A version that is still the one the
         condition was on (``compared``) missed on the fence alone: the lease is lost."""
         after = await self._current_versions([order.number for _, order in attempted])
         applied = 0
-        waiting: dict[int, _Item] = {}
+        waiting: dict[int, Item] = {}
         for position, order in attempted:
-            stored = after.get(order.number, _MISSING)
-            if stored is not _MISSING and _same_instant(stored, order.updated_at):
+            stored = after.get(order.number, MISSING)
+            if stored is not MISSING and same_instant(stored, order.updated_at):
                 applied += 1
                 continue
-            unchanged = stored is not _MISSING and stored == compared.get(order.number, _MISSING)
+            unchanged = stored is not MISSING and stored == compared.get(order.number, MISSING)
             if self._fence is not None and unchanged:
                 self._fence.lose()
                 self._fence.check()
             waiting[order.number] = (position, order)
         return applied, waiting
-
-    async def _insert_from_lease(
-        self, fence: Fence, leases: AsyncCollection[Doc], documents: list[Doc]
-    ) -> set[int]:
-        """Insert the documents whose number is not there yet, by the server, from the lease
-        document (``fencing.insert_from_lease``): the numbers inserted. One still missing
-        afterwards was refused by the fence: the lease is lost."""
-        token = ObjectId()  # tells this call's inserts from documents already there
-        marked = [{**doc, STAMP: {**doc[STAMP], "write": token}} for doc in documents]
-        target = {"db": self._durable.database.name, "coll": self._durable.name}
-        pipelines = insert_from_lease(fence, lease_id(fence.lease.name), marked, target, "number")
-        for pipeline in pipelines:
-            try:
-                await (await leases.aggregate(pipeline)).to_list()
-            except OperationFailure as exc:
-                if is_transient(exc):
-                    raise
-                # A merge stops at the first document the server refuses: found by halving,
-                # as a document the driver cannot encode is.
-                raise MergeRefused(describe(exc)) from exc
-        numbers = [doc["number"] for doc in documents]
-        present: dict[int, Any] = {}
-        for start in range(0, len(numbers), LOOKUP_CHUNK):
-            query = {"number": {"$in": numbers[start : start + LOOKUP_CHUNK]}}
-            async for doc in self._collection.find(query, {"number": 1, f"{STAMP}.write": 1}):
-                present[doc["number"]] = (doc.get(STAMP) or {}).get("write")
-        if len(present) < len(set(numbers)):
-            fence.lose()
-            fence.check()
-        return {number for number, write in present.items() if write == token}
 
     def _insert_unless_there(self, order: WorkOrder, synced_at: datetime) -> UpdateOne:
         check(self._fence)  # an upsert's insert is not fenced by its filter
@@ -299,13 +276,13 @@ class Upserts:
         )
         inserted = updated = stale = 0
         refused: list[RefusedOrder] = []
-        ahead = {position for position, _ in _dated_ahead(orders, not_after)}
+        ahead = {position for position, _ in dated_ahead(orders, not_after)}
         for position, order in enumerate(orders):
             if position in ahead:
-                if _holds_at_least(current.get(order.number, _MISSING), order.updated_at):
+                if holds_at_least(current.get(order.number, MISSING), order.updated_at):
                     stale += 1
                 else:
-                    refused.append(RefusedOrder(position, _future_reason(order, not_after)))
+                    refused.append(RefusedOrder(position, future_reason(order, not_after)))
                 continue
             problem = storage_problem(order)
             if problem is not None:
@@ -335,83 +312,7 @@ class Upserts:
                 {"number": {"$in": chunk}}, {"_id": 0, "number": 1, "updatedAt": 1}
             )
             async for doc in cursor:
-                versions[doc["number"]] = doc.get("updatedAt", _MISSING)
+                versions[doc["number"]] = doc.get("updatedAt", MISSING)
         return versions
 
     # -- outbound ------------------------------------------------------------------------------
-
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "<missing>"
-
-
-_MISSING: Any = _Missing()
-
-
-# An order and its position in what ``apply`` was given.
-_Item = tuple[int, WorkOrder]
-
-
-def _dated_ahead(orders: Sequence[WorkOrder], not_after: datetime | None) -> list[_Item]:
-    if not_after is None:
-        return []
-    return [(p, order) for p, order in enumerate(orders) if order.updated_at > not_after]
-
-
-def _holds_at_least(stored: Any, value: datetime) -> bool:
-    """TracOS's stored ``updatedAt`` is ``value`` or later (False when absent or unreadable)."""
-    if stored is _MISSING:
-        return False
-    try:
-        return coerce_instant(stored) >= value
-    except InvalidDate:
-        return False
-
-
-def _future_reason(order: WorkOrder, not_after: datetime | None) -> str:
-    assert not_after is not None
-    return (
-        f"last update {format_instant(order.updated_at)} is in the future (after "
-        f"{format_instant(not_after)}, this host's clock plus CLIENT_CLOCK_SKEW_SECONDS): "
-        "refused until then"
-    )
-
-
-def _rounds(orders: Sequence[WorkOrder], skip: set[int] | None = None) -> list[list[_Item]]:
-    """Split so that no round repeats a number: round k holds each number's k-th occurrence, so
-    applying the rounds in order is the same as applying the orders one by one. ``skip``:
-    positions left out."""
-    rounds: list[list[_Item]] = []
-    seen: dict[int, int] = {}
-    for position, order in enumerate(orders):
-        if skip and position in skip:
-            continue
-        k = seen.get(order.number, 0)
-        seen[order.number] = k + 1
-        if k == len(rounds):
-            rounds.append([])
-        rounds[k].append((position, order))
-    return rounds
-
-
-def _write_errors(exc: BulkWriteError) -> list[dict[str, Any]]:
-    """The per-document errors of a bulk write; re-raised (for the retrier) when the failure is
-    not the documents' own: a write-concern error, or a transient code."""
-    details = exc.details or {}
-    errors: list[dict[str, Any]] = details.get("writeErrors", [])
-    if details.get("writeConcernErrors") or any(e.get("code") in TRANSIENT_CODES for e in errors):
-        raise exc
-    return errors
-
-
-def _server_refusal(err: dict[str, Any]) -> str:
-    message = str(err.get("errmsg", "refused"))[:200]
-    return f"TracOS refused it: {message} (code {err.get('code')})"
-
-
-def _same_instant(stored: Any, value: datetime) -> bool:
-    try:
-        return coerce_instant(stored) == value
-    except InvalidDate:
-        return False
