@@ -54,7 +54,13 @@ class World:
 
     def state(self, fence: Fence) -> MongoConnectorStateStore:
         return MongoConnectorStateStore(
-            self.client, self.database, "state", "letters", Retrier(5), fence=fence
+            self.client,
+            self.database,
+            "state",
+            "letters",
+            Retrier(5),
+            fence=fence,
+            leases=self.client[self.database]["leases"],
         )
 
     def repository(self, fence: Fence) -> MongoWorkOrderRepository:
@@ -104,6 +110,8 @@ async def test_writes_under_a_held_lease_are_stamped_with_its_epoch_and_holder(
     state, repository = world.state(fence), world.repository(fence)
     await repository.prepare()
     await state.put("watermark", {"at": 1})
+    await state.put("watermark", {"at": 2})
+    assert (await world.doc("state", {"_id": "watermark"}))["at"] == 2
     assert await state.dead_letter(letter("7"), NOW) == 1
     assert (await repository.apply([order(1), order(2)], NOW)).inserted == 2
     mixed = await repository.apply([order(1, T0 + timedelta(seconds=1)), order(3), order(2)], NOW)
@@ -112,7 +120,9 @@ async def test_writes_under_a_held_lease_are_stamped_with_its_epoch_and_holder(
     assert await repository.mark_synced(await exports(repository), NOW) == 1
     stamp = {"epoch": 1, "holder": "r1"}
     assert (await world.doc("state", {"_id": "watermark"}))["syncLease"] == stamp
+    assert await state.dead_letter(letter("7"), NOW) == 2
     assert (await world.doc("letters", {}))["syncLease"] == stamp
+    assert (await world.doc("letters", {}))["firstAt"] == NOW
     for number in (1, 2, 3):
         assert (await world.doc("w", {"number": number}))["syncLease"]["epoch"] == 1
 
@@ -140,6 +150,13 @@ async def test_a_replica_past_its_lease_changes_nothing_even_where_no_one_wrote_
     with pytest.raises(LeaseLost):  # a new work order: inserted by the server from the lease
         await world.repository(unchecked(old)).apply([order(3)], NOW)
     assert await world.client[world.database]["w"].find_one({"number": 3}) is None
+    # First writes too: made by the server from the lease document.
+    with pytest.raises(LeaseLost):
+        await world.state(unchecked(old)).put("cursor", {"at": 1})
+    with pytest.raises(LeaseLost):
+        await world.state(unchecked(old)).dead_letter(letter("8"), NOW)
+    assert await world.client[world.database]["state"].find_one({"_id": "cursor"}) is None
+    assert await world.client[world.database]["letters"].count_documents({}) == 1
     assert (await world.doc("state", {"_id": "watermark"}))["at"] == 1
     assert (await world.doc("letters", {}))["count"] == 1
     assert (await world.doc("w", {"number": 1}))["updatedAt"] == T0

@@ -179,6 +179,7 @@ class Database:
             integration.dead_letter_collection,
             self.retrier,
             fence=fence,
+            leases=self._leases() if fence is not None else None,
         )
         return Stores(repository, state)
 
