@@ -15,15 +15,14 @@ write (on mongod, a replica set's primary, or SecantusDB alike; no transaction):
 Every fenced write stamps the document with the epoch and holder (``syncLease``), from which the
 replica tests check that one replica at a time served each integration.
 
-An insert has no filter on the document it creates. Inbound's inserts of new work orders are
-made by the server from the lease document instead (``insert_from_lease``): an aggregation that
-matches the lease (this holder, this epoch, not expired by ``$$NOW``) and merges the documents
-into the collection, so a replica frozen between its own check and the insert inserts nothing
-once its lease has expired (the check and the insert are one command on the server, though not
-one atomic write: a take-over between the two, within that one command, is not excluded on
-mongod). Other first writes (a state document, a dead letter, a work order deleted while being
-updated) are made only while ``Fence.writable`` (this process's monotonic deadline, before the
-store's expiry) and cannot overwrite anything (the unique index on number, the ``_id``).
+An insert has no filter on the document it creates. New work orders, and the first state
+document or dead letter of a key, are inserted by the server from the lease document instead
+(``insert_from_lease``): an aggregation that matches the lease (this holder, this epoch, not
+expired by ``$$NOW``) and merges the documents into the collection, so a replica frozen between
+its own check and the insert inserts nothing once its lease has expired (the check and the
+insert are one command on the server, though not one atomic write: a take-over between the two,
+within that one command, is not excluded on mongod). A work order deleted while being updated is
+inserted again only while ``Fence.writable`` (this process's monotonic deadline).
 """
 
 from __future__ import annotations
