@@ -266,6 +266,8 @@ async def _serve(syncer: Syncer, serving: Serving) -> None:
             woken = waker is not None and waker.woke()
             wake.clear()
             outcome = await until_stopped(sweep(syncer, "watch", follow=follow), stop)
+            if isinstance(outcome.error, LeaseLost):
+                return  # this integration's work ends here: the lease keeper says so, once
             # A failure alone is logged by _Health, once per change of state.
             publish(
                 runtime,
@@ -274,8 +276,6 @@ async def _serve(syncer: Syncer, serving: Serving) -> None:
                 report=serving.reports.add(outcome),
                 total=False,
             )
-            if isinstance(outcome.error, LeaseLost):
-                return  # this integration's work ends here; the lease keeper says so
             if metrics is not None:
                 metrics.observe(outcome.stats)
             if outcome.error is None:

@@ -4,8 +4,8 @@ the lease store alone (no messages between replicas, no consensus of our own).
 Every ``TTL / 3`` seconds it records its heartbeat, counts the live replicas, renews the leases it
 holds, gives back those beyond its fair share (``ceil(integrations / live replicas)``, so that a
 replica that joins gets its share) and takes free or expired ones up to that share. A lease not
-renewed in time is lost: its work is stopped before anything else. Work is always stopped before
-its lease is given back, and started only once its lease is taken.
+renewed in time is lost: its fence is closed, then its work stopped, before anything else. Work
+is always stopped before its lease is given back, and started only once its lease is taken.
 
 The holder's own deadline is kept on the monotonic clock, never the wall clock: the instant a
 renewal was *sent* plus ``DEADLINE_SHARE`` of the TTL. The store judges expiry by its own clock
@@ -204,8 +204,9 @@ class LeaseKeeper:
         fence = self.fences.pop(name, None)
         if fence is None:
             return
-        fence.lose()
+        # Still held: the batch in hand may finish under it; closed once the work has stopped.
         await self._work.stop(name)
+        fence.lose()
         given = False
         with contextlib.suppress(SyncError):
             given = await self._store.give_back(fence.lease)
