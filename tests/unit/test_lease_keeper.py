@@ -4,19 +4,15 @@ take-over of a frozen replica's leases, giving back."""
 from __future__ import annotations
 
 import asyncio
-import math
 from dataclasses import dataclass, field
 
-import bson
 import pytest
 from structlog.testing import capture_logs
 
 from tests.support.leases import FakeClock, InMemoryLeaseStore, RecordingWork
 from tracos_sync.domain.errors import DatabaseUnavailable
-from tracos_sync.domain.fence import Fence, LeaseLost
-from tracos_sync.domain.ports import Lease
+from tracos_sync.domain.fence import LeaseLost
 from tracos_sync.leases.keeper import LeaseKeeper
-from tracos_sync.tracos.fencing import MERGE_BYTES, insert_from_lease
 
 TTL = 15.0
 NAMES = [f"i{n}" for n in range(5)]
@@ -165,24 +161,3 @@ def test_run_goes_round_until_stopped_and_leaves() -> None:
         assert all(world.store.holder_now(name) is None for name in NAMES)
 
     asyncio.run(asyncio.wait_for(scenario(), 5))
-
-
-def test_inserts_from_the_lease_go_in_commands_far_below_the_size_limit() -> None:
-    """A batch of large documents is cut into several merges, none near 16 MB; each matches
-    the lease (holder, epoch, not expired) before it inserts anything."""
-    clock = FakeClock()
-    lease = run(InMemoryLeaseStore(clock).take("acme", "r1", TTL))
-    assert isinstance(lease, Lease)
-    fence = Fence(lease, math.inf)
-    documents = [{"number": n, "title": "x" * 1_000_000} for n in range(30)]
-    pipelines = insert_from_lease(
-        fence, "integration:acme", documents, {"db": "d", "coll": "c"}, "number"
-    )
-    assert len(pipelines) > 1
-    sizes = [len(bson.encode({"pipeline": pipeline})) for pipeline in pipelines]
-    assert max(sizes) <= MERGE_BYTES + 1_100_000
-    merged = [doc for p in pipelines for doc in p[1]["$project"]["document"]["$literal"]]
-    assert merged == documents
-    for pipeline in pipelines:
-        assert pipeline[0]["$match"]["holder"] == "r1" and pipeline[0]["$match"]["epoch"] == 1
-        assert "$expr" in pipeline[0]["$match"]
