@@ -40,10 +40,14 @@ class LeasedWork:
         self._metrics = metrics
         self._running: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
         self.replica = ""  # named by the keeper
+        # Set by the first integration loop that ends by failing (bad configuration): it ends
+        # watch, as without leases, rather than holding a lease nobody serves.
+        self.failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def start(self, name: str, fence: Fence) -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(self._serve(self._by_name[name], stop, fence))
+        task.add_done_callback(self._ended)
         self._running[name] = (task, stop)
         if self._metrics is not None:
             self._metrics.lease_held.labels(name, fence.lease.holder).set(1)
@@ -66,6 +70,13 @@ class LeasedWork:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self.failed.done():
+            return
+        failure = task.exception()
+        if failure is not None:
+            self.failed.set_exception(failure)
 
     async def stop_all(self) -> None:
         await asyncio.gather(*(self.stop(name) for name in list(self._running)))
@@ -93,7 +104,17 @@ async def serve_leased(
     work.replica = replica_name()
     keeper = LeaseKeeper(store, names, work.replica, ttl, work=work)
     log.info("lease.replica", replica=keeper.replica, integrations=len(names), ttl=ttl)
+    leaving = asyncio.Event()  # the process asked to stop, or an integration's loop failed
+    keeping = asyncio.create_task(keeper.run(leaving))
+    stopped = asyncio.create_task(stop.wait())
     try:
-        await keeper.run(stop)
+        waited: set[asyncio.Future[Any]] = {keeping, stopped, work.failed}
+        await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+        leaving.set()
+        await keeping  # every lease given back
+        if work.failed.done():
+            work.failed.result()  # raises what ended that loop
     finally:
+        stopped.cancel()
+        keeping.cancel()
         await work.stop_all()
