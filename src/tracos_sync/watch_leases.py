@@ -5,7 +5,6 @@ is stopped when its lease is lost or given back."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -55,12 +54,14 @@ class LeasedWork:
                 fence.lease.since.timestamp()
             )
 
-    async def stop(self, name: str) -> None:
+    async def stop(self, name: str) -> bool:
         """The batch in hand may finish within the grace (its writes still fenced); then the
-        loop is cancelled (its claimed inputs are given back)."""
+        loop is cancelled (its claimed inputs are given back), and given the grace again. False
+        when it still has not ended: the keeper then lets its lease expire rather than give it
+        back, and the loop is left to end on its own."""
         running = self._running.pop(name, None)
         if running is None:
-            return
+            return True
         task, stop = running
         stop.set()
         if self._metrics is not None:
@@ -68,8 +69,17 @@ class LeasedWork:
         done, _ = await asyncio.wait({task}, timeout=self._grace)
         if not done:
             task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+            done, _ = await asyncio.wait({task}, timeout=self._grace)
+        if not done:
+            log.warning(
+                "lease.work_not_stopped",
+                integration=name,
+                replica=self.replica,
+                reason="still ending after its grace and a cancellation; its lease is left "
+                "to expire, not given back",
+            )
+            return False
+        return True
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or self.failed.done():

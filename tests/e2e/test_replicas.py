@@ -114,10 +114,13 @@ def replica_of(db: Database[Doc], proc: subprocess.Popen[str]) -> str:
     return found.pop()
 
 
-def until(condition: Any, limit: float, what: str) -> float:
+def until(condition: Any, limit: float, what: str, db: Database[Doc] | None = None) -> float:
+    """Seconds until ``condition``; past ``limit``, fails saying the leases and heartbeats."""
     start = time.monotonic()
     while not condition():
-        assert time.monotonic() - start < limit, f"not within {limit} s: {what}"
+        if time.monotonic() - start >= limit:
+            state = list(db["sync_leases"].find()) if db is not None else ""
+            pytest.fail(f"not within {limit} s: {what}\n{state}")
         time.sleep(0.05)
     return time.monotonic() - start
 
@@ -190,6 +193,7 @@ def test_replicas_share_take_over_and_fence_out_a_frozen_one(
             ),
             20,
             "the newcomer's share",
+            db,
         )
         time.sleep(TTL)  # the load goes on under the new sharing
     finally:

@@ -139,9 +139,10 @@ class RecordingWork:
             self.changed.clear()
             await self.changed.wait()
 
-    async def stop(self, name: str) -> None:
+    async def stop(self, name: str) -> bool:
         fence = self.serving.pop(name)
         # Lost: closed before the work is stopped; given back: still held while it stops.
         assert not fence.writable() or self.store.holder_now(name) is not None
         held = self.store.holder_now(name) == (fence.lease.holder, fence.epoch)
         self.stopped_while_held.append(held)
+        return True

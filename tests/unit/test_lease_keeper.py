@@ -161,3 +161,21 @@ def test_run_goes_round_until_stopped_and_leaves() -> None:
         assert all(world.store.holder_now(name) is None for name in NAMES)
 
     asyncio.run(asyncio.wait_for(scenario(), 5))
+
+
+def test_a_lease_whose_work_will_not_stop_is_left_to_expire_not_given_back() -> None:
+    world = World()
+    keeper, work = world.replica("a", ["i0"])
+    run(keeper.round())
+
+    async def stuck(name: str) -> bool:
+        del name
+        return False
+
+    work.stop = stuck  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        run(keeper.leave())
+    assert world.store.holder_now("i0") == ("a", 1)
+    assert [e["reason"] for e in logs if e["event"] == "lease.given_back"] == [
+        "stopping (left to expire)"
+    ]

@@ -4,10 +4,12 @@ a loop that fails (bad configuration) reported, not left holding a lease nobody 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from tests.support.leases import FakeClock, InMemoryLeaseStore
 from tracos_sync.app import Integration
@@ -75,5 +77,25 @@ def test_a_loop_that_does_not_stop_within_its_grace_is_cancelled() -> None:
         await asyncio.wait_for(work.stop("acme"), 5)
         assert cancelled.is_set()
         assert not work.failed.done()
+
+    asyncio.run(scenario())
+
+
+def test_a_loop_that_will_not_end_is_left_and_said_within_two_graces() -> None:
+    async def scenario() -> None:
+        release = asyncio.Event()
+
+        async def serve(integration: Integration, stop: asyncio.Event, fence: Fence) -> None:
+            while not release.is_set():  # deaf to its stop, and to a cancellation
+                with contextlib.suppress(asyncio.CancelledError):
+                    await release.wait()
+
+        work = LeasedWork([ACME], serve, grace=0.05)
+        await work.start("acme", await a_fence())
+        with capture_logs() as logs:
+            stopped = await asyncio.wait_for(work.stop("acme"), 5)
+        assert stopped is False
+        assert [e["event"] for e in logs] == ["lease.work_not_stopped"]
+        release.set()
 
     asyncio.run(scenario())

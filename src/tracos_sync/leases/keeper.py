@@ -55,8 +55,9 @@ class Work(Protocol):
         """Serve ``name`` while ``fence`` is writable (its lease is held)."""
         ...
 
-    async def stop(self, name: str) -> None:
-        """Stop serving ``name``; returns once its work has stopped writing."""
+    async def stop(self, name: str) -> bool:
+        """Stop serving ``name``, within a bound: True once its work has ended; False when it
+        is still ending (its lease is then left to expire, not given back)."""
         ...
 
 
@@ -205,17 +206,18 @@ class LeaseKeeper:
         if fence is None:
             return
         # Still held: the batch in hand may finish under it; closed once the work has stopped.
-        await self._work.stop(name)
+        stopped = await self._work.stop(name)
         fence.lose()
         given = False
-        with contextlib.suppress(SyncError):
-            given = await self._store.give_back(fence.lease)
+        if stopped:  # a work still ending might yet write: its lease is left to expire instead
+            with contextlib.suppress(SyncError):
+                given = await self._store.give_back(fence.lease)
         log.info(
             "lease.given_back",
             integration=name,
             replica=self.replica,
             epoch=fence.epoch,
-            reason=reason if given else f"{reason} (it had expired)",
+            reason=reason if given else f"{reason} (left to expire)",
         )
 
     async def _take_up_to(self, share: int) -> None:
