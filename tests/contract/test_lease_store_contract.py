@@ -37,7 +37,7 @@ class Harness(Protocol):
 
 class MongoHarness:
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
-        self.store = MongoLeaseStore(client, database, "leases", Retrier(5))
+        self.store = MongoLeaseStore(client, database, "leases", Retrier(5), attempt_seconds=2)
 
     async def expire(self, name: str) -> None:
         await _until(lambda: self._live(name), False)

@@ -190,10 +190,10 @@ class Database:
 
     def lease_store(self, database: str, collection: str, ttl: float) -> MongoLeaseStore:
         """The leases of ``collection``. An operation waits an outage out for a sixth of the
-        TTL only: the keeper tries again a third of the TTL later, and a lease is lost at its
-        deadline whatever happens."""
+        TTL, an attempt for a third at most: the keeper tries again a third of the TTL later,
+        and a lease is lost at its deadline whatever happens."""
         retrier = Retrier(ttl / 6, log_retries=False)
-        return MongoLeaseStore(self.client, database, collection, retrier)
+        return MongoLeaseStore(self.client, database, collection, retrier, ttl / 3)
 
 
 @contextlib.asynccontextmanager

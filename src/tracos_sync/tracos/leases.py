@@ -10,9 +10,11 @@ than the writes it fences.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import pymongo
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
@@ -23,6 +25,7 @@ from tracos_sync.domain.ports import Lease, LeaseRecord
 from .retry import Retrier
 
 Doc = dict[str, Any]
+T = TypeVar("T")
 LEASE = "integration"
 REPLICA = "replica"
 NOW_MS: Doc = {"$toLong": "$$NOW"}
@@ -43,12 +46,28 @@ def _expiry(ttl: float) -> Doc:
 
 class MongoLeaseStore:
     def __init__(
-        self, client: AsyncMongoClient[Doc], database: str, collection: str, retrier: Retrier
+        self,
+        client: AsyncMongoClient[Doc],
+        database: str,
+        collection: str,
+        retrier: Retrier,
+        attempt_seconds: float | None = None,
     ) -> None:
+        """``attempt_seconds``: a deadline on each attempt of an operation (pymongo's client
+        side timeout), so that a server that does not answer costs a round of the keeper, not
+        the lease (None: the client's own timeouts)."""
         db = client[database]
         concern = WriteConcern(**{**db.write_concern.document, "j": True})
         self._leases: AsyncCollection[Doc] = db.get_collection(collection, write_concern=concern)
         self._retrier = retrier
+        self._attempt_seconds = attempt_seconds
+
+    async def _call(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+        async def attempt() -> T:
+            with pymongo.timeout(self._attempt_seconds):
+                return await operation()
+
+        return await self._retrier.call(what, attempt)
 
     async def take(self, name: str, holder: str, ttl: float) -> Lease | None:
         # Free (given back), expired, or already this holder's (an answer lost on the way back:
@@ -79,13 +98,13 @@ class MongoLeaseStore:
             except DuplicateKeyError:  # held by another: the upsert's insert met the lease
                 return None
 
-        doc = await self._retrier.call("take a lease", take)
+        doc = await self._call("take a lease", take)
         return None if doc is None else _lease(doc)
 
     async def renew(self, lease: Lease, ttl: float) -> Lease | None:
         held = {"_id": lease_id(lease.name), "holder": lease.holder, "epoch": lease.epoch}
         update = [{"$set": {"renewedAt": "$$NOW", "expiresAt": _expiry(ttl)}}]
-        doc = await self._retrier.call(
+        doc = await self._call(
             "renew a lease",
             lambda: self._leases.find_one_and_update(
                 {**held, **_unexpired()}, update, return_document=ReturnDocument.AFTER
@@ -96,7 +115,7 @@ class MongoLeaseStore:
     async def give_back(self, lease: Lease) -> bool:
         held = {"_id": lease_id(lease.name), "holder": lease.holder, "epoch": lease.epoch}
         update = [{"$set": {"holder": None, "expiresAt": "$$NOW", "renewedAt": "$$NOW"}}]
-        outcome = await self._retrier.call(
+        outcome = await self._call(
             "give a lease back", lambda: self._leases.update_one(held, update)
         )
         return outcome.matched_count == 1
@@ -113,18 +132,18 @@ class MongoLeaseStore:
                 }
             }
         ]
-        await self._retrier.call(
+        await self._call(
             "record a heartbeat",
             lambda: self._leases.update_one({"_id": _replica_id(replica)}, update, upsert=True),
         )
 
     async def leave(self, replica: str) -> None:
-        await self._retrier.call(
+        await self._call(
             "remove a heartbeat", lambda: self._leases.delete_one({"_id": _replica_id(replica)})
         )
 
     async def live_replicas(self) -> int:
-        return await self._retrier.call(
+        return await self._call(
             "count live replicas",
             lambda: self._leases.count_documents({"kind": REPLICA, **_unexpired()}),
         )
@@ -139,7 +158,7 @@ class MongoLeaseStore:
         async def read() -> list[Doc]:
             return await (await self._leases.aggregate(pipeline)).to_list()
 
-        docs = await self._retrier.call("read leases", read)
+        docs = await self._call("read leases", read)
         return [
             LeaseRecord(
                 doc["name"],
