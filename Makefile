@@ -14,8 +14,14 @@ export SECANTUSD_BIN ?= $(abspath $(SECANTUSD))
 # its packages and its own Node 22 under .tools/cap (shared by every checkout, like the rest of
 # .tools, and out of the way of the repository's files).
 CAP := $(TOOLS)/cap
+# Debian's OpenSSH server for the SFTP transport's tests: the packages unpacked (dpkg -x) into
+# .tools/ssh, nothing installed system-wide and nothing started; the tests run it themselves
+# (tests/support/sshd.py). libwrap0 is the one library sshd links that a slim image lacks; its
+# sftp subsystem is the server's own internal-sftp (see tests/support/sshd.py for why).
+SSH_PACKAGES := openssh-server libwrap0
+SSHD := $(TOOLS)/ssh/usr/sbin/sshd
 
-.PHONY: help install tools tools-cap run seed test faults chaos lint format clean clean-data lock bench bench-memory bench-latency bench-integrations bench-http demo-http docs docs-serve docs-tables
+.PHONY: help install tools tools-cap tools-ssh run seed test faults chaos lint format clean clean-data lock bench bench-memory bench-latency bench-integrations bench-http demo-http docs docs-serve docs-tables
 
 help:
 	@echo "make run           one full sync; on the embedded local server (no MONGO_URI in the environment"
@@ -39,6 +45,7 @@ help:
 	@echo "make install       the project's environment (.venv, from poetry.lock)"
 	@echo "make tools         the embedded server's own environment (.tools/secantusdb)"
 	@echo "make tools-cap     SAP's CAP OData server and its Node 22, for the tests (.tools/cap)"
+	@echo "make tools-ssh     Debian's OpenSSH server, unpacked for the SFTP tests (.tools/ssh)"
 	@echo "make lock          update poetry.lock from pyproject.toml"
 	@echo "make clean         remove environments and caches (keeps data/ and .data/)"
 	@echo "make clean-data    remove data/ (client files, archives, exports) and .data/ (embedded database)"
@@ -71,6 +78,19 @@ tools-cap:
 		&& cp tools/cap-erp/package.json tools/cap-erp/package-lock.json $$new/ \
 		&& (cd $$new && npm ci --no-audit --no-fund --loglevel=error) \
 		&& rm -rf $(CAP) && mv -T $$new $(CAP) || { rm -rf $$new; exit 1; }; }
+
+# apt-get download needs no root, but the package lists: a fresh image has none, and then one
+# `apt-get update` (as root) fetches them. Unpacked into a new folder that takes the place of the
+# old one only when complete.
+tools-ssh: $(SSHD)
+
+$(SSHD):
+	@new=$(TOOLS)/ssh.new.$$$$; rm -rf $$new && mkdir -p $$new/debs \
+	&& (cd $$new/debs && { apt-get download $(SSH_PACKAGES) 2>/dev/null \
+		|| { apt-get update -qq && apt-get download $(SSH_PACKAGES); }; }) \
+	&& for deb in $$new/debs/*.deb; do dpkg -x $$deb $$new || exit 1; done \
+	&& rm -rf $$new/debs && rm -rf $(TOOLS)/ssh && mv -T $$new $(TOOLS)/ssh \
+	|| { rm -rf $$new; exit 1; }
 
 lock: | $(TOOLS)/poetry/.installed
 	$(POETRY) lock
@@ -112,7 +132,7 @@ FORCED = $(filter-out 0,$(FORCE))
 # Two test processes (pytest-xdist): most tests wait on a server or a subprocess, so two keep
 # both cores busy and halve the time on this 2-core machine (TEST_WORKERS=0: one process).
 TEST_WORKERS ?= 2
-test: install tools tools-cap docs
+test: install tools tools-cap tools-ssh docs
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --durations=15
 
 # The site (mkdocs.yml, docs/): its reference tables are generated from this checkout's code.
