@@ -168,8 +168,7 @@ class Sshd:
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    # Its own process group: a kill takes the per-connection children too, as a
-                    # machine going down does.
+                    # Its own session: a signal to the test's group never reaches it.
                     start_new_session=True,
                     user=self.account.pw_uid if os.geteuid() == 0 else None,
                     group=self.account.pw_gid if os.geteuid() == 0 else None,
@@ -188,11 +187,12 @@ class Sshd:
             return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM to the whole group (the listener and every session), SIGKILL if slow."""
+        """SIGTERM to the listener and every session, SIGKILL if slow."""
         if self.process is None or self.process.poll() is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
+        for pid in [*self.sessions(), self.process.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -201,9 +201,31 @@ class Sshd:
     def kill(self) -> None:
         """SIGKILL to the listener and every session: connections drop mid-operation."""
         if self.process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
+            for pid in [*self.sessions(), self.process.pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             self.process.wait()
+
+    def sessions(self) -> list[int]:
+        """The processes serving connections: sshd forks one per connection, which calls
+        setsid() (so a signal to the listener's group misses it), and that one forks the
+        session's own; found by their parents in /proc."""
+        if self.process is None:
+            return []
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                # The command may hold spaces and parentheses: the parent follows the last ')'.
+                parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+                children.setdefault(parent, []).append(int(entry.name))
+        found, todo = [], list(children.get(self.process.pid, []))
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo += children.get(pid, [])
+        return found
 
     def restart(self) -> Sshd:
         self.stop()

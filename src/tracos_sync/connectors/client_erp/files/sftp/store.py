@@ -1,0 +1,404 @@
+"""``FileStore`` on an SFTP server (asyncssh): one connection, reused by every operation and
+re-opened when it drops, within a retry budget.
+
+What each operation relies on (OpenSSH's sftp-server; other servers are checked at start-up):
+- a move that never replaces: the protocol's own rename (OpenSSH: link, then unlink the source;
+  a plain rename where links are not supported, after checking the target is free);
+- an atomic replace and a private move: ``posix-rename@openssh.com`` (rename(2));
+- durability: ``fsync@openssh.com`` on the written file before it is renamed.
+
+An operation cut by a dropped connection is tried again on a new one, up to the budget; a move
+tried again finds its source gone and its target there when the first try had landed, and counts
+that as done (the source being in a folder of ours, no one else moves it)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import secrets
+import stat
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TypeVar
+
+import asyncssh
+import structlog
+
+from ..store import Entry, Kind, StoreRefused, StoreUnavailable
+from .location import Server
+
+log = structlog.get_logger("tracos_sync.files.sftp")
+
+T = TypeVar("T")
+# Dropped connections and servers that cannot be reached: tried again within the budget.
+_TRANSIENT = (
+    asyncssh.SFTPConnectionLost,
+    asyncssh.SFTPNoConnection,
+    asyncssh.ConnectionLost,
+    asyncssh.ServiceNotAvailable,
+    asyncssh.ChannelOpenError,
+    ConnectionError,
+    TimeoutError,
+    EOFError,
+)
+TEMP_PREFIX = ".tracos-"
+TEMP_SUFFIX = ".tmp"
+CONNECT_TIMEOUT_SECONDS = 15.0
+# A server that stops answering is noticed within about a minute, not at the kernel's TCP
+# timeout.
+KEEPALIVE_SECONDS = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """How we prove who we are, and how the server proves who it is. Never printed."""
+
+    known_hosts: Path
+    key_file: Path | None = None
+    key_passphrase: str | None = None
+    password: str | None = None
+    # Trust-on-first-use: an unknown server's key is accepted and added to ``known_hosts``.
+    trust_unknown_host: bool = False
+
+
+def _kind(mode: int | None) -> Kind:
+    if mode is None:
+        return "other"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISLNK(mode):
+        return "link"
+    return "other"
+
+
+def _entry(name: str, attrs: asyncssh.SFTPAttrs) -> Entry:
+    return Entry(name, attrs.size or 0, float(attrs.mtime or 0), _kind(attrs.permissions))
+
+
+def _temp_name(path: PurePosixPath) -> PurePosixPath:
+    return path.with_name(f"{TEMP_PREFIX}{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
+
+
+def is_temp(name: str) -> bool:
+    return name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)
+
+
+def _os_error(exc: asyncssh.SFTPError, path: PurePosixPath) -> OSError:
+    """The SFTP status as the ``OSError`` a local folder would raise."""
+    where = str(path)
+    if isinstance(exc, asyncssh.SFTPNoSuchFile):
+        return FileNotFoundError(errno.ENOENT, exc.reason or "No such file", where)
+    if isinstance(exc, asyncssh.SFTPPermissionDenied):
+        return PermissionError(errno.EACCES, exc.reason or "Permission denied", where)
+    if isinstance(exc, asyncssh.SFTPFileAlreadyExists):
+        return FileExistsError(errno.EEXIST, exc.reason or "File exists", where)
+    if isinstance(exc, asyncssh.SFTPNoSpaceOnFilesystem | asyncssh.SFTPQuotaExceeded):
+        return OSError(errno.ENOSPC, exc.reason or "No space left on device", where)
+    return OSError(errno.EIO, f"the SFTP server said: {exc.reason or exc}", where)
+
+
+class SftpStore:
+    """``FileStore`` over one SFTP connection."""
+
+    def __init__(
+        self, server: Server, credentials: Credentials, retry_seconds: float = 30.0
+    ) -> None:
+        self._server = server
+        self._credentials = credentials
+        self._retry_seconds = retry_seconds
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._sftp: asyncssh.SFTPClient | None = None
+        self._connecting = asyncio.Lock()
+        self.connections = 0  # opened so far (a reconnect counts)
+        self.fsync_missing = False  # set once a write found the server without fsync@openssh.com
+
+    def describe(self) -> str:
+        return str(self._server)
+
+    async def _client(self) -> asyncssh.SFTPClient:
+        async with self._connecting:
+            if self._sftp is None:
+                self._conn, self._sftp = await self._connect()
+                self.connections += 1
+            return self._sftp
+
+    async def _connect(self) -> tuple[asyncssh.SSHClientConnection, asyncssh.SFTPClient]:
+        c = self._credentials
+        trusting = c.trust_unknown_host and not _knows(c.known_hosts, self._server)
+        options = asyncssh.SSHClientConnectionOptions(
+            username=self._server.user,
+            known_hosts=None if trusting else str(c.known_hosts),
+            client_keys=[str(c.key_file)] if c.key_file is not None else None,
+            passphrase=c.key_passphrase,
+            password=c.password,
+            # Nothing from ~/.ssh or an agent: what the settings say, and only that.
+            agent_path=None,
+            config=[],
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            keepalive_interval=KEEPALIVE_SECONDS,
+        )
+        try:
+            conn = await asyncssh.connect(self._server.host, self._server.port, options=options)
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise StoreRefused(
+                f"{self._server}: the server's host key is not the one {c.known_hosts} holds "
+                "for it (a reinstalled server, or someone in the middle): not connecting; "
+                "check the key with the server's owner, then update the known_hosts file"
+            ) from exc
+        except asyncssh.PermissionDenied as exc:
+            raise StoreRefused(
+                f"{self._server}: the server refused our credentials (SFTP_KEY_FILE or "
+                "SFTP_PASSWORD)"
+            ) from exc
+        except (asyncssh.DisconnectError, OSError) as exc:
+            raise ConnectionError(f"{self._server}: {exc}") from exc
+        if trusting:
+            _remember(c.known_hosts, self._server, conn)
+        try:
+            sftp = await conn.start_sftp_client(path_errors="surrogateescape")
+        except BaseException:
+            conn.close()
+            raise
+        return conn, sftp
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = self._sftp = None
+
+    async def _call(
+        self, path: PurePosixPath, operation: Callable[[asyncssh.SFTPClient, bool], Awaitable[T]]
+    ) -> T:
+        """``operation(client, retried)`` on the connection, re-opened and tried again while it
+        drops, within the budget; SFTP statuses as ``OSError``."""
+        deadline = time.monotonic() + self._retry_seconds
+        delay = 0.1
+        retried = False
+        while True:
+            try:
+                return await operation(await self._client(), retried)
+            except asyncssh.SFTPError as exc:
+                if isinstance(exc, _TRANSIENT):
+                    last: BaseException = exc
+                else:
+                    raise _os_error(exc, path) from exc
+            except _TRANSIENT as exc:
+                last = exc
+            self._drop()
+            if time.monotonic() + delay > deadline:
+                raise StoreUnavailable(
+                    errno.EHOSTUNREACH,
+                    f"{self._server} unreachable for {self._retry_seconds:g}s: {last}",
+                ) from last
+            if not retried:
+                log.warning("sftp.reconnecting", server=str(self._server), reason=str(last))
+            retried = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def connect(self) -> None:
+        """Open the connection now (start-up checks), within the budget."""
+
+        async def nothing(_: asyncssh.SFTPClient, __: bool) -> None:
+            return None
+
+        await self._call(PurePosixPath("/"), nothing)
+
+    async def scan(self, folder: PurePosixPath) -> list[Entry]:
+        async def scan(sftp: asyncssh.SFTPClient, _: bool) -> list[Entry]:
+            return [
+                _entry(str(name.filename), name.attrs)
+                for name in await sftp.readdir(str(folder))
+                if name.filename not in {".", ".."}
+            ]
+
+        return await self._call(folder, scan)
+
+    async def stat(self, path: PurePosixPath) -> Entry:
+        async def lstat(sftp: asyncssh.SFTPClient, _: bool) -> Entry:
+            return _entry(path.name, await sftp.lstat(str(path)))
+
+        return await self._call(path, lstat)
+
+    async def read(self, path: PurePosixPath, max_bytes: int) -> bytes:
+        async def read(sftp: asyncssh.SFTPClient, _: bool) -> bytes:
+            if _kind((await sftp.lstat(str(path))).permissions) != "file":
+                raise OSError(errno.ELOOP, "not a regular file (links are not followed)", path)
+            async with sftp.open(str(path), "rb") as remote:
+                data = await remote.read(max_bytes + 1)
+            assert isinstance(data, bytes)  # opened in binary mode
+            return data
+
+        return await self._call(path, read)
+
+    async def _write_temp(
+        self, sftp: asyncssh.SFTPClient, path: PurePosixPath, data: bytes
+    ) -> PurePosixPath:
+        """``data`` under a private temp name beside ``path``, flushed to the server's disk."""
+        temp = _temp_name(path)
+        try:
+            async with sftp.open(str(temp), "xb", asyncssh.SFTPAttrs(permissions=0o600)) as remote:
+                await remote.write(data)
+                await self._fsync(remote)
+                await remote.chmod(0o644)
+        except BaseException:
+            with contextlib.suppress(asyncssh.Error, OSError):
+                await sftp.remove(str(temp))
+            raise
+        return temp
+
+    async def _fsync(self, remote: asyncssh.SFTPClientFile) -> None:
+        try:
+            await remote.fsync()
+        except asyncssh.SFTPOpUnsupported:
+            self.fsync_missing = True
+
+    async def create_exclusive(self, path: PurePosixPath, data: bytes) -> None:
+        async def create(sftp: asyncssh.SFTPClient, retried: bool) -> None:
+            temp = await self._write_temp(sftp, path, data)
+            try:
+                await sftp.rename(str(temp), str(path))
+            except asyncssh.SFTPError as exc:
+                with contextlib.suppress(asyncssh.Error, OSError):
+                    await sftp.remove(str(temp))
+                if not isinstance(exc, _TRANSIENT) and await sftp.exists(str(path)):
+                    raise FileExistsError(errno.EEXIST, "File exists", str(path)) from exc
+                raise
+
+        await self._call(path, create)
+
+    async def write_atomic(self, path: PurePosixPath, data: bytes) -> None:
+        async def write(sftp: asyncssh.SFTPClient, _: bool) -> None:
+            temp = await self._write_temp(sftp, path, data)
+            try:
+                await sftp.posix_rename(str(temp), str(path))
+            except BaseException:
+                with contextlib.suppress(asyncssh.Error, OSError):
+                    await sftp.remove(str(temp))
+                raise
+
+        await self._call(path, write)
+
+    async def move_no_clobber(self, source: PurePosixPath, target: PurePosixPath) -> None:
+        async def move(sftp: asyncssh.SFTPClient, retried: bool) -> None:
+            try:
+                await sftp.rename(str(source), str(target))
+            except asyncssh.SFTPError as exc:
+                if isinstance(exc, _TRANSIENT):
+                    raise
+                if not await sftp.lexists(str(source)):
+                    if retried and await sftp.lexists(str(target)):
+                        return  # the try cut by the drop had landed
+                    raise FileNotFoundError(errno.ENOENT, "No such file", str(source)) from exc
+                if await sftp.lexists(str(target)):
+                    raise FileExistsError(errno.EEXIST, "File exists", str(target)) from exc
+                raise
+
+        await self._call(source, move)
+
+    async def move_private(self, source: PurePosixPath, target: PurePosixPath) -> None:
+        async def move(sftp: asyncssh.SFTPClient, retried: bool) -> None:
+            try:
+                await sftp.posix_rename(str(source), str(target))
+            except asyncssh.SFTPNoSuchFile:
+                if retried and await sftp.lexists(str(target)):
+                    return  # the try cut by the drop had landed
+                raise
+
+        await self._call(source, move)
+
+    async def unlink(self, path: PurePosixPath) -> None:
+        async def unlink(sftp: asyncssh.SFTPClient, retried: bool) -> None:
+            try:
+                await sftp.remove(str(path))
+            except asyncssh.SFTPNoSuchFile:
+                if not retried:
+                    raise
+
+        await self._call(path, unlink)
+
+    async def mkdir(self, path: PurePosixPath) -> None:
+        async def mkdir(sftp: asyncssh.SFTPClient, _: bool) -> None:
+            await sftp.makedirs(str(path), exist_ok=True)
+
+        await self._call(path, mkdir)
+
+    async def rmdir(self, path: PurePosixPath) -> None:
+        async def rmdir(sftp: asyncssh.SFTPClient, _: bool) -> None:
+            await sftp.rmdir(str(path))
+
+        await self._call(path, rmdir)
+
+    async def touch(self, path: PurePosixPath) -> None:
+        async def touch(sftp: asyncssh.SFTPClient, _: bool) -> None:
+            await sftp.utime(str(path))
+
+        await self._call(path, touch)
+
+    async def missing_extensions(self, folder: PurePosixPath) -> list[str]:
+        """The OpenSSH extensions the guarantees use that this server lacks, found by using
+        them on a probe file in ``folder`` (removed after)."""
+        missing: list[str] = []
+
+        async def probe(sftp: asyncssh.SFTPClient, _: bool) -> None:
+            missing.clear()
+            temp = _temp_name(folder / "probe")
+            async with sftp.open(str(temp), "xb") as remote:
+                try:
+                    await remote.fsync()
+                except asyncssh.SFTPOpUnsupported:
+                    missing.append("fsync@openssh.com")
+            moved = _temp_name(folder / "probe")
+            try:
+                await sftp.posix_rename(str(temp), str(moved))
+                temp = moved
+            except asyncssh.SFTPOpUnsupported:
+                missing.append("posix-rename@openssh.com")
+            finally:
+                with contextlib.suppress(asyncssh.Error, OSError):
+                    await sftp.remove(str(temp))
+
+        await self._call(folder, probe)
+        return missing
+
+    async def close(self) -> None:
+        conn = self._conn
+        self._drop()
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.wait_closed(), 5)
+
+
+def _knows(known_hosts: Path, server: Server) -> bool:
+    """Whether ``known_hosts`` names this server at all (then its key must match)."""
+    try:
+        keys = asyncssh.read_known_hosts(str(known_hosts))
+    except (OSError, ValueError):
+        return False
+    trusted, _, _, _, _, _, _ = keys.match(server.host, "", server.port)
+    return bool(trusted)
+
+
+def _remember(known_hosts: Path, server: Server, conn: asyncssh.SSHClientConnection) -> None:
+    """Trust on first use: the server's key added to ``known_hosts``, said loudly."""
+    key = conn.get_server_host_key()
+    if key is None:
+        raise StoreRefused(f"{server}: the server showed no host key")
+    host = server.host if server.port == 22 else f"[{server.host}]:{server.port}"
+    line = f"{host} {key.export_public_key('openssh').decode().strip()}\n"
+    known_hosts.parent.mkdir(parents=True, exist_ok=True)
+    with open(known_hosts, "a", encoding="utf-8") as out:
+        out.write(line)
+    log.warning(
+        "sftp.host_key_trusted_on_first_use",
+        server=str(server),
+        fingerprint=key.get_fingerprint(),
+        known_hosts=str(known_hosts),
+        reason="SFTP_TRUST_UNKNOWN_HOST_KEY is on: this key was accepted unseen and is now "
+        "trusted; check its fingerprint with the server's owner",
+    )
