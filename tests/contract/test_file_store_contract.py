@@ -16,7 +16,8 @@ import pytest
 from tests.support.sshd import Sshd
 from tracos_sync.connectors.client_erp.files.local_store import LocalStore
 from tracos_sync.connectors.client_erp.files.sftp.location import Server
-from tracos_sync.connectors.client_erp.files.sftp.store import Credentials, SftpStore
+from tracos_sync.connectors.client_erp.files.sftp.store import SftpStore
+from tracos_sync.connectors.client_erp.files.sftp.trust import Credentials
 from tracos_sync.connectors.client_erp.files.store import FileStore
 
 

@@ -279,9 +279,9 @@ class Sshd:
 @contextlib.contextmanager
 def running_sshd() -> Iterator[Sshd]:
     """A server of one's own, stopped and its folder removed at the end."""
-    server = Sshd().start()
+    server = Sshd()
     try:
-        yield server
+        yield server.start()
     finally:
         server.stop()
         shutil.rmtree(server.workdir, ignore_errors=True)

@@ -16,19 +16,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import secrets
-import stat
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import TypeVar
 
 import asyncssh
 import structlog
 
-from ..store import Entry, Kind, StoreRefused, StoreUnavailable
+from ..store import Entry, StoreRefused, StoreUnavailable
+from .answers import entry_of, kind_of, os_error, temp_name
 from .location import Server
+from .trust import Credentials, knows, remember
 
 log = structlog.get_logger("tracos_sync.files.sftp")
 
@@ -44,62 +43,10 @@ _TRANSIENT = (
     TimeoutError,
     EOFError,
 )
-TEMP_PREFIX = ".tracos-"
-TEMP_SUFFIX = ".tmp"
 CONNECT_TIMEOUT_SECONDS = 15.0
 # A server that stops answering is noticed within about a minute, not at the kernel's TCP
 # timeout.
 KEEPALIVE_SECONDS = 15.0
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """How we prove who we are, and how the server proves who it is. Never printed."""
-
-    known_hosts: Path
-    key_file: Path | None = None
-    key_passphrase: str | None = None
-    password: str | None = None
-    # Trust-on-first-use: an unknown server's key is accepted and added to ``known_hosts``.
-    trust_unknown_host: bool = False
-
-
-def _kind(mode: int | None) -> Kind:
-    if mode is None:
-        return "other"
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISDIR(mode):
-        return "folder"
-    if stat.S_ISLNK(mode):
-        return "link"
-    return "other"
-
-
-def _entry(name: str, attrs: asyncssh.SFTPAttrs) -> Entry:
-    return Entry(name, attrs.size or 0, float(attrs.mtime or 0), _kind(attrs.permissions))
-
-
-def _temp_name(path: PurePosixPath) -> PurePosixPath:
-    return path.with_name(f"{TEMP_PREFIX}{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
-
-
-def is_temp(name: str) -> bool:
-    return name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)
-
-
-def _os_error(exc: asyncssh.SFTPError, path: PurePosixPath) -> OSError:
-    """The SFTP status as the ``OSError`` a local folder would raise."""
-    where = str(path)
-    if isinstance(exc, asyncssh.SFTPNoSuchFile):
-        return FileNotFoundError(errno.ENOENT, exc.reason or "No such file", where)
-    if isinstance(exc, asyncssh.SFTPPermissionDenied):
-        return PermissionError(errno.EACCES, exc.reason or "Permission denied", where)
-    if isinstance(exc, asyncssh.SFTPFileAlreadyExists):
-        return FileExistsError(errno.EEXIST, exc.reason or "File exists", where)
-    if isinstance(exc, asyncssh.SFTPNoSpaceOnFilesystem | asyncssh.SFTPQuotaExceeded):
-        return OSError(errno.ENOSPC, exc.reason or "No space left on device", where)
-    return OSError(errno.EIO, f"the SFTP server said: {exc.reason or exc}", where)
 
 
 class SftpStore:
@@ -129,7 +76,7 @@ class SftpStore:
 
     async def _connect(self) -> tuple[asyncssh.SSHClientConnection, asyncssh.SFTPClient]:
         c = self._credentials
-        trusting = c.trust_unknown_host and not _knows(c.known_hosts, self._server)
+        trusting = c.trust_unknown_host and not knows(c.known_hosts, self._server)
         options = asyncssh.SSHClientConnectionOptions(
             username=self._server.user,
             known_hosts=None if trusting else str(c.known_hosts),
@@ -158,7 +105,7 @@ class SftpStore:
         except (asyncssh.DisconnectError, OSError) as exc:
             raise ConnectionError(f"{self._server}: {exc}") from exc
         if trusting:
-            _remember(c.known_hosts, self._server, conn)
+            remember(c.known_hosts, self._server, conn)
         try:
             sftp = await conn.start_sftp_client(path_errors="surrogateescape")
         except BaseException:
@@ -186,7 +133,7 @@ class SftpStore:
                 if isinstance(exc, _TRANSIENT):
                     last: BaseException = exc
                 else:
-                    raise _os_error(exc, path) from exc
+                    raise os_error(exc, path) from exc
             except _TRANSIENT as exc:
                 last = exc
             self._drop()
@@ -212,7 +159,7 @@ class SftpStore:
     async def scan(self, folder: PurePosixPath) -> list[Entry]:
         async def scan(sftp: asyncssh.SFTPClient, _: bool) -> list[Entry]:
             return [
-                _entry(str(name.filename), name.attrs)
+                entry_of(str(name.filename), name.attrs)
                 for name in await sftp.readdir(str(folder))
                 if name.filename not in {".", ".."}
             ]
@@ -221,13 +168,13 @@ class SftpStore:
 
     async def stat(self, path: PurePosixPath) -> Entry:
         async def lstat(sftp: asyncssh.SFTPClient, _: bool) -> Entry:
-            return _entry(path.name, await sftp.lstat(str(path)))
+            return entry_of(path.name, await sftp.lstat(str(path)))
 
         return await self._call(path, lstat)
 
     async def read(self, path: PurePosixPath, max_bytes: int) -> bytes:
         async def read(sftp: asyncssh.SFTPClient, _: bool) -> bytes:
-            if _kind((await sftp.lstat(str(path))).permissions) != "file":
+            if kind_of((await sftp.lstat(str(path))).permissions) != "file":
                 raise OSError(errno.ELOOP, "not a regular file (links are not followed)", path)
             async with sftp.open(str(path), "rb") as remote:
                 data = await remote.read(max_bytes + 1)
@@ -240,7 +187,7 @@ class SftpStore:
         self, sftp: asyncssh.SFTPClient, path: PurePosixPath, data: bytes
     ) -> PurePosixPath:
         """``data`` under a private temp name beside ``path``, flushed to the server's disk."""
-        temp = _temp_name(path)
+        temp = temp_name(path)
         try:
             async with sftp.open(str(temp), "xb", asyncssh.SFTPAttrs(permissions=0o600)) as remote:
                 await remote.write(data)
@@ -347,13 +294,13 @@ class SftpStore:
 
         async def probe(sftp: asyncssh.SFTPClient, _: bool) -> None:
             missing.clear()
-            temp = _temp_name(folder / "probe")
+            temp = temp_name(folder / "probe")
             async with sftp.open(str(temp), "xb") as remote:
                 try:
                     await remote.fsync()
                 except asyncssh.SFTPOpUnsupported:
                     missing.append("fsync@openssh.com")
-            moved = _temp_name(folder / "probe")
+            moved = temp_name(folder / "probe")
             try:
                 await sftp.posix_rename(str(temp), str(moved))
                 temp = moved
@@ -372,33 +319,3 @@ class SftpStore:
         if conn is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.wait_closed(), 5)
-
-
-def _knows(known_hosts: Path, server: Server) -> bool:
-    """Whether ``known_hosts`` names this server at all (then its key must match)."""
-    try:
-        keys = asyncssh.read_known_hosts(str(known_hosts))
-    except (OSError, ValueError):
-        return False
-    trusted, _, _, _, _, _, _ = keys.match(server.host, "", server.port)
-    return bool(trusted)
-
-
-def _remember(known_hosts: Path, server: Server, conn: asyncssh.SSHClientConnection) -> None:
-    """Trust on first use: the server's key added to ``known_hosts``, said loudly."""
-    key = conn.get_server_host_key()
-    if key is None:
-        raise StoreRefused(f"{server}: the server showed no host key")
-    host = server.host if server.port == 22 else f"[{server.host}]:{server.port}"
-    line = f"{host} {key.export_public_key('openssh').decode().strip()}\n"
-    known_hosts.parent.mkdir(parents=True, exist_ok=True)
-    with open(known_hosts, "a", encoding="utf-8") as out:
-        out.write(line)
-    log.warning(
-        "sftp.host_key_trusted_on_first_use",
-        server=str(server),
-        fingerprint=key.get_fingerprint(),
-        known_hosts=str(known_hosts),
-        reason="SFTP_TRUST_UNKNOWN_HOST_KEY is on: this key was accepted unseen and is now "
-        "trusted; check its fingerprint with the server's owner",
-    )

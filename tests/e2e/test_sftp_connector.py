@@ -1,0 +1,144 @@
+"""The folder connector with its folders on Debian's OpenSSH server (tests/support/sshd.py),
+through the CLI against a real MongoDB wire-protocol server: both directions, a file the SFTP
+account may not read, a changed host key, and the server killed mid-run."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from tests.builders import aged, client_record, read_json, tracos_doc, write_json
+from tests.conftest import Env
+from tests.support.sshd import Sshd
+
+
+def sftp_settings(sshd: Sshd, **more: str) -> dict[str, str]:
+    """The CLI's environment for folders in/ and out/ on the server, key auth."""
+    return {
+        "DATA_INBOUND_DIR": sshd.url("in"),
+        "DATA_OUTBOUND_DIR": sshd.url("out"),
+        "SFTP_KNOWN_HOSTS": str(sshd.known_hosts),
+        "SFTP_KEY_FILE": str(sshd.client_key_file),
+        "SFTP_RETRY_SECONDS": "5",
+        **more,
+    }
+
+
+def client_file(sshd: Sshd, name: str, record: object) -> Path:
+    """A client file in the server's inbound folder, owned by the SFTP account, dated as one
+    its writer finished a while ago."""
+    inbound = sshd.served / "in"
+    if not inbound.exists():
+        inbound.mkdir()
+        sshd.give_to_server(inbound)
+    path = aged(write_json(inbound / name, record))
+    sshd.give_to_server(path)
+    return path
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_both_directions_over_sftp(env: Env, sshd: Sshd) -> None:
+    for n in range(1, 6):
+        client_file(sshd, f"{n}.json", client_record(n))
+    client_file(sshd, "bad.json", {"orderNo": "x"})
+    env.collection.insert_many([tracos_doc(100 + n, isSynced=False) for n in range(3)])
+
+    result = env.cli("run", **sftp_settings(sshd))
+
+    assert result.code == 0, result.output
+    counts = result.counts()
+    assert (counts["files"], counts["inserted"], counts["exported"]) == (6, 5, 3)
+    served = sshd.served
+    assert names(served / "in" / "processed") == [f"{n}.json" for n in range(1, 6)]
+    assert names(served / "in" / "rejected") == ["bad.json", "bad.json.error.json"]
+    assert "orderNo" in (served / "in" / "rejected" / "bad.json.error.json").read_text()
+    assert [p.name for p in (served / "in").iterdir() if p.suffix == ".json"] == []
+    assert names(served / "out") == ["100.json", "101.json", "102.json"]
+    assert read_json(served / "out" / "100.json")["orderNo"] == 100
+    assert env.collection.count_documents({"isSynced": True}) == 8
+    # A second run: nothing left to take or send, and nothing taken twice.
+    again = env.cli("run", **sftp_settings(sshd))
+    assert again.code == 0, again.output
+    assert (again.counts()["files"], again.counts()["exported"]) == (0, 0)
+    assert names(served / "in" / "processed") == [f"{n}.json" for n in range(1, 6)]
+
+
+def test_an_archived_name_is_never_overwritten_on_the_server(env: Env, sshd: Sshd) -> None:
+    client_file(sshd, "7.json", client_record(7))
+    assert env.cli("inbound", **sftp_settings(sshd)).code == 0
+    client_file(sshd, "7.json", client_record(7, lastUpdateDate="2024-06-01T00:00:00Z"))
+
+    result = env.cli("inbound", **sftp_settings(sshd))
+
+    assert result.code == 0, result.output
+    assert names(sshd.served / "in" / "processed") == ["7.json", "7~1.json"]
+
+
+def test_a_file_the_account_may_not_read_costs_only_itself(env: Env, sshd: Sshd) -> None:
+    client_file(sshd, "1.json", client_record(1))
+    locked = client_file(sshd, "2.json", client_record(2))
+    locked.chmod(0)
+
+    result = env.cli("inbound", **sftp_settings(sshd))
+
+    assert result.code == 0, result.output
+    assert result.counts()["files"] == 1
+    assert names(sshd.served / "in" / "processed") == ["1.json"]
+    assert locked.exists()  # left where it was, for the next run
+    assert "2.json" in result.output
+
+
+def test_a_changed_host_key_is_refused_in_one_clear_line(env: Env, sshd: Sshd) -> None:
+    client_file(sshd, "1.json", client_record(1))
+    sshd.change_host_key()
+    sshd.restart()
+
+    result = env.cli("run", **sftp_settings(sshd))
+
+    assert result.code == 1, result.output
+    said = [line for line in result.output.splitlines() if "host key is not the one" in line]
+    assert said, result.output
+    assert "Traceback" not in result.output
+    assert names(sshd.served / "in") == ["1.json"]  # nothing touched
+    assert env.collection.count_documents({}) == 0
+
+
+def test_the_key_file_and_password_never_show(env: Env, sshd: Sshd) -> None:
+    result = env.cli(
+        "check", **sftp_settings(sshd, SFTP_PASSWORD="hunter2-secret", LOG_LEVEL="DEBUG")
+    )
+
+    assert "hunter2-secret" not in result.output
+    assert sshd.client_key.export_private_key().decode() not in result.output
+    assert "host key matches" in result.output, result.output
+
+
+def test_the_server_killed_mid_run_loses_nothing_and_takes_nothing_twice(
+    env: Env, sshd: Sshd
+) -> None:
+    for n in range(1, 201):
+        client_file(sshd, f"{n}.json", client_record(n))
+    env.collection.insert_many([tracos_doc(1000 + n, isSynced=False) for n in range(200)])
+    settings = sftp_settings(sshd, BATCH_SIZE="10", SFTP_RETRY_SECONDS="20")
+    proc = env.popen("run", **settings)
+    processed = sshd.served / "in" / "processed"
+    # Killed once the run is under way (some files archived), brought back a second later.
+    while len(names(processed)) < 20 and proc.poll() is None:
+        threading.Event().wait(0.005)
+    sshd.kill()
+    threading.Timer(1.0, sshd.start).start()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+
+    # Whatever a kill left claimed comes back once its claim is stale; a second run takes it.
+    again = env.cli("run", **(settings | {"CLAIM_STALE_SECONDS": "1"}))
+    assert again.code == 0, again.output
+    archived = names(processed)
+    assert sorted(archived) == sorted(f"{n}.json" for n in range(1, 201)), archived
+    assert names(sshd.served / "in" / "rejected") == []
+    assert env.collection.count_documents({"number": {"$lte": 200}}) == 200
+    assert names(sshd.served / "out") == sorted(f"{1000 + n}.json" for n in range(200))
+    assert env.collection.count_documents({"isSynced": {"$ne": True}}) == 0
