@@ -13,11 +13,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.sftp import sftp_store
 from tests.support.sshd import Sshd
 from tracos_sync.connectors.client_erp.files.local_store import LocalStore
-from tracos_sync.connectors.client_erp.files.sftp.location import Server
-from tracos_sync.connectors.client_erp.files.sftp.store import SftpStore
-from tracos_sync.connectors.client_erp.files.sftp.trust import Credentials
 from tracos_sync.connectors.client_erp.files.store import FileStore
 
 
@@ -37,14 +35,6 @@ class World:
         path.write_bytes(data)
         self.give(path)
         return path
-
-
-def sftp_store(sshd: Sshd, retry_seconds: float = 5.0) -> SftpStore:
-    return SftpStore(
-        Server(sshd.user, "127.0.0.1", sshd.port),
-        Credentials(sshd.known_hosts, key_file=sshd.client_key_file),
-        retry_seconds=retry_seconds,
-    )
 
 
 @pytest.fixture(params=["local", "sftp"])

@@ -5,39 +5,11 @@ account may not read, a changed host key, and the server killed mid-run."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
-from tests.builders import aged, client_record, read_json, tracos_doc, write_json
+from tests.builders import client_record, read_json, tracos_doc
 from tests.conftest import Env
+from tests.support.sftp import client_file, names, sftp_settings
 from tests.support.sshd import Sshd
-
-
-def sftp_settings(sshd: Sshd, **more: str) -> dict[str, str]:
-    """The CLI's environment for folders in/ and out/ on the server, key auth."""
-    return {
-        "DATA_INBOUND_DIR": sshd.url("in"),
-        "DATA_OUTBOUND_DIR": sshd.url("out"),
-        "SFTP_KNOWN_HOSTS": str(sshd.known_hosts),
-        "SFTP_KEY_FILE": str(sshd.client_key_file),
-        "SFTP_RETRY_SECONDS": "5",
-        **more,
-    }
-
-
-def client_file(sshd: Sshd, name: str, record: object) -> Path:
-    """A client file in the server's inbound folder, owned by the SFTP account, dated as one
-    its writer finished a while ago."""
-    inbound = sshd.served / "in"
-    if not inbound.exists():
-        inbound.mkdir()
-        sshd.give_to_server(inbound)
-    path = aged(write_json(inbound / name, record))
-    sshd.give_to_server(path)
-    return path
-
-
-def names(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
 def test_both_directions_over_sftp(env: Env, sshd: Sshd) -> None:

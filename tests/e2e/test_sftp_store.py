@@ -10,7 +10,7 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from tests.contract.test_file_store_contract import sftp_store
+from tests.support.sftp import sftp_store
 from tests.support.sshd import Sshd
 from tracos_sync.connectors.client_erp.files.store import StoreRefused, StoreUnavailable
 
