@@ -9,7 +9,7 @@ import threading
 from tests.builders import client_record, read_json, tracos_doc
 from tests.conftest import Env
 from tests.support.sftp import client_file, names, sftp_settings
-from tests.support.sshd import Sshd
+from tests.support.sshd import Sshd, running_sshd
 
 
 def test_both_directions_over_sftp(env: Env, sshd: Sshd) -> None:
@@ -114,3 +114,59 @@ def test_the_server_killed_mid_run_loses_nothing_and_takes_nothing_twice(
     assert env.collection.count_documents({"number": {"$lte": 200}}) == 200
     assert names(sshd.served / "out") == sorted(f"{1000 + n}.json" for n in range(200))
     assert env.collection.count_documents({"isSynced": {"$ne": True}}) == 0
+
+
+def test_a_server_without_posix_rename_is_refused_at_start_up(env: Env) -> None:
+    with running_sshd(sftp_options="-P posix-rename") as sshd:
+        client_file(sshd, "1.json", client_record(1))
+        env.collection.insert_one(tracos_doc(5, isSynced=False))
+
+        result = env.cli("run", **sftp_settings(sshd))
+
+        assert result.code == 1, result.output
+        refusals = [line for line in result.output.splitlines() if "no posix-rename" in line]
+        assert len(refusals) == 2, result.output  # inbound and outbound, each in one line
+        assert "Traceback" not in result.output
+        assert (sshd.served / "in" / "1.json").exists()  # not claimed
+        assert [p for p in names(sshd.served / "out") if not p.startswith(".")] == []
+        assert env.collection.count_documents({"isSynced": True}) == 0
+
+
+def test_a_server_without_fsync_is_used_with_one_warning(env: Env) -> None:
+    with running_sshd(sftp_options="-P fsync") as sshd:
+        client_file(sshd, "1.json", client_record(1))
+        env.collection.insert_one(tracos_doc(5, isSynced=False))
+
+        result = env.cli("run", **sftp_settings(sshd))
+
+        assert result.code == 0, result.output
+        assert result.output.count("sftp.no_fsync") == 1, result.output
+        assert names(sshd.served / "in" / "processed") == ["1.json"]
+        assert names(sshd.served / "out") == ["5.json"]
+
+
+def test_trust_on_first_use_only_when_asked_and_loudly(env: Env, sshd: Sshd) -> None:
+    client_file(sshd, "1.json", client_record(1))
+    empty = sshd.workdir / "empty_known_hosts"
+    settings = sftp_settings(sshd, SFTP_KNOWN_HOSTS=str(empty))
+
+    refused = env.cli("inbound", **settings)
+    assert refused.code == 1, refused.output
+    assert "is not a file" in refused.output
+    empty.write_text("")
+    unknown = env.cli("inbound", **settings)
+    assert unknown.code == 1, unknown.output
+    assert "host key is not in" in unknown.output
+    assert names(sshd.served / "in") == ["1.json"]
+
+    trusted = env.cli("inbound", **settings, SFTP_TRUST_UNKNOWN_HOST_KEY="true")
+    assert trusted.code == 0, trusted.output
+    assert "sftp.host_key_trusted_on_first_use" in trusted.output
+    assert sshd.host_key.get_fingerprint() in trusted.output
+    assert empty.read_text() == sshd.known_hosts_line(sshd.host_key)
+    # Once known, a changed key is refused even with the setting on.
+    sshd.change_host_key()
+    sshd.restart()
+    changed = env.cli("inbound", **settings, SFTP_TRUST_UNKNOWN_HOST_KEY="true")
+    assert changed.code == 1, changed.output
+    assert "host key is not the one" in changed.output

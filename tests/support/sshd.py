@@ -84,6 +84,9 @@ class Sshd:
     account: pwd.struct_passwd = field(default_factory=server_account)
     process: subprocess.Popen[bytes] | None = None
     started_once: bool = False
+    # Options of the sftp subsystem (sftp-server(8)); ``-P fsync@openssh.com`` makes a server
+    # that refuses that extension.
+    sftp_options: str = ""
 
     def __post_init__(self) -> None:
         self.workdir.chmod(0o755)
@@ -248,7 +251,7 @@ class Sshd:
                     f"AllowUsers {self.user}",
                     "AllowTcpForwarding no",
                     "X11Forwarding no",
-                    f"Subsystem sftp internal-sftp -d {self.served}",
+                    f"Subsystem sftp internal-sftp -d {self.served} {self.sftp_options}".rstrip(),
                     "LogLevel VERBOSE",
                     "",
                 ]
@@ -277,9 +280,9 @@ class Sshd:
 
 
 @contextlib.contextmanager
-def running_sshd() -> Iterator[Sshd]:
+def running_sshd(sftp_options: str = "") -> Iterator[Sshd]:
     """A server of one's own, stopped and its folder removed at the end."""
-    server = Sshd()
+    server = Sshd(sftp_options=sftp_options)
     try:
         yield server.start()
     finally:

@@ -98,5 +98,8 @@ class LocalStore:
     async def touch(self, path: PurePosixPath) -> None:
         await asyncio.to_thread(_touch, Path(path))
 
+    async def missing_extensions(self, folder: PurePosixPath) -> list[str]:
+        return []  # rename(2) and fsync(2) are always there
+
     async def close(self) -> None:
         return None

@@ -81,4 +81,8 @@ class FileStore(Protocol):
     async def touch(self, path: PurePosixPath) -> None:
         """Set ``path``'s modification time to now (a claim folder's heartbeat)."""
 
+    async def missing_extensions(self, folder: PurePosixPath) -> list[str]:
+        """What the guarantees rest on that this store lacks (``posix-rename@openssh.com``,
+        ``fsync@openssh.com``), found by using it on a probe file in ``folder``."""
+
     async def close(self) -> None: ...

@@ -12,6 +12,9 @@ import asyncssh
 
 from ..store import Entry, Kind
 
+# The OpenSSH extensions the guarantees rest on.
+POSIX_RENAME = "posix-rename@openssh.com"
+FSYNC = "fsync@openssh.com"
 TEMP_PREFIX = ".tracos-"
 TEMP_SUFFIX = ".tmp"
 

@@ -26,7 +26,7 @@ from tracos_sync.mapping import RecordMapping
 
 from ..sink import holds_newer_than
 from ..store import StoreRefused, StoreUnavailable
-from .answers import is_temp
+from .answers import POSIX_RENAME, is_temp
 from .settings import SftpFolderSettings
 from .store import SftpStore
 
@@ -70,20 +70,12 @@ class SftpSink:
                 f"outbound folder {self._outbound} on {self._store.describe()} cannot be "
                 f"used: {exc}"
             ) from exc
-        if "posix-rename@openssh.com" in missing:
+        if POSIX_RENAME in missing:
             raise DestinationUnwritable(
                 f"{self._store.describe()} offers no posix-rename@openssh.com: an outbound file "
                 "could not be replaced in one step (a client could read half a file), so "
                 "nothing is written"
             ) from StoreRefused("posix-rename@openssh.com missing")
-        if "fsync@openssh.com" in missing:
-            log.warning(
-                "sftp.no_fsync",
-                server=self._store.describe(),
-                reason="the server offers no fsync@openssh.com: a file it acknowledged may be "
-                "lost if the server itself crashes before writing it out; work orders are "
-                "marked synced on its acknowledgement",
-            )
 
     async def _remove_stale_temps(self) -> None:
         entries = await self._store.scan(self._outbound)

@@ -21,14 +21,9 @@ import os
 import secrets
 import socket
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import PurePosixPath
 
-import orjson
 import structlog
 
-from tracos_sync.domain.dates import format_instant
 from tracos_sync.domain.errors import DestinationUnwritable
 from tracos_sync.domain.model import Problem
 from tracos_sync.domain.ports import InboundUnit
@@ -36,25 +31,15 @@ from tracos_sync.domain.text import printable
 from tracos_sync.mapping import RecordMapping
 
 from ...codec import RecordDecoder
-from ..archive import SIDECAR_SUFFIX, rejected_name
-from ..fsnames import fit_name, free_names
 from ..store import Entry, FileStore, StoreUnavailable
+from .answers import POSIX_RENAME
+from .archiving import Archives, Claimed
 from .settings import SftpFolderSettings
 
 log = structlog.get_logger("tracos_sync.files.sftp")
 
 CLAIMS = ".tracos-claims"
-NAME_MAX = 255  # OpenSSH serves POSIX file systems; a longer name is refused per file anyway
 IGNORED_SUFFIXES = (".tmp", ".part")
-
-
-@dataclass(slots=True)
-class Claimed:
-    """A file in hand: its name in the inbound folder, where it is now, and how it looked."""
-
-    name: str
-    path: PurePosixPath
-    seen: Entry
 
 
 def instance_name() -> str:
@@ -94,6 +79,7 @@ class SftpSource:
         self._claims_root = self._inbound / CLAIMS
         self._claims = self._claims_root / instance_name()
         self._decoder = RecordDecoder(mapping)
+        self._archives = Archives(store, self._inbound, self._processed, self._rejected)
         self._dry_run = dry_run
         self._parallel = asyncio.Semaphore(settings.sftp_parallel_files)
         self._now = 0.0  # the server's clock, read from our claim folder's time
@@ -105,6 +91,13 @@ class SftpSource:
             for folder in (self._inbound, self._processed, self._rejected, self._claims):
                 await self._store.mkdir(folder)
             await self._heartbeat()
+            missing = await self._store.missing_extensions(self._claims)
+            if POSIX_RENAME in missing:
+                raise DestinationUnwritable(
+                    f"{self._store.describe()} offers no {POSIX_RENAME}: a file could not be "
+                    "claimed by one atomic rename (two instances could both take it), so "
+                    "nothing is taken"
+                )
             await self._recover()
         except StoreUnavailable as exc:
             raise DestinationUnwritable(str(exc)) from exc
@@ -127,11 +120,11 @@ class SftpSource:
                 continue
             for entry in await self._store.scan(path):
                 claimed = Claimed(entry.name, path / entry.name, entry)
-                if await self._already_archived(claimed):
+                if await self._archives.already_archived(claimed):
                     await self._store.unlink(claimed.path)
                     log.info("sftp.claim_archived_before", file=printable(entry.name))
                 else:
-                    back = await self._put_back(claimed)
+                    back = await self._archives.put_back(claimed)
                     log.warning(
                         "sftp.claim_recovered",
                         file=printable(entry.name),
@@ -142,25 +135,6 @@ class SftpSource:
             with contextlib.suppress(OSError):
                 await self._store.rmdir(path)
 
-    async def _already_archived(self, claimed: Claimed) -> bool:
-        """An archive move cut between its link and its unlink leaves the file in both places:
-        the same size, time and bytes under one of its archive names."""
-        for folder, name in (
-            (self._processed, claimed.name),
-            (self._rejected, rejected_name(claimed.name)),
-        ):
-            for candidate in free_names(name):
-                try:
-                    there = await self._store.stat(folder / fit_name(candidate, NAME_MAX))
-                except FileNotFoundError:
-                    break
-                if (there.size, there.mtime) == (claimed.seen.size, claimed.seen.mtime):
-                    limit = claimed.seen.size
-                    ours = await self._store.read(claimed.path, limit)
-                    if await self._store.read(folder / there.name, limit) == ours:
-                        return True
-        return False
-
     async def batches(self, max_records: int) -> AsyncGenerator[list[InboundUnit], None]:
         try:
             if not self._dry_run:
@@ -169,24 +143,32 @@ class SftpSource:
         except StoreUnavailable as exc:
             raise DestinationUnwritable(str(exc)) from exc
         entries.sort(key=lambda e: (e.mtime, e.name))
-        batch: list[InboundUnit] = []
-        records = 0
-        for entry in entries:
-            if self._dry_run or self._now - entry.mtime >= self._settings.inbound_min_age_seconds:
-                unit = await self._take(entry)
-            else:
-                unit = None
-            if unit is None:
-                continue
-            batch.append(unit)
-            records += max(len(unit.records), 1)
-            if records >= max_records:
+        min_age = self._settings.inbound_min_age_seconds
+        ready = [e for e in entries if self._dry_run or self._now - e.mtime >= min_age]
+        # A window of files claimed and read at once: their requests share the round trips.
+        window = self._settings.sftp_parallel_files
+        pending: list[InboundUnit] = []  # in hand, not handed out yet
+        try:
+            for start in range(0, len(ready), window):
+                taken = await asyncio.gather(
+                    *(self._take(entry) for entry in ready[start : start + window]),
+                    return_exceptions=True,
+                )
+                failed = next((t for t in taken if isinstance(t, BaseException)), None)
+                pending += [t for t in taken if isinstance(t, InboundUnit)]
+                if failed is not None:
+                    raise failed
+                while (cut := _batch_end(pending, max_records)) is not None:
+                    batch, pending = pending[:cut], pending[cut:]
+                    yield batch
+                    if not self._dry_run:
+                        await self._heartbeat()
+            if pending:
+                batch, pending = pending, []
                 yield batch
-                batch, records = [], 0
-                if not self._dry_run:
-                    await self._heartbeat()
-        if batch:
-            yield batch
+        finally:
+            if pending:  # claimed but never handed out (stopped, or a failure): given back
+                await self.release(pending)
 
     async def _take(self, entry: Entry) -> InboundUnit | None:
         """Claim, read and decode one file; ``None`` when it is not ours to take now."""
@@ -244,19 +226,7 @@ class SftpSource:
         if self._dry_run:
             return
         with contextlib.suppress(FileNotFoundError):
-            await self._put_back(claimed)
-
-    async def _put_back(self, claimed: Claimed) -> str:
-        """Back into the inbound folder under its name, or the first free variant when the
-        client sent a new file of that name meanwhile."""
-        for candidate in free_names(claimed.name):
-            name = fit_name(candidate, NAME_MAX)
-            try:
-                await self._store.move_no_clobber(claimed.path, self._inbound / name)
-            except FileExistsError:
-                continue
-            return name
-        raise AssertionError("unreachable")  # pragma: no cover
+            await self._archives.put_back(claimed)
 
     async def complete(self, units: Sequence[InboundUnit]) -> None:
         if self._dry_run:
@@ -278,40 +248,9 @@ class SftpSource:
         assert isinstance(claimed, Claimed)
         async with self._parallel:
             if unit.problems:
-                await self._reject(claimed, unit.problems)
+                await self._archives.reject(claimed, unit.problems)
             else:
-                for candidate in free_names(claimed.name):
-                    target = self._processed / fit_name(candidate, NAME_MAX)
-                    try:
-                        await self._store.move_no_clobber(claimed.path, target)
-                    except FileExistsError:
-                        continue
-                    return
-
-    async def _reject(self, claimed: Claimed, problems: Sequence[Problem]) -> None:
-        """The reason first (complete, never over anything), then the file beside it."""
-        limit = NAME_MAX - len(SIDECAR_SUFFIX)
-        for candidate in free_names(rejected_name(claimed.name)):
-            name = fit_name(candidate, limit)
-            reason = self._rejected / (name + SIDECAR_SUFFIX)
-            report: dict[str, object] = {
-                "file": printable(claimed.name),
-                "archivedAs": printable(name),
-                "rejectedAt": format_instant(datetime.now(UTC)),
-                "problems": [p.as_dict() for p in problems],
-            }
-            try:
-                await self._store.create_exclusive(
-                    reason, orjson.dumps(report, option=orjson.OPT_INDENT_2)
-                )
-            except FileExistsError:
-                continue
-            try:
-                await self._store.move_no_clobber(claimed.path, self._rejected / name)
-            except FileExistsError:
-                await self._store.unlink(reason)
-                continue
-            return
+                await self._archives.archive(claimed)
 
     async def release(self, units: Sequence[InboundUnit]) -> None:
         if self._dry_run:
@@ -320,10 +259,20 @@ class SftpSource:
             claimed = unit.handle
             assert isinstance(claimed, Claimed)
             with contextlib.suppress(OSError):
-                await self._put_back(claimed)
+                await self._archives.put_back(claimed)
 
     async def close(self) -> None:
         if not self._dry_run:
             with contextlib.suppress(OSError):
                 await self._store.rmdir(self._claims)  # empty once every file is archived
         await self._closed()
+
+
+def _batch_end(units: Sequence[InboundUnit], max_records: int) -> int | None:
+    """How many of ``units`` make a batch of about ``max_records`` (None: not enough yet)."""
+    records = 0
+    for i, unit in enumerate(units):
+        records += max(len(unit.records), 1)
+        if records >= max_records:
+            return i + 1
+    return None
