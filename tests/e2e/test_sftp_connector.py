@@ -10,6 +10,7 @@ from tests.builders import client_record, read_json, tracos_doc
 from tests.conftest import Env
 from tests.support.sftp import client_file, names, sftp_settings
 from tests.support.sshd import Sshd, running_sshd
+from tests.support.watching import stop, wait_until
 
 
 def test_both_directions_over_sftp(env: Env, sshd: Sshd) -> None:
@@ -170,3 +171,19 @@ def test_trust_on_first_use_only_when_asked_and_loudly(env: Env, sshd: Sshd) -> 
     changed = env.cli("inbound", **settings, SFTP_TRUST_UNKNOWN_HOST_KEY="true")
     assert changed.code == 1, changed.output
     assert "host key is not the one" in changed.output
+
+
+def test_watch_sweeps_an_sftp_folder_and_stops_on_sigterm(env: Env, sshd: Sshd) -> None:
+    proc = env.popen("watch", **sftp_settings(sshd, WATCH_INTERVAL="1"))
+    try:
+        client_file(sshd, "1.json", client_record(1))
+        wait_until(lambda: names(sshd.served / "in" / "processed") == ["1.json"], proc, 30)
+        env.collection.insert_one(tracos_doc(7, isSynced=False))
+        wait_until(lambda: names(sshd.served / "out") == ["7.json"], proc, 30)
+        client_file(sshd, "2.json", client_record(2))  # a later sweep takes it too
+        wait_until(lambda: "2.json" in names(sshd.served / "in" / "processed"), proc, 30)
+    finally:
+        result, took = stop(proc)
+    assert result.code == 0, result.output
+    assert took < 10
+    assert "Traceback" not in result.output

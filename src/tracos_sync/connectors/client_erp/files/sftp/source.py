@@ -139,6 +139,7 @@ class SftpSource:
         try:
             if not self._dry_run:
                 await self._heartbeat()
+                await self._recover()  # every sweep: a watch outlives the instances it sees die
             entries = [e for e in await self._store.scan(self._inbound) if is_input(e)]
         except StoreUnavailable as exc:
             raise DestinationUnwritable(str(exc)) from exc
