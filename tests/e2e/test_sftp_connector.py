@@ -187,3 +187,18 @@ def test_watch_sweeps_an_sftp_folder_and_stops_on_sigterm(env: Env, sshd: Sshd) 
     assert result.code == 0, result.output
     assert took < 10
     assert "Traceback" not in result.output
+
+
+def test_a_password_in_the_url_is_refused_before_anything_connects_and_not_shown(
+    env: Env,
+) -> None:
+    result = env.cli(
+        "run",
+        DATA_INBOUND_DIR="sftp://me:hunter2-in-url@127.0.0.1:1/in",
+        DATA_OUTBOUND_DIR="sftp://me@127.0.0.1:1/out",
+        SFTP_KEY_FILE="/nonexistent",
+    )
+
+    assert result.code == 2, result.output
+    assert "must not hold a password" in result.output
+    assert "hunter2-in-url" not in result.output
