@@ -21,7 +21,7 @@ CAP := $(TOOLS)/cap
 SSH_PACKAGES := openssh-server libwrap0
 SSHD := $(TOOLS)/ssh/usr/sbin/sshd
 
-.PHONY: help install tools tools-cap tools-ssh run seed test faults chaos lint format clean clean-data lock bench bench-memory bench-latency bench-integrations bench-http demo-http docs docs-serve docs-tables
+.PHONY: help install tools tools-cap tools-ssh run seed test faults chaos lint format clean clean-data lock bench bench-memory bench-latency bench-integrations bench-http bench-sftp demo-http docs docs-serve docs-tables
 
 help:
 	@echo "make run           one full sync; on the embedded local server (no MONGO_URI in the environment"
@@ -41,6 +41,7 @@ help:
 	@echo "make bench-memory  peak memory of a large run (N=100000)"
 	@echo "make bench-integrations  ten small integrations in one run against one holding all their work"
 	@echo "make bench-http    the declarative HTTP writer against SAP's CAP server: 5,000 orders, against a bare httpx loop"
+	@echo "make bench-sftp    2,000 files in and out over SFTP (a local sshd) against local folders (N=2000)"
 	@echo "make bench-latency file -> TracOS and TracOS -> file latency while watch runs (RATES=50,400 DURATION=30)"
 	@echo "make install       the project's environment (.venv, from poetry.lock)"
 	@echo "make tools         the embedded server's own environment (.tools/secantusdb)"
@@ -170,6 +171,10 @@ bench-integrations: install tools
 # updated, against a bare httpx loop sending the same requests (fails over 1.3x).
 bench-http: install tools-cap
 	BENCH_HTTP=1 $(VENV)/bin/pytest -p no:cacheprovider -q -s -n 0 tests/e2e/test_api_writer_cap.py -k timed_against
+
+# The SFTP transport against local folders, each direction (fails over 3x).
+bench-sftp: install tools tools-ssh
+	$(VENV)/bin/python bench/sftp.py --n $${N:-2000}
 
 bench-latency: install tools
 	$(VENV)/bin/python bench/latency.py --rates $${RATES:-50,400} --duration $${DURATION:-30} --edit-rate $${EDIT_RATE:-50}
