@@ -202,3 +202,53 @@ def test_a_password_in_the_url_is_refused_before_anything_connects_and_not_shown
     assert result.code == 2, result.output
     assert "must not hold a password" in result.output
     assert "hunter2-in-url" not in result.output
+
+
+def test_an_outbound_name_taken_by_a_folder_costs_that_order_only(env: Env, sshd: Sshd) -> None:
+    out = sshd.served / "out"
+    out.mkdir()
+    (out / "5.json").mkdir()
+    sshd.give_to_server(out, out / "5.json")
+    env.collection.insert_many([tracos_doc(n, isSynced=False) for n in (4, 5, 6)])
+
+    result = env.cli("outbound", **sftp_settings(sshd))
+
+    assert result.code == 0, result.output
+    assert result.counts()["exported"] == 2
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["4.json", "6.json"]
+    assert env.collection.find_one({"number": 5}, {"isSynced": 1})["isSynced"] is False
+
+
+def test_an_outbound_folder_the_account_may_not_write_fails_the_direction(
+    env: Env, sshd: Sshd
+) -> None:
+    client_file(sshd, "1.json", client_record(1))
+    out = sshd.served / "out"
+    out.mkdir(mode=0o555)
+    sshd.give_to_server(out)
+    env.collection.insert_one(tracos_doc(5, isSynced=False))
+
+    result = env.cli("run", **sftp_settings(sshd))
+
+    assert result.code == 1, result.output
+    assert names(sshd.served / "in" / "processed") == ["1.json"]  # the other direction ran
+    assert env.collection.count_documents({"isSynced": False}) == 1
+    assert "Traceback" not in result.output
+
+
+def test_a_dry_run_reads_the_server_and_changes_nothing(env: Env, sshd: Sshd) -> None:
+    client_file(sshd, "1.json", client_record(1))
+    for made_by_an_earlier_run in ("processed", "rejected"):
+        (sshd.served / "in" / made_by_an_earlier_run).mkdir()
+        sshd.give_to_server(sshd.served / "in" / made_by_an_earlier_run)
+    env.collection.insert_one(tracos_doc(5, isSynced=False))
+
+    result = env.cli("run", "--dry-run", **sftp_settings(sshd))
+
+    assert result.code == 0, result.output
+    assert (result.counts()["files"], result.counts()["exported"]) == (1, 1), result.output
+    assert names(sshd.served / "in") == ["1.json", "processed", "rejected"]
+    assert names(sshd.served / "in" / "processed") == []
+    assert not (sshd.served / "out").exists()
+    assert env.collection.count_documents({"number": 1}) == 0
+    assert env.collection.count_documents({"isSynced": False}) == 1

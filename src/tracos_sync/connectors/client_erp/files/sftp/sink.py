@@ -108,9 +108,11 @@ class SftpSink:
         for (order, _), result in zip(writable, results, strict=True):
             if isinstance(result, StoreUnavailable):
                 errors.append(result)
-            elif isinstance(result, PermissionError | IsADirectoryError) or (
+            elif isinstance(result, IsADirectoryError) or (
                 isinstance(result, OSError) and result.errno == errno.ENAMETOOLONG
             ):
+                # This one file's fault (its name is taken by a folder): it alone stays
+                # unsynced; a folder we may not write (PermissionError) fails the direction.
                 reason = f"cannot write {order.number}.json: {result}"
                 delivery.refused.append(Problem("$", reason, order.number))
             elif isinstance(result, BaseException):

@@ -20,6 +20,7 @@ import contextlib
 import os
 import secrets
 import socket
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 
 import structlog
@@ -143,6 +144,13 @@ class SftpSource:
             entries = [e for e in await self._store.scan(self._inbound) if is_input(e)]
         except StoreUnavailable as exc:
             raise DestinationUnwritable(str(exc)) from exc
+        except OSError as exc:  # the folder itself: gone, or not ours to read
+            raise DestinationUnwritable(
+                f"inbound folder {self._inbound} on {self._store.describe()} cannot be "
+                f"listed: {exc}"
+            ) from exc
+        if self._dry_run:
+            self._now = time.time()  # nothing of ours to touch: this host's clock stands in
         entries.sort(key=lambda e: (e.mtime, e.name))
         min_age = self._settings.inbound_min_age_seconds
         ready = [e for e in entries if self._dry_run or self._now - e.mtime >= min_age]

@@ -184,9 +184,14 @@ class SftpStore:
             temp = await self._write_temp(sftp, path, data)
             try:
                 await sftp.posix_rename(str(temp), str(path))
-            except BaseException:
+            except BaseException as exc:
                 with contextlib.suppress(asyncssh.Error, OSError):
                     await sftp.remove(str(temp))
+                if isinstance(exc, asyncssh.SFTPFailure) and await sftp.isdir(str(path)):
+                    # The name is taken by a folder: this file's failure, not the store's.
+                    raise IsADirectoryError(
+                        errno.EISDIR, "a folder has this name", str(path)
+                    ) from exc
                 raise
 
         await self._call(path, write)
