@@ -1,7 +1,7 @@
 """``python tests/shifted_clock.py SECONDS ARGS…``: the CLI with this process's clock shifted
 by SECONDS (negative: a host whose clock stepped back). The sync's clocks are injected (the
-``clock`` parameters of the pipeline and the HTTP source); their defaults are replaced here, so
-the rest of the process (the driver, the server) keeps real time."""
+``clock`` of the pipeline and of the ``api`` connector's reader); their defaults are replaced
+here, so the rest of the process (the driver, the server) keeps real time."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from tracos_sync import pipeline
 from tracos_sync.cli import main
-from tracos_sync.connectors.client_erp_http import source
+from tracos_sync.connectors.declarative_http import connector
 
 SHIFT = timedelta(seconds=float(sys.argv[1]))
 
@@ -21,6 +21,5 @@ def shifted_now() -> datetime:
 
 assert pipeline.sync_inbound.__kwdefaults__ is not None
 pipeline.sync_inbound.__kwdefaults__["clock"] = shifted_now
-assert source.HttpSource.__init__.__defaults__ == (source.utc_now, None)
-source.HttpSource.__init__.__defaults__ = (shifted_now, None)
+connector.utc_now = shifted_now  # the api connector's clock (``http`` is one of its APIs)
 main(sys.argv[2:])

@@ -13,12 +13,15 @@ from pydantic import HttpUrl
 from tests.builders import client_record, read_json, write_json
 from tests.fakes import InMemoryConnectorStateStore
 from tracos_sync.connectors.client_erp.files import FolderConnector, FolderSettings
-from tracos_sync.connectors.client_erp_http.connector import HttpConnector
 from tracos_sync.connectors.client_erp_http.fake_server import FakeErpState, fake_erp
-from tracos_sync.connectors.client_erp_http.settings import HttpSettings
+from tracos_sync.connectors.declarative_http.present_api import (
+    PresentApiConnector,
+    description_of,
+)
+from tracos_sync.connectors.declarative_http.present_settings import HttpSettings
 from tracos_sync.domain.model import Status, WorkOrder
 from tracos_sync.domain.ports import ClientConnector, ConnectorContext, InboundUnit
-from tracos_sync.mapping import BUILTIN, builtin_mapping, load_mapping
+from tracos_sync.mapping import BUILTIN, RecordMapping, builtin_mapping, load_mapping
 
 
 class Harness(Protocol):
@@ -30,6 +33,8 @@ class Harness(Protocol):
     settings: Any  # what the connector was built with: another mapping builds another
 
     def context(self, dry_run: bool = False) -> ConnectorContext: ...
+
+    def with_mapping(self, mapping: RecordMapping) -> ClientConnector: ...
 
     def put(self, records: list[dict[str, Any]]) -> None: ...
 
@@ -50,8 +55,11 @@ class FilesHarness(StateHarness):
     def __init__(self, root: Path) -> None:
         super().__init__()
         self.settings = FolderSettings(data_inbound_dir=root / "in", data_outbound_dir=root / "out")
-        self.connector = FolderConnector(self.settings, builtin_mapping())
+        self.connector = self.with_mapping(builtin_mapping())
         self._n = 0
+
+    def with_mapping(self, mapping: RecordMapping) -> ClientConnector:
+        return FolderConnector(self.settings, mapping)
 
     def put(self, records: list[dict[str, Any]]) -> None:
         for record in records:
@@ -74,7 +82,10 @@ class HttpHarness(StateHarness):
         self.settings = HttpSettings(
             client_api_url=HttpUrl(url), client_api_page_size=3, client_api_retry_seconds=5
         )
-        self.connector = HttpConnector(self.settings, builtin_mapping())
+        self.connector = self.with_mapping(builtin_mapping())
+
+    def with_mapping(self, mapping: RecordMapping) -> ClientConnector:
+        return PresentApiConnector(description_of(self.settings), self.settings, mapping)
 
     def put(self, records: list[dict[str, Any]]) -> None:
         for record in records:
@@ -200,7 +211,7 @@ async def test_an_order_the_mapping_cannot_write_is_refused_alone(
     # São Paulo is behind UTC: 0001-01-01T00:00Z is a local time in year 0.
     described = {**BUILTIN, "date_format": "%d/%m/%Y %H:%M", "timezone": "America/Sao_Paulo"}
     mapping = load_mapping(described, where="test")
-    connector = type(harness.connector)(harness.settings, mapping)  # type: ignore[call-arg]
+    connector = harness.with_mapping(mapping)
     poison = WorkOrder(2, Status.PENDING, "t", datetime(1, 1, 1, tzinfo=UTC), order(2).updated_at)
     sink = connector.sink(harness.context(dry_run))
     await sink.prepare()

@@ -104,6 +104,35 @@ def test_an_http_integration_runs_beside_a_folder_one(env: Env) -> None:
     assert lines["*"]["inserted"] == "2"
 
 
+def test_the_present_api_example_syncs_both_ways_through_the_api_connector(env: Env) -> None:
+    """``examples/integrations-present-api.toml``: the present API described for the ``api``
+    connector (the ``http`` connector's own description), against its test server."""
+    examples(env)
+    token = "t0ken-of-the-example"
+    with fake_erp(token=token) as (url, erp):
+        for n in (1, 2, 3):
+            erp.put(client_record(n, lastUpdateDate=f"2024-05-0{n}T00:00:00Z"))
+        database = MongoClient(env.uri)[env.database]
+        database["workorders"].insert_one(tracos_doc(100))
+        path = env.root / "examples" / "integrations-present-api.toml"
+        first = env.cli(
+            "--integrations", str(path), "run", CLIENT_API_URL=url, CLIENT_API_TOKEN=token
+        )
+        assert first.code == 0, first.output
+        assert (summaries(first)["erp"]["inserted"], summaries(first)["erp"]["exported"]) == (
+            "3",
+            "1",
+        )
+        assert [r["orderNo"] for r in erp.received] == [100]
+        assert erp.requests[0].startswith("GET /workorders?updatedSince=1970-01-01"), erp.requests
+        again = env.cli(
+            "--integrations", str(path), "run", CLIENT_API_URL=url, CLIENT_API_TOKEN=token
+        )
+        assert again.code == 0, again.output
+        assert summaries(again)["erp"]["inserted"] == "0"
+        assert "updatedSince=2024-05-03T00:00:00.000Z&afterOrderNo=3" in erp.requests[-1]
+
+
 def test_seed_writes_samples_in_the_customers_own_format(
     env: Env, mongo: MongoClient[dict[str, Any]]
 ) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -18,7 +19,7 @@ from urllib.parse import quote
 import pytest
 from pymongo import MongoClient
 
-import tracos_sync.connectors.client_erp_http as http_package
+import tracos_sync.connectors.declarative_http as http_package
 from tests.builders import client_record, tracos_doc
 from tests.conftest import Env, Result
 from tests.server import server_binary
@@ -190,6 +191,40 @@ def test_a_watermark_stored_in_the_future_is_not_trusted(
     assert result.counts()["inserted"] == 1
 
 
+@pytest.mark.parametrize(
+    ("after", "first_request", "inserted"),
+    [
+        (2, "updatedSince=2024-05-02T00:00:00.000Z&afterOrderNo=2&pageSize=2", 2),
+        # Stored before keyset paging (no orderNo): its instant is read again.
+        (None, "updatedSince=2024-05-02T00:00:00.000Z&afterOrderNo=0&pageSize=2", 3),
+    ],
+)
+def test_a_watermark_the_http_connector_stored_before_is_honoured(
+    env: Env,
+    erp: FakeErpState,
+    mongo: MongoClient[Any],
+    after: int | None,
+    first_request: str,
+    inserted: int,
+) -> None:
+    """A deployment upgraded from the ``http`` connector's own code path to the ``api``
+    connector's: the state document it stored (that key, that shape) is where reading goes on
+    from, nothing read again and nothing skipped."""
+    for n in (1, 2, 3, 4):
+        erp.put(client_record(n, lastUpdateDate=f"2024-05-0{n}T00:00:00Z"))
+    old: dict[str, Any] = {"_id": state_key(env), "watermark": "2024-05-02T00:00:00.000Z"}
+    if after is not None:
+        old.update(afterOrderNo=after, updatedAt=datetime(2024, 5, 2, 1, tzinfo=UTC))
+    mongo[env.database]["client_sync_state"].insert_one(old)
+    result = env.cli("inbound")
+    assert result.code == 0, result.output
+    assert (result.counts()["inserted"], result.counts()["stale"]) == (inserted, 0)
+    assert erp.requests[0] == f"GET /workorders?{first_request}", erp.requests
+    [state] = mongo[env.database]["client_sync_state"].find()
+    assert state["_id"] == state_key(env)
+    assert (state["watermark"], state["afterOrderNo"]) == ("2024-05-04T00:00:00.000Z", 4)
+
+
 # -- findings: protocol errors were a crash or an endless loop ----------------------------------
 
 
@@ -204,17 +239,21 @@ def test_an_empty_page_that_claims_more_is_a_clear_failure(env: Env, erp: FakeEr
 
 
 def test_paging_that_never_ends_is_bounded_per_run(env: Env, erp: FakeErpState) -> None:
+    """An ERP that ignores ``afterOrderNo`` and always claims more: the keyset request after the
+    last record read comes round again, which ends the run there, what was read applied (no
+    page is asked twice in a pass; ``CLIENT_API_MAX_PAGES`` bounds paging that does move:
+    tests/unit/test_api_reader.py); the next run, from the watermark stored, fails as soon."""
     for n in (1, 2, 3):
         erp.put(client_record(n, lastUpdateDate=f"2024-05-0{n}T00:00:00Z"))
     erp.endless = True
     first = env.cli("inbound", CLIENT_API_MAX_PAGES="5")
-    assert first.code == 0, first.output
+    assert_one_clear_failure(first, "asked for already in this pass", "paging does not move")
     assert first.counts()["inserted"] == 3, "what was read is applied"
-    assert "inbound.page_limit" in first.output
-    assert len(erp.requests) == 5
+    assert len(erp.requests) == 3
     second = env.cli("inbound", CLIENT_API_MAX_PAGES="5")
-    assert_one_clear_failure(second, "paging does not end")
-    assert len(erp.requests) == 10
+    assert_one_clear_failure(second, "paging does not move")
+    assert second.counts()["inserted"] == 0
+    assert len(erp.requests) == 4, "one request: its next is itself"
 
 
 def test_an_html_page_is_a_clear_failure(env: Env, erp: FakeErpState) -> None:

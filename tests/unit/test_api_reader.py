@@ -13,12 +13,12 @@ import pytest
 
 from tests.builders import client_record
 from tests.fakes import InMemoryConnectorStateStore
-from tracos_sync.connectors.client_erp_http.paging import PageHandle, Watermark
-from tracos_sync.connectors.client_erp_http.state import ConnectorState
 from tracos_sync.connectors.declarative_http.description import ApiDescription, load_description
 from tracos_sync.connectors.declarative_http.reader import ApiReader
 from tracos_sync.connectors.declarative_http.requester import Limits, ProtocolError, Requester
 from tracos_sync.connectors.declarative_http.source import ApiSource
+from tracos_sync.connectors.declarative_http.state import ConnectorState
+from tracos_sync.connectors.declarative_http.watermark import PageHandle, Watermark
 from tracos_sync.domain.dates import parse_instant
 from tracos_sync.domain.ports import InboundUnit
 from tracos_sync.mapping import builtin_mapping

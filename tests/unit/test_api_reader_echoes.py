@@ -22,12 +22,12 @@ from tests.unit.test_api_reader import (
     numbers,
     record,
 )
-from tracos_sync.connectors.client_erp_http.state import ConnectorState
 from tracos_sync.connectors.declarative_http.description import load_description
 from tracos_sync.connectors.declarative_http.echoes import Echoes, content_hash
 from tracos_sync.connectors.declarative_http.reader import ApiReader
 from tracos_sync.connectors.declarative_http.requester import Limits, Requester
 from tracos_sync.connectors.declarative_http.source import ApiSource
+from tracos_sync.connectors.declarative_http.state import ConnectorState
 from tracos_sync.domain.ports import InboundUnit
 from tracos_sync.mapping import builtin_mapping
 

@@ -212,7 +212,7 @@ def test_log_values_are_redacted_inside_structures_and_objects() -> None:
 def test_a_url_in_a_configuration_error_is_shown_without_its_credentials(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tracos_sync.connectors.client_erp_http.settings import HttpSettings
+    from tracos_sync.connectors.declarative_http.present_settings import HttpSettings
 
     password = "s3cr3t/" * 30  # far past the 80 characters shown, and with a slash in it
     monkeypatch.setenv("CLIENT_API_URL", f"https://erp:{password}@erp.example:99999999/api")
@@ -234,7 +234,7 @@ def test_a_url_in_a_configuration_error_is_shown_without_its_credentials(
 def test_whitespace_around_a_token_is_dropped(
     monkeypatch: pytest.MonkeyPatch, given: str, token: str | None
 ) -> None:
-    from tracos_sync.connectors.client_erp_http.settings import HttpSettings
+    from tracos_sync.connectors.declarative_http.present_settings import HttpSettings
 
     monkeypatch.setenv("CLIENT_API_URL", "http://erp.example")
     monkeypatch.setenv("CLIENT_API_TOKEN", given)
@@ -247,7 +247,7 @@ def test_whitespace_around_a_token_is_dropped(
 def test_a_token_with_odd_characters_inside_is_refused_unseen(
     monkeypatch: pytest.MonkeyPatch, given: str
 ) -> None:
-    from tracos_sync.connectors.client_erp_http.settings import HttpSettings
+    from tracos_sync.connectors.declarative_http.present_settings import HttpSettings
 
     monkeypatch.setenv("CLIENT_API_URL", "http://erp.example")
     monkeypatch.setenv("CLIENT_API_TOKEN", given)

@@ -16,7 +16,7 @@ from tracos_sync.app import AppSettings
 from tracos_sync.config import EnvSettings
 from tracos_sync.connectors.client_erp.files import FolderSettings
 from tracos_sync.connectors.client_erp.files.sftp.settings import SftpFolderSettings
-from tracos_sync.connectors.client_erp_http.settings import HttpSettings
+from tracos_sync.connectors.declarative_http.present_settings import HttpSettings
 from tracos_sync.integrations import IntegrationsTable, IntegrationTable, TracosTable
 from tracos_sync.mapping.spec import (
     FieldSpec,

@@ -14,7 +14,6 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from tracos_sync.connectors.client_erp_http.retrying import ApiTransient
 from tracos_sync.connectors.declarative_http.auth import build_auth
 from tracos_sync.connectors.declarative_http.auth_spec import ClientCredentialsAuth
 from tracos_sync.connectors.declarative_http.description import load_description
@@ -22,6 +21,7 @@ from tracos_sync.connectors.declarative_http.environment import FromEnvironment
 from tracos_sync.connectors.declarative_http.oauth2 import ClientCredentials
 from tracos_sync.connectors.declarative_http.query import with_query
 from tracos_sync.connectors.declarative_http.requester import CredentialsRefused, ProtocolError
+from tracos_sync.connectors.declarative_http.retrying import ApiTransient
 
 SECRET = "client-s3cret-from-env"
 ODATA = httpx.URL(

@@ -76,7 +76,7 @@ def test_an_odata_description_loads_with_its_secret_from_the_environment() -> No
     ("path", "value", "expected"),
     [
         ("read.since", {"$filter": "T gt {sinse}"}, "read.since.$filter: unknown placeholder"),
-        ("read.after", {"$filter": "T gt {since}"}, "read.after.$filter: must hold {number}"),
+        ("read.after", {"$filter": "T gt {since}"}, "read: read.after must hold {number} too"),
         ("read.query", {"$top": "{since}"}, "read.query.$top: unknown placeholder {since}"),
         ("read.path", "Orders({", "read.path: a lone { or }"),
         ("read.path", "Orders('{number}')", "read.path: unknown placeholder {number}"),

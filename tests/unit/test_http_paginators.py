@@ -171,7 +171,7 @@ async def test_an_order_changed_while_paging_is_missed_by_offsets_not_by_keyset(
 async def test_an_empty_page_that_claims_more_is_a_protocol_error(style: str) -> None:
     erp = Erp(style)
     erp.lie = "empty"
-    with pytest.raises(ProtocolError, match=r"page 2 \(.*\) has no records but claims more"):
+    with pytest.raises(ProtocolError, match=r"page 2 \(.*\) is an empty page that claims more"):
         await read(erp)
     assert len(erp.asked) == 2
 

@@ -13,7 +13,7 @@ import pytest
 from tracos_sync.connectors.client_erp.codec import RecordDecoder
 from tracos_sync.connectors.client_erp.files.settings import FolderSettings
 from tracos_sync.connectors.client_erp.files.sink import FolderSink, holds_newer_than
-from tracos_sync.connectors.client_erp_http.versions import ErpVersions
+from tracos_sync.connectors.declarative_http.versions import ErpVersions
 from tracos_sync.domain.errors import ConfigurationError
 from tracos_sync.domain.model import Status, WorkOrder
 from tracos_sync.mapping import load_mapping

@@ -1,8 +1,9 @@
 """Customer systems. Each is a folder here (or in another package) exposing a
 ``ConnectorFactory``, registered under the ``tracos_sync.connectors`` entry-point group.
 
-``files`` is also listed here so that the service runs from a source checkout
-(``python src/main.py``) where no entry points are installed.
+Ours are also listed here so that the service runs from a source checkout (``python
+src/main.py``) where no entry points are installed, and they win over installed entry points of
+the same name: an environment installed before one of ours moved still finds it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from tracos_sync.domain.ports import ConnectorFactory
 ENTRY_POINT_GROUP = "tracos_sync.connectors"
 BUILT_IN = {
     "files": "tracos_sync.connectors.client_erp.files:create",
-    # Also until an environment installed before it was registered is installed again.
+    # The present HTTP API, as one description of the ``api`` connector.
+    "http": "tracos_sync.connectors.declarative_http.present_api:create",
     "api": "tracos_sync.connectors.declarative_http.connector:create",
 }
 # Each connector's settings class (the variables it reads), for telling a misspelt variable
@@ -26,15 +28,15 @@ BUILT_IN = {
 SETTINGS_GROUP = "tracos_sync.connector_settings"
 BUILT_IN_SETTINGS = {
     "files": "tracos_sync.connectors.client_erp.files.settings:FolderSettings",
-    "http": "tracos_sync.connectors.client_erp_http.settings:HttpSettings",
+    "http": "tracos_sync.connectors.declarative_http.present_settings:HttpSettings",
     "api": "tracos_sync.connectors.declarative_http.settings:ApiSettings",
 }
 
 
 def available() -> dict[str, str]:
     """Connector name -> ``module:factory``."""
-    found = dict(BUILT_IN)
-    found.update({ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)})
+    found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    found.update(BUILT_IN)
     return found
 
 
@@ -53,8 +55,8 @@ def load(name: str, where: str = "CLIENT_CONNECTOR") -> ConnectorFactory:
 def settings_classes() -> list[type[BaseSettings]]:
     """Every installed connector's settings class. One that cannot be loaded is left out: this
     only names variables, and the connector's own loading reports what is wrong with it."""
-    targets = dict(BUILT_IN_SETTINGS)
-    targets.update({ep.name: ep.value for ep in entry_points(group=SETTINGS_GROUP)})
+    targets = {ep.name: ep.value for ep in entry_points(group=SETTINGS_GROUP)}
+    targets.update(BUILT_IN_SETTINGS)
     found: list[type[BaseSettings]] = []
     for target in targets.values():
         module_name, _, attribute = target.partition(":")

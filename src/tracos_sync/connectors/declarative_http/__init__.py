@@ -1,10 +1,6 @@
-"""The parts of a declarative HTTP connector: an ERP's API described as configuration, both ways.
-
-Not wired into a connector yet (the mapping's formatted keys and envelopes come first); the
-present ``client_erp_http`` connector behaves as before, its requests now made by the requester
-here. A package of its own, beside that connector, because its parts assume nothing of that
-connector's keyset API; when the present API becomes one description here, ``client_erp_http``
-keeps only what a description cannot say.
+"""The ``api`` connector: an ERP's HTTP API described as configuration, both ways. The present
+API (``GET /workorders``, ``PUT /workorders/{orderNo}``) is one description of it, built from
+the ``CLIENT_API_*`` settings by the ``http`` entry point (``present_api``).
 
 - ``description``, ``auth_spec``, ``paging_spec``: the ``[api]`` table (pydantic, validated at
   start-up, every error naming its key); ``environment``: ``${NAME}`` at any depth, secrets only
@@ -16,5 +12,10 @@ keeps only what a description cannot say.
 - ``paginators``: ``first()`` / ``next(page)`` per paging style; ``pages``: one pass, with the
   guarantees of every style; ``selector``: values at a path of an answer;
 - ``sink``: work orders written back (create, conditional update, superseded, refused);
-  ``echoes``: our own writes told from the ERP's changes when a read brings them back.
+  ``echoes``: our own writes told from the ERP's changes when a read brings them back;
+  ``versions``: what the ERP was seen to hold, never written over with an older copy;
+- ``reader``, ``source``, ``connector``, ``settings``: the ports; ``state``, ``watermark``,
+  ``applied_pages``: the watermark and dead letters in the state store; ``retrying``:
+  ``Retry-After``;
+- ``present_api``, ``present_settings``: the ``http`` connector, the present API's description.
 """

@@ -27,8 +27,6 @@ from tracos_sync.domain.ports import (
 from tracos_sync.mapping import RecordMapping
 
 from ..client_erp.resolve import resolve_mapping
-from ..client_erp_http.paging import EPOCH, Watermark
-from ..client_erp_http.state import ConnectorState
 from .auth import build_auth
 from .description import ApiDescription, load_description
 from .echoes import Echoes
@@ -36,8 +34,11 @@ from .oauth2 import ClientCredentials
 from .reader import ApiReader
 from .requester import Limits, Requester, SettingNames
 from .settings import ApiSettings
-from .sink import DeclarativeSink
+from .sink import DEFAULT_CONCURRENCY, DeclarativeSink
 from .source import ApiSource
+from .state import ConnectorState
+from .versions import ErpVersions
+from .watermark import EPOCH, Watermark
 
 SCOPE = "declarative_http"
 NAMES = SettingNames(
@@ -45,6 +46,8 @@ NAMES = SettingNames(
     max_bytes="client_api_max_response_bytes",
     credentials="auth",
     url="base_url",
+    max_pages="read.max_pages",
+    records="read.records",
 )
 
 
@@ -75,10 +78,18 @@ class ReadOnlySink:
 
 
 class ApiConnector:
+    # Whose state it is, and how messages name what the user sets: the described API's own
+    # (``present_api.PresentApiConnector`` keeps the ``http`` connector's).
+    scope = SCOPE
+    names = NAMES
+
     def __init__(self, api: ApiDescription, settings: ApiSettings, mapping: RecordMapping) -> None:
         self.api = api
         self.settings = settings
         self.mapping = mapping
+        self.concurrency = DEFAULT_CONCURRENCY
+        # What the reader saw the ERP hold, so that the sink never sends an older version.
+        self._seen = ErpVersions(mapping)
         # The echo guard of the run: the source and the sink built for one context share it
         # (the sink's writes are what the reader must know for ours; the reader's versions are
         # what the sink's next write sends).
@@ -94,7 +105,14 @@ class ApiConnector:
         if self.api.write is None:
             return ReadOnlySink()
         return DeclarativeSink(
-            self.api, self.mapping, self._requester(), self._echoes_of(context), context
+            self.api,
+            self.mapping,
+            self._requester(),
+            self._echoes_of(context),
+            context,
+            dead_letters=self._state(context),
+            seen=self._seen,
+            concurrency=self.concurrency,
         )
 
     def describe(self) -> dict[str, str]:
@@ -143,6 +161,7 @@ class ApiConnector:
             clock_skew=timedelta(seconds=context.clock_skew_seconds),
             clock=utc_now,
             echoes=echoes,
+            seen=self._seen,
         )
 
     def _echoes_of(self, context: ConnectorContext) -> Echoes:
@@ -160,8 +179,8 @@ class ApiConnector:
             follow_redirects=False,
         )
         auth = build_auth(self.api.auth, client)
-        client.auth = auth
-        fixed = self.api.secrets()
+        client.auth = self._sent_with(auth)
+        fixed = self.secrets()
 
         def secrets() -> list[str]:
             fetched = auth.secrets() if isinstance(auth, ClientCredentials) else []
@@ -173,10 +192,17 @@ class ApiConnector:
             max_bytes=settings.client_api_max_response_bytes,
         )
         superseded = self.api.write.superseded if self.api.write is not None else (409, 412)
-        return Requester(client, limits, secrets, NAMES, superseded)
+        return Requester(client, limits, secrets, self.names, superseded)
+
+    def _sent_with(self, auth: httpx.Auth) -> httpx.Auth:
+        """What every request carries: the description's credentials."""
+        return auth
 
     def _state(self, context: ConnectorContext) -> ConnectorState:
-        return ConnectorState(context.state, self._endpoint(), scope=SCOPE)
+        return ConnectorState(context.state, self._state_key(), scope=self.scope)
+
+    def _state_key(self) -> str:
+        return self._endpoint()
 
     def _endpoint(self) -> str:
         """The collection read, as one string: the service root and ``read.path``."""
@@ -197,20 +223,29 @@ def create(config: ConnectorConfig) -> ApiConnector:
     api = load_description(described, where, _variables(config.env_file))
     settings = connector_settings(ApiSettings, replace(config, settings=others))
     mapping = resolve_mapping(config)
-    _check_mapping(api, mapping, config.where)
+    check_mapping(api, mapping, config.where)
     return ApiConnector(api, settings, mapping)
 
 
-def _check_mapping(api: ApiDescription, mapping: RecordMapping, where: str) -> None:
-    """What the description needs of the mapping, refused at start-up naming both."""
+def check_mapping(
+    api: ApiDescription, mapping: RecordMapping, where: str, *, envelope_read: bool = True
+) -> None:
+    """What the description needs of the mapping, refused at start-up naming both.
+    ``envelope_read``: whether the user wrote ``read.records`` (for ``http`` the present API
+    fixes it, and the mapping's envelope is a file's only, as it always was)."""
     envelope = mapping.records_path
-    if envelope is not None and ".".join(envelope) != api.read.records:
+    if envelope_read and envelope is not None and ".".join(envelope) != api.read.records:
         raise ConfigurationError(
             f"{where}: the mapping's records ({'.'.join(envelope)!r}) and the description's "
             f"read.records ({api.read.records!r}) differ: with the api connector, read.records "
             "says where a page's records are; leave the mapping's records unset or equal"
         )
-    if (api.read.since or api.read.after) and len(mapping.client_updated(EPOCH)) != 1:
+    by_mapping = api.read.watermark_format == "mapping"
+    if (
+        by_mapping
+        and (api.read.since or api.read.after)
+        and len(mapping.client_updated(EPOCH)) != 1
+    ):
         raise ConfigurationError(
             f"{where}: read.since and read.after fill {{since}} with the record's last update, "
             "which the mapping reads from a date and a time apart: describe updated_at as one "

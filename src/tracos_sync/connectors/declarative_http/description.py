@@ -63,9 +63,8 @@ def _template(allowed: frozenset[str], required: frozenset[str]) -> AfterValidat
 
 FixedText = Annotated[str, _template(frozenset(), frozenset())]  # no placeholder; {{ is {
 SinceTemplate = Annotated[str, _template(frozenset({"since"}), frozenset())]
-AfterTemplate = Annotated[
-    str, _template(frozenset({"since", "number"}), frozenset({"since", "number"}))
-]
+# Each parameter of read.after may hold either; the table as a whole holds both (ReadSpec).
+AfterTemplate = Annotated[str, _template(frozenset({"since", "number"}), frozenset())]
 CollectionPath = Annotated[str, Field(min_length=1), _template(frozenset(), frozenset())]
 PathTemplate = Annotated[
     str, Field(min_length=1), _template(frozenset({"number"}), frozenset({"number"}))
@@ -90,8 +89,17 @@ class ReadSpec(BaseModel):
     mapping formats it (`"$filter" = "LastChangeDateTime gt {since}"`)."""
     after: dict[str, AfterTemplate] = Field(default_factory=dict)
     """Query parameters that ask for the records after the last (time, key) read, `{since}` and
-    `{number}` (`LastChangeDateTime gt {since} or (LastChangeDateTime eq {since} and
-    MaintenanceOrder gt '{number}')`): each page of the `keyset` style, and a pass resumed."""
+    `{number}`, in one parameter (`LastChangeDateTime gt {since} or (LastChangeDateTime eq
+    {since} and MaintenanceOrder gt '{number}')`) or two (`updatedSince = "{since}"`,
+    `afterOrderNo = "{number}"`): each page of the `keyset` style, and a pass resumed."""
+    filter_first_pass: bool = False
+    """`false`: the first pass asks `read.query` alone (every record); `true`: it asks
+    `read.after` (or `read.since`) too, from 1970-01-01T00:00:00Z and key 0 as the mapping writes
+    them, for an API whose filter parameters are required."""
+    watermark_format: Literal["mapping", "iso"] = "mapping"
+    """How `{since}` and `{number}` are written: `mapping`, as the mapping writes `updated_at`
+    and the key (`updated_at` must then be one field); `iso`, ISO 8601 UTC with milliseconds
+    (`2024-05-01T12:00:00.000Z`) and the key as a plain integer, whatever the records' format."""
     page_size: int = Field(100, ge=1, le=10_000)
     """Records asked for per page (the API may send fewer)."""
     max_pages: int = Field(1_000, ge=1, le=1_000_000)
@@ -109,6 +117,11 @@ class ReadSpec(BaseModel):
                     f"read.{name} and read.query both set {', '.join(shared)}: a parameter is "
                     "sent once"
                 )
+        if self.after:
+            held = set().union(*(placeholders(template) for template in self.after.values()))
+            missing = ", ".join(f"{{{name}}}" for name in sorted({"since", "number"} - held))
+            if missing:
+                raise ValueError(f"read.after must hold {missing} too (in any of its parameters)")
         if isinstance(self.paging, KeysetPaging) and not self.after:
             raise ValueError(
                 "read.after is required with paging style keyset: it asks for the records after "

@@ -27,9 +27,9 @@ import httpx
 from tracos_sync.logs import base64_form, redact_text
 
 from ..client_erp.codec import ParseError, parse_json
-from ..client_erp_http.retrying import ApiTransient, retry_after
 from .auth_spec import ClientCredentialsAuth
 from .requester import CredentialsRefused, ProtocolError
+from .retrying import ApiTransient, retry_after
 
 _VISIBLE_ASCII = frozenset(chr(c) for c in range(0x21, 0x7F))
 EXCERPT_CHARS = 200

@@ -65,8 +65,8 @@ class Pages:
             following = paginator.next(page)
             if following is not None and not page.records:
                 raise ProtocolError(
-                    f"list records: page {self.read} ({self._shown(str(url))}) has no records "
-                    "but claims more: the API's paging does not move"
+                    f"list records: page {self.read} ({self._shown(str(url))}) is an empty page "
+                    "that claims more: the API's paging does not move"
                 )
             yield page
             if following is None:

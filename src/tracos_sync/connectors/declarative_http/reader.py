@@ -19,12 +19,15 @@ written as the mapping writes them (``client_updated``, ``client_key``).
   the pass ends with its page (what follows is later still).
 - Records at or before the watermark are skipped (an API that ignores the filter); records out
   of (time, key) order are a ``ProtocolError`` (the watermark rule needs the order: set
-  ``read.query``'s ``$orderby``); a record the mapping refuses is a dead letter, reported once a
-  pass, and its key (when readable) moves the watermark past it.
+  ``read.query``'s ``$orderby``), and so are ``read.max_pages`` keyset pages that brought nothing
+  after the watermark (paging that does not end); a record the mapping refuses is a dead letter,
+  reported once a pass, and its key (when readable) moves the watermark past it.
 - With an echo guard (a description with ``[write]``), a record that is one of our own writes
   coming back (``Echoes.is_echo``: its version is one our write got back, or it holds what we
   wrote) is not handed on: it is not applied, and moves only the watermark. Every record read
   tells the guard its version (what the next write sends as ``If-Match``).
+- Every other record read tells ``ErpVersions`` the ERP's last update of it, so that the sink
+  never writes an older TracOS copy over it (even one the pipeline then refuses).
 """
 
 from __future__ import annotations
@@ -44,14 +47,16 @@ from tracos_sync.domain.ports import InboundUnit
 from tracos_sync.mapping import RecordMapping
 
 from ..client_erp.codec import ParseError, parse_json
-from ..client_erp_http.paging import PageHandle, Watermark, refuse_record
 from .description import ApiDescription
 from .echoes import Echoes, content_hash
 from .incremental import changes_after, changes_since
 from .pages import Pages
 from .paginators import Page, paginator
+from .paging_spec import KeysetPaging
 from .requester import ProtocolError, Requester
-from .selector import field_at, records_at
+from .selector import expected_shape, field_at, page_records
+from .versions import ErpVersions
+from .watermark import PageHandle, Watermark, refuse_record
 
 log = structlog.get_logger("tracos_sync.http")
 
@@ -77,6 +82,7 @@ class _PassState:
     seen: set[int] = field(default_factory=set)
     repeats: int = 0
     refused: set[str] = field(default_factory=set)
+    fresh: int = 0  # records read after the watermark
     last_key: tuple[datetime, int] | None = None  # the last readable key of the latest page
 
 
@@ -92,9 +98,11 @@ class ApiReader:
         clock_skew: timedelta,
         clock: Clock,
         echoes: Echoes | None = None,
+        seen: ErpVersions | None = None,
     ) -> None:
         self._api = api
         self._echoes = echoes
+        self._seen = seen or ErpVersions(mapping)
         version = api.write.version if api.write is not None else None
         # Where a record read holds its version: a list answer's ETag is no record's.
         self._version_field = version.field if version is not None else None
@@ -111,13 +119,15 @@ class ApiReader:
         return self._clock() + self._skew
 
     def query_values(self, key: tuple[datetime, int]) -> tuple[str, str]:
-        """The (time, key) as the API's query writes them: as the mapping writes them."""
+        """The (time, key) as the API's query writes them (``read.watermark_format``)."""
         stamp, number = key
+        if self._api.read.watermark_format == "iso":
+            return format_instant(stamp), str(number)
         written = self._mapping.client_updated(stamp)
         return client_text(written[0]), client_text(self._mapping.client_key(number))
 
     def start_url(self, start: Watermark) -> httpx.URL:
-        if start == Watermark():
+        if start == Watermark() and not self._api.read.filter_first_pass:
             return changes_since(self._api, None)
         since, number = self.query_values((start.since, start.after))
         if self._api.read.after:
@@ -153,6 +163,7 @@ class ApiReader:
         )
         held: InboundUnit | None = None  # with paging that is not keyset-safe, one page late
         self.echoes = 0
+        self._seen.forget()  # what the ERP holds is read again (a date it corrected back)
         async for page in pages:
             unit, echoed = self._decode(page, pages.read, state, asked)
             self.echoes += echoed
@@ -173,6 +184,12 @@ class ApiReader:
             if state.beyond:
                 break
         self.repeats = state.repeats
+        if keyset and not (pages.complete or state.beyond or state.fresh):
+            names = self._requester.names
+            raise ProtocolError(
+                f"list records: {pages.read} pages ({names.max_pages}) brought nothing after "
+                f"{start.text}, key {start.after}: the API's paging does not end"
+            )
         if self.echoes:
             log.info("inbound.echoes_skipped", records=self.echoes)
         if held is not None:
@@ -196,7 +213,7 @@ class ApiReader:
         read = self._api.read
         first = paginator(
             read.paging,
-            changes_since(self._api, None),
+            self.start_url(Watermark()),
             self._root,
             read.page_size,
             lambda _record: self._root,
@@ -237,10 +254,16 @@ class ApiReader:
                 f"{response.headers.get('Content-Type', 'none')!r}, "
                 f"begins {self._requester.excerpt(body)!r})"
             ) from None
-        try:
-            records = records_at(document, self._api.read.records)
-        except ProtocolError as exc:
-            raise ProtocolError(f"{what}: {exc}") from None
+        read = self._api.read
+        more = read.paging.more_path if isinstance(read.paging, KeysetPaging) else None
+        records = page_records(document, read.records, more)
+        if records is None:
+            shape = expected_shape(read.records, more)
+            hint = self._requester.names.records
+            raise ProtocolError(
+                f"{what}: expected {shape}, got {self._requester.excerpt(body)!r}"
+                + (f" ({hint} says where the records are)" if hint else "")
+            )
         return Page(url, response, document, records)
 
     def _decode(
@@ -257,12 +280,15 @@ class ApiReader:
                 order = self._mapping.decode(item)
             except RecordRejected as exc:
                 key = self._mapping.key_of(item)
+                if key is not None:
+                    self._seen.saw(key[1], key[0])
                 if key is not None and not state.start.passes(*key):
                     self._advance(state, key, asked, now)
                 refuse_record(unit, index, item, exc.problems, state.refused)
                 continue
             key = (order.updated_at, order.number)
             if state.start.passes(*key):
+                self._seen.saw(order.number, order.updated_at)
                 continue  # read already (an API that ignores the filter)
             if state.previous is not None and key < state.previous:
                 raise ProtocolError(
@@ -279,6 +305,7 @@ class ApiReader:
             if self._is_echo(order, item):
                 echoed += 1
                 continue
+            self._seen.saw(order.number, order.updated_at)
             unit.records.append(order)
             assert unit.positions is not None
             unit.positions.append(index)
@@ -303,6 +330,7 @@ class ApiReader:
     def _advance(
         self, state: _PassState, key: tuple[datetime, int], asked: datetime, now: datetime
     ) -> None:
+        state.fresh += 1
         stamp = key[0]
         if dated_ahead(stamp, now, self._skew):
             state.beyond = True  # handed on for the pipeline to refuse; the mark stays before it

@@ -32,7 +32,7 @@ from tracos_sync.domain.errors import DestinationUnwritable, FatalError, RecordR
 from tracos_sync.domain.model import Problem
 from tracos_sync.logs import MIN_SHOWN, redact_text
 
-from ..client_erp_http.retrying import ApiTransient, WaitHonouringRetryAfter, retry_after
+from .retrying import ApiTransient, WaitHonouringRetryAfter, retry_after
 
 log = structlog.get_logger("tracos_sync.http")
 
@@ -86,6 +86,8 @@ class SettingNames:
     max_bytes: str = "CLIENT_API_MAX_RESPONSE_BYTES"
     credentials: str = "CLIENT_API_TOKEN"
     url: str = "CLIENT_API_URL"
+    max_pages: str = "CLIENT_API_MAX_PAGES"
+    records: str = ""  # what says where a page's records are ("": nothing the user sets)
 
 
 class Requester:
@@ -104,6 +106,7 @@ class Requester:
         self._limits = limits
         self._secrets = secrets
         self._names = names
+        self.names = names  # for the messages of the requester's callers
         self._superseded = frozenset(superseded)
 
     async def call(

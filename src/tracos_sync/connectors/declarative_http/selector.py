@@ -51,3 +51,38 @@ def records_at(document: Any, path: str) -> list[Any]:
             "to where the API puts them"
         )
     return found
+
+
+def page_records(document: Any, path: str, more_path: str | None = None) -> list[Any] | None:
+    """The page's records (``records_at``) when the answer has the shape described: a list at
+    ``path`` and, with ``more_path``, true or false there; None otherwise."""
+    try:
+        records = records_at(document, path)
+    except ProtocolError:
+        return None
+    if more_path is not None and not isinstance(value_at(document, more_path), bool):
+        return None
+    return records
+
+
+def expected_shape(path: str, more_path: str | None = None) -> str:
+    """The answer's shape as a message shows it: ``{"items": [...], "hasMore": true|false}``,
+    ``{"d": {"results": [...]}}``, ``[...]``."""
+    if path == "" and more_path is None:
+        return "[...]"
+    shape: dict[str, Any] = {}
+    for at, value in ((path, "[...]"), (more_path or "", "true|false")):
+        if not at:
+            continue
+        *parents, last = at.split(".")
+        node = shape
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return _written(shape)
+
+
+def _written(node: Any) -> str:
+    if not isinstance(node, dict):
+        return str(node)
+    return "{" + ", ".join(f'"{k}": {_written(v)}' for k, v in node.items()) + "}"

@@ -31,6 +31,10 @@ edit between the two is not overwritten either. (Our own create whose answer was
 by the requester, is refused as existing and found newer: superseded; the next read brings it
 in.)
 
+An order the reader saw the ERP hold newer this run (``ErpVersions``: applied, stale or refused
+inbound) is not sent at all: superseded, so that an ERP which ignores ``If-Match`` (or a write
+without a version) never gets an older copy over its own.
+
 Writes go concurrently, at most ``concurrency`` at a time, and in order per key (two versions of
 one order in a batch are sent one after the other).
 """
@@ -52,12 +56,13 @@ from tracos_sync.domain.model import Problem, WorkOrder
 from tracos_sync.domain.ports import ConnectorContext, Delivery
 from tracos_sync.mapping import RecordMapping
 
-from ..client_erp_http.state import ConnectorState
 from .description import ApiDescription, VersionSpec, WriteSpec
 from .echoes import SCOPE, Echoes, content_hash
 from .query import fill, join_path
 from .requester import Refused, Requester, Superseded
 from .selector import field_at, value_at
+from .state import ConnectorState
+from .versions import ErpVersions
 
 DEFAULT_CONCURRENCY = 8
 _ABSENT = (404, 410)  # a GET of one record: the ERP does not hold it
@@ -95,6 +100,8 @@ class DeclarativeSink:
         echoes: Echoes,
         context: ConnectorContext,
         *,
+        dead_letters: ConnectorState | None = None,
+        seen: ErpVersions | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
         if api.write is None:
@@ -106,7 +113,10 @@ class DeclarativeSink:
         self._requester = requester
         self._echoes = echoes
         # Dead letters in the connector's scope, beside the reader's (one count for both ways).
-        self._dead_letters = ConnectorState(context.state, str(api.base_url), scope=SCOPE)
+        self._dead_letters = dead_letters or ConnectorState(
+            context.state, str(api.base_url), scope=SCOPE
+        )
+        self._seen = seen or ErpVersions(mapping)
         self._dry_run = context.dry_run
         self._concurrency = concurrency
         self._stopped = False
@@ -120,6 +130,11 @@ class DeclarativeSink:
         delivery = Delivery()
         by_key: dict[str, list[tuple[WorkOrder, dict[str, Any]]]] = {}
         for order in orders:
+            theirs = self._seen.newer_than(order.number, order.updated_at)
+            if theirs is not None:
+                delivery.superseded.append(order.number)
+                delivery.superseded_by[order.number] = theirs
+                continue
             try:
                 record = self._mapping.encode(order)
             except RecordRejected as exc:

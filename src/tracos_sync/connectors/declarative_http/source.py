@@ -11,11 +11,11 @@ import structlog
 
 from tracos_sync.domain.ports import InboundUnit
 
-from ..client_erp_http.applied_pages import dead_letter_refused, tell_would_reject
-from ..client_erp_http.paging import Watermark
-from ..client_erp_http.state import ConnectorState
+from .applied_pages import dead_letter_refused, tell_would_reject
 from .echoes import Echoes
 from .reader import ApiReader
+from .state import ConnectorState
+from .watermark import Watermark
 
 log = structlog.get_logger("tracos_sync.http")
 

@@ -1,8 +1,8 @@
 """What the ERP was seen to hold during this process's runs: the newest last-update instant of
-each work-order number the source read (applied, stale or refused alike). The sink never ``PUT``s
-an older TracOS version over one of them, so a copy inbound refused (a future date, a record
-TracOS would not store) is not overwritten by an older one in the same run, even by an ERP that
-does not make its writes conditional (409)."""
+each work-order number the reader saw the ERP change (applied, stale or refused alike; not our
+own writes read back). The sink never writes an older TracOS version over one of them, so a
+copy inbound refused (a future date, a record TracOS would not store) is not overwritten by an
+older one in the same run, even by an ERP that does not make its writes conditional."""
 
 from __future__ import annotations
 

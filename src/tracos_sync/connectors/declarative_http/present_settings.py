@@ -1,5 +1,7 @@
-"""Settings of the HTTP connector (``CLIENT_API_*``). Its watermark and dead letters are kept by
-the bootstrap's connector state store (``CLIENT_STATE_COLLECTION``, core settings)."""
+"""Settings of the ``http`` connector (``CLIENT_API_*``): the present API, where it is and who
+we are, from which ``present_api`` builds its description for the ``api`` connector; the
+request limits are the ``api`` connector's own (``ApiSettings``). Its watermark and dead letters
+are kept by the bootstrap's connector state store (``CLIENT_STATE_COLLECTION``, core settings)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,9 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 from pydantic import BeforeValidator, Field, HttpUrl, SecretStr, model_validator
 
-from tracos_sync.config import EnvSettings, TimeZoneName
 from tracos_sync.logs import MASK, uri_secrets
+
+from .settings import ApiSettings
 
 # RFC 6750's token characters are a subset of these; anything else cannot go in a header.
 _VISIBLE_ASCII = frozenset(chr(c) for c in range(0x21, 0x7F))
@@ -36,7 +39,7 @@ def _token(value: object) -> object:
 ApiToken = Annotated[SecretStr | None, BeforeValidator(_token)]
 
 
-class HttpSettings(EnvSettings):
+class HttpSettings(ApiSettings):
     client_api_url: HttpUrl
     """The ERP API's base URL (required). Credentials in it and the values of its query string (an
     `?apikey=...`) are never printed; the query goes with every request."""
@@ -47,23 +50,12 @@ class HttpSettings(EnvSettings):
     form."""
     client_api_page_size: int = Field(100, ge=1, le=10_000)
     """Work orders asked for per page, inbound."""
-    client_api_timeout_seconds: float = Field(10.0, gt=0, le=3_600)
-    """Deadline of one whole request, from sending it to the last byte of the answer (not per read).
-    """
-    client_api_retry_seconds: float = Field(30.0, ge=0, le=86_400)
-    """Retry budget for 408/425/429/5xx, network errors and answers past the deadline; never sooner
-    than `Retry-After`, and a `Retry-After` beyond the budget gives up at once (an unreadable one
-    — a word, `nan`, `inf` — counts as absent)."""
     client_api_concurrency: int = Field(8, ge=1, le=64)
     """Parallel `PUT`s, outbound."""
     client_api_max_pages: int = Field(1_000, ge=1, le=1_000_000)
     """Pages read per run at most (an API whose paging never ends costs one bounded run); the rest
     is read next run, from where this one stopped (if none of them brought anything new: exit 1,
     the API's paging does not end)."""
-    client_api_max_response_bytes: int = Field(64 * 1024 * 1024, ge=1_024)
-    """A larger answer fails the run's inbound, exit 1 (default 64 MiB)."""
-    client_timezone: TimeZoneName = "UTC"
-    """IANA zone in which naive client timestamps are read."""
 
     @model_validator(mode="after")
     def _one_kind_of_credentials(self) -> HttpSettings:

@@ -1,6 +1,6 @@
-"""The HTTP connector's state, kept through the bootstrap's ``ConnectorStateStore``: its
-watermark (one document per API URL) and the records refused either way (dead letters, one entry
-per refusal however often it recurs)."""
+"""The ``api`` connector's state, kept through the bootstrap's ``ConnectorStateStore``: its
+watermark (one document per API, under the connector's scope) and the records refused either way
+(dead letters, one entry per refusal however often it recurs)."""
 
 from __future__ import annotations
 
@@ -14,16 +14,14 @@ from tracos_sync.domain.dates import InvalidDate, coerce_instant, format_instant
 from tracos_sync.domain.model import Problem
 from tracos_sync.domain.ports import ConnectorStateStore, DeadLetter
 
-from .paging import Watermark, fingerprint
+from .watermark import Watermark, fingerprint
 
 log = structlog.get_logger("tracos_sync.http")
 
-SCOPE = "client_erp_http"
-
 
 class ConnectorState:
-    def __init__(self, store: ConnectorStateStore, api_url: str, scope: str = SCOPE) -> None:
-        # ``scope``: whose state it is (the declarative connector keeps its own, alike).
+    def __init__(self, store: ConnectorStateStore, api_url: str, scope: str) -> None:
+        # ``scope``: whose state it is (a described API's, or the present API's of ``http``).
         self._store = store
         self._scope = scope
         self._key = f"{scope}:{api_url}"

@@ -1,6 +1,6 @@
-"""What both HTTP sources (the present API's and the described one's) do with pages once they
-are applied: a dry run says what it would refuse; a real run keeps each refused record as a dead
-letter, and the watermark moves as far as the pages allow."""
+"""What the ``api`` connector's source does with pages once they are applied: a dry run says
+what it would refuse; a real run keeps each refused record as a dead letter, and the watermark
+moves as far as the pages allow."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import structlog
 from tracos_sync.domain.ports import InboundUnit
 
 from ..client_erp.told import tell_problems
-from .paging import PageHandle, Watermark
 from .state import ConnectorState
+from .watermark import PageHandle, Watermark
 
 log = structlog.get_logger("tracos_sync.http")
 
