@@ -101,6 +101,7 @@ def test_the_server_killed_mid_run_loses_nothing_and_takes_nothing_twice(
     # Killed once the run is under way (some files archived), brought back a second later.
     while len(names(processed)) < 20 and proc.poll() is None:
         threading.Event().wait(0.005)
+    assert proc.poll() is None, "the run ended before the kill"
     sshd.kill()
     threading.Timer(1.0, sshd.start).start()
     out, err = proc.communicate(timeout=120)
