@@ -82,7 +82,8 @@ tools-cap:
 
 # apt-get download needs no root, but the package lists: a fresh image has none, and then one
 # `apt-get update` (as root) fetches them. Unpacked into a new folder that takes the place of the
-# old one only when complete.
+# old one only when complete, and only when sshd finds every library it links (ldd): the rest
+# (libpam, libaudit, libsystemd, libselinux, libgssapi-krb5, libcrypto) is in Debian 12's base.
 tools-ssh: $(SSHD)
 
 $(SSHD):
@@ -90,6 +91,10 @@ $(SSHD):
 	&& (cd $$new/debs && { apt-get download $(SSH_PACKAGES) 2>/dev/null \
 		|| { apt-get update -qq && apt-get download $(SSH_PACKAGES); }; }) \
 	&& for deb in $$new/debs/*.deb; do dpkg -x $$deb $$new || exit 1; done \
+	&& missing=$$(LD_LIBRARY_PATH=$$(echo $$new/usr/lib/*-linux-gnu | tr ' ' :) \
+		ldd $$new/usr/sbin/sshd | grep 'not found') \
+		; { [ -z "$$missing" ] || { echo "sshd needs libraries this machine lacks:" \
+		"$$missing (add their packages to SSH_PACKAGES)" >&2; false; }; } \
 	&& rm -rf $$new/debs && rm -rf $(TOOLS)/ssh && mv -T $$new $(TOOLS)/ssh \
 	|| { rm -rf $$new; exit 1; }
 
