@@ -67,7 +67,7 @@ def dead_claim(sshd: Sshd, name: str, record: object) -> Path:
     """A file claimed by an instance that died: in a claim folder of its own, untouched since."""
     claims = sshd.served / "in" / ".tracos-claims"
     folder = claims / "gone-host-1-dead"
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     path = write_json(folder / name, record)
     sshd.give_to_server(sshd.served / "in", claims, folder, path)
     past = time.time() - 3600
@@ -86,6 +86,25 @@ def test_a_dead_instances_claim_is_put_back_and_taken_once(env: Env, sshd: Sshd)
     # Put back at start, then taken by the same run's listing.
     assert names(sshd.served / "in" / "processed") == ["1.json", "2.json"]
     assert names(sshd.served / "in" / ".tracos-claims") == []
+
+
+def test_three_instances_recovering_the_same_dead_claims_take_each_file_once(
+    env: Env, sshd: Sshd
+) -> None:
+    # The first instance to move a file out refreshes the dead folder's time, so the others
+    # see it alive again: whatever the timing, each file is taken once and every one exits 0.
+    for n in range(1, 101):
+        dead_claim(sshd, f"{n}.json", client_record(n))
+    settings = sftp_settings(sshd, CLAIM_STALE_SECONDS="60", BATCH_SIZE="50")
+
+    procs = [env.popen("inbound", **settings) for _ in range(3)]
+    results = [proc.communicate(timeout=120) for proc in procs]
+
+    for proc, (out, err) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, out + err
+    assert names(sshd.served / "in" / "processed") == sorted(f"{n}.json" for n in range(1, 101))
+    assert names(sshd.served / "in" / ".tracos-claims") == []
+    assert env.collection.count_documents({}) == 100
 
 
 def test_an_archive_move_cut_between_link_and_unlink_is_finished_not_repeated(

@@ -119,13 +119,21 @@ class SftpSource:
             path = self._claims_root / folder.name
             if folder.kind != "folder" or path == self._claims or folder.mtime > stale_before:
                 continue
-            for entry in await self._store.scan(path):
+            try:
+                entries = await self._store.scan(path)
+            except FileNotFoundError:
+                continue  # recovered and removed by another instance meanwhile
+            for entry in entries:
                 claimed = Claimed(entry.name, path / entry.name, entry)
-                if await self._archives.already_archived(claimed):
-                    await self._store.unlink(claimed.path)
-                    log.info("sftp.claim_archived_before", file=printable(entry.name))
-                else:
+                try:
+                    if await self._archives.already_archived(claimed):
+                        await self._store.unlink(claimed.path)
+                        log.info("sftp.claim_archived_before", file=printable(entry.name))
+                        continue
                     back = await self._archives.put_back(claimed)
+                except FileNotFoundError:
+                    continue  # another instance recovering the same claims moved it first
+                else:
                     log.warning(
                         "sftp.claim_recovered",
                         file=printable(entry.name),
