@@ -5,6 +5,7 @@ account may not read, a changed host key, and the server killed mid-run."""
 from __future__ import annotations
 
 import threading
+import time
 
 from tests.builders import client_record, read_json, tracos_doc
 from tests.conftest import Env
@@ -253,3 +254,22 @@ def test_a_dry_run_reads_the_server_and_changes_nothing(env: Env, sshd: Sshd) ->
     assert not (sshd.served / "out").exists()
     assert env.collection.count_documents({"number": 1}) == 0
     assert env.collection.count_documents({"isSynced": False}) == 1
+
+
+def test_check_reports_each_folder_and_an_unreachable_server_at_once(env: Env, sshd: Sshd) -> None:
+    client_file(sshd, "1.json", client_record(1))
+    settings = sftp_settings(sshd, SFTP_RETRY_SECONDS="60")
+
+    ok = env.cli("check", **settings)
+    assert ok.code == 0, ok.output
+    lines = ok.output.splitlines()
+    for label in ("inbound folder", "processed folder", "outbound folder", "sftp extensions"):
+        assert any(line.startswith("ok") and label in line for line in lines), ok.output
+    assert names(sshd.served / "in") == ["1.json"]  # the probes are gone, the file untouched
+
+    sshd.stop()
+    start = time.monotonic()
+    down = env.cli("check", **settings)
+    assert down.code == 1, down.output
+    assert time.monotonic() - start < 30  # not the 60 s a run would wait
+    assert any(s.startswith("FAIL") and "sftp server" in s for s in down.output.splitlines())

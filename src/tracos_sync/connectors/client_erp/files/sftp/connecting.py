@@ -4,6 +4,9 @@ settings give, and nothing else (no agent, no ~/.ssh/config)."""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
+
 import asyncssh
 
 from ..store import StoreRefused
@@ -16,9 +19,27 @@ CONNECT_TIMEOUT_SECONDS = 15.0
 KEEPALIVE_SECONDS = 15.0
 
 
-async def connect(
-    server: Server, c: Credentials
-) -> tuple[asyncssh.SSHClientConnection, asyncssh.SFTPClient]:
+@dataclass(frozen=True, slots=True)
+class Session:
+    """One connection, its SFTP session, and an event set once the connection is gone."""
+
+    conn: asyncssh.SSHClientConnection
+    sftp: asyncssh.SFTPClient
+    lost: asyncio.Event
+
+
+class _Watched(asyncssh.SSHClient):
+    """Tells when the connection closes: asyncssh leaves a request sent on a session that was
+    already cleaned up waiting for ever, so every operation also waits on this."""
+
+    def __init__(self) -> None:
+        self.lost = asyncio.Event()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set()
+
+
+async def connect(server: Server, c: Credentials) -> Session:
     """One SSH connection and its SFTP session, the host key checked first."""
     trusting = c.trust_unknown_host and not knows(c.known_hosts, server)
     if not trusting and not c.known_hosts.is_file():
@@ -39,7 +60,10 @@ async def connect(
         keepalive_interval=KEEPALIVE_SECONDS,
     )
     try:
-        conn = await asyncssh.connect(server.host, server.port, options=options)
+        watched = _Watched()
+        conn, _ = await asyncssh.create_connection(
+            lambda: watched, server.host, server.port, options=options
+        )
     except asyncssh.HostKeyNotVerifiable as exc:
         if knows(c.known_hosts, server):
             raise StoreRefused(
@@ -66,4 +90,4 @@ async def connect(
     except BaseException:
         conn.close()
         raise
-    return conn, sftp
+    return Session(conn, sftp, watched.lost)

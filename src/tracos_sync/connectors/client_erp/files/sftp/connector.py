@@ -28,16 +28,16 @@ class SftpConnector:
         self.settings = settings
         self.mapping = mapping
         self._locations = settings.locations()
+        self._server = self._locations["DATA_INBOUND_DIR"].server
+        self._credentials = Credentials(
+            known_hosts=settings.sftp_known_hosts.expanduser(),
+            key_file=settings.sftp_key_file,
+            key_passphrase=_revealed(settings.sftp_key_passphrase),
+            password=_revealed(settings.sftp_password),
+            trust_unknown_host=settings.sftp_trust_unknown_host_key,
+        )
         self._store = SftpStore(
-            self._locations["DATA_INBOUND_DIR"].server,
-            Credentials(
-                known_hosts=settings.sftp_known_hosts.expanduser(),
-                key_file=settings.sftp_key_file,
-                key_passphrase=_revealed(settings.sftp_key_passphrase),
-                password=_revealed(settings.sftp_password),
-                trust_unknown_host=settings.sftp_trust_unknown_host_key,
-            ),
-            retry_seconds=settings.sftp_retry_seconds,
+            self._server, self._credentials, retry_seconds=settings.sftp_retry_seconds
         )
         self._users = 0
 
@@ -70,9 +70,12 @@ class SftpConnector:
     async def health(self, context: ConnectorContext) -> list[HealthCheck]:
         """The connection (the host key verified), each folder's permissions (listed, a probe
         file created and removed), and the extensions the guarantees rest on."""
-        server = self._store.describe()
+        # Its own connection, tried once: a check answers at once, it does not wait out an
+        # outage as a run does.
+        store = SftpStore(self._server, self._credentials, retry_seconds=0)
+        server = store.describe()
         try:
-            await self._store.connect()
+            await store.connect()
         except (StoreRefused, OSError) as exc:
             return [HealthCheck("sftp server", False, str(exc))]
         checks = [
@@ -85,12 +88,12 @@ class SftpConnector:
         try:
             usable = []
             for name, location in self._locations.items():
-                check = await self._folder_check(name, location.path)
+                check = await _folder_check(store, name, location.path)
                 checks.append(check)
                 if check.ok and "readable and writable" in check.detail:
                     usable.append(location.path)
             if usable:  # the extensions tried where a probe file may be made
-                missing = await self._store.missing_extensions(usable[-1])
+                missing = await store.missing_extensions(usable[-1])
                 checks.append(
                     HealthCheck(
                         "sftp extensions",
@@ -103,25 +106,26 @@ class SftpConnector:
         except OSError as exc:
             checks.append(HealthCheck("sftp folders", False, str(exc)))
         finally:
-            await self._store.close()
+            await store.close()
         return checks
 
-    async def _folder_check(self, name: str, path: PurePosixPath) -> HealthCheck:
-        label = name.removeprefix("DATA_").removesuffix("_DIR").lower() + " folder"
-        try:
-            entries = await self._store.scan(path)
-        except FileNotFoundError:
-            return HealthCheck(label, True, f"{path} does not exist yet; it will be created")
-        except OSError as exc:
-            return HealthCheck(label, False, f"{path} cannot be listed: {exc}")
-        probe = path / ".tracos-check.probe"
-        try:
-            await self._store.create_exclusive(probe, b"")
-        except OSError as exc:
-            return HealthCheck(label, False, f"{path} cannot be written: {exc}")
-        with contextlib.suppress(OSError):
-            await self._store.unlink(probe)
-        return HealthCheck(label, True, f"{path} is readable and writable ({len(entries)} entries)")
+
+async def _folder_check(store: SftpStore, name: str, path: PurePosixPath) -> HealthCheck:
+    label = name.removeprefix("DATA_").removesuffix("_DIR").lower() + " folder"
+    try:
+        entries = await store.scan(path)
+    except FileNotFoundError:
+        return HealthCheck(label, True, f"{path} does not exist yet; it will be created")
+    except OSError as exc:
+        return HealthCheck(label, False, f"{path} cannot be listed: {exc}")
+    probe = path / ".tracos-check.probe"
+    try:
+        await store.create_exclusive(probe, b"")
+    except OSError as exc:
+        return HealthCheck(label, False, f"{path} cannot be written: {exc}")
+    with contextlib.suppress(OSError):
+        await store.unlink(probe)
+    return HealthCheck(label, True, f"{path} is readable and writable ({len(entries)} entries)")
 
 
 def _revealed(secret: SecretStr | None) -> str | None:

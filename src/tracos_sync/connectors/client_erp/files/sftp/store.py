@@ -26,7 +26,7 @@ import structlog
 
 from ..store import Entry, StoreUnavailable
 from .answers import FSYNC, POSIX_RENAME, entry_of, kind_of, os_error, temp_name
-from .connecting import connect
+from .connecting import Session, connect
 from .location import Server
 from .trust import Credentials
 
@@ -55,8 +55,7 @@ class SftpStore:
         self._server = server
         self._credentials = credentials
         self._retry_seconds = retry_seconds
-        self._conn: asyncssh.SSHClientConnection | None = None
-        self._sftp: asyncssh.SFTPClient | None = None
+        self._current: Session | None = None
         self._connecting = asyncio.Lock()
         self.connections = 0  # opened so far (a reconnect counts)
         self._said_no_fsync = False  # set once a write found the server without fsync@openssh.com
@@ -64,17 +63,19 @@ class SftpStore:
     def describe(self) -> str:
         return str(self._server)
 
-    async def _client(self) -> asyncssh.SFTPClient:
+    async def _session(self) -> Session:
         async with self._connecting:
-            if self._sftp is None:
-                self._conn, self._sftp = await connect(self._server, self._credentials)
+            if self._current is None:
+                self._current = await connect(self._server, self._credentials)
                 self.connections += 1
-            return self._sftp
+            return self._current
 
-    def _drop(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-        self._conn = self._sftp = None
+    def _drop(self, session: Session | None) -> None:
+        """Close ``session`` if it is still the current one (a newer one, opened by another
+        operation meanwhile, is left alone)."""
+        if session is not None and session is self._current:
+            session.conn.close()
+            self._current = None
 
     async def _call(
         self, path: PurePosixPath, operation: Callable[[asyncssh.SFTPClient, bool], Awaitable[T]]
@@ -85,8 +86,10 @@ class SftpStore:
         delay = 0.1
         retried = False
         while True:
+            session = None
             try:
-                return await operation(await self._client(), retried)
+                session = await self._session()
+                return await _unless_lost(operation(session.sftp, retried), session.lost)
             except asyncssh.SFTPError as exc:
                 if isinstance(exc, _TRANSIENT):
                     last: BaseException = exc
@@ -94,7 +97,7 @@ class SftpStore:
                     raise os_error(exc, path) from exc
             except _TRANSIENT as exc:
                 last = exc
-            self._drop()
+            self._drop(session)
             if time.monotonic() + delay > deadline:
                 raise StoreUnavailable(
                     errno.EHOSTUNREACH,
@@ -132,10 +135,15 @@ class SftpStore:
 
     async def read(self, path: PurePosixPath, max_bytes: int) -> bytes:
         async def read(sftp: asyncssh.SFTPClient, _: bool) -> bytes:
-            if kind_of((await sftp.lstat(str(path))).permissions) != "file":
+            attrs = await sftp.lstat(str(path))
+            if kind_of(attrs.permissions) != "file":
                 raise OSError(errno.ELOOP, "not a regular file (links are not followed)", path)
+            # As many bytes as it holds, and one more to see it grew: asyncssh splits a large
+            # read into parallel requests, and one as large as the cap would send a hundred
+            # for a small file.
+            want = min(attrs.size or 0, max_bytes) + 1
             async with sftp.open(str(path), "rb") as remote:
-                data = await remote.read(max_bytes + 1)
+                data = await remote.read(want)
             assert isinstance(data, bytes)  # opened in binary mode
             return data
 
@@ -288,11 +296,11 @@ class SftpStore:
         return missing
 
     async def close(self) -> None:
-        conn = self._conn
-        self._drop()
-        if conn is not None:
+        session = self._current
+        self._drop(session)
+        if session is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.wait_closed(), 5)
+                await asyncio.wait_for(session.conn.wait_closed(), 5)
 
 
 async def _holds(sftp: asyncssh.SFTPClient, path: PurePosixPath, data: bytes) -> bool:
@@ -300,3 +308,21 @@ async def _holds(sftp: asyncssh.SFTPClient, path: PurePosixPath, data: bytes) ->
     async with sftp.open(str(path), "rb") as remote:
         held = await remote.read(len(data) + 1)
     return isinstance(held, bytes) and held == data
+
+
+async def _unless_lost(work: Awaitable[T], lost: asyncio.Event) -> T:
+    """``work``'s result, or ``ConnectionLost`` as soon as the connection is gone (``work``
+    cancelled): a request asyncssh sent on a closing session would otherwise never be answered."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(lost.wait())
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+    if task in done:
+        return task.result()
+    with contextlib.suppress(BaseException):
+        await task  # its cancellation, finished
+    raise asyncssh.ConnectionLost("the connection closed during an operation")
