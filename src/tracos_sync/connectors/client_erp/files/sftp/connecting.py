@@ -86,7 +86,11 @@ async def connect(server: Server, c: Credentials) -> Session:
     if trusting:
         remember(c.known_hosts, server, conn)
     try:
-        sftp = await conn.start_sftp_client(path_errors="surrogateescape")
+        # Bounded as the connection is: a server that dies while the session starts must not
+        # leave it waiting.
+        sftp = await asyncio.wait_for(
+            conn.start_sftp_client(path_errors="surrogateescape"), CONNECT_TIMEOUT_SECONDS
+        )
     except BaseException:
         conn.close()
         raise
