@@ -273,3 +273,17 @@ def test_check_reports_each_folder_and_an_unreachable_server_at_once(env: Env, s
     assert down.code == 1, down.output
     assert time.monotonic() - start < 30  # not the 60 s a run would wait
     assert any(s.startswith("FAIL") and "sftp server" in s for s in down.output.splitlines())
+
+
+def test_a_large_file_is_read_whole_beside_small_ones(env: Env, sshd: Sshd) -> None:
+    big = [client_record(n, summary="x" * 2000) for n in range(1, 2501)]  # about 5 MiB
+    client_file(sshd, "big.json", big)
+    for n in range(3001, 3021):
+        client_file(sshd, f"{n}.json", client_record(n))
+
+    result = env.cli("inbound", **sftp_settings(sshd))
+
+    assert result.code == 0, result.output
+    assert (sshd.served / "in" / "processed" / "big.json").stat().st_size > 4 * 1024 * 1024
+    assert len(names(sshd.served / "in" / "processed")) == 21
+    assert env.collection.count_documents({}) == 2520

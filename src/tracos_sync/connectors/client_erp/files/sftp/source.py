@@ -41,6 +41,8 @@ log = structlog.get_logger("tracos_sync.files.sftp")
 
 CLAIMS = ".tracos-claims"
 IGNORED_SUFFIXES = (".tmp", ".part")
+# Files larger than this are read one at a time (each is held whole until decoded).
+LARGE_FILE_BYTES = 4 * 1024 * 1024
 
 
 def instance_name() -> str:
@@ -84,6 +86,7 @@ class SftpSource:
         self._dry_run = dry_run
         self._parallel = asyncio.Semaphore(settings.sftp_parallel_files)
         self._now = 0.0  # the server's clock, read from our claim folder's time
+        self._large = asyncio.Lock()
 
     async def prepare(self) -> None:
         if self._dry_run:
@@ -207,7 +210,10 @@ class SftpSource:
             too_big = Problem("$", f"file is larger than MAX_FILE_BYTES={limit}; not read")
             return InboundUnit(entry.name, [], [too_big], rejected_records=1, handle=claimed)
         try:
-            raw = await self._store.read(claimed.path, limit)
+            # Small files a window at a time; a large one alone: memory stays near one large
+            # file, not a window of them.
+            async with self._large if entry.size > LARGE_FILE_BYTES else contextlib.nullcontext():
+                raw = await self._store.read(claimed.path, limit)
             after = await self._store.stat(claimed.path)
         except StoreUnavailable as exc:
             raise DestinationUnwritable(str(exc)) from exc
