@@ -74,7 +74,9 @@ def test_a_changed_host_key_is_refused_in_one_clear_line(env: Env, sshd: Sshd) -
 
     assert result.code == 1, result.output
     said = [line for line in result.output.splitlines() if "host key is not the one" in line]
-    assert said, result.output
+    assert len(said) == 2, result.output  # inbound's and outbound's, each one line
+    assert all("run.failed" in line for line in said), result.output
+    assert "run.crashed" not in result.output
     assert "Traceback" not in result.output
     assert names(sshd.served / "in") == ["1.json"]  # nothing touched
     assert env.collection.count_documents({}) == 0

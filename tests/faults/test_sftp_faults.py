@@ -149,6 +149,8 @@ def test_the_server_killed_again_and_again_loses_nothing_and_takes_nothing_twice
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, out + err
     assert kills == 4, "the run ended before every kill landed"
+    assert "Traceback" not in err, err  # each drop said in one line, at most
+    assert "never retrieved" not in err, err
 
     again = env.cli("run", **(settings | {"CLAIM_STALE_SECONDS": "1"}))
     assert again.code == 0, again.output

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Literal, Protocol
 
+from tracos_sync.domain.errors import DestinationUnwritable
+
 Kind = Literal["file", "folder", "link", "other"]
 
 
@@ -33,9 +35,10 @@ class StoreUnavailable(OSError):
     """The store could not be reached, or kept dropping, for the whole retry budget."""
 
 
-class StoreRefused(Exception):
+class StoreRefused(DestinationUnwritable):
     """The store must not be used: its host key is not the known one, our credentials were
-    refused, or it lacks an operation the guarantees rest on."""
+    refused, or it lacks an operation the guarantees rest on. Fatal to the direction (exit 1),
+    never retried."""
 
 
 class FileStore(Protocol):

@@ -33,6 +33,8 @@ from .trust import Credentials
 log = structlog.get_logger("tracos_sync.files.sftp")
 
 T = TypeVar("T")
+# How long an operation whose connection was lost may take to fail by itself.
+LOST_GRACE_SECONDS = 2.0
 # Dropped connections and servers that cannot be reached: tried again within the budget.
 _TRANSIENT = (
     asyncssh.SFTPConnectionLost,
@@ -311,17 +313,21 @@ async def _holds(sftp: asyncssh.SFTPClient, path: PurePosixPath, data: bytes) ->
 
 
 async def _unless_lost(work: Awaitable[T], lost: asyncio.Event) -> T:
-    """``work``'s result, or ``ConnectionLost`` as soon as the connection is gone (``work``
-    cancelled): a request asyncssh sent on a closing session would otherwise never be answered."""
+    """``work``'s result, or its own error, however the connection ends: asyncssh fails the
+    requests of a lost connection itself, so ``work`` is given a moment to end that way (its
+    sub-tasks then end cleanly too); one still waiting after it, on a request asyncssh will
+    never answer, is cancelled and counts as a lost connection."""
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(lost.wait())
     try:
-        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            await asyncio.wait({task}, timeout=LOST_GRACE_SECONDS)
     finally:
         watcher.cancel()
         if not task.done():
             task.cancel()
-    if task in done:
+    if task.done() and not task.cancelled():
         return task.result()
     with contextlib.suppress(BaseException):
         await task  # its cancellation, finished
