@@ -16,8 +16,14 @@ export SECANTUSD_BIN ?= $(abspath $(SECANTUSD))
 CAP := $(TOOLS)/cap
 # Where `make cap-erp` serves (CAP's own default port).
 CAP_PORT ?= 4004
+# Debian's OpenSSH server for the SFTP transport's tests: the packages unpacked (dpkg -x) into
+# .tools/ssh, nothing installed system-wide and nothing started; the tests run it themselves
+# (tests/support/sshd.py). libwrap0 is the one library sshd links that a slim image lacks; its
+# sftp subsystem is the server's own internal-sftp (see tests/support/sshd.py for why).
+SSH_PACKAGES := openssh-server libwrap0
+SSHD := $(TOOLS)/ssh/usr/sbin/sshd
 
-.PHONY: help install tools tools-cap run seed test faults chaos lint format clean clean-data lock bench bench-memory bench-latency bench-integrations bench-http demo-http cap-erp docs docs-serve docs-tables
+.PHONY: help install tools tools-cap tools-ssh run seed test faults chaos lint format clean clean-data lock bench bench-memory bench-latency bench-integrations bench-http bench-sftp demo-http cap-erp docs docs-serve docs-tables
 
 help:
 	@echo "make run           one full sync; on the embedded local server (no MONGO_URI in the environment"
@@ -40,10 +46,12 @@ help:
 	@echo "make bench-integrations  ten small integrations in one run against one holding all their work"
 	@echo "make bench-http    the api connector against SAP's CAP server, 5,000 orders read and written, against a bare"
 	@echo "                   httpx loop sending the same requests (fails over 1.3x)"
+	@echo "make bench-sftp    2,000 files in and out over SFTP (a local sshd) against local folders (N=2000)"
 	@echo "make bench-latency file -> TracOS and TracOS -> file latency while watch runs (RATES=50,400 DURATION=30)"
 	@echo "make install       the project's environment (.venv, from poetry.lock)"
 	@echo "make tools         the embedded server's own environment (.tools/secantusdb)"
 	@echo "make tools-cap     SAP's CAP OData server and its Node 22, for the tests (.tools/cap)"
+	@echo "make tools-ssh     Debian's OpenSSH server, unpacked for the SFTP tests (.tools/ssh)"
 	@echo "make lock          update poetry.lock from pyproject.toml"
 	@echo "make clean         remove environments and caches (keeps data/ and .data/)"
 	@echo "make clean-data    remove data/ (client files, archives, exports) and .data/ (embedded database)"
@@ -76,6 +84,24 @@ tools-cap:
 		&& cp tools/cap-erp/package.json tools/cap-erp/package-lock.json $$new/ \
 		&& (cd $$new && npm ci --no-audit --no-fund --loglevel=error) \
 		&& rm -rf $(CAP) && mv -T $$new $(CAP) || { rm -rf $$new; exit 1; }; }
+
+# apt-get download needs no root, but the package lists: a fresh image has none, and then one
+# `apt-get update` (as root) fetches them. Unpacked into a new folder that takes the place of the
+# old one only when complete, and only when sshd finds every library it links (ldd): the rest
+# (libpam, libaudit, libsystemd, libselinux, libgssapi-krb5, libcrypto) is in Debian 12's base.
+tools-ssh: $(SSHD)
+
+$(SSHD):
+	@new=$(TOOLS)/ssh.new.$$$$; rm -rf $$new && mkdir -p $$new/debs \
+	&& (cd $$new/debs && { apt-get download $(SSH_PACKAGES) 2>/dev/null \
+		|| { apt-get update -qq && apt-get download $(SSH_PACKAGES); }; }) \
+	&& for deb in $$new/debs/*.deb; do dpkg -x $$deb $$new || exit 1; done \
+	&& missing=$$(LD_LIBRARY_PATH=$$(echo $$new/usr/lib/*-linux-gnu | tr ' ' :) \
+		ldd $$new/usr/sbin/sshd | grep 'not found') \
+		; { [ -z "$$missing" ] || { echo "sshd needs libraries this machine lacks:" \
+		"$$missing (add their packages to SSH_PACKAGES)" >&2; false; }; } \
+	&& rm -rf $$new/debs && rm -rf $(TOOLS)/ssh && mv -T $$new $(TOOLS)/ssh \
+	|| { rm -rf $$new; exit 1; }
 
 lock: | $(TOOLS)/poetry/.installed
 	$(POETRY) lock
@@ -123,7 +149,7 @@ FORCED = $(filter-out 0,$(FORCE))
 # Two test processes (pytest-xdist): most tests wait on a server or a subprocess, so two keep
 # both cores busy and halve the time on this 2-core machine (TEST_WORKERS=0: one process).
 TEST_WORKERS ?= 2
-test: install tools tools-cap docs
+test: install tools tools-cap tools-ssh docs
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --durations=15
 
 # The site (mkdocs.yml, docs/): its reference tables are generated from this checkout's code.
@@ -162,6 +188,10 @@ bench-integrations: install tools
 # BENCH_HTTP_ORDERS=500 checks that it runs, in a fraction of the time.
 bench-http: install tools-cap
 	BENCH_HTTP=1 $(VENV)/bin/pytest -p no:cacheprovider -q -s -n 0 tests/e2e/test_api_reader_cap.py tests/e2e/test_api_writer_cap.py -k timed_against
+
+# The SFTP transport against local folders, each direction (fails over 3x).
+bench-sftp: install tools tools-ssh
+	$(VENV)/bin/python bench/sftp.py --n $${N:-2000}
 
 bench-latency: install tools
 	$(VENV)/bin/python bench/latency.py --rates $${RATES:-50,400} --duration $${DURATION:-30} --edit-rate $${EDIT_RATE:-50}

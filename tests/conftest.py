@@ -16,6 +16,7 @@ from pymongo.collection import Collection
 from tests.server import Server
 from tests.support.cap import CapServer, running_cap_server
 from tests.support.environ import cli_environ
+from tests.support.sshd import Sshd, running_sshd
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +44,14 @@ def cap(cap_server: CapServer) -> CapServer:
 def own_cap() -> Iterator[CapServer]:
     """A CAP server of the test's own, to kill and restart (slower to start than ``cap``)."""
     with running_cap_server() as server:
+        yield server
+
+
+@pytest.fixture
+def sshd() -> Iterator[Sshd]:
+    """Debian's OpenSSH server (tests/support/sshd.py) of this test alone: its own port, host
+    key, authorized key and served folder; a test may kill it, restart it or change its key."""
+    with running_sshd() as server:
         yield server
 
 

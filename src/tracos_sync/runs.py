@@ -11,9 +11,11 @@ from datetime import UTC, datetime
 import structlog
 
 from tracos_sync.app import Database, Integration, Runtime, open_database
+from tracos_sync.domain.fence import Fence
 from tracos_sync.failures import describe_error
 from tracos_sync.outcomes import RunOutcome, outcomes_for, publish
 from tracos_sync.pipeline import Stopwatch
+from tracos_sync.run_leases import run_leases
 from tracos_sync.syncer import Command, RunOptions, Syncer, open_syncer
 
 __all__ = [
@@ -41,20 +43,36 @@ async def run_once(
     given, one per integration in order, hold what was done by then)."""
     into = outcomes if outcomes is not None else outcomes_for(runtime, command, options.dry_run)
 
-    async def one(database: Database, integration: Integration, outcome: RunOutcome) -> None:
+    async def one(
+        database: Database,
+        integration: Integration,
+        outcome: RunOutcome,
+        fences: dict[str, Fence] | None,
+    ) -> None:
         if runtime.named:  # this task's own context: its log lines only
             structlog.contextvars.bind_contextvars(integration=integration.name)
+        fence = None
+        if fences is not None:  # LEASES: only what no replica serves
+            fence = fences.get(integration.name)
+            if fence is None:
+                outcome.completed = True
+                return
         hooks = named_progress(options, integration.name) if runtime.named else options
-        async with open_syncer(runtime, database, integration, command, hooks) as syncer:
+        async with open_syncer(
+            runtime, database, integration, command, hooks, fence=fence
+        ) as syncer:
             outcome.durations = syncer.durations
             await syncer.cycle(outcome.stats)
         outcome.completed = not (options.stop is not None and options.stop())
 
     async def work() -> None:
-        async with open_database(runtime, options.dry_run) as database:
+        async with (
+            open_database(runtime, options.dry_run) as database,
+            run_leases(runtime, database, options.dry_run) as fences,
+        ):
             await asyncio.gather(
                 *(
-                    _recorded(outcome, one(database, integration, outcome))
+                    _recorded(outcome, one(database, integration, outcome, fences))
                     for integration, outcome in zip(runtime.integrations, into, strict=True)
                 )
             )

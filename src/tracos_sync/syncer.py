@@ -13,6 +13,7 @@ from typing import Any, Literal
 import structlog
 
 from tracos_sync.app import Database, Integration, Runtime
+from tracos_sync.domain.fence import Fence
 from tracos_sync.domain.ports import (
     ClientSink,
     ClientSource,
@@ -147,8 +148,12 @@ async def open_syncer(
     integration: Integration,
     command: Command,
     options: RunOptions,
+    *,
+    fence: Fence | None = None,
 ) -> AsyncIterator[Syncer]:
-    stores = database.stores(integration)
+    """``fence``: the lease this replica holds on ``integration`` (watch mode with LEASES);
+    every write on its behalf is conditional on it."""
+    stores = database.stores(integration, fence)
     batch_size = runtime.settings.batch_size
     syncer = Syncer(
         integration,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -27,6 +28,7 @@ import structlog
 
 from tracos_sync.app import Database, Integration, Runtime, open_database
 from tracos_sync.domain.errors import ConfigurationError, DatabaseUnavailable, DestinationUnwritable
+from tracos_sync.domain.fence import Fence, LeaseLost
 from tracos_sync.domain.ports import SupportsBacklog, SupportsCertificates, SupportsInputEvents
 from tracos_sync.failures import describe_error
 from tracos_sync.outcomes import RunOutcome, publish
@@ -35,6 +37,7 @@ from tracos_sync.stopping import Abandoned, stop_on_signals, until_stopped
 from tracos_sync.syncer import RunOptions, Syncer, open_syncer
 from tracos_sync.watch_backoff import ClientBackoff
 from tracos_sync.watch_events import InputWaker
+from tracos_sync.watch_leases import serve_leased
 from tracos_sync.watch_metrics import IntegrationMetrics, Metrics
 
 log = structlog.get_logger("tracos_sync.watch")
@@ -76,6 +79,8 @@ class _Health:
     def failed(self, exc: BaseException, *, counted: bool = True) -> None:
         """Classified by what failed, not by where: a full disk is not a database outage.
         ``counted`` False: another failure of a sweep already counted (its other direction)."""
+        if isinstance(exc, LeaseLost):
+            return  # the lease keeper says so, once (``lease.lost``)
         error = describe_error(exc)
         if self._metrics is not None and counted:
             self._metrics.cycle_failures.inc()
@@ -115,6 +120,24 @@ async def watch(runtime: Runtime, options: RunOptions) -> None:
 
             async def serve_all() -> None:
                 async with open_database(runtime, log_retries=False) as database:
+                    if settings.leases:
+
+                        async def serve(
+                            integration: Integration, own_stop: asyncio.Event, fence: Fence
+                        ) -> None:
+                            await _watch_integration(
+                                runtime,
+                                database,
+                                integration,
+                                options=dataclasses.replace(options, stop=own_stop.is_set),
+                                stop=own_stop,
+                                metrics=metrics,
+                                reports=reports,
+                                fence=fence,
+                            )
+
+                        await serve_leased(runtime, database, serve, stop, metrics)
+                        return
                     await _all(
                         _watch_integration(
                             runtime,
@@ -168,7 +191,10 @@ async def _watch_integration(
     stop: asyncio.Event,
     metrics: Metrics | None,
     reports: Reports,
+    fence: Fence | None = None,
 ) -> None:
+    """``fence``: the lease this replica holds on ``integration`` (LEASES): its loop ends when
+    a write finds the lease lost."""
     if runtime.named:  # this task's own context: its log lines only
         structlog.contextvars.bind_contextvars(integration=integration.name)
     settings = runtime.settings
@@ -188,7 +214,9 @@ async def _watch_integration(
     serving = Serving(runtime, stop, health, own_metrics, reports, waker, backoff)
 
     async def serve() -> None:
-        async with open_syncer(runtime, database, integration, "watch", options) as syncer:
+        async with open_syncer(
+            runtime, database, integration, "watch", options, fence=fence
+        ) as syncer:
             syncer.other_failure = lambda _, exc: health.failed(exc, counted=False)
             await _serve(syncer, serving)
 
@@ -207,6 +235,8 @@ async def _until_stopped(
             if stop.is_set():
                 return
             raise
+        except LeaseLost:
+            return  # this integration's work ends here; the lease keeper says so
         except Exception as exc:
             health.failed(exc)
             await _sleep(stop, interval)
@@ -241,6 +271,8 @@ async def _serve(syncer: Syncer, serving: Serving) -> None:
             woken = waker is not None and waker.woke()
             wake.clear()
             outcome = await until_stopped(sweep(syncer, "watch", follow=follow), stop)
+            if isinstance(outcome.error, LeaseLost):
+                return  # this integration's work ends here: the lease keeper says so, once
             # A failure alone is logged by _Health, once per change of state.
             publish(
                 runtime,

@@ -96,6 +96,20 @@ class Metrics:
             ["integration"],
             registry=self.registry,
         )
+        # Watch mode with LEASES: what this replica serves, and since when.
+        self.lease_held = Gauge(
+            "tracos_sync_lease_held",
+            "1 while this replica holds the integration's lease (LEASES), 0 once lost or "
+            "given back",
+            ["integration", "replica"],
+            registry=self.registry,
+        )
+        self.lease_since = Gauge(
+            "tracos_sync_lease_since_seconds",
+            "When this replica took the integration's lease (Unix time, MongoDB's clock)",
+            ["integration", "replica"],
+            registry=self.registry,
+        )
         self._server: Any = None
 
     def serve(self, address: str, port: int) -> None:

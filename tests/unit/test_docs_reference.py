@@ -15,6 +15,7 @@ from tests.server import ROOT
 from tracos_sync.app import AppSettings
 from tracos_sync.config import EnvSettings
 from tracos_sync.connectors.client_erp.files import FolderSettings
+from tracos_sync.connectors.client_erp.files.sftp.settings import SftpFolderSettings
 from tracos_sync.connectors.declarative_http.present_settings import HttpSettings
 from tracos_sync.integrations import IntegrationsTable, IntegrationTable, TracosTable
 from tracos_sync.mapping.spec import (
@@ -36,12 +37,17 @@ def row(table: str, key: str) -> str:
 
 
 def test_every_connector_settings_class_is_found_through_the_entry_points() -> None:
-    found = dict(docs_reference.connector_settings())
-    assert found["files"] is FolderSettings
-    assert found["http"] is HttpSettings
+    found: dict[str, list[type]] = {}
+    for name, settings in docs_reference.connector_settings():
+        found.setdefault(name, []).append(settings)
+    # The folder connector has two: folders on this host, and folders on an SFTP server.
+    assert found["files"] == [FolderSettings, SftpFolderSettings]
+    assert found["http"] == [HttpSettings]
 
 
-@pytest.mark.parametrize("settings", [AppSettings, FolderSettings, HttpSettings])
+@pytest.mark.parametrize(
+    "settings", [AppSettings, FolderSettings, SftpFolderSettings, HttpSettings]
+)
 def test_every_settings_field_has_a_description(settings: type[EnvSettings]) -> None:
     undocumented = [name for name, info in settings.model_fields.items() if not info.description]
     assert not undocumented, f"{settings.__name__}: no description for {undocumented}"

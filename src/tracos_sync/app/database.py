@@ -13,13 +13,16 @@ from typing import Any
 import structlog
 from bson.codec_options import DatetimeConversion
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.uri_parser import parse_uri
 
 from tracos_sync.app.first_contact import first_contact
 from tracos_sync.app.integration import Integration
 from tracos_sync.app.runtime import Runtime
 from tracos_sync.config import Settings
+from tracos_sync.domain.fence import Fence
 from tracos_sync.embedded import embedded_server, memory_server
+from tracos_sync.tracos.leases import MongoLeaseStore
 from tracos_sync.tracos.repository import MongoWorkOrderRepository, close_client
 from tracos_sync.tracos.retry import Retrier
 from tracos_sync.tracos.state import MongoConnectorStateStore
@@ -153,8 +156,12 @@ class Database:
     client: AsyncMongoClient[dict[str, Any]]
     retrier: Retrier
     dry_run: bool = False
+    # Where the leases are (database, collection): LEASES.
+    leases_at: tuple[str, str] | None = None
 
-    def stores(self, integration: Integration) -> Stores:
+    def stores(self, integration: Integration, fence: Fence | None = None) -> Stores:
+        """``fence``: the lease this replica holds on ``integration``; every write of its
+        stores is conditional on it. None: no leases in use."""
         repository = MongoWorkOrderRepository(
             self.client,
             integration.database,
@@ -162,6 +169,8 @@ class Database:
             self.retrier,
             dry_run=self.dry_run,
             owns_client=False,
+            fence=fence,
+            leases=self._leases() if fence is not None else None,
         )
         state = MongoConnectorStateStore(
             self.client,
@@ -169,8 +178,22 @@ class Database:
             integration.state_collection,
             integration.dead_letter_collection,
             self.retrier,
+            fence=fence,
+            leases=self._leases() if fence is not None else None,
         )
         return Stores(repository, state)
+
+    def _leases(self) -> AsyncCollection[dict[str, Any]]:
+        assert self.leases_at is not None, "a fence needs the leases"
+        database, collection = self.leases_at
+        return self.client[database][collection]
+
+    def lease_store(self, database: str, collection: str, ttl: float) -> MongoLeaseStore:
+        """The leases of ``collection``. An operation waits an outage out for a sixth of the
+        TTL, an attempt for a third at most: the keeper tries again a third of the TTL later,
+        and a lease is lost at its deadline whatever happens."""
+        retrier = Retrier(ttl / 6, log_retries=False)
+        return MongoLeaseStore(self.client, database, collection, retrier, ttl / 3)
 
 
 @contextlib.asynccontextmanager
@@ -191,6 +214,7 @@ async def open_database(
         client = mongo_client(uri, settings, len(runtime.integrations))
         budget = settings.mongo_retry_seconds if retry_seconds is None else retry_seconds
         try:
-            yield Database(client, Retrier(budget, log_retries=log_retries), dry_run)
+            leases_at = (settings.mongo_database, settings.lease_collection)
+            yield Database(client, Retrier(budget, log_retries=log_retries), dry_run, leases_at)
         finally:
             await close_client(client)

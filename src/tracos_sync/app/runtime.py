@@ -118,6 +118,8 @@ def load_runtime(
             for entry in read_integrations(settings.integrations_file, env_file)
         ]
         refuse_sharing(settings.integrations_file, integrations)
+    if settings.leases:
+        _refuse_lease_collection(settings, integrations)
     chosen = _only(integrations, only)
     binary = find_server_binary() if settings.mongo_embedded else None
     return Runtime(settings, chosen, settings.integrations_file is not None, binary)
@@ -141,6 +143,23 @@ def _integration(
         tracos.dead_letter_collection or settings.client_dead_letter_collection,
         samples,
     )
+
+
+def _refuse_lease_collection(settings: AppSettings, integrations: list[Integration]) -> None:
+    """The leases get a collection of their own: not one an integration writes."""
+    for integration in integrations:
+        if integration.database != settings.mongo_database:
+            continue
+        for what, collection in (
+            ("its work orders", integration.collection),
+            ("its connector state", integration.state_collection),
+            ("its dead letters", integration.dead_letter_collection),
+        ):
+            if collection == settings.lease_collection:
+                raise ConfigurationError(
+                    f"LEASE_COLLECTION: {collection!r} is where integration "
+                    f"{integration.name!r} keeps {what}; give the leases a collection of their own"
+                )
 
 
 def _only(integrations: list[Integration], names: Sequence[str]) -> list[Integration]:

@@ -45,3 +45,14 @@ class AppSettings(Settings):
     work orders."""
     client_dead_letter_collection: CollectionName = "client_dead_letters"
     """Records a connector refused (the HTTP connector's dead letters), in MONGO_DATABASE."""
+    leases: bool = False
+    """Watch mode: share the integrations among replicas through leases in TracOS's MongoDB (a
+    lease document per integration, in LEASE_COLLECTION): each replica serves only the
+    integrations whose lease it holds, at most its fair share, and takes over those of a replica
+    that died or froze once their lease expires. Off: every instance serves every integration."""
+    lease_seconds: float = Field(15.0, ge=1, le=3600)
+    """How long a lease lasts without renewal (seconds, by MongoDB's clock): it is renewed every
+    third of this, and an integration of a replica that died or froze is taken over within two
+    of these."""
+    lease_collection: CollectionName = "sync_leases"
+    """The leases and the replicas' heartbeats, in MONGO_DATABASE."""

@@ -26,24 +26,41 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
-from tracos_sync.domain.dates import InvalidDate, coerce_instant, format_instant
+from tracos_sync.domain.dates import InvalidDate, coerce_instant
 from tracos_sync.domain.errors import FatalError
+from tracos_sync.domain.fence import Fence
 from tracos_sync.domain.model import WorkOrder
 from tracos_sync.domain.ports import ApplyResult, RefusedOrder
 
 from .documents import insert_document, storage_problem, update_fields
-from .retry import DUPLICATE_KEY, TRANSIENT_CODES, Retrier
+from .fencing import check, fenced, stamp
+from .lease_inserts import MergeRefused, insert_new
+from .retry import DUPLICATE_KEY, Retrier
+from .upsert_rules import (
+    LOOKUP_CHUNK,
+    MISSING,
+    Item,
+    dated_ahead,
+    future_reason,
+    holds_at_least,
+    rounds,
+    same_instant,
+    server_refusal,
+    write_errors,
+)
 
 log = structlog.get_logger("tracos_sync.mongo")
 
 Doc = dict[str, Any]
-# Keys per $in query: bounded so that a server whose $in is not a hash lookup stays linear.
-LOOKUP_CHUNK = 250
 # Rounds of compare-and-set before a number that keeps changing under us is left to next run.
 MAX_CAS_ROUNDS = 10
 # Failures the driver raises before sending, for one document it cannot encode: the batch is
 # split until the document responsible is found and refused.
 ENCODING_ERRORS = (InvalidDocument, UnicodeEncodeError, OverflowError)
+
+
+# Failures of one document in a batch: the batch is halved until that document is found.
+ONE_DOCUMENT_ERRORS = (*ENCODING_ERRORS, MergeRefused)
 
 
 class Upserts:
@@ -53,30 +70,37 @@ class Upserts:
         durable: AsyncCollection[Doc],
         retrier: Retrier,
         ensure_unique_number: Callable[[], Awaitable[None]],
+        *,
+        fence: Fence | None = None,
+        leases: AsyncCollection[Doc] | None = None,
     ) -> None:
         """``durable``: the collection with the journaled write concern inbound needs.
         ``ensure_unique_number``: checks (and builds if missing) the unique index on number,
-        before a write is tried again after a failure (see ``_apply_contained``)."""
+        before a write is tried again after a failure (see ``_apply_contained``).
+        ``fence``: the lease every write is conditional on (``tracos.fencing``); ``leases``:
+        the collection of its document (journaled), from which new work orders are inserted."""
         self._collection = collection
         self._durable = durable
         self._retrier = retrier
         self._ensure_unique_number = ensure_unique_number
+        self._fence = fence
+        self._leases = leases
 
     async def apply(
         self, orders: Sequence[WorkOrder], synced_at: datetime, not_after: datetime | None = None
     ) -> ApplyResult:
-        ahead = _dated_ahead(orders, not_after)
+        ahead = dated_ahead(orders, not_after)
         result = ApplyResult()
         if ahead:
             result += await self._retrier.call(
                 "read work orders", lambda: self._ahead_of_clock(ahead, not_after)
             )
         skip = {position for position, _ in ahead}
-        for round_ in _rounds(orders, skip):
+        for round_ in rounds(orders, skip):
             result += await self._apply_contained(round_, synced_at)
         return result
 
-    async def _ahead_of_clock(self, items: list[_Item], not_after: datetime | None) -> ApplyResult:
+    async def _ahead_of_clock(self, items: list[Item], not_after: datetime | None) -> ApplyResult:
         """Orders dated beyond ``not_after``: never written. Stale when TracOS already holds that
         version or a newer one (the host's clock stepped back after applying it), otherwise
         refused as dated in the future."""
@@ -84,13 +108,13 @@ class Upserts:
         stale = 0
         refused: list[RefusedOrder] = []
         for position, order in items:
-            if _holds_at_least(current.get(order.number, _MISSING), order.updated_at):
+            if holds_at_least(current.get(order.number, MISSING), order.updated_at):
                 stale += 1
             else:
-                refused.append(RefusedOrder(position, _future_reason(order, not_after)))
+                refused.append(RefusedOrder(position, future_reason(order, not_after)))
         return ApplyResult(stale=stale, refused=tuple(refused))
 
-    async def _apply_contained(self, items: list[_Item], synced_at: datetime) -> ApplyResult:
+    async def _apply_contained(self, items: list[Item], synced_at: datetime) -> ApplyResult:
         """One round, with an order the driver cannot encode found by halving and refused."""
         attempts = 0
 
@@ -106,7 +130,7 @@ class Upserts:
 
         try:
             return await self._retrier.call("write work orders", write)
-        except ENCODING_ERRORS as exc:
+        except ONE_DOCUMENT_ERRORS as exc:
             if len(items) == 1:
                 reason = f"TracOS cannot store it: {type(exc).__name__}: {str(exc)[:200]}"
                 return ApplyResult(refused=(RefusedOrder(items[0][0], reason),))
@@ -114,10 +138,10 @@ class Upserts:
             first = await self._apply_contained(items[:half], synced_at)
             return first + await self._apply_contained(items[half:], synced_at)
 
-    async def _apply_round(self, items: list[_Item], synced_at: datetime) -> ApplyResult:
+    async def _apply_round(self, items: list[Item], synced_at: datetime) -> ApplyResult:
         """Orders with distinct numbers: insert what is new, compare-and-set the rest."""
         refused: list[RefusedOrder] = []
-        storable: list[_Item] = []
+        storable: list[Item] = []
         for position, order in items:
             problem = storage_problem(order)
             if problem is None:
@@ -126,24 +150,34 @@ class Upserts:
                 refused.append(RefusedOrder(position, problem))
         if not storable:
             return ApplyResult(refused=tuple(refused))
-        documents = [insert_document(order, synced_at) for _, order in storable]
+        check(self._fence)
+        documents = [
+            {**insert_document(order, synced_at), **stamp(self._fence)} for _, order in storable
+        ]
+        if self._fence is not None and self._leases is not None:
+            new = await insert_new(
+                self._collection, self._durable, self._leases, self._fence, documents
+            )
+            there = [item for item in storable if item[1].number not in new]
+            result = await self._update_if_newer(there, synced_at)
+            return result + ApplyResult(inserted=len(new), refused=tuple(refused))
         try:
             await self._durable.insert_many(documents, ordered=False)
             return ApplyResult(inserted=len(storable), refused=tuple(refused))
         except BulkWriteError as exc:
-            errors = _write_errors(exc)
+            errors = write_errors(exc)
             inserted = int(exc.details.get("nInserted", 0))
-            existing: list[_Item] = []
+            existing: list[Item] = []
             for err in errors:
                 item = storable[err["index"]]
                 if err.get("code") == DUPLICATE_KEY:
                     existing.append(item)
                 else:
-                    refused.append(RefusedOrder(item[0], _server_refusal(err)))
+                    refused.append(RefusedOrder(item[0], server_refusal(err)))
         result = await self._update_if_newer(existing, synced_at)
         return result + ApplyResult(inserted=inserted, refused=tuple(refused))
 
-    async def _update_if_newer(self, items: list[_Item], synced_at: datetime) -> ApplyResult:
+    async def _update_if_newer(self, items: list[Item], synced_at: datetime) -> ApplyResult:
         waiting = {order.number: (position, order) for position, order in items}
         updated = stale = 0
         refused: list[RefusedOrder] = []
@@ -152,17 +186,11 @@ class Upserts:
                 break
             current = await self._current_versions(list(waiting))
             operations: list[UpdateOne] = []
-            attempted: list[_Item] = []
+            attempted: list[Item] = []
             for number, (position, order) in waiting.items():
                 if number not in current:
                     # Deleted since the insert failed: insert it unless someone else did.
-                    operations.append(
-                        UpdateOne(
-                            {"number": number},
-                            {"$setOnInsert": insert_document(order, synced_at)},
-                            upsert=True,
-                        )
-                    )
+                    operations.append(self._insert_unless_there(order, synced_at))
                     attempted.append((position, order))
                     continue
                 raw = current[number]
@@ -170,17 +198,12 @@ class Upserts:
                     newer = order.updated_at > coerce_instant(raw)
                 except InvalidDate as exc:
                     # Never "older": TracOS's copy cannot be compared, so it is not overwritten.
-                    what = "no updatedAt" if raw is _MISSING else f"an unreadable updatedAt ({exc})"
+                    what = "no updatedAt" if raw is MISSING else f"an unreadable updatedAt ({exc})"
                     reason = f"TracOS work order {number} has {what}; not overwritten"
                     refused.append(RefusedOrder(position, reason))
                     continue
                 if newer:
-                    operations.append(
-                        UpdateOne(
-                            {"number": number, "updatedAt": raw},
-                            {"$set": update_fields(order, synced_at)},
-                        )
-                    )
+                    operations.append(self._update_unless_changed(order, raw, synced_at))
                     attempted.append((position, order))
                 else:
                     stale += 1
@@ -192,9 +215,9 @@ class Upserts:
                 matched = outcome.matched_count + outcome.upserted_count
             except BulkWriteError as exc:
                 # Refused operations are the orders' own fault; the others were applied.
-                failed = {err["index"]: err for err in _write_errors(exc)}
+                failed = {err["index"]: err for err in write_errors(exc)}
                 for index, err in failed.items():
-                    refused.append(RefusedOrder(attempted[index][0], _server_refusal(err)))
+                    refused.append(RefusedOrder(attempted[index][0], server_refusal(err)))
                 attempted = [item for i, item in enumerate(attempted) if i not in failed]
                 matched = int(exc.details.get("nMatched", 0)) + int(exc.details.get("nUpserted", 0))
             if matched == len(attempted):
@@ -203,18 +226,46 @@ class Upserts:
                 break
             # Some conditions missed: a concurrent writer got there first. Those whose stored
             # version is now ours were applied; the others are compared again.
-            after = await self._current_versions([order.number for _, order in attempted])
-            waiting = {}
-            for position, order in attempted:
-                stored = after.get(order.number, _MISSING)
-                if stored is not _MISSING and _same_instant(stored, order.updated_at):
-                    updated += 1
-                else:
-                    waiting[order.number] = (position, order)
+            applied, waiting = await self._after_misses(attempted, current)
+            updated += applied
         if waiting:
             log.warning("inbound.contended", numbers=sorted(waiting)[:10], count=len(waiting))
             raise FatalError(f"{len(waiting)} work orders kept changing while being written")
         return ApplyResult(updated=updated, stale=stale, refused=tuple(refused))
+
+    async def _after_misses(
+        self, attempted: list[Item], compared: dict[int, Any]
+    ) -> tuple[int, dict[int, Item]]:
+        """After a round whose conditions missed: how many of ``attempted`` hold our version
+        now (applied), and the others, to compare again. A version that is still the one the
+        condition was on (``compared``) missed on the fence alone: the lease is lost."""
+        after = await self._current_versions([order.number for _, order in attempted])
+        applied = 0
+        waiting: dict[int, Item] = {}
+        for position, order in attempted:
+            stored = after.get(order.number, MISSING)
+            if stored is not MISSING and same_instant(stored, order.updated_at):
+                applied += 1
+                continue
+            unchanged = stored is not MISSING and stored == compared.get(order.number, MISSING)
+            if self._fence is not None and unchanged:
+                self._fence.lose()
+                self._fence.check()
+            waiting[order.number] = (position, order)
+        return applied, waiting
+
+    def _insert_unless_there(self, order: WorkOrder, synced_at: datetime) -> UpdateOne:
+        check(self._fence)  # an upsert's insert is not fenced by its filter
+        inserted = {**insert_document(order, synced_at), **stamp(self._fence)}
+        return UpdateOne({"number": order.number}, {"$setOnInsert": inserted}, upsert=True)
+
+    def _update_unless_changed(self, order: WorkOrder, raw: Any, synced_at: datetime) -> UpdateOne:
+        """Compare-and-set on the ``updatedAt`` read (``raw``), and on the lease."""
+        check(self._fence)  # a lease lost is said at once, not after rounds of misses
+        return UpdateOne(
+            fenced({"number": order.number, "updatedAt": raw}, self._fence),
+            {"$set": {**update_fields(order, synced_at), **stamp(self._fence)}},
+        )
 
     async def plan(
         self, orders: Sequence[WorkOrder], not_after: datetime | None = None
@@ -225,13 +276,13 @@ class Upserts:
         )
         inserted = updated = stale = 0
         refused: list[RefusedOrder] = []
-        ahead = {position for position, _ in _dated_ahead(orders, not_after)}
+        ahead = {position for position, _ in dated_ahead(orders, not_after)}
         for position, order in enumerate(orders):
             if position in ahead:
-                if _holds_at_least(current.get(order.number, _MISSING), order.updated_at):
+                if holds_at_least(current.get(order.number, MISSING), order.updated_at):
                     stale += 1
                 else:
-                    refused.append(RefusedOrder(position, _future_reason(order, not_after)))
+                    refused.append(RefusedOrder(position, future_reason(order, not_after)))
                 continue
             problem = storage_problem(order)
             if problem is not None:
@@ -261,83 +312,7 @@ class Upserts:
                 {"number": {"$in": chunk}}, {"_id": 0, "number": 1, "updatedAt": 1}
             )
             async for doc in cursor:
-                versions[doc["number"]] = doc.get("updatedAt", _MISSING)
+                versions[doc["number"]] = doc.get("updatedAt", MISSING)
         return versions
 
     # -- outbound ------------------------------------------------------------------------------
-
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "<missing>"
-
-
-_MISSING: Any = _Missing()
-
-
-# An order and its position in what ``apply`` was given.
-_Item = tuple[int, WorkOrder]
-
-
-def _dated_ahead(orders: Sequence[WorkOrder], not_after: datetime | None) -> list[_Item]:
-    if not_after is None:
-        return []
-    return [(p, order) for p, order in enumerate(orders) if order.updated_at > not_after]
-
-
-def _holds_at_least(stored: Any, value: datetime) -> bool:
-    """TracOS's stored ``updatedAt`` is ``value`` or later (False when absent or unreadable)."""
-    if stored is _MISSING:
-        return False
-    try:
-        return coerce_instant(stored) >= value
-    except InvalidDate:
-        return False
-
-
-def _future_reason(order: WorkOrder, not_after: datetime | None) -> str:
-    assert not_after is not None
-    return (
-        f"last update {format_instant(order.updated_at)} is in the future (after "
-        f"{format_instant(not_after)}, this host's clock plus CLIENT_CLOCK_SKEW_SECONDS): "
-        "refused until then"
-    )
-
-
-def _rounds(orders: Sequence[WorkOrder], skip: set[int] | None = None) -> list[list[_Item]]:
-    """Split so that no round repeats a number: round k holds each number's k-th occurrence, so
-    applying the rounds in order is the same as applying the orders one by one. ``skip``:
-    positions left out."""
-    rounds: list[list[_Item]] = []
-    seen: dict[int, int] = {}
-    for position, order in enumerate(orders):
-        if skip and position in skip:
-            continue
-        k = seen.get(order.number, 0)
-        seen[order.number] = k + 1
-        if k == len(rounds):
-            rounds.append([])
-        rounds[k].append((position, order))
-    return rounds
-
-
-def _write_errors(exc: BulkWriteError) -> list[dict[str, Any]]:
-    """The per-document errors of a bulk write; re-raised (for the retrier) when the failure is
-    not the documents' own: a write-concern error, or a transient code."""
-    details = exc.details or {}
-    errors: list[dict[str, Any]] = details.get("writeErrors", [])
-    if details.get("writeConcernErrors") or any(e.get("code") in TRANSIENT_CODES for e in errors):
-        raise exc
-    return errors
-
-
-def _server_refusal(err: dict[str, Any]) -> str:
-    message = str(err.get("errmsg", "refused"))[:200]
-    return f"TracOS refused it: {message} (code {err.get('code')})"
-
-
-def _same_instant(stored: Any, value: datetime) -> bool:
-    try:
-        return coerce_instant(stored) == value
-    except InvalidDate:
-        return False

@@ -29,6 +29,7 @@ from .connector import (
     DeadLetter,
     Owned,
 )
+from .leases import Lease, LeaseRecord, LeaseStore
 from .repository import (
     ApplyResult,
     HealthCheck,
@@ -53,6 +54,9 @@ __all__ = [
     "Delivery",
     "HealthCheck",
     "InboundUnit",
+    "Lease",
+    "LeaseRecord",
+    "LeaseStore",
     "Owned",
     "PendingExport",
     "RefusedOrder",

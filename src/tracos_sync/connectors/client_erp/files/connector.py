@@ -25,8 +25,13 @@ from .durable import create_exclusively
 from .events import ready_files
 from .moves import move_no_clobber
 from .settings import FolderSettings
+from .sftp.connector import SftpConnector
+from .sftp.connector import create as create_on_sftp
+from .sftp.settings import SftpFolderSettings, folders_on_sftp
 from .sink import FolderSink
 from .source import FolderSource, waiting_entries, waiting_files
+
+__all__ = ["FolderConnector", "SftpFolderSettings", "create"]
 
 log = structlog.get_logger("tracos_sync.files")
 
@@ -239,8 +244,11 @@ def _folder_check(label: str, folder: Path) -> HealthCheck:
     return HealthCheck(label, False, f"{folder} does not exist and cannot be created")
 
 
-def create(config: ConnectorConfig) -> FolderConnector:
-    """The ``files`` connector factory (entry point ``tracos_sync.connectors:files``)."""
+def create(config: ConnectorConfig) -> FolderConnector | SftpConnector:
+    """The ``files`` connector factory (entry point ``tracos_sync.connectors:files``): folders
+    on this host, or on an SFTP server when they are given as ``sftp://`` URLs."""
+    if folders_on_sftp(config):
+        return create_on_sftp(config)
     settings = connector_settings(FolderSettings, config)
     mapping = resolve_mapping(config)
     return FolderConnector(settings, mapping)

@@ -17,7 +17,25 @@ ARCHIVES_IN_INBOUND = (
 )
 
 
-class FolderSettings(EnvSettings):
+class FileRules(EnvSettings):
+    """What every folder transport (local or SFTP) reads its files by."""
+
+    client_timezone: TimeZoneName = "UTC"
+    """IANA zone in which naive client timestamps are read."""
+    max_file_bytes: int = Field(64 * 1024 * 1024, ge=1)
+    """Larger inbound files are rejected without being read (default 64 MiB)."""
+    inbound_min_age_seconds: float = Field(0.0, ge=0, le=7 * 86_400)
+    """Files younger than this are left for the next run (a writer may still be writing them)."""
+    claim_stale_seconds: float = Field(3600.0, ge=1, le=30 * 86_400)
+    """A claim folder of another host untouched this long is taken back (at least a second: a
+    claim's liveness is refreshed every quarter of it)."""
+    inbound_settle_seconds: float = Field(2.0, ge=0, le=86_400)
+    """A file that does not parse and changed this recently (or is dated ahead of this host) may
+    still be being written: it is read in place and left for later, not rejected; a large array is
+    taken only once unchanged this long."""
+
+
+class FolderSettings(FileRules):
     """Settings of the JSON-folder transport."""
 
     data_inbound_dir: Path = Path("data/inbound")
@@ -32,19 +50,6 @@ class FolderSettings(EnvSettings):
     data_rejected_dir: Path | None = None
     """Quarantine, each file beside its `<name>.error.json` (relative to the working directory).
     Unset: `<inbound>/rejected`, created quietly."""
-    client_timezone: TimeZoneName = "UTC"
-    """IANA zone in which naive client timestamps are read."""
-    max_file_bytes: int = Field(64 * 1024 * 1024, ge=1)
-    """Larger inbound files are rejected without being read (default 64 MiB)."""
-    inbound_min_age_seconds: float = Field(0.0, ge=0, le=7 * 86_400)
-    """Files younger than this are left for the next run (a writer may still be writing them)."""
-    claim_stale_seconds: float = Field(3600.0, ge=1, le=30 * 86_400)
-    """A claim folder of another host untouched this long is taken back (at least a second: a
-    claim's liveness is refreshed every quarter of it)."""
-    inbound_settle_seconds: float = Field(2.0, ge=0, le=86_400)
-    """A file that does not parse and changed this recently (or is dated ahead of this host) may
-    still be being written: it is read in place and left for later, not rejected; a large array is
-    taken only once unchanged this long."""
 
     @model_validator(mode="after")
     def _default_archives(self) -> FolderSettings:

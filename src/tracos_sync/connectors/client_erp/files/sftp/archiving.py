@@ -1,0 +1,113 @@
+"""Where a claimed file goes on the server: back into the inbound folder, into processed/, or
+into rejected/ beside its reason; each by renames that never replace (``42~1.json`` beside an
+earlier ``42.json``). And how a claim left half-archived by a kill is recognised."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+
+import orjson
+
+from tracos_sync.domain.dates import format_instant
+from tracos_sync.domain.model import Problem
+from tracos_sync.domain.text import printable
+
+from ..archive import SIDECAR_SUFFIX, rejected_name
+from ..fsnames import fit_name, free_names
+from ..store import Entry, FileStore
+
+NAME_MAX = 255  # OpenSSH serves POSIX file systems; a longer name is refused per file anyway
+
+
+@dataclass(slots=True)
+class Claimed:
+    """A file in hand: its name in the inbound folder, where it is now, and how it looked."""
+
+    name: str
+    path: PurePosixPath
+    seen: Entry
+
+
+class Archives:
+    """The moves of claimed files between the inbound folder and its archives."""
+
+    def __init__(
+        self,
+        store: FileStore,
+        inbound: PurePosixPath,
+        processed: PurePosixPath,
+        rejected: PurePosixPath,
+    ) -> None:
+        self._store = store
+        self._inbound = inbound
+        self._processed = processed
+        self._rejected = rejected
+
+    async def already_archived(self, claimed: Claimed) -> bool:
+        """An archive move cut between its link and its unlink leaves the file in both places:
+        the same size, time and bytes under one of its archive names."""
+        for folder, name in (
+            (self._processed, claimed.name),
+            (self._rejected, rejected_name(claimed.name)),
+        ):
+            for candidate in free_names(name):
+                try:
+                    there = await self._store.stat(folder / fit_name(candidate, NAME_MAX))
+                except FileNotFoundError:
+                    break
+                if (there.size, there.mtime) == (claimed.seen.size, claimed.seen.mtime):
+                    limit = claimed.seen.size
+                    ours = await self._store.read(claimed.path, limit)
+                    if await self._store.read(folder / there.name, limit) == ours:
+                        return True
+        return False
+
+    async def put_back(self, claimed: Claimed) -> str:
+        """Back into the inbound folder under its name, or the first free variant when the
+        client sent a new file of that name meanwhile."""
+        for candidate in free_names(claimed.name):
+            name = fit_name(candidate, NAME_MAX)
+            try:
+                await self._store.move_no_clobber(claimed.path, self._inbound / name)
+            except FileExistsError:
+                continue
+            return name
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def archive(self, claimed: Claimed) -> None:
+        """Into processed/ under its name, or the first free variant; never replacing."""
+        for candidate in free_names(claimed.name):
+            target = self._processed / fit_name(candidate, NAME_MAX)
+            try:
+                await self._store.move_no_clobber(claimed.path, target)
+            except FileExistsError:
+                continue
+            return
+
+    async def reject(self, claimed: Claimed, problems: Sequence[Problem]) -> None:
+        """The reason first (complete, never over anything), then the file beside it."""
+        limit = NAME_MAX - len(SIDECAR_SUFFIX)
+        for candidate in free_names(rejected_name(claimed.name)):
+            name = fit_name(candidate, limit)
+            reason = self._rejected / (name + SIDECAR_SUFFIX)
+            report: dict[str, object] = {
+                "file": printable(claimed.name),
+                "archivedAs": printable(name),
+                "rejectedAt": format_instant(datetime.now(UTC)),
+                "problems": [p.as_dict() for p in problems],
+            }
+            try:
+                await self._store.create_exclusive(
+                    reason, orjson.dumps(report, option=orjson.OPT_INDENT_2)
+                )
+            except FileExistsError:
+                continue
+            try:
+                await self._store.move_no_clobber(claimed.path, self._rejected / name)
+            except FileExistsError:
+                await self._store.unlink(reason)
+                continue
+            return

@@ -1,0 +1,97 @@
+"""Opening the connection: the server proves its host key against known_hosts (or, only when a
+setting says so, is trusted on first use, loudly), then we prove who we are with what the
+settings give, and nothing else (no agent, no ~/.ssh/config)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import asyncssh
+
+from ..store import StoreRefused
+from .location import Server
+from .trust import Credentials, knows, remember
+
+CONNECT_TIMEOUT_SECONDS = 15.0
+# A server that stops answering is noticed within about a minute, not at the kernel's TCP
+# timeout.
+KEEPALIVE_SECONDS = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """One connection, its SFTP session, and an event set once the connection is gone."""
+
+    conn: asyncssh.SSHClientConnection
+    sftp: asyncssh.SFTPClient
+    lost: asyncio.Event
+
+
+class _Watched(asyncssh.SSHClient):
+    """Tells when the connection closes: asyncssh leaves a request sent on a session that was
+    already cleaned up waiting for ever, so every operation also waits on this."""
+
+    def __init__(self) -> None:
+        self.lost = asyncio.Event()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set()
+
+
+async def connect(server: Server, c: Credentials) -> Session:
+    """One SSH connection and its SFTP session, the host key checked first."""
+    trusting = c.trust_unknown_host and not knows(c.known_hosts, server)
+    if not trusting and not c.known_hosts.is_file():
+        raise StoreRefused(
+            f"{server}: SFTP_KNOWN_HOSTS={c.known_hosts} is not a file: the server's "
+            "host key cannot be checked, so no connection is made"
+        )
+    options = asyncssh.SSHClientConnectionOptions(
+        username=server.user,
+        known_hosts=None if trusting else str(c.known_hosts),
+        client_keys=[str(c.key_file)] if c.key_file is not None else None,
+        passphrase=c.key_passphrase,
+        password=c.password,
+        # Nothing from ~/.ssh or an agent: what the settings say, and only that.
+        agent_path=None,
+        config=[],
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        keepalive_interval=KEEPALIVE_SECONDS,
+    )
+    try:
+        watched = _Watched()
+        conn, _ = await asyncssh.create_connection(
+            lambda: watched, server.host, server.port, options=options
+        )
+    except asyncssh.HostKeyNotVerifiable as exc:
+        if knows(c.known_hosts, server):
+            raise StoreRefused(
+                f"{server}: the server's host key is not the one {c.known_hosts} "
+                "holds for it (a reinstalled server, or someone in the middle): not "
+                "connecting; check the key with the server's owner, then update the "
+                "known_hosts file"
+            ) from exc
+        raise StoreRefused(
+            f"{server}: the server's host key is not in {c.known_hosts}: not "
+            "connecting; add it (ssh-keyscan, its fingerprint checked with the server's "
+            "owner), or set SFTP_TRUST_UNKNOWN_HOST_KEY=true once to record it"
+        ) from exc
+    except asyncssh.PermissionDenied as exc:
+        raise StoreRefused(
+            f"{server}: the server refused our credentials (SFTP_KEY_FILE or SFTP_PASSWORD)"
+        ) from exc
+    except (asyncssh.DisconnectError, OSError) as exc:
+        raise ConnectionError(f"{server}: {exc}") from exc
+    if trusting:
+        remember(c.known_hosts, server, conn)
+    try:
+        # Bounded as the connection is: a server that dies while the session starts must not
+        # leave it waiting.
+        sftp = await asyncio.wait_for(
+            conn.start_sftp_client(path_errors="surrogateescape"), CONNECT_TIMEOUT_SECONDS
+        )
+    except BaseException:
+        conn.close()
+        raise
+    return Session(conn, sftp, watched.lost)

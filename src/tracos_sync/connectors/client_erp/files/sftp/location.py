@@ -1,0 +1,69 @@
+"""``sftp://user@host:port/path``: a folder on an SFTP server, as a folder setting names it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+SCHEME = "sftp://"
+DEFAULT_PORT = 22
+
+
+def is_sftp(value: object) -> bool:
+    """Whether a folder setting's value names a folder on an SFTP server."""
+    return isinstance(value, str) and value.lower().startswith(SCHEME)
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """Whom to connect to, and as whom."""
+
+    user: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"sftp://{self.user}@{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    server: Server
+    path: PurePosixPath
+
+    def __str__(self) -> str:
+        return f"{self.server}{self.path}"
+
+
+def parse_location(value: str) -> Location:
+    """The server and absolute folder path of ``sftp://user@host[:port]/path``. Raises
+    ``ValueError`` saying what is wrong (a password in the URL is refused: it would be shown
+    wherever the folder is; it comes from the environment)."""
+    parts = urlsplit(value)
+    if parts.scheme.lower() != "sftp":
+        raise ValueError(f"{value!r} is not an sftp:// URL")
+    if parts.password is not None:
+        raise ValueError(
+            "an sftp:// URL must not hold a password (it would be shown wherever the folder is "
+            "named): give it in SFTP_PASSWORD, from the environment"
+        )
+    if not parts.username:
+        raise ValueError(f"{value!r} names no user (sftp://user@host:port/path)")
+    if not parts.hostname:
+        raise ValueError(f"{value!r} names no host (sftp://user@host:port/path)")
+    try:
+        port = parts.port or DEFAULT_PORT
+    except ValueError as exc:
+        raise ValueError(f"{value!r} has an invalid port") from exc
+    if parts.query or parts.fragment:
+        raise ValueError(f"{value!r}: a folder URL takes no query or fragment")
+    path = unquote(parts.path)
+    if not path.startswith("/") or path == "/":
+        raise ValueError(f"{value!r} names no folder: give its absolute path on the server")
+    if any(part in {".", ".."} for part in path.split("/")):
+        raise ValueError(f"{value!r}: a folder path must not hold '.' or '..'")
+    return Location(
+        Server(unquote(parts.username), parts.hostname, port), PurePosixPath(path.rstrip("/"))
+    )

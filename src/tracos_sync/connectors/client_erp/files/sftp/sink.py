@@ -1,0 +1,162 @@
+"""Outbound to a folder on an SFTP server: ``<outbound>/<number>.json`` written under a private
+temp name, flushed (``fsync@openssh.com``), then renamed over the old file
+(``posix-rename@openssh.com``): the client sees the old file or the new one, never a part.
+Many files are in flight at once on the one connection (``SFTP_PARALLEL_FILES``).
+
+A file the client holds that is newer than ours is kept (counted superseded). Unlike a local
+folder, no lock spans the look and the rename: two runs overlapping on one outbound folder may
+still put an older version back; run one instance per SFTP outbound folder."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from pathlib import PurePosixPath
+
+import orjson
+import structlog
+
+from tracos_sync.domain.errors import DestinationUnwritable, FatalError, RecordRejected
+from tracos_sync.domain.model import Problem, WorkOrder
+from tracos_sync.domain.ports import Delivery
+from tracos_sync.mapping import RecordMapping
+
+from ..sink import holds_newer_than
+from ..store import StoreRefused, StoreUnavailable
+from .answers import POSIX_RENAME, is_temp
+from .settings import SftpFolderSettings
+from .store import SftpStore
+
+log = structlog.get_logger("tracos_sync.files.sftp")
+
+# A temp file older than this was left by a writer that died.
+TEMP_STALE_SECONDS = 600.0
+# An outbound file is looked at (is the client's copy newer?) only up to this size.
+LOOK_MAX_BYTES = 16 * 1024 * 1024
+
+
+class SftpSink:
+    """``ClientSink`` writing ``<outbound>/<number>.json`` on an SFTP server."""
+
+    def __init__(
+        self,
+        store: SftpStore,
+        settings: SftpFolderSettings,
+        mapping: RecordMapping,
+        closed: Callable[[], Awaitable[None]],
+        dry_run: bool = False,
+    ) -> None:
+        self._closed = closed
+        self._store = store
+        self._outbound = settings.locations()["DATA_OUTBOUND_DIR"].path
+        self._mapping = mapping
+        self._dry_run = dry_run
+        self._parallel = asyncio.Semaphore(settings.sftp_parallel_files)
+
+    async def prepare(self) -> None:
+        if self._dry_run:
+            return
+        try:
+            await self._store.mkdir(self._outbound)
+            missing = await self._store.missing_extensions(self._outbound)
+            await self._remove_stale_temps()
+        except StoreUnavailable as exc:
+            raise DestinationUnwritable(str(exc)) from exc
+        except OSError as exc:
+            raise DestinationUnwritable(
+                f"outbound folder {self._outbound} on {self._store.describe()} cannot be "
+                f"used: {exc}"
+            ) from exc
+        if POSIX_RENAME in missing:
+            raise DestinationUnwritable(
+                f"{self._store.describe()} offers no posix-rename@openssh.com: an outbound file "
+                "could not be replaced in one step (a client could read half a file), so "
+                "nothing is written"
+            ) from StoreRefused("posix-rename@openssh.com missing")
+
+    async def _remove_stale_temps(self) -> None:
+        entries = await self._store.scan(self._outbound)
+        newest = max((e.mtime for e in entries), default=0.0)
+        for entry in entries:
+            if is_temp(entry.name) and newest - entry.mtime > TEMP_STALE_SECONDS:
+                with contextlib.suppress(FileNotFoundError):
+                    await self._store.unlink(self._outbound / entry.name)
+
+    async def deliver(self, orders: Sequence[WorkOrder]) -> Delivery:
+        delivery = Delivery()
+        writable: list[tuple[WorkOrder, bytes]] = []
+        for order in orders:
+            try:
+                record = self._mapping.encode(order)
+            except RecordRejected as exc:
+                delivery.refused += exc.problems
+                continue
+            document = self._mapping.outbound_document(record)
+            writable.append((order, orjson.dumps(document, option=orjson.OPT_INDENT_2)))
+        if self._dry_run:
+            delivery.delivered = [order.number for order, _ in writable]
+            return delivery
+        theirs: dict[int, datetime] = {}
+        results = await asyncio.gather(
+            *(self._write(order, data, theirs) for order, data in writable),
+            return_exceptions=True,
+        )
+        errors: list[BaseException] = []
+        for (order, _), result in zip(writable, results, strict=True):
+            if isinstance(result, StoreUnavailable):
+                errors.append(result)
+            elif isinstance(result, IsADirectoryError) or (
+                isinstance(result, OSError) and result.errno == errno.ENAMETOOLONG
+            ):
+                # This one file's fault (its name is taken by a folder): it alone stays
+                # unsynced; a folder we may not write (PermissionError) fails the direction.
+                reason = f"cannot write {order.number}.json: {result}"
+                delivery.refused.append(Problem("$", reason, order.number))
+            elif isinstance(result, BaseException):
+                errors.append(result)
+            elif result:
+                delivery.delivered.append(order.number)
+            else:
+                delivery.superseded.append(order.number)
+                if order.number in theirs:
+                    delivery.superseded_by[order.number] = theirs[order.number]
+        if errors:
+            first = errors[0]
+            if not isinstance(first, OSError):
+                raise first
+            fatal: FatalError = DestinationUnwritable(
+                f"cannot write to {self._outbound} on {self._store.describe()}: {first}"
+                f" ({len(errors)} of {len(writable)} files failed)"
+            )
+            fatal.__cause__ = first
+            delivery.fatal = fatal
+        return delivery
+
+    async def _write(self, order: WorkOrder, data: bytes, theirs: dict[int, datetime]) -> bool:
+        """Written (True), or kept because the client's copy is newer (False)."""
+        path = self._outbound / f"{order.number}.json"
+        newer = holds_newer_than(
+            order.updated_at, self._mapping, lambda when: theirs.__setitem__(order.number, when)
+        )
+        async with self._parallel:
+            existing = await self._existing(path)
+            if existing is not None and newer(existing):
+                return False
+            await self._store.write_atomic(path, data)
+            return True
+
+    async def _existing(self, path: PurePosixPath) -> bytes | None:
+        try:
+            return await self._store.read(path, LOOK_MAX_BYTES)
+        except FileNotFoundError:
+            return None
+        except StoreUnavailable:
+            raise
+        except OSError:
+            return None  # not a file of ours (a link, a folder): replaced, never followed
+
+    async def close(self) -> None:
+        await self._closed()

@@ -1,0 +1,334 @@
+"""``FileStore`` on an SFTP server (asyncssh): one connection, reused by every operation and
+re-opened when it drops, within a retry budget.
+
+What each operation relies on (OpenSSH's sftp-server; other servers are checked at start-up):
+- a move that never replaces: the protocol's own rename (OpenSSH: link, then unlink the source;
+  a plain rename where links are not supported, after checking the target is free);
+- an atomic replace and a private move: ``posix-rename@openssh.com`` (rename(2));
+- durability: ``fsync@openssh.com`` on the written file before it is renamed.
+
+An operation cut by a dropped connection is tried again on a new one, up to the budget; a move
+tried again finds its source gone and its target there when the first try had landed, and counts
+that as done (the source being in a folder of ours, no one else moves it)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import PurePosixPath
+from typing import TypeVar
+
+import asyncssh
+import structlog
+
+from ..store import Entry, StoreUnavailable
+from .answers import FSYNC, POSIX_RENAME, entry_of, kind_of, os_error, temp_name
+from .connecting import Session, connect
+from .location import Server
+from .trust import Credentials
+
+log = structlog.get_logger("tracos_sync.files.sftp")
+
+T = TypeVar("T")
+# How long an operation whose connection was lost may take to fail by itself.
+LOST_GRACE_SECONDS = 2.0
+# Dropped connections and servers that cannot be reached: tried again within the budget.
+_TRANSIENT = (
+    asyncssh.SFTPConnectionLost,
+    asyncssh.SFTPNoConnection,
+    asyncssh.ConnectionLost,
+    asyncssh.ServiceNotAvailable,
+    asyncssh.ChannelOpenError,
+    ConnectionError,
+    TimeoutError,
+    EOFError,
+)
+
+
+class SftpStore:
+    """``FileStore`` over one SFTP connection."""
+
+    def __init__(
+        self, server: Server, credentials: Credentials, retry_seconds: float = 30.0
+    ) -> None:
+        self._server = server
+        self._credentials = credentials
+        self._retry_seconds = retry_seconds
+        self._current: Session | None = None
+        self._connecting = asyncio.Lock()
+        self.connections = 0  # opened so far (a reconnect counts)
+        self._said_no_fsync = False  # set once a write found the server without fsync@openssh.com
+
+    def describe(self) -> str:
+        return str(self._server)
+
+    async def _session(self) -> Session:
+        async with self._connecting:
+            if self._current is None:
+                self._current = await connect(self._server, self._credentials)
+                self.connections += 1
+            return self._current
+
+    def _drop(self, session: Session | None) -> None:
+        """Close ``session`` if it is still the current one (a newer one, opened by another
+        operation meanwhile, is left alone)."""
+        if session is not None and session is self._current:
+            session.conn.close()
+            self._current = None
+
+    async def _call(
+        self, path: PurePosixPath, operation: Callable[[asyncssh.SFTPClient, bool], Awaitable[T]]
+    ) -> T:
+        """``operation(client, retried)`` on the connection, re-opened and tried again while it
+        drops, within the budget; SFTP statuses as ``OSError``."""
+        deadline = time.monotonic() + self._retry_seconds
+        delay = 0.1
+        retried = False
+        while True:
+            session = None
+            try:
+                session = await self._session()
+                return await _unless_lost(operation(session.sftp, retried), session.lost)
+            except asyncssh.SFTPError as exc:
+                if isinstance(exc, _TRANSIENT):
+                    last: BaseException = exc
+                else:
+                    raise os_error(exc, path) from exc
+            except _TRANSIENT as exc:
+                last = exc
+            self._drop(session)
+            if time.monotonic() + delay > deadline:
+                raise StoreUnavailable(
+                    errno.EHOSTUNREACH,
+                    f"{self._server} unreachable for {self._retry_seconds:g}s: {last}",
+                ) from last
+            if not retried:
+                log.warning("sftp.reconnecting", server=str(self._server), reason=str(last))
+            retried = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def connect(self) -> None:
+        """Open the connection now (start-up checks), within the budget."""
+
+        async def nothing(_: asyncssh.SFTPClient, __: bool) -> None:
+            return None
+
+        await self._call(PurePosixPath("/"), nothing)
+
+    async def scan(self, folder: PurePosixPath) -> list[Entry]:
+        async def scan(sftp: asyncssh.SFTPClient, _: bool) -> list[Entry]:
+            return [
+                entry_of(str(name.filename), name.attrs)
+                for name in await sftp.readdir(str(folder))
+                if name.filename not in {".", ".."}
+            ]
+
+        return await self._call(folder, scan)
+
+    async def stat(self, path: PurePosixPath) -> Entry:
+        async def lstat(sftp: asyncssh.SFTPClient, _: bool) -> Entry:
+            return entry_of(path.name, await sftp.lstat(str(path)))
+
+        return await self._call(path, lstat)
+
+    async def read(self, path: PurePosixPath, max_bytes: int) -> bytes:
+        async def read(sftp: asyncssh.SFTPClient, _: bool) -> bytes:
+            attrs = await sftp.lstat(str(path))
+            if kind_of(attrs.permissions) != "file":
+                raise OSError(errno.ELOOP, "not a regular file (links are not followed)", path)
+            # As many bytes as it holds, and one more to see it grew: asyncssh splits a large
+            # read into parallel requests, and one as large as the cap would send a hundred
+            # for a small file.
+            want = min(attrs.size or 0, max_bytes) + 1
+            async with sftp.open(str(path), "rb") as remote:
+                data = await remote.read(want)
+            assert isinstance(data, bytes)  # opened in binary mode
+            return data
+
+        return await self._call(path, read)
+
+    async def _write_temp(
+        self, sftp: asyncssh.SFTPClient, path: PurePosixPath, data: bytes
+    ) -> PurePosixPath:
+        """``data`` under a private temp name beside ``path``, flushed to the server's disk."""
+        temp = temp_name(path)
+        try:
+            async with sftp.open(str(temp), "xb", asyncssh.SFTPAttrs(permissions=0o600)) as remote:
+                await remote.write(data)
+                await self._fsync(remote)
+                await remote.chmod(0o644)
+        except BaseException:
+            with contextlib.suppress(asyncssh.Error, OSError):
+                await sftp.remove(str(temp))
+            raise
+        return temp
+
+    async def _fsync(self, remote: asyncssh.SFTPClientFile) -> None:
+        # A server without fsync@openssh.com: degraded, said once at start-up (see
+        # ``missing_extensions``); its acknowledgement is all there is.
+        with contextlib.suppress(asyncssh.SFTPOpUnsupported):
+            await remote.fsync()
+
+    async def create_exclusive(self, path: PurePosixPath, data: bytes) -> None:
+        async def create(sftp: asyncssh.SFTPClient, retried: bool) -> None:
+            temp = await self._write_temp(sftp, path, data)
+            try:
+                await sftp.rename(str(temp), str(path))
+            except asyncssh.SFTPError as exc:
+                with contextlib.suppress(asyncssh.Error, OSError):
+                    await sftp.remove(str(temp))
+                if not isinstance(exc, _TRANSIENT) and await sftp.exists(str(path)):
+                    if retried and await _holds(sftp, path, data):
+                        return  # the try cut by the drop had landed
+                    raise FileExistsError(errno.EEXIST, "File exists", str(path)) from exc
+                raise
+
+        await self._call(path, create)
+
+    async def write_atomic(self, path: PurePosixPath, data: bytes) -> None:
+        async def write(sftp: asyncssh.SFTPClient, _: bool) -> None:
+            temp = await self._write_temp(sftp, path, data)
+            try:
+                await sftp.posix_rename(str(temp), str(path))
+            except BaseException as exc:
+                with contextlib.suppress(asyncssh.Error, OSError):
+                    await sftp.remove(str(temp))
+                if isinstance(exc, asyncssh.SFTPFailure) and await sftp.isdir(str(path)):
+                    # The name is taken by a folder: this file's failure, not the store's.
+                    raise IsADirectoryError(
+                        errno.EISDIR, "a folder has this name", str(path)
+                    ) from exc
+                raise
+
+        await self._call(path, write)
+
+    async def move_no_clobber(self, source: PurePosixPath, target: PurePosixPath) -> None:
+        async def move(sftp: asyncssh.SFTPClient, retried: bool) -> None:
+            try:
+                await sftp.rename(str(source), str(target))
+            except asyncssh.SFTPError as exc:
+                if isinstance(exc, _TRANSIENT):
+                    raise
+                if not await sftp.lexists(str(source)):
+                    if retried and await sftp.lexists(str(target)):
+                        return  # the try cut by the drop had landed
+                    raise FileNotFoundError(errno.ENOENT, "No such file", str(source)) from exc
+                if await sftp.lexists(str(target)):
+                    raise FileExistsError(errno.EEXIST, "File exists", str(target)) from exc
+                raise
+
+        await self._call(source, move)
+
+    async def move_private(self, source: PurePosixPath, target: PurePosixPath) -> None:
+        async def move(sftp: asyncssh.SFTPClient, retried: bool) -> None:
+            try:
+                await sftp.posix_rename(str(source), str(target))
+            except asyncssh.SFTPNoSuchFile:
+                if retried and await sftp.lexists(str(target)):
+                    return  # the try cut by the drop had landed
+                raise
+
+        await self._call(source, move)
+
+    async def unlink(self, path: PurePosixPath) -> None:
+        async def unlink(sftp: asyncssh.SFTPClient, retried: bool) -> None:
+            try:
+                await sftp.remove(str(path))
+            except asyncssh.SFTPNoSuchFile:
+                if not retried:
+                    raise
+
+        await self._call(path, unlink)
+
+    async def mkdir(self, path: PurePosixPath) -> None:
+        async def mkdir(sftp: asyncssh.SFTPClient, _: bool) -> None:
+            await sftp.makedirs(str(path), exist_ok=True)
+
+        await self._call(path, mkdir)
+
+    async def rmdir(self, path: PurePosixPath) -> None:
+        async def rmdir(sftp: asyncssh.SFTPClient, _: bool) -> None:
+            await sftp.rmdir(str(path))
+
+        await self._call(path, rmdir)
+
+    async def touch(self, path: PurePosixPath) -> None:
+        async def touch(sftp: asyncssh.SFTPClient, _: bool) -> None:
+            await sftp.utime(str(path))
+
+        await self._call(path, touch)
+
+    async def missing_extensions(self, folder: PurePosixPath) -> list[str]:
+        """The OpenSSH extensions the guarantees use that this server lacks, found by using
+        them on a probe file in ``folder`` (removed after)."""
+        missing: list[str] = []
+
+        async def probe(sftp: asyncssh.SFTPClient, _: bool) -> None:
+            missing.clear()
+            temp = temp_name(folder / "probe")
+            async with sftp.open(str(temp), "xb") as remote:
+                try:
+                    await remote.fsync()
+                except asyncssh.SFTPOpUnsupported:
+                    missing.append(FSYNC)
+            moved = temp_name(folder / "probe")
+            try:
+                await sftp.posix_rename(str(temp), str(moved))
+                temp = moved
+            except asyncssh.SFTPOpUnsupported:
+                missing.append(POSIX_RENAME)
+            finally:
+                with contextlib.suppress(asyncssh.Error, OSError):
+                    await sftp.remove(str(temp))
+
+        await self._call(folder, probe)
+        if FSYNC in missing and not self._said_no_fsync:  # degraded, said once
+            self._said_no_fsync = True
+            log.warning(
+                "sftp.no_fsync",
+                server=str(self._server),
+                reason=f"the server offers no {FSYNC}: a file it acknowledged may be lost if "
+                "the server itself crashes before writing it out (work orders are marked "
+                "synced, and client files archived, on its acknowledgement)",
+            )
+        return missing
+
+    async def close(self) -> None:
+        session = self._current
+        self._drop(session)
+        if session is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(session.conn.wait_closed(), 5)
+
+
+async def _holds(sftp: asyncssh.SFTPClient, path: PurePosixPath, data: bytes) -> bool:
+    """Whether ``path`` holds exactly ``data``."""
+    async with sftp.open(str(path), "rb") as remote:
+        held = await remote.read(len(data) + 1)
+    return isinstance(held, bytes) and held == data
+
+
+async def _unless_lost(work: Awaitable[T], lost: asyncio.Event) -> T:
+    """``work``'s result, or its own error, however the connection ends: asyncssh fails the
+    requests of a lost connection itself, so ``work`` is given a moment to end that way (its
+    sub-tasks then end cleanly too); one still waiting after it, on a request asyncssh will
+    never answer, is cancelled and counts as a lost connection."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(lost.wait())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            await asyncio.wait({task}, timeout=LOST_GRACE_SECONDS)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+    if task.done() and not task.cancelled():
+        return task.result()
+    with contextlib.suppress(BaseException):
+        await task  # its cancellation, finished
+    raise asyncssh.ConnectionLost("the connection closed during an operation")

@@ -1,0 +1,91 @@
+"""The file-store port: what the folder transports need of a place that holds files, whether a
+local folder (``LocalStore``) or a folder on an SFTP server (``sftp.store.SftpStore``).
+
+Paths are ``PurePosixPath``; names are ``str`` (bytes that are not UTF-8 as surrogate escapes,
+as ``os.fsdecode`` gives them). Failures are the standard ``OSError`` kinds, so that callers
+decide per file as they do for a local folder: ``FileNotFoundError`` (gone: another instance
+took it), ``FileExistsError`` (a no-replace move or exclusive create found the name taken),
+``PermissionError`` (this one file or folder), any other ``OSError`` (the store's own failure,
+a full disk say). ``StoreUnavailable`` is a store that could not be reached for the whole retry
+budget; ``StoreRefused`` one that must not be used (its identity not proven, our credentials
+refused, an operation the guarantees need missing)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Literal, Protocol
+
+from tracos_sync.domain.errors import DestinationUnwritable
+
+Kind = Literal["file", "folder", "link", "other"]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One name in a folder, as ``lstat`` sees it (a link is not followed)."""
+
+    name: str
+    size: int
+    mtime: float
+    kind: Kind
+
+
+class StoreUnavailable(OSError):
+    """The store could not be reached, or kept dropping, for the whole retry budget."""
+
+
+class StoreRefused(DestinationUnwritable):
+    """The store must not be used: its host key is not the known one, our credentials were
+    refused, or it lacks an operation the guarantees rest on. Fatal to the direction (exit 1),
+    never retried."""
+
+
+class FileStore(Protocol):
+    """A place holding folders of files, reached by async operations."""
+
+    def describe(self) -> str:
+        """Where it is, for people (no secrets)."""
+
+    async def scan(self, folder: PurePosixPath) -> list[Entry]:
+        """The entries directly in ``folder`` (not ``.`` and ``..``)."""
+
+    async def stat(self, path: PurePosixPath) -> Entry:
+        """``path`` itself (a link is not followed)."""
+
+    async def read(self, path: PurePosixPath, max_bytes: int) -> bytes:
+        """The bytes of the regular file ``path``, at most ``max_bytes + 1`` of them (more than
+        ``max_bytes`` says it is too large). A link is refused (``OSError``)."""
+
+    async def create_exclusive(self, path: PurePosixPath, data: bytes) -> None:
+        """``path`` holding ``data``, complete and durable before it has its name (a private
+        temp name, flushed, then moved without replacing). ``FileExistsError`` if taken."""
+
+    async def write_atomic(self, path: PurePosixPath, data: bytes) -> None:
+        """``path`` replaced by ``data`` in one step: a reader sees the old bytes or the new,
+        never part of them (a private temp name, flushed, then renamed over ``path``)."""
+
+    async def move_no_clobber(self, source: PurePosixPath, target: PurePosixPath) -> None:
+        """Move ``source`` to ``target`` in one step, never replacing: ``FileExistsError`` if
+        ``target`` is taken, ``FileNotFoundError`` if ``source`` is gone."""
+
+    async def move_private(self, source: PurePosixPath, target: PurePosixPath) -> None:
+        """Move ``source`` to ``target`` atomically (a single rename, never two names at once);
+        ``target`` is a name nobody else uses (a claim folder of ours), so replacing is moot.
+        ``FileNotFoundError`` if ``source`` is gone (another instance moved it first)."""
+
+    async def unlink(self, path: PurePosixPath) -> None: ...
+
+    async def mkdir(self, path: PurePosixPath) -> None:
+        """``path`` and its missing parents; an existing folder is fine."""
+
+    async def rmdir(self, path: PurePosixPath) -> None: ...
+
+    async def touch(self, path: PurePosixPath) -> None:
+        """Set ``path``'s modification time to now (a claim folder's heartbeat)."""
+
+    async def missing_extensions(self, folder: PurePosixPath) -> list[str]:
+        """What the guarantees rest on that this store lacks (``posix-rename@openssh.com``,
+        ``fsync@openssh.com``), found by using it on a probe file in ``folder``."""
+
+    async def close(self) -> None: ...

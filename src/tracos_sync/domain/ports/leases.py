@@ -1,0 +1,78 @@
+"""Leases on integrations, shared by replicas (``LeaseStore``), and what it answers.
+
+A lease says which replica serves an integration, until when. It is the pattern of Kubernetes'
+Lease objects and Spring Integration's MongoDB lock registry: one document per integration, taken
+and renewed by conditional updates. ``epoch`` counts the holders an integration has had: it grows
+by one at every take-over, never at a renewal, so a write stamped with an older epoch is known to
+come from a replica that lost its lease (the fence).
+
+Expiry is judged by the store's clock (TracOS's MongoDB), one clock for every replica: a replica
+whose host clock is skewed can neither take a lease early nor keep one late. The holder itself
+keeps a local deadline on its monotonic clock (see ``tracos_sync.leases.keeper``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A lease as its holder took or renewed it. ``expires_at`` and ``since`` are the store's
+    clock; ``since``: when this holder took it (this epoch began)."""
+
+    name: str
+    holder: str
+    epoch: int
+    expires_at: datetime
+    since: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRecord:
+    """A lease as the store holds it, for ``check`` and metrics. ``holder`` None: given back
+    (or never taken); ``live`` False: expired by the store's clock."""
+
+    name: str
+    holder: str | None
+    epoch: int
+    since: datetime | None
+    expires_at: datetime | None
+    live: bool
+
+
+class LeaseStore(Protocol):
+    """Leases and replica heartbeats in one shared store."""
+
+    async def take(self, name: str, holder: str, ttl: float) -> Lease | None:
+        """The lease of ``name`` for ``holder`` with the next epoch, when nobody holds it or its
+        holder's lease expired; None when someone else holds it."""
+        ...
+
+    async def renew(self, lease: Lease, ttl: float) -> Lease | None:
+        """The same lease (same epoch) expiring ``ttl`` seconds from the store's now, when it is
+        still this holder's and not expired; None when it was lost."""
+        ...
+
+    async def give_back(self, lease: Lease) -> bool:
+        """Free the lease at once (its epoch is kept, the next taker's is one more); False when
+        it was not this holder's any more."""
+        ...
+
+    async def beat(self, replica: str, ttl: float) -> None:
+        """This replica is alive for ``ttl`` seconds more (store's clock)."""
+        ...
+
+    async def leave(self, replica: str) -> None:
+        """This replica stops: it no longer counts as live."""
+        ...
+
+    async def live_replicas(self) -> int:
+        """Replicas whose heartbeat has not expired (at least the caller, once it beat)."""
+        ...
+
+    async def leases(self) -> list[LeaseRecord]:
+        """Every lease the store holds, live or not, by name."""
+        ...

@@ -1,0 +1,1 @@
+"""Work shared by replicas through leases on integrations (``keeper``)."""

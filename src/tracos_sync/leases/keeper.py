@@ -1,0 +1,250 @@
+"""The lease keeper of one replica: which integrations it serves, decided with the others through
+the lease store alone (no messages between replicas, no consensus of our own).
+
+Every ``TTL / 3`` seconds it records its heartbeat, counts the live replicas, renews the leases it
+holds, gives back those beyond its fair share (``ceil(integrations / live replicas)``, so that a
+replica that joins gets its share) and takes free or expired ones up to that share. A lease not
+renewed in time is lost: its fence is closed, then its work stopped, before anything else. Work
+is always stopped before its lease is given back, and started only once its lease is taken.
+
+The holder's own deadline is kept on the monotonic clock, never the wall clock: the instant a
+renewal was *sent* plus ``DEADLINE_SHARE`` of the TTL. The store judges expiry by its own clock
+from the instant it *received* the renewal, later, so the holder always stops before anyone may
+take over, whatever the hosts' clocks say.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import math
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from tracos_sync.domain.errors import SyncError
+from tracos_sync.domain.fence import Fence
+from tracos_sync.domain.ports import Lease, LeaseStore
+
+log = structlog.get_logger("tracos_sync.leases")
+
+# Renewals per TTL: one every TTL / RENEWALS, so that two may fail before the lease is lost.
+RENEWALS = 3
+# The share of the TTL a holder may write for after sending a renewal: a margin for the rate of
+# its clock against the store's, and for an insert on its way.
+DEADLINE_SHARE = 0.9
+
+
+def replica_name() -> str:
+    """This process among the replicas: its host and pid (what an operator looks for), and a
+    random tail, since in containers every replica may be pid 1 on a host of the same name."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class Work(Protocol):
+    """What the keeper starts and stops: one integration's serving."""
+
+    async def start(self, name: str, fence: Fence) -> None:
+        """Serve ``name`` while ``fence`` is writable (its lease is held)."""
+        ...
+
+    async def stop(self, name: str) -> bool:
+        """Stop serving ``name``, within a bound: True once its work has ended; False when it
+        is still ending (its lease is then left to expire, not given back)."""
+        ...
+
+
+@dataclass(slots=True)
+class Share:
+    """What one round decided, for metrics and tests."""
+
+    live: int
+    share: int
+    held: tuple[str, ...]
+
+
+class LeaseKeeper:
+    def __init__(
+        self,
+        store: LeaseStore,
+        names: Sequence[str],
+        replica: str,
+        ttl: float,
+        *,
+        work: Work,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._names = list(names)
+        self.replica = replica
+        self._ttl = ttl
+        self._work = work
+        self._clock = clock
+        self.fences: dict[str, Fence] = {}
+        self._failing = False
+        # Where this replica starts looking for free leases: replicas starting together try
+        # different ones first instead of racing for the same.
+        digest = hashlib.sha256(replica.encode()).digest()
+        self._offset = int.from_bytes(digest[:4], "big") % max(1, len(self._names))
+
+    @property
+    def interval(self) -> float:
+        return self._ttl / RENEWALS
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Rounds until ``stop``; then every lease is given back and the heartbeat removed."""
+        try:
+            while not stop.is_set():
+                await self.round()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.interval)
+        finally:
+            await self.leave()
+
+    async def round(self) -> Share | None:
+        """One round; None when the store could not be reached (held leases are kept until
+        their deadline, then lost)."""
+        await self._drop_expired()
+        try:
+            await self._store.beat(self.replica, self._ttl)
+            live = max(1, await self._store.live_replicas())
+            share = math.ceil(len(self._names) / live)
+            await self._renew_all()
+            await self._give_back_beyond(share, live)
+            await self._take_up_to(share)
+        except SyncError as exc:
+            if not self._failing:
+                log.warning("lease.store_failing", replica=self.replica, error=str(exc))
+            self._failing = True
+            await self._drop_expired()
+            return None
+        if self._failing:
+            log.info("lease.store_available", replica=self.replica)
+        self._failing = False
+        return Share(live, share, tuple(sorted(self.fences)))
+
+    async def leave(self) -> None:
+        """Stop every integration's work, give its lease back, remove the heartbeat (best
+        effort: a lease not given back expires)."""
+        await asyncio.gather(*(self._give_back(name, "stopping") for name in sorted(self.fences)))
+        with contextlib.suppress(SyncError):
+            await self._store.leave(self.replica)
+
+    # -- one round's steps -----------------------------------------------------------------
+
+    async def _drop_expired(self) -> None:
+        """Each at once: stopping one integration's work must not hold up the others'."""
+        await asyncio.gather(
+            *(
+                self._lost(
+                    name,
+                    "a write found it taken over or expired"
+                    if fence.lost
+                    else "not renewed in time",
+                )
+                for name, fence in list(self.fences.items())
+                if not fence.writable()
+            )
+        )
+
+    async def _lost(self, name: str, reason: str) -> None:
+        fence = self.fences.pop(name, None)
+        if fence is None:
+            return
+        fence.lose()  # before the work stops: no write on its strength goes out from now on
+        await self._work.stop(name)
+        log.warning(
+            "lease.lost",
+            integration=name,
+            replica=self.replica,
+            epoch=fence.epoch,
+            reason=reason,
+        )
+
+    async def _renew_all(self) -> None:
+        for name in sorted(self.fences):
+            fence = self.fences.get(name)
+            if fence is None:
+                continue
+            sent = self._clock()
+            renewed = await self._store.renew(fence.lease, self._ttl)
+            if renewed is None:
+                await self._lost(name, "taken over or expired in the store")
+                continue
+            if not fence.writable():
+                # The answer came too late: the work may already have been told to stop.
+                await self._lost(name, "renewed after its deadline")
+                continue
+            late = fence.deadline - sent < self._ttl / RENEWALS
+            fence.renewed(renewed, sent + self._ttl * DEADLINE_SHARE)
+            if late:
+                log.warning(
+                    "lease.renewed_late",
+                    integration=name,
+                    replica=self.replica,
+                    epoch=renewed.epoch,
+                    left=round(fence.deadline - sent, 2),
+                )
+
+    async def _give_back_beyond(self, share: int, live: int) -> None:
+        extra = len(self.fences) - share
+        if extra <= 0:
+            return
+        reason = f"fair share: {share} each for {live} replicas"
+        names = sorted(self.fences, reverse=True)[:extra]
+        await asyncio.gather(*(self._give_back(name, reason=reason) for name in names))
+
+    async def _give_back(self, name: str, reason: str) -> None:
+        fence = self.fences.pop(name, None)
+        if fence is None:
+            return
+        # Still held: the batch in hand may finish under it; closed once the work has stopped.
+        stopped = await self._work.stop(name)
+        fence.lose()
+        given = False
+        if stopped:  # a work still ending might yet write: its lease is left to expire instead
+            with contextlib.suppress(SyncError):
+                given = await self._store.give_back(fence.lease)
+        log.info(
+            "lease.given_back",
+            integration=name,
+            replica=self.replica,
+            epoch=fence.epoch,
+            reason=reason if given else f"{reason} (left to expire)",
+        )
+
+    async def _take_up_to(self, share: int) -> None:
+        if len(self.fences) >= share:
+            return
+        records = {record.name: record for record in await self._store.leases()}
+        order = self._names[self._offset :] + self._names[: self._offset]
+        for name in order:
+            if len(self.fences) >= share:
+                return
+            record = records.get(name)
+            if name in self.fences or (record is not None and record.live):
+                continue
+            sent = self._clock()
+            lease = await self._store.take(name, self.replica, self._ttl)
+            if lease is None:
+                continue
+            await self._taken(lease, sent, record.holder if record else None)
+
+    async def _taken(self, lease: Lease, sent: float, previous: str | None) -> None:
+        fence = Fence(lease, sent + self._ttl * DEADLINE_SHARE, self._clock)
+        self.fences[lease.name] = fence
+        log.info(
+            "lease.taken",
+            integration=lease.name,
+            replica=self.replica,
+            epoch=lease.epoch,
+            **({"from": previous} if previous and previous != self.replica else {}),
+        )
+        await self._work.start(lease.name, fence)

@@ -1,0 +1,77 @@
+"""A one-shot run beside replicas (``LEASES``): it serves only the integrations no replica
+holds, each under a lease of its own for the run's length (renewed, fenced, given back at the
+end), and leaves the others to the replica serving them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import structlog
+
+from tracos_sync.app import Database, Runtime
+from tracos_sync.domain.errors import SyncError
+from tracos_sync.domain.fence import Fence
+from tracos_sync.domain.ports import LeaseStore
+from tracos_sync.leases.keeper import DEADLINE_SHARE, RENEWALS, replica_name
+
+log = structlog.get_logger("tracos_sync.leases")
+
+
+@contextlib.asynccontextmanager
+async def run_leases(
+    runtime: Runtime, database: Database, dry_run: bool
+) -> AsyncIterator[dict[str, Fence] | None]:
+    """The fences of the integrations this run may serve; None: leases are not in use (or a
+    dry run, which writes nothing)."""
+    settings = runtime.settings
+    if not settings.leases or dry_run:
+        yield None
+        return
+    ttl = settings.lease_seconds
+    store = database.lease_store(settings.mongo_database, settings.lease_collection, ttl)
+    holder = f"run:{replica_name()}"
+    fences: dict[str, Fence] = {}
+    for integration in runtime.integrations:
+        sent = time.monotonic()
+        lease = await store.take(integration.name, holder, ttl)
+        if lease is None:
+            log.info(
+                "lease.held_elsewhere",
+                integration=integration.name,
+                reason="a replica serves it: this run leaves it to that replica",
+            )
+            continue
+        fences[integration.name] = Fence(lease, sent + ttl * DEADLINE_SHARE)
+    renewing = asyncio.create_task(_renew(store, fences, ttl))
+    try:
+        yield fences
+    finally:
+        renewing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewing
+        for fence in fences.values():
+            fence.lose()
+            with contextlib.suppress(SyncError):
+                await store.give_back(fence.lease)
+
+
+async def _renew(store: LeaseStore, fences: dict[str, Fence], ttl: float) -> None:
+    """Every third of the TTL while the run lasts; a lease not renewed is lost (its fence
+    closes at its deadline, and its writes stop)."""
+    while True:
+        await asyncio.sleep(ttl / RENEWALS)
+        for fence in fences.values():
+            if not fence.writable():
+                continue
+            sent = time.monotonic()
+            try:
+                renewed = await store.renew(fence.lease, ttl)
+            except SyncError:
+                continue
+            if renewed is None:
+                fence.lose()
+            else:
+                fence.renewed(renewed, sent + ttl * DEADLINE_SHARE)

@@ -1,0 +1,189 @@
+"""``LeaseStore`` on MongoDB: a document per integration lease and one per live replica, in one
+collection of TracOS's database, every change a conditional update judged by the server's clock.
+
+Expiry is compared as milliseconds (``$toLong``) of ``$$NOW``, the server's clock, in the filter
+of the very update that takes or renews: the check and the change are one single-document atomic
+operation, on mongod as on a replica set's primary, with no transaction. Writes are journaled
+(``j: true``), as the work orders: a lease must not outlive a crash of the server less durably
+than the writes it fences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import pymongo
+from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+from pymongo.write_concern import WriteConcern
+
+from tracos_sync.domain.ports import Lease, LeaseRecord
+
+from .retry import Retrier
+
+Doc = dict[str, Any]
+T = TypeVar("T")
+LEASE = "integration"
+REPLICA = "replica"
+NOW_MS: Doc = {"$toLong": "$$NOW"}
+
+
+def _expired() -> Doc:
+    """The stored lease has expired by the server's clock (or has no expiry)."""
+    return {"$expr": {"$lte": [{"$toLong": {"$ifNull": ["$expiresAt", 0]}}, NOW_MS]}}
+
+
+def _unexpired() -> Doc:
+    return {"$expr": {"$gt": [{"$toLong": {"$ifNull": ["$expiresAt", 0]}}, NOW_MS]}}
+
+
+def _expiry(ttl: float) -> Doc:
+    return {"$add": ["$$NOW", int(ttl * 1000)]}
+
+
+class MongoLeaseStore:
+    def __init__(
+        self,
+        client: AsyncMongoClient[Doc],
+        database: str,
+        collection: str,
+        retrier: Retrier,
+        attempt_seconds: float | None = None,
+    ) -> None:
+        """``attempt_seconds``: a deadline on each attempt of an operation (pymongo's client
+        side timeout), so that a server that does not answer costs a round of the keeper, not
+        the lease (None: the client's own timeouts)."""
+        db = client[database]
+        concern = WriteConcern(**{**db.write_concern.document, "j": True})
+        self._leases: AsyncCollection[Doc] = db.get_collection(collection, write_concern=concern)
+        self._retrier = retrier
+        self._attempt_seconds = attempt_seconds
+
+    async def _call(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+        async def attempt() -> T:
+            with pymongo.timeout(self._attempt_seconds):
+                return await operation()
+
+        return await self._retrier.call(what, attempt)
+
+    async def take(self, name: str, holder: str, ttl: float) -> Lease | None:
+        # Free (given back), expired, or already this holder's (an answer lost on the way back:
+        # taken again, with the next epoch, so that the lost one's epoch fences nothing of ours).
+        free = {"$or": [{"holder": None}, {"holder": holder}, _expired()]}
+        update = [
+            {
+                "$set": {
+                    "kind": LEASE,
+                    "name": name,
+                    "holder": holder,
+                    "epoch": {"$add": [{"$ifNull": ["$epoch", 0]}, 1]},
+                    "since": "$$NOW",
+                    "renewedAt": "$$NOW",
+                    "expiresAt": _expiry(ttl),
+                }
+            }
+        ]
+
+        async def take() -> Doc | None:
+            try:
+                return await self._leases.find_one_and_update(
+                    {"_id": lease_id(name), **free},
+                    update,
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
+                )
+            except DuplicateKeyError:  # held by another: the upsert's insert met the lease
+                return None
+
+        doc = await self._call("take a lease", take)
+        return None if doc is None else _lease(doc)
+
+    async def renew(self, lease: Lease, ttl: float) -> Lease | None:
+        held = {"_id": lease_id(lease.name), "holder": lease.holder, "epoch": lease.epoch}
+        update = [{"$set": {"renewedAt": "$$NOW", "expiresAt": _expiry(ttl)}}]
+        doc = await self._call(
+            "renew a lease",
+            lambda: self._leases.find_one_and_update(
+                {**held, **_unexpired()}, update, return_document=ReturnDocument.AFTER
+            ),
+        )
+        return None if doc is None else _lease(doc)
+
+    async def give_back(self, lease: Lease) -> bool:
+        held = {"_id": lease_id(lease.name), "holder": lease.holder, "epoch": lease.epoch}
+        update = [{"$set": {"holder": None, "expiresAt": "$$NOW", "renewedAt": "$$NOW"}}]
+        outcome = await self._call(
+            "give a lease back", lambda: self._leases.update_one(held, update)
+        )
+        return outcome.matched_count == 1
+
+    async def beat(self, replica: str, ttl: float) -> None:
+        update = [
+            {
+                "$set": {
+                    "kind": REPLICA,
+                    "name": replica,
+                    "startedAt": {"$ifNull": ["$startedAt", "$$NOW"]},
+                    "seenAt": "$$NOW",
+                    "expiresAt": _expiry(ttl),
+                }
+            }
+        ]
+        await self._call(
+            "record a heartbeat",
+            lambda: self._leases.update_one({"_id": _replica_id(replica)}, update, upsert=True),
+        )
+
+    async def leave(self, replica: str) -> None:
+        await self._call(
+            "remove a heartbeat", lambda: self._leases.delete_one({"_id": _replica_id(replica)})
+        )
+
+    async def live_replicas(self) -> int:
+        return await self._call(
+            "count live replicas",
+            lambda: self._leases.count_documents({"kind": REPLICA, **_unexpired()}),
+        )
+
+    async def leases(self) -> list[LeaseRecord]:
+        pipeline: list[Doc] = [
+            {"$match": {"kind": LEASE}},
+            {"$set": {"live": {"$gt": [{"$toLong": {"$ifNull": ["$expiresAt", 0]}}, NOW_MS]}}},
+            {"$sort": {"name": 1}},
+        ]
+
+        async def read() -> list[Doc]:
+            return await (await self._leases.aggregate(pipeline)).to_list()
+
+        docs = await self._call("read leases", read)
+        return [
+            LeaseRecord(
+                doc["name"],
+                doc.get("holder"),
+                int(doc.get("epoch", 0)),
+                _date(doc.get("since")),
+                _date(doc.get("expiresAt")),
+                bool(doc.get("live")) and doc.get("holder") is not None,
+            )
+            for doc in docs
+        ]
+
+
+def lease_id(name: str) -> str:
+    """The ``_id`` of the lease document of integration ``name``."""
+    return f"{LEASE}:{name}"
+
+
+def _replica_id(replica: str) -> str:
+    return f"{REPLICA}:{replica}"
+
+
+def _lease(doc: Doc) -> Lease:
+    return Lease(doc["name"], doc["holder"], int(doc["epoch"]), doc["expiresAt"], doc["since"])
+
+
+def _date(value: object) -> datetime | None:
+    return value if isinstance(value, datetime) else None

@@ -1,0 +1,208 @@
+"""Writes on an integration's behalf are fenced by the lease, against the real server: stamped
+with the epoch and holder while the lease is held; refused by the server once the lease has
+expired by its clock or a later epoch wrote the document, even when the writer's own check
+passed (a replica frozen between its check and its write); refused before sending once its own
+deadline passed (the only fence an insert has)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from tests.builders import T0
+from tests.server import Server
+from tracos_sync.domain.fence import Fence, LeaseLost
+from tracos_sync.domain.model import Problem, Status, WorkOrder
+from tracos_sync.domain.ports import DeadLetter, PendingExport
+from tracos_sync.tracos.leases import MongoLeaseStore
+from tracos_sync.tracos.repository import MongoWorkOrderRepository
+from tracos_sync.tracos.retry import Retrier
+from tracos_sync.tracos.state import MongoConnectorStateStore
+
+NOW = datetime(2024, 6, 1, tzinfo=UTC)
+TTL = 0.5
+Doc = dict[str, Any]
+
+
+@dataclass
+class World:
+    client: AsyncMongoClient[Doc]
+    database: str
+    leases: MongoLeaseStore
+
+    async def hold(self, holder: str, ttl: float = TTL, deadline: float = math.inf) -> Fence:
+        """The lease for ``holder``, with a local deadline of ``deadline`` (inf: its own check
+        always passes, as for a replica frozen between its check and its write)."""
+        lease = await self.leases.take("acme", holder, ttl)
+        assert lease is not None
+        return Fence(lease, deadline)
+
+    async def expire(self) -> None:
+        async with asyncio.timeout(10):
+            while any(r.live for r in await self.leases.leases()):  # noqa: ASYNC110 - server clock
+                await asyncio.sleep(0.02)
+
+    def state(self, fence: Fence) -> MongoConnectorStateStore:
+        return MongoConnectorStateStore(
+            self.client,
+            self.database,
+            "state",
+            "letters",
+            Retrier(5),
+            fence=fence,
+            leases=self.client[self.database]["leases"],
+        )
+
+    def repository(self, fence: Fence) -> MongoWorkOrderRepository:
+        return MongoWorkOrderRepository(
+            self.client,
+            self.database,
+            "w",
+            Retrier(5),
+            owns_client=False,
+            fence=fence,
+            leases=self.client[self.database]["leases"],
+        )
+
+    async def doc(self, collection: str, query: Doc) -> Doc:
+        found = await self.client[self.database][collection].find_one(query)
+        assert found is not None
+        return found
+
+
+@pytest.fixture
+async def world(server: Server) -> AsyncIterator[World]:
+    client: AsyncMongoClient[Doc] = AsyncMongoClient(server.uri, tz_aware=True, tzinfo=UTC)
+    database = f"f_{uuid.uuid4().hex[:10]}"
+    yield World(client, database, MongoLeaseStore(client, database, "leases", Retrier(5)))
+    await client.drop_database(database)
+    await client.close()
+
+
+def order(number: int, updated: datetime = T0, title: str = "t") -> WorkOrder:
+    return WorkOrder(number, Status.PENDING, title, T0 - timedelta(days=1), updated)
+
+
+def letter(key: str) -> DeadLetter:
+    return DeadLetter("inbound", "http", key, f"ref {key}", [Problem("$.x", "bad")], {"x": 1})
+
+
+async def exports(repository: MongoWorkOrderRepository) -> list[PendingExport]:
+    return [
+        i async for page in repository.pending(10) for i in page if isinstance(i, PendingExport)
+    ]
+
+
+async def test_writes_under_a_held_lease_are_stamped_with_its_epoch_and_holder(
+    world: World,
+) -> None:
+    fence = await world.hold("r1", ttl=60)
+    state, repository = world.state(fence), world.repository(fence)
+    await repository.prepare()
+    await state.put("watermark", {"at": 1})
+    await state.put("watermark", {"at": 2})
+    assert (await world.doc("state", {"_id": "watermark"}))["at"] == 2
+    assert await state.dead_letter(letter("7"), NOW) == 1
+    assert (await repository.apply([order(1), order(2)], NOW)).inserted == 2
+    mixed = await repository.apply([order(1, T0 + timedelta(seconds=1)), order(3), order(2)], NOW)
+    assert (mixed.inserted, mixed.updated, mixed.stale) == (1, 1, 1)
+    await world.client[world.database]["w"].update_one({"number": 2}, {"$set": {"isSynced": False}})
+    assert await repository.mark_synced(await exports(repository), NOW) == 1
+    stamp = {"epoch": 1, "holder": "r1"}
+    assert (await world.doc("state", {"_id": "watermark"}))["syncLease"] == stamp
+    assert await state.dead_letter(letter("7"), NOW) == 2
+    assert (await world.doc("letters", {}))["syncLease"] == stamp
+    assert (await world.doc("letters", {}))["firstAt"] == NOW
+    for number in (1, 2, 3):
+        assert (await world.doc("w", {"number": number}))["syncLease"]["epoch"] == 1
+
+
+async def test_a_replica_past_its_lease_changes_nothing_even_where_no_one_wrote_since(
+    world: World,
+) -> None:
+    """Its own check passes (frozen after it): the server's clock refuses the write."""
+    old = await world.hold("r1")
+    state, repository = world.state(old), world.repository(old)
+    await repository.prepare()
+    await state.put("watermark", {"at": 1})
+    await state.dead_letter(letter("7"), NOW)
+    await repository.apply([order(1), order(2, title="two")], NOW)
+    await world.client[world.database]["w"].update_one({"number": 2}, {"$set": {"isSynced": False}})
+    pending = await exports(repository)
+    await world.expire()
+    with pytest.raises(LeaseLost):
+        await world.state(unchecked(old)).put("watermark", {"at": 2})
+    with pytest.raises(LeaseLost):
+        await world.state(unchecked(old)).dead_letter(letter("7"), NOW)
+    assert await world.repository(unchecked(old)).mark_synced(pending, NOW) == 0
+    with pytest.raises(LeaseLost):
+        await world.repository(unchecked(old)).apply([order(1, T0 + timedelta(seconds=1))], NOW)
+    with pytest.raises(LeaseLost):  # a new work order: inserted by the server from the lease
+        await world.repository(unchecked(old)).apply([order(3)], NOW)
+    assert await world.client[world.database]["w"].find_one({"number": 3}) is None
+    # First writes too: made by the server from the lease document.
+    with pytest.raises(LeaseLost):
+        await world.state(unchecked(old)).put("cursor", {"at": 1})
+    with pytest.raises(LeaseLost):
+        await world.state(unchecked(old)).dead_letter(letter("8"), NOW)
+    assert await world.client[world.database]["state"].find_one({"_id": "cursor"}) is None
+    assert await world.client[world.database]["letters"].count_documents({}) == 1
+    assert (await world.doc("state", {"_id": "watermark"}))["at"] == 1
+    assert (await world.doc("letters", {}))["count"] == 1
+    assert (await world.doc("w", {"number": 1}))["updatedAt"] == T0
+    assert (await world.doc("w", {"number": 2}))["isSynced"] is False
+
+
+def unchecked(fence: Fence, **lease: Any) -> Fence:
+    """The lease of ``fence`` (with ``lease`` changed), whose holder's own check passes: what
+    only the server can refuse."""
+    return Fence(dataclasses.replace(fence.lease, **lease), math.inf)
+
+
+async def test_a_document_the_next_holder_wrote_is_never_overwritten_by_the_last(
+    world: World,
+) -> None:
+    old = await world.hold("r1")
+    await world.expire()
+    new = await world.hold("r2", ttl=60)
+    assert new.epoch == old.epoch + 1
+    await world.state(new).put("watermark", {"at": 5})
+    await world.repository(new).prepare()
+    await world.repository(new).apply([order(1, title="new")], NOW)
+    # The old lease's expiry far ahead, as a primary whose clock is behind would judge it: only
+    # the epoch stamp stands between the old holder and the next holder's documents.
+    behind = NOW.replace(year=2100)
+    with pytest.raises(LeaseLost):
+        await world.state(unchecked(old, expires_at=behind)).put("watermark", {"at": 1})
+    later = order(1, T0 + timedelta(seconds=1), "old")
+    with pytest.raises(LeaseLost):
+        await world.repository(unchecked(old, expires_at=behind)).apply([later], NOW)
+    with pytest.raises(LeaseLost):
+        await world.repository(unchecked(old, expires_at=behind)).apply([order(3)], NOW)
+    assert await world.client[world.database]["w"].find_one({"number": 3}) is None
+    assert (await world.doc("state", {"_id": "watermark"}))["at"] == 5
+    assert (await world.doc("w", {"number": 1}))["title"] == "new"
+
+
+async def test_past_its_own_deadline_a_replica_sends_no_write_at_all(world: World) -> None:
+    """An insert has no filter to fence it: the holder's own deadline does."""
+    fence = await world.hold("r1", ttl=60, deadline=time.monotonic() - 1)
+    with pytest.raises(LeaseLost):
+        await world.repository(fence).apply([order(1)], NOW)
+    with pytest.raises(LeaseLost):
+        await world.state(fence).put("watermark", {"at": 1})
+    with pytest.raises(LeaseLost):
+        await world.state(fence).dead_letter(letter("7"), NOW)
+    db = world.client[world.database]
+    for collection in ("w", "state", "letters"):
+        assert await db[collection].find_one({}) is None

@@ -1,0 +1,291 @@
+"""The folder connector with its folders on Debian's OpenSSH server (tests/support/sshd.py),
+through the CLI against a real MongoDB wire-protocol server: both directions, a file the SFTP
+account may not read, a changed host key, and the server killed mid-run."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from tests.builders import client_record, read_json, tracos_doc
+from tests.conftest import Env
+from tests.support.sftp import client_file, names, sftp_settings
+from tests.support.sshd import Sshd, running_sshd
+from tests.support.watching import stop, wait_until
+
+
+def test_both_directions_over_sftp(env: Env, sshd: Sshd) -> None:
+    for n in range(1, 6):
+        client_file(sshd, f"{n}.json", client_record(n))
+    client_file(sshd, "bad.json", {"orderNo": "x"})
+    env.collection.insert_many([tracos_doc(100 + n, isSynced=False) for n in range(3)])
+
+    result = env.cli("run", **sftp_settings(sshd))
+
+    assert result.code == 0, result.output
+    counts = result.counts()
+    assert (counts["files"], counts["inserted"], counts["exported"]) == (6, 5, 3)
+    served = sshd.served
+    assert names(served / "in" / "processed") == [f"{n}.json" for n in range(1, 6)]
+    assert names(served / "in" / "rejected") == ["bad.json", "bad.json.error.json"]
+    assert "orderNo" in (served / "in" / "rejected" / "bad.json.error.json").read_text()
+    assert [p.name for p in (served / "in").iterdir() if p.suffix == ".json"] == []
+    assert names(served / "out") == ["100.json", "101.json", "102.json"]
+    assert read_json(served / "out" / "100.json")["orderNo"] == 100
+    assert env.collection.count_documents({"isSynced": True}) == 8
+    # A second run: nothing left to take or send, and nothing taken twice.
+    again = env.cli("run", **sftp_settings(sshd))
+    assert again.code == 0, again.output
+    assert (again.counts()["files"], again.counts()["exported"]) == (0, 0)
+    assert names(served / "in" / "processed") == [f"{n}.json" for n in range(1, 6)]
+
+
+def test_an_archived_name_is_never_overwritten_on_the_server(env: Env, sshd: Sshd) -> None:
+    client_file(sshd, "7.json", client_record(7))
+    assert env.cli("inbound", **sftp_settings(sshd)).code == 0
+    client_file(sshd, "7.json", client_record(7, lastUpdateDate="2024-06-01T00:00:00Z"))
+
+    result = env.cli("inbound", **sftp_settings(sshd))
+
+    assert result.code == 0, result.output
+    assert names(sshd.served / "in" / "processed") == ["7.json", "7~1.json"]
+
+
+def test_a_file_the_account_may_not_read_costs_only_itself(env: Env, sshd: Sshd) -> None:
+    client_file(sshd, "1.json", client_record(1))
+    locked = client_file(sshd, "2.json", client_record(2))
+    locked.chmod(0)
+
+    result = env.cli("inbound", **sftp_settings(sshd))
+
+    assert result.code == 0, result.output
+    assert result.counts()["files"] == 1
+    assert names(sshd.served / "in" / "processed") == ["1.json"]
+    assert locked.exists()  # left where it was, for the next run
+    assert "2.json" in result.output
+
+
+def test_a_changed_host_key_is_refused_in_one_clear_line(env: Env, sshd: Sshd) -> None:
+    client_file(sshd, "1.json", client_record(1))
+    sshd.change_host_key()
+    sshd.restart()
+
+    result = env.cli("run", **sftp_settings(sshd))
+
+    assert result.code == 1, result.output
+    said = [line for line in result.output.splitlines() if "host key is not the one" in line]
+    assert len(said) == 2, result.output  # inbound's and outbound's, each one line
+    assert all("run.failed" in line for line in said), result.output
+    assert "run.crashed" not in result.output
+    assert "Traceback" not in result.output
+    assert names(sshd.served / "in") == ["1.json"]  # nothing touched
+    assert env.collection.count_documents({}) == 0
+
+
+def test_the_key_file_and_password_never_show(env: Env, sshd: Sshd) -> None:
+    result = env.cli(
+        "check", **sftp_settings(sshd, SFTP_PASSWORD="hunter2-secret", LOG_LEVEL="DEBUG")
+    )
+
+    assert "hunter2-secret" not in result.output
+    assert sshd.client_key.export_private_key().decode() not in result.output
+    assert "host key matches" in result.output, result.output
+
+
+def test_the_server_killed_mid_run_loses_nothing_and_takes_nothing_twice(
+    env: Env, sshd: Sshd
+) -> None:
+    for n in range(1, 201):
+        client_file(sshd, f"{n}.json", client_record(n))
+    env.collection.insert_many([tracos_doc(1000 + n, isSynced=False) for n in range(200)])
+    settings = sftp_settings(sshd, BATCH_SIZE="10", SFTP_RETRY_SECONDS="20")
+    proc = env.popen("run", **settings)
+    processed = sshd.served / "in" / "processed"
+    # Killed once the run is under way (some files archived), brought back a second later.
+    while len(names(processed)) < 20 and proc.poll() is None:
+        threading.Event().wait(0.005)
+    assert proc.poll() is None, "the run ended before the kill"
+    sshd.kill()
+    threading.Timer(1.0, sshd.start).start()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+
+    # Whatever a kill left claimed comes back once its claim is stale; a second run takes it.
+    again = env.cli("run", **(settings | {"CLAIM_STALE_SECONDS": "1"}))
+    assert again.code == 0, again.output
+    archived = names(processed)
+    assert sorted(archived) == sorted(f"{n}.json" for n in range(1, 201)), archived
+    assert names(sshd.served / "in" / "rejected") == []
+    assert env.collection.count_documents({"number": {"$lte": 200}}) == 200
+    assert names(sshd.served / "out") == sorted(f"{1000 + n}.json" for n in range(200))
+    assert env.collection.count_documents({"isSynced": {"$ne": True}}) == 0
+
+
+def test_a_server_without_posix_rename_is_refused_at_start_up(env: Env) -> None:
+    with running_sshd(sftp_options="-P posix-rename") as sshd:
+        client_file(sshd, "1.json", client_record(1))
+        env.collection.insert_one(tracos_doc(5, isSynced=False))
+
+        result = env.cli("run", **sftp_settings(sshd))
+
+        assert result.code == 1, result.output
+        refusals = [line for line in result.output.splitlines() if "no posix-rename" in line]
+        assert len(refusals) == 2, result.output  # inbound and outbound, each in one line
+        assert "Traceback" not in result.output
+        assert (sshd.served / "in" / "1.json").exists()  # not claimed
+        assert [p for p in names(sshd.served / "out") if not p.startswith(".")] == []
+        assert env.collection.count_documents({"isSynced": True}) == 0
+
+
+def test_a_server_without_fsync_is_used_with_one_warning(env: Env) -> None:
+    with running_sshd(sftp_options="-P fsync") as sshd:
+        client_file(sshd, "1.json", client_record(1))
+        env.collection.insert_one(tracos_doc(5, isSynced=False))
+
+        result = env.cli("run", **sftp_settings(sshd))
+
+        assert result.code == 0, result.output
+        assert result.output.count("sftp.no_fsync") == 1, result.output
+        assert names(sshd.served / "in" / "processed") == ["1.json"]
+        assert names(sshd.served / "out") == ["5.json"]
+
+
+def test_trust_on_first_use_only_when_asked_and_loudly(env: Env, sshd: Sshd) -> None:
+    client_file(sshd, "1.json", client_record(1))
+    empty = sshd.workdir / "empty_known_hosts"
+    settings = sftp_settings(sshd, SFTP_KNOWN_HOSTS=str(empty))
+
+    refused = env.cli("inbound", **settings)
+    assert refused.code == 1, refused.output
+    assert "is not a file" in refused.output
+    empty.write_text("")
+    unknown = env.cli("inbound", **settings)
+    assert unknown.code == 1, unknown.output
+    assert "host key is not in" in unknown.output
+    assert names(sshd.served / "in") == ["1.json"]
+
+    trusted = env.cli("inbound", **settings, SFTP_TRUST_UNKNOWN_HOST_KEY="true")
+    assert trusted.code == 0, trusted.output
+    assert "sftp.host_key_trusted_on_first_use" in trusted.output
+    assert sshd.host_key.get_fingerprint() in trusted.output
+    assert empty.read_text() == sshd.known_hosts_line(sshd.host_key)
+    # Once known, a changed key is refused even with the setting on.
+    sshd.change_host_key()
+    sshd.restart()
+    changed = env.cli("inbound", **settings, SFTP_TRUST_UNKNOWN_HOST_KEY="true")
+    assert changed.code == 1, changed.output
+    assert "host key is not the one" in changed.output
+
+
+def test_watch_sweeps_an_sftp_folder_and_stops_on_sigterm(env: Env, sshd: Sshd) -> None:
+    proc = env.popen("watch", **sftp_settings(sshd, WATCH_INTERVAL="1"))
+    try:
+        client_file(sshd, "1.json", client_record(1))
+        wait_until(lambda: names(sshd.served / "in" / "processed") == ["1.json"], proc, 30)
+        env.collection.insert_one(tracos_doc(7, isSynced=False))
+        wait_until(lambda: names(sshd.served / "out") == ["7.json"], proc, 30)
+        client_file(sshd, "2.json", client_record(2))  # a later sweep takes it too
+        wait_until(lambda: "2.json" in names(sshd.served / "in" / "processed"), proc, 30)
+    finally:
+        result, took = stop(proc)
+    assert result.code == 0, result.output
+    assert took < 10
+    assert "Traceback" not in result.output
+
+
+def test_a_password_in_the_url_is_refused_before_anything_connects_and_not_shown(
+    env: Env,
+) -> None:
+    result = env.cli(
+        "run",
+        DATA_INBOUND_DIR="sftp://me:hunter2-in-url@127.0.0.1:1/in",
+        DATA_OUTBOUND_DIR="sftp://me@127.0.0.1:1/out",
+        SFTP_KEY_FILE="/nonexistent",
+    )
+
+    assert result.code == 2, result.output
+    assert "must not hold a password" in result.output
+    assert "hunter2-in-url" not in result.output
+
+
+def test_an_outbound_name_taken_by_a_folder_costs_that_order_only(env: Env, sshd: Sshd) -> None:
+    out = sshd.served / "out"
+    out.mkdir()
+    (out / "5.json").mkdir()
+    sshd.give_to_server(out, out / "5.json")
+    env.collection.insert_many([tracos_doc(n, isSynced=False) for n in (4, 5, 6)])
+
+    result = env.cli("outbound", **sftp_settings(sshd))
+
+    assert result.code == 0, result.output
+    assert result.counts()["exported"] == 2
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["4.json", "6.json"]
+    assert env.collection.find_one({"number": 5}, {"isSynced": 1})["isSynced"] is False
+
+
+def test_an_outbound_folder_the_account_may_not_write_fails_the_direction(
+    env: Env, sshd: Sshd
+) -> None:
+    client_file(sshd, "1.json", client_record(1))
+    out = sshd.served / "out"
+    out.mkdir(mode=0o555)
+    sshd.give_to_server(out)
+    env.collection.insert_one(tracos_doc(5, isSynced=False))
+
+    result = env.cli("run", **sftp_settings(sshd))
+
+    assert result.code == 1, result.output
+    assert names(sshd.served / "in" / "processed") == ["1.json"]  # the other direction ran
+    assert env.collection.count_documents({"isSynced": False}) == 1
+    assert "Traceback" not in result.output
+
+
+def test_a_dry_run_reads_the_server_and_changes_nothing(env: Env, sshd: Sshd) -> None:
+    client_file(sshd, "1.json", client_record(1))
+    for made_by_an_earlier_run in ("processed", "rejected"):
+        (sshd.served / "in" / made_by_an_earlier_run).mkdir()
+        sshd.give_to_server(sshd.served / "in" / made_by_an_earlier_run)
+    env.collection.insert_one(tracos_doc(5, isSynced=False))
+
+    result = env.cli("run", "--dry-run", **sftp_settings(sshd))
+
+    assert result.code == 0, result.output
+    assert (result.counts()["files"], result.counts()["exported"]) == (1, 1), result.output
+    assert names(sshd.served / "in") == ["1.json", "processed", "rejected"]
+    assert names(sshd.served / "in" / "processed") == []
+    assert not (sshd.served / "out").exists()
+    assert env.collection.count_documents({"number": 1}) == 0
+    assert env.collection.count_documents({"isSynced": False}) == 1
+
+
+def test_check_reports_each_folder_and_an_unreachable_server_at_once(env: Env, sshd: Sshd) -> None:
+    client_file(sshd, "1.json", client_record(1))
+    settings = sftp_settings(sshd, SFTP_RETRY_SECONDS="60")
+
+    ok = env.cli("check", **settings)
+    assert ok.code == 0, ok.output
+    lines = ok.output.splitlines()
+    for label in ("inbound folder", "processed folder", "outbound folder", "sftp extensions"):
+        assert any(line.startswith("ok") and label in line for line in lines), ok.output
+    assert names(sshd.served / "in") == ["1.json"]  # the probes are gone, the file untouched
+
+    sshd.stop()
+    start = time.monotonic()
+    down = env.cli("check", **settings)
+    assert down.code == 1, down.output
+    assert time.monotonic() - start < 30  # not the 60 s a run would wait
+    assert any(s.startswith("FAIL") and "sftp server" in s for s in down.output.splitlines())
+
+
+def test_a_large_file_is_read_whole_beside_small_ones(env: Env, sshd: Sshd) -> None:
+    big = [client_record(n, summary="x" * 2000) for n in range(1, 2501)]  # about 5 MiB
+    client_file(sshd, "big.json", big)
+    for n in range(3001, 3021):
+        client_file(sshd, f"{n}.json", client_record(n))
+
+    result = env.cli("inbound", **sftp_settings(sshd))
+
+    assert result.code == 0, result.output
+    assert (sshd.served / "in" / "processed" / "big.json").stat().st_size > 4 * 1024 * 1024
+    assert len(names(sshd.served / "in" / "processed")) == 21
+    assert env.collection.count_documents({}) == 2520

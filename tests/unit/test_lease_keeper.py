@@ -1,0 +1,181 @@
+"""The lease keeper on a fake clock and the in-memory lease store: taking, renewing, fair share,
+take-over of a frozen replica's leases, giving back."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import pytest
+from structlog.testing import capture_logs
+
+from tests.support.leases import FakeClock, InMemoryLeaseStore, RecordingWork
+from tracos_sync.domain.errors import DatabaseUnavailable
+from tracos_sync.domain.fence import LeaseLost
+from tracos_sync.leases.keeper import LeaseKeeper
+
+TTL = 15.0
+NAMES = [f"i{n}" for n in range(5)]
+
+
+@dataclass
+class World:
+    clock: FakeClock = field(default_factory=FakeClock)
+    store: InMemoryLeaseStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.store = InMemoryLeaseStore(self.clock)
+
+    def replica(self, name: str, names: list[str] = NAMES) -> tuple[LeaseKeeper, RecordingWork]:
+        work = RecordingWork(self.store)
+        return LeaseKeeper(self.store, names, name, TTL, work=work, clock=self.clock), work
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def test_a_lone_replica_takes_every_lease_and_serves_it() -> None:
+    world = World()
+    keeper, work = world.replica("a")
+    share = run(keeper.round())
+    assert share is not None and (share.live, share.share) == (1, 5)
+    assert sorted(work.serving) == NAMES
+    assert all(world.store.holder_now(name) == ("a", 1) for name in NAMES)
+
+
+def test_renewals_keep_the_epoch_and_move_the_deadline() -> None:
+    world = World()
+    keeper, work = world.replica("a")
+    run(keeper.round())
+    before = work.serving["i0"].deadline
+    for _ in range(10):  # far beyond one TTL, renewed every TTL / 3
+        world.clock.advance(keeper.interval)
+        run(keeper.round())
+    fence = work.serving["i0"]
+    assert fence.epoch == 1 and fence.writable()
+    assert fence.deadline > before + 3 * TTL
+
+
+def test_a_replica_that_joins_gets_its_share_from_the_others() -> None:
+    world = World()
+    a, work_a = world.replica("a")
+    b, work_b = world.replica("b")
+    run(a.round())
+    run(b.round())  # everything is held: b only says it is there
+    assert not work_b.serving
+    with capture_logs() as logs:
+        run(a.round())  # two live replicas: a keeps its share, 3, and gives 2 back
+    assert len(work_a.serving) == 3
+    given = [e for e in logs if e["event"] == "lease.given_back"]
+    assert len(given) == 2 and all("fair share" in e["reason"] for e in given)
+    assert all(work_a.stopped_while_held), "work stops before its lease is given back"
+    run(b.round())
+    assert len(work_b.serving) == 2
+    assert set(work_a.serving).isdisjoint(work_b.serving)
+    assert all(world.store.holder_now(name) is not None for name in NAMES)
+
+
+def test_a_frozen_replicas_leases_are_taken_over_within_two_ttl_and_it_stops_on_waking() -> None:
+    world = World()
+    a, work_a = world.replica("a")
+    b, work_b = world.replica("b")
+    run(a.round())
+    run(b.round())
+    run(a.round())
+    run(b.round())
+    frozen = dict(work_a.serving)
+    # a is frozen (SIGSTOP): only b goes on, every TTL / 3.
+    taken_at = None
+    for _ in range(7):
+        world.clock.advance(b.interval)
+        run(b.round())
+        if len(work_b.serving) == len(NAMES) and taken_at is None:
+            taken_at = world.clock.now
+    assert taken_at is not None and taken_at <= 2 * TTL
+    assert all(work_b.serving[name].epoch == 2 for name in frozen)
+    # a wakes: nothing may be written on its old leases, and it says so once per lease.
+    assert not any(fence.writable() for fence in frozen.values())
+    with pytest.raises(LeaseLost):
+        next(iter(frozen.values())).check()
+    with capture_logs() as logs:
+        run(a.round())
+    lost = [e for e in logs if e["event"] == "lease.lost"]
+    assert sorted(e["integration"] for e in lost) == sorted(frozen)
+    assert not work_a.serving
+    assert not any(work_a.stopped_while_held[-len(frozen) :])
+
+
+def test_a_store_out_of_reach_keeps_leases_until_their_deadline_then_loses_them() -> None:
+    world = World()
+    keeper, work = world.replica("a")
+    run(keeper.round())
+    world.store.failing = DatabaseUnavailable("away")
+    world.clock.advance(keeper.interval)
+    with capture_logs() as logs:
+        assert run(keeper.round()) is None
+        assert len(work.serving) == len(NAMES)
+        world.clock.advance(TTL)
+        assert run(keeper.round()) is None
+    assert not work.serving
+    assert [e["event"] for e in logs].count("lease.store_failing") == 1
+    assert [e["event"] for e in logs].count("lease.lost") == len(NAMES)
+
+
+def test_a_renewal_that_comes_late_is_said() -> None:
+    world = World()
+    keeper, _ = world.replica("a", ["i0"])
+    run(keeper.round())
+    world.clock.advance(TTL * 0.7)  # two rounds missed
+    with capture_logs() as logs:
+        run(keeper.round())
+    assert [e["event"] for e in logs] == ["lease.renewed_late"]
+
+
+def test_leaving_stops_the_work_then_gives_every_lease_back() -> None:
+    world = World()
+    keeper, work = world.replica("a")
+    run(keeper.round())
+    run(keeper.leave())
+    assert not work.serving
+    assert all(work.stopped_while_held)
+    assert all(world.store.holder_now(name) is None for name in NAMES)
+    assert run(world.store.live_replicas()) == 0
+    other, work_b = world.replica("b")
+    run(other.round())  # at once, not after a TTL
+    assert len(work_b.serving) == len(NAMES)
+    assert all(fence.epoch == 2 for fence in work_b.serving.values())
+
+
+def test_run_goes_round_until_stopped_and_leaves() -> None:
+    async def scenario() -> None:
+        world = World()
+        work = RecordingWork(world.store)
+        keeper = LeaseKeeper(world.store, NAMES, "a", TTL, work=work, clock=world.clock)
+        stop = asyncio.Event()
+        task = asyncio.create_task(keeper.run(stop))
+        await asyncio.wait_for(work.all_started(len(NAMES)), 5)
+        stop.set()
+        await task
+        assert not work.serving
+        assert all(world.store.holder_now(name) is None for name in NAMES)
+
+    asyncio.run(asyncio.wait_for(scenario(), 5))
+
+
+def test_a_lease_whose_work_will_not_stop_is_left_to_expire_not_given_back() -> None:
+    world = World()
+    keeper, work = world.replica("a", ["i0"])
+    run(keeper.round())
+
+    async def stuck(name: str) -> bool:
+        del name
+        return False
+
+    work.stop = stuck  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        run(keeper.leave())
+    assert world.store.holder_now("i0") == ("a", 1)
+    assert [e["reason"] for e in logs if e["event"] == "lease.given_back"] == [
+        "stopping (left to expire)"
+    ]
