@@ -119,7 +119,7 @@ def test_refused_when_the_api_certificate_has_expired(
         state.orders.append(order(1))
         path = integrations_file(env.root, url, full_tls(ca), token=f"file:{token_file(env.root)}")
         result = run(env, path)
-    assert_refused(result, "certificate has expired", "tls.ca")
+    assert_refused(result, "certificate has expired", "the API must renew it")
     assert state.requests == 0
     assert stored(env, mongo) == set()
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import final
 
 import httpx
 from dotenv import dotenv_values
@@ -45,6 +46,7 @@ from .transport import (
     environment_proxy_secrets,
 )
 from .transport_checks import certificate_expiry, transport_checks
+from .transport_spec import DESCRIBED
 from .versions import ErpVersions
 from .watermark import EPOCH, Watermark
 
@@ -56,6 +58,7 @@ NAMES = SettingNames(
     url="base_url",
     max_pages="read.max_pages",
     records="read.records",
+    transport=DESCRIBED,
 )
 
 
@@ -129,8 +132,16 @@ class ApiConnector:
     def describe(self) -> dict[str, str]:
         return {"connector": "api", "api": self._endpoint()}
 
+    @final
     def secrets(self) -> list[str]:
-        return [*self.api.secrets(), *environment_proxy_secrets()]
+        """Every secret a message may quote: the description's, the environment's proxy
+        credentials, and the connector's own settings' (``_settings_secrets``). Final: a
+        subclass adds to the list, it cannot drop a part of it."""
+        return [*self.api.secrets(), *environment_proxy_secrets(), *self._settings_secrets()]
+
+    def _settings_secrets(self) -> list[str]:
+        """Secrets of settings beside the description (none for ``api``)."""
+        return []
 
     def certificate_expiry(self) -> CertificateExpiry | None:
         return certificate_expiry(self.api.tls, utc_now())
@@ -148,7 +159,7 @@ class ApiConnector:
             checks = [HealthCheck("client API", False, str(exc))]
         finally:
             await reader.close()
-        checks += transport_checks(self.api.tls, self._proxy(), utc_now())
+        checks += transport_checks(self.api.tls, self._proxy(), utc_now(), self.names.transport)
         state = self._state(context)
         try:
             mark = await state.watermark(reader.bound())
@@ -189,7 +200,7 @@ class ApiConnector:
         """One client per source, sink or check, with the description's auth plugin."""
         settings = self.settings
         try:
-            transport = ReloadingTransport(self.api.tls, self._proxy())
+            transport = ReloadingTransport(self.api.tls, self._proxy(), self.names.transport)
         except TransportUnbuildable as exc:  # a file changed since start-up (checked then)
             raise FatalError(f"{self.where}: settings: {exc}") from None
         client = httpx.AsyncClient(

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, SecretStr
 
+from tracos_sync.domain.errors import ConfigurationError
 from tracos_sync.integrations import substitute
 
 from .secret_files import PREFIX, SecretFile, file_reference
@@ -41,9 +42,9 @@ def resolve(
     """``value`` with every ``${NAME}`` replaced, in tables and lists at any depth; each string
     that held one becomes a ``FromEnvironment``. A key (dotted) in ``secrets`` that is exactly
     ``${NAME}``, with ``NAME`` unset and ``NAME_FILE`` set, is ``file:`` that file (the
-    ``_FILE`` convention of container images: a mounted secret, read again when it changes).
-    Raises ``ConfigurationError`` beginning with ``where`` and naming the key (``path``,
-    dotted)."""
+    ``_FILE`` convention of container images: a mounted secret, read again when it changes);
+    both set is refused. Raises ``ConfigurationError`` beginning with ``where`` and naming the
+    key (``path``, dotted)."""
     if isinstance(value, dict):
         return {
             key: resolve(item, where, variables, f"{path}.{key}" if path else str(key), secrets)
@@ -57,7 +58,12 @@ def resolve(
     if isinstance(value, str) and path in secrets:
         whole = _WHOLE_REFERENCE.fullmatch(value)
         name = whole.group(1) if whole else ""
-        if whole and name not in variables and f"{name}_FILE" in variables:
+        if whole and f"{name}_FILE" in variables:
+            if name in variables:  # which one is meant would be a guess (one may be stale)
+                raise ConfigurationError(
+                    f"{where}: {path}: {name} and {name}_FILE are both set: give one (neither "
+                    "value is shown)"
+                )
             return FromEnvironment(f"{PREFIX}{variables[name + '_FILE']}")
     if isinstance(value, str):
         replaced = substitute(value, f"{where}: {path}", variables)

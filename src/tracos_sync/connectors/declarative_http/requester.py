@@ -43,7 +43,8 @@ from tracos_sync.logs import MIN_SHOWN, redact_text
 
 from .bounded_body import ACCEPT_ENCODING, UnreadableBody, read_bounded
 from .retrying import ApiTransient, WaitHonouringRetryAfter, retry_after
-from .transport import closed_hint, proxy_refusal, tls_refusal
+from .transport import closed_hint, proxy_credentials_refused, proxy_refusal, tls_refusal
+from .transport_spec import PRESENT, TlsNames
 
 log = structlog.get_logger("tracos_sync.http")
 
@@ -104,6 +105,7 @@ class SettingNames:
     url: str = "CLIENT_API_URL"
     max_pages: str = "CLIENT_API_MAX_PAGES"
     records: str = ""  # what says where a page's records are ("": nothing the user sets)
+    transport: TlsNames = PRESENT  # the TLS files and the proxy
 
 
 class Requester:
@@ -207,11 +209,12 @@ class Requester:
                 f"{what}: the answer cannot be decoded: {self._text(exc)}"
             ) from None
         except httpx.TransportError as exc:
-            refusal = tls_refusal(exc) or proxy_refusal(exc)
+            names = self._names.transport
+            refusal = tls_refusal(exc, names) or proxy_refusal(exc, names)
             if refusal is not None:  # not worth retrying: a setting must change
                 raise CredentialsRefused(f"{what}: {refusal}") from None
             said = self._text(exc) if str(exc) else "no answer"
-            hint = closed_hint(exc)
+            hint = closed_hint(exc, names)
             raise ApiTransient(
                 f"{type(exc).__name__}: {said}" + (f"; {hint}" if hint else "")
             ) from None
@@ -237,7 +240,11 @@ class Requester:
         said = f"HTTP {status}: {self.excerpt(body)}"
         if status in (408, 425, 429) or status >= 500:
             raise ApiTransient(said, retry_after(response.headers))
-        if status in (401, 403, 407):
+        if status == 407:  # a plain-HTTP request's proxy: the API never saw it
+            raise CredentialsRefused(
+                f"{what}: {proxy_credentials_refused(self._names.transport)}: {said}"
+            )
+        if status in (401, 403):
             raise CredentialsRefused(
                 f"{what}: the client API refuses our credentials (check "
                 f"{self._names.credentials}): {said}"

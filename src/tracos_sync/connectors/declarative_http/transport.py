@@ -30,7 +30,7 @@ from tracos_sync.logs import uri_secrets
 
 from .secret_files import SecretFile
 from .transport_checks import key_too_open
-from .transport_spec import TlsSpec
+from .transport_spec import DESCRIBED, TlsNames, TlsSpec
 
 log = structlog.get_logger("tracos_sync.http")
 
@@ -54,36 +54,50 @@ class TransportUnbuildable(ValueError):
     """A file of ``[tls]`` cannot be loaded; the message names its key, never a secret."""
 
 
-def ssl_context(tls: TlsSpec) -> ssl.SSLContext:
+class _KeyEncrypted(Exception):
+    """Raised by the password callback of a key without a passphrase: OpenSSL asks for one only
+    when the key is encrypted (without a callback it would prompt on the terminal and wait)."""
+
+
+def _no_passphrase() -> str:
+    raise _KeyEncrypted
+
+
+def ssl_context(tls: TlsSpec, names: TlsNames = DESCRIBED) -> ssl.SSLContext:
     """The context for ``tls``: verification always on (hostname and chain), the system's CAs
     (httpx's: certifi's bundle, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``) unless ``system_ca`` is
-    false, ``ca`` added, our certificate loaded."""
-    context = (
-        httpx.create_ssl_context(trust_env=True)
-        if tls.system_ca
-        else ssl.create_default_context(
-            cafile=None if tls.ca is None or tls.ca.is_dir() else tls.ca,
-            capath=tls.ca if tls.ca is not None and tls.ca.is_dir() else None,
-        )
-    )
-    if tls.ca is not None and tls.system_ca:
+    false, ``ca`` added, our certificate loaded. OpenSSL never prompts for a passphrase."""
+    if tls.system_ca:
+        context = httpx.create_ssl_context(trust_env=True)
+    else:
+        # Hostname and chain verified, no CA loaded yet (only ``ca`` will be).
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if tls.ca is not None:
         try:
             if tls.ca.is_dir():
                 context.load_verify_locations(capath=tls.ca)
             else:
                 context.load_verify_locations(cafile=tls.ca)
         except (OSError, ssl.SSLError) as exc:
-            raise TransportUnbuildable(f"tls.ca: cannot load {tls.ca}: {_reason(exc)}") from None
+            raise TransportUnbuildable(
+                f"{names.ca}: cannot load {tls.ca}: {_reason(exc)}"
+            ) from None
     if tls.cert is not None:
         passphrase = tls.key_passphrase
+        keys = f"{names.cert}, {names.key}"
         try:
             context.load_cert_chain(
                 tls.cert,
                 tls.key,
-                password=None if passphrase is None else passphrase.get_secret_value,
+                password=_no_passphrase if passphrase is None else passphrase.get_secret_value,
             )
+        except _KeyEncrypted:
+            raise TransportUnbuildable(
+                f"{names.key}: the key is encrypted: set {names.key_passphrase}"
+            ) from None
         except (OSError, ssl.SSLError) as exc:
-            keys = "tls.cert, tls.key" + ("" if passphrase is None else ", tls.key_passphrase")
+            if passphrase is not None:
+                keys += f", {names.key_passphrase}"
             raise TransportUnbuildable(
                 f"{keys}: cannot load the client certificate {tls.cert} with its key: "
                 f"{_reason(exc)}"
@@ -91,15 +105,17 @@ def ssl_context(tls: TlsSpec) -> ssl.SSLContext:
     return context
 
 
-def check_transport(tls: TlsSpec, proxy: str | None, where: str) -> None:
+def check_transport(
+    tls: TlsSpec, proxy: str | None, where: str, names: TlsNames = DESCRIBED
+) -> None:
     """At start-up: the files load and the proxy's address (the integration's, or the
     environment's) is one (``ConfigurationError`` beginning with ``where`` and naming the key
     otherwise); a private key others may read is warned about, on every run."""
     try:
-        ReloadingTransport(tls, proxy)  # a client not opened: nothing to close
+        ReloadingTransport(tls, proxy, names)  # a client not opened: nothing to close
     except TransportUnbuildable as exc:
         raise ConfigurationError(f"{where}: {exc}") from None
-    too_open = key_too_open(tls)
+    too_open = key_too_open(tls, names)
     if too_open is not None:
         log.warning("tls.key_readable", problem=too_open)
 
@@ -112,7 +128,35 @@ def _reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def tls_refusal(exc: BaseException) -> str | None:
+# OpenSSL's X509_V_ERR_* codes whose advice is not "give the CA that signs it".
+_NAME_MISMATCH = frozenset({62, 64})  # the host name, the IP address
+_NO_ISSUER = frozenset({2, 20})  # unable to get the issuer certificate (locally)
+_NOT_YET_VALID, _EXPIRED = 9, 10
+
+
+def _verification_advice(found: ssl.SSLCertVerificationError, names: TlsNames) -> str:
+    """What to change, by why the API's certificate could not be verified."""
+    code = found.verify_code
+    if code in _NAME_MISMATCH:
+        return (
+            f"the certificate is not issued for the host in {names.url}: use the name it is "
+            "issued for (verification cannot be turned off)"
+        )
+    if code in (_NOT_YET_VALID, _EXPIRED):
+        return (
+            "the API's certificate is outside its validity period: the API must renew it (or "
+            f"our clock is wrong; another {names.ca} would not help)"
+        )
+    if code in _NO_ISSUER:
+        return (
+            f"give the CA that signs it as {names.ca}: a bundle that reaches a root (an "
+            "intermediate alone is not trusted), or a folder hashed by `openssl rehash` "
+            "(verification cannot be turned off)"
+        )
+    return f"give the CA that signs it as {names.ca} (verification cannot be turned off)"
+
+
+def tls_refusal(exc: BaseException, names: TlsNames = DESCRIBED) -> str | None:
     """Why a request failed in the TLS handshake, naming the setting to change; None when it
     did not (a network failure, worth retrying)."""
     seen: set[int] = set()
@@ -122,19 +166,34 @@ def tls_refusal(exc: BaseException) -> str | None:
         if isinstance(found, ssl.SSLCertVerificationError):
             said = found.verify_message or _reason(found)
             return (
-                f"the API's certificate cannot be verified ({said}): give the CA that signs it "
-                "as tls.ca (verification cannot be turned off)"
+                f"the API's certificate cannot be verified ({said}): "
+                f"{_verification_advice(found, names)}"
             )
         if isinstance(found, ssl.SSLError) and found.reason in _CLIENT_CERT_REFUSED:
             return (
-                f"the API refuses our client certificate ({_reason(found)}): check tls.cert "
-                "and tls.key"
+                f"the API refuses our client certificate ({_reason(found)}): check "
+                f"{names.cert} and {names.key}"
             )
         found = found.__cause__ or found.__context__
     return None
 
 
 PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
+
+
+def _socks_proxy(proxy: str | None, names: TlsNames) -> str | None:
+    """The setting that gives a SOCKS proxy (httpx needs a package we do not install), or
+    None."""
+    given = [(names.proxy, proxy or "")] if proxy is not None else []
+    given += [
+        (variable, os.environ.get(variable, ""))
+        for name in PROXY_VARIABLES
+        for variable in (name, name.lower())
+    ]
+    for setting, value in given:
+        if value.strip().lower().startswith("socks"):
+            return setting
+    return None
 
 
 def environment_proxy_secrets() -> list[str]:
@@ -147,18 +206,29 @@ def environment_proxy_secrets() -> list[str]:
     return found
 
 
-def proxy_refusal(exc: BaseException) -> str | None:
+def proxy_refusal(exc: BaseException, names: TlsNames = DESCRIBED) -> str | None:
     """Why the proxy would not carry a request, when it refuses our credentials (407 to the
-    ``CONNECT``); None otherwise (a proxy that cannot reach the API is worth retrying)."""
+    ``CONNECT``) or refuses to carry it (403); None otherwise (a proxy that cannot reach the
+    API is worth retrying)."""
     if isinstance(exc, httpx.ProxyError) and str(exc).startswith("407"):
+        return proxy_credentials_refused(names)
+    if isinstance(exc, httpx.ProxyError) and str(exc).startswith("403"):
         return (
-            "the proxy refuses our credentials (407): check the user and password in proxy, "
-            "or in HTTPS_PROXY, HTTP_PROXY or ALL_PROXY"
+            f"the proxy refuses to carry requests to this API (403 to CONNECT): ask for the "
+            f"API's host to be allowed, or check {names.proxy}, or HTTPS_PROXY, HTTP_PROXY, "
+            "ALL_PROXY and NO_PROXY"
         )
     return None
 
 
-def closed_hint(exc: httpx.TransportError) -> str:
+def proxy_credentials_refused(names: TlsNames = DESCRIBED) -> str:
+    return (
+        f"the proxy refuses our credentials (407): check the user and password in "
+        f"{names.proxy}, or in HTTPS_PROXY, HTTP_PROXY or ALL_PROXY"
+    )
+
+
+def closed_hint(exc: httpx.TransportError, names: TlsNames = DESCRIBED) -> str:
     """What to add when an HTTPS server closed or reset the connection before answering: that
     is also how a server refuses a missing or unknown client certificate when its alert is lost
     (TLS 1.3 sends it after the handshake); still worth retrying, as any reset. Empty otherwise."""
@@ -176,7 +246,7 @@ def closed_hint(exc: httpx.TransportError) -> str:
         ):
             return (
                 "the server closed the connection: an HTTPS API that requires a client "
-                "certificate does so without one it accepts (tls.cert, tls.key)"
+                f"certificate does so without one it accepts ({names.cert}, {names.key})"
             )
         found = found.__cause__ or found.__context__
     return ""
@@ -220,10 +290,17 @@ class ReloadingTransport(httpx.AsyncBaseTransport):
     ``ssl.SSLError`` that httpcore lets by (an alert read after the handshake) is raised as the
     ``httpx.ReadError`` it is, its cause kept for ``tls_refusal``."""
 
-    def __init__(self, tls: TlsSpec, proxy: str | None) -> None:
+    def __init__(self, tls: TlsSpec, proxy: str | None, names: TlsNames = DESCRIBED) -> None:
         self._tls = tls
         self._proxy = proxy
+        self._names = names
         self._seen = self._identity()
+        socks = _socks_proxy(proxy, names)
+        if socks is not None:
+            raise TransportUnbuildable(
+                f"{socks}: a SOCKS proxy is not supported: give an HTTP proxy (http://), or "
+                "unset it"
+            )
         try:
             self._pool = _Pool(self._build())
         except (httpx.InvalidURL, ValueError) as exc:
@@ -231,9 +308,9 @@ class ReloadingTransport(httpx.AsyncBaseTransport):
                 raise
             # httpx's message quotes the part of the address it could not read: not shown.
             raise TransportUnbuildable(
-                "the proxy's address (proxy, or HTTPS_PROXY, HTTP_PROXY or ALL_PROXY) is not a "
-                "valid URL: percent-encode the special characters of a password (the value is "
-                "not shown)"
+                f"the proxy's address ({names.proxy}, or HTTPS_PROXY, HTTP_PROXY or ALL_PROXY) "
+                "is not a valid URL: percent-encode the special characters of a password (the "
+                "value is not shown)"
             ) from None
         self._said: object = None  # the files' state whose reload failure was said
         self.builds = 1  # clients built, for tests and a log line
@@ -290,7 +367,7 @@ class ReloadingTransport(httpx.AsyncBaseTransport):
 
     def _build(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            verify=ssl_context(self._tls),
+            verify=ssl_context(self._tls, self._names),
             proxy=self._proxy,
             trust_env=True,
             follow_redirects=False,
