@@ -10,6 +10,7 @@ import asyncio
 import base64
 import copy
 import os
+import socket
 import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ from tracos_sync.connectors import load
 from tracos_sync.connectors.declarative_http.description import load_description
 from tracos_sync.connectors.declarative_http.present_api import PresentApiConnector
 from tracos_sync.connectors.declarative_http.requester import (
+    ApiUnavailable,
     CredentialsRefused,
     Limits,
     Requester,
@@ -63,9 +65,8 @@ def _no_proxy_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def http_connector(**settings: str) -> Any:
-    return load("http")(
-        ConnectorConfig(settings={"client_api_url": "https://erp.test/", **settings}, env_file=None)
-    )
+    given = {"client_api_url": "https://erp.test/"} | settings
+    return load("http")(ConnectorConfig(settings=given, env_file=None))
 
 
 def encrypted_client_files(ca: PrivateCa, passphrase: bytes) -> tuple[Path, Path]:
@@ -312,3 +313,31 @@ def test_a_proxy_refusing_to_connect_is_not_retried_and_named() -> None:
     said = proxy_refusal(refused, PRESENT)
     assert said is not None and "403" in said and "CLIENT_API_PROXY" in said
     assert proxy_refusal(httpx.ProxyError("502 Bad Gateway"), PRESENT) is None
+
+
+def a_closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_a_proxy_that_is_down_is_named_and_one_bypassed_is_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", f"http://svc:pr0xy-Secret@127.0.0.1:{a_closed_port()}")
+    connector = http_connector(client_api_retry_seconds="0")
+    requester = connector._requester()
+    with pytest.raises(ApiUnavailable) as raised:
+        await requester.call("read", "GET", "https://erp.test/workorders")
+    await requester.close()
+    said = str(raised.value)
+    assert "ConnectError" in said and "through the proxy http://***@127.0.0.1:" in said, said
+    assert "(CLIENT_API_PROXY, or HTTPS_PROXY" in said and "pr0xy-Secret" not in said, said
+
+    monkeypatch.setenv("NO_PROXY", "localhost")  # the API reached directly: no proxy to blame
+    direct = f"https://localhost:{a_closed_port()}/"
+    requester = http_connector(client_api_retry_seconds="0", client_api_url=direct)._requester()
+    with pytest.raises(ApiUnavailable) as raised:
+        await requester.call("read", "GET", f"{direct}workorders")
+    await requester.close()
+    assert "ConnectError" in str(raised.value) and "proxy" not in str(raised.value)

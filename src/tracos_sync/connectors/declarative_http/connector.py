@@ -44,6 +44,7 @@ from .transport import (
     TransportUnbuildable,
     check_transport,
     environment_proxy_secrets,
+    proxy_for,
 )
 from .transport_checks import certificate_expiry, transport_checks
 from .transport_spec import DESCRIBED
@@ -223,7 +224,15 @@ class ApiConnector:
             max_bytes=settings.client_api_max_response_bytes,
         )
         superseded = self.api.write.superseded if self.api.write is not None else (409, 412)
-        return Requester(client, limits, secrets, self.names, superseded)
+        proxy = self._proxy()
+        return Requester(
+            client,
+            limits,
+            secrets,
+            self.names,
+            superseded,
+            proxy_of=lambda url: proxy_for(url, proxy),
+        )
 
     def _sent_with(self, auth: httpx.Auth) -> httpx.Auth:
         """What every request carries: the description's credentials."""

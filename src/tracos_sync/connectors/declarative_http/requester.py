@@ -43,7 +43,13 @@ from tracos_sync.logs import MIN_SHOWN, redact_text
 
 from .bounded_body import ACCEPT_ENCODING, UnreadableBody, read_bounded
 from .retrying import ApiTransient, WaitHonouringRetryAfter, retry_after
-from .transport import closed_hint, proxy_credentials_refused, proxy_refusal, tls_refusal
+from .transport import (
+    closed_hint,
+    proxy_credentials_refused,
+    proxy_hint,
+    proxy_refusal,
+    tls_refusal,
+)
 from .transport_spec import PRESENT, TlsNames
 
 log = structlog.get_logger("tracos_sync.http")
@@ -119,6 +125,8 @@ class Requester:
         secrets: Callable[[], Sequence[str]],
         names: SettingNames = SettingNames(),
         superseded: Collection[int] = (409, 412),
+        *,
+        proxy_of: Callable[[httpx.URL], str | None] = lambda _url: None,
     ) -> None:
         self._client = client
         self._limits = limits
@@ -126,6 +134,7 @@ class Requester:
         self._names = names
         self.names = names  # for the messages of the requester's callers
         self._superseded = frozenset(superseded)
+        self._proxy_of = proxy_of  # the proxy a URL is reached through, for messages
 
     async def call(
         self, what: str, method: str, url: str | httpx.URL, **kwargs: Any
@@ -191,6 +200,7 @@ class Requester:
     ) -> tuple[httpx.Response, bytes]:
         """One request, answer read whole, within the deadline; classified."""
         timeout = self._limits.timeout
+        request: httpx.Request | None = None
         try:
             async with asyncio.timeout(timeout):
                 request = self._client.build_request(method, url, **kwargs)
@@ -201,7 +211,8 @@ class Requester:
                 finally:
                     await response.aclose()
         except TimeoutError:
-            raise ApiTransient(f"no complete answer within {timeout:g}s") from None
+            said = f"no complete answer within {timeout:g}s"
+            raise ApiTransient(said + self._through_proxy(request)) from None
         except (httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise FatalError(f"{what}: the request cannot be sent: {self._text(exc)}") from None
         except (httpx.DecodingError, UnreadableBody) as exc:
@@ -215,6 +226,8 @@ class Requester:
                 raise CredentialsRefused(f"{what}: {refusal}") from None
             said = self._text(exc) if str(exc) else "no answer"
             hint = closed_hint(exc, names)
+            if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.ProxyError):
+                said += self._through_proxy(request)
             raise ApiTransient(
                 f"{type(exc).__name__}: {said}" + (f"; {hint}" if hint else "")
             ) from None
@@ -260,6 +273,11 @@ class Requester:
             if 300 <= status < 400
             else f"{what}: unexpected answer {said}"
         )
+
+    def _through_proxy(self, request: httpx.Request | None) -> str:
+        """``; through the proxy …`` when ``request`` went through one, else nothing."""
+        proxy = None if request is None else self._proxy_of(request.url)
+        return "" if proxy is None else f"; {proxy_hint(proxy, self._names.transport)}"
 
     def _too_large(self, size: int) -> str:
         return (

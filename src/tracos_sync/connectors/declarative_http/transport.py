@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -26,7 +27,7 @@ import httpx
 import structlog
 
 from tracos_sync.domain.errors import ConfigurationError
-from tracos_sync.logs import uri_secrets
+from tracos_sync.logs import redact_text, uri_secrets
 
 from .secret_files import SecretFile
 from .transport_checks import key_too_open
@@ -204,6 +205,28 @@ def environment_proxy_secrets() -> list[str]:
         for variable in (name, name.lower()):
             found += uri_secrets(os.environ.get(variable, ""))
     return found
+
+
+def proxy_for(url: httpx.URL, proxy: str | None) -> str | None:
+    """The proxy a request to ``url`` goes through: the integration's, or the environment's
+    as httpx picks it (the scheme's, else ``ALL_PROXY``; none for a host in ``NO_PROXY``), for
+    messages; None when it goes directly."""
+    if proxy is not None:
+        return proxy
+    found = urllib.request.getproxies_environment()
+    chosen = found.get(url.scheme) or found.get("all")
+    if not chosen or bool(urllib.request.proxy_bypass(url.host)):
+        return None
+    return chosen
+
+
+def proxy_hint(proxy: str, names: TlsNames = DESCRIBED) -> str:
+    """What to add to a failure to connect, or an answer that never came, through ``proxy``."""
+    return (
+        f"through the proxy {redact_text(proxy)} ({names.proxy}, or HTTPS_PROXY, HTTP_PROXY or "
+        "ALL_PROXY): check that it is up and its address (http:// for a proxy that does not "
+        "speak TLS; NO_PROXY for the hosts to reach directly)"
+    )
 
 
 def proxy_refusal(exc: BaseException, names: TlsNames = DESCRIBED) -> str | None:
