@@ -34,14 +34,13 @@ from tracos_sync.connectors.declarative_http.requester import (
     Limits,
     Requester,
 )
-from tracos_sync.connectors.declarative_http.transport import (
-    ReloadingTransport,
-    check_transport,
+from tracos_sync.connectors.declarative_http.transport import ReloadingTransport, check_transport
+from tracos_sync.connectors.declarative_http.transport_checks import transport_checks
+from tracos_sync.connectors.declarative_http.transport_failures import (
     closed_hint,
     proxy_refusal,
     tls_refusal,
 )
-from tracos_sync.connectors.declarative_http.transport_checks import transport_checks
 from tracos_sync.connectors.declarative_http.transport_spec import PRESENT, TlsSpec
 from tracos_sync.domain.errors import ConfigurationError
 from tracos_sync.domain.ports import ConnectorConfig
@@ -144,10 +143,10 @@ def test_the_http_connector_checks_its_tls_files_at_start_up(
             client_api_key=str(key),
             client_api_key_passphrase="not-the-passphrase",
         )
-    said = str(raised.value)
-    assert said.startswith("CLIENT_CONNECTOR=http: settings: CLIENT_API_CERT, CLIENT_API_KEY, ")
-    assert "CLIENT_API_KEY_PASSPHRASE" in said and "not-the-passphrase" not in said
-    assert "tls." not in said
+    assert str(raised.value) == (
+        "CLIENT_CONNECTOR=http: settings: CLIENT_API_KEY_PASSPHRASE: does not decrypt the key "
+        f"{key} (the passphrase is not shown)"
+    )
     (tmp_path / "other").mkdir()
     _, stranger = PrivateCa(tmp_path / "other").client_files()
     with pytest.raises(ConfigurationError, match="CLIENT_API_CERT, CLIENT_API_KEY: cannot load"):
@@ -341,3 +340,61 @@ async def test_a_proxy_that_is_down_is_named_and_one_bypassed_is_not(
         await requester.call("read", "GET", f"{direct}workorders")
     await requester.close()
     assert "ConnectError" in str(raised.value) and "proxy" not in str(raised.value)
+
+
+# -- the smaller findings --------------------------------------------------------------------
+
+
+def test_a_literal_proxy_password_in_the_file_is_refused(tmp_path: Path) -> None:
+    literal = copy.deepcopy(TABLE) | {"proxy": "http://svc:Written-In-The-File@proxy:3128"}
+    with pytest.raises(ConfigurationError, match=r"proxy: a proxy's password must be") as raised:
+        load_description(literal, WHERE, {})
+    assert "Written-In-The-File" not in str(raised.value)
+    given = copy.deepcopy(TABLE) | {"proxy": "http://svc:${PROXY_PASSWORD}@proxy:3128"}
+    api = load_description(given, WHERE, {"PROXY_PASSWORD": "from-the-environment"})
+    assert "from-the-environment" in api.secrets()
+    unauthenticated = copy.deepcopy(TABLE) | {"proxy": "http://proxy:3128"}
+    assert load_description(unauthenticated, WHERE, {}).proxy is not None
+    # As the integrations file hands it over: ``${NAME}`` at the top level already replaced,
+    # the key said to come from the environment.
+    filled = copy.deepcopy(TABLE) | {"proxy": "http://svc:from-the-environment@proxy:3128"}
+    assert load("api")(ConnectorConfig(settings=filled, env_file=None, hidden=frozenset({"proxy"})))
+    with pytest.raises(ConfigurationError, match=r"proxy: a proxy's password must be"):
+        load("api")(ConnectorConfig(settings=filled, env_file=None))
+
+
+def test_a_ca_bundle_holding_a_private_key_is_warned_about(tmp_path: Path) -> None:
+    ca = PrivateCa(tmp_path)
+    bundle = tmp_path / "bundle-with-key.pem"
+    bundle.write_bytes(ca.bundle.read_bytes() + ca.ca.private_key_pem.bytes())
+    with structlog.testing.capture_logs() as logged:
+        check_transport(TlsSpec(ca=ca.bundle), None, WHERE)
+        check_transport(TlsSpec(ca=bundle), None, WHERE)
+    [warned] = [line for line in logged if line["event"] == "tls.ca_holds_a_key"]
+    assert warned["problem"].startswith(f"tls.ca: {bundle} holds a private key")
+
+
+def test_a_secret_too_short_to_recognise_is_not_masked_inside_words() -> None:
+    connector = http_connector(client_api_token="e")
+    assert "e" not in connector.secrets()
+
+
+async def test_an_answer_that_never_comes_through_a_proxy_names_the_proxy() -> None:
+    """An ``https://`` address given for a proxy that does not speak TLS: the handshake waits
+    for the whole timeout; the failure says which proxy it went through."""
+
+    async def never(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(5)
+        return httpx.Response(200)
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(never))
+    limits = Limits(timeout=0.05, retry_budget=0, max_bytes=1 << 20)
+    requester = Requester(
+        client, limits, list, proxy_of=lambda url: "https://svc:Pr0xy-Secret@proxy:3128"
+    )
+    with pytest.raises(ApiUnavailable) as raised:
+        await requester.call("read", "GET", "https://erp.test/workorders")
+    await requester.close()
+    said = str(raised.value)
+    assert "no complete answer within 0.05s; through the proxy https://***@proxy:3128" in said
+    assert "http:// for a proxy that does not speak TLS" in said and "Pr0xy" not in said

@@ -32,6 +32,7 @@ from ..client_erp.resolve import resolve_mapping
 from .auth import build_auth
 from .description import ApiDescription, load_description
 from .echoes import Echoes
+from .environment import FromEnvironment
 from .oauth2 import ClientCredentials
 from .reader import ApiReader
 from .requester import Limits, Requester, SettingNames
@@ -39,19 +40,15 @@ from .settings import ApiSettings
 from .sink import DEFAULT_CONCURRENCY, DeclarativeSink
 from .source import ApiSource
 from .state import ConnectorState
-from .transport import (
-    ReloadingTransport,
-    TransportUnbuildable,
-    check_transport,
-    environment_proxy_secrets,
-    proxy_for,
-)
+from .transport import ReloadingTransport, TransportUnbuildable, check_transport
 from .transport_checks import certificate_expiry, transport_checks
+from .transport_failures import environment_proxy_secrets, proxy_for
 from .transport_spec import DESCRIBED
 from .versions import ErpVersions
 from .watermark import EPOCH, Watermark
 
 SCOPE = "declarative_http"
+MIN_MASKED = 3  # as the credentials of an address are (``logs.uri_secrets``)
 NAMES = SettingNames(
     retry="client_api_retry_seconds",
     max_bytes="client_api_max_response_bytes",
@@ -137,8 +134,10 @@ class ApiConnector:
     def secrets(self) -> list[str]:
         """Every secret a message may quote: the description's, the environment's proxy
         credentials, and the connector's own settings' (``_settings_secrets``). Final: a
-        subclass adds to the list, it cannot drop a part of it."""
-        return [*self.api.secrets(), *environment_proxy_secrets(), *self._settings_secrets()]
+        subclass adds to the list, it cannot drop a part of it. One shorter than
+        ``MIN_MASKED`` is left out: masking it would mask letters of every word."""
+        found = [*self.api.secrets(), *environment_proxy_secrets(), *self._settings_secrets()]
+        return [secret for secret in found if len(secret) >= MIN_MASKED]
 
     def _settings_secrets(self) -> list[str]:
         """Secrets of settings beside the description (none for ``api``)."""
@@ -260,7 +259,13 @@ def create(config: ConnectorConfig) -> ApiConnector:
             "the api connector is described in an integrations file: its [integration.settings] "
             "table holds the API description (base_url, auth, read, write)"
         )
-    described = {k: v for k, v in config.settings.items() if k in ApiDescription.model_fields}
+    # A top-level value the integrations file filled from ``${NAME}`` is marked as such (a
+    # proxy's password must come from the environment).
+    described = {
+        k: FromEnvironment(v) if isinstance(v, str) and k.lower() in config.hidden else v
+        for k, v in config.settings.items()
+        if k in ApiDescription.model_fields
+    }
     others = {k: v for k, v in config.settings.items() if k not in described}
     where = f"{config.where}: settings" if config.where else "settings"
     api = load_description(described, where, _variables(config.env_file))

@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BeforeValidator, SecretStr
+from pydantic import AfterValidator, BeforeValidator, HttpUrl, SecretStr
 
 from tracos_sync.domain.errors import ConfigurationError
 from tracos_sync.integrations import substitute
@@ -67,7 +68,8 @@ def resolve(
             return FromEnvironment(f"{PREFIX}{variables[name + '_FILE']}")
     if isinstance(value, str):
         replaced = substitute(value, f"{where}: {path}", variables)
-        return FromEnvironment(replaced) if _REFERENCE.search(value) else replaced
+        from_environment = isinstance(value, FromEnvironment) or _REFERENCE.search(value)
+        return FromEnvironment(replaced) if from_environment else replaced
     return value
 
 
@@ -129,6 +131,27 @@ def _fit_for_a_header(value: SecretStr) -> SecretStr:
     _header_text(value.get_secret_value())
     return value
 
+
+def _proxy_password_from_environment(value: object) -> object:
+    """A proxy's password is a secret like any other: ``${NAME}`` in the address, never
+    written in the file."""
+    if not isinstance(value, str) or isinstance(value, FromEnvironment):
+        return value
+    try:
+        password = urlsplit(value).password
+    except ValueError:  # not a URL: the URL type says so
+        return value
+    if password:
+        raise ValueError(
+            "a proxy's password must be given as ${NAME} (http://user:${PROXY_PASSWORD}@proxy:"
+            "3128), taken from the environment, never written in the file (the value is not "
+            "shown)"
+        )
+    return value
+
+
+ProxyUrl = Annotated[HttpUrl, BeforeValidator(_proxy_password_from_environment)]
+"""A proxy's address, its password (if any) from the environment."""
 
 HeaderSecret = Annotated[EnvSecret, AfterValidator(_fit_for_a_header)]
 """A secret sent as it is in a header (a bearer token, an API key): printable ASCII, no spaces."""

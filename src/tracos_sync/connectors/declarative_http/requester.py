@@ -43,7 +43,7 @@ from tracos_sync.logs import MIN_SHOWN, redact_text
 
 from .bounded_body import ACCEPT_ENCODING, UnreadableBody, read_bounded
 from .retrying import ApiTransient, WaitHonouringRetryAfter, retry_after
-from .transport import (
+from .transport_failures import (
     closed_hint,
     proxy_credentials_refused,
     proxy_hint,
