@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from tracos_sync.domain.errors import ConfigurationError
 from tracos_sync.domain.ports import ConnectorConfig
+from tracos_sync.secret_text import SecretUnreadable, read_secret_text
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 log = structlog.get_logger("tracos_sync")
@@ -178,13 +179,9 @@ def _from_files(cls: type[BaseSettings], env_file: str | None) -> dict[str, str]
         if given.get(variable) is not None:
             raise ConfigurationError(f"{variable} and {file_name} are both set: give one")
         try:
-            text = Path(path).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise ConfigurationError(f"{file_name}: cannot read {path}: {reason}") from None
-        if not text:
-            raise ConfigurationError(f"{file_name}: {path} is empty")
-        found[name] = text
+            found[name] = read_secret_text(Path(path), path)
+        except SecretUnreadable as exc:
+            raise ConfigurationError(f"{file_name}: {exc}") from None
     return found
 
 

@@ -12,12 +12,21 @@ certificate about to expire and of a key others may read.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
+import select
+import subprocess
+import sys
+import termios
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from pymongo import MongoClient
 
 from tests.builders import client_record
@@ -119,7 +128,7 @@ def test_refused_when_the_api_certificate_has_expired(
         state.orders.append(order(1))
         path = integrations_file(env.root, url, full_tls(ca), token=f"file:{token_file(env.root)}")
         result = run(env, path)
-    assert_refused(result, "certificate has expired", "tls.ca")
+    assert_refused(result, "certificate has expired", "the API must renew it")
     assert state.requests == 0
     assert stored(env, mongo) == set()
 
@@ -263,3 +272,61 @@ def test_the_http_connector_reaches_the_present_api_the_same_way(
     assert state.clients and all("tracos-sync" in seen for seen in state.clients)
     assert "client proxy" in checked.output, checked.output
     assert_no_secret(without_ca.output + result.output + checked.output)
+
+
+def test_an_encrypted_key_without_its_passphrase_never_waits_at_a_prompt(
+    env: Env, ca: PrivateCa
+) -> None:
+    """With a terminal attached (an operator's shell, ``docker run -t``), OpenSSL would ask
+    ``Enter PEM pass phrase:`` there and wait for ever: exit 2 naming the setting instead."""
+    cert, key = ca.client_files()
+    private = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"the-passphrase"),
+        )
+    )
+    tls = {"ca": str(ca.bundle), "cert": str(cert), "key": str(key)}
+    token = f"file:{token_file(env.root)}"
+    path = integrations_file(env.root, "https://localhost:9", tls, token=token)
+    controller, terminal = pty.openpty()
+
+    def with_the_terminal_as_its_own() -> None:  # a session whose controlling terminal it is
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tracos_sync", "--integrations", str(path), "check"],
+        cwd=env.root,
+        env=env.environ(),
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        start_new_session=True,
+        preexec_fn=with_the_terminal_as_its_own,  # noqa: PLW1509 (a test, no threads started)
+    )
+    os.close(terminal)
+    said = b""
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:  # read as it comes: a full terminal would block it
+            if select.select([controller], [], [], 0.5)[0]:
+                try:
+                    chunk = os.read(controller, 65_536)
+                except OSError:  # EIO: the terminal closed with the process
+                    break
+                if not chunk:
+                    break
+                said += chunk
+            elif proc.poll() is not None:
+                break
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        code = proc.wait()
+        os.close(controller)
+    output = said.decode("utf-8", "replace")
+    assert "pass phrase" not in output, output
+    assert code == 2, output
+    assert "tls.key: the key is encrypted: set tls.key_passphrase" in output, output

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import final
 
 import httpx
 from dotenv import dotenv_values
@@ -31,6 +32,7 @@ from ..client_erp.resolve import resolve_mapping
 from .auth import build_auth
 from .description import ApiDescription, load_description
 from .echoes import Echoes
+from .environment import FromEnvironment
 from .oauth2 import ClientCredentials
 from .reader import ApiReader
 from .refused_again import RefusedRecords
@@ -40,17 +42,15 @@ from .settings import ApiSettings
 from .sink import DEFAULT_CONCURRENCY, UNCONDITIONAL, DeclarativeSink
 from .source import ApiSource
 from .state import ConnectorState
-from .transport import (
-    ReloadingTransport,
-    TransportUnbuildable,
-    check_transport,
-    environment_proxy_secrets,
-)
+from .transport import ReloadingTransport, TransportUnbuildable, check_transport
 from .transport_checks import certificate_expiry, transport_checks
+from .transport_failures import environment_proxy_secrets, proxy_for
+from .transport_spec import DESCRIBED
 from .versions import ErpVersions
 from .watermark import EPOCH, Watermark
 
 SCOPE = "declarative_http"
+MIN_MASKED = 3  # as the credentials of an address are (``logs.uri_secrets``)
 NAMES = SettingNames(
     retry="client_api_retry_seconds",
     max_bytes="client_api_max_response_bytes",
@@ -58,6 +58,7 @@ NAMES = SettingNames(
     url="base_url",
     max_pages="read.max_pages",
     records="read.records",
+    transport=DESCRIBED,
 )
 
 
@@ -137,8 +138,18 @@ class ApiConnector:
     def describe(self) -> dict[str, str]:
         return {"connector": "api", "api": self._endpoint()}
 
+    @final
     def secrets(self) -> list[str]:
-        return [*self.api.secrets(), *environment_proxy_secrets()]
+        """Every secret a message may quote: the description's, the environment's proxy
+        credentials, and the connector's own settings' (``_settings_secrets``). Final: a
+        subclass adds to the list, it cannot drop a part of it. One shorter than
+        ``MIN_MASKED`` is left out: masking it would mask letters of every word."""
+        found = [*self.api.secrets(), *environment_proxy_secrets(), *self._settings_secrets()]
+        return [secret for secret in found if len(secret) >= MIN_MASKED]
+
+    def _settings_secrets(self) -> list[str]:
+        """Secrets of settings beside the description (none for ``api``)."""
+        return []
 
     def certificate_expiry(self) -> CertificateExpiry | None:
         return certificate_expiry(self.api.tls, utc_now())
@@ -159,7 +170,7 @@ class ApiConnector:
             checks = [HealthCheck("client API", False, str(exc))]
         finally:
             await reader.close()
-        checks += transport_checks(self.api.tls, self._proxy(), utc_now())
+        checks += transport_checks(self.api.tls, self._proxy(), utc_now(), self.names.transport)
         state = self._state(context)
         try:
             mark = await state.watermark(reader.bound())
@@ -200,7 +211,7 @@ class ApiConnector:
         """One client per source, sink or check, with the description's auth plugin."""
         settings = self.settings
         try:
-            transport = ReloadingTransport(self.api.tls, self._proxy())
+            transport = ReloadingTransport(self.api.tls, self._proxy(), self.names.transport)
         except TransportUnbuildable as exc:  # a file changed since start-up (checked then)
             raise FatalError(f"{self.where}: settings: {exc}") from None
         client = httpx.AsyncClient(
@@ -223,7 +234,15 @@ class ApiConnector:
             max_bytes=settings.client_api_max_response_bytes,
         )
         superseded = self.api.write.superseded if self.api.write is not None else (409, 412)
-        return Requester(client, limits, secrets, self.names, superseded)
+        proxy = self._proxy()
+        return Requester(
+            client,
+            limits,
+            secrets,
+            self.names,
+            superseded,
+            proxy_of=lambda url: proxy_for(url, proxy),
+        )
 
     def _sent_with(self, auth: httpx.Auth) -> httpx.Auth:
         """What every request carries: the description's credentials."""
@@ -279,7 +298,13 @@ def create(config: ConnectorConfig) -> ApiConnector:
             "the api connector is described in an integrations file: its [integration.settings] "
             "table holds the API description (base_url, auth, read, write)"
         )
-    described = {k: v for k, v in config.settings.items() if k in ApiDescription.model_fields}
+    # A top-level value the integrations file filled from ``${NAME}`` is marked as such (a
+    # proxy's password must come from the environment).
+    described = {
+        k: FromEnvironment(v) if isinstance(v, str) and k.lower() in config.hidden else v
+        for k, v in config.settings.items()
+        if k in ApiDescription.model_fields
+    }
     others = {k: v for k, v in config.settings.items() if k not in described}
     where = f"{config.where}: settings" if config.where else "settings"
     api = load_description(described, where, _variables(config.env_file))

@@ -37,7 +37,7 @@ from tracos_sync.domain.errors import ConfigurationError
 from tracos_sync.logs import uri_secrets
 
 from .auth_spec import AuthSpec, HeaderName, NoAuth
-from .environment import hidden_keys, resolve
+from .environment import ProxyUrl, hidden_keys, resolve
 from .paging_spec import BodyPath, KeysetPaging, PagingSpec
 from .query import placeholders
 from .transport_spec import TlsSpec
@@ -211,7 +211,7 @@ class ApiDescription(BaseModel):
     """How work orders are written back; unset: the API is read only."""
     tls: TlsSpec = Field(default_factory=TlsSpec)
     """Whom we trust and who we are over HTTPS (`ca`, `cert`, `key`): see `[tls]`."""
-    proxy: HttpUrl | None = None
+    proxy: ProxyUrl | None = None
     """The proxy every request goes through (`http://proxy:3128`; credentials as
     `http://user:${PROXY_PASSWORD}@proxy:3128`, never printed); unset: `HTTPS_PROXY`,
     `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` from the environment."""

@@ -13,9 +13,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BeforeValidator, SecretStr
+from pydantic import AfterValidator, BeforeValidator, HttpUrl, SecretStr
 
+from tracos_sync.domain.errors import ConfigurationError
 from tracos_sync.integrations import substitute
 
 from .secret_files import PREFIX, SecretFile, file_reference
@@ -41,9 +43,9 @@ def resolve(
     """``value`` with every ``${NAME}`` replaced, in tables and lists at any depth; each string
     that held one becomes a ``FromEnvironment``. A key (dotted) in ``secrets`` that is exactly
     ``${NAME}``, with ``NAME`` unset and ``NAME_FILE`` set, is ``file:`` that file (the
-    ``_FILE`` convention of container images: a mounted secret, read again when it changes).
-    Raises ``ConfigurationError`` beginning with ``where`` and naming the key (``path``,
-    dotted)."""
+    ``_FILE`` convention of container images: a mounted secret, read again when it changes);
+    both set is refused. Raises ``ConfigurationError`` beginning with ``where`` and naming the
+    key (``path``, dotted)."""
     if isinstance(value, dict):
         return {
             key: resolve(item, where, variables, f"{path}.{key}" if path else str(key), secrets)
@@ -57,11 +59,17 @@ def resolve(
     if isinstance(value, str) and path in secrets:
         whole = _WHOLE_REFERENCE.fullmatch(value)
         name = whole.group(1) if whole else ""
-        if whole and name not in variables and f"{name}_FILE" in variables:
+        if whole and f"{name}_FILE" in variables:
+            if name in variables:  # which one is meant would be a guess (one may be stale)
+                raise ConfigurationError(
+                    f"{where}: {path}: {name} and {name}_FILE are both set: give one (neither "
+                    "value is shown)"
+                )
             return FromEnvironment(f"{PREFIX}{variables[name + '_FILE']}")
     if isinstance(value, str):
         replaced = substitute(value, f"{where}: {path}", variables)
-        return FromEnvironment(replaced) if _REFERENCE.search(value) else replaced
+        from_environment = isinstance(value, FromEnvironment) or _REFERENCE.search(value)
+        return FromEnvironment(replaced) if from_environment else replaced
     return value
 
 
@@ -123,6 +131,27 @@ def _fit_for_a_header(value: SecretStr) -> SecretStr:
     _header_text(value.get_secret_value())
     return value
 
+
+def _proxy_password_from_environment(value: object) -> object:
+    """A proxy's password is a secret like any other: ``${NAME}`` in the address, never
+    written in the file."""
+    if not isinstance(value, str) or isinstance(value, FromEnvironment):
+        return value
+    try:
+        password = urlsplit(value).password
+    except ValueError:  # not a URL: the URL type says so
+        return value
+    if password:
+        raise ValueError(
+            "a proxy's password must be given as ${NAME} (http://user:${PROXY_PASSWORD}@proxy:"
+            "3128), taken from the environment, never written in the file (the value is not "
+            "shown)"
+        )
+    return value
+
+
+ProxyUrl = Annotated[HttpUrl, BeforeValidator(_proxy_password_from_environment)]
+"""A proxy's address, its password (if any) from the environment."""
 
 HeaderSecret = Annotated[EnvSecret, AfterValidator(_fit_for_a_header)]
 """A secret sent as it is in a header (a bearer token, an API key): printable ASCII, no spaces."""

@@ -31,6 +31,8 @@ from .connector import ApiConnector, check_mapping
 from .description import ApiDescription, load_description
 from .present_settings import HttpSettings
 from .requester import SettingNames
+from .transport import check_transport
+from .transport_spec import PRESENT
 
 # Where earlier versions of the ``http`` connector kept its state: kept, so that it is found.
 SCOPE = "client_erp_http"
@@ -86,16 +88,22 @@ class PresentApiConnector(ApiConnector):
     scope = SCOPE
     names = SettingNames()  # CLIENT_API_*
 
-    def __init__(self, api: ApiDescription, settings: HttpSettings, mapping: RecordMapping) -> None:
-        super().__init__(api, settings, mapping)
+    def __init__(
+        self,
+        api: ApiDescription,
+        settings: HttpSettings,
+        mapping: RecordMapping,
+        where: str = "CLIENT_CONNECTOR=http",
+    ) -> None:
+        super().__init__(api, settings, mapping, where)
         self.present = settings
         self.concurrency = settings.client_api_concurrency
 
     def describe(self) -> dict[str, str]:
         return {"connector": "http", "api": self.present.shown_url()}
 
-    def secrets(self) -> list[str]:
-        return [*self.api.secrets(), *self.present.secrets()]
+    def _settings_secrets(self) -> list[str]:
+        return self.present.secrets()
 
     def owned(self) -> Owned:
         # Its watermark and versions are the ERP's: two integrations on one API would each
@@ -173,5 +181,8 @@ def create(config: ConnectorConfig) -> PresentApiConnector:
     settings = connector_settings(HttpSettings, config)
     api = description_of(settings)
     mapping = resolve_mapping(config)
-    check_mapping(api, mapping, config.where or "CLIENT_CONNECTOR=http", envelope_read=False)
-    return PresentApiConnector(api, settings, mapping)
+    where = config.where or "CLIENT_CONNECTOR=http"
+    check_mapping(api, mapping, where, envelope_read=False)
+    proxy = None if api.proxy is None else str(api.proxy)
+    check_transport(api.tls, proxy, f"{where}: settings", PRESENT)
+    return PresentApiConnector(api, settings, mapping, where)

@@ -43,7 +43,14 @@ from tracos_sync.logs import MIN_SHOWN, redact_text
 
 from .bounded_body import ACCEPT_ENCODING, UnreadableBody, read_bounded
 from .retrying import ApiTransient, WaitHonouringRetryAfter, retry_after
-from .transport import closed_hint, proxy_refusal, tls_refusal
+from .transport_failures import (
+    closed_hint,
+    proxy_credentials_refused,
+    proxy_hint,
+    proxy_refusal,
+    tls_refusal,
+)
+from .transport_spec import PRESENT, TlsNames
 
 log = structlog.get_logger("tracos_sync.http")
 
@@ -104,6 +111,7 @@ class SettingNames:
     url: str = "CLIENT_API_URL"
     max_pages: str = "CLIENT_API_MAX_PAGES"
     records: str = ""  # what says where a page's records are ("": nothing the user sets)
+    transport: TlsNames = PRESENT  # the TLS files and the proxy
 
 
 class Requester:
@@ -117,6 +125,8 @@ class Requester:
         secrets: Callable[[], Sequence[str]],
         names: SettingNames = SettingNames(),
         superseded: Collection[int] = (409, 412),
+        *,
+        proxy_of: Callable[[httpx.URL], str | None] = lambda _url: None,
     ) -> None:
         self._client = client
         self._limits = limits
@@ -124,6 +134,7 @@ class Requester:
         self._names = names
         self.names = names  # for the messages of the requester's callers
         self._superseded = frozenset(superseded)
+        self._proxy_of = proxy_of  # the proxy a URL is reached through, for messages
 
     async def call(
         self, what: str, method: str, url: str | httpx.URL, **kwargs: Any
@@ -189,6 +200,7 @@ class Requester:
     ) -> tuple[httpx.Response, bytes]:
         """One request, answer read whole, within the deadline; classified."""
         timeout = self._limits.timeout
+        request: httpx.Request | None = None
         try:
             async with asyncio.timeout(timeout):
                 request = self._client.build_request(method, url, **kwargs)
@@ -199,7 +211,8 @@ class Requester:
                 finally:
                     await response.aclose()
         except TimeoutError:
-            raise ApiTransient(f"no complete answer within {timeout:g}s") from None
+            said = f"no complete answer within {timeout:g}s"
+            raise ApiTransient(said + self._through_proxy(request)) from None
         except (httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise FatalError(f"{what}: the request cannot be sent: {self._text(exc)}") from None
         except (httpx.DecodingError, UnreadableBody) as exc:
@@ -207,11 +220,14 @@ class Requester:
                 f"{what}: the answer cannot be decoded: {self._text(exc)}"
             ) from None
         except httpx.TransportError as exc:
-            refusal = tls_refusal(exc) or proxy_refusal(exc)
+            names = self._names.transport
+            refusal = tls_refusal(exc, names) or proxy_refusal(exc, names)
             if refusal is not None:  # not worth retrying: a setting must change
                 raise CredentialsRefused(f"{what}: {refusal}") from None
             said = self._text(exc) if str(exc) else "no answer"
-            hint = closed_hint(exc)
+            hint = closed_hint(exc, names)
+            if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.ProxyError):
+                said += self._through_proxy(request)
             raise ApiTransient(
                 f"{type(exc).__name__}: {said}" + (f"; {hint}" if hint else "")
             ) from None
@@ -237,7 +253,11 @@ class Requester:
         said = f"HTTP {status}: {self.excerpt(body)}"
         if status in (408, 425, 429) or status >= 500:
             raise ApiTransient(said, retry_after(response.headers))
-        if status in (401, 403, 407):
+        if status == 407:  # a plain-HTTP request's proxy: the API never saw it
+            raise CredentialsRefused(
+                f"{what}: {proxy_credentials_refused(self._names.transport)}: {said}"
+            )
+        if status in (401, 403):
             raise CredentialsRefused(
                 f"{what}: the client API refuses our credentials (check "
                 f"{self._names.credentials}): {said}"
@@ -253,6 +273,11 @@ class Requester:
             if 300 <= status < 400
             else f"{what}: unexpected answer {said}"
         )
+
+    def _through_proxy(self, request: httpx.Request | None) -> str:
+        """``; through the proxy …`` when ``request`` went through one, else nothing."""
+        proxy = None if request is None else self._proxy_of(request.url)
+        return "" if proxy is None else f"; {proxy_hint(proxy, self._names.transport)}"
 
     def _too_large(self, size: int) -> str:
         return (

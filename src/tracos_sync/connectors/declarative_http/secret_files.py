@@ -20,11 +20,12 @@ from pathlib import Path
 import structlog
 from pydantic import SecretStr
 
+from tracos_sync.secret_text import SecretUnreadable, read_secret_text
+
 log = structlog.get_logger("tracos_sync.http")
 
 PREFIX = "file:"
 REMEMBERED = 8  # values read lately: a log line may still quote an old one; never shown
-MAX_SECRET_BYTES = 65_536  # a secret file is small; a larger one is the wrong file
 
 Check = Callable[[str], str]
 
@@ -82,20 +83,10 @@ class SecretFile(SecretStr):
         return (found.st_ino, found.st_mtime_ns, found.st_size)
 
     def _load(self, identity: tuple[int, int, int]) -> str:
-        where = f"{PREFIX}{self.path}"
         try:
-            with self.path.open("rb") as file:
-                data = file.read(MAX_SECRET_BYTES + 1)
-        except OSError as exc:
-            raise ValueError(f"cannot read {where}: {exc.strerror}") from None
-        if len(data) > MAX_SECRET_BYTES:
-            raise ValueError(f"{where} is larger than {MAX_SECRET_BYTES} bytes: not a secret")
-        try:
-            text = data.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            raise ValueError(f"{where} is not UTF-8 text (the value is not shown)") from None
-        if not text:
-            raise ValueError(f"{where} is empty")
+            text = read_secret_text(self.path, f"{PREFIX}{self.path}")
+        except SecretUnreadable as exc:
+            raise ValueError(str(exc)) from None
         value = self._check(text)
         self._seen = identity
         self._read.append(value)

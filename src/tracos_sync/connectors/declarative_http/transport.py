@@ -10,9 +10,9 @@ used by a running ``watch`` without a restart. The client it replaces keeps serv
 under way and is closed after the last one. A rotation that cannot be loaded (a key that no
 longer matches its certificate, half written) keeps the last good one and is said once.
 
-Failures of the handshake are told apart here (``tls_refusal``): an API certificate we cannot
-verify, or our client certificate refused, are not worth retrying; the requester makes them
-fatal for the run, naming the setting to change.
+Failures of the handshake and of the proxy are told apart in ``transport_failures``; the
+files and the proxy's address are checked at start-up here (``check_transport``), OpenSSL never
+asked to prompt for a passphrase.
 """
 
 from __future__ import annotations
@@ -21,165 +21,144 @@ import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import structlog
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from pydantic import SecretStr
 
 from tracos_sync.domain.errors import ConfigurationError
-from tracos_sync.logs import uri_secrets
 
 from .secret_files import SecretFile
 from .transport_checks import key_too_open
-from .transport_spec import TlsSpec
+from .transport_failures import PROXY_VARIABLES, reason
+from .transport_spec import DESCRIBED, TlsNames, TlsSpec
 
 log = structlog.get_logger("tracos_sync.http")
-
-# OpenSSL's reasons for an alert the server sent about our certificate (or the lack of one).
-_CLIENT_CERT_REFUSED = frozenset(
-    {
-        "TLSV13_ALERT_CERTIFICATE_REQUIRED",
-        "SSLV3_ALERT_BAD_CERTIFICATE",
-        "SSLV3_ALERT_CERTIFICATE_EXPIRED",
-        "SSLV3_ALERT_CERTIFICATE_REVOKED",
-        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
-        "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
-        "SSLV3_ALERT_HANDSHAKE_FAILURE",
-        "TLSV1_ALERT_UNKNOWN_CA",
-        "TLSV1_ALERT_ACCESS_DENIED",
-    }
-)
 
 
 class TransportUnbuildable(ValueError):
     """A file of ``[tls]`` cannot be loaded; the message names its key, never a secret."""
 
 
-def ssl_context(tls: TlsSpec) -> ssl.SSLContext:
+class _KeyEncrypted(Exception):
+    """Raised by the password callback of a key without a passphrase: OpenSSL asks for one only
+    when the key is encrypted (without a callback it would prompt on the terminal and wait)."""
+
+
+def _no_passphrase() -> str:
+    raise _KeyEncrypted
+
+
+def ssl_context(tls: TlsSpec, names: TlsNames = DESCRIBED) -> ssl.SSLContext:
     """The context for ``tls``: verification always on (hostname and chain), the system's CAs
     (httpx's: certifi's bundle, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``) unless ``system_ca`` is
-    false, ``ca`` added, our certificate loaded."""
-    context = (
-        httpx.create_ssl_context(trust_env=True)
-        if tls.system_ca
-        else ssl.create_default_context(
-            cafile=None if tls.ca is None or tls.ca.is_dir() else tls.ca,
-            capath=tls.ca if tls.ca is not None and tls.ca.is_dir() else None,
-        )
-    )
-    if tls.ca is not None and tls.system_ca:
+    false, ``ca`` added, our certificate loaded. OpenSSL never prompts for a passphrase."""
+    if tls.system_ca:
+        context = httpx.create_ssl_context(trust_env=True)
+    else:
+        # Hostname and chain verified, no CA loaded yet (only ``ca`` will be).
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if tls.ca is not None:
         try:
             if tls.ca.is_dir():
                 context.load_verify_locations(capath=tls.ca)
             else:
                 context.load_verify_locations(cafile=tls.ca)
         except (OSError, ssl.SSLError) as exc:
-            raise TransportUnbuildable(f"tls.ca: cannot load {tls.ca}: {_reason(exc)}") from None
+            raise TransportUnbuildable(f"{names.ca}: cannot load {tls.ca}: {reason(exc)}") from None
     if tls.cert is not None:
         passphrase = tls.key_passphrase
+        keys = f"{names.cert}, {names.key}"
         try:
             context.load_cert_chain(
                 tls.cert,
                 tls.key,
-                password=None if passphrase is None else passphrase.get_secret_value,
+                password=_no_passphrase if passphrase is None else passphrase.get_secret_value,
             )
-        except (OSError, ssl.SSLError) as exc:
-            keys = "tls.cert, tls.key" + ("" if passphrase is None else ", tls.key_passphrase")
+        except _KeyEncrypted:
             raise TransportUnbuildable(
-                f"{keys}: cannot load the client certificate {tls.cert} with its key: "
-                f"{_reason(exc)}"
+                f"{names.key}: the key is encrypted: set {names.key_passphrase}"
+            ) from None
+        except (OSError, ssl.SSLError) as exc:
+            if passphrase is not None and not _decrypts(tls.key or tls.cert, passphrase):
+                raise TransportUnbuildable(
+                    f"{names.key_passphrase}: does not decrypt the key {tls.key or tls.cert} "
+                    "(the passphrase is not shown)"
+                ) from None
+            if passphrase is not None:
+                keys += f", {names.key_passphrase}"
+            raise TransportUnbuildable(
+                f"{keys}: cannot load the client certificate {tls.cert} with its key: {reason(exc)}"
             ) from None
     return context
 
 
-def check_transport(tls: TlsSpec, proxy: str | None, where: str) -> None:
+def _decrypts(key: Path, passphrase: SecretStr) -> bool:
+    """Whether ``passphrase`` decrypts the encrypted private key in ``key`` (True when it cannot
+    be told: the key is not encrypted, or not there; OpenSSL's failure then says why)."""
+    try:
+        data = key.read_bytes()
+    except OSError:
+        return True
+    if b"ENCRYPTED" not in data:  # PKCS#8 "ENCRYPTED PRIVATE KEY", or "Proc-Type: 4,ENCRYPTED"
+        return True
+    try:
+        serialization.load_pem_private_key(
+            data, password=passphrase.get_secret_value().encode("utf-8")
+        )
+    except ValueError:
+        return False
+    except (TypeError, UnsupportedAlgorithm):
+        return True
+    return True
+
+
+def _holds_a_private_key(ca: Path | None) -> bool:
+    if ca is None or not ca.is_file():
+        return False
+    try:
+        return b"PRIVATE KEY-----" in ca.read_bytes()
+    except OSError:
+        return False
+
+
+def check_transport(
+    tls: TlsSpec, proxy: str | None, where: str, names: TlsNames = DESCRIBED
+) -> None:
     """At start-up: the files load and the proxy's address (the integration's, or the
     environment's) is one (``ConfigurationError`` beginning with ``where`` and naming the key
     otherwise); a private key others may read is warned about, on every run."""
     try:
-        ReloadingTransport(tls, proxy)  # a client not opened: nothing to close
+        ReloadingTransport(tls, proxy, names)  # a client not opened: nothing to close
     except TransportUnbuildable as exc:
         raise ConfigurationError(f"{where}: {exc}") from None
-    too_open = key_too_open(tls)
+    too_open = key_too_open(tls, names)
     if too_open is not None:
         log.warning("tls.key_readable", problem=too_open)
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLError) and exc.reason:
-        return str(exc.reason).lower().replace("_", " ")
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return type(exc).__name__
-
-
-def tls_refusal(exc: BaseException) -> str | None:
-    """Why a request failed in the TLS handshake, naming the setting to change; None when it
-    did not (a network failure, worth retrying)."""
-    seen: set[int] = set()
-    found: BaseException | None = exc
-    while found is not None and id(found) not in seen:
-        seen.add(id(found))
-        if isinstance(found, ssl.SSLCertVerificationError):
-            said = found.verify_message or _reason(found)
-            return (
-                f"the API's certificate cannot be verified ({said}): give the CA that signs it "
-                "as tls.ca (verification cannot be turned off)"
-            )
-        if isinstance(found, ssl.SSLError) and found.reason in _CLIENT_CERT_REFUSED:
-            return (
-                f"the API refuses our client certificate ({_reason(found)}): check tls.cert "
-                "and tls.key"
-            )
-        found = found.__cause__ or found.__context__
-    return None
-
-
-PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
-
-
-def environment_proxy_secrets() -> list[str]:
-    """The credentials in the environment's proxy addresses (httpx reads them, in either case):
-    never to be shown."""
-    found: list[str] = []
-    for name in PROXY_VARIABLES:
-        for variable in (name, name.lower()):
-            found += uri_secrets(os.environ.get(variable, ""))
-    return found
-
-
-def proxy_refusal(exc: BaseException) -> str | None:
-    """Why the proxy would not carry a request, when it refuses our credentials (407 to the
-    ``CONNECT``); None otherwise (a proxy that cannot reach the API is worth retrying)."""
-    if isinstance(exc, httpx.ProxyError) and str(exc).startswith("407"):
-        return (
-            "the proxy refuses our credentials (407): check the user and password in proxy, "
-            "or in HTTPS_PROXY, HTTP_PROXY or ALL_PROXY"
+    if _holds_a_private_key(tls.ca):
+        log.warning(
+            "tls.ca_holds_a_key",
+            problem=f"{names.ca}: {tls.ca} holds a private key: a CA bundle needs only "
+            "certificates; remove the key (whoever may read the bundle may read it)",
         )
+
+
+def _socks_proxy(proxy: str | None, names: TlsNames) -> str | None:
+    """The setting that gives a SOCKS proxy (httpx needs a package we do not install), or
+    None."""
+    given = [(names.proxy, proxy or "")] if proxy is not None else []
+    given += [
+        (variable, os.environ.get(variable, ""))
+        for name in PROXY_VARIABLES
+        for variable in (name, name.lower())
+    ]
+    for setting, value in given:
+        if value.strip().lower().startswith("socks"):
+            return setting
     return None
-
-
-def closed_hint(exc: httpx.TransportError) -> str:
-    """What to add when an HTTPS server closed or reset the connection before answering: that
-    is also how a server refuses a missing or unknown client certificate when its alert is lost
-    (TLS 1.3 sends it after the handshake); still worth retrying, as any reset. Empty otherwise."""
-    try:
-        if exc.request.url.scheme != "https":
-            return ""
-    except RuntimeError:  # raised without its request: nothing to tell
-        return ""
-    found: BaseException | None = exc
-    seen: set[int] = set()
-    while found is not None and id(found) not in seen:
-        seen.add(id(found))
-        if isinstance(found, ConnectionResetError | BrokenPipeError) or (
-            isinstance(found, httpx.RemoteProtocolError) and "disconnected" in str(found)
-        ):
-            return (
-                "the server closed the connection: an HTTPS API that requires a client "
-                "certificate does so without one it accepts (tls.cert, tls.key)"
-            )
-        found = found.__cause__ or found.__context__
-    return ""
 
 
 @dataclass(slots=True)
@@ -220,10 +199,17 @@ class ReloadingTransport(httpx.AsyncBaseTransport):
     ``ssl.SSLError`` that httpcore lets by (an alert read after the handshake) is raised as the
     ``httpx.ReadError`` it is, its cause kept for ``tls_refusal``."""
 
-    def __init__(self, tls: TlsSpec, proxy: str | None) -> None:
+    def __init__(self, tls: TlsSpec, proxy: str | None, names: TlsNames = DESCRIBED) -> None:
         self._tls = tls
         self._proxy = proxy
+        self._names = names
         self._seen = self._identity()
+        socks = _socks_proxy(proxy, names)
+        if socks is not None:
+            raise TransportUnbuildable(
+                f"{socks}: a SOCKS proxy is not supported: give an HTTP proxy (http://), or "
+                "unset it"
+            )
         try:
             self._pool = _Pool(self._build())
         except (httpx.InvalidURL, ValueError) as exc:
@@ -231,9 +217,9 @@ class ReloadingTransport(httpx.AsyncBaseTransport):
                 raise
             # httpx's message quotes the part of the address it could not read: not shown.
             raise TransportUnbuildable(
-                "the proxy's address (proxy, or HTTPS_PROXY, HTTP_PROXY or ALL_PROXY) is not a "
-                "valid URL: percent-encode the special characters of a password (the value is "
-                "not shown)"
+                f"the proxy's address ({names.proxy}, or HTTPS_PROXY, HTTP_PROXY or ALL_PROXY) "
+                "is not a valid URL: percent-encode the special characters of a password (the "
+                "value is not shown)"
             ) from None
         self._said: object = None  # the files' state whose reload failure was said
         self.builds = 1  # clients built, for tests and a log line
@@ -290,7 +276,7 @@ class ReloadingTransport(httpx.AsyncBaseTransport):
 
     def _build(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            verify=ssl_context(self._tls),
+            verify=ssl_context(self._tls, self._names),
             proxy=self._proxy,
             trust_env=True,
             follow_redirects=False,

@@ -14,7 +14,7 @@ from cryptography import x509
 from tracos_sync.domain.ports import CertificateExpiry, HealthCheck
 from tracos_sync.logs import redact_text
 
-from .transport_spec import TlsSpec
+from .transport_spec import DESCRIBED, TlsNames, TlsSpec
 
 DAY = 86_400.0
 # Permission bits of a key file that let others read it or anyone else change it (group read is
@@ -28,6 +28,7 @@ class Certificate:
 
     subject: str
     not_after: datetime
+    not_before: datetime
 
     def seconds_left(self, now: datetime) -> float:
         return (self.not_after - now).total_seconds()
@@ -42,10 +43,14 @@ def client_certificate(tls: TlsSpec) -> Certificate | None:
         found = x509.load_pem_x509_certificates(Path(tls.cert).read_bytes())[0]
     except (OSError, ValueError, IndexError):
         return None
-    return Certificate(found.subject.rfc4514_string(), found.not_valid_after_utc.astimezone(UTC))
+    return Certificate(
+        found.subject.rfc4514_string(),
+        found.not_valid_after_utc.astimezone(UTC),
+        found.not_valid_before_utc.astimezone(UTC),
+    )
 
 
-def key_too_open(tls: TlsSpec) -> str | None:
+def key_too_open(tls: TlsSpec, names: TlsNames = DESCRIBED) -> str | None:
     """A warning when the private key's file may be read by others or changed by anyone but
     its owner; None when it is private enough (or there is no key)."""
     path = tls.key or tls.cert
@@ -57,7 +62,7 @@ def key_too_open(tls: TlsSpec) -> str | None:
         return None
     if not mode & _KEY_TOO_OPEN:
         return None
-    setting = "tls.key" if tls.key is not None else "tls.cert (which holds the key)"
+    setting = names.key if tls.key is not None else f"{names.cert} (which holds the key)"
     return (
         f"{setting}: {path} may be read or changed by others (mode {mode:04o}): make it "
         "readable by its owner (and group) only, such as chmod 600 (Kubernetes: defaultMode "
@@ -73,44 +78,56 @@ def certificate_expiry(tls: TlsSpec, now: datetime) -> CertificateExpiry | None:
     return CertificateExpiry(left, left < tls.cert_warning_days * DAY)
 
 
-def transport_checks(tls: TlsSpec, proxy: str | None, now: datetime) -> list[HealthCheck]:
-    trusted = "the system's CAs" if tls.system_ca else "only tls.ca"
+def transport_checks(
+    tls: TlsSpec, proxy: str | None, now: datetime, names: TlsNames = DESCRIBED
+) -> list[HealthCheck]:
+    trusted = "the system's CAs" if tls.system_ca else f"only {names.ca}"
     if tls.ca is not None and tls.system_ca:
         trusted += f" and {tls.ca}"
     elif tls.ca is not None:
         trusted += f" ({tls.ca})"
     checks = [HealthCheck("client TLS", True, f"trusts {trusted}; verification always on")]
-    checks += _certificate_checks(tls, now)
+    checks += _certificate_checks(tls, now, names)
     routed = (
-        f"through {redact_text(proxy)} (proxy)"
+        f"through {redact_text(proxy)} ({names.proxy})"
         if proxy is not None
         else "HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY from the environment, if set"
     )
     return [*checks, HealthCheck("client proxy", True, routed)]
 
 
-def _certificate_checks(tls: TlsSpec, now: datetime) -> list[HealthCheck]:
+def _certificate_checks(tls: TlsSpec, now: datetime, names: TlsNames) -> list[HealthCheck]:
     if tls.cert is None:
         return []
     certificate = client_certificate(tls)
     if certificate is None:
-        return [HealthCheck("client certificate", False, f"tls.cert: {tls.cert} is not PEM")]
+        return [HealthCheck("client certificate", False, f"{names.cert}: {tls.cert} is not PEM")]
     left = certificate.seconds_left(now)
     until = f"{certificate.subject}, valid until {certificate.not_after:%Y-%m-%d %H:%M} UTC"
-    if left <= 0:
-        found = HealthCheck("client certificate", False, f"tls.cert: {until}: expired, replace it")
+    if certificate.not_before > now:
+        found = HealthCheck(
+            "client certificate",
+            False,
+            f"{names.cert}: {certificate.subject}, not valid before "
+            f"{certificate.not_before:%Y-%m-%d %H:%M} UTC: the API refuses it until then (or "
+            "our clock is wrong)",
+        )
+    elif left <= 0:
+        found = HealthCheck(
+            "client certificate", False, f"{names.cert}: {until}: expired, replace it"
+        )
     elif left < tls.cert_warning_days * DAY:
         found = HealthCheck(
             "client certificate",
             True,
-            f"tls.cert: {until}: expires in {left / DAY:.1f} days (within "
-            f"tls.cert_warning_days, {tls.cert_warning_days}): renew it",
+            f"{names.cert}: {until}: expires in {left / DAY:.1f} days (within "
+            f"{names.cert_warning_days}, {tls.cert_warning_days}): renew it",
             warning=True,
         )
     else:
         found = HealthCheck("client certificate", True, f"{until} ({left / DAY:.0f} days left)")
     checks = [found]
-    too_open = key_too_open(tls)
+    too_open = key_too_open(tls, names)
     if too_open is not None:
         checks.append(HealthCheck("client key", True, too_open, warning=True))
     return checks

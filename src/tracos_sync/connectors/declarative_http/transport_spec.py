@@ -9,6 +9,7 @@ API whose certificate cannot be verified is one whose answers we cannot tell fro
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -73,3 +74,29 @@ class TlsSpec(BaseModel):
 
     def secrets(self) -> list[str]:
         return [] if self.key_passphrase is None else secret_values(self.key_passphrase)
+
+
+@dataclass(frozen=True, slots=True)
+class TlsNames:
+    """How messages name the settings of the transport: the description's keys (``api``), or
+    the ``CLIENT_API_*`` settings that fill them (``http``)."""
+
+    ca: str = "tls.ca"
+    cert: str = "tls.cert"
+    key: str = "tls.key"
+    key_passphrase: str = "tls.key_passphrase"
+    cert_warning_days: str = "tls.cert_warning_days"
+    proxy: str = "proxy"
+    url: str = "base_url"
+
+
+DESCRIBED = TlsNames()
+PRESENT = TlsNames(
+    ca="CLIENT_API_CA",
+    cert="CLIENT_API_CERT",
+    key="CLIENT_API_KEY",
+    key_passphrase="CLIENT_API_KEY_PASSPHRASE",
+    cert_warning_days="CLIENT_API_CERT_WARNING_DAYS",
+    proxy="CLIENT_API_PROXY",
+    url="CLIENT_API_URL",
+)
