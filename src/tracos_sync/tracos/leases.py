@@ -10,7 +10,7 @@ than the writes it fences.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -22,6 +22,7 @@ from pymongo.write_concern import WriteConcern
 
 from tracos_sync.domain.ports import Lease, LeaseRecord
 
+from .fencing import STAMP
 from .retry import Retrier
 
 Doc = dict[str, Any]
@@ -52,10 +53,16 @@ class MongoLeaseStore:
         collection: str,
         retrier: Retrier,
         attempt_seconds: float | None = None,
+        *,
+        stamped: Mapping[str, Sequence[tuple[str, str]]] | None = None,
     ) -> None:
         """``attempt_seconds``: a deadline on each attempt of an operation (pymongo's client
         side timeout), so that a server that does not answer costs a round of the keeper, not
-        the lease (None: the client's own timeouts)."""
+        the lease (None: the client's own timeouts). ``stamped``: per integration, the
+        collections (database, collection) its fenced writes stamp; a new lease document's
+        epoch starts above every stamp there (``take``)."""
+        self._client = client
+        self._stamped = dict(stamped or {})
         db = client[database]
         concern = WriteConcern(**{**db.write_concern.document, "j": True})
         self._leases: AsyncCollection[Doc] = db.get_collection(collection, write_concern=concern)
@@ -73,13 +80,17 @@ class MongoLeaseStore:
         # Free (given back), expired, or already this holder's (an answer lost on the way back:
         # taken again, with the next epoch, so that the lost one's epoch fences nothing of ours).
         free = {"$or": [{"holder": None}, {"holder": holder}, _expired()]}
+        # Epochs count per lease document, stamps stay on the documents: a new lease document
+        # (an integration renamed, the lease collection dropped or changed) starts above every
+        # stamp already there, or the fence would refuse its holder's every write forever.
+        floor = 0 if await self._exists(name) else await self._highest_stamp(name)
         update = [
             {
                 "$set": {
                     "kind": LEASE,
                     "name": name,
                     "holder": holder,
-                    "epoch": {"$add": [{"$ifNull": ["$epoch", 0]}, 1]},
+                    "epoch": {"$add": [{"$max": [{"$ifNull": ["$epoch", 0]}, floor]}, 1]},
                     "since": "$$NOW",
                     "renewedAt": "$$NOW",
                     "expiresAt": _expiry(ttl),
@@ -100,6 +111,31 @@ class MongoLeaseStore:
 
         doc = await self._call("take a lease", take)
         return None if doc is None else _lease(doc)
+
+    async def _exists(self, name: str) -> bool:
+        found = await self._call(
+            "read a lease", lambda: self._leases.find_one({"_id": lease_id(name)}, {"_id": 1})
+        )
+        return found is not None
+
+    async def _highest_stamp(self, name: str) -> int:
+        """The highest epoch stamped in ``name``'s collections (a shared state collection's
+        other stamps only raise it: harmless). Read once per lease document, when it is new."""
+        highest = 0
+        for database, collection in self._stamped.get(name, ()):
+            stamps = self._client[database][collection]
+
+            async def read(stamps: AsyncCollection[Doc] = stamps) -> Doc | None:
+                return await stamps.find_one(
+                    {f"{STAMP}.epoch": {"$type": "number"}},
+                    {f"{STAMP}.epoch": 1},
+                    sort=[(f"{STAMP}.epoch", -1)],
+                )
+
+            doc = await self._call("read the highest stamp", read)
+            if doc is not None:
+                highest = max(highest, int(doc[STAMP]["epoch"]))
+        return highest
 
     async def renew(self, lease: Lease, ttl: float) -> Lease | None:
         held = {"_id": lease_id(lease.name), "holder": lease.holder, "epoch": lease.epoch}
