@@ -20,7 +20,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 from pymongo.write_concern import WriteConcern
 
-from tracos_sync.domain.ports import Lease, LeaseRecord
+from tracos_sync.domain.ports import Lease, LeaseRecord, ReplicaRecord
 
 from .fencing import STAMP
 from .retry import Retrier
@@ -156,7 +156,7 @@ class MongoLeaseStore:
         )
         return outcome.matched_count == 1
 
-    async def beat(self, replica: str, ttl: float) -> None:
+    async def beat(self, replica: str, ttl: float, integrations: Sequence[str]) -> None:
         update = [
             {
                 "$set": {
@@ -165,6 +165,8 @@ class MongoLeaseStore:
                     "startedAt": {"$ifNull": ["$startedAt", "$$NOW"]},
                     "seenAt": "$$NOW",
                     "expiresAt": _expiry(ttl),
+                    "integrations": {"$literal": sorted(integrations)},
+                    "ttl": ttl,
                 }
             }
         ]
@@ -183,6 +185,27 @@ class MongoLeaseStore:
             "count live replicas",
             lambda: self._leases.count_documents({"kind": REPLICA, **_unexpired()}),
         )
+
+    async def replicas(self) -> list[ReplicaRecord]:
+        pipeline: list[Doc] = [
+            {"$match": {"kind": REPLICA, **_unexpired()}},
+            {"$set": {"up": {"$subtract": [NOW_MS, {"$toLong": "$startedAt"}]}}},
+            {"$sort": {"name": 1}},
+        ]
+
+        async def read() -> list[Doc]:
+            return await (await self._leases.aggregate(pipeline)).to_list()
+
+        docs = await self._call("read live replicas", read)
+        return [
+            ReplicaRecord(
+                doc["name"],
+                tuple(str(name) for name in doc.get("integrations") or ()),
+                float(doc.get("ttl") or 0),
+                float(doc.get("up") or 0) / 1000,
+            )
+            for doc in docs
+        ]
 
     async def leases(self) -> list[LeaseRecord]:
         pipeline: list[Doc] = [
