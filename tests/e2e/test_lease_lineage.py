@@ -43,7 +43,7 @@ def test_work_orders_stamped_under_an_older_lease_document_are_served_by_a_new_o
             "expiresAt": datetime.now(UTC),
         }
     )
-    write_json(env.root / "acme" / "in" / "1.json", [client_record(7)])
+    write_json(env.root / "acme" / "in" / "1.json", [client_record(7), client_record(9)])
     first = env.cli("--integrations", str(integrations(env, "acme")), "run", LEASES="true")
     assert first.code == 0, first.output
     assert db["acme"].find_one({"number": 7})["syncLease"]["epoch"] == 5
@@ -55,14 +55,17 @@ def test_work_orders_stamped_under_an_older_lease_document_are_served_by_a_new_o
     else:
         extra = {"LEASE_COLLECTION": "other_leases"}
     db["acme"].update_one({"number": 7}, {"$set": {"isSynced": False, "title": "edited"}})
-    write_json(env.root / "acme" / "in" / "2.json", [client_record(8)])
+    later = client_record(9, summary="changed in the ERP", lastUpdateDate="2024-05-02T12:00:00Z")
+    write_json(env.root / "acme" / "in" / "2.json", [client_record(8), later])
     again = env.cli("--integrations", str(integrations(env, name)), "run", LEASES="true", **extra)
     assert again.code == 0, again.output
     assert "lease.lost" not in again.output and "changed_during_export" not in again.output
-    assert re.search(r"run\.summary .*inserted=1 .*exported=1 .*requeued=0", again.output)
+    assert re.search(r"run\.summary .*inserted=1 updated=1 .*exported=1 .*requeued=0", again.output)
     edited = db["acme"].find_one({"number": 7})
     assert edited["isSynced"] is True and edited["syncLease"]["epoch"] > 5, edited
     assert db["acme"].find_one({"number": 8})["syncLease"]["epoch"] > 5  # taken in
+    updated = db["acme"].find_one({"number": 9})
+    assert updated["title"] == "changed in the ERP" and updated["syncLease"]["epoch"] > 5
     third = env.cli("--integrations", str(integrations(env, name)), "run", LEASES="true", **extra)
     assert third.code == 0, third.output
     assert re.search(r"run\.summary .*exported=0 .*requeued=0", third.output), third.output
