@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
+from structlog.testing import capture_logs
 
 from tests.builders import T0
 from tests.server import Server
@@ -269,3 +270,29 @@ async def test_a_new_lease_document_starts_above_every_stamp_of_its_collections(
     updated = await world.repository(new).apply([order(1, T0 + timedelta(seconds=1))], NOW)
     assert updated.updated == 1
     assert (await world.doc("state", {"_id": "watermark"}))["syncLease"]["epoch"] == 5
+
+
+async def test_a_stamp_above_every_epoch_of_the_lease_collection_is_said(world: World) -> None:
+    """Only a replica keeping its leases elsewhere (another LEASE_COLLECTION) stamps above the
+    lease document's epoch; a take-over within the collection is not said."""
+    old = await world.hold("r1")
+    repository = world.repository(old)
+    await repository.prepare()
+    await repository.apply([order(1), order(2)], NOW)
+    collection = world.client[world.database]["w"]
+    await world.expire()
+    new = await world.hold("r2", ttl=60)
+    await collection.update_many({}, {"$set": {"isSynced": False}})
+    pending = await exports(world.repository(new))
+    await world.repository(new).mark_synced(pending[:1], NOW)  # stamped by the next holder
+    behind = NOW.replace(year=2100)
+    with capture_logs() as logs, pytest.raises(LeaseLost):
+        await world.repository(unchecked(old, expires_at=behind)).mark_synced(pending, NOW)
+    assert not [e for e in logs if e["event"] == "lease.foreign_stamp"]
+    await collection.update_one(
+        {"number": 2}, {"$set": {"syncLease": {"epoch": new.epoch + 5, "holder": "elsewhere"}}}
+    )
+    with capture_logs() as logs, pytest.raises(LeaseLost):
+        await world.repository(new).mark_synced(pending[1:], NOW)
+    said = [e for e in logs if e["event"] == "lease.foreign_stamp"]
+    assert len(said) == 1 and said[0]["stamp_holder"] == "elsewhere", logs

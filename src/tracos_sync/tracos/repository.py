@@ -37,6 +37,7 @@ from .documents import (
     read_document,
 )
 from .fencing import STAMP, check, fenced, stamp
+from .foreign_stamps import say_if_foreign
 from .indexes import NUMBER_INDEX, UNSYNCED_INDEX, index_state
 from .retry import DUPLICATE_KEY, Retrier, describe
 from .upserts import Upserts
@@ -95,6 +96,7 @@ class MongoWorkOrderRepository:
         self._collection = base
         self._retrier = retrier
         self._fence = fence
+        self._leases = leases
         self._upserts = Upserts(
             base, self._durable, retrier, self._ensure_indexes, fence=fence, leases=leases
         )
@@ -256,11 +258,15 @@ class MongoWorkOrderRepository:
             "$nor": [ours],
         }
 
-        async def count() -> int:
-            return await self._collection.count_documents(unchanged, limit=1)
+        async def refused() -> Doc | None:
+            return await self._collection.find_one(unchanged, {STAMP: 1})
 
-        if await self._retrier.call("tell a fence's refusal from an edit", count):
+        document = await self._retrier.call("tell a fence's refusal from an edit", refused)
+        if document is not None:
             self._fence.lose()
+            if self._leases is not None:
+                with contextlib.suppress(PyMongoError):  # a diagnosis, not the refusal itself
+                    await say_if_foreign(self._leases, self._fence, document)
             self._fence.check()
 
     # -- operating ---------------------------------------------------------------------------
