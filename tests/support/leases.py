@@ -99,10 +99,6 @@ class InMemoryLeaseStore:
         self.beats.pop(replica, None)
         self.started.pop(replica, None)
 
-    async def live_replicas(self) -> int:
-        self._reach()
-        return sum(1 for expires in self.beats.values() if expires > self.clock.now)
-
     async def replicas(self) -> list[ReplicaRecord]:
         self._reach()
         now = self.clock.now

@@ -140,7 +140,7 @@ def test_leaving_stops_the_work_then_gives_every_lease_back() -> None:
     assert not work.serving
     assert all(work.stopped_while_held)
     assert all(world.store.holder_now(name) is None for name in NAMES)
-    assert run(world.store.live_replicas()) == 0
+    assert run(world.store.replicas()) == []
     other, work_b = world.replica("b")
     run(other.round())  # at once, not after a TTL
     assert len(work_b.serving) == len(NAMES)

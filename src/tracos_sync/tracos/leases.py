@@ -183,12 +183,6 @@ class MongoLeaseStore:
             "remove a heartbeat", lambda: self._leases.delete_one({"_id": _replica_id(replica)})
         )
 
-    async def live_replicas(self) -> int:
-        return await self._call(
-            "count live replicas",
-            lambda: self._leases.count_documents({"kind": REPLICA, **_unexpired()}),
-        )
-
     async def replicas(self) -> list[ReplicaRecord]:
         pipeline: list[Doc] = [
             {"$match": {"kind": REPLICA, **_unexpired()}},

@@ -97,10 +97,6 @@ class LeaseStore(Protocol):
         """This replica stops: it no longer counts as live."""
         ...
 
-    async def live_replicas(self) -> int:
-        """Replicas whose heartbeat has not expired (at least the caller, once it beat)."""
-        ...
-
     async def replicas(self) -> list[ReplicaRecord]:
         """The replicas whose heartbeat has not expired, by name, as they described
         themselves."""
