@@ -31,7 +31,9 @@ async def run_leases(
         yield None
         return
     ttl = settings.lease_seconds
-    store = database.lease_store(settings.mongo_database, settings.lease_collection, ttl)
+    store = database.lease_store(
+        settings.mongo_database, settings.lease_collection, ttl, runtime.integrations
+    )
     holder = f"run:{replica_name()}"
     fences: dict[str, Fence] = {}
     for integration in runtime.integrations:

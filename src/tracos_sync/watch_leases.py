@@ -106,7 +106,9 @@ async def serve_leased(
     this replica's heartbeat removed on the way out."""
     settings = runtime.settings
     ttl = settings.lease_seconds
-    store = database.lease_store(settings.mongo_database, settings.lease_collection, ttl)
+    store = database.lease_store(
+        settings.mongo_database, settings.lease_collection, ttl, runtime.integrations
+    )
     # Within the lease's own margin: the keeper goes round again a third of the TTL later.
     grace = min(STOP_GRACE_SECONDS, ttl / 4)
     work = LeasedWork(runtime.integrations, serve, grace, metrics)

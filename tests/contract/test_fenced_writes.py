@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
+from structlog.testing import capture_logs
 
 from tests.builders import T0
 from tests.server import Server
@@ -144,7 +145,8 @@ async def test_a_replica_past_its_lease_changes_nothing_even_where_no_one_wrote_
         await world.state(unchecked(old)).put("watermark", {"at": 2})
     with pytest.raises(LeaseLost):
         await world.state(unchecked(old)).dead_letter(letter("7"), NOW)
-    assert await world.repository(unchecked(old)).mark_synced(pending, NOW) == 0
+    with pytest.raises(LeaseLost):  # refused by the fence, not an edit: never requeued
+        await world.repository(unchecked(old)).mark_synced(pending, NOW)
     with pytest.raises(LeaseLost):
         await world.repository(unchecked(old)).apply([order(1, T0 + timedelta(seconds=1))], NOW)
     with pytest.raises(LeaseLost):  # a new work order: inserted by the server from the lease
@@ -206,3 +208,91 @@ async def test_past_its_own_deadline_a_replica_sends_no_write_at_all(world: Worl
     db = world.client[world.database]
     for collection in ("w", "state", "letters"):
         assert await db[collection].find_one({}) is None
+
+
+async def test_a_mark_refused_by_the_fence_alone_is_a_lost_lease_and_an_edit_is_not(
+    world: World,
+) -> None:
+    """A mark that misses because TracOS changed the document is an edit (sent again next
+    sweep); one that misses on the fence alone (a later epoch's stamp) is the lease lost."""
+    held = await world.hold("r1", ttl=60)
+    repository = world.repository(held)
+    await repository.prepare()
+    await repository.apply([order(1), order(2), order(3)], NOW)
+    collection = world.client[world.database]["w"]
+    await collection.update_many({}, {"$set": {"isSynced": False}})
+    pending = await exports(repository)
+    await collection.update_one({"number": 2}, {"$set": {"title": "edited in TracOS"}})
+    assert await repository.mark_synced(pending, NOW) == 2  # the edit: no LeaseLost
+    assert held.writable()
+    await collection.update_many({}, {"$set": {"isSynced": False}})
+    pending = await exports(repository)
+    await collection.update_one({"number": 3}, {"$set": {"syncLease.epoch": held.epoch + 1}})
+    with pytest.raises(LeaseLost):
+        await repository.mark_synced(pending, NOW)
+    assert not held.writable()
+
+
+@pytest.mark.parametrize("change", ["renamed", "dropped"])
+async def test_a_new_lease_document_starts_above_every_stamp_of_its_collections(
+    world: World, change: str
+) -> None:
+    """An integration renamed (same collections), or the lease collection dropped or changed:
+    the new lease document's epoch is above every stamp its writes meet, so its holder marks,
+    updates and writes state (no fence refusal from an old lineage's stamps)."""
+    collections = [(world.database, name) for name in ("w", "state", "letters")]
+    stamped = {"acme": collections, "renamed": collections}
+    leases = MongoLeaseStore(world.client, world.database, "leases", Retrier(5), stamped=stamped)
+    world.leases = leases
+    for _ in range(3):  # epoch 3 stamped
+        fence = await world.hold("r1", ttl=60)
+        assert await leases.give_back(fence.lease)
+    fence = await world.hold("r1", ttl=60)
+    assert fence.epoch == 4
+    await world.repository(fence).prepare()
+    await world.repository(fence).apply([order(1), order(2)], NOW)
+    await world.state(fence).put("watermark", {"at": 1})
+    await world.state(fence).dead_letter(letter("7"), NOW)
+    if change == "dropped":
+        await world.client[world.database]["leases"].drop()
+        name = "acme"
+    else:
+        name = "renamed"
+    lease = await leases.take(name, "r2", 60)
+    assert lease is not None
+    assert lease.epoch == 5
+    new = Fence(lease, math.inf)
+    collection = world.client[world.database]["w"]
+    await collection.update_many({}, {"$set": {"isSynced": False}})
+    assert await world.repository(new).mark_synced(await exports(world.repository(new)), NOW) == 2
+    await world.state(new).put("watermark", {"at": 2})
+    assert await world.state(new).dead_letter(letter("7"), NOW) == 2
+    updated = await world.repository(new).apply([order(1, T0 + timedelta(seconds=1))], NOW)
+    assert updated.updated == 1
+    assert (await world.doc("state", {"_id": "watermark"}))["syncLease"]["epoch"] == 5
+
+
+async def test_a_stamp_above_every_epoch_of_the_lease_collection_is_said(world: World) -> None:
+    """Only a replica keeping its leases elsewhere (another LEASE_COLLECTION) stamps above the
+    lease document's epoch; a take-over within the collection is not said."""
+    old = await world.hold("r1")
+    repository = world.repository(old)
+    await repository.prepare()
+    await repository.apply([order(1), order(2)], NOW)
+    collection = world.client[world.database]["w"]
+    await world.expire()
+    new = await world.hold("r2", ttl=60)
+    await collection.update_many({}, {"$set": {"isSynced": False}})
+    pending = await exports(world.repository(new))
+    await world.repository(new).mark_synced(pending[:1], NOW)  # stamped by the next holder
+    behind = NOW.replace(year=2100)
+    with capture_logs() as logs, pytest.raises(LeaseLost):
+        await world.repository(unchecked(old, expires_at=behind)).mark_synced(pending, NOW)
+    assert not [e for e in logs if e["event"] == "lease.foreign_stamp"]
+    await collection.update_one(
+        {"number": 2}, {"$set": {"syncLease": {"epoch": new.epoch + 5, "holder": "elsewhere"}}}
+    )
+    with capture_logs() as logs, pytest.raises(LeaseLost):
+        await world.repository(new).mark_synced(pending[1:], NOW)
+    said = [e for e in logs if e["event"] == "lease.foreign_stamp"]
+    assert len(said) == 1 and said[0]["stamp_holder"] == "elsewhere", logs

@@ -15,7 +15,7 @@ from pymongo import AsyncMongoClient
 
 from tests.server import Server
 from tests.support.leases import InMemoryLeaseStore
-from tracos_sync.domain.ports import Lease, LeaseStore
+from tracos_sync.domain.ports import Lease, LeaseStore, ReplicaRecord
 from tracos_sync.tracos.leases import MongoLeaseStore
 from tracos_sync.tracos.retry import Retrier
 
@@ -47,8 +47,11 @@ class MongoHarness:
 
     async def forget(self, replica: str) -> None:
         del replica
-        start = await self.store.live_replicas()
-        await _until(self.store.live_replicas, start - 1)
+        start = await self._replicas()
+        await _until(self._replicas, start - 1)
+
+    async def _replicas(self) -> int:
+        return len(await self.store.replicas())
 
 
 class MemoryHarness:
@@ -166,17 +169,24 @@ async def test_of_racing_takers_exactly_one_wins(harness: Harness) -> None:
     assert len([lease for lease in won if lease is not None]) == 1
 
 
-async def test_live_replicas_are_those_whose_heartbeat_has_not_expired(
+async def test_live_replicas_are_those_whose_heartbeat_has_not_expired_as_they_said(
     harness: Harness,
 ) -> None:
     store = harness.store
-    await store.beat("r1", TTL * 20)
-    await store.beat("r2", TTL)
-    assert await store.live_replicas() == 2
+    await store.beat("r1", TTL * 20, ["b", "a"])
+    await store.beat("r2", TTL, ["a"])
+    assert len(await store.replicas()) == 2
+    described = await store.replicas()
+    assert [dataclasses.replace(replica, up=0) for replica in described] == [
+        ReplicaRecord("r1", ("a", "b"), TTL * 20),
+        ReplicaRecord("r2", ("a",), TTL),
+    ]
+    assert all(0 <= replica.up < TTL for replica in described)
     await harness.forget("r2")
-    assert await store.live_replicas() == 1
+    assert len(await store.replicas()) == 1
+    assert [replica.name for replica in await store.replicas()] == ["r1"]
     await store.leave("r1")
-    assert await store.live_replicas() == 0
+    assert len(await store.replicas()) == 0
 
 
 def _with(lease: Lease, **changes: Any) -> Lease:

@@ -1,7 +1,8 @@
 """The lease state machine under any interleaving of rounds, frozen replicas (a replica that
 simply does not go round), time passing, replicas joining and leaving, and the store out of
 reach: never two replicas writing for one integration, epochs only growing; and once everyone
-goes round again, every integration served by exactly one replica, none beyond its share."""
+goes round again, every integration served by exactly one replica, each replica's share between
+the floor and the ceiling of integrations / replicas, and nothing moving once balanced."""
 
 from __future__ import annotations
 
@@ -70,11 +71,18 @@ class Replicas(RuleBasedStateMachine):
                 asyncio.run(keeper.round())
             self.check_safety()
         share = math.ceil(len(NAMES) / len(self.keepers))
+        floor = len(NAMES) // len(self.keepers)
         for name in NAMES:
             holders = [k.replica for k, _ in self.keepers if name in k.fences]
             assert len(holders) == 1, f"{name} served by {holders}"
         for keeper, _ in self.keepers:
-            assert len(keeper.fences) <= share
+            assert floor <= len(keeper.fences) <= share
+        # Balanced: another round moves nothing.
+        before = {k.replica: set(k.fences) for k, _ in self.keepers}
+        self.clock.advance(TTL / 3)
+        for keeper, _ in self.keepers:
+            asyncio.run(keeper.round())
+        assert {k.replica: set(k.fences) for k, _ in self.keepers} == before
 
     @invariant()
     def check_safety(self) -> None:

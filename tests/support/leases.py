@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from tracos_sync.domain.fence import Fence
-from tracos_sync.domain.ports import Lease, LeaseRecord
+from tracos_sync.domain.ports import Lease, LeaseRecord, ReplicaRecord
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -42,6 +44,8 @@ class InMemoryLeaseStore:
     clock: FakeClock = field(default_factory=FakeClock)
     stored: dict[str, _Stored] = field(default_factory=dict)
     beats: dict[str, float] = field(default_factory=dict)
+    described: dict[str, ReplicaRecord] = field(default_factory=dict)
+    started: dict[str, float] = field(default_factory=dict)
     # Raised by every call while set: the store unreachable.
     failing: Exception | None = None
 
@@ -84,17 +88,25 @@ class InMemoryLeaseStore:
         s.expires = self.clock.now
         return True
 
-    async def beat(self, replica: str, ttl: float) -> None:
+    async def beat(self, replica: str, ttl: float, integrations: Sequence[str]) -> None:
         self._reach()
         self.beats[replica] = self.clock.now + ttl
+        self.described[replica] = ReplicaRecord(replica, tuple(sorted(integrations)), ttl)
+        self.started.setdefault(replica, self.clock.now)
 
     async def leave(self, replica: str) -> None:
         self._reach()
         self.beats.pop(replica, None)
+        self.started.pop(replica, None)
 
-    async def live_replicas(self) -> int:
+    async def replicas(self) -> list[ReplicaRecord]:
         self._reach()
-        return sum(1 for expires in self.beats.values() if expires > self.clock.now)
+        now = self.clock.now
+        return [
+            dataclasses.replace(self.described[name], up=now - self.started[name])
+            for name, expires in sorted(self.beats.items())
+            if expires > now
+        ]
 
     async def leases(self) -> list[LeaseRecord]:
         self._reach()

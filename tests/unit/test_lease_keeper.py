@@ -140,7 +140,7 @@ def test_leaving_stops_the_work_then_gives_every_lease_back() -> None:
     assert not work.serving
     assert all(work.stopped_while_held)
     assert all(world.store.holder_now(name) is None for name in NAMES)
-    assert run(world.store.live_replicas()) == 0
+    assert run(world.store.replicas()) == []
     other, work_b = world.replica("b")
     run(other.round())  # at once, not after a TTL
     assert len(work_b.serving) == len(NAMES)
@@ -179,3 +179,87 @@ def test_a_lease_whose_work_will_not_stop_is_left_to_expire_not_given_back() -> 
     assert [e["reason"] for e in logs if e["event"] == "lease.given_back"] == [
         "stopping (left to expire)"
     ]
+
+
+def rounds(keepers: list[LeaseKeeper], world: World, count: int = 6) -> None:
+    for _ in range(count):
+        world.clock.advance(TTL / 3)
+        for keeper in keepers:
+            run(keeper.round())
+
+
+def served(keepers: list[LeaseKeeper]) -> dict[str, list[str]]:
+    holders: dict[str, list[str]] = {}
+    for keeper in keepers:
+        for name in keeper.fences:
+            holders.setdefault(name, []).append(keeper.replica)
+    return holders
+
+
+@pytest.mark.parametrize(
+    ("a_knows", "b_knows"),
+    [(NAMES, NAMES[:3]), (NAMES[:4], NAMES), (NAMES[:3], NAMES[2:])],
+    ids=["one file has fewer", "one file has one more", "each knows some"],
+)
+def test_integrations_files_that_differ_are_said_and_every_integration_is_served(
+    a_knows: list[str], b_knows: list[str]
+) -> None:
+    world = World()
+    a, _ = world.replica("a", a_knows)
+    b, _ = world.replica("b", b_knows)
+    with capture_logs() as logs:
+        rounds([a, b], world)
+    holders = served([a, b])
+    assert sorted(holders) == sorted(set(a_knows) | set(b_knows))
+    assert all(len(replicas) == 1 for replicas in holders.values()), holders
+    warned = [e for e in logs if e["event"] == "lease.replicas_disagree"]
+    assert {e["replica"] for e in warned} == {"a", "b"}
+    assert len(warned) == 2, "said once per change, not every round"
+
+
+def test_replicas_with_different_lease_seconds_are_said() -> None:
+    world = World()
+    a, _ = world.replica("a")
+    work = RecordingWork(world.store)
+    b = LeaseKeeper(world.store, NAMES, "b", TTL * 2, work=work, clock=world.clock)
+    with capture_logs() as logs:
+        rounds([a, b], world, 2)
+    assert any(e["event"] == "lease.replicas_disagree" for e in logs)
+
+
+@pytest.mark.parametrize(
+    ("replicas", "integrations", "start"), [(5, 12, "at once"), (4, 6, "one joins three")]
+)
+def test_shares_even_out_to_within_one_and_then_stay(
+    replicas: int, integrations: int, start: str
+) -> None:
+    """Shares are at most the ceiling and at least the floor: 5 on 12 is 3,3,2,2,2 (not
+    3,3,3,2,1), and a fourth joining three on 6 gets its share (not none)."""
+    world = World()
+    names = [f"i{n}" for n in range(integrations)]
+    keepers = [world.replica(f"r{n}", names)[0] for n in range(replicas)]
+    if start == "one joins three":
+        rounds(keepers[:-1], world)
+        assert sorted(len(k.fences) for k in keepers[:-1]) == [2, 2, 2]
+    rounds(keepers, world, 10)
+    counts = sorted(len(k.fences) for k in keepers)
+    assert counts[-1] - counts[0] <= 1 and sum(counts) == integrations, counts
+    assert all(len(h) == 1 for h in served(keepers).values())
+    with capture_logs() as logs:
+        rounds(keepers, world, 6)
+    assert not [e for e in logs if e["event"] in ("lease.given_back", "lease.taken")]
+
+
+def test_after_an_outage_the_first_replica_back_does_not_count_itself_alone() -> None:
+    world = World()
+    names = [f"i{n}" for n in range(6)]
+    keepers = [world.replica(f"r{n}", names)[0] for n in range(3)]
+    rounds(keepers, world)
+    world.store.failing = DatabaseUnavailable("away")
+    rounds(keepers, world, 3 * 3)  # three TTLs: every lease and heartbeat expires
+    assert not any(k.fences for k in keepers)
+    world.store.failing = None
+    first = run(keepers[0].round())
+    assert first is not None and first.live == 3 and len(keepers[0].fences) == 2
+    rounds(keepers, world, 6)
+    assert sorted(len(k.fences) for k in keepers) == [2, 2, 2]

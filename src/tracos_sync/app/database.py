@@ -4,7 +4,7 @@ the configured address, and each integration's stores on them."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
@@ -188,12 +188,27 @@ class Database:
         database, collection = self.leases_at
         return self.client[database][collection]
 
-    def lease_store(self, database: str, collection: str, ttl: float) -> MongoLeaseStore:
+    def lease_store(
+        self,
+        database: str,
+        collection: str,
+        ttl: float,
+        integrations: Sequence[Integration] = (),
+    ) -> MongoLeaseStore:
         """The leases of ``collection``. An operation waits an outage out for a sixth of the
         TTL, an attempt for a third at most: the keeper tries again a third of the TTL later,
-        and a lease is lost at its deadline whatever happens."""
+        and a lease is lost at its deadline whatever happens. ``integrations``: whose stamped
+        collections a new lease document's epoch starts above."""
         retrier = Retrier(ttl / 6, log_retries=False)
-        return MongoLeaseStore(self.client, database, collection, retrier, ttl / 3)
+        stamped = {
+            integration.name: [
+                (integration.database, integration.collection),
+                (integration.database, integration.state_collection),
+                (integration.database, integration.dead_letter_collection),
+            ]
+            for integration in integrations
+        }
+        return MongoLeaseStore(self.client, database, collection, retrier, ttl / 3, stamped=stamped)
 
 
 @contextlib.asynccontextmanager

@@ -4,6 +4,7 @@ client side, each with ok or not."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import replace
 
 import structlog
@@ -13,7 +14,7 @@ from tracos_sync.app.integration import Integration
 from tracos_sync.app.runtime import Runtime
 from tracos_sync.connectors.client_erp.trial import sample_checks
 from tracos_sync.domain.errors import SyncError
-from tracos_sync.domain.ports import ConnectorContext, HealthCheck
+from tracos_sync.domain.ports import ConnectorContext, HealthCheck, ReplicaRecord
 
 
 async def check(runtime: Runtime) -> list[HealthCheck]:
@@ -49,28 +50,64 @@ async def check(runtime: Runtime) -> list[HealthCheck]:
 
 
 async def _leases(runtime: Runtime, database: Database) -> list[HealthCheck]:
-    """Which replica serves which integration, since when (LEASES). Information: a lease free
-    or expired is taken by a replica within its next round."""
+    """Which replica serves which integration, since when (LEASES). A lease free or expired is
+    taken by a replica within its next round: a FAIL only once replicas have been live for
+    longer than twice their TTL and still nobody took it. Live replicas whose integrations
+    files or LEASE_SECONDS differ are a FAIL."""
     settings = runtime.settings
     store = database.lease_store(
         settings.mongo_database, settings.lease_collection, settings.lease_seconds
     )
     try:
         records = {record.name: record for record in await store.leases()}
-        live = await store.live_replicas()
+        replicas = await store.replicas()
     except SyncError as exc:
         return [HealthCheck("leases", False, f"unreadable: {exc}")]
-    checks = [HealthCheck("replicas", True, f"{live} live (heartbeat within LEASE_SECONDS)")]
+    checks = [_replicas(replicas)]
+    ttl = max([settings.lease_seconds, *(replica.ttl for replica in replicas)])
+    settled = any(replica.up > 2 * ttl for replica in replicas)
     for integration in runtime.integrations:
         record = records.get(integration.name)
         label = f"{integration.name}: lease" if runtime.named else "lease"
-        if record is None:
-            detail = "never taken yet"
-        elif record.live and record.since is not None:
+        ok = True
+        if record is not None and record.live and record.since is not None:
             since = record.since.isoformat(timespec="seconds")
             detail = f"held by {record.holder} since {since} (epoch {record.epoch})"
         else:
-            last = f", last held by {record.holder}" if record.holder else ""
-            detail = f"free (epoch {record.epoch}{last}): the next replica's round takes it"
-        checks.append(HealthCheck(label, True, detail))
+            if record is None:
+                detail = "never taken yet"
+            else:
+                last = f", last held by {record.holder}" if record.holder else ""
+                detail = f"free (epoch {record.epoch}{last})"
+            if settled:
+                ok = False
+                detail += (
+                    f", while replicas have been live for over twice LEASE_SECONDS ({ttl:g} s): "
+                    "no replica takes it (is it in every replica's integrations file?)"
+                )
+            else:
+                detail += ": the next replica's round takes it"
+        checks.append(HealthCheck(label, ok, detail))
     return checks
+
+
+def _replicas(replicas: Sequence[ReplicaRecord]) -> HealthCheck:
+    """How many replicas are live; a FAIL when they disagree on their integrations or TTL."""
+    live = f"{len(replicas)} live (heartbeat within LEASE_SECONDS)"
+    views: dict[str, list[ReplicaRecord]] = {}
+    for replica in replicas:
+        if replica.integrations:  # an older version says nothing of them
+            views.setdefault(replica.view, []).append(replica)
+    if len(views) <= 1:
+        return HealthCheck("replicas", True, live)
+    described = "; ".join(
+        f"{', '.join(r.name for r in group)}: {len(group[0].integrations)} integrations, "
+        f"LEASE_SECONDS={group[0].ttl:g} (view {view})"
+        for view, group in sorted(views.items())
+    )
+    return HealthCheck(
+        "replicas",
+        False,
+        f"{live}, but they disagree: {described}; give every replica the same integrations "
+        "file and LEASE_SECONDS",
+    )

@@ -53,6 +53,7 @@ class AppSettings(Settings):
     lease_seconds: float = Field(15.0, ge=1, le=3600)
     """How long a lease lasts without renewal (seconds, by MongoDB's clock): it is renewed every
     third of this, and an integration of a replica that died or froze is taken over within two
-    of these."""
+    of these. The same on every replica: replicas that differ are said, and fail ``check``."""
     lease_collection: CollectionName = "sync_leases"
-    """The leases and the replicas' heartbeats, in MONGO_DATABASE."""
+    """The leases and the replicas' heartbeats, in MONGO_DATABASE. The same on every replica: a
+    replica with another one is not seen by the others (it serves everything beside them)."""

@@ -1,9 +1,11 @@
 """The lease keeper of one replica: which integrations it serves, decided with the others through
 the lease store alone (no messages between replicas, no consensus of our own).
 
-Every ``TTL / 3`` seconds it records its heartbeat, counts the live replicas, renews the leases it
-holds, gives back those beyond its fair share (``ceil(integrations / live replicas)``, so that a
-replica that joins gets its share) and takes free or expired ones up to that share. A lease not
+Every ``TTL / 3`` seconds it records its heartbeat (with the integrations it knows and its TTL),
+reads the live replicas, renews the leases it holds, gives back those beyond its fair share and
+takes free or expired ones up to it (``tracos_sync.leases.shares``: between ``floor`` and
+``ceil(integrations / live replicas)``, so that a replica that joins gets its share; an
+integration only some replicas know is taken by one of them beyond any share). A lease not
 renewed in time is lost: its fence is closed, then its work stopped, before anything else. Work
 is always stopped before its lease is given back, and started only once its lease is taken.
 
@@ -31,7 +33,15 @@ import structlog
 
 from tracos_sync.domain.errors import SyncError
 from tracos_sync.domain.fence import Fence
-from tracos_sync.domain.ports import Lease, LeaseStore
+from tracos_sync.domain.ports import (
+    Lease,
+    LeaseRecord,
+    LeaseStore,
+    ReplicaRecord,
+    fleet_view,
+)
+
+from .shares import Plan, plan
 
 log = structlog.get_logger("tracos_sync.leases")
 
@@ -89,6 +99,10 @@ class LeaseKeeper:
         self._clock = clock
         self.fences: dict[str, Fence] = {}
         self._failing = False
+        # After an outage: the live replicas seen before it, and until when they still count.
+        self._seen_live = 1
+        self._recount_after = -math.inf
+        self._disagreement: frozenset[tuple[str, str]] | None = None
         # Where this replica starts looking for free leases: replicas starting together try
         # different ones first instead of racing for the same.
         digest = hashlib.sha256(replica.encode()).digest()
@@ -113,27 +127,37 @@ class LeaseKeeper:
         their deadline, then lost)."""
         await self._drop_expired()
         try:
-            await self._store.beat(self.replica, self._ttl)
-            live = max(1, await self._store.live_replicas())
-            share = math.ceil(len(self._names) / live)
+            await self._store.beat(self.replica, self._ttl, self._names)
+            replicas = await self._store.replicas()
+            if self._failing:
+                log.info("lease.store_available", replica=self.replica)
+                # The others reconnect in their own next round: until a TTL has passed, the
+                # replicas seen before the outage still count, or the first one back would
+                # count itself alone and take everything.
+                self._recount_after = self._clock() + self._ttl
+            self._failing = False
+            self._say_disagreement(replicas)
             await self._renew_all()
-            await self._give_back_beyond(share, live)
-            await self._take_up_to(share)
+            leases = await self._store.leases()
+            recounting = self._clock() < self._recount_after
+            at_least = self._seen_live if recounting else 1
+            shares = plan(self.replica, self._names, replicas, leases, at_least=at_least)
+            if not recounting:
+                self._seen_live = len(replicas)
+            await self._give_back(shares)
+            await self._take(shares, leases)
         except SyncError as exc:
             if not self._failing:
                 log.warning("lease.store_failing", replica=self.replica, error=str(exc))
             self._failing = True
             await self._drop_expired()
             return None
-        if self._failing:
-            log.info("lease.store_available", replica=self.replica)
-        self._failing = False
-        return Share(live, share, tuple(sorted(self.fences)))
+        return Share(shares.live, shares.ceiling, tuple(sorted(self.fences)))
 
     async def leave(self) -> None:
         """Stop every integration's work, give its lease back, remove the heartbeat (best
         effort: a lease not given back expires)."""
-        await asyncio.gather(*(self._give_back(name, "stopping") for name in sorted(self.fences)))
+        await asyncio.gather(*(self._release(name, "stopping") for name in sorted(self.fences)))
         with contextlib.suppress(SyncError):
             await self._store.leave(self.replica)
 
@@ -193,15 +217,35 @@ class LeaseKeeper:
                     left=round(fence.deadline - sent, 2),
                 )
 
-    async def _give_back_beyond(self, share: int, live: int) -> None:
-        extra = len(self.fences) - share
-        if extra <= 0:
-            return
-        reason = f"fair share: {share} each for {live} replicas"
-        names = sorted(self.fences, reverse=True)[:extra]
-        await asyncio.gather(*(self._give_back(name, reason=reason) for name in names))
+    def _say_disagreement(self, replicas: Sequence[ReplicaRecord]) -> None:
+        """Loudly, once per change: live replicas whose integrations files or LEASE_SECONDS
+        differ (an integration some do not know, a failover stretched by the longest TTL)."""
+        views = {replica.name: replica.view for replica in replicas if replica.integrations}
+        disagreement = frozenset(views.items()) if len(set(views.values())) > 1 else None
+        if disagreement is not None and disagreement != self._disagreement:
+            mine = fleet_view(self._names, self._ttl)
+            log.warning(
+                "lease.replicas_disagree",
+                replica=self.replica,
+                view=mine,
+                others={name: view for name, view in views.items() if view != mine},
+                reason="live replicas have different integrations files or LEASE_SECONDS: "
+                "give every replica the same (integrations only some know are served by "
+                "those, beyond their share)",
+            )
+        self._disagreement = disagreement
 
-    async def _give_back(self, name: str, reason: str) -> None:
+    async def _give_back(self, shares: Plan) -> None:
+        names = shares.to_give_back(self.fences)
+        if not names:
+            return
+        reason = (
+            f"fair share: {shares.floor} to {shares.ceiling} each of {len(shares.shared)} "
+            f"for {shares.live} replicas"
+        )
+        await asyncio.gather(*(self._release(name, reason=reason) for name in names))
+
+    async def _release(self, name: str, reason: str) -> None:
         fence = self.fences.pop(name, None)
         if fence is None:
             return
@@ -220,16 +264,14 @@ class LeaseKeeper:
             reason=reason if given else f"{reason} (left to expire)",
         )
 
-    async def _take_up_to(self, share: int) -> None:
-        if len(self.fences) >= share:
-            return
-        records = {record.name: record for record in await self._store.leases()}
+    async def _take(self, shares: Plan, leases: Sequence[LeaseRecord]) -> None:
+        records = {record.name: record for record in leases}
         order = self._names[self._offset :] + self._names[: self._offset]
         for name in order:
-            if len(self.fences) >= share:
-                return
             record = records.get(name)
             if name in self.fences or (record is not None and record.live):
+                continue
+            if not shares.may_take(name, self.fences):
                 continue
             sent = self._clock()
             lease = await self._store.take(name, self.replica, self._ttl)

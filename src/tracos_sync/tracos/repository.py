@@ -36,7 +36,8 @@ from .documents import (
     odd_is_synced,
     read_document,
 )
-from .fencing import check, fenced, stamp
+from .fencing import STAMP, check, fenced, stamp
+from .foreign_stamps import say_if_foreign
 from .indexes import NUMBER_INDEX, UNSYNCED_INDEX, index_state
 from .retry import DUPLICATE_KEY, Retrier, describe
 from .upserts import Upserts
@@ -95,6 +96,7 @@ class MongoWorkOrderRepository:
         self._collection = base
         self._retrier = retrier
         self._fence = fence
+        self._leases = leases
         self._upserts = Upserts(
             base, self._durable, retrier, self._ensure_indexes, fence=fence, leases=leases
         )
@@ -236,7 +238,36 @@ class MongoWorkOrderRepository:
             outcome = await self._collection.bulk_write(operations, ordered=False)
             return outcome.matched_count
 
-        return await self._retrier.call("mark work orders synced", mark)
+        marked = await self._retrier.call("mark work orders synced", mark)
+        if self._fence is not None and marked < len(exports):
+            await self._check_not_fenced_out(exports)
+        return marked
+
+    async def _check_not_fenced_out(self, exports: Sequence[PendingExport]) -> None:
+        """After marks that missed: one whose document still holds every exported field as read
+        but is not marked by us was refused by the fence alone (a later epoch's stamp, or the
+        lease expired), not by an edit: the lease is lost (``LeaseLost``), and the miss is not
+        an edit to send again."""
+        assert self._fence is not None
+        ours = {
+            "isSynced": True,
+            **{f"{STAMP}.{k}": v for k, v in stamp(self._fence)[STAMP].items()},
+        }
+        unchanged = {
+            "$or": [{"_id": export.key, **cast(Doc, export.version)} for export in exports],
+            "$nor": [ours],
+        }
+
+        async def refused() -> Doc | None:
+            return await self._collection.find_one(unchanged, {STAMP: 1})
+
+        document = await self._retrier.call("tell a fence's refusal from an edit", refused)
+        if document is not None:
+            self._fence.lose()
+            if self._leases is not None:
+                with contextlib.suppress(PyMongoError):  # a diagnosis, not the refusal itself
+                    await say_if_foreign(self._leases, self._fence, document)
+            self._fence.check()
 
     # -- operating ---------------------------------------------------------------------------
 

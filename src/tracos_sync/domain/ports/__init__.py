@@ -29,7 +29,7 @@ from .connector import (
     DeadLetter,
     Owned,
 )
-from .leases import Lease, LeaseRecord, LeaseStore
+from .leases import Lease, LeaseRecord, LeaseStore, ReplicaRecord, fleet_view
 from .repository import (
     ApplyResult,
     HealthCheck,
@@ -60,6 +60,7 @@ __all__ = [
     "Owned",
     "PendingExport",
     "RefusedOrder",
+    "ReplicaRecord",
     "SupportsBacklog",
     "SupportsCertificates",
     "SupportsFollowing",
@@ -68,4 +69,5 @@ __all__ = [
     "SupportsSamples",
     "UnreadableDocument",
     "WorkOrderRepository",
+    "fleet_view",
 ]

@@ -13,6 +13,8 @@ keeps a local deadline on its monotonic clock (see ``tracos_sync.leases.keeper``
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -43,6 +45,31 @@ class LeaseRecord:
     live: bool
 
 
+@dataclass(frozen=True, slots=True)
+class ReplicaRecord:
+    """A live replica as its last heartbeat describes it: the integrations its file lists and
+    its ``LEASE_SECONDS`` (replicas that disagree on either leave integrations unserved or
+    stretch failover)."""
+
+    name: str
+    integrations: tuple[str, ...]
+    ttl: float
+    # How long it has been live (store's clock), seconds.
+    up: float = 0.0
+
+    @property
+    def view(self) -> str:
+        """A short digest of what this replica serves from and with: equal for replicas that
+        agree."""
+        return fleet_view(self.integrations, self.ttl)
+
+
+def fleet_view(integrations: Sequence[str], ttl: float) -> str:
+    """A digest of an integrations list (in any order) and a TTL, for logs and ``check``."""
+    text = "\n".join([*sorted(integrations), f"ttl={ttl:g}"])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 class LeaseStore(Protocol):
     """Leases and replica heartbeats in one shared store."""
 
@@ -61,16 +88,18 @@ class LeaseStore(Protocol):
         it was not this holder's any more."""
         ...
 
-    async def beat(self, replica: str, ttl: float) -> None:
-        """This replica is alive for ``ttl`` seconds more (store's clock)."""
+    async def beat(self, replica: str, ttl: float, integrations: Sequence[str]) -> None:
+        """This replica is alive for ``ttl`` seconds more (store's clock), and knows
+        ``integrations``."""
         ...
 
     async def leave(self, replica: str) -> None:
         """This replica stops: it no longer counts as live."""
         ...
 
-    async def live_replicas(self) -> int:
-        """Replicas whose heartbeat has not expired (at least the caller, once it beat)."""
+    async def replicas(self) -> list[ReplicaRecord]:
+        """The replicas whose heartbeat has not expired, by name, as they described
+        themselves."""
         ...
 
     async def leases(self) -> list[LeaseRecord]:

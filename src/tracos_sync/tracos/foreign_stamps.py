@@ -1,0 +1,40 @@
+"""A fenced write refused by a stamp no holder of this lease document could have made: an epoch
+above the lease document's own. Only a replica keeping its leases elsewhere (another
+``LEASE_COLLECTION``) writes such a stamp, and leases alone cannot see it: said loudly, once per
+refusal, so that an operator looks at every replica's settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from pymongo.asynchronous.collection import AsyncCollection
+
+from tracos_sync.domain.fence import Fence
+
+from .fencing import STAMP
+from .leases import lease_id
+
+Doc = dict[str, Any]
+log = structlog.get_logger("tracos_sync.leases")
+
+
+async def say_if_foreign(leases: AsyncCollection[Doc], fence: Fence, document: Doc) -> None:
+    """``document``: the one the fence refused, as read after the refusal."""
+    stamped = document.get(STAMP) or {}
+    epoch = stamped.get("epoch")
+    if not isinstance(epoch, int) or epoch <= fence.epoch:
+        return
+    lease = await leases.find_one({"_id": lease_id(fence.lease.name)}, {"epoch": 1})
+    ours = int((lease or {}).get("epoch", 0))
+    if epoch > ours:
+        log.warning(
+            "lease.foreign_stamp",
+            integration=fence.lease.name,
+            epoch=ours,
+            stamp_epoch=epoch,
+            stamp_holder=stamped.get("holder"),
+            reason="a document carries a stamp above every epoch of this lease collection: "
+            "another replica keeps its leases elsewhere; give every replica the same LEASES "
+            "and LEASE_COLLECTION",
+        )
