@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import math
 from collections.abc import AsyncGenerator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 import structlog
@@ -17,7 +17,6 @@ from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.errors import OperationFailure, PyMongoError
 from pymongo.write_concern import WriteConcern
 
-from tracos_sync.domain.dates import InvalidDate, coerce_instant
 from tracos_sync.domain.errors import FatalError
 from tracos_sync.domain.fence import Fence
 from tracos_sync.domain.model import WorkOrder
@@ -38,15 +37,15 @@ from .documents import (
 )
 from .fencing import STAMP, check, fenced, stamp
 from .foreign_stamps import say_if_foreign
+from .health import UNSYNCED, collection_health, oldest_unsynced_age
 from .indexes import NUMBER_INDEX, UNSYNCED_INDEX, index_state
 from .retry import DUPLICATE_KEY, Retrier, describe
 from .upserts import Upserts
 
 log = structlog.get_logger("tracos_sync.mongo")
 
-# Unsynced means isSynced false or missing (null matches missing): two point intervals of the
-# index below, so the query reads only unsynced documents however large the collection.
-UNSYNCED: dict[str, Any] = {"isSynced": {"$in": [False, None]}}
+# Unsynced (``health.UNSYNCED``): isSynced false or missing, two point intervals of the index
+# below, so the query reads only unsynced documents however large the collection.
 # Only boolean true is synced: the values other writers may store instead (0, 1, "false",
 # "yes") are exported too, each kind by a closed range of the same index, so that looking for
 # them costs nothing when there are none. (``{"isSynced": {"$ne": true}}`` says the same in one
@@ -59,8 +58,6 @@ PENDING_QUERIES: tuple[dict[str, Any], ...] = (
     {"isSynced": {"$in": [math.nan]}},
     {"isSynced": {"$gte": "", "$lte": "\U0010ffff" * 8}},
 )
-# Documents whose isSynced is neither a boolean nor absent (null counts as absent).
-ODD_IS_SYNCED: dict[str, Any] = {"isSynced": {"$exists": True, "$nin": [True, False, None]}}
 ID_INDEX = [("_id", 1)]
 CLOSE_SECONDS = 1.0
 
@@ -273,63 +270,13 @@ class MongoWorkOrderRepository:
 
     async def health(self) -> list[HealthCheck]:
         """Reachability and version, indexes, and the unsynced backlog."""
-        try:
-            info = await self._client.server_info()
-            indexes = [ix async for ix in await self._collection.list_indexes()]
-            unsynced = await self._collection.count_documents(UNSYNCED)
-            odd = await self._collection.count_documents(ODD_IS_SYNCED)
-            oldest = await self._oldest_unsynced_age()
-            state = index_state(indexes)
-            duplicate = None if state.number_unique else await self._a_duplicate_number()
-        except PyMongoError as exc:
-            return [HealthCheck("database", False, f"unreachable: {describe(exc)}")]
-        age = "" if oldest is None else f", oldest waiting {oldest:,.0f} s"
-        later = "not there yet; the first sync creates it"
-        if state.number_problem is not None:
-            number = HealthCheck("index on number", False, state.number_problem)
-        elif duplicate is not None:
-            number = HealthCheck(
-                "index on number",
-                False,
-                f"missing, and it cannot be built: number {duplicate!r:.40} is held by several "
-                "documents (merge them; no sync runs until then)",
-            )
-        else:
-            number = HealthCheck(
-                "index on number", True, "unique" if state.number_unique else later
-            )
-        unsynced_ix = "present" if state.unsynced else later
-        return [
-            HealthCheck("database", True, f"reachable, server version {info.get('version')}"),
-            number,
-            HealthCheck("index for unsynced", True, unsynced_ix),
-            HealthCheck("unsynced work orders", True, f"{unsynced} waiting{age}"),
-            HealthCheck("isSynced values", True, _odd_detail(odd)),
-        ]
-
-    async def _a_duplicate_number(self) -> Any:
-        """A number held by several documents, or None. Only asked when no unique index makes
-        it impossible (a full scan, as building that index would be)."""
-        pipeline: list[dict[str, Any]] = [
-            {"$group": {"_id": "$number", "n": {"$sum": 1}}},
-            {"$match": {"n": {"$gt": 1}}},
-            {"$limit": 1},
-        ]
-        async for found in await self._collection.aggregate(pipeline):
-            return found["_id"]
-        return None
+        return await collection_health(self._client, self._collection)
 
     async def oldest_unsynced_age(self) -> float | None:
         """Seconds since the oldest unsynced work order was last updated (None: none waiting)."""
-        return await self._retrier.call("read the unsynced backlog", self._oldest_unsynced_age)
-
-    async def _oldest_unsynced_age(self) -> float | None:
-        oldest: datetime | None = None
-        async for doc in self._collection.find(UNSYNCED, {"updatedAt": 1}):
-            with contextlib.suppress(InvalidDate):
-                instant = coerce_instant(doc.get("updatedAt"))
-                oldest = instant if oldest is None or instant < oldest else oldest
-        return None if oldest is None else (datetime.now(UTC) - oldest).total_seconds()
+        return await self._retrier.call(
+            "read the unsynced backlog", lambda: oldest_unsynced_age(self._collection)
+        )
 
     async def unsynced_changes(self) -> AsyncGenerator[None, None]:
         """A change stream of writes that may leave a work order unsynced (not our own marks
@@ -349,15 +296,6 @@ class MongoWorkOrderRepository:
                     yield None
         except PyMongoError as exc:
             raise FatalError(f"change stream: {describe(exc)}") from exc
-
-
-def _odd_detail(odd: int) -> str:
-    if not odd:
-        return "all true, false or missing"
-    return (
-        f'{odd} documents hold a value other than true, false or missing (0, "false", ...):'
-        " taken as not synced, exported, then marked true"
-    )
 
 
 def _to_export(doc: Doc) -> PendingExport | UnreadableDocument:
