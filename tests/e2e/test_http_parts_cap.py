@@ -7,6 +7,7 @@ page: an order changed between two ``$skiptoken`` pages shifts the rest, and one
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
@@ -73,7 +74,7 @@ async def read_pass(
     """The keys of one pass from the start, as the description reads them."""
     root = httpx.URL(str(api.base_url))
 
-    async def fetch(url: httpx.URL, headers: Mapping[str, str]) -> Page:
+    async def fetch(url: httpx.URL, headers: Mapping[str, str], sent: asyncio.Event | None) -> Page:
         response = await client.get(url, headers=headers)
         assert response.status_code == 200, response.text  # CAP refuses a + for a space: 400
         document = response.json()

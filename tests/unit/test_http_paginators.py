@@ -4,6 +4,7 @@ passes, an empty page that claims more, a next link that does not move or leaves
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -117,7 +118,9 @@ async def read(erp: Erp, max_pages: int = 100) -> tuple[list[str], Pages]:
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(erp.handler)) as client:
 
-        async def fetch(url: httpx.URL, headers: Mapping[str, str]) -> Page:
+        async def fetch(
+            url: httpx.URL, headers: Mapping[str, str], sent: asyncio.Event | None
+        ) -> Page:
             response = await client.get(url, headers=headers)
             document = response.json()
             return Page(url, response, document, records_at(document, records_path))
@@ -314,3 +317,59 @@ async def test_a_next_link_among_other_relations_or_capitalised_is_followed(rel:
     erp.next_rel = rel
     keys, pages = await read(erp)
     assert keys == [o["k"] for o in erp.orders] and pages.complete
+
+
+def _scripted_pages(
+    pages_of: dict[str, list[dict[str, str]]], hold: asyncio.Event
+) -> tuple[Pages, list[str], list[str]]:
+    """Pages over a fetch that serves ``pages_of`` by URL, says each request sent at once, and
+    holds every answer after the first until ``hold`` is set: the URLs asked for, and those
+    whose fetch was cancelled."""
+    asked: list[str] = []
+    cancelled: list[str] = []
+
+    async def fetch(url: httpx.URL, headers: Mapping[str, str], sent: asyncio.Event | None) -> Page:
+        asked.append(str(url))
+        if sent is not None:
+            sent.set()
+        try:
+            if len(asked) > 1:
+                await hold.wait()
+        except asyncio.CancelledError:
+            cancelled.append(str(url))
+            raise
+        records = pages_of[str(url)]
+        document = {"value": records, **({"@odata.nextLink": f"p{len(asked) + 1}"})}
+        return Page(url, httpx.Response(200, json=document), document, records)
+
+    spec: PagingSpec = TypeAdapter(PagingSpec).validate_python({"style": "odata_v4"})
+    pages = Pages(
+        paginator(spec, join_path(ROOT, "p1"), ROOT, SIZE, after), fetch, root=ROOT, max_pages=5
+    )
+    return pages, asked, cancelled
+
+
+async def test_the_next_page_is_asked_for_before_this_one_is_handed_on() -> None:
+    """The ERP answers the next page while the caller decodes and applies this one: by the
+    time page 1 is handed on, page 2 has been asked for (and sent)."""
+    rows = {str(join_path(ROOT, f"p{n}")): [{"k": f"{n}", "t": "x"}] for n in range(1, 6)}
+    hold = asyncio.Event()
+    hold.set()
+    pages, asked, _ = _scripted_pages(rows, hold)
+    seen_when_handed: list[int] = []
+    async for _page in pages:
+        seen_when_handed.append(len(asked))
+    assert seen_when_handed[:4] == [2, 3, 4, 5], seen_when_handed
+    assert pages.read == 5
+
+
+async def test_a_page_asked_for_ahead_is_cancelled_when_the_caller_stops() -> None:
+    rows = {str(join_path(ROOT, f"p{n}")): [{"k": f"{n}", "t": "x"}] for n in range(1, 6)}
+    hold = asyncio.Event()  # page 2's answer never comes
+    pages, asked, cancelled = _scripted_pages(rows, hold)
+    stream = aiter(pages)
+    await anext(stream)
+    await stream.aclose()
+    await asyncio.sleep(0)
+    assert asked == [str(join_path(ROOT, "p1")), str(join_path(ROOT, "p2"))]
+    assert cancelled == [str(join_path(ROOT, "p2"))]

@@ -41,7 +41,8 @@ written as the mapping writes them (``client_updated``, ``client_key``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -66,7 +67,7 @@ from .readings import Readings, after_our_write
 from .requester import ProtocolError, Requester
 from .selector import expected_shape, page_records
 from .versions import ErpVersions
-from .watermark import PageHandle, Watermark, refuse_record
+from .watermark import PageHandle, Watermark, last_held, refuse_record
 
 log = structlog.get_logger("tracos_sync.http")
 
@@ -140,10 +141,13 @@ class ApiReader:
         keyset = pass_paginator.keyset_safe
         asked = normalise(self._clock())
 
-        async def fetch(url: httpx.URL, headers: Mapping[str, str]) -> Page:
-            nonlocal asked
-            asked = normalise(self._clock())  # the mark never passes this moment
-            page = await self._fetch(url, headers)
+        asked_at: dict[str, datetime] = {}  # per page (the next is asked for ahead)
+
+        async def fetch(
+            url: httpx.URL, headers: Mapping[str, str], sent: asyncio.Event | None
+        ) -> Page:
+            asked_at[str(url)] = normalise(self._clock())  # its mark never passes this moment
+            page = await self._fetch(url, headers, sent)
             state.last_key = self._last_key(page.records)
             return page
 
@@ -158,25 +162,30 @@ class ApiReader:
         self.echoes = 0
         self.read_again = 0
         self._seen.forget()  # what the ERP holds is read again (a date it corrected back)
-        async for page in pages:
-            unit = self._decode(page, pages.read, state, asked)
-            self.echoes += unit.echoes
-            handle = unit.handle
-            assert isinstance(handle, PageHandle)
-            # A page of our echoes alone is handed on too: its records move the watermark.
-            read_something = bool(unit.records or unit.problems or unit.stale or unit.echoes)
-            if keyset:
-                handle.mark = state.mark
-                if read_something:
-                    yield unit
-            else:
-                handle.mark = start
-                if read_something:
-                    if held is not None:
-                        yield held
-                    held = unit
-            if state.beyond:
-                break
+        stream = aiter(pages)  # closed however the pass ends: no page fetched ahead is left
+        try:
+            async for page in stream:
+                asked = asked_at.pop(str(page.url), asked)
+                unit = self._decode(page, pages.read, state, asked)
+                self.echoes += unit.echoes
+                handle = unit.handle
+                assert isinstance(handle, PageHandle)
+                # A page of our echoes alone is handed on too: its records move the watermark.
+                read_something = bool(unit.records or unit.problems or unit.stale or unit.echoes)
+                if keyset:
+                    handle.mark = state.mark
+                    if read_something:
+                        yield unit
+                else:
+                    handle.mark = start
+                    if read_something:
+                        if held is not None:
+                            yield held
+                        held = unit
+                if state.beyond:
+                    break
+        finally:
+            await stream.aclose()
         self.repeats = state.repeats
         if keyset and not (pages.complete or state.beyond or state.fresh):
             names = self._requester.names
@@ -184,6 +193,11 @@ class ApiReader:
                 f"list records: {pages.read} pages ({names.max_pages}) brought nothing after "
                 f"{start.text}, key {start.after}: the API's paging does not end"
             )
+        self._say_what_was_skipped()
+        if held is not None:
+            yield last_held(held, pages.complete or state.beyond, state.mark, state.repeats)
+
+    def _say_what_was_skipped(self) -> None:
         if self.echoes:  # counted in the summary (echoes=), once the pages are applied
             log.debug("inbound.echoes_skipped", records=self.echoes)
         if self.read_again:
@@ -193,21 +207,6 @@ class ApiReader:
                 detail="records dated ahead of our clock, read again with the version applied "
                 "already: counted stale, not applied again",
             )
-        if held is not None:
-            handle = held.handle
-            assert isinstance(handle, PageHandle)
-            whole = (pages.complete or state.beyond) and not state.repeats
-            if whole:
-                handle.mark = state.mark
-            elif state.repeats:
-                log.warning(
-                    "inbound.rows_shifted",
-                    repeats=state.repeats,
-                    detail="records changed while the pass paged (keys read twice): the "
-                    "watermark stays, the next pass reads from it again (keyset paging "
-                    "does not have this problem)",
-                )
-            yield held
 
     async def probe(self) -> list[Any]:
         """The first page of a first pass, asked for and read (``health``): its records."""
@@ -243,10 +242,13 @@ class ApiReader:
     def _finer(self, item: Any) -> str:
         return finer_digits(self._mapping.updated_raw(item))
 
-    async def _fetch(self, url: httpx.URL, headers: Mapping[str, str]) -> Page:
+    async def _fetch(
+        self, url: httpx.URL, headers: Mapping[str, str], sent: asyncio.Event | None = None
+    ) -> Page:
         what = f"list records ({self._requester.excerpt(str(url), 300)})"
+        seen = {} if sent is None else {"extensions": {"trace": _setting_when_sent(sent)}}
         try:
-            response, body = await self._requester.call(what, "GET", url, headers=headers)
+            response, body = await self._requester.call(what, "GET", url, headers=headers, **seen)
         except RecordRejected as exc:
             raise ProtocolError(f"{what}: refused: {exc}") from None
         try:
@@ -336,3 +338,13 @@ class ApiReader:
             state.frozen = True
         if not state.frozen and rank > state.mark_rank:
             state.mark, state.mark_rank = mark, rank
+
+
+def _setting_when_sent(sent: asyncio.Event) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+    """An httpcore ``trace`` callback that sets ``sent`` once the request is written."""
+
+    async def trace(event: str, _info: dict[str, Any]) -> None:
+        if event.endswith("send_request_body.complete"):
+            sent.set()
+
+    return trace

@@ -18,9 +18,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
+
 from tracos_sync.domain.dates import format_instant
 from tracos_sync.domain.model import Problem
 from tracos_sync.domain.ports import InboundUnit
+
+log = structlog.get_logger("tracos_sync.http")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -86,3 +90,20 @@ def refuse_record(
     handle = unit.handle
     assert isinstance(handle, PageHandle)
     handle.refused[index] = item
+
+
+def last_held(held: InboundUnit, whole: bool, mark: Watermark, repeats: int) -> InboundUnit:
+    """The last page of a pass that is not keyset-safe: it carries the pass's mark only when
+    the pass read every page and no key twice."""
+    handle = held.handle
+    assert isinstance(handle, PageHandle)
+    if whole and not repeats:
+        handle.mark = mark
+    elif repeats:
+        log.warning(
+            "inbound.rows_shifted",
+            repeats=repeats,
+            detail="records changed while the pass paged (keys read twice): the watermark "
+            "stays, the next pass reads from it again (keyset paging does not have this problem)",
+        )
+    return held
