@@ -1,0 +1,86 @@
+"""The SFTP source against a hostile tester's findings (issue 24), on Debian's OpenSSH server
+through the CLI: a young file judged where it is (a writer reopening it by name finds it there),
+a file left in hand never overwritten by the client's next file of the same name, and a claim
+folder removed under a running watch made again."""
+
+from __future__ import annotations
+
+import orjson
+
+from tests.builders import client_record
+from tests.conftest import Env
+from tests.support.sftp import client_file, names, sftp_settings
+from tests.support.sshd import Sshd
+from tests.support.watching import stop, wait_until
+
+
+def test_a_young_file_is_judged_where_it_is_and_claimed_once_it_parses(
+    env: Env, sshd: Sshd
+) -> None:
+    whole = orjson.dumps(client_record(77))
+    inbound = sshd.served / "in"
+    inbound.mkdir()
+    sshd.give_to_server(inbound)
+    upload = inbound / "slow.json"
+    upload.write_bytes(whole[:20])  # an upload under way: a writer will reopen it by name
+    sshd.give_to_server(upload)
+    before = upload.stat().st_ctime_ns
+    settings = sftp_settings(sshd, INBOUND_SETTLE_SECONDS="60")
+
+    first = env.cli("inbound", **settings)
+
+    assert first.code == 0, first.output
+    assert "still_being_written" in first.output
+    # Never moved (a move changes the file's ctime): the writer's next open finds it here.
+    assert upload.stat().st_ctime_ns == before
+    assert names(inbound / "rejected") == []
+    with upload.open("ab") as writer:  # the writer reopens it by name and finishes it
+        writer.write(whole[20:])
+
+    second = env.cli("inbound", **settings)
+
+    assert second.code == 0, second.output
+    assert names(inbound / "processed") == ["slow.json"]  # taken whole while still young
+    assert names(inbound / "rejected") == []
+    assert env.collection.count_documents({"number": 77}) == 1
+
+
+def test_a_file_left_in_hand_is_never_overwritten_by_the_next_of_its_name(
+    env: Env, sshd: Sshd
+) -> None:
+    inbound = sshd.served / "in"
+    rejected = inbound / "rejected"
+    rejected.mkdir(parents=True)
+    sshd.give_to_server(inbound)
+    rejected.chmod(0o555)  # the quarantine cannot be written: a bad file stays in hand
+    proc = env.popen("watch", **sftp_settings(sshd, WATCH_INTERVAL="0.3"))
+    claims = inbound / ".tracos-claims"
+    try:
+        client_file(sshd, "export.json", {"orderNo": "FIRST, bad"})
+        wait_until(lambda: bool(list(claims.glob("*/export.json"))), proc, 30)
+        client_file(sshd, "export.json", client_record(9))
+        wait_until(lambda: names(inbound / "processed") == ["export.json"], proc, 30)
+    finally:
+        result, _ = stop(proc)
+        rejected.chmod(0o755)
+    assert result.code == 0, result.output
+    held = [p.read_text() for p in claims.glob("*/*.json")]
+    assert held == ['{"orderNo":"FIRST, bad"}'], held  # still in hand, beside, not lost
+    assert env.collection.count_documents({"number": 9}) == 1
+
+
+def test_a_claim_folder_removed_under_a_watch_is_made_again(env: Env, sshd: Sshd) -> None:
+    proc = env.popen("watch", **sftp_settings(sshd, WATCH_INTERVAL="0.3"))
+    claims = sshd.served / "in" / ".tracos-claims"
+    try:
+        wait_until(lambda: claims.exists() and any(claims.iterdir()), proc, 30)
+        for folder in claims.iterdir():
+            folder.rmdir()  # the client's housekeeping removes the empty folder
+        client_file(sshd, "5.json", client_record(5))
+        wait_until(lambda: names(sshd.served / "in" / "processed") == ["5.json"], proc, 30)
+    finally:
+        result, _ = stop(proc)
+    assert result.code == 0, result.output
+    assert result.output.count("sftp.claim_folder_recreated") == 1, result.output
+    assert "cannot be listed" not in result.output
+    assert env.collection.count_documents({"number": 5}) == 1
