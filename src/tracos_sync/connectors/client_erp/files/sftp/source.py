@@ -148,10 +148,8 @@ class SftpSource:
 
     async def _take(self, entry: Entry) -> InboundUnit | None:
         """Claim, read and decode one file; ``None`` when it is not ours to take now."""
-        if (
-            not self._dry_run
-            and self._claims.now - entry.mtime < self._settings.inbound_settle_seconds
-        ):
+        young = self._claims.now - entry.mtime < self._settings.inbound_settle_seconds
+        if young and not self._dry_run:
             return await self._judge_then_claim(entry)
         claimed = Claimed(entry.name, self._inbound / entry.name, entry)
         if not self._dry_run and not await self._claims.claim(claimed):
