@@ -1,14 +1,19 @@
 """The SFTP source against a hostile tester's findings (issue 24), on Debian's OpenSSH server
 through the CLI: a young file judged where it is (a writer reopening it by name finds it there),
 a file left in hand never overwritten by the client's next file of the same name, and a claim
-folder removed under a running watch made again."""
+folder removed under a running watch made again, and a batch longer than the stale time kept
+claimed."""
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import orjson
+from pymongo import MongoClient
 
 from tests.builders import client_record
-from tests.conftest import Env
+from tests.conftest import Env, failpoint
 from tests.support.sftp import client_file, names, sftp_settings
 from tests.support.sshd import Sshd
 from tests.support.watching import stop, wait_until
@@ -84,3 +89,35 @@ def test_a_claim_folder_removed_under_a_watch_is_made_again(env: Env, sshd: Sshd
     assert result.output.count("sftp.claim_folder_recreated") == 1, result.output
     assert "cannot be listed" not in result.output
     assert env.collection.count_documents({"number": 5}) == 1
+
+
+def test_a_batch_longer_than_the_stale_time_is_not_taken_twice(
+    env: Env, sshd: Sshd, mongo: MongoClient[dict[str, Any]]
+) -> None:
+    client_file(sshd, "big.json", [client_record(n) for n in range(1, 51)])
+    settings = sftp_settings(
+        sshd, CLAIM_STALE_SECONDS="2", MONGO_TIMEOUT_SECONDS="10", MONGO_RETRY_SECONDS="30"
+    )
+    claims = sshd.served / "in" / ".tracos-claims"
+    # The first instance's batch waits on the database for longer than the stale time (the
+    # server's times are whole seconds: a second more than the stale time is waited).
+    with failpoint(
+        mongo,
+        1,
+        failCommands=["find", "aggregate", "insert", "update"],
+        blockConnection=True,
+        blockTimeMS=5000,
+    ):
+        slow = env.popen("inbound", **settings)
+        wait_until(lambda: bool(list(claims.glob("*/big.json"))), slow, 30)
+        claimed_at = time.monotonic()
+        wait_until(lambda: time.monotonic() - claimed_at > 3.5, slow, 10)
+        other = env.cli("inbound", **settings)
+        out, err = slow.communicate(timeout=60)
+
+    assert slow.returncode == 0, out + err
+    assert other.code == 0, other.output
+    assert "claim_recovered" not in other.output  # the first instance's claim was alive
+    assert other.counts()["files"] == 0
+    assert names(sshd.served / "in" / "processed") == ["big.json"]
+    assert env.collection.count_documents({}) == 50

@@ -5,6 +5,7 @@ are recovered (their files put back, or removed when already archived)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -43,6 +44,33 @@ class SftpClaims:
         self.root = inbound / CLAIMS
         self.folder = self.root / instance_name()
         self.now = 0.0  # the server's clock, read from our claim folder's time
+        self._beating: asyncio.Task[None] | None = None
+
+    def keep_alive(self) -> None:
+        """Our claim folder touched every quarter of ``CLAIM_STALE_SECONDS`` from now until
+        :meth:`stop`, whatever a batch is waiting on (a slow database, a large file): files in
+        hand are never taken back from a live instance."""
+        if self._beating is None:
+            self._beating = asyncio.create_task(self._beat(), name="sftp-claim-heartbeat")
+
+    async def stop(self) -> None:
+        beating, self._beating = self._beating, None
+        if beating is not None:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self._stale_seconds / 4)
+            try:
+                await self.heartbeat()
+            except OSError as exc:
+                # Said, and tried again at the next beat; the sweep's own heartbeat fails the
+                # direction if the server stays away.
+                log.warning(
+                    "sftp.heartbeat_failed", folder=printable(str(self.folder)), reason=str(exc)
+                )
 
     async def heartbeat(self) -> None:
         """Our claim folder's time refreshed; that time is the server's now."""

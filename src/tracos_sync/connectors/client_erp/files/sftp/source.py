@@ -94,6 +94,7 @@ class SftpSource:
                     "nothing is taken"
                 )
             await self._claims.recover()
+            self._claims.keep_alive()
         except StoreUnavailable as exc:
             raise DestinationUnwritable(str(exc)) from exc
         except OSError as exc:
@@ -289,6 +290,7 @@ class SftpSource:
                 await self._archives.put_back(claimed)
 
     async def close(self) -> None:
+        await self._claims.stop()
         if not self._dry_run:
             with contextlib.suppress(OSError):
                 await self._store.rmdir(self._claims.folder)  # empty once every file is archived
