@@ -105,9 +105,8 @@ class SftpStore:
                 if request is None or not request.expired():  # connecting timed out
                     last = exc
                 else:
-                    last = TimeoutError(
-                        f"no answer within SFTP_REQUEST_SECONDS={self._request_seconds:g}"
-                    )
+                    late = f"no answer within SFTP_REQUEST_SECONDS={self._request_seconds:g}"
+                    last = TimeoutError(late)
                     last.__cause__ = exc
             except asyncssh.SFTPError as exc:
                 if isinstance(exc, _TRANSIENT):
