@@ -1,8 +1,8 @@
 """The SFTP source against a hostile tester's findings (issue 24), on Debian's OpenSSH server
 through the CLI: a young file judged where it is (a writer reopening it by name finds it there),
 a file left in hand never overwritten by the client's next file of the same name, and a claim
-folder removed under a running watch made again, and a batch longer than the stale time kept
-claimed."""
+folder removed under a running watch made again, a batch longer than the stale time kept
+claimed, a symlink skipped with one line and an old temp file removed from a quiet folder."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from pymongo import MongoClient
 
-from tests.builders import client_record
+from tests.builders import aged, client_record
 from tests.conftest import Env, failpoint
 from tests.support.sftp import client_file, names, sftp_settings
 from tests.support.sshd import Sshd
@@ -121,3 +121,26 @@ def test_a_batch_longer_than_the_stale_time_is_not_taken_twice(
     assert other.counts()["files"] == 0
     assert names(sshd.served / "in" / "processed") == ["big.json"]
     assert env.collection.count_documents({}) == 50
+
+
+def test_a_symlink_is_skipped_with_a_line_and_an_old_temp_goes_in_a_quiet_folder(
+    env: Env, sshd: Sshd
+) -> None:
+    client_file(sshd, "1.json", client_record(1))
+    (sshd.served / "in" / "link.json").symlink_to(sshd.served / "in" / "1.json")
+    out = sshd.served / "out"
+    out.mkdir()
+    sshd.give_to_server(out)
+    # A temp file a killed writer left eleven minutes ago, alone in the folder.
+    temp = out / ".tracos-7.json.0123456789ab.tmp"
+    temp.write_bytes(b"{")
+    aged(temp, 660)
+    sshd.give_to_server(temp)
+
+    result = env.cli("run", **sftp_settings(sshd))
+
+    assert result.code == 0, result.output
+    skipped = [line for line in result.output.splitlines() if "inbound.entry_skipped" in line]
+    assert len(skipped) == 1 and "link.json" in skipped[0], result.output
+    assert names(sshd.served / "in" / "processed") == ["1.json"]
+    assert not temp.exists()

@@ -43,12 +43,12 @@ LARGE_FILE_BYTES = 4 * 1024 * 1024
 
 
 def is_input(entry: Entry) -> bool:
-    name = entry.name
+    return entry.kind == "file" and _named_input(entry.name)
+
+
+def _named_input(name: str) -> bool:
     return (
-        entry.kind == "file"
-        and name.endswith(".json")
-        and not name.startswith(".")
-        and not name.endswith(IGNORED_SUFFIXES)
+        name.endswith(".json") and not name.startswith(".") and not name.endswith(IGNORED_SUFFIXES)
     )
 
 
@@ -78,6 +78,7 @@ class SftpSource:
         self._dry_run = dry_run
         self._parallel = asyncio.Semaphore(settings.sftp_parallel_files)
         self._large = asyncio.Lock()
+        self._said_links: set[str] = set()
 
     async def prepare(self) -> None:
         if self._dry_run:
@@ -108,7 +109,15 @@ class SftpSource:
                 await self._claims.heartbeat()
                 # Every sweep: a watch outlives the instances it sees die.
                 await self._claims.recover()
-            entries = [e for e in await self._store.scan(self._inbound) if is_input(e)]
+        except StoreUnavailable as exc:
+            raise DestinationUnwritable(str(exc)) from exc
+        except OSError as exc:  # our claim folder: not ours to write (it is made again if gone)
+            raise DestinationUnwritable(
+                f"claim folder {self._claims.folder} on {self._store.describe()} cannot be "
+                f"kept: {exc}"
+            ) from exc
+        try:
+            listed = await self._store.scan(self._inbound)
         except StoreUnavailable as exc:
             raise DestinationUnwritable(str(exc)) from exc
         except OSError as exc:  # the folder itself: gone, or not ours to read
@@ -116,6 +125,15 @@ class SftpSource:
                 f"inbound folder {self._inbound} on {self._store.describe()} cannot be "
                 f"listed: {exc}"
             ) from exc
+        entries = [e for e in listed if is_input(e)]
+        for link in (e.name for e in listed if e.kind == "link" and _named_input(e.name)):
+            if link not in self._said_links:  # once per name, as the local folder says it
+                self._said_links.add(link)
+                log.warning(
+                    "inbound.entry_skipped",
+                    file=printable(link),
+                    reason="symlink: links are not followed on an SFTP server",
+                )
         if self._dry_run:
             # Nothing of ours to touch: this host's clock stands in.
             self._claims.now = time.time()
