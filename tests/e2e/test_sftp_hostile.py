@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import orjson
+import pytest
 from pymongo import MongoClient
 
 from tests.builders import aged, client_record
@@ -144,3 +145,44 @@ def test_a_symlink_is_skipped_with_a_line_and_an_old_temp_goes_in_a_quiet_folder
     assert len(skipped) == 1 and "link.json" in skipped[0], result.output
     assert names(sshd.served / "in" / "processed") == ["1.json"]
     assert not temp.exists()
+
+
+def passphrase_key(sshd: Sshd) -> str:
+    """The server's authorized client key, written in OpenSSH's format under a passphrase (as
+    ssh-keygen writes it by default): its path."""
+    path = sshd.workdir / "client_key_with_passphrase"
+    sshd.client_key.write_private_key(str(path), "openssh", passphrase="right horse")
+    return str(path)
+
+
+def test_a_key_with_a_passphrase_is_used_with_the_right_one(env: Env, sshd: Sshd) -> None:
+    client_file(sshd, "1.json", client_record(1))
+    key = passphrase_key(sshd)
+
+    result = env.cli(
+        "run", **sftp_settings(sshd, SFTP_KEY_FILE=key, SFTP_KEY_PASSPHRASE="right horse")
+    )
+
+    assert result.code == 0, result.output
+    assert names(sshd.served / "in" / "processed") == ["1.json"]
+
+
+@pytest.mark.parametrize("passphrase", ["wrong horse", None])
+def test_a_wrong_or_missing_passphrase_is_one_line(
+    env: Env, sshd: Sshd, passphrase: str | None
+) -> None:
+    client_file(sshd, "1.json", client_record(1))
+    settings = sftp_settings(sshd, SFTP_KEY_FILE=passphrase_key(sshd))
+    if passphrase is not None:
+        settings["SFTP_KEY_PASSPHRASE"] = passphrase
+
+    check = env.cli("check", **settings)
+    run = env.cli("run", **settings)
+
+    failed = [line for line in check.output.splitlines() if "FAIL" in line]
+    assert check.code != 0 and len(failed) == 1, check.output
+    assert "passphrase" in failed[0].lower(), check.output
+    assert run.code in (1, 2), run.output
+    assert "run.crashed" not in run.output and "Traceback" not in run.output, run.output
+    assert "right horse" not in check.output + run.output
+    assert names(sshd.served / "in") == ["1.json"]  # nothing taken
