@@ -6,6 +6,8 @@ claimed, a symlink skipped with one line and an old temp file removed from a qui
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from typing import Any
 
@@ -186,3 +188,26 @@ def test_a_wrong_or_missing_passphrase_is_one_line(
     assert "run.crashed" not in run.output and "Traceback" not in run.output, run.output
     assert "right horse" not in check.output + run.output
     assert names(sshd.served / "in") == ["1.json"]  # nothing taken
+
+
+def test_sigterm_ends_a_watch_whose_server_stopped_answering(env: Env, sshd: Sshd) -> None:
+    proc = env.popen("watch", **sftp_settings(sshd, WATCH_INTERVAL="0.3"))
+    stopped: list[int] = []
+    try:
+        client_file(sshd, "1.json", client_record(1))
+        wait_until(lambda: names(sshd.served / "in" / "processed") == ["1.json"], proc, 30)
+        stopped = sshd.sessions()
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)  # the connection stays up; nothing answers
+        client_file(sshd, "2.json", client_record(2))
+        # Nothing shows a sweep waiting on a server that does not answer: a few sweeps' time.
+        time.sleep(1)
+        assert names(sshd.served / "in" / "processed") == ["1.json"]  # it is waiting
+        result, took = stop(proc)
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+    assert result.code == 0, result.output
+    assert took < 6, took  # the stop grace (3 s), and a margin
+    assert "Task exception was never retrieved" not in result.output, result.output
+    assert "Traceback" not in result.output, result.output

@@ -40,6 +40,7 @@ log = structlog.get_logger("tracos_sync.files.sftp")
 IGNORED_SUFFIXES = (".tmp", ".part")
 # Files larger than this are read one at a time (each is held whole until decoded).
 LARGE_FILE_BYTES = 4 * 1024 * 1024
+CLOSE_SECONDS = 1.0
 
 
 def is_input(entry: Entry) -> bool:
@@ -310,8 +311,11 @@ class SftpSource:
     async def close(self) -> None:
         await self._claims.stop()
         if not self._dry_run:
-            with contextlib.suppress(OSError):
-                await self._store.rmdir(self._claims.folder)  # empty once every file is archived
+            # Empty once every file is archived; a tidy-up, bounded: a server that stopped
+            # answering must not hold a stop past its grace (a folder left is harmless).
+            with contextlib.suppress(OSError, TimeoutError):
+                async with asyncio.timeout(CLOSE_SECONDS):
+                    await self._store.rmdir(self._claims.folder)
         await self._closed()
 
 
