@@ -224,7 +224,8 @@ class SftpSource:
             return None  # too large to judge; rejected once it has settled
         source = self._inbound / entry.name
         try:
-            raw = await self._store.read(source, self._settings.max_file_bytes)
+            async with self._large if entry.size > LARGE_FILE_BYTES else contextlib.nullcontext():
+                raw = await self._store.read(source, self._settings.max_file_bytes)
             after = await self._store.stat(source)
         except FileNotFoundError:
             return None  # taken by another instance, or moved by its writer
