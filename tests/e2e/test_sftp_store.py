@@ -5,7 +5,10 @@ host key changed, and unavailability (not a hang) when it stays down."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
+import time
 from pathlib import PurePosixPath
 
 import pytest
@@ -95,3 +98,33 @@ def test_operations_in_flight_when_the_server_dies_all_end(sshd: Sshd) -> None:
     assert written_at_the_kill < 1000  # the kill landed with writes in flight
     assert len(list(sshd.served.glob("*.json"))) == 1000
     assert store.connections >= 2
+
+
+def test_a_server_that_stops_answering_is_reconnected_after_the_request_deadline(
+    sshd: Sshd,
+) -> None:
+    """The server's session process stopped (SIGSTOP: the TCP connection stays up, nothing
+    answers): the operation ends its wait after SFTP_REQUEST_SECONDS and lands on a new
+    connection, within the budget."""
+    store = sftp_store(sshd, retry_seconds=10, request_seconds=1)
+    folder = PurePosixPath(sshd.served)
+
+    async def stalled_write() -> float:
+        await store.scan(folder)
+        stopped = sshd.sessions()
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            await asyncio.wait_for(store.write_atomic(folder / "1.json", b"{}"), timeout=15)
+            return time.monotonic() - started
+        finally:
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
+            await store.close()
+
+    took = asyncio.run(stalled_write())
+
+    assert took < 5, took
+    assert (sshd.served / "1.json").read_bytes() == b"{}"
+    assert store.connections == 2

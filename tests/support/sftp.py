@@ -12,11 +12,12 @@ from tracos_sync.connectors.client_erp.files.sftp.store import SftpStore
 from tracos_sync.connectors.client_erp.files.sftp.trust import Credentials
 
 
-def sftp_store(sshd: Sshd, retry_seconds: float = 5.0) -> SftpStore:
+def sftp_store(sshd: Sshd, retry_seconds: float = 5.0, request_seconds: float = 60.0) -> SftpStore:
     return SftpStore(
         Server(sshd.user, "127.0.0.1", sshd.port),
         Credentials(sshd.known_hosts, key_file=sshd.client_key_file),
         retry_seconds=retry_seconds,
+        request_seconds=request_seconds,
     )
 
 

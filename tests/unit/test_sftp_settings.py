@@ -44,6 +44,7 @@ def test_a_url_gives_user_host_port_and_absolute_path() -> None:
         ("sftp://me@h/", "names no folder"),
         ("sftp://me@h/a/../b", "'.' or '..'"),
         ("sftp://me@h:99999/a", "invalid port"),
+        ("sftp://me@h:0/a", "invalid port"),
         ("sftp://me@h/a?x=1", "no query"),
         ("ftp://me@h/a", "not an sftp:// URL"),
     ],
@@ -83,6 +84,12 @@ def test_a_key_file_or_a_password_is_required() -> None:
     table = {"data_inbound_dir": f"{SERVER}/x/in", "data_outbound_dir": f"{SERVER}/x/out"}
     with pytest.raises(ConfigurationError, match="SFTP_KEY_FILE or SFTP_PASSWORD"):
         connector_settings(SftpFolderSettings, ConnectorConfig(settings=table, where="t"))
+
+
+def test_an_empty_key_file_means_unset() -> None:
+    assert settings(sftp_key_file="", sftp_password="pw").sftp_key_file is None
+    with pytest.raises(ConfigurationError, match="SFTP_KEY_FILE or SFTP_PASSWORD"):
+        settings(sftp_key_file="")
 
 
 def test_the_password_is_a_secret_never_shown() -> None:

@@ -39,6 +39,26 @@ class _Watched(asyncssh.SSHClient):
         self.lost.set()
 
 
+def _private_key(c: Credentials) -> asyncssh.SSHKey:
+    """The key file read (and decrypted) before anything connects: a key that cannot be used
+    is a refusal in one line, not a crash."""
+    try:
+        return asyncssh.read_private_key(str(c.key_file), c.key_passphrase)
+    except asyncssh.KeyEncryptionError as exc:
+        raise StoreRefused(
+            f"SFTP_KEY_FILE={c.key_file}: SFTP_KEY_PASSPHRASE does not decrypt the key ({exc})"
+        ) from exc
+    except asyncssh.KeyImportError as exc:
+        hint = "" if c.key_passphrase else " (an encrypted key needs SFTP_KEY_PASSPHRASE)"
+        raise StoreRefused(
+            f"SFTP_KEY_FILE={c.key_file} cannot be used as a private key{hint}: {exc}"
+        ) from exc
+    except OSError as exc:
+        raise StoreRefused(
+            f"SFTP_KEY_FILE={c.key_file} cannot be read: {exc.strerror or exc}"
+        ) from exc
+
+
 async def connect(server: Server, c: Credentials) -> Session:
     """One SSH connection and its SFTP session, the host key checked first."""
     trusting = c.trust_unknown_host and not knows(c.known_hosts, server)
@@ -50,8 +70,7 @@ async def connect(server: Server, c: Credentials) -> Session:
     options = asyncssh.SSHClientConnectionOptions(
         username=server.user,
         known_hosts=None if trusting else str(c.known_hosts),
-        client_keys=[str(c.key_file)] if c.key_file is not None else None,
-        passphrase=c.key_passphrase,
+        client_keys=[_private_key(c)] if c.key_file is not None else None,
         password=c.password,
         # Nothing from ~/.ssh or an agent: what the settings say, and only that.
         agent_path=None,

@@ -37,7 +37,10 @@ class SftpConnector:
             trust_unknown_host=settings.sftp_trust_unknown_host_key,
         )
         self._store = SftpStore(
-            self._server, self._credentials, retry_seconds=settings.sftp_retry_seconds
+            self._server,
+            self._credentials,
+            retry_seconds=settings.sftp_retry_seconds,
+            request_seconds=settings.sftp_request_seconds,
         )
         self._users = 0
 
@@ -72,7 +75,12 @@ class SftpConnector:
         file created and removed), and the extensions the guarantees rest on."""
         # Its own connection, tried once: a check answers at once, it does not wait out an
         # outage as a run does.
-        store = SftpStore(self._server, self._credentials, retry_seconds=0)
+        store = SftpStore(
+            self._server,
+            self._credentials,
+            retry_seconds=0,
+            request_seconds=self.settings.sftp_request_seconds,
+        )
         server = store.describe()
         try:
             await store.connect()

@@ -54,9 +54,11 @@ def parse_location(value: str) -> Location:
     if not parts.hostname:
         raise ValueError(f"{value!r} names no host (sftp://user@host:port/path)")
     try:
-        port = parts.port or DEFAULT_PORT
+        port = DEFAULT_PORT if parts.port is None else parts.port
     except ValueError as exc:
         raise ValueError(f"{value!r} has an invalid port") from exc
+    if port == 0:  # no server listens there; not a stand-in for the default
+        raise ValueError(f"{value!r} has an invalid port (0)")
     if parts.query or parts.fragment:
         raise ValueError(f"{value!r}: a folder URL takes no query or fragment")
     path = unquote(parts.path)

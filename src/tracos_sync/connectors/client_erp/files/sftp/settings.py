@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from tracos_sync.config import EnvSettings, load_settings
 from tracos_sync.domain.ports import ConnectorConfig
@@ -51,9 +51,21 @@ class SftpFolderSettings(FileRules):
     sftp_retry_seconds: float = Field(30.0, ge=0, le=86_400)
     """Time budget for reconnecting when the server cannot be reached or drops the connection,
     before the direction gives up with exit 1."""
+    sftp_request_seconds: float = Field(60.0, gt=0, le=3600)
+    """How long one SFTP operation (a listing, a whole file's read or write, a rename) may wait
+    for the server's answers before the connection counts as dead: it is closed and opened
+    again within `SFTP_RETRY_SECONDS`. A server-side sftp process that stops answering (while
+    the SSH connection itself stays up) would otherwise stall a run for ever."""
     sftp_parallel_files: int = Field(16, ge=1, le=256)
     """Files in flight at once on the one connection (outbound writes, archive moves): requests
     are pipelined so that the round trip is paid once per wave, not once per file."""
+
+    @field_validator("sftp_key_file", "sftp_key_passphrase", "sftp_password", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``SFTP_KEY_FILE=`` (a line a template leaves blank) means not given, not the
+        current folder."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _same_server(self) -> SftpFolderSettings:

@@ -79,9 +79,12 @@ class SftpSink:
 
     async def _remove_stale_temps(self) -> None:
         entries = await self._store.scan(self._outbound)
-        newest = max((e.mtime for e in entries), default=0.0)
+        # The server's clock: the folder's time, just set by the probe file made and removed
+        # in it (a quiet folder's newest file may be the leftover temp itself).
+        now = (await self._store.stat(self._outbound)).mtime
+        now = max([now, *(e.mtime for e in entries)])
         for entry in entries:
-            if is_temp(entry.name) and newest - entry.mtime > TEMP_STALE_SECONDS:
+            if is_temp(entry.name) and now - entry.mtime > TEMP_STALE_SECONDS:
                 with contextlib.suppress(FileNotFoundError):
                     await self._store.unlink(self._outbound / entry.name)
 

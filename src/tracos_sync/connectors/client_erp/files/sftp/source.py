@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import secrets
-import socket
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 
@@ -35,29 +32,24 @@ from ...codec import RecordDecoder
 from ..store import Entry, FileStore, StoreUnavailable
 from .answers import POSIX_RENAME
 from .archiving import Archives, Claimed
+from .claims import SftpClaims
 from .settings import SftpFolderSettings
 
 log = structlog.get_logger("tracos_sync.files.sftp")
 
-CLAIMS = ".tracos-claims"
 IGNORED_SUFFIXES = (".tmp", ".part")
 # Files larger than this are read one at a time (each is held whole until decoded).
 LARGE_FILE_BYTES = 4 * 1024 * 1024
-
-
-def instance_name() -> str:
-    """This instance's claim folder: host, pid and a random part (pids are reused)."""
-    host = "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname())
-    return f"{host[:40]}-{os.getpid()}-{secrets.token_hex(4)}"
+CLOSE_SECONDS = 1.0
 
 
 def is_input(entry: Entry) -> bool:
-    name = entry.name
+    return entry.kind == "file" and _named_input(entry.name)
+
+
+def _named_input(name: str) -> bool:
     return (
-        entry.kind == "file"
-        and name.endswith(".json")
-        and not name.startswith(".")
-        and not name.endswith(IGNORED_SUFFIXES)
+        name.endswith(".json") and not name.startswith(".") and not name.endswith(IGNORED_SUFFIXES)
     )
 
 
@@ -79,30 +71,32 @@ class SftpSource:
         self._inbound = folders["DATA_INBOUND_DIR"].path
         self._processed = folders["DATA_PROCESSED_DIR"].path
         self._rejected = folders["DATA_REJECTED_DIR"].path
-        self._claims_root = self._inbound / CLAIMS
-        self._claims = self._claims_root / instance_name()
         self._decoder = RecordDecoder(mapping)
         self._archives = Archives(store, self._inbound, self._processed, self._rejected)
+        self._claims = SftpClaims(
+            store, self._inbound, self._archives, settings.claim_stale_seconds
+        )
         self._dry_run = dry_run
         self._parallel = asyncio.Semaphore(settings.sftp_parallel_files)
-        self._now = 0.0  # the server's clock, read from our claim folder's time
         self._large = asyncio.Lock()
+        self._said_links: set[str] = set()
 
     async def prepare(self) -> None:
         if self._dry_run:
             return
         try:
-            for folder in (self._inbound, self._processed, self._rejected, self._claims):
+            for folder in (self._inbound, self._processed, self._rejected, self._claims.folder):
                 await self._store.mkdir(folder)
-            await self._heartbeat()
-            missing = await self._store.missing_extensions(self._claims)
+            await self._claims.heartbeat()
+            missing = await self._store.missing_extensions(self._claims.folder)
             if POSIX_RENAME in missing:
                 raise DestinationUnwritable(
                     f"{self._store.describe()} offers no {POSIX_RENAME}: a file could not be "
                     "claimed by one atomic rename (two instances could both take it), so "
                     "nothing is taken"
                 )
-            await self._recover()
+            await self._claims.recover()
+            self._claims.keep_alive()
         except StoreUnavailable as exc:
             raise DestinationUnwritable(str(exc)) from exc
         except OSError as exc:
@@ -110,49 +104,21 @@ class SftpSource:
                 f"inbound folders on {self._store.describe()} cannot be set up: {exc}"
             ) from exc
 
-    async def _heartbeat(self) -> None:
-        """Our claim folder's time refreshed; that time is the server's now."""
-        await self._store.touch(self._claims)
-        self._now = (await self._store.stat(self._claims)).mtime
-
-    async def _recover(self) -> None:
-        """Claim folders of instances dead for ``CLAIM_STALE_SECONDS``: their files put back."""
-        stale_before = self._now - self._settings.claim_stale_seconds
-        for folder in await self._store.scan(self._claims_root):
-            path = self._claims_root / folder.name
-            if folder.kind != "folder" or path == self._claims or folder.mtime > stale_before:
-                continue
-            try:
-                entries = await self._store.scan(path)
-            except FileNotFoundError:
-                continue  # recovered and removed by another instance meanwhile
-            for entry in entries:
-                claimed = Claimed(entry.name, path / entry.name, entry)
-                try:
-                    if await self._archives.already_archived(claimed):
-                        await self._store.unlink(claimed.path)
-                        log.info("sftp.claim_archived_before", file=printable(entry.name))
-                        continue
-                    back = await self._archives.put_back(claimed)
-                except FileNotFoundError:
-                    continue  # another instance recovering the same claims moved it first
-                else:
-                    log.warning(
-                        "sftp.claim_recovered",
-                        file=printable(entry.name),
-                        to=printable(back),
-                        reason=f"claimed by an instance silent for over "
-                        f"{self._settings.claim_stale_seconds:g}s ({folder.name})",
-                    )
-            with contextlib.suppress(OSError):
-                await self._store.rmdir(path)
-
     async def batches(self, max_records: int) -> AsyncGenerator[list[InboundUnit], None]:
         try:
             if not self._dry_run:
-                await self._heartbeat()
-                await self._recover()  # every sweep: a watch outlives the instances it sees die
-            entries = [e for e in await self._store.scan(self._inbound) if is_input(e)]
+                await self._claims.heartbeat()
+                # Every sweep: a watch outlives the instances it sees die.
+                await self._claims.recover()
+        except StoreUnavailable as exc:
+            raise DestinationUnwritable(str(exc)) from exc
+        except OSError as exc:  # our claim folder: not ours to write (it is made again if gone)
+            raise DestinationUnwritable(
+                f"claim folder {self._claims.folder} on {self._store.describe()} cannot be "
+                f"kept: {exc}"
+            ) from exc
+        try:
+            listed = await self._store.scan(self._inbound)
         except StoreUnavailable as exc:
             raise DestinationUnwritable(str(exc)) from exc
         except OSError as exc:  # the folder itself: gone, or not ours to read
@@ -160,11 +126,21 @@ class SftpSource:
                 f"inbound folder {self._inbound} on {self._store.describe()} cannot be "
                 f"listed: {exc}"
             ) from exc
+        entries = [e for e in listed if is_input(e)]
+        for link in (e.name for e in listed if e.kind == "link" and _named_input(e.name)):
+            if link not in self._said_links:  # once per name, as the local folder says it
+                self._said_links.add(link)
+                log.warning(
+                    "inbound.entry_skipped",
+                    file=printable(link),
+                    reason="symlink: links are not followed on an SFTP server",
+                )
         if self._dry_run:
-            self._now = time.time()  # nothing of ours to touch: this host's clock stands in
+            # Nothing of ours to touch: this host's clock stands in.
+            self._claims.now = time.time()
         entries.sort(key=lambda e: (e.mtime, e.name))
         min_age = self._settings.inbound_min_age_seconds
-        ready = [e for e in entries if self._dry_run or self._now - e.mtime >= min_age]
+        ready = [e for e in entries if self._dry_run or self._claims.now - e.mtime >= min_age]
         # A window of files claimed and read at once: their requests share the round trips.
         window = self._settings.sftp_parallel_files
         pending: list[InboundUnit] = []  # in hand, not handed out yet
@@ -182,7 +158,7 @@ class SftpSource:
                     batch, pending = pending[:cut], pending[cut:]
                     yield batch
                     if not self._dry_run:
-                        await self._heartbeat()
+                        await self._claims.heartbeat()
             if pending:
                 batch, pending = pending, []
                 yield batch
@@ -192,19 +168,12 @@ class SftpSource:
 
     async def _take(self, entry: Entry) -> InboundUnit | None:
         """Claim, read and decode one file; ``None`` when it is not ours to take now."""
-        source = self._inbound / entry.name
-        claimed = Claimed(entry.name, source, entry)
-        if not self._dry_run:
-            claimed.path = self._claims / entry.name
-            try:
-                await self._store.move_private(source, claimed.path)
-            except FileNotFoundError:
-                return None  # another instance took it first
-            except StoreUnavailable as exc:
-                raise DestinationUnwritable(str(exc)) from exc
-            except OSError as exc:
-                log.warning("inbound.unreadable", file=printable(entry.name), reason=str(exc))
-                return None
+        young = self._claims.now - entry.mtime < self._settings.inbound_settle_seconds
+        if young and not self._dry_run:
+            return await self._judge_then_claim(entry)
+        claimed = Claimed(entry.name, self._inbound / entry.name, entry)
+        if not self._dry_run and not await self._claims.claim(claimed):
+            return None
         limit = self._settings.max_file_bytes
         if entry.size > limit:
             too_big = Problem("$", f"file is larger than MAX_FILE_BYTES={limit}; not read")
@@ -224,7 +193,7 @@ class SftpSource:
             return None
         decoded = self._decoder.decode(raw)
         changed = (after.size, after.mtime) != (entry.size, entry.mtime)
-        settling = self._now - after.mtime < self._settings.inbound_settle_seconds
+        settling = self._claims.now - after.mtime < self._settings.inbound_settle_seconds
         if changed or (decoded.unparsable and settling):
             log.info(
                 "inbound.still_being_written",
@@ -233,6 +202,62 @@ class SftpSource:
                 if changed
                 else "does not parse and changed "
                 f"within INBOUND_SETTLE_SECONDS={self._settings.inbound_settle_seconds:g}",
+            )
+            await self._give_back(claimed)
+            return None
+        return InboundUnit(
+            entry.name,
+            decoded.records,
+            decoded.problems,
+            decoded.rejected,
+            claimed,
+            decoded.positions,
+        )
+
+    async def _judge_then_claim(self, entry: Entry) -> InboundUnit | None:
+        """A file changed within INBOUND_SETTLE_SECONDS is read where it is and claimed only
+        once it parses whole: a writer that reopens it by name (an append, a resumed upload)
+        must find it there, not create a second file beside the one in hand. Claimed, it must
+        still be the file that was read (same size and time), or it goes back."""
+        settle = self._settings.inbound_settle_seconds
+        if entry.size > self._settings.max_file_bytes:
+            return None  # too large to judge; rejected once it has settled
+        source = self._inbound / entry.name
+        try:
+            async with self._large if entry.size > LARGE_FILE_BYTES else contextlib.nullcontext():
+                raw = await self._store.read(source, self._settings.max_file_bytes)
+            after = await self._store.stat(source)
+        except FileNotFoundError:
+            return None  # taken by another instance, or moved by its writer
+        except StoreUnavailable as exc:
+            raise DestinationUnwritable(str(exc)) from exc
+        except OSError as exc:
+            log.warning("inbound.unreadable", file=printable(entry.name), reason=str(exc))
+            return None
+        decoded = self._decoder.decode(raw)
+        if (after.size, after.mtime) != (entry.size, entry.mtime) or decoded.unparsable:
+            log.info(
+                "inbound.still_being_written",
+                file=printable(entry.name),
+                reason=f"changed within INBOUND_SETTLE_SECONDS={settle:g} and "
+                + ("does not parse" if decoded.unparsable else "changed while read")
+                + "; left where it is",
+            )
+            return None
+        claimed = Claimed(entry.name, source, entry)
+        if not await self._claims.claim(claimed):
+            return None
+        try:
+            held = await self._store.stat(claimed.path)
+        except StoreUnavailable as exc:
+            raise DestinationUnwritable(str(exc)) from exc
+        except OSError:
+            held = None
+        if held is None or (held.size, held.mtime) != (entry.size, entry.mtime):
+            log.info(
+                "inbound.still_being_written",
+                file=printable(entry.name),
+                reason="written to while it was read; taken once it settles",
             )
             await self._give_back(claimed)
             return None
@@ -285,9 +310,13 @@ class SftpSource:
                 await self._archives.put_back(claimed)
 
     async def close(self) -> None:
+        await self._claims.stop()
         if not self._dry_run:
-            with contextlib.suppress(OSError):
-                await self._store.rmdir(self._claims)  # empty once every file is archived
+            # Empty once every file is archived; a tidy-up, bounded: a server that stopped
+            # answering must not hold a stop past its grace (a folder left is harmless).
+            with contextlib.suppress(OSError, TimeoutError):
+                async with asyncio.timeout(CLOSE_SECONDS):
+                    await self._store.rmdir(self._claims.folder)
         await self._closed()
 
 

@@ -52,11 +52,16 @@ class SftpStore:
     """``FileStore`` over one SFTP connection."""
 
     def __init__(
-        self, server: Server, credentials: Credentials, retry_seconds: float = 30.0
+        self,
+        server: Server,
+        credentials: Credentials,
+        retry_seconds: float = 30.0,
+        request_seconds: float = 60.0,
     ) -> None:
         self._server = server
         self._credentials = credentials
         self._retry_seconds = retry_seconds
+        self._request_seconds = request_seconds
         self._current: Session | None = None
         self._connecting = asyncio.Lock()
         self.connections = 0  # opened so far (a reconnect counts)
@@ -87,14 +92,25 @@ class SftpStore:
         deadline = time.monotonic() + self._retry_seconds
         delay = 0.1
         retried = False
+        last: BaseException
         while True:
             session = None
+            request: asyncio.Timeout | None = None
             try:
                 session = await self._session()
-                return await _unless_lost(operation(session.sftp, retried), session.lost)
+                # A server that stops answering on a live connection is a dead connection.
+                async with asyncio.timeout(self._request_seconds) as request:
+                    return await _unless_lost(operation(session.sftp, retried), session.lost)
+            except TimeoutError as exc:
+                if request is None or not request.expired():  # connecting timed out
+                    last = exc
+                else:
+                    late = f"no answer within SFTP_REQUEST_SECONDS={self._request_seconds:g}"
+                    last = TimeoutError(late)
+                    last.__cause__ = exc
             except asyncssh.SFTPError as exc:
                 if isinstance(exc, _TRANSIENT):
-                    last: BaseException = exc
+                    last = exc
                 else:
                     raise os_error(exc, path) from exc
             except _TRANSIENT as exc:

@@ -1,0 +1,213 @@
+"""The SFTP source against a hostile tester's findings (issue 24), on Debian's OpenSSH server
+through the CLI: a young file judged where it is (a writer reopening it by name finds it there),
+a file left in hand never overwritten by the client's next file of the same name, and a claim
+folder removed under a running watch made again, a batch longer than the stale time kept
+claimed, a symlink skipped with one line and an old temp file removed from a quiet folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import orjson
+import pytest
+from pymongo import MongoClient
+
+from tests.builders import aged, client_record
+from tests.conftest import Env, failpoint
+from tests.support.sftp import client_file, names, sftp_settings
+from tests.support.sshd import Sshd
+from tests.support.watching import stop, wait_until
+
+
+def test_a_young_file_is_judged_where_it_is_and_claimed_once_it_parses(
+    env: Env, sshd: Sshd
+) -> None:
+    whole = orjson.dumps(client_record(77))
+    inbound = sshd.served / "in"
+    inbound.mkdir()
+    sshd.give_to_server(inbound)
+    upload = inbound / "slow.json"
+    upload.write_bytes(whole[:20])  # an upload under way: a writer will reopen it by name
+    sshd.give_to_server(upload)
+    before = upload.stat().st_ctime_ns
+    settings = sftp_settings(sshd, INBOUND_SETTLE_SECONDS="60")
+
+    first = env.cli("inbound", **settings)
+
+    assert first.code == 0, first.output
+    assert "still_being_written" in first.output
+    # Never moved (a move changes the file's ctime): the writer's next open finds it here.
+    assert upload.stat().st_ctime_ns == before
+    assert names(inbound / "rejected") == []
+    with upload.open("ab") as writer:  # the writer reopens it by name and finishes it
+        writer.write(whole[20:])
+
+    second = env.cli("inbound", **settings)
+
+    assert second.code == 0, second.output
+    assert names(inbound / "processed") == ["slow.json"]  # taken whole while still young
+    assert names(inbound / "rejected") == []
+    assert env.collection.count_documents({"number": 77}) == 1
+
+
+def test_a_file_left_in_hand_is_never_overwritten_by_the_next_of_its_name(
+    env: Env, sshd: Sshd
+) -> None:
+    inbound = sshd.served / "in"
+    rejected = inbound / "rejected"
+    rejected.mkdir(parents=True)
+    sshd.give_to_server(inbound)
+    rejected.chmod(0o555)  # the quarantine cannot be written: a bad file stays in hand
+    proc = env.popen("watch", **sftp_settings(sshd, WATCH_INTERVAL="0.3"))
+    claims = inbound / ".tracos-claims"
+    try:
+        client_file(sshd, "export.json", {"orderNo": "FIRST, bad"})
+        wait_until(lambda: bool(list(claims.glob("*/export.json"))), proc, 30)
+        client_file(sshd, "export.json", client_record(9))
+        wait_until(lambda: names(inbound / "processed") == ["export.json"], proc, 30)
+    finally:
+        result, _ = stop(proc)
+        rejected.chmod(0o755)
+    assert result.code == 0, result.output
+    held = [p.read_text() for p in claims.glob("*/*.json")]
+    assert held == ['{"orderNo":"FIRST, bad"}'], held  # still in hand, beside, not lost
+    assert env.collection.count_documents({"number": 9}) == 1
+
+
+def test_a_claim_folder_removed_under_a_watch_is_made_again(env: Env, sshd: Sshd) -> None:
+    proc = env.popen("watch", **sftp_settings(sshd, WATCH_INTERVAL="0.3"))
+    claims = sshd.served / "in" / ".tracos-claims"
+    try:
+        wait_until(lambda: claims.exists() and any(claims.iterdir()), proc, 30)
+        for folder in claims.iterdir():
+            folder.rmdir()  # the client's housekeeping removes the empty folder
+        client_file(sshd, "5.json", client_record(5))
+        wait_until(lambda: names(sshd.served / "in" / "processed") == ["5.json"], proc, 30)
+    finally:
+        result, _ = stop(proc)
+    assert result.code == 0, result.output
+    assert result.output.count("sftp.claim_folder_recreated") == 1, result.output
+    assert "cannot be listed" not in result.output
+    assert env.collection.count_documents({"number": 5}) == 1
+
+
+def test_a_batch_longer_than_the_stale_time_is_not_taken_twice(
+    env: Env, sshd: Sshd, mongo: MongoClient[dict[str, Any]]
+) -> None:
+    client_file(sshd, "big.json", [client_record(n) for n in range(1, 51)])
+    settings = sftp_settings(
+        sshd, CLAIM_STALE_SECONDS="2", MONGO_TIMEOUT_SECONDS="10", MONGO_RETRY_SECONDS="30"
+    )
+    claims = sshd.served / "in" / ".tracos-claims"
+    # The first instance's batch waits on the database for longer than the stale time (the
+    # server's times are whole seconds: a second more than the stale time is waited).
+    with failpoint(
+        mongo,
+        1,
+        failCommands=["find", "aggregate", "insert", "update"],
+        blockConnection=True,
+        blockTimeMS=5000,
+    ):
+        slow = env.popen("inbound", **settings)
+        wait_until(lambda: bool(list(claims.glob("*/big.json"))), slow, 30)
+        claimed_at = time.monotonic()
+        wait_until(lambda: time.monotonic() - claimed_at > 3.5, slow, 10)
+        other = env.cli("inbound", **settings)
+        out, err = slow.communicate(timeout=60)
+
+    assert slow.returncode == 0, out + err
+    assert other.code == 0, other.output
+    assert "claim_recovered" not in other.output  # the first instance's claim was alive
+    assert other.counts()["files"] == 0
+    assert names(sshd.served / "in" / "processed") == ["big.json"]
+    assert env.collection.count_documents({}) == 50
+
+
+def test_a_symlink_is_skipped_with_a_line_and_an_old_temp_goes_in_a_quiet_folder(
+    env: Env, sshd: Sshd
+) -> None:
+    client_file(sshd, "1.json", client_record(1))
+    (sshd.served / "in" / "link.json").symlink_to(sshd.served / "in" / "1.json")
+    out = sshd.served / "out"
+    out.mkdir()
+    sshd.give_to_server(out)
+    # A temp file a killed writer left eleven minutes ago, alone in the folder.
+    temp = out / ".tracos-7.json.0123456789ab.tmp"
+    temp.write_bytes(b"{")
+    aged(temp, 660)
+    sshd.give_to_server(temp)
+
+    result = env.cli("run", **sftp_settings(sshd))
+
+    assert result.code == 0, result.output
+    skipped = [line for line in result.output.splitlines() if "inbound.entry_skipped" in line]
+    assert len(skipped) == 1 and "link.json" in skipped[0], result.output
+    assert names(sshd.served / "in" / "processed") == ["1.json"]
+    assert not temp.exists()
+
+
+def passphrase_key(sshd: Sshd) -> str:
+    """The server's authorized client key, written in OpenSSH's format under a passphrase (as
+    ssh-keygen writes it by default): its path."""
+    path = sshd.workdir / "client_key_with_passphrase"
+    sshd.client_key.write_private_key(str(path), "openssh", passphrase="right horse")
+    return str(path)
+
+
+def test_a_key_with_a_passphrase_is_used_with_the_right_one(env: Env, sshd: Sshd) -> None:
+    client_file(sshd, "1.json", client_record(1))
+    key = passphrase_key(sshd)
+
+    result = env.cli(
+        "run", **sftp_settings(sshd, SFTP_KEY_FILE=key, SFTP_KEY_PASSPHRASE="right horse")
+    )
+
+    assert result.code == 0, result.output
+    assert names(sshd.served / "in" / "processed") == ["1.json"]
+
+
+@pytest.mark.parametrize("passphrase", ["wrong horse", None])
+def test_a_wrong_or_missing_passphrase_is_one_line(
+    env: Env, sshd: Sshd, passphrase: str | None
+) -> None:
+    client_file(sshd, "1.json", client_record(1))
+    settings = sftp_settings(sshd, SFTP_KEY_FILE=passphrase_key(sshd))
+    if passphrase is not None:
+        settings["SFTP_KEY_PASSPHRASE"] = passphrase
+
+    check = env.cli("check", **settings)
+    run = env.cli("run", **settings)
+
+    failed = [line for line in check.output.splitlines() if "FAIL" in line]
+    assert check.code != 0 and len(failed) == 1, check.output
+    assert "passphrase" in failed[0].lower(), check.output
+    assert run.code in (1, 2), run.output
+    assert "run.crashed" not in run.output and "Traceback" not in run.output, run.output
+    assert "right horse" not in check.output + run.output
+    assert names(sshd.served / "in") == ["1.json"]  # nothing taken
+
+
+def test_sigterm_ends_a_watch_whose_server_stopped_answering(env: Env, sshd: Sshd) -> None:
+    proc = env.popen("watch", **sftp_settings(sshd, WATCH_INTERVAL="0.3"))
+    stopped: list[int] = []
+    try:
+        client_file(sshd, "1.json", client_record(1))
+        wait_until(lambda: names(sshd.served / "in" / "processed") == ["1.json"], proc, 30)
+        stopped = sshd.sessions()
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)  # the connection stays up; nothing answers
+        client_file(sshd, "2.json", client_record(2))
+        # Nothing shows a sweep waiting on a server that does not answer: a few sweeps' time.
+        time.sleep(1)
+        assert names(sshd.served / "in" / "processed") == ["1.json"]  # it is waiting
+        result, took = stop(proc)
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+    assert result.code == 0, result.output
+    assert took < 6, took  # the stop grace (3 s), and a margin
+    assert "Task exception was never retrieved" not in result.output, result.output
+    assert "Traceback" not in result.output, result.output
