@@ -20,6 +20,7 @@ from typing import Any
 
 from tracos_sync.domain.errors import RecordRejected
 from tracos_sync.domain.model import Problem, WorkOrder
+from tracos_sync.domain.ports import InboundUnit
 from tracos_sync.mapping import RecordMapping
 from tracos_sync.mapping.paths import MISSING, json_path, read
 from tracos_sync.mapping.reasons import reason as _reason
@@ -100,6 +101,19 @@ class Decoded:
     unparsable: bool = False
     # The input says it is one page of a longer export: the link to the next one.
     next_link: str | None = None
+
+    def unit(self, name: str, handle: object, *, ends_input: bool = True) -> InboundUnit:
+        """What was decoded, as the unit of work the pipeline applies (``handle`` is the
+        source's, to complete or release it)."""
+        return InboundUnit(
+            name,
+            self.records,
+            self.problems,
+            self.rejected,
+            handle,
+            self.positions,
+            ends_input=ends_input,
+        )
 
 
 class RecordDecoder:

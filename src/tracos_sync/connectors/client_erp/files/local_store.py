@@ -11,21 +11,11 @@ from pathlib import Path, PurePosixPath
 
 from .durable import create_exclusively, write_atomically
 from .moves import place_no_clobber
-from .store import Entry, Kind
-
-
-def _kind(mode: int) -> Kind:
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISDIR(mode):
-        return "folder"
-    if stat.S_ISLNK(mode):
-        return "link"
-    return "other"
+from .store import Entry, kind_of
 
 
 def _entry(name: str, info: os.stat_result) -> Entry:
-    return Entry(name, info.st_size, info.st_mtime, _kind(info.st_mode))
+    return Entry(name, info.st_size, info.st_mtime, kind_of(info.st_mode))
 
 
 def _scan(folder: Path) -> list[Entry]:

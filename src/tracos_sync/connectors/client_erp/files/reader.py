@@ -91,9 +91,7 @@ class UnitReader:
         if decoded.unknown_fields:
             fields = sorted(decoded.unknown_fields)
             log.debug("inbound.unknown_fields_ignored", file=name, fields=fields)
-        return InboundUnit(
-            name, decoded.records, decoded.problems, decoded.rejected, held, decoded.positions
-        )
+        return decoded.unit(name, held)
 
     def _first_part(
         self, held: Held, handle: IO[bytes], info: os.stat_result, size: int
@@ -154,15 +152,7 @@ class UnitReader:
         if decoded.unparsable and self._left_writing(held):
             # Its records so far are applied (again next time: stale); the file is not done.
             return InboundUnit(held.name, decoded.records, [], 0, held, decoded.positions, False)
-        return InboundUnit(
-            held.name,
-            decoded.records,
-            decoded.problems,
-            decoded.rejected,
-            held,
-            decoded.positions,
-            ends_input=held.parts.done,
-        )
+        return decoded.unit(held.name, held, ends_input=held.parts.done)
 
     def _left_writing(self, held: Held) -> bool:
         """A large file whose bytes stop being JSON part-way and that may still be being

@@ -71,17 +71,7 @@ class FolderSink:
 
     async def deliver(self, orders: Sequence[WorkOrder]) -> Delivery:
         delivery = Delivery()
-        writable: list[tuple[WorkOrder, bytes]] = []
-        for order in orders:
-            try:
-                record = self._mapping.encode(order)
-            except RecordRejected as exc:
-                # The mapping cannot write this one (a date out of its calendar): it alone stays
-                # unsynced, reported; the others go out.
-                delivery.refused += exc.problems
-                continue
-            document = self._mapping.outbound_document(record)
-            writable.append((order, orjson.dumps(document, option=orjson.OPT_INDENT_2)))
+        writable = encoded(self._mapping, orders, delivery)
         if self._dry_run:  # translate and encode everything, write nothing
             delivery.delivered = [order.number for order, _ in writable]
             return delivery
@@ -204,3 +194,20 @@ def holds_newer_than(
         return True
 
     return holds_newer
+
+
+def encoded(
+    mapping: RecordMapping, orders: Sequence[WorkOrder], delivery: Delivery
+) -> list[tuple[WorkOrder, bytes]]:
+    """Each order as its outbound file's bytes. One the mapping cannot write (a date out of its
+    calendar) is left out, its problems in ``delivery.refused``: it alone stays unsynced."""
+    writable: list[tuple[WorkOrder, bytes]] = []
+    for order in orders:
+        try:
+            record = mapping.encode(order)
+        except RecordRejected as exc:
+            delivery.refused += exc.problems
+            continue
+        document = mapping.outbound_document(record)
+        writable.append((order, orjson.dumps(document, option=orjson.OPT_INDENT_2)))
+    return writable

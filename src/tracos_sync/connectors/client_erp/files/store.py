@@ -12,6 +12,7 @@ refused, an operation the guarantees need missing)."""
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Literal, Protocol
@@ -19,6 +20,20 @@ from typing import Literal, Protocol
 from tracos_sync.domain.errors import DestinationUnwritable
 
 Kind = Literal["file", "folder", "link", "other"]
+
+
+def kind_of(mode: int | None) -> Kind:
+    """The kind of an entry from its POSIX mode bits (``st_mode``, SFTP's permissions);
+    unknown without them."""
+    if mode is None:
+        return "other"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISLNK(mode):
+        return "link"
+    return "other"
 
 
 @dataclass(frozen=True, slots=True)

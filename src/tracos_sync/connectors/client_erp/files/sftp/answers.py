@@ -5,30 +5,17 @@ from __future__ import annotations
 
 import errno
 import secrets
-import stat
 from pathlib import PurePosixPath
 
 import asyncssh
 
-from ..store import Entry, Kind
+from ..store import Entry, kind_of
 
 # The OpenSSH extensions the guarantees rest on.
 POSIX_RENAME = "posix-rename@openssh.com"
 FSYNC = "fsync@openssh.com"
 TEMP_PREFIX = ".tracos-"
 TEMP_SUFFIX = ".tmp"
-
-
-def kind_of(mode: int | None) -> Kind:
-    if mode is None:
-        return "other"
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISDIR(mode):
-        return "folder"
-    if stat.S_ISLNK(mode):
-        return "link"
-    return "other"
 
 
 def entry_of(name: str, attrs: asyncssh.SFTPAttrs) -> Entry:

@@ -16,15 +16,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import PurePosixPath
 
-import orjson
 import structlog
 
-from tracos_sync.domain.errors import DestinationUnwritable, FatalError, RecordRejected
+from tracos_sync.domain.errors import DestinationUnwritable, FatalError
 from tracos_sync.domain.model import Problem, WorkOrder
 from tracos_sync.domain.ports import Delivery
 from tracos_sync.mapping import RecordMapping
 
-from ..sink import holds_newer_than
+from ..sink import encoded, holds_newer_than
 from ..store import StoreRefused, StoreUnavailable
 from .answers import POSIX_RENAME, is_temp
 from .settings import SftpFolderSettings
@@ -90,15 +89,7 @@ class SftpSink:
 
     async def deliver(self, orders: Sequence[WorkOrder]) -> Delivery:
         delivery = Delivery()
-        writable: list[tuple[WorkOrder, bytes]] = []
-        for order in orders:
-            try:
-                record = self._mapping.encode(order)
-            except RecordRejected as exc:
-                delivery.refused += exc.problems
-                continue
-            document = self._mapping.outbound_document(record)
-            writable.append((order, orjson.dumps(document, option=orjson.OPT_INDENT_2)))
+        writable = encoded(self._mapping, orders, delivery)
         if self._dry_run:
             delivery.delivered = [order.number for order, _ in writable]
             return delivery

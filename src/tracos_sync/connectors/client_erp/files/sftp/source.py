@@ -205,14 +205,7 @@ class SftpSource:
             )
             await self._give_back(claimed)
             return None
-        return InboundUnit(
-            entry.name,
-            decoded.records,
-            decoded.problems,
-            decoded.rejected,
-            claimed,
-            decoded.positions,
-        )
+        return decoded.unit(entry.name, claimed)
 
     async def _judge_then_claim(self, entry: Entry) -> InboundUnit | None:
         """A file changed within INBOUND_SETTLE_SECONDS is read where it is and claimed only
@@ -261,14 +254,7 @@ class SftpSource:
             )
             await self._give_back(claimed)
             return None
-        return InboundUnit(
-            entry.name,
-            decoded.records,
-            decoded.problems,
-            decoded.rejected,
-            claimed,
-            decoded.positions,
-        )
+        return decoded.unit(entry.name, claimed)
 
     async def _give_back(self, claimed: Claimed) -> None:
         if self._dry_run:

@@ -24,8 +24,8 @@ from typing import TypeVar
 import asyncssh
 import structlog
 
-from ..store import Entry, StoreUnavailable
-from .answers import FSYNC, POSIX_RENAME, entry_of, kind_of, os_error, temp_name
+from ..store import Entry, StoreUnavailable, kind_of
+from .answers import FSYNC, POSIX_RENAME, entry_of, os_error, temp_name
 from .connecting import Session, connect
 from .location import Server
 from .trust import Credentials
