@@ -16,7 +16,7 @@ import pytest
 from tests.support.sftp import sftp_store
 from tests.support.sshd import Sshd
 from tracos_sync.connectors.client_erp.files.local_store import LocalStore
-from tracos_sync.connectors.client_erp.files.store import FileStore
+from tracos_sync.connectors.client_erp.files.store import Entry, FileStore
 
 
 class World:
@@ -85,6 +85,43 @@ def test_read_is_capped_and_refuses_links_and_missing_files(world: World) -> Non
         run(world, lambda s: s.read(world.at("link.json"), 1000))
     with pytest.raises(FileNotFoundError):
         run(world, lambda s: s.read(world.at("gone.json"), 1000))
+
+
+def _listed(world: World, name: str) -> Entry:
+    return run(world, lambda s: s.stat(world.at(name)))  # type: ignore[no-any-return]
+
+
+def test_a_listed_file_is_read_whole_with_how_it_looks_after(world: World) -> None:
+    world.put("a.json", b"x" * 300_000)  # more than one SFTP read
+    listed = _listed(world, "a.json")
+
+    data, after = run(world, lambda s: s.read_listed(world.at("a.json"), listed))
+
+    assert data == b"x" * 300_000
+    assert after == listed
+
+
+def test_a_listed_file_that_grew_or_shrank_or_became_a_link_shows_it_after(
+    world: World,
+) -> None:
+    world.put("a.json", b"x" * 100)
+    listed = _listed(world, "a.json")
+    for change in ("grew", "shrank", "link"):
+        (world.folder / "a.json").unlink()
+        if change == "link":
+            world.put("b.json", b"x" * 100)
+            os.symlink("b.json", world.folder / "a.json")
+        else:
+            world.put("a.json", b"x" * (150 if change == "grew" else 50))
+        os.utime(world.folder / "a.json", (listed.mtime, listed.mtime), follow_symlinks=False)
+        try:
+            _, after = run(world, lambda s: s.read_listed(world.at("a.json"), listed))
+        except OSError:
+            assert change == "link"  # a local read refuses a link outright
+            continue
+        assert (after.size, after.kind) != (listed.size, "file"), change
+    with pytest.raises(FileNotFoundError):
+        run(world, lambda s: s.read_listed(world.at("gone.json"), listed))
 
 
 def test_a_move_never_replaces_and_says_what_stopped_it(world: World) -> None:

@@ -37,6 +37,11 @@ def _read(path: Path, max_bytes: int) -> bytes:
         return handle.read(max_bytes + 1)
 
 
+def _read_listed(path: Path, listed: Entry) -> tuple[bytes, Entry]:
+    data = _read(path, listed.size)[: listed.size]
+    return data, _entry(path.name, os.lstat(path))
+
+
 def _move_no_clobber(source: Path, target: Path) -> None:
     if not source.exists() and not source.is_symlink():
         raise FileNotFoundError(2, "No such file or directory", str(source))
@@ -63,6 +68,9 @@ class LocalStore:
 
     async def read(self, path: PurePosixPath, max_bytes: int) -> bytes:
         return await asyncio.to_thread(_read, Path(path), max_bytes)
+
+    async def read_listed(self, path: PurePosixPath, listed: Entry) -> tuple[bytes, Entry]:
+        return await asyncio.to_thread(_read_listed, Path(path), listed)
 
     async def create_exclusive(self, path: PurePosixPath, data: bytes) -> None:
         await asyncio.to_thread(create_exclusively, Path(path), data)

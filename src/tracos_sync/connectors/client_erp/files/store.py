@@ -72,6 +72,17 @@ class FileStore(Protocol):
         """The bytes of the regular file ``path``, at most ``max_bytes + 1`` of them (more than
         ``max_bytes`` says it is too large). A link is refused (``OSError``)."""
 
+    async def read_listed(self, path: PurePosixPath, listed: Entry) -> tuple[bytes, Entry]:
+        """The bytes of ``path``, which a listing showed as the regular file ``listed`` (its
+        ``listed.size`` bytes, in as few requests as the store allows), and ``path`` as it is once
+        they are read (a link not followed). The caller compares the two: a size, time or kind
+        unlike ``listed``'s says the file was written to or replaced meanwhile, and its bytes
+        are not to be used. ``FileNotFoundError`` if it is gone.
+
+        For a file just claimed into a folder of ours: the listing's kind is trusted, where
+        ``read`` looks first (a name swapped for a FIFO between the listing and the claim may
+        hold an SFTP read until ``SFTP_REQUEST_SECONDS``; a local read never waits)."""
+
     async def create_exclusive(self, path: PurePosixPath, data: bytes) -> None:
         """``path`` holding ``data``, complete and durable before it has its name (a private
         temp name, flushed, then moved without replacing). ``FileExistsError`` if taken."""

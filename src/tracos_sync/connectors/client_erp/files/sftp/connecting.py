@@ -17,6 +17,18 @@ CONNECT_TIMEOUT_SECONDS = 15.0
 # A server that stops answering is noticed within about a minute, not at the kernel's TCP
 # timeout.
 KEEPALIVE_SECONDS = 15.0
+# Ciphers asked for, best first: AES-GCM before chacha20-poly1305 (OpenSSH's own first choice).
+# Both are authenticated and current; asyncssh encrypts every packet in Python, and its
+# chacha20-poly1305 builds five cipher contexts a packet where AES-GCM makes one call (a third
+# of the CPU of a run of small files). The CTR ciphers are there for older servers.
+ENCRYPTION_ALGS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes256-ctr",
+    "aes192-ctr",
+    "aes128-ctr",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +89,7 @@ async def connect(server: Server, c: Credentials) -> Session:
         config=[],
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         keepalive_interval=KEEPALIVE_SECONDS,
+        encryption_algs=list(ENCRYPTION_ALGS),
     )
     try:
         watched = _Watched()

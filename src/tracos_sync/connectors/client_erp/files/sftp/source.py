@@ -16,6 +16,7 @@ bytes)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
@@ -105,6 +106,47 @@ class SftpSource:
             ) from exc
 
     async def batches(self, max_records: int) -> AsyncGenerator[list[InboundUnit], None]:
+        ready = await self._ready()
+        # Up to a window of files claimed and read at once, in a sliding window: their
+        # requests share the round trips, and the next ones are on their way while a batch is
+        # applied. Handed out in the listing's order.
+        window = self._settings.sftp_parallel_files
+        upcoming = iter(ready)
+        taking: collections.deque[asyncio.Task[InboundUnit | None]] = collections.deque()
+        pending: list[InboundUnit] = []  # in hand, not handed out yet
+        records = 0  # in pending (a file without any counts as one)
+        try:
+            while True:
+                while len(taking) < window and (entry := next(upcoming, None)) is not None:
+                    taking.append(asyncio.ensure_future(self._take(entry)))
+                if not taking:
+                    break
+                unit = await taking.popleft()
+                if unit is None:
+                    continue
+                pending.append(unit)
+                records += max(len(unit.records), 1)
+                if records >= max_records:
+                    batch, pending, records = pending, [], 0
+                    yield batch
+                    if not self._dry_run:
+                        await self._claims.heartbeat()
+            if pending:
+                batch, pending = pending, []
+                yield batch
+        finally:
+            # Stopped, or a failure: what is being taken is let finish (a claim cut halfway
+            # would leave its file in our claim folder until it is stale), then everything
+            # claimed and not handed out is given back.
+            for done in await asyncio.gather(*taking, return_exceptions=True):
+                if isinstance(done, InboundUnit):
+                    pending.append(done)
+            if pending:
+                await self.release(pending)
+
+    async def _ready(self) -> list[Entry]:
+        """The inbound files to take this sweep, oldest first (our claim folder kept alive,
+        and the claims of dead instances put back, first)."""
         try:
             if not self._dry_run:
                 await self._claims.heartbeat()
@@ -140,31 +182,7 @@ class SftpSource:
             self._claims.now = time.time()
         entries.sort(key=lambda e: (e.mtime, e.name))
         min_age = self._settings.inbound_min_age_seconds
-        ready = [e for e in entries if self._dry_run or self._claims.now - e.mtime >= min_age]
-        # A window of files claimed and read at once: their requests share the round trips.
-        window = self._settings.sftp_parallel_files
-        pending: list[InboundUnit] = []  # in hand, not handed out yet
-        try:
-            for start in range(0, len(ready), window):
-                taken = await asyncio.gather(
-                    *(self._take(entry) for entry in ready[start : start + window]),
-                    return_exceptions=True,
-                )
-                failed = next((t for t in taken if isinstance(t, BaseException)), None)
-                pending += [t for t in taken if isinstance(t, InboundUnit)]
-                if failed is not None:
-                    raise failed
-                while (cut := _batch_end(pending, max_records)) is not None:
-                    batch, pending = pending[:cut], pending[cut:]
-                    yield batch
-                    if not self._dry_run:
-                        await self._claims.heartbeat()
-            if pending:
-                batch, pending = pending, []
-                yield batch
-        finally:
-            if pending:  # claimed but never handed out (stopped, or a failure): given back
-                await self.release(pending)
+        return [e for e in entries if self._dry_run or self._claims.now - e.mtime >= min_age]
 
     async def _take(self, entry: Entry) -> InboundUnit | None:
         """Claim, read and decode one file; ``None`` when it is not ours to take now."""
@@ -182,8 +200,7 @@ class SftpSource:
             # Small files a window at a time; a large one alone: memory stays near one large
             # file, not a window of them.
             async with self._large if entry.size > LARGE_FILE_BYTES else contextlib.nullcontext():
-                raw = await self._store.read(claimed.path, limit)
-            after = await self._store.stat(claimed.path)
+                raw, after = await self._store.read_listed(claimed.path, entry)
         except StoreUnavailable as exc:
             raise DestinationUnwritable(str(exc)) from exc
         except OSError as exc:
@@ -192,7 +209,7 @@ class SftpSource:
             await self._give_back(claimed)
             return None
         decoded = self._decoder.decode(raw)
-        changed = (after.size, after.mtime) != (entry.size, entry.mtime)
+        changed = (after.size, after.mtime, after.kind) != (entry.size, entry.mtime, "file")
         settling = self._claims.now - after.mtime < self._settings.inbound_settle_seconds
         if changed or (decoded.unparsable and settling):
             log.info(
@@ -304,13 +321,3 @@ class SftpSource:
                 async with asyncio.timeout(CLOSE_SECONDS):
                     await self._store.rmdir(self._claims.folder)
         await self._closed()
-
-
-def _batch_end(units: Sequence[InboundUnit], max_records: int) -> int | None:
-    """How many of ``units`` make a batch of about ``max_records`` (None: not enough yet)."""
-    records = 0
-    for i, unit in enumerate(units):
-        records += max(len(unit.records), 1)
-        if records >= max_records:
-            return i + 1
-    return None

@@ -167,6 +167,19 @@ class SftpStore:
 
         return await self._call(path, read)
 
+    async def read_listed(self, path: PurePosixPath, listed: Entry) -> tuple[bytes, Entry]:
+        async def read(sftp: asyncssh.SFTPClient, _: bool) -> tuple[bytes, Entry]:
+            # Four requests: open, read (more for a file larger than the server's read size),
+            # close, lstat. No lstat first (the listing's kind is trusted), and exactly the
+            # listed size asked for: one more byte would cost a second read to find the end,
+            # and a file that grew shows in the lstat after.
+            async with sftp.open(str(path), "rb") as remote:
+                data = await remote.read(listed.size) if listed.size else b""
+            assert isinstance(data, bytes)  # opened in binary mode
+            return data, entry_of(path.name, await sftp.lstat(str(path)))
+
+        return await self._call(path, read)
+
     async def _write_temp(
         self, sftp: asyncssh.SFTPClient, path: PurePosixPath, data: bytes
     ) -> PurePosixPath:

@@ -1,0 +1,133 @@
+"""The SFTP source's own judgement of what it read, on a local store (the store contract,
+tests/contract/test_file_store_contract.py, proves the SFTP store reports the same): a file
+changed or swapped between the listing and the claim is given back, never applied."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from pathlib import Path, PurePosixPath
+
+import orjson
+
+from tests.builders import client_record
+from tracos_sync.connectors.client_erp.files.local_store import LocalStore
+from tracos_sync.connectors.client_erp.files.sftp.settings import SftpFolderSettings
+from tracos_sync.connectors.client_erp.files.sftp.source import SftpSource
+from tracos_sync.connectors.client_erp.files.store import Entry, kind_of
+from tracos_sync.domain.ports import InboundUnit
+from tracos_sync.mapping import builtin_mapping
+
+LONG_AGO = 1_700_000_000
+
+
+class SwappingStore(LocalStore):
+    """A local store whose listing is followed, before anything else, by another writer's
+    change to one name (as a client's upload racing the claim); it reads through a link as an
+    SFTP server does (its open follows links), and says so only in the look after."""
+
+    def __init__(self, change: str) -> None:
+        self.change = change
+
+    async def scan(self, folder: PurePosixPath) -> list[Entry]:
+        entries = await super().scan(folder)
+        target = Path(folder) / "1.json"
+        if target.exists() and self.change:
+            size = target.stat().st_size
+            target.unlink()
+            if self.change == "link":
+                # The same size (a link's is its target's length) and time: only its kind
+                # differs. Absolute, so that it still points somewhere once claimed.
+                other = Path(folder) / ("o" * (size - len(str(folder)) - 1))
+                other.write_bytes(b"y" * size)
+                os.symlink(other, target)
+            else:
+                target.write_bytes(b" " * (size + 10) if self.change == "grew" else b"{")
+            os.utime(target, (LONG_AGO, LONG_AGO), follow_symlinks=False)
+            self.change = ""
+        return entries
+
+    async def read_listed(self, path: PurePosixPath, listed: Entry) -> tuple[bytes, Entry]:
+        return await asyncio.to_thread(_read_following_links, Path(path), listed)
+
+
+def _read_following_links(path: Path, listed: Entry) -> tuple[bytes, Entry]:
+    data = path.read_bytes()[: listed.size]
+    info = path.lstat()
+    return data, Entry(path.name, info.st_size, info.st_mtime, kind_of(info.st_mode))
+
+
+def _source(tmp_path: Path, store: LocalStore) -> SftpSource:
+    inbound = tmp_path / "in"
+    inbound.mkdir()
+    settings = SftpFolderSettings(
+        data_inbound_dir=f"sftp://u@localhost{inbound}",
+        data_outbound_dir=f"sftp://u@localhost{tmp_path / 'out'}",
+        sftp_password="p",  # type: ignore[arg-type]
+    )
+
+    async def closed() -> None:
+        return None
+
+    return SftpSource(store, settings, builtin_mapping(), closed)
+
+
+def _taken(source: SftpSource) -> list[InboundUnit]:
+    async def go() -> list[InboundUnit]:
+        await source.prepare()
+        taken = [unit async for batch in source.batches(100) for unit in batch]
+        await source.close()
+        return taken
+
+    return asyncio.run(go())
+
+
+def test_a_file_swapped_for_a_link_between_listing_and_claim_is_given_back(
+    tmp_path: Path,
+) -> None:
+    source = _source(tmp_path, SwappingStore("link"))
+    data = orjson.dumps(client_record(1))
+    (tmp_path / "in" / "1.json").write_bytes(data)
+    os.utime(tmp_path / "in" / "1.json", (LONG_AGO, LONG_AGO))
+    (tmp_path / "in" / "2.json").write_bytes(orjson.dumps(client_record(2)))
+    os.utime(tmp_path / "in" / "2.json", (LONG_AGO, LONG_AGO))
+
+    taken = _taken(source)
+
+    assert [unit.name for unit in taken] == ["2.json"]  # the other file costs nothing
+    assert (tmp_path / "in" / "1.json").is_symlink()  # given back under its name
+
+
+def test_a_file_that_changed_between_listing_and_claim_is_given_back(tmp_path: Path) -> None:
+    for change in ("grew", "shrank"):
+        folder = tmp_path / change
+        folder.mkdir()
+        source = _source(folder, SwappingStore(change))
+        (folder / "in" / "1.json").write_bytes(orjson.dumps(client_record(1)))
+        os.utime(folder / "in" / "1.json", (LONG_AGO, LONG_AGO))
+
+        assert _taken(source) == [], change
+        assert (folder / "in" / "1.json").exists(), change
+
+
+def test_files_being_taken_when_the_caller_stops_are_given_back(tmp_path: Path) -> None:
+    source = _source(tmp_path, LocalStore())
+    for number in range(1, 9):
+        (tmp_path / "in" / f"{number}.json").write_bytes(orjson.dumps(client_record(number)))
+        os.utime(tmp_path / "in" / f"{number}.json", (LONG_AGO + number, LONG_AGO + number))
+
+    async def first_batch_only() -> list[InboundUnit]:
+        await source.prepare()
+        async with contextlib.aclosing(source.batches(1)) as batches:
+            first = await anext(batches)  # the others are being claimed meanwhile
+        await source.complete(first)
+        await source.close()
+        return first
+
+    first = asyncio.run(first_batch_only())
+
+    assert [unit.name for unit in first] == ["1.json"]  # the oldest first
+    left = sorted(p.name for p in (tmp_path / "in").iterdir() if p.is_file())
+    assert left == [f"{n}.json" for n in range(2, 9)]
+    assert not any((tmp_path / "in" / ".tracos-claims").rglob("*.json"))
