@@ -4,8 +4,8 @@ the lease store alone (no messages between replicas, no consensus of our own).
 Every ``TTL / 3`` seconds it records its heartbeat (with the integrations it knows and its TTL),
 reads the live replicas, renews the leases it holds, gives back those beyond its fair share and
 takes free or expired ones up to it (``tracos_sync.leases.shares``: between ``floor`` and
-``ceil(integrations / live replicas)``, so that a replica that joins gets its share; an
-integration only some replicas know is taken by one of them beyond any share). A lease not
+``ceil(integrations / live replicas)``, so that a replica that joins gets its share; the
+integrations only some replicas know are shared among those alone, the same way). A lease not
 renewed in time is lost: its fence is closed, then its work stopped, before anything else. Work
 is always stopped before its lease is given back, and started only once its lease is taken.
 
@@ -230,8 +230,8 @@ class LeaseKeeper:
                 view=mine,
                 others={name: view for name, view in views.items() if view != mine},
                 reason="live replicas have different integrations files or LEASE_SECONDS: "
-                "give every replica the same (integrations only some know are served by "
-                "those, beyond their share)",
+                "give every replica the same (integrations only some know are shared among "
+                "those alone)",
             )
         self._disagreement = disagreement
 
