@@ -41,6 +41,7 @@ from tracos_sync.domain.ports import (
     fleet_view,
 )
 
+from .collection_guard import CollectionGuard
 from .shares import Plan, plan
 
 log = structlog.get_logger("tracos_sync.leases")
@@ -90,8 +91,13 @@ class LeaseKeeper:
         *,
         work: Work,
         clock: Callable[[], float] = time.monotonic,
+        guard: CollectionGuard | None = None,
     ) -> None:
+        """``guard``: whether this replica may serve at all (no replica of another lease
+        collection serves the same TracOS collections); asked first in every round."""
         self._store = store
+        self._guard = guard
+        self._beating = False
         self._names = list(names)
         self.replica = replica
         self._ttl = ttl
@@ -127,7 +133,11 @@ class LeaseKeeper:
         their deadline, then lost)."""
         await self._drop_expired()
         try:
+            if self._guard is not None and not await self._guard.may_serve():
+                await self._stand_aside()
+                return Share(0, 0, ())
             await self._store.beat(self.replica, self._ttl, self._names)
+            self._beating = True
             replicas = await self._store.replicas()
             if self._failing:
                 log.info("lease.store_available", replica=self.replica)
@@ -160,6 +170,18 @@ class LeaseKeeper:
         await asyncio.gather(*(self._release(name, "stopping") for name in sorted(self.fences)))
         with contextlib.suppress(SyncError):
             await self._store.leave(self.replica)
+        if self._guard is not None:
+            with contextlib.suppress(SyncError):
+                await self._guard.leave()
+
+    async def _stand_aside(self) -> None:
+        """Another lease collection serves these TracOS collections: hold nothing, and do not
+        count among this lease collection's live replicas (the others take its share)."""
+        reason = "replicas of another LEASE_COLLECTION serve these TracOS collections"
+        await asyncio.gather(*(self._release(name, reason) for name in sorted(self.fences)))
+        if self._beating:
+            await self._store.leave(self.replica)
+            self._beating = False
 
     # -- one round's steps -----------------------------------------------------------------
 
