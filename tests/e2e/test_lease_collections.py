@@ -1,7 +1,8 @@
 """Two replicas of one deployment on one database, one with another LEASE_COLLECTION (issue 25,
 F1 of the lease-collection fixes): the second says so within one lease period, naming both
 collections and what to set, serves nothing (no lease taken in its collection, no work order
-written by it: nothing applied twice), and ``check`` FAILs on it from either side."""
+written by it: nothing applied twice), a one-shot run set like it serves nothing either, and
+``check`` FAILs on it from either side. The registry's collection is refused to anything else."""
 
 from __future__ import annotations
 
@@ -53,6 +54,8 @@ def test_a_replica_with_another_lease_collection_says_so_at_once_and_serves_noth
         db["c0"].update_one({"number": 2}, {"$set": {"isSynced": False, "title": "edited"}})
         wait_until(lambda: db["c0"].find_one({"number": 2})["isSynced"] is True, a, 20)
         serving = {doc["holder"] for doc in leases.find({"kind": "integration"})}
+        once = env.cli(*args, "run", LEASE_COLLECTION="other_leases", **FAST)  # cron, mis-set
+        assert once.code == 0 and "lease.collection_conflict" in once.output, once.output
         for config in ({}, {"LEASE_COLLECTION": "other_leases"}):
             checked = env.cli(*args, "check", **FAST, **config)
             assert checked.code != 0, checked.output
@@ -77,3 +80,20 @@ def test_a_replica_with_another_lease_collection_says_so_at_once_and_serves_noth
     holders = {doc["syncLease"]["holder"] for n in NAMES for doc in db[n].find()}
     assert len(serving) == 1 and holders == serving, (holders, serving)
     assert "lease.collection_conflict" in first.output  # the serving side says it too
+
+
+def test_the_registry_of_replicas_is_nobody_elses_collection(env: Env) -> None:
+    own = write_integrations(
+        env.root / "own.toml",
+        [
+            {
+                "name": "c0",
+                "tracos": {"collection": "sync_replicas"},
+                "settings": folders(env.root, "c0"),
+            }
+        ],
+    )
+    taken = env.cli("--integrations", str(own), "check", LEASES="true")
+    assert taken.code == 2 and "'sync_replicas' is the registry of replicas" in taken.output
+    leases = env.cli("check", LEASES="true", LEASE_COLLECTION="sync_replicas")
+    assert leases.code == 2 and "'sync_replicas' is the registry of replicas" in leases.output
