@@ -1,13 +1,15 @@
 """The lease keeper of one replica: which integrations it serves, decided with the others through
 the lease store alone (no messages between replicas, no consensus of our own).
 
-Every ``TTL / 3`` seconds it records its heartbeat (with the integrations it knows and its TTL),
-reads the live replicas, renews the leases it holds, gives back those beyond its fair share and
-takes free or expired ones up to it (``tracos_sync.leases.shares``: between ``floor`` and
+Every ``TTL / 3`` seconds it first asks its guard whether it may serve at all (no replica of
+another LEASE_COLLECTION serves the same TracOS collections: ``collection_guard``; otherwise it
+holds nothing and records no heartbeat), then records its heartbeat (with the integrations it knows
+and its TTL), reads the live replicas, renews the leases it holds, gives back those beyond its fair
+share and takes free or expired ones up to it (``tracos_sync.leases.shares``: between ``floor`` and
 ``ceil(integrations / live replicas)``, so that a replica that joins gets its share; the
 integrations only some replicas know are shared among those alone, the same way). A lease not
-renewed in time is lost: its fence is closed, then its work stopped, before anything else. Work
-is always stopped before its lease is given back, and started only once its lease is taken.
+renewed in time is lost: its fence is closed, then its work stopped, before anything else. Work is
+always stopped before its lease is given back, and started only once its lease is taken.
 
 The holder's own deadline is kept on the monotonic clock, never the wall clock: the instant a
 renewal was *sent* plus ``DEADLINE_SHARE`` of the TTL. The store judges expiry by its own clock
