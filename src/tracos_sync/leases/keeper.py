@@ -263,11 +263,15 @@ class LeaseKeeper:
         names = shares.to_give_back(self.fences)
         if not names:
             return
-        reason = (
-            f"fair share: {shares.floor} to {shares.ceiling} each of {len(shares.shared)} "
-            f"for {shares.live} replicas"
-        )
-        await asyncio.gather(*(self._release(name, reason=reason) for name in names))
+
+        def reason(name: str) -> str:
+            group = shares.groups[name]
+            return (
+                f"fair share: {group.floor} to {group.ceiling} each of {len(group.names)} "
+                f"for the {len(group.replicas)} live replicas that know them"
+            )
+
+        await asyncio.gather(*(self._release(name, reason=reason(name)) for name in names))
 
     async def _release(self, name: str, reason: str) -> None:
         fence = self.fences.pop(name, None)

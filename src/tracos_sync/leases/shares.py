@@ -51,11 +51,13 @@ class Plan:
 
     live: int
     groups: dict[str, Group]
+    # The live replicas as the store listed them (``live`` may count more, after an outage).
+    listed: int = 1
 
     @property
     def everyone(self) -> Group | None:
         """The group known to every live replica (what a fleet whose files agree has alone)."""
-        return next((g for g in self.groups.values() if len(g.replicas) >= self.live), None)
+        return next((g for g in self.groups.values() if len(g.replicas) >= self.listed), None)
 
     @property
     def ceiling(self) -> int:
@@ -124,4 +126,4 @@ def plan(
         below = any(counts[replica] < floor for replica in who if replica != me)
         group = Group(who, frozenset(group_names), ceiling, floor, below)
         groups.update(dict.fromkeys(group_names, group))
-    return Plan(live, groups)
+    return Plan(live, groups, len(others) + 1)
