@@ -1,6 +1,8 @@
 """A one-shot run beside replicas (``LEASES``): it serves only the integrations no replica
 holds, each under a lease of its own for the run's length (renewed, fenced, given back at the
-end), and leaves the others to the replica serving them."""
+end), and leaves the others to the replica serving them. Like a replica, it serves nothing
+while replicas of another LEASE_COLLECTION serve the same TracOS collections
+(``CollectionGuard``)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from tracos_sync.app import Database, Runtime
 from tracos_sync.domain.errors import SyncError
 from tracos_sync.domain.fence import Fence
 from tracos_sync.domain.ports import LeaseStore
+from tracos_sync.leases.collection_guard import CollectionGuard
 from tracos_sync.leases.keeper import DEADLINE_SHARE, RENEWALS, replica_name
 
 log = structlog.get_logger("tracos_sync.leases")
@@ -35,8 +38,13 @@ async def run_leases(
         settings.mongo_database, settings.lease_collection, ttl, runtime.integrations
     )
     holder = f"run:{replica_name()}"
+    registry = database.replica_registry(
+        settings.mongo_database, settings.lease_collection, ttl, runtime.integrations
+    )
+    guard = CollectionGuard(registry, holder, ttl, settings.lease_collection)
+    serving = await guard.may_serve()
     fences: dict[str, Fence] = {}
-    for integration in runtime.integrations:
+    for integration in runtime.integrations if serving else ():
         sent = time.monotonic()
         lease = await store.take(integration.name, holder, ttl)
         if lease is None:
@@ -47,7 +55,7 @@ async def run_leases(
             )
             continue
         fences[integration.name] = Fence(lease, sent + ttl * DEADLINE_SHARE)
-    renewing = asyncio.create_task(_renew(store, fences, ttl))
+    renewing = asyncio.create_task(_renew(store, guard, fences, ttl))
     try:
         yield fences
     finally:
@@ -58,13 +66,22 @@ async def run_leases(
             fence.lose()
             with contextlib.suppress(SyncError):
                 await store.give_back(fence.lease)
+        with contextlib.suppress(SyncError):
+            await guard.leave()
 
 
-async def _renew(store: LeaseStore, fences: dict[str, Fence], ttl: float) -> None:
+async def _renew(
+    store: LeaseStore, guard: CollectionGuard, fences: dict[str, Fence], ttl: float
+) -> None:
     """Every third of the TTL while the run lasts; a lease not renewed is lost (its fence
-    closes at its deadline, and its writes stop)."""
+    closes at its deadline, and its writes stop), and so is every lease once replicas of
+    another lease collection serve first."""
     while True:
         await asyncio.sleep(ttl / RENEWALS)
+        with contextlib.suppress(SyncError):
+            if not await guard.may_serve():
+                for fence in fences.values():
+                    fence.lose()
         for fence in fences.values():
             if not fence.writable():
                 continue

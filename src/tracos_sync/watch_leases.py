@@ -12,6 +12,7 @@ import structlog
 
 from tracos_sync.app import Database, Integration, Runtime
 from tracos_sync.domain.fence import Fence
+from tracos_sync.leases.collection_guard import CollectionGuard
 from tracos_sync.leases.keeper import LeaseKeeper, replica_name
 from tracos_sync.stopping import STOP_GRACE_SECONDS
 from tracos_sync.watch_metrics import Metrics
@@ -114,7 +115,11 @@ async def serve_leased(
     work = LeasedWork(runtime.integrations, serve, grace, metrics)
     names = [integration.name for integration in runtime.integrations]
     work.replica = replica_name()
-    keeper = LeaseKeeper(store, names, work.replica, ttl, work=work)
+    registry = database.replica_registry(
+        settings.mongo_database, settings.lease_collection, ttl, runtime.integrations
+    )
+    guard = CollectionGuard(registry, work.replica, ttl, settings.lease_collection)
+    keeper = LeaseKeeper(store, names, work.replica, ttl, work=work, guard=guard)
     log.info("lease.replica", replica=keeper.replica, integrations=len(names), ttl=ttl)
     leaving = asyncio.Event()  # the process asked to stop, or an integration's loop failed
     keeping = asyncio.create_task(keeper.run(leaving))

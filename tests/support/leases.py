@@ -1,5 +1,6 @@
 """An in-memory ``LeaseStore`` on a fake clock, held to the same contract as the MongoDB one
-(tests/contract/test_lease_store_contract.py), and the clock it shares with the keepers."""
+(tests/contract/test_lease_store_contract.py), the clock it shares with the keepers, and an
+in-memory registry of replicas (``ReplicaRegistry``) shared by several lease collections."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from tracos_sync.domain.fence import Fence
-from tracos_sync.domain.ports import Lease, LeaseRecord, ReplicaRecord
+from tracos_sync.domain.ports import Lease, LeaseRecord, Registration, ReplicaRecord
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -158,3 +159,69 @@ class RecordingWork:
         held = self.store.holder_now(name) == (fence.lease.holder, fence.epoch)
         self.stopped_while_held.append(held)
         return True
+
+
+@dataclass
+class _Registered:
+    leases: str
+    collections: frozenset[str]
+    ttl: float
+    expires: float
+    since: float | None
+
+
+@dataclass
+class Registry:
+    """Every replica of one database, whatever its lease collection."""
+
+    clock: FakeClock
+    entries: dict[str, _Registered] = field(default_factory=dict)
+
+    def of(self, leases: str, collections: Sequence[str]) -> InMemoryReplicaRegistry:
+        """The registry as a replica of ``leases`` serving ``collections`` sees it."""
+        return InMemoryReplicaRegistry(self, leases, frozenset(collections))
+
+
+@dataclass
+class InMemoryReplicaRegistry:
+    shared: Registry
+    leases: str
+    collections: frozenset[str]
+    # Awaited between calls: lets replicas' rounds interleave under asyncio.gather.
+    pause: bool = False
+
+    async def _step(self) -> None:
+        if self.pause:
+            await asyncio.sleep(0)
+
+    async def register(self, replica: str, ttl: float, *, serving: bool) -> datetime | None:
+        await self._step()
+        clock = self.shared.clock
+        before = self.shared.entries.get(replica)
+        since = None
+        if serving:
+            since = before.since if before and before.since is not None else clock.now
+        self.shared.entries[replica] = _Registered(
+            self.leases, self.collections, ttl, clock.now + ttl, since
+        )
+        return None if since is None else clock.instant(since)
+
+    async def elsewhere(self) -> list[Registration]:
+        await self._step()
+        now = self.shared.clock.now
+        return [
+            Registration(
+                name,
+                e.leases,
+                tuple(sorted(e.collections & self.collections)),
+                None if e.since is None else self.shared.clock.instant(e.since),
+            )
+            for name, e in sorted(self.shared.entries.items())
+            if e.leases != self.leases
+            and e.collections & self.collections
+            and (e.expires > now or (e.since is not None and e.expires + e.ttl > now))
+        ]
+
+    async def unregister(self, replica: str) -> None:
+        await self._step()
+        self.shared.entries.pop(replica, None)

@@ -1,5 +1,5 @@
 """Each replica's share, decided alone from what the store says: within one of the others',
-with no churn once balanced; integrations only some replicas know are served by those."""
+with no churn once balanced; integrations only some replicas know are shared among those."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_balanced_nothing_moves() -> None:
         assert not shares.may_take("i00", held_by(leases, name)) or count < 3
 
 
-def test_an_integration_some_live_replica_does_not_know_is_taken_beyond_any_share() -> None:
+def test_an_integration_some_live_replica_does_not_know_is_taken_by_one_that_knows_it() -> None:
     leases = holding({"a": 6, "b": 6})
     live = [*replicas("a"), *replicas("b", knows=NAMES[:-1])]
     a = plan("a", NAMES, live, leases)

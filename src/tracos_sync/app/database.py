@@ -23,6 +23,7 @@ from tracos_sync.config import Settings
 from tracos_sync.domain.fence import Fence
 from tracos_sync.embedded import embedded_server, memory_server
 from tracos_sync.tracos.leases import MongoLeaseStore
+from tracos_sync.tracos.replica_registry import MongoReplicaRegistry
 from tracos_sync.tracos.repository import MongoWorkOrderRepository, close_client
 from tracos_sync.tracos.retry import Retrier
 from tracos_sync.tracos.state import MongoConnectorStateStore
@@ -209,6 +210,20 @@ class Database:
             for integration in integrations
         }
         return MongoLeaseStore(self.client, database, collection, retrier, ttl / 3, stamped=stamped)
+
+    def replica_registry(
+        self, database: str, collection: str, ttl: float, integrations: Sequence[Integration]
+    ) -> MongoReplicaRegistry:
+        """Every replica of ``database``, whatever its lease collection (``collection``: this
+        replica's), for the TracOS collections ``integrations`` write; timed as the leases."""
+        return MongoReplicaRegistry(
+            self.client,
+            database,
+            collection,
+            [f"{integration.database}.{integration.collection}" for integration in integrations],
+            Retrier(ttl / 6, log_retries=False),
+            attempt_seconds=ttl / 3,
+        )
 
 
 @contextlib.asynccontextmanager

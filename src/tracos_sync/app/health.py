@@ -14,7 +14,7 @@ from tracos_sync.app.integration import Integration
 from tracos_sync.app.runtime import Runtime
 from tracos_sync.connectors.client_erp.trial import sample_checks
 from tracos_sync.domain.errors import SyncError
-from tracos_sync.domain.ports import ConnectorContext, HealthCheck, ReplicaRecord
+from tracos_sync.domain.ports import ConnectorContext, HealthCheck, Registration, ReplicaRecord
 
 
 async def check(runtime: Runtime) -> list[HealthCheck]:
@@ -53,17 +53,25 @@ async def _leases(runtime: Runtime, database: Database) -> list[HealthCheck]:
     """Which replica serves which integration, since when (LEASES). A lease free or expired is
     taken by a replica within its next round: a FAIL only once replicas have been live for
     longer than twice their TTL and still nobody took it. Live replicas whose integrations
-    files or LEASE_SECONDS differ are a FAIL."""
+    files or LEASE_SECONDS differ are a FAIL, and so are replicas of another LEASE_COLLECTION
+    serving the same TracOS collections."""
     settings = runtime.settings
     store = database.lease_store(
         settings.mongo_database, settings.lease_collection, settings.lease_seconds
     )
+    registry = database.replica_registry(
+        settings.mongo_database,
+        settings.lease_collection,
+        settings.lease_seconds,
+        runtime.integrations,
+    )
     try:
         records = {record.name: record for record in await store.leases()}
         replicas = await store.replicas()
+        elsewhere = await registry.elsewhere()
     except SyncError as exc:
         return [HealthCheck("leases", False, f"unreadable: {exc}")]
-    checks = [_replicas(replicas)]
+    checks = [_replicas(replicas), _lease_collections(settings.lease_collection, elsewhere)]
     ttl = max([settings.lease_seconds, *(replica.ttl for replica in replicas)])
     settled = any(replica.up > 2 * ttl for replica in replicas)
     for integration in runtime.integrations:
@@ -89,6 +97,28 @@ async def _leases(runtime: Runtime, database: Database) -> list[HealthCheck]:
                 detail += ": the next replica's round takes it"
         checks.append(HealthCheck(label, ok, detail))
     return checks
+
+
+def _lease_collections(mine: str, elsewhere: Sequence[Registration]) -> HealthCheck:
+    """A FAIL while replicas of another LEASE_COLLECTION serve (or wait to serve) the same
+    TracOS collections: one of the two lease collections serves them, the other's replicas
+    wait, and which one is a matter of who came first."""
+    if not elsewhere:
+        return HealthCheck("lease collection", True, f"{mine}, as every replica's")
+    serving = sorted({o.leases for o in elsewhere if o.serving_since is not None})
+    keep = serving[0] if serving else mine
+    described = "; ".join(
+        f"{o.replica} (LEASE_COLLECTION={o.leases}, "
+        f"{'serving' if o.serving_since is not None else 'waiting'}): "
+        f"{', '.join(o.collections)}"
+        for o in elsewhere
+    )
+    return HealthCheck(
+        "lease collection",
+        False,
+        f"{mine} here, but replicas of another lease collection are set to serve the same TracOS "
+        f"collections: {described}; set LEASE_COLLECTION={keep} on every replica",
+    )
 
 
 def _replicas(replicas: Sequence[ReplicaRecord]) -> HealthCheck:

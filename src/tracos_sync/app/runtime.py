@@ -28,6 +28,7 @@ from tracos_sync.domain.ports import ConnectorConfig
 from tracos_sync.integrations import IntegrationEntry, read_integrations
 from tracos_sync.local_server import find_server_binary
 from tracos_sync.logs import redact_text, uri_secrets
+from tracos_sync.tracos.replica_registry import REGISTRY
 
 log = structlog.get_logger("tracos_sync")
 
@@ -146,7 +147,13 @@ def _integration(
 
 
 def _refuse_lease_collection(settings: AppSettings, integrations: list[Integration]) -> None:
-    """The leases get a collection of their own: not one an integration writes."""
+    """The leases and the registry of replicas get collections of their own: not one an
+    integration writes."""
+    if settings.lease_collection == REGISTRY:
+        raise ConfigurationError(
+            f"LEASE_COLLECTION: {REGISTRY!r} is the registry of replicas; give the leases "
+            "another collection"
+        )
     for integration in integrations:
         if integration.database != settings.mongo_database:
             continue
@@ -159,6 +166,11 @@ def _refuse_lease_collection(settings: AppSettings, integrations: list[Integrati
                 raise ConfigurationError(
                     f"LEASE_COLLECTION: {collection!r} is where integration "
                     f"{integration.name!r} keeps {what}; give the leases a collection of their own"
+                )
+            if collection == REGISTRY:
+                raise ConfigurationError(
+                    f"integration {integration.name!r}: {collection!r} is the registry of "
+                    f"replicas (LEASES); keep {what} in another collection"
                 )
 
 

@@ -55,5 +55,7 @@ class AppSettings(Settings):
     third of this, and an integration of a replica that died or froze is taken over within two
     of these. The same on every replica: replicas that differ are said, and fail ``check``."""
     lease_collection: CollectionName = "sync_leases"
-    """The leases and the replicas' heartbeats, in MONGO_DATABASE. The same on every replica: a
-    replica with another one is not seen by the others (it serves everything beside them)."""
+    """The leases and the replicas' heartbeats, in MONGO_DATABASE. The same on every replica: one
+    whose LEASE_COLLECTION differs from that of replicas already serving the same TracOS
+    collections serves nothing and says so (``lease.collection_conflict``; ``check`` FAILs).
+    Not ``sync_replicas``: the registry of every replica, whatever its LEASE_COLLECTION."""

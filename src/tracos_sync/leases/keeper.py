@@ -1,13 +1,15 @@
 """The lease keeper of one replica: which integrations it serves, decided with the others through
 the lease store alone (no messages between replicas, no consensus of our own).
 
-Every ``TTL / 3`` seconds it records its heartbeat (with the integrations it knows and its TTL),
-reads the live replicas, renews the leases it holds, gives back those beyond its fair share and
-takes free or expired ones up to it (``tracos_sync.leases.shares``: between ``floor`` and
-``ceil(integrations / live replicas)``, so that a replica that joins gets its share; an
-integration only some replicas know is taken by one of them beyond any share). A lease not
-renewed in time is lost: its fence is closed, then its work stopped, before anything else. Work
-is always stopped before its lease is given back, and started only once its lease is taken.
+Every ``TTL / 3`` seconds it first asks its guard whether it may serve at all (no replica of
+another LEASE_COLLECTION serves the same TracOS collections: ``collection_guard``; otherwise it
+holds nothing and records no heartbeat), then records its heartbeat (with the integrations it knows
+and its TTL), reads the live replicas, renews the leases it holds, gives back those beyond its fair
+share and takes free or expired ones up to it (``tracos_sync.leases.shares``: between ``floor`` and
+``ceil(integrations / live replicas)``, so that a replica that joins gets its share; the
+integrations only some replicas know are shared among those alone, the same way). A lease not
+renewed in time is lost: its fence is closed, then its work stopped, before anything else. Work is
+always stopped before its lease is given back, and started only once its lease is taken.
 
 The holder's own deadline is kept on the monotonic clock, never the wall clock: the instant a
 renewal was *sent* plus ``DEADLINE_SHARE`` of the TTL. The store judges expiry by its own clock
@@ -41,6 +43,7 @@ from tracos_sync.domain.ports import (
     fleet_view,
 )
 
+from .collection_guard import CollectionGuard
 from .shares import Plan, plan
 
 log = structlog.get_logger("tracos_sync.leases")
@@ -90,8 +93,13 @@ class LeaseKeeper:
         *,
         work: Work,
         clock: Callable[[], float] = time.monotonic,
+        guard: CollectionGuard | None = None,
     ) -> None:
+        """``guard``: whether this replica may serve at all (no replica of another lease
+        collection serves the same TracOS collections); asked first in every round."""
         self._store = store
+        self._guard = guard
+        self._beating = False
         self._names = list(names)
         self.replica = replica
         self._ttl = ttl
@@ -127,7 +135,11 @@ class LeaseKeeper:
         their deadline, then lost)."""
         await self._drop_expired()
         try:
+            if self._guard is not None and not await self._guard.may_serve():
+                await self._stand_aside()
+                return Share(0, 0, ())
             await self._store.beat(self.replica, self._ttl, self._names)
+            self._beating = True
             replicas = await self._store.replicas()
             if self._failing:
                 log.info("lease.store_available", replica=self.replica)
@@ -160,6 +172,18 @@ class LeaseKeeper:
         await asyncio.gather(*(self._release(name, "stopping") for name in sorted(self.fences)))
         with contextlib.suppress(SyncError):
             await self._store.leave(self.replica)
+        if self._guard is not None:
+            with contextlib.suppress(SyncError):
+                await self._guard.leave()
+
+    async def _stand_aside(self) -> None:
+        """Another lease collection serves these TracOS collections: hold nothing, and do not
+        count among this lease collection's live replicas (the others take its share)."""
+        reason = "replicas of another LEASE_COLLECTION serve these TracOS collections"
+        await asyncio.gather(*(self._release(name, reason) for name in sorted(self.fences)))
+        if self._beating:
+            await self._store.leave(self.replica)
+            self._beating = False
 
     # -- one round's steps -----------------------------------------------------------------
 
@@ -230,8 +254,8 @@ class LeaseKeeper:
                 view=mine,
                 others={name: view for name, view in views.items() if view != mine},
                 reason="live replicas have different integrations files or LEASE_SECONDS: "
-                "give every replica the same (integrations only some know are served by "
-                "those, beyond their share)",
+                "give every replica the same (integrations only some know are shared among "
+                "those alone)",
             )
         self._disagreement = disagreement
 
@@ -239,11 +263,15 @@ class LeaseKeeper:
         names = shares.to_give_back(self.fences)
         if not names:
             return
-        reason = (
-            f"fair share: {shares.floor} to {shares.ceiling} each of {len(shares.shared)} "
-            f"for {shares.live} replicas"
-        )
-        await asyncio.gather(*(self._release(name, reason=reason) for name in names))
+
+        def reason(name: str) -> str:
+            group = shares.groups[name]
+            return (
+                f"fair share: {group.floor} to {group.ceiling} each of {len(group.names)} "
+                f"for the {len(group.replicas)} live replicas that know them"
+            )
+
+        await asyncio.gather(*(self._release(name, reason=reason(name)) for name in names))
 
     async def _release(self, name: str, reason: str) -> None:
         fence = self.fences.pop(name, None)

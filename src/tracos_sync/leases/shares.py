@@ -2,14 +2,22 @@
 the leases: decided by each replica alone, the same way, so that the fleet settles without
 messages.
 
-- The integrations every live replica knows are shared out: at most ``ceil(n / live)`` each
-  (the ceiling), and a replica above ``floor(n / live)`` gives one back per round while another
-  live replica holds fewer than the floor, which takes it (a replica at the floor or above takes
-  beyond the floor only while nobody is below it). Balanced, nothing moves.
-- An integration some live replica does not know (integrations files that differ) is taken by a
-  replica that knows it whenever it is free, beyond any share, and never given back for
-  fairness: otherwise the replicas that know it could all be at their share while it goes
-  unserved.
+Integrations are shared out among the live replicas that know them (whose integrations file
+lists them): those known to the same replicas form a *group* (one group, every live replica,
+when all files agree; during a rolling update of the file, the integrations only the updated
+replicas list form a second group, shared among those alone). In each group:
+
+- a replica holds at most ``ceil(n / k)`` of the group's ``n`` integrations, ``k`` the replicas
+  knowing them (the ceiling), and one above ``floor(n / k)`` gives one back per round while
+  another of those ``k`` holds fewer than the floor, which takes it (a replica at the floor or
+  above takes beyond the floor only while nobody of the group is below it). Balanced, nothing
+  moves;
+- a replica that does not know an integration neither takes it nor counts in its share, so the
+  ceilings of those that know it add up to at least ``n``: nothing goes unserved while one of
+  them is live.
+
+Each replica is in every group of the integrations it knows, so its load is its share of each
+(within one integration of the others' per group).
 """
 
 from __future__ import annotations
@@ -23,32 +31,65 @@ from tracos_sync.domain.ports import LeaseRecord, ReplicaRecord
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
-    """One round's shares for one replica."""
+class Group:
+    """Integrations known to the same live replicas, shared out among those alone."""
 
-    live: int
+    replicas: frozenset[str]
+    names: frozenset[str]
     ceiling: int
     floor: int
-    # Known to every live replica: shared out; the others are taken by whoever knows them.
-    shared: frozenset[str]
-    # Another live replica holds fewer of the shared integrations than the floor.
+    # Another replica of the group holds fewer of its integrations than the floor.
     someone_below_floor: bool
 
+    def limit(self) -> int:
+        return self.floor if self.someone_below_floor else self.ceiling
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One round's shares for one replica: ``groups`` by integration name."""
+
+    live: int
+    groups: dict[str, Group]
+    # The live replicas as the store listed them (``live`` may count more, after an outage).
+    listed: int = 1
+
+    @property
+    def everyone(self) -> Group | None:
+        """The group known to every live replica (what a fleet whose files agree has alone)."""
+        return next((g for g in self.groups.values() if len(g.replicas) >= self.listed), None)
+
+    @property
+    def ceiling(self) -> int:
+        return self.everyone.ceiling if self.everyone else 0
+
+    @property
+    def floor(self) -> int:
+        return self.everyone.floor if self.everyone else 0
+
+    @property
+    def shared(self) -> frozenset[str]:
+        """The integrations every live replica knows."""
+        return self.everyone.names if self.everyone else frozenset()
+
     def to_give_back(self, held: Collection[str]) -> list[str]:
-        """The shared integrations to give back this round, of those ``held``."""
-        mine = sorted((name for name in held if name in self.shared), reverse=True)
-        extra = len(mine) - self.ceiling
-        if extra <= 0 and len(mine) > self.floor and self.someone_below_floor:
-            extra = 1
-        return mine[: max(0, extra)]
+        """The integrations to give back this round, of those ``held``."""
+        given: list[str] = []
+        for group in set(self.groups.values()):
+            mine = sorted((name for name in held if name in group.names), reverse=True)
+            extra = len(mine) - group.ceiling
+            if extra <= 0 and len(mine) > group.floor and group.someone_below_floor:
+                extra = 1
+            given += mine[: max(0, extra)]
+        return sorted(given)
 
     def may_take(self, name: str, held: Collection[str]) -> bool:
         """Whether ``name`` (free) may be taken on top of ``held``."""
-        if name not in self.shared:
-            return True
-        mine = sum(1 for other in held if other in self.shared)
-        limit = self.floor if self.someone_below_floor else self.ceiling
-        return mine < limit
+        group = self.groups.get(name)
+        if group is None:  # not one this replica knows
+            return False
+        mine = sum(1 for other in held if other in group.names)
+        return mine < group.limit()
 
 
 def plan(
@@ -65,13 +106,24 @@ def plan(
     others = [replica for replica in replicas if replica.name != me]
     live = max(at_least, len(others) + 1)
     # A heartbeat without a list (a replica of an older version) is taken to know them all.
-    shared = frozenset(
-        name
+    knowers: dict[str, frozenset[str]] = {
+        name: frozenset(
+            [me] + [r.name for r in others if not r.integrations or name in r.integrations]
+        )
         for name in names
-        if all(not replica.integrations or name in replica.integrations for replica in others)
-    )
-    ceiling = math.ceil(len(shared) / live)
-    floor = len(shared) // live
-    counts = Counter(record.holder for record in leases if record.live and record.name in shared)
-    below = any(counts[replica.name] < floor for replica in others)
-    return Plan(live, ceiling, floor, shared, below)
+    }
+    members: dict[frozenset[str], set[str]] = {}
+    for name, who in knowers.items():
+        members.setdefault(who, set()).add(name)
+    holders = {record.name: record.holder for record in leases if record.live}
+    groups: dict[str, Group] = {}
+    for who, group_names in members.items():
+        # Known to every live replica: the replicas seen before an outage count until back.
+        count = max(at_least, len(who)) if len(who) == len(others) + 1 else len(who)
+        ceiling = math.ceil(len(group_names) / count)
+        floor = len(group_names) // count
+        counts = Counter(holders.get(name) for name in group_names)
+        below = any(counts[replica] < floor for replica in who if replica != me)
+        group = Group(who, frozenset(group_names), ceiling, floor, below)
+        groups.update(dict.fromkeys(group_names, group))
+    return Plan(live, groups, len(others) + 1)

@@ -1,7 +1,9 @@
 """A fenced write refused by a stamp no holder of this lease document could have made: an epoch
 above the lease document's own. Only a replica keeping its leases elsewhere (another
 ``LEASE_COLLECTION``) writes such a stamp, and leases alone cannot see it: said loudly, once per
-refusal, so that an operator looks at every replica's settings."""
+refusal, so that an operator looks at every replica's settings. The registry of replicas
+(``leases.collection_guard``) keeps such a replica from serving in the first place; this is
+what is left for one that records itself nowhere (an older version)."""
 
 from __future__ import annotations
 

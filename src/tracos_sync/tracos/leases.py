@@ -23,6 +23,7 @@ from pymongo.write_concern import WriteConcern
 from tracos_sync.domain.ports import Lease, LeaseRecord, ReplicaRecord
 
 from .fencing import STAMP
+from .indexes import STAMP_INDEX, STAMP_INDEX_OPTIONS, STAMPED, has_stamp_index
 from .retry import Retrier
 
 Doc = dict[str, Any]
@@ -120,21 +121,24 @@ class MongoLeaseStore:
 
     async def _highest_stamp(self, name: str) -> int:
         """The highest epoch stamped in ``name``'s collections (a shared state collection's
-        other stamps only raise it: harmless). Read once per lease document, when it is new."""
+        other stamps only raise it: harmless). Read once per lease document, when it is new:
+        one key of the partial index on the stamps (``indexes.STAMP_INDEX``), made here first
+        when it is missing (a take may come before the integration's first sweep). Building it
+        reads the collection once; every later read is one key, however large the collection
+        (measured on SecantusDB at 100,000 work orders: 2.4 s a scan, 0.02 s by the index)."""
         highest = 0
         for database, collection in self._stamped.get(name, ()):
             stamps = self._client[database][collection]
 
             async def read(stamps: AsyncCollection[Doc] = stamps) -> Doc | None:
-                return await stamps.find_one(
-                    {f"{STAMP}.epoch": {"$type": "number"}},
-                    {f"{STAMP}.epoch": 1},
-                    sort=[(f"{STAMP}.epoch", -1)],
-                )
+                if not has_stamp_index([ix async for ix in await stamps.list_indexes()]):
+                    await stamps.with_options(
+                        write_concern=self._leases.write_concern
+                    ).create_index(STAMP_INDEX, **STAMP_INDEX_OPTIONS)
+                return await stamps.find_one(STAMPED, {f"{STAMP}.epoch": 1}, sort=STAMP_INDEX)
 
-            # A scan of the collection (measured on SecantusDB: 1.4 s for 50,000 documents):
-            # not held to one attempt's deadline, or a large collection could never get a
-            # new lease document. Once per lease document; the keeper's round waits for it.
+            # Not held to one attempt's deadline: building the index on a large collection
+            # takes what a scan does, once.
             doc = await self._retrier.call("read the highest stamp", read)
             if doc is not None:
                 highest = max(highest, int(doc[STAMP]["epoch"]))

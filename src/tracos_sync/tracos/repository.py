@@ -38,7 +38,7 @@ from .documents import (
 from .fencing import STAMP, check, fenced, stamp
 from .foreign_stamps import say_if_foreign
 from .health import UNSYNCED, collection_health, oldest_unsynced_age
-from .indexes import NUMBER_INDEX, UNSYNCED_INDEX, index_state
+from .indexes import NUMBER_INDEX, STAMP_INDEX, STAMP_INDEX_OPTIONS, UNSYNCED_INDEX, index_state
 from .retry import DUPLICATE_KEY, Retrier, describe
 from .upserts import Upserts
 
@@ -117,6 +117,8 @@ class MongoWorkOrderRepository:
                 log.info("mongo.index_created", index="number (unique)")
             if not state.unsynced:
                 await self._durable.create_index(UNSYNCED_INDEX)
+            if self._fence is not None and not state.stamp:
+                await self._durable.create_index(STAMP_INDEX, **STAMP_INDEX_OPTIONS)
         except OperationFailure as exc:
             if exc.code == DUPLICATE_KEY:
                 raise FatalError(

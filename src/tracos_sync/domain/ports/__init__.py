@@ -29,7 +29,15 @@ from .connector import (
     DeadLetter,
     Owned,
 )
-from .leases import Lease, LeaseRecord, LeaseStore, ReplicaRecord, fleet_view
+from .leases import (
+    Lease,
+    LeaseRecord,
+    LeaseStore,
+    Registration,
+    ReplicaRecord,
+    ReplicaRegistry,
+    fleet_view,
+)
 from .repository import (
     ApplyResult,
     HealthCheck,
@@ -60,7 +68,9 @@ __all__ = [
     "Owned",
     "PendingExport",
     "RefusedOrder",
+    "Registration",
     "ReplicaRecord",
+    "ReplicaRegistry",
     "SupportsBacklog",
     "SupportsCertificates",
     "SupportsFollowing",

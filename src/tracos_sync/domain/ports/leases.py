@@ -105,3 +105,37 @@ class LeaseStore(Protocol):
     async def leases(self) -> list[LeaseRecord]:
         """Every lease the store holds, live or not, by name."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """A replica that keeps its leases in another lease collection and serves some of the same
+    TracOS collections, as the registry of every replica says (``ReplicaRegistry``)."""
+
+    replica: str
+    # Its LEASE_COLLECTION.
+    leases: str
+    # The TracOS collections ("database.collection") it serves that this replica serves too.
+    collections: tuple[str, ...]
+    # Since when it serves them (store's clock); None: it waits, serving nothing.
+    serving_since: datetime | None
+
+
+class ReplicaRegistry(Protocol):
+    """Every replica of a database, whatever its lease collection: leases cannot see a replica
+    that keeps its leases in another collection (a mis-set LEASE_COLLECTION), so each one also
+    says here which lease collection it uses and which TracOS collections it serves."""
+
+    async def register(self, replica: str, ttl: float, *, serving: bool) -> datetime | None:
+        """This replica is alive for ``ttl`` seconds more; ``serving`` or waiting. Returns since
+        when it serves (kept from its first registration as serving; None: waiting)."""
+        ...
+
+    async def elsewhere(self) -> list[Registration]:
+        """The replicas of other lease collections serving any TracOS collection this one
+        serves: live, or serving until a TTL ago (their leases may still be running)."""
+        ...
+
+    async def unregister(self, replica: str) -> None:
+        """This replica stops (after its work has stopped and its leases are given back)."""
+        ...
