@@ -28,13 +28,12 @@ from ..store import Entry, StoreUnavailable, kind_of
 from .answers import FSYNC, POSIX_RENAME, entry_of, os_error, temp_name
 from .connecting import Session, connect
 from .location import Server
+from .lost import unless_lost
 from .trust import Credentials
 
 log = structlog.get_logger("tracos_sync.files.sftp")
 
 T = TypeVar("T")
-# How long an operation whose connection was lost may take to fail by itself.
-LOST_GRACE_SECONDS = 2.0
 # Dropped connections and servers that cannot be reached: tried again within the budget.
 _TRANSIENT = (
     asyncssh.SFTPConnectionLost,
@@ -100,7 +99,7 @@ class SftpStore:
                 session = await self._session()
                 # A server that stops answering on a live connection is a dead connection.
                 async with asyncio.timeout(self._request_seconds) as request:
-                    return await _unless_lost(operation(session.sftp, retried), session.lost)
+                    return await unless_lost(operation(session.sftp, retried), session.lost)
             except TimeoutError as exc:
                 if request is None or not request.expired():  # connecting timed out
                     last = exc
@@ -339,25 +338,3 @@ async def _holds(sftp: asyncssh.SFTPClient, path: PurePosixPath, data: bytes) ->
     async with sftp.open(str(path), "rb") as remote:
         held = await remote.read(len(data) + 1)
     return isinstance(held, bytes) and held == data
-
-
-async def _unless_lost(work: Awaitable[T], lost: asyncio.Event) -> T:
-    """``work``'s result, or its own error, however the connection ends: asyncssh fails the
-    requests of a lost connection itself, so ``work`` is given a moment to end that way (its
-    sub-tasks then end cleanly too); one still waiting after it, on a request asyncssh will
-    never answer, is cancelled and counts as a lost connection."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(lost.wait())
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        if not task.done():
-            await asyncio.wait({task}, timeout=LOST_GRACE_SECONDS)
-    finally:
-        watcher.cancel()
-        if not task.done():
-            task.cancel()
-    if task.done() and not task.cancelled():
-        return task.result()
-    with contextlib.suppress(BaseException):
-        await task  # its cancellation, finished
-    raise asyncssh.ConnectionLost("the connection closed during an operation")

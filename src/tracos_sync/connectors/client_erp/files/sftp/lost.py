@@ -1,0 +1,36 @@
+"""An SFTP operation bounded by the life of its connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+from typing import TypeVar
+
+import asyncssh
+
+T = TypeVar("T")
+# How long an operation whose connection was lost may take to fail by itself.
+LOST_GRACE_SECONDS = 2.0
+
+
+async def unless_lost(work: Awaitable[T], lost: asyncio.Event) -> T:
+    """``work``'s result, or its own error, however the connection ends: asyncssh fails the
+    requests of a lost connection itself, so ``work`` is given a moment to end that way (its
+    sub-tasks then end cleanly too); one still waiting after it, on a request asyncssh will
+    never answer, is cancelled and counts as a lost connection."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(lost.wait())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            await asyncio.wait({task}, timeout=LOST_GRACE_SECONDS)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+    if task.done() and not task.cancelled():
+        return task.result()
+    with contextlib.suppress(BaseException):
+        await task  # its cancellation, finished
+    raise asyncssh.ConnectionLost("the connection closed during an operation")
