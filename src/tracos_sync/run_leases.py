@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import structlog
 
 from tracos_sync.app import Database, Runtime
-from tracos_sync.domain.errors import SyncError
+from tracos_sync.domain.errors import ConfigurationError, SyncError
 from tracos_sync.domain.fence import Fence
 from tracos_sync.domain.ports import LeaseStore
 from tracos_sync.leases.collection_guard import CollectionGuard
@@ -42,9 +42,17 @@ async def run_leases(
         settings.mongo_database, settings.lease_collection, ttl, runtime.integrations
     )
     guard = CollectionGuard(registry, holder, ttl, settings.lease_collection)
-    serving = await guard.may_serve()
+    if not await guard.may_serve():
+        # Said in full by the guard; a cron job must not read this as a quiet success.
+        with contextlib.suppress(SyncError):
+            await guard.leave()
+        raise ConfigurationError(
+            f"replicas keeping their leases in another collection than "
+            f"LEASE_COLLECTION={settings.lease_collection} serve these TracOS collections: "
+            "nothing done (see lease.collection_conflict)"
+        )
     fences: dict[str, Fence] = {}
-    for integration in runtime.integrations if serving else ():
+    for integration in runtime.integrations:
         sent = time.monotonic()
         lease = await store.take(integration.name, holder, ttl)
         if lease is None:

@@ -55,7 +55,7 @@ def test_a_replica_with_another_lease_collection_says_so_at_once_and_serves_noth
         wait_until(lambda: db["c0"].find_one({"number": 2})["isSynced"] is True, a, 20)
         serving = {doc["holder"] for doc in leases.find({"kind": "integration"})}
         once = env.cli(*args, "run", LEASE_COLLECTION="other_leases", **FAST)  # cron, mis-set
-        assert once.code == 0 and "lease.collection_conflict" in once.output, once.output
+        assert once.code == 2 and "lease.collection_conflict" in once.output, once.output
         for config in ({}, {"LEASE_COLLECTION": "other_leases"}):
             checked = env.cli(*args, "check", **FAST, **config)
             assert checked.code != 0, checked.output
