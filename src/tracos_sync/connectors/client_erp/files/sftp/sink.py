@@ -3,9 +3,11 @@ temp name, flushed (``fsync@openssh.com``), then renamed over the old file
 (``posix-rename@openssh.com``): the client sees the old file or the new one, never a part.
 Many files are in flight at once on the one connection (``SFTP_PARALLEL_FILES``).
 
-A file the client holds that is newer than ours is kept (counted superseded). Unlike a local
-folder, no lock spans the look and the rename: two runs overlapping on one outbound folder may
-still put an older version back; run one instance per SFTP outbound folder."""
+A file the client holds that is newer than ours is kept (counted superseded). The look, the
+comparison and the rename are made under the outbound folder's lock on the server
+(``outbound_lock.py``; one per run or sweep, not per file), checked before each rename: two
+instances overlapping on one outbound folder never put an older version back. A lock not had
+within ``LOCK_TIMEOUT_SECONDS`` defers the page (left unsynced for a later run)."""
 
 from __future__ import annotations
 
@@ -23,9 +25,12 @@ from tracos_sync.domain.model import Problem, WorkOrder
 from tracos_sync.domain.ports import Delivery
 from tracos_sync.mapping import RecordMapping
 
+from ..folder_lock import LOCK_TIMEOUT_SECONDS
 from ..sink import encoded, holds_newer_than
 from ..store import StoreRefused, StoreUnavailable
 from .answers import POSIX_RENAME, is_temp
+from .claims import instance_name
+from .outbound_lock import Held, LockLost, LockTimedOut, OutboundLock
 from .settings import SftpFolderSettings
 from .store import SftpStore
 
@@ -46,14 +51,22 @@ class SftpSink:
         settings: SftpFolderSettings,
         mapping: RecordMapping,
         closed: Callable[[], Awaitable[None]],
+        *,
         dry_run: bool = False,
+        lock_timeout: float = LOCK_TIMEOUT_SECONDS,
     ) -> None:
         self._closed = closed
         self._store = store
-        self._outbound = settings.locations()["DATA_OUTBOUND_DIR"].path
+        location = settings.locations()["DATA_OUTBOUND_DIR"]
+        self._outbound = location.path
+        self._where = str(location)
         self._mapping = mapping
         self._dry_run = dry_run
         self._parallel = asyncio.Semaphore(settings.sftp_parallel_files)
+        self._lock = OutboundLock(
+            store, self._outbound, instance_name(), settings.sftp_lock_stale_seconds, lock_timeout
+        )
+        self._lock_stuck = False  # the last delivery was deferred whole, the lock not had
 
     async def prepare(self) -> None:
         if self._dry_run:
@@ -93,14 +106,40 @@ class SftpSink:
         if self._dry_run:
             delivery.delivered = [order.number for order, _ in writable]
             return delivery
+        try:
+            held = await self._lock.hold()
+        except LockTimedOut as exc:
+            # Not these files' fault nor the folder's: left unsynced for a later run.
+            delivery.deferred = [order.number for order, _ in writable]
+            if not self._lock_stuck:  # said once, not at every sweep
+                delivery.deferred_because = (
+                    f"the outbound folder {self._where} stayed locked by {exc.holder} "
+                    f"for {exc.waited:.1f}s"
+                )
+            self._lock_stuck = True
+            return delivery
+        except OSError as exc:
+            delivery.fatal = DestinationUnwritable(
+                f"cannot lock {self._lock.path} on {self._store.describe()}: {exc}"
+            )
+            delivery.fatal.__cause__ = exc
+            return delivery
+        self._lock_stuck = False
         theirs: dict[int, datetime] = {}
-        results = await asyncio.gather(
-            *(self._write(order, data, theirs) for order, data in writable),
-            return_exceptions=True,
-        )
+        try:
+            results = await asyncio.gather(
+                *(self._write(order, data, theirs, held) for order, data in writable),
+                return_exceptions=True,
+            )
+        finally:
+            self._lock.done(held)
         errors: list[BaseException] = []
         for (order, _), result in zip(writable, results, strict=True):
-            if isinstance(result, StoreUnavailable):
+            if isinstance(result, LockLost):
+                # Fenced: not written, left unsynced for a later run (said once, by the lock).
+                delivery.deferred.append(order.number)
+                self._lock.said_lost(held)
+            elif isinstance(result, StoreUnavailable):
                 errors.append(result)
             elif isinstance(result, IsADirectoryError) or (
                 isinstance(result, OSError) and result.errno == errno.ENAMETOOLONG
@@ -129,8 +168,11 @@ class SftpSink:
             delivery.fatal = fatal
         return delivery
 
-    async def _write(self, order: WorkOrder, data: bytes, theirs: dict[int, datetime]) -> bool:
-        """Written (True), or kept because the client's copy is newer (False)."""
+    async def _write(
+        self, order: WorkOrder, data: bytes, theirs: dict[int, datetime], held: Held
+    ) -> bool:
+        """Written (True), or kept because the client's copy is newer (False); ``LockLost``
+        when the lock was no longer ours at the rename."""
         path = self._outbound / f"{order.number}.json"
         newer = holds_newer_than(
             order.updated_at, self._mapping, lambda when: theirs.__setitem__(order.number, when)
@@ -139,7 +181,7 @@ class SftpSink:
             existing = await self._existing(path)
             if existing is not None and newer(existing):
                 return False
-            await self._store.write_atomic(path, data)
+            await self._store.write_atomic(path, data, before_replace=held.check)
             return True
 
     async def _existing(self, path: PurePosixPath) -> bytes | None:
@@ -153,4 +195,5 @@ class SftpSink:
             return None  # not a file of ours (a link, a folder): replaced, never followed
 
     async def close(self) -> None:
+        await self._lock.close()
         await self._closed()

@@ -4,7 +4,7 @@ re-opened when it drops, within a retry budget.
 What each operation relies on (OpenSSH's sftp-server; other servers are checked at start-up):
 - a move that never replaces: the protocol's own rename (OpenSSH: link, then unlink the source;
   a plain rename where links are not supported, after checking the target is free);
-- an atomic replace and a private move: ``posix-rename@openssh.com`` (rename(2));
+- an atomic replace (outbound files only): ``posix-rename@openssh.com`` (rename(2));
 - durability: ``fsync@openssh.com`` on the written file before it is renamed.
 
 An operation cut by a dropped connection is tried again on a new one, up to the budget; a move
@@ -46,6 +46,10 @@ _TRANSIENT = (
     TimeoutError,
     EOFError,
 )
+
+
+def _go() -> None:
+    """The default ``before_replace``: nothing stops the rename."""
 
 
 class SftpStore:
@@ -205,10 +209,17 @@ class SftpStore:
 
         await self._call(path, create)
 
-    async def write_atomic(self, path: PurePosixPath, data: bytes) -> None:
+    async def write_atomic(
+        self, path: PurePosixPath, data: bytes, before_replace: Callable[[], None] = _go
+    ) -> None:
+        """``before_replace`` is called right before the rename is sent (in the same step of
+        the event loop), and may stop it by raising (the temp file is then removed): the
+        outbound lock's check that it is still held."""
+
         async def write(sftp: asyncssh.SFTPClient, _: bool) -> None:
             temp = await self._write_temp(sftp, path, data)
             try:
+                before_replace()
                 await sftp.posix_rename(str(temp), str(path))
             except BaseException as exc:
                 with contextlib.suppress(asyncssh.Error, OSError):
@@ -239,17 +250,6 @@ class SftpStore:
 
         await self._call(source, move)
 
-    async def move_private(self, source: PurePosixPath, target: PurePosixPath) -> None:
-        async def move(sftp: asyncssh.SFTPClient, retried: bool) -> None:
-            try:
-                await sftp.posix_rename(str(source), str(target))
-            except asyncssh.SFTPNoSuchFile:
-                if retried and await sftp.lexists(str(target)):
-                    return  # the try cut by the drop had landed
-                raise
-
-        await self._call(source, move)
-
     async def unlink(self, path: PurePosixPath) -> None:
         async def unlink(sftp: asyncssh.SFTPClient, retried: bool) -> None:
             try:
@@ -259,6 +259,17 @@ class SftpStore:
                     raise
 
         await self._call(path, unlink)
+
+    async def overwrite(self, path: PurePosixPath, data: bytes) -> None:
+        """``data`` written over the start of the existing file ``path`` (never created:
+        ``FileNotFoundError`` when gone): its time becomes the server's now (a ``touch`` sends
+        this host's clock)."""
+
+        async def overwrite(sftp: asyncssh.SFTPClient, _: bool) -> None:
+            async with sftp.open(str(path), "r+b") as remote:
+                await remote.write(data, 0)
+
+        await self._call(path, overwrite)
 
     async def mkdir(self, path: PurePosixPath) -> None:
         async def mkdir(sftp: asyncssh.SFTPClient, _: bool) -> None:
