@@ -25,6 +25,7 @@ from tests.support.sftp import names, sftp_settings, sftp_store
 from tests.support.sshd import Sshd
 from tracos_sync.connectors.client_erp.files.sftp.connector import create
 from tracos_sync.connectors.client_erp.files.sftp.outbound_lock import (
+    HOLDER,
     LOCK_NAME,
     LockTimedOut,
     OutboundLock,
@@ -104,7 +105,7 @@ class _HeldBack:
         return getattr(self._store, name)
 
     async def _wait(self, path: PurePosixPath) -> None:
-        if path == self._lock:
+        if path == self._lock or self._lock in path.parents:
             self.reached.set()
             await self.go.wait()
 
@@ -116,15 +117,20 @@ class _HeldBack:
         await self._wait(path)
         await self._store.unlink(path)
 
+    async def rmdir(self, path: PurePosixPath) -> None:
+        await self._wait(path)
+        await self._store.rmdir(path)
+
 
 def test_of_two_instances_taking_over_one_stale_lock_one_holds_it(sshd: Sshd) -> None:
     out = sshd.served / "out"
-    out.mkdir()
-    stale = out / LOCK_NAME
+    lock = out / LOCK_NAME
+    lock.mkdir(parents=True)
+    stale = lock / HOLDER
     stale.write_bytes(b"dead-instance\n")
     an_hour_ago = time.time() - 3600
     os.utime(stale, (an_hour_ago, an_hour_ago))
-    sshd.give_to_server(out, stale)
+    sshd.give_to_server(out, lock, stale)
     folder = PurePosixPath(out)
 
     async def race() -> None:
@@ -148,7 +154,76 @@ def test_of_two_instances_taking_over_one_stale_lock_one_holds_it(sshd: Sshd) ->
             await late_store.close()
 
     asyncio.run(race())
-    assert not stale.exists()
+    assert not lock.exists()
+
+
+class _AtRename:
+    """A store whose outbound renames call ``before`` just before the sink's own check, and
+    ``after`` between that check and the rename's sending."""
+
+    def __init__(self, store: Any, before: Any, after: Any) -> None:
+        self._store, self._before, self._after = store, before, after
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def write_atomic(self, path: PurePosixPath, data: bytes, **options: Any) -> None:
+        check = options.pop("before_replace", lambda: None)
+
+        def checked() -> None:
+            self._before()
+            check()
+            self._after()
+
+        await self._store.write_atomic(path, data, before_replace=checked, **options)
+
+
+async def _deliver_one(sshd: Sshd, before: Any, after: Any) -> Any:
+    """Order 7 delivered by a sink of its own; ``before(sink)`` and ``after()`` at its rename."""
+    connector = create(
+        ConnectorConfig(settings={k.lower(): v for k, v in sftp_settings(sshd).items()})
+    )
+    store = sftp_store(sshd)
+
+    async def closed() -> None:
+        await store.close()
+
+    sinks: list[SftpSink] = []
+    at_rename = _AtRename(store, lambda: before(sinks[0]), after)
+    sinks.append(SftpSink(at_rename, connector.settings, connector.mapping, closed))
+    await sinks[0].prepare()
+    try:
+        return await sinks[0].deliver([WorkOrder(7, Status.PENDING, "t", T0, T0)])
+    finally:
+        await sinks[0].close()
+
+
+def test_a_rename_is_not_sent_once_the_lease_ran_out(sshd: Sshd) -> None:
+    """As after a pause of the whole process between the look and the rename."""
+
+    def lease_runs_out(sink: SftpSink) -> None:
+        sink._lock._held.lease_end = time.monotonic() - 1
+
+    delivery = asyncio.run(_deliver_one(sshd, lease_runs_out, lambda: None))
+
+    assert delivery.deferred == [7] and delivery.delivered == []
+    assert names(sshd.served / "out") == [LOCK_NAME]  # no longer ours to remove: goes stale
+
+
+def test_a_rename_on_its_way_when_the_lock_is_taken_over_finds_no_file(sshd: Sshd) -> None:
+    """A rename sent before the holder froze and carried out after a take-over (the server
+    reads it once the holder runs again): its temp file went away with the lock folder."""
+    out = sshd.served / "out"
+
+    def taken_over() -> None:
+        (out / LOCK_NAME).rename(out / "moved-away")
+        (out / LOCK_NAME).mkdir()
+        sshd.give_to_server(out / LOCK_NAME)
+
+    delivery = asyncio.run(_deliver_one(sshd, lambda _: None, taken_over))
+
+    assert delivery.deferred == [7] and delivery.delivered == []
+    assert not (out / "7.json").exists()
 
 
 def _wait_for(condition: Any, proc: subprocess.Popen[str], timeout: float) -> None:
@@ -168,12 +243,14 @@ def test_a_holder_frozen_past_the_stale_bound_is_taken_over_and_writes_nothing_a
 ) -> None:
     numbers = range(1, 401)
     env.collection.insert_many([tracos_doc(n, isSynced=False) for n in numbers])
-    settings = sftp_settings(sshd, SFTP_LOCK_STALE_SECONDS="4", LOCK_TIMEOUT_SECONDS="60")
+    # A lease of 5 s (half the bound): a rename sent within it reaches the server in time,
+    # even on a loaded machine.
+    settings = sftp_settings(sshd, SFTP_LOCK_STALE_SECONDS="10", LOCK_TIMEOUT_SECONDS="60")
     out = sshd.served / "out"
     holder = env.popen("outbound", **settings)
     try:
         # Frozen with writes in flight: its lock is there and its first files have landed.
-        _wait_for(lambda: (out / LOCK_NAME).exists() and _written(out), holder, 60)
+        _wait_for(lambda: (out / LOCK_NAME / HOLDER).exists() and _written(out), holder, 60)
         holder.send_signal(signal.SIGSTOP)
         # Meanwhile every order changes in TracOS; the other instance sends the new version.
         newer = T0 + timedelta(days=1)
@@ -202,12 +279,12 @@ def test_a_frozen_holder_within_the_stale_bound_defers_the_other_run_naming_it(
     out = sshd.served / "out"
     holder = env.popen("outbound", **sftp_settings(sshd))
     try:
-        _wait_for((out / LOCK_NAME).exists, holder, 60)
+        _wait_for((out / LOCK_NAME / HOLDER).exists, holder, 60)
         holder.send_signal(signal.SIGSTOP)
         started = time.monotonic()
         other = env.cli("outbound", **sftp_settings(sshd, LOCK_TIMEOUT_SECONDS="1"))
         took = time.monotonic() - started
-        name = (out / LOCK_NAME).read_text().strip()
+        name = (out / LOCK_NAME / HOLDER).read_text().strip()
     finally:
         holder.send_signal(signal.SIGCONT)
     stdout, stderr = holder.communicate(timeout=60)
@@ -215,7 +292,8 @@ def test_a_frozen_holder_within_the_stale_bound_defers_the_other_run_naming_it(
     assert other.code == 1, other.output
     assert "status=partial" in other.output, other.output
     assert f"stayed locked by instance {name}" in other.output, other.output
-    assert took < 15
+    assert "taken_over" not in other.output, other.output
+    assert took < 40  # its own start-up and one LOCK_TIMEOUT_SECONDS, not the 60 s stale bound
     # Woken within its lease, the holder goes on and sends everything.
     assert holder.returncode == 0, stdout + stderr
     assert len(_written(out)) == 300

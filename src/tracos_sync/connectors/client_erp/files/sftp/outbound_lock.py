@@ -1,18 +1,22 @@
-"""The outbound folder's lock on an SFTP server: ``<outbound>/.tracos-outbound.lock``, a file
-created without replacing (temp name, flushed, renamed only if the name is free), holding this
-instance's name. It spans the sink's "look at the client's copy, compare versions, rename over
-it", as the ``flock`` of a local outbound folder does, so that two instances never put an older
-version back over a newer one.
+"""The outbound folder's lock on an SFTP server: the folder ``<outbound>/.tracos-outbound.lock/``,
+made by one ``mkdir`` (which fails when the name is taken), holding a file with this instance's
+name. It spans the sink's "look at the client's copy, compare versions, rename over it", as the
+``flock`` of a local outbound folder does, so that two instances never put an older version back
+over a newer one.
 
-A lease, by the server's clock: the holder rewrites the file every quarter of
-``SFTP_LOCK_STALE_SECONDS`` (a write sets its time to the server's now); one left unwritten that
-long belongs to an instance that died or froze, and is taken over by renaming it away under a
-name made from its time (a rename that never replaces: of several instances taking over the same
-stale lock, one moves it, the others find the name taken) and creating a new one. The holder
-writes only within half the bound since its last refresh was sent (by its own monotonic clock,
-checked before each rename): once a taker could judge it stale, it has stopped writing, however
-long it was paused. What the lease assumes: the server's clock does not jump forward by more
-than half the bound, and a rename reaches the server within the other half."""
+A lease, by the server's clock: the holder rewrites its name file every quarter of
+``SFTP_LOCK_STALE_SECONDS`` (a write sets its time to the server's now); a lock left unwritten
+that long belongs to an instance that died or froze, and is taken over by renaming the folder
+away under a name made from its time (a rename that never replaces: of several instances taking
+over the same stale lock, one moves it, the others find the name taken) and making a new one.
+
+Fenced twice. The holder renames nothing once half the bound has passed since its last refresh
+was sent (its own monotonic clock, checked right before each rename). And its temp files are
+written inside the lock folder, each moved out over the client's file by path: a rename it sent
+before it froze, which the server carries out only once it runs again (its requests wait behind
+its unread answers), finds no such file in the lock folder made by the instance that took over,
+and fails. What the lease assumes: the server's clock does not jump forward by more than half
+the bound."""
 
 from __future__ import annotations
 
@@ -32,6 +36,8 @@ from ..store import Entry
 log = structlog.get_logger("tracos_sync.files.sftp")
 
 LOCK_NAME = ".tracos-outbound.lock"
+HOLDER = "holder"
+TAKEN_SUFFIX = ".taken"
 # A lock not used by any delivery for this long is let go: the pages of one run (or one sweep)
 # share one lock (the next page is read from TracOS meanwhile); a watch between sweeps holds
 # none, so that other instances get their turn.
@@ -52,7 +58,15 @@ class LockStore(Protocol):
 
     async def read(self, path: PurePosixPath, max_bytes: int) -> bytes: ...
 
+    async def scan(self, folder: PurePosixPath) -> list[Entry]: ...
+
     async def create_exclusive(self, path: PurePosixPath, data: bytes) -> None: ...
+
+    async def make_folder(self, path: PurePosixPath) -> None: ...
+
+    async def now(self, folder: PurePosixPath) -> float: ...
+
+    async def rmdir(self, path: PurePosixPath) -> None: ...
 
     async def overwrite(self, path: PurePosixPath, data: bytes) -> None: ...
 
@@ -88,10 +102,18 @@ class Held:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     keeper: asyncio.Task[None] | None = None
 
-    def check(self) -> None:
-        """Raise ``LockLost`` unless a rename may still be made under this holding."""
-        if not self.lost and time.monotonic() >= self.lease_end:
+    def check(self, pace: float = 0.0) -> None:
+        """Raise ``LockLost`` unless a rename may still be made under this holding: the lease
+        must have at least ``pace`` seconds left (how long the file's own requests took: a
+        server that answers slowly may also carry out the rename late)."""
+        now = time.monotonic()
+        if not self.lost and now >= self.lease_end:
             self.lost = "its lease ran out"
+        elif not self.lost and now + pace >= self.lease_end:
+            self.lost = (
+                f"the server answers too slowly for its lease (a file took {pace:.1f}s, "
+                f"{self.lease_end - now:.1f}s of the lease left)"
+            )
         if self.lost:
             raise LockLost(self.lost)
 
@@ -110,8 +132,8 @@ class OutboundLock:
         self._store = store
         self._folder = folder
         self.path = folder / LOCK_NAME
+        self._holder_file = self.path / HOLDER
         self._mine = f"{instance}\n".encode()
-        self._instance = instance
         self._stale = stale_seconds
         self._lease = stale_seconds / 2
         self._timeout = timeout
@@ -160,12 +182,14 @@ class OutboundLock:
         while True:
             sent = time.monotonic()
             try:
-                await self._store.create_exclusive(self.path, self._mine)
+                await self._store.make_folder(self.path)
             except FileExistsError:
                 pass
             else:
                 self._given_up = False
-                return Held(lease_end=sent + self._lease)
+                held = Held(lease_end=sent + self._lease)
+                await self._store.create_exclusive(self._holder_file, self._mine)
+                return held
             holder = await self._holder_or_taken_over()
             if holder is None:
                 continue  # gone, or taken over by us: try again at once
@@ -176,27 +200,36 @@ class OutboundLock:
             await asyncio.sleep(min(delay, max(0.0, self._timeout - waited)))
             delay = min(delay * 2, _MAX_RETRY)
 
+    async def _last_refreshed(self, lock: PurePosixPath) -> float:
+        """When the lock folder ``lock`` was last refreshed: its name file's time (the folder's
+        own while it has none yet)."""
+        try:
+            return (await self._store.stat(lock / HOLDER)).mtime
+        except FileNotFoundError:
+            return (await self._store.stat(lock)).mtime
+
     async def _holder_or_taken_over(self) -> str | None:
         """Who holds the lock, when it is live; ``None`` when it is gone or was stale and we
         moved it away (the caller tries again at once)."""
         try:
-            lock = await self._store.stat(self.path)
+            refreshed = await self._last_refreshed(self.path)
             holder = await self._holder()
         except FileNotFoundError:
             return None
-        # The server's now: our create just made and removed a temp file in the folder.
-        now = (await self._store.stat(self._folder)).mtime
-        age = now - lock.mtime
+        age = await self._store.now(self._folder) - refreshed
         if age <= self._stale:
             return f"instance {holder} (refreshed {max(age, 0):.0f}s ago)"
         # Named by the stale lock's time: a second taker of the same lock finds it taken.
-        away = self._folder / f"{LOCK_NAME}.{int(lock.mtime)}.tmp"
+        away = self._folder / f"{LOCK_NAME}.{int(refreshed)}{TAKEN_SUFFIX}"
         try:
             await self._store.move_no_clobber(self.path, away)
         except (FileExistsError, FileNotFoundError):
             return None  # another instance took it over first
-        moved = await self._store.stat(away)
-        if moved.mtime != lock.mtime:
+        try:
+            moved = await self._last_refreshed(away)
+        except FileNotFoundError:
+            moved = None
+        if moved != refreshed:
             # A live lock made meanwhile, moved by a taker that looked long ago: put back.
             with contextlib.suppress(FileExistsError, FileNotFoundError):
                 await self._store.move_no_clobber(away, self.path)
@@ -212,9 +245,9 @@ class OutboundLock:
 
     async def _holder(self) -> str:
         try:
-            said = await self._store.read(self.path, 256)
+            said = await self._store.read(self._holder_file, 256)
         except FileNotFoundError:
-            raise
+            return "(starting)"
         except OSError:
             return "(unreadable)"
         return printable(said.decode(errors="replace").strip()[:120]) or "(empty)"
@@ -242,10 +275,10 @@ class OutboundLock:
             sent = time.monotonic()
             # Ours? Then rewritten (a write sets its time to the server's now). No one can take
             # it between the two: within the lease it is not stale.
-            if await self._store.read(self.path, 256) != self._mine:
+            if await self._store.read(self._holder_file, 256) != self._mine:
                 held.lost = "another instance took it over"
             else:
-                await self._store.overwrite(self.path, self._mine)
+                await self._store.overwrite(self._holder_file, self._mine)
                 held.lease_end = sent + self._lease
         except LockLost:
             pass
@@ -280,7 +313,8 @@ class OutboundLock:
             return
         held.lost = "let go"
         try:
-            await self._store.unlink(self.path)
+            await self._store.unlink(self._holder_file)
+            await remove_folder(self._store, self.path)
         except FileNotFoundError:
             pass
         except OSError as exc:
@@ -292,3 +326,20 @@ class OutboundLock:
         finally:
             if self._held is held:
                 self._held = None
+
+
+async def remove_folder(store: LockStore, folder: PurePosixPath) -> None:
+    """A lock folder and what it holds (temp files a killed writer left)."""
+    for entry in await store.scan(folder):
+        with contextlib.suppress(FileNotFoundError):
+            await store.unlink(folder / entry.name)
+    await store.rmdir(folder)
+
+
+def is_taken_lock(entry: Entry) -> bool:
+    """A lock folder moved away by a take-over (removed once old)."""
+    return (
+        entry.kind == "folder"
+        and entry.name.startswith(f"{LOCK_NAME}.")
+        and entry.name.endswith(TAKEN_SUFFIX)
+    )

@@ -1,11 +1,11 @@
 """Outbound to a folder on an SFTP server: ``<outbound>/<number>.json`` written under a private
-temp name, flushed (``fsync@openssh.com``), then renamed over the old file
+temp name (in the lock folder), flushed (``fsync@openssh.com``), then renamed over the old file
 (``posix-rename@openssh.com``): the client sees the old file or the new one, never a part.
 Many files are in flight at once on the one connection (``SFTP_PARALLEL_FILES``).
 
 A file the client holds that is newer than ours is kept (counted superseded). The look, the
 comparison and the rename are made under the outbound folder's lock on the server
-(``outbound_lock.py``; one per run or sweep, not per file), checked before each rename: two
+(``outbound_lock.py``; one per run or sweep, not per file), fenced at each rename: two
 instances overlapping on one outbound folder never put an older version back. A lock not had
 within ``LOCK_TIMEOUT_SECONDS`` defers the page (left unsynced for a later run)."""
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import PurePosixPath
@@ -30,7 +31,14 @@ from ..sink import encoded, holds_newer_than
 from ..store import StoreRefused, StoreUnavailable
 from .answers import POSIX_RENAME, is_temp
 from .claims import instance_name
-from .outbound_lock import Held, LockLost, LockTimedOut, OutboundLock
+from .outbound_lock import (
+    Held,
+    LockLost,
+    LockTimedOut,
+    OutboundLock,
+    is_taken_lock,
+    remove_folder,
+)
 from .settings import SftpFolderSettings
 from .store import SftpStore
 
@@ -96,9 +104,14 @@ class SftpSink:
         now = (await self._store.stat(self._outbound)).mtime
         now = max([now, *(e.mtime for e in entries)])
         for entry in entries:
-            if is_temp(entry.name) and now - entry.mtime > TEMP_STALE_SECONDS:
+            if now - entry.mtime <= TEMP_STALE_SECONDS:
+                continue
+            if is_temp(entry.name):
                 with contextlib.suppress(FileNotFoundError):
                     await self._store.unlink(self._outbound / entry.name)
+            elif is_taken_lock(entry):  # kept a while: a late second taker finds it there
+                with contextlib.suppress(OSError):
+                    await remove_folder(self._store, self._outbound / entry.name)
 
     async def deliver(self, orders: Sequence[WorkOrder]) -> Delivery:
         delivery = Delivery()
@@ -178,10 +191,23 @@ class SftpSink:
             order.updated_at, self._mapping, lambda when: theirs.__setitem__(order.number, when)
         )
         async with self._parallel:
+            started = time.monotonic()
             existing = await self._existing(path)
             if existing is not None and newer(existing):
                 return False
-            await self._store.write_atomic(path, data, before_replace=held.check)
+
+            def still_ours() -> None:
+                held.check(pace=time.monotonic() - started)
+
+            try:
+                await self._store.write_atomic(
+                    path, data, before_replace=still_ours, temps=self._lock.path
+                )
+            except FileNotFoundError as exc:
+                # The temp file went with the lock folder: taken over meanwhile (a rename sent
+                # before this instance froze, carried out once it ran again).
+                held.lost = "another instance took it over while a rename was on its way"
+                raise LockLost(held.lost) from exc
             return True
 
     async def _existing(self, path: PurePosixPath) -> bytes | None:
