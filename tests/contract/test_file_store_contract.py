@@ -140,28 +140,6 @@ def test_a_move_never_replaces_and_says_what_stopped_it(world: World) -> None:
         run(world, lambda s: s.move_no_clobber(world.at("a.json"), world.at("d.json")))
 
 
-def test_a_private_move_is_one_rename_and_the_second_mover_finds_nothing(world: World) -> None:
-    world.put("a.json", b"a")
-    (world.folder / "mine").mkdir()
-    (world.folder / "theirs").mkdir()
-    world.give(world.folder / "mine")
-    world.give(world.folder / "theirs")
-
-    async def race(store: FileStore) -> list[object]:
-        return await asyncio.gather(
-            store.move_private(world.at("a.json"), world.at("mine", "a.json")),
-            store.move_private(world.at("a.json"), world.at("theirs", "a.json")),
-            return_exceptions=True,
-        )
-
-    results = run(world, race)
-
-    assert sorted(type(r).__name__ for r in results) == ["FileNotFoundError", "NoneType"]
-    holders = [d for d in ("mine", "theirs") if (world.folder / d / "a.json").exists()]
-    assert len(holders) == 1
-    assert not (world.folder / "a.json").exists()
-
-
 def test_create_exclusive_never_replaces_and_leaves_no_temp(world: World) -> None:
     run(world, lambda s: s.create_exclusive(world.at("r.json"), b"first"))
     with pytest.raises(FileExistsError):

@@ -4,10 +4,11 @@ account may not read, a changed host key, and the server killed mid-run."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
-from tests.builders import client_record, read_json, tracos_doc
+from tests.builders import client_record, read_json, tracos_doc, write_json
 from tests.conftest import Env
 from tests.support.sftp import client_file, names, sftp_settings
 from tests.support.sshd import Sshd, running_sshd
@@ -121,20 +122,49 @@ def test_the_server_killed_mid_run_loses_nothing_and_takes_nothing_twice(
     assert env.collection.count_documents({"isSynced": {"$ne": True}}) == 0
 
 
-def test_a_server_without_posix_rename_is_refused_at_start_up(env: Env) -> None:
+def test_a_server_without_posix_rename_serves_inbound_and_refuses_outbound(env: Env) -> None:
+    """Inbound never needs posix-rename (its claims, archive and quarantine moves and the
+    recovery of a dead instance's claims are the protocol's rename, which never replaces):
+    every one of them runs on a server that refuses it; outbound, which must replace a file in
+    one step, is refused in one line."""
     with running_sshd(sftp_options="-P posix-rename") as sshd:
+        inbound = sshd.served / "in"
         client_file(sshd, "1.json", client_record(1))
+        client_file(sshd, "bad.json", {"orderNo": "x"})
+        # A dead instance's claim folder, silent for an hour: put back, then taken.
+        dead = inbound / ".tracos-claims" / "gone-host-1-dead"
+        dead.mkdir(parents=True)
+        held = write_json(dead / "2.json", client_record(2))
+        an_hour_ago = time.time() - 3600
+        for path in (held, dead):
+            os.utime(path, (an_hour_ago, an_hour_ago))
+        sshd.give_to_server(inbound / ".tracos-claims", dead, held)
         env.collection.insert_one(tracos_doc(5, isSynced=False))
+        settings = sftp_settings(sshd, CLAIM_STALE_SECONDS="60")
 
-        result = env.cli("run", **sftp_settings(sshd))
+        result = env.cli("run", **settings)
 
         assert result.code == 1, result.output
+        assert "sftp.claim_recovered" in result.output, result.output
         refusals = [line for line in result.output.splitlines() if "no posix-rename" in line]
-        assert len(refusals) == 2, result.output  # inbound and outbound, each in one line
+        assert len(refusals) == 1, result.output  # outbound's, in one line
         assert "Traceback" not in result.output
-        assert (sshd.served / "in" / "1.json").exists()  # not claimed
+        assert names(inbound / "processed") == ["1.json", "2.json"]
+        assert names(inbound / "rejected") == ["bad.json", "bad.json.error.json"]
+        assert env.collection.count_documents({"number": {"$in": [1, 2]}}) == 2
         assert [p for p in names(sshd.served / "out") if not p.startswith(".")] == []
-        assert env.collection.count_documents({"isSynced": True}) == 0
+        assert env.collection.find_one({"number": 5}, {"isSynced": 1})["isSynced"] is False
+        # A later file of an archived name goes beside it, never over it.
+        client_file(sshd, "1.json", client_record(1, lastUpdateDate="2024-06-01T00:00:00Z"))
+        again = env.cli("inbound", **settings)
+        assert again.code == 0, again.output
+        assert names(inbound / "processed") == ["1.json", "1~1.json", "2.json"]
+        assert names(inbound / ".tracos-claims") == []
+
+        check = env.cli("check", **settings)
+        extensions = [line for line in check.output.splitlines() if "sftp extensions" in line]
+        assert len(extensions) == 1 and extensions[0].startswith("FAIL"), check.output
+        assert "inbound needs no posix-rename" in extensions[0]
 
 
 def test_a_server_without_fsync_is_used_with_one_warning(env: Env) -> None:

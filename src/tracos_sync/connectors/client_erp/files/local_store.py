@@ -81,9 +81,6 @@ class LocalStore:
     async def move_no_clobber(self, source: PurePosixPath, target: PurePosixPath) -> None:
         await asyncio.to_thread(_move_no_clobber, Path(source), Path(target))
 
-    async def move_private(self, source: PurePosixPath, target: PurePosixPath) -> None:
-        await asyncio.to_thread(os.rename, source, target)
-
     async def unlink(self, path: PurePosixPath) -> None:
         await asyncio.to_thread(os.unlink, path)
 

@@ -95,11 +95,6 @@ class FileStore(Protocol):
         """Move ``source`` to ``target`` in one step, never replacing: ``FileExistsError`` if
         ``target`` is taken, ``FileNotFoundError`` if ``source`` is gone."""
 
-    async def move_private(self, source: PurePosixPath, target: PurePosixPath) -> None:
-        """Move ``source`` to ``target`` atomically (a single rename, never two names at once);
-        ``target`` is a name nobody else uses (a claim folder of ours), so replacing is moot.
-        ``FileNotFoundError`` if ``source`` is gone (another instance moved it first)."""
-
     async def unlink(self, path: PurePosixPath) -> None: ...
 
     async def mkdir(self, path: PurePosixPath) -> None:

@@ -50,7 +50,14 @@ class SftpConnector:
 
     def sink(self, context: ConnectorContext) -> SftpSink:
         self._users += 1
-        return SftpSink(self._store, self.settings, self.mapping, self._closed, context.dry_run)
+        return SftpSink(
+            self._store,
+            self.settings,
+            self.mapping,
+            self._closed,
+            dry_run=context.dry_run,
+            lock_timeout=context.lock_timeout_seconds,
+        )
 
     async def _closed(self) -> None:
         self._users -= 1
@@ -107,6 +114,12 @@ class SftpConnector:
                         "sftp extensions",
                         "posix-rename@openssh.com" not in missing,
                         f"missing: {', '.join(missing)}"
+                        + (
+                            " (outbound files could not be replaced in one step: outbound is "
+                            "refused; inbound needs no posix-rename)"
+                            if "posix-rename@openssh.com" in missing
+                            else ""
+                        )
                         if missing
                         else "posix-rename@openssh.com and fsync@openssh.com offered",
                     )

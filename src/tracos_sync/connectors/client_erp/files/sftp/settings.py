@@ -60,6 +60,14 @@ class SftpFolderSettings(FileRules):
     """Files in flight at once on the one connection (outbound writes, archive moves): requests
     are pipelined so that the round trip is paid once per wave, not once per file."""
 
+    sftp_lock_stale_seconds: float = Field(60.0, ge=4, le=3600)
+    """The outbound folder's lock (the folder `.tracos-outbound.lock` there) not refreshed for
+    this long, by the server's clock, belongs to an instance that died or froze, and is taken
+    over. Its holder refreshes it every quarter of this and writes nothing once half of it has
+    passed since its last refresh (a pause, a slow server): so a crashed instance holds outbound
+    up for at most this long (others defer past `LOCK_TIMEOUT_SECONDS`), and the server's clock
+    may not jump forward by more than half of it."""
+
     @field_validator("sftp_key_file", "sftp_key_passphrase", "sftp_password", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

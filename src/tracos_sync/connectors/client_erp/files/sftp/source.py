@@ -1,11 +1,12 @@
 """Inbound from a folder on an SFTP server.
 
-Each file is claimed by one server-side rename (``posix-rename``) into a claim folder of this
-instance's own (``<inbound>/.tracos-claims/<instance>/``): of several instances, exactly one
-moves it, the others find it gone. It is then read whole (at most ``MAX_FILE_BYTES``), decoded,
-and, once its records are durable in TracOS, moved into processed/ by a rename that never
-replaces (``42~1.json`` beside an earlier ``42.json``), or into rejected/ after its reason file
-was written there (complete, never over anything). A file given back (not applied, still being
+Each file is claimed by one server-side rename that never replaces (the protocol's own
+rename: inbound needs no ``posix-rename@openssh.com``) into a claim folder of this instance's
+own (``<inbound>/.tracos-claims/<instance>/``): of several instances, exactly one moves it,
+the others find it gone. It is then read whole (at most ``MAX_FILE_BYTES``), decoded, and,
+once its records are durable in TracOS, moved into processed/ by a rename that never replaces
+(``42~1.json`` beside an earlier ``42.json``), or into rejected/ after its reason file was
+written there (complete, never over anything). A file given back (not applied, still being
 written, changed while read) is renamed back into the inbound folder.
 
 The claim folder's time is refreshed at every batch; one left untouched for
@@ -31,7 +32,6 @@ from tracos_sync.mapping import RecordMapping
 
 from ...codec import RecordDecoder
 from ..store import Entry, FileStore, StoreUnavailable
-from .answers import POSIX_RENAME
 from .archiving import Archives, Claimed
 from .claims import SftpClaims
 from .settings import SftpFolderSettings
@@ -89,13 +89,9 @@ class SftpSource:
             for folder in (self._inbound, self._processed, self._rejected, self._claims.folder):
                 await self._store.mkdir(folder)
             await self._claims.heartbeat()
-            missing = await self._store.missing_extensions(self._claims.folder)
-            if POSIX_RENAME in missing:
-                raise DestinationUnwritable(
-                    f"{self._store.describe()} offers no {POSIX_RENAME}: a file could not be "
-                    "claimed by one atomic rename (two instances could both take it), so "
-                    "nothing is taken"
-                )
+            # Said once when fsync@openssh.com is missing; inbound needs no posix-rename (its
+            # claims and archive moves are the protocol's rename, which never replaces).
+            await self._store.missing_extensions(self._claims.folder)
             await self._claims.recover()
             self._claims.keep_alive()
         except StoreUnavailable as exc:

@@ -4,7 +4,7 @@ re-opened when it drops, within a retry budget.
 What each operation relies on (OpenSSH's sftp-server; other servers are checked at start-up):
 - a move that never replaces: the protocol's own rename (OpenSSH: link, then unlink the source;
   a plain rename where links are not supported, after checking the target is free);
-- an atomic replace and a private move: ``posix-rename@openssh.com`` (rename(2));
+- an atomic replace (outbound files only): ``posix-rename@openssh.com`` (rename(2));
 - durability: ``fsync@openssh.com`` on the written file before it is renamed.
 
 An operation cut by a dropped connection is tried again on a new one, up to the budget; a move
@@ -45,6 +45,10 @@ _TRANSIENT = (
     TimeoutError,
     EOFError,
 )
+
+
+def _go() -> None:
+    """The default ``before_replace``: nothing stops the rename."""
 
 
 class SftpStore:
@@ -180,10 +184,15 @@ class SftpStore:
         return await self._call(path, read)
 
     async def _write_temp(
-        self, sftp: asyncssh.SFTPClient, path: PurePosixPath, data: bytes
+        self,
+        sftp: asyncssh.SFTPClient,
+        path: PurePosixPath,
+        data: bytes,
+        temps: PurePosixPath | None = None,
     ) -> PurePosixPath:
-        """``data`` under a private temp name beside ``path``, flushed to the server's disk."""
-        temp = temp_name(path)
+        """``data`` under a private temp name beside ``path`` (or in ``temps``), flushed to the
+        server's disk."""
+        temp = temp_name(path) if temps is None else temp_name(temps / path.name)
         try:
             async with sftp.open(str(temp), "xb", asyncssh.SFTPAttrs(permissions=0o600)) as remote:
                 await remote.write(data)
@@ -217,10 +226,22 @@ class SftpStore:
 
         await self._call(path, create)
 
-    async def write_atomic(self, path: PurePosixPath, data: bytes) -> None:
+    async def write_atomic(
+        self,
+        path: PurePosixPath,
+        data: bytes,
+        before_replace: Callable[[], None] = _go,
+        temps: PurePosixPath | None = None,
+    ) -> None:
+        """``before_replace`` is called right before the rename is sent, and may stop it by
+        raising (the temp file is then removed); ``temps``: the folder the temp file is written
+        in (the outbound lock's: a rename from a lock folder moved away finds no file). Both
+        for the outbound lock."""
+
         async def write(sftp: asyncssh.SFTPClient, _: bool) -> None:
-            temp = await self._write_temp(sftp, path, data)
+            temp = await self._write_temp(sftp, path, data, temps)
             try:
+                before_replace()
                 await sftp.posix_rename(str(temp), str(path))
             except BaseException as exc:
                 with contextlib.suppress(asyncssh.Error, OSError):
@@ -251,17 +272,6 @@ class SftpStore:
 
         await self._call(source, move)
 
-    async def move_private(self, source: PurePosixPath, target: PurePosixPath) -> None:
-        async def move(sftp: asyncssh.SFTPClient, retried: bool) -> None:
-            try:
-                await sftp.posix_rename(str(source), str(target))
-            except asyncssh.SFTPNoSuchFile:
-                if retried and await sftp.lexists(str(target)):
-                    return  # the try cut by the drop had landed
-                raise
-
-        await self._call(source, move)
-
     async def unlink(self, path: PurePosixPath) -> None:
         async def unlink(sftp: asyncssh.SFTPClient, retried: bool) -> None:
             try:
@@ -271,6 +281,44 @@ class SftpStore:
                     raise
 
         await self._call(path, unlink)
+
+    async def make_folder(self, path: PurePosixPath) -> None:
+        """The folder ``path``, made by this call: ``FileExistsError`` when the name is taken."""
+
+        async def make(sftp: asyncssh.SFTPClient, _: bool) -> None:
+            try:
+                await sftp.mkdir(str(path))
+            except asyncssh.SFTPError as exc:
+                if isinstance(exc, _TRANSIENT) or not await sftp.lexists(str(path)):
+                    raise
+                # Also when a try cut by a drop had made it: whose it is cannot be told.
+                raise FileExistsError(errno.EEXIST, "File exists", str(path)) from exc
+
+        await self._call(path, make)
+
+    async def now(self, folder: PurePosixPath) -> float:
+        """The server's clock: the time of a file made (and removed) in ``folder``."""
+
+        async def now(sftp: asyncssh.SFTPClient, _: bool) -> float:
+            temp = temp_name(folder / "now")
+            async with sftp.open(str(temp), "xb") as remote:
+                attrs = await remote.stat()
+            with contextlib.suppress(asyncssh.Error, OSError):
+                await sftp.remove(str(temp))
+            return float(attrs.mtime or 0)
+
+        return await self._call(folder, now)
+
+    async def overwrite(self, path: PurePosixPath, data: bytes) -> None:
+        """``data`` written over the start of the existing file ``path`` (never created:
+        ``FileNotFoundError`` when gone): its time becomes the server's now (a ``touch`` sends
+        this host's clock)."""
+
+        async def overwrite(sftp: asyncssh.SFTPClient, _: bool) -> None:
+            async with sftp.open(str(path), "r+b") as remote:
+                await remote.write(data, 0)
+
+        await self._call(path, overwrite)
 
     async def mkdir(self, path: PurePosixPath) -> None:
         async def mkdir(sftp: asyncssh.SFTPClient, _: bool) -> None:
