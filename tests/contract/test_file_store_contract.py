@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -122,6 +123,20 @@ def test_a_listed_file_that_grew_or_shrank_or_became_a_link_shows_it_after(
         assert (after.size, after.kind) != (listed.size, "file"), change
     with pytest.raises(FileNotFoundError):
         run(world, lambda s: s.read_listed(world.at("gone.json"), listed))
+
+
+def test_touch_sets_a_folders_time_by_the_stores_clock_not_ours(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (world.folder / "claims").mkdir()
+    world.give(world.folder / "claims")
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 3600)  # our clock an hour ahead
+
+    run(world, lambda s: s.touch(world.at("claims")))
+
+    monkeypatch.undo()
+    assert abs((world.folder / "claims").stat().st_mtime - time.time()) < 60
 
 
 def test_a_move_never_replaces_and_says_what_stopped_it(world: World) -> None:

@@ -25,10 +25,11 @@ import asyncssh
 import structlog
 
 from ..store import Entry, StoreUnavailable, kind_of
-from .answers import FSYNC, POSIX_RENAME, entry_of, os_error, temp_name
+from .answers import FSYNC, entry_of, os_error
 from .connecting import Session, connect
 from .location import Server
 from .lost import unless_lost
+from .requests import holds, probe_extensions, server_now, write_temp
 from .trust import Credentials
 
 log = structlog.get_logger("tracos_sync.files.sftp")
@@ -183,43 +184,16 @@ class SftpStore:
 
         return await self._call(path, read)
 
-    async def _write_temp(
-        self,
-        sftp: asyncssh.SFTPClient,
-        path: PurePosixPath,
-        data: bytes,
-        temps: PurePosixPath | None = None,
-    ) -> PurePosixPath:
-        """``data`` under a private temp name beside ``path`` (or in ``temps``), flushed to the
-        server's disk."""
-        temp = temp_name(path) if temps is None else temp_name(temps / path.name)
-        try:
-            async with sftp.open(str(temp), "xb", asyncssh.SFTPAttrs(permissions=0o600)) as remote:
-                await remote.write(data)
-                await self._fsync(remote)
-                await remote.chmod(0o644)
-        except BaseException:
-            with contextlib.suppress(asyncssh.Error, OSError):
-                await sftp.remove(str(temp))
-            raise
-        return temp
-
-    async def _fsync(self, remote: asyncssh.SFTPClientFile) -> None:
-        # A server without fsync@openssh.com: degraded, said once at start-up (see
-        # ``missing_extensions``); its acknowledgement is all there is.
-        with contextlib.suppress(asyncssh.SFTPOpUnsupported):
-            await remote.fsync()
-
     async def create_exclusive(self, path: PurePosixPath, data: bytes) -> None:
         async def create(sftp: asyncssh.SFTPClient, retried: bool) -> None:
-            temp = await self._write_temp(sftp, path, data)
+            temp = await write_temp(sftp, path, data)
             try:
                 await sftp.rename(str(temp), str(path))
             except asyncssh.SFTPError as exc:
                 with contextlib.suppress(asyncssh.Error, OSError):
                     await sftp.remove(str(temp))
                 if not isinstance(exc, _TRANSIENT) and await sftp.exists(str(path)):
-                    if retried and await _holds(sftp, path, data):
+                    if retried and await holds(sftp, path, data):
                         return  # the try cut by the drop had landed
                     raise FileExistsError(errno.EEXIST, "File exists", str(path)) from exc
                 raise
@@ -239,7 +213,7 @@ class SftpStore:
         for the outbound lock."""
 
         async def write(sftp: asyncssh.SFTPClient, _: bool) -> None:
-            temp = await self._write_temp(sftp, path, data, temps)
+            temp = await write_temp(sftp, path, data, temps)
             try:
                 before_replace()
                 await sftp.posix_rename(str(temp), str(path))
@@ -300,12 +274,7 @@ class SftpStore:
         """The server's clock: the time of a file made (and removed) in ``folder``."""
 
         async def now(sftp: asyncssh.SFTPClient, _: bool) -> float:
-            temp = temp_name(folder / "now")
-            async with sftp.open(str(temp), "xb") as remote:
-                attrs = await remote.stat()
-            with contextlib.suppress(asyncssh.Error, OSError):
-                await sftp.remove(str(temp))
-            return float(attrs.mtime or 0)
+            return await server_now(sftp, folder)
 
         return await self._call(folder, now)
 
@@ -334,7 +303,9 @@ class SftpStore:
 
     async def touch(self, path: PurePosixPath) -> None:
         async def touch(sftp: asyncssh.SFTPClient, _: bool) -> None:
-            await sftp.utime(str(path))
+            # Not utime(): asyncssh sends this host's clock; an entry made and removed in the
+            # folder gives it the server's own now.
+            await server_now(sftp, path)
 
         await self._call(path, touch)
 
@@ -344,22 +315,7 @@ class SftpStore:
         missing: list[str] = []
 
         async def probe(sftp: asyncssh.SFTPClient, _: bool) -> None:
-            missing.clear()
-            temp = temp_name(folder / "probe")
-            async with sftp.open(str(temp), "xb") as remote:
-                try:
-                    await remote.fsync()
-                except asyncssh.SFTPOpUnsupported:
-                    missing.append(FSYNC)
-            moved = temp_name(folder / "probe")
-            try:
-                await sftp.posix_rename(str(temp), str(moved))
-                temp = moved
-            except asyncssh.SFTPOpUnsupported:
-                missing.append(POSIX_RENAME)
-            finally:
-                with contextlib.suppress(asyncssh.Error, OSError):
-                    await sftp.remove(str(temp))
+            missing[:] = await probe_extensions(sftp, folder)
 
         await self._call(folder, probe)
         if FSYNC in missing and not self._said_no_fsync:  # degraded, said once
@@ -379,10 +335,3 @@ class SftpStore:
         if session is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(session.conn.wait_closed(), 5)
-
-
-async def _holds(sftp: asyncssh.SFTPClient, path: PurePosixPath, data: bytes) -> bool:
-    """Whether ``path`` holds exactly ``data``."""
-    async with sftp.open(str(path), "rb") as remote:
-        held = await remote.read(len(data) + 1)
-    return isinstance(held, bytes) and held == data
