@@ -38,6 +38,9 @@ def _read(path: Path, max_bytes: int) -> bytes:
 
 
 def _read_listed(path: Path, listed: Entry) -> tuple[bytes, Entry]:
+    before = _entry(path.name, os.lstat(path))
+    if (before.kind, before.size, before.mtime) != ("file", listed.size, listed.mtime):
+        return b"", before  # not the file listed: never opened
     data = _read(path, listed.size)[: listed.size]
     return data, _entry(path.name, os.lstat(path))
 

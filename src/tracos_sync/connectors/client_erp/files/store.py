@@ -79,9 +79,9 @@ class FileStore(Protocol):
         unlike ``listed``'s says the file was written to or replaced meanwhile, and its bytes
         are not to be used. ``FileNotFoundError`` if it is gone.
 
-        For a file just claimed into a folder of ours: the listing's kind is trusted, where
-        ``read`` looks first (a name swapped for a FIFO between the listing and the claim may
-        hold an SFTP read until ``SFTP_REQUEST_SECONDS``; a local read never waits)."""
+        A name that is no longer the file listed (a link, a FIFO, another size) is looked at,
+        never opened (an SFTP server's open of a FIFO would wait for ever): no bytes, and the
+        look shows what it is."""
 
     async def create_exclusive(self, path: PurePosixPath, data: bytes) -> None:
         """``path`` holding ``data``, complete and durable before it has its name (a private

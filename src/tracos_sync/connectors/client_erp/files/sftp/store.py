@@ -173,10 +173,14 @@ class SftpStore:
 
     async def read_listed(self, path: PurePosixPath, listed: Entry) -> tuple[bytes, Entry]:
         async def read(sftp: asyncssh.SFTPClient, _: bool) -> tuple[bytes, Entry]:
-            # Four requests: open, read (more for a file larger than the server's read size),
-            # close, lstat. No lstat first (the listing's kind is trusted), and exactly the
-            # listed size asked for: one more byte would cost a second read to find the end,
-            # and a file that grew shows in the lstat after.
+            # Five requests: lstat, open, read (more for a file larger than the server's read
+            # size), close, lstat. The first look is what keeps a name swapped for a FIFO (or
+            # a link to one) from holding the server's open for ever; exactly the listed size
+            # is asked for: one more byte would cost a second read to find the end, and a file
+            # that grew shows in the look after.
+            before = entry_of(path.name, await sftp.lstat(str(path)))
+            if (before.kind, before.size, before.mtime) != ("file", listed.size, listed.mtime):
+                return b"", before  # not the file listed: never opened; the caller gives it back
             async with sftp.open(str(path), "rb") as remote:
                 data = await remote.read(listed.size) if listed.size else b""
             assert isinstance(data, bytes)  # opened in binary mode
