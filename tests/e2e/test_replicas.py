@@ -334,6 +334,7 @@ def test_replicas_share_take_over_and_fence_out_a_frozen_one(
             everyone,
         )
         assert taken <= 2 * TTL, taken
+        print(f"take-over after a SIGKILL: {taken:.1f} s ({len(of_killed)} integrations)")
         # SIGSTOP past its lease: its integrations are taken over within 2 x TTL; woken, it
         # writes nothing stale. Frozen with work in hand: a burst of TracOS edits in one of its
         # integrations, going out 20 at a time (BATCH_SIZE).
@@ -358,6 +359,7 @@ def test_replicas_share_take_over_and_fence_out_a_frozen_one(
             everyone,
         )
         assert taken <= 2 * TTL, taken
+        print(f"take-over after a SIGSTOP: {taken:.1f} s ({len(of_frozen)} integrations)")
         before = {key: doc for name in of_frozen for key, doc in stamped(db, name).items()}
         os.kill(frozen.pid, signal.SIGCONT)
         # A new replica: it gets its share (and the woken one, which lost every lease, too).
