@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from pymongo import MongoClient
@@ -28,6 +29,7 @@ from pymongo.database import Database
 from tests.builders import client_record, iso, tracos_doc, write_json
 from tests.conftest import Env
 from tests.e2e.test_integrations import folders, write_integrations
+from tests.support.held_proxy import HeldProxy, held_proxy
 from tracos_sync.connectors.client_erp_http.fake_server import FakeErpState, fake_erp
 
 FOLDER_INTEGRATIONS = 20
@@ -72,6 +74,8 @@ class World:
     db: Database[Doc]
     integrations: Path
     erps: dict[str, FakeErpState]
+    # Between the replica to freeze and the server: what it sent before it froze is held.
+    proxy: HeldProxy
 
     def exported(self, name: str) -> set[int]:
         """The numbers of the TracOS edits that reached the client."""
@@ -175,16 +179,19 @@ def world(env: Env, mongo: MongoClient[Doc]) -> Iterator[World]:
                 (env.root / name / "in").mkdir(parents=True)
                 tables.append({"name": name, "tracos": tracos, "settings": folders(env.root, name)})
         path = write_integrations(env.root / "integrations.toml", tables)
-        yield World(env, mongo[env.database], path, {n: erps[n][1] for n in erps})
+        server = urlsplit(env.uri)
+        assert server.hostname is not None and server.port is not None
+        proxy = stack.enter_context(held_proxy(server.hostname, server.port))
+        yield World(env, mongo[env.database], path, {n: erps[n][1] for n in erps}, proxy)
 
 
 @pytest.fixture
-def started(world: World) -> Iterator[Callable[[], Replica]]:
+def started(world: World) -> Iterator[Callable[..., Replica]]:
     """Starts replicas; each one still running at the end is killed, whatever happened."""
     replicas: list[Replica] = []
 
-    def start() -> Replica:
-        replicas.append(one := replica(world))
+    def start(proxied: bool = False) -> Replica:
+        replicas.append(one := replica(world, proxied))
         return one
 
     yield start
@@ -212,10 +219,13 @@ class Replica:
         return f"pid {self.pid}:\n" + "\n".join(self.log.read_text().splitlines()[-15:])
 
 
-def replica(world: World) -> Replica:
+def replica(world: World, proxied: bool = False) -> Replica:
+    """``proxied``: it reaches the server through ``world.proxy``."""
     env = world.env
     log = env.root / f"replica-{len(list(env.root.glob('replica-*')))}.log"
+    uri = env.uri.replace(f":{urlsplit(env.uri).port}/", f":{world.proxy.port}/")
     settings = env.environ(
+        MONGO_URI=uri if proxied else env.uri,
         LEASES="true",
         LEASE_SECONDS=str(TTL),
         WATCH_INTERVAL="0.5",
@@ -299,10 +309,10 @@ def until(
 
 
 def test_replicas_share_take_over_and_fence_out_a_frozen_one(
-    world: World, started: Callable[[], Replica]
+    world: World, started: Callable[..., Replica]
 ) -> None:
     db = world.db
-    replicas = [started() for _ in range(3)]
+    replicas = [started(), started(proxied=True), started()]
     load, writes = Load(world), Writes(db)
     loader = threading.Thread(target=load.run, daemon=True)
     watcher = threading.Thread(target=writes.run, daemon=True)
@@ -350,7 +360,7 @@ def test_replicas_share_take_over_and_fence_out_a_frozen_one(
             db,
             everyone,
         )
-        os.kill(frozen.pid, signal.SIGSTOP)
+        freeze_with_a_write_on_its_way(world, frozen, everyone)
         taken = until(
             lambda: of_frozen <= set(holders(db)) and not of_frozen & held_by(db, frozen_name),
             10,
@@ -361,6 +371,7 @@ def test_replicas_share_take_over_and_fence_out_a_frozen_one(
         assert taken <= 2 * TTL, taken
         print(f"take-over after a SIGSTOP: {taken:.1f} s ({len(of_frozen)} integrations)")
         before = {key: doc for name in of_frozen for key, doc in stamped(db, name).items()}
+        world.proxy.release()
         os.kill(frozen.pid, signal.SIGCONT)
         # A new replica: it gets its share (and the woken one, which lost every lease, too).
         replicas.append(newcomer := started())
@@ -393,6 +404,23 @@ def test_replicas_share_take_over_and_fence_out_a_frozen_one(
     assert_nothing_stale(db, before, frozen_name, frozen_epochs)
     writes.assert_one_writer_at_a_time()
     assert_nothing_lost_nor_applied_twice(world, load)
+
+
+def freeze_with_a_write_on_its_way(
+    world: World, frozen: Replica, everyone: tuple[Replica, ...]
+) -> None:
+    """SIGSTOP with a fenced write (an update that stamps) already sent, held on its way by the
+    proxy until ``world.proxy.release()``: delivered once the others have taken over, only the
+    server's own check can refuse it."""
+    world.proxy.hold(b"\x02update\x00", b"syncLease")
+    until(
+        world.proxy.holds,
+        2 * TTL,
+        "a fenced write of the replica to freeze on its way",
+        world.db,
+        everyone,
+    )
+    os.kill(frozen.pid, signal.SIGSTOP)
 
 
 def settle_and_stop(world: World, load: Load, replicas: list[Replica]) -> dict[int, list[Doc]]:
