@@ -23,7 +23,7 @@ CAP_PORT ?= 4004
 SSH_PACKAGES := openssh-server libwrap0
 SSHD := $(TOOLS)/ssh/usr/sbin/sshd
 
-.PHONY: help install tools tools-cap tools-ssh run seed test faults chaos lint format clean clean-data lock bench bench-memory bench-latency bench-integrations bench-http bench-sftp demo-http cap-erp docs docs-serve docs-tables
+.PHONY: help install tools tools-cap tools-ssh run seed test faults chaos lint format clean clean-data lock bench bench-memory bench-latency bench-integrations bench-http bench-sftp bench-replicas demo-http cap-erp docs docs-serve docs-tables
 
 help:
 	@echo "make run           one full sync; on the embedded local server (no MONGO_URI in the environment"
@@ -47,6 +47,8 @@ help:
 	@echo "make bench-http    the api connector against SAP's CAP server, 5,000 orders read and written, against a bare"
 	@echo "                   httpx loop sending the same requests (fails over 1.3x)"
 	@echo "make bench-sftp    2,000 files in and out over SFTP (a local sshd) against local folders (N=2000)"
+	@echo "make bench-replicas  300 integrations on 1 watch replica and on 3 (leases): work per replica, latency"
+	@echo "                   of the slowest integration, take-over after a kill (INTEGRATIONS=300 RATE=100 DURATION=60)"
 	@echo "make bench-latency file -> TracOS and TracOS -> file latency while watch runs (RATES=50,400 DURATION=30)"
 	@echo "make install       the project's environment (.venv, from poetry.lock)"
 	@echo "make tools         the embedded server's own environment (.tools/secantusdb)"
@@ -192,6 +194,12 @@ bench-http: install tools-cap
 # The SFTP transport against local folders, each direction (fails over 3x).
 bench-sftp: install tools tools-ssh
 	$(VENV)/bin/python bench/sftp.py --n $${N:-2000}
+
+# Replicas sharing integrations through leases: 1 against 3, then a take-over after a SIGKILL;
+# fails when the 3 are not spread or a file is lost (bench/replicas.py --quick: that it runs).
+bench-replicas: install tools
+	$(VENV)/bin/python bench/replicas.py --integrations $${INTEGRATIONS:-300} --rate $${RATE:-100} \
+		--duration $${DURATION:-60} --ttl $${LEASE_SECONDS:-15}
 
 bench-latency: install tools
 	$(VENV)/bin/python bench/latency.py --rates $${RATES:-50,400} --duration $${DURATION:-30} --edit-rate $${EDIT_RATE:-50}

@@ -263,3 +263,36 @@ def test_after_an_outage_the_first_replica_back_does_not_count_itself_alone() ->
     assert first is not None and first.live == 3 and len(keepers[0].fences) == 2
     rounds(keepers, world, 6)
     assert sorted(len(k.fences) for k in keepers) == [2, 2, 2]
+
+
+@dataclass
+class SlowToStop(RecordingWork):
+    """Each stop takes half a TTL (a batch finishing within its grace, then a cancellation)."""
+
+    clock: FakeClock | None = None
+
+    async def stop(self, name: str) -> bool:
+        assert self.clock is not None
+        self.clock.advance(TTL / 2)
+        return await super().stop(name)
+
+
+def test_leases_lost_at_a_renewal_do_not_hold_up_the_renewal_of_the_others() -> None:
+    world = World()
+    work = SlowToStop(world.store, clock=world.clock)
+    keeper = LeaseKeeper(world.store, NAMES, "a", TTL, work=work, clock=world.clock)
+    run(keeper.round())
+    world.clock.advance(keeper.interval)
+    for name in ("i0", "i1"):  # taken over behind a's back
+        world.store.stored[name].holder = "b"
+        world.store.stored[name].epoch += 1
+    renewed_at = world.clock.now
+    with capture_logs() as logs:
+        run(keeper.round())
+    lost = sorted(e["integration"] for e in logs if e["event"] == "lease.lost")
+    assert lost == ["i0", "i1"]
+    # The others were renewed when the round began, not once the two had stopped (a TTL later,
+    # past their expiry).
+    for name in NAMES[2:]:
+        stored = world.store.stored[name]
+        assert (stored.holder, stored.expires) == ("a", renewed_at + TTL), name
