@@ -17,7 +17,7 @@ import pytest
 from pymongo import MongoClient
 
 from tests.builders import aged, client_record
-from tests.conftest import Env, failpoint
+from tests.conftest import Env, Result, failpoint
 from tests.support.sftp import client_file, names, sftp_settings
 from tests.support.sshd import Sshd
 from tests.support.watching import stop, wait_until
@@ -131,6 +131,47 @@ def test_a_batch_longer_than_the_stale_time_is_not_taken_twice(
     assert "claim_recovered" not in other.output  # the first instance's claim was alive
     assert other.counts()["files"] == 0
     assert names(sshd.served / "in" / "processed") == ["big.json"]
+    assert env.collection.count_documents({}) == 50
+
+
+def test_a_claim_taken_back_while_applying_is_said_lost_and_counted_once(
+    env: Env, sshd: Sshd, mongo: MongoClient[dict[str, Any]]
+) -> None:
+    """The first instance is silent past what the second one takes for stale while its batch
+    waits on the database (its own CLAIM_STALE_SECONDS is long, the other's short; then it is
+    paused, as a VM can be, while the second runs): the second puts the file back, takes,
+    applies and archives it. The first then finds it gone from its claim folder: it says the
+    claim was lost, in one line, and does not count the file; the second does. Archived once,
+    applied once."""
+    client_file(sshd, "big.json", [client_record(n) for n in range(1, 51)])
+    claims = sshd.served / "in" / ".tracos-claims"
+    # Writes only: blocked once the file is read and its batch is being applied.
+    with failpoint(
+        mongo, 1, failCommands=["insert", "update"], blockConnection=True, blockTimeMS=6000
+    ):
+        slow = env.popen("inbound", **sftp_settings(sshd, CLAIM_STALE_SECONDS="30"))
+        wait_until(lambda: bool(list(claims.glob("*/big.json"))), slow, 30)
+        (held,) = claims.glob("*/big.json")
+        # Stale for the other (its times are the server's whole seconds).
+        wait_until(lambda: time.time() - held.parent.stat().st_mtime >= 2.2, slow, 10)
+        slow.send_signal(signal.SIGSTOP)  # paused (its write blocked) while the other runs
+        try:
+            other = env.cli("inbound", **sftp_settings(sshd, CLAIM_STALE_SECONDS="1"))
+        finally:
+            slow.send_signal(signal.SIGCONT)
+        out, err = slow.communicate(timeout=60)
+
+    assert other.code == 0, other.output
+    assert "sftp.claim_recovered" in other.output
+    assert other.counts()["files"] == 1, other.output
+    assert slow.returncode == 0, out + err
+    first = Result(slow.returncode, out, err)
+    lost = [line for line in first.output.splitlines() if "big.json" in line]
+    assert len(lost) == 1 and "inbound.claim_lost" in lost[0], first.output
+    assert "archive_failed" not in first.output
+    assert first.counts()["files"] == 0, first.output
+    assert names(sshd.served / "in" / "processed") == ["big.json"]
+    assert names(sshd.served / "in" / "rejected") == []
     assert env.collection.count_documents({}) == 50
 
 

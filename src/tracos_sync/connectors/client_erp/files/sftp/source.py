@@ -32,7 +32,7 @@ from tracos_sync.mapping import RecordMapping
 from ...codec import RecordDecoder
 from ..store import Entry, FileStore, StoreUnavailable
 from .answers import POSIX_RENAME
-from .archiving import Archives, Claimed
+from .archiving import Archives, Claimed, ClaimLost
 from .claims import SftpClaims
 from .settings import SftpFolderSettings
 
@@ -203,6 +203,9 @@ class SftpSource:
                 raw, after = await self._store.read_listed(claimed.path, entry)
         except StoreUnavailable as exc:
             raise DestinationUnwritable(str(exc)) from exc
+        except FileNotFoundError:
+            self._said_lost(entry.name, "read")
+            return None
         except OSError as exc:
             # This file alone (its permissions): left where it was, tried again next run.
             log.warning("inbound.unreadable", file=printable(entry.name), reason=str(exc))
@@ -288,11 +291,26 @@ class SftpSource:
         for unit, result in zip(units, results, strict=True):
             if isinstance(result, StoreUnavailable):
                 raise DestinationUnwritable(str(result)) from result
-            if isinstance(result, OSError):
-                # This file alone: it stays claimed, and is put back once the claim is stale.
+            if isinstance(result, ClaimLost):
+                unit.taken_back = True
+                self._said_lost(unit.name, "archived")
+            elif isinstance(result, OSError):
+                # This file alone: it stays in our claim folder, is not claimed again by this
+                # instance, and is put back by another instance's recovery once this one is
+                # gone (its claim folder stale).
                 log.warning("inbound.archive_failed", file=printable(unit.name), reason=str(result))
             elif isinstance(result, BaseException):
                 raise result
+
+    def _said_lost(self, name: str, when: str) -> None:
+        log.warning(
+            "inbound.claim_lost",
+            file=printable(name),
+            reason=f"no longer in this instance's claim folder when {when}: taken back by "
+            "another instance, this one having been silent for over "
+            f"CLAIM_STALE_SECONDS={self._settings.claim_stale_seconds:g} (or removed by "
+            "someone); that instance archives it and counts it, this run does not",
+        )
 
     async def _archive(self, unit: InboundUnit) -> None:
         claimed = unit.handle
