@@ -11,7 +11,10 @@ written, changed while read) is renamed back into the inbound folder.
 The claim folder's time is refreshed at every batch; one left untouched for
 ``CLAIM_STALE_SECONDS`` (by the server's clock) belongs to a dead instance: its files are put
 back, or, when an archive move had already landed, removed (the archived copy is the same
-bytes)."""
+bytes). A file put back so is a suspect: taken alone (see ``batches``), and quarantined as
+suspected poison if it is in hand at the next crash too (``claims``). A claim taken back from
+this instance while it was silent is said lost, and its file left to the instance that took it
+(not counted here)."""
 
 from __future__ import annotations
 
@@ -30,10 +33,12 @@ from tracos_sync.domain.text import printable
 from tracos_sync.mapping import RecordMapping
 
 from ...codec import RecordDecoder
+from ..claims import POISON_REASON
+from ..hand import Hand
 from ..store import Entry, FileStore, StoreUnavailable
 from .answers import POSIX_RENAME
 from .archiving import Archives, Claimed, ClaimLost
-from .claims import SftpClaims
+from .claims import Quarantined, SftpClaims
 from .settings import SftpFolderSettings
 
 log = structlog.get_logger("tracos_sync.files.sftp")
@@ -80,6 +85,7 @@ class SftpSource:
         self._dry_run = dry_run
         self._parallel = asyncio.Semaphore(settings.sftp_parallel_files)
         self._large = asyncio.Lock()
+        self._hand = Hand()
         self._said_links: set[str] = set()
 
     async def prepare(self) -> None:
@@ -107,33 +113,50 @@ class SftpSource:
 
     async def batches(self, max_records: int) -> AsyncGenerator[list[InboundUnit], None]:
         ready = await self._ready()
+        quarantined = self._quarantined_at_recovery()
+        if quarantined:
+            yield quarantined
         # Up to a window of files claimed and read at once, in a sliding window: their
         # requests share the round trips, and the next ones are on their way while a batch is
-        # applied. Handed out in the listing's order.
+        # applied. Handed out in the listing's order. A suspect (in hand when an instance died)
+        # is taken alone: once everything before it is handed out and back, and nothing else
+        # is claimed until its own batch is back, so that a crash meanwhile is blamed on it
+        # only.
         window = self._settings.sftp_parallel_files
-        upcoming = iter(ready)
+        upcoming = collections.deque(ready)
         taking: collections.deque[asyncio.Task[InboundUnit | None]] = collections.deque()
         pending: list[InboundUnit] = []  # in hand, not handed out yet
         records = 0  # in pending (a file without any counts as one)
         try:
             while True:
-                while len(taking) < window and (entry := next(upcoming, None)) is not None:
-                    taking.append(asyncio.ensure_future(self._take(entry)))
-                if not taking:
-                    break
-                unit = await taking.popleft()
-                if unit is None:
-                    continue
-                pending.append(unit)
-                records += max(len(unit.records), 1)
-                if records >= max_records:
-                    batch, pending, records = pending, [], 0
-                    yield batch
+                while len(taking) < window and upcoming and not self._suspect(upcoming[0]):
+                    taking.append(asyncio.ensure_future(self._take(upcoming.popleft())))
+                if taking:
+                    unit = await taking.popleft()
+                    if unit is None:
+                        continue
+                    pending.append(unit)
+                    records += max(len(unit.records), 1)
+                    if records < max_records:
+                        continue
+                elif not pending and upcoming:  # a suspect next, nothing of ours in hand
+                    await self._hand.emptied()
+                    unit = await self._take(upcoming.popleft())
+                    if unit is None:
+                        continue
+                    self._hand.out(alone := [unit])
+                    yield alone
                     if not self._dry_run:
                         await self._claims.heartbeat()
-            if pending:
-                batch, pending = pending, []
+                    await self._hand.emptied()
+                    continue
+                if not pending:
+                    break
+                batch, pending, records = pending, [], 0
+                self._hand.out(batch)
                 yield batch
+                if not self._dry_run and (taking or upcoming):
+                    await self._claims.heartbeat()
         finally:
             # Stopped, or a failure: what is being taken is let finish (a claim cut halfway
             # would leave its file in our claim folder until it is stale), then everything
@@ -143,6 +166,18 @@ class SftpSource:
                     pending.append(done)
             if pending:
                 await self.release(pending)
+
+    def _suspect(self, entry: Entry) -> bool:
+        """In hand when an instance died: taken alone."""
+        return entry.name in self._claims.suspects
+
+    def _quarantined_at_recovery(self) -> list[InboundUnit]:
+        """Units for what this instance's recovery quarantined as suspected poison: nothing to
+        apply, counted taken and rejected (each as one, like an unparsable file)."""
+        return [
+            InboundUnit(q.name, [], [Problem("$", POISON_REASON)], rejected_records=1, handle=q)
+            for q in self._claims.take_quarantined()
+        ]
 
     async def _ready(self) -> list[Entry]:
         """The inbound files to take this sweep, oldest first (our claim folder kept alive,
@@ -168,6 +203,11 @@ class SftpSource:
                 f"inbound folder {self._inbound} on {self._store.describe()} cannot be "
                 f"listed: {exc}"
             ) from exc
+        if not self._dry_run:
+            try:
+                await self._claims.load_suspects()
+            except StoreUnavailable as exc:
+                raise DestinationUnwritable(str(exc)) from exc
         entries = [e for e in listed if is_input(e)]
         for link in (e.name for e in listed if e.kind == "link" and _named_input(e.name)):
             if link not in self._said_links:  # once per name, as the local folder says it
@@ -283,12 +323,18 @@ class SftpSource:
             await self._archives.put_back(claimed)
 
     async def complete(self, units: Sequence[InboundUnit]) -> None:
-        if self._dry_run:
-            return
+        try:
+            if not self._dry_run:
+                await self._complete(units)
+        finally:
+            self._hand.back(units)
+
+    async def _complete(self, units: Sequence[InboundUnit]) -> None:
+        in_hand = [unit for unit in units if not isinstance(unit.handle, Quarantined)]
         results = await asyncio.gather(
-            *(self._archive(unit) for unit in units), return_exceptions=True
+            *(self._archive(unit) for unit in in_hand), return_exceptions=True
         )
-        for unit, result in zip(units, results, strict=True):
+        for unit, result in zip(in_hand, results, strict=True):
             if isinstance(result, StoreUnavailable):
                 raise DestinationUnwritable(str(result)) from result
             if isinstance(result, ClaimLost):
@@ -320,15 +366,21 @@ class SftpSource:
                 await self._archives.reject(claimed, unit.problems)
             else:
                 await self._archives.archive(claimed)
+            await self._claims.forget(unit.name)
 
     async def release(self, units: Sequence[InboundUnit]) -> None:
-        if self._dry_run:
-            return
-        for unit in units:
-            claimed = unit.handle
-            assert isinstance(claimed, Claimed)
-            with contextlib.suppress(OSError):
-                await self._archives.put_back(claimed)
+        try:
+            if self._dry_run:
+                return
+            for unit in units:
+                claimed = unit.handle
+                if isinstance(claimed, Quarantined):
+                    continue  # never in hand
+                assert isinstance(claimed, Claimed)
+                with contextlib.suppress(OSError):
+                    await self._archives.put_back(claimed)
+        finally:
+            self._hand.back(units)
 
     async def close(self) -> None:
         await self._claims.stop()
