@@ -10,12 +10,15 @@ import os
 from pathlib import Path, PurePosixPath
 
 import orjson
+import pytest
 
 from tests.builders import client_record
 from tracos_sync.connectors.client_erp.files.local_store import LocalStore
+from tracos_sync.connectors.client_erp.files.sftp.archiving import Archives, Claimed, ClaimLost
 from tracos_sync.connectors.client_erp.files.sftp.settings import SftpFolderSettings
 from tracos_sync.connectors.client_erp.files.sftp.source import SftpSource
 from tracos_sync.connectors.client_erp.files.store import Entry, kind_of
+from tracos_sync.domain.model import Problem
 from tracos_sync.domain.ports import InboundUnit
 from tracos_sync.mapping import builtin_mapping
 
@@ -131,3 +134,35 @@ def test_files_being_taken_when_the_caller_stops_are_given_back(tmp_path: Path) 
     left = sorted(p.name for p in (tmp_path / "in").iterdir() if p.is_file())
     assert left == [f"{n}.json" for n in range(2, 9)]
     assert not any((tmp_path / "in" / ".tracos-claims").rglob("*.json"))
+
+
+def test_an_archive_that_finds_its_claim_gone_says_so_and_leaves_no_reason(
+    tmp_path: Path,
+) -> None:
+    """A claim taken back by another instance: the archive says the claim was lost (not a
+    failure of the archive folder), and a reject leaves no reason file without its file. A
+    missing archive folder, the file still held, is not a lost claim."""
+    folders = {name: tmp_path / name for name in ("in", "processed", "rejected", "claims")}
+    for folder in folders.values():
+        folder.mkdir()
+    archives = Archives(
+        LocalStore(),
+        PurePosixPath(folders["in"]),
+        PurePosixPath(folders["processed"]),
+        PurePosixPath(folders["rejected"]),
+    )
+    held = folders["claims"] / "1.json"
+    seen = Entry("1.json", 2, LONG_AGO, "file")
+    claimed = Claimed("1.json", PurePosixPath(held), seen)
+
+    with pytest.raises(ClaimLost):
+        asyncio.run(archives.reject(claimed, [Problem("$", "bad")]))
+    with pytest.raises(ClaimLost):
+        asyncio.run(archives.archive(claimed))
+    assert list(folders["rejected"].iterdir()) == []
+
+    held.write_bytes(b"{}")
+    folders["processed"].rmdir()
+    with pytest.raises(FileNotFoundError):
+        asyncio.run(archives.archive(claimed))
+    assert held.exists()
