@@ -83,6 +83,11 @@ class FileStore(Protocol):
         ``read`` looks first (a name swapped for a FIFO between the listing and the claim may
         hold an SFTP read until ``SFTP_REQUEST_SECONDS``; a local read never waits)."""
 
+    async def read_at(self, path: PurePosixPath, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes of the file ``path`` from ``offset`` (fewer at its end, none past
+        it): a large file read a piece at a time, each piece on its own (tried again on a new
+        connection if one drops). ``FileNotFoundError`` if it is gone."""
+
     async def create_exclusive(self, path: PurePosixPath, data: bytes) -> None:
         """``path`` holding ``data``, complete and durable before it has its name (a private
         temp name, flushed, then moved without replacing). ``FileExistsError`` if taken."""

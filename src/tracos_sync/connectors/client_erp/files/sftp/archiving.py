@@ -6,7 +6,7 @@ to another instance's recovery told from a missing archive folder."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
@@ -18,6 +18,7 @@ from tracos_sync.domain.text import printable
 
 from ..archive import SIDECAR_SUFFIX, rejected_name
 from ..fsnames import fit_name, free_names
+from ..reading import Parts
 from ..store import Entry, FileStore
 
 NAME_MAX = 255  # OpenSSH serves POSIX file systems; a longer name is refused per file anyway
@@ -31,11 +32,18 @@ class ClaimLost(Exception):
 
 @dataclass(slots=True)
 class Claimed:
-    """A file in hand: its name in the inbound folder, where it is now, and how it looked."""
+    """A file in hand: its name in the inbound folder, where it is now, and how it looked; a
+    large one's parts (being decoded) and the problems its parts found so far."""
 
     name: str
     path: PurePosixPath
     seen: Entry
+    parts: Parts | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+    def open_parts(self) -> bool:
+        """A large file whose last part has not been decoded yet."""
+        return self.parts is not None and not self.parts.done
 
 
 class Archives:
