@@ -166,3 +166,37 @@ def test_an_archive_that_finds_its_claim_gone_says_so_and_leaves_no_reason(
     with pytest.raises(FileNotFoundError):
         asyncio.run(archives.archive(claimed))
     assert held.exists()
+
+
+def test_a_large_file_stopped_between_parts_goes_back_and_is_taken_again(
+    tmp_path: Path,
+) -> None:
+    """A large file comes a part at a time; the caller stopping after its first part puts it
+    back under its name (nothing left in hand, the large-file lock free), and the next sweep
+    takes it again from its start to its last part."""
+    source = _source(tmp_path, LocalStore())
+    big = tmp_path / "in" / "big.json"
+    big.write_bytes(orjson.dumps([client_record(n) for n in range(1, 20_001)]))  # > 4 MiB
+    os.utime(big, (LONG_AGO, LONG_AGO))
+
+    async def sweeps() -> tuple[list[InboundUnit], bool, list[InboundUnit]]:
+        await source.prepare()
+        async with contextlib.aclosing(source.batches(1000)) as batches:
+            first = await anext(batches)
+            await source.complete(first)
+        back = big.exists()
+        again = []
+        async for batch in source.batches(1000):
+            again += batch
+            await source.complete(batch)
+        await source.close()
+        return first, back, again
+
+    first, back, again = asyncio.run(asyncio.wait_for(sweeps(), 60))
+
+    assert [(len(u.records), u.ends_input) for u in first] == [(1000, False)]
+    assert back, "put back under its name"
+    assert sum(len(u.records) for u in again) == 20_000
+    assert [u.ends_input for u in again] == [False] * (len(again) - 1) + [True]
+    assert (tmp_path / "in" / "processed" / "big.json").exists()
+    assert not list((tmp_path / "in" / ".tracos-claims").rglob("*.json"))
