@@ -200,3 +200,39 @@ def test_a_large_file_stopped_between_parts_goes_back_and_is_taken_again(
     assert [u.ends_input for u in again] == [False] * (len(again) - 1) + [True]
     assert (tmp_path / "in" / "processed" / "big.json").exists()
     assert not list((tmp_path / "in" / ".tracos-claims").rglob("*.json"))
+
+
+def test_a_large_files_parts_follow_its_first_part_whatever_is_decoded_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """While small files ahead of a large one are handed out, the large one's first part is
+    decoded in the background: its later parts still come only after it, in order."""
+    source = _source(tmp_path, LocalStore())
+    inbound = tmp_path / "in"
+    for number in range(1, 5):  # the oldest: handed out first, two a batch
+        (inbound / f"s{number}.json").write_bytes(orjson.dumps(client_record(900_000 + number)))
+        os.utime(inbound / f"s{number}.json", (LONG_AGO + number, LONG_AGO + number))
+    big = inbound / "big.json"
+    big.write_bytes(orjson.dumps([client_record(n) for n in range(1, 20_001)]))  # > 4 MiB
+    os.utime(big, (LONG_AGO + 10, LONG_AGO + 10))
+
+    async def taken() -> list[InboundUnit]:
+        await source.prepare()
+        units: list[InboundUnit] = []
+        async for batch in source.batches(2):
+            units += batch
+            await source.complete(batch)
+            if len(units) == 2:  # the large file's first part decoded meanwhile
+                for _ in range(6000):
+                    if source._streaming is not None and source._streaming.open_parts():
+                        break
+                    await asyncio.sleep(0.01)
+        await source.close()
+        return units
+
+    units = asyncio.run(asyncio.wait_for(taken(), 60))
+
+    assert [u.name for u in units[:4]] == ["s1.json", "s2.json", "s3.json", "s4.json"]
+    numbers = [record.number for u in units if u.name == "big.json" for record in u.records]
+    assert numbers == list(range(1, 20_001))
+    assert (inbound / "processed" / "big.json").exists()

@@ -155,8 +155,9 @@ class SftpSource:
                     yield alone
                     if not self._dry_run:
                         await self._claims.heartbeat()
-                    async for part in self._later_parts(max_records):
-                        yield part
+                    async with contextlib.aclosing(self._later_parts(unit, max_records)) as parts:
+                        async for part in parts:
+                            yield part
                     await self._hand.emptied()
                     continue
                 if not pending:
@@ -166,8 +167,9 @@ class SftpSource:
                 yield batch
                 if not self._dry_run and (taking or upcoming or self._streaming):
                     await self._claims.heartbeat()
-                async for part in self._later_parts(max_records):
-                    yield part
+                async with contextlib.aclosing(self._later_parts(batch[-1], max_records)) as parts:
+                    async for part in parts:
+                        yield part
         finally:
             await self._give_back_held(taking, pending)
 
@@ -337,11 +339,16 @@ class SftpSource:
         decoded = claimed.parts.next(size)
         return decoded.unit(claimed.name, claimed, ends_input=claimed.parts.done)
 
-    async def _later_parts(self, size: int) -> AsyncGenerator[list[InboundUnit], None]:
-        """The parts after the first of the large file in hand, one batch each, each decoded
-        while the one before is applied."""
-        claimed = self._streaming
-        while claimed is not None and claimed is self._streaming and claimed.open_parts():
+    async def _later_parts(
+        self, first: InboundUnit, size: int
+    ) -> AsyncGenerator[list[InboundUnit], None]:
+        """The parts after ``first`` (just handed out) of the large file being decoded, one
+        batch each, each decoded while the one before is applied; none when ``first`` is not
+        of that file."""
+        claimed = first.handle
+        if not isinstance(claimed, Claimed):
+            return
+        while claimed is self._streaming and claimed.open_parts():
             try:
                 part = await asyncio.to_thread(self._next_part, claimed, size)
             except BaseException as exc:
