@@ -8,8 +8,7 @@ What each operation relies on (OpenSSH's sftp-server; other servers are checked 
 - durability: ``fsync@openssh.com`` on the written file before it is renamed.
 
 An operation cut by a dropped connection is tried again on a new one, up to the budget; a move
-tried again finds its source gone and its target there when the first try had landed, and counts
-that as done (the source being in a folder of ours, no one else moves it)."""
+tried again that finds its source gone and its target there counts as done (a folder of ours)."""
 
 from __future__ import annotations
 
