@@ -200,8 +200,8 @@ def test_sigterm_ends_a_watch_whose_server_stopped_answering(env: Env, sshd: Ssh
         for pid in stopped:
             os.kill(pid, signal.SIGSTOP)  # the connection stays up; nothing answers
         client_file(sshd, "2.json", client_record(2))
-        # Nothing shows a sweep waiting on a server that does not answer: a few sweeps' time.
-        time.sleep(1)
+        # A sweep's request sent, unread by the stopped server: the stop lands while it waits.
+        wait_until(sshd.has_unread_requests, proc, 30)
         assert names(sshd.served / "in" / "processed") == ["1.json"]  # it is waiting
         result, took = stop(proc)
     finally:

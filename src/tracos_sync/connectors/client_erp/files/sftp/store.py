@@ -19,7 +19,7 @@ import errno
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import PurePosixPath
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncssh
 import structlog
@@ -343,8 +343,17 @@ async def _unless_lost(work: Awaitable[T], lost: asyncio.Event) -> T:
         watcher.cancel()
         if not task.done():
             task.cancel()
+            # Cancelled ourselves (a stop's grace ran out), ``work`` ends later, often with an
+            # error of its own cleanup (a file's close on the dropped connection): taken when it
+            # comes, as nobody awaits it then and asyncio would print it as never retrieved.
+            task.add_done_callback(_outcome_taken)
     if task.done() and not task.cancelled():
         return task.result()
     with contextlib.suppress(BaseException):
         await task  # its cancellation, finished
     raise asyncssh.ConnectionLost("the connection closed during an operation")
+
+
+def _outcome_taken(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
