@@ -146,6 +146,7 @@ def stamped(db: Database[Doc]) -> list[tuple[str, Any, Doc]]:
     return found
 
 
+@pytest.mark.slow
 def test_replicas_share_take_over_and_fence_out_a_frozen_one(
     world: tuple[Env, Path, Load], mongo: MongoClient[Doc]
 ) -> None:
