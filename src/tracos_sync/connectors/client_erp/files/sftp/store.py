@@ -19,7 +19,7 @@ import errno
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import PurePosixPath
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncssh
 import structlog
@@ -329,11 +329,12 @@ async def _holds(sftp: asyncssh.SFTPClient, path: PurePosixPath, data: bytes) ->
 
 
 async def _unless_lost(work: Awaitable[T], lost: asyncio.Event) -> T:
-    """``work``'s result, or its own error, however the connection ends: asyncssh fails the
-    requests of a lost connection itself, so ``work`` is given a moment to end that way (its
-    sub-tasks then end cleanly too); one still waiting after it, on a request asyncssh will
-    never answer, is cancelled and counts as a lost connection."""
+    """``work``'s result, or its own error, however the connection ends: asyncssh fails a lost
+    connection's requests itself, so ``work`` gets a moment to end that way (its sub-tasks end
+    cleanly too); one still waiting, on a request never answered, is cancelled and counts as a
+    lost connection. Cancelled with us (a stop), its late error (a file's close) is retrieved."""
     task = asyncio.ensure_future(work)
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
     watcher = asyncio.ensure_future(lost.wait())
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -341,19 +342,9 @@ async def _unless_lost(work: Awaitable[T], lost: asyncio.Event) -> T:
             await asyncio.wait({task}, timeout=LOST_GRACE_SECONDS)
     finally:
         watcher.cancel()
-        if not task.done():
-            task.cancel()
-            # Cancelled ourselves (a stop's grace ran out), ``work`` ends later, often with an
-            # error of its own cleanup (a file's close on the dropped connection): taken when it
-            # comes, as nobody awaits it then and asyncio would print it as never retrieved.
-            task.add_done_callback(_outcome_taken)
+        task.cancel()  # nothing if it is done
     if task.done() and not task.cancelled():
         return task.result()
     with contextlib.suppress(BaseException):
         await task  # its cancellation, finished
     raise asyncssh.ConnectionLost("the connection closed during an operation")
-
-
-def _outcome_taken(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
