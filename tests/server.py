@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.process import ServerProcess, accepts, start_on_a_port
+from tests.support.process import ServerProcess, start_on_a_port
 from tracos_sync import local_server
 from tracos_sync.local_server import free_port
 
@@ -51,7 +51,7 @@ class Server:
         return self.workdir / "server.log"
 
     def start(self, timeout: float = 60.0) -> Server:
-        """Start and wait until it accepts connections; a port taken by someone else is traded
+        """Start and wait until it listens; a port taken by someone else is traded
         for another on the first start only (tests/support/process.py)."""
         start_on_a_port(
             lambda: self._start(timeout), self._trade_port, may_trade=not self.started_once
@@ -82,8 +82,8 @@ class Server:
             test_commands=self.test_commands,
             log_level="ERROR",
         )
-        self.running = ServerProcess("SecantusDB", process, self.log, log_start)
-        self.running.wait_until_ready(accepts(self.port), timeout, port_taken="in use")
+        running = self.running = ServerProcess("SecantusDB", process, self.log, log_start)
+        running.wait_until_ready(lambda: running.listens_on(self.port), timeout, "in use")
 
     def _trade_port(self) -> None:
         self.port = free_port()

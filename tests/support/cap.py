@@ -157,7 +157,12 @@ class CapServer:
             cwd=self.workdir,
             env=server_environ(),
         )
-        self.running.wait_until_ready(self._answers, timeout, port_taken="EADDRINUSE")
+        running = self.running
+        running.wait_until_ready(
+            lambda: running.listens_on(self.port) and self._answers(),
+            timeout,
+            port_taken="EADDRINUSE",
+        )
 
     def _trade_port(self) -> None:
         self.port = free_port()

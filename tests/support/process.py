@@ -1,6 +1,7 @@
 """The tests' server processes (SecantusDB, SAP's CAP, OpenSSH), handled one way: started in a
 session of their own with their output appended to a log, waited for until ready within a
-deadline (the log's tail in the error), stopped with SIGTERM then SIGKILL, always reaped. A port
+deadline (the log's tail in the error): ready once the process itself listens on its port and
+answers there as it should, stopped with SIGTERM then SIGKILL, always reaped. A port
 taken by someone else between choosing it and the server binding it is traded for another, on a
 first start only: a restart keeps its port, the clients know it."""
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PortTaken", "ServerProcess", "accepts", "greets", "start_on_a_port"]
+__all__ = ["PortTaken", "ServerProcess", "greets", "start_on_a_port"]
 
 # How often readiness is asked again, and how long a stop waits between knocks.
 POLL_SECONDS = 0.02
@@ -58,6 +59,23 @@ class ServerProcess:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def listens_on(self, port: int) -> bool:
+        """Whether this very process listens on ``port``: a probe of the port alone would also
+        be answered by whoever took it first (then this server is about to end, unready)."""
+        sockets = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(OSError):
+                for line in Path(table).read_text().splitlines()[1:]:
+                    fields = line.split()  # local address, state (0A: listening), inode
+                    if fields[3] == "0A" and int(fields[1].rpartition(":")[2], 16) == port:
+                        sockets.add(f"socket:[{fields[9]}]")
+        with contextlib.suppress(OSError):
+            for descriptor in Path(f"/proc/{self.pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(descriptor) in sockets:
+                        return True
+        return False
 
     def said(self) -> str:
         """The end of what the server logged since this start."""
@@ -128,19 +146,8 @@ class ServerProcess:
             os.killpg(self.process.pid, sig)
 
 
-def accepts(port: int) -> Callable[[], bool]:
-    """Ready when a connection to loopback ``port`` is accepted."""
-
-    def probe() -> bool:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1.0):
-            return True
-        return False
-
-    return probe
-
-
 def greets(port: int, greeting: bytes) -> Callable[[], bool]:
-    """Ready when a connection to loopback ``port`` is greeted with ``greeting`` first."""
+    """Whether a connection to loopback ``port`` is greeted with ``greeting`` first."""
 
     def probe() -> bool:
         with (

@@ -248,8 +248,11 @@ class Sshd:
             group=self.account.pw_gid if root else None,
             extra_groups=[] if root else None,
         )
-        self.running.wait_until_ready(
-            greets(self.port, b"SSH-2.0-"), timeout, port_taken="Address already in use"
+        running, greeted = self.running, greets(self.port, b"SSH-2.0-")
+        running.wait_until_ready(
+            lambda: running.listens_on(self.port) and greeted(),
+            timeout,
+            port_taken="Address already in use",
         )
 
     def _trade_port(self) -> None:
