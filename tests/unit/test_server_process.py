@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,8 +34,22 @@ while True:
 """
 
 
+@pytest.fixture(autouse=True)
+def none_left() -> Iterator[None]:
+    """Every server launched is killed at the end, whatever the test found."""
+    yield
+    for server in LAUNCHED:
+        server.kill()
+    LAUNCHED.clear()
+
+
+LAUNCHED: list[ServerProcess] = []
+
+
 def launch(tmp_path: Path, *args: str) -> ServerProcess:
-    return ServerProcess.launch("a server", [sys.executable, "-c", SERVER, *args], tmp_path / "log")
+    command = [sys.executable, "-c", SERVER, *args]
+    LAUNCHED.append(ServerProcess.launch("a server", command, tmp_path / "log"))
+    return LAUNCHED[-1]
 
 
 def free_port() -> int:
