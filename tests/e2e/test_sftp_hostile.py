@@ -214,6 +214,6 @@ def test_sigterm_ends_a_watch_whose_server_stopped_answering(env: Env, sshd: Ssh
     # makes wait out its whole bound; a margin for a loaded machine (6.4 s seen at load 14 on
     # two cores). A stop that waited on the request (SFTP_REQUEST_SECONDS, 60 s) or on the
     # connection's close (5 s more) is still over.
-    assert took < STOP_GRACE_SECONDS + CLOSE_SECONDS + 4, took
+    assert took < STOP_GRACE_SECONDS + CLOSE_SECONDS + 4, f"{took:.1f} s\n{result.output}"
     assert "Task exception was never retrieved" not in result.output, result.output
     assert "Traceback" not in result.output, result.output
