@@ -12,6 +12,7 @@ from structlog.testing import capture_logs
 from tests.support.leases import FakeClock, InMemoryLeaseStore, RecordingWork
 from tracos_sync.domain.errors import DatabaseUnavailable
 from tracos_sync.domain.fence import LeaseLost
+from tracos_sync.domain.ports import Lease
 from tracos_sync.leases.keeper import LeaseKeeper
 
 TTL = 15.0
@@ -296,3 +297,38 @@ def test_leases_lost_at_a_renewal_do_not_hold_up_the_renewal_of_the_others() -> 
     for name in NAMES[2:]:
         stored = world.store.stored[name]
         assert (stored.holder, stored.expires) == ("a", renewed_at + TTL), name
+
+
+class SlowTakes(InMemoryLeaseStore):
+    """Each take waits a round trip; how many were in flight at once is kept."""
+
+    in_flight = 0
+    most = 0
+
+    async def take(self, name: str, holder: str, ttl: float) -> Lease | None:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            await asyncio.sleep(0.01)
+            return await super().take(name, holder, ttl)
+        finally:
+            self.in_flight -= 1
+
+
+def test_hundreds_of_free_leases_are_taken_a_few_at_once_and_never_above_the_share() -> None:
+    world = World()
+    world.store = SlowTakes(world.clock)
+    names = [f"i{n}" for n in range(200)]
+    a, b, c = (
+        LeaseKeeper(world.store, names, r, TTL, work=RecordingWork(world.store), clock=world.clock)
+        for r in "abc"
+    )
+    run(a.round())  # alone: all 200
+    assert len(a.fences) == 200 and world.store.most > 1, "asked one after another"
+    run(b.round())
+    run(c.round())
+    run(a.round())  # three live: a keeps 67 and gives 133 back
+
+    run(b.round())  # 133 free, b's share 67
+
+    assert len(a.fences) == 67 and len(b.fences) in {66, 67}  # 67 + 67 + 66
