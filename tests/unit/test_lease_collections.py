@@ -119,3 +119,25 @@ def test_a_waiting_replica_serves_a_ttl_after_the_others_heartbeat_expired() -> 
         assert not b.fences, db.clock.now
     db.rounds([b], 2)
     assert sorted(b.fences) == NAMES
+
+
+def test_a_replica_frozen_while_the_other_lease_collection_took_over_waits_when_it_wakes() -> None:
+    """G1 of the second hostile pass: a (the right collection) serves, b (a typo) waits; a is
+    frozen past twice the TTL, so b serves, as designed; a wakes: it counts as serving since it
+    woke, not since it first served, so it waits while b serves (both served ~8 s before)."""
+    db = Database()
+    a = db.replica("a", "sync_leases")
+    db.rounds([a])
+    b = db.replica("b", "other_leases")
+    db.rounds([a, b])
+    assert sorted(a.fences) == NAMES and not b.fences
+    while not b.fences:  # a frozen: no round of its own
+        db.rounds([b], 1)
+    assert sorted(b.fences) == NAMES
+    with capture_logs() as logs:
+        for _ in range(6):
+            db.rounds([a, b], 1)
+            assert not a.fences, db.clock.now
+            assert sorted(b.fences) == NAMES
+    said = {str(e["replica"]): str(e["this_replica"]) for e in conflicts(logs)}
+    assert said == {"a": "waits, serving nothing", "b": "serves (the others wait)"}, said

@@ -10,7 +10,9 @@ lease is taken or renewed:
   serve any of its TracOS collections: while one serves, it keeps waiting; otherwise it becomes
   a candidate, as below;
 - a serving replica (or a candidate) registers as serving (since its first such registration,
-  by the server's clock) and reads them again: one of another lease collection that has served
+  by the server's clock; a replica whose heartbeat lapsed, frozen or cut off past its TTL,
+  starts over: meanwhile one of another lease collection may have begun serving) and reads
+  them again: one of another lease collection that has served
   since earlier (the replica's name breaking a tie) makes it wait, giving back what it holds.
 
 Two candidates of different lease collections each write before they read, so at least one of
