@@ -122,6 +122,9 @@ class _HeldBack:
         await self._store.rmdir(path)
 
 
+FIRST = b"first\nSFTP_LOCK_STALE_SECONDS=60\n"
+
+
 def test_of_two_instances_taking_over_one_stale_lock_one_holds_it(sshd: Sshd) -> None:
     out = sshd.served / "out"
     lock = out / LOCK_NAME
@@ -142,11 +145,11 @@ def test_of_two_instances_taking_over_one_stale_lock_one_holds_it(sshd: Sshd) ->
             taking = asyncio.create_task(second.hold())
             await late.reached.wait()  # judged stale, about to take it over
             await first.hold()  # took it over first
-            assert stale.read_bytes() == b"first\n"
+            assert stale.read_bytes() == FIRST
             late.go.set()
             with pytest.raises(LockTimedOut, match="instance first"):
                 await taking
-            assert stale.read_bytes() == b"first\n"  # still the first one's
+            assert stale.read_bytes() == FIRST  # still the first one's
         finally:
             await first.close()
             await second.close()
@@ -154,6 +157,46 @@ def test_of_two_instances_taking_over_one_stale_lock_one_holds_it(sshd: Sshd) ->
             await late_store.close()
 
     asyncio.run(race())
+    assert not lock.exists()
+
+
+def test_a_taker_with_a_shorter_stale_bound_waits_the_one_its_holder_wrote(sshd: Sshd) -> None:
+    """G4 of the second hostile pass: instances with different SFTP_LOCK_STALE_SECONDS. The
+    holder writes its own bound in the lock; a taker waits the larger of its own and that one,
+    so a live lock is never taken over (it was, by one whose bound was shorter), and a stale
+    one still is."""
+    out = sshd.served / "out"
+    lock = out / LOCK_NAME
+    lock.mkdir(parents=True)
+    holder = lock / HOLDER
+    said = b"patient\nSFTP_LOCK_STALE_SECONDS=600\n"
+    holder.write_bytes(said)
+    sshd.give_to_server(out, lock, holder)
+    folder = PurePosixPath(out)
+
+    def refreshed(seconds_ago: float) -> None:
+        then = time.time() - seconds_ago
+        os.utime(holder, (then, then))
+
+    async def take(expect_held: bool) -> None:
+        store = sftp_store(sshd)
+        hasty = OutboundLock(store, folder, "hasty", stale_seconds=4, timeout=0.3)
+        try:
+            if expect_held:
+                with pytest.raises(LockTimedOut, match="instance patient"):
+                    await hasty.hold()
+            else:
+                await hasty.hold()
+                assert holder.read_bytes() == b"hasty\nSFTP_LOCK_STALE_SECONDS=4\n"
+        finally:
+            await hasty.close()
+            await store.close()
+
+    refreshed(30)  # stale by the taker's 4 s, live by the holder's 600 s
+    asyncio.run(take(expect_held=True))
+    assert holder.read_bytes() == said
+    refreshed(700)  # stale by both
+    asyncio.run(take(expect_held=False))
     assert not lock.exists()
 
 
@@ -284,7 +327,7 @@ def test_a_frozen_holder_within_the_stale_bound_defers_the_other_run_naming_it(
         started = time.monotonic()
         other = env.cli("outbound", **sftp_settings(sshd, LOCK_TIMEOUT_SECONDS="1"))
         took = time.monotonic() - started
-        name = (out / LOCK_NAME / HOLDER).read_text().strip()
+        name = (out / LOCK_NAME / HOLDER).read_text().splitlines()[0]
     finally:
         holder.send_signal(signal.SIGCONT)
     stdout, stderr = holder.communicate(timeout=60)

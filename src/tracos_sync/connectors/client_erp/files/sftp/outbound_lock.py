@@ -1,12 +1,14 @@
 """The outbound folder's lock on an SFTP server: the folder ``<outbound>/.tracos-outbound.lock/``,
 made by one ``mkdir`` (which fails when the name is taken), holding a file with this instance's
-name. It spans the sink's "look at the client's copy, compare versions, rename over it", as the
-``flock`` of a local outbound folder does, so that two instances never put an older version back
-over a newer one.
+name and its stale bound. It spans the sink's "look at the client's copy, compare versions,
+rename over it", as the ``flock`` of a local outbound folder does, so that two instances never
+put an older version back over a newer one.
 
 A lease, by the server's clock: the holder rewrites its name file every quarter of
 ``SFTP_LOCK_STALE_SECONDS`` (a write sets its time to the server's now); a lock left unwritten
-that long belongs to an instance that died or froze, and is taken over by renaming the folder
+that long belongs to an instance that died or froze (that long by the larger of the taker's own
+bound and the one the holder wrote in its file: instances set differently never take a live
+lock), and is taken over by renaming the folder
 away under a name made from its time (a rename that never replaces: of several instances taking
 over the same stale lock, one moves it, the others find the name taken) and making a new one.
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -37,6 +40,11 @@ log = structlog.get_logger("tracos_sync.files.sftp")
 
 LOCK_NAME = ".tracos-outbound.lock"
 HOLDER = "holder"
+# The holder file's second line: the holder's own stale bound (a taker waits the larger).
+STALE_KEY = "SFTP_LOCK_STALE_SECONDS="
+# The most a holder file's bound counts for: the setting's own upper bound (a file that says
+# more, or nothing readable, does not keep outbound locked longer).
+STALE_CAP_SECONDS = 3600.0
 TAKEN_SUFFIX = ".taken"
 # A lock not used by any delivery for this long is let go: the pages of one run (or one sweep)
 # share one lock (the next page is read from TracOS meanwhile); a watch between sweeps holds
@@ -133,7 +141,7 @@ class OutboundLock:
         self._folder = folder
         self.path = folder / LOCK_NAME
         self._holder_file = self.path / HOLDER
-        self._mine = f"{instance}\n".encode()
+        self._mine = f"{instance}\n{STALE_KEY}{stale_seconds:g}\n".encode()
         self._stale = stale_seconds
         self._lease = stale_seconds / 2
         self._timeout = timeout
@@ -213,11 +221,14 @@ class OutboundLock:
         moved it away (the caller tries again at once)."""
         try:
             refreshed = await self._last_refreshed(self.path)
-            holder = await self._holder()
+            holder, theirs = await self._holder()
         except FileNotFoundError:
             return None
         age = await self._store.now(self._folder) - refreshed
-        if age <= self._stale:
+        # The holder refreshes by its own bound: judged by ours alone, a shorter one would take
+        # a live lock (G4 of the second hostile pass).
+        stale = max(self._stale, theirs or 0.0)
+        if age <= stale:
             return f"instance {holder} (refreshed {max(age, 0):.0f}s ago)"
         # Named by the stale lock's time: a second taker of the same lock finds it taken.
         away = self._folder / f"{LOCK_NAME}.{int(refreshed)}{TAKEN_SUFFIX}"
@@ -239,18 +250,28 @@ class OutboundLock:
             folder=printable(str(self._folder)),
             holder=holder,
             reason=f"not refreshed for {age:.0f}s by the server's clock, over "
-            f"SFTP_LOCK_STALE_SECONDS={self._stale:g}: its holder died or froze",
+            f"SFTP_LOCK_STALE_SECONDS={stale:g} (the larger of this instance's and its "
+            "holder's): its holder died or froze",
         )
         return None
 
-    async def _holder(self) -> str:
+    async def _holder(self) -> tuple[str, float | None]:
+        """Who holds the lock, and the stale bound it wrote (None: unsaid, as by an older
+        version, or unreadable)."""
         try:
             said = await self._store.read(self._holder_file, 256)
         except FileNotFoundError:
-            return "(starting)"
+            return "(starting)", None
         except OSError:
-            return "(unreadable)"
-        return printable(said.decode(errors="replace").strip()[:120]) or "(empty)"
+            return "(unreadable)", None
+        name, *rest = said.decode(errors="replace").splitlines() or [""]
+        stale = None
+        for line in rest:
+            if line.startswith(STALE_KEY):
+                with contextlib.suppress(ValueError):
+                    value = float(line.removeprefix(STALE_KEY))
+                    stale = min(value, STALE_CAP_SECONDS) if math.isfinite(value) else None
+        return printable(name.strip()[:120]) or "(empty)", stale
 
     async def _keep(self, held: Held) -> None:
         """Refresh ``held`` every quarter of the stale bound while it is used; let it go once
