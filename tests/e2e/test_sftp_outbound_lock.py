@@ -17,15 +17,18 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
+from annotated_types import Ge
 
 from tests.builders import T0, read_json, tracos_doc
 from tests.conftest import Env
 from tests.fakes import InMemoryConnectorStateStore
 from tests.support.sftp import names, sftp_settings, sftp_store
 from tests.support.sshd import Sshd
+from tracos_sync.app.settings import AppSettings
 from tracos_sync.connectors.client_erp.files.sftp.connector import create
 from tracos_sync.connectors.client_erp.files.sftp.outbound_lock import (
     HOLDER,
+    LINGER_SECONDS,
     LOCK_NAME,
     LockTimedOut,
     OutboundLock,
@@ -341,3 +344,56 @@ def test_a_frozen_holder_within_the_stale_bound_defers_the_other_run_naming_it(
     assert holder.returncode == 0, stdout + stderr
     assert len(_written(out)) == 300
     assert env.collection.count_documents({"isSynced": {"$ne": True}}) == 0
+
+
+def _shortest_watch_interval() -> float:
+    metadata = AppSettings.model_fields["watch_interval"].metadata
+    (bound,) = [m.ge for m in metadata if isinstance(m, Ge)]
+    return float(bound)
+
+
+def test_a_watch_sweeping_at_the_shortest_interval_lets_a_run_beside_it_have_the_lock(
+    sshd: Sshd,
+) -> None:
+    """G5 of the second hostile pass: a busy watch (a page each sweep, WATCH_INTERVAL at its
+    lowest) lets go of the lock between sweeps, so a run beside it has it within a few of its
+    tries, not after LOCK_TIMEOUT_SECONDS (the linger was 0.5 s, longer than the interval: the
+    watch never let go)."""
+    out = sshd.served / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    sshd.give_to_server(out)
+    folder = PurePosixPath(out)
+    interval = _shortest_watch_interval()
+    assert interval > LINGER_SECONDS
+
+    async def beside() -> float:
+        watch_store, run_store = sftp_store(sshd), sftp_store(sshd)
+        watch = OutboundLock(watch_store, folder, "watch", stale_seconds=60, timeout=30)
+        run = OutboundLock(run_store, folder, "run", stale_seconds=60, timeout=10)
+        stop = asyncio.Event()
+        swept = asyncio.Event()
+
+        async def sweeps() -> None:
+            while not stop.is_set():
+                held = await watch.hold()
+                await asyncio.sleep(0.02)  # a page delivered
+                watch.done(held)
+                swept.set()
+                await asyncio.sleep(interval)
+
+        sweeping = asyncio.create_task(sweeps())
+        try:
+            await swept.wait()
+            started = time.monotonic()
+            held = await run.hold()  # LockTimedOut: the watch never let go
+            waited = time.monotonic() - started
+            run.done(held)
+            return waited
+        finally:
+            stop.set()
+            await sweeping
+            await asyncio.gather(watch.close(), run.close())
+            await asyncio.gather(watch_store.close(), run_store.close())
+
+    waited = asyncio.run(beside())
+    assert waited < 5, f"waited {waited:.1f}s beside a busy watch"

@@ -48,8 +48,11 @@ STALE_CAP_SECONDS = 3600.0
 TAKEN_SUFFIX = ".taken"
 # A lock not used by any delivery for this long is let go: the pages of one run (or one sweep)
 # share one lock (the next page is read from TracOS meanwhile); a watch between sweeps holds
-# none, so that other instances get their turn.
-LINGER_SECONDS = 0.5
+# none, so that other instances get their turn. Shorter than the shortest WATCH_INTERVAL (0.1 s):
+# at 0.5 s a watch sweeping every 0.1 s never let go, and a run beside it waited
+# LOCK_TIMEOUT_SECONDS every time (G5 of the second hostile pass). A page read later than this
+# costs a release and a take (five requests), not a wait.
+LINGER_SECONDS = 0.05
 # Polling a held lock: first soon, then at most this often (each try is a few requests).
 _FIRST_RETRY = 0.05
 _MAX_RETRY = 0.5
