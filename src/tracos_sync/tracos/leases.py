@@ -10,6 +10,7 @@ than the writes it fences.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -125,28 +126,27 @@ class MongoLeaseStore:
         come before the integration's first sweep). Building it reads the collection once;
         every later read is one key, however large the collection (measured on SecantusDB at
         100,000 work orders: 2.4 s a scan, 0.02 s by the index)."""
-        highest = 0
-        for database, collection in self._stamped.get(name, ()):
+
+        async def highest_in(database: str, collection: str) -> int:
             stamps = self._client[database][collection]
 
-            async def read(
-                stamps: AsyncCollection[Doc] = stamps,
-                where: tuple[str, str] = (database, collection),
-            ) -> Doc | None:
-                if where not in self._indexed:
+            async def read() -> Doc | None:
+                if (database, collection) not in self._indexed:
                     if not has_stamp_index([ix async for ix in await stamps.list_indexes()]):
                         await stamps.with_options(
                             write_concern=self._leases.write_concern
                         ).create_index(STAMP_INDEX, **STAMP_INDEX_OPTIONS)
-                    self._indexed.add(where)
+                    self._indexed.add((database, collection))
                 return await stamps.find_one(STAMPED, {f"{STAMP}.epoch": 1}, sort=STAMP_INDEX)
 
             # Not held to one attempt's deadline: building the index on a large collection
             # takes what a scan does, once.
             doc = await self._retrier.call("read the highest stamp", read)
-            if doc is not None:
-                highest = max(highest, int(doc[STAMP]["epoch"]))
-        return highest
+            return 0 if doc is None else int(doc[STAMP]["epoch"])
+
+        # At once: read at every take, one round trip, not one per collection.
+        found = await asyncio.gather(*(highest_in(*where) for where in self._stamped.get(name, ())))
+        return max(found, default=0)
 
     async def renew(self, lease: Lease, ttl: float) -> Lease | None:
         held = {"_id": lease_id(lease.name), "holder": lease.holder, "epoch": lease.epoch}
