@@ -284,6 +284,14 @@ def _written(out: Path) -> list[str]:
     return [p for p in names(out) if p.endswith(".json") and not p.startswith(".")]
 
 
+def _in_flight(out: Path) -> bool:
+    """Temp files of outbound files on their way, in the lock folder."""
+    try:
+        return any(name != HOLDER for name in names(out / LOCK_NAME))
+    except FileNotFoundError:  # let go between two listings
+        return False
+
+
 def test_a_holder_frozen_past_the_stale_bound_is_taken_over_and_writes_nothing_after(
     env: Env, sshd: Sshd
 ) -> None:
@@ -295,8 +303,10 @@ def test_a_holder_frozen_past_the_stale_bound_is_taken_over_and_writes_nothing_a
     out = sshd.served / "out"
     holder = env.popen("outbound", **settings)
     try:
-        # Frozen with writes in flight: its lock is there and its first files have landed.
-        _wait_for(lambda: (out / LOCK_NAME / HOLDER).exists() and _written(out), holder, 60)
+        # Frozen with writes in flight: its first files have landed and others are on their
+        # way (their temp files are in its lock folder; frozen between two pages, it would
+        # have had nothing to defer).
+        _wait_for(lambda: _written(out) and _in_flight(out), holder, 60)
         holder.send_signal(signal.SIGSTOP)
         # Meanwhile every order changes in TracOS; the other instance sends the new version.
         newer = T0 + timedelta(days=1)
