@@ -6,11 +6,10 @@ put an older version back over a newer one.
 
 A lease, by the server's clock: the holder rewrites its name file every quarter of
 ``SFTP_LOCK_STALE_SECONDS`` (a write sets its time to the server's now); a lock left unwritten
-that long belongs to an instance that died or froze (that long by the larger of the taker's own
-bound and the one the holder wrote in its file: instances set differently never take a live
-lock), and is taken over by renaming the folder
-away under a name made from its time (a rename that never replaces: of several instances taking
-over the same stale lock, one moves it, the others find the name taken) and making a new one.
+that long (the larger of the taker's and the holder's bound: ``lock_holder``) belongs to an
+instance that died or froze, and is taken over by renaming the folder away under a name made
+from its time (a rename that never replaces: of several instances taking over the same stale
+lock, one moves it, the others find the name taken) and making a new one.
 
 Fenced twice. The holder renames nothing once half the bound has passed since its last refresh
 was sent (its own monotonic clock, checked right before each rename). And its temp files are
@@ -24,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -35,23 +33,17 @@ import structlog
 from tracos_sync.domain.text import printable
 
 from ..store import Entry
+from .lock_holder import HolderSaid, holder_file, read_holder_file
 
 log = structlog.get_logger("tracos_sync.files.sftp")
 
 LOCK_NAME = ".tracos-outbound.lock"
 HOLDER = "holder"
-# The holder file's second line: the holder's own stale bound (a taker waits the larger).
-STALE_KEY = "SFTP_LOCK_STALE_SECONDS="
-# The most a holder file's bound counts for: the setting's own upper bound (a file that says
-# more, or nothing readable, does not keep outbound locked longer).
-STALE_CAP_SECONDS = 3600.0
 TAKEN_SUFFIX = ".taken"
 # A lock not used by any delivery for this long is let go: the pages of one run (or one sweep)
 # share one lock (the next page is read from TracOS meanwhile); a watch between sweeps holds
-# none, so that other instances get their turn. Shorter than the shortest WATCH_INTERVAL (0.1 s):
-# at 0.5 s a watch sweeping every 0.1 s never let go, and a run beside it waited
-# LOCK_TIMEOUT_SECONDS every time (G5 of the second hostile pass). A page read later than this
-# costs a release and a take (five requests), not a wait.
+# none, so that other instances get their turn: shorter than the shortest WATCH_INTERVAL (0.1 s;
+# at 0.5 s a watch sweeping every 0.1 s never let go, G5 of the second hostile pass).
 LINGER_SECONDS = 0.05
 # Polling a held lock: first soon, then at most this often (each try is a few requests).
 _FIRST_RETRY = 0.05
@@ -144,7 +136,7 @@ class OutboundLock:
         self._folder = folder
         self.path = folder / LOCK_NAME
         self._holder_file = self.path / HOLDER
-        self._mine = f"{instance}\n{STALE_KEY}{stale_seconds:g}\n".encode()
+        self._mine = holder_file(instance, stale_seconds)
         self._stale = stale_seconds
         self._lease = stale_seconds / 2
         self._timeout = timeout
@@ -224,15 +216,13 @@ class OutboundLock:
         moved it away (the caller tries again at once)."""
         try:
             refreshed = await self._last_refreshed(self.path)
-            holder, theirs = await self._holder()
+            holder = await self._holder()
         except FileNotFoundError:
             return None
         age = await self._store.now(self._folder) - refreshed
-        # The holder refreshes by its own bound: judged by ours alone, a shorter one would take
-        # a live lock (G4 of the second hostile pass).
-        stale = max(self._stale, theirs or 0.0)
+        stale = max(self._stale, holder.stale_seconds or 0.0)  # it refreshes by its own
         if age <= stale:
-            return f"instance {holder} (refreshed {max(age, 0):.0f}s ago)"
+            return f"instance {holder.name} (refreshed {max(age, 0):.0f}s ago)"
         # Named by the stale lock's time: a second taker of the same lock finds it taken.
         away = self._folder / f"{LOCK_NAME}.{int(refreshed)}{TAKEN_SUFFIX}"
         try:
@@ -251,30 +241,21 @@ class OutboundLock:
         log.warning(
             "sftp.outbound_lock_taken_over",
             folder=printable(str(self._folder)),
-            holder=holder,
+            holder=holder.name,
             reason=f"not refreshed for {age:.0f}s by the server's clock, over "
             f"SFTP_LOCK_STALE_SECONDS={stale:g} (the larger of this instance's and its "
             "holder's): its holder died or froze",
         )
         return None
 
-    async def _holder(self) -> tuple[str, float | None]:
-        """Who holds the lock, and the stale bound it wrote (None: unsaid, as by an older
-        version, or unreadable)."""
+    async def _holder(self) -> HolderSaid:
+        """Who holds the lock, and the stale bound it wrote (``lock_holder``)."""
         try:
-            said = await self._store.read(self._holder_file, 256)
+            return read_holder_file(await self._store.read(self._holder_file, 256))
         except FileNotFoundError:
-            return "(starting)", None
+            return HolderSaid("(starting)", None)
         except OSError:
-            return "(unreadable)", None
-        name, *rest = said.decode(errors="replace").splitlines() or [""]
-        stale = None
-        for line in rest:
-            if line.startswith(STALE_KEY):
-                with contextlib.suppress(ValueError):
-                    value = float(line.removeprefix(STALE_KEY))
-                    stale = min(value, STALE_CAP_SECONDS) if math.isfinite(value) else None
-        return printable(name.strip()[:120]) or "(empty)", stale
+            return HolderSaid("(unreadable)", None)
 
     async def _keep(self, held: Held) -> None:
         """Refresh ``held`` every quarter of the stale bound while it is used; let it go once
