@@ -17,7 +17,7 @@ from tracos_sync.app import Database, Runtime
 from tracos_sync.domain.errors import ConfigurationError, SyncError
 from tracos_sync.domain.fence import Fence
 from tracos_sync.domain.ports import LeaseStore
-from tracos_sync.leases.collection_guard import CollectionGuard
+from tracos_sync.leases.collection_guard import CollectionGuard, pick_one
 from tracos_sync.leases.keeper import DEADLINE_SHARE, RENEWALS, replica_name
 
 log = structlog.get_logger("tracos_sync.leases")
@@ -46,10 +46,12 @@ async def run_leases(
         # Said in full by the guard; a cron job must not read this as a quiet success.
         with contextlib.suppress(SyncError):
             await guard.leave()
+        mine = settings.lease_collection
+        others = guard.other_lease_collections
         raise ConfigurationError(
-            f"replicas keeping their leases in another collection than "
-            f"LEASE_COLLECTION={settings.lease_collection} serve these TracOS collections: "
-            "nothing done (see lease.collection_conflict)"
+            f"nothing done: replicas of LEASE_COLLECTION {', '.join(others)} serve these "
+            f"TracOS collections, this run's is {mine} (see lease.collection_conflict); "
+            f"{pick_one(mine, others)}"
         )
     fences: dict[str, Fence] = {}
     for integration in runtime.integrations:

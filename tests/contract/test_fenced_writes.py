@@ -272,6 +272,49 @@ async def test_a_new_lease_document_starts_above_every_stamp_of_its_collections(
     assert (await world.doc("state", {"_id": "watermark"}))["syncLease"]["epoch"] == 5
 
 
+async def test_a_lease_taken_again_starts_above_the_stamps_of_another_lease_collection(
+    world: World,
+) -> None:
+    """G2 of the second hostile pass: a (sync_leases) held the lease, b (a mis-set
+    LEASE_COLLECTION) served meanwhile and stamped higher epochs, stood aside; a takes its old
+    lease document again above b's stamps, so its writes to what b wrote go through (they were
+    refused one lost lease at a time, stalling edits for seconds)."""
+    collections = [(world.database, name) for name in ("w", "state", "letters")]
+    stamped = {"acme": collections}
+    mine = MongoLeaseStore(world.client, world.database, "leases", Retrier(5), stamped=stamped)
+    other = MongoLeaseStore(world.client, world.database, "typo", Retrier(5), stamped=stamped)
+    world.leases = mine
+    first = await world.hold("a", ttl=60)
+    await world.repository(first).prepare()
+    await world.repository(first).apply([order(1), order(2)], NOW)
+    await world.state(first).put("watermark", {"at": 0})
+    assert await mine.give_back(first.lease)
+    for _ in range(3):  # b's epochs climb past a's
+        taken = await other.take("acme", "b", 60)
+        assert taken is not None and await other.give_back(taken)
+    taken = await other.take("acme", "b", 60)
+    assert taken is not None
+    b = Fence(taken, math.inf)
+    later = [order(1, T0 + timedelta(seconds=1)), order(2, T0 + timedelta(seconds=1))]
+    assert (await world.repository(b).apply(later, NOW)).updated == 2
+    await world.state(b).put("watermark", {"at": 1})
+    assert await other.give_back(taken)  # b stood aside
+    assert (await world.doc("w", {"number": 2}))["syncLease"]["epoch"] == b.epoch > 3
+    again = await mine.take("acme", "a", 60)
+    assert again is not None and again.epoch == b.epoch + 1
+    fence = Fence(again, math.inf)
+    await world.client[world.database]["w"].update_many({}, {"$set": {"isSynced": False}})
+    with capture_logs() as logs:
+        assert (
+            await world.repository(fence).mark_synced(await exports(world.repository(fence)), NOW)
+            == 2
+        )
+        updated = await world.repository(fence).apply([order(2, T0 + timedelta(seconds=2))], NOW)
+        await world.state(fence).put("watermark", {"at": 2})
+    assert updated.updated == 1 and fence.writable()
+    assert not [e for e in logs if e["event"] == "lease.foreign_stamp"], logs
+
+
 async def test_a_stamp_above_every_epoch_of_the_lease_collection_is_said(world: World) -> None:
     """Only a replica keeping its leases elsewhere (another LEASE_COLLECTION) stamps above the
     lease document's epoch; a take-over within the collection is not said."""
@@ -296,3 +339,6 @@ async def test_a_stamp_above_every_epoch_of_the_lease_collection_is_said(world: 
         await world.repository(new).mark_synced(pending[1:], NOW)
     said = [e for e in logs if e["event"] == "lease.foreign_stamp"]
     assert len(said) == 1 and said[0]["stamp_holder"] == "elsewhere", logs
+    # Blames no replica that may have stood aside: says what happens now, and when to act.
+    reason = str(said[0]["reason"])
+    assert "taken again above the stamp" in reason and "Said again and again" in reason, reason

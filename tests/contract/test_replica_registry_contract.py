@@ -92,3 +92,17 @@ async def test_an_unregistered_replica_is_gone_at_once(harness: Harness) -> None
     await other.register("b", TTL, serving=True)
     await other.unregister("b")
     assert await harness.of("sync_leases", ["t.a"]).elsewhere() == []
+
+
+async def test_a_serving_replica_whose_heartbeat_lapsed_starts_over(harness: Harness) -> None:
+    """G1 of the second hostile pass: a replica frozen past its TTL keeps no seniority, so that
+    one of another lease collection that began serving meanwhile stays the earlier one."""
+    other = harness.of("other_leases", ["t.a"])
+    first = await other.register("a", TTL, serving=True)
+    await harness.wait(TTL * 0.3)
+    assert await other.register("a", TTL, serving=True) == first, "renewed in time: kept"
+    await harness.wait(TTL * 1.4)  # its heartbeat lapsed
+    again = await other.register("a", TTL, serving=True)
+    assert first is not None and again is not None and again > first
+    (seen,) = await harness.of("sync_leases", ["t.a"]).elsewhere()
+    assert seen.serving_since == again

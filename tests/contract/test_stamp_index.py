@@ -1,6 +1,6 @@
-"""A new lease document reads the highest stamp already on its integration's collections by one
+"""A take reads the highest stamp already on its integration's collections by one
 key of a partial index, not a scan (issue 25, F2 of the lease-collection fixes): at 100,000 work
-orders, a scan costs seconds on SecantusDB at each new lease document, and the keeper's round
+orders, a scan costs seconds on SecantusDB at each take, and the keeper's round
 waits for it."""
 
 from __future__ import annotations

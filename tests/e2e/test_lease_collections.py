@@ -1,6 +1,7 @@
 """Two replicas of one deployment on one database, one with another LEASE_COLLECTION (issue 25,
 F1 of the lease-collection fixes): the second says so within one lease period, naming both
-collections and what to set, serves nothing (no lease taken in its collection, no work order
+collections and that the operator must pick one (G3 of the second hostile pass: never
+recommending either), serves nothing (no lease taken in its collection, no work order
 written by it: nothing applied twice), a one-shot run set like it serves nothing either, and
 ``check`` FAILs on it from either side. The registry's collection is refused to anything else."""
 
@@ -21,6 +22,10 @@ Doc = dict[str, Any]
 TTL = 2.0
 FAST = {"LEASES": "true", "LEASE_SECONDS": str(TTL), "WATCH_INTERVAL": "0.2"}
 NAMES = ["c0", "c1"]
+PICK_ONE = (
+    "differ in LEASE_COLLECTION (other_leases, sync_leases): pick the one you intend and set it "
+    "on every replica"
+)
 
 
 def events(output: str) -> list[Doc]:
@@ -56,11 +61,19 @@ def test_a_replica_with_another_lease_collection_says_so_at_once_and_serves_noth
         serving = {doc["holder"] for doc in leases.find({"kind": "integration"})}
         once = env.cli(*args, "run", LEASE_COLLECTION="other_leases", **FAST)  # cron, mis-set
         assert once.code == 2 and "lease.collection_conflict" in once.output, once.output
+        exits = [line for line in once.output.splitlines() if "config.invalid" in line]
+        assert exits and all(PICK_ONE in line for line in exits), once.output  # its own text
         for config in ({}, {"LEASE_COLLECTION": "other_leases"}):
             checked = env.cli(*args, "check", **FAST, **config)
             assert checked.code != 0, checked.output
             assert "lease collection" in checked.output, checked.output
-            assert "set LEASE_COLLECTION=sync_leases on every replica" in checked.output
+            assert PICK_ONE in checked.output, checked.output
+            assert "set LEASE_COLLECTION=" not in checked.output, checked.output
+        # The waiting side's leases: no one takes them while the conflict lasts.
+        assert "the next replica's round takes it" not in checked.output, checked.output
+        assert "no replica of other_leases takes it while replicas of sync_leases" in (
+            checked.output
+        ), checked.output
     finally:
         second = stop(b)[0] if b is not None else None
         first = stop(a)[0]
@@ -74,7 +87,7 @@ def test_a_replica_with_another_lease_collection_says_so_at_once_and_serves_noth
     assert seconds < TTL, f"said {seconds:.2f} s after its start"
     assert conflict["lease_collection"] == "other_leases"
     assert conflict["other_lease_collections"] == ["sync_leases"]
-    assert "set LEASE_COLLECTION=sync_leases on every replica" in conflict["reason"]
+    assert PICK_ONE in conflict["reason"], conflict["reason"]
     assert not [e for e in said if e["event"] in ("lease.taken", "run.summary", "inbound.applied")]
     assert db["other_leases"].count_documents({"kind": "integration"}) == 0
     holders = {doc["syncLease"]["holder"] for n in NAMES for doc in db[n].find()}

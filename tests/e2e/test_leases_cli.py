@@ -38,7 +38,9 @@ def test_check_and_metrics_say_which_replica_holds_which_integration_since_when(
     )
     try:
         held = re.compile(r'tracos_sync_lease_held\{integration="c1",replica="([^"]+)"\} 1\.0')
-        wait_until(lambda: bool(held.search(metrics_or_empty(port))), proc, 30)
+        both = re.compile(r'tracos_sync_lease_held\{integration="c[01]",[^}]*\} 1\.0')
+        # Both: the leases are taken one after the other, c1 may come first.
+        wait_until(lambda: len(both.findall(metrics_or_empty(port))) == 2, proc, 30)
         page = metrics_or_empty(port)
         match = held.search(page)
         assert match is not None

@@ -23,9 +23,11 @@ from tests.conftest import Env
 from tests.fakes import InMemoryConnectorStateStore
 from tests.support.sftp import names, sftp_settings, sftp_store
 from tests.support.sshd import Sshd
+from tracos_sync.app.settings import AppSettings
 from tracos_sync.connectors.client_erp.files.sftp.connector import create
 from tracos_sync.connectors.client_erp.files.sftp.outbound_lock import (
     HOLDER,
+    LINGER_SECONDS,
     LOCK_NAME,
     LockTimedOut,
     OutboundLock,
@@ -122,6 +124,9 @@ class _HeldBack:
         await self._store.rmdir(path)
 
 
+FIRST = b"first\nSFTP_LOCK_STALE_SECONDS=60\n"
+
+
 def test_of_two_instances_taking_over_one_stale_lock_one_holds_it(sshd: Sshd) -> None:
     out = sshd.served / "out"
     lock = out / LOCK_NAME
@@ -142,11 +147,11 @@ def test_of_two_instances_taking_over_one_stale_lock_one_holds_it(sshd: Sshd) ->
             taking = asyncio.create_task(second.hold())
             await late.reached.wait()  # judged stale, about to take it over
             await first.hold()  # took it over first
-            assert stale.read_bytes() == b"first\n"
+            assert stale.read_bytes() == FIRST
             late.go.set()
             with pytest.raises(LockTimedOut, match="instance first"):
                 await taking
-            assert stale.read_bytes() == b"first\n"  # still the first one's
+            assert stale.read_bytes() == FIRST  # still the first one's
         finally:
             await first.close()
             await second.close()
@@ -154,6 +159,46 @@ def test_of_two_instances_taking_over_one_stale_lock_one_holds_it(sshd: Sshd) ->
             await late_store.close()
 
     asyncio.run(race())
+    assert not lock.exists()
+
+
+def test_a_taker_with_a_shorter_stale_bound_waits_the_one_its_holder_wrote(sshd: Sshd) -> None:
+    """G4 of the second hostile pass: instances with different SFTP_LOCK_STALE_SECONDS. The
+    holder writes its own bound in the lock; a taker waits the larger of its own and that one,
+    so a live lock is never taken over (it was, by one whose bound was shorter), and a stale
+    one still is."""
+    out = sshd.served / "out"
+    lock = out / LOCK_NAME
+    lock.mkdir(parents=True)
+    holder = lock / HOLDER
+    said = b"patient\nSFTP_LOCK_STALE_SECONDS=600\n"
+    holder.write_bytes(said)
+    sshd.give_to_server(out, lock, holder)
+    folder = PurePosixPath(out)
+
+    def refreshed(seconds_ago: float) -> None:
+        then = time.time() - seconds_ago
+        os.utime(holder, (then, then))
+
+    async def take(expect_held: bool) -> None:
+        store = sftp_store(sshd)
+        hasty = OutboundLock(store, folder, "hasty", stale_seconds=4, timeout=0.3)
+        try:
+            if expect_held:
+                with pytest.raises(LockTimedOut, match="instance patient"):
+                    await hasty.hold()
+            else:
+                await hasty.hold()
+                assert holder.read_bytes() == b"hasty\nSFTP_LOCK_STALE_SECONDS=4\n"
+        finally:
+            await hasty.close()
+            await store.close()
+
+    refreshed(30)  # stale by the taker's 4 s, live by the holder's 600 s
+    asyncio.run(take(expect_held=True))
+    assert holder.read_bytes() == said
+    refreshed(700)  # stale by both
+    asyncio.run(take(expect_held=False))
     assert not lock.exists()
 
 
@@ -238,6 +283,14 @@ def _written(out: Path) -> list[str]:
     return [p for p in names(out) if p.endswith(".json") and not p.startswith(".")]
 
 
+def _in_flight(out: Path) -> bool:
+    """Temp files of outbound files on their way, in the lock folder."""
+    try:
+        return any(name != HOLDER for name in names(out / LOCK_NAME))
+    except FileNotFoundError:  # let go between two listings
+        return False
+
+
 def test_a_holder_frozen_past_the_stale_bound_is_taken_over_and_writes_nothing_after(
     env: Env, sshd: Sshd
 ) -> None:
@@ -249,8 +302,10 @@ def test_a_holder_frozen_past_the_stale_bound_is_taken_over_and_writes_nothing_a
     out = sshd.served / "out"
     holder = env.popen("outbound", **settings)
     try:
-        # Frozen with writes in flight: its lock is there and its first files have landed.
-        _wait_for(lambda: (out / LOCK_NAME / HOLDER).exists() and _written(out), holder, 60)
+        # Frozen with writes in flight: its first files have landed and others are on their
+        # way (their temp files are in its lock folder; frozen between two pages, it would
+        # have had nothing to defer).
+        _wait_for(lambda: _written(out) and _in_flight(out), holder, 60)
         holder.send_signal(signal.SIGSTOP)
         # Meanwhile every order changes in TracOS; the other instance sends the new version.
         newer = T0 + timedelta(days=1)
@@ -284,7 +339,7 @@ def test_a_frozen_holder_within_the_stale_bound_defers_the_other_run_naming_it(
         started = time.monotonic()
         other = env.cli("outbound", **sftp_settings(sshd, LOCK_TIMEOUT_SECONDS="1"))
         took = time.monotonic() - started
-        name = (out / LOCK_NAME / HOLDER).read_text().strip()
+        name = (out / LOCK_NAME / HOLDER).read_text().splitlines()[0]
     finally:
         holder.send_signal(signal.SIGCONT)
     stdout, stderr = holder.communicate(timeout=60)
@@ -298,3 +353,54 @@ def test_a_frozen_holder_within_the_stale_bound_defers_the_other_run_naming_it(
     assert holder.returncode == 0, stdout + stderr
     assert len(_written(out)) == 300
     assert env.collection.count_documents({"isSynced": {"$ne": True}}) == 0
+
+
+def _shortest_watch_interval() -> float:
+    return float(AppSettings.model_json_schema()["properties"]["watch_interval"]["minimum"])
+
+
+def test_a_watch_sweeping_at_the_shortest_interval_lets_a_run_beside_it_have_the_lock(
+    sshd: Sshd,
+) -> None:
+    """G5 of the second hostile pass: a busy watch (a page each sweep, WATCH_INTERVAL at its
+    lowest) lets go of the lock between sweeps, so a run beside it has it within a few of its
+    tries, not after LOCK_TIMEOUT_SECONDS (the linger was 0.5 s, longer than the interval: the
+    watch never let go)."""
+    out = sshd.served / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    sshd.give_to_server(out)
+    folder = PurePosixPath(out)
+    interval = _shortest_watch_interval()
+    assert interval > LINGER_SECONDS
+
+    async def beside() -> float:
+        watch_store, run_store = sftp_store(sshd), sftp_store(sshd)
+        watch = OutboundLock(watch_store, folder, "watch", stale_seconds=60, timeout=30)
+        run = OutboundLock(run_store, folder, "run", stale_seconds=60, timeout=10)
+        stop = asyncio.Event()
+        swept = asyncio.Event()
+
+        async def sweeps() -> None:
+            while not stop.is_set():
+                held = await watch.hold()
+                await asyncio.sleep(0.02)  # a page delivered
+                watch.done(held)
+                swept.set()
+                await asyncio.sleep(interval)
+
+        sweeping = asyncio.create_task(sweeps())
+        try:
+            await swept.wait()
+            started = time.monotonic()
+            held = await run.hold()  # LockTimedOut: the watch never let go
+            waited = time.monotonic() - started
+            run.done(held)
+            return waited
+        finally:
+            stop.set()
+            await sweeping
+            await asyncio.gather(watch.close(), run.close())
+            await asyncio.gather(watch_store.close(), run_store.close())
+
+    waited = asyncio.run(beside())
+    assert waited < 5, f"waited {waited:.1f}s beside a busy watch"

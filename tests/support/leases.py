@@ -200,7 +200,9 @@ class InMemoryReplicaRegistry:
         before = self.shared.entries.get(replica)
         since = None
         if serving:
-            since = before.since if before and before.since is not None else clock.now
+            since = clock.now  # a heartbeat that lapsed starts over, as the MongoDB one
+            if before is not None and before.since is not None and before.expires > clock.now:
+                since = before.since
         self.shared.entries[replica] = _Registered(
             self.leases, self.collections, ttl, clock.now + ttl, since
         )

@@ -55,6 +55,14 @@ def conflicts(logs: list[dict[str, object]]) -> list[dict[str, object]]:
     return [e for e in logs if e["event"] == "lease.collection_conflict"]
 
 
+def assert_names_both_and_picks_none(said: dict[str, object]) -> None:
+    """G3 of the second hostile pass: which collection serves says only whose replicas came
+    first (a typo may), so the advice names both, says they differ, and recommends neither."""
+    reason = str(said["reason"])
+    assert "differ in LEASE_COLLECTION (other_leases, sync_leases)" in reason, reason
+    assert "pick the one you intend" in reason and "LEASE_COLLECTION=" not in reason, reason
+
+
 def test_a_replica_of_another_lease_collection_waits_and_both_say_so() -> None:
     db = Database()
     a = db.replica("a", "sync_leases")
@@ -66,7 +74,7 @@ def test_a_replica_of_another_lease_collection_waits_and_both_say_so() -> None:
     assert not b.fences and not db.stores["other_leases"].stored
     (said,) = conflicts(logs)
     assert said["replica"] == "b" and said["other_lease_collections"] == ["sync_leases"]
-    assert "LEASE_COLLECTION=sync_leases" in str(said["reason"]), said
+    assert_names_both_and_picks_none(said)
     with capture_logs() as logs:
         db.rounds([a, b], 6)
     assert sorted(a.fences) == NAMES and not b.fences
@@ -119,3 +127,27 @@ def test_a_waiting_replica_serves_a_ttl_after_the_others_heartbeat_expired() -> 
         assert not b.fences, db.clock.now
     db.rounds([b], 2)
     assert sorted(b.fences) == NAMES
+
+
+def test_a_replica_frozen_while_the_other_lease_collection_took_over_waits_when_it_wakes() -> None:
+    """G1 of the second hostile pass: a (the right collection) serves, b (a typo) waits; a is
+    frozen past twice the TTL, so b serves, as designed; a wakes: it counts as serving since it
+    woke, not since it first served, so it waits while b serves (both served ~8 s before)."""
+    db = Database()
+    a = db.replica("a", "sync_leases")
+    db.rounds([a])
+    b = db.replica("b", "other_leases")
+    db.rounds([a, b])
+    assert sorted(a.fences) == NAMES and not b.fences
+    while not b.fences:  # a frozen: no round of its own
+        db.rounds([b], 1)
+    assert sorted(b.fences) == NAMES
+    with capture_logs() as logs:
+        for _ in range(6):
+            db.rounds([a, b], 1)
+            assert not a.fences, db.clock.now
+            assert sorted(b.fences) == NAMES
+    said = {str(e["replica"]): str(e["this_replica"]) for e in conflicts(logs)}
+    assert said == {"a": "waits, serving nothing", "b": "serves (the others wait)"}, said
+    for event in conflicts(logs):  # the typo serves: neither side recommends it
+        assert_names_both_and_picks_none(event)

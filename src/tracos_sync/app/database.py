@@ -199,7 +199,7 @@ class Database:
         """The leases of ``collection``. An operation waits an outage out for a sixth of the
         TTL, an attempt for a third at most: the keeper tries again a third of the TTL later,
         and a lease is lost at its deadline whatever happens. ``integrations``: whose stamped
-        collections a new lease document's epoch starts above."""
+        collections every take's epoch starts above."""
         retrier = Retrier(ttl / 6, log_retries=False)
         stamped = {
             integration.name: [

@@ -15,6 +15,7 @@ from tracos_sync.app.runtime import Runtime
 from tracos_sync.connectors.client_erp.trial import sample_checks
 from tracos_sync.domain.errors import SyncError
 from tracos_sync.domain.ports import ConnectorContext, HealthCheck, Registration, ReplicaRecord
+from tracos_sync.leases.collection_guard import pick_one
 
 
 async def check(runtime: Runtime) -> list[HealthCheck]:
@@ -74,6 +75,8 @@ async def _leases(runtime: Runtime, database: Database) -> list[HealthCheck]:
     checks = [_replicas(replicas), _lease_collections(settings.lease_collection, elsewhere)]
     ttl = max([settings.lease_seconds, *(replica.ttl for replica in replicas)])
     settled = any(replica.up > 2 * ttl for replica in replicas)
+    # Replicas of another lease collection serve: no replica of this one takes a lease here.
+    aside = sorted({o.leases for o in elsewhere if o.serving_since is not None})
     for integration in runtime.integrations:
         record = records.get(integration.name)
         label = f"{integration.name}: lease" if runtime.named else "lease"
@@ -87,7 +90,13 @@ async def _leases(runtime: Runtime, database: Database) -> list[HealthCheck]:
             else:
                 last = f", last held by {record.holder}" if record.holder else ""
                 detail = f"free (epoch {record.epoch}{last})"
-            if settled:
+            if aside:
+                ok = False
+                detail += (
+                    f": no replica of {settings.lease_collection} takes it while replicas of "
+                    f"{', '.join(aside)} serve these TracOS collections (see lease collection)"
+                )
+            elif settled:
                 ok = False
                 detail += (
                     f", while replicas have been live for over twice LEASE_SECONDS ({ttl:g} s): "
@@ -105,8 +114,6 @@ def _lease_collections(mine: str, elsewhere: Sequence[Registration]) -> HealthCh
     wait, and which one is a matter of who came first."""
     if not elsewhere:
         return HealthCheck("lease collection", True, f"{mine}, as every replica's")
-    serving = sorted({o.leases for o in elsewhere if o.serving_since is not None})
-    keep = serving[0] if serving else mine
     described = "; ".join(
         f"{o.replica} (LEASE_COLLECTION={o.leases}, "
         f"{'serving' if o.serving_since is not None else 'waiting'}): "
@@ -117,7 +124,7 @@ def _lease_collections(mine: str, elsewhere: Sequence[Registration]) -> HealthCh
         "lease collection",
         False,
         f"{mine} here, but replicas of another lease collection are set to serve the same TracOS "
-        f"collections: {described}; set LEASE_COLLECTION={keep} on every replica",
+        f"collections: {described}; {pick_one(mine, (o.leases for o in elsewhere))}",
     )
 
 

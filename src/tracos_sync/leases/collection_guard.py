@@ -10,7 +10,9 @@ lease is taken or renewed:
   serve any of its TracOS collections: while one serves, it keeps waiting; otherwise it becomes
   a candidate, as below;
 - a serving replica (or a candidate) registers as serving (since its first such registration,
-  by the server's clock) and reads them again: one of another lease collection that has served
+  by the server's clock; a replica whose heartbeat lapsed, frozen or cut off past its TTL,
+  starts over: meanwhile one of another lease collection may have begun serving) and reads
+  them again: one of another lease collection that has served
   since earlier (the replica's name breaking a tie) makes it wait, giving back what it holds.
 
 Two candidates of different lease collections each write before they read, so at least one of
@@ -22,7 +24,7 @@ still run that long); one that gave its leases back and unregistered, not at all
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 import structlog
@@ -30,6 +32,17 @@ import structlog
 from tracos_sync.domain.ports import Registration, ReplicaRegistry
 
 log = structlog.get_logger("tracos_sync.leases")
+
+
+def pick_one(mine: str, others: Iterable[str]) -> str:
+    """What an operator must do, said alike in the log, by ``check`` and by a run: which lease
+    collections differ, and to pick the intended one. None is recommended: which one serves says
+    only whose replicas came first, and a typo that came first serves as well as the right one."""
+    names = ", ".join(sorted({mine, *others}))
+    return (
+        f"replicas serving the same TracOS collections differ in LEASE_COLLECTION ({names}): "
+        "pick the one you intend and set it on every replica"
+    )
 
 
 class CollectionGuard:
@@ -41,10 +54,16 @@ class CollectionGuard:
         self._leases = leases
         self._since: datetime | None = None  # serving since (None: waiting)
         self._said: frozenset[tuple[str, str, bool]] = frozenset()
+        self._others: tuple[str, ...] = ()  # the other lease collections seen last round
 
     @property
     def serving(self) -> bool:
         return self._since is not None
+
+    @property
+    def other_lease_collections(self) -> tuple[str, ...]:
+        """Those of the replicas seen serving the same TracOS collections in the last round."""
+        return self._others
 
     async def may_serve(self) -> bool:
         """One round: whether this replica may serve (hold leases) until the next."""
@@ -77,6 +96,7 @@ class CollectionGuard:
 
     def _say(self, others: Sequence[Registration]) -> None:
         """Loudly, once per change: which replicas keep their leases where, who serves."""
+        self._others = tuple(sorted({other.leases for other in others}))
         said = frozenset((o.replica, o.leases, o.serving_since is not None) for o in others)
         if said == self._said:
             return
@@ -87,8 +107,6 @@ class CollectionGuard:
             )
             return
         elsewhere = sorted({other.leases for other in others})
-        serving = sorted({o.leases for o in others if o.serving_since is not None})
-        keep = serving[0] if serving and self._since is None else self._leases
         log.error(
             "lease.collection_conflict",
             replica=self._replica,
@@ -97,7 +115,7 @@ class CollectionGuard:
             others=[other.replica for other in others],
             collections=sorted({c for other in others for c in other.collections}),
             this_replica="serves (the others wait)" if self._since else "waits, serving nothing",
-            reason=f"replicas serving the same TracOS collections keep their leases in "
-            f"{', '.join(elsewhere)}, this one in {self._leases}: one lease collection serves "
-            f"at a time; set LEASE_COLLECTION={keep} on every replica",
+            reason=f"this replica keeps its leases in {self._leases}, replicas serving the same "
+            f"TracOS collections in {', '.join(elsewhere)}; one lease collection serves at a "
+            f"time, the one whose replicas came first; {pick_one(self._leases, elsewhere)}",
         )

@@ -2,8 +2,10 @@
 above the lease document's own. Only a replica keeping its leases elsewhere (another
 ``LEASE_COLLECTION``) writes such a stamp, and leases alone cannot see it: said loudly, once per
 refusal, so that an operator looks at every replica's settings. The registry of replicas
-(``leases.collection_guard``) keeps such a replica from serving in the first place; this is
-what is left for one that records itself nowhere (an older version)."""
+(``leases.collection_guard``) keeps such a replica from serving in the first place, and every
+take starts above the stamps already there (``leases.MongoLeaseStore.take``), so once a replica
+stood aside this is said at most of its last writes; what is left is a replica that records
+itself nowhere (an older version). The text blames no replica that may have stood aside."""
 
 from __future__ import annotations
 
@@ -36,7 +38,10 @@ async def say_if_foreign(leases: AsyncCollection[Doc], fence: Fence, document: D
             epoch=ours,
             stamp_epoch=epoch,
             stamp_holder=stamped.get("holder"),
-            reason="a document carries a stamp above every epoch of this lease collection: "
-            "another replica keeps its leases elsewhere; give every replica the same LEASES "
-            "and LEASE_COLLECTION",
+            reason="a document carries a stamp above every epoch of this lease collection, "
+            "written by a replica keeping its leases in another LEASE_COLLECTION (while it "
+            "served, or a last write as it stood aside): this lease is lost and taken again "
+            "above the stamp. Said again and again: a replica of another LEASE_COLLECTION still "
+            "writes (lease.collection_conflict names it; one of an older version records "
+            "itself nowhere): give every replica the same LEASES and LEASE_COLLECTION",
         )

@@ -11,7 +11,7 @@ from .fencing import STAMP
 NUMBER_INDEX = [("number", 1)]
 # Unsynced means isSynced false or missing: two point intervals of this index.
 UNSYNCED_INDEX = [("isSynced", 1), ("_id", 1)]
-# The highest lease epoch stamped in a collection, read when a new lease document starts
+# The highest lease epoch stamped in a collection, read at every take of a lease
 # (``leases.MongoLeaseStore.take``): a partial index over the stamped documents alone (most
 # work orders of a collection other writers fill carry no stamp, and cost it nothing). Epochs
 # start at 1 and ``$gt`` matches numbers only, so ``STAMPED`` is every stamp; mongod accepts

@@ -10,6 +10,7 @@ than the writes it fences.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -60,8 +61,8 @@ class MongoLeaseStore:
         """``attempt_seconds``: a deadline on each attempt of an operation (pymongo's client
         side timeout), so that a server that does not answer costs a round of the keeper, not
         the lease (None: the client's own timeouts). ``stamped``: per integration, the
-        collections (database, collection) its fenced writes stamp; a new lease document's
-        epoch starts above every stamp there (``take``)."""
+        collections (database, collection) its fenced writes stamp; every take's epoch starts
+        above every stamp there (``take``)."""
         self._client = client
         self._stamped = dict(stamped or {})
         db = client[database]
@@ -69,6 +70,8 @@ class MongoLeaseStore:
         self._leases: AsyncCollection[Doc] = db.get_collection(collection, write_concern=concern)
         self._retrier = retrier
         self._attempt_seconds = attempt_seconds
+        # The stamped collections whose stamp index was seen or made: listed once per process.
+        self._indexed: set[tuple[str, str]] = set()
 
     async def _call(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
         async def attempt() -> T:
@@ -81,10 +84,13 @@ class MongoLeaseStore:
         # Free (given back), expired, or already this holder's (an answer lost on the way back:
         # taken again, with the next epoch, so that the lost one's epoch fences nothing of ours).
         free = {"$or": [{"holder": None}, {"holder": holder}, _expired()]}
-        # Epochs count per lease document, stamps stay on the documents: a new lease document
-        # (an integration renamed, the lease collection dropped or changed) starts above every
-        # stamp already there, or the fence would refuse its holder's every write forever.
-        floor = 0 if await self._exists(name) else await self._highest_stamp(name)
+        # Epochs count per lease document, stamps stay on the documents: every take starts
+        # above every stamp already there. A new lease document (an integration renamed, the
+        # lease collection dropped or changed) would otherwise have its holder's every write
+        # refused forever; an old one, after a replica of another LEASE_COLLECTION served a
+        # while (and stamped higher), each write to a document it stamped, one lost lease at
+        # a time (G2 of the second hostile pass: seconds of stalled edits).
+        floor = await self._highest_stamp(name)
         update = [
             {
                 "$set": {
@@ -113,36 +119,34 @@ class MongoLeaseStore:
         doc = await self._call("take a lease", take)
         return None if doc is None else _lease(doc)
 
-    async def _exists(self, name: str) -> bool:
-        found = await self._call(
-            "read a lease", lambda: self._leases.find_one({"_id": lease_id(name)}, {"_id": 1})
-        )
-        return found is not None
-
     async def _highest_stamp(self, name: str) -> int:
         """The highest epoch stamped in ``name``'s collections (a shared state collection's
-        other stamps only raise it: harmless). Read once per lease document, when it is new:
-        one key of the partial index on the stamps (``indexes.STAMP_INDEX``), made here first
-        when it is missing (a take may come before the integration's first sweep). Building it
-        reads the collection once; every later read is one key, however large the collection
-        (measured on SecantusDB at 100,000 work orders: 2.4 s a scan, 0.02 s by the index)."""
-        highest = 0
-        for database, collection in self._stamped.get(name, ()):
+        other stamps only raise it: harmless). Read at every take: one key of the partial index
+        on the stamps (``indexes.STAMP_INDEX``), made here first when it is missing (a take may
+        come before the integration's first sweep). Building it reads the collection once;
+        every later read is one key, however large the collection (measured on SecantusDB at
+        100,000 work orders: 2.4 s a scan, 0.02 s by the index)."""
+
+        async def highest_in(database: str, collection: str) -> int:
             stamps = self._client[database][collection]
 
-            async def read(stamps: AsyncCollection[Doc] = stamps) -> Doc | None:
-                if not has_stamp_index([ix async for ix in await stamps.list_indexes()]):
-                    await stamps.with_options(
-                        write_concern=self._leases.write_concern
-                    ).create_index(STAMP_INDEX, **STAMP_INDEX_OPTIONS)
+            async def read() -> Doc | None:
+                if (database, collection) not in self._indexed:
+                    if not has_stamp_index([ix async for ix in await stamps.list_indexes()]):
+                        await stamps.with_options(
+                            write_concern=self._leases.write_concern
+                        ).create_index(STAMP_INDEX, **STAMP_INDEX_OPTIONS)
+                    self._indexed.add((database, collection))
                 return await stamps.find_one(STAMPED, {f"{STAMP}.epoch": 1}, sort=STAMP_INDEX)
 
             # Not held to one attempt's deadline: building the index on a large collection
             # takes what a scan does, once.
             doc = await self._retrier.call("read the highest stamp", read)
-            if doc is not None:
-                highest = max(highest, int(doc[STAMP]["epoch"]))
-        return highest
+            return 0 if doc is None else int(doc[STAMP]["epoch"])
+
+        # At once: read at every take, one round trip, not one per collection.
+        found = await asyncio.gather(*(highest_in(*where) for where in self._stamped.get(name, ())))
+        return max(found, default=0)
 
     async def renew(self, lease: Lease, ttl: float) -> Lease | None:
         held = {"_id": lease_id(lease.name), "holder": lease.holder, "epoch": lease.epoch}

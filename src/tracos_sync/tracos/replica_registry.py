@@ -62,7 +62,12 @@ class MongoReplicaRegistry:
     async def register(self, replica: str, ttl: float, *, serving: bool) -> datetime | None:
         if not self._swept:
             await self._forget_the_long_dead()
-        since: Any = {"$ifNull": ["$servingSince", "$$NOW"]} if serving else None
+        # Serving since its first registration as serving, unless its heartbeat lapsed in
+        # between (a replica frozen, or cut off, past its TTL): it starts over, and a replica
+        # of another lease collection that began serving meanwhile is the earlier one.
+        kept = {"$ifNull": ["$servingSince", "$$NOW"]}
+        lapsed = {"$not": [{"$gt": [{"$toLong": "$expiresAt"}, NOW_MS]}]}
+        since: Any = {"$cond": [lapsed, "$$NOW", kept]} if serving else None
         update = [
             {
                 "$set": {

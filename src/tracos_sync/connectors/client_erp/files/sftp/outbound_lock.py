@@ -1,14 +1,15 @@
 """The outbound folder's lock on an SFTP server: the folder ``<outbound>/.tracos-outbound.lock/``,
 made by one ``mkdir`` (which fails when the name is taken), holding a file with this instance's
-name. It spans the sink's "look at the client's copy, compare versions, rename over it", as the
-``flock`` of a local outbound folder does, so that two instances never put an older version back
-over a newer one.
+name and its stale bound. It spans the sink's "look at the client's copy, compare versions,
+rename over it", as the ``flock`` of a local outbound folder does, so that two instances never
+put an older version back over a newer one.
 
 A lease, by the server's clock: the holder rewrites its name file every quarter of
 ``SFTP_LOCK_STALE_SECONDS`` (a write sets its time to the server's now); a lock left unwritten
-that long belongs to an instance that died or froze, and is taken over by renaming the folder
-away under a name made from its time (a rename that never replaces: of several instances taking
-over the same stale lock, one moves it, the others find the name taken) and making a new one.
+that long (the larger of the taker's and the holder's bound: ``lock_holder``) belongs to an
+instance that died or froze, and is taken over by renaming the folder away under a name made
+from its time (a rename that never replaces: of several instances taking over the same stale
+lock, one moves it, the others find the name taken) and making a new one.
 
 Fenced twice. The holder renames nothing once half the bound has passed since its last refresh
 was sent (its own monotonic clock, checked right before each rename). And its temp files are
@@ -32,6 +33,7 @@ import structlog
 from tracos_sync.domain.text import printable
 
 from ..store import Entry
+from .lock_holder import HolderSaid, holder_file, read_holder_file
 
 log = structlog.get_logger("tracos_sync.files.sftp")
 
@@ -40,8 +42,9 @@ HOLDER = "holder"
 TAKEN_SUFFIX = ".taken"
 # A lock not used by any delivery for this long is let go: the pages of one run (or one sweep)
 # share one lock (the next page is read from TracOS meanwhile); a watch between sweeps holds
-# none, so that other instances get their turn.
-LINGER_SECONDS = 0.5
+# none, so that other instances get their turn: shorter than the shortest WATCH_INTERVAL (0.1 s;
+# at 0.5 s a watch sweeping every 0.1 s never let go, G5 of the second hostile pass).
+LINGER_SECONDS = 0.05
 # Polling a held lock: first soon, then at most this often (each try is a few requests).
 _FIRST_RETRY = 0.05
 _MAX_RETRY = 0.5
@@ -133,7 +136,7 @@ class OutboundLock:
         self._folder = folder
         self.path = folder / LOCK_NAME
         self._holder_file = self.path / HOLDER
-        self._mine = f"{instance}\n".encode()
+        self._mine = holder_file(instance, stale_seconds)
         self._stale = stale_seconds
         self._lease = stale_seconds / 2
         self._timeout = timeout
@@ -217,8 +220,9 @@ class OutboundLock:
         except FileNotFoundError:
             return None
         age = await self._store.now(self._folder) - refreshed
-        if age <= self._stale:
-            return f"instance {holder} (refreshed {max(age, 0):.0f}s ago)"
+        stale = max(self._stale, holder.stale_seconds or 0.0)  # it refreshes by its own
+        if age <= stale:
+            return f"instance {holder.name} (refreshed {max(age, 0):.0f}s ago)"
         # Named by the stale lock's time: a second taker of the same lock finds it taken.
         away = self._folder / f"{LOCK_NAME}.{int(refreshed)}{TAKEN_SUFFIX}"
         try:
@@ -237,20 +241,21 @@ class OutboundLock:
         log.warning(
             "sftp.outbound_lock_taken_over",
             folder=printable(str(self._folder)),
-            holder=holder,
+            holder=holder.name,
             reason=f"not refreshed for {age:.0f}s by the server's clock, over "
-            f"SFTP_LOCK_STALE_SECONDS={self._stale:g}: its holder died or froze",
+            f"SFTP_LOCK_STALE_SECONDS={stale:g} (the larger of this instance's and its "
+            "holder's): its holder died or froze",
         )
         return None
 
-    async def _holder(self) -> str:
+    async def _holder(self) -> HolderSaid:
+        """Who holds the lock, and the stale bound it wrote (``lock_holder``)."""
         try:
-            said = await self._store.read(self._holder_file, 256)
+            return read_holder_file(await self._store.read(self._holder_file, 256))
         except FileNotFoundError:
-            return "(starting)"
+            return HolderSaid("(starting)", None)
         except OSError:
-            return "(unreadable)"
-        return printable(said.decode(errors="replace").strip()[:120]) or "(empty)"
+            return HolderSaid("(unreadable)", None)
 
     async def _keep(self, held: Held) -> None:
         """Refresh ``held`` every quarter of the stale bound while it is used; let it go once

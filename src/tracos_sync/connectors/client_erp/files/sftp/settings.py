@@ -66,7 +66,9 @@ class SftpFolderSettings(FileRules):
     over. Its holder refreshes it every quarter of this and writes nothing once half of it has
     passed since its last refresh (a pause, a slow server): so a crashed instance holds outbound
     up for at most this long (others defer past `LOCK_TIMEOUT_SECONDS`), and the server's clock
-    may not jump forward by more than half of it."""
+    may not jump forward by more than half of it. The holder writes its own value in the lock,
+    and a taker waits the larger of its own and the holder's: instances set differently never
+    take a live lock over."""
 
     @field_validator("sftp_key_file", "sftp_key_passphrase", "sftp_password", mode="before")
     @classmethod
