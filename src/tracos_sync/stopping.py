@@ -37,7 +37,10 @@ def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
 
 async def until_stopped(work: Awaitable[T], stop: asyncio.Event) -> T:
     """Await ``work``; once ``stop`` is set it gets ``STOP_GRACE_SECONDS`` more (the batch in
-    hand finishes), then it is cancelled and ``Abandoned`` raised."""
+    hand finishes), then it is cancelled and ``Abandoned`` raised once it has ended, or after
+    ``STOP_GRACE_SECONDS`` again: the giving back a cancellation starts may wait on a server
+    that stopped answering, and is left to the closing of its connection (what it did not give
+    back stays claimed, and is recovered as a dead instance's claims are)."""
     task: asyncio.Future[T] = asyncio.ensure_future(work)
     stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
     try:
@@ -46,9 +49,15 @@ async def until_stopped(work: Awaitable[T], stop: asyncio.Event) -> T:
             done, _ = await asyncio.wait({task}, timeout=STOP_GRACE_SECONDS)
             if not done:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-                log.warning("run.abandoned", reason="still running after the stop grace")
+                done, _ = await asyncio.wait({task}, timeout=STOP_GRACE_SECONDS)
+                if done:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        task.result()
+                log.warning(
+                    "run.abandoned",
+                    reason="still running after the stop grace"
+                    + ("" if done else "; cancelled, and still giving back after the grace again"),
+                )
                 raise Abandoned
         return task.result()
     finally:

@@ -219,3 +219,68 @@ def test_sigterm_ends_a_watch_whose_server_stopped_answering(env: Env, sshd: Ssh
     assert took < 6, took  # the stop grace (3 s), and a margin
     assert "Task exception was never retrieved" not in result.output, result.output
     assert "Traceback" not in result.output, result.output
+
+
+def test_sigterm_ends_a_watch_stalled_with_files_in_flight_and_they_are_recovered(
+    env: Env, sshd: Sshd, mongo: MongoClient[dict[str, Any]]
+) -> None:
+    """Hostile pass 2, F4: the server stops answering while files are being taken, applied and
+    archived; SIGTERM ends the watch within the stop grace (twice: the batch's grace, then the
+    cancelled work's), not after SFTP_REQUEST_SECONDS. What it held stays in its claim folder,
+    and is put back once that folder is stale."""
+    for n in range(1, 61):
+        client_file(sshd, f"{n}.json", client_record(n))
+    settings = sftp_settings(
+        sshd,
+        WATCH_INTERVAL="0.3",
+        BATCH_SIZE="5",
+        SFTP_REQUEST_SECONDS="30",
+        SFTP_RETRY_SECONDS="30",
+    )
+    processed = sshd.served / "in" / "processed"
+    stopped: list[int] = []
+    # Slow applies: the window of takes and the archives are on the wire when the server stalls.
+    with failpoint(
+        mongo, 10_000, failCommands=["insert", "update"], blockConnection=True, blockTimeMS=150
+    ):
+        proc = env.popen("watch", **settings)
+        try:
+            wait_until(lambda: len(names(processed)) >= 5, proc, 30)
+            stopped = sshd.sessions()
+            for pid in stopped:
+                os.kill(pid, signal.SIGSTOP)  # the connection stays up; nothing answers
+            time.sleep(0.5)  # the sweep runs into the silent server
+            result, took = stop(proc)
+        finally:
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
+    # The grace twice (3 s each), the tidy-ups at close (1 s), and a margin: not 30 s.
+    assert took < 12, took
+    assert result.code == 0, result.output
+    assert "Traceback" not in result.output, result.output
+
+    claims = sshd.served / "in" / ".tracos-claims"
+    left = [p for p in claims.glob("*/*") if p.is_file()]
+    if left:  # untouched since the stop: stale for a run that says a second is stale
+        wait_until(
+            lambda: all(time.time() - p.parent.stat().st_mtime > 1.5 for p in left), proc, 10
+        )
+    run = env.cli("inbound", **settings, CLAIM_STALE_SECONDS="1")
+    assert run.code == 0, run.output
+    assert sorted(names(processed)) == sorted(f"{n}.json" for n in range(1, 61)), run.output
+    assert env.collection.count_documents({}) == 60
+    assert not [p for p in claims.glob("*/*") if p.is_file()]
+
+
+def held_claims(sshd: Sshd) -> list[Path]:
+    """The files in every claim folder on the server."""
+    return [p for p in (sshd.served / "in" / ".tracos-claims").glob("*/*") if p.is_file()]
+
+
+def wait_stale(held: list[Path], seconds: float = 1.5) -> None:
+    """Until the claim folders holding ``held`` are untouched for ``seconds``: stale for a run
+    told CLAIM_STALE_SECONDS=1."""
+    deadline = time.monotonic() + 10
+    while not all(time.time() - p.parent.stat().st_mtime > seconds for p in held):
+        assert time.monotonic() < deadline, "a claim folder is still being touched"
+        time.sleep(0.05)
