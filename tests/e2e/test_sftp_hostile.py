@@ -284,3 +284,41 @@ def wait_stale(held: list[Path], seconds: float = 1.5) -> None:
     while not all(time.time() - p.parent.stat().st_mtime > seconds for p in held):
         assert time.monotonic() < deadline, "a claim folder is still being touched"
         time.sleep(0.05)
+
+
+def test_the_database_and_the_server_lost_together_cost_one_retry_budget(
+    env: Env, sshd: Sshd, mongo: MongoClient[dict[str, Any]]
+) -> None:
+    """Hostile pass 2, F3: the apply fails while the server is down; the batch in hand was
+    given back one file at a time, each waiting the whole SFTP_RETRY_SECONDS. The give-back
+    stops at the first store failure; the files stay claimed and are recovered later."""
+    for n in range(1, 21):
+        client_file(sshd, f"{n}.json", client_record(n))
+    settings = sftp_settings(sshd, BATCH_SIZE="20", SFTP_RETRY_SECONDS="2")
+    # The applies are held, then refused (not a transient error: no database retry).
+    with failpoint(
+        mongo,
+        10_000,
+        failCommands=["insert", "update"],
+        blockConnection=True,
+        blockTimeMS=1500,
+        errorCode=2,
+    ):
+        proc = env.popen("inbound", **settings)
+        wait_until(lambda: len(held_claims(sshd)) == 20, proc, 30)
+        sshd.kill()  # while the batch's apply is held
+        killed = time.monotonic()
+        out, err = proc.communicate(timeout=120)
+        took = time.monotonic() - killed
+    assert proc.returncode == 1, out + err
+    # The apply's hold, one budget (2 s) and a margin: not one budget per file (40 s).
+    assert took < 10, took
+    assert err.count("sftp.claims_left") == 1, err
+    assert len(held_claims(sshd)) == 20  # nothing lost
+
+    sshd.start()
+    wait_stale(held_claims(sshd))
+    run = env.cli("inbound", **settings, CLAIM_STALE_SECONDS="1")
+    assert run.code == 0, run.output
+    assert names(sshd.served / "in" / "processed") == sorted(f"{n}.json" for n in range(1, 21))
+    assert env.collection.count_documents({}) == 20

@@ -302,11 +302,24 @@ class SftpSource:
     async def release(self, units: Sequence[InboundUnit]) -> None:
         if self._dry_run:
             return
-        for unit in units:
+        for given, unit in enumerate(units):
             claimed = unit.handle
             assert isinstance(claimed, Claimed)
-            with contextlib.suppress(OSError):
+            try:
                 await self._archives.put_back(claimed)
+            except StoreUnavailable as exc:
+                # The server is away (often with the database, whose failure brought us here):
+                # each of the rest would wait the whole retry budget again. They stay in our
+                # claim folder, and are put back when it is recovered.
+                log.warning(
+                    "sftp.claims_left",
+                    files=len(units) - given,
+                    folder=printable(str(self._claims.folder)),
+                    reason=f"not given back: {exc}",
+                )
+                return
+            except OSError:
+                continue  # this file alone; it stays claimed
 
     async def close(self) -> None:
         await self._claims.stop()
