@@ -322,3 +322,21 @@ def test_the_database_and_the_server_lost_together_cost_one_retry_budget(
     assert run.code == 0, run.output
     assert names(sshd.served / "in" / "processed") == sorted(f"{n}.json" for n in range(1, 21))
     assert env.collection.count_documents({}) == 20
+
+
+def test_a_dropped_connection_is_said_once_not_once_per_file_in_flight(
+    env: Env, sshd: Sshd
+) -> None:
+    """Hostile pass 2, F8: one sftp.reconnecting line per operation in flight (21 for one
+    stall); one per outage."""
+    for n in range(1, 201):
+        client_file(sshd, f"{n}.json", client_record(n))
+    settings = sftp_settings(sshd, BATCH_SIZE="10", SFTP_PARALLEL_FILES="32")
+    processed = sshd.served / "in" / "processed"
+    proc = env.popen("inbound", **settings)
+    wait_until(lambda: len(names(processed)) >= 20, proc, 30)
+    for pid in sshd.sessions():  # the connection drops mid-window; the listener takes the next
+        os.kill(pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    assert err.count("sftp.reconnecting") == 1, err

@@ -70,6 +70,9 @@ class SftpStore:
         self._connecting = asyncio.Lock()
         self.connections = 0  # opened so far (a reconnect counts)
         self._said_no_fsync = False  # set once a write found the server without fsync@openssh.com
+        # Set once an outage is said; cleared by the next operation that succeeds. Every
+        # operation in flight meets the same outage: it is said once, not once each.
+        self._said_outage = False
 
     def describe(self) -> str:
         return str(self._server)
@@ -104,7 +107,9 @@ class SftpStore:
                 session = await self._session()
                 # A server that stops answering on a live connection is a dead connection.
                 async with asyncio.timeout(self._request_seconds) as request:
-                    return await unless_lost(operation(session.sftp, retried), session.lost)
+                    result = await unless_lost(operation(session.sftp, retried), session.lost)
+                self._said_outage = False
+                return result
             except TimeoutError as exc:
                 if request is None or not request.expired():  # connecting timed out
                     last = exc
@@ -116,6 +121,7 @@ class SftpStore:
                 if isinstance(exc, _TRANSIENT):
                     last = exc
                 else:
+                    self._said_outage = False  # the server answered
                     raise os_error(exc, path) from exc
             except _TRANSIENT as exc:
                 last = exc
@@ -125,7 +131,8 @@ class SftpStore:
                     errno.EHOSTUNREACH,
                     f"{self._server} unreachable for {self._retry_seconds:g}s: {last}",
                 ) from last
-            if not retried:
+            if not self._said_outage:
+                self._said_outage = True
                 log.warning("sftp.reconnecting", server=str(self._server), reason=str(last))
             retried = True
             await asyncio.sleep(delay)
