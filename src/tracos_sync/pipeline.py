@@ -146,7 +146,7 @@ async def sync_inbound(
                     except BaseException:
                         await source.release(units)  # applied, but archived next run instead
                         raise
-                archiving = asyncio.create_task(source.complete(units))
+                archiving = asyncio.create_task(_complete(source, units, stats))
                 refusals.add(refused)
                 stats.refused_by_mapping += refused_records
                 stats.files += sum(unit.ends_input for unit in units)
@@ -195,6 +195,17 @@ def _retrieved(task: asyncio.Task[None]) -> None:
     """Its failure is the cancelled run's, already on its way out: not said again."""
     if not task.cancelled():
         task.exception()
+
+
+async def _complete(source: ClientSource, units: Sequence[InboundUnit], stats: RunStats) -> None:
+    """Archive ``units``; an input another instance took back meanwhile is not this run's file:
+    that instance archives it and counts it (and its refused records), so across both runs'
+    summaries it is counted once."""
+    await source.complete(units)
+    for unit in units:
+        if unit.taken_back:
+            stats.files -= unit.ends_input
+            stats.rejected -= unit.rejected_records
 
 
 def _refused_by_mapping(units: Sequence[InboundUnit]) -> tuple[list[Problem], int]:

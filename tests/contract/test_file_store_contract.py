@@ -102,6 +102,18 @@ def test_a_listed_file_is_read_whole_with_how_it_looks_after(world: World) -> No
     assert after == listed
 
 
+def test_a_file_is_read_a_piece_at_any_offset(world: World) -> None:
+    data = bytes(range(256)) * 2000  # 512,000 bytes: a piece spans several SFTP reads
+    world.put("a.json", data)
+    at = world.at("a.json")
+
+    assert run(world, lambda s: s.read_at(at, 0, 300_000)) == data[:300_000]
+    assert run(world, lambda s: s.read_at(at, 300_000, 300_000)) == data[300_000:]
+    assert run(world, lambda s: s.read_at(at, 512_000, 10)) == b""
+    with pytest.raises(FileNotFoundError):
+        run(world, lambda s: s.read_at(world.at("gone.json"), 0, 10))
+
+
 def test_a_listed_file_that_grew_shrank_or_became_a_link_or_fifo_shows_it_unopened(
     world: World,
 ) -> None:

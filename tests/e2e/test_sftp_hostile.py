@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from pymongo import MongoClient
 
 from tests.builders import aged, client_record
-from tests.conftest import Env, failpoint
+from tests.conftest import Env, Result, failpoint
 from tests.support.sftp import client_file, names, sftp_settings
 from tests.support.sshd import Sshd
 from tests.support.watching import stop, wait_until
@@ -131,6 +132,47 @@ def test_a_batch_longer_than_the_stale_time_is_not_taken_twice(
     assert "claim_recovered" not in other.output  # the first instance's claim was alive
     assert other.counts()["files"] == 0
     assert names(sshd.served / "in" / "processed") == ["big.json"]
+    assert env.collection.count_documents({}) == 50
+
+
+def test_a_claim_taken_back_while_applying_is_said_lost_and_counted_once(
+    env: Env, sshd: Sshd, mongo: MongoClient[dict[str, Any]]
+) -> None:
+    """The first instance is silent past what the second one takes for stale while its batch
+    waits on the database (its own CLAIM_STALE_SECONDS is long, the other's short; then it is
+    paused, as a VM can be, while the second runs): the second puts the file back, takes,
+    applies and archives it. The first then finds it gone from its claim folder: it says the
+    claim was lost, in one line, and does not count the file; the second does. Archived once,
+    applied once."""
+    client_file(sshd, "big.json", [client_record(n) for n in range(1, 51)])
+    claims = sshd.served / "in" / ".tracos-claims"
+    # Writes only: blocked once the file is read and its batch is being applied.
+    with failpoint(
+        mongo, 1, failCommands=["insert", "update"], blockConnection=True, blockTimeMS=6000
+    ):
+        slow = env.popen("inbound", **sftp_settings(sshd, CLAIM_STALE_SECONDS="30"))
+        wait_until(lambda: bool(list(claims.glob("*/big.json"))), slow, 30)
+        (held,) = claims.glob("*/big.json")
+        # Stale for the other (its times are the server's whole seconds).
+        wait_until(lambda: time.time() - held.parent.stat().st_mtime >= 2.2, slow, 10)
+        slow.send_signal(signal.SIGSTOP)  # paused (its write blocked) while the other runs
+        try:
+            other = env.cli("inbound", **sftp_settings(sshd, CLAIM_STALE_SECONDS="1"))
+        finally:
+            slow.send_signal(signal.SIGCONT)
+        out, err = slow.communicate(timeout=60)
+
+    assert other.code == 0, other.output
+    assert "sftp.claim_recovered" in other.output
+    assert other.counts()["files"] == 1, other.output
+    assert slow.returncode == 0, out + err
+    first = Result(slow.returncode, out, err)
+    lost = [line for line in first.output.splitlines() if "big.json" in line]
+    assert len(lost) == 1 and "inbound.claim_lost" in lost[0], first.output
+    assert "archive_failed" not in first.output
+    assert first.counts()["files"] == 0, first.output
+    assert names(sshd.served / "in" / "processed") == ["big.json"]
+    assert names(sshd.served / "in" / "rejected") == []
     assert env.collection.count_documents({}) == 50
 
 
@@ -340,3 +382,68 @@ def test_a_dropped_connection_is_said_once_not_once_per_file_in_flight(
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, out + err
     assert err.count("sftp.reconnecting") == 1, err
+
+
+POISON = "in hand at 2 consecutive crashes (suspected poison)"
+
+
+def _kill_while_in_hand(
+    env: Env, sshd: Sshd, name: str, settings: dict[str, str], enough: Callable[[], bool]
+) -> list[str]:
+    """Start ``inbound`` and SIGKILL it once it holds ``name`` (in its own claim folder) and
+    ``enough`` holds; what it held, once its claim folder is stale for the next start (the
+    server's times are whole seconds)."""
+    claims = sshd.served / "in" / ".tracos-claims"
+    before = set(claims.iterdir()) if claims.exists() else set()
+    proc = env.popen("inbound", **settings)
+
+    def held() -> list[Path]:
+        return [p for p in claims.glob(f"*/{name}") if p.parent not in before]
+
+    wait_until(lambda: bool(held()) and enough(), proc, 60)
+    proc.kill()
+    proc.communicate(timeout=30)
+    (folder,) = {p.parent for p in held()}
+    deadline = time.monotonic() + 10
+    while time.time() - folder.stat().st_mtime < 2.2:
+        assert time.monotonic() < deadline, "the claim folder never went stale"
+        time.sleep(0.05)
+    return names(folder)
+
+
+def test_a_file_in_hand_at_two_consecutive_crashes_is_quarantined_and_taken_alone_before(
+    env: Env, sshd: Sshd
+) -> None:
+    """The local folders' crash-loop containment over SFTP: a file in hand when an instance
+    dies is noted beside the claim folders and taken alone by the next one (files that arrived
+    meanwhile wait: a crash then is blamed on it only); in hand at that crash too, the next
+    start quarantines it as suspected poison, counts it, and takes the rest."""
+    settings = sftp_settings(sshd, CLAIM_STALE_SECONDS="1", BATCH_SIZE="200")
+    client_file(sshd, "poison.json", [client_record(n) for n in range(1000, 21_000)])
+    _kill_while_in_hand(env, sshd, "poison.json", settings, lambda: True)
+    for number in (1, 2, 3):
+        client_file(sshd, f"{number}.json", client_record(number))
+    writes = env.collection.count_documents({})
+
+    held = _kill_while_in_hand(
+        env,
+        sshd,
+        "poison.json",
+        settings,
+        lambda: env.collection.count_documents({}) >= writes + 400,
+    )
+
+    assert held == ["poison.json"], "nothing in hand beside a suspect"
+    result = env.cli("inbound", **settings)
+    assert result.code == 0, result.output
+    assert "poison.json" in result.output and POISON in result.output
+    rejected = sshd.served / "in" / "rejected"
+    assert names(rejected) == ["poison.json", "poison.json.error.json"]
+    reason = orjson.loads((rejected / "poison.json.error.json").read_bytes())
+    assert reason["problems"] == [{"record": None, "path": "$", "reason": POISON}]
+    assert names(sshd.served / "in" / "processed") == ["1.json", "2.json", "3.json"]
+    counts = result.counts()
+    assert (counts["files"], counts["rejected"]) == (4, 1), result.output
+    claims = sshd.served / "in" / ".tracos-claims"
+    assert not list(claims.glob("suspect-*")), "forgotten"
+    assert not list(claims.glob("*/*.json")), "nothing left in hand"

@@ -10,12 +10,15 @@ import os
 from pathlib import Path, PurePosixPath
 
 import orjson
+import pytest
 
 from tests.builders import client_record
 from tracos_sync.connectors.client_erp.files.local_store import LocalStore
+from tracos_sync.connectors.client_erp.files.sftp.archiving import Archives, Claimed, ClaimLost
 from tracos_sync.connectors.client_erp.files.sftp.settings import SftpFolderSettings
 from tracos_sync.connectors.client_erp.files.sftp.source import SftpSource
 from tracos_sync.connectors.client_erp.files.store import Entry, kind_of
+from tracos_sync.domain.model import Problem
 from tracos_sync.domain.ports import InboundUnit
 from tracos_sync.mapping import builtin_mapping
 
@@ -131,3 +134,105 @@ def test_files_being_taken_when_the_caller_stops_are_given_back(tmp_path: Path) 
     left = sorted(p.name for p in (tmp_path / "in").iterdir() if p.is_file())
     assert left == [f"{n}.json" for n in range(2, 9)]
     assert not any((tmp_path / "in" / ".tracos-claims").rglob("*.json"))
+
+
+def test_an_archive_that_finds_its_claim_gone_says_so_and_leaves_no_reason(
+    tmp_path: Path,
+) -> None:
+    """A claim taken back by another instance: the archive says the claim was lost (not a
+    failure of the archive folder), and a reject leaves no reason file without its file. A
+    missing archive folder, the file still held, is not a lost claim."""
+    folders = {name: tmp_path / name for name in ("in", "processed", "rejected", "claims")}
+    for folder in folders.values():
+        folder.mkdir()
+    archives = Archives(
+        LocalStore(),
+        PurePosixPath(folders["in"]),
+        PurePosixPath(folders["processed"]),
+        PurePosixPath(folders["rejected"]),
+    )
+    held = folders["claims"] / "1.json"
+    seen = Entry("1.json", 2, LONG_AGO, "file")
+    claimed = Claimed("1.json", PurePosixPath(held), seen)
+
+    with pytest.raises(ClaimLost):
+        asyncio.run(archives.reject(claimed, [Problem("$", "bad")]))
+    with pytest.raises(ClaimLost):
+        asyncio.run(archives.archive(claimed))
+    assert list(folders["rejected"].iterdir()) == []
+
+    held.write_bytes(b"{}")
+    folders["processed"].rmdir()
+    with pytest.raises(FileNotFoundError):
+        asyncio.run(archives.archive(claimed))
+    assert held.exists()
+
+
+def test_a_large_file_stopped_between_parts_goes_back_and_is_taken_again(
+    tmp_path: Path,
+) -> None:
+    """A large file comes a part at a time; the caller stopping after its first part puts it
+    back under its name (nothing left in hand, the large-file lock free), and the next sweep
+    takes it again from its start to its last part."""
+    source = _source(tmp_path, LocalStore())
+    big = tmp_path / "in" / "big.json"
+    big.write_bytes(orjson.dumps([client_record(n) for n in range(1, 20_001)]))  # > 4 MiB
+    os.utime(big, (LONG_AGO, LONG_AGO))
+
+    async def sweeps() -> tuple[list[InboundUnit], bool, list[InboundUnit]]:
+        await source.prepare()
+        async with contextlib.aclosing(source.batches(1000)) as batches:
+            first = await anext(batches)
+            await source.complete(first)
+        back = big.exists()
+        again = []
+        async for batch in source.batches(1000):
+            again += batch
+            await source.complete(batch)
+        await source.close()
+        return first, back, again
+
+    first, back, again = asyncio.run(asyncio.wait_for(sweeps(), 60))
+
+    assert [(len(u.records), u.ends_input) for u in first] == [(1000, False)]
+    assert back, "put back under its name"
+    assert sum(len(u.records) for u in again) == 20_000
+    assert [u.ends_input for u in again] == [False] * (len(again) - 1) + [True]
+    assert (tmp_path / "in" / "processed" / "big.json").exists()
+    assert not list((tmp_path / "in" / ".tracos-claims").rglob("*.json"))
+
+
+def test_a_large_files_parts_follow_its_first_part_whatever_is_decoded_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """While small files ahead of a large one are handed out, the large one's first part is
+    decoded in the background: its later parts still come only after it, in order."""
+    source = _source(tmp_path, LocalStore())
+    inbound = tmp_path / "in"
+    for number in range(1, 5):  # the oldest: handed out first, two a batch
+        (inbound / f"s{number}.json").write_bytes(orjson.dumps(client_record(900_000 + number)))
+        os.utime(inbound / f"s{number}.json", (LONG_AGO + number, LONG_AGO + number))
+    big = inbound / "big.json"
+    big.write_bytes(orjson.dumps([client_record(n) for n in range(1, 20_001)]))  # > 4 MiB
+    os.utime(big, (LONG_AGO + 10, LONG_AGO + 10))
+
+    async def taken() -> list[InboundUnit]:
+        await source.prepare()
+        units: list[InboundUnit] = []
+        async for batch in source.batches(2):
+            units += batch
+            await source.complete(batch)
+            if len(units) == 2:  # the large file's first part decoded meanwhile
+                for _ in range(6000):
+                    if source._streaming is not None and source._streaming.open_parts():
+                        break
+                    await asyncio.sleep(0.01)
+        await source.close()
+        return units
+
+    units = asyncio.run(asyncio.wait_for(taken(), 60))
+
+    assert [u.name for u in units[:4]] == ["s1.json", "s2.json", "s3.json", "s4.json"]
+    numbers = [record.number for u in units if u.name == "big.json" for record in u.records]
+    assert numbers == list(range(1, 20_001))
+    assert (inbound / "processed" / "big.json").exists()

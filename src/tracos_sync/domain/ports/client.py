@@ -36,6 +36,11 @@ class InboundUnit:
     # not in ``records``: counted stale, never applied twice.
     stale: int = 0
     echoes: int = 0
+    # Set by ``ClientSource.complete`` when the input was no longer this run's to archive:
+    # another instance took it back (this one had gone silent past its claim's lease) and
+    # archives it, and counts it as a file with its refused records, itself. The records this
+    # run applied from it stay counted here (they were written here).
+    taken_back: bool = False
 
     def refuse(self, position: int, reason: str) -> None:
         """Record ``position`` of ``records`` was refused downstream (TracOS would not store it):
@@ -57,7 +62,7 @@ class ClientSource(Protocol):
 
     async def complete(self, units: Sequence[InboundUnit]) -> None:
         """The units' valid records are durably applied: archive them (or quarantine those with
-        problems)."""
+        problems). A unit found no longer this source's to archive is marked ``taken_back``."""
 
     async def release(self, units: Sequence[InboundUnit]) -> None:
         """The units were not applied: give them back so that a later run tries again."""

@@ -37,6 +37,14 @@ def _read(path: Path, max_bytes: int) -> bytes:
         return handle.read(max_bytes + 1)
 
 
+def _read_at(path: Path, offset: int, size: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        return os.pread(fd, size, offset)
+    finally:
+        os.close(fd)
+
+
 def _read_listed(path: Path, listed: Entry) -> tuple[bytes, Entry]:
     before = _entry(path.name, os.lstat(path))
     if (before.kind, before.size, before.mtime) != ("file", listed.size, listed.mtime):
@@ -74,6 +82,9 @@ class LocalStore:
 
     async def read_listed(self, path: PurePosixPath, listed: Entry) -> tuple[bytes, Entry]:
         return await asyncio.to_thread(_read_listed, Path(path), listed)
+
+    async def read_at(self, path: PurePosixPath, offset: int, size: int) -> bytes:
+        return await asyncio.to_thread(_read_at, Path(path), offset, size)
 
     async def create_exclusive(self, path: PurePosixPath, data: bytes) -> None:
         await asyncio.to_thread(create_exclusively, Path(path), data)

@@ -83,6 +83,11 @@ class FileStore(Protocol):
         never opened (an SFTP server's open of a FIFO would wait for ever): no bytes, and the
         look shows what it is."""
 
+    async def read_at(self, path: PurePosixPath, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes of the file ``path`` from ``offset`` (fewer at its end, none past
+        it): a large file read a piece at a time, each piece on its own (tried again on a new
+        connection if one drops). ``FileNotFoundError`` if it is gone."""
+
     async def create_exclusive(self, path: PurePosixPath, data: bytes) -> None:
         """``path`` holding ``data``, complete and durable before it has its name (a private
         temp name, flushed, then moved without replacing). ``FileExistsError`` if taken."""

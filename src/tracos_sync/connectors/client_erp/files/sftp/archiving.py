@@ -1,11 +1,12 @@
 """Where a claimed file goes on the server: back into the inbound folder, into processed/, or
 into rejected/ beside its reason; each by renames that never replace (``42~1.json`` beside an
-earlier ``42.json``). And how a claim left half-archived by a kill is recognised."""
+earlier ``42.json``). How a claim left half-archived by a kill is recognised, and a claim lost
+to another instance's recovery told from a missing archive folder."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
@@ -17,18 +18,32 @@ from tracos_sync.domain.text import printable
 
 from ..archive import SIDECAR_SUFFIX, rejected_name
 from ..fsnames import fit_name, free_names
+from ..reading import Parts
 from ..store import Entry, FileStore
 
 NAME_MAX = 255  # OpenSSH serves POSIX file systems; a longer name is refused per file anyway
 
 
+class ClaimLost(Exception):
+    """The file is no longer in our claim folder: another instance took it back as stale (this
+    one was silent past ``CLAIM_STALE_SECONDS``) and it is that instance's to archive, or
+    someone removed it."""
+
+
 @dataclass(slots=True)
 class Claimed:
-    """A file in hand: its name in the inbound folder, where it is now, and how it looked."""
+    """A file in hand: its name in the inbound folder, where it is now, and how it looked; a
+    large one's parts (being decoded) and the problems its parts found so far."""
 
     name: str
     path: PurePosixPath
     seen: Entry
+    parts: Parts | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+    def open_parts(self) -> bool:
+        """A large file whose last part has not been decoded yet."""
+        return self.parts is not None and not self.parts.done
 
 
 class Archives:
@@ -78,17 +93,30 @@ class Archives:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def archive(self, claimed: Claimed) -> None:
-        """Into processed/ under its name, or the first free variant; never replacing."""
+        """Into processed/ under its name, or the first free variant; never replacing.
+        ``ClaimLost`` when the file is no longer ours."""
         for candidate in free_names(claimed.name):
             target = self._processed / fit_name(candidate, NAME_MAX)
             try:
                 await self._store.move_no_clobber(claimed.path, target)
             except FileExistsError:
                 continue
+            except FileNotFoundError:
+                await self._lost_unless_held(claimed)
+                raise  # held still: the archive folder is gone
             return
 
-    async def reject(self, claimed: Claimed, problems: Sequence[Problem]) -> None:
-        """The reason first (complete, never over anything), then the file beside it."""
+    async def _lost_unless_held(self, claimed: Claimed) -> None:
+        """A move that found nothing: ``ClaimLost`` when the claimed file itself is gone (a
+        look on this failure path only)."""
+        try:
+            await self._store.stat(claimed.path)
+        except FileNotFoundError as exc:
+            raise ClaimLost(str(claimed.path)) from exc
+
+    async def reject(self, claimed: Claimed, problems: Sequence[Problem]) -> str:
+        """The reason first (complete, never over anything), then the file beside it; the
+        name it is archived under."""
         limit = NAME_MAX - len(SIDECAR_SUFFIX)
         for candidate in free_names(rejected_name(claimed.name)):
             name = fit_name(candidate, limit)
@@ -110,4 +138,10 @@ class Archives:
             except FileExistsError:
                 await self._store.unlink(reason)
                 continue
-            return
+            except FileNotFoundError:
+                # Not without its file: a reason alone would say a file was quarantined.
+                await self._store.unlink(reason)
+                await self._lost_unless_held(claimed)
+                raise
+            return name
+        raise AssertionError("unreachable")  # pragma: no cover

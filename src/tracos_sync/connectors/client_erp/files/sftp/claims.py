@@ -1,7 +1,12 @@
 """This instance's claim folder on the SFTP server (``<inbound>/.tracos-claims/<instance>/``):
 files are claimed into it by one rename that never replaces, its time is the server's clock and
 this instance's heartbeat, and claim folders of instances silent for ``CLAIM_STALE_SECONDS``
-are recovered (their files put back, or removed when already archived)."""
+are recovered (their files put back, or removed when already archived).
+
+Crash loops are contained as in a local folder (``files/claims.py``): each file put back from a
+dead instance's folder is noted as a suspect beside the claim folders (``suspect-<hash>.json``)
+and taken alone; one noted at a crash and in hand again at the next one (crashes are numbered by
+a ``crashes-<hash>.json`` note) is quarantined in rejected/ as suspected poison instead."""
 
 from __future__ import annotations
 
@@ -10,20 +15,39 @@ import contextlib
 import os
 import secrets
 import socket
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 import structlog
 
 from tracos_sync.domain.errors import DestinationUnwritable
+from tracos_sync.domain.model import Problem
 from tracos_sync.domain.text import printable
 
+from ..claims import POISON_REASON
 from ..fsnames import fit_name, free_names
 from ..store import FileStore, StoreUnavailable
 from .archiving import NAME_MAX, Archives, Claimed
+from .notes import SftpNotes, identity
 
 log = structlog.get_logger("tracos_sync.files.sftp")
 
 CLAIMS = ".tracos-claims"
+# A dead instance's claim folder being recovered: ``<its name>~r<random>``.
+RECOVERING = "~r"
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A file this instance's recovery quarantined as suspected poison (``archived_as`` in
+    rejected/): taken by this instance, though never in hand."""
+
+    name: str
+    archived_as: str
+
+
+def token() -> str:
+    return secrets.token_hex(4)
 
 
 def instance_name() -> str:
@@ -45,6 +69,12 @@ class SftpClaims:
         self.folder = self.root / instance_name()
         self.now = 0.0  # the server's clock, read from our claim folder's time
         self._beating: asyncio.Task[None] | None = None
+        self._suspects = SftpNotes(store, self.root, "suspect")
+        self._crashes = SftpNotes(store, self.root, "crashes")
+        # Files noted as in hand when an instance died (as of the last recovery): taken alone.
+        self.suspects: set[str] = set()
+        # Quarantined by this instance's recovery, until a batch counts them.
+        self.quarantined: list[Quarantined] = []
 
     def keep_alive(self) -> None:
         """Our claim folder touched every quarter of ``CLAIM_STALE_SECONDS`` from now until
@@ -82,16 +112,26 @@ class SftpClaims:
         self.now = (await self._store.stat(self.folder)).mtime
 
     async def recover(self) -> None:
-        """Claim folders of instances dead for ``CLAIM_STALE_SECONDS``: their files put back."""
+        """Claim folders of instances dead for ``CLAIM_STALE_SECONDS``: their files put back
+        and noted as suspects, or quarantined as suspected poison when noted at the crash just
+        before (in hand at two consecutive crashes)."""
         stale_before = self.now - self._stale_seconds
         for folder in await self._store.scan(self.root):
             path = self.root / folder.name
             if folder.kind != "folder" or path == self.folder or folder.mtime > stale_before:
                 continue
+            # Taken by one rename to a name of its own, and touched: of several instances
+            # recovering at once, one recovers it (one crash counted, one note per file), and
+            # a recoverer that dies half-way leaves it to be recovered again once stale.
+            taken = self.root / f"{folder.name.partition(RECOVERING)[0]}{RECOVERING}{token()}"
             try:
-                entries = await self._store.scan(path)
+                await self._store.move_no_clobber(path, taken)
+                await self._store.touch(taken)
+                entries = await self._store.scan(taken)
             except FileNotFoundError:
-                continue  # recovered and removed by another instance meanwhile
+                continue  # recovered by another instance meanwhile
+            path = taken
+            crash = await self._count_crash()
             for entry in entries:
                 claimed = Claimed(entry.name, path / entry.name, entry)
                 try:
@@ -99,19 +139,94 @@ class SftpClaims:
                         await self._store.unlink(claimed.path)
                         log.info("sftp.claim_archived_before", file=printable(entry.name))
                         continue
-                    back = await self._archives.put_back(claimed)
+                    await self._recover_file(claimed, folder.name, crash)
                 except FileNotFoundError:
                     continue  # another instance recovering the same claims moved it first
-                else:
-                    log.warning(
-                        "sftp.claim_recovered",
-                        file=printable(entry.name),
-                        to=printable(back),
-                        reason=f"claimed by an instance silent for over "
-                        f"{self._stale_seconds:g}s ({folder.name})",
-                    )
             with contextlib.suppress(OSError):
                 await self._store.rmdir(path)
+
+    async def load_suspects(self) -> None:
+        """The files noted as suspects, by whichever instance recovered them. Looked at after
+        the inbound folder is listed: a file put back by another instance's recovery is noted
+        before it is put back, so every suspect listed is known (and its note forgotten when it
+        is archived)."""
+        try:
+            listed = await self._store.scan(self.root)
+        except StoreUnavailable:
+            raise
+        except OSError as exc:  # hints: the last ones known are kept
+            log.warning("sftp.suspects_unread", folder=printable(str(self.root)), reason=str(exc))
+            return
+        self.suspects = await self._suspects.names(listed)
+
+    async def _count_crash(self) -> int:
+        """The number of the crash being recovered: one more than the last (a hint shared by
+        the instances on this folder, like the notes)."""
+        note = await self._crashes.get("count")
+        last = note.get("count") if note is not None else 0
+        crash = (last if isinstance(last, int) else 0) + 1
+        with contextlib.suppress(OSError):
+            await self._crashes.put("count", {"count": crash})
+        return crash
+
+    async def _recover_file(self, claimed: Claimed, claim: str, crash: int) -> None:
+        """Put back one file of a dead instance and note it as a suspect; quarantine it if it
+        was noted, as the same file, at the crash just before this one."""
+        name = claimed.name
+        now = identity(claimed.seen)
+        note = await self._suspects.get(name)
+        if note is not None and note.get("identity") == now and note.get("crash") == crash - 1:
+            try:
+                archived = await self._archives.reject(claimed, [Problem("$", POISON_REASON)])
+            except StoreUnavailable:
+                raise
+            except FileNotFoundError:
+                raise
+            except OSError as exc:  # put back as any other; quarantined at a later crash
+                log.error("inbound.poison_quarantine_failed", file=printable(name), reason=str(exc))
+            else:
+                with contextlib.suppress(OSError):
+                    await self._suspects.forget(name)
+                self.suspects.discard(name)
+                self.quarantined.append(Quarantined(name, archived))
+                log.error(
+                    "inbound.file_rejected",
+                    file=printable(name),
+                    archived_as=printable(archived),
+                    problems=1,
+                    first=f"$: {POISON_REASON}",
+                )
+                return
+        # Noted before it is put back: another instance may take it and archive it at once,
+        # and its archive forgets the note; a note written after that would outlive the file.
+        suspect = {"identity": now, "crash": crash}
+        with contextlib.suppress(OSError):  # a hint only
+            await self._suspects.put(name, suspect)
+        back = await self._archives.put_back(claimed)
+        if back != name:  # put back beside a file of its name: the note follows it
+            with contextlib.suppress(OSError):
+                await self._suspects.put(back, suspect)
+                await self._suspects.forget(name)
+        self.suspects.add(back)
+        log.warning(
+            "sftp.claim_recovered",
+            file=printable(name),
+            to=printable(back),
+            reason=f"claimed by an instance silent for over {self._stale_seconds:g}s ({claim})",
+            note="taken alone next; quarantined if in hand at the next crash too",
+        )
+
+    async def forget(self, name: str) -> None:
+        """Archived: no longer a suspect (a request only for a file noted as one)."""
+        if name in self.suspects:
+            self.suspects.discard(name)
+            with contextlib.suppress(OSError):
+                await self._suspects.forget(name)
+
+    def take_quarantined(self) -> list[Quarantined]:
+        """What recovery quarantined as suspected poison and no batch has counted yet."""
+        taken, self.quarantined = self.quarantined, []
+        return taken
 
     async def claim(self, claimed: Claimed) -> bool:
         """``claimed`` moved into our claim folder, beside (never over) a file of the same name

@@ -195,6 +195,16 @@ class SftpStore:
 
         return await self._call(path, read)
 
+    async def read_at(self, path: PurePosixPath, offset: int, size: int) -> bytes:
+        async def read(sftp: asyncssh.SFTPClient, _: bool) -> bytes:
+            # Opened for each piece: a piece cut by a drop is read again on a new connection.
+            async with sftp.open(str(path), "rb") as remote:
+                data = await remote.read(size, offset)
+            assert isinstance(data, bytes)  # opened in binary mode
+            return data
+
+        return await self._call(path, read)
+
     async def create_exclusive(self, path: PurePosixPath, data: bytes) -> None:
         async def create(sftp: asyncssh.SFTPClient, retried: bool) -> None:
             temp = await write_temp(sftp, path, data)
