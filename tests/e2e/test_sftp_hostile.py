@@ -17,7 +17,7 @@ import orjson
 import pytest
 from pymongo import MongoClient
 
-from tests.builders import aged, client_record
+from tests.builders import aged, client_record, write_json
 from tests.conftest import Env, Result, failpoint
 from tests.support.sftp import client_file, names, sftp_settings
 from tests.support.sshd import Sshd
@@ -447,3 +447,23 @@ def test_a_file_in_hand_at_two_consecutive_crashes_is_quarantined_and_taken_alon
     claims = sshd.served / "in" / ".tracos-claims"
     assert not list(claims.glob("suspect-*")), "forgotten"
     assert not list(claims.glob("*/*.json")), "nothing left in hand"
+
+
+def test_a_watch_puts_back_a_file_left_in_its_own_claim_folder(env: Env, sshd: Sshd) -> None:
+    """Hostile pass 2, F2, on the server: a file in a live watch's own claim folder that it
+    does not have in hand (left by a take an outage cut short) is put back and taken at its
+    next sweep, not an hour after the watch is gone."""
+    proc = env.popen("watch", **sftp_settings(sshd, WATCH_INTERVAL="0.3"))
+    try:
+        client_file(sshd, "1.json", client_record(1))
+        processed = sshd.served / "in" / "processed"
+        wait_until(lambda: names(processed) == ["1.json"], proc, 30)
+        (own,) = (sshd.served / "in" / ".tracos-claims").iterdir()
+        stranded = aged(write_json(own / "2.json", client_record(2)))
+        sshd.give_to_server(stranded)
+        wait_until(lambda: names(processed) == ["1.json", "2.json"], proc, 30)
+    finally:
+        result, _ = stop(proc)
+    assert result.code == 0, result.output
+    assert "sftp.claim_put_back" in result.output
+    assert env.collection.count_documents({}) == 2

@@ -91,6 +91,10 @@ class SftpSource:
         self._large = asyncio.Lock()
         self._streaming: Claimed | None = None  # the large file whose parts are being decoded
         self._hand = Hand()
+        # Names in our claim folder left there on purpose (an archive or give-back that failed
+        # for that file alone): not put back by our own sweeps, only by another instance's
+        # recovery once this one is gone.
+        self._kept: set[str] = set()
         self._said_links: set[str] = set()
 
     async def prepare(self) -> None:
@@ -206,6 +210,10 @@ class SftpSource:
         try:
             if not self._dry_run:
                 await self._claims.heartbeat()
+                if self._hand.empty() and self._streaming is None:
+                    # Nothing in hand between sweeps: whatever is in our claim folder was left
+                    # by a sweep the server's going away cut short.
+                    await self._claims.put_back_own(self._kept)
                 # Every sweep: a watch outlives the instances it sees die.
                 await self._claims.recover()
         except StoreUnavailable as exc:
@@ -252,7 +260,7 @@ class SftpSource:
         if young and not self._dry_run:
             return await self._judge_then_claim(entry)
         claimed = Claimed(entry.name, self._inbound / entry.name, entry)
-        if not self._dry_run and not await self._claims.claim(claimed):
+        if not self._dry_run and not await self._claim(claimed):
             return None
         limit = self._settings.max_file_bytes
         if entry.size > limit:
@@ -413,7 +421,7 @@ class SftpSource:
             )
             return None
         claimed = Claimed(entry.name, source, entry)
-        if not await self._claims.claim(claimed):
+        if not await self._claim(claimed):
             return None
         try:
             held = await self._store.stat(claimed.path)
@@ -430,6 +438,12 @@ class SftpSource:
             await self._give_back(claimed)
             return None
         return decoded.unit(entry.name, claimed)
+
+    async def _claim(self, claimed: Claimed) -> bool:
+        if not await self._claims.claim(claimed):
+            return False
+        self._kept.discard(claimed.path.name)  # that name in our folder is this file now
+        return True
 
     async def _give_back(self, claimed: Claimed) -> None:
         if self._dry_run:
@@ -459,6 +473,8 @@ class SftpSource:
                 # This file alone: it stays in our claim folder, is not claimed again by this
                 # instance, and is put back by another instance's recovery once this one is
                 # gone (its claim folder stale).
+                assert isinstance(unit.handle, Claimed)
+                self._kept.add(unit.handle.path.name)
                 log.warning("inbound.archive_failed", file=printable(unit.name), reason=str(result))
             elif isinstance(result, BaseException):
                 raise result
@@ -529,7 +545,7 @@ class SftpSource:
                     )
                     return
                 except OSError:
-                    continue  # this file alone; it stays claimed
+                    self._kept.add(claimed.path.name)  # this file alone; it stays claimed
         finally:
             self._hand.back(units)
 
