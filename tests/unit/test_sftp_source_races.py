@@ -316,3 +316,26 @@ def test_a_watch_puts_back_what_an_outage_left_in_its_own_claim_folder(tmp_path:
     archived = sorted(p.name for p in (tmp_path / "in" / "processed").iterdir())
     assert archived == ["1.json", "2.json", "4.json", "5.json", "6.json"]
     assert _held(tmp_path) == ["3.json"]
+
+
+def test_a_dead_instances_cut_heartbeat_is_removed_not_put_back(tmp_path: Path) -> None:
+    """A kill during a heartbeat leaves its entry (``.tracos-now.<random>.tmp``) in the claim
+    folder: recovery removes it; only client files go back to the inbound folder."""
+    source = _source(tmp_path, LocalStore())
+    dead = tmp_path / "in" / ".tracos-claims" / "host-1-0000"
+    dead.mkdir(parents=True)
+    (dead / "1.json").write_bytes(orjson.dumps(client_record(1)))
+    (dead / ".tracos-now.0123456789ab.tmp").write_bytes(b"")
+    os.utime(dead, (LONG_AGO, LONG_AGO))
+
+    async def sweep() -> list[str]:
+        await source.prepare()
+        taken: list[str] = []
+        async for batch in source.batches(100):  # a suspect: taken alone, once the hand is back
+            taken += [unit.name for unit in batch]
+            await source.complete(batch)
+        await source.close()
+        return taken
+
+    assert asyncio.run(asyncio.wait_for(sweep(), 10)) == ["1.json"]
+    assert not list((tmp_path / "in").rglob(".tracos-now*"))

@@ -135,6 +135,10 @@ class SftpClaims:
             crash = await self._count_crash()
             for entry in entries:
                 claimed = Claimed(entry.name, path / entry.name, entry)
+                if is_temp(entry.name):  # a heartbeat the kill cut: no client file
+                    with contextlib.suppress(OSError):
+                        await self._store.unlink(claimed.path)
+                    continue
                 try:
                     if await self._archives.already_archived(claimed):
                         await self._store.unlink(claimed.path)
