@@ -469,3 +469,31 @@ def test_a_watch_puts_back_a_file_left_in_its_own_claim_folder(env: Env, sshd: S
     assert result.code == 0, result.output
     assert "sftp.claim_put_back" in result.output
     assert env.collection.count_documents({}) == 2
+
+
+def test_a_file_the_account_may_not_read_is_left_where_it_is_until_it_changes(
+    env: Env, sshd: Sshd
+) -> None:
+    """Hostile pass 2, F6: a file the account may not read was renamed out and back at every
+    sweep, with a warning each time (13 in 12 s). It is said once and left where it is; once
+    it changes it is taken."""
+    client_file(sshd, "1.json", client_record(1))
+    locked = client_file(sshd, "2.json", client_record(2))
+    locked.chmod(0)
+    processed = sshd.served / "in" / "processed"
+    proc = env.popen("watch", **sftp_settings(sshd, WATCH_INTERVAL="0.2"))
+    try:
+        wait_until(lambda: names(processed) == ["1.json"], proc, 30)  # 2.json was tried then
+        moved = locked.stat().st_ctime_ns  # a rename changes it
+        for number in (3, 4):  # each taken by a later sweep, which left 2.json alone
+            client_file(sshd, f"{number}.json", client_record(number))
+            wait_until(lambda n=number: f"{n}.json" in names(processed), proc, 30)
+        assert locked.stat().st_ctime_ns == moved
+        locked.chmod(0o644)
+        aged(locked, 300)  # rewritten by its owner: another time
+        wait_until(lambda: "2.json" in names(processed), proc, 30)
+    finally:
+        result, _ = stop(proc)
+    assert result.code == 0, result.output
+    assert result.output.count("inbound.unreadable") == 1, result.output
+    assert env.collection.count_documents({}) == 4

@@ -95,6 +95,9 @@ class SftpSource:
         # for that file alone): not put back by our own sweeps, only by another instance's
         # recovery once this one is gone.
         self._kept: set[str] = set()
+        # Inbound files this account could not read, by name, as listed (size, time): left
+        # where they are, and not taken again until they change.
+        self._cannot_read: dict[str, tuple[int, float]] = {}
         self._said_links: set[str] = set()
 
     async def prepare(self) -> None:
@@ -238,6 +241,13 @@ class SftpSource:
             except StoreUnavailable as exc:
                 raise DestinationUnwritable(str(exc)) from exc
         entries = [e for e in listed if is_input(e)]
+        # Those that changed, or went, are forgotten: tried again.
+        self._cannot_read = {
+            e.name: (e.size, e.mtime)
+            for e in entries
+            if self._cannot_read.get(e.name) == (e.size, e.mtime)
+        }
+        entries = [e for e in entries if e.name not in self._cannot_read]
         for link in (e.name for e in listed if e.kind == "link" and _named_input(e.name)):
             if link not in self._said_links:  # once per name, as the local folder says it
                 self._said_links.add(link)
@@ -276,9 +286,9 @@ class SftpSource:
             self._said_lost(entry.name, "read")
             return None
         except OSError as exc:
-            # This file alone (its permissions): left where it was, tried again next run.
-            log.warning("inbound.unreadable", file=printable(entry.name), reason=str(exc))
-            await self._give_back(claimed)
+            # This file alone (its permissions): put back where it was, and left there.
+            back = await self._give_back(claimed)
+            self._not_readable(back or entry.name, entry, exc)
             return None
         decoded = self._decoder.decode(raw)
         changed = (after.size, after.mtime, after.kind) != (entry.size, entry.mtime, "file")
@@ -408,7 +418,7 @@ class SftpSource:
         except StoreUnavailable as exc:
             raise DestinationUnwritable(str(exc)) from exc
         except OSError as exc:
-            log.warning("inbound.unreadable", file=printable(entry.name), reason=str(exc))
+            self._not_readable(entry.name, entry, exc)
             return None
         decoded = self._decoder.decode(raw)
         if (after.size, after.mtime) != (entry.size, entry.mtime) or decoded.unparsable:
@@ -445,11 +455,25 @@ class SftpSource:
         self._kept.discard(claimed.path.name)  # that name in our folder is this file now
         return True
 
-    async def _give_back(self, claimed: Claimed) -> None:
+    def _not_readable(self, name: str, listed: Entry, exc: OSError) -> None:
+        """Said once: the file is left where it is, and skipped until it changes."""
+        self._cannot_read[name] = (listed.size, listed.mtime)
+        log.warning(
+            "inbound.unreadable",
+            file=printable(name),
+            reason=str(exc),
+            note="left where it is; taken again once it changes (its size or time), or by the "
+            "next run",
+        )
+
+    async def _give_back(self, claimed: Claimed) -> str | None:
+        """``claimed`` back in the inbound folder: the name it went back under (``None``
+        when it was gone, or in a dry run)."""
         if self._dry_run:
-            return
+            return None
         with contextlib.suppress(FileNotFoundError):
-            await self._archives.put_back(claimed)
+            return await self._archives.put_back(claimed)
+        return None
 
     async def complete(self, units: Sequence[InboundUnit]) -> None:
         try:
