@@ -7,6 +7,7 @@ from pathlib import PurePosixPath
 
 import asyncssh
 
+from ..store import kind_of
 from .answers import FSYNC, POSIX_RENAME, temp_name
 
 
@@ -39,6 +40,22 @@ async def holds(sftp: asyncssh.SFTPClient, path: PurePosixPath, data: bytes) -> 
     async with sftp.open(str(path), "rb") as remote:
         held = await remote.read(len(data) + 1)
     return isinstance(held, bytes) and held == data
+
+
+async def linked_twice(
+    sftp: asyncssh.SFTPClient, source: PurePosixPath, target: PurePosixPath
+) -> bool:
+    """Whether ``target`` is ``source`` under a second name, as OpenSSH's rename (link, then
+    unlink) leaves it when cut between the two: regular files of the same size, time and bytes
+    (SFTP shows no inode)."""
+    a, b = await sftp.lstat(str(source)), await sftp.lstat(str(target))
+    if not (kind_of(a.permissions) == kind_of(b.permissions) == "file"):
+        return False
+    if (a.size, a.mtime) != (b.size, b.mtime):
+        return False
+    async with sftp.open(str(source), "rb") as one, sftp.open(str(target), "rb") as other:
+        size = (a.size or 0) + 1
+        return bool(await one.read(size) == await other.read(size))
 
 
 async def server_now(sftp: asyncssh.SFTPClient, folder: PurePosixPath) -> float:

@@ -29,7 +29,7 @@ from .answers import FSYNC, entry_of, os_error
 from .connecting import Session, connect
 from .location import Server
 from .lost import unless_lost
-from .requests import holds, probe_extensions, server_now, write_temp
+from .requests import holds, linked_twice, probe_extensions, server_now, write_temp
 from .trust import Credentials
 
 log = structlog.get_logger("tracos_sync.files.sftp")
@@ -262,6 +262,11 @@ class SftpStore:
                         return  # the try cut by the drop had landed
                     raise FileNotFoundError(errno.ENOENT, "No such file", str(source)) from exc
                 if await sftp.lexists(str(target)):
+                    if retried and await linked_twice(sftp, source, target):
+                        # The try cut by the drop had linked it and not yet unlinked the
+                        # source: its unlink finished here (not a second archive name).
+                        await sftp.remove(str(source))
+                        return
                     raise FileExistsError(errno.EEXIST, "File exists", str(target)) from exc
                 raise
 
