@@ -151,8 +151,10 @@ FORCED = $(filter-out 0,$(FORCE))
 # Two test processes (pytest-xdist): most tests wait on a server or a subprocess, so two keep
 # both cores busy and halve the time on this 2-core machine (TEST_WORKERS=0: one process).
 TEST_WORKERS ?= 2
+# The site just built is the one tests/e2e/test_docs_site.py checks (it builds one itself when
+# run alone): one strict build, not two.
 test: install tools tools-cap tools-ssh docs
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) --durations=15
+	BUILT_SITE=$(abspath site) $(VENV)/bin/pytest -n $(TEST_WORKERS) --durations=15
 
 # The site (mkdocs.yml, docs/): its reference tables are generated from this checkout's code.
 docs: install

@@ -200,16 +200,22 @@ def naive_outbound(client: MongoClient[Doc], db: str, outbound: Path, n: int, li
     return (time.perf_counter() - start) * n / limit
 
 
-def cli(command: str, uri: str, db: str, inbound: Path, outbound: Path) -> tuple[float, str]:
+def folders(inbound: Path, outbound: Path) -> dict[str, str]:
+    """The CLI's settings for local folders."""
+    return {"DATA_INBOUND_DIR": str(inbound), "DATA_OUTBOUND_DIR": str(outbound)}
+
+
+def cli(command: str, uri: str, db: str, settings: dict[str, str]) -> tuple[float, str]:
+    """``tracos-sync <command>`` as a user runs it, on ``db`` with ``settings`` (its folders):
+    its wall time, process start included, and its summary line's fields."""
     env = dict(
         os.environ,
         MONGO_URI=uri,
         MONGO_DATABASE=db,
         MONGO_COLLECTION="w",
-        DATA_INBOUND_DIR=str(inbound),
-        DATA_OUTBOUND_DIR=str(outbound),
         BATCH_SIZE="1000",
         PYTHONPATH=str(ROOT / "src"),
+        **settings,
     )
     start = time.perf_counter()
     proc = subprocess.run(
@@ -263,15 +269,16 @@ def measure(
             "inbound",
             server.uri,
             f"cli_in{k}",
-            copy_files(template, work / f"c{k}"),
-            work / "unused",
+            folders(copy_files(template, work / f"c{k}"), work / "unused"),
         )
         runs["cli_in"].append(t)
         for db in (f"raw_out{k}", f"raw_any{k}", f"cli_out{k}"):
             seed_documents(client, db, n)
         runs["raw_out"].append(raw_outbound(client, f"raw_out{k}", work / f"ro{k}", True))
         runs["any"].append(raw_outbound(client, f"raw_any{k}", work / f"ru{k}", False))
-        t, summary_out = cli("outbound", server.uri, f"cli_out{k}", work / "empty", work / f"co{k}")
+        t, summary_out = cli(
+            "outbound", server.uri, f"cli_out{k}", folders(work / "empty", work / f"co{k}")
+        )
         runs["cli"].append(t)
         for db in client.list_database_names():
             if db.endswith(str(k)) and db.startswith(("raw_", "cli_")):

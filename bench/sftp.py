@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 import orjson  # noqa: E402
+
+# bench/bench.py: run as a script, this file's folder comes first on the path.
+from bench import cli, folders  # noqa: E402
 from pymongo import MongoClient  # noqa: E402
 from tests.builders import client_record, tracos_doc  # noqa: E402
 from tests.server import Server  # noqa: E402
@@ -42,31 +44,6 @@ def make_files(folder: Path, n: int, give: Sshd | None = None) -> None:
             give.give_to_server(path)
     if give is not None:
         give.give_to_server(folder)
-
-
-def cli(command: str, uri: str, db: str, settings: dict[str, str]) -> tuple[float, str]:
-    env = dict(
-        os.environ,
-        MONGO_URI=uri,
-        MONGO_DATABASE=db,
-        MONGO_COLLECTION="w",
-        BATCH_SIZE="1000",
-        PYTHONPATH=str(ROOT / "src"),
-        **settings,
-    )
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "tracos_sync", command],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"CLI {command} failed:\n{proc.stderr}")
-    summary = next(line for line in proc.stderr.splitlines() if "run.summary" in line)
-    return elapsed, summary.split("run.summary", 1)[1].strip()
 
 
 def main() -> int:
@@ -87,10 +64,7 @@ def main() -> int:
                 "SFTP_KNOWN_HOSTS": str(sshd.known_hosts),
                 "SFTP_KEY_FILE": str(sshd.client_key_file),
             }
-            local = {
-                "DATA_INBOUND_DIR": str(work / "in"),
-                "DATA_OUTBOUND_DIR": str(work / "out"),
-            }
+            local = folders(work / "in", work / "out")
             make_files(work / "in", n)
             make_files(sshd.served / "in", n, give=sshd)
             for command in ("inbound", "outbound"):

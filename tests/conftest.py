@@ -19,6 +19,12 @@ from tests.support.environ import cli_environ
 from tests.support.sshd import Sshd, running_sshd
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The ``slow`` tests first, the rest in their order: a long test left for the end keeps
+    one worker busy while the other has nothing more to do."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def server() -> Iterator[Server]:
     srv = Server(test_commands=True).start()

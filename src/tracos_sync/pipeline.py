@@ -28,14 +28,13 @@ from tracos_sync.domain.ports import (
     WorkOrderRepository,
 )
 from tracos_sync.refusals import RefusalTally
+from tracos_sync.stopping import MOMENT_SECONDS, given_a_moment
 
 log = structlog.get_logger("tracos_sync.pipeline")
 
 Clock = Callable[[], datetime]
 # CLIENT_CLOCK_SKEW_SECONDS's default.
 DEFAULT_CLOCK_SKEW = timedelta(seconds=300)
-# How long the archives in flight may still take once a run is cancelled.
-CANCELLED_ARCHIVES_SECONDS = 1.0
 # Told how far a run has got: (direction, items just done). For progress displays.
 ProgressHook = Callable[[str, int], None]
 
@@ -158,10 +157,14 @@ async def sync_inbound(
         raise
     finally:
         if archiving is not None:
-            if cancelled:
-                await _briefly(archiving)
-            else:
+            if not cancelled:
                 await archiving
+            elif not await given_a_moment(archiving):
+                log.warning(
+                    "inbound.archives_cut",
+                    reason=f"stopped while archiving; not done within {MOMENT_SECONDS:g}s: "
+                    "those inputs stay claimed, applied, until recovered (then applied as stale)",
+                )
     if stats.all_refused():
         reason, times = refusals.most_common()
         log.warning(
@@ -173,28 +176,6 @@ async def sync_inbound(
             "Test it as this integration reads them: tracos-sync mapping test --integration "
             "NAME FILE... (the files quarantined in rejected/)",
         )
-
-
-async def _briefly(archiving: asyncio.Task[None]) -> None:
-    """The archives in flight when the run was cancelled (a stop's grace ran out): a moment to
-    land, not the store's whole budget (a server that stopped answering would hold the stop).
-    Cut, their inputs stay claimed, applied but not archived, until the connector recovers
-    them as a dead instance's claims (they are then applied again, as stale)."""
-    done, _ = await asyncio.wait({archiving}, timeout=CANCELLED_ARCHIVES_SECONDS)
-    if not done:
-        archiving.cancel()
-        log.warning(
-            "inbound.archives_cut",
-            reason=f"stopped while archiving; not done within {CANCELLED_ARCHIVES_SECONDS:g}s: "
-            "those inputs stay claimed until recovered",
-        )
-    archiving.add_done_callback(_retrieved)
-
-
-def _retrieved(task: asyncio.Task[None]) -> None:
-    """Its failure is the cancelled run's, already on its way out: not said again."""
-    if not task.cancelled():
-        task.exception()
 
 
 async def _complete(source: ClientSource, units: Sequence[InboundUnit], stats: RunStats) -> None:

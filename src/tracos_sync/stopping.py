@@ -16,6 +16,8 @@ log = structlog.get_logger("tracos_sync")
 T = TypeVar("T")
 
 STOP_GRACE_SECONDS = 3.0
+# How long work in flight may still take once its caller was cancelled (archives).
+MOMENT_SECONDS = 1.0
 
 
 class Abandoned(Exception):
@@ -64,3 +66,20 @@ async def until_stopped(work: Awaitable[T], stop: asyncio.Event) -> T:
         stopped.cancel()
         if not task.done():  # we were cancelled ourselves: take the work with us
             task.cancel()
+
+
+async def given_a_moment(task: asyncio.Task[Any], seconds: float | None = None) -> bool:
+    """Work in flight when its caller was cancelled (a stop's grace ran out): ``seconds``
+    (``MOMENT_SECONDS``) to end, not its own whole budget (a server that stopped answering
+    would hold the stop), then cancelled. Whether it ended. Its failure is the cancelled
+    caller's, already on its way out: not said again."""
+    done, _ = await asyncio.wait({task}, timeout=MOMENT_SECONDS if seconds is None else seconds)
+    if not done:
+        task.cancel()
+    task.add_done_callback(_retrieved)
+    return bool(done)
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()

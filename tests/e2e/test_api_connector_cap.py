@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from pymongo import MongoClient
 
 from tests.builders import tracos_doc
@@ -141,6 +142,7 @@ def test_cap_killed_and_restarted_in_the_middle_of_a_pass_loses_nothing(
     assert (again["inserted"], again["updated"]) == (0, 0)
 
 
+@pytest.mark.slow
 def test_5000_orders_are_read(env: Env, cap: CapServer, mongo: MongoClient[Any]) -> None:
     create_orders(cap, range(1, 5_001))
     path = integrations(env)

@@ -12,6 +12,7 @@ from collections import Counter
 from typing import Any
 
 import httpx
+import pytest
 from pymongo import MongoClient
 
 from tests.builders import tracos_doc
@@ -65,6 +66,7 @@ def writes(cap: CapServer) -> Counter[tuple[int, str]]:
     return Counter({(int(key), kind): n for (key, kind), n in cap.writes().items()})
 
 
+@pytest.mark.slow
 def test_watch_syncs_both_ways_and_our_writes_never_bounce(
     env: Env, cap: CapServer, mongo: MongoClient[Any]
 ) -> None:

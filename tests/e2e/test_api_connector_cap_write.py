@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from pymongo import MongoClient
 
 from tests.builders import tracos_doc
@@ -195,6 +196,7 @@ def test_our_writes_are_known_for_ours_when_cap_restarts_before_the_next_read(
     assert own_cap.writes() == Counter({(f"{n:012d}", "CREATE"): 1 for n in range(900, 905)})
 
 
+@pytest.mark.slow
 def test_5000_orders_go_out_once_each_and_come_back_as_echoes_across_a_restart(
     env: Env, own_cap: CapServer, mongo: MongoClient[Any]
 ) -> None:

@@ -207,6 +207,7 @@ async def bare_loop(
     await asyncio.gather(*(one(o) for o in orders))
 
 
+@pytest.mark.slow
 async def test_many_orders_are_written_and_timed_against_a_bare_httpx_loop(
     cap: CapServer, http: httpx.AsyncClient
 ) -> None:

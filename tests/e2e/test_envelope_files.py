@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from tests.builders import aged, client_record, read_json
 from tests.conftest import Env
@@ -70,6 +71,7 @@ def warnings_of(output: str, event: str) -> list[str]:
     return [line for line in output.splitlines() if event in line]
 
 
+@pytest.mark.slow
 def test_a_page_of_a_paged_export_is_taken_with_a_warning(env: Env) -> None:
     """Its records are valid: taken. The file says more follow: one warning per file, with the
     link (its query secrets masked), in a dry run too."""

@@ -104,6 +104,7 @@ def test_make_help_names_every_target() -> None:
     assert targets - {"help"} <= named, f"make help does not name {targets - named - {'help'}}"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize(
     "page", pages_with_commands(), ids=lambda page: str(page.relative_to(ROOT))

@@ -308,6 +308,7 @@ def until(
     return time.monotonic() - start
 
 
+@pytest.mark.slow
 def test_replicas_share_take_over_and_fence_out_a_frozen_one(
     world: World, started: Callable[..., Replica]
 ) -> None:

@@ -110,6 +110,7 @@ def test_a_run_during_an_export_leaves_the_partial_file_and_takes_it_once_comple
     assert not rejected_names(env)
 
 
+@pytest.mark.slow
 def test_a_large_export_being_written_is_left_before_any_record_is_applied(env: Env) -> None:
     data = export(range(1, 30_001))
     env.inbound.mkdir(parents=True)
@@ -238,6 +239,7 @@ def processed_dir(request: pytest.FixtureRequest, env: Env) -> Iterator[Path]:
         yield folder
 
 
+@pytest.mark.slow
 def test_a_file_written_to_while_in_hand_goes_back_and_is_taken_again_whole(
     env: Env, processed_dir: Path
 ) -> None:
@@ -331,6 +333,7 @@ def peak_rss_mb(env: Env, *args: str, **overrides: str) -> tuple[float, str]:
     return int(proc.stdout.strip()) / 1024, proc.stderr
 
 
+@pytest.mark.slow
 def test_a_large_export_is_decoded_in_bounded_memory(env: Env) -> None:
     env.inbound.mkdir(parents=True)
     (env.inbound / "small.json").write_bytes(export(range(1, 2)))

@@ -744,6 +744,7 @@ def tour() -> None:
         machine.teardown()
 
 
+@pytest.mark.slow
 def test_short_campaign(shared: Shared) -> None:
     """A few examples in the normal suite, every invariant enforced, every rule run and followed
     by a clean sync (each example ends with one), every aimed fault landed (~60-90 s)."""

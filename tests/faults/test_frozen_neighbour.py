@@ -127,6 +127,7 @@ def fast_outbound(tmp_path: Path) -> Iterator[Path]:
         yield folder
 
 
+@pytest.mark.slow
 def test_a_run_paused_longer_than_the_deadline_defers_nothing_and_blames_nobody(
     env: Env, fast_outbound: Path
 ) -> None:

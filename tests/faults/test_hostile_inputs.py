@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pymongo import MongoClient
@@ -125,6 +126,7 @@ def run_cli(root: Path, uri: str, database: str, **extra: str) -> subprocess.Com
     )
 
 
+@pytest.mark.slow
 @settings(
     max_examples=12,
     deadline=None,

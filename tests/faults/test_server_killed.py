@@ -82,6 +82,7 @@ def test_killed_during_inbound_then_rerun_applies_everything_once(
     assert count(env.rejected) == 0
 
 
+@pytest.mark.slow
 def test_killed_during_outbound_then_rerun_exports_everything(env: Env, own_server: Server) -> None:
     env.uri = own_server.uri
     client, docs = collection(own_server, env)

@@ -12,9 +12,7 @@ import os
 import shutil
 import signal
 import sqlite3
-import subprocess
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from tests.server import ROOT, free_port
+from tests.support.process import ServerProcess, start_on_a_port
 
 __all__ = ["PROJECT", "SERVICE_PATH", "CapServer", "running_cap_server"]
 
@@ -58,17 +57,13 @@ def server_environ() -> dict[str, str]:
     return environ
 
 
-class PortTaken(RuntimeError):
-    pass
-
-
 @dataclass
 class CapServer:
     """One CAP server. ``workdir`` holds a copy of the model, the database file and the log."""
 
     port: int = field(default_factory=free_port)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="cap-erp-")))
-    process: subprocess.Popen[bytes] | None = None
+    running: ServerProcess | None = None
     started_once: bool = False
     # A port asked for by name (a documented one): taken, it is an error, not traded.
     port_fixed: bool = False
@@ -94,47 +89,26 @@ class CapServer:
         return self.workdir / "db.sqlite"
 
     def start(self, timeout: float = 30.0) -> CapServer:
-        """Start and wait until the service answers. A port taken by someone else is traded
-        for another on the first start only: a restart must keep its port, the clients know it."""
-        node, serve = node_and_cds()
-        command = [str(node), "--disable-warning=ExperimentalWarning", str(serve)]
+        """Start and wait until the service answers; a port taken by someone else is traded
+        for another on the first start only (tests/support/process.py)."""
         self._lay_out_project()
-        while True:
-            with open(self.log, "ab") as log:
-                self.process = subprocess.Popen(
-                    [*command, "--port", str(self.port)],
-                    cwd=self.workdir,
-                    env=server_environ(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            try:
-                self._wait_until_ready(timeout)
-            except PortTaken:
-                if self.started_once or self.port_fixed:
-                    raise
-                self.port = free_port()
-                continue
-            self.started_once = True
-            return self
+        start_on_a_port(
+            lambda: self._start(timeout),
+            self._trade_port,
+            may_trade=not (self.started_once or self.port_fixed),
+        )
+        self.started_once = True
+        return self
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (CAP closes its server and database), SIGKILL if it does not end in time."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        if self.running is not None:
+            self.running.stop(timeout)
 
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, as in a crash."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        if self.running is not None:
+            self.running.kill()
 
     def restart(self) -> CapServer:
         self.stop()
@@ -168,25 +142,35 @@ class CapServer:
         if not modules.is_symlink():
             modules.symlink_to(INSTALLED)
 
-    def _wait_until_ready(self, timeout: float) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=1.0) as client:
-            while True:
-                if self.process.poll() is not None:
-                    said = self.log.read_text(errors="replace")[-2000:]
-                    if "EADDRINUSE" in said:
-                        raise PortTaken(said)
-                    raise RuntimeError(
-                        f"CAP server exited at start (code {self.process.returncode}): {said}"
-                    )
-                with contextlib.suppress(httpx.TransportError):
-                    if client.get(f"{self.url}/").status_code == 200:
-                        return
-                if time.monotonic() > deadline:
-                    self.kill()
-                    raise RuntimeError(f"CAP server did not answer within {timeout:g}s")
-                time.sleep(0.02)
+    def _start(self, timeout: float) -> None:
+        node, serve = node_and_cds()
+        self.running = ServerProcess.launch(
+            "CAP server",
+            [
+                str(node),
+                "--disable-warning=ExperimentalWarning",
+                str(serve),
+                "--port",
+                str(self.port),
+            ],
+            self.log,
+            cwd=self.workdir,
+            env=server_environ(),
+        )
+        running = self.running
+        running.wait_until_ready(
+            lambda: running.listens_on(self.port) and self._answers(),
+            timeout,
+            port_taken="EADDRINUSE",
+        )
+
+    def _trade_port(self) -> None:
+        self.port = free_port()
+
+    def _answers(self) -> bool:
+        with contextlib.suppress(httpx.TransportError):
+            return httpx.get(f"{self.url}/", timeout=1.0).status_code == 200
+        return False
 
 
 @contextlib.contextmanager
@@ -256,8 +240,8 @@ def serve_by_hand(port: int | None, samples: bool) -> None:
                 answer.raise_for_status()
             held = f" with {len(SAMPLE_ORDERS)} sample orders" if samples else ""
             print(f"CAP serving {by_hand.orders_url}{held}; Ctrl-C stops it", flush=True)
-            assert by_hand.process is not None
-            by_hand.process.wait()
+            assert by_hand.running is not None
+            by_hand.running.process.wait()
 
 
 if __name__ == "__main__":

@@ -27,11 +27,7 @@ import contextlib
 import os
 import pwd
 import shutil
-import signal
-import socket
-import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +35,7 @@ from pathlib import Path
 import asyncssh
 
 from tests.server import ROOT, free_port
+from tests.support.process import ServerProcess, greets, start_on_a_port
 
 __all__ = ["Sshd", "running_sshd", "sshd_binary"]
 
@@ -71,10 +68,6 @@ def server_account() -> pwd.struct_passwd:
     return pwd.getpwuid(os.geteuid())
 
 
-class PortTaken(RuntimeError):
-    pass
-
-
 @dataclass
 class Sshd:
     """One OpenSSH server. ``workdir`` holds its config, keys, log and the served folder."""
@@ -82,7 +75,7 @@ class Sshd:
     port: int = field(default_factory=free_port)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="sshd-")))
     account: pwd.struct_passwd = field(default_factory=server_account)
-    process: subprocess.Popen[bytes] | None = None
+    running: ServerProcess | None = None
     started_once: bool = False
     # Options of the sftp subsystem (sftp-server(8)); ``-P fsync@openssh.com`` makes a server
     # that refuses that extension.
@@ -160,60 +153,35 @@ class Sshd:
         path.chmod(0o600)
 
     def start(self, timeout: float = 15.0) -> Sshd:
-        """Start and wait until it greets. A port taken by someone else is traded for another
-        on the first start only: a restart keeps its port, the clients know it."""
-        while True:
-            with open(self.log, "ab") as log:
-                self.process = subprocess.Popen(
-                    [str(sshd_binary()), "-D", "-e", "-f", str(self.config)],
-                    cwd=self.workdir,
-                    env=server_environ(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    # Its own session: a signal to the test's group never reaches it.
-                    start_new_session=True,
-                    user=self.account.pw_uid if os.geteuid() == 0 else None,
-                    group=self.account.pw_gid if os.geteuid() == 0 else None,
-                    extra_groups=[] if os.geteuid() == 0 else None,
-                )
-            try:
-                self._wait_until_ready(timeout)
-            except PortTaken:
-                if self.started_once:
-                    raise
-                self.port = free_port()
-                self._write_config()
-                self.known_hosts.write_text(self.known_hosts_line(self.host_key))
-                continue
-            self.started_once = True
-            return self
+        """Start and wait until it greets; a port taken by someone else is traded for another
+        on the first start only (tests/support/process.py)."""
+        start_on_a_port(
+            lambda: self._start(timeout), self._trade_port, may_trade=not self.started_once
+        )
+        self.started_once = True
+        return self
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM to the listener and every session, SIGKILL if slow."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        for pid in [*self.sessions(), self.process.pid]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        if self.running is not None:
+            self.running.stop(timeout, send=self._to_all)
 
     def kill(self) -> None:
         """SIGKILL to the listener and every session: connections drop mid-operation."""
-        if self.process is not None:
-            for pid in [*self.sessions(), self.process.pid]:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            self.process.wait()
+        if self.running is not None:
+            self.running.kill(send=self._to_all)
+
+    def _to_all(self, sig: int) -> None:
+        """The listener and every session (each in a session of its own, see ``sessions``)."""
+        for pid in [*self.sessions(), *([self.running.pid] if self.running else [])]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
 
     def sessions(self) -> list[int]:
         """The processes serving connections: sshd forks one per connection, which calls
         setsid() (so a signal to the listener's group misses it), and that one forks the
         session's own; found by their parents in /proc."""
-        if self.process is None:
+        if self.running is None:
             return []
         children: dict[int, list[int]] = {}
         for entry in Path("/proc").iterdir():
@@ -223,12 +191,22 @@ class Sshd:
                 # The command may hold spaces and parentheses: the parent follows the last ')'.
                 parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
                 children.setdefault(parent, []).append(int(entry.name))
-        found, todo = [], list(children.get(self.process.pid, []))
+        found, todo = [], list(children.get(self.running.pid, []))
         while todo:
             pid = todo.pop()
             found.append(pid)
             todo += children.get(pid, [])
         return found
+
+    def has_unread_requests(self) -> bool:
+        """Whether bytes a client sent wait unread on one of the server's connections (its
+        receive queue in /proc/net/tcp): with its sessions stopped, a request is waiting."""
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            local, state, queues = line.split()[1], line.split()[3], line.split()[4]
+            unread = int(queues.partition(":")[2], 16)
+            if int(local.partition(":")[2], 16) == self.port and state == "01" and unread:
+                return True
+        return False
 
     def restart(self) -> Sshd:
         self.stop()
@@ -258,25 +236,29 @@ class Sshd:
             )
         )
 
-    def _wait_until_ready(self, timeout: float) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                said = self.log.read_text(errors="replace")[-2000:]
-                if "Address already in use" in said:
-                    raise PortTaken(said)
-                raise RuntimeError(f"sshd exited at start (code {self.process.returncode}): {said}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as probe,
-            ):
-                if probe.recv(64).startswith(b"SSH-2.0-"):
-                    return
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"sshd did not greet within {timeout:g}s: {self.log}")
-            time.sleep(0.02)
+    def _start(self, timeout: float) -> None:
+        root = os.geteuid() == 0
+        self.running = ServerProcess.launch(
+            "sshd",
+            [str(sshd_binary()), "-D", "-e", "-f", str(self.config)],
+            self.log,
+            cwd=self.workdir,
+            env=server_environ(),
+            user=self.account.pw_uid if root else None,
+            group=self.account.pw_gid if root else None,
+            extra_groups=[] if root else None,
+        )
+        running, greeted = self.running, greets(self.port, b"SSH-2.0-")
+        running.wait_until_ready(
+            lambda: running.listens_on(self.port) and greeted(),
+            timeout,
+            port_taken="Address already in use",
+        )
+
+    def _trade_port(self) -> None:
+        self.port = free_port()
+        self._write_config()
+        self.known_hosts.write_text(self.known_hosts_line(self.host_key))
 
 
 @contextlib.contextmanager
@@ -297,6 +279,6 @@ if __name__ == "__main__":
             f"sshd serving {by_hand.url()} (key {by_hand.client_key_file}, "
             f"known_hosts {by_hand.known_hosts}, log {by_hand.log}); Ctrl-C stops it"
         )
-        assert by_hand.process is not None
+        assert by_hand.running is not None
         with contextlib.suppress(KeyboardInterrupt):
-            by_hand.process.wait()
+            by_hand.running.process.wait()

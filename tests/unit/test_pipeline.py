@@ -15,7 +15,8 @@ from tests.fakes import InMemoryWorkOrderRepository
 from tracos_sync.domain.errors import DestinationUnwritable
 from tracos_sync.domain.model import Status, WorkOrder
 from tracos_sync.domain.ports import Delivery, InboundUnit
-from tracos_sync.pipeline import CANCELLED_ARCHIVES_SECONDS, RunStats, sync_inbound, sync_outbound
+from tracos_sync.pipeline import RunStats, sync_inbound, sync_outbound
+from tracos_sync.stopping import MOMENT_SECONDS
 
 
 def order(number: int) -> WorkOrder:
@@ -199,7 +200,7 @@ class StalledArchives(ListSource):
 
 async def test_a_cancelled_inbound_waits_for_its_archives_a_moment_only() -> None:
     """Hostile pass 2, F4: cancelled (a stop's grace ran out) with archives in flight on a
-    server that stopped answering, the run ends within CANCELLED_ARCHIVES_SECONDS: the archives
+    server that stopped answering, the run ends within MOMENT_SECONDS: the archives
     are cut, their inputs left claimed."""
     source = StalledArchives()
     run = asyncio.create_task(sync_inbound(source, InMemoryWorkOrderRepository(), RunStats(), 1))
@@ -208,6 +209,6 @@ async def test_a_cancelled_inbound_waits_for_its_archives_a_moment_only() -> Non
     run.cancel()
     with capture_logs() as logs, pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(run, 5)
-    assert time.monotonic() - start < CANCELLED_ARCHIVES_SECONDS + 0.5
+    assert time.monotonic() - start < MOMENT_SECONDS + 0.5
     await asyncio.wait_for(source.archive_cut.wait(), 1)
     assert [e["event"] for e in logs] == ["inbound.archives_cut"]

@@ -227,7 +227,8 @@ def test_a_large_files_parts_follow_its_first_part_whatever_is_decoded_meanwhile
             await source.complete(batch)
             if len(units) == 2:  # the large file's first part decoded meanwhile
                 for _ in range(6000):
-                    if source._streaming is not None and source._streaming.open_parts():
+                    streaming = source._large.streaming
+                    if streaming is not None and streaming.open_parts():
                         break
                     await asyncio.sleep(0.01)
         await source.close()

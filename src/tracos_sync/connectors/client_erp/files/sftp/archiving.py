@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
 import orjson
+import structlog
 
 from tracos_sync.domain.dates import format_instant
 from tracos_sync.domain.model import Problem
@@ -20,6 +21,8 @@ from ..archive import SIDECAR_SUFFIX, rejected_name
 from ..fsnames import fit_name, free_names
 from ..reading import Parts
 from ..store import Entry, FileStore
+
+log = structlog.get_logger("tracos_sync.files.sftp")
 
 NAME_MAX = 255  # OpenSSH serves POSIX file systems; a longer name is refused per file anyway
 
@@ -145,3 +148,15 @@ class Archives:
                 raise
             return name
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def say_lost(stale_seconds: float, name: str, when: str) -> None:
+    """A claim taken back from this instance while it was silent: said once, not counted."""
+    log.warning(
+        "inbound.claim_lost",
+        file=printable(name),
+        reason=f"no longer in this instance's claim folder when {when}: taken back by "
+        "another instance, this one having been silent for over "
+        f"CLAIM_STALE_SECONDS={stale_seconds:g} (or removed by "
+        "someone); that instance archives it and counts it, this run does not",
+    )

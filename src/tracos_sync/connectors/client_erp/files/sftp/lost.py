@@ -15,11 +15,12 @@ LOST_GRACE_SECONDS = 2.0
 
 
 async def unless_lost(work: Awaitable[T], lost: asyncio.Event) -> T:
-    """``work``'s result, or its own error, however the connection ends: asyncssh fails the
-    requests of a lost connection itself, so ``work`` is given a moment to end that way (its
-    sub-tasks then end cleanly too); one still waiting after it, on a request asyncssh will
-    never answer, is cancelled and counts as a lost connection."""
+    """``work``'s result, or its own error, however the connection ends: asyncssh fails a lost
+    connection's requests itself, so ``work`` gets a moment to end that way (its sub-tasks end
+    cleanly too); one still waiting, on a request never answered, is cancelled and counts as a
+    lost connection. Cancelled with us (a stop), its late error (a file's close) is retrieved."""
     task = asyncio.ensure_future(work)
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
     watcher = asyncio.ensure_future(lost.wait())
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -27,8 +28,7 @@ async def unless_lost(work: Awaitable[T], lost: asyncio.Event) -> T:
             await asyncio.wait({task}, timeout=LOST_GRACE_SECONDS)
     finally:
         watcher.cancel()
-        if not task.done():
-            task.cancel()
+        task.cancel()  # nothing if it is done
     if task.done() and not task.cancelled():
         return task.result()
     with contextlib.suppress(BaseException):

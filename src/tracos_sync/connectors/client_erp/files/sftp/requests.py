@@ -1,14 +1,15 @@
-"""The SFTP requests behind the store's writes and probes, as functions of a session."""
+"""The SFTP requests behind the store's writes, moves and probes, as functions of a session."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 from pathlib import PurePosixPath
 
 import asyncssh
 
 from ..store import kind_of
-from .answers import FSYNC, POSIX_RENAME, temp_name
+from .answers import FSYNC, POSIX_RENAME, TRANSIENT, temp_name
 
 
 async def write_temp(
@@ -40,6 +41,30 @@ async def holds(sftp: asyncssh.SFTPClient, path: PurePosixPath, data: bytes) -> 
     async with sftp.open(str(path), "rb") as remote:
         held = await remote.read(len(data) + 1)
     return isinstance(held, bytes) and held == data
+
+
+async def rename_no_clobber(
+    sftp: asyncssh.SFTPClient, source: PurePosixPath, target: PurePosixPath, retried: bool
+) -> None:
+    """``source`` renamed to ``target`` by the protocol's rename, which never replaces;
+    ``retried``: the try before was cut by a dropped connection, and may have landed, whole
+    (the source gone, the target there: done) or half (OpenSSH links, then unlinks: the
+    unlink is finished here, never a second name)."""
+    try:
+        await sftp.rename(str(source), str(target))
+    except asyncssh.SFTPError as exc:
+        if isinstance(exc, TRANSIENT):
+            raise
+        if not await sftp.lexists(str(source)):
+            if retried and await sftp.lexists(str(target)):
+                return  # the try cut by the drop had landed
+            raise FileNotFoundError(errno.ENOENT, "No such file", str(source)) from exc
+        if await sftp.lexists(str(target)):
+            if retried and await linked_twice(sftp, source, target):
+                await sftp.remove(str(source))
+                return
+            raise FileExistsError(errno.EEXIST, "File exists", str(target)) from exc
+        raise
 
 
 async def linked_twice(

@@ -8,8 +8,7 @@ What each operation relies on (OpenSSH's sftp-server; other servers are checked 
 - durability: ``fsync@openssh.com`` on the written file before it is renamed.
 
 An operation cut by a dropped connection is tried again on a new one, up to the budget; a move
-tried again finds its source gone and its target there when the first try had landed, and counts
-that as done (the source being in a folder of ours, no one else moves it)."""
+tried again that finds its source gone and its target there counts as done (a folder of ours)."""
 
 from __future__ import annotations
 
@@ -25,27 +24,16 @@ import asyncssh
 import structlog
 
 from ..store import Entry, StoreUnavailable, kind_of
-from .answers import FSYNC, entry_of, os_error
+from .answers import FSYNC, TRANSIENT, entry_of, os_error
 from .connecting import Session, connect
 from .location import Server
 from .lost import unless_lost
-from .requests import holds, linked_twice, probe_extensions, server_now, write_temp
+from .requests import holds, probe_extensions, rename_no_clobber, server_now, write_temp
 from .trust import Credentials
 
 log = structlog.get_logger("tracos_sync.files.sftp")
 
 T = TypeVar("T")
-# Dropped connections and servers that cannot be reached: tried again within the budget.
-_TRANSIENT = (
-    asyncssh.SFTPConnectionLost,
-    asyncssh.SFTPNoConnection,
-    asyncssh.ConnectionLost,
-    asyncssh.ServiceNotAvailable,
-    asyncssh.ChannelOpenError,
-    ConnectionError,
-    TimeoutError,
-    EOFError,
-)
 
 
 def _go() -> None:
@@ -118,12 +106,12 @@ class SftpStore:
                     last = TimeoutError(late)
                     last.__cause__ = exc
             except asyncssh.SFTPError as exc:
-                if isinstance(exc, _TRANSIENT):
+                if isinstance(exc, TRANSIENT):
                     last = exc
                 else:
                     self._said_outage = False  # the server answered
                     raise os_error(exc, path) from exc
-            except _TRANSIENT as exc:
+            except TRANSIENT as exc:
                 last = exc
             self._drop(session)
             if time.monotonic() + delay > deadline:
@@ -213,7 +201,7 @@ class SftpStore:
             except asyncssh.SFTPError as exc:
                 with contextlib.suppress(asyncssh.Error, OSError):
                     await sftp.remove(str(temp))
-                if not isinstance(exc, _TRANSIENT) and await sftp.exists(str(path)):
+                if not isinstance(exc, TRANSIENT) and await sftp.exists(str(path)):
                     if retried and await holds(sftp, path, data):
                         return  # the try cut by the drop had landed
                     raise FileExistsError(errno.EEXIST, "File exists", str(path)) from exc
@@ -252,23 +240,7 @@ class SftpStore:
 
     async def move_no_clobber(self, source: PurePosixPath, target: PurePosixPath) -> None:
         async def move(sftp: asyncssh.SFTPClient, retried: bool) -> None:
-            try:
-                await sftp.rename(str(source), str(target))
-            except asyncssh.SFTPError as exc:
-                if isinstance(exc, _TRANSIENT):
-                    raise
-                if not await sftp.lexists(str(source)):
-                    if retried and await sftp.lexists(str(target)):
-                        return  # the try cut by the drop had landed
-                    raise FileNotFoundError(errno.ENOENT, "No such file", str(source)) from exc
-                if await sftp.lexists(str(target)):
-                    if retried and await linked_twice(sftp, source, target):
-                        # The try cut by the drop had linked it and not yet unlinked the
-                        # source: its unlink finished here (not a second archive name).
-                        await sftp.remove(str(source))
-                        return
-                    raise FileExistsError(errno.EEXIST, "File exists", str(target)) from exc
-                raise
+            await rename_no_clobber(sftp, source, target, retried)
 
         await self._call(source, move)
 
@@ -289,7 +261,7 @@ class SftpStore:
             try:
                 await sftp.mkdir(str(path))
             except asyncssh.SFTPError as exc:
-                if isinstance(exc, _TRANSIENT) or not await sftp.lexists(str(path)):
+                if isinstance(exc, TRANSIENT) or not await sftp.lexists(str(path)):
                     raise
                 # Also when a try cut by a drop had made it: whose it is cannot be told.
                 raise FileExistsError(errno.EEXIST, "File exists", str(path)) from exc
