@@ -28,6 +28,7 @@ from tracos_sync.domain.ports import (
     WorkOrderRepository,
 )
 from tracos_sync.refusals import RefusalTally
+from tracos_sync.stopping import MOMENT_SECONDS, given_a_moment
 
 log = structlog.get_logger("tracos_sync.pipeline")
 
@@ -124,6 +125,7 @@ async def sync_inbound(
         batches = source.batches(batch_size)
     archiving: asyncio.Task[None] | None = None
     refusals = RefusalTally()
+    cancelled = False
     try:
         async with contextlib.aclosing(batches):
             async for units in batches:
@@ -150,9 +152,19 @@ async def sync_inbound(
                 progress("inbound", len(units))
                 if stop():  # shutting down: the batch in hand is done, leave the rest
                     break
+    except asyncio.CancelledError:
+        cancelled = True
+        raise
     finally:
         if archiving is not None:
-            await archiving
+            if not cancelled:
+                await archiving
+            elif not await given_a_moment(archiving):
+                log.warning(
+                    "inbound.archives_cut",
+                    reason=f"stopped while archiving; not done within {MOMENT_SECONDS:g}s: "
+                    "those inputs stay claimed, applied, until recovered (then applied as stale)",
+                )
     if stats.all_refused():
         reason, times = refusals.most_common()
         log.warning(

@@ -16,6 +16,8 @@ log = structlog.get_logger("tracos_sync")
 T = TypeVar("T")
 
 STOP_GRACE_SECONDS = 3.0
+# How long work in flight may still take once its caller was cancelled (archives).
+MOMENT_SECONDS = 1.0
 
 
 class Abandoned(Exception):
@@ -37,7 +39,10 @@ def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
 
 async def until_stopped(work: Awaitable[T], stop: asyncio.Event) -> T:
     """Await ``work``; once ``stop`` is set it gets ``STOP_GRACE_SECONDS`` more (the batch in
-    hand finishes), then it is cancelled and ``Abandoned`` raised."""
+    hand finishes), then it is cancelled and ``Abandoned`` raised once it has ended, or after
+    ``STOP_GRACE_SECONDS`` again: the giving back a cancellation starts may wait on a server
+    that stopped answering, and is left to the closing of its connection (what it did not give
+    back stays claimed, and is recovered as a dead instance's claims are)."""
     task: asyncio.Future[T] = asyncio.ensure_future(work)
     stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
     try:
@@ -46,12 +51,35 @@ async def until_stopped(work: Awaitable[T], stop: asyncio.Event) -> T:
             done, _ = await asyncio.wait({task}, timeout=STOP_GRACE_SECONDS)
             if not done:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-                log.warning("run.abandoned", reason="still running after the stop grace")
+                done, _ = await asyncio.wait({task}, timeout=STOP_GRACE_SECONDS)
+                if done:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        task.result()
+                log.warning(
+                    "run.abandoned",
+                    reason="still running after the stop grace"
+                    + ("" if done else "; cancelled, and still giving back after the grace again"),
+                )
                 raise Abandoned
         return task.result()
     finally:
         stopped.cancel()
         if not task.done():  # we were cancelled ourselves: take the work with us
             task.cancel()
+
+
+async def given_a_moment(task: asyncio.Task[Any], seconds: float | None = None) -> bool:
+    """Work in flight when its caller was cancelled (a stop's grace ran out): ``seconds``
+    (``MOMENT_SECONDS``) to end, not its own whole budget (a server that stopped answering
+    would hold the stop), then cancelled. Whether it ended. Its failure is the cancelled
+    caller's, already on its way out: not said again."""
+    done, _ = await asyncio.wait({task}, timeout=MOMENT_SECONDS if seconds is None else seconds)
+    if not done:
+        task.cancel()
+    task.add_done_callback(_retrieved)
+    return bool(done)
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()

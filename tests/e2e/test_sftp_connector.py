@@ -8,6 +8,8 @@ import os
 import threading
 import time
 
+import pytest
+
 from tests.builders import client_record, read_json, tracos_doc, write_json
 from tests.conftest import Env
 from tests.support.sftp import client_file, names, sftp_settings
@@ -224,12 +226,16 @@ def test_watch_sweeps_an_sftp_folder_and_stops_on_sigterm(env: Env, sshd: Sshd) 
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("command", "user"),
+    [("run", "me:hunter2-in-url"), ("check", "me%3Ahunter2-in-url")],
+)
 def test_a_password_in_the_url_is_refused_before_anything_connects_and_not_shown(
-    env: Env,
+    env: Env, command: str, user: str
 ) -> None:
     result = env.cli(
-        "run",
-        DATA_INBOUND_DIR="sftp://me:hunter2-in-url@127.0.0.1:1/in",
+        command,
+        DATA_INBOUND_DIR=f"sftp://{user}@127.0.0.1:1/in",
         DATA_OUTBOUND_DIR="sftp://me@127.0.0.1:1/out",
         SFTP_KEY_FILE="/nonexistent",
     )
@@ -237,6 +243,33 @@ def test_a_password_in_the_url_is_refused_before_anything_connects_and_not_shown
     assert result.code == 2, result.output
     assert "must not hold a password" in result.output
     assert "hunter2-in-url" not in result.output
+
+
+def test_check_says_a_key_was_trusted_and_a_folder_cannot_be_made(env: Env, sshd: Sshd) -> None:
+    known_hosts = sshd.workdir / "empty_known_hosts"
+    known_hosts.write_text("")
+    settings = sftp_settings(
+        sshd,
+        DATA_INBOUND_DIR=sshd.url("new/in"),  # its parent is the served folder: it can be made
+        # Under /, where the account may not make a folder.
+        DATA_OUTBOUND_DIR=f"sftp://{sshd.user}@127.0.0.1:{sshd.port}/relative/out",
+        SFTP_KNOWN_HOSTS=str(known_hosts),
+        SFTP_TRUST_UNKNOWN_HOST_KEY="true",
+    )
+
+    first = env.cli("check", **settings)
+    assert first.code == 1, first.output
+    lines = first.output.splitlines()
+    server = next(line for line in lines if "sftp server" in line)
+    assert "trusted on first use" in server and "matches" not in server, first.output
+    inbound = next(line for line in lines if "inbound folder" in line)
+    assert inbound.startswith("ok") and "will be created" in inbound, first.output
+    outbound = next(line for line in lines if "outbound folder" in line)
+    assert outbound.startswith("FAIL") and "cannot be created" in outbound, first.output
+    assert not (sshd.served / "new").exists()  # a check makes nothing
+
+    again = env.cli("check", **settings)
+    assert "host key matches" in next(s for s in again.output.splitlines() if "sftp server" in s)
 
 
 def test_an_outbound_name_taken_by_a_folder_costs_that_order_only(env: Env, sshd: Sshd) -> None:

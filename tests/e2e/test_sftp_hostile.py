@@ -18,7 +18,7 @@ import orjson
 import pytest
 from pymongo import MongoClient
 
-from tests.builders import aged, client_record
+from tests.builders import aged, client_record, write_json
 from tests.conftest import Env, Result, failpoint
 from tests.support.sftp import client_file, names, sftp_settings
 from tests.support.sshd import Sshd
@@ -279,6 +279,127 @@ def test_sigterm_ends_a_watch_whose_server_stopped_answering(env: Env, sshd: Ssh
     assert "Traceback" not in result.output, result.output
 
 
+def test_sigterm_ends_a_watch_stalled_with_files_in_flight_and_they_are_recovered(
+    env: Env, sshd: Sshd, mongo: MongoClient[dict[str, Any]]
+) -> None:
+    """Hostile pass 2, F4: the server stops answering while files are being taken, applied and
+    archived; SIGTERM ends the watch within the stop grace (twice: the batch's grace, then the
+    cancelled work's), not after SFTP_REQUEST_SECONDS. What it held stays in its claim folder,
+    and is put back once that folder is stale."""
+    for n in range(1, 61):
+        client_file(sshd, f"{n}.json", client_record(n))
+    settings = sftp_settings(
+        sshd,
+        WATCH_INTERVAL="0.3",
+        BATCH_SIZE="5",
+        SFTP_REQUEST_SECONDS="30",
+        SFTP_RETRY_SECONDS="30",
+    )
+    processed = sshd.served / "in" / "processed"
+    stopped: list[int] = []
+    # Slow applies: the window of takes and the archives are on the wire when the server stalls.
+    with failpoint(
+        mongo, 10_000, failCommands=["insert", "update"], blockConnection=True, blockTimeMS=150
+    ):
+        proc = env.popen("watch", **settings)
+        try:
+            wait_until(lambda: len(names(processed)) >= 5, proc, 30)
+            stopped = sshd.sessions()
+            for pid in stopped:
+                os.kill(pid, signal.SIGSTOP)  # the connection stays up; nothing answers
+            time.sleep(0.5)  # the sweep runs into the silent server
+            result, took = stop(proc)
+        finally:
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
+    # The grace twice (3 s each), the tidy-ups at close (1 s), and a margin: not 30 s.
+    assert took < 12, took
+    assert result.code == 0, result.output
+    assert "Traceback" not in result.output, result.output
+
+    claims = sshd.served / "in" / ".tracos-claims"
+    left = [p for p in claims.glob("*/*") if p.is_file()]
+    if left:  # untouched since the stop: stale for a run that says a second is stale
+        wait_until(
+            lambda: all(time.time() - p.parent.stat().st_mtime > 1.5 for p in left), proc, 10
+        )
+    run = env.cli("inbound", **settings, CLAIM_STALE_SECONDS="1")
+    assert run.code == 0, run.output
+    assert sorted(names(processed)) == sorted(f"{n}.json" for n in range(1, 61)), run.output
+    assert env.collection.count_documents({}) == 60
+    assert not [p for p in claims.glob("*/*") if p.is_file()]
+
+
+def held_claims(sshd: Sshd) -> list[Path]:
+    """The files in every claim folder on the server."""
+    return [p for p in (sshd.served / "in" / ".tracos-claims").glob("*/*") if p.is_file()]
+
+
+def wait_stale(held: list[Path], seconds: float = 1.5) -> None:
+    """Until the claim folders holding ``held`` are untouched for ``seconds``: stale for a run
+    told CLAIM_STALE_SECONDS=1."""
+    deadline = time.monotonic() + 10
+    while not all(time.time() - p.parent.stat().st_mtime > seconds for p in held):
+        assert time.monotonic() < deadline, "a claim folder is still being touched"
+        time.sleep(0.05)
+
+
+def test_the_database_and_the_server_lost_together_cost_one_retry_budget(
+    env: Env, sshd: Sshd, mongo: MongoClient[dict[str, Any]]
+) -> None:
+    """Hostile pass 2, F3: the apply fails while the server is down; the batch in hand was
+    given back one file at a time, each waiting the whole SFTP_RETRY_SECONDS. The give-back
+    stops at the first store failure; the files stay claimed and are recovered later."""
+    for n in range(1, 21):
+        client_file(sshd, f"{n}.json", client_record(n))
+    settings = sftp_settings(sshd, BATCH_SIZE="20", SFTP_RETRY_SECONDS="2")
+    # The applies are held, then refused (not a transient error: no database retry).
+    with failpoint(
+        mongo,
+        10_000,
+        failCommands=["insert", "update"],
+        blockConnection=True,
+        blockTimeMS=1500,
+        errorCode=2,
+    ):
+        proc = env.popen("inbound", **settings)
+        wait_until(lambda: len(held_claims(sshd)) == 20, proc, 30)
+        sshd.kill()  # while the batch's apply is held
+        killed = time.monotonic()
+        out, err = proc.communicate(timeout=120)
+        took = time.monotonic() - killed
+    assert proc.returncode == 1, out + err
+    # The apply's hold, one budget (2 s) and a margin: not one budget per file (40 s).
+    assert took < 10, took
+    assert err.count("sftp.claims_left") == 1, err
+    assert len(held_claims(sshd)) == 20  # nothing lost
+
+    sshd.start()
+    wait_stale(held_claims(sshd))
+    run = env.cli("inbound", **settings, CLAIM_STALE_SECONDS="1")
+    assert run.code == 0, run.output
+    assert names(sshd.served / "in" / "processed") == sorted(f"{n}.json" for n in range(1, 21))
+    assert env.collection.count_documents({}) == 20
+
+
+def test_a_dropped_connection_is_said_once_not_once_per_file_in_flight(
+    env: Env, sshd: Sshd
+) -> None:
+    """Hostile pass 2, F8: one sftp.reconnecting line per operation in flight (21 for one
+    stall); one per outage."""
+    for n in range(1, 201):
+        client_file(sshd, f"{n}.json", client_record(n))
+    settings = sftp_settings(sshd, BATCH_SIZE="10", SFTP_PARALLEL_FILES="32")
+    processed = sshd.served / "in" / "processed"
+    proc = env.popen("inbound", **settings)
+    wait_until(lambda: len(names(processed)) >= 20, proc, 30)
+    for pid in sshd.sessions():  # the connection drops mid-window; the listener takes the next
+        os.kill(pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    assert err.count("sftp.reconnecting") == 1, err
+
+
 POISON = "in hand at 2 consecutive crashes (suspected poison)"
 
 
@@ -303,7 +424,8 @@ def _kill_while_in_hand(
     while time.time() - folder.stat().st_mtime < 2.2:
         assert time.monotonic() < deadline, "the claim folder never went stale"
         time.sleep(0.05)
-    return names(folder)
+    # Not a heartbeat's own entry, which the kill may have cut (recovery removes it).
+    return [held for held in names(folder) if not held.startswith(".tracos-")]
 
 
 def test_a_file_in_hand_at_two_consecutive_crashes_is_quarantined_and_taken_alone_before(
@@ -342,3 +464,52 @@ def test_a_file_in_hand_at_two_consecutive_crashes_is_quarantined_and_taken_alon
     claims = sshd.served / "in" / ".tracos-claims"
     assert not list(claims.glob("suspect-*")), "forgotten"
     assert not list(claims.glob("*/*.json")), "nothing left in hand"
+    assert not [p for p in (sshd.served / "in").iterdir() if p.name.startswith(".tracos-now")]
+
+
+def test_a_watch_puts_back_a_file_left_in_its_own_claim_folder(env: Env, sshd: Sshd) -> None:
+    """Hostile pass 2, F2, on the server: a file in a live watch's own claim folder that it
+    does not have in hand (left by a take an outage cut short) is put back and taken at its
+    next sweep, not an hour after the watch is gone."""
+    proc = env.popen("watch", **sftp_settings(sshd, WATCH_INTERVAL="0.3"))
+    try:
+        client_file(sshd, "1.json", client_record(1))
+        processed = sshd.served / "in" / "processed"
+        wait_until(lambda: names(processed) == ["1.json"], proc, 30)
+        (own,) = (sshd.served / "in" / ".tracos-claims").iterdir()
+        stranded = aged(write_json(own / "2.json", client_record(2)))
+        sshd.give_to_server(stranded)
+        wait_until(lambda: names(processed) == ["1.json", "2.json"], proc, 30)
+    finally:
+        result, _ = stop(proc)
+    assert result.code == 0, result.output
+    assert "sftp.claim_put_back" in result.output
+    assert env.collection.count_documents({}) == 2
+
+
+def test_a_file_the_account_may_not_read_is_left_where_it_is_until_it_changes(
+    env: Env, sshd: Sshd
+) -> None:
+    """Hostile pass 2, F6: a file the account may not read was renamed out and back at every
+    sweep, with a warning each time (13 in 12 s). It is said once and left where it is; once
+    it changes it is taken."""
+    client_file(sshd, "1.json", client_record(1))
+    locked = client_file(sshd, "2.json", client_record(2))
+    locked.chmod(0)
+    processed = sshd.served / "in" / "processed"
+    proc = env.popen("watch", **sftp_settings(sshd, WATCH_INTERVAL="0.2"))
+    try:
+        wait_until(lambda: names(processed) == ["1.json"], proc, 30)  # 2.json was tried then
+        moved = locked.stat().st_ctime_ns  # a rename changes it
+        for number in (3, 4):  # each taken by a later sweep, which left 2.json alone
+            client_file(sshd, f"{number}.json", client_record(number))
+            wait_until(lambda n=number: f"{n}.json" in names(processed), proc, 30)
+        assert locked.stat().st_ctime_ns == moved
+        locked.chmod(0o644)
+        aged(locked, 300)  # rewritten by its owner: another time
+        wait_until(lambda: "2.json" in names(processed), proc, 30)
+    finally:
+        result, _ = stop(proc)
+    assert result.code == 0, result.output
+    assert result.output.count("inbound.unreadable") == 1, result.output
+    assert env.collection.count_documents({}) == 4

@@ -10,11 +10,15 @@ import signal
 import threading
 import time
 from pathlib import PurePosixPath
+from typing import Any
 
 import pytest
 
 from tests.support.sftp import sftp_store
 from tests.support.sshd import Sshd
+from tracos_sync.connectors.client_erp.files.sftp.location import Server
+from tracos_sync.connectors.client_erp.files.sftp.store import SftpStore
+from tracos_sync.connectors.client_erp.files.sftp.trust import Credentials
 from tracos_sync.connectors.client_erp.files.store import StoreRefused, StoreUnavailable
 
 
@@ -128,3 +132,47 @@ def test_a_server_that_stops_answering_is_reconnected_after_the_request_deadline
     assert took < 5, took
     assert (sshd.served / "1.json").read_bytes() == b"{}"
     assert store.connections == 2
+
+
+class RetryingStore(SftpStore):
+    """Every operation run as the try after a dropped connection is (``retried``)."""
+
+    async def _call(self, path: PurePosixPath, operation: Any) -> Any:
+        return await super()._call(path, lambda sftp, _: operation(sftp, True))
+
+
+def test_a_move_cut_between_link_and_unlink_is_finished_when_tried_again(sshd: Sshd) -> None:
+    """Hostile pass 2, F5: OpenSSH renames by link then unlink; a connection cut between the
+    two leaves the file under both names, and the move tried again found its target taken:
+    archived twice (processed/42.json and 42~1.json, one inode). Tried again, the move now
+    finishes the unlink; a different file at the target is still never replaced."""
+    claims, processed = sshd.served / "claims", sshd.served / "processed"
+    for folder in (claims, processed):
+        folder.mkdir()
+    held = claims / "42.json"
+    held.write_bytes(b'{"orderNo": 42}')
+    os.link(held, processed / "42.json")  # link() landed, unlink() did not: the cut
+    other = claims / "43.json"
+    other.write_bytes(b'{"orderNo": 43}')
+    (processed / "43.json").write_bytes(b'{"orderNo": 34}')  # the same size: not the same
+    sshd.give_to_server(claims, processed, held, other, processed / "43.json")
+    store = RetryingStore(
+        Server(sshd.user, "127.0.0.1", sshd.port),
+        Credentials(sshd.known_hosts, key_file=sshd.client_key_file),
+        retry_seconds=5,
+    )
+
+    async def moves() -> None:
+        try:
+            await store.move_no_clobber(PurePosixPath(held), PurePosixPath(processed / "42.json"))
+            with pytest.raises(FileExistsError):
+                await store.move_no_clobber(
+                    PurePosixPath(other), PurePosixPath(processed / "43.json")
+                )
+        finally:
+            await store.close()
+
+    asyncio.run(moves())
+    assert sorted(p.name for p in claims.iterdir()) == ["43.json"]
+    assert sorted(p.name for p in processed.iterdir()) == ["42.json", "43.json"]
+    assert (processed / "43.json").read_bytes() == b'{"orderNo": 34}'

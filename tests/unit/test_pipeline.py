@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +16,7 @@ from tracos_sync.domain.errors import DestinationUnwritable
 from tracos_sync.domain.model import Status, WorkOrder
 from tracos_sync.domain.ports import Delivery, InboundUnit
 from tracos_sync.pipeline import RunStats, sync_inbound, sync_outbound
+from tracos_sync.stopping import MOMENT_SECONDS
 
 
 def order(number: int) -> WorkOrder:
@@ -170,3 +173,42 @@ async def test_client_copies_dated_ahead_are_named_in_one_warning_per_run() -> N
     with capture_logs() as logs:
         await sync_outbound(repo, AheadSink(T0), RunStats(), 2, clock=lambda: T0)
     assert not [e for e in logs if e["event"] == "outbound.client_copy_ahead"]
+
+
+class StalledArchives(ListSource):
+    """Archives that never land, and a second batch that never comes (a server that stopped
+    answering)."""
+
+    def __init__(self) -> None:
+        super().__init__(units(1))
+        self.archiving = asyncio.Event()
+        self.archive_cut = asyncio.Event()
+
+    async def batches(self, max_records: int) -> AsyncGenerator[list[InboundUnit], None]:
+        async for batch in super().batches(max_records):
+            yield batch
+        await asyncio.Event().wait()
+
+    async def complete(self, units: Sequence[InboundUnit]) -> None:
+        self.archiving.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.archive_cut.set()
+            raise
+
+
+async def test_a_cancelled_inbound_waits_for_its_archives_a_moment_only() -> None:
+    """Hostile pass 2, F4: cancelled (a stop's grace ran out) with archives in flight on a
+    server that stopped answering, the run ends within MOMENT_SECONDS: the archives
+    are cut, their inputs left claimed."""
+    source = StalledArchives()
+    run = asyncio.create_task(sync_inbound(source, InMemoryWorkOrderRepository(), RunStats(), 1))
+    await asyncio.wait_for(source.archiving.wait(), 5)  # the next batch awaited meanwhile
+    start = time.monotonic()
+    run.cancel()
+    with capture_logs() as logs, pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(run, 5)
+    assert time.monotonic() - start < MOMENT_SECONDS + 0.5
+    await asyncio.wait_for(source.archive_cut.wait(), 1)
+    assert [e["event"] for e in logs] == ["inbound.archives_cut"]

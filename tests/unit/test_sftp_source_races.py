@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 from pathlib import Path, PurePosixPath
 
 import orjson
 import pytest
+from structlog.testing import capture_logs
 
 from tests.builders import client_record
 from tracos_sync.connectors.client_erp.files.local_store import LocalStore
 from tracos_sync.connectors.client_erp.files.sftp.archiving import Archives, Claimed, ClaimLost
 from tracos_sync.connectors.client_erp.files.sftp.settings import SftpFolderSettings
 from tracos_sync.connectors.client_erp.files.sftp.source import SftpSource
-from tracos_sync.connectors.client_erp.files.store import Entry, kind_of
+from tracos_sync.connectors.client_erp.files.store import Entry, StoreUnavailable, kind_of
+from tracos_sync.domain.errors import DestinationUnwritable
 from tracos_sync.domain.model import Problem
 from tracos_sync.domain.ports import InboundUnit
 from tracos_sync.mapping import builtin_mapping
@@ -224,7 +227,8 @@ def test_a_large_files_parts_follow_its_first_part_whatever_is_decoded_meanwhile
             await source.complete(batch)
             if len(units) == 2:  # the large file's first part decoded meanwhile
                 for _ in range(6000):
-                    if source._streaming is not None and source._streaming.open_parts():
+                    streaming = source._large.streaming
+                    if streaming is not None and streaming.open_parts():
                         break
                     await asyncio.sleep(0.01)
         await source.close()
@@ -236,3 +240,103 @@ def test_a_large_files_parts_follow_its_first_part_whatever_is_decoded_meanwhile
     numbers = [record.number for u in units if u.name == "big.json" for record in u.records]
     assert numbers == list(range(1, 20_001))
     assert (inbound / "processed" / "big.json").exists()
+
+
+class OutageStore(LocalStore):
+    """A local store whose server goes away for a while: reads fail as an unreachable SFTP
+    server's do (after the claims have landed), and, told so, archive moves too."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.archives_down = False
+        self.refused: set[str] = set()  # names whose archive move fails for that file alone
+
+    async def read_listed(self, path: PurePosixPath, listed: Entry) -> tuple[bytes, Entry]:
+        if self.down:
+            raise StoreUnavailable(errno.EHOSTUNREACH, "server unreachable for 30s")
+        return await super().read_listed(path, listed)
+
+    async def move_no_clobber(self, source: PurePosixPath, target: PurePosixPath) -> None:
+        if target.parent.name == "processed":
+            if self.archives_down:
+                raise StoreUnavailable(errno.EHOSTUNREACH, "server unreachable for 30s")
+            if source.name in self.refused:
+                raise PermissionError(errno.EACCES, "Permission denied", str(target))
+        await super().move_no_clobber(source, target)
+
+
+def _held(tmp_path: Path) -> list[str]:
+    return sorted(p.name for p in (tmp_path / "in" / ".tracos-claims").rglob("*.json"))
+
+
+def test_a_watch_puts_back_what_an_outage_left_in_its_own_claim_folder(tmp_path: Path) -> None:
+    """Hostile pass 2, F2: a take that failed after its claim landed (the server gone longer
+    than SFTP_RETRY_SECONDS), and a batch applied whose archive failed so, left files in the
+    live watch's claim folder for an hour (its own folder is never stale). The next sweep puts
+    them back and takes them; a file whose archive failed for itself alone stays kept."""
+    store = OutageStore()
+    source = _source(tmp_path, store)
+    for number in range(1, 7):
+        (tmp_path / "in" / f"{number}.json").write_bytes(orjson.dumps(client_record(number)))
+        os.utime(tmp_path / "in" / f"{number}.json", (LONG_AGO + number, LONG_AGO + number))
+
+    async def sweep(size: int, archive: bool = True) -> list[str]:
+        taken: list[str] = []
+        async with contextlib.aclosing(source.batches(size)) as batches:
+            async for batch in batches:
+                taken += [unit.name for unit in batch]
+                if archive:
+                    await source.complete(batch)
+        return taken
+
+    async def watch() -> None:
+        await source.prepare()
+        store.archives_down = True
+        with pytest.raises(DestinationUnwritable):  # a batch applied, its archive cut
+            await sweep(2)
+        store.archives_down = False
+        assert _held(tmp_path) == ["1.json", "2.json"]
+        store.down = True
+        with pytest.raises(DestinationUnwritable):  # the takes fail once claimed
+            await sweep(2)
+        store.down = False
+        assert _held(tmp_path)  # the failed takes' files are in our claim folder
+        store.refused = {"3.json"}
+        with capture_logs() as logs:
+            assert sorted(await sweep(100)) == [f"{n}.json" for n in range(1, 7)]
+        assert [e["file"] for e in logs if e["event"] == "inbound.archive_failed"] == ["3.json"]
+        put_back = [e["file"] for e in logs if e["event"] == "sftp.claim_put_back"]
+        assert "1.json" in put_back and "2.json" in put_back
+        store.refused = set()
+        with capture_logs() as logs:
+            assert await sweep(100) == []  # the file kept is not put back by our own sweeps
+        assert not [e for e in logs if e["event"] == "sftp.claim_put_back"]
+        await source.close()
+
+    asyncio.run(watch())
+    archived = sorted(p.name for p in (tmp_path / "in" / "processed").iterdir())
+    assert archived == ["1.json", "2.json", "4.json", "5.json", "6.json"]
+    assert _held(tmp_path) == ["3.json"]
+
+
+def test_a_dead_instances_cut_heartbeat_is_removed_not_put_back(tmp_path: Path) -> None:
+    """A kill during a heartbeat leaves its entry (``.tracos-now.<random>.tmp``) in the claim
+    folder: recovery removes it; only client files go back to the inbound folder."""
+    source = _source(tmp_path, LocalStore())
+    dead = tmp_path / "in" / ".tracos-claims" / "host-1-0000"
+    dead.mkdir(parents=True)
+    (dead / "1.json").write_bytes(orjson.dumps(client_record(1)))
+    (dead / ".tracos-now.0123456789ab.tmp").write_bytes(b"")
+    os.utime(dead, (LONG_AGO, LONG_AGO))
+
+    async def sweep() -> list[str]:
+        await source.prepare()
+        taken: list[str] = []
+        async for batch in source.batches(100):  # a suspect: taken alone, once the hand is back
+            taken += [unit.name for unit in batch]
+            await source.complete(batch)
+        await source.close()
+        return taken
+
+    assert asyncio.run(asyncio.wait_for(sweep(), 10)) == ["1.json"]
+    assert not list((tmp_path / "in").rglob(".tracos-now*"))

@@ -16,6 +16,17 @@ POSIX_RENAME = "posix-rename@openssh.com"
 FSYNC = "fsync@openssh.com"
 TEMP_PREFIX = ".tracos-"
 TEMP_SUFFIX = ".tmp"
+# Dropped connections and servers that cannot be reached: tried again within the budget.
+TRANSIENT = (
+    asyncssh.SFTPConnectionLost,
+    asyncssh.SFTPNoConnection,
+    asyncssh.ConnectionLost,
+    asyncssh.ServiceNotAvailable,
+    asyncssh.ChannelOpenError,
+    ConnectionError,
+    TimeoutError,
+    EOFError,
+)
 
 
 def entry_of(name: str, attrs: asyncssh.SFTPAttrs) -> Entry:

@@ -27,6 +27,7 @@ from tracos_sync.domain.text import printable
 from ..claims import POISON_REASON
 from ..fsnames import fit_name, free_names
 from ..store import FileStore, StoreUnavailable
+from .answers import is_temp
 from .archiving import NAME_MAX, Archives, Claimed
 from .notes import SftpNotes, identity
 
@@ -134,6 +135,10 @@ class SftpClaims:
             crash = await self._count_crash()
             for entry in entries:
                 claimed = Claimed(entry.name, path / entry.name, entry)
+                if is_temp(entry.name):  # a heartbeat the kill cut: no client file
+                    with contextlib.suppress(OSError):
+                        await self._store.unlink(claimed.path)
+                    continue
                 try:
                     if await self._archives.already_archived(claimed):
                         await self._store.unlink(claimed.path)
@@ -144,6 +149,38 @@ class SftpClaims:
                     continue  # another instance recovering the same claims moved it first
             with contextlib.suppress(OSError):
                 await self._store.rmdir(path)
+
+    async def put_back_own(self, kept: set[str]) -> None:
+        """The files in our own claim folder that this instance no longer has in hand (called
+        when it has none), but those in ``kept``: left by a take or a give-back that a server
+        gone away cut short. Put back now (or removed when their archive move had landed), not
+        once this instance is gone and its folder stale. One that cannot be moved joins
+        ``kept`` (said once; put back by another instance's recovery)."""
+        for entry in await self._store.scan(self.folder):
+            if entry.name in kept or entry.kind != "file" or is_temp(entry.name):
+                continue
+            claimed = Claimed(entry.name, self.folder / entry.name, entry)
+            try:
+                if await self._archives.already_archived(claimed):
+                    await self._store.unlink(claimed.path)
+                    log.info("sftp.claim_archived_before", file=printable(entry.name))
+                    continue
+                back = await self._archives.put_back(claimed)
+            except FileNotFoundError:
+                continue  # taken back by another instance's recovery
+            except StoreUnavailable:
+                raise
+            except OSError as exc:
+                kept.add(entry.name)
+                log.warning("sftp.claim_kept", file=printable(entry.name), reason=str(exc))
+                continue
+            log.warning(
+                "sftp.claim_put_back",
+                file=printable(entry.name),
+                to=printable(back),
+                reason="left in this instance's claim folder, not in hand: a take or a "
+                "give-back cut short by the server going away",
+            )
 
     async def load_suspects(self) -> None:
         """The files noted as suspects, by whichever instance recovered them. Looked at after

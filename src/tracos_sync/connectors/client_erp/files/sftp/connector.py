@@ -18,7 +18,7 @@ from .settings import SftpFolderSettings
 from .sink import SftpSink
 from .source import SftpSource
 from .store import SftpStore
-from .trust import Credentials
+from .trust import Credentials, knows
 
 
 class SftpConnector:
@@ -89,6 +89,8 @@ class SftpConnector:
             request_seconds=self.settings.sftp_request_seconds,
         )
         server = store.describe()
+        known_hosts = self.settings.sftp_known_hosts
+        known = knows(self._credentials.known_hosts, self._server)
         try:
             await store.connect()
         except (StoreRefused, OSError) as exc:
@@ -97,7 +99,12 @@ class SftpConnector:
             HealthCheck(
                 "sftp server",
                 True,
-                f"{server}: connected, host key matches {self.settings.sftp_known_hosts}",
+                f"{server}: connected, host key matches {known_hosts}"
+                if known
+                # Nothing was matched: the key was taken as shown (the warning names it).
+                else f"{server}: connected, host key was not in {known_hosts}: trusted on "
+                "first use and added there (SFTP_TRUST_UNKNOWN_HOST_KEY); check its "
+                "fingerprint with the server's owner",
             )
         ]
         try:
@@ -136,17 +143,45 @@ async def _folder_check(store: SftpStore, name: str, path: PurePosixPath) -> Hea
     try:
         entries = await store.scan(path)
     except FileNotFoundError:
-        return HealthCheck(label, True, f"{path} does not exist yet; it will be created")
+        return await _creatable_check(store, label, path)
     except OSError as exc:
         return HealthCheck(label, False, f"{path} cannot be listed: {exc}")
-    probe = path / ".tracos-check.probe"
     try:
-        await store.create_exclusive(probe, b"")
+        await _probe(store, path)
     except OSError as exc:
         return HealthCheck(label, False, f"{path} cannot be written: {exc}")
+    return HealthCheck(label, True, f"{path} is readable and writable ({len(entries)} entries)")
+
+
+async def _creatable_check(store: SftpStore, label: str, path: PurePosixPath) -> HealthCheck:
+    """A missing folder is made by the run (with its missing parents): so the nearest folder
+    that exists must take a new entry, as a probe file made and removed there shows."""
+    for parent in path.parents:
+        try:
+            found = await store.stat(parent)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            return HealthCheck(label, False, f"{path} does not exist, and {parent}: {exc}")
+        break
+    else:  # pragma: no cover - the root always exists
+        return HealthCheck(label, False, f"{path} does not exist, nor does any parent")
+    cannot = f"{path} does not exist and cannot be created"
+    if found.kind == "file":  # a link may lead to a folder: the probe tells
+        return HealthCheck(label, False, f"{cannot}: {parent} is not a folder")
+    try:
+        await _probe(store, parent)
+    except OSError as exc:
+        return HealthCheck(label, False, f"{cannot}: {parent} cannot be written ({exc})")
+    return HealthCheck(label, True, f"{path} does not exist yet; it will be created in {parent}")
+
+
+async def _probe(store: SftpStore, folder: PurePosixPath) -> None:
+    """A probe file created in ``folder`` and removed: ``OSError`` when it cannot be."""
+    probe = folder / ".tracos-check.probe"
+    await store.create_exclusive(probe, b"")
     with contextlib.suppress(OSError):
         await store.unlink(probe)
-    return HealthCheck(label, True, f"{path} is readable and writable ({len(entries)} entries)")
 
 
 def _revealed(secret: SecretStr | None) -> str | None:

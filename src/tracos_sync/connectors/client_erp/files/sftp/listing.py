@@ -46,6 +46,20 @@ class InboundListing:
         self._claims = claims
         self._dry_run = dry_run
         self._said_links: set[str] = set()
+        # Inbound files this account could not read, by name, as listed (size, time): left
+        # where they are, and not taken again until they change.
+        self._cannot_read: dict[str, tuple[int, float]] = {}
+
+    def not_readable(self, name: str, listed: Entry, exc: OSError) -> None:
+        """Said once: the file is left where it is, and skipped until it changes."""
+        self._cannot_read[name] = (listed.size, listed.mtime)
+        log.warning(
+            "inbound.unreadable",
+            file=printable(name),
+            reason=str(exc),
+            note="left where it is; taken again once it changes (its size or time), or by the "
+            "next run",
+        )
 
     async def ready(self) -> list[Entry]:
         """The inbound files to take this sweep, oldest first (our claim folder kept alive,
@@ -77,6 +91,13 @@ class InboundListing:
             except StoreUnavailable as exc:
                 raise DestinationUnwritable(str(exc)) from exc
         entries = [e for e in listed if is_input(e)]
+        # Those that changed, or went, are forgotten: tried again.
+        self._cannot_read = {
+            e.name: (e.size, e.mtime)
+            for e in entries
+            if self._cannot_read.get(e.name) == (e.size, e.mtime)
+        }
+        entries = [e for e in entries if e.name not in self._cannot_read]
         for link in (e.name for e in listed if e.kind == "link" and _named_input(e.name)):
             if link not in self._said_links:  # once per name, as the local folder says it
                 self._said_links.add(link)

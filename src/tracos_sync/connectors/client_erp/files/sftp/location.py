@@ -42,13 +42,15 @@ def parse_location(value: str) -> Location:
     ``ValueError`` saying what is wrong (a password in the URL is refused: it would be shown
     wherever the folder is; it comes from the environment)."""
     parts = urlsplit(value)
-    if parts.scheme.lower() != "sftp":
-        raise ValueError(f"{value!r} is not an sftp:// URL")
-    if parts.password is not None:
+    if parts.password is not None or ":" in _decoded(parts.username or ""):
+        # Before anything that names the URL: ``user%3Apassword@`` is a password too (the user
+        # name, decoded, would carry it into every line that names the server).
         raise ValueError(
             "an sftp:// URL must not hold a password (it would be shown wherever the folder is "
             "named): give it in SFTP_PASSWORD, from the environment"
         )
+    if parts.scheme.lower() != "sftp":
+        raise ValueError(f"{value!r} is not an sftp:// URL")
     if not parts.username:
         raise ValueError(f"{value!r} names no user (sftp://user@host:port/path)")
     if not parts.hostname:
@@ -69,3 +71,13 @@ def parse_location(value: str) -> Location:
     return Location(
         Server(unquote(parts.username), parts.hostname, port), PurePosixPath(path.rstrip("/"))
     )
+
+
+def _decoded(text: str) -> str:
+    """``text`` with its percent-escapes undone until none is left (``%253A`` is ``:`` too)."""
+    for _ in range(len(text)):
+        plain = unquote(text)
+        if plain == text:
+            break
+        text = plain
+    return text

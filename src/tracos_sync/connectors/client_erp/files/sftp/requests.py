@@ -1,13 +1,15 @@
-"""The SFTP requests behind the store's writes and probes, as functions of a session."""
+"""The SFTP requests behind the store's writes, moves and probes, as functions of a session."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 from pathlib import PurePosixPath
 
 import asyncssh
 
-from .answers import FSYNC, POSIX_RENAME, temp_name
+from ..store import kind_of
+from .answers import FSYNC, POSIX_RENAME, TRANSIENT, temp_name
 
 
 async def write_temp(
@@ -39,6 +41,46 @@ async def holds(sftp: asyncssh.SFTPClient, path: PurePosixPath, data: bytes) -> 
     async with sftp.open(str(path), "rb") as remote:
         held = await remote.read(len(data) + 1)
     return isinstance(held, bytes) and held == data
+
+
+async def rename_no_clobber(
+    sftp: asyncssh.SFTPClient, source: PurePosixPath, target: PurePosixPath, retried: bool
+) -> None:
+    """``source`` renamed to ``target`` by the protocol's rename, which never replaces;
+    ``retried``: the try before was cut by a dropped connection, and may have landed, whole
+    (the source gone, the target there: done) or half (OpenSSH links, then unlinks: the
+    unlink is finished here, never a second name)."""
+    try:
+        await sftp.rename(str(source), str(target))
+    except asyncssh.SFTPError as exc:
+        if isinstance(exc, TRANSIENT):
+            raise
+        if not await sftp.lexists(str(source)):
+            if retried and await sftp.lexists(str(target)):
+                return  # the try cut by the drop had landed
+            raise FileNotFoundError(errno.ENOENT, "No such file", str(source)) from exc
+        if await sftp.lexists(str(target)):
+            if retried and await linked_twice(sftp, source, target):
+                await sftp.remove(str(source))
+                return
+            raise FileExistsError(errno.EEXIST, "File exists", str(target)) from exc
+        raise
+
+
+async def linked_twice(
+    sftp: asyncssh.SFTPClient, source: PurePosixPath, target: PurePosixPath
+) -> bool:
+    """Whether ``target`` is ``source`` under a second name, as OpenSSH's rename (link, then
+    unlink) leaves it when cut between the two: regular files of the same size, time and bytes
+    (SFTP shows no inode)."""
+    a, b = await sftp.lstat(str(source)), await sftp.lstat(str(target))
+    if not (kind_of(a.permissions) == kind_of(b.permissions) == "file"):
+        return False
+    if (a.size, a.mtime) != (b.size, b.mtime):
+        return False
+    async with sftp.open(str(source), "rb") as one, sftp.open(str(target), "rb") as other:
+        size = (a.size or 0) + 1
+        return bool(await one.read(size) == await other.read(size))
 
 
 async def server_now(sftp: asyncssh.SFTPClient, folder: PurePosixPath) -> float:

@@ -40,6 +40,7 @@ from ..reading import STREAM_MIN_BYTES
 from ..store import Entry, FileStore, StoreUnavailable
 from .archiving import Archives, Claimed, ClaimLost, say_lost
 from .claims import Quarantined, SftpClaims
+from .giving_back import GivingBack
 from .large_files import LargeFiles
 from .listing import InboundListing
 from .settings import SftpFolderSettings
@@ -76,10 +77,17 @@ class SftpSource:
         self._dry_run = dry_run
         self._parallel = asyncio.Semaphore(settings.sftp_parallel_files)
         self._large = LargeFiles(store, self._decoder)
-        self._young = YoungFiles(
-            store, self._inbound, settings, self._decoder, self._claims, give_back=self._give_back
-        )
+        self._giving = GivingBack(self._archives, self._claims, dry_run)
         self._listing = InboundListing(store, self._inbound, settings, self._claims, dry_run)
+        self._young = YoungFiles(
+            store,
+            self._inbound,
+            settings,
+            self._decoder,
+            self._claims,
+            give_back=self._giving.one,
+            unreadable=self._listing.not_readable,
+        )
         self._hand = Hand()
 
     async def prepare(self) -> None:
@@ -102,6 +110,8 @@ class SftpSource:
             ) from exc
 
     async def batches(self, max_records: int) -> AsyncGenerator[list[InboundUnit], None]:
+        if not self._dry_run and self._hand.empty() and self._large.streaming is None:
+            await self._giving.leftovers()
         ready = await self._listing.ready()
         quarantined = self._quarantined_at_recovery()
         if quarantined:
@@ -169,7 +179,7 @@ class SftpSource:
         if streaming is not None:
             self._large.end()
             with contextlib.suppress(OSError):
-                await self._give_back(streaming)
+                await self._giving.one(streaming)
         for done in await asyncio.gather(*taking, return_exceptions=True):
             if isinstance(done, InboundUnit):
                 pending.append(done)
@@ -198,6 +208,7 @@ class SftpSource:
         claimed = Claimed(entry.name, self._inbound / entry.name, entry)
         if not self._dry_run and not await self._claims.claim(claimed):
             return None
+        self._giving.taken(claimed)
         limit = self._settings.max_file_bytes
         if entry.size > limit:
             too_big = Problem("$", f"file is larger than MAX_FILE_BYTES={limit}; not read")
@@ -212,9 +223,8 @@ class SftpSource:
             say_lost(self._settings.claim_stale_seconds, entry.name, "read")
             return None
         except OSError as exc:
-            # This file alone (its permissions): left where it was, tried again next run.
-            log.warning("inbound.unreadable", file=printable(entry.name), reason=str(exc))
-            await self._give_back(claimed)
+            # This file alone (its permissions): put back where it was, and left there.
+            self._listing.not_readable(await self._giving.one(claimed) or entry.name, entry, exc)
             return None
         decoded = self._decoder.decode(raw)
         changed = (after.size, after.mtime, after.kind) != (entry.size, entry.mtime, "file")
@@ -228,7 +238,7 @@ class SftpSource:
                 else "does not parse and changed "
                 f"within INBOUND_SETTLE_SECONDS={self._settings.inbound_settle_seconds:g}",
             )
-            await self._give_back(claimed)
+            await self._giving.one(claimed)
             return None
         return decoded.unit(entry.name, claimed)
 
@@ -268,16 +278,10 @@ class SftpSource:
         if isinstance(exc, FileNotFoundError):
             say_lost(self._settings.claim_stale_seconds, claimed.name, "read")
         elif isinstance(exc, OSError):
-            log.warning("inbound.unreadable", file=printable(claimed.name), reason=str(exc))
-            await self._give_back(claimed)
+            back = await self._giving.one(claimed)
+            self._listing.not_readable(back or claimed.name, claimed.seen, exc)
         else:
             raise exc
-
-    async def _give_back(self, claimed: Claimed) -> None:
-        if self._dry_run:
-            return
-        with contextlib.suppress(FileNotFoundError):
-            await self._archives.put_back(claimed)
 
     async def complete(self, units: Sequence[InboundUnit]) -> None:
         try:
@@ -301,6 +305,8 @@ class SftpSource:
                 # This file alone: it stays in our claim folder, is not claimed again by this
                 # instance, and is put back by another instance's recovery once this one is
                 # gone (its claim folder stale).
+                assert isinstance(unit.handle, Claimed)
+                self._giving.keep(unit.handle)
                 log.warning("inbound.archive_failed", file=printable(unit.name), reason=str(result))
             elif isinstance(result, BaseException):
                 raise result
@@ -315,7 +321,7 @@ class SftpSource:
             return
         async with self._parallel:
             if claimed.parts is not None and await self._large.changed_in_hand(claimed):
-                await self._give_back(claimed)  # taken again once whole
+                await self._giving.one(claimed)  # taken again once whole
                 return
             if claimed.problems:
                 await self._archives.reject(claimed, claimed.problems)
@@ -325,15 +331,7 @@ class SftpSource:
 
     async def release(self, units: Sequence[InboundUnit]) -> None:
         try:
-            if self._dry_run:
-                return
-            for unit in units:
-                claimed = unit.handle
-                if isinstance(claimed, Quarantined):
-                    continue  # never in hand
-                assert isinstance(claimed, Claimed)
-                with contextlib.suppress(OSError):
-                    await self._archives.put_back(claimed)
+            await self._giving.all(units)
         finally:
             self._hand.back(units)
 

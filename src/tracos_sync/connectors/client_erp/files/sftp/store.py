@@ -24,27 +24,16 @@ import asyncssh
 import structlog
 
 from ..store import Entry, StoreUnavailable, kind_of
-from .answers import FSYNC, entry_of, os_error
+from .answers import FSYNC, TRANSIENT, entry_of, os_error
 from .connecting import Session, connect
 from .location import Server
 from .lost import unless_lost
-from .requests import holds, probe_extensions, server_now, write_temp
+from .requests import holds, probe_extensions, rename_no_clobber, server_now, write_temp
 from .trust import Credentials
 
 log = structlog.get_logger("tracos_sync.files.sftp")
 
 T = TypeVar("T")
-# Dropped connections and servers that cannot be reached: tried again within the budget.
-_TRANSIENT = (
-    asyncssh.SFTPConnectionLost,
-    asyncssh.SFTPNoConnection,
-    asyncssh.ConnectionLost,
-    asyncssh.ServiceNotAvailable,
-    asyncssh.ChannelOpenError,
-    ConnectionError,
-    TimeoutError,
-    EOFError,
-)
 
 
 def _go() -> None:
@@ -69,6 +58,9 @@ class SftpStore:
         self._connecting = asyncio.Lock()
         self.connections = 0  # opened so far (a reconnect counts)
         self._said_no_fsync = False  # set once a write found the server without fsync@openssh.com
+        # Set once an outage is said; cleared by the next operation that succeeds. Every
+        # operation in flight meets the same outage: it is said once, not once each.
+        self._said_outage = False
 
     def describe(self) -> str:
         return str(self._server)
@@ -103,7 +95,9 @@ class SftpStore:
                 session = await self._session()
                 # A server that stops answering on a live connection is a dead connection.
                 async with asyncio.timeout(self._request_seconds) as request:
-                    return await unless_lost(operation(session.sftp, retried), session.lost)
+                    result = await unless_lost(operation(session.sftp, retried), session.lost)
+                self._said_outage = False
+                return result
             except TimeoutError as exc:
                 if request is None or not request.expired():  # connecting timed out
                     last = exc
@@ -112,11 +106,12 @@ class SftpStore:
                     last = TimeoutError(late)
                     last.__cause__ = exc
             except asyncssh.SFTPError as exc:
-                if isinstance(exc, _TRANSIENT):
+                if isinstance(exc, TRANSIENT):
                     last = exc
                 else:
+                    self._said_outage = False  # the server answered
                     raise os_error(exc, path) from exc
-            except _TRANSIENT as exc:
+            except TRANSIENT as exc:
                 last = exc
             self._drop(session)
             if time.monotonic() + delay > deadline:
@@ -124,7 +119,8 @@ class SftpStore:
                     errno.EHOSTUNREACH,
                     f"{self._server} unreachable for {self._retry_seconds:g}s: {last}",
                 ) from last
-            if not retried:
+            if not self._said_outage:
+                self._said_outage = True
                 log.warning("sftp.reconnecting", server=str(self._server), reason=str(last))
             retried = True
             await asyncio.sleep(delay)
@@ -205,7 +201,7 @@ class SftpStore:
             except asyncssh.SFTPError as exc:
                 with contextlib.suppress(asyncssh.Error, OSError):
                     await sftp.remove(str(temp))
-                if not isinstance(exc, _TRANSIENT) and await sftp.exists(str(path)):
+                if not isinstance(exc, TRANSIENT) and await sftp.exists(str(path)):
                     if retried and await holds(sftp, path, data):
                         return  # the try cut by the drop had landed
                     raise FileExistsError(errno.EEXIST, "File exists", str(path)) from exc
@@ -244,18 +240,7 @@ class SftpStore:
 
     async def move_no_clobber(self, source: PurePosixPath, target: PurePosixPath) -> None:
         async def move(sftp: asyncssh.SFTPClient, retried: bool) -> None:
-            try:
-                await sftp.rename(str(source), str(target))
-            except asyncssh.SFTPError as exc:
-                if isinstance(exc, _TRANSIENT):
-                    raise
-                if not await sftp.lexists(str(source)):
-                    if retried and await sftp.lexists(str(target)):
-                        return  # the try cut by the drop had landed
-                    raise FileNotFoundError(errno.ENOENT, "No such file", str(source)) from exc
-                if await sftp.lexists(str(target)):
-                    raise FileExistsError(errno.EEXIST, "File exists", str(target)) from exc
-                raise
+            await rename_no_clobber(sftp, source, target, retried)
 
         await self._call(source, move)
 
@@ -276,7 +261,7 @@ class SftpStore:
             try:
                 await sftp.mkdir(str(path))
             except asyncssh.SFTPError as exc:
-                if isinstance(exc, _TRANSIENT) or not await sftp.lexists(str(path)):
+                if isinstance(exc, TRANSIENT) or not await sftp.lexists(str(path)):
                     raise
                 # Also when a try cut by a drop had made it: whose it is cannot be told.
                 raise FileExistsError(errno.EEXIST, "File exists", str(path)) from exc

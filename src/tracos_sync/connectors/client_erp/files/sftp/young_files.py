@@ -33,7 +33,8 @@ class YoungFiles:
         decoder: RecordDecoder,
         claims: SftpClaims,
         *,
-        give_back: Callable[[Claimed], Awaitable[None]],
+        give_back: Callable[[Claimed], Awaitable[object]],
+        unreadable: Callable[[str, Entry, OSError], None],
     ) -> None:
         self._store = store
         self._inbound = inbound
@@ -41,6 +42,7 @@ class YoungFiles:
         self._decoder = decoder
         self._claims = claims
         self._give_back = give_back
+        self._unreadable = unreadable
 
     async def judge_then_claim(self, entry: Entry) -> InboundUnit | None:
         """A file changed within INBOUND_SETTLE_SECONDS is read where it is and claimed only
@@ -61,7 +63,7 @@ class YoungFiles:
         except StoreUnavailable as exc:
             raise DestinationUnwritable(str(exc)) from exc
         except OSError as exc:
-            log.warning("inbound.unreadable", file=printable(entry.name), reason=str(exc))
+            self._unreadable(entry.name, entry, exc)  # left where it is
             return None
         decoded = self._decoder.decode(raw)
         if (after.size, after.mtime) != (entry.size, entry.mtime) or decoded.unparsable:
