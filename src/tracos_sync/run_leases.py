@@ -92,14 +92,13 @@ async def _renew(
             if not await guard.may_serve():
                 for fence in fences.values():
                     fence.lose()
-        for fence in fences.values():
-            if not fence.writable():
-                continue
-            sent = time.monotonic()
-            try:
-                renewed = await store.renew(fence.lease, ttl)
-            except SyncError:
-                continue
+        held = [fence for fence in fences.values() if fence.writable()]
+        sent = time.monotonic()
+        try:
+            answers = await store.renew([fence.lease for fence in held], ttl)
+        except SyncError:
+            continue
+        for fence, renewed in zip(held, answers, strict=True):
             if renewed is None:
                 fence.lose()
             else:

@@ -105,13 +105,42 @@ async def test_a_renewal_keeps_the_epoch_and_moves_the_expiry(harness: Harness) 
     store = harness.store
     lease = await store.take("acme", "r1", TTL)
     assert lease is not None
-    renewed = await store.renew(lease, TTL * 20)
+    [renewed] = await store.renew([lease], TTL * 20)
     assert renewed is not None
     assert renewed.epoch == lease.epoch
     assert renewed.expires_at > lease.expires_at
     # Only this holder, with this epoch, renews.
-    assert await store.renew(_with(lease, holder="r2"), TTL) is None
-    assert await store.renew(_with(lease, epoch=lease.epoch + 1), TTL) is None
+    assert await store.renew([_with(lease, holder="r2")], TTL) == [None]
+    assert await store.renew([_with(lease, epoch=lease.epoch + 1)], TTL) == [None]
+    # ... and those refused did not move the expiry (TTL is shorter than the renewal's).
+    [record] = await store.leases()
+    assert record.expires_at == renewed.expires_at
+
+
+async def test_many_leases_are_renewed_at_once_each_answered_in_order(harness: Harness) -> None:
+    store = harness.store
+    held = [await store.take(f"acme{i}", "r1", TTL * 20) for i in range(5)]
+    expiring = await store.take("brisk", "r1", TTL)
+    assert expiring is not None and all(held)
+    leases = [lease for lease in held if lease is not None]
+    await harness.expire("brisk")
+    taken = await store.take("brisk", "r2", TTL * 20)
+    assert taken is not None
+    asked = [leases[0], expiring, *leases[1:], _with(leases[2], epoch=9)]
+    answers = await store.renew(asked, TTL * 40)
+    assert [a is not None for a in answers] == [True, False, True, True, True, True, False]
+    for lease, answer in zip(asked, answers, strict=True):
+        if answer is not None:
+            assert (answer.name, answer.holder, answer.epoch) == (
+                lease.name,
+                lease.holder,
+                lease.epoch,
+            )
+            assert answer.expires_at > lease.expires_at
+    assert await store.renew([], TTL) == []
+    # The lease another holds now was not moved by the renewal of the old one.
+    brisk = next(record for record in await store.leases() if record.name == "brisk")
+    assert (brisk.holder, brisk.expires_at) == ("r2", taken.expires_at)
 
 
 async def test_an_expired_lease_is_taken_over_with_the_next_epoch_and_fences_the_old_holder(
@@ -124,7 +153,7 @@ async def test_an_expired_lease_is_taken_over_with_the_next_epoch_and_fences_the
     new = await store.take("acme", "r2", TTL * 20)
     assert new is not None
     assert (new.holder, new.epoch) == ("r2", old.epoch + 1)
-    assert await store.renew(old, TTL) is None
+    assert await store.renew([old], TTL) == [None]
     assert await store.give_back(old) is False
     [record] = await store.leases()
     assert (record.holder, record.epoch, record.live) == ("r2", 2, True)
@@ -135,7 +164,7 @@ async def test_an_expired_lease_is_not_renewed_even_by_its_holder(harness: Harne
     lease = await store.take("acme", "r1", TTL)
     assert lease is not None
     await harness.expire("acme")
-    assert await store.renew(lease, TTL) is None
+    assert await store.renew([lease], TTL) == [None]
 
 
 async def test_a_lease_given_back_is_free_at_once_and_its_epoch_goes_on(
@@ -160,7 +189,7 @@ async def test_its_own_lease_taken_again_gets_the_next_epoch(harness: Harness) -
     again = await store.take("acme", "r1", TTL * 20)
     assert first is not None and again is not None
     assert again.epoch == first.epoch + 1
-    assert await store.renew(first, TTL) is None
+    assert await store.renew([first], TTL) == [None]
 
 
 async def test_of_racing_takers_exactly_one_wins(harness: Harness) -> None:

@@ -71,8 +71,11 @@ class InMemoryLeaseStore:
         self.stored[name] = _Stored(holder, epoch, now, now + ttl)
         return self._lease(name)
 
-    async def renew(self, lease: Lease, ttl: float) -> Lease | None:
+    async def renew(self, leases: Sequence[Lease], ttl: float) -> list[Lease | None]:
         self._reach()
+        return [self._renew_one(lease, ttl) for lease in leases]
+
+    def _renew_one(self, lease: Lease, ttl: float) -> Lease | None:
         now = self.clock.now
         s = self.stored.get(lease.name)
         if s is None or s.holder != lease.holder or s.epoch != lease.epoch or s.expires <= now:

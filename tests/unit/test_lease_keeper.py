@@ -4,6 +4,8 @@ take-over of a frozen replica's leases, giving back."""
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -11,7 +13,7 @@ from structlog.testing import capture_logs
 
 from tests.support.leases import FakeClock, InMemoryLeaseStore, RecordingWork
 from tracos_sync.domain.errors import DatabaseUnavailable
-from tracos_sync.domain.fence import LeaseLost
+from tracos_sync.domain.fence import Fence, LeaseLost
 from tracos_sync.domain.ports import Lease
 from tracos_sync.leases.keeper import LeaseKeeper
 
@@ -131,6 +133,8 @@ def test_a_renewal_that_comes_late_is_said() -> None:
     with capture_logs() as logs:
         run(keeper.round())
     assert [e["event"] for e in logs] == ["lease.renewed_late"]
+    # What was left of the lease when the renewal went out: 0.9 TTL - 0.7 TTL.
+    assert logs[0]["left"] == round(TTL * 0.2, 2)
 
 
 def test_leaving_stops_the_work_then_gives_every_lease_back() -> None:
@@ -332,3 +336,72 @@ def test_hundreds_of_free_leases_are_taken_a_few_at_once_and_never_above_the_sha
     run(b.round())  # 133 free, b's share 67
 
     assert len(a.fences) == 67 and len(b.fences) in {66, 67}  # 67 + 67 + 66
+
+
+@dataclass
+class LoadedWork(RecordingWork):
+    """Each integration started costs the process time (its first sweep, its indexes): the
+    clock moves on at every start."""
+
+    clock: FakeClock | None = None
+    cost: float = 0.0
+
+    async def start(self, name: str, fence: Fence) -> None:
+        assert self.clock is not None
+        self.clock.advance(self.cost)
+        await super().start(name, fence)
+
+
+def test_a_replica_taking_hundreds_of_leases_renews_the_first_ones_before_their_deadline() -> None:
+    """Taking 300 leases whose work costs 0.2 s each to start would take a minute in one round:
+    the first ones taken would be past their deadline before the next round renewed them (seen
+    with 300 integrations on one replica: leases lost and taken again in waves)."""
+    world = World()
+    names = [f"i{n}" for n in range(300)]
+    work = LoadedWork(world.store, clock=world.clock, cost=0.2)
+    keeper = LeaseKeeper(world.store, names, "a", TTL, work=work, clock=world.clock)
+    rounds = 0
+    with capture_logs() as logs:
+        while len(keeper.fences) < len(names):
+            rounds += 1
+            assert rounds < 100, f"{len(keeper.fences)} held after 100 rounds"
+            share = run(keeper.round())
+            assert share is not None
+            if not share.more:
+                world.clock.advance(keeper.interval)
+        for _ in range(6):  # two TTLs more: every lease stays held
+            world.clock.advance(keeper.interval)
+            run(keeper.round())
+    assert [e for e in logs if e["event"] == "lease.lost"] == []
+    assert len(keeper.fences) == len(names) and all(f.writable() for f in keeper.fences.values())
+
+
+def test_rounds_begin_an_interval_apart_however_long_one_took() -> None:
+    """A round that took most of an interval (leases taken, their work started) is followed by
+    the next one an interval after it began, so that what it took is renewed in time."""
+
+    beaten: list[float] = []
+    second = asyncio.Event()
+
+    class CountedBeats(InMemoryLeaseStore):
+        async def beat(self, replica: str, ttl: float, integrations: Sequence[str]) -> None:
+            beaten.append(time.monotonic())
+            if len(beaten) == 2:
+                second.set()
+            await super().beat(replica, ttl, integrations)
+
+    async def scenario() -> None:
+        clock = FakeClock()
+        store = CountedBeats(clock)
+        ttl = 3.0  # rounds 1 s apart
+        work = LoadedWork(store, clock=clock, cost=0.9)  # the first round takes 0.9 s
+        keeper = LeaseKeeper(store, ["i0"], "a", ttl, work=work, clock=clock)
+        stop = asyncio.Event()
+        task = asyncio.create_task(keeper.run(stop))
+        await second.wait()
+        stop.set()
+        await task
+        # The second round 0.1 s (by the clock) after the first ended, not a whole interval.
+        assert beaten[1] - beaten[0] < 0.6
+
+    asyncio.run(asyncio.wait_for(scenario(), 5))

@@ -39,11 +39,10 @@ from tracos_sync.domain.ports import (
     Lease,
     LeaseRecord,
     LeaseStore,
-    ReplicaRecord,
-    fleet_view,
 )
 
 from .collection_guard import CollectionGuard
+from .disagreement import Disagreement
 from .shares import Plan, plan
 
 log = structlog.get_logger("tracos_sync.leases")
@@ -84,6 +83,8 @@ class Share:
     live: int
     share: int
     held: tuple[str, ...]
+    # Leases it wanted but left to the next round, which then comes at once.
+    more: bool = False
 
 
 class LeaseKeeper:
@@ -113,7 +114,7 @@ class LeaseKeeper:
         # After an outage: the live replicas seen before it, and until when they still count.
         self._seen_live = 1
         self._recount_after = -math.inf
-        self._disagreement: frozenset[tuple[str, str]] | None = None
+        self._disagreement = Disagreement(replica, names, ttl)
         # Where this replica starts looking for free leases: replicas starting together try
         # different ones first instead of racing for the same.
         digest = hashlib.sha256(replica.encode()).digest()
@@ -127,9 +128,14 @@ class LeaseKeeper:
         """Rounds until ``stop``; then every lease is given back and the heartbeat removed."""
         try:
             while not stop.is_set():
-                await self.round()
+                # Rounds begin every interval, however long one took: a lease taken late in a
+                # long round is renewed an interval after that round began, not after it ended.
+                began = self._clock()
+                share = await self.round()
+                if share is not None and share.more:
+                    continue
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.interval)
+                    await asyncio.wait_for(stop.wait(), began + self.interval - self._clock())
         finally:
             await self.leave()
 
@@ -151,7 +157,7 @@ class LeaseKeeper:
                 # count itself alone and take everything.
                 self._recount_after = self._clock() + self._ttl
             self._failing = False
-            self._say_disagreement(replicas)
+            self._disagreement.see(replicas)
             await self._renew_all()
             leases = await self._store.leases()
             recounting = self._clock() < self._recount_after
@@ -160,14 +166,14 @@ class LeaseKeeper:
             if not recounting:
                 self._seen_live = len(replicas)
             await self._give_back(shares)
-            await self._take(shares, leases)
+            more = await self._take(shares, leases)
         except SyncError as exc:
             if not self._failing:
                 log.warning("lease.store_failing", replica=self.replica, error=str(exc))
             self._failing = True
             await self._drop_expired()
             return None
-        return Share(shares.live, shares.ceiling, tuple(sorted(self.fences)))
+        return Share(shares.live, shares.ceiling, tuple(sorted(self.fences)), more)
 
     async def leave(self) -> None:
         """Stop every integration's work, give its lease back, remove the heartbeat (best
@@ -220,27 +226,30 @@ class LeaseKeeper:
         )
 
     async def _renew_all(self) -> None:
-        """Every lease at once, and every one lost stopped at once: stopping one lease's work
-        takes up to its grace, and renewing or stopping one after another would let the
-        leases further down the list expire meanwhile (seen with 15 leases on a busy host:
-        each loss cost the next lease, until all were lost)."""
-        names = sorted(self.fences)
-        reasons = await asyncio.gather(*(self._renew(name) for name in names))
+        """Every lease in one call to the store, and every one lost stopped at once: stopping
+        one lease's work takes up to its grace, and renewing or stopping one after another
+        would let the leases further down the list expire meanwhile (seen with 15 leases on a
+        busy host: each loss cost the next lease, until all were lost)."""
+        fences = [(name, self.fences[name]) for name in sorted(self.fences)]
+        if not fences:
+            return
+        sent = self._clock()
+        answers = await self._store.renew([fence.lease for _, fence in fences], self._ttl)
+        reasons = [
+            self._renewed(name, fence, renewed, sent)
+            for (name, fence), renewed in zip(fences, answers, strict=True)
+        ]
         await asyncio.gather(
             *(
                 self._lost(name, reason)
-                for name, reason in zip(names, reasons, strict=True)
+                for (name, _), reason in zip(fences, reasons, strict=True)
                 if reason
             )
         )
 
-    async def _renew(self, name: str) -> str | None:
-        """Renews ``name``'s lease; why it is lost when it is (its fence closed at once)."""
-        fence = self.fences.get(name)
-        if fence is None:
-            return None
-        sent = self._clock()
-        renewed = await self._store.renew(fence.lease, self._ttl)
+    def _renewed(self, name: str, fence: Fence, renewed: Lease | None, sent: float) -> str | None:
+        """What the store answered for ``name``'s lease, renewal ``sent`` at that instant; why
+        it is lost when it is (its fence closed at once)."""
         if renewed is None:
             fence.lose()
             return "taken over or expired in the store"
@@ -248,35 +257,17 @@ class LeaseKeeper:
             # The answer came too late: the work may already have been told to stop.
             fence.lose()
             return "renewed after its deadline"
-        late = fence.deadline - sent < self._ttl / RENEWALS
+        left = fence.deadline - sent  # of the lease's time when the renewal was sent
         fence.renewed(renewed, sent + self._ttl * DEADLINE_SHARE)
-        if late:
+        if left < self._ttl / RENEWALS:
             log.warning(
                 "lease.renewed_late",
                 integration=name,
                 replica=self.replica,
                 epoch=renewed.epoch,
-                left=round(fence.deadline - sent, 2),
+                left=round(left, 2),
             )
         return None
-
-    def _say_disagreement(self, replicas: Sequence[ReplicaRecord]) -> None:
-        """Loudly, once per change: live replicas whose integrations files or LEASE_SECONDS
-        differ (an integration some do not know, a failover stretched by the longest TTL)."""
-        views = {replica.name: replica.view for replica in replicas if replica.integrations}
-        disagreement = frozenset(views.items()) if len(set(views.values())) > 1 else None
-        if disagreement is not None and disagreement != self._disagreement:
-            mine = fleet_view(self._names, self._ttl)
-            log.warning(
-                "lease.replicas_disagree",
-                replica=self.replica,
-                view=mine,
-                others={name: view for name, view in views.items() if view != mine},
-                reason="live replicas have different integrations files or LEASE_SECONDS: "
-                "give every replica the same (integrations only some know are shared among "
-                "those alone)",
-            )
-        self._disagreement = disagreement
 
     async def _give_back(self, shares: Plan) -> None:
         names = shares.to_give_back(self.fences)
@@ -311,7 +302,12 @@ class LeaseKeeper:
             reason=reason if given else f"{reason} (left to expire)",
         )
 
-    async def _take(self, shares: Plan, leases: Sequence[LeaseRecord]) -> None:
+    async def _take(self, shares: Plan, leases: Sequence[LeaseRecord]) -> bool:
+        """Takes what this replica may, TAKES_AT_ONCE at a time, for at most half an interval:
+        True when some are left to the next round. Each lease taken starts its work, which
+        loads the process: taking hundreds in one round outlasted the deadline of the first
+        ones taken, before the next round could renew them (300 integrations on one replica
+        lost and took leases in waves)."""
         records = {record.name: record for record in leases}
         order = self._names[self._offset :] + self._names[: self._offset]
         wanted: list[str] = []
@@ -322,9 +318,12 @@ class LeaseKeeper:
             if shares.may_take(name, [*self.fences, *wanted]):
                 wanted.append(name)
         # A few at once: alone on hundreds of integrations, a replica holds them in seconds.
+        began = self._clock()
         for start in range(0, len(wanted), TAKES_AT_ONCE):
             chunk = wanted[start : start + TAKES_AT_ONCE]
             sent = self._clock()
+            if start and sent - began >= self.interval / 2:
+                return True
             answers = await asyncio.gather(
                 *(self._store.take(name, self.replica, self._ttl) for name in chunk),
                 return_exceptions=True,
@@ -336,6 +335,7 @@ class LeaseKeeper:
             failed = next((a for a in answers if isinstance(a, BaseException)), None)
             if failed is not None:
                 raise failed
+        return False
 
     async def _taken(self, lease: Lease, sent: float, previous: str | None) -> None:
         fence = Fence(lease, sent + self._ttl * DEADLINE_SHARE, self._clock)

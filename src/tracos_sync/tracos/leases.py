@@ -148,16 +148,31 @@ class MongoLeaseStore:
         found = await asyncio.gather(*(highest_in(*where) for where in self._stamped.get(name, ())))
         return max(found, default=0)
 
-    async def renew(self, lease: Lease, ttl: float) -> Lease | None:
-        held = {"_id": lease_id(lease.name), "holder": lease.holder, "epoch": lease.epoch}
+    async def renew(self, leases: Sequence[Lease], ttl: float) -> list[Lease | None]:
+        """One journaled update for every lease, then one read of what it left: each lease
+        still held (same holder, same epoch) and unexpired after the update was renewed by it
+        (an expired one cannot become unexpired without a take, which changes its epoch)."""
+        if not leases:
+            return []
+        held: Doc = {
+            "$or": [
+                {"_id": lease_id(lease.name), "holder": lease.holder, "epoch": lease.epoch}
+                for lease in leases
+            ]
+        }
         update = [{"$set": {"renewedAt": "$$NOW", "expiresAt": _expiry(ttl)}}]
-        doc = await self._call(
-            "renew a lease",
-            lambda: self._leases.find_one_and_update(
-                {**held, **_unexpired()}, update, return_document=ReturnDocument.AFTER
-            ),
+        await self._call(
+            "renew leases", lambda: self._leases.update_many({**held, **_unexpired()}, update)
         )
-        return None if doc is None else _lease(doc)
+
+        async def read() -> list[Doc]:
+            return await self._leases.find({**held, **_unexpired()}).to_list()
+
+        found = {
+            (lease.name, lease.holder, lease.epoch): lease
+            for lease in map(_lease, await self._call("read leases renewed", read))
+        }
+        return [found.get((lease.name, lease.holder, lease.epoch)) for lease in leases]
 
     async def give_back(self, lease: Lease) -> bool:
         held = {"_id": lease_id(lease.name), "holder": lease.holder, "epoch": lease.epoch}

@@ -78,9 +78,11 @@ class LeaseStore(Protocol):
         holder's lease expired; None when someone else holds it."""
         ...
 
-    async def renew(self, lease: Lease, ttl: float) -> Lease | None:
-        """The same lease (same epoch) expiring ``ttl`` seconds from the store's now, when it is
-        still this holder's and not expired; None when it was lost."""
+    async def renew(self, leases: Sequence[Lease], ttl: float) -> list[Lease | None]:
+        """Each lease, in order: the same lease (same epoch) expiring ``ttl`` seconds from the
+        store's now, when it is still its holder's and not expired; None when it was lost. All
+        at once (one write for the lot, whatever their number): a replica holding hundreds of
+        leases renews them in one round trip, not hundreds."""
         ...
 
     async def give_back(self, lease: Lease) -> bool:
