@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import asyncssh
 import pytest
 
 from tests.support.sftp import sftp_store
@@ -100,6 +101,44 @@ def test_a_listed_file_is_read_whole_with_how_it_looks_after(world: World) -> No
 
     assert data == b"x" * 300_000
     assert after == listed
+
+
+@pytest.mark.parametrize("size", [100, 300_000])  # one SFTP read, several
+def test_a_listed_file_that_grows_after_its_look_shows_it_grew(
+    world: World, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    """A writer that still had the file open appends between the store's look and its read."""
+    path = world.put("a.json", b"x" * size)
+    listed = _listed(world, "a.json")
+
+    def grow() -> None:
+        with path.open("ab") as file:
+            file.write(b"y" * 10)
+
+    if isinstance(world.store, LocalStore):
+        real_lstat = os.lstat
+
+        def lstat(target: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+            looked = real_lstat(target, *args, **kwargs)
+            if str(target) == str(path):
+                grow()
+            return looked
+
+        monkeypatch.setattr(os, "lstat", lstat)
+    else:
+        real = asyncssh.SFTPClient.lstat
+
+        async def sftp_lstat(self: asyncssh.SFTPClient, target: Any, *args: Any) -> Any:
+            looked = await real(self, target, *args)
+            grow()
+            return looked
+
+        monkeypatch.setattr(asyncssh.SFTPClient, "lstat", sftp_lstat)
+
+    data, after = run(world, lambda s: s.read_listed(world.at("a.json"), listed))
+
+    assert after.size != listed.size
+    assert data.startswith(b"x" * size)
 
 
 def test_a_file_is_read_a_piece_at_any_offset(world: World) -> None:
