@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import asyncssh
 
 from ..store import StoreRefused
+from .coalescing import CoalescingTunnel
 from .location import Server
 from .trust import Credentials, knows, remember
 
@@ -94,7 +95,12 @@ async def connect(server: Server, c: Credentials) -> Session:
     try:
         watched = _Watched()
         conn, _ = await asyncssh.create_connection(
-            lambda: watched, server.host, server.port, options=options
+            lambda: watched,
+            server.host,
+            server.port,
+            # Given here: create_connection's own default would replace one in the options.
+            tunnel=CoalescingTunnel(),
+            options=options,
         )
     except asyncssh.HostKeyNotVerifiable as exc:
         if knows(c.known_hosts, server):
