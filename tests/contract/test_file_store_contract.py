@@ -187,10 +187,12 @@ def test_touch_sets_a_folders_time_by_the_stores_clock_not_ours(
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() + 3600)  # our clock an hour ahead
 
-    run(world, lambda s: s.touch(world.at("claims")))
+    now = run(world, lambda s: s.touch(world.at("claims")))
 
     monkeypatch.undo()
     assert abs((world.folder / "claims").stat().st_mtime - time.time()) < 60
+    # What it set, returned (SFTP's times are whole seconds).
+    assert abs(now - (world.folder / "claims").stat().st_mtime) < 1
 
 
 def test_a_move_never_replaces_and_says_what_stopped_it(world: World) -> None:

@@ -60,8 +60,9 @@ def _move_no_clobber(source: Path, target: Path) -> None:
         raise FileExistsError(17, "File exists", str(target))
 
 
-def _touch(path: Path) -> None:
+def _touch(path: Path) -> float:
     os.utime(path)
+    return os.lstat(path).st_mtime
 
 
 class LocalStore:
@@ -104,8 +105,8 @@ class LocalStore:
     async def rmdir(self, path: PurePosixPath) -> None:
         await asyncio.to_thread(os.rmdir, path)
 
-    async def touch(self, path: PurePosixPath) -> None:
-        await asyncio.to_thread(_touch, Path(path))
+    async def touch(self, path: PurePosixPath) -> float:
+        return await asyncio.to_thread(_touch, Path(path))
 
     async def missing_extensions(self, folder: PurePosixPath) -> list[str]:
         return []  # rename(2) and fsync(2) are always there

@@ -109,9 +109,9 @@ class FileStore(Protocol):
 
     async def rmdir(self, path: PurePosixPath) -> None: ...
 
-    async def touch(self, path: PurePosixPath) -> None:
+    async def touch(self, path: PurePosixPath) -> float:
         """Set the folder ``path``'s modification time to the store's own now (a claim
-        folder's heartbeat): the SFTP server's clock, not this host's."""
+        folder's heartbeat), and return it: the SFTP server's clock, not this host's."""
 
     async def missing_extensions(self, folder: PurePosixPath) -> list[str]:
         """What the guarantees rest on that this store lacks (``posix-rename@openssh.com``,

@@ -106,11 +106,10 @@ class SftpClaims:
     async def heartbeat(self) -> None:
         """Our claim folder's time refreshed; that time is the server's now."""
         try:
-            await self._store.touch(self.folder)
+            self.now = await self._store.touch(self.folder)
         except FileNotFoundError:
             await self._recreate_claims()
-            await self._store.touch(self.folder)
-        self.now = (await self._store.stat(self.folder)).mtime
+            self.now = await self._store.touch(self.folder)
 
     async def recover(self) -> None:
         """Claim folders of instances dead for ``CLAIM_STALE_SECONDS``: their files put back

@@ -67,7 +67,7 @@ class LockStore(Protocol):
 
     async def make_folder(self, path: PurePosixPath) -> None: ...
 
-    async def now(self, folder: PurePosixPath) -> float: ...
+    async def touch(self, folder: PurePosixPath) -> float: ...
 
     async def rmdir(self, path: PurePosixPath) -> None: ...
 
@@ -219,7 +219,7 @@ class OutboundLock:
             holder = await self._holder()
         except FileNotFoundError:
             return None
-        age = await self._store.now(self._folder) - refreshed
+        age = await self._store.touch(self._folder) - refreshed  # the server's now
         stale = max(self._stale, holder.stale_seconds or 0.0)  # it refreshes by its own
         if age <= stale:
             return f"instance {holder.name} (refreshed {max(age, 0):.0f}s ago)"

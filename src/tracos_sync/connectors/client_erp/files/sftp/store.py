@@ -276,14 +276,6 @@ class SftpStore:
 
         await self._call(path, make)
 
-    async def now(self, folder: PurePosixPath) -> float:
-        """The server's clock: the time of a file made (and removed) in ``folder``."""
-
-        async def now(sftp: asyncssh.SFTPClient, _: bool) -> float:
-            return await server_now(sftp, folder)
-
-        return await self._call(folder, now)
-
     async def overwrite(self, path: PurePosixPath, data: bytes) -> None:
         """``data`` written over the start of the existing file ``path`` (never created:
         ``FileNotFoundError`` when gone): its time becomes the server's now (a ``touch`` sends
@@ -307,13 +299,13 @@ class SftpStore:
 
         await self._call(path, rmdir)
 
-    async def touch(self, path: PurePosixPath) -> None:
-        async def touch(sftp: asyncssh.SFTPClient, _: bool) -> None:
+    async def touch(self, path: PurePosixPath) -> float:
+        async def touch(sftp: asyncssh.SFTPClient, _: bool) -> float:
             # Not utime(): asyncssh sends this host's clock; an entry made and removed in the
             # folder gives it the server's own now.
-            await server_now(sftp, path)
+            return await server_now(sftp, path)
 
-        await self._call(path, touch)
+        return await self._call(path, touch)
 
     async def missing_extensions(self, folder: PurePosixPath) -> list[str]:
         """The OpenSSH extensions the guarantees use that this server lacks, found by using
