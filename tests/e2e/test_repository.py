@@ -135,3 +135,18 @@ async def test_a_write_tried_again_first_rebuilds_a_lost_number_index(
         result = await repo.apply([order(1, T0 + timedelta(hours=1), "newer")], NOW)
     assert (result.inserted, result.updated) == (0, 1)
     assert await repo.raw_collection.count_documents({"number": 1}) == 1
+
+
+async def test_every_write_first_rebuilds_a_number_index_dropped_since_the_last(
+    repo: MongoWorkOrderRepository,
+) -> None:
+    """The index is looked for before every write, not once per run or sweep: a run (or a watch
+    sweep following a flow of files) writes batch after batch, and another tool may drop the
+    index between two of them. Without it, a number that exists would be inserted again."""
+    await repo.apply([order(1)], NOW)
+    await repo.raw_collection.drop_index([("number", 1)])  # another tool, between two batches
+    result = await repo.apply([order(1, T0 + timedelta(hours=1), "newer"), order(2)], NOW)
+    assert (result.inserted, result.updated) == (1, 1)
+    assert await repo.raw_collection.count_documents({"number": 1}) == 1
+    indexes = [ix async for ix in await repo.raw_collection.list_indexes()]
+    assert any(ix["key"] == {"number": 1} and ix.get("unique") for ix in indexes)

@@ -105,9 +105,9 @@ class MongoWorkOrderRepository:
             await self._retrier.call("ensure indexes", self._ensure_indexes)
 
     async def _ensure_indexes(self) -> None:
-        """Cheap when all is in place (one listIndexes): run before every sweep, so that an
-        index dropped while ``watch`` runs is rebuilt before the next write, never after a
-        duplicate."""
+        """Cheap when all is in place (one listIndexes): run before every sweep, and before
+        every inbound write (``Upserts``), so that an index dropped while a run or ``watch``
+        goes on is rebuilt before the next write, never after a duplicate."""
         state = index_state([ix async for ix in await self._collection.list_indexes()])
         if state.number_problem is not None:
             raise FatalError(state.number_problem)

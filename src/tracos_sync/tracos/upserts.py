@@ -76,7 +76,7 @@ class Upserts:
     ) -> None:
         """``durable``: the collection with the journaled write concern inbound needs.
         ``ensure_unique_number``: checks (and builds if missing) the unique index on number,
-        before a write is tried again after a failure (see ``_apply_contained``).
+        before every write (see ``_apply_contained``).
         ``fence``: the lease every write is conditional on (``tracos.fencing``); ``leases``:
         the collection of its document (journaled), from which new work orders are inserted."""
         self._collection = collection
@@ -116,16 +116,15 @@ class Upserts:
 
     async def _apply_contained(self, items: list[Item], synced_at: datetime) -> ApplyResult:
         """One round, with an order the driver cannot encode found by halving and refused."""
-        attempts = 0
 
         async def write() -> ApplyResult:
             # New numbers are inserted, and only the unique index turns an insert of a number
-            # that exists into an update. A server that restarted may have lost an index it had
-            # built but not flushed to its journal yet: look again before trying again.
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1:
-                await self._ensure_unique_number()
+            # that exists into an update: it is looked for before every write, not once per
+            # run or sweep. A run (or a sweep following a flow of files) writes batch after
+            # batch, and the index may be dropped by another tool between two of them, or lost
+            # by a server that restarted before flushing it to its journal (then the write is
+            # tried again, and looks again). One listIndexes when all is in place.
+            await self._ensure_unique_number()
             return await self._apply_round(items, synced_at)
 
         try:
