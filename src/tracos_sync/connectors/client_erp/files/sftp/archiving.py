@@ -25,6 +25,8 @@ from ..store import Entry, FileStore
 log = structlog.get_logger("tracos_sync.files.sftp")
 
 NAME_MAX = 255  # OpenSSH serves POSIX file systems; a longer name is refused per file anyway
+# How much of a file and of its archived copy a recovery compares at a time.
+COMPARE_PIECE_BYTES = 1024 * 1024
 
 
 class ClaimLost(Exception):
@@ -76,12 +78,20 @@ class Archives:
                     there = await self._store.stat(folder / fit_name(candidate, NAME_MAX))
                 except FileNotFoundError:
                     break
-                if (there.size, there.mtime) == (claimed.seen.size, claimed.seen.mtime):
-                    limit = claimed.seen.size
-                    ours = await self._store.read(claimed.path, limit)
-                    if await self._store.read(folder / there.name, limit) == ours:
-                        return True
+                seen = claimed.seen
+                same = (there.kind, there.size, there.mtime) == ("file", seen.size, seen.mtime)
+                if same and await self._same_bytes(claimed.path, folder / there.name, seen.size):
+                    return True
         return False
+
+    async def _same_bytes(self, ours: PurePosixPath, theirs: PurePosixPath, size: int) -> bool:
+        """Compared a piece at a time: a large file (up to MAX_FILE_BYTES) is never held whole,
+        let alone twice, by a recovery."""
+        for offset in range(0, max(size, 1), COMPARE_PIECE_BYTES):
+            mine = await self._store.read_at(ours, offset, COMPARE_PIECE_BYTES)
+            if await self._store.read_at(theirs, offset, COMPARE_PIECE_BYTES) != mine:
+                return False
+        return True
 
     async def put_back(self, claimed: Claimed) -> str:
         """Back into the inbound folder under its name, or the first free variant when the
