@@ -75,9 +75,8 @@ class FileStore(Protocol):
     async def read_listed(self, path: PurePosixPath, listed: Entry) -> tuple[bytes, Entry]:
         """The bytes of ``path``, which a listing showed as the regular file ``listed`` (its
         ``listed.size`` bytes, in as few requests as the store allows), and ``path`` as it is once
-        they are read (a link not followed; a store may judge its size by the bytes a read of
-        one more than listed got, and take its time from the look before the read, one request
-        fewer per file). The caller compares the two: a size, time or kind
+        they are read (a link not followed; or the file read, looked at once read). The caller
+        compares the two: a size, time or kind
         unlike ``listed``'s says the file was written to or replaced meanwhile, and its bytes
         are not to be used. ``FileNotFoundError`` if it is gone.
 

@@ -173,15 +173,14 @@ class SftpStore:
             before = entry_of(path.name, await sftp.lstat(str(path)))
             if (before.kind, before.size, before.mtime) != ("file", listed.size, listed.mtime):
                 return b"", before  # not the file listed: never opened; the caller gives it back
-            if listed.size < sftp.limits.max_read_len:
-                # Four requests: lstat, open, one read of a byte more than listed, close. The
-                # server answers a read of a regular file with all it has up to the length
-                # asked: a file that grew meanwhile shows as that byte more, without a look
-                # after (a request per file: a seventh of an SFTP inbound's cost).
+            if listed.size <= sftp.limits.max_read_len:
+                # Up to one server read: the read and a look at the open file sent together
+                # (the server answers them in order, so the look sees the file as it was once
+                # read: one written to meanwhile, even in place at the same size, shows it).
                 async with sftp.open(str(path), "rb", block_size=None) as remote:
-                    data = await remote.read(listed.size + 1)
+                    data, attrs = await asyncio.gather(remote.read(listed.size), remote.stat())
                 assert isinstance(data, bytes)  # opened in binary mode
-                return data, Entry(path.name, len(data), before.mtime, before.kind)
+                return data, entry_of(path.name, attrs)
             # Larger than one read: exactly the listed size in parallel reads (one more byte
             # would cost another read to find the end), and a look after.
             async with sftp.open(str(path), "rb") as remote:
