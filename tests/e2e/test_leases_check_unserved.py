@@ -1,13 +1,14 @@
 """``check`` with leases when no replica is live (the fixes' hostile pass): a replica holding
 every lease, frozen past LEASE_SECONDS, makes ``check`` FAIL saying nothing is served and which
 replica stopped renewing; replicas stopped cleanly FAIL too; before any replica ever started (a
-first deployment) it is a WARN, exit 0. Free leases beyond a few share one line."""
+first deployment) it is a WARN, exit 0; leases held by one-shot runs alone FAIL (no replica
+serves the rest). Free leases beyond a few share one line."""
 
 from __future__ import annotations
 
 import os
 import signal
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +107,27 @@ def test_check_before_any_replica_started_warns_and_exits_0(env: Env) -> None:
         free
     ), free
     assert not [line for line in checked.output.splitlines() if ": lease " in line]
+
+
+def test_check_fails_when_only_a_one_shot_run_holds_leases(
+    env: Env, mongo: MongoClient[Doc]
+) -> None:
+    now = datetime.now(UTC)
+    mongo[env.database]["sync_leases"].insert_one(
+        {
+            "_id": "integration:c0",
+            "kind": "integration",
+            "name": "c0",
+            "holder": "run:cron:1:abc",
+            "epoch": 1,
+            "since": now,
+            "expiresAt": now + timedelta(minutes=5),
+        }
+    )
+    checked = env.cli("--integrations", str(eight(env)), "check", **FAST)
+    assert checked.code == 1, checked.output
+    (said,) = lines(checked.output, "FAIL  replicas")
+    assert "0 live" in said and "1 lease held by run:cron:1:abc (one-shot runs" in said, said
+    assert "c0: lease" in checked.output and "held by run:cron:1:abc" in checked.output
+    (free,) = lines(checked.output, "ok    leases")
+    assert "7 integrations free (7 never taken yet)" in free, free
