@@ -14,7 +14,13 @@ from tracos_sync.app.integration import Integration
 from tracos_sync.app.runtime import Runtime
 from tracos_sync.connectors.client_erp.trial import sample_checks
 from tracos_sync.domain.errors import SyncError
-from tracos_sync.domain.ports import ConnectorContext, HealthCheck, Registration, ReplicaRecord
+from tracos_sync.domain.ports import (
+    ConnectorContext,
+    HealthCheck,
+    LeaseRecord,
+    Registration,
+    ReplicaRecord,
+)
 from tracos_sync.leases.collection_guard import pick_one
 
 
@@ -55,7 +61,9 @@ async def _leases(runtime: Runtime, database: Database) -> list[HealthCheck]:
     taken by a replica within its next round: a FAIL only once replicas have been live for
     longer than twice their TTL and still nobody took it. Live replicas whose integrations
     files or LEASE_SECONDS differ are a FAIL, and so are replicas of another LEASE_COLLECTION
-    serving the same TracOS collections."""
+    serving the same TracOS collections, and no replica live once leases were taken (nothing
+    is served). A held lease has a line of its own; more than ``FEW`` free ones (all in the
+    same state) share one."""
     settings = runtime.settings
     store = database.lease_store(
         settings.mongo_database, settings.lease_collection, settings.lease_seconds
@@ -67,45 +75,87 @@ async def _leases(runtime: Runtime, database: Database) -> list[HealthCheck]:
         runtime.integrations,
     )
     try:
-        records = {record.name: record for record in await store.leases()}
+        every = await store.leases()
         replicas = await store.replicas()
         elsewhere = await registry.elsewhere()
     except SyncError as exc:
         return [HealthCheck("leases", False, f"unreadable: {exc}")]
-    checks = [_replicas(replicas), _lease_collections(settings.lease_collection, elsewhere)]
+    records = {record.name: record for record in every}
+    checks = [
+        _replicas(replicas, every),
+        _lease_collections(settings.lease_collection, elsewhere),
+    ]
     ttl = max([settings.lease_seconds, *(replica.ttl for replica in replicas)])
     settled = any(replica.up > 2 * ttl for replica in replicas)
     # Replicas of another lease collection serve: no replica of this one takes a lease here.
     aside = sorted({o.leases for o in elsewhere if o.serving_since is not None})
+    free: list[tuple[str, LeaseRecord | None]] = []
     for integration in runtime.integrations:
         record = records.get(integration.name)
         label = f"{integration.name}: lease" if runtime.named else "lease"
-        ok = True
         if record is not None and record.live and record.since is not None:
             since = record.since.isoformat(timespec="seconds")
             detail = f"held by {record.holder} since {since} (epoch {record.epoch})"
+            checks.append(HealthCheck(label, True, detail))
         else:
-            if record is None:
-                detail = "never taken yet"
-            else:
-                last = f", last held by {record.holder}" if record.holder else ""
-                detail = f"free (epoch {record.epoch}{last})"
-            if aside:
-                ok = False
-                detail += (
-                    f": no replica of {settings.lease_collection} takes it while replicas of "
-                    f"{', '.join(aside)} serve these TracOS collections (see lease collection)"
-                )
-            elif settled:
-                ok = False
-                detail += (
-                    f", while replicas have been live for over twice LEASE_SECONDS ({ttl:g} s): "
-                    "no replica takes it (is it in every replica's integrations file?)"
-                )
-            else:
-                detail += ": the next replica's round takes it"
-        checks.append(HealthCheck(label, ok, detail))
+            free.append((label, record))
+    many = len(free) > FEW
+    it = "them" if many else "it"
+    if aside:
+        ok = False
+        why = (
+            f": no replica of {settings.lease_collection} takes {it} while replicas of "
+            f"{', '.join(aside)} serve these TracOS collections (see lease collection)"
+        )
+    elif settled:
+        ok = False
+        why = (
+            f", while replicas have been live for over twice LEASE_SECONDS ({ttl:g} s): no "
+            f"replica takes {it} ({'are they' if many else 'is it'} in every replica's "
+            "integrations file?)"
+        )
+    else:
+        ok, why = True, f": the next replica's round takes {it}"
+    if many:
+        detail = f"{_free_many([record for _, record in free])}{why}; one: check --only NAME"
+        checks.append(HealthCheck("leases", ok, detail))
+    else:
+        checks += [HealthCheck(label, ok, _free(record) + why) for label, record in free]
     return checks
+
+
+# More free leases than this share one line of ``check``: 200 lines would hide the others.
+FEW = 5
+
+
+def _free(record: LeaseRecord | None) -> str:
+    if record is None:
+        return "never taken yet"
+    last = f", last held by {record.holder}" if record.holder else ""
+    return f"free (epoch {record.epoch}{last})"
+
+
+def _free_many(records: Sequence[LeaseRecord | None]) -> str:
+    """``200 integrations free (150 expired, last held by r1, r2; 50 never taken yet)``."""
+    expired = [r for r in records if r is not None and r.holder]
+    holders = sorted({r.holder for r in expired if r.holder})
+    given = sum(1 for r in records if r is not None and not r.holder)
+    never = sum(1 for r in records if r is None)
+    parts = [
+        *([f"{len(expired)} expired, last held by {_few(holders)}"] if expired else []),
+        *([f"{given} given back"] if given else []),
+        *([f"{never} never taken yet"] if never else []),
+    ]
+    return f"{len(records)} integrations free ({'; '.join(parts)})"
+
+
+def _count(things: Sequence[object], noun: str) -> str:
+    return f"{len(things)} {noun}{'' if len(things) == 1 else 's'}"
+
+
+def _few(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:FEW])
+    return shown if len(names) <= FEW else f"{shown} and {len(names) - FEW} more"
 
 
 def _lease_collections(mine: str, elsewhere: Sequence[Registration]) -> HealthCheck:
@@ -128,9 +178,13 @@ def _lease_collections(mine: str, elsewhere: Sequence[Registration]) -> HealthCh
     )
 
 
-def _replicas(replicas: Sequence[ReplicaRecord]) -> HealthCheck:
-    """How many replicas are live; a FAIL when they disagree on their integrations or TTL."""
+def _replicas(replicas: Sequence[ReplicaRecord], leases: Sequence[LeaseRecord]) -> HealthCheck:
+    """How many replicas are live; a FAIL when they disagree on their integrations or TTL, or
+    when none is live once leases were taken (nothing is served); a WARN when none is live
+    and none ever took a lease (``check`` before a first deployment's replicas start)."""
     live = f"{len(replicas)} live (heartbeat within LEASE_SECONDS)"
+    if not replicas:
+        return _none_live(live, leases)
     views: dict[str, list[ReplicaRecord]] = {}
     for replica in replicas:
         if replica.integrations:  # an older version says nothing of them
@@ -147,4 +201,46 @@ def _replicas(replicas: Sequence[ReplicaRecord]) -> HealthCheck:
         False,
         f"{live}, but they disagree: {described}; give every replica the same integrations "
         "file and LEASE_SECONDS",
+    )
+
+
+def _none_live(live: str, leases: Sequence[LeaseRecord]) -> HealthCheck:
+    """No replica live: which case it is, told by what the leases kept. Expired under a
+    holder: its replicas stopped renewing without giving them back (died or froze); all given
+    back: they stopped; none ever taken: no replica has started yet."""
+    # A lease expired but still naming its holder was never given back.
+    lapsed = [lease for lease in leases if lease.holder and not lease.live]
+    if lapsed:
+        holders = sorted({lease.holder for lease in lapsed if lease.holder})
+        ended = max((lease.expires_at for lease in lapsed if lease.expires_at), default=None)
+        until = f" until {ended.isoformat(timespec='seconds')}" if ended else ""
+        return HealthCheck(
+            "replicas",
+            False,
+            f"{live}: nothing is served; {_count(lapsed, 'lease')} expired{until} without being "
+            f"given back by {_few(holders)}: they died or froze (look at them), or start a "
+            "replica",
+        )
+    held = [lease for lease in leases if lease.live]
+    if held:  # one-shot runs: they serve what they hold until they end
+        holders = sorted({lease.holder for lease in held if lease.holder})
+        return HealthCheck(
+            "replicas",
+            False,
+            f"{live}: no replica serves; {_count(held, 'lease')} held by {_few(holders)} (one-shot "
+            "runs: until they end), the others are not served: start a replica",
+        )
+    if any(lease.epoch > 0 for lease in leases):
+        return HealthCheck(
+            "replicas",
+            False,
+            f"{live}: nothing is served; every lease was given back (the replicas stopped): "
+            "start a replica",
+        )
+    return HealthCheck(
+        "replicas",
+        True,
+        f"{live}: nothing is served yet, no replica has ever taken a lease here (a first "
+        "deployment): start the replicas",
+        warning=True,
     )
