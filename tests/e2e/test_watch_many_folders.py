@@ -16,7 +16,7 @@ from tests.e2e.test_integrations import folders, write_integrations
 from tests.e2e.test_watch_events import drop
 from tests.support.watching import wait_until
 
-INTEGRATIONS = int(os.environ.get("HUB_N", "150"))
+INTEGRATIONS = 150
 
 
 def inotify_instances(pid: int) -> int:

@@ -19,6 +19,8 @@ from watchfiles import Change
 from tracos_sync.connectors.client_erp.files import folder_watch
 from tracos_sync.connectors.client_erp.files.folder_watch import RESTART_GAP_SECONDS, FolderWatch
 
+ENDED: list[str] = []  # how followers ended, for a failure's message
+
 
 class Followed:
     """A folder followed in the background, as watch mode follows an inbound folder: its wakes
@@ -36,6 +38,7 @@ class Followed:
                 self.wakes += 1
         except Exception as exc:
             self.error = exc
+            ENDED.append(f"{self.folder.name}: {exc!r}")
 
     async def close(self) -> None:
         self.task.cancel()
@@ -45,7 +48,8 @@ class Followed:
 async def until(condition: Callable[[], bool], limit: float = 10) -> None:
     deadline = time.monotonic() + limit
     while not condition():
-        assert time.monotonic() < deadline, "not within the time allowed"
+        # What ended meanwhile, if anything (no inotify instance left on this machine?).
+        assert time.monotonic() < deadline, f"not within the time allowed; ended: {ENDED[-3:]}"
         await asyncio.sleep(0.005)
 
 
