@@ -15,9 +15,15 @@ from watchfiles import Change
 
 from tracos_sync.connectors.client_erp.files import FolderSettings
 from tracos_sync.connectors.client_erp.files.connector import FolderConnector
-from tracos_sync.connectors.client_erp.files.events import _Due, _may_be_input, ready_files
+from tracos_sync.connectors.client_erp.files.events import Due, may_be_input
+from tracos_sync.connectors.client_erp.files.folder_watch import FolderWatch
 from tracos_sync.domain.ports import SupportsInputEvents
 from tracos_sync.mapping import builtin_mapping
+
+
+def ready_files(folder: Path, min_age_seconds: float) -> AsyncIterator[None]:
+    """One folder followed, as a folder connector follows its inbound folder."""
+    return FolderWatch().ready_files(folder, min_age_seconds)
 
 
 @pytest.mark.parametrize(
@@ -32,7 +38,7 @@ from tracos_sync.mapping import builtin_mapping
     ],
 )
 def test_only_names_the_sweep_would_take_wake_it(change: Change, name: str, wakes: bool) -> None:
-    assert _may_be_input(change, f"/data/inbound/{name}") is wakes
+    assert may_be_input(change, f"/data/inbound/{name}") is wakes
 
 
 def test_the_folder_connector_offers_input_events() -> None:
@@ -107,7 +113,7 @@ async def test_closing_stops_the_watching_thread_at_once(tmp_path: Path) -> None
 
 async def test_a_steady_stream_of_changes_does_not_push_the_wake_back() -> None:
     ready = asyncio.Event()
-    due = _Due(0.2, ready)
+    due = Due(0.2, ready)
     started = time.monotonic()
     try:
         while not ready.is_set():  # a change every 10 ms, for as long as it takes

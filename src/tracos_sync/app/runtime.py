@@ -21,10 +21,11 @@ from tracos_sync.app.settings import AppSettings
 from tracos_sync.app.sharing import refuse_sharing
 from tracos_sync.config import load_settings
 from tracos_sync.connectors.client_erp.codec import RecordDecoder
+from tracos_sync.connectors.client_erp.files.folder_watch import FolderWatch
 from tracos_sync.connectors.client_erp.resolve import resolve_mapping
 from tracos_sync.connectors.client_erp.trial import Samples
 from tracos_sync.domain.errors import ConfigurationError
-from tracos_sync.domain.ports import ConnectorConfig
+from tracos_sync.domain.ports import ConnectorConfig, FolderEvents
 from tracos_sync.integrations import IntegrationEntry, read_integrations
 from tracos_sync.local_server import find_server_binary
 from tracos_sync.logs import redact_text, uri_secrets
@@ -85,6 +86,9 @@ def load_runtime(
         )
     if settings.report_path is not None:
         check_report_path(settings.report_path)
+    # One watch of file events for every folder connector (built only: nothing runs unless
+    # ``watch`` follows a folder).
+    folder_events = FolderWatch()
     if settings.integrations_file is None:
         for variable, collection in (
             ("CLIENT_STATE_COLLECTION", settings.client_state_collection),
@@ -95,7 +99,8 @@ def load_runtime(
                     f"{variable}: {collection!r} is MONGO_COLLECTION, where the work orders "
                     "are; give it a collection of its own"
                 )
-        connector = connectors.load(settings.client_connector)(ConnectorConfig(env_file=env_file))
+        config = ConnectorConfig(env_file=env_file, folder_events=folder_events)
+        connector = connectors.load(settings.client_connector)(config)
         integrations = [
             Integration(
                 DEFAULT_INTEGRATION,
@@ -115,7 +120,7 @@ def load_runtime(
                 "connector (connector = ..., files when left out)",
             )
         integrations = [
-            _integration(entry, settings, env_file)
+            _integration(entry, settings, env_file, folder_events)
             for entry in read_integrations(settings.integrations_file, env_file)
         ]
         refuse_sharing(settings.integrations_file, integrations)
@@ -127,10 +132,12 @@ def load_runtime(
 
 
 def _integration(
-    entry: IntegrationEntry, settings: AppSettings, env_file: str | None
+    entry: IntegrationEntry, settings: AppSettings, env_file: str | None, events: FolderEvents
 ) -> Integration:
     factory = connectors.load(entry.connector, f"{entry.where}: connector")
-    config = ConnectorConfig(entry.settings, entry.mapping, env_file, entry.where, entry.hidden)
+    config = ConnectorConfig(
+        entry.settings, entry.mapping, env_file, entry.where, entry.hidden, events
+    )
     tracos = entry.tracos
     samples = None
     if entry.samples is not None:

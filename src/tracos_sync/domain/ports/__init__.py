@@ -27,6 +27,7 @@ from .connector import (
     ConnectorFactory,
     ConnectorStateStore,
     DeadLetter,
+    FolderEvents,
     Owned,
 )
 from .leases import (
@@ -60,6 +61,7 @@ __all__ = [
     "ConnectorStateStore",
     "DeadLetter",
     "Delivery",
+    "FolderEvents",
     "HealthCheck",
     "InboundUnit",
     "Lease",

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -92,6 +92,16 @@ class ClientConnector(Protocol):
         """What it must not share with another integration (checked at start-up)."""
 
 
+class FolderEvents(Protocol):
+    """The operating system's file events of folders on this host, shared by every connector
+    of a process (one watch whatever the number of folders)."""
+
+    def ready_files(self, folder: Path, min_age_seconds: float) -> AsyncIterator[None]:
+        """Yields once when ``folder`` is watched, then each time a file in it may have become
+        ready to take (at once, or ``min_age_seconds`` after its last change); raises
+        ``OSError`` when it cannot be watched (any more)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectorConfig:
     """What the bootstrap gives a connector factory: the connector's own settings and its record
@@ -106,6 +116,9 @@ class ConnectorConfig:
     where: str = ""
     # Settings whose values came from the environment (``${NAME}``): never shown in an error.
     hidden: frozenset[str] = frozenset()
+    # The file events of this host's folders, one watch for every connector of the process;
+    # None: a connector that follows a folder watches it on its own.
+    folder_events: FolderEvents | None = None
 
 
 @dataclass(frozen=True, slots=True)

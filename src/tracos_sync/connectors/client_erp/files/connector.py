@@ -15,14 +15,21 @@ import structlog
 
 from tracos_sync.config import connector_settings
 from tracos_sync.domain.model import WorkOrder
-from tracos_sync.domain.ports import Backlog, ConnectorConfig, ConnectorContext, HealthCheck, Owned
+from tracos_sync.domain.ports import (
+    Backlog,
+    ConnectorConfig,
+    ConnectorContext,
+    FolderEvents,
+    HealthCheck,
+    Owned,
+)
 from tracos_sync.mapping import RecordMapping
 
 from ..resolve import resolve_mapping
 from .archive import SIDECAR_SUFFIX, rejected_files
 from .claims import count_claimed
 from .durable import create_exclusively
-from .events import ready_files
+from .folder_watch import FolderWatch
 from .moves import move_no_clobber
 from .settings import FolderSettings
 from .sftp.connector import SftpConnector
@@ -39,9 +46,13 @@ log = structlog.get_logger("tracos_sync.files")
 class FolderConnector:
     """The client ERP reached through folders of JSON files."""
 
-    def __init__(self, settings: FolderSettings, mapping: RecordMapping) -> None:
+    def __init__(
+        self, settings: FolderSettings, mapping: RecordMapping, events: FolderEvents | None = None
+    ) -> None:
+        """``events``: the process's one watch of folders (the bootstrap's); None: its own."""
         self.settings = settings
         self.mapping = mapping
+        self.events = events if events is not None else FolderWatch()
 
     def source(self, context: ConnectorContext) -> FolderSource:
         return FolderSource(self.settings, self.mapping, context.dry_run)
@@ -145,7 +156,9 @@ class FolderConnector:
         return written
 
     def input_events(self) -> AsyncIterator[None]:
-        return ready_files(self.settings.data_inbound_dir, self.settings.inbound_min_age_seconds)
+        return self.events.ready_files(
+            self.settings.data_inbound_dir, self.settings.inbound_min_age_seconds
+        )
 
     async def replay(self, names: Sequence[str]) -> list[str]:
         return await asyncio.to_thread(self._replay, names)
@@ -251,4 +264,4 @@ def create(config: ConnectorConfig) -> FolderConnector | SftpConnector:
         return create_on_sftp(config)
     settings = connector_settings(FolderSettings, config)
     mapping = resolve_mapping(config)
-    return FolderConnector(settings, mapping)
+    return FolderConnector(settings, mapping, config.folder_events)
