@@ -133,9 +133,9 @@ class InMemoryWorkOrderRepository:
                     ages.append(datetime.now(UTC) - coerce_instant(doc.get("updatedAt")))
         return max(ages).total_seconds() if ages else None
 
-    async def unsynced_changes(self) -> AsyncGenerator[None, None]:
+    async def unsynced_changes(self) -> AsyncGenerator[bool, None]:
         raise NotImplementedError("an in-memory store cannot notify; callers poll")
-        yield None  # pragma: no cover - makes this an async generator
+        yield False  # pragma: no cover - makes this an async generator
 
     async def close(self) -> None:
         """Nothing to close."""

@@ -30,10 +30,17 @@ from tracos_sync.app import Database, Integration, Runtime, open_database
 from tracos_sync.domain.errors import ConfigurationError, DatabaseUnavailable, DestinationUnwritable
 from tracos_sync.domain.fence import Fence, LeaseLost
 from tracos_sync.domain.ports import SupportsBacklog, SupportsCertificates, SupportsInputEvents
+from tracos_sync.domain.ports.repository import CHANGE_WAIT_SECONDS
 from tracos_sync.failures import describe_error
 from tracos_sync.outcomes import RunOutcome, publish
 from tracos_sync.runs import sweep
-from tracos_sync.stopping import Abandoned, stop_on_signals, until_stopped
+from tracos_sync.stopping import (
+    MOMENT_SECONDS,
+    Abandoned,
+    given_a_moment,
+    stop_on_signals,
+    until_stopped,
+)
 from tracos_sync.syncer import RunOptions, Syncer, open_syncer
 from tracos_sync.watch_backoff import ClientBackoff
 from tracos_sync.watch_events import InputWaker
@@ -262,12 +269,13 @@ async def _serve(syncer: Syncer, serving: Serving) -> None:
     runtime = serving.runtime
     wake = asyncio.Event()
     follower: asyncio.Task[None] | None = None
+    ending = asyncio.Event()
     connector = syncer.integration.connector
     follow = FOLLOW_SECONDS if isinstance(connector, SupportsInputEvents) else 0.0
     try:
         while not stop.is_set():
             if follower is None or follower.done():
-                follower = asyncio.create_task(_follow_changes(syncer, wake))
+                follower = asyncio.create_task(_follow_changes(syncer, wake, ending))
             woken = waker is not None and waker.woke()
             wake.clear()
             outcome = await until_stopped(sweep(syncer, "watch", follow=follow), stop)
@@ -300,9 +308,8 @@ async def _serve(syncer: Syncer, serving: Serving) -> None:
         if waker is not None:
             await waker.close()  # it sets this ``wake``: the next adapters get their own
         if follower is not None:
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
+            ending.set()  # it ends after its wait in hand; cancelled only if it does not
+            await given_a_moment(follower, CHANGE_WAIT_SECONDS + MOMENT_SECONDS)
 
 
 async def _observe_backlogs(
@@ -327,11 +334,16 @@ async def _observe_backlogs(
         log.warning("watch.metrics_failed", error=describe_error(exc))
 
 
-async def _follow_changes(syncer: Syncer, wake: asyncio.Event) -> None:
-    """Wake the loop when TracOS writes something that may need to go out."""
+async def _follow_changes(syncer: Syncer, wake: asyncio.Event, ending: asyncio.Event) -> None:
+    """Wake the loop when TracOS writes something that may need to go out; until ``ending``,
+    seen between two waits of the change stream (never cancelled inside one)."""
     try:
-        async for _ in syncer.repository.unsynced_changes():
-            wake.set()
+        async with contextlib.aclosing(syncer.repository.unsynced_changes()) as changes:
+            async for changed in changes:
+                if ending.is_set():
+                    return
+                if changed:
+                    wake.set()
     except Exception as exc:
         log.info("watch.change_stream", state="not available, polling", error=describe_error(exc))
 

@@ -29,6 +29,17 @@ def inotify_instances(pid: int) -> int:
     return count
 
 
+def stop(proc: subprocess.Popen[str]) -> int | None:
+    """SIGTERM: its exit code within 20 s, or None (then killed)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=30)
+        return None
+
+
 def test_150_folder_integrations_share_one_inotify_instance_and_take_files_at_once(
     env: Env,
 ) -> None:
@@ -64,15 +75,38 @@ def test_150_folder_integrations_share_one_inotify_instance_and_take_files_at_on
         wait_until((inbound[names[0]] / "processed/2.json").exists, proc, 2)
         assert inotify_instances(proc.pid) == 1, "one for every folder, not one each"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            # Stopping many integrations just after start-up sometimes never ends, file events
-            # or not (WATCH_EVENTS=0 too): a known bug of its own, not what this test is about.
-            proc.kill()
-            code = proc.wait(timeout=30)
+        code = stop(proc)
     output = log.read_text()
-    assert code in (0, -signal.SIGKILL), output[-3000:]
+    assert code == 0, output[-3000:]
     assert "not available, polling" not in output
     assert output.count("watch.started") == INTEGRATIONS
+
+
+def test_150_integrations_stopped_while_they_start_exit_within_seconds(env: Env) -> None:
+    """A SIGTERM while 150 integrations open their change streams: each stream is left between
+    two waits, never cancelled inside one (which now and then left one closing for ever: the
+    process never exited, in 2 of 5 tries)."""
+    names = [f"s{i:03}" for i in range(INTEGRATIONS)]
+    path = write_integrations(
+        env.root / "integrations.toml",
+        [
+            {"name": name, "tracos": {"collection": name}, "settings": folders(env.root, name)}
+            for name in names
+        ],
+    )
+    for attempt in range(5):
+        log = env.root / f"watch-{attempt}.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tracos_sync", "--integrations", str(path), "watch"],
+                cwd=env.root,
+                env=env.environ(MONGO_RETRY_SECONDS="30"),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        time.sleep(3)  # its integrations starting, opening their streams
+        began = time.monotonic()
+        code = stop(proc)
+        assert code == 0, f"attempt {attempt}: " + log.read_text()[-3000:]
+        assert time.monotonic() - began < 10

@@ -26,6 +26,7 @@ from tracos_sync.domain.ports import (
     PendingExport,
     UnreadableDocument,
 )
+from tracos_sync.domain.ports.repository import CHANGE_WAIT_SECONDS
 
 from .documents import (
     EXPORT_PROJECTION,
@@ -59,6 +60,7 @@ PENDING_QUERIES: tuple[dict[str, Any], ...] = (
     {"isSynced": {"$gte": "", "$lte": "\U0010ffff" * 8}},
 )
 ID_INDEX = [("_id", 1)]
+CHANGE_WAIT_MS = int(CHANGE_WAIT_SECONDS * 1000)
 CLOSE_SECONDS = 1.0
 
 
@@ -280,7 +282,7 @@ class MongoWorkOrderRepository:
             "read the unsynced backlog", lambda: oldest_unsynced_age(self._collection)
         )
 
-    async def unsynced_changes(self) -> AsyncGenerator[None, None]:
+    async def unsynced_changes(self) -> AsyncGenerator[bool, None]:
         """A change stream of writes that may leave a work order unsynced (not our own marks
         nor inbound's writes, which are stored synced). Raises if the server has none."""
         pipeline = [
@@ -293,9 +295,14 @@ class MongoWorkOrderRepository:
             }
         ]
         try:
-            async with await self._collection.watch(pipeline) as stream:
-                async for _ in stream:
-                    yield None
+            # Each wait bounded on the server: the consumer can end between two (a task
+            # cancelled inside a getMore left the stream closing for ever, now and then, with
+            # 150 integrations stopping at once).
+            async with await self._collection.watch(
+                pipeline, max_await_time_ms=CHANGE_WAIT_MS
+            ) as stream:
+                while stream.alive:
+                    yield await stream.try_next() is not None
         except PyMongoError as exc:
             raise FatalError(f"change stream: {describe(exc)}") from exc
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from ..model import WorkOrder
+
+# The longest a store's notification waits before it yields "nothing yet" (``unsynced_changes``).
+CHANGE_WAIT_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +98,11 @@ class WorkOrderRepository(Protocol):
     async def oldest_unsynced_age(self) -> float | None:
         """Seconds since the oldest unsynced work order was last updated (None: none waits)."""
 
-    def unsynced_changes(self) -> AsyncIterator[None]:
-        """Yields whenever TracOS writes something that may need to go out; raises when the
-        store cannot notify (the caller then polls)."""
+    def unsynced_changes(self) -> AsyncGenerator[bool, None]:
+        """Yields True whenever TracOS writes something that may need to go out, and False
+        when a wait of about a second brought nothing: a follower ends between two waits
+        instead of being cancelled inside one. Raises when the store cannot notify (the caller
+        then polls)."""
 
     async def close(self) -> None: ...
 
