@@ -5,6 +5,7 @@ settings give, and nothing else (no agent, no ~/.ssh/config)."""
 from __future__ import annotations
 
 import asyncio
+import errno
 from dataclasses import dataclass
 
 import asyncssh
@@ -119,8 +120,13 @@ async def connect(server: Server, c: Credentials) -> Session:
         raise StoreRefused(
             f"{server}: the server refused our credentials (SFTP_KEY_FILE or SFTP_PASSWORD)"
         ) from exc
+    except TimeoutError as exc:  # asyncssh's connect_timeout (its text is empty)
+        raise TimeoutError(
+            errno.ETIMEDOUT, f"connecting timed out after {CONNECT_TIMEOUT_SECONDS:g}s"
+        ) from exc
     except (asyncssh.DisconnectError, OSError) as exc:
-        raise ConnectionError(f"{server}: {exc}") from exc
+        # The store names the server: the reason only.
+        raise ConnectionError(f"connecting failed: {exc or type(exc).__name__}") from exc
     if trusting:
         remember(c.known_hosts, server, conn)
     try:
@@ -129,6 +135,11 @@ async def connect(server: Server, c: Credentials) -> Session:
         sftp = await asyncio.wait_for(
             conn.start_sftp_client(path_errors="surrogateescape"), CONNECT_TIMEOUT_SECONDS
         )
+    except TimeoutError as exc:
+        conn.close()
+        raise TimeoutError(
+            errno.ETIMEDOUT, f"the SFTP session did not start within {CONNECT_TIMEOUT_SECONDS:g}s"
+        ) from exc
     except BaseException:
         conn.close()
         raise
