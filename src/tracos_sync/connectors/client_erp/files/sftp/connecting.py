@@ -126,7 +126,7 @@ async def connect(server: Server, c: Credentials) -> Session:
         ) from exc
     except (asyncssh.DisconnectError, OSError) as exc:
         # The store names the server: the reason only.
-        raise ConnectionError(f"connecting failed: {exc or type(exc).__name__}") from exc
+        raise ConnectionError(f"connecting failed: {str(exc) or type(exc).__name__}") from exc
     if trusting:
         remember(c.known_hosts, server, conn)
     try:
