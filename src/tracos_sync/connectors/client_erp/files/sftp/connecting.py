@@ -13,6 +13,7 @@ import asyncssh
 from ..store import StoreRefused
 from .coalescing import CoalescingTunnel
 from .location import Server
+from .lost import Lost
 from .trust import Credentials, knows, remember
 
 CONNECT_TIMEOUT_SECONDS = 15.0
@@ -39,7 +40,7 @@ class Session:
 
     conn: asyncssh.SSHClientConnection
     sftp: asyncssh.SFTPClient
-    lost: asyncio.Event
+    lost: Lost
 
 
 class _Watched(asyncssh.SSHClient):
@@ -47,10 +48,10 @@ class _Watched(asyncssh.SSHClient):
     already cleaned up waiting for ever, so every operation also waits on this."""
 
     def __init__(self) -> None:
-        self.lost = asyncio.Event()
+        self.lost = Lost()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost.set()
+        self.lost.set(exc)
 
 
 def _private_key(c: Credentials) -> asyncssh.SSHKey:
