@@ -5,6 +5,8 @@ account may not read, a changed host key, and the server killed mid-run."""
 from __future__ import annotations
 
 import os
+import re
+import signal
 import threading
 import time
 
@@ -338,7 +340,39 @@ def test_check_reports_each_folder_and_an_unreachable_server_at_once(env: Env, s
     down = env.cli("check", **settings)
     assert down.code == 1, down.output
     assert time.monotonic() - start < 30  # not the 60 s a run would wait
-    assert any(s.startswith("FAIL") and "sftp server" in s for s in down.output.splitlines())
+    failed = [s for s in down.output.splitlines() if s.startswith("FAIL") and "sftp server" in s]
+    assert len(failed) == 1, down.output
+    # The cause, the time waited and the one try; the account not shown.
+    assert re.search(
+        r"sftp://\*\*\*@127\.0\.0\.1:\d+: no working connection for 0\.\ds \(1 try\): "
+        r"connecting failed: .*Connect call failed",
+        failed[0],
+    ), failed[0]
+
+
+def test_check_says_how_long_it_waited_on_a_server_that_takes_connections_silently(
+    env: Env, sshd: Sshd
+) -> None:
+    """Hostile pass 3, #3: the listener stopped (the port still takes connections, nothing
+    answers): check said "unreachable for 0s" after waiting 19 s, with errno 113 (no route to
+    host). It says the connection timed out, and the time it took."""
+    assert sshd.running is not None
+    os.kill(sshd.running.pid, signal.SIGSTOP)
+    try:
+        down = env.cli("check", **sftp_settings(sshd))
+    finally:
+        os.kill(sshd.running.pid, signal.SIGCONT)
+
+    assert down.code == 1, down.output
+    failed = [s for s in down.output.splitlines() if s.startswith("FAIL") and "sftp server" in s]
+    assert len(failed) == 1, down.output
+    found = re.search(
+        r"no working connection for (\d+\.\d)s \(1 try\): connecting timed out after 15s$",
+        failed[0],
+    )
+    assert found, failed[0]
+    assert 15 <= float(found[1]) < 20, failed[0]
+    assert "Errno" not in failed[0]
 
 
 def test_a_large_file_is_read_whole_beside_small_ones(env: Env, sshd: Sshd) -> None:

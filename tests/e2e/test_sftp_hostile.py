@@ -513,3 +513,35 @@ def test_a_file_the_account_may_not_read_is_left_where_it_is_until_it_changes(
     assert result.code == 0, result.output
     assert result.output.count("inbound.unreadable") == 1, result.output
     assert env.collection.count_documents({}) == 4
+
+
+def test_a_run_whose_session_stalls_is_reconnected_though_a_request_outlasts_the_budget(
+    env: Env, sshd: Sshd
+) -> None:
+    """Hostile pass 3, #1: the server's session processes stopped mid-run (the listener up).
+    The stalled request waits SFTP_REQUEST_SECONDS (3 s here, 60 s by default), longer than
+    SFTP_RETRY_SECONDS (1 s, 30 s by default): the budget counts from that failure, so the run
+    reconnects and finishes, every file taken once."""
+    for n in range(1, 301):
+        client_file(sshd, f"{n}.json", client_record(n))
+    settings = sftp_settings(sshd, BATCH_SIZE="5", SFTP_REQUEST_SECONDS="3", SFTP_RETRY_SECONDS="1")
+    processed = sshd.served / "in" / "processed"
+    stopped: list[int] = []
+    proc = env.popen("run", **settings)
+    try:
+        wait_until(lambda: processed.exists() and len(names(processed)) >= 5, proc, 60)
+        stopped = sshd.sessions()
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)  # the connection stays up; nothing answers
+        wait_until(sshd.has_unread_requests, proc, 30)  # a request waits on the stall
+        assert len(names(processed)) < 300
+        out, err = proc.communicate(timeout=60)
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out + err
+    assert "no answer within SFTP_REQUEST_SECONDS=3" in out + err, out + err
+    assert len(names(processed)) == 300
+    assert env.collection.count_documents({}) == 300

@@ -5,7 +5,9 @@ host key changed, and unavailability (not a hang) when it stays down."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+import re
 import signal
 import threading
 import time
@@ -13,9 +15,11 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from tests.support.sftp import sftp_store
 from tests.support.sshd import Sshd
+from tracos_sync.connectors.client_erp.files.sftp import connecting
 from tracos_sync.connectors.client_erp.files.sftp.location import Server
 from tracos_sync.connectors.client_erp.files.sftp.store import SftpStore
 from tracos_sync.connectors.client_erp.files.sftp.trust import Credentials
@@ -61,8 +65,16 @@ def test_a_server_that_stays_down_is_unavailable_after_the_budget(sshd: Sshd) ->
     store = sftp_store(sshd, retry_seconds=1)
     sshd.kill()
 
-    with pytest.raises(StoreUnavailable, match="unreachable for 1s"):
+    with pytest.raises(StoreUnavailable) as raised:
         asyncio.run(store.scan(PurePosixPath(sshd.served)))
+
+    # Said as it is: the real time waited, the tries, the cause (no "[Errno N]" before it).
+    assert re.fullmatch(
+        r"sftp://\w+@127\.0\.0\.1:\d+: no working connection for 1\.\ds \(\d+ tries\): "
+        r"connecting failed: .*Connect call failed.*",
+        str(raised.value),
+    ), str(raised.value)
+    assert raised.value.errno == errno.ECONNREFUSED
 
 
 def test_a_changed_host_key_is_refused_with_one_clear_reason(sshd: Sshd) -> None:
@@ -132,6 +144,78 @@ def test_a_server_that_stops_answering_is_reconnected_after_the_request_deadline
     assert took < 5, took
     assert (sshd.served / "1.json").read_bytes() == b"{}"
     assert store.connections == 2
+
+
+def test_a_stalled_session_is_reconnected_though_its_wait_outlasts_the_budget(
+    sshd: Sshd,
+) -> None:
+    """Hostile pass 3, #1: the first try waits SFTP_REQUEST_SECONDS (3 s here; 60 s by default)
+    on a stalled session, longer than the whole SFTP_RETRY_SECONDS (1 s; 30 s by default). The
+    budget counts from that failure: the operation is tried on a new connection and lands."""
+    store = sftp_store(sshd, retry_seconds=1, request_seconds=3)
+    folder = PurePosixPath(sshd.served)
+
+    async def stalled_write() -> float:
+        await store.scan(folder)
+        stopped = sshd.sessions()
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with capture_logs() as logs:
+                await asyncio.wait_for(store.write_atomic(folder / "1.json", b"{}"), timeout=20)
+            assert [e["reason"] for e in logs if e["event"] == "sftp.reconnecting"] == [
+                "no answer within SFTP_REQUEST_SECONDS=3"
+            ]
+            return time.monotonic() - started
+        finally:
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
+            await store.close()
+
+    took = asyncio.run(stalled_write())
+
+    assert 3 <= took < 10, took
+    assert (sshd.served / "1.json").read_bytes() == b"{}"
+    assert store.connections == 2
+
+
+def test_a_silent_server_is_said_to_time_out_with_the_time_really_waited(
+    sshd: Sshd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hostile pass 3, #3: sessions and listener stopped (the port still takes connections,
+    nothing answers). The try on the stalled session, then each new connection, time out; the
+    failure says so, with the time waited since the operation began, not the budget's."""
+    monkeypatch.setattr(connecting, "CONNECT_TIMEOUT_SECONDS", 1.0)
+    store = sftp_store(sshd, retry_seconds=0, request_seconds=1)
+    folder = PurePosixPath(sshd.served)
+
+    async def silent_scan() -> None:
+        await store.scan(folder)
+        assert sshd.running is not None
+        stopped = [*sshd.sessions(), sshd.running.pid]
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            await asyncio.wait_for(store.scan(folder), timeout=20)
+        finally:
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
+            await store.close()
+
+    with pytest.raises(StoreUnavailable) as raised:
+        asyncio.run(silent_scan())
+
+    said = str(raised.value)
+    # One try on the stalled session (1 s), one owed on a new connection (1 s to connect).
+    found = re.fullmatch(
+        r"sftp://\w+@127\.0\.0\.1:\d+: no working connection for (\d+\.\d)s \(2 tries\): "
+        r"connecting timed out after 1s",
+        said,
+    )
+    assert found, said
+    assert 2 <= float(found[1]) < 5, said
+    assert raised.value.errno == errno.ETIMEDOUT
 
 
 class RetryingStore(SftpStore):

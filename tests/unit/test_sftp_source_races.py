@@ -253,13 +253,13 @@ class OutageStore(LocalStore):
 
     async def read_listed(self, path: PurePosixPath, listed: Entry) -> tuple[bytes, Entry]:
         if self.down:
-            raise StoreUnavailable(errno.EHOSTUNREACH, "server unreachable for 30s")
+            raise StoreUnavailable(errno.ECONNREFUSED, "no connection for 30.0s")
         return await super().read_listed(path, listed)
 
     async def move_no_clobber(self, source: PurePosixPath, target: PurePosixPath) -> None:
         if target.parent.name == "processed":
             if self.archives_down:
-                raise StoreUnavailable(errno.EHOSTUNREACH, "server unreachable for 30s")
+                raise StoreUnavailable(errno.ECONNREFUSED, "no connection for 30.0s")
             if source.name in self.refused:
                 raise PermissionError(errno.EACCES, "Permission denied", str(target))
         await super().move_no_clobber(source, target)

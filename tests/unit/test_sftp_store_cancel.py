@@ -10,8 +10,10 @@ import gc
 from typing import Any
 
 import asyncssh
+import pytest
 
-from tracos_sync.connectors.client_erp.files.sftp.lost import unless_lost
+from tracos_sync.connectors.client_erp.files.sftp import lost
+from tracos_sync.connectors.client_erp.files.sftp.lost import Lost, unless_lost
 
 
 async def test_a_request_cancelled_from_outside_leaves_no_unretrieved_error() -> None:
@@ -31,7 +33,7 @@ async def test_a_request_cancelled_from_outside_leaves_no_unretrieved_error() ->
             raise asyncssh.SFTPConnectionLost("Connection closed")  # ...and fails
 
     try:
-        guarded = asyncio.ensure_future(unless_lost(request_with_an_open_file(), asyncio.Event()))
+        guarded = asyncio.ensure_future(unless_lost(request_with_an_open_file(), Lost()))
         await started.wait()
         guarded.cancel()  # the stop's grace ran out
         await asyncio.gather(guarded, return_exceptions=True)
@@ -46,3 +48,25 @@ async def test_a_request_cancelled_from_outside_leaves_no_unretrieved_error() ->
 
     assert cancelled
     assert [c["message"] for c in reported] == [], reported
+
+
+async def test_a_request_left_waiting_on_a_lost_connection_fails_saying_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hostile pass 3, #3: the keepalive gave up on the server; a request the connection's end
+    left waiting fails with the keepalive's reason, not a bare "connection closed"."""
+    monkeypatch.setattr(lost, "LOST_GRACE_SECONDS", 0.01)
+    gone = Lost()
+
+    async def never_answered() -> None:
+        await asyncio.Event().wait()
+
+    guarded = asyncio.ensure_future(unless_lost(never_answered(), gone))
+    await asyncio.sleep(0)
+    gone.set(asyncssh.ConnectionLost("Server not responding to keepalive"))
+
+    with pytest.raises(asyncssh.ConnectionLost) as raised:
+        await guarded
+    assert str(raised.value) == (
+        "the connection closed during an operation: Server not responding to keepalive"
+    )

@@ -49,6 +49,10 @@ class Entry:
 class StoreUnavailable(OSError):
     """The store could not be reached, or kept dropping, for the whole retry budget."""
 
+    def __str__(self) -> str:
+        # The message names the cause: an "[Errno N]" before it would only repeat it.
+        return self.strerror or super().__str__()
+
 
 class StoreRefused(DestinationUnwritable):
     """The store must not be used: its host key is not the known one, our credentials were

@@ -5,6 +5,7 @@ settings give, and nothing else (no agent, no ~/.ssh/config)."""
 from __future__ import annotations
 
 import asyncio
+import errno
 from dataclasses import dataclass
 
 import asyncssh
@@ -12,6 +13,7 @@ import asyncssh
 from ..store import StoreRefused
 from .coalescing import CoalescingTunnel
 from .location import Server
+from .lost import Lost
 from .trust import Credentials, knows, remember
 
 CONNECT_TIMEOUT_SECONDS = 15.0
@@ -38,7 +40,7 @@ class Session:
 
     conn: asyncssh.SSHClientConnection
     sftp: asyncssh.SFTPClient
-    lost: asyncio.Event
+    lost: Lost
 
 
 class _Watched(asyncssh.SSHClient):
@@ -46,10 +48,10 @@ class _Watched(asyncssh.SSHClient):
     already cleaned up waiting for ever, so every operation also waits on this."""
 
     def __init__(self) -> None:
-        self.lost = asyncio.Event()
+        self.lost = Lost()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost.set()
+        self.lost.set(exc)
 
 
 def _private_key(c: Credentials) -> asyncssh.SSHKey:
@@ -119,8 +121,13 @@ async def connect(server: Server, c: Credentials) -> Session:
         raise StoreRefused(
             f"{server}: the server refused our credentials (SFTP_KEY_FILE or SFTP_PASSWORD)"
         ) from exc
+    except TimeoutError as exc:  # asyncssh's connect_timeout (its text is empty)
+        raise TimeoutError(
+            errno.ETIMEDOUT, f"connecting timed out after {CONNECT_TIMEOUT_SECONDS:g}s"
+        ) from exc
     except (asyncssh.DisconnectError, OSError) as exc:
-        raise ConnectionError(f"{server}: {exc}") from exc
+        # The store names the server: the reason only.
+        raise ConnectionError(f"connecting failed: {str(exc) or type(exc).__name__}") from exc
     if trusting:
         remember(c.known_hosts, server, conn)
     try:
@@ -129,6 +136,11 @@ async def connect(server: Server, c: Credentials) -> Session:
         sftp = await asyncio.wait_for(
             conn.start_sftp_client(path_errors="surrogateescape"), CONNECT_TIMEOUT_SECONDS
         )
+    except TimeoutError as exc:
+        conn.close()
+        raise TimeoutError(
+            errno.ETIMEDOUT, f"the SFTP session did not start within {CONNECT_TIMEOUT_SECONDS:g}s"
+        ) from exc
     except BaseException:
         conn.close()
         raise

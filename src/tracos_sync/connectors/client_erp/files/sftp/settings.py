@@ -50,12 +50,15 @@ class SftpFolderSettings(FileRules):
     printed)."""
     sftp_retry_seconds: float = Field(30.0, ge=0, le=86_400)
     """Time budget for reconnecting when the server cannot be reached or drops the connection,
-    before the direction gives up with exit 1."""
+    before the direction gives up with exit 1. It counts from an operation's first failure, not
+    from its start (that failure may itself have waited `SFTP_REQUEST_SECONDS`), and a failure
+    on an open connection always gets one try on a new one, even with 0: an outage costs up to
+    this, plus the failed wait, plus the last try's own (connecting is bounded at 15 s)."""
     sftp_request_seconds: float = Field(60.0, gt=0, le=3600)
     """How long one SFTP operation (a listing, a whole file's read or write, a rename) may wait
     for the server's answers before the connection counts as dead: it is closed and opened
-    again within `SFTP_RETRY_SECONDS`. A server-side sftp process that stops answering (while
-    the SSH connection itself stays up) would otherwise stall a run for ever."""
+    again, within `SFTP_RETRY_SECONDS` counted from then. A server-side sftp process that stops
+    answering (while the SSH connection itself stays up) would otherwise stall a run for ever."""
     sftp_parallel_files: int = Field(16, ge=1, le=256)
     """Files in flight at once on the one connection (outbound writes, archive moves): requests
     are pipelined so that the round trip is paid once per wave, not once per file."""

@@ -40,6 +40,24 @@ def _go() -> None:
     """The default ``before_replace``: nothing stops the rename."""
 
 
+def _reason(exc: BaseException) -> str:
+    """What went wrong, in words (``str(TimeoutError())`` is empty)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _errno_of(exc: BaseException) -> int:
+    """The failure's own errno, or its cause's; a timeout is ``ETIMEDOUT``, a dropped
+    connection ``ECONNRESET``."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno:
+            return cause.errno
+        cause = cause.__cause__
+    return errno.ETIMEDOUT if isinstance(exc, TimeoutError) else errno.ECONNRESET
+
+
 class SftpStore:
     """``FileStore`` over one SFTP connection."""
 
@@ -83,19 +101,24 @@ class SftpStore:
         self, path: PurePosixPath, operation: Callable[[asyncssh.SFTPClient, bool], Awaitable[T]]
     ) -> T:
         """``operation(client, retried)`` on the connection, re-opened and tried again while it
-        drops, within the budget; SFTP statuses as ``OSError``."""
-        deadline = time.monotonic() + self._retry_seconds
+        drops; SFTP statuses as ``OSError``. The budget counts from the first failure, not from
+        the first try: that try may have waited ``SFTP_REQUEST_SECONDS`` (or the keepalive's
+        minute) on a connection dead meanwhile, and a failure on a connection is always followed
+        by a try on a new one."""
+        started = time.monotonic()
+        deadline: float | None = None  # the budget's end, set by the first failure
         delay = 0.1
-        retried = False
+        tries = 0
         last: BaseException
         while True:
+            tries += 1
             session = None
             request: asyncio.Timeout | None = None
             try:
                 session = await self._session()
                 # A server that stops answering on a live connection is a dead connection.
                 async with asyncio.timeout(self._request_seconds) as request:
-                    result = await unless_lost(operation(session.sftp, retried), session.lost)
+                    result = await unless_lost(operation(session.sftp, tries > 1), session.lost)
                 self._said_outage = False
                 return result
             except TimeoutError as exc:
@@ -103,7 +126,7 @@ class SftpStore:
                     last = exc
                 else:
                     late = f"no answer within SFTP_REQUEST_SECONDS={self._request_seconds:g}"
-                    last = TimeoutError(late)
+                    last = TimeoutError(errno.ETIMEDOUT, late)
                     last.__cause__ = exc
             except asyncssh.SFTPError as exc:
                 if isinstance(exc, TRANSIENT):
@@ -114,16 +137,21 @@ class SftpStore:
             except TRANSIENT as exc:
                 last = exc
             self._drop(session)
-            if time.monotonic() + delay > deadline:
+            now = time.monotonic()
+            owed = deadline is None and session is not None  # a new connection not tried yet
+            if deadline is None:
+                deadline = now + self._retry_seconds
+            if not owed and now >= deadline:
                 raise StoreUnavailable(
-                    errno.EHOSTUNREACH,
-                    f"{self._server} unreachable for {self._retry_seconds:g}s: {last}",
+                    _errno_of(last),
+                    f"{self._server}: no working connection for {now - started:.1f}s "
+                    f"({tries} {'try' if tries == 1 else 'tries'}): {_reason(last)}",
                 ) from last
             if not self._said_outage:
                 self._said_outage = True
-                log.warning("sftp.reconnecting", server=str(self._server), reason=str(last))
-            retried = True
-            await asyncio.sleep(delay)
+                log.warning("sftp.reconnecting", server=str(self._server), reason=_reason(last))
+            # The last try at the budget's end, not a sleep's length before it.
+            await asyncio.sleep(delay if owed else min(delay, deadline - now))
             delay = min(delay * 2, 2.0)
 
     async def connect(self) -> None:
