@@ -18,7 +18,8 @@ from tracos_sync.domain.errors import ConfigurationError, SyncError
 from tracos_sync.domain.fence import Fence
 from tracos_sync.domain.ports import LeaseStore
 from tracos_sync.leases.collection_guard import CollectionGuard, pick_one
-from tracos_sync.leases.keeper import DEADLINE_SHARE, RENEWALS, replica_name
+from tracos_sync.leases.keeper import DEADLINE_SHARE, RENEWALS
+from tracos_sync.leases.serving import replica_name
 
 log = structlog.get_logger("tracos_sync.leases")
 

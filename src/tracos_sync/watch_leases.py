@@ -13,7 +13,8 @@ import structlog
 from tracos_sync.app import Database, Integration, Runtime
 from tracos_sync.domain.fence import Fence
 from tracos_sync.leases.collection_guard import CollectionGuard
-from tracos_sync.leases.keeper import LeaseKeeper, replica_name
+from tracos_sync.leases.keeper import LeaseKeeper
+from tracos_sync.leases.serving import replica_name
 from tracos_sync.stopping import STOP_GRACE_SECONDS
 from tracos_sync.watch_metrics import Metrics
 

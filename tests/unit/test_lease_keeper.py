@@ -405,3 +405,38 @@ def test_rounds_begin_an_interval_apart_however_long_one_took() -> None:
         assert beaten[1] - beaten[0] < 0.6
 
     asyncio.run(asyncio.wait_for(scenario(), 5))
+
+
+def test_a_lease_still_ours_in_the_store_but_lost_here_is_taken_again_at_once() -> None:
+    """Its deadline here passed (a round came late: a loaded store), yet the store still has it
+    as ours: taken again in the same round, with the next epoch, not left unserved until it
+    expires (at 300 integrations, each such lease cost its integration a TTL and more)."""
+    world = World()
+    keeper, work = world.replica("a", ["i0"])
+    run(keeper.round())
+    world.clock.advance(TTL * 0.95)  # past the holder's deadline (0.9), not the store's expiry
+    with capture_logs() as logs:
+        run(keeper.round())
+    events = [e["event"] for e in logs]
+    assert events[:2] == ["lease.lost", "lease.taken"], events
+    assert work.serving["i0"].epoch == 2 and work.serving["i0"].writable()
+    assert world.store.holder_now("i0") == ("a", 2)
+
+
+def test_a_round_renews_before_its_other_round_trips() -> None:
+    """On a loaded store each round trip takes long: the renewals go first, not after the
+    heartbeat and the reads of the replicas and leases."""
+
+    class SlowBeats(InMemoryLeaseStore):
+        async def beat(self, replica: str, ttl: float, integrations: Sequence[str]) -> None:
+            self.clock.advance(TTL * 0.3)
+            await super().beat(replica, ttl, integrations)
+
+    world = World()
+    world.store = SlowBeats(world.clock)
+    keeper, _ = world.replica("a", ["i0"])
+    run(keeper.round())
+    world.clock.advance(keeper.interval)
+    with capture_logs() as logs:
+        run(keeper.round())
+    assert [e for e in logs if e["event"] == "lease.renewed_late"] == []

@@ -23,13 +23,8 @@ import asyncio
 import contextlib
 import hashlib
 import math
-import os
-import secrets
-import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
 import structlog
 
@@ -43,6 +38,7 @@ from tracos_sync.domain.ports import (
 
 from .collection_guard import CollectionGuard
 from .disagreement import Disagreement
+from .serving import Share, Work
 from .shares import Plan, plan
 
 log = structlog.get_logger("tracos_sync.leases")
@@ -55,36 +51,6 @@ DEADLINE_SHARE = 0.9
 
 
 TAKES_AT_ONCE = 16  # leases asked for at once by a round
-
-
-def replica_name() -> str:
-    """This process among the replicas: its host and pid (what an operator looks for), and a
-    random tail, since in containers every replica may be pid 1 on a host of the same name."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-class Work(Protocol):
-    """What the keeper starts and stops: one integration's serving."""
-
-    async def start(self, name: str, fence: Fence) -> None:
-        """Serve ``name`` while ``fence`` is writable (its lease is held)."""
-        ...
-
-    async def stop(self, name: str) -> bool:
-        """Stop serving ``name``, within a bound: True once its work has ended; False when it
-        is still ending (its lease is then left to expire, not given back)."""
-        ...
-
-
-@dataclass(slots=True)
-class Share:
-    """What one round decided, for metrics and tests."""
-
-    live: int
-    share: int
-    held: tuple[str, ...]
-    # Leases it wanted but left to the next round, which then comes at once.
-    more: bool = False
 
 
 class LeaseKeeper:
@@ -144,6 +110,9 @@ class LeaseKeeper:
         their deadline, then lost)."""
         await self._drop_expired()
         try:
+            # First: on a loaded store every round trip before it would cut into the leases'
+            # time (renewals answered after their deadline cost the integration a TTL).
+            await self._renew_all()
             if self._guard is not None and not await self._guard.may_serve():
                 await self._stand_aside()
                 return Share(0, 0, ())
@@ -158,7 +127,6 @@ class LeaseKeeper:
                 self._recount_after = self._clock() + self._ttl
             self._failing = False
             self._disagreement.see(replicas)
-            await self._renew_all()
             leases = await self._store.leases()
             recounting = self._clock() < self._recount_after
             at_least = self._seen_live if recounting else 1
@@ -313,7 +281,12 @@ class LeaseKeeper:
         wanted: list[str] = []
         for name in order:
             record = records.get(name)
-            if name in self.fences or (record is not None and record.live):
+            # Live and another's: not free. Live and ours but not held here (a renewal that
+            # came back after its deadline stopped its work): taken again at once, with the
+            # next epoch, rather than left unserved until it expires.
+            if name in self.fences or (
+                record is not None and record.live and record.holder != self.replica
+            ):
                 continue
             if shares.may_take(name, [*self.fences, *wanted]):
                 wanted.append(name)
