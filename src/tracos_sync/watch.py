@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import structlog
 
 from tracos_sync.app import Database, Integration, Runtime, open_database
-from tracos_sync.domain.errors import ConfigurationError, DatabaseUnavailable, DestinationUnwritable
+from tracos_sync.domain.errors import ConfigurationError
 from tracos_sync.domain.fence import Fence, LeaseLost
 from tracos_sync.domain.ports import SupportsBacklog, SupportsCertificates, SupportsInputEvents
 from tracos_sync.domain.ports.repository import CHANGE_WAIT_SECONDS
@@ -44,6 +44,7 @@ from tracos_sync.stopping import (
 from tracos_sync.syncer import RunOptions, Syncer, open_syncer
 from tracos_sync.watch_backoff import ClientBackoff
 from tracos_sync.watch_events import InputWaker
+from tracos_sync.watch_health import WatchHealth
 from tracos_sync.watch_leases import serve_leased
 from tracos_sync.watch_metrics import IntegrationMetrics, Metrics
 
@@ -55,55 +56,6 @@ T = TypeVar("T")
 # in hand rather than after this sweep and the start of the next; TracOS's changes wait at most
 # this long (plus a batch) for theirs.
 FOLLOW_SECONDS = 0.25
-
-
-class _Health:
-    """What the last sweep found, per part: the database, the client side (folders, API), the
-    sweep as a whole. Logged only when a part changes state, counted in metrics always."""
-
-    def __init__(self, metrics: IntegrationMetrics | None) -> None:
-        self._metrics = metrics
-        self._state: dict[str, str] = {}
-
-    def _set(self, part: str, state: str, error: str = "") -> None:
-        if self._state.get(part) == state:
-            return
-        previous = self._state.get(part)
-        self._state[part] = state
-        if state == "ok":
-            if previous is not None:
-                log.info(f"watch.{part}", state="available")
-        else:
-            log.error(f"watch.{part}", state=state, error=error)
-
-    def succeeded(self) -> None:
-        for part in ("database", "destination", "sweep"):
-            self._set(part, "ok")
-        if self._metrics is not None:
-            self._metrics.database_up.set(1)
-            self._metrics.destination_up.set(1)
-
-    def failed(self, exc: BaseException, *, counted: bool = True) -> None:
-        """Classified by what failed, not by where: a full disk is not a database outage.
-        ``counted`` False: another failure of a sweep already counted (its other direction)."""
-        if isinstance(exc, LeaseLost):
-            return  # the lease keeper says so, once (``lease.lost``)
-        error = describe_error(exc)
-        if self._metrics is not None and counted:
-            self._metrics.cycle_failures.inc()
-        if isinstance(exc, DatabaseUnavailable):
-            self._set("database", "unavailable, retrying", error)
-            if self._metrics is not None:
-                self._metrics.database_up.set(0)
-        elif isinstance(exc, DestinationUnwritable):
-            # The sweep got as far as the client side: the database answered.
-            self._set("database", "ok")
-            self._set("destination", "unwritable, retrying", error)
-            if self._metrics is not None:
-                self._metrics.database_up.set(1)
-                self._metrics.destination_up.set(0)
-        else:
-            self._set("sweep", "failing, retrying", error)
 
 
 async def watch(runtime: Runtime, options: RunOptions) -> None:
@@ -121,7 +73,7 @@ async def watch(runtime: Runtime, options: RunOptions) -> None:
                 f"{settings.metrics_address}:{settings.metrics_port}: {exc.strerror or exc}"
             ) from exc
     reports = Reports(runtime)
-    health = _Health(None)  # the database as a whole (opening it, the embedded server)
+    health = WatchHealth(None)  # the database as a whole (opening it, the embedded server)
     try:
         with stop_on_signals(stop):
 
@@ -206,7 +158,7 @@ async def _watch_integration(
         structlog.contextvars.bind_contextvars(integration=integration.name)
     settings = runtime.settings
     own_metrics = metrics.of(integration.name) if metrics is not None else None
-    health = _Health(own_metrics)
+    health = WatchHealth(own_metrics)
     connector = integration.connector
     waker = None
     if settings.watch_events and isinstance(connector, SupportsInputEvents):
@@ -231,7 +183,7 @@ async def _watch_integration(
 
 
 async def _until_stopped(
-    work: Callable[[], Awaitable[None]], stop: asyncio.Event, health: _Health, interval: float
+    work: Callable[[], Awaitable[None]], stop: asyncio.Event, health: WatchHealth, interval: float
 ) -> None:
     """``work`` again and again until stopped: a failure is classified and waited out; bad
     configuration (and the grace of a stop running out) ends it."""
@@ -255,7 +207,7 @@ class Serving:
 
     runtime: Runtime
     stop: asyncio.Event
-    health: _Health
+    health: WatchHealth
     metrics: IntegrationMetrics | None
     reports: Reports
     waker: InputWaker | None
@@ -281,7 +233,7 @@ async def _serve(syncer: Syncer, serving: Serving) -> None:
             outcome = await until_stopped(sweep(syncer, "watch", follow=follow), stop)
             if isinstance(outcome.error, LeaseLost):
                 return  # this integration's work ends here: the lease keeper says so, once
-            # A failure alone is logged by _Health, once per change of state.
+            # A failure alone is logged by WatchHealth, once per change of state.
             publish(
                 runtime,
                 [outcome],

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 from pathlib import PurePosixPath
 
 import asyncssh
 
-from ..store import kind_of
-from .answers import FSYNC, POSIX_RENAME, TRANSIENT, temp_name
+from ..store import Entry, kind_of
+from .answers import FSYNC, POSIX_RENAME, TRANSIENT, entry_of, temp_name
 
 
 async def write_temp(
@@ -114,3 +115,28 @@ async def probe_extensions(sftp: asyncssh.SFTPClient, folder: PurePosixPath) -> 
         with contextlib.suppress(asyncssh.Error, OSError):
             await sftp.remove(str(temp))
     return missing
+
+
+async def read_listed(
+    sftp: asyncssh.SFTPClient, path: PurePosixPath, listed: Entry
+) -> tuple[bytes, Entry]:
+    """``FileStore.read_listed`` in requests: the file's bytes, and how it looks once read."""
+    # The look first is what keeps a name swapped for a FIFO (or a link to one) from holding
+    # the server's open for ever.
+    before = entry_of(path.name, await sftp.lstat(str(path)))
+    if (before.kind, before.size, before.mtime) != ("file", listed.size, listed.mtime):
+        return b"", before  # not the file listed: never opened; the caller gives it back
+    if listed.size <= sftp.limits.max_read_len:
+        # Up to one server read: the read and a look at the open file sent together (the
+        # server answers them in order, so the look sees the file as it was once read: one
+        # written to meanwhile, even in place at the same size, shows it).
+        async with sftp.open(str(path), "rb", block_size=None) as remote:
+            data, attrs = await asyncio.gather(remote.read(listed.size), remote.stat())
+        assert isinstance(data, bytes)  # opened in binary mode
+        return data, entry_of(path.name, attrs)
+    # Larger than one read: exactly the listed size in parallel reads (one more byte would
+    # cost another read to find the end), and a look after.
+    async with sftp.open(str(path), "rb") as remote:
+        data = await remote.read(listed.size)
+    assert isinstance(data, bytes)
+    return data, entry_of(path.name, await sftp.lstat(str(path)))

@@ -28,7 +28,14 @@ from .answers import FSYNC, TRANSIENT, entry_of, os_error
 from .connecting import Session, connect
 from .location import Server
 from .lost import unless_lost
-from .requests import holds, probe_extensions, rename_no_clobber, server_now, write_temp
+from .requests import (
+    holds,
+    probe_extensions,
+    read_listed,
+    rename_no_clobber,
+    server_now,
+    write_temp,
+)
 from .trust import Credentials
 
 log = structlog.get_logger("tracos_sync.files.sftp")
@@ -195,28 +202,7 @@ class SftpStore:
         return await self._call(path, read)
 
     async def read_listed(self, path: PurePosixPath, listed: Entry) -> tuple[bytes, Entry]:
-        async def read(sftp: asyncssh.SFTPClient, _: bool) -> tuple[bytes, Entry]:
-            # The look first is what keeps a name swapped for a FIFO (or a link to one) from
-            # holding the server's open for ever.
-            before = entry_of(path.name, await sftp.lstat(str(path)))
-            if (before.kind, before.size, before.mtime) != ("file", listed.size, listed.mtime):
-                return b"", before  # not the file listed: never opened; the caller gives it back
-            if listed.size <= sftp.limits.max_read_len:
-                # Up to one server read: the read and a look at the open file sent together
-                # (the server answers them in order, so the look sees the file as it was once
-                # read: one written to meanwhile, even in place at the same size, shows it).
-                async with sftp.open(str(path), "rb", block_size=None) as remote:
-                    data, attrs = await asyncio.gather(remote.read(listed.size), remote.stat())
-                assert isinstance(data, bytes)  # opened in binary mode
-                return data, entry_of(path.name, attrs)
-            # Larger than one read: exactly the listed size in parallel reads (one more byte
-            # would cost another read to find the end), and a look after.
-            async with sftp.open(str(path), "rb") as remote:
-                data = await remote.read(listed.size)
-            assert isinstance(data, bytes)
-            return data, entry_of(path.name, await sftp.lstat(str(path)))
-
-        return await self._call(path, read)
+        return await self._call(path, lambda sftp, _: read_listed(sftp, path, listed))
 
     async def read_at(self, path: PurePosixPath, offset: int, size: int) -> bytes:
         async def read(sftp: asyncssh.SFTPClient, _: bool) -> bytes:
