@@ -29,6 +29,29 @@ def inotify_instances(pid: int) -> int:
     return count
 
 
+def many_integrations(env: Env, names: list[str]) -> Path:
+    return write_integrations(
+        env.root / "integrations.toml",
+        [
+            {"name": name, "tracos": {"collection": name}, "settings": folders(env.root, name)}
+            for name in names
+        ],
+    )
+
+
+def start_watch(env: Env, path: Path, log: Path, **overrides: str) -> subprocess.Popen[str]:
+    """Its logs to a file: 150 integrations' start-up lines would fill a pipe nobody reads."""
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tracos_sync", "--integrations", str(path), "watch"],
+            cwd=env.root,
+            env=env.environ(**overrides),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+
 def stop(proc: subprocess.Popen[str]) -> int | None:
     """SIGTERM: its exit code within 20 s, or None (then killed)."""
     proc.send_signal(signal.SIGTERM)
@@ -44,26 +67,11 @@ def test_150_folder_integrations_share_one_inotify_instance_and_take_files_at_on
     env: Env,
 ) -> None:
     names = [f"c{i:03}" for i in range(INTEGRATIONS)]
-    path = write_integrations(
-        env.root / "integrations.toml",
-        [
-            {"name": name, "tracos": {"collection": name}, "settings": folders(env.root, name)}
-            for name in names
-        ],
-    )
+    path = many_integrations(env, names)
     inbound: dict[str, Path] = {name: env.root / name / "in" for name in names}
-    # Its logs to a file: 150 integrations' start-up lines would fill a pipe nobody reads yet.
     log = env.root / "watch.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tracos_sync", "--integrations", str(path), "watch"],
-            cwd=env.root,
-            # An hour between sweeps: only the file's own event can explain it being taken.
-            env=env.environ(WATCH_INTERVAL="3600"),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+    # An hour between sweeps: only the file's own event can explain it being taken.
+    proc = start_watch(env, path, log, WATCH_INTERVAL="3600")
     try:
         wait_until(lambda: all((inbound[n] / "processed").is_dir() for n in names), proc, 120)
         last = names[-1]
@@ -86,25 +94,10 @@ def test_150_integrations_stopped_while_they_start_exit_within_seconds(env: Env)
     """A SIGTERM while 150 integrations open their change streams: each stream is left between
     two waits, never cancelled inside one (which now and then left one closing for ever: the
     process never exited, in 2 of 5 tries)."""
-    names = [f"s{i:03}" for i in range(INTEGRATIONS)]
-    path = write_integrations(
-        env.root / "integrations.toml",
-        [
-            {"name": name, "tracos": {"collection": name}, "settings": folders(env.root, name)}
-            for name in names
-        ],
-    )
+    path = many_integrations(env, [f"s{i:03}" for i in range(INTEGRATIONS)])
     for attempt in range(5):
         log = env.root / f"watch-{attempt}.log"
-        with log.open("w") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "tracos_sync", "--integrations", str(path), "watch"],
-                cwd=env.root,
-                env=env.environ(MONGO_RETRY_SECONDS="30"),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
+        proc = start_watch(env, path, log, MONGO_RETRY_SECONDS="30")
         time.sleep(3)  # its integrations starting, opening their streams
         began = time.monotonic()
         code = stop(proc)
