@@ -17,7 +17,7 @@ LOST_GRACE_SECONDS = 2.0
 class Lost:
     """Set once the connection is gone, with why (the keepalive's "not responding", a reset).
     Its future is shared by every operation on the connection: waiting on it costs no task of
-    its own per request (a tenth of a run of small files' time went to such tasks)."""
+    its own per operation (3-4% of a run of 2,000 small files, measured, went to such tasks)."""
 
     def __init__(self) -> None:
         self.reason = ""
