@@ -116,6 +116,27 @@ def test_operations_in_flight_when_the_server_dies_all_end(sshd: Sshd) -> None:
     assert store.connections >= 2
 
 
+async def stalled_write(
+    store: SftpStore, sshd: Sshd, limit: float
+) -> tuple[float, list[dict[str, Any]]]:
+    """A write once the server's session processes are stopped (SIGSTOP: the TCP connection
+    stays up, nothing answers): how long it took to land, and what was logged meanwhile."""
+    folder = PurePosixPath(sshd.served)
+    await store.scan(folder)
+    stopped = sshd.sessions()
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with capture_logs() as logs:
+            await asyncio.wait_for(store.write_atomic(folder / "1.json", b"{}"), limit)
+        return time.monotonic() - started, logs
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+        await store.close()
+
+
 def test_a_server_that_stops_answering_is_reconnected_after_the_request_deadline(
     sshd: Sshd,
 ) -> None:
@@ -123,23 +144,8 @@ def test_a_server_that_stops_answering_is_reconnected_after_the_request_deadline
     answers): the operation ends its wait after SFTP_REQUEST_SECONDS and lands on a new
     connection, within the budget."""
     store = sftp_store(sshd, retry_seconds=10, request_seconds=1)
-    folder = PurePosixPath(sshd.served)
 
-    async def stalled_write() -> float:
-        await store.scan(folder)
-        stopped = sshd.sessions()
-        for pid in stopped:
-            os.kill(pid, signal.SIGSTOP)
-        try:
-            started = time.monotonic()
-            await asyncio.wait_for(store.write_atomic(folder / "1.json", b"{}"), timeout=15)
-            return time.monotonic() - started
-        finally:
-            for pid in stopped:
-                os.kill(pid, signal.SIGCONT)
-            await store.close()
-
-    took = asyncio.run(stalled_write())
+    took, _ = asyncio.run(stalled_write(store, sshd, limit=15))
 
     assert took < 5, took
     assert (sshd.served / "1.json").read_bytes() == b"{}"
@@ -153,28 +159,12 @@ def test_a_stalled_session_is_reconnected_though_its_wait_outlasts_the_budget(
     on a stalled session, longer than the whole SFTP_RETRY_SECONDS (1 s; 30 s by default). The
     budget counts from that failure: the operation is tried on a new connection and lands."""
     store = sftp_store(sshd, retry_seconds=1, request_seconds=3)
-    folder = PurePosixPath(sshd.served)
 
-    async def stalled_write() -> float:
-        await store.scan(folder)
-        stopped = sshd.sessions()
-        for pid in stopped:
-            os.kill(pid, signal.SIGSTOP)
-        try:
-            started = time.monotonic()
-            with capture_logs() as logs:
-                await asyncio.wait_for(store.write_atomic(folder / "1.json", b"{}"), timeout=20)
-            assert [e["reason"] for e in logs if e["event"] == "sftp.reconnecting"] == [
-                "no answer within SFTP_REQUEST_SECONDS=3"
-            ]
-            return time.monotonic() - started
-        finally:
-            for pid in stopped:
-                os.kill(pid, signal.SIGCONT)
-            await store.close()
+    took, logs = asyncio.run(stalled_write(store, sshd, limit=20))
 
-    took = asyncio.run(stalled_write())
-
+    assert [e["reason"] for e in logs if e["event"] == "sftp.reconnecting"] == [
+        "no answer within SFTP_REQUEST_SECONDS=3"
+    ]
     assert 3 <= took < 10, took
     assert (sshd.served / "1.json").read_bytes() == b"{}"
     assert store.connections == 2
