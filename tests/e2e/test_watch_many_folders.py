@@ -101,5 +101,10 @@ def test_150_integrations_stopped_while_they_start_exit_within_seconds(env: Env)
         time.sleep(3)  # its integrations starting, opening their streams
         began = time.monotonic()
         code = stop(proc)
-        assert code == 0, f"attempt {attempt}: " + log.read_text()[-3000:]
+        said = log.read_text()
+        # A SIGTERM before its handler is in place (still importing, under load) ends the
+        # process by default (-15) before anything began; once an integration has started,
+        # the stop is ours and exits 0. Never ending at all is the bug (``stop`` gives None).
+        early = code == -signal.SIGTERM and "watch.started" not in said
+        assert code == 0 or early, f"attempt {attempt}: " + said[-3000:]
         assert time.monotonic() - began < 10
