@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import asyncssh
 
 from ..store import StoreRefused
+from .batched_session import start_batched_sftp
 from .coalescing import CoalescingTunnel
 from .location import Server
 from .lost import Lost
@@ -134,7 +135,7 @@ async def connect(server: Server, c: Credentials) -> Session:
         # Bounded as the connection is: a server that dies while the session starts must not
         # leave it waiting.
         sftp = await asyncio.wait_for(
-            conn.start_sftp_client(path_errors="surrogateescape"), CONNECT_TIMEOUT_SECONDS
+            start_batched_sftp(conn, path_errors="surrogateescape"), CONNECT_TIMEOUT_SECONDS
         )
     except TimeoutError as exc:
         conn.close()

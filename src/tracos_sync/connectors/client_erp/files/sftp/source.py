@@ -21,7 +21,6 @@ this instance while it was silent is said lost, and its file left to the instanc
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 
@@ -43,6 +42,7 @@ from .claims import Quarantined, SftpClaims
 from .giving_back import GivingBack
 from .large_files import LargeFiles
 from .listing import InboundListing
+from .read_ahead import ReadAhead
 from .settings import SftpFolderSettings
 from .young_files import YoungFiles
 
@@ -116,34 +116,33 @@ class SftpSource:
         quarantined = self._quarantined_at_recovery()
         if quarantined:
             yield quarantined
-        # Up to a window of files claimed and read at once, in a sliding window: their
-        # requests share the round trips, and the next ones are on their way while a batch is
-        # applied. Handed out in the listing's order. A suspect (in hand when an instance died)
-        # is taken alone: once everything before it is handed out and back, and nothing else
-        # is claimed until its own batch is back, so that a crash meanwhile is blamed on it
-        # only.
-        window = self._settings.sftp_parallel_files
-        upcoming = collections.deque(ready)
-        taking: collections.deque[asyncio.Task[InboundUnit | None]] = collections.deque()
+        # Files claimed and read ahead (see ``ReadAhead``), handed out in the listing's order.
+        # A suspect (in hand when an instance died) is taken alone: once everything before it
+        # is handed out and back, and nothing else is claimed until its own batch is back, so
+        # that a crash meanwhile is blamed on it only.
+        ahead = ReadAhead(
+            ready,
+            lambda entry: self._take(entry, max_records),
+            self._settings.sftp_parallel_files,
+            max_records,
+            self._suspect,
+        )
         pending: list[InboundUnit] = []  # in hand, not handed out yet
         records = 0  # in pending (a file without any counts as one)
         try:
             while True:
-                while len(taking) < window and upcoming and not self._suspect(upcoming[0]):
-                    taking.append(
-                        asyncio.ensure_future(self._take(upcoming.popleft(), max_records))
-                    )
-                if taking:
-                    unit = await taking.popleft()
+                ahead.start()
+                if ahead.taking():
+                    unit = await ahead.next()
                     if unit is None:
                         continue
                     pending.append(unit)
                     records += max(len(unit.records), 1)
                     if records < max_records and unit.handle is not self._large.streaming:
                         continue  # (a large file's first part ends the batch: its next follow)
-                elif not pending and upcoming:  # a suspect next, nothing of ours in hand
+                elif not pending and (suspect := ahead.next_suspect()) is not None:
                     await self._hand.emptied()
-                    unit = await self._take(upcoming.popleft(), max_records)
+                    unit = await self._take(suspect, max_records)
                     if unit is None:
                         continue
                     self._hand.out(alone := [unit])
@@ -160,17 +159,17 @@ class SftpSource:
                 batch, pending, records = pending, [], 0
                 self._hand.out(batch)
                 yield batch
-                if not self._dry_run and (taking or upcoming or self._large.streaming):
+                if not self._dry_run and (
+                    ahead.taking() or ahead.upcoming() or self._large.streaming
+                ):
                     await self._claims.heartbeat()
                 async with contextlib.aclosing(self._later_parts(batch[-1], max_records)) as parts:
                     async for part in parts:
                         yield part
         finally:
-            await self._give_back_held(taking, pending)
+            await self._give_back_held(ahead, pending)
 
-    async def _give_back_held(
-        self, taking: Sequence[asyncio.Task[InboundUnit | None]], pending: list[InboundUnit]
-    ) -> None:
+    async def _give_back_held(self, ahead: ReadAhead, pending: list[InboundUnit]) -> None:
         """Stopped, or a failure: a large file part-way goes back (its records applied so far
         are applied again, as stale, next time); what is being taken is let finish (a claim
         cut halfway would leave its file in our claim folder until it is stale), then
@@ -180,9 +179,7 @@ class SftpSource:
             self._large.end()
             with contextlib.suppress(OSError):
                 await self._giving.one(streaming)
-        for done in await asyncio.gather(*taking, return_exceptions=True):
-            if isinstance(done, InboundUnit):
-                pending.append(done)
+        pending += await ahead.stop()
         self._large.end()  # one begun meanwhile: it is among ``pending``
         if pending:
             await self.release(pending)
