@@ -9,6 +9,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 import structlog
@@ -32,11 +33,12 @@ from .durable import create_exclusively
 from .folder_watch import FolderWatch
 from .moves import move_no_clobber
 from .settings import FolderSettings
-from .sftp.connector import SftpConnector
-from .sftp.connector import create as create_on_sftp
 from .sftp.settings import SftpFolderSettings, folders_on_sftp
 from .sink import FolderSink
 from .source import FolderSource, waiting_entries, waiting_files
+
+if TYPE_CHECKING:
+    from .sftp.connector import SftpConnector
 
 __all__ = ["FolderConnector", "SftpFolderSettings", "create"]
 
@@ -261,6 +263,10 @@ def create(config: ConnectorConfig) -> FolderConnector | SftpConnector:
     """The ``files`` connector factory (entry point ``tracos_sync.connectors:files``): folders
     on this host, or on an SFTP server when they are given as ``sftp://`` URLs."""
     if folders_on_sftp(config):
+        # Imported here: asyncssh is a tenth of a second of every process's start, and only an
+        # integration on SFTP needs it.
+        from .sftp.connector import create as create_on_sftp
+
         return create_on_sftp(config)
     settings = connector_settings(FolderSettings, config)
     mapping = resolve_mapping(config)
