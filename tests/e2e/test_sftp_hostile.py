@@ -179,6 +179,40 @@ def test_a_claim_taken_back_while_applying_is_said_lost_and_counted_once(
     assert env.collection.count_documents({}) == 50
 
 
+def test_a_file_rewritten_in_place_while_its_batch_is_applied_goes_back_and_lands_next_run(
+    env: Env, sshd: Sshd, mongo: MongoClient[dict[str, Any]]
+) -> None:
+    """Hostile pass 4, F2: a writer that kept its file open rewrites it in place (the final
+    version over a complete draft) after it was claimed and read, while its batch is applied.
+    Archived, the file would hold the final version while TracOS holds the draft, and nothing
+    would ever apply it. It goes back instead (as on local folders), and the next run applies
+    the final version. Checked from the data: TracOS and the archived file agree."""
+    client_file(sshd, "7.json", client_record(7, summary="draft"))
+    final = client_record(7, summary="final", lastUpdateDate="2024-05-02T12:00:00Z")
+    claims = sshd.served / "in" / ".tracos-claims"
+    # Writes only: blocked for a while once the file is read and its batch is being applied.
+    with failpoint(
+        mongo, 1, failCommands=["insert", "update"], blockConnection=True, blockTimeMS=4000
+    ):
+        run = env.popen("inbound", **sftp_settings(sshd))
+        wait_until(lambda: bool(list(claims.glob("*/7.json"))), run, 30)
+        (held,) = claims.glob("*/7.json")
+        time.sleep(1.0)  # read within milliseconds of its claim; its batch waits 4 s
+        with held.open("r+b") as writer:  # in place, as through a descriptor kept open
+            writer.write(orjson.dumps(final))
+            writer.truncate()
+        out, err = run.communicate(timeout=60)
+    first = Result(run.returncode, out, err)
+    assert first.code == 0, first.output
+    again = env.cli("inbound", **sftp_settings(sshd))
+    assert again.code == 0, again.output
+
+    doc = env.collection.find_one({"number": 7})
+    assert doc is not None and doc["title"] == "final", (first.output, again.output)
+    processed = sshd.served / "in" / "processed"
+    assert [orjson.loads(p.read_bytes())["summary"] for p in processed.iterdir()] == ["final"]
+
+
 def test_a_symlink_is_skipped_with_a_line_and_an_old_temp_goes_in_a_quiet_folder(
     env: Env, sshd: Sshd
 ) -> None:

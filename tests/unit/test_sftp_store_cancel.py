@@ -70,3 +70,59 @@ async def test_a_request_left_waiting_on_a_lost_connection_fails_saying_why(
     assert str(raised.value) == (
         "the connection closed during an operation: Server not responding to keepalive"
     )
+
+
+class NeverClosing:
+    """A remote file whose close is never answered (a session that stopped answering, or a
+    request asyncssh dropped on a closing channel)."""
+
+    def __init__(self) -> None:
+        self.closes = 0
+
+    async def close(self) -> None:
+        self.closes += 1
+        await asyncio.Event().wait()
+
+
+class OpensNeverClosing:
+    def __init__(self) -> None:
+        self.file = NeverClosing()
+
+    async def open(self, *_: Any, **__: Any) -> NeverClosing:
+        return self.file
+
+
+async def test_a_stop_waits_on_a_files_close_for_a_moment_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hostile pass 4, F1: a read cancelled by a stop closes its file in its cleanup; no answer
+    comes, and the task (and with it the process's exit) waited for ever."""
+    monkeypatch.setattr(lost, "LOST_GRACE_SECONDS", 0.05)
+    sftp = OpensNeverClosing()
+    reading = asyncio.Event()
+
+    async def read() -> None:
+        async with lost.opened(sftp, "/f", "rb") as _:  # type: ignore[arg-type]
+            reading.set()
+            await asyncio.Event().wait()  # the read, never answered
+
+    task = asyncio.ensure_future(read())
+    await reading.wait()
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=5)
+    assert done and task.cancelled()
+    assert sftp.file.closes == 1  # the close was sent
+
+
+async def test_outside_a_stop_a_files_close_is_waited_for_and_its_failure_raised() -> None:
+    class FailingClose:
+        async def close(self) -> None:
+            raise asyncssh.SFTPFailure("close failed")
+
+    class Opens:
+        async def open(self, *_: Any, **__: Any) -> FailingClose:
+            return FailingClose()
+
+    with pytest.raises(asyncssh.SFTPFailure):
+        async with lost.opened(Opens(), "/f", "rb"):  # type: ignore[arg-type]
+            pass

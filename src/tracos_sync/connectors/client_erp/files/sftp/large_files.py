@@ -106,13 +106,17 @@ class LargeFiles:
             return False  # the archive says the claim was lost
         if (now.size, now.mtime) == (claimed.seen.size, claimed.seen.mtime):
             return False
-        log.warning(
-            "inbound.file_changed_in_hand",
-            file=printable(claimed.name),
-            reason="written to after it was taken (its writer was not done): put back, taken "
-            "again once whole; records applied from it meanwhile are re-applied as stale",
-        )
+        said_changed_in_hand(claimed)
         return True
+
+
+def said_changed_in_hand(claimed: Claimed) -> None:
+    log.warning(
+        "inbound.file_changed_in_hand",
+        file=printable(claimed.name),
+        reason="written to after it was taken (its writer was not done): put back, taken "
+        "again once whole; records applied from it meanwhile are re-applied as stale",
+    )
 
 
 def refused(claimed: Claimed, why: str) -> InboundUnit:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 import asyncssh
@@ -58,3 +58,30 @@ async def unless_lost(work: Awaitable[T], lost: Lost) -> T:
     with contextlib.suppress(BaseException):
         await task  # its cancellation, finished
     raise asyncssh.ConnectionLost(f"the connection closed during an operation: {lost.reason}")
+
+
+@contextlib.asynccontextmanager
+async def opened(
+    sftp: asyncssh.SFTPClient,
+    path: str,
+    mode: str,
+    attrs: asyncssh.SFTPAttrs | None = None,
+    block_size: int | None = -1,  # None: each read one request, never split (asyncssh)
+) -> AsyncIterator[asyncssh.SFTPClientFile]:
+    """``sftp.open``, whose close at the end is waited for only ``LOST_GRACE_SECONDS`` once
+    the task is being cancelled (a stop). asyncssh drops a request made on a channel that is
+    closing without failing it: a close made in the cleanup of a cancelled request, on a session
+    that stopped answering, was waited for for ever, and held the process's exit with it
+    (hostile pass 4, F1). Otherwise the close is waited for as any request (its operation's
+    ``SFTP_REQUEST_SECONDS``)."""
+    remote = await sftp.open(path, mode, attrs or asyncssh.SFTPAttrs(), block_size=block_size)
+    try:
+        yield remote
+    finally:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
+                async with asyncio.timeout(LOST_GRACE_SECONDS):
+                    await remote.close()
+        else:
+            await remote.close()

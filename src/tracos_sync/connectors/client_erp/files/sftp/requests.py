@@ -11,6 +11,7 @@ import asyncssh
 
 from ..store import Entry, kind_of
 from .answers import FSYNC, POSIX_RENAME, TRANSIENT, entry_of, temp_name
+from .lost import opened
 
 
 async def write_temp(
@@ -23,7 +24,7 @@ async def write_temp(
     server's disk."""
     temp = temp_name(path) if temps is None else temp_name(temps / path.name)
     try:
-        async with sftp.open(str(temp), "xb", asyncssh.SFTPAttrs(permissions=0o600)) as remote:
+        async with opened(sftp, str(temp), "xb", asyncssh.SFTPAttrs(permissions=0o600)) as remote:
             await remote.write(data)
             # A server without fsync@openssh.com: degraded, said once at start-up (see
             # ``probe_extensions``); its acknowledgement is all there is.
@@ -39,7 +40,7 @@ async def write_temp(
 
 async def holds(sftp: asyncssh.SFTPClient, path: PurePosixPath, data: bytes) -> bool:
     """Whether ``path`` holds exactly ``data``."""
-    async with sftp.open(str(path), "rb") as remote:
+    async with opened(sftp, str(path), "rb") as remote:
         held = await remote.read(len(data) + 1)
     return isinstance(held, bytes) and held == data
 
@@ -79,7 +80,7 @@ async def linked_twice(
         return False
     if (a.size, a.mtime) != (b.size, b.mtime):
         return False
-    async with sftp.open(str(source), "rb") as one, sftp.open(str(target), "rb") as other:
+    async with opened(sftp, str(source), "rb") as one, opened(sftp, str(target), "rb") as other:
         size = (a.size or 0) + 1
         return bool(await one.read(size) == await other.read(size))
 
@@ -88,7 +89,7 @@ async def server_now(sftp: asyncssh.SFTPClient, folder: PurePosixPath) -> float:
     """The server's clock: the time of a file made (and removed) in ``folder``, which leaves
     the folder's own time at the server's now too."""
     temp = temp_name(folder / "now")
-    async with sftp.open(str(temp), "xb") as remote:
+    async with opened(sftp, str(temp), "xb") as remote:
         attrs = await remote.stat()
     with contextlib.suppress(asyncssh.Error, OSError):
         await sftp.remove(str(temp))
@@ -100,7 +101,7 @@ async def probe_extensions(sftp: asyncssh.SFTPClient, folder: PurePosixPath) -> 
     a probe file in ``folder`` (removed after)."""
     missing: list[str] = []
     temp = temp_name(folder / "probe")
-    async with sftp.open(str(temp), "xb") as remote:
+    async with opened(sftp, str(temp), "xb") as remote:
         try:
             await remote.fsync()
         except asyncssh.SFTPOpUnsupported:
@@ -130,13 +131,13 @@ async def read_listed(
         # Up to one server read: the read and a look at the open file sent together (the
         # server answers them in order, so the look sees the file as it was once read: one
         # written to meanwhile, even in place at the same size, shows it).
-        async with sftp.open(str(path), "rb", block_size=None) as remote:
+        async with opened(sftp, str(path), "rb", block_size=None) as remote:
             data, attrs = await asyncio.gather(remote.read(listed.size), remote.stat())
         assert isinstance(data, bytes)  # opened in binary mode
         return data, entry_of(path.name, attrs)
     # Larger than one read: exactly the listed size in parallel reads (one more byte would
     # cost another read to find the end), and a look after.
-    async with sftp.open(str(path), "rb") as remote:
+    async with opened(sftp, str(path), "rb") as remote:
         data = await remote.read(listed.size)
     assert isinstance(data, bytes)
     return data, entry_of(path.name, await sftp.lstat(str(path)))

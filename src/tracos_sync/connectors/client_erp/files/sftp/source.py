@@ -37,8 +37,9 @@ from ..claims import POISON_REASON
 from ..hand import Hand
 from ..reading import STREAM_MIN_BYTES
 from ..store import Entry, FileStore, StoreUnavailable
-from .archiving import Archives, Claimed, ClaimLost, say_lost
-from .claims import Quarantined, SftpClaims
+from .archiving import Archives, Claimed, say_lost
+from .claims import SftpClaims
+from .completing import Completing
 from .giving_back import GivingBack
 from .large_files import LargeFiles
 from .listing import InboundListing
@@ -75,7 +76,6 @@ class SftpSource:
             store, self._inbound, self._archives, settings.claim_stale_seconds
         )
         self._dry_run = dry_run
-        self._parallel = asyncio.Semaphore(settings.sftp_parallel_files)
         self._large = LargeFiles(store, self._decoder)
         self._giving = GivingBack(self._archives, self._claims, dry_run)
         self._listing = InboundListing(store, self._inbound, settings, self._claims, dry_run)
@@ -89,6 +89,15 @@ class SftpSource:
             unreadable=self._listing.not_readable,
         )
         self._hand = Hand()
+        self._completing = Completing(
+            store,
+            archives=self._archives,
+            claims=self._claims,
+            giving=self._giving,
+            large=self._large,
+            parallel=settings.sftp_parallel_files,
+            claim_stale_seconds=settings.claim_stale_seconds,
+        )
 
     async def prepare(self) -> None:
         if self._dry_run:
@@ -283,48 +292,9 @@ class SftpSource:
     async def complete(self, units: Sequence[InboundUnit]) -> None:
         try:
             if not self._dry_run:
-                await self._complete(units)
+                await self._completing.complete(units)
         finally:
             self._hand.back(units)
-
-    async def _complete(self, units: Sequence[InboundUnit]) -> None:
-        in_hand = [unit for unit in units if not isinstance(unit.handle, Quarantined)]
-        results = await asyncio.gather(
-            *(self._archive(unit) for unit in in_hand), return_exceptions=True
-        )
-        for unit, result in zip(in_hand, results, strict=True):
-            if isinstance(result, StoreUnavailable):
-                raise DestinationUnwritable(str(result)) from result
-            if isinstance(result, ClaimLost):
-                unit.taken_back = True
-                say_lost(self._settings.claim_stale_seconds, unit.name, "archived")
-            elif isinstance(result, OSError):
-                # This file alone: it stays in our claim folder, is not claimed again by this
-                # instance, and is put back by another instance's recovery once this one is
-                # gone (its claim folder stale).
-                assert isinstance(unit.handle, Claimed)
-                self._giving.keep(unit.handle)
-                log.warning("inbound.archive_failed", file=printable(unit.name), reason=str(result))
-            elif isinstance(result, BaseException):
-                raise result
-
-    async def _archive(self, unit: InboundUnit) -> None:
-        """A file archived (or rejected with the problems of every part) once its last unit
-        is done; a large one first looked at again: changed while in hand, it goes back."""
-        claimed = unit.handle
-        assert isinstance(claimed, Claimed)
-        claimed.problems.extend(unit.problems)
-        if not unit.ends_input:
-            return
-        async with self._parallel:
-            if claimed.parts is not None and await self._large.changed_in_hand(claimed):
-                await self._giving.one(claimed)  # taken again once whole
-                return
-            if claimed.problems:
-                await self._archives.reject(claimed, claimed.problems)
-            else:
-                await self._archives.archive(claimed)
-            await self._claims.forget(unit.name)
 
     async def release(self, units: Sequence[InboundUnit]) -> None:
         try:

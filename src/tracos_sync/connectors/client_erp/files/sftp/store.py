@@ -27,7 +27,7 @@ from ..store import Entry, StoreUnavailable, kind_of
 from .answers import FSYNC, TRANSIENT, entry_of, os_error
 from .connecting import Session, connect
 from .location import Server
-from .lost import unless_lost
+from .lost import opened, unless_lost
 from .requests import (
     holds,
     probe_extensions,
@@ -194,7 +194,7 @@ class SftpStore:
             # read into parallel requests, and one as large as the cap would send a hundred
             # for a small file.
             want = min(attrs.size or 0, max_bytes) + 1
-            async with sftp.open(str(path), "rb") as remote:
+            async with opened(sftp, str(path), "rb") as remote:
                 data = await remote.read(want)
             assert isinstance(data, bytes)  # opened in binary mode
             return data
@@ -207,7 +207,7 @@ class SftpStore:
     async def read_at(self, path: PurePosixPath, offset: int, size: int) -> bytes:
         async def read(sftp: asyncssh.SFTPClient, _: bool) -> bytes:
             # Opened for each piece: a piece cut by a drop is read again on a new connection.
-            async with sftp.open(str(path), "rb") as remote:
+            async with opened(sftp, str(path), "rb") as remote:
                 data = await remote.read(size, offset)
             assert isinstance(data, bytes)  # opened in binary mode
             return data
@@ -295,7 +295,7 @@ class SftpStore:
         this host's clock)."""
 
         async def overwrite(sftp: asyncssh.SFTPClient, _: bool) -> None:
-            async with sftp.open(str(path), "r+b") as remote:
+            async with opened(sftp, str(path), "r+b") as remote:
                 await remote.write(data, 0)
 
         await self._call(path, overwrite)
