@@ -313,6 +313,40 @@ def test_sigterm_ends_a_watch_whose_server_stopped_answering(env: Env, sshd: Ssh
     assert "Traceback" not in result.output, result.output
 
 
+def test_sigterm_cuts_a_run_whose_server_stalled_mid_batch_and_says_so_with_its_time(
+    env: Env, sshd: Sshd
+) -> None:
+    """Hostile pass 4: F1, a run stopped while the server had stopped answering in the middle
+    of its reads sometimes never exited (a file's close in a cancelled read's cleanup, never
+    answered, held the process's exit); F4, its summary then said the batch in hand was
+    finished, and seconds=0."""
+    for n in range(1, 201):
+        client_file(sshd, f"{n}.json", client_record(n))
+    settings = sftp_settings(sshd, BATCH_SIZE="20", SFTP_PARALLEL_FILES="32")
+    processed = sshd.served / "in" / "processed"
+    stopped: list[int] = []
+    proc = env.popen("inbound", **settings)
+    try:
+        wait_until(lambda: len(names(processed)) >= 20, proc, 60)
+        stopped = sshd.sessions()
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)  # the connection stays up; nothing answers
+        wait_until(sshd.has_unread_requests, proc, 30)  # reads wait on the stall
+        signalled = datetime.now(UTC)
+        result, _ = stop(proc)  # (a process that never exits fails it)
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+    assert result.code == 1, result.output
+    took = (logged_at(result.output, "run.summary") - signalled).total_seconds()
+    assert took < 2 * STOP_GRACE_SECONDS + 3, f"{took:.1f} s\n{result.output}"
+    (summary,) = [line for line in result.output.splitlines() if "run.summary" in line]
+    assert "status=failed" in summary, summary
+    seconds = float(summary.rpartition("seconds=")[2].split()[0])
+    assert seconds >= took, summary  # timed until the summary, not 0
+    assert "was still running after the stop's grace and was cut" in result.output
+
+
 def test_sigterm_ends_a_watch_stalled_with_files_in_flight_and_they_are_recovered(
     env: Env, sshd: Sshd, mongo: MongoClient[dict[str, Any]]
 ) -> None:
