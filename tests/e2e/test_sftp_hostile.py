@@ -389,8 +389,8 @@ def test_sigterm_ends_a_watch_stalled_with_files_in_flight_and_they_are_recovere
     left = [p for p in claims.glob("*/*") if p.is_file()]
     if left:  # untouched since the stop: stale for a run that says a second is stale
         wait_until(
-            lambda: all(time.time() - p.parent.stat().st_mtime > 1.5 for p in left), proc, 10
-        )
+            lambda: all(time.time() - p.parent.stat().st_mtime > 1.5 for p in left), None, 10
+        )  # (the watch has ended: no process to watch meanwhile)
     run = env.cli("inbound", **settings, CLAIM_STALE_SECONDS="1")
     assert run.code == 0, run.output
     assert sorted(names(processed)) == sorted(f"{n}.json" for n in range(1, 61)), run.output

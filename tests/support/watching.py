@@ -16,11 +16,14 @@ from tests.conftest import Env, Result
 from tests.server import Server, free_port
 
 
-def wait_until(condition: Callable[[], bool], proc: subprocess.Popen[str], limit: float) -> float:
-    """Seconds until ``condition`` holds; fails when ``proc`` ends first or ``limit`` passes."""
+def wait_until(
+    condition: Callable[[], bool], proc: subprocess.Popen[str] | None, limit: float
+) -> float:
+    """Seconds until ``condition`` holds; fails when ``proc`` (if any: one that ended already
+    cannot) ends first or ``limit`` passes."""
     start = time.monotonic()
     while not condition():
-        assert proc.poll() is None, proc.communicate()
+        assert proc is None or proc.poll() is None, proc.communicate()
         assert time.monotonic() - start < limit, "not within the time allowed"
         time.sleep(0.05)
     return time.monotonic() - start
