@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -277,6 +278,27 @@ def test_a_wrong_or_missing_passphrase_is_one_line(
     assert names(sshd.served / "in") == ["1.json"]  # nothing taken
 
 
+def stopped_while_stalled(
+    proc: subprocess.Popen[str], sshd: Sshd, stalled: Callable[[], bool] | None
+) -> tuple[Result, float]:
+    """The server's session processes stopped (the connection stays up; nothing answers), then,
+    once ``stalled`` holds (or half a second on: the work runs into the silent server), ``proc``
+    SIGTERMed and waited for (a process that never exits fails it): its result and how long it
+    took. The sessions go on again whatever happens."""
+    sessions = sshd.sessions()
+    try:
+        for pid in sessions:
+            os.kill(pid, signal.SIGSTOP)
+        if stalled is None:
+            time.sleep(0.5)
+        else:
+            wait_until(stalled, proc, 30)
+        return stop(proc)
+    finally:
+        for pid in sessions:
+            os.kill(pid, signal.SIGCONT)
+
+
 def logged_at(output: str, event: str) -> datetime:
     """When the first line logging ``event`` was written (the text format's timestamp)."""
     line = next(line for line in output.splitlines() if f"] {event}" in line)
@@ -324,19 +346,10 @@ def test_sigterm_cuts_a_run_whose_server_stalled_mid_batch_and_says_so_with_its_
         client_file(sshd, f"{n}.json", client_record(n))
     settings = sftp_settings(sshd, BATCH_SIZE="20", SFTP_PARALLEL_FILES="32")
     processed = sshd.served / "in" / "processed"
-    stopped: list[int] = []
     proc = env.popen("inbound", **settings)
-    try:
-        wait_until(lambda: len(names(processed)) >= 20, proc, 60)
-        stopped = sshd.sessions()
-        for pid in stopped:
-            os.kill(pid, signal.SIGSTOP)  # the connection stays up; nothing answers
-        wait_until(sshd.has_unread_requests, proc, 30)  # reads wait on the stall
-        signalled = datetime.now(UTC)
-        result, _ = stop(proc)  # (a process that never exits fails it)
-    finally:
-        for pid in stopped:
-            os.kill(pid, signal.SIGCONT)
+    wait_until(lambda: len(names(processed)) >= 20, proc, 60)
+    signalled = datetime.now(UTC)
+    result, _ = stopped_while_stalled(proc, sshd, sshd.has_unread_requests)  # reads wait on it
     assert result.code == 1, result.output
     took = (logged_at(result.output, "run.summary") - signalled).total_seconds()
     assert took < 2 * STOP_GRACE_SECONDS + 3, f"{took:.1f} s\n{result.output}"
@@ -364,22 +377,13 @@ def test_sigterm_ends_a_watch_stalled_with_files_in_flight_and_they_are_recovere
         SFTP_RETRY_SECONDS="30",
     )
     processed = sshd.served / "in" / "processed"
-    stopped: list[int] = []
     # Slow applies: the window of takes and the archives are on the wire when the server stalls.
     with failpoint(
         mongo, 10_000, failCommands=["insert", "update"], blockConnection=True, blockTimeMS=150
     ):
         proc = env.popen("watch", **settings)
-        try:
-            wait_until(lambda: len(names(processed)) >= 5, proc, 30)
-            stopped = sshd.sessions()
-            for pid in stopped:
-                os.kill(pid, signal.SIGSTOP)  # the connection stays up; nothing answers
-            time.sleep(0.5)  # the sweep runs into the silent server
-            result, took = stop(proc)
-        finally:
-            for pid in stopped:
-                os.kill(pid, signal.SIGCONT)
+        wait_until(lambda: len(names(processed)) >= 5, proc, 30)
+        result, took = stopped_while_stalled(proc, sshd, None)
     # The grace twice (3 s each), the tidy-ups at close (1 s), and a margin: not 30 s.
     assert took < 12, took
     assert result.code == 0, result.output
