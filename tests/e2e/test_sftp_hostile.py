@@ -278,6 +278,18 @@ def test_a_wrong_or_missing_passphrase_is_one_line(
     assert names(sshd.served / "in") == ["1.json"]  # nothing taken
 
 
+def inbound_under_way(env: Env, sshd: Sshd, batch: str) -> subprocess.Popen[str]:
+    """An ``inbound`` run over 200 client files (``BATCH_SIZE`` ``batch``, 32 in flight), once
+    it has archived 20 of them."""
+    for n in range(1, 201):
+        client_file(sshd, f"{n}.json", client_record(n))
+    settings = sftp_settings(sshd, BATCH_SIZE=batch, SFTP_PARALLEL_FILES="32")
+    processed = sshd.served / "in" / "processed"
+    proc = env.popen("inbound", **settings)
+    wait_until(lambda: len(names(processed)) >= 20, proc, 60)
+    return proc
+
+
 def stopped_while_stalled(
     proc: subprocess.Popen[str], sshd: Sshd, stalled: Callable[[], bool] | None
 ) -> tuple[Result, float]:
@@ -342,12 +354,7 @@ def test_sigterm_cuts_a_run_whose_server_stalled_mid_batch_and_says_so_with_its_
     of its reads sometimes never exited (a file's close in a cancelled read's cleanup, never
     answered, held the process's exit); F4, its summary then said the batch in hand was
     finished, and seconds=0."""
-    for n in range(1, 201):
-        client_file(sshd, f"{n}.json", client_record(n))
-    settings = sftp_settings(sshd, BATCH_SIZE="20", SFTP_PARALLEL_FILES="32")
-    processed = sshd.served / "in" / "processed"
-    proc = env.popen("inbound", **settings)
-    wait_until(lambda: len(names(processed)) >= 20, proc, 60)
+    proc = inbound_under_way(env, sshd, batch="20")
     signalled = datetime.now(UTC)
     result, _ = stopped_while_stalled(proc, sshd, sshd.has_unread_requests)  # reads wait on it
     assert result.code == 1, result.output
@@ -459,12 +466,7 @@ def test_a_dropped_connection_is_said_once_not_once_per_file_in_flight(
 ) -> None:
     """Hostile pass 2, F8: one sftp.reconnecting line per operation in flight (21 for one
     stall); one per outage."""
-    for n in range(1, 201):
-        client_file(sshd, f"{n}.json", client_record(n))
-    settings = sftp_settings(sshd, BATCH_SIZE="10", SFTP_PARALLEL_FILES="32")
-    processed = sshd.served / "in" / "processed"
-    proc = env.popen("inbound", **settings)
-    wait_until(lambda: len(names(processed)) >= 20, proc, 30)
+    proc = inbound_under_way(env, sshd, batch="10")
     for pid in sshd.sessions():  # the connection drops mid-window; the listener takes the next
         os.kill(pid, signal.SIGKILL)
     out, err = proc.communicate(timeout=60)
