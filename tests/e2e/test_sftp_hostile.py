@@ -359,7 +359,9 @@ def test_sigterm_cuts_a_run_whose_server_stalled_mid_batch_and_says_so_with_its_
     result, _ = stopped_while_stalled(proc, sshd, sshd.has_unread_requests)  # reads wait on it
     assert result.code == 1, result.output
     took = (logged_at(result.output, "run.summary") - signalled).total_seconds()
-    assert took < 2 * STOP_GRACE_SECONDS + 3, f"{took:.1f} s\n{result.output}"
+    # The grace twice, a moment for the archives, and a margin for a loaded machine: a run that
+    # waited on the stalled server (SFTP_REQUEST_SECONDS, 60 s) or never ended is far over.
+    assert took < 2 * STOP_GRACE_SECONDS + 6, f"{took:.1f} s\n{result.output}"
     (summary,) = [line for line in result.output.splitlines() if "run.summary" in line]
     assert "status=failed" in summary, summary
     seconds = float(summary.rpartition("seconds=")[2].split()[0])

@@ -37,6 +37,11 @@ class Takes:
         return None if e.name in self.refuse else InboundUnit(e.name, [])
 
 
+async def turns(n: int) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
 def never_suspect(_: Entry) -> bool:
     return False
 
@@ -68,7 +73,7 @@ def test_takes_go_on_while_the_consumer_is_away_up_to_a_batch() -> None:
         takes = Takes()
         ahead = ReadAhead([entry(str(k)) for k in range(100)], takes, 4, 10, never_suspect)
         ahead.start()
-        await asyncio.sleep(0.05)  # away: many turns
+        await turns(300)  # away: many turns of the loop (not wall time: a loaded machine)
         held = len(takes.begun)
         await drain(ahead)
         return held, takes.most_running
@@ -84,7 +89,7 @@ def test_what_is_held_ahead_is_bounded_by_bytes_beyond_the_window() -> None:
         big = READ_AHEAD_BYTES // 4
         ahead = ReadAhead([entry(str(k), big) for k in range(100)], takes, 2, 1000, never_suspect)
         ahead.start()
-        await asyncio.sleep(0.05)
+        await turns(300)
         held = len(takes.begun)
         await drain(ahead)
         return held
