@@ -23,7 +23,6 @@ from ..store import Entry, FileStore, StoreUnavailable
 from .archiving import Archives, Claimed, ClaimLost, say_lost
 from .claims import Quarantined, SftpClaims
 from .giving_back import GivingBack
-from .large_files import LargeFiles, said_changed_in_hand
 
 log = structlog.get_logger("tracos_sync.files.sftp")
 
@@ -38,7 +37,6 @@ class Completing:
         archives: Archives,
         claims: SftpClaims,
         giving: GivingBack,
-        large: LargeFiles,
         parallel: int,
         claim_stale_seconds: float,
     ) -> None:
@@ -46,7 +44,6 @@ class Completing:
         self._archives = archives
         self._claims = claims
         self._giving = giving
-        self._large = large
         self._parallel = asyncio.Semaphore(parallel)
         self._claim_stale_seconds = claim_stale_seconds
 
@@ -93,11 +90,7 @@ class Completing:
         if not unit.ends_input:
             return
         async with self._parallel:
-            if claimed.parts is not None:
-                changed = await self._large.changed_in_hand(claimed)
-            else:
-                changed = _changed(claimed, looks.get(claimed.path.name))
-            if changed:
+            if _changed(claimed, await self._look(claimed, looks)):
                 await self._giving.one(claimed)
                 return
             if claimed.problems:
@@ -105,6 +98,16 @@ class Completing:
             else:
                 await self._archives.archive(claimed)
             await self._claims.forget(unit.name)
+
+    async def _look(self, claimed: Claimed, looks: dict[str, Entry]) -> Entry | None:
+        """How ``claimed`` looks now (``None``: gone from the claim folder): a small one from
+        the batch's listing, a large one on its own."""
+        if claimed.parts is None:
+            return looks.get(claimed.path.name)
+        try:
+            return await self._store.stat(claimed.path)
+        except FileNotFoundError:
+            return None
 
 
 def _small(unit: InboundUnit) -> bool:
@@ -117,5 +120,10 @@ def _changed(claimed: Claimed, now: Entry | None) -> bool:
     folder is not: its archive says the claim was lost."""
     if now is None or (now.size, now.mtime) == (claimed.seen.size, claimed.seen.mtime):
         return False
-    said_changed_in_hand(claimed)
+    log.warning(
+        "inbound.file_changed_in_hand",
+        file=printable(claimed.name),
+        reason="written to after it was taken (its writer was not done): put back, taken "
+        "again once whole; records applied from it meanwhile are re-applied as stale",
+    )
     return True

@@ -7,11 +7,8 @@ from __future__ import annotations
 import asyncio
 from typing import IO
 
-import structlog
-
 from tracos_sync.domain.model import Problem
 from tracos_sync.domain.ports import InboundUnit
-from tracos_sync.domain.text import printable
 from tracos_sync.mapping.reasons import reason
 
 from ...codec import NoRecords, NotRecords, ParseError, RecordDecoder
@@ -20,8 +17,6 @@ from ..reading import ONE_RECORD_MAX_BYTES, Parts
 from ..store import FileStore
 from ..store_bytes import store_file
 from .archiving import Claimed
-
-log = structlog.get_logger("tracos_sync.files.sftp")
 
 
 class LargeFiles:
@@ -96,27 +91,6 @@ class LargeFiles:
         assert claimed.parts is not None
         decoded = claimed.parts.next(size)
         return decoded.unit(claimed.name, claimed, ends_input=claimed.parts.done)
-
-    async def changed_in_hand(self, claimed: Claimed) -> bool:
-        """Whether the large file was written to after it was taken (said; the caller gives
-        it back). A file gone is not: its archive says the claim was lost."""
-        try:
-            now = await self._store.stat(claimed.path)
-        except FileNotFoundError:
-            return False  # the archive says the claim was lost
-        if (now.size, now.mtime) == (claimed.seen.size, claimed.seen.mtime):
-            return False
-        said_changed_in_hand(claimed)
-        return True
-
-
-def said_changed_in_hand(claimed: Claimed) -> None:
-    log.warning(
-        "inbound.file_changed_in_hand",
-        file=printable(claimed.name),
-        reason="written to after it was taken (its writer was not done): put back, taken "
-        "again once whole; records applied from it meanwhile are re-applied as stale",
-    )
 
 
 def refused(claimed: Claimed, why: str) -> InboundUnit:

@@ -94,7 +94,6 @@ class SftpSource:
             archives=self._archives,
             claims=self._claims,
             giving=self._giving,
-            large=self._large,
             parallel=settings.sftp_parallel_files,
             claim_stale_seconds=settings.claim_stale_seconds,
         )
