@@ -52,7 +52,6 @@ class BatchedWriter:
     def __init__(self, real: asyncssh.SSHWriter[bytes]) -> None:
         self._real = real
         self._pending: list[bytes] = []
-        self.writes = 0  # made to the channel (a test reads it)
 
     @property
     def channel(self) -> asyncssh.SSHClientChannel[bytes]:
@@ -75,7 +74,6 @@ class BatchedWriter:
             return  # as asyncssh does: the session's end fails the requests waiting
         try:
             self._real.write(data)
-            self.writes += 1
         except (OSError, asyncssh.Error):
             # The channel refused them: closed, so that every request waiting fails now (the
             # client fails them as its session ends) rather than never.
