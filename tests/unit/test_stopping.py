@@ -46,3 +46,27 @@ async def test_work_still_giving_back_after_its_cancellation_is_left_after_the_g
         await work
     assert time.monotonic() - start < 2 * GRACE + 0.3
     await asyncio.wait_for(given_back.wait(), 1)  # cancelled once more on the way out
+
+
+def test_a_run_ends_though_a_task_left_behind_never_finishes_its_cleanup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hostile pass 4, F1, seen again in CI: a cancelled task whose cleanup waits on a server
+    that stopped answering (a request never answered) kept the process from exiting after its
+    summary; ``asyncio.run`` waits for it for ever, ``run_bounded`` a grace."""
+    monkeypatch.setattr(stopping, "STOP_GRACE_SECONDS", 0.1)
+
+    async def stuck_cleanup() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.shield(asyncio.Event().wait())  # a close nobody answers
+
+    async def main() -> int:
+        asyncio.get_running_loop().create_task(stuck_cleanup())
+        await asyncio.sleep(0)
+        return 3
+
+    started = time.monotonic()
+    assert stopping.run_bounded(main()) == 3
+    assert time.monotonic() - started < 5

@@ -16,6 +16,7 @@ from tracos_sync.cli.mapping import mapping_group
 from tracos_sync.cli.runners import Startup
 from tracos_sync.cli.usage import HintingGroup
 from tracos_sync.runs import Command
+from tracos_sync.stopping import run_bounded
 
 embedded_option = click.option(
     "--embedded",
@@ -80,7 +81,7 @@ def _sync_command(command: Command, summary: str) -> Callable[..., None]:
     @only_option
     @click.pass_context
     def handler(ctx: click.Context, embedded: bool, dry_run: bool, only: tuple[str, ...]) -> None:
-        ctx.exit(asyncio.run(runners.run_sync(ctx.obj.with_(embedded, only), command, dry_run)))
+        ctx.exit(run_bounded(runners.run_sync(ctx.obj.with_(embedded, only), command, dry_run)))
 
     handler.__doc__ = summary
     return handler
